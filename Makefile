@@ -1,0 +1,77 @@
+# bdense - build, test, demo.
+#   make                 the `bdense` command (build/bdense) and the examples
+#   make test            build and run every test (tests/run.sh)
+#   make test SAN=1      the same under ASan + UBSan
+#   make BLAS=none       built-in GEMM only (BLAS=auto|openblas|none)
+#   make demo            the README's main job
+CC      ?= cc
+CXX     ?= c++
+BLAS    ?= auto
+SAN     ?= 0
+OPT     ?= -O2
+BUILD   ?= build
+WARN     = -Wall -Wextra -Wpedantic
+CFLAGS_BASE = -std=c99 $(OPT) -g $(WARN) -I.
+LDLIBS_BASE = -lm
+
+ifeq ($(BLAS),auto)
+  HAVE_OPENBLAS := $(shell printf '\#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}\n' | $(CC) -x c - -o /tmp/bdense_blas_probe -lopenblas >/dev/null 2>&1 && echo yes)
+  ifeq ($(HAVE_OPENBLAS),yes)
+    BLAS_EFFECTIVE = openblas
+  else
+    BLAS_EFFECTIVE = none
+  endif
+else
+  BLAS_EFFECTIVE = $(BLAS)
+endif
+ifeq ($(BLAS_EFFECTIVE),openblas)
+  BLAS_CFLAGS = -DBDENSE_USE_CBLAS
+  BLAS_LIBS   = -lopenblas
+endif
+ifeq ($(SAN),1)
+  SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SAN_FLAGS)
+LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
+
+TEST_SRCS := $(wildcard tests/test_*.c)
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
+CLI_SRCS  := $(wildcard cli/*.c)
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
+
+.PHONY: all test tests compile-test clean demo info
+all: $(BUILD)/bdense $(EXAMPLE_BINS)
+
+info:
+	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); SAN=$(SAN); CC=$(CC)"
+
+$(BUILD)/bdense: $(CLI_SRCS) $(wildcard cli/*.h) bdense.h
+	@mkdir -p $(dir $@)
+	$(if $(CLI_SRCS),$(CC) $(CFLAGS) -o $@ $(CLI_SRCS) $(LDFLAGS) $(LDLIBS),@echo "no CLI sources yet")
+
+$(BUILD)/examples/%: examples/%.c bdense.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c bdense.h tests/bdtest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+tests: $(TEST_BINS)
+
+test: tests compile-test
+	@tests/run.sh $(BUILD)
+
+# The header as C99, as C++, with BDENSE_STATIC, with and without CBLAS,
+# under gcc and clang, warnings as errors.
+compile-test:
+	@tests/compile_test.sh
+
+demo: $(BUILD)/bdense
+	@tools/demo.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)
