@@ -370,9 +370,30 @@ BDAPI const bd_param_tensor *bd_denoiser_find_tensor(const bd_denoiser *d, const
    output.  Any other difference is BD_ERROR_SHAPE. */
 BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *src);
 
+/* MLP-DECLARATIONS (MLP denoiser, analytic Gaussian-mixture denoiser) */
+
 /* ======================================================================== */
 /* >>schedule                                                               */
 /* ======================================================================== */
+typedef enum bd_param_kind { BD_PARAM_EPS = 0, BD_PARAM_X0 = 1, BD_PARAM_V = 2 } bd_param_kind;
+typedef enum bd_schedule_kind { BD_SCHEDULE_COSINE = 0, BD_SCHEDULE_LINEAR = 1 } bd_schedule_kind;
+
+/* The only thing that knows alpha_t and sigma_t (SPEC 1).  `linear` keeps the
+   log(alpha_bar) table of SPEC 6 (entries 0..1000, entry 0 = 0). */
+typedef struct bd_schedule {
+    bd_schedule_kind kind;
+    double log_alpha_bar[1001];
+} bd_schedule;
+
+BDAPI bd_result bd_schedule_init(bd_schedule *s, bd_schedule_kind kind);
+BDAPI void bd_schedule_alpha_sigma(const bd_schedule *s, double t, double *alpha, double *sigma);
+BDAPI double bd_schedule_logsnr(const bd_schedule *s, double t);
+/* inverse of logsnr (monotone decreasing in t), computed in double */
+BDAPI double bd_schedule_t_from_logsnr(const bd_schedule *s, double logsnr);
+BDAPI const char *bd_schedule_name(bd_schedule_kind k);               /* "cosine" */
+BDAPI bd_result bd_schedule_parse(const char *name, bd_schedule_kind *out);
+BDAPI const char *bd_param_name(bd_param_kind k);                     /* "eps", "x0", "v" */
+BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
 /* SCHEDULE-DECLARATIONS */
 
 /* ======================================================================== */
@@ -887,6 +908,8 @@ BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *sr
     }
     return BD_SUCCESS;
 }
+
+/* MLP-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>schedule                                                               */
