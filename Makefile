@@ -62,7 +62,7 @@ $(BUILD)/tests/%: tests/%.c bdense.h tests/bdtest.h
 
 tests: $(TEST_BINS)
 
-test: tests compile-test
+test: tests $(BUILD)/bdense compile-test
 	@tests/run.sh $(BUILD)
 
 # The header as C99, as C++, with BDENSE_STATIC, with and without CBLAS,
