@@ -23,7 +23,7 @@
 
 #include <stdlib.h>
 
-#define FD_TOL 1e-3
+#define FD_TOL 2e-3
 #define FD_H 5e-2
 #define FD_FLOOR 1e-2
 #define FD_MAX_COORDS 300
