@@ -370,6 +370,24 @@ BDAPI const bd_param_tensor *bd_denoiser_find_tensor(const bd_denoiser *d, const
    output.  Any other difference is BD_ERROR_SHAPE. */
 BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *src);
 
+/* MLP denoiser (kind "mlp") for flat data of `dim` floats (C = dim,
+   H = W = 1):
+       temb = time_mlp.2(SiLU(time_mlp.0(sinusoidal(1000 t, temb_dim))))
+       a_0  = layers.0(z) + temb;   a_l = layers.l(SiLU(a_{l-1})) + temb
+       out  = out(SiLU(a_{depth-1}))            -> K*dim (branch-major)
+   Linear layers are initialised like PyTorch's nn.Linear
+   (U(-1/sqrt(in), 1/sqrt(in)) for weight and bias). */
+typedef struct bd_mlp_config {
+    int64_t dim;      /* D >= 1 */
+    int64_t hidden;   /* width (128) */
+    int64_t depth;    /* hidden layers >= 1 (3) */
+    int64_t temb_dim; /* sinusoidal embedding size, even (32) */
+    int64_t branches; /* K (1) */
+} bd_mlp_config;
+BDAPI bd_mlp_config bd_mlp_config_init(int64_t dim);
+BDAPI bd_result bd_mlp_create(bd_context *ctx, const bd_mlp_config *config, bd_rng *rng,
+                              bd_denoiser **out);
+
 /* MLP-DECLARATIONS (MLP denoiser, analytic Gaussian-mixture denoiser) */
 
 /* ======================================================================== */
@@ -394,16 +412,279 @@ BDAPI const char *bd_schedule_name(bd_schedule_kind k);               /* "cosine
 BDAPI bd_result bd_schedule_parse(const char *name, bd_schedule_kind *out);
 BDAPI const char *bd_param_name(bd_param_kind k);                     /* "eps", "x0", "v" */
 BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
+/* sigma_t / alpha_t at the smallest non-zero grid time (EDM's sigma_min) */
+#define BD_GRID_SIGMA_MIN 0.002
+/* Karras/EDM rho */
+#define BD_GRID_RHO 7.0
+
+/* Smallest non-zero time of the logSNR and Karras grids: the t where
+   sigma_t/alpha_t = BD_GRID_SIGMA_MIN, clipped to [0, 1]. */
+BDAPI double bd_schedule_t_min(const bd_schedule *s);
+
+/* Parametrisations (SPEC 2), per sample n with its own alpha[n], sigma[n]
+   (double).  o is (N, K*D): K branches, branch-major; `branch` picks one.
+   z, x_hat, eps_hat are (N, D).  x_hat or eps_hat may be NULL.  Where
+   sigma = 0 (x0 param) or alpha = 0 (eps param) the undefined quantity is
+   taken from the other one (eps_hat = 0, x_hat = z). */
+BDAPI void bd_param_predict(bd_param_kind p, float *x_hat, float *eps_hat, const float *o,
+                            int64_t K, int64_t branch, const float *z, const double *alpha,
+                            const double *sigma, int64_t N, int64_t D);
+/* Training target of the network output: eps -> eps, x0 -> x,
+   v -> alpha*eps - sigma*x.  target, x, eps are (N, D). */
+BDAPI void bd_param_target(bd_param_kind p, float *target, const float *x, const float *eps,
+                           const double *alpha, const double *sigma, int64_t N, int64_t D);
+/* x_hat = a*z + c*o is affine in the output o: the two coefficients for one
+   (alpha, sigma).  Losses in x space backpropagate through c. */
+BDAPI void bd_param_x_coeffs(bd_param_kind p, double alpha, double sigma, double *a, double *c);
+
+/* Time grids (SPEC 4, details): steps+1 doubles, out[0] = 1 > ... >
+   out[steps] = 0, computed in double.  uniform_t: 1 - i/steps.  logsnr and
+   karras: steps points from t = 1 to bd_schedule_t_min (uniform in logSNR,
+   or Karras rho = 7 in sigma/alpha), then 0; with steps = 1 the grid is
+   {1, 0}. */
+typedef enum bd_grid_kind {
+    BD_GRID_UNIFORM_T = 0,
+    BD_GRID_LOGSNR = 1,
+    BD_GRID_KARRAS = 2
+} bd_grid_kind;
+BDAPI bd_result bd_time_grid(bd_context *ctx, const bd_schedule *s, bd_grid_kind kind,
+                             int64_t steps, double *out);
+BDAPI const char *bd_grid_name(bd_grid_kind k); /* "uniform_t", "logsnr", "karras" */
+BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out);
 /* SCHEDULE-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>sampler                                                                */
 /* ======================================================================== */
+/* Samplers walk a time grid t_0 = 1 > ... > t_S = 0 from the caller's
+   starting noise (x ~ N(0, I) taken as z_1; bd_noise_fill makes it from a
+   seed) and return x_hat at t = 0.  One network call = one NFE:
+       DDIM      z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c noise,
+                 c = eta (sigma_s/sigma_t) sqrt(1 - alpha_t^2/alpha_s^2)   (S NFE)
+       DDPM      ancestral: z_s ~ q(z_s | z_t, x = x_hat), posterior
+                 variance (beta tilde)                                      (S NFE)
+       EULER     EDM Euler on dx/dsig = (x - D)/sig, x = z/alpha,
+                 sig = sigma/alpha                                          (S NFE)
+       HEUN      EDM Heun (2nd order); the last step to sig = 0 is Euler  (2S-1 NFE)
+       DPMPP_2M  DPM-Solver++(2M), data prediction, multistep; first and
+                 last (to t = 0) steps first order                          (S NFE)
+   A sampler object reserves every buffer for max_batch once; runs then
+   allocate nothing.  Batches larger than max_batch run in chunks. */
+typedef enum bd_sampler_kind {
+    BD_SAMPLER_DDIM = 0,
+    BD_SAMPLER_DDPM = 1,
+    BD_SAMPLER_EULER = 2,
+    BD_SAMPLER_HEUN = 3,
+    BD_SAMPLER_DPMPP_2M = 4
+} bd_sampler_kind;
+
+/* Largest number of steps a sampler run accepts. */
+#define BD_SAMPLER_MAX_STEPS 4096
+
+/* Called once per grid step i = 0..S-1 (before the step is taken) with the
+   current state z = z_{t_i} (n, D), the model's x_hat at t_i (n, D), the
+   step's times t = t_i and s = t_{i+1}, and the first sample's index in the
+   caller's batch (runs over max_batch go in chunks).  The final state is
+   the run's output.  Return nonzero to stop the run (BD_ERROR_STATE). */
+typedef int (*bd_sampler_callback)(void *user_data, int64_t step, double t, double s,
+                                   const float *z, const float *x_hat, int64_t n, int64_t D,
+                                   int64_t first);
+
+typedef struct bd_sampler_config {
+    bd_sampler_kind kind;
+    int64_t steps;             /* S >= 1 */
+    bd_grid_kind grid;         /* used when custom_grid is NULL */
+    const double *custom_grid; /* steps+1 times, 1 -> 0, strictly decreasing, or NULL */
+    int64_t branch;            /* output branch to read; -1 = the last (K-1) */
+    bd_param_kind param;       /* how the network output is read */
+    bd_schedule_kind schedule;
+    double eta;                /* DDIM only; 0 = deterministic */
+    int clip_x;                /* clip x_hat to [-1, 1] (images); default 0 */
+    bd_sampler_callback callback;
+    void *user_data;
+} bd_sampler_config;
+
+/* Defaults: the kind and steps given, logsnr grid, last branch, v, cosine,
+   eta 0, no clipping, no callback. */
+BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t steps);
+BDAPI const char *bd_sampler_name(bd_sampler_kind k); /* "ddim","ddpm","euler","heun","dpmpp2m" */
+BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out);
+
+typedef struct bd_sampler {
+    bd_context *ctx;
+    bd_denoiser *model;
+    int64_t max_batch, D, KD;
+    bd_schedule sched; /* cached for the last run's schedule kind */
+    int sched_valid;
+    double grid[BD_SAMPLER_MAX_STEPS + 1];
+    /* buffers (max_batch rows): */
+    float *out;     /* (B, K*D) raw network output */
+    float *tbuf;    /* (B) */
+    float *x_hat;   /* (B, D) */
+    float *eps_hat; /* (B, D) */
+    float *x_prev;  /* (B, D) DPM++ previous x_hat / Heun first eps_hat */
+    float *z_tmp;   /* (B, D) Heun predictor */
+    float *noise;   /* (B, D) */
+    double *alpha, *sigma; /* (B) */
+} bd_sampler;
+
+BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max_batch,
+                                bd_sampler **out);
+BDAPI void bd_sampler_free(bd_sampler *s);
+/* x (n, C, H, W): in the starting noise, out the samples.  rng: needed by
+   DDPM and DDIM with eta > 0 (may be NULL otherwise).  nfe (may be NULL):
+   network calls made per sample (the same for every chunk). */
+BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
+                               bd_rng *rng, int64_t *nfe);
+/* The grid a config resolves to (steps+1 doubles). */
+BDAPI bd_result bd_sampler_grid(bd_context *ctx, const bd_sampler_config *cfg, double *out);
+
+/* Fill x (count floats) with N(0,1) from a seed (bd_rng_init(seed)): two
+   samplers given the same seed start from the same noise. */
+BDAPI void bd_noise_fill(float *x, int64_t count, uint64_t seed);
+
+/* One network call read as x_hat and eps_hat: out (N, K*D) is scratch for
+   the raw output, t (N) the times; x_hat/eps_hat (N, D), either may be
+   NULL.  Allocation-free once the model is reserved for N. */
+BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_kind p,
+                                 int64_t branch, float *out, float *x_hat, float *eps_hat,
+                                 const float *z, const float *t, int64_t N);
+
+/* One DDIM jump per sample: z_s = alpha_s[n] x_hat + sigma_s[n] eps_hat.
+   z_s, x_hat, eps_hat (N, D); z_s may alias either input. */
+BDAPI void bd_ddim_jump(float *z_s, const float *x_hat, const float *eps_hat,
+                        const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
+/* Analytic denoiser (kind "analytic", no parameters): data is an equal-
+   weight mixture of isotropic Gaussians N(points[m], std^2 I) in D =
+   C*H*W dims.  Its output is the exact posterior mean E[x | z_t] in closed
+   form, written in the parametrisation `param` on every branch.  backward
+   is unsupported (there is nothing to train). */
+typedef struct bd_analytic_config {
+    int64_t in_ch, height, width; /* D = in_ch*height*width (dim, 1, 1) */
+    const float *points;          /* (n_points, D), copied */
+    int64_t n_points;
+    double std;                   /* >= 0; 0 = point masses */
+    bd_param_kind param;          /* v */
+    bd_schedule_kind schedule;    /* cosine */
+    int64_t branches;             /* K (1) */
+} bd_analytic_config;
+BDAPI bd_analytic_config bd_analytic_config_init(int64_t dim, const float *points,
+                                                 int64_t n_points, double std);
+BDAPI bd_result bd_analytic_create(bd_context *ctx, const bd_analytic_config *config,
+                                   bd_denoiser **out);
+/* The exact posterior mean alone: x_hat (N, D) for z (N, D) at times t (N). */
+BDAPI bd_result bd_analytic_posterior_mean(bd_denoiser *d, float *x_hat, const float *z,
+                                           const float *t, int64_t N);
 /* SAMPLER-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>adam                                                                   */
 /* ======================================================================== */
+typedef enum bd_lr_schedule { BD_LR_CONSTANT = 0, BD_LR_COSINE = 1 } bd_lr_schedule;
+
+typedef struct bd_adam_config {
+    double lr;           /* peak learning rate (2e-4) */
+    double beta1, beta2; /* 0.9, 0.999 */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* decoupled (AdamW); 0 = Adam */
+    int64_t warmup_steps;        /* linear warm-up from lr/warmup to lr (0) */
+    bd_lr_schedule lr_schedule;  /* after warm-up: constant or cosine to lr_min */
+    int64_t total_steps;         /* cosine horizon (steps) */
+    double lr_min;               /* cosine floor (0) */
+    double grad_clip;            /* global L2 norm clip; <= 0 = off (1.0) */
+} bd_adam_config;
+
+BDAPI bd_adam_config bd_adam_config_init(void);
+/* Learning rate used by step number `step` (1-based). */
+BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step);
+
+/* Optimiser state: m, v (n floats each) and the step count are public so a
+   checkpoint can save and restore them. */
+typedef struct bd_adam {
+    bd_context *ctx;
+    bd_adam_config config;
+    int64_t n;
+    float *m, *v;
+    int64_t step; /* steps taken */
+} bd_adam;
+
+BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int64_t n,
+                             bd_adam *out);
+BDAPI void bd_adam_free(bd_adam *a);
+/* One AdamW step on params (n) with grads (n): clip by the global norm,
+   bias-corrected moments, decoupled weight decay (PyTorch AdamW order).
+   A non-finite gradient returns BD_ERROR_NONFINITE and changes nothing.
+   grad_norm (may be NULL): the norm before clipping. */
+BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm);
+/* ema = decay*ema + (1-decay)*params over n floats */
+BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double decay);
+/* L2 norm (double accumulation) of n floats */
+BDAPI double bd_l2_norm(const float *x, int64_t n);
+
+/* Teacher training (SPEC 3). */
+typedef enum bd_loss_weight { BD_WEIGHT_NONE = 0, BD_WEIGHT_SNR_TRUNC = 1 } bd_loss_weight;
+BDAPI const char *bd_loss_weight_name(bd_loss_weight w); /* "none", "snr_trunc" */
+BDAPI bd_result bd_loss_weight_parse(const char *name, bd_loss_weight *out);
+
+typedef struct bd_trainer_config {
+    bd_param_kind param;       /* v */
+    bd_schedule_kind schedule; /* cosine */
+    bd_loss_weight weighting;  /* none */
+    bd_adam_config adam;
+    double ema_decay;    /* 0.999 */
+    int ema_warmup;      /* 1: decay_k = min(ema_decay, (1+k)/(10+k)) at step k */
+    double t_min;        /* t = max(1 - u, t_min), u ~ U[0,1): t in [t_min, 1]  (1e-5) */
+    uint64_t seed;       /* trainer rng (t, eps) and data rng (a jumped copy) */
+    int skip_nonfinite;  /* bd_trainer_run: skip non-finite steps instead of stopping */
+} bd_trainer_config;
+
+BDAPI bd_trainer_config bd_trainer_config_init(void);
+
+/* Everything a resume needs is public: the model's params, ema, adam (m, v,
+   step), rng and data_rng. */
+typedef struct bd_trainer {
+    bd_context *ctx;
+    bd_denoiser *model;  /* not owned */
+    bd_trainer_config config;
+    bd_schedule sched;
+    bd_adam adam;
+    float *ema;          /* (n_params) EMA weights: what gets sampled */
+    bd_rng rng;          /* draws t and eps */
+    bd_rng data_rng;     /* handed to bd_trainer_run's data provider */
+    int64_t max_batch, D, KD;
+    double last_loss, last_grad_norm, last_lr;
+    int64_t skipped;     /* non-finite steps skipped by bd_trainer_run */
+    /* buffers (max_batch rows) */
+    float *t, *eps, *z, *out, *target, *dout, *xbuf;
+    double *alpha, *sigma;
+} bd_trainer;
+
+/* The trainer keeps `model` (not owned); EMA starts as a copy of its
+   weights.  Reserves the model and every buffer for max_batch. */
+BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
+                                const bd_trainer_config *config, int64_t max_batch,
+                                bd_trainer **out);
+BDAPI void bd_trainer_free(bd_trainer *tr);
+/* One optimisation step on x (n, C, H, W), n <= max_batch: t, eps from the
+   trainer rng, z_t, forward, loss (every branch gets the same target, the
+   loss is the mean over branches), backward, clip, AdamW, EMA.  loss (may
+   be NULL) receives the loss.  Non-finite loss or gradient: returns
+   BD_ERROR_NONFINITE and leaves weights, EMA, Adam state and step as they
+   were (the rng has advanced). */
+BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss);
+/* Copy the EMA weights into dst (same n_params), e.g. a sampling copy. */
+BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst);
+
+/* Data provider: fill x (n, C, H, W) with a batch; rng is the trainer's
+   data_rng (use it for exact resume).  Non-success stops the loop. */
+typedef bd_result (*bd_data_fn)(void *user_data, float *x, int64_t n, bd_rng *rng);
+/* Progress: called after every step; return nonzero to stop early. */
+typedef int (*bd_train_progress_fn)(void *user_data, int64_t step, int64_t total_steps,
+                                    double loss, double lr);
+/* `steps` calls of bd_trainer_step with batches of `batch` from `data`. */
+BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_data_fn data,
+                               void *data_user_data, bd_train_progress_fn progress,
+                               void *progress_user_data);
 /* ADAM-DECLARATIONS */
 
 /* ======================================================================== */
@@ -909,11 +1190,489 @@ BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *sr
     return BD_SUCCESS;
 }
 
+/* MLP denoiser.  Parameter order in the slab (and the tensor table):
+   time_mlp.0, time_mlp.2, layers.0..depth-1, out (weight then bias each).
+   Activation slab per reserved batch B: c_noise (B), emb (B,E), t1, t1s,
+   temb (B,H), a_l and s_l = SiLU(a_l) for every layer (depth*B*H each), a
+   copy of z (B,D), and three (B,H) gradient scratch buffers. */
+typedef struct bd__mlp {
+    bd_mlp_config cfg;
+    float *act; /* activation slab */
+    float *cn, *emb, *t1, *t1s, *temb, *a, *s, *zc, *d1, *d2, *dtemb;
+    int64_t train_n; /* batch of the last train forward, 0 = no caches */
+} bd__mlp;
+
+BDAPI bd_mlp_config bd_mlp_config_init(int64_t dim) {
+    bd_mlp_config c;
+    memset(&c, 0, sizeof c);
+    c.dim = dim;
+    c.hidden = 128;
+    c.depth = 3;
+    c.temb_dim = 32;
+    c.branches = 1;
+    return c;
+}
+
+/* offsets of tensor j in the table: 0,1 time_mlp.0 w/b; 2,3 time_mlp.2;
+   4+2l, 5+2l layers.l; 4+2L, 5+2L out */
+static float *bd__mlp_p(bd_denoiser *d, float *base, int64_t j) { return base + d->tensors[j].offset; }
+
+static bd_result bd__mlp_reserve(bd_denoiser *d, int64_t B) {
+    bd__mlp *m = BD__CAST(bd__mlp *, d->impl);
+    int64_t H = m->cfg.hidden, E = m->cfg.temb_dim, D = m->cfg.dim, L = m->cfg.depth;
+    int64_t per = 1 + E + 3 * H + 2 * L * H + D + 3 * H; /* floats per row */
+    float *p;
+    if (B > (int64_t)(((size_t)INT64_MAX / sizeof(float)) / (size_t)per))
+        return bd_error(d->ctx, BD_ERROR_OVERFLOW, "mlp reserve: batch %lld too large", (long long)B);
+    p = BD__CAST(float *, bd_alloc_array(d->ctx, (size_t)(B * per), sizeof(float)));
+    if (!p) return d->ctx->last_result;
+    bd_free(d->ctx, m->act);
+    m->act = p;
+    memset(p, 0, (size_t)(B * per) * sizeof(float));
+    m->cn = p; p += B;
+    m->emb = p; p += B * E;
+    m->t1 = p; p += B * H;
+    m->t1s = p; p += B * H;
+    m->temb = p; p += B * H;
+    m->a = p; p += L * B * H;
+    m->s = p; p += L * B * H;
+    m->zc = p; p += B * D;
+    m->d1 = p; p += B * H;
+    m->d2 = p; p += B * H;
+    m->dtemb = p;
+    m->train_n = 0;
+    d->reserved_batch = B;
+    return BD_SUCCESS;
+}
+
+/* SPEC 6 sinusoidal embedding [cos(c f_i), sin(c f_i)], f_i =
+   exp(-ln(1e4) i / half); kept local so the MLP depends only on linear and
+   SiLU kernels. */
+static void bd__mlp_time_embedding(float *out, const float *c_noise, int64_t N, int64_t dim) {
+    int64_t n, i, half = dim / 2;
+    for (n = 0; n < N; n++)
+        for (i = 0; i < half; i++) {
+            double f = exp(-log(10000.0) * (double)i / (double)half);
+            double a = (double)c_noise[n] * f;
+            out[n * dim + i] = (float)cos(a);
+            out[n * dim + half + i] = (float)sin(a);
+        }
+}
+
+static bd_result bd__mlp_forward(bd_denoiser *d, float *out, const float *z, const float *t,
+                                 int64_t n, int train) {
+    bd__mlp *m = BD__CAST(bd__mlp *, d->impl);
+    int64_t H = m->cfg.hidden, E = m->cfg.temb_dim, D = m->cfg.dim, L = m->cfg.depth;
+    int64_t KD = m->cfg.branches * D, i, l, B = d->reserved_batch;
+    float *P = d->params;
+    (void)B;
+    for (i = 0; i < n; i++) m->cn[i] = 1000.0f * t[i];
+    bd__mlp_time_embedding(m->emb, m->cn, n, E);
+    bd_linear_forward(m->t1, m->emb, bd__mlp_p(d, P, 0), bd__mlp_p(d, P, 1), n, E, H);
+    bd_silu_forward(m->t1s, m->t1, n * H);
+    bd_linear_forward(m->temb, m->t1s, bd__mlp_p(d, P, 2), bd__mlp_p(d, P, 3), n, H, H);
+    memcpy(m->zc, z, (size_t)(n * D) * sizeof(float));
+    for (l = 0; l < L; l++) {
+        float *a = m->a + l * B * H, *s = m->s + l * B * H;
+        if (l == 0) bd_linear_forward(a, m->zc, bd__mlp_p(d, P, 4), bd__mlp_p(d, P, 5), n, D, H);
+        else bd_linear_forward(a, m->s + (l - 1) * B * H, bd__mlp_p(d, P, 4 + 2 * l), bd__mlp_p(d, P, 5 + 2 * l), n, H, H);
+        for (i = 0; i < n * H; i++) a[i] += m->temb[i];
+        bd_silu_forward(s, a, n * H);
+    }
+    bd_linear_forward(out, m->s + (L - 1) * B * H, bd__mlp_p(d, P, 4 + 2 * L), bd__mlp_p(d, P, 5 + 2 * L), n, H, KD);
+    m->train_n = train ? n : 0;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__mlp_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
+    bd__mlp *m = BD__CAST(bd__mlp *, d->impl);
+    int64_t H = m->cfg.hidden, E = m->cfg.temb_dim, D = m->cfg.dim, L = m->cfg.depth;
+    int64_t KD = m->cfg.branches * D, l, B = d->reserved_batch;
+    float *P = d->params, *G = d->grads;
+    size_t nh = (size_t)(n * H) * sizeof(float);
+    if (m->train_n != n)
+        return bd_error(d->ctx, BD_ERROR_STATE, "mlp backward: batch %lld has no train-mode forward caches", (long long)n);
+    memset(m->dtemb, 0, nh);
+    memset(m->d1, 0, nh);
+    /* d1 = ds_{L-1} */
+    bd_linear_backward(m->d1, bd__mlp_p(d, G, 4 + 2 * L), bd__mlp_p(d, G, 5 + 2 * L), dout,
+                       m->s + (L - 1) * B * H, bd__mlp_p(d, P, 4 + 2 * L), n, H, KD);
+    for (l = L - 1; l >= 0; l--) {
+        memset(m->d2, 0, nh); /* d2 = da_l */
+        bd_silu_backward(m->d2, m->d1, m->a + l * B * H, n * H);
+        {
+            int64_t i; /* temb was added to every layer: its gradient sums */
+            for (i = 0; i < n * H; i++) m->dtemb[i] += m->d2[i];
+        }
+        if (l > 0) {
+            memset(m->d1, 0, nh);
+            bd_linear_backward(m->d1, bd__mlp_p(d, G, 4 + 2 * l), bd__mlp_p(d, G, 5 + 2 * l), m->d2,
+                               m->s + (l - 1) * B * H, bd__mlp_p(d, P, 4 + 2 * l), n, H, H);
+        } else {
+            bd_linear_backward(dz, bd__mlp_p(d, G, 4), bd__mlp_p(d, G, 5), m->d2, m->zc,
+                               bd__mlp_p(d, P, 4), n, D, H);
+        }
+    }
+    memset(m->d1, 0, nh);
+    bd_linear_backward(m->d1, bd__mlp_p(d, G, 2), bd__mlp_p(d, G, 3), m->dtemb, m->t1s,
+                       bd__mlp_p(d, P, 2), n, H, H);
+    memset(m->d2, 0, nh);
+    bd_silu_backward(m->d2, m->d1, m->t1, n * H);
+    bd_linear_backward(NULL, bd__mlp_p(d, G, 0), bd__mlp_p(d, G, 1), m->d2, m->emb,
+                       bd__mlp_p(d, P, 0), n, E, H);
+    return BD_SUCCESS;
+}
+
+static void bd__mlp_destroy(bd_denoiser *d) {
+    bd_context *ctx = d->ctx;
+    bd__mlp *m = BD__CAST(bd__mlp *, d->impl);
+    if (m) bd_free(ctx, m->act);
+    bd_free(ctx, m);
+    bd_free(ctx, d->params);
+    bd_free(ctx, d->grads);
+    bd_free(ctx, d->tensors);
+    bd_free(ctx, d);
+}
+
+static bd_result bd__mlp_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
+                                     bd_denoiser **out) {
+    const bd__mlp *m = BD__CAST(const bd__mlp *, d->impl);
+    bd_mlp_config c = m->cfg;
+    c.branches = branches;
+    return bd_mlp_create(d->ctx, &c, rng, out);
+}
+
+static const bd_denoiser_vtable bd__mlp_vtable = {
+    "mlp", bd__mlp_reserve, bd__mlp_forward, bd__mlp_backward, bd__mlp_create_like, bd__mlp_destroy};
+
+static void bd__tensor_set(bd_param_tensor *pt, const char *name, int ndim, int64_t s0, int64_t s1,
+                           int64_t *offset) {
+    memset(pt, 0, sizeof *pt);
+    snprintf(pt->name, sizeof pt->name, "%s", name);
+    pt->ndim = ndim;
+    pt->shape[0] = s0;
+    pt->shape[1] = ndim > 1 ? s1 : 0;
+    pt->numel = ndim > 1 ? s0 * s1 : s0;
+    pt->offset = *offset;
+    *offset += pt->numel;
+}
+
+BDAPI bd_result bd_mlp_create(bd_context *ctx, const bd_mlp_config *config, bd_rng *rng,
+                              bd_denoiser **out) {
+    bd_denoiser *d;
+    bd__mlp *m;
+    int64_t H, E, D, L, K, nt, off = 0, l, j;
+    char name[80];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!config || !rng || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_mlp_create: NULL argument");
+    *out = NULL;
+    H = config->hidden; E = config->temb_dim; D = config->dim; L = config->depth; K = config->branches;
+    if (D < 1 || H < 1 || L < 1 || L > 64 || E < 2 || E % 2 || K < 1 || K > 64 ||
+        D > ((int64_t)1 << 24) || H > ((int64_t)1 << 16) || E > ((int64_t)1 << 16))
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "bd_mlp_create: need dim >= 1, hidden >= 1, depth 1..64, even temb_dim >= 2, branches 1..64 "
+                        "(got dim %lld hidden %lld depth %lld temb_dim %lld branches %lld)",
+                        (long long)D, (long long)H, (long long)L, (long long)E, (long long)K);
+    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
+    if (!d) return ctx->last_result;
+    memset(d, 0, sizeof *d);
+    d->vt = &bd__mlp_vtable;
+    d->ctx = ctx;
+    d->in_ch = D; d->height = 1; d->width = 1; d->branches = K;
+    m = BD__CAST(bd__mlp *, bd_alloc(ctx, sizeof(bd__mlp)));
+    nt = 4 + 2 * L + 2;
+    d->tensors = BD__CAST(bd_param_tensor *, bd_alloc_array(ctx, (size_t)nt, sizeof(bd_param_tensor)));
+    if (!m || !d->tensors) {
+        bd_result r = ctx->last_result;
+        bd_free(ctx, m);
+        bd__mlp_destroy(d);
+        return r;
+    }
+    memset(m, 0, sizeof *m);
+    m->cfg = *config;
+    d->impl = m;
+    d->n_tensors = nt;
+    bd__tensor_set(&d->tensors[0], "time_mlp.0.weight", 2, H, E, &off);
+    bd__tensor_set(&d->tensors[1], "time_mlp.0.bias", 1, H, 0, &off);
+    bd__tensor_set(&d->tensors[2], "time_mlp.2.weight", 2, H, H, &off);
+    bd__tensor_set(&d->tensors[3], "time_mlp.2.bias", 1, H, 0, &off);
+    for (l = 0; l < L; l++) {
+        snprintf(name, sizeof name, "layers.%lld.weight", (long long)l);
+        bd__tensor_set(&d->tensors[4 + 2 * l], name, 2, H, l == 0 ? D : H, &off);
+        snprintf(name, sizeof name, "layers.%lld.bias", (long long)l);
+        bd__tensor_set(&d->tensors[5 + 2 * l], name, 1, H, 0, &off);
+    }
+    bd__tensor_set(&d->tensors[4 + 2 * L], "out.weight", 2, K * D, H, &off);
+    bd__tensor_set(&d->tensors[5 + 2 * L], "out.bias", 1, K * D, 0, &off);
+    d->n_params = off;
+    d->params = BD__CAST(float *, bd_alloc_array(ctx, (size_t)off, sizeof(float)));
+    d->grads = BD__CAST(float *, bd_alloc_array(ctx, (size_t)off, sizeof(float)));
+    if (!d->params || !d->grads) {
+        bd_result r = ctx->last_result;
+        bd__mlp_destroy(d);
+        return r;
+    }
+    memset(d->grads, 0, (size_t)off * sizeof(float));
+    /* nn.Linear default: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+    for (j = 0; j < nt; j += 2) {
+        int64_t fan_in = d->tensors[j].shape[1];
+        float bound = (float)(1.0 / sqrt((double)fan_in));
+        bd_rng_uniform_fill(rng, d->params + d->tensors[j].offset, d->tensors[j].numel, -bound, bound);
+        bd_rng_uniform_fill(rng, d->params + d->tensors[j + 1].offset, d->tensors[j + 1].numel, -bound, bound);
+    }
+    *out = d;
+    return BD_SUCCESS;
+}
 /* MLP-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>schedule                                                               */
 /* ------------------------------------------------------------------------ */
+/* Cosine: alpha = cos(a)/cos(b), a = pi/2 (t+s)/(1+s), b = pi/2 s/(1+s).
+   sigma^2 = 1 - alpha^2 = sin(a-b) sin(a+b) / cos^2(b) exactly, which keeps
+   full relative precision near t = 0 where 1 - alpha^2 would cancel.
+   Linear: log(alpha_bar) interpolated in the table; sigma^2 = -expm1(.). */
+#define BD__COSINE_S 0.008
+#define BD__COSINE_ALPHA_MIN 1e-4
+
+static void bd__cosine_alpha_sigma2(double t, double *alpha, double *sigma2) {
+    double a = 0.5 * BD__PI * (t + BD__COSINE_S) / (1.0 + BD__COSINE_S);
+    double b = 0.5 * BD__PI * BD__COSINE_S / (1.0 + BD__COSINE_S);
+    double cb = cos(b);
+    double al = cos(a) / cb;
+    if (al < BD__COSINE_ALPHA_MIN) {
+        *alpha = BD__COSINE_ALPHA_MIN;
+        *sigma2 = 1.0 - BD__COSINE_ALPHA_MIN * BD__COSINE_ALPHA_MIN;
+        return;
+    }
+    *alpha = al;
+    *sigma2 = sin(a - b) * sin(a + b) / (cb * cb);
+}
+
+static double bd__linear_log_alpha_bar(const bd_schedule *s, double t) {
+    double x = t * 1000.0, f;
+    int64_t i;
+    if (x <= 0.0) return 0.0;
+    if (x >= 1000.0) return s->log_alpha_bar[1000];
+    i = (int64_t)x;
+    if (i > 999) i = 999;
+    f = x - (double)i;
+    return s->log_alpha_bar[i] + f * (s->log_alpha_bar[i + 1] - s->log_alpha_bar[i]);
+}
+
+static double bd__clamp01(double t) {
+    if (!(t >= 0.0)) return 0.0; /* also NaN */
+    return t > 1.0 ? 1.0 : t;
+}
+
+BDAPI bd_result bd_schedule_init(bd_schedule *s, bd_schedule_kind kind) {
+    int64_t i;
+    if (!s) return BD_ERROR_INVALID_ARGUMENT;
+    if (kind != BD_SCHEDULE_COSINE && kind != BD_SCHEDULE_LINEAR) return BD_ERROR_INVALID_ARGUMENT;
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->log_alpha_bar[0] = 0.0;
+    for (i = 1; i <= 1000; i++) {
+        /* beta_j = linspace(1e-4, 0.02, 1000)[j-1] */
+        double beta = 1e-4 + (double)(i - 1) * ((0.02 - 1e-4) / 999.0);
+        s->log_alpha_bar[i] = s->log_alpha_bar[i - 1] + log1p(-beta);
+    }
+    return BD_SUCCESS;
+}
+
+static void bd__alpha_sigma2(const bd_schedule *s, double t, double *alpha, double *sigma2) {
+    t = bd__clamp01(t);
+    if (s->kind == BD_SCHEDULE_LINEAR) {
+        double lab = bd__linear_log_alpha_bar(s, t);
+        *alpha = exp(0.5 * lab);
+        *sigma2 = -expm1(lab);
+    } else {
+        bd__cosine_alpha_sigma2(t, alpha, sigma2);
+    }
+}
+
+BDAPI void bd_schedule_alpha_sigma(const bd_schedule *s, double t, double *alpha, double *sigma) {
+    double a, s2;
+    bd__alpha_sigma2(s, t, &a, &s2);
+    if (alpha) *alpha = a;
+    if (sigma) *sigma = sqrt(s2 > 0.0 ? s2 : 0.0);
+}
+
+BDAPI double bd_schedule_logsnr(const bd_schedule *s, double t) {
+    double a, s2;
+    bd__alpha_sigma2(s, t, &a, &s2);
+    if (s2 <= 0.0) return HUGE_VAL;
+    return 2.0 * log(a) - log(s2);
+}
+
+BDAPI double bd_schedule_t_from_logsnr(const bd_schedule *s, double l) {
+    if (l != l) return 1.0;
+    if (l <= bd_schedule_logsnr(s, 1.0)) return 1.0;
+    if (l == HUGE_VAL) return 0.0;
+    if (s->kind == BD_SCHEDULE_COSINE) {
+        /* alpha^2 = sigmoid(l), sigma^2 = sigmoid(-l); cos(a) = alpha cos(b);
+           sin(a)^2 = sin^2 b + sigma^2 cos^2 b (no cancellation) */
+        double b = 0.5 * BD__PI * BD__COSINE_S / (1.0 + BD__COSINE_S);
+        double al2 = l >= 0 ? 1.0 / (1.0 + exp(-l)) : exp(l) / (1.0 + exp(l));
+        double sg2 = l >= 0 ? exp(-l) / (1.0 + exp(-l)) : 1.0 / (1.0 + exp(l));
+        double cb = cos(b), sb = sin(b);
+        double a = atan2(sqrt(sb * sb + sg2 * cb * cb), sqrt(al2) * cb);
+        return bd__clamp01(a * (1.0 + BD__COSINE_S) / (0.5 * BD__PI) - BD__COSINE_S);
+    } else {
+        /* logSNR is strictly decreasing in t: bisection in double */
+        double lo = 0.0, hi = 1.0;
+        int it;
+        for (it = 0; it < 200; it++) {
+            double mid = 0.5 * (lo + hi);
+            if (mid <= lo || mid >= hi) break;
+            if (bd_schedule_logsnr(s, mid) > l) lo = mid;
+            else hi = mid;
+        }
+        return 0.5 * (lo + hi);
+    }
+}
+
+BDAPI double bd_schedule_t_min(const bd_schedule *s) {
+    double l = -2.0 * log(BD_GRID_SIGMA_MIN);
+    return bd__clamp01(bd_schedule_t_from_logsnr(s, l));
+}
+
+BDAPI const char *bd_schedule_name(bd_schedule_kind k) {
+    switch (k) {
+    case BD_SCHEDULE_COSINE: return "cosine";
+    case BD_SCHEDULE_LINEAR: return "linear";
+    default: return "unknown";
+    }
+}
+
+BDAPI bd_result bd_schedule_parse(const char *name, bd_schedule_kind *out) {
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    if (strcmp(name, "cosine") == 0) *out = BD_SCHEDULE_COSINE;
+    else if (strcmp(name, "linear") == 0) *out = BD_SCHEDULE_LINEAR;
+    else return BD_ERROR_INVALID_ARGUMENT;
+    return BD_SUCCESS;
+}
+
+BDAPI const char *bd_param_name(bd_param_kind k) {
+    switch (k) {
+    case BD_PARAM_EPS: return "eps";
+    case BD_PARAM_X0: return "x0";
+    case BD_PARAM_V: return "v";
+    default: return "unknown";
+    }
+}
+
+BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out) {
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    if (strcmp(name, "eps") == 0) *out = BD_PARAM_EPS;
+    else if (strcmp(name, "x0") == 0) *out = BD_PARAM_X0;
+    else if (strcmp(name, "v") == 0) *out = BD_PARAM_V;
+    else return BD_ERROR_INVALID_ARGUMENT;
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_param_predict(bd_param_kind p, float *x_hat, float *eps_hat, const float *o,
+                            int64_t K, int64_t branch, const float *z, const double *alpha,
+                            const double *sigma, int64_t N, int64_t D) {
+    int64_t n, i;
+    for (n = 0; n < N; n++) {
+        const float *on = o + (n * K + branch) * D;
+        const float *zn = z + n * D;
+        float *xn = x_hat ? x_hat + n * D : NULL;
+        float *en = eps_hat ? eps_hat + n * D : NULL;
+        double a = alpha[n], s = sigma[n];
+        for (i = 0; i < D; i++) {
+            double ov = on[i], zv = zn[i], xv, ev;
+            if (p == BD_PARAM_EPS) {
+                ev = ov;
+                xv = a > 0.0 ? (zv - s * ov) / a : zv;
+            } else if (p == BD_PARAM_X0) {
+                xv = ov;
+                ev = s > 0.0 ? (zv - a * ov) / s : 0.0;
+            } else {
+                xv = a * zv - s * ov;
+                ev = s * zv + a * ov;
+            }
+            if (xn) xn[i] = (float)xv;
+            if (en) en[i] = (float)ev;
+        }
+    }
+}
+
+BDAPI void bd_param_target(bd_param_kind p, float *target, const float *x, const float *eps,
+                           const double *alpha, const double *sigma, int64_t N, int64_t D) {
+    int64_t n, i;
+    for (n = 0; n < N; n++) {
+        double a = alpha[n], s = sigma[n];
+        for (i = 0; i < D; i++) {
+            int64_t j = n * D + i;
+            if (p == BD_PARAM_EPS) target[j] = eps[j];
+            else if (p == BD_PARAM_X0) target[j] = x[j];
+            else target[j] = (float)(a * (double)eps[j] - s * (double)x[j]);
+        }
+    }
+}
+
+BDAPI void bd_param_x_coeffs(bd_param_kind p, double alpha, double sigma, double *a, double *c) {
+    if (p == BD_PARAM_EPS) {
+        *a = alpha > 0.0 ? 1.0 / alpha : 1.0;
+        *c = alpha > 0.0 ? -sigma / alpha : 0.0;
+    } else if (p == BD_PARAM_X0) {
+        *a = 0.0;
+        *c = 1.0;
+    } else {
+        *a = alpha;
+        *c = -sigma;
+    }
+}
+
+BDAPI bd_result bd_time_grid(bd_context *ctx, const bd_schedule *s, bd_grid_kind kind,
+                             int64_t steps, double *out) {
+    int64_t i;
+    if (!s || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_time_grid: NULL argument");
+    if (steps < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_time_grid: steps %lld < 1", (long long)steps);
+    if (kind != BD_GRID_UNIFORM_T && kind != BD_GRID_LOGSNR && kind != BD_GRID_KARRAS)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_time_grid: unknown grid kind %d", (int)kind);
+    out[0] = 1.0;
+    out[steps] = 0.0;
+    if (kind == BD_GRID_UNIFORM_T) {
+        for (i = 1; i < steps; i++) out[i] = 1.0 - (double)i / (double)steps;
+    } else if (steps > 1) {
+        double tmin = bd_schedule_t_min(s);
+        double l0 = bd_schedule_logsnr(s, 1.0), l1 = bd_schedule_logsnr(s, tmin);
+        double r0 = pow(exp(-0.5 * l0), 1.0 / BD_GRID_RHO), r1 = pow(exp(-0.5 * l1), 1.0 / BD_GRID_RHO);
+        for (i = 1; i < steps - 1; i++) {
+            double f = (double)i / (double)(steps - 1), l;
+            if (kind == BD_GRID_LOGSNR) l = l0 + f * (l1 - l0);
+            else l = -2.0 * BD_GRID_RHO * log(r0 + f * (r1 - r0));
+            out[i] = bd_schedule_t_from_logsnr(s, l);
+        }
+        out[steps - 1] = tmin;
+    }
+    for (i = 0; i < steps; i++)
+        if (!(out[i] > out[i + 1]))
+            return bd_error(ctx, BD_ERROR_CONFIG, "bd_time_grid: %lld steps give a non-decreasing grid at %lld (t=%g)",
+                            (long long)steps, (long long)i, out[i]);
+    return BD_SUCCESS;
+}
+
+BDAPI const char *bd_grid_name(bd_grid_kind k) {
+    switch (k) {
+    case BD_GRID_UNIFORM_T: return "uniform_t";
+    case BD_GRID_LOGSNR: return "logsnr";
+    case BD_GRID_KARRAS: return "karras";
+    default: return "unknown";
+    }
+}
+
+BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out) {
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    if (strcmp(name, "uniform_t") == 0 || strcmp(name, "uniform") == 0) *out = BD_GRID_UNIFORM_T;
+    else if (strcmp(name, "logsnr") == 0) *out = BD_GRID_LOGSNR;
+    else if (strcmp(name, "karras") == 0) *out = BD_GRID_KARRAS;
+    else return BD_ERROR_INVALID_ARGUMENT;
+    return BD_SUCCESS;
+}
 /* SCHEDULE-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
