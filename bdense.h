@@ -1678,11 +1678,884 @@ BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out) {
 /* ------------------------------------------------------------------------ */
 /* >>sampler                                                                */
 /* ------------------------------------------------------------------------ */
+/* Analytic denoiser.  For z = alpha x + sigma eps with x from component m,
+   z ~ N(alpha mu_m, v I), v = alpha^2 std^2 + sigma^2, so
+       p(m | z) = softmax_m(-|z - alpha mu_m|^2 / (2 v))
+       E[x | z] = (sigma^2 mbar + alpha std^2 z) / v,  mbar = sum_m p_m mu_m
+       E[eps | z] = sigma (z - alpha mbar) / v
+   (no division by sigma, so it is exact down to t -> 0).  All in double. */
+typedef struct bd__analytic {
+    bd_analytic_config cfg; /* cfg.points -> points */
+    float *points;          /* (M, D) */
+    double *logw;           /* (M) scratch */
+    double *mbar;           /* (D) scratch */
+    bd_schedule sched;
+} bd__analytic;
+
+static bd_result bd__analytic_reserve(bd_denoiser *d, int64_t B) {
+    d->reserved_batch = B;
+    return BD_SUCCESS;
+}
+
+/* x_hat and eps_hat (double) of one sample into xh/eh (D doubles each) */
+static void bd__analytic_one(bd__analytic *a, double *xh, double *eh, const float *z, double t,
+                             int64_t D) {
+    int64_t M = a->cfg.n_points, m, i;
+    double al, sg, s2 = a->cfg.std * a->cfg.std, v, mx = -HUGE_VAL, tot = 0.0;
+    bd_schedule_alpha_sigma(&a->sched, t, &al, &sg);
+    v = al * al * s2 + sg * sg;
+    if (!(v > 0.0)) { /* t = 0 with point masses: the data is z itself */
+        for (i = 0; i < D; i++) { xh[i] = z[i]; eh[i] = 0.0; }
+        return;
+    }
+    for (m = 0; m < M; m++) {
+        const float *mu = a->points + m * D;
+        double d2 = 0.0;
+        for (i = 0; i < D; i++) {
+            double e = (double)z[i] - al * (double)mu[i];
+            d2 += e * e;
+        }
+        a->logw[m] = -d2 / (2.0 * v);
+        if (a->logw[m] > mx) mx = a->logw[m];
+    }
+    for (m = 0; m < M; m++) {
+        a->logw[m] = exp(a->logw[m] - mx);
+        tot += a->logw[m];
+    }
+    for (i = 0; i < D; i++) a->mbar[i] = 0.0;
+    for (m = 0; m < M; m++) {
+        const float *mu = a->points + m * D;
+        double p = a->logw[m] / tot;
+        for (i = 0; i < D; i++) a->mbar[i] += p * (double)mu[i];
+    }
+    for (i = 0; i < D; i++) {
+        xh[i] = (sg * sg * a->mbar[i] + al * s2 * (double)z[i]) / v;
+        eh[i] = sg * ((double)z[i] - al * a->mbar[i]) / v;
+    }
+}
+
+static bd_result bd__analytic_forward(bd_denoiser *d, float *out, const float *z, const float *t,
+                                      int64_t n, int train) {
+    bd__analytic *a = BD__CAST(bd__analytic *, d->impl);
+    int64_t D = d->in_ch * d->height * d->width, K = d->branches, j, k, i;
+    (void)train;
+    for (j = 0; j < n; j++) {
+        /* mbar scratch holds 3 D doubles: [mbar | x_hat | eps_hat] */
+        double al, sg;
+        float *o0 = out + j * K * D;
+        bd_schedule_alpha_sigma(&a->sched, (double)t[j], &al, &sg);
+        bd__analytic_one(a, a->mbar + D, a->mbar + 2 * D, z + j * D, (double)t[j], D);
+        for (i = 0; i < D; i++) {
+            double xh = a->mbar[D + i], eh = a->mbar[2 * D + i], o;
+            if (a->cfg.param == BD_PARAM_EPS) o = eh;
+            else if (a->cfg.param == BD_PARAM_X0) o = xh;
+            else o = al * eh - sg * xh;
+            o0[i] = (float)o;
+        }
+        for (k = 1; k < K; k++) memcpy(o0 + k * D, o0, (size_t)D * sizeof(float));
+    }
+    return BD_SUCCESS;
+}
+
+static bd_result bd__analytic_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
+    (void)dz; (void)dout; (void)n;
+    return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "analytic denoiser has no backward pass");
+}
+
+static void bd__analytic_destroy(bd_denoiser *d) {
+    bd_context *ctx = d->ctx;
+    bd__analytic *a = BD__CAST(bd__analytic *, d->impl);
+    if (a) {
+        bd_free(ctx, a->points);
+        bd_free(ctx, a->logw);
+        bd_free(ctx, a->mbar);
+    }
+    bd_free(ctx, a);
+    bd_free(ctx, d);
+}
+
+static bd_result bd__analytic_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
+                                          bd_denoiser **out) {
+    const bd__analytic *a = BD__CAST(const bd__analytic *, d->impl);
+    bd_analytic_config c = a->cfg;
+    (void)rng;
+    c.points = a->points;
+    c.branches = branches;
+    return bd_analytic_create(d->ctx, &c, out);
+}
+
+static const bd_denoiser_vtable bd__analytic_vtable = {
+    "analytic", bd__analytic_reserve, bd__analytic_forward, bd__analytic_backward,
+    bd__analytic_create_like, bd__analytic_destroy};
+
+BDAPI bd_analytic_config bd_analytic_config_init(int64_t dim, const float *points,
+                                                 int64_t n_points, double std) {
+    bd_analytic_config c;
+    memset(&c, 0, sizeof c);
+    c.in_ch = dim;
+    c.height = 1;
+    c.width = 1;
+    c.points = points;
+    c.n_points = n_points;
+    c.std = std;
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.branches = 1;
+    return c;
+}
+
+BDAPI bd_result bd_analytic_create(bd_context *ctx, const bd_analytic_config *config,
+                                   bd_denoiser **out) {
+    bd_denoiser *d;
+    bd__analytic *a;
+    int64_t D, M, i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!config || !out || !config->points)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_analytic_create: NULL argument");
+    *out = NULL;
+    M = config->n_points;
+    if (config->in_ch < 1 || config->height < 1 || config->width < 1 || M < 1 ||
+        config->in_ch > ((int64_t)1 << 24) || config->height > ((int64_t)1 << 16) ||
+        config->width > ((int64_t)1 << 16) || M > ((int64_t)1 << 24) ||
+        !(config->std >= 0.0) || config->branches < 1 || config->branches > 64 ||
+        (config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
+        (config->schedule != BD_SCHEDULE_COSINE && config->schedule != BD_SCHEDULE_LINEAR))
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_analytic_create: invalid configuration");
+    D = config->in_ch * config->height * config->width;
+    if (D > ((int64_t)1 << 28) || M > (((int64_t)1 << 40) / D))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_analytic_create: %lld points of %lld dims is too large",
+                        (long long)M, (long long)D);
+    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
+    if (!d) return ctx->last_result;
+    memset(d, 0, sizeof *d);
+    d->vt = &bd__analytic_vtable;
+    d->ctx = ctx;
+    d->in_ch = config->in_ch; d->height = config->height; d->width = config->width;
+    d->branches = config->branches;
+    a = BD__CAST(bd__analytic *, bd_alloc(ctx, sizeof(bd__analytic)));
+    if (!a) { bd_free(ctx, d); return ctx->last_result; }
+    memset(a, 0, sizeof *a);
+    d->impl = a;
+    a->cfg = *config;
+    a->points = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(M * D), sizeof(float)));
+    a->logw = BD__CAST(double *, bd_alloc_array(ctx, (size_t)M, sizeof(double)));
+    a->mbar = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(3 * D), sizeof(double)));
+    if (!a->points || !a->logw || !a->mbar) {
+        bd_result r = ctx->last_result;
+        bd__analytic_destroy(d);
+        return r;
+    }
+    for (i = 0; i < M * D; i++) a->points[i] = config->points[i];
+    a->cfg.points = a->points;
+    bd_schedule_init(&a->sched, config->schedule);
+    *out = d;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_analytic_posterior_mean(bd_denoiser *d, float *x_hat, const float *z,
+                                           const float *t, int64_t N) {
+    bd__analytic *a;
+    int64_t D, j, i;
+    if (!d || !d->vt) return BD_ERROR_INVALID_ARGUMENT;
+    if (d->vt != &bd__analytic_vtable)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_analytic_posterior_mean: not an analytic denoiser");
+    if (!x_hat || !z || !t || N < 0)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_analytic_posterior_mean: bad argument");
+    a = BD__CAST(bd__analytic *, d->impl);
+    D = d->in_ch * d->height * d->width;
+    for (j = 0; j < N; j++) {
+        bd__analytic_one(a, a->mbar + D, a->mbar + 2 * D, z + j * D, (double)t[j], D);
+        for (i = 0; i < D; i++) x_hat[j * D + i] = (float)a->mbar[D + i];
+    }
+    return BD_SUCCESS;
+}
+
+/* ---- samplers ---- */
+BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t steps) {
+    bd_sampler_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.steps = steps;
+    c.grid = BD_GRID_LOGSNR;
+    c.custom_grid = NULL;
+    c.branch = -1;
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.eta = 0.0;
+    c.clip_x = 0;
+    return c;
+}
+
+BDAPI const char *bd_sampler_name(bd_sampler_kind k) {
+    switch (k) {
+    case BD_SAMPLER_DDIM: return "ddim";
+    case BD_SAMPLER_DDPM: return "ddpm";
+    case BD_SAMPLER_EULER: return "euler";
+    case BD_SAMPLER_HEUN: return "heun";
+    case BD_SAMPLER_DPMPP_2M: return "dpmpp2m";
+    default: return "unknown";
+    }
+}
+
+BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out) {
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    if (strcmp(name, "ddim") == 0) *out = BD_SAMPLER_DDIM;
+    else if (strcmp(name, "ddpm") == 0) *out = BD_SAMPLER_DDPM;
+    else if (strcmp(name, "euler") == 0) *out = BD_SAMPLER_EULER;
+    else if (strcmp(name, "heun") == 0) *out = BD_SAMPLER_HEUN;
+    else if (strcmp(name, "dpmpp2m") == 0 || strcmp(name, "dpmpp") == 0) *out = BD_SAMPLER_DPMPP_2M;
+    else return BD_ERROR_INVALID_ARGUMENT;
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_noise_fill(float *x, int64_t count, uint64_t seed) {
+    bd_rng r = bd_rng_init(seed);
+    if (x && count > 0) bd_rng_normal(&r, x, count);
+}
+
+BDAPI void bd_ddim_jump(float *z_s, const float *x_hat, const float *eps_hat,
+                        const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
+    int64_t n, i;
+    for (n = 0; n < N; n++)
+        for (i = 0; i < D; i++) {
+            int64_t j = n * D + i;
+            z_s[j] = (float)(alpha_s[n] * (double)x_hat[j] + sigma_s[n] * (double)eps_hat[j]);
+        }
+}
+
+BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_kind p,
+                                 int64_t branch, float *out, float *x_hat, float *eps_hat,
+                                 const float *z, const float *t, int64_t N) {
+    bd_result r;
+    int64_t D, K, n;
+    if (!d || !d->vt) return BD_ERROR_INVALID_ARGUMENT;
+    if (!s || !out || !z || !t) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: NULL argument");
+    K = d->branches;
+    D = bd_denoiser_sample_size(d);
+    if (branch < 0 || branch >= K)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: branch %lld not in 0..%lld",
+                        (long long)branch, (long long)(K - 1));
+    r = bd_denoiser_forward(d, out, z, t, N, 0);
+    if (r != BD_SUCCESS) return r;
+    for (n = 0; n < N; n++) {
+        double al, sg;
+        bd_schedule_alpha_sigma(s, (double)t[n], &al, &sg);
+        bd_param_predict(p, x_hat ? x_hat + n * D : NULL, eps_hat ? eps_hat + n * D : NULL,
+                         out + n * K * D, K, branch, z + n * D, &al, &sg, 1, D);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max_batch,
+                                bd_sampler **out) {
+    bd_sampler *s;
+    bd_result r;
+    int64_t D, KD;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!model || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument");
+    *out = NULL;
+    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)max_batch);
+    D = bd_denoiser_sample_size(model);
+    KD = D * model->branches;
+    if (D < 1 || KD < 1 || max_batch > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_sampler_init: batch %lld of %lld floats is too large",
+                        (long long)max_batch, (long long)KD);
+    r = bd_denoiser_reserve(model, max_batch);
+    if (r != BD_SUCCESS) return r;
+    s = BD__CAST(bd_sampler *, bd_alloc(ctx, sizeof(bd_sampler)));
+    if (!s) return ctx->last_result;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->model = model;
+    s->max_batch = max_batch;
+    s->D = D;
+    s->KD = KD;
+    s->out = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * KD), sizeof(float)));
+    s->tbuf = BD__CAST(float *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(float)));
+    s->x_hat = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
+    s->eps_hat = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
+    s->x_prev = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
+    s->z_tmp = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
+    s->noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
+    s->alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(double)));
+    s->sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(double)));
+    if (!s->out || !s->tbuf || !s->x_hat || !s->eps_hat || !s->x_prev || !s->z_tmp || !s->noise ||
+        !s->alpha || !s->sigma) {
+        r = ctx->last_result;
+        bd_sampler_free(s);
+        return r;
+    }
+    *out = s;
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_sampler_free(bd_sampler *s) {
+    bd_context *ctx;
+    if (!s) return;
+    ctx = s->ctx;
+    bd_free(ctx, s->out);
+    bd_free(ctx, s->tbuf);
+    bd_free(ctx, s->x_hat);
+    bd_free(ctx, s->eps_hat);
+    bd_free(ctx, s->x_prev);
+    bd_free(ctx, s->z_tmp);
+    bd_free(ctx, s->noise);
+    bd_free(ctx, s->alpha);
+    bd_free(ctx, s->sigma);
+    bd_free(ctx, s);
+}
+
+BDAPI bd_result bd_sampler_grid(bd_context *ctx, const bd_sampler_config *cfg, double *out) {
+    bd_schedule sc;
+    int64_t i, S;
+    if (!cfg || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_grid: NULL argument");
+    S = cfg->steps;
+    if (S < 1 || S > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "sampler: steps %lld not in 1..%d", (long long)S, BD_SAMPLER_MAX_STEPS);
+    if (cfg->custom_grid) {
+        const double *g = cfg->custom_grid;
+        if (!(g[0] <= 1.0) || !(g[S] >= 0.0))
+            return bd_error(ctx, BD_ERROR_CONFIG, "sampler: custom grid must run within [0, 1] (got %g .. %g)", g[0], g[S]);
+        for (i = 0; i < S; i++)
+            if (!(g[i] > g[i + 1]))
+                return bd_error(ctx, BD_ERROR_CONFIG, "sampler: custom grid not strictly decreasing at %lld (%g, %g)",
+                                (long long)i, g[i], g[i + 1]);
+        for (i = 0; i <= S; i++) out[i] = g[i];
+        return BD_SUCCESS;
+    }
+    if (bd_schedule_init(&sc, cfg->schedule) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "sampler: unknown schedule %d", (int)cfg->schedule);
+    return bd_time_grid(ctx, &sc, cfg->grid, S, out);
+}
+
+/* model call at one time t for the chunk: x_hat, eps_hat (and clipping) */
+static bd_result bd__sampler_eval(bd_sampler *s, const bd_sampler_config *cfg, int64_t branch,
+                                  const float *z, double t, int64_t nb, float *x_hat,
+                                  float *eps_hat) {
+    int64_t j, D = s->D;
+    double al, sg;
+    bd_result r;
+    bd_schedule_alpha_sigma(&s->sched, t, &al, &sg);
+    for (j = 0; j < nb; j++) {
+        s->tbuf[j] = (float)t;
+        s->alpha[j] = al;
+        s->sigma[j] = sg;
+    }
+    r = bd_denoiser_forward(s->model, s->out, z, s->tbuf, nb, 0);
+    if (r != BD_SUCCESS) return r;
+    bd_param_predict(cfg->param, x_hat, eps_hat, s->out, s->model->branches, branch, z, s->alpha,
+                     s->sigma, nb, D);
+    if (cfg->clip_x) {
+        for (j = 0; j < nb * D; j++) {
+            float v = x_hat[j] < -1.0f ? -1.0f : (x_hat[j] > 1.0f ? 1.0f : x_hat[j]);
+            if (v != x_hat[j] && sg > 0.0) eps_hat[j] = (float)(((double)z[j] - al * (double)v) / sg);
+            x_hat[j] = v;
+        }
+    }
+    for (j = 0; j < nb * D; j++)
+        if (!isfinite(x_hat[j]))
+            return bd_error(s->ctx, BD_ERROR_NONFINITE, "sampler: non-finite model prediction at t = %g", t);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
+                               bd_rng *rng, int64_t *nfe) {
+    bd_context *ctx;
+    int64_t S, i, j, c0, D, branch, count = 0;
+    bd_result r;
+    if (!s) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = s->ctx;
+    if (!cfg || !x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: NULL argument");
+    if (n < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: n %lld < 1", (long long)n);
+    if (cfg->kind < BD_SAMPLER_DDIM || cfg->kind > BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown sampler kind %d", (int)cfg->kind);
+    if (cfg->param != BD_PARAM_EPS && cfg->param != BD_PARAM_X0 && cfg->param != BD_PARAM_V)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown param kind %d", (int)cfg->param);
+    if (!(cfg->eta >= 0.0))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
+    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
+    if (branch >= s->model->branches)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: branch %lld but the model has %lld",
+                        (long long)cfg->branch, (long long)s->model->branches);
+    if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: %s needs an rng", bd_sampler_name(cfg->kind));
+    r = bd_sampler_grid(ctx, cfg, s->grid);
+    if (r != BD_SUCCESS) return r;
+    if (!s->sched_valid || s->sched.kind != cfg->schedule) {
+        if (bd_schedule_init(&s->sched, cfg->schedule) != BD_SUCCESS)
+            return bd_error(ctx, BD_ERROR_CONFIG, "sampler: unknown schedule %d", (int)cfg->schedule);
+        s->sched_valid = 1;
+    }
+    S = cfg->steps;
+    D = s->D;
+    for (c0 = 0; c0 < n; c0 += s->max_batch) {
+        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch;
+        float *z = x + c0 * D;
+        double h_prev = 0.0;
+        int have_prev = 0;
+        count = 0;
+        for (i = 0; i < S; i++) {
+            double t = s->grid[i], u = s->grid[i + 1];
+            double at, st, as, ss;
+            int64_t m = nb * D;
+            bd_schedule_alpha_sigma(&s->sched, t, &at, &st);
+            bd_schedule_alpha_sigma(&s->sched, u, &as, &ss);
+            r = bd__sampler_eval(s, cfg, branch, z, t, nb, s->x_hat, s->eps_hat);
+            if (r != BD_SUCCESS) return r;
+            count++;
+            if (cfg->callback && cfg->callback(cfg->user_data, i, t, u, z, s->x_hat, nb, D, c0))
+                return bd_error(ctx, BD_ERROR_STATE, "sampler: stopped by the callback at step %lld", (long long)i);
+            if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
+                memcpy(z, s->x_hat, (size_t)m * sizeof(float));
+                continue;
+            }
+            switch (cfg->kind) {
+            case BD_SAMPLER_DDIM: {
+                double c = 0.0, dir;
+                if (cfg->eta > 0.0) {
+                    double q = 1.0 - (at * at) / (as * as);
+                    c = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
+                    if (c > ss) c = ss;
+                    bd_rng_normal(rng, s->noise, m);
+                }
+                dir = sqrt(ss * ss - c * c);
+                for (j = 0; j < m; j++) {
+                    double v = as * (double)s->x_hat[j] + dir * (double)s->eps_hat[j];
+                    if (c > 0.0) v += c * (double)s->noise[j];
+                    z[j] = (float)v;
+                }
+                break;
+            }
+            case BD_SAMPLER_DDPM: {
+                /* q(z_s | z_t, x): sigma_ts^2 = alpha_t^2 (sig_t^2 - sig_s^2) with
+                   sig = sigma/alpha; mean = (alpha_t/alpha_s)(sigma_s^2/sigma_t^2) z_t
+                   + alpha_s sigma_ts^2/sigma_t^2 x; var = sigma_ts^2 sigma_s^2/sigma_t^2 */
+                double gt = st / at, gs = ss / as;
+                double vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
+                if (vts < 0.0) vts = 0.0;
+                cz = (at / as) * (ss * ss) / (st * st);
+                cx = as * vts / (st * st);
+                sd = sqrt(vts * ss * ss / (st * st));
+                bd_rng_normal(rng, s->noise, m);
+                for (j = 0; j < m; j++)
+                    z[j] = (float)(cz * (double)z[j] + cx * (double)s->x_hat[j] + sd * (double)s->noise[j]);
+                break;
+            }
+            case BD_SAMPLER_EULER: {
+                /* EDM Euler in x = z/alpha, sig = sigma/alpha:
+                   d = (x - D(x))/sig_t, x_s = x + (sig_s - sig_t) d */
+                double gt = st / at, gs = ss / as;
+                for (j = 0; j < m; j++) {
+                    double xt = (double)z[j] / at;
+                    double dd = (xt - (double)s->x_hat[j]) / gt;
+                    z[j] = (float)(as * (xt + (gs - gt) * dd));
+                }
+                break;
+            }
+            case BD_SAMPLER_HEUN: {
+                double gt = st / at, gs = ss / as;
+                float *d1 = s->x_prev;
+                for (j = 0; j < m; j++) {
+                    double xt = (double)z[j] / at;
+                    double dd = (xt - (double)s->x_hat[j]) / gt;
+                    d1[j] = (float)dd;
+                    s->z_tmp[j] = (float)(as * (xt + (gs - gt) * dd));
+                }
+                r = bd__sampler_eval(s, cfg, branch, s->z_tmp, u, nb, s->x_hat, s->eps_hat);
+                if (r != BD_SUCCESS) return r;
+                count++;
+                for (j = 0; j < m; j++) {
+                    double xt = (double)z[j] / at;
+                    double d2 = ((double)s->z_tmp[j] / as - (double)s->x_hat[j]) / gs;
+                    z[j] = (float)(as * (xt + (gs - gt) * 0.5 * ((double)d1[j] + d2)));
+                }
+                break;
+            }
+            case BD_SAMPLER_DPMPP_2M: {
+                /* Lu et al. 2022, DPM-Solver++(2M), lambda = log(alpha/sigma):
+                   z_s = (sigma_s/sigma_t) z_t - alpha_s expm1(-h) D,
+                   D = x_hat (first step) or (1 + 1/(2r)) x_hat - 1/(2r) x_prev,
+                   r = h_prev/h */
+                double lt = log(at / st), ls = log(as / ss), h = ls - lt;
+                double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
+                if (have_prev) {
+                    double rr = h_prev / h;
+                    w1 = 1.0 + 1.0 / (2.0 * rr);
+                    w0 = -1.0 / (2.0 * rr);
+                }
+                for (j = 0; j < m; j++) {
+                    double Dv = w1 * (double)s->x_hat[j] + (have_prev ? w0 * (double)s->x_prev[j] : 0.0);
+                    z[j] = (float)(cz * (double)z[j] + cx * Dv);
+                }
+                memcpy(s->x_prev, s->x_hat, (size_t)m * sizeof(float));
+                have_prev = 1;
+                h_prev = h;
+                break;
+            }
+            default:
+                return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "sampler: unknown kind");
+            }
+            for (j = 0; j < m; j++)
+                if (!isfinite(z[j]))
+                    return bd_error(ctx, BD_ERROR_NONFINITE, "sampler: non-finite state after step %lld", (long long)i);
+        }
+    }
+    if (nfe) *nfe = count;
+    return BD_SUCCESS;
+}
 /* SAMPLER-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>adam                                                                   */
 /* ------------------------------------------------------------------------ */
+BDAPI bd_adam_config bd_adam_config_init(void) {
+    bd_adam_config c;
+    memset(&c, 0, sizeof c);
+    c.lr = 2e-4;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.weight_decay = 0.0;
+    c.warmup_steps = 0;
+    c.lr_schedule = BD_LR_CONSTANT;
+    c.total_steps = 0;
+    c.lr_min = 0.0;
+    c.grad_clip = 1.0;
+    return c;
+}
+
+BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step) {
+    double p;
+    int64_t span;
+    if (!c) return 0.0;
+    if (step < 1) step = 1;
+    if (c->warmup_steps > 0 && step <= c->warmup_steps)
+        return c->lr * (double)step / (double)c->warmup_steps;
+    if (c->lr_schedule != BD_LR_COSINE) return c->lr;
+    span = c->total_steps - c->warmup_steps;
+    if (span < 1) return c->lr_min;
+    p = (double)(step - c->warmup_steps) / (double)span;
+    if (p > 1.0) p = 1.0;
+    return c->lr_min + 0.5 * (c->lr - c->lr_min) * (1.0 + cos(BD__PI * p));
+}
+
+BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int64_t n,
+                             bd_adam *out) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
+    if (!(config->lr >= 0.0) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
+        !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
+        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 ||
+        (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+    out->m = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
+    out->v = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
+    if (!out->m || !out->v) {
+        bd_result r = ctx->last_result;
+        bd_free(ctx, out->m);
+        bd_free(ctx, out->v);
+        memset(out, 0, sizeof *out);
+        return r;
+    }
+    memset(out->m, 0, (size_t)n * sizeof(float));
+    memset(out->v, 0, (size_t)n * sizeof(float));
+    out->ctx = ctx;
+    out->config = *config;
+    out->n = n;
+    out->step = 0;
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_adam_free(bd_adam *a) {
+    if (!a || !a->ctx) return;
+    bd_free(a->ctx, a->m);
+    bd_free(a->ctx, a->v);
+    memset(a, 0, sizeof *a);
+}
+
+BDAPI double bd_l2_norm(const float *x, int64_t n) {
+    double s = 0.0;
+    int64_t i;
+    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return sqrt(s);
+}
+
+BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm) {
+    const bd_adam_config *c;
+    double gn, scale = 1.0, lr, b1, b2, bc1, bc2, sbc2, decay;
+    int64_t i, k;
+    if (!a || !a->ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!params || !grads) return bd_error(a->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_step: NULL argument");
+    c = &a->config;
+    gn = bd_l2_norm(grads, a->n);
+    if (grad_norm) *grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(a->ctx, BD_ERROR_NONFINITE, "adam: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(a->step + 1));
+    /* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when < 1 */
+    if (c->grad_clip > 0.0 && gn > c->grad_clip) scale = c->grad_clip / (gn + 1e-6);
+    k = a->step + 1;
+    lr = bd_adam_lr(c, k);
+    b1 = c->beta1;
+    b2 = c->beta2;
+    bc1 = 1.0 - pow(b1, (double)k);
+    bc2 = 1.0 - pow(b2, (double)k);
+    sbc2 = sqrt(bc2);
+    decay = 1.0 - lr * c->weight_decay;
+    for (i = 0; i < a->n; i++) {
+        double g = (double)grads[i] * scale;
+        double m = b1 * (double)a->m[i] + (1.0 - b1) * g;
+        double v = b2 * (double)a->v[i] + (1.0 - b2) * g * g;
+        double p = (double)params[i] * decay;
+        a->m[i] = (float)m;
+        a->v[i] = (float)v;
+        /* PyTorch AdamW: p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps) */
+        params[i] = (float)(p - (lr / bc1) * m / (sqrt(v) / sbc2 + c->eps));
+    }
+    a->step = k;
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double decay) {
+    int64_t i;
+    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)params[i]);
+}
+
+BDAPI const char *bd_loss_weight_name(bd_loss_weight w) {
+    switch (w) {
+    case BD_WEIGHT_NONE: return "none";
+    case BD_WEIGHT_SNR_TRUNC: return "snr_trunc";
+    default: return "unknown";
+    }
+}
+
+BDAPI bd_result bd_loss_weight_parse(const char *name, bd_loss_weight *out) {
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    if (strcmp(name, "none") == 0) *out = BD_WEIGHT_NONE;
+    else if (strcmp(name, "snr_trunc") == 0) *out = BD_WEIGHT_SNR_TRUNC;
+    else return BD_ERROR_INVALID_ARGUMENT;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_trainer_config bd_trainer_config_init(void) {
+    bd_trainer_config c;
+    memset(&c, 0, sizeof c);
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.weighting = BD_WEIGHT_NONE;
+    c.adam = bd_adam_config_init();
+    c.ema_decay = 0.999;
+    c.ema_warmup = 1;
+    c.t_min = 1e-5;
+    c.seed = 0;
+    c.skip_nonfinite = 0;
+    return c;
+}
+
+BDAPI void bd_trainer_free(bd_trainer *tr) {
+    bd_context *ctx;
+    if (!tr) return;
+    ctx = tr->ctx;
+    bd_adam_free(&tr->adam);
+    bd_free(ctx, tr->ema);
+    bd_free(ctx, tr->t);
+    bd_free(ctx, tr->eps);
+    bd_free(ctx, tr->z);
+    bd_free(ctx, tr->out);
+    bd_free(ctx, tr->target);
+    bd_free(ctx, tr->dout);
+    bd_free(ctx, tr->xbuf);
+    bd_free(ctx, tr->alpha);
+    bd_free(ctx, tr->sigma);
+    bd_free(ctx, tr);
+}
+
+BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
+                                const bd_trainer_config *config, int64_t max_batch,
+                                bd_trainer **out) {
+    bd_trainer *tr;
+    bd_result r;
+    int64_t D, KD, B = max_batch, P;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!model || !config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: NULL argument");
+    *out = NULL;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: max_batch %lld < 1", (long long)B);
+    if ((config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
+        (config->weighting != BD_WEIGHT_NONE && config->weighting != BD_WEIGHT_SNR_TRUNC) ||
+        !(config->ema_decay >= 0.0 && config->ema_decay <= 1.0) || !(config->t_min >= 0.0 && config->t_min < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: need a known param and weighting, ema_decay in [0,1], t_min in [0,1)");
+    if (model->n_params < 1 || !model->params || !model->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: the model has no trainable parameters");
+    D = bd_denoiser_sample_size(model);
+    KD = D * model->branches;
+    if (D < 1 || B > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_trainer_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
+    r = bd_denoiser_reserve(model, B);
+    if (r != BD_SUCCESS) return r;
+    tr = BD__CAST(bd_trainer *, bd_alloc(ctx, sizeof(bd_trainer)));
+    if (!tr) return ctx->last_result;
+    memset(tr, 0, sizeof *tr);
+    tr->ctx = ctx;
+    tr->model = model;
+    tr->config = *config;
+    tr->max_batch = B;
+    tr->D = D;
+    tr->KD = KD;
+    P = model->n_params;
+    if (bd_schedule_init(&tr->sched, config->schedule) != BD_SUCCESS) {
+        bd_free(ctx, tr);
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: unknown schedule %d", (int)config->schedule);
+    }
+    r = bd_adam_init(ctx, &config->adam, P, &tr->adam);
+    if (r != BD_SUCCESS) {
+        bd_free(ctx, tr);
+        return r;
+    }
+    tr->ema = BD__CAST(float *, bd_alloc_array(ctx, (size_t)P, sizeof(float)));
+    tr->t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, sizeof(float)));
+    tr->eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
+    tr->z = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
+    tr->out = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * KD), sizeof(float)));
+    tr->target = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
+    tr->dout = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * KD), sizeof(float)));
+    tr->xbuf = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
+    tr->alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+    tr->sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+    if (!tr->ema || !tr->t || !tr->eps || !tr->z || !tr->out || !tr->target || !tr->dout ||
+        !tr->xbuf || !tr->alpha || !tr->sigma) {
+        r = ctx->last_result;
+        bd_trainer_free(tr);
+        return r;
+    }
+    memcpy(tr->ema, model->params, (size_t)P * sizeof(float));
+    tr->rng = bd_rng_init(config->seed);
+    tr->data_rng = tr->rng;
+    bd_rng_jump(&tr->data_rng);
+    *out = tr;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss_out) {
+    bd_context *ctx;
+    bd_denoiser *d;
+    const bd_trainer_config *c;
+    int64_t D, K, KD, j, k, i;
+    double loss = 0.0, scale, gn, decay;
+    bd_result r;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = tr->ctx;
+    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: NULL batch");
+    if (n < 1 || n > tr->max_batch)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: batch %lld not in 1..%lld",
+                        (long long)n, (long long)tr->max_batch);
+    d = tr->model;
+    c = &tr->config;
+    D = tr->D;
+    K = d->branches;
+    KD = tr->KD;
+    /* t ~ U(0, 1] (as 1 - U[0,1)), clamped below at t_min; eps ~ N(0, I) */
+    for (j = 0; j < n; j++) {
+        double t = 1.0 - bd_rng_uniform(&tr->rng);
+        if (t < c->t_min) t = c->t_min;
+        tr->t[j] = (float)t;
+        bd_schedule_alpha_sigma(&tr->sched, (double)tr->t[j], &tr->alpha[j], &tr->sigma[j]);
+    }
+    bd_rng_normal(&tr->rng, tr->eps, n * D);
+    for (j = 0; j < n; j++)
+        for (i = 0; i < D; i++) {
+            int64_t q = j * D + i;
+            tr->z[q] = (float)(tr->alpha[j] * (double)x[q] + tr->sigma[j] * (double)tr->eps[q]);
+        }
+    bd_denoiser_zero_grad(d);
+    r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1);
+    if (r != BD_SUCCESS) return r;
+    /* loss = 1/(N K) sum_{n,k} w_n mean_d (y_nk - y*_n)^2, with y the output
+       and w = 1 (none), or y = x_hat = a z + c o and w = max(snr, 1)
+       (snr_trunc); dout = 2 w dy/do (y - y*) / (N K D) */
+    if (c->weighting == BD_WEIGHT_NONE)
+        bd_param_target(c->param, tr->target, x, tr->eps, tr->alpha, tr->sigma, n, D);
+    scale = 1.0 / ((double)n * (double)K * (double)D);
+    for (j = 0; j < n; j++) {
+        double w = 1.0, ca = 0.0, cc = 1.0;
+        if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
+            double snr = (tr->alpha[j] * tr->alpha[j]) / (tr->sigma[j] * tr->sigma[j]);
+            w = snr > 1.0 ? snr : 1.0;
+            bd_param_x_coeffs(c->param, tr->alpha[j], tr->sigma[j], &ca, &cc);
+        }
+        for (k = 0; k < K; k++) {
+            const float *o = tr->out + j * KD + k * D;
+            float *g = tr->dout + j * KD + k * D;
+            for (i = 0; i < D; i++) {
+                double y, ys, e;
+                if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
+                    y = ca * (double)tr->z[j * D + i] + cc * (double)o[i];
+                    ys = (double)x[j * D + i];
+                } else {
+                    y = (double)o[i];
+                    ys = (double)tr->target[j * D + i];
+                }
+                e = y - ys;
+                loss += w * e * e;
+                g[i] = (float)(2.0 * w * cc * e * scale);
+            }
+        }
+    }
+    loss *= scale;
+    tr->last_loss = loss;
+    if (loss_out) *loss_out = loss;
+    if (!isfinite(loss))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "trainer: non-finite loss at step %lld; nothing changed",
+                        (long long)(tr->adam.step + 1));
+    r = bd_denoiser_backward(d, NULL, tr->dout, n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_adam_step(&tr->adam, d->params, d->grads, &gn);
+    tr->last_grad_norm = gn;
+    if (r != BD_SUCCESS) return r;
+    tr->last_lr = bd_adam_lr(&c->adam, tr->adam.step);
+    decay = c->ema_decay;
+    if (c->ema_warmup) {
+        double w = (1.0 + (double)tr->adam.step) / (10.0 + (double)tr->adam.step);
+        if (w < decay) decay = w;
+    }
+    bd_ema_update(tr->ema, d->params, d->n_params, decay);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst) {
+    if (!tr || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (dst->n_params != tr->model->n_params || !dst->params)
+        return bd_error(tr->ctx, BD_ERROR_SHAPE, "bd_trainer_copy_ema: destination has %lld params, EMA has %lld",
+                        (long long)dst->n_params, (long long)tr->model->n_params);
+    memcpy(dst->params, tr->ema, (size_t)dst->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_data_fn data,
+                               void *data_user_data, bd_train_progress_fn progress,
+                               void *progress_user_data) {
+    int64_t s;
+    bd_result r;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (!data) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_run: no data provider");
+    if (steps < 0 || batch < 1 || batch > tr->max_batch)
+        return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_run: steps %lld, batch %lld (max %lld)",
+                        (long long)steps, (long long)batch, (long long)tr->max_batch);
+    for (s = 0; s < steps; s++) {
+        double loss = 0.0;
+        r = data(data_user_data, tr->xbuf, batch, &tr->data_rng);
+        if (r != BD_SUCCESS) return bd_error(tr->ctx, r, "bd_trainer_run: the data provider failed at step %lld", (long long)s);
+        r = bd_trainer_step(tr, tr->xbuf, batch, &loss);
+        if (r == BD_ERROR_NONFINITE && tr->config.skip_nonfinite) {
+            tr->skipped++;
+            continue;
+        }
+        if (r != BD_SUCCESS) return r;
+        if (progress && progress(progress_user_data, s + 1, steps, loss, tr->last_lr)) break;
+    }
+    return BD_SUCCESS;
+}
 /* ADAM-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
