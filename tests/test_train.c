@@ -551,6 +551,85 @@ static void test_trainer_errors(void) {
     bd_context_free(ctx);
 }
 
+/* allocation failure at every allocation point of create/init/train/sample:
+   an out-of-memory error, nothing leaked, no crash */
+static long fa_calls = 0, fa_fail_at = -1, fa_live = 0;
+static void *fail_alloc(size_t n, void *ud) {
+    (void)ud;
+    if (++fa_calls == fa_fail_at) return NULL;
+    fa_live++;
+    return malloc(n);
+}
+static void fail_free(void *p, void *ud) {
+    (void)ud;
+    if (p) { fa_live--; free(p); }
+}
+
+static bd_result alloc_scenario(bd_context *ctx) {
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_denoiser *d = NULL, *s = NULL, *an = NULL;
+    bd_trainer *tr = NULL;
+    bd_sampler *smp = NULL;
+    bd_rng rng = bd_rng_init(1);
+    float x[16 * 2], pts[4] = {0.5f, 0.5f, -0.5f, -0.5f};
+    bd_analytic_config ac = bd_analytic_config_init(2, pts, 2, 0.1);
+    bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_HEUN, 4);
+    double loss;
+    bd_result r;
+    mc.hidden = 8;
+    mc.depth = 2;
+    ring_data(NULL, x, 16, &rng);
+    if ((r = bd_mlp_create(ctx, &mc, &rng, &d)) != BD_SUCCESS) goto done;
+    if ((r = bd_trainer_init(ctx, d, &tc, 16, &tr)) != BD_SUCCESS) goto done;
+    if ((r = bd_trainer_step(tr, x, 16, &loss)) != BD_SUCCESS) goto done;
+    if ((r = bd_denoiser_create_like(d, 2, &rng, &s)) != BD_SUCCESS) goto done;
+    if ((r = bd_sampler_init(ctx, s, 8, &smp)) != BD_SUCCESS) goto done;
+    if ((r = bd_sampler_run(smp, &sc, x, 16, NULL, NULL)) != BD_SUCCESS) goto done;
+    bd_sampler_free(smp);
+    smp = NULL;
+    if ((r = bd_analytic_create(ctx, &ac, &an)) != BD_SUCCESS) goto done;
+    if ((r = bd_sampler_init(ctx, an, 8, &smp)) != BD_SUCCESS) goto done;
+    r = bd_sampler_run(smp, &sc, x, 16, NULL, NULL);
+done:
+    bd_sampler_free(smp);
+    bd_trainer_free(tr);
+    bd_denoiser_free(an);
+    bd_denoiser_free(s);
+    bd_denoiser_free(d);
+    return r;
+}
+
+static void test_alloc_failures(void) {
+    long k, points = 0;
+    int ok_seen = 0;
+    for (k = 1; k < 200 && !ok_seen; k++) {
+        bd_context *ctx = NULL;
+        bd_context_config cc = bd_context_config_init();
+        bd_result r;
+        cc.allocator.alloc = fail_alloc;
+        cc.allocator.free = fail_free;
+        fa_calls = 0;
+        fa_fail_at = -1;
+        fa_live = 0;
+        BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+        fa_fail_at = fa_calls + k; /* the k-th allocation after the context */
+        r = alloc_scenario(ctx);
+        if (fa_calls < fa_fail_at) {
+            ok_seen = 1; /* no allocation left to fail: the whole scenario ran */
+            BDT_CHECKF(r == BD_SUCCESS, "unfailed run returned %s: %s", bd_result_string(r), bd_context_message(ctx));
+        } else {
+            points++;
+            BDT_CHECKF(r == BD_ERROR_OUT_OF_MEMORY, "allocation %ld failed: got %s", k, bd_result_string(r));
+        }
+        BDT_CHECKF(fa_live == 1, "allocation %ld failed: %ld blocks leaked", k, fa_live - 1);
+        bd_context_free(ctx);
+        BDT_CHECK(fa_live == 0);
+    }
+    printf("  %ld allocation points failed one by one: each an out-of-memory error, no leak\n", points);
+    BDT_CHECK(ok_seen && points > 20);
+}
+
 int main(void) {
     BDT_RUN(test_mlp_gradcheck);
     BDT_RUN(test_mlp_create_like_and_copy);
@@ -560,6 +639,7 @@ int main(void) {
     BDT_RUN(test_nan_guard);
     BDT_RUN(test_exact_resume);
     BDT_RUN(test_trainer_errors);
+    BDT_RUN(test_alloc_failures);
     BDT_RUN(test_training_lowers_loss);
     (void)bdt_close_ratio;
     return BDT_SUMMARY("test_train");
