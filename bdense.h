@@ -414,6 +414,82 @@ BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
 /* ======================================================================== */
 /* >>io                                                                     */
 /* ======================================================================== */
+/* Files.  Every writer is atomic: it writes a temporary file in the same
+   directory (fwrite, fflush, fsync), then renames it over the target; on any
+   error the temporary is removed and an existing target is left untouched.
+   Every reader validates all it reads and reports each defect as
+   BD_ERROR_FORMAT (or BD_ERROR_UNSUPPORTED) with a message naming it;
+   readers never trust a length, offset or shape from the file.
+   See docs/formats.md. */
+
+/* --- safetensors (SPEC 7) ------------------------------------------------ */
+#define BD_ST_MAX_DIMS 8
+#define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
+
+/* One F32 tensor to write.  data holds prod(shape) floats in host order. */
+typedef struct bd_st_write_tensor {
+    const char *name; /* UTF-8, unique, not "__metadata__" */
+    const float *data;
+    int ndim;         /* 0..BD_ST_MAX_DIMS (0 = scalar, one float) */
+    int64_t shape[BD_ST_MAX_DIMS];
+} bd_st_write_tensor;
+
+/* A __metadata__ entry (both UTF-8 strings). */
+typedef struct bd_st_kv {
+    const char *key;
+    const char *value;
+} bd_st_kv;
+
+/* Write tensors (stored sorted by name, as the safetensors library does)
+   and metadata (sorted by key) to path, atomically.  The JSON header is
+   padded with spaces to a multiple of 8 bytes.  Duplicate names, invalid
+   UTF-8 or a NULL data pointer (for numel > 0) are BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata);
+/* The same bytes into a buffer allocated on ctx (release with bd_free). */
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size);
+
+/* A tensor of a loaded file.  data is 4-byte aligned, in host byte order. */
+typedef struct bd_st_tensor {
+    const char *name;
+    int ndim;
+    int64_t shape[BD_ST_MAX_DIMS];
+    int64_t numel;
+    const float *data;
+} bd_st_tensor;
+
+/* A loaded, fully validated safetensors file.  tensors are sorted by name
+   (iterate i = 0..n_tensors-1), metadata by key. */
+typedef struct bd_safetensors {
+    bd_context *ctx;
+    int64_t n_tensors;
+    const bd_st_tensor *tensors;
+    int64_t n_metadata;
+    const bd_st_kv *metadata;
+    void *table; /* private: tensor/metadata tables and strings */
+    void *data;  /* private: the data section */
+} bd_safetensors;
+
+/* Load and validate: header length against the file size and
+   BD_ST_MAX_HEADER; strict JSON; every tensor F32 (another dtype is
+   BD_ERROR_UNSUPPORTED naming the tensor); shape product * 4 == offset span;
+   offsets inside the data section, non-overlapping and covering it without
+   gaps; no duplicate names or keys; __metadata__ values strings. */
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out);
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out);
+BDAPI void bd_safetensors_free(bd_safetensors *st);
+/* NULL when absent (binary search, no error recorded). */
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name);
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key);
+
+/* Strict JSON check (RFC 8259: UTF-8, escapes incl. \uXXXX surrogate pairs,
+   nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
+
 /* IO-DECLARATIONS */
 
 /* ======================================================================== */
@@ -934,6 +1010,1140 @@ BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *sr
 /* ------------------------------------------------------------------------ */
 /* >>io                                                                     */
 /* ------------------------------------------------------------------------ */
+/* Atomic file writing, byte order, strict JSON, safetensors. */
+#if defined(_WIN32)
+#include <io.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+__declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to,
+                                                unsigned long flags);
+#ifdef __cplusplus
+}
+#endif
+#define BD__FSYNC(f) _commit(_fileno(f))
+#elif defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#ifndef __cplusplus
+/* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+int fileno(FILE *stream);
+int fsync(int fd);
+#endif
+#define BD__FSYNC(f) fsync(fileno(f))
+#else
+#define BD__FSYNC(f) 0
+#endif
+#include <time.h>
+
+static int bd__host_is_le(void) {
+    uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+static void bd__bswap32_array(void *p, size_t n) {
+    unsigned char *b = BD__CAST(unsigned char *, p);
+    size_t i;
+    for (i = 0; i < n; i++, b += 4) {
+        unsigned char t0 = b[0], t1 = b[1];
+        b[0] = b[3]; b[1] = b[2]; b[2] = t1; b[3] = t0;
+    }
+}
+static uint64_t bd__rd_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static BD__UNUSED uint32_t bd__rd_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static void bd__wr_le64(unsigned char *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
+}
+static BD__UNUSED void bd__wr_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+/* ---- atomic writer: temp file in the same directory, then rename ---- */
+typedef struct bd__afile {
+    bd_context *ctx;
+    const char *path;
+    char *tmp;
+    FILE *f;
+} bd__afile;
+
+static bd_result bd__afile_open(bd_context *ctx, bd__afile *af, const char *path) {
+    size_t len, cap;
+    uint64_t h;
+    int attempt;
+    af->ctx = ctx; af->path = path; af->tmp = NULL; af->f = NULL;
+    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "empty output path");
+    len = strlen(path);
+    if (!bd_size_add(len, 32, &cap)) return bd_error(ctx, BD_ERROR_OVERFLOW, "path too long");
+    af->tmp = BD__CAST(char *, bd_alloc(ctx, cap));
+    if (!af->tmp) return BD_ERROR_OUT_OF_MEMORY;
+    /* a name unlikely to collide with a concurrent writer: hash of the
+       time, the clock and a stack address (no global counter by design) */
+    h = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)clock() ^
+        (uint64_t)(size_t)af * 0xBF58476D1CE4E5B9ull;
+    for (attempt = 0; attempt < 8; attempt++) {
+        FILE *probe;
+        h ^= h >> 29; h *= 0x94D049BB133111EBull; h ^= h >> 32;
+        snprintf(af->tmp, cap, "%s.tmp%08lx", path, (unsigned long)(h & 0xffffffffu));
+        probe = fopen(af->tmp, "rb");
+        if (!probe) break;
+        fclose(probe);
+    }
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot create temporary file '%s' for '%s'", af->tmp, path);
+        bd_free(ctx, af->tmp);
+        af->tmp = NULL;
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static void bd__afile_abort(bd__afile *af) {
+    if (af->f) { fclose(af->f); af->f = NULL; }
+    if (af->tmp) { remove(af->tmp); bd_free(af->ctx, af->tmp); af->tmp = NULL; }
+}
+static bd_result bd__afile_write(bd__afile *af, const void *p, size_t n) {
+    if (n == 0) return BD_SUCCESS;
+    if (fwrite(p, 1, n, af->f) != n) {
+        bd_error(af->ctx, BD_ERROR_IO, "write to '%s' failed (disk full?)", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static bd_result bd__afile_commit(bd__afile *af) {
+    int bad = 0;
+    if (fflush(af->f) != 0) bad = 1;
+    if (!bad && BD__FSYNC(af->f) != 0) bad = 1;
+    if (fclose(af->f) != 0) bad = 1;
+    af->f = NULL;
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "flushing '%s' to disk failed", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+#if defined(_WIN32)
+    if (!MoveFileExA(af->tmp, af->path, 0x1 | 0x8)) bad = 1; /* REPLACE_EXISTING|WRITE_THROUGH */
+#else
+    if (rename(af->tmp, af->path) != 0) bad = 1;
+#endif
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "cannot rename '%s' to '%s'", af->tmp, af->path);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    bd_free(af->ctx, af->tmp);
+    af->tmp = NULL;
+    return BD_SUCCESS;
+}
+
+/* Whole file into memory (allocated on ctx), at most max_size bytes. */
+static BD__UNUSED bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
+                               unsigned char **out, size_t *out_size) {
+    FILE *f;
+    long end;
+    size_t n;
+    unsigned char *buf;
+    *out = NULL; *out_size = 0;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    if ((unsigned long)end > max_size) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
+                        path, end, max_size);
+    }
+    n = (size_t)end;
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, n ? n : 1));
+    if (!buf) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (n && fread(buf, 1, n, f) != n) {
+        fclose(f);
+        bd_free(ctx, buf);
+        return bd_error(ctx, BD_ERROR_IO, "read of '%s' failed", path);
+    }
+    fclose(f);
+    *out = buf; *out_size = n;
+    return BD_SUCCESS;
+}
+
+/* ---- a growable byte buffer on the context allocator ---- */
+typedef struct bd__buf {
+    bd_context *ctx;
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} bd__buf;
+static void bd__buf_put(bd__buf *b, const void *src, size_t n) {
+    size_t need;
+    if (b->failed || n == 0) return;
+    if (!bd_size_add(b->n, n, &need)) { b->failed = 1; return; }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *np;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) { cap = need; break; }
+            cap *= 2;
+        }
+        np = BD__CAST(unsigned char *, bd_alloc(b->ctx, cap));
+        if (!np) { b->failed = 1; return; }
+        if (b->n) memcpy(np, b->p, b->n);
+        bd_free(b->ctx, b->p);
+        b->p = np; b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void bd__buf_str(bd__buf *b, const char *s) { bd__buf_put(b, s, strlen(s)); }
+static void bd__buf_i64(bd__buf *b, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    bd__buf_str(b, tmp);
+}
+
+/* ---- UTF-8 ---- */
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if
+   invalid (overlong, surrogate, > U+10FFFF, truncated). */
+static size_t bd__utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    uint32_t cp;
+    size_t len, i;
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) { len = 2; cp = c & 0x1F; }
+    else if (c < 0xF0) { len = 3; cp = c & 0x0F; }
+    else if (c < 0xF5) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len) return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+static int bd__utf8_valid(const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    size_t n = strlen(s);
+    while (n) {
+        size_t k = bd__utf8_seq(p, n);
+        if (!k) return 0;
+        p += k; n -= k;
+    }
+    return 1;
+}
+
+/* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
+#define BD__JSON_MAX_DEPTH 64
+enum { BD__J_OBJ = 1, BD__J_ARR, BD__J_STR, BD__J_NUM, BD__J_TRUE, BD__J_FALSE, BD__J_NULL };
+typedef struct bd__jtok {
+    int type;
+    size_t start, end; /* STR: between the quotes; others: the raw text */
+    int64_t size;      /* OBJ: pairs; ARR: elements */
+    int64_t next;      /* index of the token after this one's subtree */
+} bd__jtok;
+typedef struct bd__jparse {
+    const char *s;
+    size_t n, pos;
+    bd__jtok *tok; /* NULL: count only */
+    int64_t ntok;
+    char err[160];
+} bd__jparse;
+
+static int bd__j_fail(bd__jparse *p, const char *what) {
+    snprintf(p->err, sizeof p->err, "%s at byte %zu", what, p->pos);
+    return 0;
+}
+static void bd__j_ws(bd__jparse *p) {
+    while (p->pos < p->n) {
+        char c = p->s[p->pos];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') p->pos++;
+        else break;
+    }
+}
+static int64_t bd__j_new(bd__jparse *p, int type, size_t start) {
+    int64_t i = p->ntok++;
+    if (p->tok) {
+        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].size = 0; p->tok[i].next = i + 1;
+    }
+    return i;
+}
+static int bd__j_hex4(const char *s, uint32_t *v) {
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        char c = s[i];
+        uint32_t d;
+        if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
+        else return 0;
+        *v = (*v << 4) | d;
+    }
+    return 1;
+}
+static int bd__j_string(bd__jparse *p) {
+    int64_t t;
+    size_t start;
+    p->pos++; /* opening quote */
+    start = p->pos;
+    t = bd__j_new(p, BD__J_STR, start);
+    for (;;) {
+        unsigned char c;
+        if (p->pos >= p->n) return bd__j_fail(p, "unterminated string");
+        c = (unsigned char)p->s[p->pos];
+        if (c == '"') break;
+        if (c < 0x20) return bd__j_fail(p, "control character in string");
+        if (c == '\\') {
+            char e;
+            if (p->pos + 1 >= p->n) return bd__j_fail(p, "unterminated escape");
+            e = p->s[p->pos + 1];
+            if (e == 'u') {
+                uint32_t u, lo;
+                if (p->n - p->pos < 6 || !bd__j_hex4(p->s + p->pos + 2, &u))
+                    return bd__j_fail(p, "bad \\u escape");
+                p->pos += 6;
+                if (u >= 0xDC00 && u <= 0xDFFF) return bd__j_fail(p, "lone low surrogate");
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    if (p->n - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+                        !bd__j_hex4(p->s + p->pos + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                        return bd__j_fail(p, "high surrogate without low surrogate");
+                    p->pos += 6;
+                }
+                continue;
+            }
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
+                e != 'r' && e != 't')
+                return bd__j_fail(p, "invalid escape");
+            p->pos += 2;
+            continue;
+        }
+        {
+            size_t k = bd__utf8_seq(BD__CAST(const unsigned char *, (const void *)p->s) + p->pos, p->n - p->pos);
+            if (!k) return bd__j_fail(p, "invalid UTF-8 in string");
+            p->pos += k;
+        }
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    p->pos++; /* closing quote */
+    return 1;
+}
+static int bd__j_digits(bd__jparse *p) {
+    size_t s0 = p->pos;
+    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    return p->pos > s0;
+}
+static int bd__j_number(bd__jparse *p) {
+    int64_t t = bd__j_new(p, BD__J_NUM, p->pos);
+    if (p->s[p->pos] == '-') p->pos++;
+    if (p->pos >= p->n) return bd__j_fail(p, "truncated number");
+    if (p->s[p->pos] == '0') p->pos++;
+    else if (!bd__j_digits(p)) return bd__j_fail(p, "bad number");
+    if (p->pos < p->n && p->s[p->pos] == '.') {
+        p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad fraction");
+    }
+    if (p->pos < p->n && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad exponent");
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+static int bd__j_literal(bd__jparse *p, const char *lit, int type) {
+    size_t k = strlen(lit);
+    int64_t t;
+    if (p->n - p->pos < k || memcmp(p->s + p->pos, lit, k) != 0)
+        return bd__j_fail(p, "unexpected character");
+    t = bd__j_new(p, type, p->pos);
+    p->pos += k;
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+/* Parse the whole text as one JSON value.  1 = ok (p->ntok tokens). */
+static int bd__json_run(bd__jparse *p) {
+    int64_t stack[BD__JSON_MAX_DEPTH];
+    char kind[BD__JSON_MAX_DEPTH]; /* '{' or '[' */
+    int depth = 0;
+    p->pos = 0; p->ntok = 0; p->err[0] = 0;
+    bd__j_ws(p);
+    for (;;) {
+        char c;
+        /* ---- a value is expected here ---- */
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == '{' || c == '[') {
+            int64_t t;
+            if (depth >= BD__JSON_MAX_DEPTH) return bd__j_fail(p, "nesting too deep");
+            t = bd__j_new(p, c == '{' ? BD__J_OBJ : BD__J_ARR, p->pos);
+            stack[depth] = t; kind[depth] = c; depth++;
+            p->pos++;
+            bd__j_ws(p);
+            if (p->pos < p->n && p->s[p->pos] == (c == '{' ? '}' : ']')) {
+                p->pos++;
+                depth--;
+                if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+                goto after_value;
+            }
+            if (p->tok) p->tok[t].size = 1;
+            if (c == '{') goto expect_key;
+            continue;
+        } else if (c == '"') {
+            if (!bd__j_string(p)) return 0;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            if (!bd__j_number(p)) return 0;
+        } else if (c == 't') {
+            if (!bd__j_literal(p, "true", BD__J_TRUE)) return 0;
+        } else if (c == 'f') {
+            if (!bd__j_literal(p, "false", BD__J_FALSE)) return 0;
+        } else if (c == 'n') {
+            if (!bd__j_literal(p, "null", BD__J_NULL)) return 0;
+        } else {
+            return bd__j_fail(p, "unexpected character");
+        }
+    after_value:
+        bd__j_ws(p);
+        if (depth == 0) {
+            if (p->pos != p->n) return bd__j_fail(p, "trailing characters after JSON value");
+            return 1;
+        }
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == ',') {
+            p->pos++;
+            bd__j_ws(p);
+            if (p->tok) p->tok[stack[depth - 1]].size++;
+            if (kind[depth - 1] == '{') goto expect_key;
+            continue;
+        }
+        if (c == (kind[depth - 1] == '{' ? '}' : ']')) {
+            int64_t t = stack[--depth];
+            p->pos++;
+            if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+            goto after_value;
+        }
+        return bd__j_fail(p, kind[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    expect_key:
+        if (p->pos >= p->n || p->s[p->pos] != '"') return bd__j_fail(p, "expected a string key");
+        if (!bd__j_string(p)) return 0;
+        bd__j_ws(p);
+        if (p->pos >= p->n || p->s[p->pos] != ':') return bd__j_fail(p, "expected ':'");
+        p->pos++;
+        bd__j_ws(p);
+    }
+}
+/* Tokenize text into a table allocated on ctx.  Two passes: count, fill. */
+static bd_result bd__json_parse(bd_context *ctx, const char *what, const char *s, size_t n,
+                                bd__jtok **out, int64_t *ntok) {
+    bd__jparse p;
+    *out = NULL; *ntok = 0;
+    memset(&p, 0, sizeof p);
+    p.s = s; p.n = n;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    p.tok = BD__CAST(bd__jtok *, bd_alloc_array(ctx, (size_t)p.ntok, sizeof(bd__jtok)));
+    if (!p.tok) return ctx ? ctx->last_result : BD_ERROR_OUT_OF_MEMORY;
+    if (!bd__json_run(&p)) { /* cannot differ from the first pass */
+        bd_free(ctx, p.tok);
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    }
+    *out = p.tok; *ntok = p.ntok;
+    return BD_SUCCESS;
+}
+/* Decode the string token t into out (capacity >= raw length + 1).
+   Returns the byte length, or -1 when it contains U+0000. */
+static int64_t bd__json_decode(const char *s, const bd__jtok *t, char *out) {
+    size_t i = t->start, o = 0;
+    while (i < t->end) {
+        char c = s[i];
+        if (c != '\\') { out[o++] = c; i++; continue; }
+        c = s[i + 1];
+        if (c == 'u') {
+            uint32_t u, lo;
+            bd__j_hex4(s + i + 2, &u);
+            i += 6;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                bd__j_hex4(s + i + 2, &lo);
+                i += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (u == 0) return -1;
+            if (u < 0x80) out[o++] = (char)u;
+            else if (u < 0x800) {
+                out[o++] = (char)(0xC0 | (u >> 6)); out[o++] = (char)(0x80 | (u & 0x3F));
+            } else if (u < 0x10000) {
+                out[o++] = (char)(0xE0 | (u >> 12)); out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (u & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (u >> 18)); out[o++] = (char)(0x80 | ((u >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((u >> 6) & 0x3F)); out[o++] = (char)(0x80 | (u & 0x3F));
+            }
+            continue;
+        }
+        switch (c) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        default: out[o++] = c; break; /* " \ / */
+        }
+        i += 2;
+    }
+    out[o] = 0;
+    return (int64_t)o;
+}
+/* Raw string token equals the literal (no escapes in the literal). */
+static int bd__json_eq(const char *s, const bd__jtok *t, const char *lit) {
+    size_t k = strlen(lit);
+    return t->type == BD__J_STR && t->end - t->start == k && memcmp(s + t->start, lit, k) == 0;
+}
+/* Non-negative integer token (digits only) <= INT64_MAX.  1 = ok. */
+static int bd__json_u63(const char *s, const bd__jtok *t, int64_t *v) {
+    size_t i;
+    uint64_t x = 0;
+    if (t->type != BD__J_NUM || t->end == t->start) return 0;
+    for (i = t->start; i < t->end; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9') return 0;
+        d = (unsigned)(s[i] - '0');
+        if (x > (UINT64_C(0x7FFFFFFFFFFFFFFF) - d) / 10) return 0;
+        x = x * 10 + d;
+    }
+    *v = (int64_t)x;
+    return 1;
+}
+/* Append s as a JSON string literal. */
+static void bd__buf_jstr(bd__buf *b, const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    bd__buf_put(b, "\"", 1);
+    for (; *p; p++) {
+        if (*p == '"') bd__buf_put(b, "\\\"", 2);
+        else if (*p == '\\') bd__buf_put(b, "\\\\", 2);
+        else if (*p < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", (unsigned)*p);
+            bd__buf_put(b, e, 6);
+        } else bd__buf_put(b, p, 1);
+    }
+    bd__buf_put(b, "\"", 1);
+}
+
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len) {
+    bd__jparse p;
+    if (!text && len) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL text");
+    memset(&p, 0, sizeof p);
+    p.s = text ? text : ""; p.n = len;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "bad JSON: %s", p.err);
+    return BD_SUCCESS;
+}
+
+/* ---- safetensors: writer ---- */
+static int bd__st_wcmp(const void *a, const void *b) {
+    const bd_st_write_tensor *x = *BD__CAST(const bd_st_write_tensor *const *, a);
+    const bd_st_write_tensor *y = *BD__CAST(const bd_st_write_tensor *const *, b);
+    return strcmp(x->name, y->name);
+}
+static int bd__st_kvcmp(const void *a, const void *b) {
+    const bd_st_kv *x = *BD__CAST(const bd_st_kv *const *, a);
+    const bd_st_kv *y = *BD__CAST(const bd_st_kv *const *, b);
+    return strcmp(x->key, y->key);
+}
+static int bd__st_numel(const int64_t *shape, int ndim, int64_t *numel) {
+    int64_t n = 1;
+    int i;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return 0;
+        if (shape[i] != 0 && n > (INT64_MAX / 4) / shape[i]) return 0;
+        n *= shape[i];
+    }
+    *numel = n;
+    return 1;
+}
+/* Validates the inputs, sorts them (order arrays allocated on ctx) and
+   builds the padded JSON header.  data_bytes = size of the data section. */
+static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tensors, int64_t nt,
+                                const bd_st_kv *meta, int64_t nm, bd__buf *hdr,
+                                const bd_st_write_tensor ***order_out, uint64_t *data_bytes) {
+    const bd_st_write_tensor **order = NULL;
+    const bd_st_kv **morder = NULL;
+    int64_t i;
+    uint64_t off = 0;
+    bd_result r = BD_SUCCESS;
+    hdr->ctx = ctx; hdr->p = NULL; hdr->n = hdr->cap = 0; hdr->failed = 0;
+    *order_out = NULL;
+    if (nt < 0 || nm < 0 || (nt > 0 && !tensors) || (nm > 0 && !meta))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: bad tensor/metadata arrays");
+    order = BD__CAST(const bd_st_write_tensor **,
+                     bd_alloc_array(ctx, (size_t)(nt ? nt : 1), sizeof *order));
+    morder = BD__CAST(const bd_st_kv **, bd_alloc_array(ctx, (size_t)(nm ? nm : 1), sizeof *morder));
+    if (!order || !morder) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = &tensors[i];
+        int64_t numel;
+        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
+            goto fail;
+        }
+        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
+            goto fail;
+        }
+        if (numel > 0 && !t->data) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
+            goto fail;
+        }
+        order[i] = t;
+    }
+    for (i = 0; i < nm; i++) {
+        if (!meta[i].key || !meta[i].value || !bd__utf8_valid(meta[i].key) ||
+            !bd__utf8_valid(meta[i].value)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
+            goto fail;
+        }
+        morder[i] = &meta[i];
+    }
+    if (nt > 1) qsort(order, (size_t)nt, sizeof *order, bd__st_wcmp);
+    if (nm > 1) qsort(morder, (size_t)nm, sizeof *morder, bd__st_kvcmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
+            goto fail;
+        }
+    for (i = 1; i < nm; i++)
+        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
+            goto fail;
+        }
+    bd__buf_put(hdr, "{", 1);
+    if (nm > 0) {
+        bd__buf_str(hdr, "\"__metadata__\":{");
+        for (i = 0; i < nm; i++) {
+            if (i) bd__buf_put(hdr, ",", 1);
+            bd__buf_jstr(hdr, morder[i]->key);
+            bd__buf_put(hdr, ":", 1);
+            bd__buf_jstr(hdr, morder[i]->value);
+        }
+        bd__buf_put(hdr, "}", 1);
+        if (nt > 0) bd__buf_put(hdr, ",", 1);
+    }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = order[i];
+        int64_t numel;
+        int d;
+        bd__st_numel(t->shape, t->ndim, &numel);
+        if (i) bd__buf_put(hdr, ",", 1);
+        bd__buf_jstr(hdr, t->name);
+        bd__buf_str(hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            if (d) bd__buf_put(hdr, ",", 1);
+            bd__buf_i64(hdr, t->shape[d]);
+        }
+        bd__buf_str(hdr, "],\"data_offsets\":[");
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_put(hdr, ",", 1);
+        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off) {
+            r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
+            goto fail;
+        }
+        off += (uint64_t)numel * 4u;
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_str(hdr, "]}");
+    }
+    bd__buf_put(hdr, "}", 1);
+    while (!hdr->failed && hdr->n % 8 != 0) bd__buf_put(hdr, " ", 1);
+    if (hdr->failed) { r = bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed"); goto fail; }
+    bd_free(ctx, morder);
+    *order_out = order;
+    *data_bytes = off;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, order);
+    bd_free(ctx, morder);
+    bd_free(ctx, hdr->p);
+    hdr->p = NULL;
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char len8[8];
+    float *chunk = NULL;
+    bd__afile af;
+    bd_result r;
+    int64_t i;
+    int swap = !bd__host_is_le();
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (swap) {
+        chunk = BD__CAST(float *, bd_alloc_array(ctx, 4096, sizeof(float)));
+        if (!chunk) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    }
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) goto done;
+    bd__wr_le64(len8, (uint64_t)hdr.n);
+    r = bd__afile_write(&af, len8, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
+    for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
+        int64_t numel, k;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (!swap) {
+            r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
+            continue;
+        }
+        for (k = 0; k < numel && r == BD_SUCCESS; k += 4096) {
+            int64_t m = numel - k < 4096 ? numel - k : 4096;
+            memcpy(chunk, order[i]->data + k, (size_t)m * 4u);
+            bd__bswap32_array(chunk, (size_t)m);
+            r = bd__afile_write(&af, chunk, (size_t)m * 4u);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+done:
+    bd_free(ctx, chunk);
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char *buf, *p;
+    size_t total;
+    bd_result r;
+    int64_t i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL; *out_size = 0;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (data_bytes > (uint64_t)SIZE_MAX || !bd_size_add(8 + hdr.n, (size_t)data_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: file size overflows");
+        goto done;
+    }
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!buf) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    bd__wr_le64(buf, (uint64_t)hdr.n);
+    memcpy(buf + 8, hdr.p, hdr.n);
+    p = buf + 8 + hdr.n;
+    for (i = 0; i < n_tensors; i++) {
+        int64_t numel;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
+        if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
+        p += (size_t)numel * 4u;
+    }
+    *out = buf; *out_size = total;
+done:
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+/* ---- safetensors: reader ---- */
+typedef struct bd__st_ent {
+    bd_st_tensor t;
+    int64_t begin, end;
+} bd__st_ent;
+static int bd__st_ent_name_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd__st_ent *, a)->t.name, BD__CAST(const bd__st_ent *, b)->t.name);
+}
+static int bd__st_ent_off_cmp(const void *a, const void *b) {
+    const bd__st_ent *x = BD__CAST(const bd__st_ent *, a), *y = BD__CAST(const bd__st_ent *, b);
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+static int bd__st_kv_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd_st_kv *, a)->key, BD__CAST(const bd_st_kv *, b)->key);
+}
+static int bd__st_known_dtype(const char *s, const bd__jtok *t) {
+    static const char *const names[] = {"F64", "F16", "BF16", "I8", "I16", "I32", "I64", "U8",
+                                        "U16", "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2",
+                                        "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"};
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (bd__json_eq(s, t, names[i])) return 1;
+    return 0;
+}
+
+/* Parse and validate the header; on success st->table holds the tables and
+   *ents_out the tensor entries (sorted by name, offsets kept). */
+static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint64_t data_len,
+                              bd_safetensors *st, bd__st_ent **ents_out) {
+    bd__jtok *tok = NULL;
+    int64_t ntok = 0, nt = 0, nm = 0, i, j, k, it = 0, im = 0, meta_tok = -1;
+    bd__st_ent *ents = NULL;
+    bd_st_kv *kv = NULL;
+    char *pool = NULL, *pp;
+    size_t pool_bytes, sz_ents, sz_kv, total;
+    unsigned char *block = NULL;
+    bd_result r;
+    *ents_out = NULL;
+    r = bd__json_parse(ctx, "safetensors header", h, hlen, &tok, &ntok);
+    if (r != BD_SUCCESS) return r;
+    if (tok[0].type != BD__J_OBJ) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
+        goto fail;
+    }
+    /* count tensors and metadata entries */
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        if (bd__json_eq(h, &tok[j], "__metadata__")) {
+            if (meta_tok >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
+                goto fail;
+            }
+            meta_tok = j + 1;
+            if (tok[meta_tok].type != BD__J_OBJ) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
+                goto fail;
+            }
+            nm = tok[meta_tok].size;
+        } else {
+            nt++;
+        }
+    }
+    /* one block: entries, key/values, string pool (decoded strings are
+       never longer than their raw text; one NUL per string) */
+    if (!bd_size_mul((size_t)nt, sizeof(bd__st_ent), &sz_ents) ||
+        !bd_size_mul((size_t)nm, sizeof(bd_st_kv), &sz_kv) ||
+        !bd_size_add(hlen, (size_t)ntok + 1, &pool_bytes) ||
+        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
+        goto fail;
+    }
+    block = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!block) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    ents = BD__CAST(bd__st_ent *, (void *)block);
+    kv = BD__CAST(bd_st_kv *, (void *)(block + sz_ents));
+    pool = BD__CAST(char *, (void *)(block + sz_ents + sz_kv));
+    pp = pool;
+    if (meta_tok >= 0) {
+        for (j = meta_tok + 1, k = 0; k < tok[meta_tok].size; k++, j = tok[j + 1].next) {
+            int64_t lk, lv;
+            char *key = pp;
+            lk = bd__json_decode(h, &tok[j], pp);
+            if (lk < 0) { r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000"); goto fail; }
+            pp += lk + 1;
+            if (tok[j + 1].type != BD__J_STR) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
+                goto fail;
+            }
+            lv = bd__json_decode(h, &tok[j + 1], pp);
+            if (lv < 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
+                goto fail;
+            }
+            kv[im].key = key; kv[im].value = pp; im++;
+            pp += lv + 1;
+        }
+        if (nm > 1) qsort(kv, (size_t)nm, sizeof *kv, bd__st_kv_cmp);
+        for (i = 1; i < nm; i++)
+            if (strcmp(kv[i - 1].key, kv[i].key) == 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
+                goto fail;
+            }
+    }
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        const bd__jtok *obj;
+        int64_t f, fj, dtype_t = -1, shape_t = -1, offs_t = -1, numel, d;
+        bd__st_ent *e;
+        char *name;
+        if (j + 1 == meta_tok) continue;
+        name = pp;
+        if (bd__json_decode(h, &tok[j], pp) < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
+            goto fail;
+        }
+        pp += strlen(pp) + 1;
+        e = &ents[it++];
+        memset(e, 0, sizeof *e);
+        e->t.name = name;
+        obj = &tok[j + 1];
+        if (obj->type != BD__J_OBJ) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
+            goto fail;
+        }
+        for (fj = j + 2, f = 0; f < obj->size; f++, fj = tok[fj + 1].next) {
+            int64_t *slot;
+            if (bd__json_eq(h, &tok[fj], "dtype")) slot = &dtype_t;
+            else if (bd__json_eq(h, &tok[fj], "shape")) slot = &shape_t;
+            else if (bd__json_eq(h, &tok[fj], "data_offsets")) slot = &offs_t;
+            else {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
+                goto fail;
+            }
+            if (*slot >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
+                goto fail;
+            }
+            *slot = fj + 1;
+        }
+        if (dtype_t < 0 || shape_t < 0 || offs_t < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
+                         dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
+            goto fail;
+        }
+        if (!bd__json_eq(h, &tok[dtype_t], "F32")) {
+            if (bd__st_known_dtype(h, &tok[dtype_t]))
+                r = bd_error(ctx, BD_ERROR_UNSUPPORTED,
+                             "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
+                             (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
+            else
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
+            goto fail;
+        }
+        if (tok[shape_t].type != BD__J_ARR) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
+            goto fail;
+        }
+        if (tok[shape_t].size > BD_ST_MAX_DIMS) {
+            r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
+                         name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
+            goto fail;
+        }
+        e->t.ndim = (int)tok[shape_t].size;
+        for (d = 0; d < e->t.ndim; d++) {
+            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d])) {
+                r = bd_error(ctx, BD_ERROR_FORMAT,
+                             "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
+                goto fail;
+            }
+        }
+        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
+            goto fail;
+        }
+        e->t.numel = numel;
+        if (tok[offs_t].type != BD__J_ARR || tok[offs_t].size != 2 ||
+            !bd__json_u63(h, &tok[offs_t + 1], &e->begin) ||
+            !bd__json_u63(h, &tok[offs_t + 2], &e->end)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets of '%s' is not a pair of non-negative integers", name);
+            goto fail;
+        }
+        if (e->begin > e->end || (uint64_t)e->end > data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
+                         (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
+            goto fail;
+        }
+        if (e->end - e->begin != numel * 4) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
+                         name, (long long)(numel * 4), (long long)(e->end - e->begin));
+            goto fail;
+        }
+    }
+    /* offsets: sorted, each begins where the previous ended, all covered */
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_off_cmp);
+    {
+        int64_t pos = 0;
+        for (i = 0; i < nt; i++) {
+            if (ents[i].begin < pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                             ents[i - 1].t.name, ents[i].t.name);
+                goto fail;
+            }
+            if (ents[i].begin > pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
+                             (long long)(ents[i].begin - pos), ents[i].t.name);
+                goto fail;
+            }
+            pos = ents[i].end;
+        }
+        if ((uint64_t)pos != data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: %llu bytes at the end of the data section belong to no tensor",
+                         (unsigned long long)(data_len - (uint64_t)pos));
+            goto fail;
+        }
+    }
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_name_cmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
+            goto fail;
+        }
+    bd_free(ctx, tok);
+    st->table = block;
+    st->n_tensors = nt;
+    st->n_metadata = nm;
+    st->metadata = kv;
+    *ents_out = ents;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, tok);
+    bd_free(ctx, block);
+    return r;
+}
+
+/* Shared tail of both loaders: the data section comes from memory (src) or
+   from the file f positioned at its start. */
+static bd_result bd__st_load(bd_context *ctx, const char *h, size_t hlen, const unsigned char *src,
+                             FILE *f, uint64_t data_len, bd_safetensors **out) {
+    bd_safetensors *st;
+    bd__st_ent *ents;
+    bd_st_tensor *tens;
+    unsigned char *data;
+    int64_t i;
+    bd_result r;
+    if (data_len > (uint64_t)SIZE_MAX)
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: data section too large for this host");
+    st = BD__CAST(bd_safetensors *, bd_alloc(ctx, sizeof *st));
+    if (!st) return BD_ERROR_OUT_OF_MEMORY;
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx;
+    r = bd__st_parse(ctx, h, hlen, data_len, st, &ents);
+    if (r != BD_SUCCESS) { bd_free(ctx, st); return r; }
+    data = BD__CAST(unsigned char *, bd_alloc(ctx, (size_t)data_len ? (size_t)data_len : 1));
+    if (!data) { bd_free(ctx, st->table); bd_free(ctx, st); return BD_ERROR_OUT_OF_MEMORY; }
+    if (src) {
+        if (data_len) memcpy(data, src, (size_t)data_len);
+    } else if (data_len && fread(data, 1, (size_t)data_len, f) != (size_t)data_len) {
+        bd_free(ctx, data); bd_free(ctx, st->table); bd_free(ctx, st);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the data section failed");
+    }
+    if (!bd__host_is_le()) bd__bswap32_array(data, (size_t)(data_len / 4));
+    /* the entries become the public table in place (bd_st_tensor first) */
+    tens = &ents[0].t;
+    for (i = 0; i < st->n_tensors; i++) {
+        bd_st_tensor t = ents[i].t;
+        t.data = BD__CAST(const float *, (const void *)(data + ents[i].begin));
+        tens[i] = t;
+    }
+    st->tensors = tens;
+    st->data = data;
+    *out = st;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    uint64_t hlen;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL bytes");
+    if (size < 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: %zu bytes, shorter than the 8-byte header length", size);
+    hlen = bd__rd_le64(b);
+    if (hlen > BD_ST_MAX_HEADER)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the limit %d",
+                        (unsigned long long)hlen, BD_ST_MAX_HEADER);
+    if (hlen > size - 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the file size %zu",
+                        (unsigned long long)hlen, size);
+    return bd__st_load(ctx, BD__CAST(const char *, (const void *)(b + 8)), (size_t)hlen, b + 8 + hlen, NULL,
+                       (uint64_t)(size - 8 - hlen), out);
+}
+
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out) {
+    FILE *f;
+    long end;
+    unsigned char len8[8];
+    uint64_t hlen, fsize;
+    char *h;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    fsize = (uint64_t)end;
+    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: '%s' is %llu bytes, shorter than the 8-byte header length",
+                        path, (unsigned long long)fsize);
+    }
+    hlen = bd__rd_le64(len8);
+    if (hlen > BD_ST_MAX_HEADER || hlen > fsize - 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu of '%s' exceeds %s",
+                        (unsigned long long)hlen, path,
+                        hlen > BD_ST_MAX_HEADER ? "the limit" : "the file size");
+    }
+    h = BD__CAST(char *, bd_alloc(ctx, (size_t)hlen + 1));
+    if (!h) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (hlen && fread(h, 1, (size_t)hlen, f) != (size_t)hlen) {
+        bd_free(ctx, h);
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the header of '%s' failed", path);
+    }
+    r = bd__st_load(ctx, h, (size_t)hlen, NULL, f, fsize - 8 - hlen, out);
+    bd_free(ctx, h);
+    fclose(f);
+    return r;
+}
+
+BDAPI void bd_safetensors_free(bd_safetensors *st) {
+    bd_context *ctx;
+    if (!st) return;
+    ctx = st->ctx;
+    bd_free(ctx, st->data);
+    bd_free(ctx, st->table);
+    bd_free(ctx, st);
+}
+
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name) {
+    int64_t lo = 0, hi;
+    if (!st || !name) return NULL;
+    hi = st->n_tensors;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->tensors[mid].name, name);
+        if (c == 0) return &st->tensors[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key) {
+    int64_t lo = 0, hi;
+    if (!st || !key) return NULL;
+    hi = st->n_metadata;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->metadata[mid].key, key);
+        if (c == 0) return st->metadata[mid].value;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
 /* IO-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
