@@ -490,6 +490,108 @@ BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key)
    nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
 BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
 
+/* --- NumPy .npy ----------------------------------------------------------- */
+#define BD_NPY_MAX_DIMS 4
+/* A float32 array read from .npy (data on the context allocator). */
+typedef struct bd_npy {
+    float *data;
+    int ndim; /* 0..BD_NPY_MAX_DIMS */
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+} bd_npy;
+
+/* Write float32, C order, format version 1.0 (header padded to 64 bytes),
+   atomically.  ndim 0..4; shape entries >= 0. */
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape);
+/* Read '<f4', '>f4', '<f8' or '>f8' (f8 converted), C order, versions 1, 2
+   and 3.  Fortran order, other dtypes and ndim > 4 are
+   BD_ERROR_UNSUPPORTED; a malformed header, short data or trailing bytes
+   BD_ERROR_FORMAT.  Release with bd_npy_free. */
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
+
+/* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
+/* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n);
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n); /* start with 1 */
+/* Decode a raw deflate stream (RFC 1951).  *out is allocated on ctx
+   (release with bd_free); output beyond max_out bytes is BD_ERROR_FORMAT
+   (a decompression-bomb guard).  *consumed (may be NULL) = input bytes used. */
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed);
+/* Decode a gzip file (RFC 1952, one or more members): header flags,
+   CRC-32 and length trailers are all checked. */
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size);
+
+/* --- IDX (MNIST, Fashion-MNIST) ------------------------------------------- */
+#define BD_IDX_MAX_BYTES ((size_t)1 << 31) /* decoded size accepted */
+/* Unsigned-byte IDX images (magic 0x00000803, dims N,R,C), raw or gzip
+   (detected by its magic bytes, not the name) -> out (N,1,R,C) floats in
+   [-1,1] (v/127.5 - 1), allocated with bd_tensor_init (bd_tensor_free). */
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out);
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out);
+/* Unsigned-byte IDX labels (magic 0x00000801) -> *labels (n bytes on ctx,
+   release with bd_free). */
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *n);
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *n);
+
+/* --- PNG, image grids, line plots, CSV ------------------------------------ */
+/* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
+   2 = gray+alpha, 3 = RGB, 4 = RGBA.  zlib stream of stored deflate blocks
+   (no compression), correct CRC-32 and Adler-32. */
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels);
+/* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w);
+/* Tile x (N,C,H,W) into a grid of `cols` columns (cols <= 0: ceil(sqrt(N)))
+   and ceil(N/cols) rows, `pad` pixels between and around tiles filled with
+   pad_value.  out is (C, rows*(H+pad)+pad, cols*(W+pad)+pad); with out NULL
+   only the size is returned in *out_h, *out_w. */
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value);
+/* bd_image_grid (mid-grey padding) straight to a PNG file. */
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
+
+/* A line plot (loss curves): several series, automatic "nice" axes, a light
+   grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
+typedef struct bd_plot_series {
+    const double *x; /* (n) or NULL for 0..n-1 */
+    const double *y; /* (n) */
+    int64_t n;
+} bd_plot_series;
+typedef struct bd_plot_config {
+    int64_t width, height; /* pixels, >= 64 */
+    int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
+} bd_plot_config;
+BDAPI bd_plot_config bd_plot_config_init(void); /* 640 x 400, linear */
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series);
+
+/* CSV with a header row: columns[j] holds n_rows doubles ("%.9g"). */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows);
+
+/* --- built-in data ---------------------------------------------------------- */
+/* Procedural shapes, no download: one anti-aliased disc, square, triangle
+   or ring per image, of random position, size, rotation and intensity on a
+   black background.  out (N,1,size,size) in [-1,1]; size 8..1024.
+   Sample i depends only on (seed, first + i), so a data set of N samples is
+   the prefix of any larger one.  labels (N) or NULL: 0 disc, 1 square,
+   2 triangle, 3 ring.  ctx may be NULL. */
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed);
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed);
+
 /* IO-DECLARATIONS */
 
 /* ======================================================================== */
@@ -1055,14 +1157,14 @@ static uint64_t bd__rd_le64(const unsigned char *p) {
     for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
     return v;
 }
-static BD__UNUSED uint32_t bd__rd_be32(const unsigned char *p) {
+static uint32_t bd__rd_be32(const unsigned char *p) {
     return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 static void bd__wr_le64(unsigned char *p, uint64_t v) {
     int i;
     for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
 }
-static BD__UNUSED void bd__wr_be32(unsigned char *p, uint32_t v) {
+static void bd__wr_be32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
     p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
 }
@@ -1146,7 +1248,7 @@ static bd_result bd__afile_commit(bd__afile *af) {
 }
 
 /* Whole file into memory (allocated on ctx), at most max_size bytes. */
-static BD__UNUSED bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
+static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
                                unsigned char **out, size_t *out_size) {
     FILE *f;
     long end;
@@ -2142,6 +2244,1160 @@ BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key)
         else hi = mid;
     }
     return NULL;
+}
+
+/* ---- .npy ---- */
+static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
+    size_t k = strlen(lit);
+    if (n - *i < k || memcmp(h + *i, lit, k) != 0) return 0;
+    *i += k;
+    return 1;
+}
+static void bd__npy_ws(const char *h, size_t n, size_t *i) {
+    while (*i < n && (h[*i] == ' ' || h[*i] == '\t')) (*i)++;
+}
+/* Parse the header dictionary (a Python literal) strictly:
+   {'descr': <str>, 'fortran_order': <bool>, 'shape': <tuple>} in any order,
+   optional trailing comma, then spaces and one '\n'. */
+static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *swap, int *f8,
+                                int *ndim, int64_t *shape) {
+    size_t i = 0;
+    int seen_descr = 0, seen_fo = 0, seen_shape = 0, fortran = 0, k;
+    char descr[16];
+    if (!bd__npy_tok(h, n, &i, "{")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not start with '{'");
+    for (k = 0; k < 3; k++) {
+        char q;
+        size_t ks, kl;
+        bd__npy_ws(h, n, &i);
+        if (i >= n || (h[i] != '\'' && h[i] != '"')) break;
+        q = h[i++];
+        ks = i;
+        while (i < n && h[i] != q) i++;
+        if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated key in header");
+        kl = i - ks;
+        i++;
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ":")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: expected ':' in header");
+        bd__npy_ws(h, n, &i);
+        if (kl == 5 && memcmp(h + ks, "descr", 5) == 0 && !seen_descr) {
+            size_t vs;
+            seen_descr = 1;
+            if (i >= n || (h[i] != '\'' && h[i] != '"')) return bd_error(ctx, BD_ERROR_FORMAT, "npy: descr is not a string");
+            q = h[i++];
+            vs = i;
+            while (i < n && h[i] != q) i++;
+            if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated descr");
+            if (i - vs >= sizeof descr) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: unsupported dtype");
+            memcpy(descr, h + vs, i - vs);
+            descr[i - vs] = 0;
+            i++;
+        } else if (kl == 13 && memcmp(h + ks, "fortran_order", 13) == 0 && !seen_fo) {
+            seen_fo = 1;
+            if (bd__npy_tok(h, n, &i, "False")) fortran = 0;
+            else if (bd__npy_tok(h, n, &i, "True")) fortran = 1;
+            else return bd_error(ctx, BD_ERROR_FORMAT, "npy: fortran_order is not True or False");
+        } else if (kl == 5 && memcmp(h + ks, "shape", 5) == 0 && !seen_shape) {
+            int nd = 0, last_comma = 0;
+            seen_shape = 1;
+            if (!bd__npy_tok(h, n, &i, "(")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape is not a tuple");
+            for (;;) {
+                uint64_t v = 0;
+                size_t ds;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                ds = i;
+                while (i < n && h[i] >= '0' && h[i] <= '9') {
+                    if (v > (UINT64_C(0x7FFFFFFFFFFFFFFF) - (uint64_t)(h[i] - '0')) / 10)
+                        return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry overflows");
+                    v = v * 10 + (uint64_t)(h[i] - '0');
+                    i++;
+                }
+                if (i == ds) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry is not a non-negative integer");
+                if (nd >= BD_NPY_MAX_DIMS) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: more than %d dimensions", BD_NPY_MAX_DIMS);
+                shape[nd++] = (int64_t)v;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ",")) { last_comma = 1; continue; }
+                last_comma = 0;
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad shape tuple");
+            }
+            /* (5) is an int in Python, not a tuple: a 1-d shape is (5,) */
+            if (nd == 1 && !last_comma) return bd_error(ctx, BD_ERROR_FORMAT, "npy: one-element shape lacks its comma");
+            *ndim = nd;
+        } else {
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: unknown or repeated key in header");
+        }
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ",")) break;
+    }
+    bd__npy_ws(h, n, &i);
+    if (!bd__npy_tok(h, n, &i, "}")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header dictionary not closed");
+    if (!seen_descr || !seen_fo || !seen_shape)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: header lacks %s",
+                        !seen_descr ? "descr" : !seen_fo ? "fortran_order" : "shape");
+    while (i < n && h[i] == ' ') i++;
+    if (i + 1 != n || h[i] != '\n') return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not end in spaces and '\\n'");
+    if (fortran) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: Fortran-order arrays are not supported");
+    if (strcmp(descr, "<f4") == 0) { *swap = !bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, ">f4") == 0) { *swap = bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, "<f8") == 0) { *swap = !bd__host_is_le(); *f8 = 1; }
+    else if (strcmp(descr, ">f8") == 0) { *swap = bd__host_is_le(); *f8 = 1; }
+    else return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: dtype '%s' is not supported (float32/float64 only)", descr);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    size_t hlen, hstart, need, item;
+    int swap = 0, f8 = 0, ndim = 0, d;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1, i;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL bytes");
+    if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
+    if (b[6] == 1 && b[7] == 0) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        hstart = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
+        if (size < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        hstart = 12;
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
+    }
+    if (hlen > size - hstart) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header length %zu exceeds the file", hlen);
+    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape);
+    if (r != BD_SUCCESS) return r;
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d])
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
+        numel *= shape[d];
+    }
+    item = f8 ? 8 : 4;
+    if ((uint64_t)numel > (uint64_t)(SIZE_MAX / 8)) return bd_error(ctx, BD_ERROR_OVERFLOW, "npy: array too large");
+    need = (size_t)numel * item;
+    if (size - hstart - hlen != need)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: data is %zu bytes, shape needs %zu",
+                        size - hstart - hlen, need);
+    out->data = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(numel ? numel : 1), sizeof(float)));
+    if (!out->data) return ctx->last_result;
+    b += hstart + hlen;
+    if (!f8 && !swap) {
+        if (numel) memcpy(out->data, b, need);
+        i = numel;
+    } else i = 0;
+    for (; i < numel; i++) {
+        unsigned char e[8];
+        size_t k;
+        for (k = 0; k < item; k++) e[k] = b[(size_t)i * item + (swap ? item - 1 - k : k)];
+        if (f8) {
+            double v;
+            memcpy(&v, e, 8);
+            out->data[i] = (float)v;
+        } else {
+            memcpy(&out->data[i], e, 4);
+        }
+    }
+    out->ndim = ndim;
+    for (d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    out->numel = numel;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, SIZE_MAX, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_npy_read_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a) {
+    if (!a) return;
+    bd_free(ctx, a->data);
+    memset(a, 0, sizeof *a);
+}
+
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape) {
+    char h[256];
+    int len, d, total;
+    int64_t numel = 1;
+    unsigned char pre[10];
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (ndim < 0 || ndim > BD_NPY_MAX_DIMS || (ndim > 0 && !shape))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: ndim must be 0..%d", BD_NPY_MAX_DIMS);
+    if (!bd__st_numel(shape, ndim, &numel))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: bad shape");
+    if (numel > 0 && !data) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL data");
+    len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < ndim; d++)
+        len += snprintf(h + len, sizeof h - (size_t)len, ndim == 1 ? "%lld," : d + 1 < ndim ? "%lld, " : "%lld",
+                        (long long)shape[d]);
+    len += snprintf(h + len, sizeof h - (size_t)len, "), }");
+    total = 10 + len + 1;
+    while (total % 64) { h[len++] = ' '; total++; }
+    h[len++] = '\n';
+    memcpy(pre, "\x93NUMPY\x01\x00", 8);
+    pre[8] = (unsigned char)(len & 0xff);
+    pre[9] = (unsigned char)(len >> 8);
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) return r;
+    r = bd__afile_write(&af, pre, 10);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, h, (size_t)len);
+    if (r == BD_SUCCESS && bd__host_is_le()) {
+        r = bd__afile_write(&af, data, (size_t)numel * 4u);
+    } else if (r == BD_SUCCESS) {
+        int64_t i;
+        for (i = 0; i < numel && r == BD_SUCCESS; i++) {
+            unsigned char e[4], s[4];
+            memcpy(e, &data[i], 4);
+            s[0] = e[3]; s[1] = e[2]; s[2] = e[1]; s[3] = e[0];
+            r = bd__afile_write(&af, s, 4);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    return r;
+}
+
+/* ---- CRC-32, Adler-32 ---- */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n) {
+    uint32_t table[256]; /* built per call: no static mutable state */
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t i, k;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    crc = ~crc;
+    while (n--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n) {
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t a = adler & 0xffff, b = adler >> 16;
+    while (n) {
+        size_t k = n < 5552 ? n : 5552;
+        n -= k;
+        while (k--) { a += *p++; b += a; }
+        a %= 65521u; b %= 65521u;
+    }
+    return (b << 16) | a;
+}
+
+/* ---- inflate (RFC 1951), after Mark Adler's puff: canonical Huffman
+   decoding one bit at a time, every input read and every back-reference
+   bounds-checked ---- */
+typedef struct bd__inf {
+    bd_context *ctx;
+    const unsigned char *in;
+    size_t inlen, incnt;
+    uint32_t bitbuf;
+    int bitcnt;
+    unsigned char *out;
+    size_t outcap, outcnt, max_out;
+    const char *err; /* first error, NULL = none */
+    int oom;
+} bd__inf;
+typedef struct bd__huff {
+    short count[16];
+    short symbol[320];
+} bd__huff;
+
+static int bd__inf_bits(bd__inf *s, int need) {
+    uint32_t val = s->bitbuf;
+    while (s->bitcnt < need) {
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return 0;
+        }
+        val |= (uint32_t)s->in[s->incnt++] << s->bitcnt;
+        s->bitcnt += 8;
+    }
+    s->bitbuf = val >> need;
+    s->bitcnt -= need;
+    return (int)(val & ((1u << need) - 1));
+}
+static int bd__inf_room(bd__inf *s, size_t extra) {
+    size_t need, cap;
+    unsigned char *np;
+    if (!bd_size_add(s->outcnt, extra, &need) || need > s->max_out) {
+        if (!s->err) s->err = "decoded size exceeds the limit";
+        return 0;
+    }
+    if (need <= s->outcap) return 1;
+    cap = s->outcap ? s->outcap : 4096;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > s->max_out) cap = s->max_out;
+    np = BD__CAST(unsigned char *, bd_alloc(s->ctx, cap));
+    if (!np) {
+        if (!s->err) s->err = "out of memory";
+        s->oom = 1;
+        return 0;
+    }
+    if (s->outcnt) memcpy(np, s->out, s->outcnt);
+    bd_free(s->ctx, s->out);
+    s->out = np;
+    s->outcap = cap;
+    return 1;
+}
+static int bd__inf_stored(bd__inf *s) {
+    size_t len;
+    s->bitbuf = 0; s->bitcnt = 0;
+    if (s->inlen - s->incnt < 4) { s->err = "truncated stored block"; return 0; }
+    len = (size_t)s->in[s->incnt] | ((size_t)s->in[s->incnt + 1] << 8);
+    if (s->in[s->incnt + 2] != (~len & 0xff) || s->in[s->incnt + 3] != ((~len >> 8) & 0xff)) {
+        s->err = "stored block length check failed";
+        return 0;
+    }
+    s->incnt += 4;
+    if (s->inlen - s->incnt < len) { s->err = "truncated stored block"; return 0; }
+    if (!bd__inf_room(s, len)) return 0;
+    if (len) memcpy(s->out + s->outcnt, s->in + s->incnt, len);
+    s->outcnt += len;
+    s->incnt += len;
+    return 1;
+}
+static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
+    int len, code = 0, first = 0, count, index = 0;
+    for (len = 1; len <= 15; len++) {
+        code |= bd__inf_bits(s, 1);
+        if (s->err) return -1;
+        count = h->count[len];
+        if (code - count < first) return h->symbol[index + (code - first)];
+        index += count;
+        first += count;
+        first <<= 1;
+        code <<= 1;
+    }
+    if (!s->err) s->err = "invalid Huffman code";
+    return -1;
+}
+/* Returns 0 for a complete code, > 0 incomplete, < 0 over-subscribed. */
+static int bd__huff_build(bd__huff *h, const short *length, int n) {
+    int sym, len, left;
+    short offs[16];
+    for (len = 0; len <= 15; len++) h->count[len] = 0;
+    for (sym = 0; sym < n; sym++) h->count[length[sym]]++;
+    if (h->count[0] == n) return 0;
+    left = 1;
+    for (len = 1; len <= 15; len++) {
+        left <<= 1;
+        left -= h->count[len];
+        if (left < 0) return left;
+    }
+    offs[1] = 0;
+    for (len = 1; len < 15; len++) offs[len + 1] = (short)(offs[len] + h->count[len]);
+    for (sym = 0; sym < n; sym++)
+        if (length[sym] != 0) h->symbol[offs[length[sym]]++] = (short)sym;
+    return left;
+}
+static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *distcode) {
+    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const short dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+                                    6145, 8193, 12289, 16385, 24577};
+    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+    for (;;) {
+        int sym = bd__inf_decode(s, lencode);
+        if (sym < 0) return 0;
+        if (sym < 256) {
+            if (!bd__inf_room(s, 1)) return 0;
+            s->out[s->outcnt++] = (unsigned char)sym;
+        } else if (sym == 256) {
+            return 1;
+        } else {
+            size_t len, dist, k;
+            sym -= 257;
+            if (sym >= 29) { s->err = "invalid length symbol"; return 0; }
+            len = (size_t)lbase[sym] + (size_t)bd__inf_bits(s, lext[sym]);
+            sym = bd__inf_decode(s, distcode);
+            if (sym < 0) return 0;
+            if (sym >= 30) { s->err = "invalid distance symbol"; return 0; }
+            dist = (size_t)dbase[sym] + (size_t)bd__inf_bits(s, dext[sym]);
+            if (s->err) return 0;
+            if (dist > s->outcnt) { s->err = "distance too far back"; return 0; }
+            if (!bd__inf_room(s, len)) return 0;
+            for (k = 0; k < len; k++, s->outcnt++) s->out[s->outcnt] = s->out[s->outcnt - dist];
+        }
+    }
+}
+static int bd__inf_fixed(bd__inf *s) {
+    bd__huff lencode, distcode;
+    short lengths[288];
+    int sym;
+    for (sym = 0; sym < 144; sym++) lengths[sym] = 8;
+    for (; sym < 256; sym++) lengths[sym] = 9;
+    for (; sym < 280; sym++) lengths[sym] = 7;
+    for (; sym < 288; sym++) lengths[sym] = 8;
+    bd__huff_build(&lencode, lengths, 288);
+    for (sym = 0; sym < 30; sym++) lengths[sym] = 5;
+    bd__huff_build(&distcode, lengths, 30);
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+static int bd__inf_dynamic(bd__inf *s) {
+    static const short order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    short lengths[320];
+    bd__huff lencode, distcode;
+    int nlen, ndist, ncode, index, err;
+    nlen = bd__inf_bits(s, 5) + 257;
+    ndist = bd__inf_bits(s, 5) + 1;
+    ncode = bd__inf_bits(s, 4) + 4;
+    if (s->err) return 0;
+    if (nlen > 286 || ndist > 30) { s->err = "bad dynamic block counts"; return 0; }
+    for (index = 0; index < ncode; index++) lengths[order[index]] = (short)bd__inf_bits(s, 3);
+    for (; index < 19; index++) lengths[order[index]] = 0;
+    if (s->err) return 0;
+    if (bd__huff_build(&lencode, lengths, 19) != 0) { s->err = "incomplete code-length code"; return 0; }
+    index = 0;
+    while (index < nlen + ndist) {
+        int sym = bd__inf_decode(s, &lencode), len = 0, rep;
+        if (sym < 0) return 0;
+        if (sym < 16) {
+            lengths[index++] = (short)sym;
+            continue;
+        }
+        if (sym == 16) {
+            if (index == 0) { s->err = "repeat with no previous length"; return 0; }
+            len = lengths[index - 1];
+            rep = 3 + bd__inf_bits(s, 2);
+        } else if (sym == 17) {
+            rep = 3 + bd__inf_bits(s, 3);
+        } else {
+            rep = 11 + bd__inf_bits(s, 7);
+        }
+        if (s->err) return 0;
+        if (index + rep > nlen + ndist) { s->err = "too many code lengths"; return 0; }
+        while (rep--) lengths[index++] = (short)len;
+    }
+    if (lengths[256] == 0) { s->err = "no end-of-block code"; return 0; }
+    err = bd__huff_build(&lencode, lengths, nlen);
+    if (err < 0 || (err > 0 && nlen - lencode.count[0] != 1)) { s->err = "bad literal/length code"; return 0; }
+    err = bd__huff_build(&distcode, lengths + nlen, ndist);
+    if (err < 0 || (err > 0 && ndist - distcode.count[0] != 1)) { s->err = "bad distance code"; return 0; }
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed) {
+    bd__inf s;
+    int last, type;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "inflate: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.in = BD__CAST(const unsigned char *, in);
+    s.inlen = n;
+    s.max_out = max_out;
+    do {
+        last = bd__inf_bits(&s, 1);
+        type = bd__inf_bits(&s, 2);
+        if (s.err) break;
+        if (type == 0) bd__inf_stored(&s);
+        else if (type == 1) bd__inf_fixed(&s);
+        else if (type == 2) bd__inf_dynamic(&s);
+        else s.err = "invalid block type";
+    } while (!last && !s.err);
+    if (s.err) {
+        bd_free(ctx, s.out);
+        if (s.oom) return BD_ERROR_OUT_OF_MEMORY;
+        return bd_error(ctx, BD_ERROR_FORMAT, "deflate: %s", s.err);
+    }
+    *out = s.out ? s.out : BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!*out) return BD_ERROR_OUT_OF_MEMORY;
+    *out_size = s.outcnt;
+    if (consumed) *consumed = s.incnt;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size) {
+    const unsigned char *b = BD__CAST(const unsigned char *, in);
+    size_t pos = 0;
+    bd__buf acc;
+    bd_result r = BD_SUCCESS;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "gunzip: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&acc, 0, sizeof acc);
+    acc.ctx = ctx;
+    do { /* one member per pass */
+        unsigned flg;
+        size_t hs = pos, used, mlen;
+        unsigned char *m;
+        if (n - pos < 18) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos); break; }
+        if (b[pos] != 0x1f || b[pos + 1] != 0x8b) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos); break; }
+        if (b[pos + 2] != 8) { r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]); break; }
+        flg = b[pos + 3];
+        if (flg & 0xe0) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set"); break; }
+        pos += 10;
+        if (flg & 4) { /* FEXTRA */
+            size_t xlen;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
+            pos += 2;
+            if (n - pos < xlen) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            pos += xlen;
+        }
+        if (flg & 8) { /* FNAME */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name"); break; }
+            pos++;
+        }
+        if (flg & 16) { /* FCOMMENT */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment"); break; }
+            pos++;
+        }
+        if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
+            uint32_t c;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC"); break; }
+            c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
+            if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8))) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
+                break;
+            }
+            pos += 2;
+        }
+        r = bd_inflate(ctx, b + pos, n - pos, max_out - acc.n, &m, &mlen, &used);
+        if (r != BD_SUCCESS) break;
+        pos += used;
+        if (n - pos < 8) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated trailer");
+            break;
+        }
+        if (bd_crc32(0, m, mlen) != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8) |
+                                     ((uint32_t)b[pos + 2] << 16) | ((uint32_t)b[pos + 3] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: CRC-32 mismatch (corrupted data)");
+            break;
+        }
+        if ((uint32_t)mlen != ((uint32_t)b[pos + 4] | ((uint32_t)b[pos + 5] << 8) |
+                               ((uint32_t)b[pos + 6] << 16) | ((uint32_t)b[pos + 7] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: length trailer mismatch");
+            break;
+        }
+        pos += 8;
+        if (acc.n == 0 && pos == n) { /* the common single-member case: no copy */
+            *out = m;
+            *out_size = mlen;
+            return BD_SUCCESS;
+        }
+        bd__buf_put(&acc, m, mlen);
+        bd_free(ctx, m);
+        if (acc.failed) { r = BD_ERROR_OUT_OF_MEMORY; break; }
+    } while (pos < n);
+    if (r != BD_SUCCESS) {
+        bd_free(ctx, acc.p);
+        return r;
+    }
+    if (!acc.p) acc.p = BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!acc.p) return BD_ERROR_OUT_OF_MEMORY;
+    *out = acc.p;
+    *out_size = acc.n;
+    return BD_SUCCESS;
+}
+
+/* ---- IDX ---- */
+/* Validates an unsigned-byte IDX buffer (decompressed) with `want_dims`
+   dimensions and returns its dims and payload. */
+static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                               int64_t *dims, const unsigned char **payload) {
+    size_t hdr, total = 1;
+    int d;
+    if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
+    if (b[0] != 0 || b[1] != 0) return bd_error(ctx, BD_ERROR_FORMAT, "idx: bad magic (first two bytes must be 0)");
+    if (b[2] != 0x08) {
+        if (b[2] == 0x09 || b[2] == 0x0B || b[2] == 0x0C || b[2] == 0x0D || b[2] == 0x0E)
+            return bd_error(ctx, BD_ERROR_UNSUPPORTED, "idx: element type 0x%02x (only unsigned bytes, 0x08)", b[2]);
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: unknown element type 0x%02x", b[2]);
+    }
+    if (b[3] != want_dims)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: %d dimensions, expected %d (%s)", b[3], want_dims,
+                        want_dims == 3 ? "images" : "labels");
+    hdr = 4 + 4 * (size_t)want_dims;
+    if (n < hdr) return bd_error(ctx, BD_ERROR_FORMAT, "idx: truncated header");
+    for (d = 0; d < want_dims; d++) {
+        dims[d] = (int64_t)bd__rd_be32(b + 4 + 4 * d);
+        if (!bd_size_mul(total, (size_t)dims[d], &total))
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions overflow");
+    }
+    if (n - hdr != total)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
+    *payload = b + hdr;
+    return BD_SUCCESS;
+}
+/* Decompress when the bytes are gzip; *owned is the buffer to free. */
+static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
+                               const unsigned char **b, size_t *n, unsigned char **owned) {
+    const unsigned char *p = BD__CAST(const unsigned char *, bytes);
+    *owned = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        bd_result r = bd_gunzip(ctx, p, size, BD_IDX_MAX_BYTES, owned, n);
+        if (r != BD_SUCCESS) return r;
+        *b = *owned;
+        return BD_SUCCESS;
+    }
+    *b = p;
+    *n = size;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n, i, total;
+    int64_t dims[3];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    memset(out, 0, sizeof *out);
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 3, dims, &px);
+    if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
+    if (r == BD_SUCCESS) {
+        total = (size_t)(dims[0] * dims[1] * dims[2]);
+        for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *count) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n;
+    int64_t dims[1];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    *labels = NULL; *count = 0;
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 1, dims, &px);
+    if (r == BD_SUCCESS) {
+        *labels = BD__CAST(uint8_t *, bd_alloc(ctx, (size_t)dims[0]));
+        if (!*labels) r = BD_ERROR_OUT_OF_MEMORY;
+        else {
+            if (dims[0]) memcpy(*labels, px, (size_t)dims[0]);
+            *count = dims[0];
+        }
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_images_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *count) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_labels_memory(ctx, buf, n, labels, count);
+    bd_free(ctx, buf);
+    return r;
+}
+
+/* ---- PNG ---- */
+static bd_result bd__png_chunk(bd__afile *af, const char *type, const unsigned char *data,
+                               size_t n) {
+    unsigned char b[8];
+    uint32_t crc;
+    bd_result r;
+    bd__wr_be32(b, (uint32_t)n);
+    memcpy(b + 4, type, 4);
+    crc = bd_crc32(0, type, 4);
+    crc = bd_crc32(crc, data, n);
+    r = bd__afile_write(af, b, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, data, n);
+    bd__wr_be32(b, crc);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, b, 4);
+    return r;
+}
+
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels) {
+    static const unsigned char ctype[5] = {0, 0, 4, 2, 6};
+    size_t row, raw_n, nblocks, z_n, y, pos, done;
+    unsigned char *z = NULL, *p, ihdr[13];
+    uint32_t adler = 1;
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!pixels || width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff ||
+        channels < 1 || channels > 4)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: bad image (%lld x %lld x %d)",
+                        (long long)width, (long long)height, channels);
+    /* raw = height rows of (filter byte 0 + width*channels bytes) */
+    if (!bd_size_mul((size_t)width, (size_t)channels, &row) || !bd_size_add(row, 1, &row) ||
+        !bd_size_mul(row, (size_t)height, &raw_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    nblocks = raw_n / 65535 + 1;
+    if (!bd_size_mul(nblocks, 5, &z_n) || !bd_size_add(z_n, raw_n, &z_n) || !bd_size_add(z_n, 6, &z_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    z = BD__CAST(unsigned char *, bd_alloc(ctx, z_n));
+    if (!z) return BD_ERROR_OUT_OF_MEMORY;
+    /* zlib header: deflate, 32K window, no dictionary, check bits */
+    p = z;
+    *p++ = 0x78; *p++ = 0x01;
+    /* stored blocks, streamed from the pixel rows */
+    pos = 0;
+    y = 0;
+    {
+        size_t in_row = 0; /* bytes of row y already emitted */
+        while (pos < raw_n || pos == 0) {
+            size_t len = raw_n - pos < 65535 ? raw_n - pos : 65535, k;
+            int final = pos + len == raw_n;
+            unsigned char *blk;
+            *p++ = (unsigned char)final;
+            *p++ = (unsigned char)(len & 0xff); *p++ = (unsigned char)(len >> 8);
+            *p++ = (unsigned char)(~len & 0xff); *p++ = (unsigned char)((~len >> 8) & 0xff);
+            blk = p;
+            for (k = 0; k < len;) {
+                if (in_row == 0) { *p++ = 0; k++; in_row = 1; }
+                else {
+                    size_t take = row - in_row, left = len - k;
+                    if (take > left) take = left;
+                    memcpy(p, pixels + y * (row - 1) + (in_row - 1), take);
+                    p += take; k += take; in_row += take;
+                }
+                if (in_row == row) { in_row = 0; y++; }
+            }
+            adler = bd_adler32(adler, blk, len);
+            pos += len;
+            if (final) break;
+        }
+    }
+    bd__wr_be32(p, adler);
+    p += 4;
+    z_n = (size_t)(p - z);
+    bd__wr_be32(ihdr, (uint32_t)width);
+    bd__wr_be32(ihdr + 4, (uint32_t)height);
+    ihdr[8] = 8; ihdr[9] = ctype[channels]; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, "\x89PNG\r\n\x1a\n", 8);
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IHDR", ihdr, 13);
+    for (done = 0; r == BD_SUCCESS && done < z_n;) {
+        size_t len = z_n - done < ((size_t)1 << 20) ? z_n - done : ((size_t)1 << 20);
+        r = bd__png_chunk(&af, "IDAT", z + done, len);
+        done += len;
+    }
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IEND", ihdr, 0);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, z);
+    return r;
+}
+
+static uint8_t bd__to_u8(float v) {
+    float s = (v + 1.0f) * 127.5f + 0.5f;
+    if (!(s > 0.0f)) return 0; /* also NaN */
+    if (s >= 255.0f) return 255;
+    return (uint8_t)s;
+}
+
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w) {
+    uint8_t *px;
+    size_t hw, total, i;
+    int64_t ch;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!img || (c != 1 && c != 3) || h < 1 || w < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: need a (1 or 3, H, W) image");
+    if (!bd_size_mul((size_t)h, (size_t)w, &hw) || !bd_size_mul(hw, (size_t)c, &total))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    px = BD__CAST(uint8_t *, bd_alloc(ctx, total));
+    if (!px) return BD_ERROR_OUT_OF_MEMORY;
+    for (ch = 0; ch < c; ch++)
+        for (i = 0; i < hw; i++) px[i * (size_t)c + (size_t)ch] = bd__to_u8(img[(size_t)ch * hw + i]);
+    r = bd_png_write_u8(ctx, path, px, w, h, (int)c);
+    bd_free(ctx, px);
+    return r;
+}
+
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value) {
+    int64_t rows, gh, gw, i, ch, yy;
+    if (n < 1) n = 1;
+    if (pad < 0) pad = 0;
+    if (cols <= 0) {
+        cols = (int64_t)ceil(sqrt((double)n));
+        if (cols < 1) cols = 1;
+    }
+    if (cols > n) cols = n;
+    rows = (n + cols - 1) / cols;
+    gh = rows * (h + pad) + pad;
+    gw = cols * (w + pad) + pad;
+    if (out_h) *out_h = gh;
+    if (out_w) *out_w = gw;
+    if (!out || !x) return;
+    for (i = 0; i < c * gh * gw; i++) out[i] = pad_value;
+    for (i = 0; i < n; i++) {
+        int64_t oy = pad + (i / cols) * (h + pad), ox = pad + (i % cols) * (w + pad);
+        for (ch = 0; ch < c; ch++)
+            for (yy = 0; yy < h; yy++)
+                memcpy(out + (ch * gh + oy + yy) * gw + ox, x + ((i * c + ch) * h + yy) * w,
+                       (size_t)w * sizeof(float));
+    }
+}
+
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad) {
+    int64_t gh, gw;
+    float *g;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!x || n < 1 || (c != 1 && c != 3) || h < 1 || w < 1 || pad < 0 || pad > 64 ||
+        n > ((int64_t)1 << 24) || h > 65536 || w > 65536)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png grid: bad arguments (n %lld, c %lld, %lld x %lld)",
+                        (long long)n, (long long)c, (long long)h, (long long)w);
+    bd_image_grid(NULL, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    if (gh > 0x7fffffff / (gw > 0 ? gw : 1))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png grid: image too large");
+    g = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(c * gh * gw), sizeof(float)));
+    if (!g) return ctx->last_result;
+    bd_image_grid(g, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    r = bd_png_write(ctx, path, g, c, gh, gw);
+    bd_free(ctx, g);
+    return r;
+}
+
+/* ---- line plot ---- */
+static const unsigned char bd__font5x7[14][7] = {
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, /* 0 */
+    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* 1 */
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, /* 2 */
+    {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}, /* 3 */
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, /* 4 */
+    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}, /* 5 */
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, /* 6 */
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, /* 8 */
+    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, /* 9 */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
+    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
+};
+typedef struct bd__canvas {
+    uint8_t *px; /* (H,W,3) */
+    int64_t w, h;
+    int64_t x0, y0, x1, y1; /* clip rectangle, inclusive */
+} bd__canvas;
+static void bd__blend(bd__canvas *cv, int64_t x, int64_t y, const uint8_t *rgb, double a) {
+    uint8_t *p;
+    int k;
+    if (x < cv->x0 || x > cv->x1 || y < cv->y0 || y > cv->y1 || !(a > 0)) return;
+    if (a > 1) a = 1;
+    p = cv->px + (y * cv->w + x) * 3;
+    for (k = 0; k < 3; k++) p[k] = (uint8_t)(p[k] * (1 - a) + rgb[k] * a + 0.5);
+}
+/* Xiaolin Wu's anti-aliased line, drawn twice one pixel apart (2 px wide). */
+static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb, const uint8_t *rgb) {
+    int steep = fabs(yb - ya) > fabs(xb - xa);
+    double t, grad, x, dx, dy;
+    int pass;
+    if (steep) { t = xa; xa = ya; ya = t; t = xb; xb = yb; yb = t; }
+    if (xa > xb) { t = xa; xa = xb; xb = t; t = ya; ya = yb; yb = t; }
+    dx = xb - xa; dy = yb - ya;
+    grad = dx < 1e-12 ? 0.0 : dy / dx;
+    if (dx > 1e5) return; /* clipped away upstream; guard anyway */
+    for (pass = 0; pass < 2; pass++) {
+        double off = pass ? 0.5 : -0.5;
+        for (x = floor(xa); x <= ceil(xb); x += 1.0) {
+            double yy = ya + grad * (x - xa) + off, fl = floor(yy), fr = yy - fl;
+            double cover = 1.0;
+            if (x < xa) cover = 1.0 - (xa - x);
+            if (x > xb) cover = 1.0 - (x - xb);
+            if (cover <= 0) continue;
+            if (steep) {
+                bd__blend(cv, (int64_t)fl, (int64_t)x, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)fl + 1, (int64_t)x, rgb, fr * cover * 0.8);
+            } else {
+                bd__blend(cv, (int64_t)x, (int64_t)fl, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)x, (int64_t)fl + 1, rgb, fr * cover * 0.8);
+            }
+        }
+    }
+}
+static void bd__text(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale) {
+    static const uint8_t ink[3] = {40, 40, 40};
+    for (; *s; s++, x += 6 * scale) {
+        int g = -1, r, c, sy, sx;
+        if (*s >= '0' && *s <= '9') g = *s - '0';
+        else if (*s == '.') g = 10;
+        else if (*s == '-') g = 11;
+        else if (*s == 'e') g = 12;
+        else if (*s == '+') g = 13;
+        if (g < 0) continue;
+        for (r = 0; r < 7; r++)
+            for (c = 0; c < 5; c++)
+                if (bd__font5x7[g][r] & (0x10 >> c))
+                    for (sy = 0; sy < scale; sy++)
+                        for (sx = 0; sx < scale; sx++)
+                            bd__blend(cv, x + c * scale + sx, y + r * scale + sy, ink, 1.0);
+    }
+}
+/* ticks at multiples of a 1-2-5 step covering [lo, hi]; returns count */
+static int bd__ticks(double lo, double hi, double *ticks, int max, double *step_out) {
+    double raw = (hi - lo) / 5.0, mag, step, v;
+    int n = 0;
+    if (!(raw > 0)) raw = 1;
+    mag = pow(10.0, floor(log10(raw)));
+    step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
+    for (v = ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9 && n < max; v += step)
+        ticks[n++] = fabs(v) < step * 1e-9 ? 0.0 : v;
+    *step_out = step;
+    return n;
+}
+static void bd__fmt(char *buf, size_t n, double v) {
+    snprintf(buf, n, "%.4g", v);
+}
+
+BDAPI bd_plot_config bd_plot_config_init(void) {
+    bd_plot_config c;
+    c.width = 640;
+    c.height = 400;
+    c.log_y = 0;
+    return c;
+}
+
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series) {
+    static const uint8_t pal[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                       {148, 103, 189}, {140, 86, 75}, {227, 119, 194},
+                                       {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+    static const uint8_t gridc[3] = {226, 226, 226}, axisc[3] = {90, 90, 90};
+    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, xt[32], yt[32], st;
+    int64_t s, i, W, H, left, right = 14, top = 10, bottom, maxlab = 1;
+    int nxt, nyt, k, scale;
+    char lab[32];
+    bd__canvas cv;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!cfg || cfg->width < 64 || cfg->height < 64 || cfg->width > 16384 || cfg->height > 16384 ||
+        n_series < 0 || (n_series > 0 && !series))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: bad configuration or series");
+    W = cfg->width; H = cfg->height;
+    scale = H >= 800 ? 2 : 1;
+    for (s = 0; s < n_series; s++) {
+        if (series[s].n < 0 || (series[s].n > 0 && !series[s].y))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: series %lld has no y values", (long long)s);
+        for (i = 0; i < series[s].n; i++) {
+            double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i];
+            if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            if (xv < xlo) xlo = xv;
+            if (xv > xhi) xhi = xv;
+            if (yv < ylo) ylo = yv;
+            if (yv > yhi) yhi = yv;
+        }
+    }
+    if (xlo > xhi) { xlo = 0; xhi = 1; }
+    if (ylo > yhi) { ylo = 0; yhi = 1; }
+    if (xhi - xlo < 1e-12 * (fabs(xlo) + 1)) { xlo -= 0.5; xhi += 0.5; }
+    if (yhi - ylo < 1e-12 * (fabs(ylo) + 1)) { ylo -= 0.5; yhi += 0.5; }
+    { /* a little headroom on y */
+        double m = 0.04 * (yhi - ylo);
+        ylo -= m; yhi += m;
+    }
+    nxt = bd__ticks(xlo, xhi, xt, 32, &st);
+    nyt = bd__ticks(ylo, yhi, yt, 32, &st);
+    if (cfg->log_y && st < 1) { /* at least decades when the range allows */
+        if (yhi - ylo >= 1.0) nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+    }
+    for (k = 0; k < nyt; k++) {
+        int64_t len;
+        bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+        len = (int64_t)strlen(lab);
+        if (len > maxlab) maxlab = len;
+    }
+    left = 10 + maxlab * 6 * scale;
+    bottom = 8 + 10 * scale;
+    if (left + right + 16 > W || top + bottom + 16 > H)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: image too small for the axes");
+    cv.w = W; cv.h = H;
+    cv.px = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)(W * H), 3));
+    if (!cv.px) return ctx->last_result;
+    memset(cv.px, 255, (size_t)(W * H * 3));
+    {
+        int64_t ax0 = left, ax1 = W - right, ay0 = top, ay1 = H - bottom; /* plot box */
+        double sx = (double)(ax1 - ax0) / (xhi - xlo), sy = (double)(ay1 - ay0) / (yhi - ylo);
+        cv.x0 = 0; cv.y0 = 0; cv.x1 = W - 1; cv.y1 = H - 1;
+        for (k = 0; k < nxt; k++) { /* vertical grid + labels */
+            int64_t gx = ax0 + (int64_t)floor((xt[k] - xlo) * sx + 0.5), yy, len;
+            if (gx < ax0 || gx > ax1) continue;
+            for (yy = ay0; yy <= ay1; yy++) bd__blend(&cv, gx, yy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, xt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, gx - len * 3 * scale, ay1 + 5, lab, scale);
+        }
+        for (k = 0; k < nyt; k++) { /* horizontal grid + labels */
+            int64_t gy = ay1 - (int64_t)floor((yt[k] - ylo) * sy + 0.5), xx, len;
+            if (gy < ay0 || gy > ay1) continue;
+            for (xx = ax0; xx <= ax1; xx++) bd__blend(&cv, xx, gy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, ax0 - 5 - len * 6 * scale, gy - 3 * scale, lab, scale);
+        }
+        for (i = ax0; i <= ax1; i++) { bd__blend(&cv, i, ay0, axisc, 1.0); bd__blend(&cv, i, ay1, axisc, 1.0); }
+        for (i = ay0; i <= ay1; i++) { bd__blend(&cv, ax0, i, axisc, 1.0); bd__blend(&cv, ax1, i, axisc, 1.0); }
+        cv.x0 = ax0 + 1; cv.x1 = ax1 - 1; cv.y0 = ay0 + 1; cv.y1 = ay1 - 1;
+        for (s = 0; s < n_series; s++) {
+            int have = 0;
+            double px0 = 0, py0 = 0;
+            for (i = 0; i < series[s].n; i++) {
+                double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i], px, py;
+                if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+                if (!isfinite(xv) || !isfinite(yv)) { have = 0; continue; }
+                px = ax0 + (xv - xlo) * sx;
+                py = ay1 - (yv - ylo) * sy;
+                if (have) bd__line(&cv, px0, py0, px, py, pal[s % 10]);
+                else if (series[s].n == 1) bd__line(&cv, px - 1, py, px + 1, py, pal[s % 10]);
+                px0 = px; py0 = py; have = 1;
+            }
+        }
+    }
+    r = bd_png_write_u8(ctx, path, cv.px, W, H, 3);
+    bd_free(ctx, cv.px);
+    return r;
+}
+
+/* ---- CSV ---- */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows) {
+    bd__buf b;
+    bd__afile af;
+    bd_result r;
+    int64_t i, j;
+    char num[40];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (n_cols < 1 || n_rows < 0 || !names || !columns)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: need names and columns");
+    for (j = 0; j < n_cols; j++)
+        if (!names[j] || (n_rows > 0 && !columns[j]) || strpbrk(names[j], ",\"\n\r"))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: column %lld has a NULL or unquotable name or NULL data",
+                            (long long)j);
+    memset(&b, 0, sizeof b);
+    b.ctx = ctx;
+    for (j = 0; j < n_cols; j++) {
+        if (j) bd__buf_put(&b, ",", 1);
+        bd__buf_str(&b, names[j]);
+    }
+    bd__buf_put(&b, "\n", 1);
+    for (i = 0; i < n_rows && !b.failed; i++) {
+        for (j = 0; j < n_cols; j++) {
+            if (j) bd__buf_put(&b, ",", 1);
+            snprintf(num, sizeof num, "%.9g", columns[j][i]);
+            bd__buf_str(&b, num);
+        }
+        bd__buf_put(&b, "\n", 1);
+    }
+    if (b.failed) { bd_free(ctx, b.p); return bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "csv: out of memory"); }
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, b.p, b.n);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, b.p);
+    return r;
+}
+
+/* ---- built-in shapes ---- */
+/* Signed distances (negative inside), in pixels. */
+static double bd__sd_box(double px, double py, double b) {
+    double dx = fabs(px) - b, dy = fabs(py) - b;
+    double ox = dx > 0 ? dx : 0, oy = dy > 0 ? dy : 0, in = dx > dy ? dx : dy;
+    return sqrt(ox * ox + oy * oy) + (in < 0 ? in : 0);
+}
+static double bd__sd_tri(double px, double py, double r) { /* equilateral, half side r */
+    const double k = 1.7320508075688772;
+    double qx, qy, c;
+    px = fabs(px) - r;
+    py = py + r / k;
+    if (px + k * py > 0) {
+        qx = (px - k * py) / 2; qy = (-k * px - py) / 2;
+        px = qx; py = qy;
+    }
+    c = px < -2 * r ? -2 * r : px > 0 ? 0 : px;
+    px -= c;
+    return -sqrt(px * px + py * py) * (py > 0 ? 1.0 : py < 0 ? -1.0 : 0.0);
+}
+
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed) {
+    int64_t i, x, y;
+    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    for (i = 0; i < n; i++) {
+        bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
+        double S = (double)size;
+        int kind = (int)(bd_rng_u64(&rng) % 4);
+        double cx = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double cy = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double R = S * (0.16 + 0.16 * bd_rng_uniform(&rng));
+        double th = 2 * BD__PI * bd_rng_uniform(&rng), cs = cos(th), sn = sin(th);
+        double inten = 0.45 + 0.55 * bd_rng_uniform(&rng);
+        double ringw = R * (0.22 + 0.2 * bd_rng_uniform(&rng));
+        float *o = out + i * size * size;
+        if (labels) labels[i] = (uint8_t)kind;
+        for (y = 0; y < size; y++) {
+            for (x = 0; x < size; x++) {
+                double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+                double u = cs * dx + sn * dy, v = -sn * dx + cs * dy, d, cov;
+                switch (kind) {
+                case 0: d = sqrt(u * u + v * v) - R; break;
+                case 1: d = bd__sd_box(u, v, R * 0.8); break;
+                case 2: d = bd__sd_tri(u, -v, R * 1.05); break;
+                default: d = fabs(sqrt(u * u + v * v) - (R - ringw / 2)) - ringw / 2; break;
+                }
+                cov = 0.5 - d; /* one-pixel linear ramp across the edge */
+                cov = cov < 0 ? 0 : cov > 1 ? 1 : cov;
+                o[y * size + x] = (float)(-1.0 + 2.0 * inten * cov);
+            }
+        }
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed) {
+    return bd_builtin_shapes_ex(ctx, out, NULL, 0, n, size, seed);
 }
 
 /* IO-IMPLEMENTATION */
