@@ -4389,6 +4389,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
     bd_result r;
     bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
     int64_t steps = 0, ostep = 0;
+    char why[sizeof ctx->message];
     if (!bd_safetensors_meta(st, "bdense.version"))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
     s = bd_safetensors_meta(st, "param");
@@ -4411,13 +4412,13 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
         s = bd_safetensors_meta(st, "ch_mult");
         if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
         if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         s = bd_safetensors_meta(st, "attn_levels");
         if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
         if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -4428,7 +4429,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
             return r;
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
-            return bd_error(ctx, r, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
     } else {
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
     }
@@ -4476,7 +4477,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
         bd_free(ctx, g);
         if (r != BD_SUCCESS) {
             bd_model_free(m);
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         }
     }
     *out = m;
