@@ -128,6 +128,28 @@ void cli_install_interrupt(void);
 int cli_interrupted(void);
 
 /* ---------------------------------------------------------------------- */
+/* data sources (data.c)                                                  */
+/* ---------------------------------------------------------------------- */
+enum { CLI_DATA_BUILTIN = 1, CLI_DATA_ARRAY = 2 };
+typedef struct cli_data {
+    bd_context *ctx;
+    int kind;
+    float *x;            /* (n,c,h,w) for array data */
+    int64_t n, c, h, w;
+    int hflip;           /* random horizontal flips in batches */
+    char desc[300];
+} cli_data;
+/* spec: builtin[:SIZE] | fmnist:DIR | fmnist-test:DIR | npy:FILE.
+   image_size: builtin size when the spec gives none (0 = 28). */
+int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t image_size, cli_data *d);
+void cli_data_free(cli_data *d);
+/* a random batch (a bd_data_fn): uniform indices with replacement, or fresh
+   builtin images, plus flips, all from rng */
+bd_result cli_data_batch(void *user, float *x, int64_t n, bd_rng *rng);
+/* the first n samples, or n builtin samples from seed */
+int cli_data_take(const char *cmd, cli_data *d, float *x, int64_t n, uint64_t seed);
+
+/* ---------------------------------------------------------------------- */
 /* FD-RF sample-quality metric (metric.c)                                 */
 /* ---------------------------------------------------------------------- */
 #define CLI_FEAT_DIM 192
