@@ -163,6 +163,37 @@ int cli_feat_stats(cli_feat *f, const float *x, int64_t n, double *mu, double *c
 double cli_frechet(const double *mu1, const double *c1, const double *mu2, const double *c2, int d);
 
 /* ---------------------------------------------------------------------- */
+/* models, sampling, pictures (cmd_model.c, cmd_sample.c)                 */
+/* ---------------------------------------------------------------------- */
+/* architecture options shared by init and train */
+typedef struct cli_arch {
+    const char *config;   /* small | tiny */
+    const char *param, *schedule;
+    int64_t image_size, in_ch, ch, nres, groups, heads, branches; /* 0 (nres -1) = preset's */
+    const char *ch_mult, *attn;
+} cli_arch;
+void cli_arch_defaults(cli_arch *o);
+void cli_arch_options(cli_args *a, cli_arch *o);
+int cli_arch_build(const char *cmd, const cli_arch *o, bd_unet_config *cfg, bd_param_kind *param,
+                   bd_schedule_kind *sched);
+int cli_model_new(const char *cmd, bd_context *ctx, const cli_arch *o, uint64_t seed, bd_model **out);
+
+/* sampler config for a model: a student uses its own grid (steps must
+   match or be left out), a teacher the sampler/steps/grid given */
+int cli_sampler_setup(const char *cmd, const bd_model *m, const char *sampler, int64_t steps, int steps_given,
+                      const char *time_grid, double eta, int clip, bd_sampler_config *cfg, int quiet);
+/* x (n,C,H,W) <- samples from the noise of `seed`, with a progress bar */
+int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampler_config *cfg, float *x, int64_t n,
+                   int64_t max_batch, uint64_t seed, const char *label, int quiet, int64_t *nfe, double *seconds);
+int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                   int64_t H, int64_t W);
+/* FD-RF of x (n) against ref (nref) */
+int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const float *ref, int64_t nref, int64_t C,
+             int64_t H, int64_t W, double *fd);
+/* line plot PNG: xs (n), ys (n_series, n) */
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
+
+/* ---------------------------------------------------------------------- */
 /* subcommands                                                            */
 /* ---------------------------------------------------------------------- */
 int cmd_init(int argc, char **argv);
