@@ -130,6 +130,7 @@ int cli_interrupted(void);
 /* ---------------------------------------------------------------------- */
 /* data sources (data.c)                                                  */
 /* ---------------------------------------------------------------------- */
+#ifdef CLI_PENDING_APIS
 enum { CLI_DATA_BUILTIN = 1, CLI_DATA_ARRAY = 2 };
 typedef struct cli_data {
     bd_context *ctx;
@@ -148,6 +149,7 @@ void cli_data_free(cli_data *d);
 bd_result cli_data_batch(void *user, float *x, int64_t n, bd_rng *rng);
 /* the first n samples, or n builtin samples from seed */
 int cli_data_take(const char *cmd, cli_data *d, float *x, int64_t n, uint64_t seed);
+#endif
 
 /* ---------------------------------------------------------------------- */
 /* FD-RF sample-quality metric (metric.c)                                 */
@@ -165,6 +167,7 @@ double cli_frechet(const double *mu1, const double *c1, const double *mu2, const
 /* ---------------------------------------------------------------------- */
 /* models, sampling, pictures (cmd_model.c, cmd_sample.c)                 */
 /* ---------------------------------------------------------------------- */
+#ifdef CLI_PENDING_APIS /* until the unet/io/sampler branches are merged */
 /* architecture options shared by init and train */
 typedef struct cli_arch {
     const char *config;   /* small | tiny */
@@ -192,6 +195,7 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
              int64_t H, int64_t W, double *fd);
 /* line plot PNG: xs (n), ys (n_series, n) */
 bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
+#endif
 
 /* ---------------------------------------------------------------------- */
 /* subcommands                                                            */
