@@ -419,6 +419,77 @@ BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
 /* ======================================================================== */
 /* >>distill                                                                */
 /* ======================================================================== */
+/* B-DENSE distillation (SPEC 5).  A K-branch student learns, from every
+   student step t -> u, the x_hat that one DDIM jump from (z_t, t) needs to
+   land on each of the teacher's intermediate states z_{s_1..s_K}.
+   Layouts: a batch of N samples of D = C*H*W floats; student output o is
+   (N, K*D) branch-major (branch k = o[n, k*D .. k*D+D-1]); per-branch
+   quantities (teacher states, targets, times s_k) are (K, N, ...). */
+typedef enum bd_distill_method { BD_DISTILL_PD = 0, BD_DISTILL_TD = 1 } bd_distill_method;
+typedef enum bd_distill_weights {
+    BD_WEIGHTS_UNIFORM = 0,  /* w_k = 1/K */
+    BD_WEIGHTS_FINAL = 1,    /* w_K = 1, others 0 (sparse) */
+    BD_WEIGHTS_LINEAR = 2,   /* w_k = k / (K(K+1)/2) */
+    BD_WEIGHTS_AUX = 3,      /* w_K = 1, w_k = beta for k < K */
+    BD_WEIGHTS_ANNEAL = 4,   /* w_k = (1-tau)/K + tau [k=K] */
+    BD_WEIGHTS_ADAPTIVE = 5  /* loss-balanced, see bd_distill_branch_weights */
+} bd_distill_weights;
+typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
+typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m);        /* "pd", "td" */
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out);
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w);      /* "uniform", ... */
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out);
+
+/* Branch target x_tilde (N,D) of one teacher state (SPEC 5):
+       x_tilde = (z_s - (sigma_s/sigma_t) z_t) / (alpha_s - (sigma_s/sigma_t) alpha_t)
+   and x_tilde = z_s where sigma_s == 0 (s = 0).  z_t, z_s (N,D); alpha_t,
+   sigma_t, alpha_s, sigma_s (N) per sample.  Computed in double. */
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
+
+/* Coefficients of the (linear) parametrisation maps of SPEC 2 for one
+   alpha, sigma:  x_hat = xz z + xo o,  eps_hat = ez z + eo o. */
+BDAPI void bd_distill_param_coeffs(bd_param_kind param, double alpha, double sigma, double *xz,
+                                   double *xo, double *ez, double *eo);
+
+/* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (SPEC 5); 1e30 cap at sigma = 0. */
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t);
+
+/* The multi-branch loss and its gradient w.r.t. the raw student output.
+     o (N,K*D): student output, every branch read in `param`;  z_t (N,D);
+     alpha_t, sigma_t (N);  alpha_s, sigma_s (K,N): times s_k of each branch;
+     w (K): branch weights.
+   space X: needs x_tilde (K,N,D) (bd_distill_target); z_s may be NULL.
+       L = (1/N) sum_n lambda(t_n) sum_k w_k (1/D) sum_d (x_hat_k - x_tilde_k)^2
+       (distance must be L2).
+   space Z: needs z_s (K,N,D) (the teacher states); x_tilde may be NULL.
+       z_hat_k = DDIM jump of branch k from (z_t, t) to s_k; no lambda:
+       L = (1/N) sum_n sum_k w_k (1/D) sum_d dist(z_hat_k - z_s_k),
+       dist = d^2 (L2) or |d| (L1).
+   Returns L.  branch_loss (K) or NULL receives the unweighted per-branch
+   terms (L = sum_k w_k branch_loss[k]).  dout (N,K*D) or NULL: dL/do is
+   ADDED (+=), scaled by `grad_scale` (e.g. 1/steps when averaging). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale);
+
+/* Branch weights w (K) for a schedule.  beta: aux weight; tau in [0,1]:
+   anneal progress.  ADAPTIVE uses ema (K), a running (bias-corrected) mean
+   of each branch's own loss (NULL or non-positive entries = not yet known,
+   treated as equal):  w_K = 1/2 and w_k = (1/(2(K-1))) ema_K / ema_k for
+   k < K, so the final branch always carries half the scale-normalised loss
+   and the K-1 dense branches share the other half equally; K = 1 gives
+   w = 1.  See docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema);
+
 /* DISTILL-DECLARATIONS */
 
 /* ======================================================================== */
@@ -939,6 +1010,179 @@ BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *sr
 /* ------------------------------------------------------------------------ */
 /* >>distill                                                                */
 /* ------------------------------------------------------------------------ */
+static const char *const bd__distill_method_names[] = {"pd", "td"};
+static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
+                                                        "aux", "anneal", "adaptive"};
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m) {
+    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
+}
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 2; i++)
+        if (strcmp(name, bd__distill_method_names[i]) == 0) {
+            *out = (bd_distill_method)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
+    return (w >= 0 && (int)w < 6) ? bd__distill_weights_names[w] : "unknown";
+}
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 6; i++)
+        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
+            *out = (bd_distill_weights)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        const float *zt = z_t + n * D, *zs = z_s + n * D;
+        float *xt = x_tilde + n * D;
+        if (sigma_s[n] == 0.0) {
+            /* s = 0: the jump lands on x_hat itself */
+            for (d = 0; d < D; d++) xt[d] = zs[d];
+        } else {
+            double r = sigma_s[n] / sigma_t[n];
+            double inv = 1.0 / (alpha_s[n] - r * alpha_t[n]);
+            for (d = 0; d < D; d++) xt[d] = (float)(((double)zs[d] - r * (double)zt[d]) * inv);
+        }
+    }
+}
+
+BDAPI void bd_distill_param_coeffs(bd_param_kind param, double alpha, double sigma, double *xz,
+                                   double *xo, double *ez, double *eo) {
+    switch (param) {
+    case BD_PARAM_EPS: *xz = 1.0 / alpha; *xo = -sigma / alpha; *ez = 0.0; *eo = 1.0; break;
+    case BD_PARAM_X0:  *xz = 0.0; *xo = 1.0; *ez = 1.0 / sigma; *eo = -alpha / sigma; break;
+    default:           *xz = alpha; *xo = -sigma; *ez = sigma; *eo = alpha; break; /* v */
+    }
+}
+
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
+    double snr;
+    if (sigma_t <= 0.0) return 1e30;
+    snr = (alpha_t * alpha_t) / (sigma_t * sigma_t);
+    return snr > 1.0 ? snr : 1.0;
+}
+
+/* All maps are linear in o, so the loss gradient is a per-(sample, branch)
+   scalar times the residual:  x space  dL/do = lambda w_k 2 r xo / (N D),
+   z space  dL/do = w_k dist'(r) (alpha_s xo + sigma_s eo) / (N D). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale) {
+    int64_t n, k, d;
+    double total = 0.0;
+    double inv_nd = 1.0 / ((double)N * (double)D);
+    if (branch_loss)
+        for (k = 0; k < K; k++) branch_loss[k] = 0.0;
+    for (n = 0; n < N; n++) {
+        double xz, xo, ez, eo;
+        const float *zt = z_t + n * D;
+        bd_distill_param_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo, &ez, &eo);
+        for (k = 0; k < K; k++) {
+            const float *ok = o + (n * K + k) * D;
+            float *dk = dout ? dout + (n * K + k) * D : NULL;
+            double acc = 0.0, g;
+            if (space == BD_DISTILL_SPACE_X) {
+                const float *xt = x_tilde + (k * N + n) * D;
+                double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
+                for (d = 0; d < D; d++) {
+                    double r = xz * zt[d] + xo * ok[d] - (double)xt[d];
+                    acc += r * r;
+                }
+                acc *= lam;
+                g = dk ? 2.0 * lam * w[k] * xo * inv_nd * grad_scale : 0.0;
+                if (dk)
+                    for (d = 0; d < D; d++)
+                        dk[d] += (float)(g * (xz * zt[d] + xo * ok[d] - (double)xt[d]));
+            } else {
+                /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
+                const float *zs = z_s + (k * N + n) * D;
+                double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
+                double cz = as * xz + ss * ez, co = as * xo + ss * eo;
+                if (distance == BD_DISTILL_L1) {
+                    for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
+                    g = w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++) {
+                            double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                            dk[d] += (float)(r > 0.0 ? g : (r < 0.0 ? -g : 0.0));
+                        }
+                } else {
+                    for (d = 0; d < D; d++) {
+                        double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                        acc += r * r;
+                    }
+                    g = 2.0 * w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++)
+                            dk[d] += (float)(g * (cz * zt[d] + co * ok[d] - (double)zs[d]));
+                }
+            }
+            acc *= inv_nd;
+            if (branch_loss) branch_loss[k] += acc;
+            total += w[k] * acc;
+        }
+    }
+    return total;
+}
+
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema) {
+    int64_t k;
+    if (!w || K < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: need w and K >= 1");
+    switch (kind) {
+    case BD_WEIGHTS_UNIFORM:
+        for (k = 0; k < K; k++) w[k] = 1.0 / (double)K;
+        break;
+    case BD_WEIGHTS_FINAL:
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : 0.0;
+        break;
+    case BD_WEIGHTS_LINEAR:
+        for (k = 0; k < K; k++) w[k] = (double)(k + 1) / ((double)K * (double)(K + 1) / 2.0);
+        break;
+    case BD_WEIGHTS_AUX:
+        if (!(beta >= 0.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "aux weights: beta %g must be >= 0", beta);
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : beta;
+        break;
+    case BD_WEIGHTS_ANNEAL:
+        if (!(tau >= 0.0 && tau <= 1.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "anneal weights: tau %g not in [0, 1]", tau);
+        for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
+        break;
+    case BD_WEIGHTS_ADAPTIVE: {
+        double final_scale = (ema && ema[K - 1] > 0.0) ? ema[K - 1] : 0.0;
+        if (K == 1) { w[0] = 1.0; break; }
+        for (k = 0; k < K - 1; k++) {
+            double ratio = 1.0;
+            if (final_scale > 0.0 && ema[k] > 0.0) ratio = final_scale / ema[k];
+            /* guard against a branch whose loss collapsed to ~0 taking over */
+            if (ratio > 1e3) ratio = 1e3;
+            w[k] = ratio / (2.0 * (double)(K - 1));
+        }
+        w[K - 1] = 0.5;
+        break;
+    }
+    default:
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
+    }
+    return BD_SUCCESS;
+}
+
 /* DISTILL-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
