@@ -731,11 +731,6 @@ BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
                              const double *alpha_t, const double *sigma_t,
                              const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
 
-/* Coefficients of the (linear) parametrisation maps of SPEC 2 for one
-   alpha, sigma:  x_hat = xz z + xo o,  eps_hat = ez z + eo o. */
-BDAPI void bd_distill_param_coeffs(bd_param_kind param, double alpha, double sigma, double *xz,
-                                   double *xo, double *ez, double *eo);
-
 /* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (SPEC 5); 1e30 cap at sigma = 0. */
 BDAPI double bd_distill_lambda(double alpha_t, double sigma_t);
 
@@ -2836,15 +2831,6 @@ BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
     }
 }
 
-BDAPI void bd_distill_param_coeffs(bd_param_kind param, double alpha, double sigma, double *xz,
-                                   double *xo, double *ez, double *eo) {
-    switch (param) {
-    case BD_PARAM_EPS: *xz = 1.0 / alpha; *xo = -sigma / alpha; *ez = 0.0; *eo = 1.0; break;
-    case BD_PARAM_X0:  *xz = 0.0; *xo = 1.0; *ez = 1.0 / sigma; *eo = -alpha / sigma; break;
-    default:           *xz = alpha; *xo = -sigma; *ez = sigma; *eo = alpha; break; /* v */
-    }
-}
-
 BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
     double snr;
     if (sigma_t <= 0.0) return 1e30;
@@ -2852,9 +2838,12 @@ BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
     return snr > 1.0 ? snr : 1.0;
 }
 
-/* All maps are linear in o, so the loss gradient is a per-(sample, branch)
-   scalar times the residual:  x space  dL/do = lambda w_k 2 r xo / (N D),
-   z space  dL/do = w_k dist'(r) (alpha_s xo + sigma_s eo) / (N D). */
+/* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
+   DDIM jump of SPEC 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
+       z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
+   (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
+   scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
+   z space  dL/do = w_k dist'(r) c_k xo / (N D). */
 BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
                              const float *x_tilde, const float *z_s, const double *alpha_t,
                              const double *sigma_t, const double *alpha_s, const double *sigma_s,
@@ -2867,9 +2856,9 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
     if (branch_loss)
         for (k = 0; k < K; k++) branch_loss[k] = 0.0;
     for (n = 0; n < N; n++) {
-        double xz, xo, ez, eo;
+        double xz, xo;
         const float *zt = z_t + n * D;
-        bd_distill_param_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo, &ez, &eo);
+        bd_param_x_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo);
         for (k = 0; k < K; k++) {
             const float *ok = o + (n * K + k) * D;
             float *dk = dout ? dout + (n * K + k) * D : NULL;
@@ -2890,7 +2879,8 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
                 /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
                 const float *zs = z_s + (k * N + n) * D;
                 double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
-                double cz = as * xz + ss * ez, co = as * xo + ss * eo;
+                double ck = as - ss * alpha_t[n] / sigma_t[n];
+                double cz = ss / sigma_t[n] + ck * xz, co = ck * xo;
                 if (distance == BD_DISTILL_L1) {
                     for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
                     g = w[k] * co * inv_nd * grad_scale;

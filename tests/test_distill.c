@@ -63,8 +63,8 @@ static void output_from_targets(float *o, const float *zt, const float *xt, cons
                                 const double *st, bd_param_kind p, int N, int K, int D) {
     int n, k, d;
     for (n = 0; n < N; n++) {
-        double xz, xo, ez, eo;
-        bd_distill_param_coeffs(p, at[n], st[n], &xz, &xo, &ez, &eo);
+        double xz, xo;
+        bd_param_x_coeffs(p, at[n], st[n], &xz, &xo);
         for (k = 0; k < K; k++)
             for (d = 0; d < D; d++)
                 o[(n * K + k) * D + d] =
