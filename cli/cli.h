@@ -130,7 +130,6 @@ int cli_interrupted(void);
 /* ---------------------------------------------------------------------- */
 /* data sources (data.c)                                                  */
 /* ---------------------------------------------------------------------- */
-#ifdef CLI_PENDING_APIS
 enum { CLI_DATA_BUILTIN = 1, CLI_DATA_ARRAY = 2 };
 typedef struct cli_data {
     bd_context *ctx;
@@ -149,7 +148,8 @@ void cli_data_free(cli_data *d);
 bd_result cli_data_batch(void *user, float *x, int64_t n, bd_rng *rng);
 /* the first n samples, or n builtin samples from seed */
 int cli_data_take(const char *cmd, cli_data *d, float *x, int64_t n, uint64_t seed);
-#endif
+/* bd_npy_read into a plain pointer (release with bd_free(ctx, *data)) */
+bd_result cli_npy_read(bd_context *ctx, const char *path, float **data, int64_t *shape, int *ndim);
 
 /* ---------------------------------------------------------------------- */
 /* FD-RF sample-quality metric (metric.c)                                 */
@@ -193,7 +193,7 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 /* FD-RF of x (n) against ref (nref) */
 int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const float *ref, int64_t nref, int64_t C,
              int64_t H, int64_t W, double *fd);
-/* line plot PNG: xs (n), ys (n_series, n) */
+/* line plot PNG with a log y axis: xs (n), ys (n_series, n) */
 bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
 #endif
 

@@ -49,8 +49,14 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
                             "--data %s: no %s-idx3-ubyte(.gz) in '%s' (Fashion-MNIST is in "
                             "/usr/share/datasets/fashion-mnist after apt-get install dataset-fashion-mnist)",
                             spec, test ? "t10k-images" : "train-images", dir);
-        r = bd_idx_load_images(ctx, path, &d->x, &d->n, &d->h, &d->w);
-        if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+        {
+            bd_tensor t;
+            memset(&t, 0, sizeof t);
+            r = bd_idx_read_images(ctx, path, &t);
+            if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+            d->x = t.data; /* owned: released with bd_free like bd_tensor_free does */
+            d->n = t.n, d->h = t.h, d->w = t.w;
+        }
         d->kind = CLI_DATA_ARRAY;
         d->c = 1;
         snprintf(d->desc, sizeof d->desc, "%s: %lld images %lldx%lld", path, (long long)d->n, (long long)d->h,
@@ -61,7 +67,7 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
         const char *path = spec + 4;
         int64_t shape[4] = {0, 0, 0, 0};
         int ndim = 0;
-        r = bd_npy_load(ctx, path, &d->x, shape, &ndim);
+        r = cli_npy_read(ctx, path, &d->x, shape, &ndim);
         if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
         d->kind = CLI_DATA_ARRAY;
         d->n = shape[0];
@@ -84,6 +90,42 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
         return 0;
     }
     return cli_fail(cmd, "--data '%s': expected builtin, builtin:SIZE, fmnist:DIR, fmnist-test:DIR or npy:FILE", spec);
+}
+
+bd_result cli_npy_read(bd_context *ctx, const char *path, float **data, int64_t *shape, int *ndim) {
+    bd_npy a;
+    bd_result r;
+    int i;
+    memset(&a, 0, sizeof a);
+    r = bd_npy_read(ctx, path, &a);
+    if (r != BD_SUCCESS) return r;
+    *data = a.data;
+    *ndim = a.ndim;
+    for (i = 0; i < a.ndim; i++) shape[i] = a.shape[i];
+    return BD_SUCCESS;
+}
+
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n) {
+    bd_plot_config pc = bd_plot_config_init();
+    bd_plot_series ser[CLI_MAX_LIST + 2];
+    double *buf;
+    int64_t i;
+    int k;
+    bd_result r;
+    if (n_series > CLI_MAX_LIST + 2) n_series = CLI_MAX_LIST + 2;
+    buf = (double *)malloc(sizeof(double) * (size_t)n * (size_t)(n_series + 1));
+    if (!buf) return BD_ERROR_OUT_OF_MEMORY;
+    for (i = 0; i < n; i++) buf[i] = xs[i];
+    for (k = 0; k < n_series; k++) {
+        for (i = 0; i < n; i++) buf[(k + 1) * n + i] = ys[k * n + i];
+        ser[k].x = buf;
+        ser[k].y = buf + (k + 1) * n;
+        ser[k].n = n;
+    }
+    pc.log_y = 1;
+    r = bd_plot_png(ctx, path, &pc, ser, n_series);
+    free(buf);
+    return r;
 }
 
 void cli_data_free(cli_data *d) {

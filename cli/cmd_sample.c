@@ -91,7 +91,7 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
 int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
                    int64_t H, int64_t W) {
     int64_t cols = (int64_t)ceil(sqrt((double)n));
-    bd_result r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols);
+    bd_result r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols, 1);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     return 0;
 }
@@ -155,7 +155,7 @@ int cmd_sample(int argc, char **argv) {
     if (out) {
         int64_t shape[4];
         shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
-        r = bd_npy_write(ctx, out, x, shape, 4);
+        r = bd_npy_write(ctx, out, x, 4, shape);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("sample", ctx, r, out);
             goto done;
@@ -244,7 +244,7 @@ int cmd_eval(int argc, char **argv) {
     if (samples) {
         int64_t shape[4] = {0, 0, 0, 0};
         int nd = 0;
-        r = bd_npy_load(ctx, samples, &x, shape, &nd);
+        r = cli_npy_read(ctx, samples, &x, shape, &nd);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("eval", ctx, r, samples);
             goto done;
@@ -282,7 +282,7 @@ int cmd_eval(int argc, char **argv) {
         if (out) {
             int64_t shape[4];
             shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
-            r = bd_npy_write(ctx, out, x, shape, 4);
+            r = bd_npy_write(ctx, out, x, 4, shape);
             if (r != BD_SUCCESS) {
                 rc = cli_fail_bd("eval", ctx, r, out);
                 goto done;

@@ -69,14 +69,14 @@ static int cli__log_write(const char *cmd, bd_context *ctx, const cli__loss_log 
         return cli_fail(cmd, "cannot write %s", csv);
     }
     if (png && l->n >= 2) {
-        /* log10 of the interval mean and of the smoothed loss against step */
+        /* the interval mean and the smoothed loss against step (log y) */
         float *xs = (float *)malloc(sizeof(float) * (size_t)l->n * 3);
         bd_result r;
         if (!xs) return 0;
         for (i = 0; i < l->n; i++) {
             xs[i] = (float)l->rows[i].step;
-            xs[l->n + i] = (float)log10(l->rows[i].loss > 1e-12 ? l->rows[i].loss : 1e-12);
-            xs[2 * l->n + i] = (float)log10(l->rows[i].smooth > 1e-12 ? l->rows[i].smooth : 1e-12);
+            xs[l->n + i] = (float)l->rows[i].loss;
+            xs[2 * l->n + i] = (float)l->rows[i].smooth;
         }
         r = cli_plot(ctx, png, xs, xs + l->n, 2, l->n);
         free(xs);

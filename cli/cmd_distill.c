@@ -84,16 +84,16 @@ typedef struct cli__traj_file {
 } cli__traj_file;
 
 static int cli__load_traj(const char *cmd, bd_context *ctx, const char *path, const bd_distill *d, cli__traj_file *tf) {
-    int64_t shape[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t shape[4] = {0, 0, 0, 0};
     int nd = 0;
-    bd_result r = bd_npy_load(ctx, path, &tf->data, shape, &nd);
+    bd_result r = cli_npy_read(ctx, path, &tf->data, shape, &nd);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
-    if (nd != 5 || shape[1] != d->S + 1 || shape[2] * shape[3] * shape[4] != d->D) {
+    if (nd != 3 || shape[1] != d->S + 1 || shape[2] != d->D) {
         return cli_fail(cmd,
-                        "%s: expected trajectories of shape (n, %lld, C, H, W) for %lld student steps x %lld teacher "
+                        "%s: expected trajectories of shape (n, %lld, %lld) for %lld student steps x %lld teacher "
                         "sub-steps; make them with bdense trajectories and the same --student-steps, "
                         "--teacher-substeps, --student-grid and --subdiv",
-                        path, (long long)(d->S + 1), (long long)d->N, (long long)d->Kt);
+                        path, (long long)(d->S + 1), (long long)d->D, (long long)d->N, (long long)d->Kt);
     }
     tf->count = shape[0];
     return 0;
@@ -288,7 +288,7 @@ int cmd_distill(int argc, char **argv) {
                 else fprintf(csv, ",");
                 fprintf(csv, ",%.1f\n", cli_now() - t0);
                 fflush(csv);
-                /* plot data: log10 of the total and every branch's loss */
+                /* plot data: the total and every branch's loss (log y) */
                 if (plot_n == plot_cap) {
                     plot_cap = plot_cap ? 2 * plot_cap : 256;
                     plot_x = (float *)realloc(plot_x, sizeof(float) * (size_t)plot_cap);
@@ -299,9 +299,9 @@ int cmd_distill(int argc, char **argv) {
                     }
                 }
                 plot_x[plot_n] = (float)total_done;
-                plot_y[plot_n * (dist->K + 1)] = (float)log10(acc / (double)nlog + 1e-12);
+                plot_y[plot_n * (dist->K + 1)] = (float)(acc / (double)nlog);
                 for (k = 0; k < dist->K; k++)
-                    plot_y[plot_n * (dist->K + 1) + 1 + k] = (float)log10(acc_bl[k] / (double)nlog + 1e-12);
+                    plot_y[plot_n * (dist->K + 1) + 1 + k] = (float)(acc_bl[k] / (double)nlog);
                 plot_n++;
                 acc = 0;
                 for (k = 0; k < dist->K; k++) acc_bl[k] = 0;
@@ -396,7 +396,7 @@ int cmd_trajectories(int argc, char **argv) {
     cli_args_init(&a, "trajectories",
                   "Solve teacher ODE trajectories from noise once and cache them (.npy) for bdense distill "
                   "--trajectories.",
-                  "Output: float32 (n, S+1, C, H, W), S = student-steps x teacher-substeps; state 0 is the noise,\n"
+                  "Output: float32 (n, S+1, C*H*W), S = student-steps x teacher-substeps; state 0 is the noise,\n"
                   "state S the sample.  The grid options must match the distill run that reads the file.");
     cli_required(cli_add_str(&a, "teacher", &teacher_path, "FILE", "teacher checkpoint"));
     cli_required(cli_add_str(&a, "out", &out, "FILE", "trajectories .npy"));
@@ -455,10 +455,9 @@ int cmd_trajectories(int argc, char **argv) {
         cli_progress_done(&bar, NULL);
     }
     {
-        int64_t shape[5];
-        shape[0] = n, shape[1] = dist->S + 1, shape[2] = teacher->net->in_ch, shape[3] = teacher->net->height,
-        shape[4] = teacher->net->width;
-        r = bd_npy_write(ctx, out, traj, shape, 5);
+        int64_t shape[3];
+        shape[0] = n, shape[1] = dist->S + 1, shape[2] = dist->D;
+        r = bd_npy_write(ctx, out, traj, 3, shape);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("trajectories", ctx, r, out);
             goto done;
@@ -715,7 +714,7 @@ int cmd_compare(int argc, char **argv) {
     if (grids) {
         char p[1024];
         snprintf(p, sizeof p, "%s.png", grids);
-        r = bd_png_write_grid(ctx, p, strip, nstrip * show, C, H, W, show);
+        r = bd_png_write_grid(ctx, p, strip, nstrip * show, C, H, W, show, 1);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("compare", ctx, r, p);
             goto done;

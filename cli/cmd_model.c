@@ -246,7 +246,7 @@ int cmd_forward(int argc, char **argv) {
         rc = cli_fail_bd("forward", ctx, r, ckpt);
         goto done;
     }
-    r = bd_npy_load(ctx, input, &x, shape, &nd);
+    r = cli_npy_read(ctx, input, &x, shape, &nd);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("forward", ctx, r, input);
         goto done;
@@ -265,7 +265,7 @@ int cmd_forward(int argc, char **argv) {
         goto done;
     }
     if (tfile) {
-        r = bd_npy_load(ctx, tfile, &tv, tshape, &tnd);
+        r = cli_npy_read(ctx, tfile, &tv, tshape, &tnd);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("forward", ctx, r, tfile);
             goto done;
@@ -285,7 +285,7 @@ int cmd_forward(int argc, char **argv) {
         goto done;
     }
     shape[1] = m->net->in_ch * m->net->branches;
-    r = bd_npy_write(ctx, out, y, shape, 4);
+    r = bd_npy_write(ctx, out, y, 4, shape);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("forward", ctx, r, out);
         goto done;
