@@ -137,7 +137,7 @@ typedef struct cli_data {
     float *x;            /* (n,c,h,w) for array data */
     int64_t n, c, h, w;
     int hflip;           /* random horizontal flips in batches */
-    char desc[300];
+    char desc[1200];
 } cli_data;
 /* spec: builtin[:SIZE] | fmnist:DIR | fmnist-test:DIR | npy:FILE.
    image_size: builtin size when the spec gives none (0 = 28). */
