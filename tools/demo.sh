@@ -5,13 +5,13 @@
 #   3. distil a sparse (K=1) and a B-DENSE (K=2)    (bdense distill, TD, 2 steps,
 #      student from the same trajectories, same steps, batch and lr)
 #   4. compare them to the teacher on shared noise   (bdense compare)
-# Everything goes to $DEMO_OUT (default demo_out/).  Sized for < 5 minutes on
+# Everything goes to $DEMO_OUT (default out/demo/, git-ignored).  Sized for < 5 minutes on
 # 2 cores; DEMO_SCALE=2 doubles every budget, DEMO_SCALE=0.25 makes a smoke run.
 # Usage: tools/demo.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
 bd="$build/bdense"
-out=${DEMO_OUT:-demo_out}
+out=${DEMO_OUT:-out/demo}
 scale=${DEMO_SCALE:-1}
 [ -x "$bd" ] || { echo "demo: $bd is missing; run make" >&2; exit 1; }
 mkdir -p "$out"
