@@ -193,6 +193,10 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 /* FD-RF of x (n) against ref (nref) */
 int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const float *ref, int64_t nref, int64_t C,
              int64_t H, int64_t W, double *fd);
+/* student checkpoints (cmd_distill.c) */
+int cli_student_save(const char *cmd, bd_context *ctx, const bd_model *teacher, bd_distill *dist, const char *path,
+                     int with_state);
+int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_distill *dist);
 /* line plot PNG with a log y axis: xs (n), ys (n_series, n) */
 bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
 #endif

@@ -424,9 +424,11 @@ void cli_progress_init(cli_progress *p, const char *label, int64_t first, int64_
     p->last = first;
     p->total = total;
     p->t0 = cli_now();
-    p->last_print = -1e30;
     p->quiet = quiet;
     p->tty = isatty(2) && !getenv("BDENSE_PLAIN_PROGRESS");
+    /* a terminal shows the bar at once; a log file gets its first line
+       after plain_every seconds (short jobs print only the final line) */
+    p->last_print = p->tty ? -1e30 : p->t0;
     p->plain_every = 10.0;
     if (getenv("BDENSE_PROGRESS_EVERY")) {
         double e = atof(getenv("BDENSE_PROGRESS_EVERY"));

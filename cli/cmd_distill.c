@@ -1,5 +1,6 @@
 /* cmd_distill.c - `bdense distill`, `bdense trajectories`, `bdense compare`. */
 #include "cli.h"
+#ifdef CLI_PENDING_APIS /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,35 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
     c->param = teacher->param;
     c->schedule = teacher->schedule;
     return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* student checkpoints                                                    */
+/* ---------------------------------------------------------------------- */
+/* The student as a model: the teacher's configuration with K branches, its
+   grid and step count, and the EMA weights (what gets sampled). */
+int cli_student_save(const char *cmd, bd_context *ctx, const bd_model *teacher, bd_distill *dist, const char *path,
+                     int with_state) {
+    bd_model sm;
+    float *raw;
+    bd_result r;
+    (void)with_state;
+    sm = *teacher;
+    sm.net = dist->student;
+    sm.steps = dist->N;
+    sm.grid = dist->grid;
+    sm.ema = NULL;
+    raw = dist->student->params;
+    dist->student->params = dist->ema;
+    r = bd_model_save(ctx, &sm, path, NULL);
+    dist->student->params = raw;
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+    return 0;
+}
+
+int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_distill *dist) {
+    (void)ctx, (void)dist;
+    return cli_fail(cmd, "--resume %s: resuming a distillation is not supported yet", path);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -480,7 +510,7 @@ done:
 /* bdense compare                                                         */
 /* ---------------------------------------------------------------------- */
 typedef struct cli__row {
-    char name[96];
+    char name[200];
     int64_t nfe;
     double mse, psnr, fd, ms;
 } cli__row;
@@ -732,3 +762,4 @@ done:
     bd_context_free(ctx);
     return rc;
 }
+#endif
