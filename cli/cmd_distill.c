@@ -606,7 +606,7 @@ int cmd_compare(int argc, char **argv) {
         if (cli_sample_run("compare", ctx, teacher, &cfg, ref, n, batch, (uint64_t)seed, "reference", a.quiet, &nfe,
                            &secs))
             goto done;
-        snprintf(row->name, sizeof row->name, "teacher %s %lld", ref_sampler, (long long)ref_steps);
+        snprintf(row->name, sizeof row->name, "teacher %s %lld (reference)", ref_sampler, (long long)ref_steps);
         row->nfe = nfe;
         row->mse = 0;
         row->psnr = INFINITY;

@@ -104,7 +104,7 @@ int cmd_train(int argc, char **argv) {
     float *xb = NULL;
     char csv_path[1024], png_path[1024];
     int64_t start = 0, step, skipped = 0, consecutive = 0, nlog = 0;
-    double acc = 0, smooth = -1, gn_acc = 0, t_start, t_last_save;
+    double acc = 0, smooth = -1, gn_acc = 0, t_start, t_last_save, elapsed0 = 0;
     bd_result r;
     memset(&ds, 0, sizeof ds);
     memset(&lg, 0, sizeof lg);
@@ -220,7 +220,7 @@ int cmd_train(int argc, char **argv) {
             rc = 0;
             goto done;
         }
-        if (lg.n) smooth = lg.rows[lg.n - 1].smooth;
+        if (lg.n) smooth = lg.rows[lg.n - 1].smooth, elapsed0 = lg.rows[lg.n - 1].elapsed;
     }
     xb = (float *)malloc(sizeof(float) * (size_t)(batch * ds.c * ds.h * ds.w));
     if (!xb) {
@@ -229,7 +229,8 @@ int cmd_train(int argc, char **argv) {
     }
     cli_note(&a, "train: %s model, %lld parameters, %s, param %s, schedule %s, batch %lld, lr %g, ema %g\n"
                  "       data %s\n       steps %lld -> %lld, checkpoint %s, log %s\n",
-             m->net->vt->kind, (long long)m->net->n_params, arch.config, bd_param_name(m->param),
+             m->net->vt->kind, (long long)m->net->n_params,
+             resume ? "resumed" : init ? "from --init" : arch.config, bd_param_name(m->param),
              bd_schedule_name(m->schedule), (long long)batch, lr, ema, ds.desc, (long long)start, (long long)steps, out,
              csv_path);
     cli_install_interrupt();
@@ -274,7 +275,7 @@ int cmd_train(int argc, char **argv) {
                 row.lr = tr->last_lr;
                 row.grad_norm = gn_acc / (double)nlog;
                 row.rate = cli_progress_rate(&bar, step);
-                row.elapsed = cli_now() - t_start;
+                row.elapsed = elapsed0 + cli_now() - t_start;
                 row.skipped = skipped;
                 cli__log_push(&lg, &row);
                 acc = gn_acc = 0;
