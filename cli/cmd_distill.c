@@ -349,7 +349,7 @@ int cmd_distill(int argc, char **argv) {
             }
             if (cli_interrupted()) {
                 cli_progress_done(&bar, "interrupted");
-                cli_note(&a, "interrupted; saved %s (continue with --resume %s)\n", out, out);
+                fprintf(stderr, "bdense distill: interrupted at step %lld; saved %s\n", (long long)dist->step, out);
                 rc = 130;
                 goto done;
             }

@@ -298,7 +298,8 @@ int cmd_train(int argc, char **argv) {
         }
         if (stop == 1) {
             cli_progress_done(&bar, "interrupted");
-            cli_note(&a, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step, out, out);
+            fprintf(stderr, "bdense train: interrupted at step %lld; saved %s (continue with --resume %s)\n",
+                    (long long)step, out, out);
             rc = 130;
             goto done;
         }
@@ -313,9 +314,11 @@ int cmd_train(int argc, char **argv) {
         snprintf(extra, sizeof extra, "loss %.4f", smooth);
         cli_progress_done(&bar, extra);
     }
-    cli_note(&a, "done: %lld steps in %.1f s (%.2f steps/s at batch %lld)%s; wrote %s, %s, %s\n",
+    cli_note(&a, "done: %lld steps in %.1f s (%.2f steps/s at batch %lld); wrote %s, %s, %s\n",
              (long long)(steps - start), cli_now() - t_start, (double)(steps - start) / (cli_now() - t_start),
-             (long long)batch, skipped ? " with skipped non-finite steps" : "", out, csv_path, png_path);
+             (long long)batch, out, csv_path, png_path);
+    if (skipped)
+        fprintf(stderr, "bdense train: warning: %lld non-finite steps were skipped\n", (long long)skipped);
     rc = 0;
 done:
     free(xb);

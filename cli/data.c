@@ -19,6 +19,27 @@ static int cli__find_idx(char *buf, size_t n, const char *dir, const char *stem)
     return 0;
 }
 
+/* warn about values a diffusion model in [-1, 1] should not see */
+static void cli__data_check(const char *cmd, cli_data *d) {
+    int64_t i, n = d->n * d->c * d->h * d->w, bad = 0;
+    float lo = 0, hi = 0;
+    for (i = 0; i < n; i++) {
+        float v = d->x[i];
+        if (!(v == v) || v > 3.0e38f || v < -3.0e38f) {
+            bad++;
+            continue;
+        }
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    if (bad)
+        fprintf(stderr, "bdense %s: warning: the data holds %lld non-finite values (training steps that see them are "
+                        "refused; see --on-nan)\n", cmd, (long long)bad);
+    if (lo < -1.5f || hi > 1.5f)
+        fprintf(stderr, "bdense %s: warning: data values span [%g, %g]; bdense expects images scaled to [-1, 1]\n",
+                cmd, lo, hi);
+}
+
 int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t image_size, cli_data *d) {
     bd_result r;
     memset(d, 0, sizeof *d);
@@ -85,6 +106,7 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
             cli_data_free(d);
             return cli_fail(cmd, "--data %s: the array holds no samples", spec);
         }
+        cli__data_check(cmd, d);
         snprintf(d->desc, sizeof d->desc, "%s: %lld samples (%lld,%lld,%lld)", path, (long long)d->n, (long long)d->c,
                  (long long)d->h, (long long)d->w);
         return 0;

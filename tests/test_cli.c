@@ -31,15 +31,17 @@ static int bdt_sh(const char *fmt, ...) {
     return WEXITSTATUS(st);
 }
 
+/* whether the first 64 KB of a file contain `needle` (binary-safe) */
 static int bdt_file_contains(const char *path, const char *needle) {
     FILE *f = fopen(path, "rb");
-    char buf[65536];
-    size_t n;
+    static char buf[65536];
+    size_t n, i, k = strlen(needle);
     if (!f) return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
+    n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    buf[n] = 0;
-    return strstr(buf, needle) != NULL;
+    for (i = 0; i + k <= n; i++)
+        if (memcmp(buf + i, needle, k) == 0) return 1;
+    return 0;
 }
 
 /* silence stdout and stderr (1) or bring them back (0); failures found
@@ -276,6 +278,151 @@ static void test_binary_help(void) {
     BDT_CHECK(bdt_sh("%s > %s 2>&1", bdt_bin, out) == 2);
 }
 
+/* read a .npy through the library; NULL on failure */
+static float *bdt_npy(bd_context *ctx, const char *path, bd_npy *a) {
+    memset(a, 0, sizeof *a);
+    if (bd_npy_read(ctx, path, a) != BD_SUCCESS) return NULL;
+    return a->data;
+}
+
+static int bdt_same_file(const char *p1, const char *p2) {
+    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
+    int same = a && b, c1, c2;
+    while (same) {
+        c1 = fgetc(a);
+        c2 = fgetc(b);
+        if (c1 != c2) same = 0;
+        if (c1 == EOF || c2 == EOF) break;
+    }
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
+/* init -> info -> forward (against an in-process forward) -> sample */
+static void test_binary_model_round_trip(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    char m[300], in[300], out[300], txt[300], s1[300], s2[300], png[300];
+    bd_npy a, b;
+    float *y;
+    int64_t shape[4] = {3, 1, 16, 16}, i;
+    float z[3 * 256];
+    bd_rng rng = bd_rng_init(11);
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    snprintf(m, sizeof m, "%s/m.safetensors", bdt_tmp);
+    snprintf(in, sizeof in, "%s/z.npy", bdt_tmp);
+    snprintf(out, sizeof out, "%s/y.npy", bdt_tmp);
+    snprintf(txt, sizeof txt, "%s/info.txt", bdt_tmp);
+    snprintf(s1, sizeof s1, "%s/s1.npy", bdt_tmp);
+    snprintf(s2, sizeof s2, "%s/s2.npy", bdt_tmp);
+    snprintf(png, sizeof png, "%s/s.png", bdt_tmp);
+    BDT_CHECK(bdt_sh("%s init --config tiny --seed 5 --out %s --quiet", bdt_bin, m) == 0);
+    BDT_CHECK(bdt_sh("%s info --ckpt %s > %s 2>&1", bdt_bin, m, txt) == 0);
+    BDT_CHECK(bdt_file_contains(txt, "image_size       16"));
+    BDT_CHECK(bdt_file_contains(txt, "parameters"));
+    /* forward: raw outputs match the library's own forward, bit for bit */
+    bd_rng_normal(&rng, z, 3 * 256);
+    BDT_CHECK(bd_npy_write(ctx, in, z, 4, shape) == BD_SUCCESS);
+    BDT_CHECK(bdt_sh("%s forward --ckpt %s --input %s --t 0.3 --out %s --quiet", bdt_bin, m, in, out) == 0);
+    y = bdt_npy(ctx, out, &a);
+    BDT_CHECK(y != NULL);
+    if (y) {
+        bd_model *model = NULL;
+        float t[3] = {0.3f, 0.3f, 0.3f}, ref[3 * 256];
+        BDT_CHECK(a.ndim == 4 && a.shape[0] == 3 && a.shape[1] == 1 && a.shape[2] == 16 && a.shape[3] == 16);
+        BDT_CHECK(bd_model_load(ctx, m, &model) == BD_SUCCESS);
+        if (model) {
+            BDT_CHECK(bd_denoiser_reserve(model->net, 3) == BD_SUCCESS);
+            BDT_CHECK(bd_denoiser_forward(model->net, ref, z, t, 3, 0) == BD_SUCCESS);
+            BDT_CHECK(memcmp(ref, y, sizeof ref) == 0);
+            bd_model_free(model);
+        }
+        bd_npy_free(ctx, &a);
+    }
+    /* forward rejects a wrong input shape with a message */
+    shape[2] = 8, shape[3] = 32;
+    BDT_CHECK(bd_npy_write(ctx, in, z, 4, shape) == BD_SUCCESS);
+    BDT_CHECK(bdt_sh("%s forward --ckpt %s --input %s --out %s > %s 2>&1", bdt_bin, m, in, out, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "expected shape"));
+    /* sample: same seed, same bytes; PNG written */
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 5 --sampler ddim --steps 3 --seed 9 --out %s --grid %s --quiet", bdt_bin,
+                     m, s1, png) == 0);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 5 --sampler ddim --steps 3 --seed 9 --out %s --quiet", bdt_bin, m, s2) ==
+              0);
+    BDT_CHECK(bdt_same_file(s1, s2));
+    BDT_CHECK(bdt_file_contains(png, "IHDR"));
+    y = bdt_npy(ctx, s1, &b);
+    BDT_CHECK(y && b.ndim == 4 && b.shape[0] == 5 && b.shape[1] == 1 && b.shape[2] == 16);
+    if (y) {
+        for (i = 0; i < b.numel; i++)
+            if (!(y[i] == y[i])) break;
+        BDT_CHECK(i == b.numel);
+        bd_npy_free(ctx, &b);
+    }
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 2 > %s 2>&1", bdt_bin, m, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "nothing to write"));
+    bd_context_free(ctx);
+}
+
+/* train 6 steps straight == train 4, then --resume to 6 (bit-exact) */
+static void test_binary_train_resume(void) {
+    char a[300], b[300], txt[300];
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    bd_safetensors *sa = NULL, *sb = NULL;
+    const char *common = "--data builtin:16 --config tiny --batch 3 --lr 1e-3 --warmup 2 --seed 4 --quiet";
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    snprintf(a, sizeof a, "%s/a.safetensors", bdt_tmp);
+    snprintf(b, sizeof b, "%s/b.safetensors", bdt_tmp);
+    snprintf(txt, sizeof txt, "%s/train.txt", bdt_tmp);
+    BDT_CHECK(bdt_sh("%s train %s --steps 6 --log-every 1 --out %s", bdt_bin, common, a) == 0);
+    BDT_CHECK(bdt_sh("%s train %s --steps 4 --log-every 1 --save-every 2 --out %s", bdt_bin, common, b) == 0);
+    BDT_CHECK(bdt_sh("%s train --data builtin:16 --steps 6 --batch 3 --lr 1e-3 --warmup 2 --quiet --log-every 1 "
+                     "--resume %s", bdt_bin, b) == 0);
+    BDT_CHECK(bd_safetensors_load(ctx, a, &sa) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, b, &sb) == BD_SUCCESS);
+    if (sa && sb) {
+        int64_t i, differ = 0;
+        BDT_CHECK(sa->n_tensors == sb->n_tensors);
+        for (i = 0; i < sa->n_tensors && i < sb->n_tensors; i++) {
+            const bd_st_tensor *ta = &sa->tensors[i], *tb = bd_safetensors_find(sb, ta->name);
+            if (!tb || tb->numel != ta->numel || memcmp(ta->data, tb->data, sizeof(float) * (size_t)ta->numel) != 0) {
+                if (differ < 3) printf("  resumed run differs in %s\n", ta->name);
+                differ++;
+            }
+        }
+        BDT_CHECKF(differ == 0, "%lld tensors differ between a straight and a resumed run", (long long)differ);
+        BDT_CHECK(bd_safetensors_meta(sb, "optim.step") && strcmp(bd_safetensors_meta(sb, "optim.step"), "6") == 0);
+    }
+    if (sa) bd_safetensors_free(sa);
+    if (sb) bd_safetensors_free(sb);
+    /* the loss CSV of the resumed run continues the first one: 6 rows + header */
+    {
+        char csv[300];
+        FILE *f;
+        int lines = 0, ch;
+        snprintf(csv, sizeof csv, "%s/b.loss.csv", bdt_tmp);
+        f = fopen(csv, "r");
+        BDT_CHECK(f != NULL);
+        if (f) {
+            while ((ch = fgetc(f)) != EOF) lines += ch == '\n';
+            fclose(f);
+        }
+        BDT_CHECKF(lines == 7, "%d lines in the resumed loss CSV", lines);
+    }
+    /* helpful failures */
+    BDT_CHECK(bdt_sh("%s train --data fmnist:/nonexistent --out %s > %s 2>&1", bdt_bin, a, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "train-images"));
+    BDT_CHECK(bdt_sh("%s train --data nonsense --out %s > %s 2>&1", bdt_bin, a, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "expected builtin"));
+    BDT_CHECK(bdt_sh("%s train --data builtin --resume %s --config small > %s 2>&1", bdt_bin, b, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "cannot change"));
+    bd_context_free(ctx);
+}
+
 int main(void) {
     const char *tmpdir = getenv("TMPDIR");
     snprintf(bdt_tmp, sizeof bdt_tmp, "%s/bdense_test_cli_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
@@ -290,6 +437,8 @@ int main(void) {
     BDT_RUN(test_frechet_closed_forms);
     BDT_RUN(test_feature_metric);
     BDT_RUN(test_binary_help);
+    BDT_RUN(test_binary_model_round_trip);
+    BDT_RUN(test_binary_train_resume);
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_cli");
 }
