@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include "bdense.h"
 
+/* The commands need bd_model (the unet branch); until it is merged they
+   compile as stubs (stubs.c).  Defined once bd_model exists. */
+/* #define CLI_HAVE_MODEL */
+
 /* ---------------------------------------------------------------------- */
 /* option parsing                                                         */
 /* ---------------------------------------------------------------------- */
@@ -167,7 +171,7 @@ double cli_frechet(const double *mu1, const double *c1, const double *mu2, const
 /* ---------------------------------------------------------------------- */
 /* models, sampling, pictures (cmd_model.c, cmd_sample.c)                 */
 /* ---------------------------------------------------------------------- */
-#ifdef CLI_PENDING_APIS /* until the unet/io/sampler branches are merged */
+#ifdef CLI_HAVE_MODEL
 /* architecture options shared by init and train */
 typedef struct cli_arch {
     const char *config;   /* small | tiny */

@@ -1,6 +1,6 @@
 /* cmd_distill.c - `bdense distill`, `bdense trajectories`, `bdense compare`. */
 #include "cli.h"
-#ifdef CLI_PENDING_APIS /* until the unet branch (bd_model) is merged; see stubs.c */
+#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>

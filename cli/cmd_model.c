@@ -1,7 +1,7 @@
 /* cmd_model.c - `bdense init`, `bdense info`, `bdense forward`, and the
    model presets (--config small|tiny) shared with train. */
 #include "cli.h"
-#ifdef CLI_PENDING_APIS /* until the unet branch (bd_model) is merged; see stubs.c */
+#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <stdlib.h>
 #include <string.h>

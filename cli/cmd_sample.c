@@ -1,7 +1,7 @@
 /* cmd_sample.c - `bdense sample` and `bdense eval`, and the sampling helper
    that compare uses too. */
 #include "cli.h"
-#ifdef CLI_PENDING_APIS /* until the unet branch (bd_model) is merged; see stubs.c */
+#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>

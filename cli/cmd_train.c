@@ -1,7 +1,7 @@
 /* cmd_train.c - `bdense train`: teacher training with progress, a loss
    curve (CSV + PNG), periodic atomic checkpoints and exact resume. */
 #include "cli.h"
-#ifdef CLI_PENDING_APIS /* until the unet branch (bd_model) is merged; see stubs.c */
+#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /* stubs.c - while bd_model (unet branch) is not merged, the commands that
-   need it say so.  Removed once CLI_PENDING_APIS is gone. */
+   need it say so.  Removed once CLI_HAVE_MODEL is gone. */
 #include "cli.h"
-#ifndef CLI_PENDING_APIS
+#ifndef CLI_HAVE_MODEL
 #define CLI_STUB(fn, name)                                                                                            \
     int fn(int argc, char **argv) {                                                                                   \
         (void)argc, (void)argv;                                                                                       \
