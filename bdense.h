@@ -504,8 +504,11 @@ typedef struct bd_sampler_config {
     void *user_data;
 } bd_sampler_config;
 
-/* Defaults: the kind and steps given, logsnr grid, last branch, v, cosine,
-   eta 0, no clipping, no callback. */
+/* Defaults: the kind and steps given, uniform_t grid (for the cosine
+   schedule the logSNR and Karras grids start at sigma/alpha = 1e4 because
+   of the alpha >= 1e-4 clamp and spend early steps on almost pure noise;
+   see docs/samplers.md), last branch, v, cosine, eta 0, no clipping, no
+   callback. */
 BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t steps);
 BDAPI const char *bd_sampler_name(bd_sampler_kind k); /* "ddim","ddpm","euler","heun","dpmpp2m" */
 BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out);
@@ -690,6 +693,56 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ======================================================================== */
 /* >>unet                                                                   */
 /* ======================================================================== */
+/* The reference UNet of SPEC 6 behind the bd_denoiser interface (kind
+   "unet"), the bd_model that pairs a network with its diffusion settings,
+   and SPEC 7 checkpoints.  docs/unet.md walks through the architecture. */
+#define BD_UNET_MAX_LEVELS 8
+
+typedef struct bd_unet_config {
+    int64_t in_ch;                          /* C: image channels */
+    int64_t image_size;                     /* H = W; divisible by 2^(levels-1) */
+    int64_t ch;                             /* base width (even, divisible by groups) */
+    int64_t levels;                         /* L = number of ch_mult entries, 1..8 */
+    int64_t ch_mult[BD_UNET_MAX_LEVELS];    /* m_0..m_{L-1} */
+    int64_t nres;                           /* ResBlocks per level (encoder) */
+    int attn[BD_UNET_MAX_LEVELS];           /* 1 = attention after each ResBlock of level l */
+    int64_t groups;                         /* GroupNorm groups G (eps 1e-5) */
+    int64_t heads;                          /* attention heads (also the middle block's) */
+    int64_t branches;                       /* K output branches, 1..64 */
+} bd_unet_config;
+
+/* SPEC 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
+   (and in the middle), G=8, heads=1, K=1. */
+BDAPI bd_unet_config bd_unet_config_init(void);
+/* Checks every field; the message says which rule failed.  ctx may be NULL. */
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *cfg);
+/* Sizes of a valid config without building it: parameters (floats),
+   activation floats kept per sample by a training forward (caches; the
+   gradient and scratch slabs come on top, see docs/unet.md), and the FLOPs of
+   one forward at batch 1 (2 per multiply-add; GEMM-like work only).  Any
+   pointer may be NULL. */
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops);
+/* Config string helpers for checkpoint metadata: "1,2,2" and "2" (the
+   attention levels, "" for none).  Return the length written (buf is always
+   NUL-terminated when cap > 0). */
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap);
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap);
+/* Parse them back (strict: comma-separated decimal integers, no spaces). */
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg);
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg);
+
+/* A UNet denoiser initialised from rng: conv/linear weights and biases
+   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default), GroupNorm weight 1
+   bias 0, and zero weights+bias for every ResBlock's conv2, every attention
+   proj and conv_out (DDPM/ADM zero_module).  *out is freed with
+   bd_denoiser_free. */
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out);
+/* The config of a "unet" denoiser (BD_ERROR_INVALID_ARGUMENT for other kinds). */
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg);
+
 /* UNET-DECLARATIONS */
 
 /* ======================================================================== */
@@ -2655,7 +2708,7 @@ BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t ste
     memset(&c, 0, sizeof c);
     c.kind = kind;
     c.steps = steps;
-    c.grid = BD_GRID_LOGSNR;
+    c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
     c.branch = -1;
     c.param = BD_PARAM_V;
@@ -3340,6 +3393,802 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ------------------------------------------------------------------------ */
 /* >>unet                                                                   */
 /* ------------------------------------------------------------------------ */
+/* The UNet is compiled into a flat plan at init: a list of "values" (the
+   tensors that flow between blocks: block outputs and skips), a list of ops
+   (ResBlock, attention, down, up) in execution order, and a size table of
+   per-sample cache offsets (llm.c style).  reserve() turns the size table
+   into one slab per batch size; forward/backward then only index it.
+   Activation slab layout: a region of `size * batch` floats per cache, at
+   offset `per_sample_offset * batch`; a batch n <= batch uses its prefix. */
+enum { BD__UOP_RES = 0, BD__UOP_ATTN = 1, BD__UOP_DOWN = 2, BD__UOP_UP = 3 };
+/* cache slots of a ResBlock */
+enum { BD__R_CAT, BD__R_N1, BD__R_A1, BD__R_H1, BD__R_N2, BD__R_A2, BD__R_MEAN1, BD__R_RSTD1,
+       BD__R_MEAN2, BD__R_RSTD2, BD__R_TPROJ };
+/* cache slots of an attention block */
+enum { BD__A_N, BD__A_MEAN, BD__A_RSTD, BD__A_QKV, BD__A_ATT, BD__A_O };
+/* cache slot of an up block */
+enum { BD__U_UP };
+/* parameter tensors of a ResBlock, relative to op->pt */
+enum { BD__RP_N1W, BD__RP_N1B, BD__RP_C1W, BD__RP_C1B, BD__RP_TW, BD__RP_TB, BD__RP_N2W,
+       BD__RP_N2B, BD__RP_C2W, BD__RP_C2B, BD__RP_SW, BD__RP_SB };
+enum { BD__AP_NW, BD__AP_NB, BD__AP_QW, BD__AP_QB, BD__AP_PW, BD__AP_PB };
+
+typedef struct bd__unet_val {
+    int64_t c, h, w; /* one sample */
+    int64_t act;     /* per-sample offset in the activation slab */
+    int64_t grad;    /* per-sample offset in the gradient slab */
+} bd__unet_val;
+
+typedef struct bd__unet_op {
+    int type;
+    int has_skip_conv;       /* ResBlock with cin != cout */
+    int64_t in, skip, out;   /* value indices; skip < 0: no concat */
+    int64_t cin_h, cskip;    /* channels of `in` and of `skip` */
+    int64_t cin, cout;       /* cin = cin_h + cskip */
+    int64_t h, w;            /* input resolution */
+    int64_t pt;              /* first parameter tensor (order: BD__RP_* / BD__AP_* / w,b) */
+    int64_t a[11];           /* per-sample cache offsets (BD__R_* / BD__A_* / BD__U_*) */
+} bd__unet_op;
+
+typedef struct bd__unet {
+    bd_unet_config cfg;
+    /* plan (built twice: a counting pass with NULL arrays, then a filling pass) */
+    bd_param_tensor *tensors;
+    int64_t *tfan; /* per tensor: > 0 uniform(+-1/sqrt(fan)), 0 zeros, -1 ones */
+    int64_t n_tensors, n_params;
+    bd__unet_val *vals;
+    int64_t n_vals;
+    bd__unet_op *ops;
+    int64_t n_ops;
+    int64_t act_ps, grad_ps, scratch_ps, col_floats, attn_hw2, tproj_max, flops;
+    int overflow;
+    int64_t pt_time, pt_conv_in, pt_out; /* time_mlp.{0,2}.{w,b}; conv_in.{w,b}; norm_out, conv_out */
+    int64_t v_in, v_final;
+    int64_t a_z, a_cnoise, a_emb, a_t1, a_t1s, a_temb, a_stemb, a_nout, a_mout, a_rout, a_aout;
+    int64_t g_stemb;
+    /* slab (reserve) */
+    float *slab, *act, *grad, *s1, *s2, *s3, *col, *ascr, *gsmall;
+    int64_t batch;
+    int64_t last_n;
+    int last_train;
+} bd__unet;
+
+static int64_t bd__umul(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) { u->overflow = 1; return 0; }
+    return a * b;
+}
+static int64_t bd__uadd(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || b > INT64_MAX - a) { u->overflow = 1; return 0; }
+    return a + b;
+}
+static int64_t bd__umax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* one named parameter tensor (PyTorch shape); fan: see tfan */
+static void bd__ub_tensor(bd__unet *u, const char *prefix, const char *name, int64_t fan, int ndim,
+                          int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+    int64_t numel = s0;
+    if (ndim > 1) numel = bd__umul(u, numel, s1);
+    if (ndim > 2) numel = bd__umul(u, numel, s2);
+    if (ndim > 3) numel = bd__umul(u, numel, s3);
+    if (u->tensors) {
+        bd_param_tensor *t = &u->tensors[u->n_tensors];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
+        t->ndim = ndim;
+        t->shape[0] = s0; t->shape[1] = ndim > 1 ? s1 : 0;
+        t->shape[2] = ndim > 2 ? s2 : 0; t->shape[3] = ndim > 3 ? s3 : 0;
+        t->offset = u->n_params;
+        t->numel = numel;
+        u->tfan[u->n_tensors] = fan;
+    }
+    u->n_tensors++;
+    u->n_params = bd__uadd(u, u->n_params, numel);
+}
+/* conv (cout, cin, k, k) + bias, or linear (cout, cin) + bias when k == 0 */
+static void bd__ub_conv(bd__unet *u, const char *prefix, const char *name, int64_t cin,
+                        int64_t cout, int64_t k, int zero) {
+    char nm[64];
+    int64_t fan = k ? bd__umul(u, cin, k * k) : cin;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    if (k) bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 4, cout, cin, k, k);
+    else bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 2, cout, cin, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 1, cout, 0, 0, 0);
+}
+static void bd__ub_norm(bd__unet *u, const char *prefix, const char *name, int64_t c) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    bd__ub_tensor(u, prefix, nm, -1, 1, c, 0, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, 0, 1, c, 0, 0, 0);
+}
+static int64_t bd__ub_cache(bd__unet *u, int64_t size) {
+    int64_t off = u->act_ps;
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    return off;
+}
+static int64_t bd__ub_val(bd__unet *u, int64_t c, int64_t h, int64_t w) {
+    int64_t size = bd__umul(u, c, bd__umul(u, h, w));
+    if (u->vals) {
+        bd__unet_val *v = &u->vals[u->n_vals];
+        v->c = c; v->h = h; v->w = w;
+        v->act = u->act_ps;
+        v->grad = u->grad_ps;
+    }
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    u->grad_ps = bd__uadd(u, u->grad_ps, size);
+    return u->n_vals++;
+}
+static void bd__ub_scratch(bd__unet *u, int64_t per_sample) {
+    u->scratch_ps = bd__umax(u->scratch_ps, per_sample);
+}
+static void bd__ub_col(bd__unet *u, int64_t cin, int64_t h, int64_t w, int64_t k, int64_t s,
+                       int64_t p) {
+    if (cin > 0 && h > 0 && w > 0 && !u->overflow)
+        u->col_floats = bd__umax(u->col_floats, bd_conv2d_workspace_floats(cin, h, w, k, s, p));
+}
+static void bd__ub_flops_conv(bd__unet *u, int64_t cin, int64_t cout, int64_t k, int64_t ho,
+                              int64_t wo) {
+    int64_t f = bd__umul(u, 2, bd__umul(u, bd__umul(u, cin, k * k), bd__umul(u, cout, bd__umul(u, ho, wo))));
+    u->flops = bd__uadd(u, u->flops, f);
+}
+static bd__unet_op *bd__ub_op(bd__unet *u, int type, bd__unet_op *tmp) {
+    bd__unet_op *op = u->ops ? &u->ops[u->n_ops] : tmp;
+    memset(op, 0, sizeof *op);
+    op->type = type;
+    op->skip = -1;
+    op->pt = u->n_tensors;
+    u->n_ops++;
+    return op;
+}
+
+/* ResBlock(cin_h + cskip -> cout) at h x w; returns the output value */
+static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t cin_h, int64_t skip,
+                          int64_t cskip, int64_t cout, int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_RES, &tmp);
+    int64_t cin = cin_h + cskip, hw = bd__umul(u, h, w), G = u->cfg.groups, tc = 4 * u->cfg.ch;
+    op->in = in; op->skip = skip; op->cin_h = cin_h; op->cskip = cskip;
+    op->cin = cin; op->cout = cout; op->h = h; op->w = w;
+    op->has_skip_conv = cin != cout;
+    bd__ub_norm(u, prefix, "norm1", cin);
+    bd__ub_conv(u, prefix, "conv1", cin, cout, 3, 0);
+    bd__ub_conv(u, prefix, "temb", tc, cout, 0, 0);
+    bd__ub_norm(u, prefix, "norm2", cout);
+    bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
+    if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
+    op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
+    op->a[BD__R_N1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_N2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
+    op->a[BD__R_MEAN2] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD2] = bd__ub_cache(u, G);
+    op->a[BD__R_TPROJ] = bd__ub_cache(u, cout);
+    bd__ub_scratch(u, bd__umul(u, bd__umax(cin, cout), hw));
+    bd__ub_col(u, cin, h, w, 3, 1, 1);
+    bd__ub_col(u, cout, h, w, 3, 1, 1);
+    bd__ub_col(u, cin, h, w, 1, 1, 0);
+    u->tproj_max = bd__umax(u->tproj_max, cout);
+    bd__ub_flops_conv(u, cin, cout, 3, h, w);
+    bd__ub_flops_conv(u, cout, cout, 3, h, w);
+    if (op->has_skip_conv) bd__ub_flops_conv(u, cin, cout, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, cout)));
+    op->out = bd__ub_val(u, cout, h, w);
+    return op->out;
+}
+
+static int64_t bd__ub_attn(bd__unet *u, const char *prefix, int64_t in, int64_t c, int64_t h,
+                           int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_ATTN, &tmp);
+    int64_t hw = bd__umul(u, h, w), hw2 = bd__umul(u, hw, hw);
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_norm(u, prefix, "norm", c);
+    bd__ub_conv(u, prefix, "qkv", c, 3 * c, 1, 0);
+    bd__ub_conv(u, prefix, "proj", c, c, 1, 1);
+    op->a[BD__A_N] = bd__ub_cache(u, bd__umul(u, c, hw));
+    op->a[BD__A_MEAN] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_RSTD] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_QKV] = bd__ub_cache(u, bd__umul(u, 3 * c, hw));
+    op->a[BD__A_ATT] = bd__ub_cache(u, bd__umul(u, u->cfg.heads, hw2));
+    op->a[BD__A_O] = bd__ub_cache(u, bd__umul(u, c, hw));
+    bd__ub_scratch(u, bd__umul(u, 3 * c, hw));
+    u->attn_hw2 = bd__umax(u->attn_hw2, hw2);
+    bd__ub_flops_conv(u, c, 3 * c, 1, h, w);
+    bd__ub_flops_conv(u, c, c, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 4, bd__umul(u, hw2, c)));
+    op->out = bd__ub_val(u, c, h, w);
+    return op->out;
+}
+
+/* down (conv3x3 stride 2) or up (nearest x2 + conv3x3); h, w: input size */
+static int64_t bd__ub_resample(bd__unet *u, int up, const char *prefix, int64_t in, int64_t c,
+                               int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, up ? BD__UOP_UP : BD__UOP_DOWN, &tmp);
+    int64_t ho = up ? 2 * h : (h - 1) / 2 + 1, wo = up ? 2 * w : (w - 1) / 2 + 1;
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_conv(u, prefix, up ? "up" : "down", c, c, 3, 0);
+    if (up) {
+        op->a[BD__U_UP] = bd__ub_cache(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_scratch(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_col(u, c, ho, wo, 3, 1, 1);
+    } else {
+        bd__ub_col(u, c, h, w, 3, 2, 1);
+    }
+    bd__ub_flops_conv(u, c, c, 3, ho, wo);
+    op->out = bd__ub_val(u, c, ho, wo);
+    return op->out;
+}
+
+/* Builds the plan (SPEC 6).  With NULL arrays it only counts. */
+static void bd__unet_build(bd__unet *u) {
+    const bd_unet_config *c = &u->cfg;
+    int64_t stack_v[BD_UNET_MAX_LEVELS * 17 + 1], stack_c[BD_UNET_MAX_LEVELS * 17 + 1];
+    int64_t sp = 0, L = c->levels, l, j, C = c->in_ch, ch = c->ch, tc = 4 * c->ch;
+    int64_t H = c->image_size, h = H, cur, cc, hw = bd__umul(u, H, H);
+    char prefix[64];
+    u->n_tensors = 0; u->n_params = 0; u->n_vals = 0; u->n_ops = 0;
+    u->act_ps = 0; u->grad_ps = 0; u->scratch_ps = 0; u->col_floats = 0;
+    u->attn_hw2 = 0; u->tproj_max = 0; u->flops = 0; u->overflow = 0;
+    /* time embedding MLP: ch -> 4ch -> SiLU -> 4ch */
+    u->pt_time = u->n_tensors;
+    bd__ub_conv(u, "", "time_mlp.0", ch, tc, 0, 0);
+    bd__ub_conv(u, "", "time_mlp.2", tc, tc, 0, 0);
+    u->a_z = bd__ub_cache(u, bd__umul(u, C, hw));
+    u->a_cnoise = bd__ub_cache(u, 1);
+    u->a_emb = bd__ub_cache(u, ch);
+    u->a_t1 = bd__ub_cache(u, tc);
+    u->a_t1s = bd__ub_cache(u, tc);
+    u->a_temb = bd__ub_cache(u, tc);
+    u->a_stemb = bd__ub_cache(u, tc);
+    u->g_stemb = u->grad_ps;
+    u->grad_ps = bd__uadd(u, u->grad_ps, tc);
+    bd__ub_scratch(u, tc);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, ch + tc)));
+    /* conv_in */
+    u->pt_conv_in = u->n_tensors;
+    bd__ub_conv(u, "", "conv_in", C, ch, 3, 0);
+    bd__ub_col(u, C, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, C, ch, 3, H, H);
+    cur = bd__ub_val(u, ch, H, H);
+    u->v_in = cur;
+    cc = ch;
+    stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+    /* encoder */
+    for (l = 0; l < L; l++) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j < c->nres; j++) {
+            snprintf(prefix, sizeof prefix, "down.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, -1, 0, co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "down.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+        if (l < L - 1) {
+            snprintf(prefix, sizeof prefix, "down.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 0, prefix, cur, cc, h, h);
+            h = (h - 1) / 2 + 1;
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+    }
+    /* middle */
+    cur = bd__ub_res(u, "mid.res1.", cur, cc, -1, 0, cc, h, h);
+    cur = bd__ub_attn(u, "mid.attn.", cur, cc, h, h);
+    cur = bd__ub_res(u, "mid.res2.", cur, cc, -1, 0, cc, h, h);
+    /* decoder */
+    for (l = L - 1; l >= 0; l--) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j <= c->nres; j++) {
+            sp--;
+            snprintf(prefix, sizeof prefix, "up.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, stack_v[sp], stack_c[sp], co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "up.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+        }
+        if (l > 0) {
+            snprintf(prefix, sizeof prefix, "up.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 1, prefix, cur, cc, h, h);
+            h *= 2;
+        }
+    }
+    u->v_final = cur;
+    /* output head */
+    u->pt_out = u->n_tensors;
+    bd__ub_norm(u, "", "norm_out", cc);
+    bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
+    u->a_nout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    u->a_mout = bd__ub_cache(u, c->groups);
+    u->a_rout = bd__ub_cache(u, c->groups);
+    u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, c->branches * C, hw));
+    bd__ub_col(u, cc, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, cc, c->branches * C, 3, H, H);
+}
+
+BDAPI bd_unet_config bd_unet_config_init(void) {
+    bd_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_ch = 1;
+    c.image_size = 28;
+    c.ch = 32;
+    c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 2; c.ch_mult[2] = 2;
+    c.nres = 1;
+    c.attn[2] = 1;
+    c.groups = 8;
+    c.heads = 1;
+    c.branches = 1;
+    return c;
+}
+
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *c) {
+    int64_t l, div = 1;
+    if (!c) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "unet config: NULL");
+    if (c->in_ch < 1 || c->in_ch > 4096)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: in_ch %lld not in 1..4096", (long long)c->in_ch);
+    if (c->levels < 1 || c->levels > BD_UNET_MAX_LEVELS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: levels %lld not in 1..%d", (long long)c->levels, BD_UNET_MAX_LEVELS);
+    if (c->ch < 2 || c->ch > 65536 || c->ch % 2)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld must be even and in 2..65536 (the time embedding has ch/2 frequencies)", (long long)c->ch);
+    if (c->groups < 1 || c->ch % c->groups)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld is not divisible by groups %lld", (long long)c->ch, (long long)c->groups);
+    if (c->heads < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: heads %lld < 1", (long long)c->heads);
+    if (c->nres < 1 || c->nres > 16)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: nres %lld not in 1..16", (long long)c->nres);
+    if (c->branches < 1 || c->branches > 64)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: branches %lld not in 1..64", (long long)c->branches);
+    for (l = 0; l < c->levels; l++) {
+        int64_t cl;
+        if (c->ch_mult[l] < 1 || c->ch_mult[l] > 1024)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult[%lld] = %lld not in 1..1024", (long long)l, (long long)c->ch_mult[l]);
+        cl = c->ch * c->ch_mult[l];
+        if (cl > 65536)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width ch*ch_mult = %lld exceeds 65536", (long long)l, (long long)cl);
+        if (cl % c->groups)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width %lld is not divisible by groups %lld", (long long)l, (long long)cl, (long long)c->groups);
+        if (c->attn[l] != 0 && c->attn[l] != 1)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn[%lld] = %d must be 0 or 1", (long long)l, c->attn[l]);
+        if ((c->attn[l] || l == c->levels - 1) && cl % c->heads)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention width %lld at level %lld is not divisible by heads %lld", (long long)cl, (long long)l, (long long)c->heads);
+        if (l > 0) div *= 2;
+    }
+    for (l = c->levels; l < BD_UNET_MAX_LEVELS; l++)
+        if (c->attn[l])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention at level %lld but only %lld levels", (long long)l, (long long)c->levels);
+    if (c->image_size < 1 || c->image_size > 65536)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld not in 1..65536", (long long)c->image_size);
+    if (c->image_size % div)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld is not divisible by 2^(levels-1) = %lld", (long long)c->image_size, (long long)div);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops) {
+    bd__unet u;
+    bd_result r = bd_unet_config_validate(ctx, cfg);
+    if (r != BD_SUCCESS) return r;
+    memset(&u, 0, sizeof u);
+    u.cfg = *cfg;
+    bd__unet_build(&u);
+    if (u.overflow) return bd_error(ctx, BD_ERROR_OVERFLOW, "unet config: sizes overflow");
+    if (n_params) *n_params = u.n_params;
+    if (act_floats_per_sample) *act_floats_per_sample = u.act_ps;
+    if (flops) *flops = u.flops;
+    return BD_SUCCESS;
+}
+
+static int bd__unet_format_list(const int64_t *v, int64_t n, char *buf, size_t cap) {
+    size_t len = 0;
+    int64_t i;
+    if (cap > 0) buf[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, i ? ",%lld" : "%lld",
+                         (long long)v[i]);
+        if (k > 0) len += (size_t)k;
+    }
+    return (int)len;
+}
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap) {
+    return bd__unet_format_list(cfg->ch_mult, cfg->levels, buf, cap);
+}
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = 0, l;
+    for (l = 0; l < cfg->levels && l < BD_UNET_MAX_LEVELS; l++)
+        if (cfg->attn[l]) v[n++] = l;
+    return bd__unet_format_list(v, n, buf, cap);
+}
+/* strict "a,b,c" of non-negative decimals; returns count or -1 */
+static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
+    int64_t n = 0;
+    if (!s) return -1;
+    if (*s == '\0') return 0;
+    for (;;) {
+        int64_t x = 0;
+        int digits = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (x > 100000000) return -1;
+            x = x * 10 + (*s - '0');
+            s++; digits++;
+        }
+        if (!digits || n >= cap) return -1;
+        v[n++] = x;
+        if (*s == '\0') return n;
+        if (*s != ',') return -1;
+        s++;
+    }
+}
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
+    cfg->levels = n;
+    return BD_SUCCESS;
+}
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
+    for (l = 0; l < n; l++) {
+        if (v[l] >= BD_UNET_MAX_LEVELS || cfg->attn[v[l]])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\": level %lld out of range or repeated", s, (long long)v[l]);
+        cfg->attn[v[l]] = 1;
+    }
+    return BD_SUCCESS;
+}
+
+#define BD__UACT(u, off) ((u)->act + (off) * (u)->batch)
+#define BD__UVAL(u, v) ((u)->act + (u)->vals[v].act * (u)->batch)
+#define BD__UGRAD(u, v) ((u)->grad + (u)->vals[v].grad * (u)->batch)
+#define BD__UP(d, u, op, k) ((d)->params + (u)->tensors[(op)->pt + (k)].offset)
+#define BD__UG(d, u, op, k) ((d)->grads + (u)->tensors[(op)->pt + (k)].offset)
+
+static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    float *y = BD__UVAL(u, op->out);
+    if (op->type == BD__UOP_RES) {
+        float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
+        float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
+        int64_t co = op->cout;
+        if (op->skip >= 0) {
+            float *cat = BD__UACT(u, op->a[BD__R_CAT]);
+            bd_concat_forward(cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
+            x = cat;
+        }
+        bd_groupnorm_forward(n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+                             BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
+        bd_silu_forward(a1, n1, n * c * hw);
+        bd_conv2d_forward(h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
+                          n, c, op->h, op->w, co, 3, 1, 1);
+        bd_linear_forward(tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
+                          BD__UP(d, u, op, BD__RP_TB), n, tc, co);
+        bd_add_channel_forward(h1, tp, n, co, hw);
+        bd_groupnorm_forward(n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+                             BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        bd_silu_forward(a2, n2, n * co * hw);
+        bd_conv2d_forward(y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
+                          n, co, op->h, op->w, co, 3, 1, 1);
+        if (op->has_skip_conv) {
+            bd_conv2d_forward(u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
+                              n, c, op->h, op->w, co, 1, 1, 0);
+            bd_add_forward(y, y, u->s1, n * co * hw);
+        } else {
+            bd_add_forward(y, y, x, n * co * hw);
+        }
+    } else if (op->type == BD__UOP_ATTN) {
+        float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
+        float *o = BD__UACT(u, op->a[BD__A_O]);
+        bd_groupnorm_forward(nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
+                             BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
+        bd_conv2d_forward(qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
+                          n, c, op->h, op->w, 3 * c, 1, 1, 0);
+        bd_attention_forward(o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
+        bd_conv2d_forward(y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
+                          n, c, op->h, op->w, c, 1, 1, 0);
+        bd_add_forward(y, y, x, n * c * hw);
+    } else if (op->type == BD__UOP_DOWN) {
+        bd_conv2d_forward(y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
+                          c, 3, 2, 1);
+    } else {
+        float *up = BD__UACT(u, op->a[BD__U_UP]);
+        bd_upsample2x_forward(up, x, n, c, op->h, op->w);
+        bd_conv2d_forward(y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
+                          2 * op->w, c, 3, 1, 1);
+    }
+}
+
+static void bd__unet_zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+
+static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    const float *gy = BD__UGRAD(u, op->out);
+    float *gx = BD__UGRAD(u, op->in);
+    if (op->type == BD__UOP_RES) {
+        const float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
+        const float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
+        int64_t co = op->cout;
+        float *gin = gx; /* gradient of the block's (concatenated) input */
+        if (op->skip >= 0) {
+            x = BD__UACT(u, op->a[BD__R_CAT]);
+            gin = u->s3;
+            bd__unet_zero(gin, n * c * hw);
+        }
+        /* out = skip(x) + conv2(a2) */
+        if (op->has_skip_conv)
+            bd_conv2d_backward(gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
+                               BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
+        else
+            bd_add_backward(gin, NULL, gy, n * c * hw);
+        bd__unet_zero(u->s1, n * co * hw);
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
+                           a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
+        bd__unet_zero(u->s2, n * co * hw);
+        bd_silu_backward(u->s2, u->s1, n2, n * co * hw);
+        bd__unet_zero(u->s1, n * co * hw); /* s1 = d h1 */
+        bd_groupnorm_backward(u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
+                              BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
+                              BD__UP(d, u, op, BD__RP_N2W), n, co, hw, G);
+        bd__unet_zero(u->gsmall, n * co);
+        bd_add_channel_backward(u->gsmall, u->s1, n, co, hw);
+        bd_linear_backward(u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
+                           BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
+                           BD__UP(d, u, op, BD__RP_TW), n, tc, co);
+        bd__unet_zero(u->s2, n * c * hw); /* s2 = d a1 */
+        bd_conv2d_backward(u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
+                           a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
+        bd__unet_zero(u->s1, n * c * hw); /* s1 = d n1 */
+        bd_silu_backward(u->s1, u->s2, n1, n * c * hw);
+        bd_groupnorm_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+                              BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
+                              BD__UP(d, u, op, BD__RP_N1W), n, c, hw, G);
+        if (op->skip >= 0)
+            bd_concat_backward(gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
+    } else if (op->type == BD__UOP_ATTN) {
+        bd_add_backward(gx, NULL, gy, n * c * hw);
+        bd__unet_zero(u->s1, n * c * hw); /* d o */
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
+                           BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
+                           c, 1, 1, 0);
+        bd__unet_zero(u->s2, n * 3 * c * hw); /* d qkv */
+        bd_attention_backward(u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
+                              BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
+        bd__unet_zero(u->s3, n * c * hw); /* d n */
+        bd_conv2d_backward(u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
+                           BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
+                           3 * c, 1, 1, 0);
+        bd_groupnorm_backward(gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
+                              BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
+                              BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
+    } else if (op->type == BD__UOP_DOWN) {
+        bd_conv2d_backward(gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
+                           n, c, op->h, op->w, c, 3, 2, 1);
+    } else {
+        bd__unet_zero(u->s1, n * c * hw * 4);
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
+                           BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
+                           c, 3, 1, 1);
+        bd_upsample2x_backward(gx, u->s1, n, c, op->h, op->w);
+    }
+}
+
+static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    size_t total = 0, part;
+    float *slab;
+    int ok = 1;
+    /* act, grad, 3 scratch, col, attention scratch, tproj grad */
+    ok = ok && bd_size_mul((size_t)u->act_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->grad_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->scratch_ps, (size_t)batch, &part) && bd_size_mul(part, 3, &part) &&
+         bd_size_add(total, part, &total);
+    ok = ok && bd_size_add(total, (size_t)u->col_floats, &total);
+    ok = ok && bd_size_add(total, (size_t)u->attn_hw2, &total);
+    ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    if (!ok || total > (size_t)INT64_MAX / sizeof(float))
+        return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
+    slab = BD__CAST(float *, bd_alloc_array(d->ctx, total, sizeof(float)));
+    if (!slab) return d->ctx->last_result;
+    memset(slab, 0, total * sizeof(float));
+    bd_free(d->ctx, u->slab);
+    u->slab = slab;
+    u->act = slab;
+    u->grad = u->act + u->act_ps * batch;
+    u->s1 = u->grad + u->grad_ps * batch;
+    u->s2 = u->s1 + u->scratch_ps * batch;
+    u->s3 = u->s2 + u->scratch_ps * batch;
+    u->col = u->s3 + u->scratch_ps * batch;
+    u->ascr = u->col + u->col_floats;
+    u->gsmall = u->ascr + u->attn_hw2;
+    u->batch = batch;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = batch;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, const float *t,
+                                  int64_t n, int train) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
+    float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
+    float *st = BD__UACT(u, u->a_stemb), *no = BD__UACT(u, u->a_nout), *ao = BD__UACT(u, u->a_aout);
+    if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
+    u->last_train = 0;
+    memcpy(zc, z, (size_t)(n * C * HW) * sizeof(float));
+    for (i = 0; i < n; i++) cn[i] = 1000.0f * t[i];
+    bd_timestep_embedding_forward(emb, cn, n, ch);
+    bd_linear_forward(t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
+    bd_silu_forward(t1s, t1, n * tc);
+    bd_linear_forward(temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
+    bd_silu_forward(st, temb, n * tc);
+    bd_conv2d_forward(BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
+                      P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
+    for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
+    bd_groupnorm_forward(no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+                         P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
+    bd_silu_forward(ao, no, n * cf * HW);
+    bd_conv2d_forward(out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
+                      H, H, c->branches * C, 3, 1, 1);
+    u->last_n = n;
+    u->last_train = train != 0;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
+    if (!u->last_train || n != u->last_n)
+        return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
+    bd__unet_zero(u->grad, u->grad_ps * u->batch);
+    /* output head */
+    bd__unet_zero(u->s1, n * cf * HW);
+    bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
+                       BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
+                       3, 1, 1);
+    bd__unet_zero(u->s2, n * cf * HW);
+    bd_silu_backward(u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
+    bd_groupnorm_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
+                          u->s2, BD__UVAL(u, u->v_final), BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout),
+                          P + T[u->pt_out].offset, n, cf, HW, c->groups);
+    for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
+    bd_conv2d_backward(dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
+                       BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
+                       ch, 3, 1, 1);
+    /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
+    bd__unet_zero(u->s1, n * tc);
+    bd_silu_backward(u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
+    bd__unet_zero(u->s2, n * tc);
+    bd_linear_backward(u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
+                       BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
+    bd__unet_zero(u->s3, n * tc);
+    bd_silu_backward(u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
+    bd_linear_backward(NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
+                       BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
+    return BD_SUCCESS;
+}
+
+static void bd__unet_destroy(bd_denoiser *d) {
+    bd__unet *u;
+    bd_context *ctx;
+    if (!d) return;
+    ctx = d->ctx;
+    u = BD__CAST(bd__unet *, d->impl);
+    if (u) {
+        bd_free(ctx, u->slab);
+        bd_free(ctx, u->tensors);
+        bd_free(ctx, u->tfan);
+        bd_free(ctx, u->vals);
+        bd_free(ctx, u->ops);
+        bd_free(ctx, u);
+    }
+    bd_free(ctx, d->params);
+    bd_free(ctx, d->grads);
+    bd_free(ctx, d);
+}
+
+static bd_result bd__unet_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
+                                      bd_denoiser **out) {
+    bd_unet_config cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    cfg.branches = branches;
+    return bd_unet_init(d->ctx, &cfg, rng, out);
+}
+
+static const bd_denoiser_vtable bd__unet_vtable = {"unet", bd__unet_reserve, bd__unet_forward,
+                                                   bd__unet_backward, bd__unet_create_like,
+                                                   bd__unet_destroy};
+
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out) {
+    bd_result r;
+    bd__unet *u;
+    bd_denoiser *d;
+    int64_t i, j;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
+    *out = NULL;
+    if ((r = bd_unet_config_validate(ctx, cfg)) != BD_SUCCESS) return r;
+    u = BD__CAST(bd__unet *, bd_alloc(ctx, sizeof(bd__unet)));
+    if (!u) return ctx->last_result;
+    memset(u, 0, sizeof *u);
+    u->cfg = *cfg;
+    bd__unet_build(u); /* counting pass */
+    if (u->overflow) {
+        bd_free(ctx, u);
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_unet_init: network sizes overflow");
+    }
+    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
+    if (!d) { bd_free(ctx, u); return ctx->last_result; }
+    memset(d, 0, sizeof *d);
+    d->vt = &bd__unet_vtable;
+    d->ctx = ctx;
+    d->impl = u;
+    u->tensors = BD__CAST(bd_param_tensor *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(bd_param_tensor)));
+    u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
+    u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
+    u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
+    d->params = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    d->grads = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !d->params || !d->grads) {
+        r = ctx->last_result;
+        bd__unet_destroy(d);
+        return r;
+    }
+    bd__unet_build(u); /* filling pass */
+    d->in_ch = cfg->in_ch;
+    d->height = cfg->image_size;
+    d->width = cfg->image_size;
+    d->branches = cfg->branches;
+    d->n_params = u->n_params;
+    d->tensors = u->tensors;
+    d->n_tensors = u->n_tensors;
+    memset(d->grads, 0, (size_t)u->n_params * sizeof(float));
+    for (i = 0; i < u->n_tensors; i++) {
+        const bd_param_tensor *t = &u->tensors[i];
+        float *p = d->params + t->offset;
+        if (u->tfan[i] > 0) {
+            float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
+            bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
+        } else {
+            float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
+            for (j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    *out = d;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
+    if (!d || !cfg) return BD_ERROR_INVALID_ARGUMENT;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_get_config: denoiser kind \"%s\" is not unet", d->vt ? d->vt->kind : "?");
+    *cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    return BD_SUCCESS;
+}
+
 /* UNET-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
