@@ -743,6 +743,75 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
 /* The config of a "unet" denoiser (BD_ERROR_INVALID_ARGUMENT for other kinds). */
 BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg);
 
+/* A model = a network + the diffusion settings that give its outputs a
+   meaning.  Teacher: steps = 0, grid = NULL.  Distilled student: its time
+   grid (steps+1 values from 1 to 0) and K = net->branches.  `ema`, when not
+   NULL, holds EMA weights (n_params) that bd_model_save writes as the main
+   tensors.  arch is "unet" (cfg valid) or "mlp" (mlp valid). */
+typedef struct bd_model {
+    bd_context *ctx;
+    bd_denoiser *net;        /* owned */
+    char arch[8];            /* "unet" | "mlp" */
+    bd_unet_config cfg;      /* arch "unet" */
+    bd_mlp_config mlp;       /* arch "mlp" */
+    bd_param_kind param;
+    bd_schedule_kind schedule;
+    int64_t steps;           /* student grid steps; 0 = teacher */
+    double *grid;            /* (steps+1) student only; NULL for a teacher */
+    float *ema;              /* (n_params) optional */
+    int64_t train_step;      /* optimiser step loaded from / saved to metadata optim.step */
+} bd_model;
+
+/* A model around `net` ("unet" or "mlp"), which it takes over (freed by
+   bd_model_free, also when this call fails). */
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out);
+/* bd_unet_init + bd_model_init. */
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out);
+BDAPI void bd_model_free(bd_model *m);
+/* Make the model a student on `grid` (steps+1 doubles, grid[0] = 1 >
+   grid[1] > ... > grid[steps] = 0; copied); steps = 0 / grid = NULL makes it
+   a teacher again. */
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
+/* Allocate m->ema as a copy of the current weights (no-op if present). */
+BDAPI bd_result bd_model_enable_ema(bd_model *m);
+
+/* Checkpoints (SPEC 7, docs/unet.md).  Model tensors carry the SPEC 6
+   names (the MLP its own names); metadata as SPEC 7.  Which weights are the
+   model tensors: the EMA weights when there are any (tr->ema, else m->ema),
+   else the network's.  With a trainer, everything an exact resume needs is
+   written as well: train.raw.<name> (the raw weights), optim.m.<name>,
+   optim.v.<name>, and metadata optim.step, train.rng, train.data_rng.
+   tr (may be NULL) must train m->net.  The write is atomic. */
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr);
+/* Generic form for other optimisation loops (distillation): each of adam,
+   ema, raw, rng, data_rng may be NULL.  `ema`: weights written as the model
+   tensors (NULL: m->ema, else the network's); `raw`: written as
+   train.raw.<name> (needs adam or ema to make sense, not enforced). */
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng);
+/* Load a checkpoint: the model tensors become the network's weights (ready
+   to sample), m->ema stays NULL.  Validates the metadata (every key, strict
+   numbers), builds the network from it and checks every tensor (name, shape,
+   none missing, none unexpected); errors name what is wrong. */
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out);
+/* Resume training: after bd_model_load(path, &m) and bd_trainer_init on
+   m->net, restore the exact training state from the same file: raw weights
+   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams.
+   BD_ERROR_FORMAT if the file has no optimiser state. */
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr);
+/* Generic form: any output may be NULL (not restored).  adam->n must equal
+   the network's n_params; ema/raw receive n_params floats.  *found (may be
+   NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
+   8 data_rng.  raw falls back to the model tensors when the file has none. */
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found);
+
 /* UNET-DECLARATIONS */
 
 /* ======================================================================== */
@@ -4187,6 +4256,522 @@ BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
         return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_get_config: denoiser kind \"%s\" is not unet", d->vt ? d->vt->kind : "?");
     *cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
     return BD_SUCCESS;
+}
+
+/* ---- bd_model and checkpoints (SPEC 7) ---------------------------------- */
+/* A growable-once string pool for metadata values and prefixed names. */
+typedef struct bd__spool {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+} bd__spool;
+
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...) {
+    va_list ap;
+    int k;
+    char *s = p->buf + p->len;
+    if (p->overflow || p->len >= p->cap) { p->overflow = 1; return ""; }
+    va_start(ap, fmt);
+    k = vsnprintf(s, p->cap - p->len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; return ""; }
+    p->len += (size_t)k + 1;
+    return s;
+}
+/* append to the string started last (no NUL bookkeeping beyond the end) */
+static void bd__spool_append(bd__spool *p, const char *fmt, double v) {
+    int k;
+    if (p->overflow || p->len == 0) { p->overflow = 1; return; }
+    p->len--; /* over the previous NUL */
+    k = snprintf(p->buf + p->len, p->cap - p->len, fmt, v);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; p->len++; return; }
+    p->len += (size_t)k + 1;
+}
+
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out) {
+    bd_model *m;
+    const char *kind;
+    if (!ctx || !out || !net) {
+        bd_denoiser_free(net);
+        return ctx ? bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    kind = net->vt && net->vt->kind ? net->vt->kind : "";
+    if ((int)param < 0 || (int)param > 2 || (int)schedule < 0 || (int)schedule > 1) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: unknown param (%d) or schedule (%d)", (int)param, (int)schedule);
+    }
+    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_init: a model holds a \"unet\" or \"mlp\" network, not \"%s\"", kind);
+    }
+    m = BD__CAST(bd_model *, bd_alloc(ctx, sizeof(bd_model)));
+    if (!m) { bd_denoiser_free(net); return ctx->last_result; }
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->net = net;
+    snprintf(m->arch, sizeof m->arch, "%s", kind);
+    if (kind[0] == 'u') bd_unet_get_config(net, &m->cfg);
+    else m->mlp = BD__CAST(const bd__mlp *, net->impl)->cfg;
+    m->param = param;
+    m->schedule = schedule;
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_result r;
+    if (out) *out = NULL;
+    if ((r = bd_unet_init(ctx, cfg, rng, &net)) != BD_SUCCESS) return r;
+    return bd_model_init(ctx, net, param, schedule, out);
+}
+
+BDAPI void bd_model_free(bd_model *m) {
+    bd_context *ctx;
+    if (!m) return;
+    ctx = m->ctx;
+    bd_denoiser_free(m->net);
+    bd_free(ctx, m->grid);
+    bd_free(ctx, m->ema);
+    bd_free(ctx, m);
+}
+
+static bd_result bd__model_check_grid(bd_context *ctx, const double *g, int64_t steps,
+                                      const char *where) {
+    int64_t i;
+    if (steps < 1 || steps > 100000)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: steps %lld not in 1..100000", where, (long long)steps);
+    if (g[0] != 1.0 || g[steps] != 0.0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid must run from 1 to 0 (got %.17g .. %.17g)", where, g[0], g[steps]);
+    for (i = 0; i < steps; i++)
+        if (!(g[i + 1] < g[i]))
+            return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid is not strictly decreasing at entry %lld (%.17g, %.17g)", where, (long long)i, g[i], g[i + 1]);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps) {
+    double *g;
+    bd_result r;
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (steps == 0 || !grid) {
+        bd_free(m->ctx, m->grid);
+        m->grid = NULL;
+        m->steps = 0;
+        return BD_SUCCESS;
+    }
+    if ((r = bd__model_check_grid(m->ctx, grid, steps, "bd_model_set_grid")) != BD_SUCCESS) return r;
+    g = BD__CAST(double *, bd_alloc_array(m->ctx, (size_t)steps + 1, sizeof(double)));
+    if (!g) return m->ctx->last_result;
+    memcpy(g, grid, ((size_t)steps + 1) * sizeof(double));
+    bd_free(m->ctx, m->grid);
+    m->grid = g;
+    m->steps = steps;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_enable_ema(bd_model *m) {
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (m->ema) return BD_SUCCESS;
+    m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
+    if (!m->ema) return m->ctx->last_result;
+    memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+static const char *bd__rng_format(bd__spool *p, const bd_rng *r) {
+    return bd__spool_printf(p, "%016llx,%016llx,%016llx,%016llx,%d,%.17g", (unsigned long long)r->s[0],
+                            (unsigned long long)r->s[1], (unsigned long long)r->s[2],
+                            (unsigned long long)r->s[3], r->has_spare ? 1 : 0, r->spare);
+}
+static int bd__rng_parse(const char *s, bd_rng *r) {
+    int i;
+    char *end;
+    for (i = 0; i < 4; i++) {
+        int k;
+        uint64_t v = 0;
+        for (k = 0; k < 16; k++) {
+            char ch = s[k];
+            int dgt = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (dgt < 0) return 0;
+            v = (v << 4) | (uint64_t)dgt;
+        }
+        if (s[16] != ',') return 0;
+        r->s[i] = v;
+        s += 17;
+    }
+    if ((s[0] != '0' && s[0] != '1') || s[1] != ',') return 0;
+    r->has_spare = s[0] == '1';
+    s += 2;
+    if (!*s) return 0;
+    r->spare = strtod(s, &end);
+    return *end == '\0' && r->spare == r->spare;
+}
+
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng) {
+    bd_st_write_tensor *wt = NULL;
+    bd_st_kv kv[40];
+    bd__spool pool;
+    const bd_denoiser *d;
+    const float *main_w;
+    int64_t nk = 0, nt = 0, i, per = 1;
+    bd_result r;
+    char tmp[256];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL argument");
+    d = m->net;
+    if (adam && adam->n != d->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
+    main_w = ema ? ema : m->ema ? m->ema : d->params;
+    memset(&pool, 0, sizeof pool);
+    pool.cap = 8192 + (size_t)d->n_tensors * 2 * 96 + ((size_t)m->steps + 1) * 32;
+    pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
+    if (raw) per++;
+    if (adam) per += 2;
+    wt = BD__CAST(bd_st_write_tensor *, bd_alloc_array(ctx, (size_t)(d->n_tensors * per), sizeof(bd_st_write_tensor)));
+    if (!pool.buf || !wt) { bd_free(ctx, pool.buf); bd_free(ctx, wt); return ctx->last_result; }
+#define BD__KV(k, v) do { kv[nk].key = (k); kv[nk].value = (v); nk++; } while (0)
+    BD__KV("bdense.version", BDENSE_VERSION_STRING);
+    if (strcmp(m->arch, "unet") == 0) {
+        const bd_unet_config *c = &m->cfg;
+        BD__KV("in_ch", bd__spool_printf(&pool, "%lld", (long long)c->in_ch));
+        BD__KV("image_size", bd__spool_printf(&pool, "%lld", (long long)c->image_size));
+        BD__KV("ch", bd__spool_printf(&pool, "%lld", (long long)c->ch));
+        bd_unet_format_mult(c, tmp, sizeof tmp);
+        BD__KV("ch_mult", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("nres", bd__spool_printf(&pool, "%lld", (long long)c->nres));
+        bd_unet_format_attn(c, tmp, sizeof tmp);
+        BD__KV("attn_levels", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("groups", bd__spool_printf(&pool, "%lld", (long long)c->groups));
+        BD__KV("heads", bd__spool_printf(&pool, "%lld", (long long)c->heads));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    } else {
+        const bd_mlp_config *c = &m->mlp;
+        BD__KV("arch", "mlp");
+        BD__KV("dim", bd__spool_printf(&pool, "%lld", (long long)c->dim));
+        BD__KV("hidden", bd__spool_printf(&pool, "%lld", (long long)c->hidden));
+        BD__KV("depth", bd__spool_printf(&pool, "%lld", (long long)c->depth));
+        BD__KV("temb_dim", bd__spool_printf(&pool, "%lld", (long long)c->temb_dim));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    }
+    BD__KV("param", bd_param_name(m->param));
+    BD__KV("schedule", bd_schedule_name(m->schedule));
+    if (m->steps > 0 && m->grid) {
+        const char *g;
+        BD__KV("steps", bd__spool_printf(&pool, "%lld", (long long)m->steps));
+        g = bd__spool_printf(&pool, "%.17g", m->grid[0]);
+        for (i = 1; i <= m->steps; i++) bd__spool_append(&pool, ",%.17g", m->grid[i]);
+        BD__KV("grid", g);
+    }
+    if (adam) BD__KV("optim.step", bd__spool_printf(&pool, "%lld", (long long)adam->step));
+    if (rng) BD__KV("train.rng", bd__rng_format(&pool, rng));
+    if (data_rng) BD__KV("train.data_rng", bd__rng_format(&pool, data_rng));
+#undef BD__KV
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        int k, j;
+        for (k = 0; k < 4; k++) {
+            bd_st_write_tensor *w;
+            const float *src;
+            const char *name;
+            if (k == 0) { src = main_w; name = pt->name; }
+            else if (k == 1) { if (!raw) continue; src = raw; name = bd__spool_printf(&pool, "train.raw.%s", pt->name); }
+            else if (k == 2) { if (!adam) continue; src = adam->m; name = bd__spool_printf(&pool, "optim.m.%s", pt->name); }
+            else { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
+            w = &wt[nt++];
+            memset(w, 0, sizeof *w);
+            w->name = name;
+            w->data = src + pt->offset;
+            w->ndim = pt->ndim;
+            for (j = 0; j < pt->ndim; j++) w->shape[j] = pt->shape[j];
+        }
+    }
+    if (pool.overflow) r = bd_error(ctx, BD_ERROR_OVERFLOW, "bd_model_save: metadata too long");
+    else r = bd_safetensors_write(ctx, path, wt, nt, kv, nk);
+    bd_free(ctx, wt);
+    bd_free(ctx, pool.buf);
+    return r;
+}
+
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
+    if (!tr) return bd_model_save_state(ctx, m, path, NULL, NULL, NULL, NULL, NULL);
+    if (tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: the trainer does not train this model's network");
+    return bd_model_save_state(ctx, m, path, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng);
+}
+
+/* strict non-negative decimal integer metadata value */
+static bd_result bd__meta_int(bd_context *ctx, const bd_safetensors *st, const char *path,
+                              const char *key, int64_t *out, int required) {
+    const char *s = bd_safetensors_meta(st, key), *p;
+    int64_t v = 0;
+    if (!s) {
+        if (!required) return BD_SUCCESS;
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"%s\" is missing", path, key);
+    }
+    for (p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10 || p - s > 17) break;
+        v = v * 10 + (*p - '0');
+    }
+    if (*p || p == s)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata %s = \"%s\" is not a non-negative integer", path, key, s);
+    *out = v;
+    return BD_SUCCESS;
+}
+
+/* Checks every tensor of st against the network d: each model tensor present
+   with the same shape, no unexpected tensor; optim.m./optim.v./train.raw.
+   tensors must name a model tensor and have its shape.  *flags: 1 all
+   optim.m and optim.v present, 2 all train.raw present. */
+static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *st,
+                                         const char *path, const bd_denoiser *d, int *flags) {
+    static const char *const prefixes[3] = {"optim.m.", "optim.v.", "train.raw."};
+    int64_t i, counts[3] = {0, 0, 0};
+    int j, k;
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t = bd_safetensors_find(st, pt->name);
+        if (!t) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: tensor %s is missing", path, pt->name);
+    }
+    for (i = 0; i < st->n_tensors; i++) {
+        const bd_st_tensor *t = &st->tensors[i];
+        const char *base = t->name;
+        const bd_param_tensor *pt;
+        int kind = -1, same;
+        for (k = 0; k < 3; k++)
+            if (strncmp(t->name, prefixes[k], strlen(prefixes[k])) == 0) { kind = k; base = t->name + strlen(prefixes[k]); }
+        pt = bd_denoiser_find_tensor(d, base);
+        if (!pt)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: unexpected tensor %s (not part of this %s network)", path, t->name, d->vt->kind);
+        same = t->ndim == pt->ndim;
+        for (j = 0; same && j < pt->ndim; j++) same = t->shape[j] == pt->shape[j];
+        if (!same) {
+            char a[96], b[96];
+            size_t la = 0, lb = 0;
+            a[0] = b[0] = '\0';
+            for (j = 0; j < t->ndim && la < sizeof a - 24; j++) la += (size_t)snprintf(a + la, sizeof a - la, j ? ",%lld" : "%lld", (long long)t->shape[j]);
+            for (j = 0; j < pt->ndim && lb < sizeof b - 24; j++) lb += (size_t)snprintf(b + lb, sizeof b - lb, j ? ",%lld" : "%lld", (long long)pt->shape[j]);
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: tensor %s has shape [%s], the config needs [%s]", path, t->name, a, b);
+        }
+        if (kind >= 0) counts[kind]++;
+    }
+    for (k = 0; k < 3; k++)
+        if (counts[k] != 0 && counts[k] != d->n_tensors)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %lld of %lld %s* tensors present (need all or none)", path, (long long)counts[k], (long long)d->n_tensors, prefixes[k]);
+    if (counts[0] != counts[1])
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: optim.m.* and optim.v.* must both be present", path);
+    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0);
+    return BD_SUCCESS;
+}
+
+static void bd__model_copy_tensors(const bd_safetensors *st, const bd_denoiser *d, const char *prefix,
+                                   float *dst) {
+    int64_t i;
+    char name[128];
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t;
+        snprintf(name, sizeof name, "%s%s", prefix, pt->name);
+        t = bd_safetensors_find(st, name);
+        if (t && pt->numel) memcpy(dst + pt->offset, t->data, (size_t)pt->numel * sizeof(float));
+    }
+}
+
+static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, const char *path,
+                                   bd_model **out) {
+    const char *arch = bd_safetensors_meta(st, "arch"), *s;
+    bd_denoiser *net = NULL;
+    bd_param_kind param;
+    bd_schedule_kind sched;
+    bd_model *m = NULL;
+    bd_result r;
+    bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
+    int64_t steps = 0, ostep = 0;
+    if (!bd_safetensors_meta(st, "bdense.version"))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
+    s = bd_safetensors_meta(st, "param");
+    if (!s || bd_param_parse(s, &param) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata param = \"%s\" (need eps, x0 or v)", path, s ? s : "(missing)");
+    s = bd_safetensors_meta(st, "schedule");
+    if (!s || bd_schedule_parse(s, &sched) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata schedule = \"%s\" (need cosine or linear)", path, s ? s : "(missing)");
+    if (!arch || strcmp(arch, "unet") == 0) {
+        bd_unet_config c;
+        memset(&c, 0, sizeof c);
+        if ((r = bd__meta_int(ctx, st, path, "in_ch", &c.in_ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "image_size", &c.image_size, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "ch", &c.ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "nres", &c.nres, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "groups", &c.groups, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "heads", &c.heads, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        s = bd_safetensors_meta(st, "ch_mult");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
+        if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+        s = bd_safetensors_meta(st, "attn_levels");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
+        if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+        if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
+            return bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, bd_context_message(ctx));
+        if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
+    } else if (strcmp(arch, "mlp") == 0) {
+        bd_mlp_config c = bd_mlp_config_init(1);
+        if ((r = bd__meta_int(ctx, st, path, "dim", &c.dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "hidden", &c.hidden, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "depth", &c.depth, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
+            return bd_error(ctx, r, "checkpoint %s: %s", path, bd_context_message(ctx));
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
+    }
+    if ((r = bd__model_check_tensors(ctx, st, path, net, NULL)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    bd__model_copy_tensors(st, net, "", net->params);
+    if ((r = bd_model_init(ctx, net, param, sched, &m)) != BD_SUCCESS) return r;
+    if ((r = bd__meta_int(ctx, st, path, "steps", &steps, 0)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 0)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    m->train_step = ostep;
+    s = bd_safetensors_meta(st, "grid");
+    if ((steps > 0) != (s != NULL)) {
+        bd_model_free(m);
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: a student needs both \"steps\" (> 0) and \"grid\" metadata", path);
+    }
+    if (steps > 0) {
+        double *g;
+        int64_t i;
+        const char *p = s;
+        if (steps > 100000) {
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: steps %lld > 100000", path, (long long)steps);
+        }
+        g = BD__CAST(double *, bd_alloc_array(ctx, (size_t)steps + 1, sizeof(double)));
+        if (!g) { bd_model_free(m); return ctx->last_result; }
+        for (i = 0; i <= steps; i++) {
+            char *end;
+            if (*p == '\0' || *p == ' ' || *p == '\t') break;
+            g[i] = strtod(p, &end);
+            if (end == p || g[i] != g[i] || (i < steps && *end != ',') || (i == steps && *end != '\0')) break;
+            p = end + (i < steps ? 1 : 0);
+        }
+        if (i <= steps) {
+            bd_free(ctx, g);
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: grid is not %lld comma-separated numbers (problem at entry %lld)", path, (long long)(steps + 1), (long long)i);
+        }
+        r = bd__model_check_grid(ctx, g, steps, "checkpoint grid");
+        if (r == BD_SUCCESS) r = bd_model_set_grid(m, g, steps);
+        bd_free(ctx, g);
+        if (r != BD_SUCCESS) {
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+        }
+    }
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!path || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load: NULL argument");
+    *out = NULL;
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_from_st(ctx, st, path, out);
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int flags = 0, fl = 0;
+    int64_t ostep = 0;
+    bd_rng r1, r2;
+    const char *s1, *s2;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (found) *found = 0;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
+    if (adam && adam->n != m->net->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    /* validate everything before touching any output */
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    if (r == BD_SUCCESS && (fl & 1)) {
+        r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 1);
+        if (r == BD_SUCCESS) flags |= 1;
+    }
+    if (fl & 2) flags |= 2;
+    s1 = bd_safetensors_meta(st, "train.rng");
+    s2 = bd_safetensors_meta(st, "train.data_rng");
+    if (r == BD_SUCCESS && s1) {
+        if (!bd__rng_parse(s1, &r1)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.rng = \"%s\" is malformed", path, s1);
+        else flags |= 4;
+    }
+    if (r == BD_SUCCESS && s2) {
+        if (!bd__rng_parse(s2, &r2)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.data_rng = \"%s\" is malformed", path, s2);
+        else flags |= 8;
+    }
+    if (r == BD_SUCCESS) {
+        if (ema) bd__model_copy_tensors(st, m->net, "", ema);
+        if (raw) bd__model_copy_tensors(st, m->net, (flags & 2) ? "train.raw." : "", raw);
+        if (adam && (flags & 1)) {
+            bd__model_copy_tensors(st, m->net, "optim.m.", adam->m);
+            bd__model_copy_tensors(st, m->net, "optim.v.", adam->v);
+            adam->step = ostep;
+        }
+        if (rng && (flags & 4)) *rng = r1;
+        if (data_rng && (flags & 8)) *data_rng = r2;
+        if (found) *found = flags;
+    }
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int fl = 0;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !tr || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: NULL argument");
+    if (tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: the trainer does not train this model's network");
+    /* refuse files without optimiser state before changing anything */
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    bd_safetensors_free(st);
+    if (r != BD_SUCCESS) return r;
+    if (!(fl & 1))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: no optimiser state (optim.m.*/optim.v.*) to resume from", path);
+    r = bd_model_load_state(ctx, path, m, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng, &fl);
+    if (r == BD_SUCCESS) m->train_step = tr->adam.step;
+    return r;
 }
 
 /* UNET-IMPLEMENTATION */
