@@ -12,10 +12,6 @@
 #include <stdio.h>
 #include "bdense.h"
 
-/* The commands need bd_model (the unet branch); until it is merged they
-   compile as stubs (stubs.c).  Defined once bd_model exists. */
-/* #define CLI_HAVE_MODEL */
-
 /* ---------------------------------------------------------------------- */
 /* option parsing                                                         */
 /* ---------------------------------------------------------------------- */
@@ -171,7 +167,6 @@ double cli_frechet(const double *mu1, const double *c1, const double *mu2, const
 /* ---------------------------------------------------------------------- */
 /* models, sampling, pictures (cmd_model.c, cmd_sample.c)                 */
 /* ---------------------------------------------------------------------- */
-#ifdef CLI_HAVE_MODEL
 /* architecture options shared by init and train */
 typedef struct cli_arch {
     const char *config;   /* small | tiny */
@@ -198,12 +193,11 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const float *ref, int64_t nref, int64_t C,
              int64_t H, int64_t W, double *fd);
 /* student checkpoints (cmd_distill.c) */
-int cli_student_save(const char *cmd, bd_context *ctx, const bd_model *teacher, bd_distill *dist, const char *path,
+int cli_student_save(const char *cmd, bd_context *ctx, bd_model *student, bd_distill *dist, const char *path,
                      int with_state);
-int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_distill *dist);
+int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *student, bd_distill *dist);
 /* line plot PNG with a log y axis: xs (n), ys (n_series, n) */
 bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
-#endif
 
 /* ---------------------------------------------------------------------- */
 /* subcommands                                                            */

@@ -1,6 +1,5 @@
 /* cmd_distill.c - `bdense distill`, `bdense trajectories`, `bdense compare`. */
 #include "cli.h"
-#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>
@@ -79,30 +78,42 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
 /* ---------------------------------------------------------------------- */
 /* student checkpoints                                                    */
 /* ---------------------------------------------------------------------- */
-/* The student as a model: the teacher's configuration with K branches, its
-   grid and step count, and the EMA weights (what gets sampled). */
-int cli_student_save(const char *cmd, bd_context *ctx, const bd_model *teacher, bd_distill *dist, const char *path,
+/* The student is a bd_model (the teacher's configuration with K branches)
+   that owns the network the distiller trains.  Saved: its grid and step
+   count, the EMA weights as the model tensors (what gets sampled), and with
+   with_state the raw weights, Adam moments/step and the distiller's rng
+   (everything a resume needs, except the adaptive weights' running branch
+   losses, which restart). */
+int cli_student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill *dist, const char *path,
                      int with_state) {
-    bd_model sm;
-    float *raw;
-    bd_result r;
-    (void)with_state;
-    sm = *teacher;
-    sm.net = dist->student;
-    sm.steps = dist->N;
-    sm.grid = dist->grid;
-    sm.ema = NULL;
-    raw = dist->student->params;
-    dist->student->params = dist->ema;
-    r = bd_model_save(ctx, &sm, path, NULL);
-    dist->student->params = raw;
+    bd_result r = bd_model_set_grid(sm, dist->grid, dist->N);
+    if (r == BD_SUCCESS)
+        r = bd_model_save_state(ctx, sm, path, dist->ema, with_state ? sm->net->params : NULL,
+                                with_state ? &dist->adam : NULL, with_state ? &dist->rng : NULL, NULL);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     return 0;
 }
 
-int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_distill *dist) {
-    (void)ctx, (void)dist;
-    return cli_fail(cmd, "--resume %s: resuming a distillation is not supported yet", path);
+int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *sm, bd_distill *dist) {
+    bd_safetensors *st = NULL;
+    const char *steps, *branches;
+    int found = 0;
+    bd_result r = bd_safetensors_load(ctx, path, &st);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+    steps = bd_safetensors_meta(st, "steps");
+    branches = bd_safetensors_meta(st, "branches");
+    if (!steps || atoll(steps) != dist->N || !branches || atoll(branches) != dist->K) {
+        int rc = cli_fail(cmd, "--resume %s: it has %s student steps and %s branches, this run %lld and %lld", path,
+                          steps ? steps : "no", branches ? branches : "?", (long long)dist->N, (long long)dist->K);
+        bd_safetensors_free(st);
+        return rc;
+    }
+    bd_safetensors_free(st);
+    r = bd_model_load_state(ctx, path, sm, dist->ema, sm->net->params, &dist->adam, &dist->rng, NULL, &found);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+    if ((found & 7) != 7) return cli_fail(cmd, "--resume %s: the file holds no optimiser state", path);
+    dist->step = dist->adam.step;
+    return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -141,6 +152,7 @@ int cmd_distill(int argc, char **argv) {
     bd_context *ctx = NULL;
     bd_model *teacher = NULL;
     bd_denoiser *student = NULL;
+    bd_model *smodel = NULL;
     bd_distill *dist = NULL;
     bd_distill_config dc;
     cli_data ds;
@@ -206,6 +218,7 @@ int cmd_distill(int argc, char **argv) {
     if (strcmp(o.method, "td") == 0 && data) return cli_fail("distill", "--data is for --method pd; TD learns from teacher trajectories");
     if (strcmp(o.method, "pd") == 0 && traj) return cli_fail("distill", "--trajectories is for --method td");
     if (rounds > 1 && strcmp(o.method, "pd") != 0) return cli_fail("distill", "--rounds is for --method pd");
+    if (rounds > 1 && resume) return cli_fail("distill", "--resume works for single-round runs (resume each round's output with --rounds 1)");
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
@@ -228,12 +241,16 @@ int cmd_distill(int argc, char **argv) {
         bd_rng rng = bd_rng_init((uint64_t)seed + 1);
         r = bd_distill_student_from_teacher(teacher->net, o.branches, &rng, &student);
     }
-    if (r == BD_SUCCESS) r = bd_distill_init(ctx, &dc, teacher->net, student, batch, &dist);
+    if (r == BD_SUCCESS) {
+        r = bd_model_init(ctx, student, teacher->param, teacher->schedule, &smodel); /* owns student */
+        student = NULL;
+    }
+    if (r == BD_SUCCESS) r = bd_distill_init(ctx, &dc, teacher->net, smodel->net, batch, &dist);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("distill", ctx, r, "distiller");
         goto done;
     }
-    if (resume && cli_student_resume("distill", ctx, resume, dist)) goto done;
+    if (resume && cli_student_resume("distill", ctx, resume, smodel, dist)) goto done;
     if (data) {
         if (cli_data_open("distill", ctx, data, teacher->net->height, &ds)) goto done;
         if (ds.c != teacher->net->in_ch || ds.h != teacher->net->height || ds.w != teacher->net->width) {
@@ -345,7 +362,7 @@ int cmd_distill(int argc, char **argv) {
             if (dist->K > 1 && n_extra < (int)sizeof extra - 2) snprintf(extra + n_extra, sizeof extra - (size_t)n_extra, "]");
             cli_progress_update(&bar, dist->step, extra);
             if ((save_every > 0 && dist->step % save_every == 0) || cli_interrupted()) {
-                if (cli_student_save("distill", ctx, teacher, dist, out, 1)) goto done;
+                if (cli_student_save("distill", ctx, smodel, dist, out, 1)) goto done;
             }
             if (cli_interrupted()) {
                 cli_progress_done(&bar, "interrupted");
@@ -368,7 +385,7 @@ int cmd_distill(int argc, char **argv) {
             }
         }
     }
-    if (cli_student_save("distill", ctx, teacher, dist, out, 1)) goto done;
+    if (cli_student_save("distill", ctx, smodel, dist, out, 1)) goto done;
     {
         double mse = 0;
         r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
@@ -399,6 +416,7 @@ done:
     cli_data_free(&ds);
     if (dist) bd_distill_free(dist);
     if (student) bd_denoiser_free(student);
+    if (smodel) bd_model_free(smodel);
     if (teacher) bd_model_free(teacher);
     bd_context_free(ctx);
     return rc;
@@ -762,4 +780,3 @@ done:
     bd_context_free(ctx);
     return rc;
 }
-#endif

@@ -1,7 +1,6 @@
 /* cmd_model.c - `bdense init`, `bdense info`, `bdense forward`, and the
    model presets (--config small|tiny) shared with train. */
 #include "cli.h"
-#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <stdlib.h>
 #include <string.h>
@@ -60,13 +59,14 @@ int cli_arch_build(const char *cmd, const cli_arch *o, bd_unet_config *cfg, bd_p
                    bd_schedule_kind *sched) {
     *cfg = bd_unet_config_init();
     if (strcmp(o->config, "tiny") == 0) {
+        int l;
         cfg->image_size = 16;
         cfg->ch = 16;
-        cfg->n_levels = 2;
+        cfg->levels = 2;
+        for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = 0, cfg->attn[l] = 0;
         cfg->ch_mult[0] = 1;
         cfg->ch_mult[1] = 2;
         cfg->nres = 1;
-        cfg->n_attn = 0;
         cfg->groups = 4;
         cfg->heads = 1;
     }
@@ -78,17 +78,40 @@ int cli_arch_build(const char *cmd, const cli_arch *o, bd_unet_config *cfg, bd_p
     if (o->heads) cfg->heads = o->heads;
     cfg->branches = o->branches;
     if (o->ch_mult) {
-        int n;
-        if (cli__parse_int_list(o->ch_mult, cfg->ch_mult, BD_UNET_MAX_LEVELS, &n) || n < 1)
+        int64_t v[BD_UNET_MAX_LEVELS];
+        int n, l;
+        if (cli__parse_int_list(o->ch_mult, v, BD_UNET_MAX_LEVELS, &n) || n < 1)
             return cli_fail(cmd, "--ch-mult '%s': expected 1 to %d comma-separated integers such as 1,2,2",
                             o->ch_mult, BD_UNET_MAX_LEVELS);
-        cfg->n_levels = n;
+        for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
+        cfg->levels = n;
     }
     if (o->attn) {
-        int n;
-        if (cli__parse_int_list(o->attn, cfg->attn_levels, BD_UNET_MAX_LEVELS, &n))
+        int64_t v[BD_UNET_MAX_LEVELS];
+        int n, l;
+        if (cli__parse_int_list(o->attn, v, BD_UNET_MAX_LEVELS, &n))
             return cli_fail(cmd, "--attn '%s': expected comma-separated level indices such as 2, or none", o->attn);
-        cfg->n_attn = n;
+        for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
+        for (l = 0; l < n; l++) {
+            if (v[l] >= cfg->levels)
+                return cli_fail(cmd, "--attn: level %lld does not exist (levels 0..%lld)", (long long)v[l],
+                                (long long)(cfg->levels - 1));
+            cfg->attn[v[l]] = 1;
+        }
+    } else {
+        int l;
+        for (l = (int)cfg->levels; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
+    }
+    if (bd_unet_config_validate(NULL, cfg) != BD_SUCCESS) {
+        bd_context *tmp = NULL;
+        bd_context_config cc = bd_context_config_init();
+        if (bd_context_init(&cc, &tmp) == BD_SUCCESS) {
+            bd_unet_config_validate(tmp, cfg);
+            cli_fail(cmd, "invalid architecture: %s", bd_context_message(tmp));
+            bd_context_free(tmp);
+            return 1;
+        }
+        return cli_fail(cmd, "invalid architecture");
     }
     if (bd_param_parse(o->param, param) != BD_SUCCESS) return cli_fail(cmd, "--param '%s' unknown", o->param);
     if (bd_schedule_parse(o->schedule, sched) != BD_SUCCESS)
@@ -303,4 +326,3 @@ done:
     bd_context_free(ctx);
     return rc;
 }
-#endif

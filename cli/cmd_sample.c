@@ -1,7 +1,6 @@
 /* cmd_sample.c - `bdense sample` and `bdense eval`, and the sampling helper
    that compare uses too. */
 #include "cli.h"
-#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>
@@ -324,4 +323,3 @@ done:
     bd_context_free(ctx);
     return rc;
 }
-#endif

@@ -1,7 +1,6 @@
 /* cmd_train.c - `bdense train`: teacher training with progress, a loss
    curve (CSV + PNG), periodic atomic checkpoints and exact resume. */
 #include "cli.h"
-#ifdef CLI_HAVE_MODEL /* until the unet branch (bd_model) is merged; see stubs.c */
 
 #include <math.h>
 #include <stdlib.h>
@@ -207,7 +206,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     if (resume) {
-        r = bd_model_load_trainer(ctx, resume, tr);
+        r = bd_model_resume(ctx, resume, m, tr);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("train", ctx, r, "restoring the optimiser state");
             goto done;
@@ -329,4 +328,3 @@ done:
     bd_context_free(ctx);
     return rc;
 }
-#endif

@@ -278,7 +278,6 @@ static void test_binary_help(void) {
     BDT_CHECK(bdt_sh("%s > %s 2>&1", bdt_bin, out) == 2);
 }
 
-#ifdef CLI_HAVE_MODEL
 /* read a .npy through the library; NULL on failure */
 static float *bdt_npy(bd_context *ctx, const char *path, bd_npy *a) {
     memset(a, 0, sizeof *a);
@@ -424,8 +423,6 @@ static void test_binary_train_resume(void) {
     bd_context_free(ctx);
 }
 
-#endif
-
 int main(void) {
     const char *tmpdir = getenv("TMPDIR");
     snprintf(bdt_tmp, sizeof bdt_tmp, "%s/bdense_test_cli_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
@@ -440,10 +437,8 @@ int main(void) {
     BDT_RUN(test_frechet_closed_forms);
     BDT_RUN(test_feature_metric);
     BDT_RUN(test_binary_help);
-#ifdef CLI_HAVE_MODEL
     BDT_RUN(test_binary_model_round_trip);
     BDT_RUN(test_binary_train_resume);
-#endif
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_cli");
 }
