@@ -1000,6 +1000,217 @@ BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *label
 /* ======================================================================== */
 /* >>distill                                                                */
 /* ======================================================================== */
+/* B-DENSE distillation (SPEC 5).  A K-branch student learns, from every
+   student step t -> u, the x_hat that one DDIM jump from (z_t, t) needs to
+   land on each of the teacher's intermediate states z_{s_1..s_K}.
+   Layouts: a batch of N samples of D = C*H*W floats; student output o is
+   (N, K*D) branch-major (branch k = o[n, k*D .. k*D+D-1]); per-branch
+   quantities (teacher states, targets, times s_k) are (K, N, ...). */
+typedef enum bd_distill_method { BD_DISTILL_PD = 0, BD_DISTILL_TD = 1 } bd_distill_method;
+typedef enum bd_distill_weights {
+    BD_WEIGHTS_UNIFORM = 0,  /* w_k = 1/K */
+    BD_WEIGHTS_FINAL = 1,    /* w_K = 1, others 0 (sparse) */
+    BD_WEIGHTS_LINEAR = 2,   /* w_k = k / (K(K+1)/2) */
+    BD_WEIGHTS_AUX = 3,      /* w_K = 1, w_k = beta for k < K */
+    BD_WEIGHTS_ANNEAL = 4,   /* w_k = (1-tau)/K + tau [k=K] */
+    BD_WEIGHTS_ADAPTIVE = 5  /* loss-balanced, see bd_distill_branch_weights */
+} bd_distill_weights;
+typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
+typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m);        /* "pd", "td" */
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out);
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w);      /* "uniform", ... */
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out);
+
+/* Branch target x_tilde (N,D) of one teacher state (SPEC 5):
+       x_tilde = (z_s - (sigma_s/sigma_t) z_t) / (alpha_s - (sigma_s/sigma_t) alpha_t)
+   and x_tilde = z_s where sigma_s == 0 (s = 0).  z_t, z_s (N,D); alpha_t,
+   sigma_t, alpha_s, sigma_s (N) per sample.  Computed in double. */
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
+
+/* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (SPEC 5); 1e30 cap at sigma = 0. */
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t);
+
+/* The multi-branch loss and its gradient w.r.t. the raw student output.
+     o (N,K*D): student output, every branch read in `param`;  z_t (N,D);
+     alpha_t, sigma_t (N);  alpha_s, sigma_s (K,N): times s_k of each branch;
+     w (K): branch weights.
+   space X: needs x_tilde (K,N,D) (bd_distill_target); z_s may be NULL.
+       L = (1/N) sum_n lambda(t_n) sum_k w_k (1/D) sum_d (x_hat_k - x_tilde_k)^2
+       (distance must be L2).
+   space Z: needs z_s (K,N,D) (the teacher states); x_tilde may be NULL.
+       z_hat_k = DDIM jump of branch k from (z_t, t) to s_k; no lambda:
+       L = (1/N) sum_n sum_k w_k (1/D) sum_d dist(z_hat_k - z_s_k),
+       dist = d^2 (L2) or |d| (L1).
+   Returns L.  branch_loss (K) or NULL receives the unweighted per-branch
+   terms (L = sum_k w_k branch_loss[k]).  dout (N,K*D) or NULL: dL/do is
+   ADDED (+=), scaled by `grad_scale` (e.g. 1/steps when averaging). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale);
+
+/* Branch weights w (K) for a schedule.  beta: aux weight; tau in [0,1]:
+   anneal progress.  ADAPTIVE uses ema (K), a running (bias-corrected) mean
+   of each branch's own loss (NULL or non-positive entries = not yet known,
+   treated as equal):  w_K = 1/2 and w_k = (1/(2(K-1))) ema_K / ema_k for
+   k < K, so the final branch always carries half the scale-normalised loss
+   and the K-1 dense branches share the other half equally; K = 1 gives
+   w = 1.  See docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema);
+
+/* Teacher grid: every student interval [t_i, t_{i+1}] of `student_grid`
+   (N+1 times, 1 -> 0) split into Kt sub-steps, so the teacher grid (N*Kt+1
+   times) nests the student grid (out[i*Kt] = student_grid[i]).
+   LOGSNR: interior points uniform in logSNR between the ends, an end at
+   t = 0 replaced by bd_schedule_t_min for placing them; T: uniform in t. */
+typedef enum bd_distill_subdiv { BD_SUBDIV_LOGSNR = 0, BD_SUBDIV_T = 1 } bd_distill_subdiv;
+BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
+                                        const double *student_grid, int64_t N, int64_t Kt,
+                                        bd_distill_subdiv subdiv, double *out);
+
+/* Trajectory source for TD: fill traj (n, S+1, C, H, W) with n teacher
+   trajectories on the distiller's teacher grid (S = N*Kt; state 0 is the
+   starting noise, state S the sample).  rng: the distiller's. */
+typedef bd_result (*bd_traj_fn)(void *user_data, float *traj, int64_t n, bd_rng *rng);
+
+#define BD_DISTILL_MAX_BRANCHES 64
+
+typedef struct bd_distill_config {
+    bd_distill_method method;
+    int64_t branches;           /* K, student output branches (1..64) */
+    int64_t teacher_substeps;   /* Kt, teacher steps per student step, a multiple of K;
+                                   branch k-1 (k = 1..K) targets sub-state k*Kt/K */
+    bd_distill_weights weights; /* uniform */
+    double aux_beta;            /* aux: weight of each dense branch (0.1) */
+    int64_t anneal_steps;       /* anneal: tau = min(1, step / anneal_steps) (1000) */
+    double adaptive_decay;      /* adaptive: EMA decay of the branch losses (0.99) */
+    bd_distill_space space;     /* PD: x; TD: z */
+    bd_distill_distance distance; /* L2 (x space needs L2) */
+    int64_t student_steps;      /* N */
+    bd_grid_kind grid;          /* student grid kind (uniform_t) */
+    const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
+    bd_distill_subdiv subdiv;   /* teacher sub-grid: PD t, TD logsnr */
+    bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
+    int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
+    bd_param_kind param;        /* teacher and student parametrisation (v) */
+    bd_schedule_kind schedule;  /* cosine */
+    bd_adam_config adam;        /* bd_adam_config_init(), lr 1e-4 */
+    double ema_decay;           /* student EMA (0.999) */
+    int ema_warmup;             /* decay_k = min(ema_decay, (1+k)/(10+k)) (1) */
+    uint64_t seed;              /* distiller rng: data noise, steps, trajectories */
+} bd_distill_config;
+
+/* Defaults for a method, K and N (see the field comments). */
+BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
+                                               int64_t student_steps);
+
+/* The distiller.  Public, like bd_trainer, so a checkpoint can save and
+   restore everything a resume needs (student params, ema, adam, rng, step,
+   branch_ema) and tests can read the last batch.  Buffers are reserved for
+   max_batch at init; steps allocate nothing. */
+typedef struct bd_distill {
+    bd_context *ctx;
+    bd_distill_config config;
+    bd_denoiser *teacher;       /* not owned (after a PD round: owned_teacher) */
+    bd_denoiser *student;       /* not owned */
+    bd_denoiser *owned_teacher; /* created by bd_distill_next_round, or NULL */
+    bd_schedule sched;
+    bd_adam adam;
+    float *ema;                 /* (n_params) student EMA: what gets sampled */
+    bd_rng rng;
+    int64_t step;               /* optimisation steps taken this round */
+    int64_t round;              /* PD rounds completed */
+    int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    double *grid;               /* (N+1) student grid */
+    double *tgrid;              /* (S+1) teacher grid */
+    double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
+    int64_t branch_ema_count;   /* updates so far (bias correction) */
+    double weights[BD_DISTILL_MAX_BRANCHES];    /* weights of the last step */
+    double last_loss, last_grad_norm;
+    double last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    bd_traj_fn traj_fn;         /* TD trajectory source; NULL = solve on the fly */
+    void *traj_user_data;
+    const float *traj_cache;    /* bd_distill_set_trajectories */
+    int64_t traj_cache_count;
+    bd_sampler *tsampler;       /* teacher solver (TD), on tgrid */
+    bd_sampler *ssampler;       /* student sampler (eval) */
+    /* last batch (n = last_n rows); per-branch arrays are (K, n, ...) */
+    int64_t last_n;
+    float *zt;                  /* (B, D) student input z_t */
+    float *tt;                  /* (B) student time t */
+    double *at, *st;            /* (B) alpha_t, sigma_t */
+    double *as, *ss;            /* (K, B) alpha, sigma at s_k */
+    float *zs;                  /* (K, B, D) teacher states z_{s_k} */
+    float *xt;                  /* (K, B, D) targets x_tilde_k */
+    int64_t *idx;               /* (B) PD: student step of each sample */
+    /* work */
+    float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
+    double *an, *sn;
+} bd_distill;
+
+/* student: K = config.branches branches, same sample shape as the teacher,
+   usually bd_distill_student_from_teacher's.  Both stay the caller's. */
+BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
+                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
+                                bd_distill **out);
+BDAPI void bd_distill_free(bd_distill *dist);
+
+/* A K-branch copy of the teacher: create_like + copy_weights (every branch
+   starts as the teacher's output; a K-branch teacher is copied as is). */
+BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
+                                                bd_rng *rng, bd_denoiser **out);
+
+/* One optimisation step of the student.
+   PD: x (n, C, H, W) data, n <= max_batch.  Per sample a student step i,
+       eps, z_t = alpha_t x + sigma_t eps; the teacher's final branch takes
+       Kt DDIM sub-steps on the teacher grid; targets; loss; AdamW; EMA.
+   TD: x must be NULL.  n teacher trajectories (source, on the fly or
+       cached); the student walks its grid from the same noise, input its
+       own detached previous state (or the teacher's, teacher forcing);
+       the loss is the MEAN over the N student steps of the batch loss.
+   loss (may be NULL): L;  branch_loss (K, may be NULL): its unweighted
+   per-branch terms, same averaging.  A non-finite loss or gradient
+   returns BD_ERROR_NONFINITE and leaves params, EMA, Adam, step and the
+   branch EMA untouched (the rng has advanced). */
+BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                double *branch_loss);
+
+/* Teacher trajectories for TD, count of them in chunks of max_batch: traj
+   (count, S+1, C, H, W); the starting noise is drawn from rng. */
+BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
+                                                bd_rng *rng);
+/* TD trajectory source: a callback (NULL = solve on the fly) ... */
+BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data);
+/* ... or a cache in memory (count, S+1, C, H, W), kept by the caller; each
+   step draws n of them uniformly with replacement. */
+BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count);
+
+/* PD: end a round.  The student's EMA weights become the teacher (an owned
+   K-branch copy when the shapes differ) and the student's new start; N
+   halves (N must be even), the new grid is every other point of the old
+   one and the teacher grid is re-derived; Adam, EMA, step and branch EMA
+   restart.  Allocates (a round is not a hot path). */
+BDAPI bd_result bd_distill_next_round(bd_distill *dist);
+
+/* Copy the student EMA into dst (same n_params). */
+BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst);
+
+/* Trajectory error at the student's NFE: n starting noises from `seed`;
+   the teacher solves its grid (teacher_solver, S steps); the student
+   (EMA weights if use_ema) samples with DDIM on its grid, final branch.
+   mse: mean over all elements of (student - teacher)^2.  teacher_x,
+   student_x (n, D) or NULL receive the samples.  Allocates. */
+BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
+                                double *mse, float *teacher_x, float *student_x);
+
 /* DISTILL-DECLARATIONS */
 
 /* ======================================================================== */
@@ -6887,6 +7098,785 @@ BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_
 /* ------------------------------------------------------------------------ */
 /* >>distill                                                                */
 /* ------------------------------------------------------------------------ */
+static const char *const bd__distill_method_names[] = {"pd", "td"};
+static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
+                                                        "aux", "anneal", "adaptive"};
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m) {
+    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
+}
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 2; i++)
+        if (strcmp(name, bd__distill_method_names[i]) == 0) {
+            *out = (bd_distill_method)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
+    return (w >= 0 && (int)w < 6) ? bd__distill_weights_names[w] : "unknown";
+}
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 6; i++)
+        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
+            *out = (bd_distill_weights)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        const float *zt = z_t + n * D, *zs = z_s + n * D;
+        float *xt = x_tilde + n * D;
+        if (sigma_s[n] == 0.0) {
+            /* s = 0: the jump lands on x_hat itself */
+            for (d = 0; d < D; d++) xt[d] = zs[d];
+        } else {
+            double r = sigma_s[n] / sigma_t[n];
+            double inv = 1.0 / (alpha_s[n] - r * alpha_t[n]);
+            for (d = 0; d < D; d++) xt[d] = (float)(((double)zs[d] - r * (double)zt[d]) * inv);
+        }
+    }
+}
+
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
+    double snr;
+    if (sigma_t <= 0.0) return 1e30;
+    snr = (alpha_t * alpha_t) / (sigma_t * sigma_t);
+    return snr > 1.0 ? snr : 1.0;
+}
+
+/* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
+   DDIM jump of SPEC 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
+       z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
+   (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
+   scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
+   z space  dL/do = w_k dist'(r) c_k xo / (N D). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale) {
+    int64_t n, k, d;
+    double total = 0.0;
+    double inv_nd = 1.0 / ((double)N * (double)D);
+    if (branch_loss)
+        for (k = 0; k < K; k++) branch_loss[k] = 0.0;
+    for (n = 0; n < N; n++) {
+        double xz, xo;
+        const float *zt = z_t + n * D;
+        bd_param_x_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo);
+        for (k = 0; k < K; k++) {
+            const float *ok = o + (n * K + k) * D;
+            float *dk = dout ? dout + (n * K + k) * D : NULL;
+            double acc = 0.0, g;
+            if (space == BD_DISTILL_SPACE_X) {
+                const float *xt = x_tilde + (k * N + n) * D;
+                double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
+                for (d = 0; d < D; d++) {
+                    double r = xz * zt[d] + xo * ok[d] - (double)xt[d];
+                    acc += r * r;
+                }
+                acc *= lam;
+                g = dk ? 2.0 * lam * w[k] * xo * inv_nd * grad_scale : 0.0;
+                if (dk)
+                    for (d = 0; d < D; d++)
+                        dk[d] += (float)(g * (xz * zt[d] + xo * ok[d] - (double)xt[d]));
+            } else {
+                /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
+                const float *zs = z_s + (k * N + n) * D;
+                double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
+                double ck = as - ss * alpha_t[n] / sigma_t[n];
+                double cz = ss / sigma_t[n] + ck * xz, co = ck * xo;
+                if (distance == BD_DISTILL_L1) {
+                    for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
+                    g = w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++) {
+                            double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                            dk[d] += (float)(r > 0.0 ? g : (r < 0.0 ? -g : 0.0));
+                        }
+                } else {
+                    for (d = 0; d < D; d++) {
+                        double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                        acc += r * r;
+                    }
+                    g = 2.0 * w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++)
+                            dk[d] += (float)(g * (cz * zt[d] + co * ok[d] - (double)zs[d]));
+                }
+            }
+            acc *= inv_nd;
+            if (branch_loss) branch_loss[k] += acc;
+            total += w[k] * acc;
+        }
+    }
+    return total;
+}
+
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema) {
+    int64_t k;
+    if (!w || K < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: need w and K >= 1");
+    switch (kind) {
+    case BD_WEIGHTS_UNIFORM:
+        for (k = 0; k < K; k++) w[k] = 1.0 / (double)K;
+        break;
+    case BD_WEIGHTS_FINAL:
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : 0.0;
+        break;
+    case BD_WEIGHTS_LINEAR:
+        for (k = 0; k < K; k++) w[k] = (double)(k + 1) / ((double)K * (double)(K + 1) / 2.0);
+        break;
+    case BD_WEIGHTS_AUX:
+        if (!(beta >= 0.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "aux weights: beta %g must be >= 0", beta);
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : beta;
+        break;
+    case BD_WEIGHTS_ANNEAL:
+        if (!(tau >= 0.0 && tau <= 1.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "anneal weights: tau %g not in [0, 1]", tau);
+        for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
+        break;
+    case BD_WEIGHTS_ADAPTIVE: {
+        double final_scale = (ema && ema[K - 1] > 0.0) ? ema[K - 1] : 0.0;
+        if (K == 1) { w[0] = 1.0; break; }
+        for (k = 0; k < K - 1; k++) {
+            double ratio = 1.0;
+            if (final_scale > 0.0 && ema[k] > 0.0) ratio = final_scale / ema[k];
+            /* guard against a branch whose loss collapsed to ~0 taking over */
+            if (ratio > 1e3) ratio = 1e3;
+            w[k] = ratio / (2.0 * (double)(K - 1));
+        }
+        w[K - 1] = 0.5;
+        break;
+    }
+    default:
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
+                                        const double *student_grid, int64_t N, int64_t Kt,
+                                        bd_distill_subdiv subdiv, double *out) {
+    int64_t i, j;
+    double tmin;
+    if (!s || !student_grid || !out || N < 1 || Kt < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: bad arguments");
+    tmin = bd_schedule_t_min(s);
+    for (i = 0; i < N; i++) {
+        double a = student_grid[i], b = student_grid[i + 1];
+        if (!(a > b)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: student grid not decreasing at %lld", (long long)i);
+        out[i * Kt] = a;
+        for (j = 1; j < Kt; j++) {
+            double f = (double)j / (double)Kt, bb = b > 0.0 ? b : tmin;
+            if (subdiv == BD_SUBDIV_LOGSNR && a > bb && bb > 0.0) {
+                double la = bd_schedule_logsnr(s, a), lb = bd_schedule_logsnr(s, bb);
+                out[i * Kt + j] = bd_schedule_t_from_logsnr(s, la + f * (lb - la));
+            } else {
+                out[i * Kt + j] = a + f * (b - a);
+            }
+        }
+    }
+    out[N * Kt] = student_grid[N];
+    for (i = 0; i < N * Kt; i++)
+        if (!(out[i] > out[i + 1])) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: not strictly decreasing at %lld (%g, %g)", (long long)i, out[i], out[i + 1]);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
+                                               int64_t student_steps) {
+    bd_distill_config c;
+    memset(&c, 0, sizeof c);
+    c.method = method;
+    c.branches = branches;
+    c.student_steps = student_steps;
+    if (branches < 1) c.teacher_substeps = 1;
+    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : branches;
+    else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
+    c.weights = BD_WEIGHTS_UNIFORM;
+    c.aux_beta = 0.1;
+    c.anneal_steps = 1000;
+    c.adaptive_decay = 0.99;
+    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z;
+    c.distance = BD_DISTILL_L2;
+    c.grid = BD_GRID_UNIFORM_T;
+    c.custom_grid = NULL;
+    c.subdiv = method == BD_DISTILL_PD ? BD_SUBDIV_T : BD_SUBDIV_LOGSNR;
+    c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_forcing = 0;
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.adam = bd_adam_config_init();
+    c.adam.lr = 1e-4;
+    c.ema_decay = 0.999;
+    c.ema_warmup = 1;
+    c.seed = 0;
+    return c;
+}
+
+BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
+                                                bd_rng *rng, bd_denoiser **out) {
+    bd_result r;
+    if (!teacher || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    if ((r = bd_denoiser_create_like(teacher, branches, rng, out)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(*out, teacher)) != BD_SUCCESS) {
+        bd_denoiser_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+static void bd__distill_free_buffers(bd_distill *d) {
+    bd_context *ctx = d->ctx;
+    float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj};
+    double **dp[] = {&d->grid, &d->tgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
+    size_t i;
+    for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
+    for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
+    bd_free(ctx, d->idx);
+    d->idx = NULL;
+}
+
+BDAPI void bd_distill_free(bd_distill *dist) {
+    bd_context *ctx;
+    if (!dist) return;
+    ctx = dist->ctx;
+    bd__distill_free_buffers(dist);
+    bd_adam_free(&dist->adam);
+    bd_sampler_free(dist->tsampler);
+    bd_sampler_free(dist->ssampler);
+    if (dist->owned_teacher) bd_denoiser_free(dist->owned_teacher);
+    bd_free(ctx, dist);
+}
+
+static float *bd__distill_falloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, int *ok) {
+    size_t n = 1;
+    float *p;
+    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n)) {
+        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
+        *ok = 0;
+        return NULL;
+    }
+    p = BD__CAST(float *, bd_alloc_array(ctx, n, sizeof(float)));
+    if (!p) *ok = 0;
+    else memset(p, 0, n * sizeof(float));
+    return p;
+}
+static double *bd__distill_dalloc(bd_context *ctx, int64_t a, int64_t b, int *ok) {
+    size_t n;
+    double *p;
+    if (!bd_size_mul((size_t)a, (size_t)b, &n)) {
+        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
+        *ok = 0;
+        return NULL;
+    }
+    p = BD__CAST(double *, bd_alloc_array(ctx, n, sizeof(double)));
+    if (!p) *ok = 0;
+    else memset(p, 0, n * sizeof(double));
+    return p;
+}
+
+static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
+    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
+    if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: branches %lld not in 1..%d", (long long)c->branches, BD_DISTILL_MAX_BRANCHES);
+    if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
+                        (long long)c->teacher_substeps, (long long)c->branches);
+    if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
+    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_ADAPTIVE)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
+    if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
+    if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
+    if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
+    if (c->distance != BD_DISTILL_L2 && c->distance != BD_DISTILL_L1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown distance %d", (int)c->distance);
+    if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: the x-space loss is L2 (SPEC 5); L1 needs space z");
+    if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
+    if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
+        c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
+    if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
+    if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
+    return BD_SUCCESS;
+}
+
+/* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
+   state; used at init and after a round */
+static bd_result bd__distill_grids(bd_distill *d) {
+    d->S = d->N * d->Kt;
+    return bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+}
+
+BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
+                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
+                                bd_distill **out) {
+    bd_distill *d;
+    bd_result r;
+    int ok = 1;
+    int64_t B, D, K, i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!config || !teacher || !student || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: NULL argument");
+    *out = NULL;
+    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
+    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: max_batch %lld < 1", (long long)max_batch);
+    if (student->branches != config->branches)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: student has %lld branches, config %lld",
+                        (long long)student->branches, (long long)config->branches);
+    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
+        return bd_error(ctx, BD_ERROR_SHAPE, "distill init: teacher sample (%lld,%lld,%lld) vs student (%lld,%lld,%lld)",
+                        (long long)teacher->in_ch, (long long)teacher->height, (long long)teacher->width,
+                        (long long)student->in_ch, (long long)student->height, (long long)student->width);
+    if (student->n_params < 1 || !student->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: the student has no trainable parameters");
+    d = BD__CAST(bd_distill *, bd_alloc(ctx, sizeof(bd_distill)));
+    if (!d) return ctx->last_result;
+    memset(d, 0, sizeof *d);
+    d->ctx = ctx;
+    d->config = *config;
+    d->config.custom_grid = NULL;
+    d->teacher = teacher;
+    d->student = student;
+    d->rng = bd_rng_init(config->seed);
+    d->max_batch = B = max_batch;
+    d->D = D = bd_denoiser_sample_size(student);
+    d->K = K = config->branches;
+    d->Kt = config->teacher_substeps;
+    d->N = config->student_steps;
+    if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
+    d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
+    d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
+    d->ema = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+    d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->tcur = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->zs = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->xt = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->eps = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->zcur = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->xh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->eh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
+    if (config->method == BD_DISTILL_TD)
+        d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
+    d->at = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->st = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->an = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->sn = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->as = bd__distill_dalloc(ctx, K, B, &ok);
+    d->ss = bd__distill_dalloc(ctx, K, B, &ok);
+    if (ok) {
+        d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
+        ok = d->idx != NULL;
+    }
+    if (!ok) { r = ctx->last_result; goto fail; }
+    if (config->custom_grid) {
+        for (i = 0; i <= d->N; i++) d->grid[i] = config->custom_grid[i];
+        if (d->grid[0] != 1.0 || d->grid[d->N] != 0.0) {
+            r = bd_error(ctx, BD_ERROR_CONFIG, "distill init: custom grid must run from 1 to 0");
+            goto fail;
+        }
+    } else if ((r = bd_time_grid(ctx, &d->sched, config->grid, d->N, d->grid)) != BD_SUCCESS) {
+        goto fail;
+    }
+    if ((r = bd__distill_grids(d)) != BD_SUCCESS) goto fail;
+    if ((r = bd_adam_init(ctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS) goto fail;
+    memcpy(d->ema, student->params, (size_t)student->n_params * sizeof(float));
+    if ((r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS) goto fail;
+    if ((r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) goto fail;
+    if ((r = bd_sampler_init(ctx, teacher, B, &d->tsampler)) != BD_SUCCESS) goto fail;
+    if ((r = bd_sampler_init(ctx, student, B, &d->ssampler)) != BD_SUCCESS) goto fail;
+    *out = d;
+    return BD_SUCCESS;
+fail:
+    bd_distill_free(d);
+    return r;
+}
+
+/* ---- the teacher: recording a TD trajectory through the sampler callback */
+typedef struct bd__traj_rec {
+    float *traj; /* (n, S+1, D) */
+    int64_t S, D;
+} bd__traj_rec;
+
+static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
+                              const float *x_hat, int64_t n, int64_t D, int64_t first) {
+    bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
+    int64_t b;
+    (void)t; (void)s; (void)x_hat;
+    for (b = 0; b < n; b++)
+        memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
+    return 0;
+}
+
+static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
+    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, d->S);
+    sc.custom_grid = d->tgrid;
+    sc.branch = -1;
+    sc.param = d->config.param;
+    sc.schedule = d->config.schedule;
+    sc.eta = 0.0;
+    return sc;
+}
+
+/* solve n <= max_batch trajectories whose state 0 is already in traj */
+static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
+    bd_sampler_config sc = bd__distill_teacher_cfg(d);
+    bd__traj_rec rec;
+    int64_t b, D = d->D, S = d->S;
+    bd_result r;
+    rec.traj = traj; rec.S = S; rec.D = D;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->zcur, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (b = 0; b < n; b++) memcpy(traj + (b * (S + 1) + S) * D, d->zcur + b * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
+                                                bd_rng *rng) {
+    int64_t c0, b, D, S;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!traj || !rng || count < 0) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "teacher trajectories: bad arguments");
+    D = dist->D; S = dist->S;
+    for (c0 = 0; c0 < count; c0 += dist->max_batch) {
+        int64_t n = count - c0 < dist->max_batch ? count - c0 : dist->max_batch;
+        float *tr = traj + c0 * (S + 1) * D;
+        for (b = 0; b < n; b++) bd_rng_normal(rng, tr + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(dist, tr, n)) != BD_SUCCESS) return r;
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data) {
+    if (!dist) return;
+    dist->traj_fn = fn;
+    dist->traj_user_data = user_data;
+    dist->traj_cache = NULL;
+    dist->traj_cache_count = 0;
+}
+
+static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
+    bd_distill *d = BD__CAST(bd_distill *, user_data);
+    size_t len = (size_t)((d->S + 1) * d->D);
+    int64_t b;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
+        memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!traj || count < 1) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: need count >= 1 trajectories");
+    dist->traj_fn = bd__distill_cache_fn;
+    dist->traj_user_data = dist;
+    dist->traj_cache = traj;
+    dist->traj_cache_count = count;
+    return BD_SUCCESS;
+}
+
+/* ---- one step */
+static void bd__distill_current_weights(bd_distill *d) {
+    const bd_distill_config *c = &d->config;
+    double tau = 0.0, ema[BD_DISTILL_MAX_BRANCHES];
+    const double *e = NULL;
+    int64_t k;
+    if (c->weights == BD_WEIGHTS_ANNEAL) {
+        tau = (double)d->step / (double)c->anneal_steps;
+        if (tau > 1.0) tau = 1.0;
+    }
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && d->branch_ema_count > 0) {
+        double corr = 1.0 - pow(c->adaptive_decay, (double)d->branch_ema_count);
+        for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
+        e = ema;
+    }
+    bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
+}
+
+static int bd__finite(double x) { return x == x && x < 1e300 && x > -1e300; }
+
+/* forward the student on (zt, tt), loss against the current targets,
+   backward; accumulates loss/branch losses scaled by `scale` */
+static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale, double *loss,
+                                          double *bl) {
+    bd_result r;
+    double bl_i[BD_DISTILL_MAX_BRANCHES], L;
+    int64_t k;
+    const bd_distill_config *c = &d->config;
+    if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+    memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+    L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                        d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
+    *loss += scale * L;
+    for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+    if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+    return bd_denoiser_backward(d->student, NULL, d->dout, n);
+}
+
+static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
+                                      double *bl) {
+    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K;
+    bd_result r;
+    for (b = 0; b < n; b++) {
+        double a, s;
+        int64_t i = (int64_t)(bd_rng_u64(&d->rng) % (uint64_t)d->N);
+        d->idx[b] = i;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        d->at[b] = a; d->st[b] = s;
+        d->tt[b] = (float)d->grid[i];
+    }
+    bd_rng_normal(&d->rng, d->eps, n * D);
+    for (b = 0; b < n; b++) {
+        int64_t e;
+        for (e = 0; e < D; e++)
+            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
+    }
+    /* the teacher: Kt DDIM sub-steps with its final branch */
+    memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
+    for (j = 1; j <= Kt; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = d->tgrid[d->idx[b] * Kt + j];
+            d->tcur[b] = (float)d->tgrid[d->idx[b] * Kt + j - 1];
+            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
+        }
+        if ((r = bd_model_predict(d->teacher, &d->sched, d->config.param, d->teacher->branches - 1,
+                                  d->tout, d->xh, d->eh, d->zcur, d->tcur, n)) != BD_SUCCESS)
+            return r;
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+        if (j % per == 0) {
+            k = j / per - 1;
+            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
+            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
+        }
+    }
+    for (k = 0; k < K; k++)
+        bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st, d->as + k * n,
+                          d->ss + k * n, n, D);
+    return bd__distill_student_pass(d, n, 1.0, loss, bl);
+}
+
+static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
+    int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
+    bd_result r;
+    double scale = 1.0 / (double)d->N;
+    if (d->traj_fn) {
+        if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
+    } else {
+        for (b = 0; b < n; b++) bd_rng_normal(&d->rng, d->traj + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(d, d->traj, n)) != BD_SUCCESS) return r;
+    }
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, d->traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    for (i = 0; i < d->N; i++) {
+        double a, s, au, su;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i + 1], &au, &su);
+        for (b = 0; b < n; b++) {
+            const float *src = d->config.teacher_forcing ? d->traj + (b * (S + 1) + i * Kt) * D : d->zcur + b * D;
+            memcpy(d->zt + b * D, src, (size_t)D * sizeof(float));
+            d->tt[b] = (float)d->grid[i];
+            d->at[b] = a; d->st[b] = s;
+            d->an[b] = au; d->sn[b] = su;
+        }
+        for (k = 0; k < K; k++) {
+            int64_t j = i * Kt + (k + 1) * per;
+            double ak, sk;
+            bd_schedule_alpha_sigma(&d->sched, d->tgrid[j], &ak, &sk);
+            for (b = 0; b < n; b++) {
+                memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
+                d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
+            }
+            bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
+                              d->as + k * n, d->ss + k * n, n, D);
+        }
+        if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
+        /* the student's own next state, detached: DDIM with its final branch */
+        bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                double *branch_loss) {
+    bd_result r;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay;
+    int64_t k;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (n < 1 || n > dist->max_batch)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
+    if (dist->config.method == BD_DISTILL_PD && !x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: PD needs a data batch x");
+    if (dist->config.method == BD_DISTILL_TD && x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: TD takes no data (x must be NULL)");
+    for (k = 0; k < dist->K; k++) bl[k] = 0.0;
+    bd__distill_current_weights(dist);
+    bd_denoiser_zero_grad(dist->student);
+    dist->last_n = n;
+    if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
+    else r = bd__distill_td_batch(dist, n, &L, bl);
+    if (loss) *loss = L;
+    if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
+    dist->last_loss = L;
+    for (k = 0; k < dist->K; k++) dist->last_branch_loss[k] = bl[k];
+    if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
+        return bd_error(dist->ctx, BD_ERROR_NONFINITE, "distill step %lld: non-finite loss %g", (long long)dist->step, L);
+    if (r != BD_SUCCESS) return r;
+    if ((r = bd_adam_step(&dist->adam, dist->student->params, dist->student->grads, &gnorm)) != BD_SUCCESS)
+        return r;
+    dist->last_grad_norm = gnorm;
+    decay = dist->config.ema_decay;
+    if (dist->config.ema_warmup) {
+        double w = (1.0 + (double)dist->step) / (10.0 + (double)dist->step);
+        if (w < decay) decay = w;
+    }
+    bd_ema_update(dist->ema, dist->student->params, dist->student->n_params, decay);
+    for (k = 0; k < dist->K; k++)
+        dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
+                              (1.0 - dist->config.adaptive_decay) * bl[k];
+    dist->branch_ema_count++;
+    dist->step++;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
+    if (!dist || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (dst->n_params != dist->student->n_params)
+        return bd_error(dist->ctx, BD_ERROR_SHAPE, "copy_ema: %lld params vs %lld", (long long)dst->n_params, (long long)dist->student->n_params);
+    memcpy(dst->params, dist->ema, (size_t)dst->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
+    bd_context *ctx;
+    bd_denoiser *st;
+    bd_result r;
+    int64_t i;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    st = dist->student;
+    if (dist->config.method != BD_DISTILL_PD)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
+    if (dist->N < 2 || dist->N % 2 != 0)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->teacher != dist->owned_teacher) {
+        /* the caller's teacher is never overwritten: the next teacher is a
+           K-branch network of the student's architecture owned here */
+        bd_denoiser *nt = NULL;
+        bd_sampler *ns = NULL;
+        int ok = 1;
+        float *tout;
+        if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
+        tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
+        if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
+            (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
+            if (!ok) r = ctx->last_result;
+            bd_free(ctx, tout);
+            bd_denoiser_free(nt);
+            return r;
+        }
+        bd_sampler_free(dist->tsampler);
+        bd_free(ctx, dist->tout);
+        dist->tsampler = ns;
+        dist->tout = tout;
+        dist->owned_teacher = nt;
+        dist->teacher = nt;
+    }
+    memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
+    dist->N /= 2;
+    dist->config.student_steps = dist->N;
+    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) return r;
+    memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
+    memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
+    dist->adam.step = 0;
+    for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
+    dist->branch_ema_count = 0;
+    dist->step = 0;
+    dist->round++;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
+                                double *mse, float *teacher_x, float *student_x) {
+    bd_context *ctx;
+    bd_sampler_config tc, sc;
+    float *xt = NULL, *xs = NULL, *keep = NULL;
+    bd_result r = BD_SUCCESS;
+    int ok = 1;
+    int64_t i, D, np;
+    double acc = 0.0;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (n < 1 || !mse) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill eval: need n >= 1 and mse");
+    D = dist->D;
+    np = dist->student->n_params;
+    xt = bd__distill_falloc(ctx, n, D, 1, &ok);
+    xs = bd__distill_falloc(ctx, n, D, 1, &ok);
+    if (use_ema) keep = bd__distill_falloc(ctx, np, 1, 1, &ok);
+    if (!ok) { r = ctx->last_result; goto done; }
+    bd_noise_fill(xt, n * D, seed);
+    memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
+    tc = bd__distill_teacher_cfg(dist);
+    if ((r = bd_sampler_run(dist->tsampler, &tc, xt, n, NULL, NULL)) != BD_SUCCESS) goto done;
+    sc = bd_sampler_config_init(BD_SAMPLER_DDIM, dist->N);
+    sc.custom_grid = dist->grid;
+    sc.branch = dist->K - 1;
+    sc.param = dist->config.param;
+    sc.schedule = dist->config.schedule;
+    if (use_ema) {
+        memcpy(keep, dist->student->params, (size_t)np * sizeof(float));
+        memcpy(dist->student->params, dist->ema, (size_t)np * sizeof(float));
+    }
+    r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
+    if (use_ema) memcpy(dist->student->params, keep, (size_t)np * sizeof(float));
+    if (r != BD_SUCCESS) goto done;
+    for (i = 0; i < n * D; i++) {
+        double e = (double)xs[i] - (double)xt[i];
+        acc += e * e;
+    }
+    *mse = acc / (double)(n * D);
+    if (teacher_x) memcpy(teacher_x, xt, (size_t)(n * D) * sizeof(float));
+    if (student_x) memcpy(student_x, xs, (size_t)(n * D) * sizeof(float));
+done:
+    bd_free(ctx, xt);
+    bd_free(ctx, xs);
+    bd_free(ctx, keep);
+    return r;
+}
+
 /* DISTILL-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
