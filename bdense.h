@@ -5421,7 +5421,7 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
     }
     for (i = 0; i < nt; i++) {
         const bd_st_write_tensor *t = order[i];
-        int64_t numel;
+        int64_t numel = 0;
         int d;
         bd__st_numel(t->shape, t->ndim, &numel);
         if (i) bd__buf_put(hdr, ",", 1);
@@ -5482,7 +5482,7 @@ BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
     r = bd__afile_write(&af, len8, 8);
     if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
     for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
-        int64_t numel, k;
+        int64_t numel = 0, k;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (!swap) {
             r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
@@ -5528,7 +5528,7 @@ BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_t
     memcpy(buf + 8, hdr.p, hdr.n);
     p = buf + 8 + hdr.n;
     for (i = 0; i < n_tensors; i++) {
-        int64_t numel;
+        int64_t numel = 0;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
         if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
