@@ -954,6 +954,26 @@ static void test_plot_csv(void) {
     y1[3] = -1.0; /* not on a log axis: skipped */
     BDT_CHECK(bd_plot_png(ctx, p, &cfg, s, 2) == BD_SUCCESS);
     BDT_CHECK(bd_plot_png(ctx, p, &cfg, s, 0) == BD_SUCCESS); /* empty plot */
+    /* hostile values: no hang, no undefined behaviour, a valid PNG */
+    {
+        static const double ex[][6] = {{1e308, -1e308, 1e-308, 0, NAN, INFINITY},
+                                       {1e20, 1e20, 1e20, 1e20, 1e20, 1e20},
+                                       {1e20, 1e20 + 1e4, 1e20, 1e20, 1e20, 1e20},
+                                       {-INFINITY, NAN, NAN, NAN, NAN, 5},
+                                       {1e-300, 2e-300, 3e-300, 1e-300, 1e-300, 1e-300}};
+        int e, l;
+        for (l = 0; l < 2; l++)
+            for (e = 0; e < 5; e++) {
+                bd_plot_series hs[2];
+                hs[0].x = ex[e]; hs[0].y = ex[(e + 1) % 5]; hs[0].n = 6;
+                hs[1].x = NULL; hs[1].y = ex[e]; hs[1].n = 6;
+                cfg.log_y = l;
+                BDT_CHECKF(bd_plot_png(ctx, p, &cfg, hs, 2) == BD_SUCCESS, "extreme series %d log %d", e, l);
+            }
+        px = png_decode(p, &w, &h, &ch, &crc_ok);
+        BDT_CHECK(px && crc_ok);
+        free(px);
+    }
     cfg.width = 10;
     BDT_CHECK(bd_plot_png(ctx, p, &cfg, s, 2) == BD_ERROR_INVALID_ARGUMENT);
     /* CSV */
