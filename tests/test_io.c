@@ -1034,6 +1034,139 @@ static void test_builtin(void) {
     BDT_CHECK(bd_builtin_shapes(ctx, a, -1, 28, 1) == BD_ERROR_INVALID_ARGUMENT);
 }
 
+/* ------------------------------------------- allocation failure everywhere */
+/* Each op runs on a context whose allocator fails its k-th call, for k = 1,
+   2, ... until the op succeeds: every failure must be BD_ERROR_OUT_OF_MEMORY
+   and leave no block allocated. */
+static const unsigned char *af_bytes;
+static size_t af_n;
+static char af_path[300];
+static bd_result op_st_load_mem(bd_context *c) {
+    bd_safetensors *st = NULL;
+    bd_result r = bd_safetensors_load_memory(c, af_bytes, af_n, &st);
+    bd_safetensors_free(st);
+    return r;
+}
+static bd_result op_st_load_file(bd_context *c) {
+    bd_safetensors *st = NULL;
+    bd_result r = bd_safetensors_load(c, af_path, &st);
+    bd_safetensors_free(st);
+    return r;
+}
+static bd_result op_st_write_mem(bd_context *c) {
+    float v[3] = {1, 2, 3};
+    bd_st_write_tensor t[2];
+    bd_st_kv kv = {"k", "v"};
+    void *m = NULL;
+    size_t n;
+    bd_result r;
+    memset(t, 0, sizeof t);
+    t[0].name = "b"; t[0].data = v; t[0].ndim = 1; t[0].shape[0] = 3;
+    t[1].name = "a"; t[1].data = v; t[1].ndim = 0;
+    r = bd_safetensors_write_memory(c, t, 2, &kv, 1, &m, &n);
+    bd_free(c, m);
+    return r;
+}
+static bd_result op_npy(bd_context *c) {
+    bd_npy a;
+    bd_result r = bd_npy_read(c, "tests/data/io/npy_f8_be.npy", &a);
+    bd_npy_free(c, &a);
+    return r;
+}
+static bd_result op_npy_write(bd_context *c) {
+    float v[4] = {1, 2, 3, 4};
+    int64_t sh[2] = {2, 2};
+    return bd_npy_write(c, af_path, v, 2, sh);
+}
+static bd_result op_gunzip2(bd_context *c) {
+    size_t n, on;
+    unsigned char *raw = slurp("tests/data/io/idx_labels_2members.gz", &n), *out = NULL;
+    bd_result r = bd_gunzip(c, raw, n, 1 << 20, &out, &on);
+    if (r == BD_SUCCESS) bd_free(c, out);
+    free(raw);
+    return r;
+}
+static bd_result op_idx(bd_context *c) {
+    bd_tensor t;
+    bd_result r = bd_idx_read_images(c, "tests/data/io/idx_images_l9.gz", &t);
+    bd_tensor_free(c, &t);
+    return r;
+}
+static bd_result op_labels(bd_context *c) {
+    uint8_t *l = NULL;
+    int64_t n;
+    bd_result r = bd_idx_read_labels(c, "tests/data/io/idx_labels_flags.gz", &l, &n);
+    bd_free(c, l);
+    return r;
+}
+static bd_result op_png_grid(bd_context *c) {
+    float x[4 * 3 * 5 * 5];
+    int i;
+    for (i = 0; i < 300; i++) x[i] = (float)(i % 7) / 3.0f - 1.0f;
+    return bd_png_write_grid(c, af_path, x, 4, 3, 5, 5, 2, 1);
+}
+static bd_result op_plot(bd_context *c) {
+    double y[5] = {5, 3, 2, 1.5, 1.2};
+    bd_plot_series s;
+    bd_plot_config cfg = bd_plot_config_init();
+    s.x = NULL; s.y = y; s.n = 5;
+    cfg.width = 96; cfg.height = 64;
+    return bd_plot_png(c, af_path, &cfg, &s, 1);
+}
+static bd_result op_csv(bd_context *c) {
+    double a[3] = {1, 2, 3};
+    const char *names[1] = {"a"};
+    const double *cols[1] = {a};
+    return bd_csv_write(c, af_path, names, cols, 1, 3);
+}
+static void test_alloc_failures(void) {
+    static const struct { const char *name; bd_result (*op)(bd_context *); } ops[] = {
+        {"safetensors_load_memory", op_st_load_mem}, {"safetensors_load", op_st_load_file},
+        {"safetensors_write_memory", op_st_write_mem}, {"npy_read", op_npy}, {"npy_write", op_npy_write},
+        {"gunzip (2 members)", op_gunzip2}, {"idx_read_images (gz)", op_idx}, {"idx_read_labels (gz)", op_labels},
+        {"png_write_grid", op_png_grid}, {"plot_png", op_plot}, {"csv_write", op_csv}};
+    size_t o;
+    unsigned char *file;
+    size_t n;
+    char stp[300];
+    tpath(stp, sizeof stp, "alloc.safetensors");
+    {
+        bd_context *c = ctx;
+        float v[5] = {1, 2, 3, 4, 5};
+        bd_st_write_tensor t;
+        bd_st_kv kv = {"m", "x"};
+        memset(&t, 0, sizeof t);
+        t.name = "w"; t.data = v; t.ndim = 1; t.shape[0] = 5;
+        bd_safetensors_write(c, stp, &t, 1, &kv, 1);
+    }
+    file = slurp(stp, &n);
+    af_bytes = file; af_n = n;
+    for (o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        counting cnt;
+        bd_context_config cc = bd_context_config_init();
+        long k;
+        int ok = 1, done = 0;
+        cc.allocator.alloc = c_alloc;
+        cc.allocator.free = c_free;
+        cc.allocator.user_data = &cnt;
+        if (o == 1) snprintf(af_path, sizeof af_path, "%s", stp);
+        else tpath(af_path, sizeof af_path, "alloc.out");
+        for (k = 1; k < 200 && !done; k++) {
+            bd_context *c;
+            bd_result r;
+            cnt.calls = 0; cnt.live = 0; cnt.fail_at = k;
+            if (bd_context_init(&cc, &c) != BD_SUCCESS) { ok = 0; break; }
+            r = ops[o].op(c);
+            bd_context_free(c);
+            if (cnt.live != 0) { ok = 0; printf("  %s: %ld blocks leaked when allocation %ld fails\n", ops[o].name, cnt.live, k); }
+            if (r == BD_SUCCESS) done = 1;
+            else if (r != BD_ERROR_OUT_OF_MEMORY) { ok = 0; printf("  %s, allocation %ld fails: %s\n", ops[o].name, k, bd_result_string(r)); }
+        }
+        BDT_CHECKF(ok && done, "%s (%ld allocation points)", ops[o].name, k - 1);
+    }
+    free(file);
+}
+
 /* -------------------------------------------- fuzz corpora and regressions */
 /* Replays every committed fuzz input through its reader: each must give a
    clean result (the sanitizer build turns any memory error into a failure).
@@ -1128,6 +1261,7 @@ int main(void) {
     BDT_RUN(test_png);
     BDT_RUN(test_plot_csv);
     BDT_RUN(test_builtin);
+    BDT_RUN(test_alloc_failures);
     BDT_RUN(test_fuzz_replay);
     {
         char cmd[400];
