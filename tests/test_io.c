@@ -1034,6 +1034,90 @@ static void test_builtin(void) {
     BDT_CHECK(bd_builtin_shapes(ctx, a, -1, 28, 1) == BD_ERROR_INVALID_ARGUMENT);
 }
 
+/* ---------------------------------------------------------------- misuse */
+/* NULL pointers, bad sizes, missing context: every IO entry point returns
+   BD_ERROR_INVALID_ARGUMENT (with a message when there is a context) and
+   never crashes. */
+static void test_misuse(void) {
+    float v[16] = {0};
+    int64_t sh[2] = {2, 2};
+    bd_safetensors *st = (bd_safetensors *)&v; /* must be overwritten with NULL */
+    bd_npy a;
+    bd_tensor t;
+    uint8_t *l = (uint8_t *)v;
+    int64_t n = 7;
+    unsigned char *out = (unsigned char *)v;
+    size_t on = 9;
+    void *m;
+    size_t mn;
+    double d[2] = {1, 2};
+    const double *cols[1] = {d};
+    const char *names[1] = {"x"};
+    bd_plot_series ps = {NULL, NULL, 2};
+    bd_plot_config pc = bd_plot_config_init();
+    char p[300];
+    int bad = 0;
+#define MU(call, want)                                                                 \
+    do {                                                                               \
+        bd_result r_ = (call);                                                         \
+        if (r_ != (want)) { bad++; printf("  %s -> %s\n", #call, bd_result_string(r_)); } \
+    } while (0)
+    tpath(p, sizeof p, "misuse.out");
+    MU(bd_safetensors_load(NULL, p, &st), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_load(ctx, NULL, &st), BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(st == NULL);
+    MU(bd_safetensors_load_memory(ctx, "x", 1, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_write(ctx, NULL, NULL, 0, NULL, 0), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_write(ctx, p, NULL, 2, NULL, 0), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_write(ctx, p, NULL, 0, NULL, -1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_write_memory(ctx, NULL, 0, NULL, 0, NULL, &mn), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_safetensors_write_memory(NULL, NULL, 0, NULL, 0, &m, &mn), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_json_validate(ctx, NULL, 5), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_read(NULL, p, &a), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_read_memory(ctx, "x", 1, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_read_memory(ctx, NULL, 10, &a), BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(a.data == NULL);
+    MU(bd_npy_write(ctx, p, NULL, 2, sh), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_write(ctx, p, v, 2, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_write(ctx, p, v, -1, sh), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_npy_write(ctx, NULL, v, 2, sh), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_inflate(ctx, NULL, 5, 10, &out, &on, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_inflate(ctx, "x", 1, 10, NULL, &on, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_gunzip(NULL, "x", 1, 10, &out, &on), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_gunzip(ctx, "x", 1, 10, &out, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_idx_read_images(ctx, "tests/data/io/idx_images_l9.gz", NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_idx_read_images_memory(ctx, NULL, 4, &t), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_idx_read_labels(ctx, "tests/data/io/idx_labels.idx", NULL, &n), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_idx_read_labels_memory(ctx, "x", 1, &l, NULL), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_idx_read_labels(NULL, p, &l, &n), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_u8(ctx, p, (const uint8_t *)v, 0, 2, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_u8(ctx, p, (const uint8_t *)v, 2, 2, 5), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_u8(ctx, NULL, (const uint8_t *)v, 2, 2, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write(ctx, p, NULL, 1, 2, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write(ctx, p, v, 1, -2, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_grid(ctx, p, v, 0, 1, 2, 2, 0, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_grid(ctx, p, v, 4, 1, 2, 2, 0, -1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_png_write_grid(ctx, p, NULL, 4, 1, 2, 2, 0, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_plot_png(ctx, p, NULL, &ps, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_plot_png(ctx, p, &pc, &ps, 1), BD_ERROR_INVALID_ARGUMENT); /* y NULL */
+    MU(bd_plot_png(ctx, p, &pc, NULL, 1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_plot_png(NULL, p, &pc, NULL, 0), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_csv_write(ctx, p, NULL, cols, 1, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_csv_write(ctx, p, names, NULL, 1, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_csv_write(ctx, p, names, cols, 0, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_csv_write(ctx, p, names, cols, 1, -1), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_csv_write(ctx, NULL, names, cols, 1, 2), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_builtin_shapes_ex(ctx, v, NULL, -1, 1, 8, 0), BD_ERROR_INVALID_ARGUMENT);
+    MU(bd_builtin_shapes(ctx, v, 1, 2000, 0), BD_ERROR_INVALID_ARGUMENT);
+#undef MU
+    BDT_CHECKF(bad == 0, "%d misuse calls misjudged", bad);
+    BDT_CHECK(strlen(bd_context_message(ctx)) > 0);
+    bd_image_grid(NULL, NULL, NULL, NULL, 0, 1, 2, 2, 0, 1, 0.0f); /* sizes only, no crash */
+    bd_npy_free(ctx, NULL);
+    bd_npy_free(NULL, &a);
+    BDT_CHECK(count_prefix(tmpdir, "misuse.out") == 0); /* nothing written */
+}
+
 /* ------------------------------------------- allocation failure everywhere */
 /* Each op runs on a context whose allocator fails its k-th call, for k = 1,
    2, ... until the op succeeds: every failure must be BD_ERROR_OUT_OF_MEMORY
@@ -1261,6 +1345,7 @@ int main(void) {
     BDT_RUN(test_png);
     BDT_RUN(test_plot_csv);
     BDT_RUN(test_builtin);
+    BDT_RUN(test_misuse);
     BDT_RUN(test_alloc_failures);
     BDT_RUN(test_fuzz_replay);
     {
