@@ -1756,7 +1756,7 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
     }
     for (i = 0; i < nt; i++) {
         const bd_st_write_tensor *t = order[i];
-        int64_t numel;
+        int64_t numel = 0;
         int d;
         bd__st_numel(t->shape, t->ndim, &numel);
         if (i) bd__buf_put(hdr, ",", 1);
@@ -1817,7 +1817,7 @@ BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
     r = bd__afile_write(&af, len8, 8);
     if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
     for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
-        int64_t numel, k;
+        int64_t numel = 0, k;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (!swap) {
             r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
@@ -1863,7 +1863,7 @@ BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_t
     memcpy(buf + 8, hdr.p, hdr.n);
     p = buf + 8 + hdr.n;
     for (i = 0; i < n_tensors; i++) {
-        int64_t numel;
+        int64_t numel = 0;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
         if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
@@ -2891,10 +2891,10 @@ static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
 
 BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
                                           bd_tensor *out) {
-    const unsigned char *b, *px;
-    unsigned char *owned;
-    size_t n, i, total;
-    int64_t dims[3];
+    const unsigned char *b = NULL, *px = NULL;
+    unsigned char *owned = NULL;
+    size_t n = 0, i, total;
+    int64_t dims[3] = {0, 0, 0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
@@ -2913,10 +2913,10 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
 
 BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
                                           uint8_t **labels, int64_t *count) {
-    const unsigned char *b, *px;
-    unsigned char *owned;
-    size_t n;
-    int64_t dims[1];
+    const unsigned char *b = NULL, *px = NULL;
+    unsigned char *owned = NULL;
+    size_t n = 0;
+    int64_t dims[1] = {0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
