@@ -4807,6 +4807,9 @@ static int bd__utf8_valid(const char *s) {
 
 /* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
 #define BD__JSON_MAX_DEPTH 64
+/* values a parsed header may hold: ~12 per tensor, so 4M allows 300k tensors
+   and bounds the token table at 4M * 40 bytes whatever the header length */
+#define BD__JSON_MAX_TOKENS ((int64_t)1 << 22)
 enum { BD__J_OBJ = 1, BD__J_ARR, BD__J_STR, BD__J_NUM, BD__J_TRUE, BD__J_FALSE, BD__J_NULL };
 typedef struct bd__jtok {
     int type;
@@ -5014,6 +5017,9 @@ static bd_result bd__json_parse(bd_context *ctx, const char *what, const char *s
     memset(&p, 0, sizeof p);
     p.s = s; p.n = n;
     if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    if (p.ntok > BD__JSON_MAX_TOKENS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: %lld JSON values, more than the limit %lld", what,
+                        (long long)p.ntok, (long long)BD__JSON_MAX_TOKENS);
     p.tok = BD__CAST(bd__jtok *, bd_alloc_array(ctx, (size_t)p.ntok, sizeof(bd__jtok)));
     if (!p.tok) return ctx ? ctx->last_result : BD_ERROR_OUT_OF_MEMORY;
     if (!bd__json_run(&p)) { /* cannot differ from the first pass */
@@ -6026,16 +6032,35 @@ static int bd__inf_stored(bd__inf *s) {
     return 1;
 }
 static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
-    int len, code = 0, first = 0, count, index = 0;
-    for (len = 1; len <= 15; len++) {
-        code |= bd__inf_bits(s, 1);
-        if (s->err) return -1;
-        count = h->count[len];
-        if (code - count < first) return h->symbol[index + (code - first)];
-        index += count;
-        first += count;
-        first <<= 1;
-        code <<= 1;
+    /* puff's fast decode: the bits come straight from the bit buffer (which
+       holds fewer than 8 between calls), one input byte at a time */
+    int len = 1, code = 0, first = 0, count, index = 0, left = s->bitcnt;
+    uint32_t bitbuf = s->bitbuf;
+    const short *next = h->count + 1;
+    for (;;) {
+        while (left--) {
+            code |= (int)(bitbuf & 1);
+            bitbuf >>= 1;
+            count = *next++;
+            if (code - count < first) {
+                s->bitbuf = bitbuf;
+                s->bitcnt = (s->bitcnt - len) & 7;
+                return h->symbol[index + (code - first)];
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+            len++;
+        }
+        left = 16 - len;
+        if (left == 0) break;
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return -1;
+        }
+        bitbuf = s->in[s->incnt++];
+        if (left > 8) left = 8;
     }
     if (!s->err) s->err = "invalid Huffman code";
     return -1;
