@@ -119,8 +119,10 @@ static void test_mlp_create_like_and_copy(void) {
     BDT_CHECK(bd_denoiser_copy_weights(s, t) == BD_SUCCESS);
     BDT_CHECK(bd_denoiser_forward(t, ot, z, &tt, 1, 0) == BD_SUCCESS);
     BDT_CHECK(bd_denoiser_forward(s, os, z, &tt, 1, 0) == BD_SUCCESS);
-    /* every branch of the student starts as the teacher's output */
-    BDT_CHECK(memcmp(os, ot, sizeof ot) == 0 && memcmp(os + 2, ot, sizeof ot) == 0 && memcmp(os + 4, ot, sizeof ot) == 0);
+    /* every branch of the student starts as the teacher's output (up to
+       GEMM rounding: a BLAS may pick other kernels for 6 outputs than for 2) */
+    BDT_CHECK(bdt_close_ratio(os, ot, 2, 1e-6, 1e-6, NULL) < 1.0 && bdt_close_ratio(os + 2, ot, 2, 1e-6, 1e-6, NULL) < 1.0 &&
+              bdt_close_ratio(os + 4, ot, 2, 1e-6, 1e-6, NULL) < 1.0);
     mc.depth = 0;
     {
         bd_denoiser *bad = NULL;
@@ -641,6 +643,5 @@ int main(void) {
     BDT_RUN(test_trainer_errors);
     BDT_RUN(test_alloc_failures);
     BDT_RUN(test_training_lowers_loss);
-    (void)bdt_close_ratio;
     return BDT_SUMMARY("test_train");
 }
