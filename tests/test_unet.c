@@ -564,6 +564,24 @@ static void test_checkpoint_roundtrip(void) {
         BDT_CHECK(memcmp(l->net->params, m->net->params, sizeof(float) * (size_t)m->net->n_params) == 0);
         bd_model_free(l);
     }
+    /* a student of it (the teacher has K = 2; the student K = 4 gets the
+       teacher's head tiled twice), grid kept */
+    {
+        bd_model *st = NULL;
+        bd_rng rng = bd_rng_init(8);
+        float z[512], tt[1] = {0.3f}, ot[2 * 512], os[4 * 512];
+        BDT_CHECK(bd_model_student_init(ctx, m, 3, grid, 4, &rng, &st) == BD_ERROR_SHAPE && st == NULL);
+        BDT_CHECKF(bd_model_student_init(ctx, m, 4, grid, 4, &rng, &st) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        if (st) {
+            BDT_CHECK(st->net->branches == 4 && st->cfg.branches == 4 && st->steps == 4 && st->grid[1] == grid[1]);
+            BDT_CHECK(st->param == m->param && st->schedule == m->schedule && st->ema == NULL);
+            bd_rng_normal(&rng, z, 512);
+            BDT_CHECK(bd_denoiser_forward(m->net, ot, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(bd_denoiser_forward(st->net, os, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(rel_l2(os, ot, 1024) < 1e-6 && rel_l2(os + 1024, ot, 1024) < 1e-6);
+            bd_model_free(st);
+        }
+    }
     /* bad grids */
     grid[2] = 0.8;
     BDT_CHECK(bd_model_set_grid(m, grid, 4) == BD_ERROR_CONFIG && strstr(bd_context_message(ctx), "decreasing"));
