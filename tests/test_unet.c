@@ -257,6 +257,20 @@ static void test_config_validation(void) {
     c = bd_unet_config_init(); c.in_ch = 0;
     BDT_CHECK(bd_unet_config_validate(ctx, &c) == BD_ERROR_CONFIG && strstr(bd_context_message(ctx), "in_ch"));
     BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_ERROR_CONFIG && d == NULL);
+    /* sizes that overflow are refused before anything is allocated */
+    c = bd_unet_config_init();
+    c.image_size = 65536; c.levels = 1; c.attn[2] = 0; c.attn[0] = 1;
+    BDT_CHECK(bd_unet_config_validate(ctx, &c) == BD_SUCCESS);
+    BDT_CHECK(bd_unet_config_stats(ctx, &c, NULL, NULL, NULL) == BD_ERROR_OVERFLOW);
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_ERROR_OVERFLOW && d == NULL);
+    c = tiny_config();
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    if (d) {
+        BDT_CHECK(bd_denoiser_reserve(d, (int64_t)1 << 50) == BD_ERROR_OVERFLOW && strstr(bd_context_message(ctx), "overflows"));
+        BDT_CHECK(d->reserved_batch == 0);
+        bd_denoiser_free(d);
+        d = NULL;
+    }
     /* metadata strings */
     c = bd_unet_config_init();
     BDT_CHECK(bd_unet_format_mult(&c, buf, sizeof buf) == 5 && strcmp(buf, "1,2,2") == 0);
