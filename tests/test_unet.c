@@ -456,6 +456,73 @@ static void test_conformance_torch_small(void) {
     bd_context_free(ctx);
 }
 
+/* backward conformance: PyTorch autograd -> bdense on `small` (formula
+   weights): dz and per-tensor [sum, L2, cos-weighted sum] of the parameter
+   gradients of L = sum(dout * out) */
+static void test_conformance_torch_small_grad(void) {
+    bd_context *ctx = new_ctx();
+    bd_unet_config c = bd_unet_config_init();
+    bd_rng rng = bd_rng_init(1);
+    bd_denoiser *d = NULL;
+    bd_safetensors *io = NULL, *gr = NULL;
+    const bd_st_tensor *z, *t, *dout, *dzr;
+    float *out, *dz;
+    double e, worst = 0.0;
+    int64_t i, j, bad = 0;
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_io.safetensors", &io) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_grad.safetensors", &gr) == BD_SUCCESS);
+    if (!d || !io || !gr) { bd_denoiser_free(d); bd_safetensors_free(io); bd_safetensors_free(gr); bd_context_free(ctx); return; }
+    formula_weights(d);
+    z = bd_safetensors_find(io, "z"); t = bd_safetensors_find(io, "t");
+    dout = bd_safetensors_find(gr, "dout"); dzr = bd_safetensors_find(gr, "dz");
+    BDT_CHECK(z && t && dout && dzr && dout->numel == t->numel * 784 && dzr->numel == z->numel);
+    if (!z || !t || !dout || !dzr) { bd_denoiser_free(d); bd_safetensors_free(io); bd_safetensors_free(gr); bd_context_free(ctx); return; }
+    out = (float *)malloc(sizeof(float) * (size_t)dout->numel);
+    dz = (float *)calloc((size_t)z->numel, sizeof(float));
+    bd_denoiser_zero_grad(d);
+    BDT_CHECK(bd_denoiser_forward(d, out, z->data, t->data, t->numel, 1) == BD_SUCCESS);
+    BDT_CHECK(bd_denoiser_backward(d, dz, dout->data, t->numel) == BD_SUCCESS);
+    e = rel_l2(dz, dzr->data, z->numel);
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        char name[96];
+        const bd_st_tensor *ref;
+        double s = 0.0, l2 = 0.0, dot = 0.0, tol;
+        snprintf(name, sizeof name, "g.%s", pt->name);
+        ref = bd_safetensors_find(gr, name);
+        BDT_CHECKF(ref && ref->numel == 3, "missing %s", name);
+        if (!ref || ref->numel != 3) continue;
+        for (j = 0; j < pt->numel; j++) {
+            double g = d->grads[pt->offset + j];
+            s += g; l2 += g * g; dot += g * cos(0.11 * (double)j);
+        }
+        l2 = sqrt(l2);
+        tol = 1e-4 * (double)ref->data[1];
+        {
+            double r = fabs(l2 - ref->data[1]) / (tol + 1e-12);
+            double r2 = fabs(s - ref->data[0]) / (tol * sqrt((double)pt->numel) + 1e-9);
+            double r3 = fabs(dot - ref->data[2]) / (tol * sqrt((double)pt->numel) + 1e-9);
+            double w = fmax(r, fmax(r2, r3));
+            if (w > worst) worst = w;
+            if (w > 1.0) {
+                bad++;
+                printf("  %s: bdense [%.6g %.6g %.6g] torch [%.6g %.6g %.6g]\n", pt->name, s, l2, dot,
+                       (double)ref->data[0], (double)ref->data[1], (double)ref->data[2]);
+            }
+        }
+    }
+    printf("  torch -> bdense backward (small): dz rel L2 = %.3e; %lld parameter tensors, worst stat error / tolerance = %.3f\n",
+           e, (long long)d->n_tensors, worst);
+    BDT_CHECKF(e <= 1e-5, "dz rel L2 %.3g", e);
+    BDT_CHECKF(bad == 0, "%lld tensors' gradients differ from PyTorch's", (long long)bad);
+    free(out); free(dz);
+    bd_safetensors_free(io);
+    bd_safetensors_free(gr);
+    bd_denoiser_free(d);
+    bd_context_free(ctx);
+}
+
 /* the bdense-initialised tiny model (same config as unet_tiny) whose
    checkpoint + output make the bdense -> torch pair */
 static bd_model *c_tiny_model(bd_context *ctx) {
@@ -924,6 +991,7 @@ int main(void) {
     BDT_RUN(test_create_like_and_copy);
     BDT_RUN(test_conformance_torch_tiny);
     BDT_RUN(test_conformance_torch_small);
+    BDT_RUN(test_conformance_torch_small_grad);
     BDT_RUN(test_conformance_c_vectors);
     BDT_RUN(test_checkpoint_roundtrip);
     BDT_RUN(test_checkpoint_mlp);
