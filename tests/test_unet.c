@@ -983,6 +983,70 @@ static void test_allocation_failures(void) {
     bd_context_free(ctx0);
 }
 
+/* docs/unet.md "Quick use": the snippet below is compiled here, and its
+   text must match the docs (comments and whitespace runs ignored) */
+#define DOC_SNIPPET(...)                                                        \
+    static int doc_snippet(void) { __VA_ARGS__ return 0; }                      \
+    static const char *const doc_snippet_text = #__VA_ARGS__;
+DOC_SNIPPET(
+bd_context *ctx;  bd_context_config cc = bd_context_config_init();
+bd_rng rng = bd_rng_init(42);
+bd_model *m = NULL;
+bd_unet_config cfg = bd_unet_config_init();
+float z[2 * 28 * 28], t[2] = {0.25f, 0.75f}, out[2 * 28 * 28];
+if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return 1;
+if (bd_model_init_unet(ctx, &cfg, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m) != BD_SUCCESS ||
+    bd_denoiser_reserve(m->net, 2) != BD_SUCCESS) {
+    fprintf(stderr, "%s\n", bd_context_message(ctx));
+    bd_context_free(ctx);
+    return 1;
+}
+bd_rng_normal(&rng, z, 2 * 28 * 28);
+bd_denoiser_forward(m->net, out, z, t, 2, 0);
+bd_model_free(m);
+bd_context_free(ctx);
+)
+
+/* remove comments, collapse whitespace runs to one space, trim */
+static void normalise(const char *in, size_t n, char *out, size_t cap) {
+    size_t i = 0, o = 0;
+    int space = 0;
+    while (i < n && o + 2 < cap) {
+        if (in[i] == '/' && i + 1 < n && in[i + 1] == '*') {
+            const char *e = strstr(in + i + 2, "*/");
+            i = e ? (size_t)(e - in) + 2 : n;
+            space = 1;
+            continue;
+        }
+        if (in[i] == ' ' || in[i] == '\n' || in[i] == '\t') { space = 1; i++; continue; }
+        if (space && o > 0) out[o++] = ' ';
+        space = 0;
+        out[o++] = in[i++];
+    }
+    out[o] = '\0';
+}
+
+static void test_doc_snippet(void) {
+    FILE *f = fopen("docs/unet.md", "rb");
+    static char doc[65536], a[8192], b[8192];
+    size_t n = 0;
+    const char *s, *e;
+    BDT_CHECK(doc_snippet() == 0);
+    BDT_CHECK(f != NULL);
+    if (!f) return;
+    n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    s = strstr(doc, "## 0. Quick use");
+    s = s ? strstr(s, "```c\n") : NULL;
+    e = s ? strstr(s + 5, "```") : NULL;
+    BDT_CHECK(s && e);
+    if (!s || !e) return;
+    normalise(s + 5, (size_t)(e - s - 5), a, sizeof a);
+    normalise(doc_snippet_text, strlen(doc_snippet_text), b, sizeof b);
+    BDT_CHECKF(strcmp(a, b) == 0, "docs/unet.md snippet differs from the compiled one:\n%s\n%s", a, b);
+}
+
 int main(void) {
     BDT_RUN(test_small_count_and_names);
     BDT_RUN(test_config_validation);
@@ -998,5 +1062,6 @@ int main(void) {
     BDT_RUN(test_checkpoint_resume);
     BDT_RUN(test_checkpoint_errors);
     BDT_RUN(test_allocation_failures);
+    BDT_RUN(test_doc_snippet);
     return BDT_SUMMARY("test_unet");
 }
