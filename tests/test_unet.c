@@ -68,9 +68,8 @@ static double fd(bd_denoiser *d, float *x, float h, float *out, const float *z, 
     return (-lp2 + 8 * lp1 - 8 * lm1 + lm2) / (12.0 * (double)h);
 }
 
-static void test_gradcheck(void) {
+static void gradcheck_config(bd_unet_config c, int per_tensor, const char *label) {
     bd_context *ctx = new_ctx();
-    bd_unet_config c = tiny_config();
     bd_rng rng = bd_rng_init(1234);
     bd_denoiser *d = NULL;
     int64_t n = 2, D, O, i, k, checked = 0, bad = 0, tensors_hit = 0;
@@ -106,7 +105,7 @@ static void test_gradcheck(void) {
     /* parameters: 3 random entries of every tensor */
     for (i = 0; i < d->n_tensors; i++) {
         const bd_param_tensor *pt = &d->tensors[i];
-        for (k = 0; k < 3; k++) {
+        for (k = 0; k < per_tensor; k++) {
             int64_t j = pt->offset + (int64_t)(bd_rng_uniform(&rng) * (double)pt->numel);
             double g = fd(d, &d->params[j], 1e-2f, out, z, t, n, R), e = fabs(g - d->grads[j]);
             double r = e / (atol + rtol * fabs(g));
@@ -117,8 +116,8 @@ static void test_gradcheck(void) {
         }
         tensors_hit++;
     }
-    printf("  gradcheck: %lld entries (%lld tensors + z), worst |err|/(%.0e + %.0e|g|) = %.3f, worst |err| = %.3g\n",
-           (long long)checked, (long long)tensors_hit, atol, rtol, worst, worst_abs);
+    printf("  gradcheck %s: %lld entries (%lld tensors + z), worst |err|/(%.0e + %.0e|g|) = %.3f, worst |err| = %.3g\n",
+           label, (long long)checked, (long long)tensors_hit, atol, rtol, worst, worst_abs);
     BDT_CHECKF(bad == 0, "%lld of %lld gradient entries off", (long long)bad, (long long)checked);
     BDT_CHECK(tensors_hit == d->n_tensors);
     free(z); free(dz); free(out); free(R);
@@ -126,6 +125,28 @@ static void test_gradcheck(void) {
     bd_context_free(ctx);
 }
 
+
+
+static void test_gradcheck(void) { gradcheck_config(tiny_config(), 3, "tiny"); }
+
+/* another shape of the plan: 3 levels, nres 2, attention at levels 0 and 2
+   (4 heads), C = 3, K = 1, 8x8 */
+static void test_gradcheck_deep(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 3; c.image_size = 8; c.ch = 8; c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 1; c.ch_mult[2] = 2;
+    c.nres = 2; c.attn[0] = 1; c.attn[1] = 0; c.attn[2] = 1;
+    c.groups = 4; c.heads = 4; c.branches = 1;
+    gradcheck_config(c, 1, "deep");
+}
+
+/* one level: no down/up, middle block at full resolution, G = 1 */
+static void test_gradcheck_flat(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 1; c.image_size = 6; c.ch = 4; c.levels = 1; c.ch_mult[0] = 2; c.ch_mult[1] = 0;
+    c.nres = 1; c.attn[0] = 0; c.attn[1] = 0; c.groups = 1; c.heads = 1; c.branches = 3;
+    gradcheck_config(c, 2, "flat");
+}
 
 static char tmp_path_buf[4][512];
 /* a fresh temporary file name (slot 0..3) */
@@ -1051,6 +1072,8 @@ int main(void) {
     BDT_RUN(test_small_count_and_names);
     BDT_RUN(test_config_validation);
     BDT_RUN(test_gradcheck);
+    BDT_RUN(test_gradcheck_deep);
+    BDT_RUN(test_gradcheck_flat);
     BDT_RUN(test_batch_and_accumulate);
     BDT_RUN(test_create_like_and_copy);
     BDT_RUN(test_conformance_torch_tiny);
