@@ -449,32 +449,48 @@ static void formula_weights(bd_denoiser *d) {
     }
 }
 
-/* conformance: PyTorch -> bdense on `small` with formula weights */
-static void test_conformance_torch_small(void) {
+/* conformance: PyTorch -> bdense on a config with formula weights */
+static void formula_conformance(bd_unet_config c, const char *path, const char *label) {
     bd_context *ctx = new_ctx();
-    bd_unet_config c = bd_unet_config_init();
     bd_rng rng = bd_rng_init(1);
     bd_denoiser *d = NULL;
     bd_safetensors *io = NULL;
     const bd_st_tensor *z, *t, *o;
     float *out;
     double e;
+    int64_t D;
     BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
-    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_io.safetensors", &io) == BD_SUCCESS);
+    BDT_CHECKF(bd_safetensors_load(ctx, path, &io) == BD_SUCCESS, "%s", bd_context_message(ctx));
     if (!d || !io) { bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return; }
     formula_weights(d);
+    D = bd_denoiser_sample_size(d);
     z = bd_safetensors_find(io, "z"); t = bd_safetensors_find(io, "t"); o = bd_safetensors_find(io, "out");
-    BDT_CHECK(z && t && o && o->numel == t->numel * 784 && z->numel == o->numel);
-    if (!z || !t || !o) { bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return; }
+    BDT_CHECK(z && t && o && z->numel == t->numel * D && o->numel == z->numel * d->branches);
+    if (!z || !t || !o || o->numel != t->numel * D * d->branches) {
+        bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return;
+    }
     out = (float *)malloc(sizeof(float) * (size_t)o->numel);
     BDT_CHECK(bd_denoiser_forward(d, out, z->data, t->data, t->numel, 0) == BD_SUCCESS);
     e = rel_l2(out, o->data, o->numel);
-    printf("  torch -> bdense (small, formula weights, t = 0.05, 0.73): rel L2 = %.3e\n", e);
+    printf("  torch -> bdense (%s, formula weights): rel L2 = %.3e\n", label, e);
     BDT_CHECKF(e <= 1e-5, "rel L2 %.3g", e);
     free(out);
     bd_safetensors_free(io);
     bd_denoiser_free(d);
     bd_context_free(ctx);
+}
+
+static void test_conformance_torch_small(void) {
+    formula_conformance(bd_unet_config_init(), "tests/ref/data/unet_small_io.safetensors", "small, t = 0.05, 0.73");
+}
+
+static void test_conformance_torch_deep(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 3; c.image_size = 8; c.ch = 8; c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 1; c.ch_mult[2] = 2;
+    c.nres = 2; c.attn[0] = 1; c.attn[1] = 0; c.attn[2] = 1;
+    c.groups = 4; c.heads = 4; c.branches = 1;
+    formula_conformance(c, "tests/ref/data/unet_deep_io.safetensors", "deep: nres 2, 4 heads, attention at 0 and 2");
 }
 
 /* backward conformance: PyTorch autograd -> bdense on `small` (formula
@@ -1078,6 +1094,7 @@ int main(void) {
     BDT_RUN(test_create_like_and_copy);
     BDT_RUN(test_conformance_torch_tiny);
     BDT_RUN(test_conformance_torch_small);
+    BDT_RUN(test_conformance_torch_deep);
     BDT_RUN(test_conformance_torch_small_grad);
     BDT_RUN(test_conformance_c_vectors);
     BDT_RUN(test_checkpoint_roundtrip);
