@@ -3930,10 +3930,7 @@ static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout,
     float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
     if (!u->last_train || n != u->last_n)
         return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
-    /* zero the first n samples of every value's gradient and of d SiLU(temb) */
-    for (i = 0; i < u->n_vals; i++)
-        bd__unet_zero(BD__UGRAD(u, i), n * u->vals[i].c * u->vals[i].h * u->vals[i].w);
-    bd__unet_zero(gst, n * tc);
+    bd__unet_zero(u->grad, u->grad_ps * u->batch);
     /* output head */
     bd__unet_zero(u->s1, n * cf * HW);
     bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
