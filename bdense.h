@@ -443,6 +443,13 @@ BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(BDENSE_NO_SIMD)
+#include <immintrin.h>
+#endif
 
 #if defined(BDENSE_MALLOC) && defined(BDENSE_FREE)
 #elif !defined(BDENSE_MALLOC) && !defined(BDENSE_FREE)
@@ -728,44 +735,264 @@ BDAPI void bd_tensor_free(bd_context *ctx, bd_tensor *t) {
 /* ------------------------------------------------------------------------ */
 /* >>gemm                                                                   */
 /* ------------------------------------------------------------------------ */
-/* Built-in GEMM: C is scaled by beta once, then accumulated in blocks of
-   (BM x BK) of A against (BK x BN) of B.  Element access goes through the
-   two index macros so all four transpose cases share one loop nest. */
-#define BD__GEMM_BM 64
-#define BD__GEMM_BN 256
-#define BD__GEMM_BK 128
+/* Threads: OpenMP when compiled with -fopenmp (else everything runs on the
+   calling thread).  Kernels take the team size from OpenMP's nthreads ICV,
+   which the denoiser entry points set from the context's n_threads for the
+   duration of each call; parallel loops split independent outputs only, so
+   results are the same bits for every thread count. */
+#ifdef _OPENMP
+#define BD__PRAGMA(x) _Pragma(#x)
+#define BD__OMP_FOR_IF(cond) BD__PRAGMA(omp parallel for schedule(static) if (cond))
+static int bd__omp_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+/* Set the calling thread's OpenMP team size to the context's n_threads for
+   one library call; returns the previous setting for bd__threads_leave. */
+static int bd__threads_enter(const bd_context *ctx) {
+    int prev = omp_get_max_threads();
+    if (ctx && ctx->n_threads >= 1 && ctx->n_threads != prev) omp_set_num_threads(ctx->n_threads);
+    return prev;
+}
+static void bd__threads_leave(int prev) {
+    if (prev != omp_get_max_threads()) omp_set_num_threads(prev);
+}
+#else
+#define BD__OMP_FOR_IF(cond)
+static int bd__omp_threads(void) { return 1; }
+static int bd__threads_enter(const bd_context *ctx) { (void)ctx; return 1; }
+static void bd__threads_leave(int prev) { (void)prev; }
+#endif
+
+/* Built-in GEMM (Goto/BLIS scheme).  C is scaled by beta once; then for
+   each KC-deep slice of K, a KC x NC block of op(B) is packed into NR-wide
+   column panels and an MC x KC block of op(A) into MR-tall row panels, and
+   a register-blocked MR x NR micro-kernel accumulates alpha * A B into C.
+   Packing reads through a `bd__gsrc` (a pointer, strides and a pack
+   function), so the transposes cost nothing extra and convolutions pack
+   im2col columns straight from the image (implicit GEMM: no col buffer).
+   Each C element sums its K terms in the same order whatever the blocking
+   of M and N, so splitting the work over threads changes no bits.
+   The micro-kernel is AVX-512 or AVX2+FMA when the CPU has them (GCC/clang
+   target attributes, chosen at run time), else plain C.  Pack buffers live
+   on the stack (BD__GEMM_STACK_FLOATS floats): nothing is allocated. */
+#define BD__MR 8
+#define BD__NR 32
+#define BD__MC 128
+#define BD__KC 256
+#define BD__NC 128
+#define BD__GEMM_STACK_FLOATS (BD__MC * BD__KC + BD__KC * BD__NR)
+
+typedef struct bd__gsrc bd__gsrc;
+/* Pack rows r0..r0+nr-1 (A: rows of op(A); B: columns of op(B)) and depth
+   k0..k0+kc-1 into panels of `w` (= MR or NR) lanes: dst[(panel*kc + k)*w + lane],
+   zero-filling lanes past nr. */
+typedef void (*bd__pack_fn)(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                            int64_t kc, int64_t w);
+struct bd__gsrc {
+    bd__pack_fn pack;
+    const float *p;
+    int64_t ld;     /* leading dimension (plain sources) */
+    int64_t nstr;   /* per-sample stride when K runs over (sample, position) */
+    int64_t C, H, W, k, stride, pad, Ho, Wo; /* conv geometry */
+};
+
+/* element (r, kk) is p[r*ld + kk]: A as stored, or B transposed */
+static void bd__pack_rowmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, r, kk;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (r = 0; r < lanes; r++) {
+            const float *src = s->p + (r0 + pr + r) * s->ld + k0;
+            for (kk = 0; kk < kc; kk++) d[kk * w + r] = src[kk];
+        }
+        for (; r < w; r++)
+            for (kk = 0; kk < kc; kk++) d[kk * w + r] = 0.0f;
+    }
+}
+/* element (r, kk) is p[kk*ld + r]: A transposed, or B as stored */
+static void bd__pack_colmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, r, kk;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (kk = 0; kk < kc; kk++) {
+            const float *src = s->p + (k0 + kk) * s->ld + r0 + pr;
+            float *dk = d + kk * w;
+            for (r = 0; r < lanes; r++) dk[r] = src[r];
+            for (; r < w; r++) dk[r] = 0.0f;
+        }
+    }
+}
+
+/* ---- micro-kernels: C[0..mr, 0..nr] += alpha * sum_k a[k*MR + i] b[k*NR + j] ---- */
+static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, int64_t ldc,
+                          float alpha, int64_t mr, int64_t nr) {
+    float acc[BD__MR][BD__NR];
+    int64_t i, j, k;
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < kc; k++) {
+        const float *ak = a + k * BD__MR, *bk = b + k * BD__NR;
+        for (i = 0; i < BD__MR; i++) {
+            float ai = ak[i];
+            for (j = 0; j < BD__NR; j++) acc[i][j] += ai * bk[j];
+        }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * acc[i][j];
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(BDENSE_NO_SIMD)
+#define BD__X86 1
+__attribute__((target("avx512f"))) static void
+bd__ukernel_avx512(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
+                   int64_t mr, int64_t nr) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+           c61 = c00, c70 = c00, c71 = c00;
+    int64_t k, i;
+    for (k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
+        ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
+        ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
+        ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
+        ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
+        ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
+        ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
+        ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
+        ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
+        a += BD__MR;
+        b += BD__NR;
+    }
+    {
+        __m512 al = _mm512_set1_ps(alpha);
+        __m512 r[16];
+        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
+        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        if (nr == BD__NR) {
+            for (i = 0; i < mr; i++) {
+                float *ci = C + i * ldc;
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(al, r[2 * i], _mm512_loadu_ps(ci)));
+                _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(al, r[2 * i + 1], _mm512_loadu_ps(ci + 16)));
+            }
+        } else {
+            float t[BD__MR * BD__NR];
+            int64_t j;
+            for (i = 0; i < BD__MR; i++) {
+                _mm512_storeu_ps(t + i * BD__NR, r[2 * i]);
+                _mm512_storeu_ps(t + i * BD__NR + 16, r[2 * i + 1]);
+            }
+            for (i = 0; i < mr; i++)
+                for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * t[i * BD__NR + j];
+        }
+    }
+}
+
+/* AVX2: the 8 x 32 tile in four 4 x 16 passes (8 accumulators each) */
+__attribute__((target("avx2,fma"))) static void
+bd__ukernel_avx2(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
+                 int64_t mr, int64_t nr) {
+    int64_t ih, jh, k, i, j;
+    float t[BD__MR * BD__NR];
+    for (ih = 0; ih < 2; ih++)
+        for (jh = 0; jh < 2; jh++) {
+            const float *ap = a + 4 * ih, *bp = b + 16 * jh;
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+                   c21 = c00, c30 = c00, c31 = c00;
+            float *tt = t + (4 * ih) * BD__NR + 16 * jh;
+            for (k = 0; k < kc; k++) {
+                __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), ai;
+                ai = _mm256_broadcast_ss(ap + 0); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+                ai = _mm256_broadcast_ss(ap + 1); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+                ai = _mm256_broadcast_ss(ap + 2); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+                ai = _mm256_broadcast_ss(ap + 3); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+                ap += BD__MR;
+                bp += BD__NR;
+            }
+            _mm256_storeu_ps(tt, c00); _mm256_storeu_ps(tt + 8, c01);
+            _mm256_storeu_ps(tt + BD__NR, c10); _mm256_storeu_ps(tt + BD__NR + 8, c11);
+            _mm256_storeu_ps(tt + 2 * BD__NR, c20); _mm256_storeu_ps(tt + 2 * BD__NR + 8, c21);
+            _mm256_storeu_ps(tt + 3 * BD__NR, c30); _mm256_storeu_ps(tt + 3 * BD__NR + 8, c31);
+        }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * t[i * BD__NR + j];
+}
+#endif
+
+typedef void (*bd__ukernel_fn)(int64_t kc, const float *a, const float *b, float *C, int64_t ldc,
+                               float alpha, int64_t mr, int64_t nr);
+static bd__ukernel_fn bd__ukernel_pick(void) {
+#ifdef BD__X86
+    if (__builtin_cpu_supports("avx512f")) return bd__ukernel_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return bd__ukernel_avx2;
+#endif
+    return bd__ukernel_c;
+}
+
+/* C (M,N; ldc) += alpha * op(A) op(B) for rows i0.. of op(A) and columns j0.. of
+   op(B), K deep; buf: BD__GEMM_STACK_FLOATS floats.  Loop order for the
+   short-and-wide products of convolutions (M = channels, N = positions):
+   an MC x KC block of A is packed once and streamed against every KC x NR
+   micro-panel of B, each packed just in time (it stays in L1). */
+static void bd__gemm_run(const bd__gsrc *A, int64_t i0, const bd__gsrc *B, int64_t j0, int64_t M,
+                         int64_t N, int64_t K, float alpha, float *C, int64_t ldc, float *buf) {
+    float *pa = buf, *pb = buf + BD__MC * BD__KC;
+    bd__ukernel_fn uk = bd__ukernel_pick();
+    int64_t pc, ic, jr, ir;
+    for (ic = 0; ic < M; ic += BD__MC) {
+        int64_t mc = M - ic < BD__MC ? M - ic : BD__MC;
+        for (pc = 0; pc < K; pc += BD__KC) {
+            int64_t kc = K - pc < BD__KC ? K - pc : BD__KC;
+            A->pack(A, pa, i0 + ic, mc, pc, kc, BD__MR);
+            for (jr = 0; jr < N; jr += BD__NR) {
+                int64_t nr = N - jr < BD__NR ? N - jr : BD__NR;
+                B->pack(B, pb, j0 + jr, nr, pc, kc, BD__NR);
+                for (ir = 0; ir < mc; ir += BD__MR) {
+                    int64_t mr = mc - ir < BD__MR ? mc - ir : BD__MR;
+                    uk(kc, pa + ir * kc, pb, C + (ic + ir) * ldc + jr, ldc, alpha, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+/* the whole of C, or (in parallel) MC x NC tiles of it; no nested parallelism */
+static void bd__gemm_tiles(const bd__gsrc *A, const bd__gsrc *B, int64_t M, int64_t N, int64_t K,
+                           float alpha, float *C, int64_t ldc) {
+    int64_t mt = (M + BD__MC - 1) / BD__MC, nt = (N + BD__NC - 1) / BD__NC, t;
+    int par = bd__omp_threads() > 1 && mt * nt > 1 && (double)M * N * K >= 1e6;
+    if (!par) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        bd__gemm_run(A, 0, B, 0, M, N, K, alpha, C, ldc, buf);
+        return;
+    }
+    BD__OMP_FOR_IF(par)
+    for (t = 0; t < mt * nt; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        int64_t i0 = (t / nt) * BD__MC, j0 = (t % nt) * BD__NC;
+        int64_t m = M - i0 < BD__MC ? M - i0 : BD__MC, n = N - j0 < BD__NC ? N - j0 : BD__NC;
+        bd__gemm_run(A, i0, B, j0, m, n, K, alpha, C + i0 * ldc + j0, ldc, buf);
+    }
+}
+
 BDAPI void bd_sgemm_builtin(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const float *B,
                             int64_t ldb, float beta, float *C, int64_t ldc) {
-    int64_t i, j, p, i0, j0, p0;
+    bd__gsrc sa, sb;
+    int64_t i, j;
+    if (M <= 0 || N <= 0) return;
     for (i = 0; i < M; i++) {
         float *c = C + i * ldc;
         if (beta == 0.0f) for (j = 0; j < N; j++) c[j] = 0.0f;
         else if (beta != 1.0f) for (j = 0; j < N; j++) c[j] *= beta;
     }
-    if (alpha == 0.0f || K == 0) return;
-    for (i0 = 0; i0 < M; i0 += BD__GEMM_BM) {
-        int64_t i1 = i0 + BD__GEMM_BM < M ? i0 + BD__GEMM_BM : M;
-        for (p0 = 0; p0 < K; p0 += BD__GEMM_BK) {
-            int64_t p1 = p0 + BD__GEMM_BK < K ? p0 + BD__GEMM_BK : K;
-            for (j0 = 0; j0 < N; j0 += BD__GEMM_BN) {
-                int64_t j1 = j0 + BD__GEMM_BN < N ? j0 + BD__GEMM_BN : N;
-                for (i = i0; i < i1; i++) {
-                    float *c = C + i * ldc;
-                    for (p = p0; p < p1; p++) {
-                        float a = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
-                        if (a == 0.0f) continue;
-                        if (!trans_b) {
-                            const float *b = B + p * ldb;
-                            for (j = j0; j < j1; j++) c[j] += a * b[j];
-                        } else {
-                            for (j = j0; j < j1; j++) c[j] += a * B[j * ldb + p];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    if (alpha == 0.0f || K <= 0) return;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    sa.p = A; sa.ld = lda; sa.pack = trans_a ? bd__pack_colmajor : bd__pack_rowmajor;
+    sb.p = B; sb.ld = ldb; sb.pack = trans_b ? bd__pack_rowmajor : bd__pack_colmajor;
+    bd__gemm_tiles(&sa, &sb, M, N, K, alpha, C, ldc);
 }
 
 BDAPI void bd_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -885,7 +1112,9 @@ static void bd__col2im_add(float *dx, const float *col, int64_t Cin, int64_t H, 
             }
 }
 
-BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+/* Plain reference conv2d (im2col + bd_sgemm per sample), kept beside the
+   fast kernels below; tests/test_kernels_fast.c compares the two. */
+static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const float *x, const float *w,
                              const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
                              int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
     int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
@@ -910,7 +1139,7 @@ BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float
 
 /* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
    col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
-BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, float *col, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t Cin,
                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
                               int64_t pad) {
@@ -939,6 +1168,272 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
                 bd_sgemm(1, 0, KK, P, Cout, 1.0f, w, KK, dn, P, 0.0f, col, P);
                 bd__col2im_add(dx + n * Cin * H * W, col, Cin, H, W, k, stride, pad, Ho, Wo);
             }
+        }
+    }
+}
+
+/* ---- fast conv2d: implicit GEMM on the packed built-in GEMM ----
+   Forward, per sample n: out[n] (Cout, P) = w (Cout, KK) . im2col(x[n]) (KK, P),
+   where the B packer gathers im2col columns straight from x[n] (no col
+   buffer).  Work items are (sample, column block) pairs, run in parallel.
+   Backward: dw (Cout, KK) += sum_n dout[n] im2col(x[n])^T is ONE GEMM whose
+   depth runs over (sample, position) pairs, split over column blocks of dw
+   (each dw element is summed by one thread, in one order);
+   dx for stride 1 is the convolution of dout with the flipped, transposed
+   kernel (padding k-1-p), again implicit; other strides go through col
+   and col2im.  None of them needs the col workspace except the last. */
+
+/* op(B) = im2col of one image: element (depth kk, column j), kk = (ci*k + ky)*k + kx,
+   j = oy*Wo + ox; pack columns r0.. */
+static void bd__pack_im2col(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                            int64_t kc, int64_t w) {
+    int64_t pr, kk, lane, k = s->k, H = s->H, W = s->W, Wo = s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w, j0 = r0 + pr;
+        int64_t oy0 = j0 / Wo, ox0 = j0 % Wo;
+        float *d = dst + pr * kc;
+        int64_t ci = k0 / (k * k), ky = (k0 / k) % k, kx = k0 % k;
+        for (kk = 0; kk < kc; kk++) {
+            const float *xc = s->p + ci * H * W;
+            float *dk = d + kk * w;
+            int64_t oy = oy0, ox = ox0;
+            lane = 0;
+            while (lane < lanes) {
+                /* one output row segment: ox .. min(Wo, ox + lanes - lane) */
+                int64_t seg = Wo - ox < lanes - lane ? Wo - ox : lanes - lane, e;
+                int64_t iy = oy * st - s->pad + ky;
+                if (iy < 0 || iy >= H) {
+                    for (e = 0; e < seg; e++) dk[lane + e] = 0.0f;
+                } else {
+                    const float *xr = xc + iy * W;
+                    int64_t ix = ox * st - s->pad + kx;
+                    if (st == 1 && ix >= 0 && ix + seg <= W) {
+                        for (e = 0; e < seg; e++) dk[lane + e] = xr[ix + e];
+                    } else {
+                        for (e = 0; e < seg; e++, ix += st)
+                            dk[lane + e] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
+                    }
+                }
+                lane += seg;
+                ox += seg;
+                if (ox == Wo) { ox = 0; oy++; }
+            }
+            for (; lane < w; lane++) dk[lane] = 0.0f;
+            if (++kx == k) {
+                kx = 0;
+                if (++ky == k) { ky = 0; ci++; }
+            }
+        }
+    }
+}
+
+/* op(B) = im2col(x[n])^T stacked over samples: element (depth q, column kk),
+   q = n*P + j, read from x + n*nstr */
+static void bd__pack_im2col_t(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, lane, k = s->k, H = s->H, W = s->W, Wo = s->Wo, P = s->Ho * s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (lane = 0; lane < lanes; lane++) {
+            int64_t row = r0 + pr + lane, ci = row / (k * k), ky = (row / k) % k, kx = row % k;
+            int64_t n = k0 / P, j = k0 % P, oy = j / Wo, ox = j % Wo, q = 0;
+            const float *xc = s->p + n * s->nstr + ci * H * W;
+            float *dl = d + lane;
+            while (q < kc) {
+                /* one output row segment ox .. ox + seg - 1 */
+                int64_t seg = Wo - ox < kc - q ? Wo - ox : kc - q, e;
+                int64_t iy = oy * st - s->pad + ky, ix = ox * st - s->pad + kx;
+                if (iy < 0 || iy >= H) {
+                    for (e = 0; e < seg; e++) dl[(q + e) * w] = 0.0f;
+                } else {
+                    const float *xr = xc + iy * W;
+                    for (e = 0; e < seg; e++, ix += st)
+                        dl[(q + e) * w] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
+                }
+                q += seg;
+                ox += seg;
+                if (ox == Wo) {
+                    ox = 0;
+                    if (++oy == s->Ho) { oy = 0; xc += s->nstr; }
+                }
+            }
+        }
+        for (; lane < w; lane++) {
+            int64_t q;
+            for (q = 0; q < kc; q++) d[q * w + lane] = 0.0f;
+        }
+    }
+}
+
+/* element (r, depth q) = p[(q / P)*nstr + r*ld + q % P], P = s->Ho*s->Wo:
+   a per-sample (rows, P) matrix with the samples laid side by side */
+static void bd__pack_cat(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                         int64_t kc, int64_t w) {
+    int64_t pr, lane, q, P = s->Ho * s->Wo;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (lane = 0; lane < lanes; lane++) {
+            int64_t n = k0 / P, j = k0 % P;
+            const float *src = s->p + n * s->nstr + (r0 + pr + lane) * s->ld;
+            for (q = 0; q < kc; q++) {
+                d[q * w + lane] = src[j];
+                if (++j == P) { j = 0; src += s->nstr; }
+            }
+        }
+        for (; lane < w; lane++)
+            for (q = 0; q < kc; q++) d[q * w + lane] = 0.0f;
+    }
+}
+
+/* flipped, transposed kernel: element (ci, depth j), j = (co*k + ky)*k + kx,
+   = w[co, ci, k-1-ky, k-1-kx]; s->C = Cin of the forward conv */
+static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                           int64_t kc, int64_t w) {
+    int64_t pr, lane, q, k = s->k, kk2 = s->k * s->k;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        int64_t co = k0 / kk2, ky = (k0 / k) % k, kx = k0 % k;
+        float *d = dst + pr * kc;
+        for (q = 0; q < kc; q++) {
+            const float *src = s->p + ((co * s->C + r0 + pr) * k + (k - 1 - ky)) * k + (k - 1 - kx);
+            float *dq = d + q * w;
+            for (lane = 0; lane < lanes; lane++) dq[lane] = src[lane * kk2];
+            for (; lane < w; lane++) dq[lane] = 0.0f;
+            if (++kx == k) {
+                kx = 0;
+                if (++ky == k) { ky = 0; co++; }
+            }
+        }
+    }
+}
+
+/* number of column blocks (multiples of NR) per sample so that N * blocks
+   gives every thread work */
+static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
+    int64_t panels = (P + BD__NR - 1) / BD__NR, want;
+    if (nt <= 1) return 1;
+    want = (2 * nt + N - 1) / N;
+    if (want > panels) want = panels;
+    return want < 1 ? 1 : want;
+}
+
+BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+                             const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                             int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, nb, cb, t;
+    int nt = bd__omp_threads();
+    (void)col;
+    if (N <= 0 || Cout <= 0 || P <= 0) return;
+    nb = bd__col_blocks(N, P, nt);
+    cb = ((P + nb - 1) / nb + BD__NR - 1) / BD__NR * BD__NR;
+    nb = (P + cb - 1) / cb;
+    BD__OMP_FOR_IF(nt > 1 && N * nb > 1)
+    for (t = 0; t < N * nb; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        bd__gsrc sa, sb;
+        int64_t n = t / nb, p0 = (t % nb) * cb, m = P - p0 < cb ? P - p0 : cb, o, i;
+        float *on = out + n * Cout * P + p0;
+        for (o = 0; o < Cout; o++) {
+            float bo = b ? b[o] : 0.0f, *r = on + o * P;
+            for (i = 0; i < m; i++) r[i] = bo;
+        }
+        memset(&sa, 0, sizeof sa);
+        memset(&sb, 0, sizeof sb);
+        sa.pack = bd__pack_rowmajor; sa.p = w; sa.ld = KK;
+        sb.p = x + n * Cin * H * W;
+        if (bd__conv_is_1x1(k, stride, pad)) {
+            sb.pack = bd__pack_colmajor; sb.ld = P;
+        } else {
+            sb.pack = bd__pack_im2col; sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
+            sb.stride = stride; sb.pad = pad; sb.Ho = Ho; sb.Wo = Wo;
+        }
+        bd__gemm_run(&sa, 0, &sb, p0, Cout, m, KK, 1.0f, on, P, buf);
+    }
+}
+
+BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+                              const float *x, const float *w, int64_t N, int64_t Cin,
+                              int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
+                              int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, HW = H * W, t;
+    int nt = bd__omp_threads(), fast = bd__conv_is_1x1(k, stride, pad);
+    if (N <= 0 || Cout <= 0 || P <= 0) return;
+    if (db) {
+        BD__OMP_FOR_IF(nt > 1 && N * Cout * P >= 65536)
+        for (t = 0; t < Cout; t++) {
+            int64_t n, i;
+            double s = 0.0;
+            for (n = 0; n < N; n++) {
+                const float *r = dout + (n * Cout + t) * P;
+                float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (i = 0; i + 8 <= P; i += 8) {
+                    int e;
+                    for (e = 0; e < 8; e++) s8[e] += r[i + e];
+                }
+                for (; i < P; i++) s += r[i];
+                s += ((double)s8[0] + s8[1]) + ((double)s8[2] + s8[3]) + ((double)s8[4] + s8[5]) +
+                     ((double)s8[6] + s8[7]);
+            }
+            db[t] += (float)s;
+        }
+    }
+    if (dw) {
+        /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */
+        int64_t nbj = (KK + BD__NR - 1) / BD__NR, per = nbj, nblk;
+        if (nt > 1) per = (nbj + 2 * nt - 1) / (2 * nt);
+        if (per < 1) per = 1;
+        nblk = (nbj + per - 1) / per;
+        BD__OMP_FOR_IF(nt > 1 && nblk > 1)
+        for (t = 0; t < nblk; t++) {
+            float buf[BD__GEMM_STACK_FLOATS];
+            bd__gsrc sa, sb;
+            int64_t j0 = t * per * BD__NR, m = KK - j0 < per * BD__NR ? KK - j0 : per * BD__NR;
+            memset(&sa, 0, sizeof sa);
+            memset(&sb, 0, sizeof sb);
+            sa.pack = bd__pack_cat; sa.p = dout; sa.ld = P; sa.nstr = Cout * P; sa.Ho = Ho; sa.Wo = Wo;
+            sb.p = x; sb.nstr = Cin * HW; sb.Ho = Ho; sb.Wo = Wo;
+            if (fast) {
+                sb.pack = bd__pack_cat; sb.ld = P;
+            } else {
+                sb.pack = bd__pack_im2col_t; sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
+                sb.stride = stride; sb.pad = pad;
+            }
+            bd__gemm_run(&sa, 0, &sb, j0, Cout, m, N * P, 1.0f, dw + j0, KK, buf);
+        }
+    }
+    if (dx && (fast || (stride == 1 && pad <= k - 1))) {
+        /* dx[n] (Cin, HW) += w' (Cin, Cout*k*k) . im2col(dout[n], pad k-1-p) */
+        int64_t nb = bd__col_blocks(N, HW, nt), cb;
+        cb = ((HW + nb - 1) / nb + BD__NR - 1) / BD__NR * BD__NR;
+        nb = (HW + cb - 1) / cb;
+        BD__OMP_FOR_IF(nt > 1 && N * nb > 1)
+        for (t = 0; t < N * nb; t++) {
+            float buf[BD__GEMM_STACK_FLOATS];
+            bd__gsrc sa, sb;
+            int64_t n = t / nb, p0 = (t % nb) * cb, m = HW - p0 < cb ? HW - p0 : cb;
+            memset(&sa, 0, sizeof sa);
+            memset(&sb, 0, sizeof sb);
+            sb.p = dout + n * Cout * P;
+            if (fast) {
+                sa.pack = bd__pack_colmajor; sa.p = w; sa.ld = Cin;
+                sb.pack = bd__pack_colmajor; sb.ld = P;
+            } else {
+                sa.pack = bd__pack_wflip; sa.p = w; sa.C = Cin; sa.k = k;
+                sb.pack = bd__pack_im2col; sb.C = Cout; sb.H = Ho; sb.W = Wo; sb.k = k;
+                sb.stride = 1; sb.pad = k - 1 - pad; sb.Ho = H; sb.Wo = W;
+            }
+            bd__gemm_run(&sa, 0, &sb, p0, Cin, m, Cout * k * k, 1.0f, dx + n * Cin * HW + p0, HW, buf);
+        }
+    } else if (dx) {
+        /* strided: col = w^T dout[n], then col2im, sample by sample */
+        int64_t n;
+        for (n = 0; n < N; n++) {
+            bd_sgemm_builtin(1, 0, KK, P, Cout, 1.0f, w, KK, dout + n * Cout * P, P, 0.0f, col, P);
+            bd__col2im_add(dx + n * Cin * HW, col, Cin, H, W, k, stride, pad, Ho, Wo);
         }
     }
 }
@@ -1230,7 +1725,12 @@ BDAPI bd_result bd_denoiser_forward(bd_denoiser *d, float *out, const float *z, 
     if (!out || !z || !t) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser forward: NULL pointer");
     if (n < 1) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser forward: batch %lld < 1", (long long)n);
     if (n > d->reserved_batch && (r = bd_denoiser_reserve(d, n)) != BD_SUCCESS) return r;
-    return d->vt->forward(d, out, z, t, n, train);
+    {
+        int prev = bd__threads_enter(d->ctx);
+        r = d->vt->forward(d, out, z, t, n, train);
+        bd__threads_leave(prev);
+        return r;
+    }
 }
 
 BDAPI bd_result bd_denoiser_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
@@ -1238,7 +1738,12 @@ BDAPI bd_result bd_denoiser_backward(bd_denoiser *d, float *dz, const float *dou
     if (!dout) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser backward: NULL dout");
     if (n < 1 || n > d->reserved_batch)
         return bd_error(d->ctx, BD_ERROR_STATE, "denoiser backward: batch %lld does not match the reserved caches", (long long)n);
-    return d->vt->backward(d, dz, dout, n);
+    {
+        int prev = bd__threads_enter(d->ctx);
+        bd_result r = d->vt->backward(d, dz, dout, n);
+        bd__threads_leave(prev);
+        return r;
+    }
 }
 
 BDAPI bd_result bd_denoiser_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
