@@ -251,6 +251,18 @@ BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const f
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G);
 
+/* fused GroupNorm + SiLU: out = silu(groupnorm(x)), same caches as
+   groupnorm.  The GroupNorm output is not stored: backward recomputes it
+   from x, mean, rstd, gamma, beta.  Backward: dout is the gradient of out;
+   dx +=, dgamma +=, dbeta +=. */
+BDAPI void bd_groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, int64_t N, int64_t C,
+                                     int64_t HW, int64_t G);
+BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                      const float *x, const float *mean, const float *rstd,
+                                      const float *gamma, const float *beta, int64_t N,
+                                      int64_t C, int64_t HW, int64_t G);
+
 /* nearest x2 upsample: out (N,C,2H,2W), x (N,C,H,W).  Backward dx +=. */
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W);
@@ -1032,7 +1044,7 @@ BDAPI void bd_linear_backward(float *dx, float *dw, float *db, const float *dout
             for (o = 0; o < Out; o++) db[o] += dout[n * Out + o];
 }
 
-BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
+static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
         float v = x[i];
@@ -1040,7 +1052,7 @@ BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
     }
 }
 
-BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));
@@ -1440,7 +1452,7 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
 
 /* GroupNorm.  Statistics per (n, g) over Cg*HW values, two-pass in double
    (mean first, then the centred sum of squares: no cancellation). */
-BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
+static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float *rstd, const float *x,
                                 const float *gamma, const float *beta, int64_t N, int64_t C,
                                 int64_t HW, int64_t G) {
     int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
@@ -1472,7 +1484,7 @@ BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const floa
 /* With xh = (x - mu) rstd and g = dout * gamma (per channel):
    dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
    dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
-BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const float *dout,
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
     int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
@@ -1511,6 +1523,201 @@ BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const f
                 }
             }
         }
+}
+
+/* ---- fast elementwise helpers ----
+   bd__expf: exp for |x| <= 87 to ~2 ulp (Cody-Waite reduction x = n ln2 + r,
+   degree-6 polynomial, 2^n built in the exponent bits), branch-free so that
+   loops over it vectorise; inputs are clamped to [-87, 87]. */
+static float bd__expf(float x) {
+    float n, r, p;
+    int32_t e;
+    union { int32_t i; float f; } u;
+    x = x > 87.0f ? 87.0f : (x < -87.0f ? -87.0f : x);
+    n = (float)(int32_t)(x * 1.44269504088896341f + (x >= 0.0f ? 0.5f : -0.5f));
+    r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    e = (int32_t)n + 127;
+    u.i = e << 23;
+    return p * u.f;
+}
+static void bd__silu_rows(float *out, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = x[i] / (1.0f + bd__expf(-x[i]));
+}
+
+/* ---- fast GroupNorm (+ fused SiLU) ----
+   Work is split over (sample, group) pairs for the forward and over groups
+   for the backward (dgamma/dbeta sum over samples in a fixed order).
+   Sums use eight float lanes per channel row combined in double: the same
+   result for every thread count, and vectorisable. */
+static double bd__sum8(const float *x, int64_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double t = 0.0;
+    int64_t i;
+    int e;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (e = 0; e < 8; e++) s[e] += x[i + e];
+    for (; i < n; i++) t += x[i];
+    for (e = 0; e < 8; e++) t += s[e];
+    return t;
+}
+static double bd__sqdev8(const float *x, int64_t n, float mu) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double t = 0.0;
+    int64_t i;
+    int e;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (e = 0; e < 8; e++) {
+            float d = x[i + e] - mu;
+            s[e] += d * d;
+        }
+    for (; i < n; i++) t += (double)(x[i] - mu) * (x[i] - mu);
+    for (e = 0; e < 8; e++) t += s[e];
+    return t;
+}
+
+static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    int64_t Cg = C / G, M = Cg * HW, t;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    for (t = 0; t < N * G; t++) {
+        int64_t n = t / G, g = t % G, c, i;
+        const float *xg = x + (n * C + g * Cg) * HW;
+        float *og = out + (n * C + g * Cg) * HW;
+        double s = 0.0, v = 0.0, mu, rs;
+        for (c = 0; c < Cg; c++) s += bd__sum8(xg + c * HW, HW);
+        mu = s / (double)M;
+        for (c = 0; c < Cg; c++) v += bd__sqdev8(xg + c * HW, HW, (float)mu);
+        rs = 1.0 / sqrt(v / (double)M + 1e-5);
+        mean[t] = (float)mu;
+        rstd[t] = (float)rs;
+        for (c = 0; c < Cg; c++) {
+            int64_t ch = g * Cg + c;
+            float a = (float)rs * gamma[ch], bb = beta[ch] - (float)mu * a;
+            const float *xc = xg + c * HW;
+            float *oc = og + c * HW;
+            if (silu) {
+                for (i = 0; i < HW; i++) {
+                    float y = xc[i] * a + bb;
+                    oc[i] = y / (1.0f + bd__expf(-y));
+                }
+            } else {
+                for (i = 0; i < HW; i++) oc[i] = xc[i] * a + bb;
+            }
+        }
+    }
+}
+
+/* GroupNorm backward; with silu, dout is the gradient of silu(GN(x)) and
+   y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored):
+   g = dout * s (1 + y (1 - s)), s = sigmoid(y).  gbuf: HW floats scratch on
+   the stack when small, else the gradient is recomputed per pass. */
+static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                       const float *mean, const float *rstd, const float *gamma,
+                       const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    int64_t Cg = C / G, M = Cg * HW, g;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    for (g = 0; g < G; g++) {
+        int64_t n, c, i;
+        for (n = 0; n < N; n++) {
+            float mu = mean[n * G + g], rs = rstd[n * G + g], mg, mgx;
+            double sg = 0.0, sgx = 0.0;
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                float a = rs * gamma[ch], bb = (beta ? beta[ch] : 0.0f) - mu * a;
+                double sd = 0.0, sdx = 0.0;
+                int e;
+                for (i = 0; i + 8 <= HW; i += 8)
+                    for (e = 0; e < 8; e++) {
+                        float xh = (xc[i + e] - mu) * rs, d = dc[i + e];
+                        if (silu) {
+                            float y = xc[i + e] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
+                            d *= s * (1.0f + y * (1.0f - s));
+                        }
+                        sd8[e] += d;
+                        sx8[e] += d * xh;
+                    }
+                for (; i < HW; i++) {
+                    float xh = (xc[i] - mu) * rs, d = dc[i];
+                    if (silu) {
+                        float y = xc[i] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
+                        d *= s * (1.0f + y * (1.0f - s));
+                    }
+                    sd += d;
+                    sdx += (double)d * xh;
+                }
+                for (e = 0; e < 8; e++) { sd += sd8[e]; sdx += sx8[e]; }
+                if (dgamma) dgamma[ch] += (float)sdx;
+                if (dbeta) dbeta[ch] += (float)sd;
+                sg += gamma[ch] * sd;
+                sgx += gamma[ch] * sdx;
+            }
+            if (!dx) continue;
+            mg = (float)(sg / (double)M);
+            mgx = (float)(sgx / (double)M);
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                float *dxc = dx + (n * C + ch) * HW;
+                float gm = gamma[ch], a = rs * gm, bb = (beta ? beta[ch] : 0.0f) - mu * a;
+                for (i = 0; i < HW; i++) {
+                    float xh = (xc[i] - mu) * rs, d = dc[i];
+                    if (silu) {
+                        float y = xc[i] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
+                        d *= s * (1.0f + y * (1.0f - s));
+                    }
+                    dxc[i] += rs * (d * gm - mg - xh * mgx);
+                }
+            }
+        }
+    }
+}
+
+BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                const float *gamma, const float *beta, int64_t N, int64_t C,
+                                int64_t HW, int64_t G) {
+    bd__gn_fwd(out, mean, rstd, x, gamma, beta, N, C, HW, G, 0);
+}
+BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                 const float *x, const float *mean, const float *rstd,
+                                 const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
+    bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, NULL, N, C, HW, G, 0);
+}
+BDAPI void bd_groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, int64_t N, int64_t C,
+                                     int64_t HW, int64_t G) {
+    bd__gn_fwd(out, mean, rstd, x, gamma, beta, N, C, HW, G, 1);
+}
+BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                      const float *x, const float *mean, const float *rstd,
+                                      const float *gamma, const float *beta, int64_t N,
+                                      int64_t C, int64_t HW, int64_t G) {
+    bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G, 1);
+}
+
+BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) { bd__silu_rows(out, x, n); }
+BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + bd__expf(-x[i]));
+        dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
 }
 
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
@@ -1604,7 +1811,7 @@ BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
 /* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.
    S = Q^T K / sqrt(Ch) (HW, HW) -> row softmax (max subtracted) = A;
    O = V A^T (Ch, HW). */
-BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
+static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const float *qkv, int64_t N, int64_t C,
                                 int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, n, h, i, j;
     float scale = (float)(1.0 / sqrt((double)Ch));
@@ -1633,7 +1840,7 @@ BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_
 
 /* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
    dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
-BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
+static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, const float *dout,
                                  const float *qkv, const float *att, int64_t N, int64_t C,
                                  int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, n, h, i, j;
@@ -1662,6 +1869,115 @@ BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
             bd_sgemm(0, 1, Ch, HW, HW, 1.0f, kk, HW, scratch, HW, 1.0f, dq, HW);
             bd_sgemm(0, 0, Ch, HW, HW, 1.0f, q, HW, scratch, HW, 1.0f, dk, HW);
         }
+}
+
+/* ---- fast attention ----
+   One (sample, head) pair per work item, in parallel; the two products of
+   the forward and the four of the backward run on the packed GEMM (Q^T and
+   the transposes are just other pack functions).  Backward items need their
+   own dA/dS scratch: up to BD__ATT_STACK floats it lives on each thread's
+   stack; beyond that the caller's scratch is used and items run in turn. */
+#define BD__ATT_STACK 4096
+static void bd__softmax_rows(float *a, int64_t rows, int64_t n) {
+    int64_t i, j;
+    for (i = 0; i < rows; i++) {
+        float *r = a + i * n, m = r[0], inv;
+        double s = 0.0;
+        for (j = 1; j < n; j++) m = r[j] > m ? r[j] : m;
+        for (j = 0; j < n; j++) r[j] = bd__expf(r[j] - m);
+        s = bd__sum8(r, n);
+        inv = (float)(1.0 / s);
+        for (j = 0; j < n; j++) r[j] *= inv;
+    }
+}
+static void bd__gsrc_plain(bd__gsrc *s, const float *p, int64_t ld, int colmajor) {
+    memset(s, 0, sizeof *s);
+    s->p = p;
+    s->ld = ld;
+    s->pack = colmajor ? bd__pack_colmajor : bd__pack_rowmajor;
+}
+/* one (n, h) item of the forward */
+static void bd__att_fwd_item(float *o, float *a, const float *q, const float *kk, const float *v,
+                             int64_t Ch, int64_t HW, float scale, float *buf) {
+    bd__gsrc sa, sb;
+    /* S (HW,HW) = scale Q^T K: A(i,c) = q[c*HW+i], B(c,j) = k[c*HW+j] */
+    memset(a, 0, (size_t)(HW * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, q, HW, 1);
+    bd__gsrc_plain(&sb, kk, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, HW, HW, Ch, scale, a, HW, buf);
+    bd__softmax_rows(a, HW, HW);
+    /* O (Ch,HW) = V A^T: A(c,j) = v[c*HW+j], B(j,i) = a[i*HW+j] */
+    memset(o, 0, (size_t)(Ch * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, v, HW, 0);
+    bd__gsrc_plain(&sb, a, HW, 0);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, o, HW, buf);
+}
+static void bd__att_bwd_item(float *dq, float *dk, float *dv, float *sc, const float *dO,
+                             const float *q, const float *kk, const float *v, const float *a,
+                             int64_t Ch, int64_t HW, float scale, float *buf) {
+    bd__gsrc sa, sb;
+    int64_t i, j;
+    /* dV += dO A: A(c,i) = dO[c*HW+i], B(i,j) = a[i*HW+j] */
+    bd__gsrc_plain(&sa, dO, HW, 0);
+    bd__gsrc_plain(&sb, a, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dv, HW, buf);
+    /* dA = dO^T V: A(i,c) = dO[c*HW+i], B(c,j) = v[c*HW+j] */
+    memset(sc, 0, (size_t)(HW * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, dO, HW, 1);
+    bd__gsrc_plain(&sb, v, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, HW, HW, Ch, 1.0f, sc, HW, buf);
+    for (i = 0; i < HW; i++) {
+        float *r = sc + i * HW;
+        const float *ar = a + i * HW;
+        double s = 0.0;
+        float sf;
+        for (j = 0; j < HW; j++) s += (double)r[j] * ar[j];
+        sf = (float)s;
+        for (j = 0; j < HW; j++) r[j] = ar[j] * (r[j] - sf) * scale;
+    }
+    /* dQ += K dS^T: A(c,j) = k[c*HW+j], B(j,i) = dS[i*HW+j] */
+    bd__gsrc_plain(&sa, kk, HW, 0);
+    bd__gsrc_plain(&sb, sc, HW, 0);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dq, HW, buf);
+    /* dK += Q dS: A(c,i) = q[c*HW+i], B(i,j) = dS[i*HW+j] */
+    bd__gsrc_plain(&sa, q, HW, 0);
+    bd__gsrc_plain(&sb, sc, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dk, HW, buf);
+}
+
+BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
+                                int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, t;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * heads > 1)
+    for (t = 0; t < N * heads; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        int64_t n = t / heads, h = t % heads;
+        const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+        bd__att_fwd_item(out + (n * C + h * Ch) * HW, att + t * HW * HW, q, q + C * HW,
+                         q + 2 * C * HW, Ch, HW, scale, buf);
+    }
+}
+
+BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
+                                 const float *qkv, const float *att, int64_t N, int64_t C,
+                                 int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, t;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    int nt = bd__omp_threads(), small = HW * HW <= BD__ATT_STACK;
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && small && N * heads > 1)
+    for (t = 0; t < N * heads; t++) {
+        float buf[BD__GEMM_STACK_FLOATS], sbuf[BD__ATT_STACK];
+        int64_t n = t / heads, h = t % heads;
+        const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+        float *dq = dqkv + (n * 3 * C + h * Ch) * HW;
+        bd__att_bwd_item(dq, dq + C * HW, dq + 2 * C * HW, small ? sbuf : scratch,
+                         dout + (n * C + h * Ch) * HW, q, q + C * HW, q + 2 * C * HW,
+                         att + t * HW * HW, Ch, HW, scale, buf);
+    }
 }
 
 /* Frequencies and angles in double: c_noise goes up to 1000, where a float
