@@ -1028,7 +1028,7 @@ BDAPI void bd_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 BDAPI void bd_linear_forward(float *out, const float *x, const float *w, const float *b,
                              int64_t N, int64_t In, int64_t Out) {
     int64_t n, o;
-    bd_sgemm(0, 1, N, Out, In, 1.0f, x, In, w, In, 0.0f, out, Out);
+    bd_sgemm_builtin(0, 1, N, Out, In, 1.0f, x, In, w, In, 0.0f, out, Out);
     if (b)
         for (n = 0; n < N; n++)
             for (o = 0; o < Out; o++) out[n * Out + o] += b[o];
@@ -1037,8 +1037,10 @@ BDAPI void bd_linear_forward(float *out, const float *x, const float *w, const f
 BDAPI void bd_linear_backward(float *dx, float *dw, float *db, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t In, int64_t Out) {
     int64_t n, o;
-    if (dx) bd_sgemm(0, 0, N, In, Out, 1.0f, dout, Out, w, In, 1.0f, dx, In);   /* dx += dout w   */
-    if (dw) bd_sgemm(1, 0, Out, In, N, 1.0f, dout, Out, x, In, 1.0f, dw, In);   /* dw += dout^T x */
+    /* the built-in GEMM, as every kernel: no BLAS thread pool competing with
+       OpenMP's, and the same bits for every thread count */
+    if (dx) bd_sgemm_builtin(0, 0, N, In, Out, 1.0f, dout, Out, w, In, 1.0f, dx, In);   /* dx += dout w   */
+    if (dw) bd_sgemm_builtin(1, 0, Out, In, N, 1.0f, dout, Out, x, In, 1.0f, dw, In);   /* dw += dout^T x */
     if (db)
         for (n = 0; n < N; n++)
             for (o = 0; o < Out; o++) db[o] += dout[n * Out + o];
