@@ -1532,11 +1532,12 @@ static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, floa
    degree-6 polynomial, 2^n built in the exponent bits), branch-free so that
    loops over it vectorise; inputs are clamped to [-87, 87]. */
 static float bd__expf(float x) {
-    float n, r, p;
+    float n, r, p, sc, hi = (float)(x > 87.0f), lo = (float)(x < -87.0f);
     int32_t e;
-    union { int32_t i; float f; } u;
-    x = x > 87.0f ? 87.0f : (x < -87.0f ? -87.0f : x);
-    n = (float)(int32_t)(x * 1.44269504088896341f + (x >= 0.0f ? 0.5f : -0.5f));
+    /* clamp with arithmetic, not branches: GCC vectorises this form */
+    x = x * (1.0f - hi - lo) + 87.0f * hi - 87.0f * lo;
+    /* round to nearest with the 1.5 * 2^23 trick (|x log2 e| < 2^22) */
+    n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     r = x - n * 0.693359375f;
     r = r + n * 2.12194440e-4f;
     p = 1.9875691500e-4f;
@@ -1546,9 +1547,9 @@ static float bd__expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    e = (int32_t)n + 127;
-    u.i = e << 23;
-    return p * u.f;
+    e = ((int32_t)n + 127) * (1 << 23);
+    memcpy(&sc, &e, sizeof sc);
+    return p * sc;
 }
 static void bd__silu_rows(float *out, const float *x, int64_t n) {
     int64_t i;
