@@ -1201,38 +1201,42 @@ static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, 
    j = oy*Wo + ox; pack columns r0.. */
 static void bd__pack_im2col(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
                             int64_t kc, int64_t w) {
-    int64_t pr, kk, lane, k = s->k, H = s->H, W = s->W, Wo = s->Wo, st = s->stride;
+    int64_t pr, kk, k = s->k, H = s->H, W = s->W, Wo = s->Wo, st = s->stride, pad = s->pad;
     for (pr = 0; pr < nr; pr += w) {
-        int64_t lanes = nr - pr < w ? nr - pr : w, j0 = r0 + pr;
-        int64_t oy0 = j0 / Wo, ox0 = j0 % Wo;
-        float *d = dst + pr * kc;
+        /* the panel's lanes as output-row segments, computed once */
+        int64_t lanes = nr - pr < w ? nr - pr : w, j = r0 + pr, nseg = 0, l = 0;
+        int64_t sl[BD__NR + 1], sn[BD__NR + 1], sy[BD__NR + 1], sx[BD__NR + 1];
         int64_t ci = k0 / (k * k), ky = (k0 / k) % k, kx = k0 % k;
+        float *d = dst + pr * kc;
+        while (l < lanes) {
+            int64_t oy = j / Wo, ox = j % Wo, len = Wo - ox < lanes - l ? Wo - ox : lanes - l;
+            sl[nseg] = l; sn[nseg] = len; sy[nseg] = oy * st - pad; sx[nseg] = ox * st - pad;
+            nseg++;
+            l += len;
+            j += len;
+        }
         for (kk = 0; kk < kc; kk++) {
             const float *xc = s->p + ci * H * W;
             float *dk = d + kk * w;
-            int64_t oy = oy0, ox = ox0;
-            lane = 0;
-            while (lane < lanes) {
-                /* one output row segment: ox .. min(Wo, ox + lanes - lane) */
-                int64_t seg = Wo - ox < lanes - lane ? Wo - ox : lanes - lane, e;
-                int64_t iy = oy * st - s->pad + ky;
+            int64_t g, e;
+            for (g = 0; g < nseg; g++) {
+                float *o = dk + sl[g];
+                int64_t iy = sy[g] + ky, ix = sx[g] + kx, len = sn[g];
                 if (iy < 0 || iy >= H) {
-                    for (e = 0; e < seg; e++) dk[lane + e] = 0.0f;
+                    for (e = 0; e < len; e++) o[e] = 0.0f;
+                } else if (st == 1) {
+                    const float *xr = xc + iy * W;
+                    int64_t a = ix < 0 ? -ix : 0, b = ix + len > W ? W - ix : len;
+                    if (b < a) b = a;
+                    for (e = 0; e < a; e++) o[e] = 0.0f;
+                    for (e = a; e < b; e++) o[e] = xr[ix + e];
+                    for (e = b; e < len; e++) o[e] = 0.0f;
                 } else {
                     const float *xr = xc + iy * W;
-                    int64_t ix = ox * st - s->pad + kx;
-                    if (st == 1 && ix >= 0 && ix + seg <= W) {
-                        for (e = 0; e < seg; e++) dk[lane + e] = xr[ix + e];
-                    } else {
-                        for (e = 0; e < seg; e++, ix += st)
-                            dk[lane + e] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
-                    }
+                    for (e = 0; e < len; e++, ix += st) o[e] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
                 }
-                lane += seg;
-                ox += seg;
-                if (ox == Wo) { ox = 0; oy++; }
             }
-            for (; lane < w; lane++) dk[lane] = 0.0f;
+            for (e = lanes; e < w; e++) dk[e] = 0.0f;
             if (++kx == k) {
                 kx = 0;
                 if (++ky == k) { ky = 0; ci++; }
