@@ -4454,10 +4454,10 @@ static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t c
     bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
     if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
     op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
-    op->a[BD__R_N1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_N1] = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
     op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
     op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
-    op->a[BD__R_N2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_N2] = bd__ub_cache(u, 0);
     op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
     op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
     op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
@@ -4601,7 +4601,7 @@ static void bd__unet_build(bd__unet *u) {
     u->pt_out = u->n_tensors;
     bd__ub_norm(u, "", "norm_out", cc);
     bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
-    u->a_nout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    u->a_nout = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
     u->a_mout = bd__ub_cache(u, c->groups);
     u->a_rout = bd__ub_cache(u, c->groups);
     u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
@@ -4755,8 +4755,7 @@ static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *
     const float *x = BD__UVAL(u, op->in);
     float *y = BD__UVAL(u, op->out);
     if (op->type == BD__UOP_RES) {
-        float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
-        float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
         float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
         int64_t co = op->cout;
         if (op->skip >= 0) {
@@ -4764,17 +4763,15 @@ static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *
             bd_concat_forward(cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
             x = cat;
         }
-        bd_groupnorm_forward(n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
-                             BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
-        bd_silu_forward(a1, n1, n * c * hw);
+        bd_groupnorm_silu_forward(a1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+                                  BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
         bd_conv2d_forward(h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
                           n, c, op->h, op->w, co, 3, 1, 1);
         bd_linear_forward(tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
                           BD__UP(d, u, op, BD__RP_TB), n, tc, co);
         bd_add_channel_forward(h1, tp, n, co, hw);
-        bd_groupnorm_forward(n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
-                             BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
-        bd_silu_forward(a2, n2, n * co * hw);
+        bd_groupnorm_silu_forward(a2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+                                  BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
         bd_conv2d_forward(y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
                           n, co, op->h, op->w, co, 3, 1, 1);
         if (op->has_skip_conv) {
@@ -4814,8 +4811,7 @@ static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op 
     const float *gy = BD__UGRAD(u, op->out);
     float *gx = BD__UGRAD(u, op->in);
     if (op->type == BD__UOP_RES) {
-        const float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
-        const float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        const float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
         const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
         int64_t co = op->cout;
         float *gin = gx; /* gradient of the block's (concatenated) input */
@@ -4833,25 +4829,21 @@ static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op 
         bd__unet_zero(u->s1, n * co * hw);
         bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
                            a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s2, n * co * hw);
-        bd_silu_backward(u->s2, u->s1, n2, n * co * hw);
-        bd__unet_zero(u->s1, n * co * hw); /* s1 = d h1 */
-        bd_groupnorm_backward(u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
-                              BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
-                              BD__UP(d, u, op, BD__RP_N2W), n, co, hw, G);
+        bd__unet_zero(u->s2, n * co * hw); /* s2 = d h1 (fused GroupNorm+SiLU) */
+        bd_groupnorm_silu_backward(u->s2, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s1,
+                                   h1, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
+                                   BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
         bd__unet_zero(u->gsmall, n * co);
-        bd_add_channel_backward(u->gsmall, u->s1, n, co, hw);
+        bd_add_channel_backward(u->gsmall, u->s2, n, co, hw);
         bd_linear_backward(u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
                            BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
                            BD__UP(d, u, op, BD__RP_TW), n, tc, co);
-        bd__unet_zero(u->s2, n * c * hw); /* s2 = d a1 */
-        bd_conv2d_backward(u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
+        bd__unet_zero(u->s1, n * c * hw); /* s1 = d a1 */
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s2,
                            a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s1, n * c * hw); /* s1 = d n1 */
-        bd_silu_backward(u->s1, u->s2, n1, n * c * hw);
-        bd_groupnorm_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
-                              BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
-                              BD__UP(d, u, op, BD__RP_N1W), n, c, hw, G);
+        bd_groupnorm_silu_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+                                   BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
+                                   BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
         if (op->skip >= 0)
             bd_concat_backward(gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
     } else if (op->type == BD__UOP_ATTN) {
@@ -4927,7 +4919,7 @@ static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, co
     const float *P = d->params;
     float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
     float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
-    float *st = BD__UACT(u, u->a_stemb), *no = BD__UACT(u, u->a_nout), *ao = BD__UACT(u, u->a_aout);
+    float *st = BD__UACT(u, u->a_stemb), *ao = BD__UACT(u, u->a_aout);
     if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
     u->last_train = 0;
     memcpy(zc, z, (size_t)(n * C * HW) * sizeof(float));
@@ -4940,9 +4932,8 @@ static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, co
     bd_conv2d_forward(BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
                       P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
     for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
-    bd_groupnorm_forward(no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
-                         P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
-    bd_silu_forward(ao, no, n * cf * HW);
+    bd_groupnorm_silu_forward(ao, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+                              P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
     bd_conv2d_forward(out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
                       H, H, c->branches * C, 3, 1, 1);
     u->last_n = n;
@@ -4966,11 +4957,10 @@ static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout,
     bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
                        BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
                        3, 1, 1);
-    bd__unet_zero(u->s2, n * cf * HW);
-    bd_silu_backward(u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
-    bd_groupnorm_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
-                          u->s2, BD__UVAL(u, u->v_final), BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout),
-                          P + T[u->pt_out].offset, n, cf, HW, c->groups);
+    bd_groupnorm_silu_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset,
+                               Gp + T[u->pt_out + 1].offset, u->s1, BD__UVAL(u, u->v_final),
+                               BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), P + T[u->pt_out].offset,
+                               P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
     for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
     bd_conv2d_backward(dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
                        BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
