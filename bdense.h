@@ -2327,7 +2327,12 @@ static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, floa
    bd__expf: exp for |x| <= 87 to ~2 ulp (Cody-Waite reduction x = n ln2 + r,
    degree-6 polynomial, 2^n built in the exponent bits), branch-free so that
    loops over it vectorise; inputs are clamped to [-87, 87]. */
-static float bd__expf(float x) {
+#if defined(__GNUC__) || defined(__clang__)
+#define BD__HOT_INLINE __attribute__((always_inline)) inline
+#else
+#define BD__HOT_INLINE
+#endif
+static BD__HOT_INLINE float bd__expf(float x) {
     float n, r, p, sc, hi = (float)(x > 87.0f), lo = (float)(x < -87.0f);
     int32_t e;
     /* clamp with arithmetic, not branches: GCC vectorises this form */
@@ -2417,10 +2422,20 @@ static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, con
     }
 }
 
+/* g = dout * silu'(y), y = x a + b (the GroupNorm output, recomputed) */
+static void bd__silu_grad_rows(float *g, const float *dout, const float *x, float a, float b,
+                               int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float y = x[i] * a + b, s = 1.0f / (1.0f + bd__expf(-y));
+        g[i] = dout[i] * (s * (1.0f + y * (1.0f - s)));
+    }
+}
+
 /* GroupNorm backward; with silu, dout is the gradient of silu(GN(x)) and
-   y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored):
-   g = dout * s (1 + y (1 - s)), s = sigmoid(y).  gbuf: HW floats scratch on
-   the stack when small, else the gradient is recomputed per pass. */
+   y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored),
+   in chunks of BD__GN_CHUNK positions on the stack. */
+#define BD__GN_CHUNK 512
 static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                        const float *mean, const float *rstd, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
@@ -2429,7 +2444,8 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
     (void)nt;
     BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
     for (g = 0; g < G; g++) {
-        int64_t n, c, i;
+        float gb[BD__GN_CHUNK];
+        int64_t n, c, i, i0;
         for (n = 0; n < N; n++) {
             float mu = mean[n * G + g], rs = rstd[n * G + g], mg, mgx;
             double sg = 0.0, sgx = 0.0;
@@ -2437,30 +2453,30 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                 int64_t ch = g * Cg + c;
                 const float *xc = x + (n * C + ch) * HW;
                 const float *dc = dout + (n * C + ch) * HW;
-                float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                 float a = rs * gamma[ch], bb = (beta ? beta[ch] : 0.0f) - mu * a;
                 double sd = 0.0, sdx = 0.0;
-                int e;
-                for (i = 0; i + 8 <= HW; i += 8)
-                    for (e = 0; e < 8; e++) {
-                        float xh = (xc[i + e] - mu) * rs, d = dc[i + e];
-                        if (silu) {
-                            float y = xc[i + e] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
-                            d *= s * (1.0f + y * (1.0f - s));
-                        }
-                        sd8[e] += d;
-                        sx8[e] += d * xh;
-                    }
-                for (; i < HW; i++) {
-                    float xh = (xc[i] - mu) * rs, d = dc[i];
+                for (i0 = 0; i0 < HW; i0 += BD__GN_CHUNK) {
+                    int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
+                    const float *d = dc + i0;
+                    float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    int e;
                     if (silu) {
-                        float y = xc[i] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
-                        d *= s * (1.0f + y * (1.0f - s));
+                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
+                        d = gb;
                     }
-                    sd += d;
-                    sdx += (double)d * xh;
+                    for (i = 0; i + 8 <= m; i += 8)
+                        for (e = 0; e < 8; e++) {
+                            float xh = (xc[i0 + i + e] - mu) * rs;
+                            sd8[e] += d[i + e];
+                            sx8[e] += d[i + e] * xh;
+                        }
+                    for (; i < m; i++) {
+                        float xh = (xc[i0 + i] - mu) * rs;
+                        sd += d[i];
+                        sdx += (double)d[i] * xh;
+                    }
+                    for (e = 0; e < 8; e++) { sd += sd8[e]; sdx += sx8[e]; }
                 }
-                for (e = 0; e < 8; e++) { sd += sd8[e]; sdx += sx8[e]; }
                 if (dgamma) dgamma[ch] += (float)sdx;
                 if (dbeta) dbeta[ch] += (float)sd;
                 sg += gamma[ch] * sd;
@@ -2475,13 +2491,15 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                 const float *dc = dout + (n * C + ch) * HW;
                 float *dxc = dx + (n * C + ch) * HW;
                 float gm = gamma[ch], a = rs * gm, bb = (beta ? beta[ch] : 0.0f) - mu * a;
-                for (i = 0; i < HW; i++) {
-                    float xh = (xc[i] - mu) * rs, d = dc[i];
+                for (i0 = 0; i0 < HW; i0 += BD__GN_CHUNK) {
+                    int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
+                    const float *d = dc + i0, *xx = xc + i0;
+                    float *o = dxc + i0;
                     if (silu) {
-                        float y = xc[i] * a + bb, s = 1.0f / (1.0f + bd__expf(-y));
-                        d *= s * (1.0f + y * (1.0f - s));
+                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
+                        d = gb;
                     }
-                    dxc[i] += rs * (d * gm - mg - xh * mgx);
+                    for (i = 0; i < m; i++) o[i] += rs * (d[i] * gm - mg - ((xx[i] - mu) * rs) * mgx);
                 }
             }
         }

@@ -27,6 +27,11 @@ static double now_s(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -84,7 +89,7 @@ int main(int argc, char **argv) {
     bd_distill *dist = NULL;
     bd_rng rng = bd_rng_init(1234);
     int64_t n_params = 0, flops1 = 0, B = 1, D;
-    double *times, flops_step = 0.0, cblas_gf = 0.0, builtin_gf;
+    double *times, *ctimes, flops_step = 0.0, cblas_gf = 0.0, builtin_gf;
     float *x = NULL, *out = NULL, *tt = NULL, *traj = NULL;
     int kind; /* 0 train, 1 pd, 2 td, 3 sample */
 
@@ -161,30 +166,35 @@ int main(int argc, char **argv) {
     bd_rng_uniform_fill(&rng, x, B * D, -1.0f, 1.0f);
     for (i = 0; i < B; i++) tt[i] = (float)((i + 0.5) / (double)B);
     times = (double *)malloc((size_t)reps * sizeof(double));
+    ctimes = (double *)malloc((size_t)reps * sizeof(double));
 
     for (i = -3; i < reps; i++) { /* 3 warm-up repetitions */
-        double t0 = now_s(), loss;
+        double t0 = now_s(), c0 = cpu_s(), loss;
         switch (kind) {
         case 0: CHECK(bd_trainer_step(tr, x, B, &loss)); break;
         case 1: CHECK(bd_distill_step(dist, x, B, &loss, NULL)); break;
         case 2: CHECK(bd_distill_step(dist, NULL, B, &loss, NULL)); break;
         default: CHECK(bd_denoiser_forward(net, out, x, tt, B, 0)); break;
         }
-        if (i >= 0) times[i] = now_s() - t0;
+        if (i >= 0) {
+            times[i] = now_s() - t0;
+            ctimes[i] = cpu_s() - c0;
+        }
     }
+    qsort(ctimes, (size_t)reps, sizeof(double), cmp_d);
     qsort(times, (size_t)reps, sizeof(double), cmp_d);
     {
         double med = times[reps / 2];
         printf("{\"impl\":\"bdense\",\"case\":\"%s\",\"threads\":%d,\"batch\":%lld,\"reps\":%d,"
                "\"median_ms\":%.3f,\"p10_ms\":%.3f,\"p90_ms\":%.3f,\"min_ms\":%.3f,"
-               "\"rss_mb\":%.1f,\"gflop_per_step\":%.3f,\"gflops\":%.1f,"
+               "\"cpu_ms\":%.3f,\"rss_mb\":%.1f,\"gflop_per_step\":%.3f,\"gflops\":%.1f,"
                "\"cblas_gflops\":%.1f,\"builtin_gemm_gflops\":%.1f,\"params\":%lld}\n",
                cs, threads, (long long)B, reps, 1e3 * med, 1e3 * times[reps / 10],
                1e3 * times[(reps * 9) / 10 < reps ? (reps * 9) / 10 : reps - 1], 1e3 * times[0],
-               peak_rss_mb(), flops_step * 1e-9, flops_step / med * 1e-9, cblas_gf, builtin_gf,
+               1e3 * ctimes[reps / 2], peak_rss_mb(), flops_step * 1e-9, flops_step / med * 1e-9, cblas_gf, builtin_gf,
                (long long)n_params);
     }
-    free(times); free(x); free(out); free(tt); free(traj);
+    free(times); free(ctimes); free(x); free(out); free(tt); free(traj);
     if (dist) bd_distill_free(dist);
     if (tr) bd_trainer_free(tr);
     if (student) bd_denoiser_free(student);

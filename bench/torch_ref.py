@@ -194,20 +194,23 @@ def main():
         print("unknown case", case, file=sys.stderr)
         return 2
 
-    times = []
+    times, ctimes = [], []
     for r in range(-3, reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         if r >= 0:
             times.append(time.perf_counter() - t0)
+            ctimes.append(time.process_time() - c0)
     times.sort()
+    ctimes.sort()
     med = times[reps // 2]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({
         "impl": "torch", "case": case, "threads": threads, "batch": B, "reps": reps,
         "median_ms": round(1e3 * med, 3), "p10_ms": round(1e3 * times[reps // 10], 3),
         "p90_ms": round(1e3 * times[min(reps * 9 // 10, reps - 1)], 3),
-        "min_ms": round(1e3 * times[0], 3), "rss_mb": round(rss, 1),
+        "min_ms": round(1e3 * times[0], 3), "cpu_ms": round(1e3 * ctimes[reps // 2], 3),
+        "rss_mb": round(rss, 1),
         "torch": torch.__version__, "params": n_params}))
     return 0
 
