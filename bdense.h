@@ -2119,6 +2119,169 @@ static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr
     }
 }
 
+/* ---- direct 3x3 stride-1 convolution (AVX-512) ----
+   No im2col at all: the input is copied once into a zero-padded image
+   (C, H+2, W+2), and the micro-kernel loads each input vector straight
+   from it (a row segment shifted by (ky, kx)), against 8 output channels
+   of weights packed as for the GEMM (8 rows x Cin*9).  Tile: 8 output
+   channels x 2 vectors of 16 output pixels (row segments; for W <= 16 two
+   rows).  Used for the forward and, with the flipped kernel on the padded
+   dout, for dx; the padded copies live in the `col` workspace. */
+#define BD__DC_SLACK 64
+static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
+#ifdef BD__X86
+    return k == 3 && stride == 1 && pad == 1 && W >= 12 && W <= 32 && H >= 1 &&
+           __builtin_cpu_supports("avx512f");
+#else
+    (void)H; (void)W; (void)k; (void)stride; (void)pad;
+    return 0;
+#endif
+}
+/* xp (C, H+2, W+2) <- zero-padded x (C, H, W) */
+static void bd__pad1(float *xp, const float *x, int64_t C, int64_t H, int64_t W) {
+    int64_t c, y, Wp = W + 2, Hp = H + 2;
+    for (c = 0; c < C; c++) {
+        float *pc = xp + c * Hp * Wp;
+        const float *xc = x + c * H * W;
+        memset(pc, 0, (size_t)Wp * sizeof(float));
+        for (y = 0; y < H; y++) {
+            float *r = pc + (y + 1) * Wp;
+            r[0] = 0.0f;
+            memcpy(r + 1, xc + y * W, (size_t)W * sizeof(float));
+            r[W + 1] = 0.0f;
+        }
+        memset(pc + (H + 1) * Wp, 0, (size_t)Wp * sizeof(float));
+    }
+    memset(xp + C * Hp * Wp, 0, BD__DC_SLACK * sizeof(float));
+}
+#ifdef BD__X86
+/* out rows co0..co0+mr of one sample (Cout, H, W):
+   acc = sum_kk a[kk*8 + r] * xp[off[kk] + pixel];  out = acc + bias (accum = 0)
+   or out += acc (accum = 1).  Rows of output pixels: y0..y1-1. */
+__attribute__((target("avx512f"))) static void
+bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off, int64_t KK,
+                int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
+                int64_t y1) {
+    int64_t Wp = W + 2, HW = H * W, y, i, kk;
+    int two_rows = W <= 16;
+    __mmask16 m0, m1;
+    if (two_rows) {
+        m0 = (__mmask16)((1u << W) - 1u);
+        m1 = m0;
+    } else {
+        m0 = (__mmask16)0xFFFF;
+        m1 = (__mmask16)((1u << (W - 16)) - 1u);
+    }
+    for (y = y0; y < y1; y += two_rows ? 2 : 1) {
+        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..) */
+        int64_t b0 = y * Wp, b1 = two_rows ? (y + 1) * Wp : y * Wp + 16;
+        int64_t o0 = y * W, o1 = two_rows ? (y + 1) * W : y * W + 16;
+        int has1 = !two_rows || y + 1 < y1;
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+               c61 = c00, c70 = c00, c71 = c00;
+        const float *a = ap;
+        __m512 r[16];
+        for (kk = 0; kk < KK; kk++) {
+            __m512 x0 = _mm512_loadu_ps(xp + off[kk] + b0), x1 = _mm512_loadu_ps(xp + off[kk] + b1), w;
+            w = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(w, x0, c00); c01 = _mm512_fmadd_ps(w, x1, c01);
+            w = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(w, x0, c10); c11 = _mm512_fmadd_ps(w, x1, c11);
+            w = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(w, x0, c20); c21 = _mm512_fmadd_ps(w, x1, c21);
+            w = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(w, x0, c30); c31 = _mm512_fmadd_ps(w, x1, c31);
+            w = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(w, x0, c40); c41 = _mm512_fmadd_ps(w, x1, c41);
+            w = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(w, x0, c50); c51 = _mm512_fmadd_ps(w, x1, c51);
+            w = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(w, x0, c60); c61 = _mm512_fmadd_ps(w, x1, c61);
+            w = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(w, x0, c70); c71 = _mm512_fmadd_ps(w, x1, c71);
+            a += 8;
+        }
+        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
+        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        for (i = 0; i < mr; i++) {
+            float *oc = out + i * HW;
+            __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
+            if (accum) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, oc + o0));
+                if (has1) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, oc + o1));
+            } else if (bias) {
+                __m512 bv = _mm512_set1_ps(bias[i]);
+                v0 = _mm512_add_ps(v0, bv);
+                v1 = _mm512_add_ps(v1, bv);
+            }
+            _mm512_mask_storeu_ps(oc + o0, m0, v0);
+            if (has1) _mm512_mask_storeu_ps(oc + o1, m1, v1);
+        }
+    }
+}
+#endif
+
+/* One sample: out (Cout, H, W) (=) or += conv3x3(xp padded (Cin, H+2, W+2)) with A
+   packed by `A` (rows = output channels, depth = Cin*9 in (ci, ky, kx) order).
+   Items (output-channel panel x row band) split over threads when par. */
+static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, int64_t Cin,
+                              int64_t H, int64_t W, int64_t Cout, const float *bias, int accum,
+                              int par) {
+#ifdef BD__X86
+    int64_t npan = (Cout + 7) / 8, band = W <= 16 ? 2 : 1;
+    int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
+    int nt = bd__omp_threads();
+    if (par && nt > 1 && npan < 2 * nt) bands_per = (nbands * npan + 2 * nt - 1) / (2 * nt);
+    if (bands_per < 1) bands_per = 1;
+    items = npan * ((nbands + bands_per - 1) / bands_per);
+    BD__OMP_FOR_IF(par && nt > 1 && items > 1)
+    for (t = 0; t < items; t++) {
+        float ap[8 * 9 * 128];
+        int32_t off[9 * 128];
+        int64_t nb = (nbands + bands_per - 1) / bands_per, HpWp = (H + 2) * (W + 2);
+        int64_t p = t / nb, b = t % nb, co0 = p * 8, mr = Cout - co0 < 8 ? Cout - co0 : 8;
+        int64_t y0 = b * bands_per * band, y1 = y0 + bands_per * band, c0, ci, ky, kx;
+        if (y1 > H) y1 = H;
+        for (ci = 0; ci < Cin && ci < 128; ci++)
+            for (ky = 0; ky < 3; ky++)
+                for (kx = 0; kx < 3; kx++)
+                    off[(ci * 3 + ky) * 3 + kx] = (int32_t)((ci * (H + 2) + ky) * (W + 2) + kx);
+        /* depth in chunks of up to 128 input channels (the stack buffers) */
+        for (c0 = 0; c0 < Cin; c0 += 128) {
+            int64_t cc = Cin - c0 < 128 ? Cin - c0 : 128;
+            A->pack(A, ap, co0, mr, c0 * 9, cc * 9, 8);
+            bd__direct_tile(out + co0 * H * W, ap, xp + c0 * HpWp, off, cc * 9, H, W, mr,
+                            c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
+        }
+    }
+#else
+    (void)out; (void)xp; (void)A; (void)Cin; (void)H; (void)W; (void)Cout; (void)bias;
+    (void)accum; (void)par;
+#endif
+}
+
+#ifdef _OPENMP
+static int bd__omp_tid(void) { return omp_get_thread_num(); }
+#else
+static int bd__omp_tid(void) { return 0; }
+#endif
+/* out[n] (Cout, H, W) (= + bias, or += when accum) = direct 3x3 conv of x[n]
+   (Cin, H, W); padded copies in col (colsize floats).  0 = not applicable. */
+static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float *x,
+                            const bd__gsrc *A, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                            int64_t Cout, const float *bias, int accum) {
+    int64_t pad = Cin * (H + 2) * (W + 2) + BD__DC_SLACK, n;
+    int nt = bd__omp_threads();
+    if (!col || pad > colsize) return 0;
+    if (nt > 1 && N >= nt && (int64_t)nt * pad <= colsize) {
+        BD__OMP_FOR_IF(1)
+        for (n = 0; n < N; n++) {
+            float *xp = col + (int64_t)bd__omp_tid() * pad;
+            bd__pad1(xp, x + n * Cin * H * W, Cin, H, W);
+            bd__direct_sample(out + n * Cout * H * W, xp, A, Cin, H, W, Cout, bias, accum, 0);
+        }
+    } else {
+        for (n = 0; n < N; n++) {
+            bd__pad1(col, x + n * Cin * H * W, Cin, H, W);
+            bd__direct_sample(out + n * Cout * H * W, col, A, Cin, H, W, Cout, bias, accum, 1);
+        }
+    }
+    return 1;
+}
+
 /* number of column blocks (multiples of NR) per sample so that N * blocks
    gives every thread work */
 static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
@@ -2135,8 +2298,15 @@ BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float
     int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     int64_t P = Ho * Wo, KK = Cin * k * k, nb, cb, t;
     int nt = bd__omp_threads();
-    (void)col;
     if (N <= 0 || Cout <= 0 || P <= 0) return;
+    if (bd__direct_ok(H, W, k, stride, pad)) {
+        bd__gsrc sa;
+        memset(&sa, 0, sizeof sa);
+        sa.pack = bd__pack_rowmajor; sa.p = w; sa.ld = KK;
+        if (bd__conv3_direct(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &sa,
+                             N, Cin, H, W, Cout, b, 0))
+            return;
+    }
     nb = bd__col_blocks(N, P, nt);
     cb = ((P + nb - 1) / nb + BD__NR - 1) / BD__NR * BD__NR;
     nb = (P + cb - 1) / cb;
@@ -2214,6 +2384,14 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
             }
             bd__gemm_run(&sa, 0, &sb, j0, Cout, m, N * P, 1.0f, dw + j0, KK, buf);
         }
+    }
+    if (dx && bd__direct_ok(H, W, k, stride, pad)) {
+        bd__gsrc sa;
+        memset(&sa, 0, sizeof sa);
+        sa.pack = bd__pack_wflip; sa.p = w; sa.C = Cin; sa.k = k;
+        if (bd__conv3_direct(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout,
+                             &sa, N, Cout, H, W, Cin, NULL, 1))
+            dx = NULL; /* done */
     }
     if (dx && (fast || (stride == 1 && pad <= k - 1))) {
         /* dx[n] (Cin, HW) += w' (Cin, Cout*k*k) . im2col(dout[n], pad k-1-p) */
