@@ -2076,6 +2076,62 @@ static void bd__pack_im2col_t(const bd__gsrc *s, float *dst, int64_t r0, int64_t
     }
 }
 
+#ifdef BD__X86
+/* bd__pack_im2col_t with AVX-512 masked gathers: the 32 lanes (kk) of a
+   depth row q are two 16-wide gathers from x at fixed per-lane offsets
+   (ci*H*W + ky*W + kx) plus the position's base, masked where the tap falls
+   in the zero padding. */
+__attribute__((target("avx512f"))) static void
+bd__pack_im2col_t_avx512(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                         int64_t kc, int64_t w) {
+    int64_t pr, k = s->k, H = s->H, W = s->W, Wo = s->Wo, P = s->Ho * s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int32_t ofs[32], kys[32], kxs[32];
+        int64_t lanes = nr - pr < w ? nr - pr : w, l, q;
+        int64_t n = k0 / P, j = k0 % P, oy = j / Wo, ox = j % Wo;
+        const float *xn = s->p + n * s->nstr;
+        float *d = dst + pr * kc;
+        __m512i vo0, vo1, vy0, vy1, vx0, vx1, vH = _mm512_set1_epi32((int32_t)H),
+                                            vW = _mm512_set1_epi32((int32_t)W);
+        __mmask16 lm0, lm1;
+        for (l = 0; l < 32; l++) {
+            int64_t row = r0 + pr + (l < lanes ? l : 0), ci = row / (k * k);
+            kys[l] = (int32_t)((row / k) % k);
+            kxs[l] = (int32_t)(row % k);
+            ofs[l] = (int32_t)(ci * H * W + kys[l] * W + kxs[l]);
+        }
+        vo0 = _mm512_loadu_si512(ofs); vo1 = _mm512_loadu_si512(ofs + 16);
+        vy0 = _mm512_loadu_si512(kys); vy1 = _mm512_loadu_si512(kys + 16);
+        vx0 = _mm512_loadu_si512(kxs); vx1 = _mm512_loadu_si512(kxs + 16);
+        lm0 = (__mmask16)(lanes >= 16 ? 0xFFFF : ((1u << lanes) - 1u));
+        lm1 = (__mmask16)(lanes >= 32 ? 0xFFFF : (lanes > 16 ? ((1u << (lanes - 16)) - 1u) : 0u));
+        for (q = 0; q < kc; q++) {
+            int32_t iy0 = (int32_t)(oy * st - s->pad), ix0 = (int32_t)(ox * st - s->pad);
+            __m512i by = _mm512_set1_epi32(iy0), bx = _mm512_set1_epi32(ix0);
+            __m512i base = _mm512_set1_epi32(iy0 * (int32_t)W + ix0);
+            __m512i iy = _mm512_add_epi32(vy0, by), ix = _mm512_add_epi32(vx0, bx);
+            __mmask16 m = lm0 & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) &
+                          _mm512_cmplt_epi32_mask(iy, vH) &
+                          _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
+                          _mm512_cmplt_epi32_mask(ix, vW);
+            _mm512_storeu_ps(d + q * w, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                                 _mm512_add_epi32(vo0, base), xn, 4));
+            iy = _mm512_add_epi32(vy1, by);
+            ix = _mm512_add_epi32(vx1, bx);
+            m = lm1 & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) &
+                _mm512_cmplt_epi32_mask(iy, vH) & _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
+                _mm512_cmplt_epi32_mask(ix, vW);
+            _mm512_storeu_ps(d + q * w + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                                      _mm512_add_epi32(vo1, base), xn, 4));
+            if (++ox == Wo) {
+                ox = 0;
+                if (++oy == s->Ho) { oy = 0; xn += s->nstr; }
+            }
+        }
+    }
+}
+#endif
+
 /* element (r, depth q) = p[(q / P)*nstr + r*ld + q % P], P = s->Ho*s->Wo:
    a per-sample (rows, P) matrix with the samples laid side by side */
 static void bd__pack_cat(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
@@ -2378,9 +2434,16 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
             sb.p = x; sb.nstr = Cin * HW; sb.Ho = Ho; sb.Wo = Wo;
             if (fast) {
                 sb.pack = bd__pack_cat; sb.ld = P;
-            } else {
-                sb.pack = bd__pack_im2col_t; sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
+            }
+            {
+                /* (a 1x1 conv is the k = 1 case: the gather packer beats pack_cat) */
+                if (!fast) sb.pack = bd__pack_im2col_t;
+                sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
                 sb.stride = stride; sb.pad = pad;
+#ifdef BD__X86
+                if (__builtin_cpu_supports("avx512f") && Cin * HW < ((int64_t)1 << 30))
+                    sb.pack = bd__pack_im2col_t_avx512;
+#endif
             }
             bd__gemm_run(&sa, 0, &sb, j0, Cout, m, N * P, 1.0f, dw + j0, KK, buf);
         }
