@@ -2273,9 +2273,9 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
 /* One sample: out (Cout, H, W) (=) or += conv3x3(xp padded (Cin, H+2, W+2)) with A
    packed by `A` (rows = output channels, depth = Cin*9 in (ci, ky, kx) order).
    Items (output-channel panel x row band) split over threads when par. */
-static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, int64_t Cin,
-                              int64_t H, int64_t W, int64_t Cout, const float *bias, int accum,
-                              int par) {
+static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, const float *apk,
+                              int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
+                              int accum, int par) {
 #ifdef BD__X86
     int64_t npan = (Cout + 7) / 8, band = W <= 16 ? 2 : 1;
     int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
@@ -2298,13 +2298,14 @@ static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, in
         /* depth in chunks of up to 128 input channels (the stack buffers) */
         for (c0 = 0; c0 < Cin; c0 += 128) {
             int64_t cc = Cin - c0 < 128 ? Cin - c0 : 128;
-            A->pack(A, ap, co0, mr, c0 * 9, cc * 9, 8);
-            bd__direct_tile(out + co0 * H * W, ap, xp + c0 * HpWp, off, cc * 9, H, W, mr,
+            const float *a = apk ? apk + p * 8 * Cin * 9 + c0 * 9 * 8 : ap;
+            if (!apk) A->pack(A, ap, co0, mr, c0 * 9, cc * 9, 8);
+            bd__direct_tile(out + co0 * H * W, a, xp + c0 * HpWp, off, cc * 9, H, W, mr,
                             c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
         }
     }
 #else
-    (void)out; (void)xp; (void)A; (void)Cin; (void)H; (void)W; (void)Cout; (void)bias;
+    (void)out; (void)xp; (void)A; (void)apk; (void)Cin; (void)H; (void)W; (void)Cout; (void)bias;
     (void)accum; (void)par;
 #endif
 }
@@ -2319,20 +2320,30 @@ static int bd__omp_tid(void) { return 0; }
 static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float *x,
                             const bd__gsrc *A, int64_t N, int64_t Cin, int64_t H, int64_t W,
                             int64_t Cout, const float *bias, int accum) {
-    int64_t pad = Cin * (H + 2) * (W + 2) + BD__DC_SLACK, n;
-    int nt = bd__omp_threads();
+    int64_t pad = Cin * (H + 2) * (W + 2) + BD__DC_SLACK, n, npan = (Cout + 7) / 8;
+    int64_t packed = npan * 8 * Cin * 9, slots;
+    int nt = bd__omp_threads(), multi;
+    float *apk = NULL;
     if (!col || pad > colsize) return 0;
-    if (nt > 1 && N >= nt && (int64_t)nt * pad <= colsize) {
+    multi = nt > 1 && N >= nt && (int64_t)nt * pad <= colsize;
+    slots = multi ? nt : 1;
+    if (N > 1 && slots * pad + packed <= colsize) {
+        /* weights packed once for all samples, after the padded images */
+        apk = col + slots * pad;
+        for (n = 0; n < npan; n++)
+            A->pack(A, apk + n * 8 * Cin * 9, n * 8, Cout - n * 8 < 8 ? Cout - n * 8 : 8, 0, Cin * 9, 8);
+    }
+    if (multi) {
         BD__OMP_FOR_IF(1)
         for (n = 0; n < N; n++) {
             float *xp = col + (int64_t)bd__omp_tid() * pad;
             bd__pad1(xp, x + n * Cin * H * W, Cin, H, W);
-            bd__direct_sample(out + n * Cout * H * W, xp, A, Cin, H, W, Cout, bias, accum, 0);
+            bd__direct_sample(out + n * Cout * H * W, xp, A, apk, Cin, H, W, Cout, bias, accum, 0);
         }
     } else {
         for (n = 0; n < N; n++) {
             bd__pad1(col, x + n * Cin * H * W, Cin, H, W);
-            bd__direct_sample(out + n * Cout * H * W, col, A, Cin, H, W, Cout, bias, accum, 1);
+            bd__direct_sample(out + n * Cout * H * W, col, A, apk, Cin, H, W, Cout, bias, accum, 1);
         }
     }
     return 1;
