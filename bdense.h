@@ -424,6 +424,164 @@ BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
 /* ======================================================================== */
 /* >>backend                                                                */
 /* ======================================================================== */
+/* Vector ops that training and sampling need on whichever memory holds the
+   model (every backend provides them; the CPU versions are here).
+   bd_vec_axpby: for n < N, d < D
+       out[n*ldo + d] = sa * (a ? a[n] : 1) * x[n*ldx + d]
+                      + sb * (b ? b[n] : 1) * y[n*ldy + d]
+   y may be NULL (second term dropped); out may alias x or y (same ld);
+   a, b are per-row coefficient arrays (N) in the backend's memory, or NULL.
+   bd_vec_adam (PyTorch AdamW order), per element with g' = grad_scale * g:
+       m = beta1 m + (1-beta1) g';  v = beta2 v + (1-beta2) g'^2;
+       p = p * (1 - lr*weight_decay);
+       p = p - (lr/bias_c1) * m / (sqrt(v)/sqrt(bias_c2) + eps)
+   with bias_c1 = 1-beta1^t, bias_c2 = 1-beta2^t (caller computes them).
+   bd_vec_ema: ema = decay*ema + (1-decay)*p.
+   bd_vec_sumsq: sum of squares in double (NaN/Inf propagate: a finite
+   result means every element is finite). */
+typedef struct bd_vec_adam_args {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
+} bd_vec_adam_args;
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D);
+BDAPI void bd_vec_fill(float *out, float value, int64_t n);
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *args);
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, float decay);
+BDAPI double bd_vec_sumsq(const float *x, int64_t n);
+
+/* A backend is a table of kernel function pointers plus the buffer
+   operations that go with its memory.  Every context has one; the CPU table
+   (bd_backend_cpu) is the default and points at the bd_ kernels above.
+   The CUDA translation unit (bdense_cuda.cu, bd_cuda_init) installs a table
+   whose buffers live in device memory.
+
+   Entries have the signature of the bd_ kernel of the same name with one
+   extra first argument, `state` (the backend's private state, be->state),
+   and follow the same accumulation rule (backward +=).  Call them through
+   BD_OP:   BD_OP(ctx, conv2d_forward, out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+
+   Fallback rule (bd_context_set_backend): an entry left NULL is filled with
+   the CPU kernel when the backend's buffers are host memory
+   (device_memory == 0).  A device-memory backend must provide every entry
+   (the CPU kernels cannot read device pointers); a missing one is
+   BD_ERROR_UNSUPPORTED at registration, never a crash later.
+
+   Errors: kernels return void (as the CPU ones).  A device backend records
+   its first failure (launch error, cuBLAS error, scratch allocation)
+   internally, skips further work, and reports it with bd_error from the
+   next `sync` (bd_backend_sync); buffer operations report at once. */
+struct bd_backend {
+    const char *name;    /* "cpu", "cuda" */
+    int device_memory;   /* 1: buffers are device memory, host must not touch */
+    void *state;         /* first argument of every entry */
+    /* called by bd_context_free while this backend is installed (may be NULL) */
+    void (*release)(void *state, bd_context *ctx);
+
+    /* ---- buffers: bytes, never elements ---- */
+    bd_result (*buffer_alloc)(void *state, bd_context *ctx, size_t bytes, void **out);
+    void (*buffer_free)(void *state, bd_context *ctx, void *ptr);
+    bd_result (*buffer_zero)(void *state, bd_context *ctx, void *ptr, size_t bytes);
+    bd_result (*copy_h2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2h)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    /* wait for queued work; reports (and clears) the first recorded error */
+    bd_result (*sync)(void *state, bd_context *ctx);
+
+    /* ---- GEMM and >>layers kernels (same arguments as the bd_ versions) ---- */
+    void (*sgemm)(void *state, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float beta, float *C, int64_t ldc);
+    void (*linear_forward)(void *state, float *out, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t In, int64_t Out);
+    void (*linear_backward)(void *state, float *dx, float *dw, float *db, const float *dout,
+                            const float *x, const float *w, int64_t N, int64_t In, int64_t Out);
+    void (*silu_forward)(void *state, float *out, const float *x, int64_t n);
+    void (*silu_backward)(void *state, float *dx, const float *dout, const float *x, int64_t n);
+    void (*conv2d_forward)(void *state, float *out, float *col, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                           int64_t Cout, int64_t k, int64_t stride, int64_t pad);
+    void (*conv2d_backward)(void *state, float *dx, float *dw, float *db, float *col,
+                            const float *dout, const float *x, const float *w, int64_t N,
+                            int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                            int64_t stride, int64_t pad);
+    void (*groupnorm_forward)(void *state, float *out, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, int64_t N, int64_t C,
+                              int64_t HW, int64_t G);
+    void (*groupnorm_backward)(void *state, float *dx, float *dgamma, float *dbeta,
+                               const float *dout, const float *x, const float *mean,
+                               const float *rstd, const float *gamma, int64_t N, int64_t C,
+                               int64_t HW, int64_t G);
+    void (*upsample2x_forward)(void *state, float *out, const float *x, int64_t N, int64_t C,
+                               int64_t H, int64_t W);
+    void (*upsample2x_backward)(void *state, float *dx, const float *dout, int64_t N, int64_t C,
+                                int64_t H, int64_t W);
+    void (*concat_forward)(void *state, float *out, const float *a, const float *b, int64_t N,
+                           int64_t C1, int64_t C2, int64_t HW);
+    void (*concat_backward)(void *state, float *da, float *db, const float *dout, int64_t N,
+                            int64_t C1, int64_t C2, int64_t HW);
+    void (*add_channel_forward)(void *state, float *x, const float *e, int64_t N, int64_t C,
+                                int64_t HW);
+    void (*add_channel_backward)(void *state, float *de, const float *dout, int64_t N, int64_t C,
+                                 int64_t HW);
+    void (*add_forward)(void *state, float *out, const float *a, const float *b, int64_t n);
+    void (*add_backward)(void *state, float *da, float *db, const float *dout, int64_t n);
+    void (*attention_forward)(void *state, float *out, float *att, const float *qkv, int64_t N,
+                              int64_t C, int64_t HW, int64_t heads);
+    void (*attention_backward)(void *state, float *dqkv, float *scratch, const float *dout,
+                               const float *qkv, const float *att, int64_t N, int64_t C,
+                               int64_t HW, int64_t heads);
+    void (*timestep_embedding_forward)(void *state, float *out, const float *c_noise, int64_t N,
+                                       int64_t dim);
+    /* returns the loss on the host (a device backend waits for it) */
+    double (*mse_forward)(void *state, const float *pred, const float *target, const float *w,
+                          int64_t N, int64_t D);
+    void (*mse_backward)(void *state, float *dpred, const float *pred, const float *target,
+                         const float *w, int64_t N, int64_t D);
+
+    /* ---- vector ops for training and sampling (bd_vec_* below) ---- */
+    void (*vec_axpby)(void *state, float *out, int64_t ldo, const float *x, int64_t ldx,
+                      const float *a, float sa, const float *y, int64_t ldy, const float *b,
+                      float sb, int64_t N, int64_t D);
+    void (*vec_fill)(void *state, float *out, float value, int64_t n);
+    void (*vec_adam)(void *state, float *p, const float *g, float *m, float *v, int64_t n,
+                     const bd_vec_adam_args *args);
+    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, float decay);
+    double (*vec_sumsq)(void *state, const float *x, int64_t n);
+};
+
+/* The CPU table (host memory; entries are the bd_ kernels). */
+BDAPI const bd_backend *bd_backend_cpu(void);
+/* Install `be` on ctx (NULL = the CPU table).  NULL entries are filled from
+   the CPU table when be->device_memory == 0; otherwise a NULL entry is
+   BD_ERROR_UNSUPPORTED and the context keeps its backend.  `be` must outlive
+   its use on ctx. */
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be);
+/* 1 when the context's buffers are device memory */
+BDAPI int bd_backend_on_device(const bd_context *ctx);
+/* Buffers of the context's backend (host memory for the CPU backend). */
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out);
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr);
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes);
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *host_src, size_t bytes);
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *host_dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_sync(bd_context *ctx);
+/* Run kernel `op` of ctx's backend: BD_OP(ctx, silu_forward, out, x, n). */
+#define BD_OP(ctx, op, ...) ((ctx)->backend->op((ctx)->backend->state, __VA_ARGS__))
+
+/* CUDA backend, defined in bdense_cuda.cu (link it and cuBLAS; not
+   available with BDENSE_STATIC).  bd_cuda_init selects `device`, creates a
+   stream and a cuBLAS handle, and installs the CUDA table on ctx (float32
+   GEMMs, TF32 off).  bd_cuda_shutdown puts the CPU table back and frees
+   everything (bd_context_free does it too).  bd_cuda_device_count is 0 when
+   there is no driver or no GPU. */
+extern int bd_cuda_device_count(void);
+extern bd_result bd_cuda_init(bd_context *ctx, int device);
+extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
+extern void bd_cuda_shutdown(bd_context *ctx);
+
 /* BACKEND-DECLARATIONS */
 
 #ifdef __cplusplus
@@ -596,6 +754,7 @@ BDAPI bd_result bd_context_init(const bd_context_config *config, bd_context **ou
 BDAPI void bd_context_free(bd_context *ctx) {
     bd_allocator a;
     if (!ctx) return;
+    if (ctx->backend && ctx->backend->release) ctx->backend->release(ctx->backend->state, ctx);
     a = ctx->allocator;
     a.free(ctx, a.user_data);
 }
@@ -944,12 +1103,307 @@ BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *sr
 /* ------------------------------------------------------------------------ */
 /* >>backend                                                                */
 /* ------------------------------------------------------------------------ */
-/* BACKEND-IMPLEMENTATION */
-struct bd_backend {
-    const char *name;
-};
-static const bd_backend bd__cpu_backend = {"cpu"};
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        float ca = sa * (a ? a[n] : 1.0f), cb = sb * (b ? b[n] : 1.0f);
+        float *o = out + n * ldo;
+        const float *xr = x + n * ldx;
+        if (y) {
+            const float *yr = y + n * ldy;
+            for (d = 0; d < D; d++) o[d] = ca * xr[d] + cb * yr[d];
+        } else {
+            for (d = 0; d < D; d++) o[d] = ca * xr[d];
+        }
+    }
+}
+
+BDAPI void bd_vec_fill(float *out, float value, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = value;
+}
+
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *a) {
+    int64_t i;
+    float decay = 1.0f - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
+    float sq2 = sqrtf(a->bias_c2);
+    for (i = 0; i < n; i++) {
+        float gi = a->grad_scale * g[i];
+        float mi = a->beta1 * m[i] + (1.0f - a->beta1) * gi;
+        float vi = a->beta2 * v[i] + (1.0f - a->beta2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sq2 + a->eps);
+    }
+}
+
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, float decay) {
+    int64_t i;
+    for (i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+}
+
+BDAPI double bd_vec_sumsq(const float *x, int64_t n) {
+    int64_t i;
+    double s = 0.0;
+    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+/* CPU table entries: the bd_ kernels behind the unused state argument. */
+static bd_result bd__cpu_buffer_alloc(void *st, bd_context *ctx, size_t bytes, void **out) {
+    (void)st;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "buffer_alloc: out is NULL");
+    *out = bd_alloc(ctx, bytes);
+    return *out ? BD_SUCCESS : ctx->last_result;
+}
+static void bd__cpu_buffer_free(void *st, bd_context *ctx, void *p) { (void)st; bd_free(ctx, p); }
+static bd_result bd__cpu_buffer_zero(void *st, bd_context *ctx, void *p, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes) memset(p, 0, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_copy(void *st, bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_sync(void *st, bd_context *ctx) { (void)st; (void)ctx; return BD_SUCCESS; }
+static void bd__cpu_sgemm(void *st, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+    (void)st;
+    bd_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void bd__cpu_linear_forward(void *st, float *out, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t In, int64_t Out) {
+    (void)st;
+    bd_linear_forward(out, x, w, b, N, In, Out);
+}
+static void bd__cpu_linear_backward(void *st, float *dx, float *dw, float *db, const float *dout,
+                                    const float *x, const float *w, int64_t N, int64_t In,
+                                    int64_t Out) {
+    (void)st;
+    bd_linear_backward(dx, dw, db, dout, x, w, N, In, Out);
+}
+static void bd__cpu_silu_forward(void *st, float *out, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_forward(out, x, n);
+}
+static void bd__cpu_silu_backward(void *st, float *dx, const float *dout, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_backward(dx, dout, x, n);
+}
+static void bd__cpu_conv2d_forward(void *st, float *out, float *col, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                                   int64_t Cout, int64_t k, int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_forward(out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_conv2d_backward(void *st, float *dx, float *dw, float *db, float *col,
+                                    const float *dout, const float *x, const float *w, int64_t N,
+                                    int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                                    int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_backward(dx, dw, db, col, dout, x, w, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_groupnorm_forward(void *st, float *out, float *mean, float *rstd,
+                                      const float *x, const float *gamma, const float *beta,
+                                      int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
+}
+static void bd__cpu_groupnorm_backward(void *st, float *dx, float *dgamma, float *dbeta,
+                                       const float *dout, const float *x, const float *mean,
+                                       const float *rstd, const float *gamma, int64_t N,
+                                       int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, N, C, HW, G);
+}
+static void bd__cpu_upsample2x_forward(void *st, float *out, const float *x, int64_t N, int64_t C,
+                                       int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_forward(out, x, N, C, H, W);
+}
+static void bd__cpu_upsample2x_backward(void *st, float *dx, const float *dout, int64_t N,
+                                        int64_t C, int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_backward(dx, dout, N, C, H, W);
+}
+static void bd__cpu_concat_forward(void *st, float *out, const float *a, const float *b, int64_t N,
+                                   int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_forward(out, a, b, N, C1, C2, HW);
+}
+static void bd__cpu_concat_backward(void *st, float *da, float *db, const float *dout, int64_t N,
+                                    int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_backward(da, db, dout, N, C1, C2, HW);
+}
+static void bd__cpu_add_channel_forward(void *st, float *x, const float *e, int64_t N, int64_t C,
+                                        int64_t HW) {
+    (void)st;
+    bd_add_channel_forward(x, e, N, C, HW);
+}
+static void bd__cpu_add_channel_backward(void *st, float *de, const float *dout, int64_t N,
+                                         int64_t C, int64_t HW) {
+    (void)st;
+    bd_add_channel_backward(de, dout, N, C, HW);
+}
+static void bd__cpu_add_forward(void *st, float *out, const float *a, const float *b, int64_t n) {
+    (void)st;
+    bd_add_forward(out, a, b, n);
+}
+static void bd__cpu_add_backward(void *st, float *da, float *db, const float *dout, int64_t n) {
+    (void)st;
+    bd_add_backward(da, db, dout, n);
+}
+static void bd__cpu_attention_forward(void *st, float *out, float *att, const float *qkv,
+                                      int64_t N, int64_t C, int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_forward(out, att, qkv, N, C, HW, heads);
+}
+static void bd__cpu_attention_backward(void *st, float *dqkv, float *scratch, const float *dout,
+                                       const float *qkv, const float *att, int64_t N, int64_t C,
+                                       int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_backward(dqkv, scratch, dout, qkv, att, N, C, HW, heads);
+}
+static void bd__cpu_timestep_embedding_forward(void *st, float *out, const float *c_noise,
+                                               int64_t N, int64_t dim) {
+    (void)st;
+    bd_timestep_embedding_forward(out, c_noise, N, dim);
+}
+static double bd__cpu_mse_forward(void *st, const float *pred, const float *target, const float *w,
+                                  int64_t N, int64_t D) {
+    (void)st;
+    return bd_mse_forward(pred, target, w, N, D);
+}
+static void bd__cpu_mse_backward(void *st, float *dpred, const float *pred, const float *target,
+                                 const float *w, int64_t N, int64_t D) {
+    (void)st;
+    bd_mse_backward(dpred, pred, target, w, N, D);
+}
+static void bd__cpu_vec_axpby(void *st, float *out, int64_t ldo, const float *x, int64_t ldx,
+                              const float *a, float sa, const float *y, int64_t ldy,
+                              const float *b, float sb, int64_t N, int64_t D) {
+    (void)st;
+    bd_vec_axpby(out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
+}
+static void bd__cpu_vec_fill(void *st, float *out, float value, int64_t n) {
+    (void)st;
+    bd_vec_fill(out, value, n);
+}
+static void bd__cpu_vec_adam(void *st, float *p, const float *g, float *m, float *v, int64_t n,
+                             const bd_vec_adam_args *args) {
+    (void)st;
+    bd_vec_adam(p, g, m, v, n, args);
+}
+static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, float decay) {
+    (void)st;
+    bd_vec_ema(ema, p, n, decay);
+}
+static double bd__cpu_vec_sumsq(void *st, const float *x, int64_t n) {
+    (void)st;
+    return bd_vec_sumsq(x, n);
+}
+
+/* Positional initialiser: the order is the field order of struct bd_backend. */
+static const bd_backend bd__cpu_backend = {
+    "cpu", 0, NULL, NULL,
+    bd__cpu_buffer_alloc, bd__cpu_buffer_free, bd__cpu_buffer_zero,
+    bd__cpu_copy, bd__cpu_copy, bd__cpu_copy, bd__cpu_sync,
+    bd__cpu_sgemm,
+    bd__cpu_linear_forward, bd__cpu_linear_backward,
+    bd__cpu_silu_forward, bd__cpu_silu_backward,
+    bd__cpu_conv2d_forward, bd__cpu_conv2d_backward,
+    bd__cpu_groupnorm_forward, bd__cpu_groupnorm_backward,
+    bd__cpu_upsample2x_forward, bd__cpu_upsample2x_backward,
+    bd__cpu_concat_forward, bd__cpu_concat_backward,
+    bd__cpu_add_channel_forward, bd__cpu_add_channel_backward,
+    bd__cpu_add_forward, bd__cpu_add_backward,
+    bd__cpu_attention_forward, bd__cpu_attention_backward,
+    bd__cpu_timestep_embedding_forward,
+    bd__cpu_mse_forward, bd__cpu_mse_backward,
+    bd__cpu_vec_axpby, bd__cpu_vec_fill, bd__cpu_vec_adam, bd__cpu_vec_ema, bd__cpu_vec_sumsq};
+
 static const bd_backend *bd__backend_cpu(void) { return &bd__cpu_backend; }
+BDAPI const bd_backend *bd_backend_cpu(void) { return &bd__cpu_backend; }
+
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be) {
+    const bd_backend *cpu = &bd__cpu_backend;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!be) {
+        ctx->backend = cpu;
+        return BD_SUCCESS;
+    }
+    /* check first (so a refused table is left untouched), then fill */
+#define BD__BE_CHECK(op)                                                                      \
+    if (!be->op && be->device_memory)                                                         \
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED,                                            \
+                        "backend '%s' has device memory but no '" #op "' entry",             \
+                        be->name ? be->name : "?");
+#define BD__BE_FILL(op) if (!be->op) be->op = cpu->op;
+#define BD__BE_ENTRIES(X)                                                                      \
+    X(buffer_alloc) X(buffer_free) X(buffer_zero) X(copy_h2d) X(copy_d2h) X(copy_d2d) X(sync)  \
+    X(sgemm) X(linear_forward) X(linear_backward) X(silu_forward) X(silu_backward)             \
+    X(conv2d_forward) X(conv2d_backward) X(groupnorm_forward) X(groupnorm_backward)            \
+    X(upsample2x_forward) X(upsample2x_backward) X(concat_forward) X(concat_backward)          \
+    X(add_channel_forward) X(add_channel_backward) X(add_forward) X(add_backward)              \
+    X(attention_forward) X(attention_backward) X(timestep_embedding_forward)                   \
+    X(mse_forward) X(mse_backward) X(vec_axpby) X(vec_fill) X(vec_adam) X(vec_ema) X(vec_sumsq)
+    BD__BE_ENTRIES(BD__BE_CHECK)
+    BD__BE_ENTRIES(BD__BE_FILL)
+#undef BD__BE_CHECK
+#undef BD__BE_FILL
+#undef BD__BE_ENTRIES
+    ctx->backend = be;
+    return BD_SUCCESS;
+}
+
+BDAPI int bd_backend_on_device(const bd_context *ctx) {
+    return ctx && ctx->backend && ctx->backend->device_memory;
+}
+
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->buffer_alloc(ctx->backend->state, ctx, bytes, out);
+}
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr) {
+    if (ctx && ptr) ctx->backend->buffer_free(ctx->backend->state, ctx, ptr);
+}
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!ptr) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_zero: NULL buffer");
+    return ctx->backend->buffer_zero(ctx->backend->state, ctx, ptr, bytes);
+}
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_upload: NULL pointer");
+    return ctx->backend->copy_h2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_download: NULL pointer");
+    return ctx->backend->copy_d2h(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_copy: NULL pointer");
+    return ctx->backend->copy_d2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_sync(bd_context *ctx) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->sync(ctx->backend->state, ctx);
+}
+
+/* BACKEND-IMPLEMENTATION */
 
 #ifdef __cplusplus
 }
