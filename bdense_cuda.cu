@@ -44,8 +44,12 @@
    - Errors: a failed launch, cuBLAS call or scratch allocation is recorded
      (first one wins), later kernels are skipped, and the next sync returns
      it through bd_error.  Nothing exits or aborts. */
+#ifdef BDENSE_CUDA_EMULATE
+#include "bd_cuda_emu.h" /* host emulation for testing without a GPU */
+#else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#endif
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -557,11 +561,19 @@ __global__ void bd__k_vec_ema(float *ema, const float *p, int64_t n, float decay
 /* ------------------------------------------------------------------------ */
 #define BD__CU(st) bd_cuda *cu = (bd_cuda *)(st)
 #define BD__CU_SKIP(cu) if ((cu)->err != BD_SUCCESS) return
-#define BD__LAUNCH(kernel, n) kernel<<<bd__cu_blocks(n), BD__CU_THREADS, 0, cu->stream>>>
+/* Every launch: BD__CU_THREADS threads per block on the context's stream.
+   Under BDENSE_CUDA_EMULATE (tests/cuda/emu) it runs on the host. */
+#ifdef BDENSE_CUDA_EMULATE
+#define BD__KCALL(kernel, grid, ...)                                                         \
+    bd__emu_launch((unsigned)(grid), BD__CU_THREADS, [=]() { kernel(__VA_ARGS__); })
+#else
+#define BD__KCALL(kernel, grid, ...)                                                         \
+    kernel<<<(unsigned)(grid), BD__CU_THREADS, 0, cu->stream>>>(__VA_ARGS__)
+#endif
 #define BD__WARPS_PER_BLOCK (BD__CU_THREADS / 32)
-#define BD__LAUNCH_ROWS(kernel, rows)                                                        \
-    kernel<<<(unsigned)(((rows) + BD__WARPS_PER_BLOCK - 1) / BD__WARPS_PER_BLOCK),           \
-             BD__CU_THREADS, 0, cu->stream>>>
+static unsigned bd__cu_row_blocks(int64_t rows) {
+    return (unsigned)((rows + BD__WARPS_PER_BLOCK - 1) / BD__WARPS_PER_BLOCK);
+}
 
 static int bd__cu_fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
@@ -576,7 +588,7 @@ static void bd__cu_gemm(bd_cuda *cu, int ta, int tb, int64_t M, int64_t N, int64
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (K <= 0 || alpha == 0.0f) { /* C = beta C, batch by batch */
         for (int64_t b = 0; b < batch; b++) {
-            BD__LAUNCH(bd__k_scale, M * N)(C + b * sC, M, N, ldc, beta);
+            BD__KCALL(bd__k_scale, bd__cu_blocks(M * N), C + b * sC, M, N, ldc, beta);
             BD__CU_LAUNCHED(cu, "scale");
         }
         return;
@@ -621,7 +633,7 @@ void bd_linear_forward_cuda(void *st, float *out, const float *x, const float *w
     if (N <= 0 || Out <= 0) return;
     bd__cu_gemm(cu, 0, 1, N, Out, In, 1.0f, x, In, 0, w, In, 0, 0.0f, out, Out, 0, 1);
     if (b) {
-        BD__LAUNCH(bd__k_bias_rows, N * Out)(out, b, N, Out);
+        BD__KCALL(bd__k_bias_rows, bd__cu_blocks(N * Out), out, b, N, Out);
         BD__CU_LAUNCHED(cu, "bias_rows");
     }
 }
@@ -634,7 +646,7 @@ void bd_linear_backward_cuda(void *st, float *dx, float *dw, float *db, const fl
     if (dx) bd__cu_gemm(cu, 0, 0, N, In, Out, 1.0f, dout, Out, 0, w, In, 0, 1.0f, dx, In, 0, 1);
     if (dw) bd__cu_gemm(cu, 1, 0, Out, In, N, 1.0f, dout, Out, 0, x, In, 0, 1.0f, dw, In, 0, 1);
     if (db) {
-        BD__LAUNCH(bd__k_colsum_add, Out)(db, dout, N, Out);
+        BD__KCALL(bd__k_colsum_add, bd__cu_blocks(Out), db, dout, N, Out);
         BD__CU_LAUNCHED(cu, "colsum_add");
     }
 }
@@ -643,7 +655,7 @@ void bd_silu_forward_cuda(void *st, float *out, const float *x, int64_t n) {
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;
-    BD__LAUNCH(bd__k_silu_forward, n)(out, x, n);
+    BD__KCALL(bd__k_silu_forward, bd__cu_blocks(n), out, x, n);
     BD__CU_LAUNCHED(cu, "silu_forward");
 }
 
@@ -651,7 +663,7 @@ void bd_silu_backward_cuda(void *st, float *dx, const float *dout, const float *
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0 || !dx) return;
-    BD__LAUNCH(bd__k_silu_backward, n)(dx, dout, x, n);
+    BD__KCALL(bd__k_silu_backward, bd__cu_blocks(n), dx, dout, x, n);
     BD__CU_LAUNCHED(cu, "silu_backward");
 }
 
@@ -679,13 +691,13 @@ void bd_conv2d_forward_cuda(void *st, float *out, float *col_unused, const float
     } else {
         col = bd__cu_scratch(cu, (size_t)(KK * NP));
         if (!col) return;
-        BD__LAUNCH(bd__k_im2col, KK * NP)(col, x, N, Cin, H, W, k, s, p, Ho, Wo);
+        BD__KCALL(bd__k_im2col, bd__cu_blocks(KK * NP), col, x, N, Cin, H, W, k, s, p, Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         /* out_n (Cout, P) = w (Cout, KK) col[:, nP:(n+1)P] */
         bd__cu_gemm(cu, 0, 0, Cout, P, KK, 1.0f, w, KK, 0, col, NP, P, 0.0f, out, P, Cout * P, N);
     }
     if (b) {
-        BD__LAUNCH(bd__k_bias_nchw, N * Cout * P)(out, b, N, Cout, P);
+        BD__KCALL(bd__k_bias_nchw, bd__cu_blocks(N * Cout * P), out, b, N, Cout, P);
         BD__CU_LAUNCHED(cu, "bias_nchw");
     }
 }
@@ -708,7 +720,7 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
     KK = Cin * k * k;
     NP = N * P;
     if (db) {
-        bd__k_chansum_add<<<(unsigned)Cout, BD__CU_THREADS, 0, cu->stream>>>(db, dout, N, Cout, P);
+        BD__KCALL(bd__k_chansum_add, (unsigned)Cout, db, dout, N, Cout, P);
         BD__CU_LAUNCHED(cu, "chansum_add");
     }
     if (!dx && !dw) return;
@@ -717,9 +729,9 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
     dtmp = col + KK * NP;
     if (dw) {
         /* dw (Cout, KK) += dtmp (Cout, NP) col^T */
-        BD__LAUNCH(bd__k_nchw_to_cnp, N * Cout * P)(dtmp, dout, N, Cout, P);
+        BD__KCALL(bd__k_nchw_to_cnp, bd__cu_blocks(N * Cout * P), dtmp, dout, N, Cout, P);
         BD__CU_LAUNCHED(cu, "nchw_to_cnp");
-        BD__LAUNCH(bd__k_im2col, KK * NP)(col, x, N, Cin, H, W, k, s, p, Ho, Wo);
+        BD__KCALL(bd__k_im2col, bd__cu_blocks(KK * NP), col, x, N, Cin, H, W, k, s, p, Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         bd__cu_gemm(cu, 0, 1, Cout, KK, NP, 1.0f, dtmp, NP, 0, col, NP, 0, 1.0f, dw, KK, 0, 1);
     }
@@ -732,7 +744,7 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
             /* dcol[:, nP:(n+1)P] = w^T (KK, Cout) dout_n (Cout, P), then col2im += */
             bd__cu_gemm(cu, 1, 0, KK, P, Cout, 1.0f, w, KK, 0, dout, P, Cout * P, 0.0f, col, NP,
                         P, N);
-            BD__LAUNCH(bd__k_col2im_add, N * Cin * H * W)(dx, col, N, Cin, H, W, k, s, p, Ho, Wo);
+            BD__KCALL(bd__k_col2im_add, bd__cu_blocks(N * Cin * H * W), dx, col, N, Cin, H, W, k, s, p, Ho, Wo);
             BD__CU_LAUNCHED(cu, "col2im_add");
         }
     }
@@ -744,7 +756,7 @@ void bd_groupnorm_forward_cuda(void *st, float *out, float *mean, float *rstd, c
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
-    bd__k_groupnorm_forward<<<(unsigned)(N * G), BD__CU_THREADS, 0, cu->stream>>>(
+    BD__KCALL(bd__k_groupnorm_forward, (unsigned)(N * G), 
         out, mean, rstd, x, gamma, beta, C, HW, G);
     BD__CU_LAUNCHED(cu, "groupnorm_forward");
 }
@@ -757,12 +769,12 @@ void bd_groupnorm_backward_cuda(void *st, float *dx, float *dgamma, float *dbeta
     BD__CU_SKIP(cu);
     if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
     if (dgamma || dbeta) {
-        bd__k_groupnorm_backward_params<<<(unsigned)C, BD__CU_THREADS, 0, cu->stream>>>(
+        BD__KCALL(bd__k_groupnorm_backward_params, (unsigned)C, 
             dgamma, dbeta, dout, x, mean, rstd, N, C, HW, G);
         BD__CU_LAUNCHED(cu, "groupnorm_backward_params");
     }
     if (dx) {
-        bd__k_groupnorm_backward_dx<<<(unsigned)(N * G), BD__CU_THREADS, 0, cu->stream>>>(
+        BD__KCALL(bd__k_groupnorm_backward_dx, (unsigned)(N * G), 
             dx, dout, x, mean, rstd, gamma, C, HW, G);
         BD__CU_LAUNCHED(cu, "groupnorm_backward_dx");
     }
@@ -773,7 +785,7 @@ void bd_upsample2x_forward_cuda(void *st, float *out, const float *x, int64_t N,
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * H * W <= 0) return;
-    BD__LAUNCH(bd__k_upsample2x_forward, N * C * 4 * H * W)(out, x, N * C, H, W);
+    BD__KCALL(bd__k_upsample2x_forward, bd__cu_blocks(N * C * 4 * H * W), out, x, N * C, H, W);
     BD__CU_LAUNCHED(cu, "upsample2x_forward");
 }
 
@@ -782,7 +794,7 @@ void bd_upsample2x_backward_cuda(void *st, float *dx, const float *dout, int64_t
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * H * W <= 0 || !dx) return;
-    BD__LAUNCH(bd__k_upsample2x_backward, N * C * H * W)(dx, dout, N * C, H, W);
+    BD__KCALL(bd__k_upsample2x_backward, bd__cu_blocks(N * C * H * W), dx, dout, N * C, H, W);
     BD__CU_LAUNCHED(cu, "upsample2x_backward");
 }
 
@@ -791,7 +803,7 @@ void bd_concat_forward_cuda(void *st, float *out, const float *a, const float *b
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * (C1 + C2) * HW <= 0) return;
-    BD__LAUNCH(bd__k_concat_forward, N * (C1 + C2) * HW)(out, a, b, N, C1, C2, HW);
+    BD__KCALL(bd__k_concat_forward, bd__cu_blocks(N * (C1 + C2) * HW), out, a, b, N, C1, C2, HW);
     BD__CU_LAUNCHED(cu, "concat_forward");
 }
 
@@ -800,7 +812,7 @@ void bd_concat_backward_cuda(void *st, float *da, float *db, const float *dout, 
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * (C1 + C2) * HW <= 0 || (!da && !db)) return;
-    BD__LAUNCH(bd__k_concat_backward, N * (C1 + C2) * HW)(da, db, dout, N, C1, C2, HW);
+    BD__KCALL(bd__k_concat_backward, bd__cu_blocks(N * (C1 + C2) * HW), da, db, dout, N, C1, C2, HW);
     BD__CU_LAUNCHED(cu, "concat_backward");
 }
 
@@ -809,7 +821,7 @@ void bd_add_channel_forward_cuda(void *st, float *x, const float *e, int64_t N, 
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * HW <= 0) return;
-    BD__LAUNCH(bd__k_add_channel_forward, N * C * HW)(x, e, N * C, HW);
+    BD__KCALL(bd__k_add_channel_forward, bd__cu_blocks(N * C * HW), x, e, N * C, HW);
     BD__CU_LAUNCHED(cu, "add_channel_forward");
 }
 
@@ -818,7 +830,7 @@ void bd_add_channel_backward_cuda(void *st, float *de, const float *dout, int64_
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C <= 0 || HW <= 0 || !de) return;
-    BD__LAUNCH_ROWS(bd__k_rowsum_add, N * C)(de, dout, N * C, HW);
+    BD__KCALL(bd__k_rowsum_add, bd__cu_row_blocks(N * C), de, dout, N * C, HW);
     BD__CU_LAUNCHED(cu, "rowsum_add");
 }
 
@@ -826,7 +838,7 @@ void bd_add_forward_cuda(void *st, float *out, const float *a, const float *b, i
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;
-    BD__LAUNCH(bd__k_add_forward, n)(out, a, b, n);
+    BD__KCALL(bd__k_add_forward, bd__cu_blocks(n), out, a, b, n);
     BD__CU_LAUNCHED(cu, "add_forward");
 }
 
@@ -834,7 +846,7 @@ void bd_add_backward_cuda(void *st, float *da, float *db, const float *dout, int
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0 || (!da && !db)) return;
-    BD__LAUNCH(bd__k_add_backward, n)(da, db, dout, n);
+    BD__KCALL(bd__k_add_backward, bd__cu_blocks(n), da, db, dout, n);
     BD__CU_LAUNCHED(cu, "add_backward");
 }
 
@@ -853,7 +865,7 @@ void bd_attention_forward_cuda(void *st, float *out, float *att, const float *qk
         bd__cu_gemm(cu, 1, 0, HW, HW, Ch, scale, q, HW, 3 * C * HW, kk, HW, 3 * C * HW, 0.0f,
                     att + h * HW * HW, HW, heads * HW * HW, N);
     }
-    BD__LAUNCH_ROWS(bd__k_softmax_rows, N * heads * HW)(att, N * heads * HW, HW);
+    BD__KCALL(bd__k_softmax_rows, bd__cu_row_blocks(N * heads * HW), att, N * heads * HW, HW);
     BD__CU_LAUNCHED(cu, "softmax_rows");
     for (h = 0; h < heads; h++) {
         const float *v = qkv + 2 * C * HW + h * Ch * HW;
@@ -885,7 +897,7 @@ void bd_attention_backward_cuda(void *st, float *dqkv, float *scratch_unused, co
         /* dA = dO^T v */
         bd__cu_gemm(cu, 1, 0, HW, HW, Ch, 1.0f, dO, HW, C * HW, v, HW, S3, 0.0f, ds, HW, HW * HW,
                     N);
-        BD__LAUNCH_ROWS(bd__k_softmax_backward, N * HW)(ds, att, N, HW, heads, h, scale);
+        BD__KCALL(bd__k_softmax_backward, bd__cu_row_blocks(N * HW), ds, att, N, HW, heads, h, scale);
         BD__CU_LAUNCHED(cu, "softmax_backward");
         /* dq += k dS^T;  dk += q dS */
         bd__cu_gemm(cu, 0, 1, Ch, HW, HW, 1.0f, kk, HW, S3, ds, HW, HW * HW, 1.0f, dq, HW, S3, N);
@@ -898,7 +910,7 @@ void bd_timestep_embedding_forward_cuda(void *st, float *out, const float *c_noi
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N <= 0 || dim <= 0) return;
-    BD__LAUNCH(bd__k_timestep_embedding, N * dim)(out, c_noise, N, dim);
+    BD__KCALL(bd__k_timestep_embedding, bd__cu_blocks(N * dim), out, c_noise, N, dim);
     BD__CU_LAUNCHED(cu, "timestep_embedding");
 }
 
@@ -906,7 +918,7 @@ void bd_timestep_embedding_forward_cuda(void *st, float *out, const float *c_noi
 static double bd__cu_finish(bd_cuda *cu, int nb, double scale) {
     double total = NAN;
     cudaError_t e;
-    bd__k_finish_sum<<<1, BD__CU_THREADS, 0, cu->stream>>>(cu->red, nb, scale);
+    BD__KCALL(bd__k_finish_sum, 1, cu->red, nb, scale);
     BD__CU_LAUNCHED(cu, "finish_sum");
     if (cu->err != BD_SUCCESS) return NAN;
     e = cudaMemcpyAsync(&total, cu->red + nb, sizeof(double), cudaMemcpyDeviceToHost, cu->stream);
@@ -932,7 +944,7 @@ double bd_mse_forward_cuda(void *st, const float *pred, const float *target, con
     if (cu->err != BD_SUCCESS) return NAN;
     if (N <= 0 || D <= 0) return 0.0;
     nb = bd__cu_red_blocks(N * D);
-    bd__k_mse_partial<<<(unsigned)nb, BD__CU_THREADS, 0, cu->stream>>>(cu->red, pred, target, w,
+    BD__KCALL(bd__k_mse_partial, (unsigned)nb, cu->red, pred, target, w,
                                                                         N, D);
     BD__CU_LAUNCHED(cu, "mse_partial");
     return bd__cu_finish(cu, nb, 1.0 / ((double)N * (double)D));
@@ -943,7 +955,7 @@ void bd_mse_backward_cuda(void *st, float *dpred, const float *pred, const float
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N <= 0 || D <= 0 || !dpred) return;
-    BD__LAUNCH(bd__k_mse_backward, N * D)(dpred, pred, target, w, N, D);
+    BD__KCALL(bd__k_mse_backward, bd__cu_blocks(N * D), dpred, pred, target, w, N, D);
     BD__CU_LAUNCHED(cu, "mse_backward");
 }
 
@@ -953,7 +965,7 @@ void bd_vec_axpby_cuda(void *st, float *out, int64_t ldo, const float *x, int64_
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N <= 0 || D <= 0) return;
-    BD__LAUNCH(bd__k_vec_axpby, N * D)(out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
+    BD__KCALL(bd__k_vec_axpby, bd__cu_blocks(N * D), out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
     BD__CU_LAUNCHED(cu, "vec_axpby");
 }
 
@@ -961,7 +973,7 @@ void bd_vec_fill_cuda(void *st, float *out, float value, int64_t n) {
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;
-    BD__LAUNCH(bd__k_vec_fill, n)(out, value, n);
+    BD__KCALL(bd__k_vec_fill, bd__cu_blocks(n), out, value, n);
     BD__CU_LAUNCHED(cu, "vec_fill");
 }
 
@@ -970,7 +982,7 @@ void bd_vec_adam_cuda(void *st, float *p, const float *g, float *m, float *v, in
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;
-    BD__LAUNCH(bd__k_vec_adam, n)(p, g, m, v, n, *args);
+    BD__KCALL(bd__k_vec_adam, bd__cu_blocks(n), p, g, m, v, n, *args);
     BD__CU_LAUNCHED(cu, "vec_adam");
 }
 
@@ -978,7 +990,7 @@ void bd_vec_ema_cuda(void *st, float *ema, const float *p, int64_t n, float deca
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;
-    BD__LAUNCH(bd__k_vec_ema, n)(ema, p, n, decay);
+    BD__KCALL(bd__k_vec_ema, bd__cu_blocks(n), ema, p, n, decay);
     BD__CU_LAUNCHED(cu, "vec_ema");
 }
 
@@ -988,7 +1000,7 @@ double bd_vec_sumsq_cuda(void *st, const float *x, int64_t n) {
     if (cu->err != BD_SUCCESS) return NAN;
     if (n <= 0) return 0.0;
     nb = bd__cu_red_blocks(n);
-    bd__k_sumsq_partial<<<(unsigned)nb, BD__CU_THREADS, 0, cu->stream>>>(cu->red, x, n);
+    BD__KCALL(bd__k_sumsq_partial, (unsigned)nb, cu->red, x, n);
     BD__CU_LAUNCHED(cu, "sumsq_partial");
     return bd__cu_finish(cu, nb, 1.0);
 }

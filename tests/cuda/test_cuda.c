@@ -422,6 +422,7 @@ int main(void) {
     bd_context_config cc = bd_context_config_init();
     bd_result r;
     int ndev = bd_cuda_device_count();
+    (void)bdt_close_ratio;
     if (ndev <= 0) {
         printf("test_cuda: no GPU, skipped\n");
         printf("test_cuda: 0 passed, 0 failed\n");
