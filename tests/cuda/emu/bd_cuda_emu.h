@@ -131,6 +131,14 @@ static const std::function<void()> *bd__emu_fn = NULL;
 static double bd__emu_slot[32][32];
 #define BD__EMU_STACK (256 * 1024)
 
+/* frees the fiber stacks at exit (keeps leak checkers quiet) */
+static struct bd__emu_cleanup {
+    ~bd__emu_cleanup() {
+        for (size_t i = 0; i < bd__emu_f.size(); i++) free(bd__emu_f[i].stack);
+        bd__emu_f.clear();
+    }
+} bd__emu_cleanup_at_exit;
+
 static void bd__emu_entry(void) {
     (*bd__emu_fn)();
     bd__emu_f[bd__emu_cur].state = BD__EMU_DONE;
