@@ -15,7 +15,7 @@ CFLAGS_BASE = -std=c99 $(OPT) -g $(WARN) -I.
 LDLIBS_BASE = -lm
 
 ifeq ($(BLAS),auto)
-  HAVE_OPENBLAS := $(shell printf '\#include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}\n' | $(CC) -x c - -o /tmp/bdense_blas_probe -lopenblas >/dev/null 2>&1 && echo yes)
+  HAVE_OPENBLAS := $(shell printf '\043include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}\n' | $(CC) -x c - -o /tmp/bdense_blas_probe -lopenblas >/dev/null 2>&1 && echo yes)
   ifeq ($(HAVE_OPENBLAS),yes)
     BLAS_EFFECTIVE = openblas
   else
@@ -62,7 +62,7 @@ $(BUILD)/tests/%: tests/%.c bdense.h tests/bdtest.h
 
 tests: $(TEST_BINS)
 
-test: tests compile-test
+test: tests $(BUILD)/bdense compile-test
 	@tests/run.sh $(BUILD)
 
 # The header as C99, as C++, with BDENSE_STATIC, with and without CBLAS,
