@@ -1,0 +1,239 @@
+/* test_backend.c - the kernel table (>>backend) on the CPU: default table,
+   registration with per-op fallback and refusal, dispatch through BD_OP,
+   buffer operations and their errors, the release hook, and the bd_vec_*
+   ops against double-precision formulas. */
+#define BDENSE_IMPLEMENTATION
+#include "bdense.h"
+#include "bdtest.h"
+
+#include <stdlib.h>
+
+static int g_silu_calls = 0, g_release_calls = 0;
+static char g_log[512];
+
+static void capture_log(void *ud, bd_result code, const char *msg) {
+    (void)ud;
+    (void)code;
+    snprintf(g_log, sizeof g_log, "%s", msg);
+}
+
+/* a host backend that overrides one kernel (and counts its calls) */
+static void counting_silu(void *st, float *out, const float *x, int64_t n) {
+    int64_t i;
+    (void)st;
+    g_silu_calls++;
+    for (i = 0; i < n; i++) out[i] = x[i] / (1.0f + expf(-x[i]));
+}
+static void counting_release(void *st, bd_context *ctx) {
+    (void)st;
+    (void)ctx;
+    g_release_calls++;
+}
+
+static bd_context *mkctx(void) {
+    bd_context *ctx = NULL;
+    bd_context_config cc = bd_context_config_init();
+    cc.log = capture_log;
+    bd_context_init(&cc, &ctx);
+    return ctx;
+}
+
+static void test_default_table(void) {
+    bd_context *ctx = mkctx();
+    const bd_backend *cpu = bd_backend_cpu();
+    BDT_CHECK(ctx && ctx->backend == cpu);
+    BDT_CHECK(strcmp(cpu->name, "cpu") == 0);
+    BDT_CHECK(cpu->device_memory == 0);
+    BDT_CHECK(!bd_backend_on_device(ctx));
+    /* every entry is set */
+    BDT_CHECK(cpu->buffer_alloc && cpu->buffer_free && cpu->buffer_zero && cpu->copy_h2d &&
+              cpu->copy_d2h && cpu->copy_d2d && cpu->sync && cpu->sgemm);
+    BDT_CHECK(cpu->linear_forward && cpu->linear_backward && cpu->silu_forward && cpu->silu_backward &&
+              cpu->conv2d_forward && cpu->conv2d_backward && cpu->groupnorm_forward &&
+              cpu->groupnorm_backward && cpu->upsample2x_forward && cpu->upsample2x_backward &&
+              cpu->concat_forward && cpu->concat_backward && cpu->add_channel_forward &&
+              cpu->add_channel_backward && cpu->add_forward && cpu->add_backward &&
+              cpu->attention_forward && cpu->attention_backward &&
+              cpu->timestep_embedding_forward && cpu->mse_forward && cpu->mse_backward);
+    BDT_CHECK(cpu->vec_axpby && cpu->vec_fill && cpu->vec_adam && cpu->vec_ema && cpu->vec_sumsq);
+    bd_context_free(ctx);
+}
+
+/* BD_OP through the CPU table gives the bd_ kernel's result bit for bit */
+static void test_dispatch_cpu(void) {
+    bd_context *ctx = mkctx();
+    bd_rng rng = bd_rng_init(7);
+    float x[3 * 4 * 5 * 5], w[6 * 4 * 9], b[6], o1[3 * 6 * 25], o2[3 * 6 * 25];
+    float col[4 * 9 * 25];
+    bd_rng_normal(&rng, x, 3 * 4 * 25);
+    bd_rng_normal(&rng, w, 6 * 4 * 9);
+    bd_rng_normal(&rng, b, 6);
+    bd_conv2d_forward(o1, col, x, w, b, 3, 4, 5, 5, 6, 3, 1, 1);
+    BD_OP(ctx, conv2d_forward, o2, col, x, w, b, 3, 4, 5, 5, 6, 3, 1, 1);
+    BDT_CHECK(memcmp(o1, o2, sizeof o1) == 0);
+    BDT_CHECK(BD_OP(ctx, mse_forward, o1, o2, NULL, 3, 150) == 0.0);
+    bd_context_free(ctx);
+}
+
+static void test_register_fallback(void) {
+    bd_context *ctx = mkctx();
+    bd_backend be;
+    float x[5] = {-2, -1, 0, 1, 2}, y[5], ref[5];
+    memset(&be, 0, sizeof be);
+    be.name = "host-override";
+    be.silu_forward = counting_silu;
+    be.release = counting_release;
+    BDT_CHECK(bd_context_set_backend(ctx, &be) == BD_SUCCESS);
+    BDT_CHECK(ctx->backend == &be);
+    /* NULL entries were filled from the CPU table */
+    BDT_CHECK(be.conv2d_forward == bd_backend_cpu()->conv2d_forward);
+    BDT_CHECK(be.vec_adam == bd_backend_cpu()->vec_adam);
+    BDT_CHECK(be.silu_forward == counting_silu);
+    BD_OP(ctx, silu_forward, y, x, 5);
+    bd_silu_forward(ref, x, 5);
+    BDT_CHECK(g_silu_calls == 1);
+    BDT_CHECK(memcmp(y, ref, sizeof y) == 0);
+    /* back to the CPU table */
+    BDT_CHECK(bd_context_set_backend(ctx, NULL) == BD_SUCCESS);
+    BDT_CHECK(ctx->backend == bd_backend_cpu());
+    BD_OP(ctx, silu_forward, y, x, 5);
+    BDT_CHECK(g_silu_calls == 1);
+    /* release hook runs on bd_context_free while installed */
+    BDT_CHECK(bd_context_set_backend(ctx, &be) == BD_SUCCESS);
+    g_release_calls = 0;
+    bd_context_free(ctx);
+    BDT_CHECK(g_release_calls == 1);
+}
+
+static void test_register_refused(void) {
+    bd_context *ctx = mkctx();
+    bd_backend be;
+    bd_result r;
+    be = *bd_backend_cpu();
+    be.name = "fake-device";
+    be.device_memory = 1;
+    be.attention_backward = NULL;
+    be.vec_ema = NULL;
+    g_log[0] = 0;
+    r = bd_context_set_backend(ctx, &be);
+    BDT_CHECKF(r == BD_ERROR_UNSUPPORTED, "got %s", bd_result_string(r));
+    BDT_CHECK(ctx->backend == bd_backend_cpu()); /* unchanged */
+    BDT_CHECK(be.vec_ema == NULL);               /* refused table untouched */
+    BDT_CHECKF(strstr(g_log, "attention_backward") != NULL, "message: %s", g_log);
+    /* complete device table is accepted */
+    be.attention_backward = bd_backend_cpu()->attention_backward;
+    be.vec_ema = bd_backend_cpu()->vec_ema;
+    BDT_CHECK(bd_context_set_backend(ctx, &be) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_on_device(ctx));
+    BDT_CHECK(bd_context_set_backend(NULL, &be) == BD_ERROR_INVALID_ARGUMENT);
+    bd_context_free(ctx);
+}
+
+static void test_buffers(void) {
+    bd_context *ctx = mkctx();
+    float src[8] = {1, 2, 3, 4, 5, 6, 7, 8}, dst[8];
+    float *a = NULL, *b = NULL;
+    int i, ok = 1;
+    BDT_CHECK(bd_backend_alloc(ctx, sizeof src, (void **)&a) == BD_SUCCESS && a);
+    BDT_CHECK(bd_backend_alloc(ctx, sizeof src, (void **)&b) == BD_SUCCESS && b);
+    BDT_CHECK(bd_backend_upload(ctx, a, src, sizeof src) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_copy(ctx, b, a, sizeof src) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_zero(ctx, a, 4 * sizeof(float)) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(ctx, dst, b, sizeof dst) == BD_SUCCESS);
+    for (i = 0; i < 8; i++) ok = ok && dst[i] == src[i];
+    BDT_CHECK(ok);
+    BDT_CHECK(bd_backend_download(ctx, dst, a, sizeof dst) == BD_SUCCESS);
+    BDT_CHECK(dst[0] == 0 && dst[3] == 0 && dst[4] == 5);
+    BDT_CHECK(bd_backend_sync(ctx) == BD_SUCCESS);
+    /* errors */
+    BDT_CHECK(bd_backend_upload(ctx, NULL, src, 4) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_download(ctx, dst, NULL, 4) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_copy(ctx, NULL, a, 4) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_zero(ctx, NULL, 4) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_upload(ctx, NULL, NULL, 0) == BD_SUCCESS); /* zero bytes: no-op */
+    BDT_CHECK(bd_backend_alloc(ctx, 16, NULL) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_alloc(NULL, 16, (void **)&a) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_backend_sync(NULL) == BD_ERROR_INVALID_ARGUMENT);
+    bd_backend_free(ctx, a);
+    bd_backend_free(ctx, b);
+    bd_backend_free(ctx, NULL);
+    bd_context_free(ctx);
+}
+
+static void test_vec_ops(void) {
+    enum { N = 5, D = 7, LDO = 9, LDX = 8, LDY = 11, P = 1000 };
+    bd_rng rng = bd_rng_init(99);
+    float out[N * LDO], x[N * LDX], y[N * LDY], a[N], b[N];
+    float p[P], g[P], m[P], v[P], p0[P], m0[P], v0[P], ema[P], ema0[P];
+    bd_vec_adam_args ar;
+    double worst = 0.0, s = 0.0;
+    int n, d, i, untouched = 1;
+    bd_rng_normal(&rng, x, N * LDX);
+    bd_rng_normal(&rng, y, N * LDY);
+    bd_rng_normal(&rng, a, N);
+    bd_rng_normal(&rng, b, N);
+    for (i = 0; i < N * LDO; i++) out[i] = 123.0f;
+    bd_vec_axpby(out, LDO, x, LDX, a, 0.5f, y, LDY, b, -2.0f, N, D);
+    for (n = 0; n < N; n++) {
+        for (d = 0; d < D; d++) {
+            double ref = 0.5 * a[n] * x[n * LDX + d] - 2.0 * b[n] * y[n * LDY + d];
+            double e = fabs(out[n * LDO + d] - ref) / (1e-6 + fabs(ref));
+            if (e > worst) worst = e;
+        }
+        for (d = D; d < LDO; d++) untouched = untouched && out[n * LDO + d] == 123.0f;
+    }
+    BDT_CHECKF(worst < 1e-5, "axpby rel err %.3g", worst);
+    BDT_CHECK(untouched); /* padding between rows is left alone */
+    bd_vec_axpby(out, LDO, x, LDX, NULL, 3.0f, NULL, 0, NULL, 0.0f, N, D);
+    BDT_CHECK(out[LDO + 2] == 3.0f * x[LDX + 2]);
+    bd_vec_fill(out, -1.5f, N * LDO);
+    BDT_CHECK(out[0] == -1.5f && out[N * LDO - 1] == -1.5f);
+    /* AdamW against the formula in double */
+    bd_rng_normal(&rng, p, P);
+    bd_rng_normal(&rng, g, P);
+    bd_rng_normal(&rng, m, P);
+    bd_rng_uniform_fill(&rng, v, P, 0.0f, 0.5f);
+    memcpy(p0, p, sizeof p);
+    memcpy(m0, m, sizeof m);
+    memcpy(v0, v, sizeof v);
+    ar.lr = 1e-2f; ar.beta1 = 0.9f; ar.beta2 = 0.99f; ar.eps = 1e-8f; ar.weight_decay = 0.1f;
+    ar.grad_scale = 0.5f; ar.bias_c1 = (float)(1 - pow(0.9, 4)); ar.bias_c2 = (float)(1 - pow(0.99, 4));
+    bd_vec_adam(p, g, m, v, P, &ar);
+    for (i = 0; i < P; i++) {
+        double gi = 0.5 * g[i], mi = 0.9 * m0[i] + 0.1 * gi, vi = 0.99 * v0[i] + 0.01 * gi * gi;
+        double pr = p0[i] * (1.0 - 1e-2 * 0.1) -
+                    (1e-2 / ar.bias_c1) * mi / (sqrt(vi) / sqrt((double)ar.bias_c2) + 1e-8);
+        p0[i] = (float)pr;
+        m0[i] = (float)mi;
+        v0[i] = (float)vi;
+    }
+    /* |a - b| <= 1e-6 + 1e-5 |b| elementwise */
+    worst = bdt_close_ratio(p, p0, P, 1e-6, 1e-5, NULL);
+    if (bdt_close_ratio(m, m0, P, 1e-6, 1e-5, NULL) > worst) worst = bdt_close_ratio(m, m0, P, 1e-6, 1e-5, NULL);
+    if (bdt_close_ratio(v, v0, P, 1e-6, 1e-5, NULL) > worst) worst = bdt_close_ratio(v, v0, P, 1e-6, 1e-5, NULL);
+    BDT_CHECKF(worst <= 1.0, "adam: worst error / tolerance %.3g", worst);
+    /* EMA and sum of squares */
+    bd_rng_normal(&rng, ema, P);
+    memcpy(ema0, ema, sizeof ema);
+    bd_vec_ema(ema, p, P, 0.99f);
+    worst = 0.0;
+    for (i = 0; i < P; i++) {
+        double r = 0.99 * ema0[i] + 0.01 * p[i], e = fabs(ema[i] - r) / (1e-6 + fabs(r));
+        if (e > worst) worst = e;
+        s += (double)g[i] * g[i];
+    }
+    BDT_CHECKF(worst < 1e-5, "ema rel err %.3g", worst);
+    BDT_CHECK(bd_vec_sumsq(g, P) == s);
+    g[17] = NAN;
+    BDT_CHECK(!isfinite(bd_vec_sumsq(g, P)));
+}
+
+int main(void) {
+    BDT_RUN(test_default_table);
+    BDT_RUN(test_dispatch_cpu);
+    BDT_RUN(test_register_fallback);
+    BDT_RUN(test_register_refused);
+    BDT_RUN(test_buffers);
+    BDT_RUN(test_vec_ops);
+    return BDT_SUMMARY("test_backend");
+}
