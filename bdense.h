@@ -715,16 +715,17 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
                       + sb * (b ? b[n] : 1) * y[n*ldy + d]
    y may be NULL (second term dropped); out may alias x or y (same ld);
    a, b are per-row coefficient arrays (N) in the backend's memory, or NULL.
-   bd_vec_adam (PyTorch AdamW order), per element with g' = grad_scale * g:
+   bd_vec_adam (PyTorch AdamW order, per element in double as bd_adam_step),
+   with g' = grad_scale * g:
        m = beta1 m + (1-beta1) g';  v = beta2 v + (1-beta2) g'^2;
        p = p * (1 - lr*weight_decay);
        p = p - (lr/bias_c1) * m / (sqrt(v)/sqrt(bias_c2) + eps)
    with bias_c1 = 1-beta1^t, bias_c2 = 1-beta2^t (caller computes them).
-   bd_vec_ema: ema = decay*ema + (1-decay)*p.
+   bd_vec_ema: ema = decay*ema + (1-decay)*p, in double (as bd_ema_update).
    bd_vec_sumsq: sum of squares in double (NaN/Inf propagate: a finite
    result means every element is finite). */
 typedef struct bd_vec_adam_args {
-    float lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
+    double lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
 } bd_vec_adam_args;
 BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
                         float sa, const float *y, int64_t ldy, const float *b, float sb,
@@ -732,7 +733,7 @@ BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, co
 BDAPI void bd_vec_fill(float *out, float value, int64_t n);
 BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
                        const bd_vec_adam_args *args);
-BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, float decay);
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay);
 BDAPI double bd_vec_sumsq(const float *x, int64_t n);
 
 /* A backend is a table of kernel function pointers plus the buffer
@@ -831,7 +832,7 @@ struct bd_backend {
     void (*vec_fill)(void *state, float *out, float value, int64_t n);
     void (*vec_adam)(void *state, float *p, const float *g, float *m, float *v, int64_t n,
                      const bd_vec_adam_args *args);
-    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, float decay);
+    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, double decay);
     double (*vec_sumsq)(void *state, const float *x, int64_t n);
 };
 
@@ -3153,21 +3154,21 @@ BDAPI void bd_vec_fill(float *out, float value, int64_t n) {
 BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
                        const bd_vec_adam_args *a) {
     int64_t i;
-    float decay = 1.0f - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
-    float sq2 = sqrtf(a->bias_c2);
+    double decay = 1.0 - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
+    double sq2 = sqrt(a->bias_c2);
     for (i = 0; i < n; i++) {
-        float gi = a->grad_scale * g[i];
-        float mi = a->beta1 * m[i] + (1.0f - a->beta1) * gi;
-        float vi = a->beta2 * v[i] + (1.0f - a->beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sq2 + a->eps);
+        double gi = a->grad_scale * (double)g[i];
+        double mi = a->beta1 * (double)m[i] + (1.0 - a->beta1) * gi;
+        double vi = a->beta2 * (double)v[i] + (1.0 - a->beta2) * gi * gi;
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)((double)p[i] * decay - step * mi / (sqrt(vi) / sq2 + a->eps));
     }
 }
 
-BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, float decay) {
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay) {
     int64_t i;
-    for (i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)p[i]);
 }
 
 BDAPI double bd_vec_sumsq(const float *x, int64_t n) {
@@ -3326,7 +3327,7 @@ static void bd__cpu_vec_adam(void *st, float *p, const float *g, float *m, float
     (void)st;
     bd_vec_adam(p, g, m, v, n, args);
 }
-static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, float decay) {
+static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, double decay) {
     (void)st;
     bd_vec_ema(ema, p, n, decay);
 }

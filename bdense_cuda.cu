@@ -540,20 +540,20 @@ __global__ void bd__k_vec_fill(float *out, float value, int64_t n) {
 
 __global__ void bd__k_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
                                bd_vec_adam_args a) {
-    float decay = 1.0f - a.lr * a.weight_decay, step = a.lr / a.bias_c1;
-    float sq2 = sqrtf(a.bias_c2);
+    double decay = 1.0 - a.lr * a.weight_decay, step = a.lr / a.bias_c1;
+    double sq2 = sqrt(a.bias_c2);
     BD__GRID_LOOP(i, n) {
-        float gi = a.grad_scale * g[i];
-        float mi = a.beta1 * m[i] + (1.0f - a.beta1) * gi;
-        float vi = a.beta2 * v[i] + (1.0f - a.beta2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / sq2 + a.eps);
+        double gi = a.grad_scale * (double)g[i];
+        double mi = a.beta1 * (double)m[i] + (1.0 - a.beta1) * gi;
+        double vi = a.beta2 * (double)v[i] + (1.0 - a.beta2) * gi * gi;
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)((double)p[i] * decay - step * mi / (sqrt(vi) / sq2 + a.eps));
     }
 }
 
-__global__ void bd__k_vec_ema(float *ema, const float *p, int64_t n, float decay) {
-    BD__GRID_LOOP(i, n) ema[i] = decay * ema[i] + (1.0f - decay) * p[i];
+__global__ void bd__k_vec_ema(float *ema, const float *p, int64_t n, double decay) {
+    BD__GRID_LOOP(i, n) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)p[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -986,7 +986,7 @@ void bd_vec_adam_cuda(void *st, float *p, const float *g, float *m, float *v, in
     BD__CU_LAUNCHED(cu, "vec_adam");
 }
 
-void bd_vec_ema_cuda(void *st, float *ema, const float *p, int64_t n, float decay) {
+void bd_vec_ema_cuda(void *st, float *ema, const float *p, int64_t n, double decay) {
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (n <= 0) return;

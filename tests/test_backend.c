@@ -196,8 +196,8 @@ static void test_vec_ops(void) {
     memcpy(p0, p, sizeof p);
     memcpy(m0, m, sizeof m);
     memcpy(v0, v, sizeof v);
-    ar.lr = 1e-2f; ar.beta1 = 0.9f; ar.beta2 = 0.99f; ar.eps = 1e-8f; ar.weight_decay = 0.1f;
-    ar.grad_scale = 0.5f; ar.bias_c1 = (float)(1 - pow(0.9, 4)); ar.bias_c2 = (float)(1 - pow(0.99, 4));
+    ar.lr = 1e-2; ar.beta1 = 0.9; ar.beta2 = 0.99; ar.eps = 1e-8; ar.weight_decay = 0.1;
+    ar.grad_scale = 0.5; ar.bias_c1 = 1 - pow(0.9, 4); ar.bias_c2 = 1 - pow(0.99, 4);
     bd_vec_adam(p, g, m, v, P, &ar);
     for (i = 0; i < P; i++) {
         double gi = 0.5 * g[i], mi = 0.9 * m0[i] + 0.1 * gi, vi = 0.99 * v0[i] + 0.01 * gi * gi;
@@ -215,7 +215,7 @@ static void test_vec_ops(void) {
     /* EMA and sum of squares */
     bd_rng_normal(&rng, ema, P);
     memcpy(ema0, ema, sizeof ema);
-    bd_vec_ema(ema, p, P, 0.99f);
+    bd_vec_ema(ema, p, P, 0.99);
     worst = 0.0;
     for (i = 0; i < P; i++) {
         double r = 0.99 * ema0[i] + 0.01 * p[i], e = fabs(ema[i] - r) / (1e-6 + fabs(r));
@@ -228,6 +228,45 @@ static void test_vec_ops(void) {
     BDT_CHECK(!isfinite(bd_vec_sumsq(g, P)));
 }
 
+/* bd_vec_adam / bd_vec_ema give bit for bit what bd_adam_step /
+   bd_ema_update give (the device trainer relies on it) */
+static void test_vec_matches_adam(void) {
+    enum { P = 777 };
+    bd_context *ctx = mkctx();
+    bd_rng rng = bd_rng_init(5);
+    bd_adam_config ac = bd_adam_config_init();
+    bd_adam adam;
+    bd_vec_adam_args a;
+    float p1[P], p2[P], g[P], m[P], v[P], e1[P], e2[P];
+    double gn;
+    int k, same = 1;
+    ac.lr = 3e-3;
+    ac.weight_decay = 0.05;
+    ac.grad_clip = 0.0;
+    BDT_CHECK(bd_adam_init(ctx, &ac, P, &adam) == BD_SUCCESS);
+    bd_rng_normal(&rng, p1, P);
+    memcpy(p2, p1, sizeof p1);
+    memset(m, 0, sizeof m);
+    memset(v, 0, sizeof v);
+    memcpy(e1, p1, sizeof p1);
+    memcpy(e2, p1, sizeof p1);
+    for (k = 1; k <= 3; k++) {
+        bd_rng_normal(&rng, g, P);
+        BDT_CHECK(bd_adam_step(&adam, p1, g, &gn) == BD_SUCCESS);
+        a.lr = bd_adam_lr(&ac, k); a.beta1 = ac.beta1; a.beta2 = ac.beta2; a.eps = ac.eps;
+        a.weight_decay = ac.weight_decay; a.grad_scale = 1.0;
+        a.bias_c1 = 1.0 - pow(ac.beta1, (double)k); a.bias_c2 = 1.0 - pow(ac.beta2, (double)k);
+        bd_vec_adam(p2, g, m, v, P, &a);
+        bd_ema_update(e1, p1, P, 0.9);
+        bd_vec_ema(e2, p2, P, 0.9);
+    }
+    same = memcmp(p1, p2, sizeof p1) == 0 && memcmp(adam.m, m, sizeof m) == 0 &&
+           memcmp(adam.v, v, sizeof v) == 0 && memcmp(e1, e2, sizeof e1) == 0;
+    BDT_CHECK(same);
+    bd_adam_free(&adam);
+    bd_context_free(ctx);
+}
+
 int main(void) {
     BDT_RUN(test_default_table);
     BDT_RUN(test_dispatch_cpu);
@@ -235,5 +274,6 @@ int main(void) {
     BDT_RUN(test_register_refused);
     BDT_RUN(test_buffers);
     BDT_RUN(test_vec_ops);
+    BDT_RUN(test_vec_matches_adam);
     return BDT_SUMMARY("test_backend");
 }
