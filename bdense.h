@@ -867,6 +867,86 @@ extern bd_result bd_cuda_init(bd_context *ctx, int device);
 extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
 extern void bd_cuda_shutdown(bd_context *ctx);
 
+/* ---- training and sampling where the model lives ------------------------
+   The drivers below run the same math as bd_trainer_step and
+   bd_sampler_run, but every tensor stays in the memory of the model's
+   context backend and every operation goes through that backend's table:
+   with the CUDA backend a step never copies a layer's data to the host.
+   Per step only the batch (in), the random draws made on the host by the
+   same bd_rng calls in the same order as the CPU trainer (so both paths see
+   the same t and eps), a few per-sample coefficients (in) and the loss and
+   gradient norm (out, 8 bytes each) cross the bus.  On a CPU context they
+   run on the CPU and match bd_trainer_step / bd_sampler_run to float
+   rounding (tests/test_backend.c).
+
+   Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
+   parameters, gradients and activation slab in ctx's backend (host <->
+   device); both contexts must share one host allocator.  While a model is
+   on a device context, use it through these drivers, bd_denoiser_forward /
+   backward with device pointers, and the bd_backend_* copies; functions
+   that read d->params on the host (checkpoint save, copy_weights, the CPU
+   trainer and sampler) need it moved back first.  Only the "unet" kind
+   supports device contexts. */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
+
+typedef struct bd_device_trainer {
+    bd_context *ctx;            /* the model's context */
+    bd_denoiser *model;         /* not owned */
+    bd_trainer_config config;
+    bd_schedule sched;
+    bd_rng rng;                 /* draws t and eps exactly as bd_trainer */
+    int64_t step;               /* optimiser steps taken */
+    int64_t max_batch, D, KD;
+    double last_loss, last_grad_norm, last_lr;
+    /* backend buffers */
+    float *m, *v, *ema;         /* (n_params) Adam moments, EMA weights */
+    float *x, *eps, *z, *t;     /* (B,D) (B,D) (B,D) (B) */
+    float *out, *dout;          /* (B, K*D) */
+    float *tgt, *ybuf;          /* (B*K, D) */
+    float *coef;                /* per-sample and per-row coefficients */
+    /* host staging */
+    float *h_eps, *h_t, *h_coef;
+    double *h_alpha, *h_sigma;
+} bd_device_trainer;
+
+/* Reserves the model for max_batch and allocates every buffer in the
+   model's context backend.  EMA starts as the weights, Adam state at 0,
+   rng = bd_rng_init(config->seed) (as bd_trainer_init). */
+BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
+                                       int64_t max_batch, bd_device_trainer **out);
+BDAPI void bd_device_trainer_free(bd_device_trainer *tr);
+/* One step on a host batch x (n, C, H, W): as bd_trainer_step (t and eps
+   from tr->rng, z_t, forward, loss, backward, clip, AdamW, EMA).  A
+   non-finite loss or gradient returns BD_ERROR_NONFINITE with weights, EMA,
+   Adam state and step unchanged. */
+BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
+                                       double *loss);
+/* Copy state to host arrays of n_params floats (any may be NULL). */
+BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
+                                           float *m, float *v);
+/* Set Adam state and EMA from host arrays (resume); step = optimiser steps taken. */
+BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
+                                         const float *m, const float *v);
+
+typedef struct bd_device_sampler {
+    bd_context *ctx;
+    bd_denoiser *model;
+    int64_t max_batch, D, KD;
+    double grid[BD_SAMPLER_MAX_STEPS + 1];
+    float *z, *out, *x_hat, *eps_hat, *aux, *aux2, *noise, *t; /* backend buffers */
+    float *h_noise;                                            /* host (B*D) */
+} bd_device_sampler;
+
+BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
+                                       bd_device_sampler **out);
+BDAPI void bd_device_sampler_free(bd_device_sampler *s);
+/* As bd_sampler_run on host x (n, C, H, W): in the starting noise, out the
+   samples; every sampler kind, grid, branch, param and eta.  Not supported
+   on a device (BD_ERROR_UNSUPPORTED): clip_x and the per-step callback.
+   The finite check is made once, on the final state. */
+BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe);
+
 /* BACKEND-DECLARATIONS */
 
 #ifdef __cplusplus
@@ -3427,6 +3507,477 @@ BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, siz
 BDAPI bd_result bd_backend_sync(bd_context *ctx) {
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     return ctx->backend->sync(ctx->backend->state, ctx);
+}
+
+/* ---- drivers: training and sampling in the model's backend -------------- */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
+    if (!d || !ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (d->ctx == ctx) return BD_SUCCESS;
+    return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts",
+                    d->vt ? d->vt->kind : "?");
+}
+
+BDAPI void bd_device_trainer_free(bd_device_trainer *tr) {
+    bd_context *ctx;
+    if (!tr) return;
+    ctx = tr->ctx;
+    bd_backend_free(ctx, tr->m);
+    bd_backend_free(ctx, tr->v);
+    bd_backend_free(ctx, tr->ema);
+    bd_backend_free(ctx, tr->x);
+    bd_backend_free(ctx, tr->eps);
+    bd_backend_free(ctx, tr->z);
+    bd_backend_free(ctx, tr->t);
+    bd_backend_free(ctx, tr->out);
+    bd_backend_free(ctx, tr->dout);
+    bd_backend_free(ctx, tr->tgt);
+    bd_backend_free(ctx, tr->ybuf);
+    bd_backend_free(ctx, tr->coef);
+    bd_free(ctx, tr->h_eps);
+    bd_free(ctx, tr->h_t);
+    bd_free(ctx, tr->h_coef);
+    bd_free(ctx, tr->h_alpha);
+    bd_free(ctx, tr->h_sigma);
+    bd_free(ctx, tr);
+}
+
+/* floats of the coefficient block: alpha, sigma, ca, cc (B each), w_rows,
+   cc_rows (B*K each) */
+#define BD__DT_COEF(B, K) (4 * (B) + 2 * (B) * (K))
+
+BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
+                                       int64_t max_batch, bd_device_trainer **out) {
+    bd_context *ctx;
+    bd_device_trainer *tr;
+    bd_result r;
+    int64_t B = max_batch, D, K, KD, P;
+    size_t fs = sizeof(float);
+    if (!model || !model->ctx || !config || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    ctx = model->ctx;
+    *out = NULL;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: max_batch %lld < 1", (long long)B);
+    if ((config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
+        (config->weighting != BD_WEIGHT_NONE && config->weighting != BD_WEIGHT_SNR_TRUNC) ||
+        !(config->ema_decay >= 0.0 && config->ema_decay <= 1.0) || !(config->t_min >= 0.0 && config->t_min < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need a known param and weighting, ema_decay in [0,1], t_min in [0,1)");
+    if (!(config->adam.lr >= 0.0) || !(config->adam.beta1 >= 0.0 && config->adam.beta1 < 1.0) ||
+        !(config->adam.beta2 >= 0.0 && config->adam.beta2 < 1.0) || !(config->adam.eps > 0.0) ||
+        !(config->adam.weight_decay >= 0.0) || config->adam.warmup_steps < 0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+    if (model->n_params < 1 || !model->params || !model->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: the model has no trainable parameters");
+    D = bd_denoiser_sample_size(model);
+    K = model->branches;
+    KD = D * K;
+    P = model->n_params;
+    if (D < 1 || K < 1 || B > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_trainer_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
+    tr = BD__CAST(bd_device_trainer *, bd_alloc(ctx, sizeof(bd_device_trainer)));
+    if (!tr) return ctx->last_result;
+    memset(tr, 0, sizeof *tr);
+    tr->ctx = ctx;
+    tr->model = model;
+    tr->config = *config;
+    tr->max_batch = B;
+    tr->D = D;
+    tr->KD = KD;
+    if (bd_schedule_init(&tr->sched, config->schedule) != BD_SUCCESS) {
+        bd_free(ctx, tr);
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: unknown schedule %d", (int)config->schedule);
+    }
+    r = BD_SUCCESS;
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->m);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->v);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->ema);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->x);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->eps);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&tr->t);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->dout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->tgt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->ybuf);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DT_COEF(B, K) * fs, (void **)&tr->coef);
+    if (r == BD_SUCCESS) {
+        tr->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        tr->h_t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, fs));
+        tr->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DT_COEF(B, K), fs));
+        tr->h_alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        tr->h_sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        if (!tr->h_eps || !tr->h_t || !tr->h_coef || !tr->h_alpha || !tr->h_sigma) r = ctx->last_result;
+    }
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->m, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->v, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, tr->ema, model->params, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
+    if (r != BD_SUCCESS) {
+        bd_device_trainer_free(tr);
+        return r;
+    }
+    tr->rng = bd_rng_init(config->seed);
+    *out = tr;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
+                                       double *loss_out) {
+    bd_context *ctx;
+    bd_denoiser *d;
+    const bd_trainer_config *c;
+    int64_t D, K, KD, B, j, k;
+    float *cf, *al, *sg, *ca, *cc, *wr, *ccr;
+    double loss, gn, scale = 1.0, decay, lr;
+    bd_vec_adam_args aa;
+    bd_result r;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = tr->ctx;
+    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: NULL batch");
+    if (n < 1 || n > tr->max_batch)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: batch %lld not in 1..%lld",
+                        (long long)n, (long long)tr->max_batch);
+    d = tr->model;
+    c = &tr->config;
+    D = tr->D;
+    K = d->branches;
+    KD = tr->KD;
+    B = tr->max_batch;
+    /* host draws, in bd_trainer_step's order */
+    for (j = 0; j < n; j++) {
+        double t = 1.0 - bd_rng_uniform(&tr->rng);
+        if (t < c->t_min) t = c->t_min;
+        tr->h_t[j] = (float)t;
+        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
+    }
+    bd_rng_normal(&tr->rng, tr->h_eps, n * D);
+    cf = tr->h_coef;
+    al = cf; sg = cf + B; ca = cf + 2 * B; cc = cf + 3 * B; wr = cf + 4 * B; ccr = wr + B * K;
+    for (j = 0; j < n; j++) {
+        double a = 0.0, cx = 1.0, w = 1.0;
+        al[j] = (float)tr->h_alpha[j];
+        sg[j] = (float)tr->h_sigma[j];
+        if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
+            double snr = (tr->h_alpha[j] * tr->h_alpha[j]) / (tr->h_sigma[j] * tr->h_sigma[j]);
+            w = snr > 1.0 ? snr : 1.0;
+            bd_param_x_coeffs(c->param, tr->h_alpha[j], tr->h_sigma[j], &a, &cx);
+        }
+        ca[j] = (float)a;
+        cc[j] = (float)cx;
+        for (k = 0; k < K; k++) {
+            wr[j * K + k] = (float)w;
+            ccr[j * K + k] = (float)cx;
+        }
+    }
+    if ((r = bd_backend_upload(ctx, tr->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->eps, tr->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->t, tr->h_t, (size_t)n * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->coef, cf, (size_t)BD__DT_COEF(B, K) * sizeof(float))) != BD_SUCCESS) return r;
+    al = tr->coef; sg = al + B; ca = al + 2 * B; cc = al + 3 * B; wr = al + 4 * B; ccr = wr + B * K;
+    /* z = alpha x + sigma eps */
+    BD_OP(ctx, vec_axpby, tr->z, D, tr->x, D, al, 1.0f, tr->eps, D, sg, 1.0f, n, D);
+    if ((r = bd_backend_zero(ctx, d->grads, (size_t)d->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1)) != BD_SUCCESS) return r;
+    /* every branch gets the same target; rows (j, k) of out are (n*K, D) */
+    if ((r = bd_backend_zero(ctx, tr->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    if (c->weighting == BD_WEIGHT_NONE) {
+        for (k = 0; k < K; k++) {
+            float *tk = tr->tgt + k * D;
+            if (c->param == BD_PARAM_EPS)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else if (c->param == BD_PARAM_X0)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else /* v = alpha eps - sigma x */
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, al, 1.0f, tr->x, D, sg, -1.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->out, tr->tgt, NULL, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->out, tr->tgt, NULL, n * K, D);
+    } else { /* x-space: y = ca z + cc o, weight max(snr, 1) */
+        for (k = 0; k < K; k++) {
+            BD_OP(ctx, vec_axpby, tr->ybuf + k * D, KD, tr->z, D, ca, 1.0f, tr->out + k * D, KD, cc, 1.0f, n, D);
+            BD_OP(ctx, vec_axpby, tr->tgt + k * D, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, vec_axpby, tr->dout, D, tr->dout, D, ccr, 1.0f, NULL, 0, NULL, 0.0f, n * K, D);
+    }
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    tr->last_loss = loss;
+    if (loss_out) *loss_out = loss;
+    if (!isfinite(loss))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite loss at step %lld; nothing changed",
+                        (long long)(tr->step + 1));
+    if ((r = bd_denoiser_backward(d, NULL, tr->dout, n)) != BD_SUCCESS) return r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, d->grads, d->n_params));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    tr->last_grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(tr->step + 1));
+    /* torch.nn.utils.clip_grad_norm_, then AdamW (as bd_adam_step) */
+    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
+    k = tr->step + 1;
+    lr = bd_adam_lr(&c->adam, k);
+    aa.lr = lr;
+    aa.beta1 = c->adam.beta1;
+    aa.beta2 = c->adam.beta2;
+    aa.eps = c->adam.eps;
+    aa.weight_decay = c->adam.weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)k);
+    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)k);
+    BD_OP(ctx, vec_adam, d->params, d->grads, tr->m, tr->v, d->n_params, &aa);
+    tr->step = k;
+    tr->last_lr = lr;
+    decay = c->ema_decay;
+    if (c->ema_warmup) {
+        double w = (1.0 + (double)k) / (10.0 + (double)k);
+        if (w < decay) decay = w;
+    }
+    BD_OP(ctx, vec_ema, tr->ema, d->params, d->n_params, decay);
+    return bd_backend_sync(ctx);
+}
+
+BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
+                                           float *m, float *v) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    bytes = (size_t)tr->model->n_params * sizeof(float);
+    if (params && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, params, tr->model->params, bytes);
+    if (ema && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, ema, tr->ema, bytes);
+    if (m && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, m, tr->m, bytes);
+    if (v && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, v, tr->v, bytes);
+    return r;
+}
+
+BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
+                                         const float *m, const float *v) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (step < 0) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_upload: step %lld < 0", (long long)step);
+    bytes = (size_t)tr->model->n_params * sizeof(float);
+    if (ema && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->ema, ema, bytes);
+    if (m && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->m, m, bytes);
+    if (v && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->v, v, bytes);
+    if (r == BD_SUCCESS) tr->step = step;
+    return r;
+}
+
+BDAPI void bd_device_sampler_free(bd_device_sampler *s) {
+    bd_context *ctx;
+    if (!s) return;
+    ctx = s->ctx;
+    bd_backend_free(ctx, s->z);
+    bd_backend_free(ctx, s->out);
+    bd_backend_free(ctx, s->x_hat);
+    bd_backend_free(ctx, s->eps_hat);
+    bd_backend_free(ctx, s->aux);
+    bd_backend_free(ctx, s->aux2);
+    bd_backend_free(ctx, s->noise);
+    bd_backend_free(ctx, s->t);
+    bd_free(ctx, s->h_noise);
+    bd_free(ctx, s);
+}
+
+BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
+                                       bd_device_sampler **out) {
+    bd_context *ctx;
+    bd_device_sampler *s;
+    bd_result r;
+    int64_t B = max_batch, D, KD;
+    size_t fs = sizeof(float);
+    if (!model || !model->ctx || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    ctx = model->ctx;
+    *out = NULL;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: max_batch %lld < 1", (long long)B);
+    D = bd_denoiser_sample_size(model);
+    KD = D * model->branches;
+    if (D < 1 || KD < 1 || B > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_sampler_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
+    s = BD__CAST(bd_device_sampler *, bd_alloc(ctx, sizeof(bd_device_sampler)));
+    if (!s) return ctx->last_result;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->model = model;
+    s->max_batch = B;
+    s->D = D;
+    s->KD = KD;
+    r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&s->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->x_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->eps_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux2);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->noise);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&s->t);
+    if (r == BD_SUCCESS) {
+        s->h_noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        if (!s->h_noise) r = ctx->last_result;
+    }
+    if (r != BD_SUCCESS) {
+        bd_device_sampler_free(s);
+        return r;
+    }
+    *out = s;
+    return BD_SUCCESS;
+}
+
+/* one network call on z at time t: x_hat, eps_hat (nb rows) */
+static bd_result bd__dsampler_eval(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                   const bd_schedule *sc, int64_t branch, const float *z, double t,
+                                   int64_t nb) {
+    bd_context *ctx = s->ctx;
+    int64_t D = s->D, KD = s->KD;
+    const float *o = s->out + branch * D;
+    double al, sg;
+    bd_result r;
+    bd_schedule_alpha_sigma(sc, t, &al, &sg);
+    BD_OP(ctx, vec_fill, s->t, (float)t, nb);
+    if ((r = bd_denoiser_forward(s->model, s->out, z, s->t, nb, 0)) != BD_SUCCESS) return r;
+    if (cfg->param == BD_PARAM_EPS) {
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (al > 0.0)
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)(1.0 / al), o, KD, NULL, (float)(-sg / al), nb, D);
+        else
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+    } else if (cfg->param == BD_PARAM_X0) {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (sg > 0.0)
+            BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)(1.0 / sg), o, KD, NULL, (float)(-al / sg), nb, D);
+        else
+            BD_OP(ctx, vec_fill, s->eps_hat, 0.0f, nb * D);
+    } else {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)al, o, KD, NULL, (float)(-sg), nb, D);
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)sg, o, KD, NULL, (float)al, nb, D);
+    }
+    return BD_SUCCESS;
+}
+
+/* z = a z + b y (nb*D floats as one row) */
+#define BD__DS_AXPBY(ctx, zz, a, yy, b, m)                                                    \
+    BD_OP(ctx, vec_axpby, zz, m, zz, m, NULL, (float)(a), yy, m, NULL, (float)(b), 1, m)
+
+BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe) {
+    bd_context *ctx;
+    bd_schedule sc;
+    int64_t S, i, c0, D, branch, count = 0;
+    bd_result r;
+    if (!s) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = s->ctx;
+    if (!cfg || !x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: NULL argument");
+    if (n < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: n %lld < 1", (long long)n);
+    if (cfg->kind < BD_SAMPLER_DDIM || cfg->kind > BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown sampler kind %d", (int)cfg->kind);
+    if (cfg->param != BD_PARAM_EPS && cfg->param != BD_PARAM_X0 && cfg->param != BD_PARAM_V)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown param kind %d", (int)cfg->param);
+    if (!(cfg->eta >= 0.0))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
+    if (cfg->clip_x || cfg->callback)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_sampler_run: clip_x and per-step callbacks need the host sampler (bd_sampler_run)");
+    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
+    if (branch >= s->model->branches)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: branch %lld but the model has %lld",
+                        (long long)cfg->branch, (long long)s->model->branches);
+    if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: %s needs an rng", bd_sampler_name(cfg->kind));
+    if ((r = bd_sampler_grid(ctx, cfg, s->grid)) != BD_SUCCESS) return r;
+    if (bd_schedule_init(&sc, cfg->schedule) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_sampler_run: unknown schedule %d", (int)cfg->schedule);
+    S = cfg->steps;
+    D = s->D;
+    for (c0 = 0; c0 < n; c0 += s->max_batch) {
+        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch, m = nb * D;
+        float *z = s->z;
+        double h_prev = 0.0, fin;
+        int have_prev = 0;
+        if ((r = bd_backend_upload(ctx, z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+        count = 0;
+        for (i = 0; i < S; i++) {
+            double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
+            bd_schedule_alpha_sigma(&sc, t, &at, &st);
+            bd_schedule_alpha_sigma(&sc, u, &as, &ss);
+            if ((r = bd__dsampler_eval(s, cfg, &sc, branch, z, t, nb)) != BD_SUCCESS) return r;
+            count++;
+            if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
+                if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                continue;
+            }
+            switch (cfg->kind) {
+            case BD_SAMPLER_DDIM: {
+                double cn = 0.0, dir;
+                if (cfg->eta > 0.0) {
+                    double q = 1.0 - (at * at) / (as * as);
+                    cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
+                    if (cn > ss) cn = ss;
+                    bd_rng_normal(rng, s->h_noise, m);
+                    if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                }
+                dir = sqrt(ss * ss - cn * cn);
+                BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
+                if (cn > 0.0) BD__DS_AXPBY(ctx, z, 1.0, s->noise, cn, m);
+                break;
+            }
+            case BD_SAMPLER_DDPM: {
+                double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
+                if (vts < 0.0) vts = 0.0;
+                cz = (at / as) * (ss * ss) / (st * st);
+                cx = as * vts / (st * st);
+                sd = sqrt(vts * ss * ss / (st * st));
+                bd_rng_normal(rng, s->h_noise, m);
+                if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx, m);
+                BD__DS_AXPBY(ctx, z, 1.0, s->noise, sd, m);
+                break;
+            }
+            case BD_SAMPLER_EULER: {
+                /* z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
+                double gt = st / at, gs = ss / as;
+                BD__DS_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
+                break;
+            }
+            case BD_SAMPLER_HEUN: {
+                double gt = st / at, gs = ss / as, h = as * (gs - gt);
+                /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
+                BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
+                BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
+                if ((r = bd__dsampler_eval(s, cfg, &sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
+                count++;
+                /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
+                BD__DS_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
+                BD__DS_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
+                BD__DS_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
+                break;
+            }
+            case BD_SAMPLER_DPMPP_2M: {
+                double lt = log(at / st), ls = log(as / ss), h = ls - lt;
+                double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
+                if (have_prev) {
+                    double rr = h_prev / h;
+                    w1 = 1.0 + 1.0 / (2.0 * rr);
+                    w0 = -1.0 / (2.0 * rr);
+                }
+                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
+                if (have_prev) BD__DS_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
+                if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                have_prev = 1;
+                h_prev = h;
+                break;
+            }
+            default:
+                return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device sampler: unknown kind");
+            }
+        }
+        fin = BD_OP(ctx, vec_sumsq, z, m);
+        if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+        if (!isfinite(fin))
+            return bd_error(ctx, BD_ERROR_NONFINITE, "device sampler: non-finite samples after %lld steps", (long long)S);
+        if ((r = bd_backend_download(ctx, x + c0 * D, z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+    }
+    if (nfe) *nfe = count;
+    return BD_SUCCESS;
 }
 
 /* BACKEND-IMPLEMENTATION */
