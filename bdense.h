@@ -853,6 +853,10 @@ BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *host_s
 BDAPI bd_result bd_backend_download(bd_context *ctx, void *host_dst, const void *src, size_t bytes);
 BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes);
 BDAPI bd_result bd_backend_sync(bd_context *ctx);
+/* Copy between the buffers of two contexts' backends (host <-> device,
+   host <-> host, device <-> device through a host bounce buffer). */
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes);
 /* Run kernel `op` of ctx's backend: BD_OP(ctx, silu_forward, out, x, n). */
 #define BD_OP(ctx, op, ...) ((ctx)->backend->op((ctx)->backend->state, __VA_ARGS__))
 
@@ -1777,7 +1781,8 @@ BDAPI void bd_denoiser_free(bd_denoiser *d) {
 }
 
 BDAPI void bd_denoiser_zero_grad(bd_denoiser *d) {
-    if (d && d->grads) memset(d->grads, 0, (size_t)d->n_params * sizeof(float));
+    /* through the backend: the grads may be device memory */
+    if (d && d->grads) bd_backend_zero(d->ctx, d->grads, (size_t)d->n_params * sizeof(float));
 }
 
 BDAPI int64_t bd_denoiser_sample_size(const bd_denoiser *d) {
@@ -3507,6 +3512,31 @@ BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, siz
 BDAPI bd_result bd_backend_sync(bd_context *ctx) {
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     return ctx->backend->sync(ctx->backend->state, ctx);
+}
+
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes) {
+    int dd, sd;
+    void *bounce;
+    bd_result r;
+    if (!dst_ctx || !src_ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(dst_ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_transfer: NULL pointer");
+    dd = bd_backend_on_device(dst_ctx);
+    sd = bd_backend_on_device(src_ctx);
+    if (!dd && !sd) {
+        memmove(dst, src, bytes);
+        return BD_SUCCESS;
+    }
+    if (!sd) return bd_backend_upload(dst_ctx, dst, src, bytes);
+    if (!dd) return bd_backend_download(src_ctx, dst, src, bytes);
+    if (dst_ctx == src_ctx) return bd_backend_copy(dst_ctx, dst, src, bytes);
+    bounce = bd_alloc(dst_ctx, bytes);
+    if (!bounce) return dst_ctx->last_result;
+    r = bd_backend_download(src_ctx, bounce, src, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_upload(dst_ctx, dst, bounce, bytes);
+    bd_free(dst_ctx, bounce);
+    return r;
 }
 
 /* ---- drivers: training and sampling in the model's backend -------------- */
