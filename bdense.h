@@ -3571,6 +3571,15 @@ BDAPI void bd_device_trainer_free(bd_device_trainer *tr) {
     bd_free(ctx, tr);
 }
 
+/* Only the UNet runs its layers through the backend table; the other
+   kinds compute on the host and cannot use device buffers. */
+static bd_result bd__backend_model_ok(bd_denoiser *d, const char *who) {
+    if (bd_backend_on_device(d->ctx) && (!d->vt || strcmp(d->vt->kind, "unet") != 0))
+        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "%s: a \"%s\" denoiser cannot run on the device backend '%s' (only \"unet\")",
+                        who, d->vt ? d->vt->kind : "?", d->ctx->backend->name);
+    return BD_SUCCESS;
+}
+
 /* floats of the coefficient block: alpha, sigma, ca, cc (B each), w_rows,
    cc_rows (B*K each) */
 #define BD__DT_COEF(B, K) (4 * (B) + 2 * (B) * (K))
@@ -3596,6 +3605,7 @@ BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_conf
         return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
     if (model->n_params < 1 || !model->params || !model->grads)
         return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: the model has no trainable parameters");
+    if ((r = bd__backend_model_ok(model, "bd_device_trainer_init")) != BD_SUCCESS) return r;
     D = bd_denoiser_sample_size(model);
     K = model->branches;
     KD = D * K;
@@ -3821,6 +3831,7 @@ BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
     ctx = model->ctx;
     *out = NULL;
     if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: max_batch %lld < 1", (long long)B);
+    if ((r = bd__backend_model_ok(model, "bd_device_sampler_init")) != BD_SUCCESS) return r;
     D = bd_denoiser_sample_size(model);
     KD = D * model->branches;
     if (D < 1 || KD < 1 || B > (((int64_t)1 << 40) / KD))
