@@ -4178,52 +4178,55 @@ static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *
         int64_t co = op->cout;
         if (op->skip >= 0) {
             float *cat = BD__UACT(u, op->a[BD__R_CAT]);
-            bd_concat_forward(cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
+            BD_OP(d->ctx, concat_forward, cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
             x = cat;
         }
-        bd_groupnorm_forward(n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+        BD_OP(d->ctx, groupnorm_forward, n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
                              BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
-        bd_silu_forward(a1, n1, n * c * hw);
-        bd_conv2d_forward(h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
+        BD_OP(d->ctx, silu_forward, a1, n1, n * c * hw);
+        BD_OP(d->ctx, conv2d_forward, h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
                           n, c, op->h, op->w, co, 3, 1, 1);
-        bd_linear_forward(tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
+        BD_OP(d->ctx, linear_forward, tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
                           BD__UP(d, u, op, BD__RP_TB), n, tc, co);
-        bd_add_channel_forward(h1, tp, n, co, hw);
-        bd_groupnorm_forward(n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+        BD_OP(d->ctx, add_channel_forward, h1, tp, n, co, hw);
+        BD_OP(d->ctx, groupnorm_forward, n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
                              BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
-        bd_silu_forward(a2, n2, n * co * hw);
-        bd_conv2d_forward(y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
+        BD_OP(d->ctx, silu_forward, a2, n2, n * co * hw);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
                           n, co, op->h, op->w, co, 3, 1, 1);
         if (op->has_skip_conv) {
-            bd_conv2d_forward(u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
+            BD_OP(d->ctx, conv2d_forward, u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
                               n, c, op->h, op->w, co, 1, 1, 0);
-            bd_add_forward(y, y, u->s1, n * co * hw);
+            BD_OP(d->ctx, add_forward, y, y, u->s1, n * co * hw);
         } else {
-            bd_add_forward(y, y, x, n * co * hw);
+            BD_OP(d->ctx, add_forward, y, y, x, n * co * hw);
         }
     } else if (op->type == BD__UOP_ATTN) {
         float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
         float *o = BD__UACT(u, op->a[BD__A_O]);
-        bd_groupnorm_forward(nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
+        BD_OP(d->ctx, groupnorm_forward, nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
                              BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
-        bd_conv2d_forward(qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
+        BD_OP(d->ctx, conv2d_forward, qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
                           n, c, op->h, op->w, 3 * c, 1, 1, 0);
-        bd_attention_forward(o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
-        bd_conv2d_forward(y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
+        BD_OP(d->ctx, attention_forward, o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
                           n, c, op->h, op->w, c, 1, 1, 0);
-        bd_add_forward(y, y, x, n * c * hw);
+        BD_OP(d->ctx, add_forward, y, y, x, n * c * hw);
     } else if (op->type == BD__UOP_DOWN) {
-        bd_conv2d_forward(y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
+        BD_OP(d->ctx, conv2d_forward, y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
                           c, 3, 2, 1);
     } else {
         float *up = BD__UACT(u, op->a[BD__U_UP]);
-        bd_upsample2x_forward(up, x, n, c, op->h, op->w);
-        bd_conv2d_forward(y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
+        BD_OP(d->ctx, upsample2x_forward, up, x, n, c, op->h, op->w);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
                           2 * op->w, c, 3, 1, 1);
     }
 }
 
-static void bd__unet_zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+/* zeroing and copies go through the backend: the slabs may be device memory */
+static void bd__unet_zero(bd_context *ctx, float *p, int64_t n) {
+    if (n > 0) bd_backend_zero(ctx, p, (size_t)n * sizeof(float));
+}
 
 static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
     int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
@@ -4239,63 +4242,63 @@ static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op 
         if (op->skip >= 0) {
             x = BD__UACT(u, op->a[BD__R_CAT]);
             gin = u->s3;
-            bd__unet_zero(gin, n * c * hw);
+            bd__unet_zero(d->ctx, gin, n * c * hw);
         }
         /* out = skip(x) + conv2(a2) */
         if (op->has_skip_conv)
-            bd_conv2d_backward(gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
+            BD_OP(d->ctx, conv2d_backward, gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
                                BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
         else
-            bd_add_backward(gin, NULL, gy, n * c * hw);
-        bd__unet_zero(u->s1, n * co * hw);
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
+            BD_OP(d->ctx, add_backward, gin, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * co * hw);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
                            a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s2, n * co * hw);
-        bd_silu_backward(u->s2, u->s1, n2, n * co * hw);
-        bd__unet_zero(u->s1, n * co * hw); /* s1 = d h1 */
-        bd_groupnorm_backward(u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
+        bd__unet_zero(d->ctx, u->s2, n * co * hw);
+        BD_OP(d->ctx, silu_backward, u->s2, u->s1, n2, n * co * hw);
+        bd__unet_zero(d->ctx, u->s1, n * co * hw); /* s1 = d h1 */
+        BD_OP(d->ctx, groupnorm_backward, u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
                               BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
                               BD__UP(d, u, op, BD__RP_N2W), n, co, hw, G);
-        bd__unet_zero(u->gsmall, n * co);
-        bd_add_channel_backward(u->gsmall, u->s1, n, co, hw);
-        bd_linear_backward(u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
+        bd__unet_zero(d->ctx, u->gsmall, n * co);
+        BD_OP(d->ctx, add_channel_backward, u->gsmall, u->s1, n, co, hw);
+        BD_OP(d->ctx, linear_backward, u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
                            BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
                            BD__UP(d, u, op, BD__RP_TW), n, tc, co);
-        bd__unet_zero(u->s2, n * c * hw); /* s2 = d a1 */
-        bd_conv2d_backward(u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
+        bd__unet_zero(d->ctx, u->s2, n * c * hw); /* s2 = d a1 */
+        BD_OP(d->ctx, conv2d_backward, u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
                            a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s1, n * c * hw); /* s1 = d n1 */
-        bd_silu_backward(u->s1, u->s2, n1, n * c * hw);
-        bd_groupnorm_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* s1 = d n1 */
+        BD_OP(d->ctx, silu_backward, u->s1, u->s2, n1, n * c * hw);
+        BD_OP(d->ctx, groupnorm_backward, gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
                               BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
                               BD__UP(d, u, op, BD__RP_N1W), n, c, hw, G);
         if (op->skip >= 0)
-            bd_concat_backward(gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
+            BD_OP(d->ctx, concat_backward, gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
     } else if (op->type == BD__UOP_ATTN) {
-        bd_add_backward(gx, NULL, gy, n * c * hw);
-        bd__unet_zero(u->s1, n * c * hw); /* d o */
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
+        BD_OP(d->ctx, add_backward, gx, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* d o */
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
                            BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
                            c, 1, 1, 0);
-        bd__unet_zero(u->s2, n * 3 * c * hw); /* d qkv */
-        bd_attention_backward(u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
+        bd__unet_zero(d->ctx, u->s2, n * 3 * c * hw); /* d qkv */
+        BD_OP(d->ctx, attention_backward, u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
                               BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
-        bd__unet_zero(u->s3, n * c * hw); /* d n */
-        bd_conv2d_backward(u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
+        bd__unet_zero(d->ctx, u->s3, n * c * hw); /* d n */
+        BD_OP(d->ctx, conv2d_backward, u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
                            BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
                            3 * c, 1, 1, 0);
-        bd_groupnorm_backward(gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
+        BD_OP(d->ctx, groupnorm_backward, gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
                               BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
                               BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
     } else if (op->type == BD__UOP_DOWN) {
-        bd_conv2d_backward(gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
+        BD_OP(d->ctx, conv2d_backward, gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
                            n, c, op->h, op->w, c, 3, 2, 1);
     } else {
-        bd__unet_zero(u->s1, n * c * hw * 4);
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
+        bd__unet_zero(d->ctx, u->s1, n * c * hw * 4);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
                            BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
                            c, 3, 1, 1);
-        bd_upsample2x_backward(gx, u->s1, n, c, op->h, op->w);
+        BD_OP(d->ctx, upsample2x_backward, gx, u->s1, n, c, op->h, op->w);
     }
 }
 
@@ -4314,10 +4317,13 @@ static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
     ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
     if (!ok || total > (size_t)INT64_MAX / sizeof(float))
         return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
-    slab = BD__CAST(float *, bd_alloc_array(d->ctx, total, sizeof(float)));
-    if (!slab) return d->ctx->last_result;
-    memset(slab, 0, total * sizeof(float));
-    bd_free(d->ctx, u->slab);
+    if (bd_backend_alloc(d->ctx, total * sizeof(float), (void **)&slab) != BD_SUCCESS)
+        return d->ctx->last_result;
+    if (bd_backend_zero(d->ctx, slab, total * sizeof(float)) != BD_SUCCESS) {
+        bd_backend_free(d->ctx, slab);
+        return d->ctx->last_result;
+    }
+    bd_backend_free(d->ctx, u->slab);
     u->slab = slab;
     u->act = slab;
     u->grad = u->act + u->act_ps * batch;
@@ -4347,20 +4353,21 @@ static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, co
     float *st = BD__UACT(u, u->a_stemb), *no = BD__UACT(u, u->a_nout), *ao = BD__UACT(u, u->a_aout);
     if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
     u->last_train = 0;
-    memcpy(zc, z, (size_t)(n * C * HW) * sizeof(float));
-    for (i = 0; i < n; i++) cn[i] = 1000.0f * t[i];
-    bd_timestep_embedding_forward(emb, cn, n, ch);
-    bd_linear_forward(t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
-    bd_silu_forward(t1s, t1, n * tc);
-    bd_linear_forward(temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
-    bd_silu_forward(st, temb, n * tc);
-    bd_conv2d_forward(BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
+    if (bd_backend_copy(d->ctx, zc, z, (size_t)(n * C * HW) * sizeof(float)) != BD_SUCCESS)
+        return d->ctx->last_result;
+    BD_OP(d->ctx, vec_axpby, cn, 1, t, 1, NULL, 1000.0f, NULL, 0, NULL, 0.0f, n, 1); /* c_noise */
+    BD_OP(d->ctx, timestep_embedding_forward, emb, cn, n, ch);
+    BD_OP(d->ctx, linear_forward, t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
+    BD_OP(d->ctx, silu_forward, t1s, t1, n * tc);
+    BD_OP(d->ctx, linear_forward, temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
+    BD_OP(d->ctx, silu_forward, st, temb, n * tc);
+    BD_OP(d->ctx, conv2d_forward, BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
                       P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
     for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
-    bd_groupnorm_forward(no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+    BD_OP(d->ctx, groupnorm_forward, no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
                          P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
-    bd_silu_forward(ao, no, n * cf * HW);
-    bd_conv2d_forward(out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
+    BD_OP(d->ctx, silu_forward, ao, no, n * cf * HW);
+    BD_OP(d->ctx, conv2d_forward, out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
                       H, H, c->branches * C, 3, 1, 1);
     u->last_n = n;
     u->last_train = train != 0;
@@ -4377,30 +4384,30 @@ static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout,
     float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
     if (!u->last_train || n != u->last_n)
         return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
-    bd__unet_zero(u->grad, u->grad_ps * u->batch);
+    bd__unet_zero(d->ctx, u->grad, u->grad_ps * u->batch);
     /* output head */
-    bd__unet_zero(u->s1, n * cf * HW);
-    bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
+    bd__unet_zero(d->ctx, u->s1, n * cf * HW);
+    BD_OP(d->ctx, conv2d_backward, u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
                        BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
                        3, 1, 1);
-    bd__unet_zero(u->s2, n * cf * HW);
-    bd_silu_backward(u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
-    bd_groupnorm_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
+    bd__unet_zero(d->ctx, u->s2, n * cf * HW);
+    BD_OP(d->ctx, silu_backward, u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
+    BD_OP(d->ctx, groupnorm_backward, BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
                           u->s2, BD__UVAL(u, u->v_final), BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout),
                           P + T[u->pt_out].offset, n, cf, HW, c->groups);
     for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
-    bd_conv2d_backward(dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
+    BD_OP(d->ctx, conv2d_backward, dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
                        BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
                        ch, 3, 1, 1);
     /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
-    bd__unet_zero(u->s1, n * tc);
-    bd_silu_backward(u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
-    bd__unet_zero(u->s2, n * tc);
-    bd_linear_backward(u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
+    bd__unet_zero(d->ctx, u->s1, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
+    bd__unet_zero(d->ctx, u->s2, n * tc);
+    BD_OP(d->ctx, linear_backward, u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
                        BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
-    bd__unet_zero(u->s3, n * tc);
-    bd_silu_backward(u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
-    bd_linear_backward(NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
+    bd__unet_zero(d->ctx, u->s3, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
+    BD_OP(d->ctx, linear_backward, NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
                        BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
     return BD_SUCCESS;
 }
@@ -4412,15 +4419,15 @@ static void bd__unet_destroy(bd_denoiser *d) {
     ctx = d->ctx;
     u = BD__CAST(bd__unet *, d->impl);
     if (u) {
-        bd_free(ctx, u->slab);
+        bd_backend_free(ctx, u->slab);
         bd_free(ctx, u->tensors);
         bd_free(ctx, u->tfan);
         bd_free(ctx, u->vals);
         bd_free(ctx, u->ops);
         bd_free(ctx, u);
     }
-    bd_free(ctx, d->params);
-    bd_free(ctx, d->grads);
+    bd_backend_free(ctx, d->params);
+    bd_backend_free(ctx, d->grads);
     bd_free(ctx, d);
 }
 
@@ -4440,6 +4447,7 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     bd_result r;
     bd__unet *u;
     bd_denoiser *d;
+    float *host = NULL;
     int64_t i, j;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
@@ -4464,10 +4472,14 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
     u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
     u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
-    d->params = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
-    d->grads = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
-    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !d->params || !d->grads) {
+    /* params and grads live in the context's backend (device memory for
+       CUDA); the initial values are drawn into a host buffer, then copied */
+    host = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    if (host && bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->params) == BD_SUCCESS)
+        bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->grads);
+    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !host || !d->params || !d->grads) {
         r = ctx->last_result;
+        bd_free(ctx, host);
         bd__unet_destroy(d);
         return r;
     }
@@ -4479,10 +4491,9 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     d->n_params = u->n_params;
     d->tensors = u->tensors;
     d->n_tensors = u->n_tensors;
-    memset(d->grads, 0, (size_t)u->n_params * sizeof(float));
     for (i = 0; i < u->n_tensors; i++) {
         const bd_param_tensor *t = &u->tensors[i];
-        float *p = d->params + t->offset;
+        float *p = host + t->offset;
         if (u->tfan[i] > 0) {
             float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
             bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
@@ -4490,6 +4501,13 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
             float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
             for (j = 0; j < t->numel; j++) p[j] = v;
         }
+    }
+    r = bd_backend_zero(ctx, d->grads, (size_t)u->n_params * sizeof(float));
+    if (r == BD_SUCCESS) r = bd_backend_upload(ctx, d->params, host, (size_t)u->n_params * sizeof(float));
+    bd_free(ctx, host);
+    if (r != BD_SUCCESS) {
+        bd__unet_destroy(d);
+        return r;
     }
     *out = d;
     return BD_SUCCESS;
@@ -5018,6 +5036,39 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
     r = bd_model_load_state(ctx, path, m, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng, &fl);
     if (r == BD_SUCCESS) m->train_step = tr->adam.step;
     return r;
+}
+
+/* Re-home params, grads and the activation slab in `to`'s backend (see
+   bd_denoiser_to_context in >>backend).  The host-side plan stays; it was
+   allocated with from's allocator, so both contexts must share it. */
+static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    bd_context *from = d->ctx;
+    size_t bytes = (size_t)d->n_params * sizeof(float);
+    int64_t batch = u->batch;
+    float *np = NULL, *ng = NULL;
+    bd_result r;
+    r = bd_backend_alloc(to, bytes, (void **)&np);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(to, bytes, (void **)&ng);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, np, from, d->params, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, ng, from, d->grads, bytes);
+    if (r != BD_SUCCESS) {
+        bd_backend_free(to, np);
+        bd_backend_free(to, ng);
+        return r;
+    }
+    bd_backend_free(from, d->params);
+    bd_backend_free(from, d->grads);
+    bd_backend_free(from, u->slab);
+    u->slab = NULL;
+    u->batch = 0;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = 0;
+    d->params = np;
+    d->grads = ng;
+    d->ctx = to;
+    return batch > 0 ? bd__unet_reserve(d, batch) : BD_SUCCESS;
 }
 
 /* UNET-IMPLEMENTATION */
@@ -8454,10 +8505,17 @@ BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *
 
 /* ---- drivers: training and sampling in the model's backend -------------- */
 BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
+    bd_context *from;
     if (!d || !ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (d->ctx == ctx) return BD_SUCCESS;
-    return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts",
-                    d->vt ? d->vt->kind : "?");
+    from = d->ctx;
+    if (from == ctx) return BD_SUCCESS;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts (only \"unet\")",
+                        d->vt ? d->vt->kind : "?");
+    if (from->allocator.alloc != ctx->allocator.alloc || from->allocator.free != ctx->allocator.free ||
+        from->allocator.user_data != ctx->allocator.user_data)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_denoiser_to_context: the two contexts must share one host allocator");
+    return bd__unet_to_context(d, ctx);
 }
 
 BDAPI void bd_device_trainer_free(bd_device_trainer *tr) {
