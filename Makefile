@@ -81,7 +81,8 @@ clean:
 #                        `make CUDA=1 test`; prints "no GPU, skipped" without
 #                        a GPU) and a CUDA-enabled $(BUILD)/bdense
 #                        (-DBDENSE_CUDA, bdense_cuda.o, cuBLAS)
-#   make cuda-emu-test   runs tests/cuda/test_cuda.c against bdense_cuda.cu
+#   make cuda            test_cuda, test_cuda_unet, bench/cuda_bench (nvcc)
+#   make cuda-emu-test   runs tests/cuda/test_cuda*.c against bdense_cuda.cu
 #                        compiled for the host emulator (no GPU, no nvcc)
 CUDA      ?= 0
 NVCC      ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null) nvcc)
@@ -103,9 +104,29 @@ $(BUILD)/tests/test_cuda: $(BUILD)/cuda/test_cuda.o $(BUILD)/cuda/bdense_cuda.o
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
 
+$(BUILD)/cuda/test_cuda_unet.o: tests/cuda/test_cuda_unet.c bdense.h tests/bdtest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/tests/test_cuda_unet: $(BUILD)/cuda/test_cuda_unet.o $(BUILD)/cuda/bdense_cuda.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/cuda/cuda_bench.o: bench/cuda_bench.c bdense.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bench/cuda_bench: $(BUILD)/cuda/cuda_bench.o $(BUILD)/cuda/bdense_cuda.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+CUDA_BINS = $(BUILD)/tests/test_cuda $(BUILD)/tests/test_cuda_unet $(BUILD)/bench/cuda_bench
+.PHONY: cuda
+cuda: $(CUDA_BINS)
+
 ifeq ($(CUDA),1)
-all: $(BUILD)/tests/test_cuda
-tests: $(BUILD)/tests/test_cuda
+all: $(CUDA_BINS)
+tests: $(BUILD)/tests/test_cuda $(BUILD)/tests/test_cuda_unet
 $(BUILD)/bdense: $(BUILD)/cuda/bdense_cuda.o
 $(BUILD)/bdense: CFLAGS += -DBDENSE_CUDA
 $(BUILD)/bdense: LDLIBS += $(BUILD)/cuda/bdense_cuda.o $(CUDA_LIBS)
@@ -119,6 +140,10 @@ $(BUILD)/cuda-emu/bdense_cuda.o: bdense_cuda.cu bdense.h tests/cuda/emu/bd_cuda_
 $(BUILD)/cuda-emu/test_cuda: tests/cuda/test_cuda.c $(BUILD)/cuda-emu/bdense_cuda.o bdense.h tests/bdtest.h
 	$(CC) $(CFLAGS) -DBDENSE_CUDA_EMULATE -Itests -o $@ $< $(BUILD)/cuda-emu/bdense_cuda.o $(LDFLAGS) -lstdc++ $(LDLIBS)
 
+$(BUILD)/cuda-emu/test_cuda_unet: tests/cuda/test_cuda_unet.c $(BUILD)/cuda-emu/bdense_cuda.o bdense.h tests/bdtest.h
+	$(CC) $(CFLAGS) -DBDENSE_CUDA_EMULATE -Itests -o $@ $< $(BUILD)/cuda-emu/bdense_cuda.o $(LDFLAGS) -lstdc++ $(LDLIBS)
+
 .PHONY: cuda-emu-test
-cuda-emu-test: $(BUILD)/cuda-emu/test_cuda
+cuda-emu-test: $(BUILD)/cuda-emu/test_cuda $(BUILD)/cuda-emu/test_cuda_unet
 	ASAN_OPTIONS=allocator_may_return_null=1 $(BUILD)/cuda-emu/test_cuda
+	$(BUILD)/cuda-emu/test_cuda_unet

@@ -1375,6 +1375,9 @@ BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *
    everything (bd_context_free does it too).  bd_cuda_device_count is 0 when
    there is no driver or no GPU. */
 extern int bd_cuda_device_count(void);
+/* The same, with the runtime's reason when it is 0 (e.g. "CUDA driver
+   version is insufficient for CUDA runtime version") written to why. */
+extern int bd_cuda_probe(char *why, size_t cap);
 extern bd_result bd_cuda_init(bd_context *ctx, int device);
 extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
 extern void bd_cuda_shutdown(bd_context *ctx);
@@ -1419,6 +1422,12 @@ typedef struct bd_device_trainer {
     /* host staging */
     float *h_eps, *h_t, *h_coef;
     double *h_alpha, *h_sigma;
+    /* the next step's t and eps are drawn while the GPU runs this step's
+       forward; they are used only if rng is still pre_from and n matches
+       (rng always holds the state a bd_trainer would have) */
+    int pre_valid;
+    int64_t pre_n;
+    bd_rng pre_from, pre_to;
 } bd_device_trainer;
 
 /* Reserves the model for max_batch and allocates every buffer in the
@@ -8631,6 +8640,18 @@ BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_conf
     return BD_SUCCESS;
 }
 
+/* t (n) and eps (n, D) into the host staging buffers, as bd_trainer_step */
+static void bd__dtrainer_draw(bd_device_trainer *tr, int64_t n) {
+    int64_t j;
+    for (j = 0; j < n; j++) {
+        double t = 1.0 - bd_rng_uniform(&tr->rng);
+        if (t < tr->config.t_min) t = tr->config.t_min;
+        tr->h_t[j] = (float)t;
+        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
+    }
+    bd_rng_normal(&tr->rng, tr->h_eps, n * tr->D);
+}
+
 BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
                                        double *loss_out) {
     bd_context *ctx;
@@ -8653,14 +8674,12 @@ BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, in
     K = d->branches;
     KD = tr->KD;
     B = tr->max_batch;
-    /* host draws, in bd_trainer_step's order */
-    for (j = 0; j < n; j++) {
-        double t = 1.0 - bd_rng_uniform(&tr->rng);
-        if (t < c->t_min) t = c->t_min;
-        tr->h_t[j] = (float)t;
-        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
-    }
-    bd_rng_normal(&tr->rng, tr->h_eps, n * D);
+    /* host draws, in bd_trainer_step's order (or the ones made ahead) */
+    if (tr->pre_valid && tr->pre_n == n && memcmp(&tr->rng, &tr->pre_from, sizeof tr->rng) == 0)
+        tr->rng = tr->pre_to;
+    else
+        bd__dtrainer_draw(tr, n);
+    tr->pre_valid = 0;
     cf = tr->h_coef;
     al = cf; sg = cf + B; ca = cf + 2 * B; cc = cf + 3 * B; wr = cf + 4 * B; ccr = wr + B * K;
     for (j = 0; j < n; j++) {
@@ -8690,6 +8709,14 @@ BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, in
     if ((r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1)) != BD_SUCCESS) return r;
     /* every branch gets the same target; rows (j, k) of out are (n*K, D) */
     if ((r = bd_backend_zero(ctx, tr->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    /* the staging buffers are uploaded: draw the next step's noise while
+       the device runs the forward (the loss below waits for it) */
+    tr->pre_from = tr->rng;
+    bd__dtrainer_draw(tr, n);
+    tr->pre_to = tr->rng;
+    tr->rng = tr->pre_from;
+    tr->pre_n = n;
+    tr->pre_valid = 1;
     if (c->weighting == BD_WEIGHT_NONE) {
         for (k = 0; k < K; k++) {
             float *tk = tr->tgt + k * D;

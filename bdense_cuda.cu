@@ -1098,14 +1098,19 @@ static void bd__cu_release(void *st, bd_context *ctx) {
 /* ------------------------------------------------------------------------ */
 /* public API                                                               */
 /* ------------------------------------------------------------------------ */
-extern "C" int bd_cuda_device_count(void) {
+extern "C" int bd_cuda_probe(char *why, size_t cap) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
         cudaGetLastError();
+        if (why && cap) snprintf(why, cap, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
         return 0;
     }
+    if (why && cap) snprintf(why, cap, n > 0 ? "%d device(s)" : "cudaGetDeviceCount: 0 devices", n);
     return n;
 }
+
+extern "C" int bd_cuda_device_count(void) { return bd_cuda_probe(NULL, 0); }
 
 static bd_cuda *bd__cu_of(bd_context *ctx) {
     if (!ctx || !ctx->backend || ctx->backend->release != bd__cu_release) return NULL;

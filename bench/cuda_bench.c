@@ -42,6 +42,7 @@ static double median(double *v, int n) {
 int main(int argc, char **argv) {
     int64_t B = 128, iters = 30, warm = 5, calls = 200, ddim = 50, i;
     int tf32 = 0;
+    char why[256];
     bd_context *ctx;
     bd_context_config cc = bd_context_config_init();
     bd_unet_config ucfg = bd_unet_config_init();
@@ -66,8 +67,8 @@ int main(int argc, char **argv) {
         }
     }
     if (B < 1 || iters < 1 || calls < 1 || ddim < 1 || warm < 0) return 2;
-    if (bd_cuda_device_count() <= 0) {
-        printf("no GPU, skipped\n");
+    if (bd_cuda_probe(why, sizeof why) <= 0) {
+        printf("no GPU, skipped (%s)\n", why);
         return 0;
     }
     if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return 1;

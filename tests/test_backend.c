@@ -297,7 +297,7 @@ static void trainer_case(bd_param_kind param, bd_loss_weight weighting, int64_t 
     BDT_CHECKF(bd_device_trainer_init(m2, &tc, B, &dt) == BD_SUCCESS, "%s", bd_context_message(ctx));
     if (!tr || !dt) return;
     for (s = 0; s < STEPS; s++) {
-        int64_t n = s % 2 ? B : B - 3;
+        int64_t n = (s / 2) % 2 ? B : B - 3; /* repeats: the drawn-ahead noise is used */
         bd_rng_normal(&data, x, n * DIM);
         BDT_CHECK(bd_trainer_step(tr, x, n, &l1) == BD_SUCCESS);
         BDT_CHECKF(bd_device_trainer_step(dt, x, n, &l2) == BD_SUCCESS, "%s", bd_context_message(ctx));

@@ -421,10 +421,11 @@ static void test_shutdown_reinit(void) {
 int main(void) {
     bd_context_config cc = bd_context_config_init();
     bd_result r;
-    int ndev = bd_cuda_device_count();
+    char why[256];
+    int ndev = bd_cuda_probe(why, sizeof why);
     (void)bdt_close_ratio;
     if (ndev <= 0) {
-        printf("test_cuda: no GPU, skipped\n");
+        printf("test_cuda: no GPU, skipped (%s)\n", why);
         printf("test_cuda: 0 passed, 0 failed\n");
         return 0;
     }

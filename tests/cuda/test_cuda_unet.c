@@ -286,8 +286,9 @@ int main(void) {
     bd_context_config cc = bd_context_config_init();
     bd_result r;
     (void)bdt_close_ratio;
-    if (bd_cuda_device_count() <= 0) {
-        printf("test_cuda_unet: no GPU, skipped\n");
+    char why[256];
+    if (bd_cuda_probe(why, sizeof why) <= 0) {
+        printf("test_cuda_unet: no GPU, skipped (%s)\n", why);
         printf("test_cuda_unet: 0 passed, 0 failed\n");
         return 0;
     }
