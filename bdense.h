@@ -1468,6 +1468,45 @@ BDAPI void bd_device_sampler_free(bd_device_sampler *s);
 BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
                                       float *x, int64_t n, bd_rng *rng, int64_t *nfe);
 
+/* B-DENSE progressive distillation step (SPEC 5, method PD) in the models'
+   backend: the same draws (student step, eps) from the same rng sequence as
+   bd_distill_step, the teacher's Kt DDIM sub-steps with its final branch,
+   the branch targets, the multi-branch loss (space x, or space z with L2),
+   backward, clip, AdamW, EMA and branch weights (every schedule, incl.
+   anneal and adaptive) - all as chains of backend ops.  TD and the L1
+   distance are BD_ERROR_UNSUPPORTED here (use bd_distill_step). */
+typedef struct bd_device_distill {
+    bd_context *ctx;
+    bd_distill_config config;
+    bd_denoiser *teacher, *student; /* not owned; on ctx */
+    bd_schedule sched;
+    bd_rng rng;
+    int64_t step, max_batch, D, K, Kt, N;
+    double *grid, *tgrid;           /* host (N+1), (N*Kt+1) */
+    double weights[BD_DISTILL_MAX_BRANCHES], branch_ema[BD_DISTILL_MAX_BRANCHES];
+    int64_t branch_ema_count;
+    double last_loss, last_grad_norm, last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    /* backend buffers */
+    float *m, *v, *ema;             /* (n_params) */
+    float *x, *zt, *tt, *zcur, *tcur, *tout, *zs, *xt, *sout, *dout, *y, *dy, *coef;
+    /* host */
+    float *h_eps, *h_coef;
+    int64_t *idx;
+    double *at, *st, *an, *sn, *as, *ss;
+} bd_device_distill;
+
+BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
+                                       bd_denoiser *student, int64_t max_batch,
+                                       bd_device_distill **out);
+BDAPI void bd_device_distill_free(bd_device_distill *dd);
+/* x (n, C, H, W) host data.  As bd_distill_step (PD): non-finite loss or
+   gradient -> BD_ERROR_NONFINITE with params, EMA, Adam, step and the branch
+   EMA unchanged (the rng has advanced). */
+BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
+                                       double *loss, double *branch_loss);
+/* Student params and EMA to host arrays (n_params floats; either may be NULL). */
+BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema);
+
 /* BACKEND-DECLARATIONS */
 
 #ifdef __cplusplus
@@ -9017,6 +9056,327 @@ BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_con
     }
     if (nfe) *nfe = count;
     return BD_SUCCESS;
+}
+
+/* ---- B-DENSE PD step in the models' backend ------------------------------ */
+/* coefficient block: 9 per-sample rows then 4 per-(branch, sample) rows */
+enum { BD__DD_AT, BD__DD_ST, BD__DD_TT, BD__DD_TCUR, BD__DD_CZ, BD__DD_CO, BD__DD_LAM, BD__DD_XZ,
+       BD__DD_XO, BD__DD_ROWS };
+#define BD__DD_COEF(B, K) (BD__DD_ROWS * (B) + 4 * (K) * (B))
+
+BDAPI void bd_device_distill_free(bd_device_distill *dd) {
+    bd_context *ctx;
+    if (!dd) return;
+    ctx = dd->ctx;
+    bd_backend_free(ctx, dd->m);
+    bd_backend_free(ctx, dd->v);
+    bd_backend_free(ctx, dd->ema);
+    bd_backend_free(ctx, dd->x);
+    bd_backend_free(ctx, dd->zt);
+    bd_backend_free(ctx, dd->zcur);
+    bd_backend_free(ctx, dd->tout);
+    bd_backend_free(ctx, dd->zs);
+    bd_backend_free(ctx, dd->xt);
+    bd_backend_free(ctx, dd->sout);
+    bd_backend_free(ctx, dd->dout);
+    bd_backend_free(ctx, dd->y);
+    bd_backend_free(ctx, dd->dy);
+    bd_backend_free(ctx, dd->coef);
+    bd_free(ctx, dd->h_eps);
+    bd_free(ctx, dd->h_coef);
+    bd_free(ctx, dd->idx);
+    bd_free(ctx, dd->at);
+    bd_free(ctx, dd->st);
+    bd_free(ctx, dd->an);
+    bd_free(ctx, dd->sn);
+    bd_free(ctx, dd->as);
+    bd_free(ctx, dd->ss);
+    bd_free(ctx, dd->grid);
+    bd_free(ctx, dd->tgrid);
+    bd_free(ctx, dd);
+}
+
+BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
+                                       bd_denoiser *student, int64_t max_batch,
+                                       bd_device_distill **out) {
+    bd_context *ctx;
+    bd_device_distill *dd;
+    bd_result r;
+    int64_t B = max_batch, D, K, P, i;
+    size_t fs = sizeof(float), ds = sizeof(double);
+    if (!student || !student->ctx) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = student->ctx;
+    if (!config || !teacher || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: NULL argument");
+    *out = NULL;
+    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
+    if (config->method != BD_DISTILL_PD || config->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step does PD with the L2 distance (use bd_distill_step for TD or L1)");
+    if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
+    if (student->branches != config->branches)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: student has %lld branches, config %lld",
+                        (long long)student->branches, (long long)config->branches);
+    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_device_distill_init: teacher and student samples differ");
+    if (student->n_params < 1 || !student->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: the student has no trainable parameters");
+    if ((r = bd__backend_model_ok(student, "bd_device_distill_init")) != BD_SUCCESS) return r;
+    if ((r = bd__backend_model_ok(teacher, "bd_device_distill_init")) != BD_SUCCESS) return r;
+    dd = BD__CAST(bd_device_distill *, bd_alloc(ctx, sizeof(bd_device_distill)));
+    if (!dd) return ctx->last_result;
+    memset(dd, 0, sizeof *dd);
+    dd->ctx = ctx;
+    dd->config = *config;
+    dd->config.custom_grid = NULL;
+    dd->teacher = teacher;
+    dd->student = student;
+    dd->rng = bd_rng_init(config->seed);
+    dd->max_batch = B;
+    dd->D = D = bd_denoiser_sample_size(student);
+    dd->K = K = config->branches;
+    dd->Kt = config->teacher_substeps;
+    dd->N = config->student_steps;
+    P = student->n_params;
+    r = bd_schedule_init(&dd->sched, config->schedule);
+    dd->grid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N + 1), ds));
+    dd->tgrid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N * dd->Kt + 1), ds));
+    dd->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+    dd->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DD_COEF(B, K), fs));
+    dd->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
+    dd->at = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->st = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->an = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->sn = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->as = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
+    dd->ss = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
+    if (r == BD_SUCCESS && (!dd->grid || !dd->tgrid || !dd->h_eps || !dd->h_coef || !dd->idx || !dd->at ||
+                            !dd->st || !dd->an || !dd->sn || !dd->as || !dd->ss))
+        r = ctx->last_result;
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->m);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->v);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->ema);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->x);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zcur);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D * teacher->branches) * fs, (void **)&dd->tout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->zs);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->xt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->sout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->dout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->y);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->dy);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DD_COEF(B, K) * fs, (void **)&dd->coef);
+    if (r == BD_SUCCESS) {
+        dd->tt = dd->coef + BD__DD_TT * B;
+        dd->tcur = dd->coef + BD__DD_TCUR * B;
+    }
+    if (r == BD_SUCCESS) {
+        if (config->custom_grid) {
+            for (i = 0; i <= dd->N; i++) dd->grid[i] = config->custom_grid[i];
+            if (dd->grid[0] != 1.0 || dd->grid[dd->N] != 0.0)
+                r = bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: custom grid must run from 1 to 0");
+        } else {
+            r = bd_time_grid(ctx, &dd->sched, config->grid, dd->N, dd->grid);
+        }
+    }
+    if (r == BD_SUCCESS)
+        r = bd_distill_teacher_grid(ctx, &dd->sched, dd->grid, dd->N, dd->Kt, config->subdiv, dd->tgrid);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->m, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->v, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, dd->ema, student->params, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_denoiser_reserve(teacher, B);
+    if (r == BD_SUCCESS) r = bd_denoiser_reserve(student, B);
+    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
+    if (r != BD_SUCCESS) {
+        bd_device_distill_free(dd);
+        return r;
+    }
+    *out = dd;
+    return BD_SUCCESS;
+}
+
+/* x_hat = A z + Bo o and eps_hat = C z + E o for one sample (bd_param_predict) */
+static void bd__dd_param_coeffs(bd_param_kind p, double a, double s, double *A, double *Bo, double *C,
+                                double *E) {
+    if (p == BD_PARAM_EPS) {
+        *C = 0.0; *E = 1.0;
+        if (a > 0.0) { *A = 1.0 / a; *Bo = -s / a; } else { *A = 1.0; *Bo = 0.0; }
+    } else if (p == BD_PARAM_X0) {
+        *A = 0.0; *Bo = 1.0;
+        if (s > 0.0) { *C = 1.0 / s; *E = -a / s; } else { *C = 0.0; *E = 0.0; }
+    } else {
+        *A = a; *Bo = -s; *C = s; *E = a;
+    }
+}
+
+BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
+                                       double *loss_out, double *branch_loss) {
+    bd_context *ctx;
+    const bd_distill_config *c;
+    int64_t D, K, Kt, B, KD, TKD, per, b, j, k, kk;
+    float *h, *dc;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gn, scale = 1.0, decay, tau = 0.0;
+    double emab[BD_DISTILL_MAX_BRANCHES];
+    const double *e = NULL;
+    bd_vec_adam_args aa;
+    bd_result r;
+    size_t cbytes;
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dd->ctx;
+    c = &dd->config;
+    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: PD needs a data batch x");
+    if (n < 1 || n > dd->max_batch)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: batch %lld not in 1..%lld", (long long)n, (long long)dd->max_batch);
+    D = dd->D; K = dd->K; Kt = dd->Kt; B = dd->max_batch; KD = K * D;
+    TKD = dd->teacher->branches * D;
+    per = Kt / K;
+    h = dd->h_coef;
+    dc = dd->coef;
+    cbytes = (size_t)BD__DD_COEF(B, K) * sizeof(float);
+    /* branch weights of this step (as bd_distill_step) */
+    if (c->weights == BD_WEIGHTS_ANNEAL) {
+        tau = (double)dd->step / (double)c->anneal_steps;
+        if (tau > 1.0) tau = 1.0;
+    }
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && dd->branch_ema_count > 0) {
+        double corr = 1.0 - pow(c->adaptive_decay, (double)dd->branch_ema_count);
+        for (k = 0; k < K; k++) emab[k] = dd->branch_ema[k] / corr;
+        e = emab;
+    }
+    if ((r = bd_distill_branch_weights(ctx, dd->weights, c->weights, K, c->aux_beta, tau, e)) != BD_SUCCESS) return r;
+    if ((r = bd_backend_zero(ctx, dd->student->grads, (size_t)dd->student->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    /* draws: a student step per sample, then eps */
+    for (b = 0; b < n; b++) {
+        double xz, xo;
+        int64_t i = (int64_t)(bd_rng_u64(&dd->rng) % (uint64_t)dd->N);
+        dd->idx[b] = i;
+        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i], &dd->at[b], &dd->st[b]);
+        h[BD__DD_AT * B + b] = (float)dd->at[b];
+        h[BD__DD_ST * B + b] = (float)dd->st[b];
+        h[BD__DD_TT * B + b] = (float)dd->grid[i];
+        h[BD__DD_LAM * B + b] = (float)bd_distill_lambda(dd->at[b], dd->st[b]);
+        bd_param_x_coeffs(c->param, dd->at[b], dd->st[b], &xz, &xo);
+        h[BD__DD_XZ * B + b] = (float)xz;
+        h[BD__DD_XO * B + b] = (float)xo;
+    }
+    bd_rng_normal(&dd->rng, dd->h_eps, n * D);
+    if ((r = bd_backend_upload(ctx, dd->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, dd->y, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+    BD_OP(ctx, vec_axpby, dd->zt, D, dd->x, D, dc + BD__DD_AT * B, 1.0f, dd->y, D, dc + BD__DD_ST * B, 1.0f, n, D);
+    if ((r = bd_backend_copy(ctx, dd->zcur, dd->zt, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    /* the teacher: Kt DDIM sub-steps with its final branch */
+    for (j = 1; j <= Kt; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = dd->tgrid[dd->idx[b] * Kt + j], al, sg, A, Bo, C, E;
+            float tc = (float)dd->tgrid[dd->idx[b] * Kt + j - 1];
+            h[BD__DD_TCUR * B + b] = tc;
+            bd_schedule_alpha_sigma(&dd->sched, (double)tc, &al, &sg);
+            bd_schedule_alpha_sigma(&dd->sched, tn, &dd->an[b], &dd->sn[b]);
+            bd__dd_param_coeffs(c->param, al, sg, &A, &Bo, &C, &E);
+            h[BD__DD_CZ * B + b] = (float)(dd->an[b] * A + dd->sn[b] * C);
+            h[BD__DD_CO * B + b] = (float)(dd->an[b] * Bo + dd->sn[b] * E);
+        }
+        if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+        if ((r = bd_denoiser_forward(dd->teacher, dd->tout, dd->zcur, dd->tcur, n, 0)) != BD_SUCCESS) return r;
+        BD_OP(ctx, vec_axpby, dd->zcur, D, dd->zcur, D, dc + BD__DD_CZ * B, 1.0f,
+              dd->tout + (dd->teacher->branches - 1) * D, TKD, dc + BD__DD_CO * B, 1.0f, n, D);
+        if (j % per == 0) {
+            k = j / per - 1;
+            if ((r = bd_backend_copy(ctx, dd->zs + k * n * D, dd->zcur, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+            for (b = 0; b < n; b++) {
+                dd->as[k * n + b] = dd->an[b];
+                dd->ss[k * n + b] = dd->sn[b];
+            }
+        }
+    }
+    /* branch targets (x space) or jump coefficients (z space) */
+    for (k = 0; k < K; k++)
+        for (b = 0; b < n; b++) {
+            double as = dd->as[k * n + b], ss = dd->ss[k * n + b], at = dd->at[b], st = dd->st[b];
+            double rr = 0.0, inv = 1.0, xz, xo, ck;
+            float *row = h + BD__DD_ROWS * B;
+            if (ss != 0.0) {
+                rr = ss / st;
+                inv = 1.0 / (as - rr * at);
+            }
+            row[k * B + b] = (float)inv;                    /* inv */
+            row[(K + k) * B + b] = (float)(-rr * inv);       /* coefficient of z_t */
+            bd_param_x_coeffs(c->param, at, st, &xz, &xo);
+            ck = as - ss * at / st;
+            row[(2 * K + k) * B + b] = (float)(ss / st + ck * xz); /* z-space: cz */
+            row[(3 * K + k) * B + b] = (float)(ck * xo);           /* z-space: co */
+        }
+    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+    if (c->space == BD_DISTILL_SPACE_X)
+        for (k = 0; k < K; k++)
+            BD_OP(ctx, vec_axpby, dd->xt + k * n * D, D, dd->zs + k * n * D, D, dc + BD__DD_ROWS * B + k * B, 1.0f,
+                  dd->zt, D, dc + BD__DD_ROWS * B + (K + k) * B, 1.0f, n, D);
+    /* the student and the multi-branch loss */
+    if ((r = bd_denoiser_forward(dd->student, dd->sout, dd->zt, dd->tt, n, 1)) != BD_SUCCESS) return r;
+    if ((r = bd_backend_zero(ctx, dd->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    for (k = 0; k < K; k++) {
+        const float *ca, *co, *tg, *lam;
+        float *ok = dd->sout + k * D, *dk = dd->dout + k * D;
+        if (c->space == BD_DISTILL_SPACE_X) {
+            ca = dc + BD__DD_XZ * B; co = dc + BD__DD_XO * B; tg = dd->xt + k * n * D; lam = dc + BD__DD_LAM * B;
+        } else {
+            ca = dc + BD__DD_ROWS * B + (2 * K + k) * B; co = dc + BD__DD_ROWS * B + (3 * K + k) * B;
+            tg = dd->zs + k * n * D; lam = NULL;
+        }
+        BD_OP(ctx, vec_axpby, dd->y, D, dd->zt, D, ca, 1.0f, ok, KD, co, 1.0f, n, D);
+        bl[k] = BD_OP(ctx, mse_forward, dd->y, tg, lam, n, D);
+        if ((r = bd_backend_zero(ctx, dd->dy, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+        BD_OP(ctx, mse_backward, dd->dy, dd->y, tg, lam, n, D);
+        BD_OP(ctx, vec_axpby, dk, KD, dd->dy, D, co, (float)dd->weights[k], dk, KD, NULL, 1.0f, n, D);
+        L += dd->weights[k] * bl[k];
+    }
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    if (loss_out) *loss_out = L;
+    if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
+    dd->last_loss = L;
+    for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
+    if (!(L == L && L < 1e300 && L > -1e300))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
+    if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, dd->student->grads, dd->student->n_params));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    dd->last_grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(dd->step + 1));
+    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
+    kk = dd->step + 1;
+    aa.lr = bd_adam_lr(&c->adam, kk);
+    aa.beta1 = c->adam.beta1;
+    aa.beta2 = c->adam.beta2;
+    aa.eps = c->adam.eps;
+    aa.weight_decay = c->adam.weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)kk);
+    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)kk);
+    BD_OP(ctx, vec_adam, dd->student->params, dd->student->grads, dd->m, dd->v, dd->student->n_params, &aa);
+    decay = c->ema_decay;
+    if (c->ema_warmup) { /* as bd_distill_step: the step count before this step */
+        double w = (1.0 + (double)dd->step) / (10.0 + (double)dd->step);
+        if (w < decay) decay = w;
+    }
+    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params, decay);
+    for (k = 0; k < K; k++)
+        dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
+    dd->branch_ema_count++;
+    dd->step++;
+    return bd_backend_sync(ctx);
+}
+
+BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    bytes = (size_t)dd->student->n_params * sizeof(float);
+    if (params) r = bd_backend_download(dd->ctx, params, dd->student->params, bytes);
+    if (ema && r == BD_SUCCESS) r = bd_backend_download(dd->ctx, ema, dd->ema, bytes);
+    return r;
 }
 
 /* BACKEND-IMPLEMENTATION */

@@ -387,6 +387,77 @@ static void test_device_sampler_cpu(void) {
     bd_context_free(ctx);
 }
 
+/* the B-DENSE PD step in the backend against bd_distill_step (tiny UNets
+   on a CPU context): same draws, same targets, loss, branch losses and
+   weights after a few steps.  (eps is not compared: at t = 1 its x_hat is
+   1e4 (z - o) and any float32 evaluation differs from the CPU's double one
+   by ~1e-3; SPEC 5 asks for v or x0 in distillation anyway.) */
+static void distill_case(bd_distill_weights wk, bd_distill_space space, bd_param_kind param) {
+    enum { B = 3, STEPS = 3 };
+    bd_context *ctx = mkctx();
+    bd_unet_config uc = bd_unet_config_init();
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_rng rt = bd_rng_init(1), rw = bd_rng_init(2), rs1 = bd_rng_init(3), rs2 = bd_rng_init(3), data = bd_rng_init(4);
+    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL;
+    bd_distill *dist = NULL;
+    bd_device_distill *dd = NULL;
+    float x[B * 64], *p2;
+    double l1, l2, b1[2], b2[2], worst = 0, w;
+    int s, k;
+    uc.image_size = 8; uc.ch = 8; uc.levels = 2; uc.ch_mult[1] = 2; uc.ch_mult[2] = 0;
+    uc.attn[1] = 1; uc.attn[2] = 0; uc.groups = 2; uc.heads = 2;
+    dc.weights = wk;
+    dc.space = space;
+    dc.param = param;
+    dc.teacher_substeps = 4;
+    dc.anneal_steps = 2;
+    dc.adam.lr = 1e-3;
+    dc.seed = 5;
+    BDT_CHECK(bd_unet_init(ctx, &uc, &rt, &teacher) == BD_SUCCESS);
+    if (!teacher) return;
+    bd_rng_uniform_fill(&rw, teacher->params, teacher->n_params, -0.2f, 0.2f);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &rs1, &s1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &rs2, &s2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, B, &dist) == BD_SUCCESS);
+    BDT_CHECKF(bd_device_distill_init(&dc, teacher, s2, B, &dd) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    if (!dist || !dd) return;
+    for (s = 0; s < STEPS; s++) {
+        bd_rng_uniform_fill(&data, x, B * 64, -1.0f, 1.0f);
+        BDT_CHECK(bd_distill_step(dist, x, B, &l1, b1) == BD_SUCCESS);
+        BDT_CHECKF(bd_device_distill_step(dd, x, B, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        w = fabs(l1 - l2) / fabs(l1);
+        for (k = 0; k < 2; k++)
+            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > w) w = fabs(b1[k] - b2[k]) / fabs(b1[k]);
+        if (w > worst) worst = w;
+    }
+    /* the residuals are small against the values they are differences of
+       (the student starts as the teacher): float32 y = a z + c o on the
+       backend vs the CPU's double residual differ by ~1e-5 relative */
+    BDT_CHECKF(worst < 5e-4, "distill loss rel diff %.3g", worst);
+    p2 = (float *)malloc((size_t)s2->n_params * sizeof(float));
+    BDT_CHECK(bd_device_distill_download(dd, NULL, p2) == BD_SUCCESS);
+    w = bdt_close_ratio(p2, dist->ema, (long)s2->n_params, 1e-5, 1e-4, NULL);
+    BDT_CHECKF(w <= 1.0, "distill EMA worst ratio %.3g", w);
+    w = bdt_close_ratio(s2->params, s1->params, (long)s2->n_params, 1e-5, 1e-4, NULL);
+    BDT_CHECKF(w <= 1.0, "distill params worst ratio %.3g", w);
+    for (k = 0; k < 2; k++) BDT_CHECK(fabs(dd->weights[k] - dist->weights[k]) <= 1e-4 * fabs(dist->weights[k]));
+    printf("    weights %s space %s param %s: loss rel diff %.2e (loss %.5f)\n", bd_distill_weights_name(wk),
+           space == BD_DISTILL_SPACE_X ? "x" : "z", bd_param_name(param), worst, l2);
+    free(p2);
+    bd_device_distill_free(dd);
+    bd_distill_free(dist);
+    bd_denoiser_free(s1);
+    bd_denoiser_free(s2);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+static void test_device_distill_cpu(void) {
+    distill_case(BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_X, BD_PARAM_V);
+    distill_case(BD_WEIGHTS_ADAPTIVE, BD_DISTILL_SPACE_X, BD_PARAM_V);
+    distill_case(BD_WEIGHTS_ANNEAL, BD_DISTILL_SPACE_Z, BD_PARAM_X0);
+}
+
 int main(void) {
     BDT_RUN(test_default_table);
     BDT_RUN(test_dispatch_cpu);
@@ -397,5 +468,6 @@ int main(void) {
     BDT_RUN(test_vec_matches_adam);
     BDT_RUN(test_device_trainer_cpu);
     BDT_RUN(test_device_sampler_cpu);
+    BDT_RUN(test_device_distill_cpu);
     return BDT_SUMMARY("test_backend");
 }

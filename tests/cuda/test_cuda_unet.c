@@ -1,8 +1,9 @@
 /* test_cuda_unet.c - whole-network paths on the CUDA backend against the
    CPU: UNet forward and backward, a full training step (bd_device_trainer
    on the GPU vs the CPU reference bd_trainer_step), sampling runs
-   (bd_device_sampler on the GPU vs bd_sampler_run on the CPU), and moving a
-   model between contexts.  Without a GPU: "no GPU, skipped", exit 0.
+   (bd_device_sampler on the GPU vs bd_sampler_run on the CPU), a B-DENSE
+   PD distillation step (bd_device_distill vs bd_distill_step), and moving
+   a model between contexts.  Without a GPU: "no GPU, skipped", exit 0.
 
    Tolerances (normalised MSE, sum (gpu-cpu)^2 / sum cpu^2):
      forward output, gradients   1e-9   (float32 GEMM summation order over
@@ -12,6 +13,9 @@
                                          little; weights dominate the norm)
      loss per step               relative 1e-5
      samples (10 DDIM / 8 DPM++ / 5 Heun steps)  1e-7
+     distillation loss and branch losses relative 5e-4 (small residuals:
+                                         the student starts as the teacher),
+                                         student params and EMA nmse 1e-9
    The tiny config runs everywhere; the SPEC `small` config at batch 4 runs
    only on a real GPU (the host emulator is too slow for it). */
 #define BDENSE_IMPLEMENTATION
@@ -246,6 +250,56 @@ static void test_sampling(void) {
 #endif
 }
 
+/* a B-DENSE PD step (K = 2 branches, 4 teacher DDIM sub-steps) on the GPU
+   against bd_distill_step on the CPU */
+static void test_distill_step(void) {
+    bd_unet_config tiny = tiny_config();
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_denoiser *tc, *tg, *sc = NULL, *sg = NULL;
+    bd_distill *dist = NULL;
+    bd_device_distill *dd = NULL;
+    bd_rng r1 = bd_rng_init(6), r2 = bd_rng_init(6), data = bd_rng_init(7);
+    int64_t N = 4, D, s, k;
+    float *x, *p_h, *e_h;
+    double l1 = 0, l2 = 0, b1[2], b2[2], worst = 0;
+    tiny.branches = 1;
+    if (!make_pair(&tiny, &tc, &tg)) return;
+    D = bd_denoiser_sample_size(tc);
+    dc.teacher_substeps = 4;
+    dc.weights = BD_WEIGHTS_ADAPTIVE;
+    dc.adam.lr = 1e-3;
+    dc.seed = 17;
+    BDT_CHECK(bd_distill_student_from_teacher(tc, 2, &r1, &sc) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(tc, 2, &r2, &sg) == BD_SUCCESS);
+    if (!sc || !sg) return;
+    BDT_CHECKF(bd_denoiser_to_context(sg, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECK(bd_distill_init(g_cpu, &dc, tc, sc, N, &dist) == BD_SUCCESS);
+    BDT_CHECKF(bd_device_distill_init(&dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    if (!dist || !dd) return;
+    x = (float *)malloc((size_t)(N * D) * sizeof(float));
+    for (s = 0; s < 3; s++) {
+        bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
+        BDT_CHECK(bd_distill_step(dist, x, N, &l1, b1) == BD_SUCCESS);
+        BDT_CHECKF(bd_device_distill_step(dd, x, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        printf("    distill step %lld: loss cpu %.8f gpu %.8f, branches %.6f/%.6f vs %.6f/%.6f\n", (long long)s + 1,
+               l1, l2, b1[0], b1[1], b2[0], b2[1]);
+        if (fabs(l1 - l2) / fabs(l1) > worst) worst = fabs(l1 - l2) / fabs(l1);
+        for (k = 0; k < 2; k++)
+            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > worst) worst = fabs(b1[k] - b2[k]) / fabs(b1[k]);
+    }
+    /* small residuals (the student starts as the teacher): see test_backend */
+    BDT_CHECKF(worst < 5e-4, "distill loss rel diff %.3g", worst);
+    p_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
+    e_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
+    BDT_CHECK(bd_device_distill_download(dd, p_h, e_h) == BD_SUCCESS);
+    check_nmse("distill student params after 3 PD steps", p_h, sc->params, sc->n_params, 1e-9);
+    check_nmse("distill student EMA after 3 PD steps", e_h, dist->ema, sc->n_params, 1e-9);
+    free(x); free(p_h); free(e_h);
+    bd_device_distill_free(dd);
+    bd_distill_free(dist);
+    bd_denoiser_free(sc); bd_denoiser_free(sg); bd_denoiser_free(tc); bd_denoiser_free(tg);
+}
+
 /* to the GPU and back: weights intact, forward on the CPU again */
 static void test_move_back(void) {
     bd_unet_config tiny = tiny_config();
@@ -302,6 +356,7 @@ int main(void) {
     BDT_RUN(test_unet_forward_backward);
     BDT_RUN(test_train_step);
     BDT_RUN(test_sampling);
+    BDT_RUN(test_distill_step);
     BDT_RUN(test_move_back);
     BDT_RUN(test_init_on_device);
     printf("test_cuda_unet: worst nmse/tol over all checks = %.3g\n", g_worst);
