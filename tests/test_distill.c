@@ -253,6 +253,390 @@ static void test_names(void) {
     BDT_CHECK(bd_distill_method_parse("pd", &m) == BD_SUCCESS && m == BD_DISTILL_PD);
 }
 
+
+/* ------------------------------------------------- the distiller object */
+static bd_context *make_ctx(void) {
+    bd_context *ctx = NULL;
+    bd_context_config cc = bd_context_config_init();
+    if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return NULL;
+    return ctx;
+}
+
+/* 2-D mixture: M points on a circle of radius 0.8 */
+#define GMM_M 6
+#define GMM_STD 0.08
+static void gmm_points(float *pts) {
+    int m;
+    for (m = 0; m < GMM_M; m++) {
+        pts[2 * m] = (float)(0.8 * cos(2.0 * BD__PI * m / GMM_M));
+        pts[2 * m + 1] = (float)(0.8 * sin(2.0 * BD__PI * m / GMM_M));
+    }
+}
+static void gmm_sample(bd_rng *rng, const float *pts, float *x, int n) {
+    int b;
+    for (b = 0; b < n; b++) {
+        int m = (int)(bd_rng_u64(rng) % GMM_M);
+        x[2 * b] = (float)(pts[2 * m] + GMM_STD * bd_rng_normal1(rng));
+        x[2 * b + 1] = (float)(pts[2 * m + 1] + GMM_STD * bd_rng_normal1(rng));
+    }
+}
+
+/* Independent double-precision references: the cosine schedule of SPEC 1
+   and the exact posterior mean of the mixture. */
+static void ref_alpha_sigma(double t, double *a, double *s) {
+    const double off = 0.008;
+    double al = cos(BD__PI / 2.0 * (t + off) / (1.0 + off)) / cos(BD__PI / 2.0 * off / (1.0 + off));
+    if (al < 1e-4) al = 1e-4;
+    if (al > 1.0) al = 1.0;
+    *a = al;
+    *s = sqrt(1.0 - al * al);
+}
+static void ref_posterior_mean(const float *pts, const double *z, double t, double *xhat) {
+    double a, s, v, lw[GMM_M], mx = -1e300, tot = 0.0, g;
+    int m, d;
+    ref_alpha_sigma(t, &a, &s);
+    v = a * a * GMM_STD * GMM_STD + s * s;
+    for (m = 0; m < GMM_M; m++) {
+        double r2 = 0.0;
+        for (d = 0; d < 2; d++) {
+            double e = z[d] - a * pts[2 * m + d];
+            r2 += e * e;
+        }
+        lw[m] = -0.5 * r2 / v;
+        if (lw[m] > mx) mx = lw[m];
+    }
+    for (m = 0; m < GMM_M; m++) { lw[m] = exp(lw[m] - mx); tot += lw[m]; }
+    g = a * GMM_STD * GMM_STD / v;
+    xhat[0] = xhat[1] = 0.0;
+    for (m = 0; m < GMM_M; m++)
+        for (d = 0; d < 2; d++)
+            xhat[d] += lw[m] / tot * (pts[2 * m + d] + g * (z[d] - a * pts[2 * m + d]));
+}
+/* one DDIM step t -> u of the exact teacher, in double */
+static void ref_ddim(const float *pts, double *z, double t, double u) {
+    double xh[2], a, s, au, su;
+    int d;
+    ref_posterior_mean(pts, z, t, xh);
+    ref_alpha_sigma(t, &a, &s);
+    ref_alpha_sigma(u, &au, &su);
+    for (d = 0; d < 2; d++) {
+        double e = (z[d] - a * xh[d]) / s;
+        z[d] = au * xh[d] + su * e;
+    }
+}
+static double ref_target(double zt, double zs, double t, double sk) {
+    double a, s, as, ss;
+    ref_alpha_sigma(t, &a, &s);
+    ref_alpha_sigma(sk, &as, &ss);
+    if (sk == 0.0) return zs;
+    return (zs - ss / s * zt) / (as - ss / s * a);
+}
+static double rel_err(double got, double ref) { return fabs(got - ref) / (1e-5 + fabs(ref)); }
+
+static bd_result make_analytic(bd_context *ctx, const float *pts, bd_denoiser **out) {
+    bd_analytic_config ac = bd_analytic_config_init(2, pts, GMM_M, GMM_STD);
+    return bd_analytic_create(ctx, &ac, out);
+}
+static bd_result make_mlp(bd_context *ctx, int64_t K, uint64_t seed, int64_t hidden, bd_denoiser **out) {
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    bd_rng r = bd_rng_init(seed);
+    mc.hidden = hidden;
+    mc.depth = 2;
+    mc.branches = K;
+    return bd_mlp_create(ctx, &mc, &r, out);
+}
+
+/* PD with the exact teacher: z_t, the teacher's K sub-states and every
+   branch's target equal an independent double computation of SPEC 5
+   (uniform-t grid, Kt = 2 teacher DDIM sub-steps per student step);
+   K = 1 gives plain PD (Salimans & Ho) targets; the reported loss equals
+   lambda(t) sum_k w_k mean (x_hat_k - x_tilde_k)^2 recomputed here. */
+static void check_pd_targets(int64_t K, int64_t Kt) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, K, 4);
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng rng = bd_rng_init(11);
+    double loss, bl[4], worst_z = 0, worst_s = 0, worst_t = 0, ref_loss = 0;
+    int64_t b, k, j, n = 16, per;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 5, 32, &student) == BD_SUCCESS);
+    dc.teacher_substeps = Kt;
+    per = Kt / K;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
+    gmm_sample(&rng, pts, x, (int)n);
+    BDT_CHECKF(bd_distill_step(dist, x, n, &loss, bl) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    for (b = 0; b < n; b++) {
+        int64_t i = dist->idx[b];
+        double t = 1.0 - (double)i / 4.0, a, s, z[2], z0[2], lam;
+        int d;
+        BDT_CHECK(i >= 0 && i < 4);
+        ref_alpha_sigma(t, &a, &s);
+        BDT_CHECK(fabs(dist->tt[b] - t) < 1e-7);
+        for (d = 0; d < 2; d++) {
+            z0[d] = a * x[2 * b + d] + s * dist->eps[2 * b + d];
+            worst_z = fmax(worst_z, rel_err(dist->zt[2 * b + d], z0[d]));
+            z[d] = z0[d];
+        }
+        lam = a * a / (s * s) > 1.0 ? a * a / (s * s) : 1.0;
+        for (j = 1; j <= Kt; j++) {
+            double tj0 = 1.0 - ((double)i + (double)(j - 1) / Kt) / 4.0;
+            double tj = 1.0 - ((double)i + (double)j / Kt) / 4.0;
+            if (j == Kt) tj = 1.0 - (double)(i + 1) / 4.0;
+            ref_ddim(pts, z, tj0, tj);
+            if (j % per == 0) {
+                k = j / per - 1;
+                for (d = 0; d < 2; d++) {
+                    double tgt = ref_target(z0[d], z[d], t, tj), xo, xz, xh;
+                    worst_s = fmax(worst_s, rel_err(dist->zs[(k * n + b) * 2 + d], z[d]));
+                    {   /* x_tilde is ill-conditioned near t = 1 (small denominator):
+                           allow float rounding of z_s and z_t, amplified */
+                        double as, ss, den, bound;
+                        ref_alpha_sigma(tj, &as, &ss);
+                        den = as - ss / s * a;
+                        bound = 1e-4 * fabs(tgt) + 1e-6 * (fabs(z[d]) + fabs(z0[d])) / den;
+                        worst_t = fmax(worst_t, fabs(dist->xt[(k * n + b) * 2 + d] - tgt) / bound);
+                    }
+                    /* v: x_hat = alpha z - sigma o */
+                    bd_param_x_coeffs(BD_PARAM_V, a, s, &xz, &xo);
+                    xh = a * dist->zt[2 * b + d] - s * dist->sout[(b * K + k) * 2 + d];
+                    ref_loss += lam * dist->weights[k] * (xh - tgt) * (xh - tgt) / (2.0 * n);
+                }
+            }
+        }
+    }
+    printf("  PD K=%lld Kt=%lld: z_t rel err %.1e, teacher states %.1e, targets err/bound %.2f, loss %.6g vs %.6g\n",
+           (long long)K, (long long)Kt, worst_z, worst_s, worst_t, loss, ref_loss);
+    BDT_CHECKF(worst_z < 1e-5, "%g", worst_z);
+    BDT_CHECKF(worst_s < 1e-4, "%g", worst_s);
+    BDT_CHECKF(worst_t < 1.0, "%g", worst_t);
+    BDT_CHECKF(fabs(loss - ref_loss) < 1e-3 * ref_loss, "%g vs %g", loss, ref_loss);
+    for (k = 0; k < K; k++) BDT_CHECK(fabs(dist->weights[k] - 1.0 / K) < 1e-15);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_pd_targets_exact_teacher(void) {
+    check_pd_targets(1, 2); /* plain PD */
+    check_pd_targets(2, 2); /* B-DENSE PD */
+    check_pd_targets(2, 4);
+    check_pd_targets(4, 4);
+}
+
+/* TD with the exact teacher: recorded trajectories equal an independent
+   DDIM solve; with teacher forcing the student's input is the teacher
+   state and the targets are SPEC 5's; without it the input of step 2 is
+   the student's own DDIM step from the noise (its final branch); K = 1
+   (sparse) targets the end of each student step (SFD). */
+static void check_td(int64_t K, int forcing) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
+    float pts[2 * GMM_M], *keep = NULL;
+    double loss, bl[4], worst_tr = 0, worst_t = 0, worst_in = 0;
+    double tg[9];
+    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 6, 32, &student) == BD_SUCCESS);
+    dc.teacher_solver = BD_SAMPLER_DDIM;
+    dc.subdiv = BD_SUBDIV_T;
+    dc.teacher_forcing = forcing;
+    dc.space = BD_DISTILL_SPACE_X;
+    BDT_CHECK(dc.teacher_substeps == 4);
+    per = Kt / K;
+    for (j = 0; j <= S; j++) tg[j] = 1.0 - (double)j / S;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
+    for (j = 0; j <= S; j++) BDT_CHECK(fabs(dist->tgrid[j] - tg[j]) < 1e-12);
+    keep = (float *)malloc(sizeof(float) * student->n_params);
+    memcpy(keep, student->params, sizeof(float) * student->n_params);
+    BDT_CHECK(bd_distill_step(dist, NULL, 8, &loss, bl) == BD_SUCCESS);
+    for (b = 0; b < n; b++) {
+        double z[2], zi[2];
+        int d;
+        const float *tr = dist->traj + b * (S + 1) * 2;
+        z[0] = tr[0]; z[1] = tr[1];
+        for (j = 1; j <= S; j++) {
+            ref_ddim(pts, z, tg[j - 1], tg[j]);
+            for (d = 0; d < 2; d++) worst_tr = fmax(worst_tr, rel_err(tr[j * 2 + d], z[d]));
+            if (j == (N - 1) * Kt) { zi[0] = z[0]; zi[1] = z[1]; }
+        }
+        /* last batch = student step N-1 = 1 */
+        for (d = 0; d < 2; d++) {
+            double in = forcing ? zi[d] : (double)dist->zt[b * 2 + d];
+            if (forcing) worst_in = fmax(worst_in, rel_err(dist->zt[b * 2 + d], zi[d]));
+            for (k = 0; k < K; k++) {
+                int64_t jj = Kt + (k + 1) * per;
+                double tgt = ref_target(in, tr[jj * 2 + d], 0.5, tg[jj]);
+                worst_t = fmax(worst_t, rel_err(dist->xt[(k * n + b) * 2 + d], tgt));
+            }
+        }
+    }
+    if (!forcing) {
+        /* the input of step 1: DDIM of the pre-step student's final branch from the noise */
+        float *now = (float *)malloc(sizeof(float) * student->n_params);
+        float *o = (float *)malloc(sizeof(float) * n * K * 2), *zn = (float *)malloc(sizeof(float) * n * 2);
+        float tv[8];
+        memcpy(now, student->params, sizeof(float) * student->n_params);
+        memcpy(student->params, keep, sizeof(float) * student->n_params);
+        for (b = 0; b < n; b++) {
+            tv[b] = 1.0f;
+            zn[2 * b] = dist->traj[b * (S + 1) * 2];
+            zn[2 * b + 1] = dist->traj[b * (S + 1) * 2 + 1];
+        }
+        BDT_CHECK(bd_denoiser_forward(student, o, zn, tv, n, 0) == BD_SUCCESS);
+        for (b = 0; b < n; b++) {
+            double a, s, au, su;
+            int d;
+            ref_alpha_sigma(1.0, &a, &s);
+            ref_alpha_sigma(0.5, &au, &su);
+            for (d = 0; d < 2; d++) {
+                double xh = a * zn[2 * b + d] - s * o[(b * K + K - 1) * 2 + d];
+                double e = (zn[2 * b + d] - a * xh) / s;
+                worst_in = fmax(worst_in, rel_err(dist->zt[2 * b + d], au * xh + su * e));
+            }
+        }
+        memcpy(student->params, now, sizeof(float) * student->n_params);
+        free(now); free(o); free(zn);
+    }
+    printf("  TD K=%lld forcing=%d: trajectory rel err %.1e, student input %.1e, targets %.1e\n",
+           (long long)K, forcing, worst_tr, worst_in, worst_t);
+    BDT_CHECKF(worst_tr < 1e-4, "%g", worst_tr);
+    BDT_CHECKF(worst_in < 1e-4, "%g", worst_in);
+    BDT_CHECKF(worst_t < 1e-3, "%g", worst_t);
+    free(keep);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_td_targets_exact_teacher(void) {
+    check_td(1, 1);
+    check_td(2, 1);
+    check_td(4, 1);
+    check_td(2, 0);
+}
+
+/* TD trajectories solved with DPM-Solver++(2M): the recorded last state is
+   what bd_sampler_run gives from the same noise, the recorded first state
+   is the noise; the cache path replays stored trajectories. */
+static void test_td_trajectories_solver(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    bd_sampler *smp = NULL;
+    bd_sampler_config sc;
+    float pts[2 * GMM_M], traj[5 * 9 * 2], x[5 * 2];
+    bd_rng r = bd_rng_init(3);
+    double worst = 0;
+    int b, d;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, 2, 7, 16, &student) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_SUCCESS);
+    if (!dist) return;
+    BDT_CHECK(dist->S == 8);
+    BDT_CHECK(bd_distill_teacher_trajectories(dist, traj, 5, &r) == BD_SUCCESS); /* 2 chunks */
+    BDT_CHECK(bd_sampler_init(ctx, teacher, 5, &smp) == BD_SUCCESS);
+    sc = bd_sampler_config_init(BD_SAMPLER_DPMPP_2M, 8);
+    sc.custom_grid = dist->tgrid;
+    r = bd_rng_init(3);
+    for (b = 0; b < 5; b++) bd_rng_normal(&r, x + 2 * b, 2);
+    for (b = 0; b < 5; b++)
+        for (d = 0; d < 2; d++) BDT_CHECK(traj[b * 18 + d] == x[2 * b + d]);
+    BDT_CHECK(bd_sampler_run(smp, &sc, x, 5, NULL, NULL) == BD_SUCCESS);
+    for (b = 0; b < 5; b++)
+        for (d = 0; d < 2; d++) worst = fmax(worst, fabs(traj[b * 18 + 16 + d] - x[2 * b + d]));
+    BDT_CHECKF(worst < 1e-6, "final state differs by %g", worst);
+    /* cache: every student input at step 0 is a cached noise */
+    BDT_CHECK(bd_distill_set_trajectories(dist, traj, 5) == BD_SUCCESS);
+    dist->config.teacher_forcing = 1;
+    BDT_CHECK(bd_distill_step(dist, NULL, 4, NULL, NULL) == BD_SUCCESS);
+    for (b = 0; b < 4; b++) {
+        int found = 0, c;
+        for (c = 0; c < 5; c++)
+            found |= memcmp(dist->traj + b * 18, traj + c * 18, sizeof(float) * 18) == 0;
+        BDT_CHECK(found);
+    }
+    bd_sampler_free(smp);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+static void test_teacher_grid(void) {
+    bd_schedule s;
+    double g[5], tg[4 * 4 + 1], tmin;
+    int i, j;
+    bd_schedule_init(&s, BD_SCHEDULE_COSINE);
+    tmin = bd_schedule_t_min(&s);
+    BDT_CHECK(bd_time_grid(NULL, &s, BD_GRID_UNIFORM_T, 4, g) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 4, BD_SUBDIV_LOGSNR, tg) == BD_SUCCESS);
+    for (i = 0; i < 4; i++) {
+        double la = bd_schedule_logsnr(&s, g[i]);
+        double lb = bd_schedule_logsnr(&s, g[i + 1] > 0 ? g[i + 1] : tmin);
+        BDT_CHECK(tg[i * 4] == g[i]); /* nests */
+        for (j = 1; j < 4; j++) {
+            double l = bd_schedule_logsnr(&s, tg[i * 4 + j]);
+            BDT_CHECKF(fabs(l - (la + j / 4.0 * (lb - la))) < 1e-8, "i %d j %d", i, j);
+        }
+    }
+    BDT_CHECK(tg[16] == 0.0);
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 3, BD_SUBDIV_T, tg) == BD_SUCCESS);
+    for (j = 0; j <= 12; j++) BDT_CHECK(fabs(tg[j] - (1.0 - j / 12.0)) < 1e-12);
+    g[2] = g[1];
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 3, BD_SUBDIV_T, tg) == BD_ERROR_INVALID_ARGUMENT);
+}
+
+static void test_config_errors(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL, *s4 = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc;
+    float pts[2 * GMM_M];
+    gmm_points(pts);
+    make_analytic(ctx, pts, &teacher);
+    make_mlp(ctx, 2, 1, 8, &student);
+    make_mlp(ctx, 4, 1, 8, &s4);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    dc.teacher_substeps = 3;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG && !dist);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 4, 2);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    BDT_CHECK(strstr(bd_context_message(ctx), "branches") != NULL);
+    dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    dc.teacher_solver = BD_SAMPLER_DPMPP_2M;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    dc.distance = BD_DISTILL_L1;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    dc.teacher_solver = BD_SAMPLER_DDPM;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, teacher, 4, &dist) != BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_SUCCESS);
+    if (dist) {
+        float x[8] = {0};
+        BDT_CHECK(bd_distill_step(dist, x, 4, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_step(dist, NULL, 5, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_next_round(dist) == BD_ERROR_STATE);
+        bd_distill_free(dist);
+    }
+    bd_denoiser_free(s4);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 int main(void) {
     BDT_RUN(test_target_formula);
     BDT_RUN(test_zero_loss_at_targets);
@@ -260,5 +644,10 @@ int main(void) {
     BDT_RUN(test_z_vs_x_scale);
     BDT_RUN(test_branch_weights);
     BDT_RUN(test_names);
+    BDT_RUN(test_teacher_grid);
+    BDT_RUN(test_config_errors);
+    BDT_RUN(test_pd_targets_exact_teacher);
+    BDT_RUN(test_td_targets_exact_teacher);
+    BDT_RUN(test_td_trajectories_solver);
     return BDT_SUMMARY("test_distill");
 }
