@@ -241,8 +241,8 @@ static void test_branch_weights(void) {
 }
 
 static void test_names(void) {
-    bd_distill_weights wk;
-    bd_distill_method m;
+    bd_distill_weights wk = BD_WEIGHTS_UNIFORM;
+    bd_distill_method m = BD_DISTILL_PD;
     int i;
     for (i = 0; i < 6; i++) {
         BDT_CHECK(bd_distill_weights_parse(bd_distill_weights_name((bd_distill_weights)i), &wk) == BD_SUCCESS);
@@ -637,6 +637,130 @@ static void test_config_errors(void) {
     bd_context_free(ctx);
 }
 
+/* Gradient of the multi-branch loss through a small MLP student with a
+   widened (K = 3) head: central differences on every output-layer weight
+   and a sample of the others, x space (eps and v) and z space (L2). */
+static void test_gradcheck_mlp_student(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *net = NULL;
+    bd_rng rng = bd_rng_init(21);
+    problem P;
+    float tv[4], *o, *dout;
+    int cfg;
+    double worst = 0.0;
+    BDT_CHECK(make_mlp(ctx, 3, 8, 16, &net) == BD_SUCCESS);
+    if (!net) return;
+    problem_init(&P, &rng, 4, 3, 2, 0);
+    o = (float *)malloc(sizeof(float) * 4 * 3 * 2);
+    dout = (float *)malloc(sizeof(float) * 4 * 3 * 2);
+    { int n; for (n = 0; n < 4; n++) tv[n] = (float)(0.2 + 0.2 * n); }
+    for (cfg = 0; cfg < 3; cfg++) {
+        bd_param_kind pk = cfg == 1 ? BD_PARAM_EPS : BD_PARAM_V;
+        bd_distill_space sp = cfg == 2 ? BD_DISTILL_SPACE_Z : BD_DISTILL_SPACE_X;
+        const bd_param_tensor *ow = bd_denoiser_find_tensor(net, "out.weight");
+        int64_t i, checked = 0;
+        double gmax = 0.0;
+        bd_denoiser_zero_grad(net);
+        BDT_CHECK(bd_denoiser_forward(net, o, P.zt, tv, 4, 1) == BD_SUCCESS);
+        memset(dout, 0, sizeof(float) * 24);
+        bd_distill_loss(dout, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp,
+                        BD_DISTILL_L2, 4, 3, 2, 1.0);
+        BDT_CHECK(bd_denoiser_backward(net, NULL, dout, 4) == BD_SUCCESS);
+        for (i = 0; i < net->n_params; i++) gmax = fmax(gmax, fabs(net->grads[i]));
+        BDT_CHECK(ow != NULL && ow->shape[0] == 3 * 2);
+        for (i = 0; i < net->n_params; i++) {
+            int in_head = ow && i >= ow->offset && i < ow->offset + ow->numel;
+            float keep;
+            double h = 1e-2, lp, lm, fd, an;
+            if (!in_head && (bd_rng_u64(&rng) % 23) != 0) continue;
+            keep = net->params[i];
+            net->params[i] = (float)(keep + h);
+            bd_denoiser_forward(net, o, P.zt, tv, 4, 0);
+            lp = bd_distill_loss(NULL, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp, BD_DISTILL_L2, 4, 3, 2, 1.0);
+            net->params[i] = (float)(keep - h);
+            bd_denoiser_forward(net, o, P.zt, tv, 4, 0);
+            lm = bd_distill_loss(NULL, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp, BD_DISTILL_L2, 4, 3, 2, 1.0);
+            net->params[i] = keep;
+            fd = (lp - lm) / (2.0 * h);
+            an = net->grads[i];
+            worst = fmax(worst, fabs(fd - an) / (1e-2 * fabs(an) + 1e-3 * gmax));
+            checked++;
+        }
+        BDT_CHECK(checked > 60);
+    }
+    printf("  MLP student gradient vs FD: worst err / (1e-2|g| + 1e-3 max|g|) = %.3f\n", worst);
+    BDT_CHECKF(worst < 1.0, "%g", worst);
+    free(o); free(dout);
+    problem_free(&P);
+    bd_denoiser_free(net);
+    bd_context_free(ctx);
+}
+
+/* End to end: a quickly trained MLP teacher on the 2-D mixture, TD with
+   2 student steps, teacher DPM-Solver++(2M) on 8 sub-steps (Kt = 4):
+   sparse (K = 1), B-DENSE K = 2, K = 4 uniform and K = 4 adaptive.  Each
+   distilled student's 2-NFE trajectory error to the teacher (MSE of final
+   samples from the same noise) must be below a fixed bound and below a
+   tenth of the copied teacher's 2-step DDIM error. */
+static void test_end_to_end_mlp_td(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL;
+    bd_trainer *tr = NULL;
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    float pts[2 * GMM_M], x[2 * 128];
+    bd_rng r = bd_rng_init(1), dr = bd_rng_init(3);
+    int i, run;
+    const double bound = 0.01;
+    gmm_points(pts);
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
+    tc.adam.lr = 3e-3;
+    tc.ema_decay = 0.99;
+    tc.seed = 2;
+    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 128, &tr) == BD_SUCCESS);
+    if (!tr) return;
+    for (i = 0; i < 400; i++) {
+        gmm_sample(&dr, pts, x, 128);
+        BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
+    }
+    bd_trainer_copy_ema(tr, teacher);
+    for (run = 0; run < 4; run++) {
+        int64_t K = run == 0 ? 1 : (run == 1 ? 2 : 4), k;
+        bd_denoiser *st = NULL;
+        bd_distill *d = NULL;
+        bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
+        bd_rng sr = bd_rng_init(9);
+        double m0 = -1, m1 = -1, loss = 0, bl[4], first = 0;
+        dc.adam.lr = 2e-3;
+        dc.ema_decay = 0.95;
+        dc.seed = 4;
+        if (run == 3) dc.weights = BD_WEIGHTS_ADAPTIVE;
+        BDT_CHECK(dc.teacher_substeps == 4 && dc.teacher_solver == BD_SAMPLER_DPMPP_2M);
+        BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &sr, &st) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 64, &d) == BD_SUCCESS);
+        if (!d) break;
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 0, &m0, NULL, NULL) == BD_SUCCESS);
+        for (i = 0; i < 150; i++) {
+            BDT_CHECK(bd_distill_step(d, NULL, 64, &loss, bl) == BD_SUCCESS);
+            if (i == 0) first = loss;
+            for (k = 0; k < K; k++) BDT_CHECK(bl[k] >= 0.0 && bl[k] == bl[k]);
+        }
+        BDT_CHECK(d->step == 150);
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 1, &m1, NULL, NULL) == BD_SUCCESS);
+        printf("  TD 2 steps, K=%lld %-8s: loss %.2e -> %.2e; trajectory MSE copied teacher %.4f -> student %.5f\n",
+               (long long)K, bd_distill_weights_name(dc.weights), first, loss, m0, m1);
+        BDT_CHECKF(m1 < bound, "K=%lld: MSE %g >= %g", (long long)K, m1, bound);
+        BDT_CHECKF(m1 < 0.1 * m0, "K=%lld: MSE %g not well below the copied teacher's %g", (long long)K, m1, m0);
+        bd_distill_free(d);
+        bd_denoiser_free(st);
+    }
+    bd_trainer_free(tr);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 int main(void) {
     BDT_RUN(test_target_formula);
     BDT_RUN(test_zero_loss_at_targets);
@@ -649,5 +773,7 @@ int main(void) {
     BDT_RUN(test_pd_targets_exact_teacher);
     BDT_RUN(test_td_targets_exact_teacher);
     BDT_RUN(test_td_trajectories_solver);
+    BDT_RUN(test_gradcheck_mlp_student);
+    BDT_RUN(test_end_to_end_mlp_td);
     return BDT_SUMMARY("test_distill");
 }
