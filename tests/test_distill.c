@@ -761,6 +761,124 @@ static void test_end_to_end_mlp_td(void) {
     bd_context_free(ctx);
 }
 
+/* PD rounds on the exact teacher with a K = 2 MLP student: a round lowers
+   the 4-step trajectory error; next_round hands the EMA to an owned K-branch
+   teacher, halves N on every other grid point and restarts the optimiser;
+   a NaN batch returns BD_ERROR_NONFINITE and changes nothing. */
+static void test_pd_rounds_and_nan_guard(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    bd_distill *d = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_trainer *tr = NULL;
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    float pts[2 * GMM_M], x[2 * 64], *snap;
+    bd_rng r = bd_rng_init(1), dr = bd_rng_init(5);
+    double m0, m1, g4[5], loss;
+    int i;
+    int64_t np;
+    gmm_points(pts);
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
+    tc.adam.lr = 3e-3;
+    tc.ema_decay = 0.99;
+    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 64, &tr) == BD_SUCCESS);
+    if (!tr) return;
+    for (i = 0; i < 300; i++) {
+        gmm_sample(&dr, pts, x, 64);
+        bd_trainer_step(tr, x, 64, NULL);
+    }
+    bd_trainer_copy_ema(tr, teacher);
+    dc.adam.lr = 2e-3;
+    dc.ema_decay = 0.95;
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 64, &d) == BD_SUCCESS);
+    if (!d) return;
+    np = st->n_params;
+    memcpy(g4, d->grid, sizeof g4);
+    BDT_CHECK(bd_distill_eval(d, 400, 8, 0, &m0, NULL, NULL) == BD_SUCCESS);
+    for (i = 0; i < 150; i++) {
+        gmm_sample(&dr, pts, x, 64);
+        BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_SUCCESS);
+    }
+    BDT_CHECK(bd_distill_eval(d, 400, 8, 1, &m1, NULL, NULL) == BD_SUCCESS);
+    printf("  PD K=2, 4 steps: trajectory MSE copied teacher %.2e -> student %.2e\n", m0, m1);
+    BDT_CHECKF(m1 < 0.5 * m0, "%g vs %g", m1, m0);
+    /* the NaN guard */
+    snap = (float *)malloc(sizeof(float) * np * 3);
+    memcpy(snap, st->params, sizeof(float) * np);
+    memcpy(snap + np, d->ema, sizeof(float) * np);
+    memcpy(snap + 2 * np, d->adam.m, sizeof(float) * np);
+    {
+        int64_t step = d->step, astep = d->adam.step;
+        double be = d->branch_ema[0];
+        x[3] = NAN;
+        BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_ERROR_NONFINITE);
+        BDT_CHECK(memcmp(snap, st->params, sizeof(float) * np) == 0);
+        BDT_CHECK(memcmp(snap + np, d->ema, sizeof(float) * np) == 0);
+        BDT_CHECK(memcmp(snap + 2 * np, d->adam.m, sizeof(float) * np) == 0);
+        BDT_CHECK(d->step == step && d->adam.step == astep && d->branch_ema[0] == be);
+    }
+    /* a round */
+    BDT_CHECK(bd_distill_next_round(d) == BD_SUCCESS);
+    BDT_CHECK(d->N == 2 && d->round == 1 && d->step == 0 && d->adam.step == 0);
+    BDT_CHECK(d->grid[0] == g4[0] && d->grid[1] == g4[2] && d->grid[2] == g4[4]);
+    BDT_CHECK(d->teacher == d->owned_teacher && d->teacher != teacher && d->teacher->branches == 2);
+    BDT_CHECK(memcmp(d->teacher->params, snap + np, sizeof(float) * np) == 0);
+    BDT_CHECK(memcmp(st->params, snap + np, sizeof(float) * np) == 0);
+    BDT_CHECK(d->tgrid[0] == 1.0 && d->tgrid[2] == d->grid[1] && d->tgrid[4] == 0.0);
+    gmm_sample(&dr, pts, x, 64);
+    BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_next_round(d) == BD_SUCCESS && d->N == 1);
+    BDT_CHECK(bd_distill_next_round(d) == BD_ERROR_STATE);
+    free(snap);
+    bd_distill_free(d);
+    bd_denoiser_free(st);
+    bd_trainer_free(tr);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* Steps allocate nothing after init (PD and TD on the fly), counted
+   through the context allocator. */
+static int64_t n_allocs = 0;
+static void *count_alloc(size_t sz, void *u) { (void)u; n_allocs++; return malloc(sz); }
+static void count_free(void *p, void *u) { (void)u; free(p); }
+static void test_steps_do_not_allocate(void) {
+    bd_context *ctx = NULL;
+    bd_context_config cc = bd_context_config_init();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng r = bd_rng_init(2);
+    int m, i;
+    cc.allocator.alloc = count_alloc;
+    cc.allocator.free = count_free;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    gmm_points(pts);
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    for (m = 0; m < 2; m++) {
+        bd_distill *d = NULL;
+        bd_distill_config dc = bd_distill_config_init(m ? BD_DISTILL_TD : BD_DISTILL_PD, 2, 2);
+        int64_t before;
+        dc.weights = BD_WEIGHTS_ADAPTIVE;
+        BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 16, &d) == BD_SUCCESS);
+        if (!d) break;
+        before = n_allocs;
+        for (i = 0; i < 3; i++) {
+            gmm_sample(&r, pts, x, 16);
+            BDT_CHECK(bd_distill_step(d, m ? NULL : x, i == 1 ? 7 : 16, NULL, NULL) == BD_SUCCESS);
+        }
+        BDT_CHECKF(n_allocs == before, "method %d: %lld allocations in steps", m, (long long)(n_allocs - before));
+        bd_distill_free(d);
+        bd_denoiser_free(st);
+    }
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 int main(void) {
     BDT_RUN(test_target_formula);
     BDT_RUN(test_zero_loss_at_targets);
@@ -775,5 +893,7 @@ int main(void) {
     BDT_RUN(test_td_trajectories_solver);
     BDT_RUN(test_gradcheck_mlp_student);
     BDT_RUN(test_end_to_end_mlp_td);
+    BDT_RUN(test_pd_rounds_and_nan_guard);
+    BDT_RUN(test_steps_do_not_allocate);
     return BDT_SUMMARY("test_distill");
 }
