@@ -1313,6 +1313,396 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
     }
 }
 
+/* conv2d.  im2col layout: col is (Cin*k*k, Ho*Wo) row-major; row
+   r = (ci*k + ky)*k + kx holds x[ci, oy*s - p + ky, ox*s - p + kx] (0 outside
+   the image) at column oy*Wo + ox.  Then out[n] (Cout, Ho*Wo) =
+   w (Cout, Cin*k*k) col, which is one GEMM per sample. */
+static int bd__conv_is_1x1(int64_t k, int64_t stride, int64_t pad) {
+    return k == 1 && stride == 1 && pad == 0;
+}
+
+BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int64_t k,
+                                         int64_t stride, int64_t pad) {
+    int64_t Ho, Wo;
+    if (Cin <= 0 || H <= 0 || W <= 0 || k <= 0 || stride <= 0 || pad < 0) return 0;
+    if (bd__conv_is_1x1(k, stride, pad)) return 0;
+    Ho = (H + 2 * pad - k) / stride + 1;
+    Wo = (W + 2 * pad - k) / stride + 1;
+    if (Ho <= 0 || Wo <= 0) return 0;
+    return Cin * k * k * Ho * Wo;
+}
+
+/* col (Cin*k*k, Ho*Wo) <- x (Cin,H,W) of one sample */
+static void bd__im2col(float *col, const float *x, int64_t Cin, int64_t H, int64_t W, int64_t k,
+                       int64_t stride, int64_t pad, int64_t Ho, int64_t Wo) {
+    int64_t ci, ky, kx, oy, ox;
+    for (ci = 0; ci < Cin; ci++)
+        for (ky = 0; ky < k; ky++)
+            for (kx = 0; kx < k; kx++) {
+                float *row = col + ((ci * k + ky) * k + kx) * Ho * Wo;
+                const float *xc = x + ci * H * W;
+                for (oy = 0; oy < Ho; oy++) {
+                    int64_t iy = oy * stride - pad + ky;
+                    float *r = row + oy * Wo;
+                    if (iy < 0 || iy >= H) {
+                        for (ox = 0; ox < Wo; ox++) r[ox] = 0.0f;
+                        continue;
+                    }
+                    for (ox = 0; ox < Wo; ox++) {
+                        int64_t ix = ox * stride - pad + kx;
+                        r[ox] = (ix >= 0 && ix < W) ? xc[iy * W + ix] : 0.0f;
+                    }
+                }
+            }
+}
+
+/* dx (Cin,H,W) += col2im(col): the adjoint of bd__im2col */
+static void bd__col2im_add(float *dx, const float *col, int64_t Cin, int64_t H, int64_t W,
+                           int64_t k, int64_t stride, int64_t pad, int64_t Ho, int64_t Wo) {
+    int64_t ci, ky, kx, oy, ox;
+    for (ci = 0; ci < Cin; ci++)
+        for (ky = 0; ky < k; ky++)
+            for (kx = 0; kx < k; kx++) {
+                const float *row = col + ((ci * k + ky) * k + kx) * Ho * Wo;
+                float *xc = dx + ci * H * W;
+                for (oy = 0; oy < Ho; oy++) {
+                    int64_t iy = oy * stride - pad + ky;
+                    const float *r = row + oy * Wo;
+                    if (iy < 0 || iy >= H) continue;
+                    for (ox = 0; ox < Wo; ox++) {
+                        int64_t ix = ox * stride - pad + kx;
+                        if (ix >= 0 && ix < W) xc[iy * W + ix] += r[ox];
+                    }
+                }
+            }
+}
+
+BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+                             const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                             int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, n, o, i;
+    int fast = bd__conv_is_1x1(k, stride, pad);
+    for (n = 0; n < N; n++) {
+        const float *xn = x + n * Cin * H * W;
+        float *on = out + n * Cout * P;
+        if (fast) {
+            bd_sgemm(0, 0, Cout, P, Cin, 1.0f, w, Cin, xn, P, 0.0f, on, P);
+        } else {
+            bd__im2col(col, xn, Cin, H, W, k, stride, pad, Ho, Wo);
+            bd_sgemm(0, 0, Cout, P, KK, 1.0f, w, KK, col, P, 0.0f, on, P);
+        }
+        if (b)
+            for (o = 0; o < Cout; o++) {
+                float bo = b[o], *r = on + o * P;
+                for (i = 0; i < P; i++) r[i] += bo;
+            }
+    }
+}
+
+/* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
+   col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
+BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+                              const float *x, const float *w, int64_t N, int64_t Cin,
+                              int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
+                              int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, n, o, i;
+    int fast = bd__conv_is_1x1(k, stride, pad);
+    for (n = 0; n < N; n++) {
+        const float *xn = x + n * Cin * H * W;
+        const float *dn = dout + n * Cout * P;
+        if (db)
+            for (o = 0; o < Cout; o++) {
+                const float *r = dn + o * P;
+                double s = 0.0;
+                for (i = 0; i < P; i++) s += r[i];
+                db[o] += (float)s;
+            }
+        if (fast) {
+            if (dw) bd_sgemm(0, 1, Cout, Cin, P, 1.0f, dn, P, xn, P, 1.0f, dw, Cin);
+            if (dx) bd_sgemm(1, 0, Cin, P, Cout, 1.0f, w, Cin, dn, P, 1.0f, dx + n * Cin * H * W, P);
+        } else {
+            if (dw) {
+                bd__im2col(col, xn, Cin, H, W, k, stride, pad, Ho, Wo);
+                bd_sgemm(0, 1, Cout, KK, P, 1.0f, dn, P, col, P, 1.0f, dw, KK);
+            }
+            if (dx) {
+                bd_sgemm(1, 0, KK, P, Cout, 1.0f, w, KK, dn, P, 0.0f, col, P);
+                bd__col2im_add(dx + n * Cin * H * W, col, Cin, H, W, k, stride, pad, Ho, Wo);
+            }
+        }
+    }
+}
+
+/* GroupNorm.  Statistics per (n, g) over Cg*HW values, two-pass in double
+   (mean first, then the centred sum of squares: no cancellation). */
+BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                const float *gamma, const float *beta, int64_t N, int64_t C,
+                                int64_t HW, int64_t G) {
+    int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
+    for (n = 0; n < N; n++)
+        for (g = 0; g < G; g++) {
+            const float *xg = x + (n * C + g * Cg) * HW;
+            float *og = out + (n * C + g * Cg) * HW;
+            double s = 0.0, v = 0.0, mu, rs;
+            for (i = 0; i < M; i++) s += xg[i];
+            mu = s / (double)M;
+            for (i = 0; i < M; i++) {
+                double d = xg[i] - mu;
+                v += d * d;
+            }
+            rs = 1.0 / sqrt(v / (double)M + 1e-5);
+            mean[n * G + g] = (float)mu;
+            rstd[n * G + g] = (float)rs;
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                float a = (float)rs * gamma[ch];
+                float bb = beta[ch] - (float)mu * a;
+                const float *xc = xg + c * HW;
+                float *oc = og + c * HW;
+                for (i = 0; i < HW; i++) oc[i] = xc[i] * a + bb;
+            }
+        }
+}
+
+/* With xh = (x - mu) rstd and g = dout * gamma (per channel):
+   dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
+   dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
+BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                 const float *x, const float *mean, const float *rstd,
+                                 const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
+    int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
+    for (n = 0; n < N; n++)
+        for (g = 0; g < G; g++) {
+            float mu = mean[n * G + g], rs = rstd[n * G + g];
+            double sg = 0.0, sgx = 0.0;
+            float mg, mgx;
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                double sd = 0.0, sdx = 0.0;
+                for (i = 0; i < HW; i++) {
+                    float xh = (xc[i] - mu) * rs;
+                    sd += dc[i];
+                    sdx += (double)dc[i] * xh;
+                }
+                if (dgamma) dgamma[ch] += (float)sdx;
+                if (dbeta) dbeta[ch] += (float)sd;
+                sg += gamma[ch] * sd;
+                sgx += gamma[ch] * sdx;
+            }
+            if (!dx) continue;
+            mg = (float)(sg / (double)M);
+            mgx = (float)(sgx / (double)M);
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                float *dxc = dx + (n * C + ch) * HW;
+                float gm = gamma[ch];
+                for (i = 0; i < HW; i++) {
+                    float xh = (xc[i] - mu) * rs;
+                    dxc[i] += rs * (dc[i] * gm - mg - xh * mgx);
+                }
+            }
+        }
+}
+
+BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
+                                 int64_t W) {
+    int64_t p, y, xx, W2 = 2 * W;
+    for (p = 0; p < N * C; p++) {
+        const float *xp = x + p * H * W;
+        float *op = out + p * 4 * H * W;
+        for (y = 0; y < H; y++) {
+            float *r0 = op + (2 * y) * W2, *r1 = r0 + W2;
+            for (xx = 0; xx < W; xx++) {
+                float v = xp[y * W + xx];
+                r0[2 * xx] = v; r0[2 * xx + 1] = v;
+                r1[2 * xx] = v; r1[2 * xx + 1] = v;
+            }
+        }
+    }
+}
+
+BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
+                                  int64_t W) {
+    int64_t p, y, xx, W2 = 2 * W;
+    for (p = 0; p < N * C; p++) {
+        float *xp = dx + p * H * W;
+        const float *op = dout + p * 4 * H * W;
+        for (y = 0; y < H; y++) {
+            const float *r0 = op + (2 * y) * W2, *r1 = r0 + W2;
+            for (xx = 0; xx < W; xx++)
+                xp[y * W + xx] += (r0[2 * xx] + r0[2 * xx + 1]) + (r1[2 * xx] + r1[2 * xx + 1]);
+        }
+    }
+}
+
+BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
+                             int64_t C2, int64_t HW) {
+    int64_t n;
+    for (n = 0; n < N; n++) {
+        float *on = out + n * (C1 + C2) * HW;
+        memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
+        memcpy(on + C1 * HW, b + n * C2 * HW, (size_t)(C2 * HW) * sizeof(float));
+    }
+}
+
+BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
+                              int64_t C2, int64_t HW) {
+    int64_t n, i;
+    for (n = 0; n < N; n++) {
+        const float *dn = dout + n * (C1 + C2) * HW;
+        if (da) {
+            float *an = da + n * C1 * HW;
+            for (i = 0; i < C1 * HW; i++) an[i] += dn[i];
+        }
+        if (db) {
+            float *bn = db + n * C2 * HW;
+            const float *d2 = dn + C1 * HW;
+            for (i = 0; i < C2 * HW; i++) bn[i] += d2[i];
+        }
+    }
+}
+
+BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
+    int64_t p, i;
+    for (p = 0; p < N * C; p++) {
+        float v = e[p], *r = x + p * HW;
+        for (i = 0; i < HW; i++) r[i] += v;
+    }
+}
+
+BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
+                                   int64_t HW) {
+    int64_t p, i;
+    for (p = 0; p < N * C; p++) {
+        const float *r = dout + p * HW;
+        double s = 0.0;
+        for (i = 0; i < HW; i++) s += r[i];
+        de[p] += (float)s;
+    }
+}
+
+BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
+    int64_t i;
+    if (da) for (i = 0; i < n; i++) da[i] += dout[i];
+    if (db) for (i = 0; i < n; i++) db[i] += dout[i];
+}
+
+/* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.
+   S = Q^T K / sqrt(Ch) (HW, HW) -> row softmax (max subtracted) = A;
+   O = V A^T (Ch, HW). */
+BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
+                                int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, n, h, i, j;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    for (n = 0; n < N; n++)
+        for (h = 0; h < heads; h++) {
+            const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+            const float *kk = q + C * HW;
+            const float *v = kk + C * HW;
+            float *a = att + (n * heads + h) * HW * HW;
+            bd_sgemm(1, 0, HW, HW, Ch, scale, q, HW, kk, HW, 0.0f, a, HW);
+            for (i = 0; i < HW; i++) {
+                float *r = a + i * HW, m = r[0];
+                double s = 0.0;
+                float inv;
+                for (j = 1; j < HW; j++) if (r[j] > m) m = r[j];
+                for (j = 0; j < HW; j++) {
+                    r[j] = expf(r[j] - m);
+                    s += r[j];
+                }
+                inv = (float)(1.0 / s);
+                for (j = 0; j < HW; j++) r[j] *= inv;
+            }
+            bd_sgemm(0, 1, Ch, HW, HW, 1.0f, v, HW, a, HW, 0.0f, out + (n * C + h * Ch) * HW, HW);
+        }
+}
+
+/* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
+   dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
+BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
+                                 const float *qkv, const float *att, int64_t N, int64_t C,
+                                 int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, n, h, i, j;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    for (n = 0; n < N; n++)
+        for (h = 0; h < heads; h++) {
+            const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+            const float *kk = q + C * HW;
+            const float *v = kk + C * HW;
+            float *dq = dqkv + (n * 3 * C + h * Ch) * HW;
+            float *dk = dq + C * HW;
+            float *dv = dk + C * HW;
+            const float *a = att + (n * heads + h) * HW * HW;
+            const float *dO = dout + (n * C + h * Ch) * HW;
+            bd_sgemm(0, 0, Ch, HW, HW, 1.0f, dO, HW, a, HW, 1.0f, dv, HW);
+            bd_sgemm(1, 0, HW, HW, Ch, 1.0f, dO, HW, v, HW, 0.0f, scratch, HW);
+            for (i = 0; i < HW; i++) {
+                float *r = scratch + i * HW;
+                const float *ar = a + i * HW;
+                double s = 0.0;
+                float sf;
+                for (j = 0; j < HW; j++) s += (double)r[j] * ar[j];
+                sf = (float)s;
+                for (j = 0; j < HW; j++) r[j] = ar[j] * (r[j] - sf) * scale;
+            }
+            bd_sgemm(0, 1, Ch, HW, HW, 1.0f, kk, HW, scratch, HW, 1.0f, dq, HW);
+            bd_sgemm(0, 0, Ch, HW, HW, 1.0f, q, HW, scratch, HW, 1.0f, dk, HW);
+        }
+}
+
+/* Frequencies and angles in double: c_noise goes up to 1000, where a float
+   angle would already be off by ~1e-4 rad. */
+BDAPI void bd_timestep_embedding_forward(float *out, const float *c_noise, int64_t N,
+                                         int64_t dim) {
+    int64_t half = dim / 2, n, i;
+    for (n = 0; n < N; n++) {
+        double c = c_noise[n];
+        for (i = 0; i < half; i++) {
+            double f = exp(-log(10000.0) * (double)i / (double)half);
+            out[n * dim + i] = (float)cos(c * f);
+            out[n * dim + half + i] = (float)sin(c * f);
+        }
+        for (i = 2 * half; i < dim; i++) out[n * dim + i] = 0.0f; /* odd dim: pad */
+    }
+}
+
+BDAPI double bd_mse_forward(const float *pred, const float *target, const float *w, int64_t N,
+                            int64_t D) {
+    int64_t n, d;
+    double total = 0.0;
+    if (N <= 0 || D <= 0) return 0.0;
+    for (n = 0; n < N; n++) {
+        double s = 0.0;
+        for (d = 0; d < D; d++) {
+            double e = (double)pred[n * D + d] - (double)target[n * D + d];
+            s += e * e;
+        }
+        total += (w ? (double)w[n] : 1.0) * s / (double)D;
+    }
+    return total / (double)N;
+}
+
+BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
+                           const float *w, int64_t N, int64_t D) {
+    int64_t n, d;
+    if (N <= 0 || D <= 0) return;
+    for (n = 0; n < N; n++) {
+        float c = (float)(2.0 * (w ? (double)w[n] : 1.0) / ((double)N * (double)D));
+        for (d = 0; d < D; d++) dpred[n * D + d] += c * (pred[n * D + d] - target[n * D + d]);
+    }
+}
+
 /* LAYERS-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
