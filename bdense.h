@@ -504,8 +504,11 @@ typedef struct bd_sampler_config {
     void *user_data;
 } bd_sampler_config;
 
-/* Defaults: the kind and steps given, logsnr grid, last branch, v, cosine,
-   eta 0, no clipping, no callback. */
+/* Defaults: the kind and steps given, uniform_t grid (for the cosine
+   schedule the logSNR and Karras grids start at sigma/alpha = 1e4 because
+   of the alpha >= 1e-4 clamp and spend early steps on almost pure noise;
+   see docs/samplers.md), last branch, v, cosine, eta 0, no clipping, no
+   callback. */
 BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t steps);
 BDAPI const char *bd_sampler_name(bd_sampler_kind k); /* "ddim","ddpm","euler","heun","dpmpp2m" */
 BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out);
@@ -2477,7 +2480,7 @@ BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t ste
     memset(&c, 0, sizeof c);
     c.kind = kind;
     c.steps = steps;
-    c.grid = BD_GRID_LOGSNR;
+    c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
     c.branch = -1;
     c.param = BD_PARAM_V;
