@@ -800,7 +800,7 @@ typedef struct bd_distill_config {
     int64_t student_steps;      /* N */
     bd_grid_kind grid;          /* student grid kind (uniform_t) */
     const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
-    bd_distill_subdiv subdiv;   /* teacher sub-grid: PD t, TD logsnr */
+    bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
@@ -3389,7 +3389,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.distance = BD_DISTILL_L2;
     c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
-    c.subdiv = method == BD_DISTILL_PD ? BD_SUBDIV_T : BD_SUBDIV_LOGSNR;
+    /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
+       1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
+    c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
     c.teacher_forcing = 0;
     c.param = BD_PARAM_V;
