@@ -879,6 +879,75 @@ static void test_steps_do_not_allocate(void) {
     bd_context_free(ctx);
 }
 
+/* Resume: save the state mid-run, continue; a fresh distiller that loads
+   it continues bit-identically (TD with adaptive weights; PD after a round,
+   so the owned teacher is restored too).  A mismatched distiller is refused. */
+static void check_resume(bd_distill_method method) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    bd_distill *a = NULL, *b = NULL, *c = NULL;
+    bd_distill_config dc = bd_distill_config_init(method, 2, 4);
+    bd_distill_config dc3;
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng r = bd_rng_init(4), ra, rb;
+    const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
+    int i, same;
+    gmm_points(pts);
+    dc.weights = BD_WEIGHTS_ADAPTIVE;
+    dc.adam.lr = 1e-3;
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, 16, &a) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s2, 16, &b) == BD_SUCCESS);
+    if (!a || !b) return;
+    ra = bd_rng_init(8);
+    for (i = 0; i < 4; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    if (method == BD_DISTILL_PD) BDT_CHECK(bd_distill_next_round(a) == BD_SUCCESS);
+    for (i = 0; i < 2; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    BDT_CHECKF(bd_distill_save_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECKF(bd_distill_load_state(b, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    rb = ra;
+    for (i = 0; i < 3; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        gmm_sample(&rb, pts, x, 16);
+        BDT_CHECK(bd_distill_step(b, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 &&
+           memcmp(a->ema, b->ema, sizeof(float) * s1->n_params) == 0 &&
+           memcmp(a->adam.v, b->adam.v, sizeof(float) * s1->n_params) == 0 && a->step == b->step &&
+           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] &&
+           memcmp(a->tgrid, b->tgrid, sizeof(double) * (a->S + 1)) == 0;
+    if (method == BD_DISTILL_PD)
+        same = same && b->teacher == b->owned_teacher &&
+               memcmp(a->teacher->params, b->teacher->params, sizeof(float) * s1->n_params) == 0;
+    printf("  %s resume after %lld steps (round %lld, N %lld): %s\n", bd_distill_method_name(method),
+           (long long)a->step, (long long)a->round, (long long)a->N, same ? "bit-identical" : "DIFFERENT");
+    BDT_CHECK(same);
+    /* another K is refused */
+    dc3 = bd_distill_config_init(method, 4, 4);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 4, &r, &s3) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc3, teacher, s3, 16, &c) == BD_SUCCESS);
+    if (c) BDT_CHECK(bd_distill_load_state(c, path) == BD_ERROR_CONFIG);
+    BDT_CHECK(bd_distill_load_state(b, "no_such_dir_bdense/state.safetensors") == BD_ERROR_IO);
+    remove(path);
+    bd_distill_free(a); bd_distill_free(b); bd_distill_free(c);
+    bd_denoiser_free(s1); bd_denoiser_free(s2); bd_denoiser_free(s3);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_resume_bit_exact(void) {
+    check_resume(BD_DISTILL_TD);
+    check_resume(BD_DISTILL_PD);
+}
+
 int main(void) {
     BDT_RUN(test_target_formula);
     BDT_RUN(test_zero_loss_at_targets);
@@ -895,5 +964,6 @@ int main(void) {
     BDT_RUN(test_end_to_end_mlp_td);
     BDT_RUN(test_pd_rounds_and_nan_guard);
     BDT_RUN(test_steps_do_not_allocate);
+    BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");
 }
