@@ -187,6 +187,8 @@ int cli_sampler_setup(const char *cmd, const bd_model *m, const char *sampler, i
 /* x (n,C,H,W) <- samples from the noise of `seed`, with a progress bar */
 int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampler_config *cfg, float *x, int64_t n,
                    int64_t max_batch, uint64_t seed, const char *label, int quiet, int64_t *nfe, double *seconds);
+int cli_write_grid_cols(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                        int64_t H, int64_t W, int64_t cols, int64_t zoom);
 int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
                    int64_t H, int64_t W);
 /* FD-RF of x (n) against ref (nref) */

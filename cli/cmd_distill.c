@@ -762,11 +762,7 @@ int cmd_compare(int argc, char **argv) {
     if (grids) {
         char p[1024];
         snprintf(p, sizeof p, "%s.png", grids);
-        r = bd_png_write_grid(ctx, p, strip, nstrip * show, C, H, W, show, 1);
-        if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("compare", ctx, r, p);
-            goto done;
-        }
+        if (cli_write_grid_cols("compare", ctx, p, strip, nstrip * show, C, H, W, show, 0)) goto done;
         cli_note(&a, "\n%s: rows = the models in table order, columns = the same noise\n", p);
     }
     rc = 0;

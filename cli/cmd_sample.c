@@ -88,12 +88,44 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     return 0;
 }
 
-int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
-                   int64_t H, int64_t W) {
-    int64_t cols = (int64_t)ceil(sqrt((double)n));
-    bd_result r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols, 1);
+/* A PNG grid of x (n,C,H,W) with `cols` columns (<= 0: square), 1 px grey
+   padding, every pixel repeated `zoom` times (<= 0: auto, tiles of at
+   least 56 px, so 16x16 samples are visible). */
+int cli_write_grid_cols(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                        int64_t H, int64_t W, int64_t cols, int64_t zoom) {
+    int64_t gh = 0, gw = 0, c, i, j, zh, zw;
+    float *g, *z;
+    bd_result r;
+    if (zoom <= 0) zoom = H >= 56 ? 1 : (56 + H - 1) / H;
+    if (cols <= 0) cols = (int64_t)ceil(sqrt((double)n));
+    if (zoom == 1) {
+        r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols, 1);
+        if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+        return 0;
+    }
+    bd_image_grid(NULL, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    zh = gh * zoom, zw = gw * zoom;
+    g = (float *)malloc(sizeof(float) * (size_t)(C * gh * gw));
+    z = (float *)malloc(sizeof(float) * (size_t)(C * zh * zw));
+    if (!g || !z) {
+        free(g);
+        free(z);
+        return cli_fail(cmd, "out of memory for the picture %s", path);
+    }
+    bd_image_grid(g, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    for (c = 0; c < C; c++)
+        for (i = 0; i < zh; i++)
+            for (j = 0; j < zw; j++) z[(c * zh + i) * zw + j] = g[(c * gh + i / zoom) * gw + j / zoom];
+    r = bd_png_write(ctx, path, z, C, zh, zw);
+    free(g);
+    free(z);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     return 0;
+}
+
+int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                   int64_t H, int64_t W) {
+    return cli_write_grid_cols(cmd, ctx, path, x, n, C, H, W, 0, 0);
 }
 
 /* ---------------------------------------------------------------------- */
