@@ -543,7 +543,7 @@ int cmd_compare(int argc, char **argv) {
     cli_args a;
     cli_list students, tsteps;
     const char *teacher_path = NULL, *data = NULL, *grids = NULL, *csv_path = NULL, *ref_sampler = "dpmpp2m";
-    const char *teacher_sampler = "ddim";
+    const char *teacher_sampler = "ddim", *time_grid = "uniform_t";
     int64_t n = 256, seed = 1234, ref_steps = 100, batch = 64, nref = 10000, show = 8;
     int rc = 1, i, nrows = 0, fd_against_teacher = 0;
     bd_context *ctx = NULL;
@@ -572,6 +572,7 @@ int cmd_compare(int argc, char **argv) {
     cli_range(cli_add_int(&a, "ref-steps", &ref_steps, "S", "teacher reference steps"), 1, BD_SAMPLER_MAX_STEPS);
     cli_add_choice(&a, "teacher-sampler", &teacher_sampler, "ddim|ddpm|euler|heun|dpmpp2m",
                    "sampler of the few-step teacher rows");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid of the teacher rows");
     cli_add_str(&a, "data", &data, "SPEC", "reference images for FD-RF (fmnist-test:DIR, builtin, npy:FILE)");
     cli_range(cli_add_int(&a, "ref-n", &nref, "N", "reference images for FD-RF"), 2, 1e7);
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
@@ -620,7 +621,7 @@ int cmd_compare(int argc, char **argv) {
         int64_t nfe = 0;
         double secs = 0;
         cli__row *row = &rows[nrows++];
-        if (cli_sampler_setup("compare", teacher, ref_sampler, ref_steps, 1, "logsnr", 0, 0, &cfg, a.quiet)) goto done;
+        if (cli_sampler_setup("compare", teacher, ref_sampler, ref_steps, 1, time_grid, 0, 0, &cfg, a.quiet)) goto done;
         if (cli_sample_run("compare", ctx, teacher, &cfg, ref, n, batch, (uint64_t)seed, "reference", a.quiet, &nfe,
                            &secs))
             goto done;
@@ -670,7 +671,7 @@ int cmd_compare(int argc, char **argv) {
                 if (list[j] == list[i]) break;
             if (j < i) continue;
             row = &rows[nrows++];
-            if (cli_sampler_setup("compare", teacher, teacher_sampler, list[i], 1, "logsnr", 0, 0, &cfg, a.quiet))
+            if (cli_sampler_setup("compare", teacher, teacher_sampler, list[i], 1, time_grid, 0, 0, &cfg, a.quiet))
                 goto done;
             if (cli_sample_run("compare", ctx, teacher, &cfg, x, n, batch, (uint64_t)seed, "teacher", a.quiet, &nfe,
                                &secs))
@@ -706,7 +707,7 @@ int cmd_compare(int argc, char **argv) {
             rc = cli_fail("compare", "%s: image shape differs from the teacher's", students.items[i]);
             goto done;
         }
-        if (cli_sampler_setup("compare", m, "ddim", 1, 0, "logsnr", 0, 0, &cfg, a.quiet) ||
+        if (cli_sampler_setup("compare", m, "ddim", 1, 0, "uniform_t", 0, 0, &cfg, a.quiet) ||
             cli_sample_run("compare", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "student", a.quiet, &nfe, &secs)) {
             bd_model_free(m);
             goto done;

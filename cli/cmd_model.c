@@ -221,7 +221,7 @@ int cmd_info(int argc, char **argv) {
         const char *step = bd_safetensors_meta(st, "optim.step");
         const char *steps = bd_safetensors_meta(st, "steps");
         printf("training step: %s%s\n", step ? step : "none saved",
-               step ? " (resumable with bdense train --resume)" : "");
+               !step ? "" : steps ? " (resumable with bdense distill --resume)" : " (resumable with bdense train --resume)");
         if (steps) printf("distilled student: %s sampling steps on its own grid\n", steps);
     }
     bd_safetensors_free(st);

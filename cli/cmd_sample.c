@@ -133,7 +133,7 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 /* ---------------------------------------------------------------------- */
 int cmd_sample(int argc, char **argv) {
     cli_args a;
-    const char *ckpt = NULL, *out = NULL, *grid = NULL, *sampler = "ddim", *time_grid = "logsnr";
+    const char *ckpt = NULL, *out = NULL, *grid = NULL, *sampler = "ddim", *time_grid = "uniform_t";
     int64_t n = 64, steps = 50, seed = 0, batch = 64;
     double eta = 0;
     int clip = 0, rc;
@@ -153,7 +153,7 @@ int cmd_sample(int argc, char **argv) {
     cli_add_choice(&a, "sampler", &sampler, "ddim|ddpm|euler|heun|dpmpp2m", "sampler");
     cli_range(cli_add_int(&a, "steps", &steps, "S", "sampler steps (a student: its own, by default)"), 1,
               BD_SAMPLER_MAX_STEPS);
-    cli_add_choice(&a, "time-grid", &time_grid, "logsnr|uniform_t|karras", "time grid (teachers)");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_range(cli_add_num(&a, "eta", &eta, "X", "DDIM eta (0 = deterministic)"), 0, 10);
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
     cli_add_int(&a, "seed", &seed, "S", "noise seed");
@@ -234,7 +234,7 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 
 int cmd_eval(int argc, char **argv) {
     cli_args a;
-    const char *ckpt = NULL, *samples = NULL, *data = NULL, *sampler = "ddim", *time_grid = "logsnr", *out = NULL;
+    const char *ckpt = NULL, *samples = NULL, *data = NULL, *sampler = "ddim", *time_grid = "uniform_t", *out = NULL;
     int64_t n = 1000, nref = 10000, steps = 50, seed = 0, batch = 100;
     int clip = 0, rc;
     bd_context *ctx = NULL;
@@ -259,7 +259,7 @@ int cmd_eval(int argc, char **argv) {
     cli_range(cli_add_int(&a, "ref-n", &nref, "N", "reference images to use"), 2, 1e7);
     cli_add_choice(&a, "sampler", &sampler, "ddim|ddpm|euler|heun|dpmpp2m", "sampler (with --ckpt)");
     cli_range(cli_add_int(&a, "steps", &steps, "S", "sampler steps (with --ckpt)"), 1, BD_SAMPLER_MAX_STEPS);
-    cli_add_choice(&a, "time-grid", &time_grid, "logsnr|uniform_t|karras", "time grid (teachers)");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
     cli_add_int(&a, "seed", &seed, "S", "noise seed (with --ckpt)");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
