@@ -234,7 +234,8 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 
 int cmd_eval(int argc, char **argv) {
     cli_args a;
-    const char *ckpt = NULL, *samples = NULL, *data = NULL, *sampler = "ddim", *time_grid = "uniform_t", *out = NULL;
+    const char *ckpt = NULL, *samples = NULL, *real = NULL, *data = NULL, *sampler = "ddim", *time_grid = "uniform_t";
+    const char *out = NULL;
     int64_t n = 1000, nref = 10000, steps = 50, seed = 0, batch = 100;
     int clip = 0, rc;
     bd_context *ctx = NULL;
@@ -254,6 +255,7 @@ int cmd_eval(int argc, char **argv) {
                   "--ref-n (the estimate is biased upwards for small n).  docs/cli.md gives the exact network.");
     cli_add_str(&a, "ckpt", &ckpt, "FILE", "model to sample from");
     cli_add_str(&a, "samples", &samples, "FILE", "or: evaluate these samples (.npy, (N,C,H,W) in [-1,1])");
+    cli_add_str(&a, "real", &real, "SPEC", "or: evaluate the first --n images of a data set (the metric's floor)");
     cli_required(cli_add_str(&a, "data", &data, "SPEC", "reference data: fmnist-test:DIR, fmnist:DIR, builtin, npy:FILE"));
     cli_range(cli_add_int(&a, "n", &n, "N", "generated images to use"), 2, 1e7);
     cli_range(cli_add_int(&a, "ref-n", &nref, "N", "reference images to use"), 2, 1e7);
@@ -266,14 +268,27 @@ int cmd_eval(int argc, char **argv) {
     cli_add_str(&a, "out", &out, "FILE", "also save the generated samples (.npy)");
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!!ckpt == !!samples) return cli_fail("eval", "give exactly one of --ckpt FILE or --samples FILE.npy");
+    if (!!ckpt + !!samples + !!real != 1)
+        return cli_fail("eval", "give exactly one of --ckpt FILE, --samples FILE.npy or --real SPEC");
     if (cli_context(&a, &ctx)) return 1;
     cli_install_interrupt();
     if (cli_data_open("eval", ctx, data, 0, &ref)) {
         rc = 1;
         goto done;
     }
-    if (samples) {
+    if (real) {
+        cli_data rd;
+        if (cli_data_open("eval", ctx, real, 0, &rd)) goto done;
+        if (rd.kind == CLI_DATA_ARRAY && n > rd.n) n = rd.n;
+        C = rd.c, H = rd.h, W = rd.w;
+        x = (float *)malloc(sizeof(float) * (size_t)(n * C * H * W));
+        if (!x || cli_data_take("eval", &rd, x, n, 777)) {
+            cli_data_free(&rd);
+            rc = x ? 1 : cli_fail("eval", "out of memory");
+            goto done;
+        }
+        cli_data_free(&rd);
+    } else if (samples) {
         int64_t shape[4] = {0, 0, 0, 0};
         int nd = 0;
         r = cli_npy_read(ctx, samples, &x, shape, &nd);
@@ -311,6 +326,8 @@ int cmd_eval(int argc, char **argv) {
             rc = 1;
             goto done;
         }
+        cli_note(&a, "%lld samples, %s %lld steps, %lld NFE, %.2f s (%.1f ms/image)\n", (long long)n, sampler,
+                 (long long)cfg.steps, (long long)nfe, secs, 1000 * secs / (double)n);
         if (out) {
             int64_t shape[4];
             shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
@@ -344,10 +361,11 @@ int cmd_eval(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    printf("FD-RF %.4f  (%lld generated vs %lld reference images)\n", fd, (long long)n, (long long)nref);
+    printf("FD-RF %.4f  (%lld %s vs %lld reference images)\n", fd, (long long)n, real ? "real" : "generated",
+           (long long)nref);
     rc = 0;
 done:
-    if (samples && x) bd_free(ctx, x);
+    if (samples && !real && x) bd_free(ctx, x);
     else free(x);
     free(xr);
     cli_data_free(&ref);
