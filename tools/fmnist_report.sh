@@ -2,8 +2,8 @@
 # Pictures and numbers for docs/fmnist.md from a trained Fashion-MNIST teacher:
 #   - its loss curve (copied from <teacher>.loss.png / .csv)
 #   - 64-sample grids, same noise, at several sampler/step settings
-#   - FD-RF (bdense eval) of 1000 samples against the 10k test images, per setting,
-#     plus the floor (1000 training images) for scale
+#   - FD-RF (bdense eval) of EVAL_N samples against the 10k test images, per setting,
+#     plus the floor (EVAL_N training images) for scale
 # Writes docs/fmnist/*.png and docs/fmnist/table.md (paste into docs/fmnist.md).
 # Usage: tools/fmnist_report.sh TEACHER.safetensors [BUILD_DIR]
 #   FMNIST_DIR (default /usr/share/datasets/fashion-mnist), EVAL_N (500), SETTINGS
