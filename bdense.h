@@ -4600,6 +4600,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
     bd_result r;
     bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
     int64_t steps = 0, ostep = 0;
+    char why[sizeof ctx->message];
     if (!bd_safetensors_meta(st, "bdense.version"))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
     s = bd_safetensors_meta(st, "param");
@@ -4622,13 +4623,13 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
         s = bd_safetensors_meta(st, "ch_mult");
         if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
         if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         s = bd_safetensors_meta(st, "attn_levels");
         if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
         if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -4639,7 +4640,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
             return r;
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
-            return bd_error(ctx, r, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
     } else {
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
     }
@@ -4687,7 +4688,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
         bd_free(ctx, g);
         if (r != BD_SUCCESS) {
             bd_model_free(m);
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, bd_context_message(ctx));
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         }
     }
     *out = m;
@@ -5017,6 +5018,9 @@ static int bd__utf8_valid(const char *s) {
 
 /* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
 #define BD__JSON_MAX_DEPTH 64
+/* values a parsed header may hold: ~12 per tensor, so 4M allows 300k tensors
+   and bounds the token table at 4M * 40 bytes whatever the header length */
+#define BD__JSON_MAX_TOKENS ((int64_t)1 << 22)
 enum { BD__J_OBJ = 1, BD__J_ARR, BD__J_STR, BD__J_NUM, BD__J_TRUE, BD__J_FALSE, BD__J_NULL };
 typedef struct bd__jtok {
     int type;
@@ -5224,6 +5228,9 @@ static bd_result bd__json_parse(bd_context *ctx, const char *what, const char *s
     memset(&p, 0, sizeof p);
     p.s = s; p.n = n;
     if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    if (p.ntok > BD__JSON_MAX_TOKENS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: %lld JSON values, more than the limit %lld", what,
+                        (long long)p.ntok, (long long)BD__JSON_MAX_TOKENS);
     p.tok = BD__CAST(bd__jtok *, bd_alloc_array(ctx, (size_t)p.ntok, sizeof(bd__jtok)));
     if (!p.tok) return ctx ? ctx->last_result : BD_ERROR_OUT_OF_MEMORY;
     if (!bd__json_run(&p)) { /* cannot differ from the first pass */
@@ -5414,7 +5421,7 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
     }
     for (i = 0; i < nt; i++) {
         const bd_st_write_tensor *t = order[i];
-        int64_t numel;
+        int64_t numel = 0;
         int d;
         bd__st_numel(t->shape, t->ndim, &numel);
         if (i) bd__buf_put(hdr, ",", 1);
@@ -5475,7 +5482,7 @@ BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
     r = bd__afile_write(&af, len8, 8);
     if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
     for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
-        int64_t numel, k;
+        int64_t numel = 0, k;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (!swap) {
             r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
@@ -5521,7 +5528,7 @@ BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_t
     memcpy(buf + 8, hdr.p, hdr.n);
     p = buf + 8 + hdr.n;
     for (i = 0; i < n_tensors; i++) {
-        int64_t numel;
+        int64_t numel = 0;
         bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
         if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
         if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
@@ -6236,16 +6243,35 @@ static int bd__inf_stored(bd__inf *s) {
     return 1;
 }
 static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
-    int len, code = 0, first = 0, count, index = 0;
-    for (len = 1; len <= 15; len++) {
-        code |= bd__inf_bits(s, 1);
-        if (s->err) return -1;
-        count = h->count[len];
-        if (code - count < first) return h->symbol[index + (code - first)];
-        index += count;
-        first += count;
-        first <<= 1;
-        code <<= 1;
+    /* puff's fast decode: the bits come straight from the bit buffer (which
+       holds fewer than 8 between calls), one input byte at a time */
+    int len = 1, code = 0, first = 0, count, index = 0, left = s->bitcnt;
+    uint32_t bitbuf = s->bitbuf;
+    const short *next = h->count + 1;
+    for (;;) {
+        while (left--) {
+            code |= (int)(bitbuf & 1);
+            bitbuf >>= 1;
+            count = *next++;
+            if (code - count < first) {
+                s->bitbuf = bitbuf;
+                s->bitcnt = (s->bitcnt - len) & 7;
+                return h->symbol[index + (code - first)];
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+            len++;
+        }
+        left = 16 - len;
+        if (left == 0) break;
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return -1;
+        }
+        bitbuf = s->in[s->incnt++];
+        if (left > 8) left = 8;
     }
     if (!s->err) s->err = "invalid Huffman code";
     return -1;
