@@ -777,6 +777,15 @@ BDAPI void bd_model_free(bd_model *m);
 BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
 /* Allocate m->ema as a copy of the current weights (no-op if present). */
 BDAPI bd_result bd_model_enable_ema(bd_model *m);
+/* A student of `teacher` (SPEC 5): the same architecture with `branches`
+   output branches (bd_denoiser_create_like, rng only feeds the throw-away
+   initialisation), the teacher's weights copied in (bd_denoiser_copy_weights:
+   conv_out tiled, every branch starts as the teacher), its param and
+   schedule, and the student grid (steps+1 values, 1 -> 0; NULL/0 = none).
+   The teacher's EMA is not copied: the student starts from net->params. */
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out);
 
 /* Checkpoints (SPEC 7, docs/unet.md).  Model tensors carry the SPEC 6
    names (the MLP its own names); metadata as SPEC 7.  Which weights are the
@@ -4384,6 +4393,30 @@ BDAPI bd_result bd_model_enable_ema(bd_model *m) {
     m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
     if (!m->ema) return m->ctx->last_result;
     memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_model *m = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) *out = NULL;
+    if (!teacher || !teacher->net || !rng || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_student_init: NULL argument");
+    if ((r = bd_denoiser_create_like(teacher->net, branches, rng, &net)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(net, teacher->net)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    if ((r = bd_model_init(ctx, net, teacher->param, teacher->schedule, &m)) != BD_SUCCESS) return r;
+    if (grid && steps > 0 && (r = bd_model_set_grid(m, grid, steps)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    *out = m;
     return BD_SUCCESS;
 }
 

@@ -564,6 +564,24 @@ static void test_checkpoint_roundtrip(void) {
         BDT_CHECK(memcmp(l->net->params, m->net->params, sizeof(float) * (size_t)m->net->n_params) == 0);
         bd_model_free(l);
     }
+    /* a student of it (the teacher has K = 2; the student K = 4 gets the
+       teacher's head tiled twice), grid kept */
+    {
+        bd_model *st = NULL;
+        bd_rng rng = bd_rng_init(8);
+        float z[512], tt[1] = {0.3f}, ot[2 * 512], os[4 * 512];
+        BDT_CHECK(bd_model_student_init(ctx, m, 3, grid, 4, &rng, &st) == BD_ERROR_SHAPE && st == NULL);
+        BDT_CHECKF(bd_model_student_init(ctx, m, 4, grid, 4, &rng, &st) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        if (st) {
+            BDT_CHECK(st->net->branches == 4 && st->cfg.branches == 4 && st->steps == 4 && st->grid[1] == grid[1]);
+            BDT_CHECK(st->param == m->param && st->schedule == m->schedule && st->ema == NULL);
+            bd_rng_normal(&rng, z, 512);
+            BDT_CHECK(bd_denoiser_forward(m->net, ot, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(bd_denoiser_forward(st->net, os, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(rel_l2(os, ot, 1024) < 1e-6 && rel_l2(os + 1024, ot, 1024) < 1e-6);
+            bd_model_free(st);
+        }
+    }
     /* bad grids */
     grid[2] = 0.8;
     BDT_CHECK(bd_model_set_grid(m, grid, 4) == BD_ERROR_CONFIG && strstr(bd_context_message(ctx), "decreasing"));
@@ -818,6 +836,72 @@ static void test_checkpoint_errors(void) {
     bd_context_free(ctx);
 }
 
+
+/* an allocator that fails after `budget` allocations and counts live blocks */
+typedef struct fail_alloc { long budget, live, calls; } fail_alloc;
+static void *fa_alloc(size_t size, void *ud) {
+    fail_alloc *f = (fail_alloc *)ud;
+    void *p;
+    f->calls++;
+    if (f->budget-- <= 0) return NULL;
+    p = malloc(size);
+    if (p) f->live++;
+    return p;
+}
+static void fa_free(void *p, void *ud) {
+    fail_alloc *f = (fail_alloc *)ud;
+    if (p) { f->live--; free(p); }
+}
+
+/* every allocation point of init, reserve, save, load and resume fails
+   cleanly (an error code, no leak, no crash) */
+static void test_allocation_failures(void) {
+    const char *path = tmp_path(3, "alloc");
+    bd_context *ctx0 = new_ctx();
+    bd_model *m0 = c_tiny_model(ctx0);
+    long k, points = 0, leaks = 0, wrong = 0;
+    int stage;
+    BDT_CHECK(m0 && bd_model_save(ctx0, m0, path, NULL) == BD_SUCCESS);
+    for (stage = 0; stage < 2; stage++) {
+        for (k = 0; k < 200; k++) {
+            fail_alloc fa = {0, 0, 0};
+            bd_context_config cc = bd_context_config_init();
+            bd_context *ctx = NULL;
+            bd_model *m = NULL;
+            bd_result r;
+            cc.allocator.alloc = fa_alloc;
+            cc.allocator.free = fa_free;
+            cc.allocator.user_data = &fa;
+            fa.budget = 1000;
+            if (bd_context_init(&cc, &ctx) != BD_SUCCESS) break;
+            fa.budget = k;
+            if (stage == 0) {
+                bd_unet_config c = tiny_config();
+                bd_rng rng = bd_rng_init(1);
+                r = bd_model_init_unet(ctx, &c, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m);
+                if (r == BD_SUCCESS) {
+                    float z[128] = {0}, t[1] = {0.5f}, o[256];
+                    r = bd_denoiser_forward(m->net, o, z, t, 1, 1);
+                }
+            } else {
+                r = bd_model_load(ctx, path, &m);
+                if (r == BD_SUCCESS) r = bd_model_save(ctx, m, path, NULL);
+            }
+            if (r != BD_SUCCESS && r != BD_ERROR_OUT_OF_MEMORY) wrong++;
+            bd_model_free(m);
+            if (fa.live != 1) leaks++; /* the context itself */
+            bd_context_free(ctx);
+            points++;
+            if (r == BD_SUCCESS) break;
+        }
+    }
+    printf("  %ld allocation-failure points: %ld leaks, %ld wrong codes\n", points, leaks, wrong);
+    BDT_CHECK(leaks == 0 && wrong == 0 && points > 10);
+    remove(path);
+    bd_model_free(m0);
+    bd_context_free(ctx0);
+}
+
 int main(void) {
     BDT_RUN(test_small_count_and_names);
     BDT_RUN(test_config_validation);
@@ -831,5 +915,6 @@ int main(void) {
     BDT_RUN(test_checkpoint_mlp);
     BDT_RUN(test_checkpoint_resume);
     BDT_RUN(test_checkpoint_errors);
+    BDT_RUN(test_allocation_failures);
     return BDT_SUMMARY("test_unet");
 }
