@@ -4829,7 +4829,9 @@ __declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to
 #include <unistd.h>
 #ifndef __cplusplus
 /* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+#ifndef fileno /* a macro in some C libraries */
 int fileno(FILE *stream);
+#endif
 int fsync(int fd);
 #endif
 #define BD__FSYNC(f) fsync(fileno(f))
@@ -4837,6 +4839,7 @@ int fsync(int fd);
 #define BD__FSYNC(f) 0
 #endif
 #include <time.h>
+#include <float.h>
 
 static int bd__host_is_le(void) {
     uint32_t one = 1;
@@ -6864,7 +6867,9 @@ static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb,
     if (xa > xb) { t = xa; xa = xb; xb = t; t = ya; ya = yb; yb = t; }
     dx = xb - xa; dy = yb - ya;
     grad = dx < 1e-12 ? 0.0 : dy / dx;
-    if (dx > 1e5) return; /* clipped away upstream; guard anyway */
+    /* coordinates come from finite data inside the box; refuse anything else
+       (a float-to-integer conversion of NaN or 1e300 is undefined) */
+    if (!(fabs(xa) < 1e6 && fabs(xb) < 1e6 && fabs(ya) < 1e6 && fabs(yb) < 1e6)) return;
     for (pass = 0; pass < 2; pass++) {
         double off = pass ? 0.5 : -0.5;
         for (x = floor(xa); x <= ceil(xb); x += 1.0) {
@@ -6958,8 +6963,17 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     }
     if (xlo > xhi) { xlo = 0; xhi = 1; }
     if (ylo > yhi) { ylo = 0; yhi = 1; }
-    if (xhi - xlo < 1e-12 * (fabs(xlo) + 1)) { xlo -= 0.5; xhi += 0.5; }
-    if (yhi - ylo < 1e-12 * (fabs(ylo) + 1)) { ylo -= 0.5; yhi += 0.5; }
+    /* a flat range (or one beyond double precision) is widened around it */
+    if (!(xhi - xlo >= 1e-9 * (fabs(xlo) + fabs(xhi) + 1e-300)) || !isfinite(xhi - xlo)) {
+        double d = 1e-3 * fabs(xlo) + 0.5;
+        if (!isfinite(xhi - xlo)) { xlo = -DBL_MAX / 4; xhi = DBL_MAX / 4; }
+        else { xlo -= d; xhi += d; }
+    }
+    if (!(yhi - ylo >= 1e-9 * (fabs(ylo) + fabs(yhi) + 1e-300)) || !isfinite(yhi - ylo)) {
+        double d = 1e-3 * fabs(ylo) + 0.5;
+        if (!isfinite(yhi - ylo)) { ylo = -DBL_MAX / 4; yhi = DBL_MAX / 4; }
+        else { ylo -= d; yhi += d; }
+    }
     { /* a little headroom on y */
         double m = 0.04 * (yhi - ylo);
         ylo -= m; yhi += m;
