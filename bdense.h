@@ -1106,7 +1106,7 @@ typedef struct bd_distill_config {
     int64_t student_steps;      /* N */
     bd_grid_kind grid;          /* student grid kind (uniform_t) */
     const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
-    bd_distill_subdiv subdiv;   /* teacher sub-grid: PD t, TD logsnr */
+    bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
@@ -1138,6 +1138,7 @@ typedef struct bd_distill {
     int64_t step;               /* optimisation steps taken this round */
     int64_t round;              /* PD rounds completed */
     int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    int64_t N_max;              /* grid capacity: N at init */
     double *grid;               /* (N+1) student grid */
     double *tgrid;              /* (S+1) teacher grid */
     double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
@@ -1219,6 +1220,15 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst);
    student_x (n, D) or NULL receive the samples.  Allocates. */
 BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
                                 double *mse, float *teacher_x, float *student_x);
+
+/* Resume: everything a distillation needs to continue bit-exactly (student
+   raw weights, EMA, Adam m/v/step, rng, step, round, N and grid, adaptive
+   EMAs, and after a PD round the owned teacher) to a safetensors file
+   (tensors student.params, student.ema, optim.m, optim.v[, teacher.params];
+   metadata bdense.distill.*).  load_state needs a distiller initialised
+   with the same method, K, Kt, loss and student architecture. */
+BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path);
+BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path);
 
 /* DISTILL-DECLARATIONS */
 
@@ -7359,7 +7369,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.distance = BD_DISTILL_L2;
     c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
-    c.subdiv = method == BD_DISTILL_PD ? BD_SUBDIV_T : BD_SUBDIV_LOGSNR;
+    /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
+       1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
+    c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
     c.teacher_forcing = 0;
     c.param = BD_PARAM_V;
@@ -7516,6 +7528,7 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     d->K = K = config->branches;
     d->Kt = config->teacher_substeps;
     d->N = config->student_steps;
+    d->N_max = d->N;
     if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
     d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
     d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
@@ -7825,6 +7838,34 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
     return BD_SUCCESS;
 }
 
+/* the caller's teacher is never overwritten: a round's teacher is a
+   K-branch network of the student's architecture owned by the distiller */
+static bd_result bd__distill_own_teacher(bd_distill *dist) {
+    bd_context *ctx = dist->ctx;
+    bd_denoiser *st = dist->student;
+    bd_result r;
+    bd_denoiser *nt = NULL;
+    bd_sampler *ns = NULL;
+    int ok = 1;
+    float *tout;
+    if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
+    tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
+    if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
+        (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
+        if (!ok) r = ctx->last_result;
+        bd_free(ctx, tout);
+        bd_denoiser_free(nt);
+        return r;
+    }
+    bd_sampler_free(dist->tsampler);
+    bd_free(ctx, dist->tout);
+    dist->tsampler = ns;
+    dist->tout = tout;
+    dist->owned_teacher = nt;
+    dist->teacher = nt;
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
     bd_context *ctx;
     bd_denoiser *st;
@@ -7837,29 +7878,8 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
         return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
     if (dist->N < 2 || dist->N % 2 != 0)
         return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
-    if (dist->teacher != dist->owned_teacher) {
-        /* the caller's teacher is never overwritten: the next teacher is a
-           K-branch network of the student's architecture owned here */
-        bd_denoiser *nt = NULL;
-        bd_sampler *ns = NULL;
-        int ok = 1;
-        float *tout;
-        if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
-        tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
-        if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
-            (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
-            if (!ok) r = ctx->last_result;
-            bd_free(ctx, tout);
-            bd_denoiser_free(nt);
-            return r;
-        }
-        bd_sampler_free(dist->tsampler);
-        bd_free(ctx, dist->tout);
-        dist->tsampler = ns;
-        dist->tout = tout;
-        dist->owned_teacher = nt;
-        dist->teacher = nt;
-    }
+    if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        return r;
     memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
     memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
     for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
@@ -7921,6 +7941,178 @@ done:
     bd_free(ctx, xt);
     bd_free(ctx, xs);
     bd_free(ctx, keep);
+    return r;
+}
+
+#define BD__DSTATE_META 14
+static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
+    size_t len = 0;
+    int64_t i;
+    buf[0] = '\0';
+    for (i = 0; i < n && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+/* parse exactly n comma-separated doubles */
+static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
+    int64_t i;
+    char *end;
+    if (!s) return 0;
+    for (i = 0; i < n; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s) return 0;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == '\0';
+}
+static int bd__dstate_parse_i64(const char *s, int64_t *v) {
+    char *end;
+    long long x;
+    if (!s || !*s) return 0;
+    x = strtoll(s, &end, 10);
+    if (*end) return 0;
+    *v = (int64_t)x;
+    return 1;
+}
+
+BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    bd_st_write_tensor t[5];
+    bd_st_kv kv[BD__DSTATE_META];
+    char *buf;
+    char *s_grid, *s_bema, small[10][96];
+    size_t cap;
+    int64_t nt = 0, nm = 0, np, i;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
+    np = dist->student->n_params;
+    cap = (size_t)(dist->N + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
+    if (!buf) return ctx->last_result;
+    s_grid = buf;
+    s_bema = buf + cap;
+    bd__dstate_doubles(s_grid, cap, dist->grid, dist->N + 1);
+    bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
+    memset(t, 0, sizeof t);
+    t[nt].name = "optim.m"; t[nt].data = dist->adam.m; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "optim.v"; t[nt].data = dist->adam.v; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.ema"; t[nt].data = dist->ema; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.params"; t[nt].data = dist->student->params; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    if (dist->owned_teacher && dist->teacher == dist->owned_teacher) {
+        t[nt].name = "teacher.params"; t[nt].data = dist->teacher->params; t[nt].ndim = 1;
+        t[nt].shape[0] = dist->teacher->n_params; nt++;
+    }
+    snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
+    snprintf(small[1], 96, "%lld", (long long)dist->K);
+    snprintf(small[2], 96, "%lld", (long long)dist->Kt);
+    snprintf(small[3], 96, "%lld", (long long)dist->step);
+    snprintf(small[4], 96, "%lld", (long long)dist->round);
+    snprintf(small[5], 96, "%lld", (long long)dist->N);
+    snprintf(small[6], 96, "%lld", (long long)dist->adam.step);
+    snprintf(small[7], 96, "%llu,%llu,%llu,%llu", (unsigned long long)dist->rng.s[0],
+             (unsigned long long)dist->rng.s[1], (unsigned long long)dist->rng.s[2],
+             (unsigned long long)dist->rng.s[3]);
+    snprintf(small[8], 96, "%d,%.17g", dist->rng.has_spare, dist->rng.spare);
+    snprintf(small[9], 96, "%lld", (long long)dist->branch_ema_count);
+    kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
+    kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
+    kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
+    kv[nm].key = "bdense.distill.step"; kv[nm++].value = small[3];
+    kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
+    kv[nm].key = "bdense.distill.steps"; kv[nm++].value = small[5];
+    kv[nm].key = "bdense.distill.grid"; kv[nm++].value = s_grid;
+    kv[nm].key = "bdense.distill.optim_step"; kv[nm++].value = small[6];
+    kv[nm].key = "bdense.distill.rng"; kv[nm++].value = small[7];
+    kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
+    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = s_bema;
+    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[9];
+    kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
+    kv[nm].key = "bdense.version"; kv[nm++].value = BDENSE_VERSION_STRING;
+    (void)i;
+    r = bd_safetensors_write(ctx, path, t, nt, kv, nm);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    bd_safetensors *st = NULL;
+    const bd_st_tensor *tp, *te, *tm, *tv, *tt;
+    int64_t K, Kt, step, round, N, astep, bcount, np, i;
+    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES], spare;
+    unsigned long long s4[4];
+    int has_spare;
+    const char *m;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "load_state: NULL path");
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    np = dist->student->n_params;
+    m = bd_safetensors_meta(st, "bdense.distill.method");
+    if (!m || strcmp(m, bd_distill_method_name(dist->config.method)) != 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branches"), &K) || K != dist->K ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.teacher_substeps"), &Kt) || Kt != dist->Kt) {
+        r = bd_error(ctx, BD_ERROR_CONFIG, "load_state %s: not a %s distillation with K=%lld, Kt=%lld", path,
+                     bd_distill_method_name(dist->config.method), (long long)dist->K, (long long)dist->Kt);
+        goto done;
+    }
+    if (!bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.step"), &step) || step < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.round"), &round) || round < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.steps"), &N) || N < 1 || N > dist->N_max ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.optim_step"), &astep) || astep < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branch_ema_count"), &bcount) || bcount < 0 ||
+        !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
+        !bd_safetensors_meta(st, "bdense.distill.rng") || !bd_safetensors_meta(st, "bdense.distill.rng_spare") ||
+        sscanf(bd_safetensors_meta(st, "bdense.distill.rng"), "%llu,%llu,%llu,%llu", &s4[0], &s4[1], &s4[2], &s4[3]) != 4 ||
+        sscanf(bd_safetensors_meta(st, "bdense.distill.rng_spare"), "%d,%lg", &has_spare, &spare) != 2) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
+        goto done;
+    }
+    if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.grid"), grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.grid", path);
+        goto done;
+    }
+    tp = bd_safetensors_find(st, "student.params");
+    te = bd_safetensors_find(st, "student.ema");
+    tm = bd_safetensors_find(st, "optim.m");
+    tv = bd_safetensors_find(st, "optim.v");
+    tt = bd_safetensors_find(st, "teacher.params");
+    if (!tp || !te || !tm || !tv || tp->numel != np || te->numel != np || tm->numel != np || tv->numel != np ||
+        (round > 0 && dist->config.method == BD_DISTILL_PD && (!tt || tt->numel != np))) {
+        r = bd_error(ctx, BD_ERROR_SHAPE, "load_state %s: tensors missing or not of %lld floats (a different student?)", path, (long long)np);
+        goto done;
+    }
+    if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
+        (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        goto done;
+    if (tt && dist->teacher == dist->owned_teacher) memcpy(dist->teacher->params, tt->data, (size_t)np * sizeof(float));
+    memcpy(dist->student->params, tp->data, (size_t)np * sizeof(float));
+    memcpy(dist->ema, te->data, (size_t)np * sizeof(float));
+    memcpy(dist->adam.m, tm->data, (size_t)np * sizeof(float));
+    memcpy(dist->adam.v, tv->data, (size_t)np * sizeof(float));
+    dist->adam.step = astep;
+    for (i = 0; i <= N; i++) dist->grid[i] = grid[i];
+    dist->N = N;
+    dist->config.student_steps = N;
+    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
+    for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
+    dist->rng.has_spare = has_spare;
+    dist->rng.spare = spare;
+    for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
+    dist->branch_ema_count = bcount;
+    dist->step = step;
+    dist->round = round;
+done:
+    bd_safetensors_free(st);
     return r;
 }
 
