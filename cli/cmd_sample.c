@@ -61,7 +61,7 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     bd_sampler_config cfg = *cfg0;
     cli__sample_progress prog;
     bd_rng rng = bd_rng_init(seed ^ 0x9E3779B97F4A7C15ull);
-    int64_t D = bd_denoiser_sample_size(m->net) / m->net->branches, nchunks;
+    int64_t D = bd_denoiser_sample_size(m->net), nchunks; /* C*H*W of one input */
     double t0;
     bd_result r;
     if (max_batch > n) max_batch = n;
