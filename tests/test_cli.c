@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bdt_bin = "build/bdense";
+static const char *bdt_bin = "build/bdense"; /* main() picks the one next to this test */
 static char bdt_tmp[256];
 
 /* run a shell command, return its exit status (-1 if it did not exit) */
@@ -474,8 +474,18 @@ static void test_binary_train_resume(void) {
     bd_context_free(ctx);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const char *tmpdir = getenv("TMPDIR");
+    static char bin[1024];
+    /* the binary of the same build: <BUILD>/tests/test_cli -> <BUILD>/bdense */
+    if (argc > 0 && argv[0] && strstr(argv[0], "/tests/test_cli")) {
+        size_t len = (size_t)(strstr(argv[0], "/tests/test_cli") - argv[0]);
+        if (len < sizeof bin - 10) {
+            memcpy(bin, argv[0], len);
+            memcpy(bin + len, "/bdense", 8);
+            bdt_bin = bin;
+        }
+    }
     snprintf(bdt_tmp, sizeof bdt_tmp, "%s/bdense_test_cli_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
     if (getenv("BDENSE_BIN")) bdt_bin = getenv("BDENSE_BIN"); /* e.g. build-san/bdense */
     if (!mkdtemp(bdt_tmp)) {
