@@ -121,6 +121,9 @@ int cli_file_exists(const char *path);
    extension of `path` and appends `suffix` */
 void cli_sibling(char *buf, size_t n, const char *path, const char *suffix);
 int cli_ends_with(const char *s, const char *suffix);
+/* make the parent directories of an output path (mkdir -p) and check that
+   it can be written; 0 = fine, else the error is printed (returns 1) */
+int cli_prepare_output(const char *cmd, const char *path);
 
 /* Ctrl-C: the first SIGINT/SIGTERM sets a flag (long loops stop cleanly and
    save); a second one kills the process. */

@@ -223,6 +223,9 @@ int cmd_distill(int argc, char **argv) {
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
     if (plot) snprintf(png_path, sizeof png_path, "%s", plot);
+    if (cli_prepare_output("distill", out) || cli_prepare_output("distill", csv_path) ||
+        cli_prepare_output("distill", png_path))
+        return 1;
     if (cli_context(&a, &ctx)) return 1;
 
     r = bd_model_load(ctx, teacher_path, &teacher);
@@ -455,6 +458,7 @@ int cmd_trajectories(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
+    if (cli_prepare_output("trajectories", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, teacher_path, &teacher);
     if (r != BD_SUCCESS) {
@@ -582,6 +586,12 @@ int cmd_compare(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
+    if (grids) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s.png", grids);
+        if (cli_prepare_output("compare", p)) return 1;
+    }
+    if (cli_prepare_output("compare", csv_path)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     cli_install_interrupt();
     r = bd_model_load(ctx, teacher_path, &teacher);

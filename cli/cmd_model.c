@@ -151,6 +151,7 @@ int cmd_init(int argc, char **argv) {
     cli_range(cli_add_int(&a, "branches", &arch.branches, "K", "output branches"), 1, 64);
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    if (cli_prepare_output("init", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     if (cli_model_new("init", ctx, &arch, (uint64_t)seed, &m)) {
         bd_context_free(ctx);
@@ -264,6 +265,7 @@ int cmd_forward(int argc, char **argv) {
     cli_required(cli_add_str(&a, "out", &out, "FILE", "outputs (N,K*C,H,W) .npy"));
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    if (cli_prepare_output("forward", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, ckpt, &m);
     if (r != BD_SUCCESS) {

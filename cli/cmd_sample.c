@@ -163,6 +163,7 @@ int cmd_sample(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!out && !grid) return cli_fail("sample", "nothing to write: give --out FILE.npy and/or --grid FILE.png");
+    if (cli_prepare_output("sample", out) || cli_prepare_output("sample", grid)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, ckpt, &m);
     if (r != BD_SUCCESS) {
@@ -270,6 +271,7 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : 2;
     if (!!ckpt + !!samples + !!real != 1)
         return cli_fail("eval", "give exactly one of --ckpt FILE, --samples FILE.npy or --real SPEC");
+    if (cli_prepare_output("eval", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     cli_install_interrupt();
     if (cli_data_open("eval", ctx, data, 0, &ref)) {

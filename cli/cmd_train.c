@@ -150,6 +150,9 @@ int cmd_train(int argc, char **argv) {
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
     if (plot) snprintf(png_path, sizeof png_path, "%s", plot);
+    if (cli_prepare_output("train", out) || cli_prepare_output("train", csv_path) ||
+        cli_prepare_output("train", png_path))
+        return 1;
     if (cli_context(&a, &ctx)) return 1;
 
     /* model */
