@@ -19,9 +19,16 @@
 #
 # Budget knobs (environment, defaults in brackets):
 #   BDENSE [build/bdense]  NFES ["1 2 4"]  CONFIGS ["k1 k2 k4 k4a"]  SEEDS ["0 1 2"]
-#   STEPS [150] BATCH [16] LR [1e-4] WARMUP [10] EMA [0.99]  NTRAJ [256]
+#   STEPS [100] BATCH [8] LR [2e-4] WARMUP [10] EMA [0.99]  NTRAJ [256]
 #   KT [4]  EVAL_N [200] REF_STEPS [40]  JOBS [2] (parallel runs) THREADS [1]
 #   DATA [fmnist-test:/usr/share/datasets/fashion-mnist] (FD-RF reference)
+# Cost: a student step costs BATCH x N forward+backward passes (small UNet,
+# one core: ~70 ms each), so the students take about
+#   STEPS*BATCH*sum(NFES)*|CONFIGS|*|SEEDS| * 0.07 s / JOBS
+# (defaults: 100*8*7*4*3*0.07/2 = 39 min on 2 free cores), plus trajectories
+# (NTRAJ*KT*sum(NFES) teacher calls, ~17 ms each: 2 min) and the compares
+# (3 x EVAL_N*REF_STEPS teacher calls: ~7 min).  The script prints this
+# estimate first.
 # Run it in the background, e.g.
 #   nice -n 10 tools/experiment.sh teacher.safetensors exp > exp.log 2>&1 &
 set -u
@@ -31,9 +38,9 @@ BDENSE=${BDENSE:-build/bdense}
 NFES=${NFES:-"1 2 4"}
 CONFIGS=${CONFIGS:-"k1 k2 k4 k4a"}
 SEEDS=${SEEDS:-"0 1 2"}
-STEPS=${STEPS:-150}
-BATCH=${BATCH:-16}
-LR=${LR:-1e-4}
+STEPS=${STEPS:-100}
+BATCH=${BATCH:-8}
+LR=${LR:-2e-4}
 WARMUP=${WARMUP:-10}
 EMA=${EMA:-0.99}
 NTRAJ=${NTRAJ:-256}
@@ -55,6 +62,12 @@ DATA=$DATA  bdense $($BDENSE --version 2>/dev/null | head -1)  host $(uname -n) 
 EOT
 T0=$(date +%s)
 say() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
+nsum=0; for N in $NFES; do nsum=$((nsum + N)); done
+ncfg=$(echo $CONFIGS | wc -w); nseed=$(echo $SEEDS | wc -w)
+say "estimate (small UNet, 70 ms per image fwd+bwd, 17 ms per teacher call, one core each):" \
+    "students $(( STEPS * BATCH * nsum * ncfg * nseed * 70 / 1000 / JOBS / 60 )) min," \
+    "trajectories $(( NTRAJ * KT * nsum * 17 / 1000 / 60 )) min," \
+    "compares $(( $(echo $NFES | wc -w) * EVAL_N * REF_STEPS * 17 / 1000 / 60 )) min"
 
 cfg_k() { case $1 in k1) echo 1;; k2|k2a) echo 2;; k4|k4a|k4f) echo 4;; *) echo 0;; esac; }
 cfg_w() { case $1 in k1) echo final;; k2|k4) echo uniform;; k2a|k4a) echo adaptive;; k4f) echo final;; *) echo "";; esac; }
