@@ -216,5 +216,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_trajectories(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

@@ -258,7 +258,7 @@ static void test_feature_metric(void) {
 /* ---------------------------------------------------------------------- */
 /* the binary */
 static void test_binary_help(void) {
-    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories", "compare"};
+    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories", "compare", "data"};
     size_t i;
     char out[300], top[300];
     BDT_CHECKF(cli_file_exists(bdt_bin), "%s is missing: run make (make test builds it first)", bdt_bin);
