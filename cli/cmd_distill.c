@@ -757,6 +757,12 @@ int cmd_compare(int argc, char **argv) {
             rc = cli_fail("compare", "%s: image shape differs from the teacher's", students.items[i]);
             goto done;
         }
+        if (!m->grid) {
+            bd_model_free(m);
+            rc = cli_fail("compare", "%s is not a distilled student (it has no grid); few-step teachers are listed "
+                          "with --teacher-steps N", students.items[i]);
+            goto done;
+        }
         if (cli_sampler_setup("compare", m, "ddim", 1, 0, "uniform_t", 0, 0, &cfg, a.quiet) ||
             cli_sample_run("compare", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "student", a.quiet, &nfe, &secs)) {
             bd_model_free(m);
