@@ -632,6 +632,22 @@ int cmd_compare(int argc, char **argv) {
     } else {
         fd_against_teacher = 1;
     }
+    /* every student must load and be a student, before the expensive part */
+    for (i = 0; i < students.n; i++) {
+        bd_safetensors *st = NULL;
+        r = bd_safetensors_load(ctx, students.items[i], &st);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("compare", ctx, r, students.items[i]);
+            goto done;
+        }
+        if (!bd_safetensors_meta(st, "steps")) {
+            bd_safetensors_free(st);
+            rc = cli_fail("compare", "%s is not a distilled student (it has no grid); few-step teachers are listed "
+                          "with --teacher-steps N", students.items[i]);
+            goto done;
+        }
+        bd_safetensors_free(st);
+    }
     /* the teacher's reference */
     {
         bd_sampler_config cfg;
