@@ -6,7 +6,8 @@
 #      student from the same trajectories, same steps, batch and lr)
 #   4. compare them to the teacher on shared noise   (bdense compare)
 # Everything goes to $DEMO_OUT (default out/demo/, git-ignored).  Sized for < 5 minutes on
-# 2 cores; DEMO_SCALE=2 doubles every budget, DEMO_SCALE=0.25 makes a smoke run.
+# 2 cores (about 4 min on an idle 2-core Xeon); DEMO_SCALE=2 doubles every budget,
+# DEMO_SCALE=0.1 makes a smoke run.
 # Usage: tools/demo.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
@@ -20,7 +21,7 @@ T0=$(date +%s)
 say() { printf '\n=== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
 say "1/4 train a tiny teacher on built-in 16x16 shapes"
-"$bd" train --data builtin:16 --config tiny --steps "$(n 1000)" --batch 32 --lr 1e-3 --warmup 100 \
+"$bd" train --data builtin:16 --config tiny --steps "$(n 1000)" --batch 32 --lr 1e-3 --lr-schedule cosine --warmup 100 \
     --ema 0.995 --save-every 0 --seed 1 --out "$out/teacher.safetensors"
 
 say "2/4 teacher trajectories (DPM-Solver++ 2M, 2 student steps x 4 sub-steps)"
