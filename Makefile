@@ -28,12 +28,19 @@ ifeq ($(BLAS_EFFECTIVE),openblas)
   BLAS_CFLAGS = -DBDENSE_USE_CBLAS
   BLAS_LIBS   = -lopenblas
 endif
+# OpenMP (OPENMP=auto|yes|no): kernels split work over the context's n_threads
+ifneq ($(OPENMP),no)
+  HAVE_OPENMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /tmp/bdense_omp_probe >/dev/null 2>&1 && echo yes)
+  ifeq ($(HAVE_OPENMP),yes)
+    OMP_FLAGS = -fopenmp
+  endif
+endif
 ifeq ($(SAN),1)
   SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
-LDFLAGS += $(SAN_FLAGS)
+CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(OMP_FLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SAN_FLAGS) $(OMP_FLAGS)
 LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -46,7 +53,7 @@ EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 all: $(BUILD)/bdense $(EXAMPLE_BINS)
 
 info:
-	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); SAN=$(SAN); CC=$(CC)"
+	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); OpenMP: $(if $(OMP_FLAGS),yes,no); SAN=$(SAN); CC=$(CC)"
 
 $(BUILD)/bdense: $(CLI_SRCS) $(wildcard cli/*.h) bdense.h
 	@mkdir -p $(dir $@)

@@ -553,6 +553,7 @@ static void test_npy(void) {
         raw = slurp(path, &fn);
         BDT_CHECK(raw && fn % 64 == (size_t)(n * 4) % 64 && (fn - (size_t)n * 4) % 64 == 0 && raw[fn - (size_t)n * 4 - 1] == '\n');
         free(raw);
+        memset(&b, 0, sizeof b);
         BDT_CHECK(bd_npy_read(ctx, path, &b) == BD_SUCCESS && b.ndim == nd && b.numel == n);
         for (i = 0; i < nd; i++) BDT_CHECK(b.shape[i] == shape[i]);
         BDT_CHECK(b.data && memcmp(b.data, v, (size_t)n * 4) == 0);

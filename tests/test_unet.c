@@ -1020,6 +1020,38 @@ static void test_allocation_failures(void) {
     bd_context_free(ctx0);
 }
 
+/* after reserve, forward and backward never touch the allocator */
+static void test_no_alloc_in_steps(void) {
+    fail_alloc fa = {1000000, 0, 0};
+    bd_context_config cc = bd_context_config_init();
+    bd_context *ctx = NULL;
+    bd_unet_config c = tiny_config();
+    bd_rng rng = bd_rng_init(4);
+    bd_denoiser *d = NULL;
+    float z[2 * 128], t[2] = {0.3f, 0.6f}, out[2 * 256], dz[2 * 128];
+    long before;
+    int k;
+    cc.allocator.alloc = fa_alloc;
+    cc.allocator.free = fa_free;
+    cc.allocator.user_data = &fa;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    if (!d) { bd_context_free(ctx); return; }
+    BDT_CHECK(bd_denoiser_reserve(d, 2) == BD_SUCCESS);
+    bd_rng_normal(&rng, z, 2 * 128);
+    memset(dz, 0, sizeof dz);
+    before = fa.calls;
+    for (k = 0; k < 3; k++) {
+        BDT_CHECK(bd_denoiser_forward(d, out, z, t, 2 - (k & 1), 1) == BD_SUCCESS);
+        BDT_CHECK(bd_denoiser_backward(d, dz, out, 2 - (k & 1)) == BD_SUCCESS);
+        BDT_CHECK(bd_denoiser_forward(d, out, z, t, 2, 0) == BD_SUCCESS);
+    }
+    BDT_CHECKF(fa.calls == before, "%ld allocations during forward/backward", fa.calls - before);
+    bd_denoiser_free(d);
+    BDT_CHECK(fa.live == 1);
+    bd_context_free(ctx);
+}
+
 /* docs/unet.md "Quick use": the snippet below is compiled here, and its
    text must match the docs (comments and whitespace runs ignored) */
 #define DOC_SNIPPET(...)                                                        \
@@ -1102,6 +1134,7 @@ int main(void) {
     BDT_RUN(test_checkpoint_resume);
     BDT_RUN(test_checkpoint_errors);
     BDT_RUN(test_allocation_failures);
+    BDT_RUN(test_no_alloc_in_steps);
     BDT_RUN(test_doc_snippet);
     return BDT_SUMMARY("test_unet");
 }
