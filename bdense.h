@@ -1078,11 +1078,12 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
 
 /* Branch weights w (K) for a schedule.  beta: aux weight; tau in [0,1]:
    anneal progress.  ADAPTIVE uses ema (K), a running (bias-corrected) mean
-   of each branch's own loss (NULL or non-positive entries = not yet known,
-   treated as equal):  w_K = 1/2 and w_k = (1/(2(K-1))) ema_K / ema_k for
-   k < K, so the final branch always carries half the scale-normalised loss
-   and the K-1 dense branches share the other half equally; K = 1 gives
-   w = 1.  See docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
+   of each branch's own loss (NULL or non-positive final entry = not yet
+   known: dense weights 1/(2(K-1))):  w_K = 1/2 and every dense branch
+   w_k = min(1/2, (1/2) ema_K / sum_{j<K} ema_j), so the dense branches
+   together (each at its natural scale) carry as much loss as the final
+   branch, and none outweighs it; K = 1 gives w = 1.  See
+   docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
 BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
                                           int64_t K, double beta, double tau,
                                           const double *ema);
@@ -8393,15 +8394,18 @@ BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill
         for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
         break;
     case BD_WEIGHTS_ADAPTIVE: {
-        double final_scale = (ema && ema[K - 1] > 0.0) ? ema[K - 1] : 0.0;
+        /* the dense group, at its natural relative scale, carries as much
+           loss as the final branch; no dense branch outweighs it */
+        double dense = 0.0, wd = 1.0 / (2.0 * (double)(K - 1));
+        int known = ema != NULL && ema[K - 1] > 0.0;
         if (K == 1) { w[0] = 1.0; break; }
-        for (k = 0; k < K - 1; k++) {
-            double ratio = 1.0;
-            if (final_scale > 0.0 && ema[k] > 0.0) ratio = final_scale / ema[k];
-            /* guard against a branch whose loss collapsed to ~0 taking over */
-            if (ratio > 1e3) ratio = 1e3;
-            w[k] = ratio / (2.0 * (double)(K - 1));
+        for (k = 0; k < K - 1 && known; k++) {
+            if (!(ema[k] >= 0.0)) known = 0;
+            else dense += ema[k];
         }
+        if (known && dense > 0.0) wd = 0.5 * ema[K - 1] / dense;
+        if (wd > 0.5) wd = 0.5;
+        for (k = 0; k < K - 1; k++) w[k] = wd;
         w[K - 1] = 0.5;
         break;
     }

@@ -225,15 +225,20 @@ static void test_branch_weights(void) {
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ANNEAL, K, 0, 1.5, NULL) == BD_ERROR_INVALID_ARGUMENT);
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AUX, K, -1, 0, NULL) == BD_ERROR_INVALID_ARGUMENT);
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_UNIFORM, 0, 0, 0, NULL) == BD_ERROR_INVALID_ARGUMENT);
-    /* adaptive: every dense branch contributes the same expected amount,
-       together as much as the final branch, which keeps weight 1/2 */
+    /* adaptive: the dense branches share one weight, together carry the
+       final branch's expected loss, and never outweigh the final branch */
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, ema);
     BDT_CHECK(w[3] == 0.5);
     for (k = 0, s = 0; k < K - 1; k++) {
         s += w[k] * ema[k];
-        BDT_CHECKF(fabs(w[k] * ema[k] - w[0] * ema[0]) < 1e-12, "k %d", k);
+        BDT_CHECKF(w[k] == w[0], "k %d", k);
     }
     BDT_CHECKF(fabs(s - w[3] * ema[3]) < 1e-12, "dense %g final %g", s, w[3] * ema[3]);
+    {   /* a dense branch with ~zero loss is not amplified; the cap binds */
+        double e2[4] = {1e-9, 0.01, 0.02, 1.0};
+        bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, e2);
+        BDT_CHECK(w[0] == 0.5 && w[1] == 0.5 && w[2] == 0.5 && w[3] == 0.5);
+    }
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, NULL);
     BDT_CHECK(fabs(w[0] - 1.0 / 6.0) < 1e-15 && w[3] == 0.5);
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, 1, 0, 0, ema);

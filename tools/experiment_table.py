@@ -32,7 +32,7 @@ if os.path.exists(os.path.join(out, "runs.csv")):
         runs[r["name"]] = r
 settings = open(os.path.join(out, "settings.txt")).read().strip() if os.path.exists(os.path.join(out, "settings.txt")) else ""
 
-print("## B-DENSE vs sparse: TD students on Fashion-MNIST\n")
+print("## B-DENSE vs sparse: trajectory-distilled students\n")
 print("Settings (tools/experiment.sh):\n\n```\n%s\n```\n" % settings)
 print("MSE / PSNR: final samples of each student vs the teacher's reference sample from the same noise "
       "(DPM-Solver++(2M), see settings); FD-RF: Frechet distance in the fixed random-conv feature space "
