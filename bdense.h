@@ -698,6 +698,184 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ======================================================================== */
 /* >>io                                                                     */
 /* ======================================================================== */
+/* Files.  Every writer is atomic: it writes a temporary file in the same
+   directory (fwrite, fflush, fsync), then renames it over the target; on any
+   error the temporary is removed and an existing target is left untouched.
+   Every reader validates all it reads and reports each defect as
+   BD_ERROR_FORMAT (or BD_ERROR_UNSUPPORTED) with a message naming it;
+   readers never trust a length, offset or shape from the file.
+   See docs/formats.md. */
+
+/* --- safetensors (SPEC 7) ------------------------------------------------ */
+#define BD_ST_MAX_DIMS 8
+#define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
+
+/* One F32 tensor to write.  data holds prod(shape) floats in host order. */
+typedef struct bd_st_write_tensor {
+    const char *name; /* UTF-8, unique, not "__metadata__" */
+    const float *data;
+    int ndim;         /* 0..BD_ST_MAX_DIMS (0 = scalar, one float) */
+    int64_t shape[BD_ST_MAX_DIMS];
+} bd_st_write_tensor;
+
+/* A __metadata__ entry (both UTF-8 strings). */
+typedef struct bd_st_kv {
+    const char *key;
+    const char *value;
+} bd_st_kv;
+
+/* Write tensors (stored sorted by name, as the safetensors library does)
+   and metadata (sorted by key) to path, atomically.  The JSON header is
+   padded with spaces to a multiple of 8 bytes.  Duplicate names, invalid
+   UTF-8 or a NULL data pointer (for numel > 0) are BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata);
+/* The same bytes into a buffer allocated on ctx (release with bd_free). */
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size);
+
+/* A tensor of a loaded file.  data is 4-byte aligned, in host byte order. */
+typedef struct bd_st_tensor {
+    const char *name;
+    int ndim;
+    int64_t shape[BD_ST_MAX_DIMS];
+    int64_t numel;
+    const float *data;
+} bd_st_tensor;
+
+/* A loaded, fully validated safetensors file.  tensors are sorted by name
+   (iterate i = 0..n_tensors-1), metadata by key. */
+typedef struct bd_safetensors {
+    bd_context *ctx;
+    int64_t n_tensors;
+    const bd_st_tensor *tensors;
+    int64_t n_metadata;
+    const bd_st_kv *metadata;
+    void *table; /* private: tensor/metadata tables and strings */
+    void *data;  /* private: the data section */
+} bd_safetensors;
+
+/* Load and validate: header length against the file size and
+   BD_ST_MAX_HEADER; strict JSON; every tensor F32 (another dtype is
+   BD_ERROR_UNSUPPORTED naming the tensor); shape product * 4 == offset span;
+   offsets inside the data section, non-overlapping and covering it without
+   gaps; no duplicate names or keys; __metadata__ values strings. */
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out);
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out);
+BDAPI void bd_safetensors_free(bd_safetensors *st);
+/* NULL when absent (binary search, no error recorded). */
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name);
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key);
+
+/* Strict JSON check (RFC 8259: UTF-8, escapes incl. \uXXXX surrogate pairs,
+   nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
+
+/* --- NumPy .npy ----------------------------------------------------------- */
+#define BD_NPY_MAX_DIMS 4
+/* A float32 array read from .npy (data on the context allocator). */
+typedef struct bd_npy {
+    float *data;
+    int ndim; /* 0..BD_NPY_MAX_DIMS */
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+} bd_npy;
+
+/* Write float32, C order, format version 1.0 (header padded to 64 bytes),
+   atomically.  ndim 0..4; shape entries >= 0. */
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape);
+/* Read '<f4', '>f4', '<f8' or '>f8' (f8 converted), C order, versions 1, 2
+   and 3.  Fortran order, other dtypes and ndim > 4 are
+   BD_ERROR_UNSUPPORTED; a malformed header, short data or trailing bytes
+   BD_ERROR_FORMAT.  Release with bd_npy_free. */
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
+
+/* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
+/* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n);
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n); /* start with 1 */
+/* Decode a raw deflate stream (RFC 1951).  *out is allocated on ctx
+   (release with bd_free); output beyond max_out bytes is BD_ERROR_FORMAT
+   (a decompression-bomb guard).  *consumed (may be NULL) = input bytes used. */
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed);
+/* Decode a gzip file (RFC 1952, one or more members): header flags,
+   CRC-32 and length trailers are all checked. */
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size);
+
+/* --- IDX (MNIST, Fashion-MNIST) ------------------------------------------- */
+#define BD_IDX_MAX_BYTES ((size_t)1 << 31) /* decoded size accepted */
+/* Unsigned-byte IDX images (magic 0x00000803, dims N,R,C), raw or gzip
+   (detected by its magic bytes, not the name) -> out (N,1,R,C) floats in
+   [-1,1] (v/127.5 - 1), allocated with bd_tensor_init (bd_tensor_free). */
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out);
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out);
+/* Unsigned-byte IDX labels (magic 0x00000801) -> *labels (n bytes on ctx,
+   release with bd_free). */
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *n);
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *n);
+
+/* --- PNG, image grids, line plots, CSV ------------------------------------ */
+/* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
+   2 = gray+alpha, 3 = RGB, 4 = RGBA.  zlib stream of stored deflate blocks
+   (no compression), correct CRC-32 and Adler-32. */
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels);
+/* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w);
+/* Tile x (N,C,H,W) into a grid of `cols` columns (cols <= 0: ceil(sqrt(N)))
+   and ceil(N/cols) rows, `pad` pixels between and around tiles filled with
+   pad_value.  out is (C, rows*(H+pad)+pad, cols*(W+pad)+pad); with out NULL
+   only the size is returned in *out_h, *out_w. */
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value);
+/* bd_image_grid (mid-grey padding) straight to a PNG file. */
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
+
+/* A line plot (loss curves): several series, automatic "nice" axes, a light
+   grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
+typedef struct bd_plot_series {
+    const double *x; /* (n) or NULL for 0..n-1 */
+    const double *y; /* (n) */
+    int64_t n;
+} bd_plot_series;
+typedef struct bd_plot_config {
+    int64_t width, height; /* pixels, >= 64 */
+    int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
+} bd_plot_config;
+BDAPI bd_plot_config bd_plot_config_init(void); /* 640 x 400, linear */
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series);
+
+/* CSV with a header row: columns[j] holds n_rows doubles ("%.9g"). */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows);
+
+/* --- built-in data ---------------------------------------------------------- */
+/* Procedural shapes, no download: one anti-aliased disc, square, triangle
+   or ring per image, of random position, size, rotation and intensity on a
+   black background.  out (N,1,size,size) in [-1,1]; size 8..1024.
+   Sample i depends only on (seed, first + i), so a data set of N samples is
+   the prefix of any larger one.  labels (N) or NULL: 0 disc, 1 square,
+   2 triangle, 3 ring.  ctx may be NULL. */
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed);
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed);
+
 /* IO-DECLARATIONS */
 
 /* ======================================================================== */
@@ -2959,6 +3137,2294 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ------------------------------------------------------------------------ */
 /* >>io                                                                     */
 /* ------------------------------------------------------------------------ */
+/* Atomic file writing, byte order, strict JSON, safetensors. */
+#if defined(_WIN32)
+#include <io.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+__declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to,
+                                                unsigned long flags);
+#ifdef __cplusplus
+}
+#endif
+#define BD__FSYNC(f) _commit(_fileno(f))
+#elif defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#ifndef __cplusplus
+/* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+int fileno(FILE *stream);
+int fsync(int fd);
+#endif
+#define BD__FSYNC(f) fsync(fileno(f))
+#else
+#define BD__FSYNC(f) 0
+#endif
+#include <time.h>
+
+static int bd__host_is_le(void) {
+    uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+static void bd__bswap32_array(void *p, size_t n) {
+    unsigned char *b = BD__CAST(unsigned char *, p);
+    size_t i;
+    for (i = 0; i < n; i++, b += 4) {
+        unsigned char t0 = b[0], t1 = b[1];
+        b[0] = b[3]; b[1] = b[2]; b[2] = t1; b[3] = t0;
+    }
+}
+static uint64_t bd__rd_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint32_t bd__rd_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static void bd__wr_le64(unsigned char *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
+}
+static void bd__wr_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+/* ---- atomic writer: temp file in the same directory, then rename ---- */
+typedef struct bd__afile {
+    bd_context *ctx;
+    const char *path;
+    char *tmp;
+    FILE *f;
+} bd__afile;
+
+static bd_result bd__afile_open(bd_context *ctx, bd__afile *af, const char *path) {
+    size_t len, cap;
+    uint64_t h;
+    int attempt;
+    af->ctx = ctx; af->path = path; af->tmp = NULL; af->f = NULL;
+    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "empty output path");
+    len = strlen(path);
+    if (!bd_size_add(len, 32, &cap)) return bd_error(ctx, BD_ERROR_OVERFLOW, "path too long");
+    af->tmp = BD__CAST(char *, bd_alloc(ctx, cap));
+    if (!af->tmp) return BD_ERROR_OUT_OF_MEMORY;
+    /* a name unlikely to collide with a concurrent writer: hash of the
+       time, the clock and a stack address (no global counter by design) */
+    h = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)clock() ^
+        (uint64_t)(size_t)af * 0xBF58476D1CE4E5B9ull;
+    for (attempt = 0; attempt < 8; attempt++) {
+        FILE *probe;
+        h ^= h >> 29; h *= 0x94D049BB133111EBull; h ^= h >> 32;
+        snprintf(af->tmp, cap, "%s.tmp%08lx", path, (unsigned long)(h & 0xffffffffu));
+        probe = fopen(af->tmp, "rb");
+        if (!probe) break;
+        fclose(probe);
+    }
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot create temporary file '%s' for '%s'", af->tmp, path);
+        bd_free(ctx, af->tmp);
+        af->tmp = NULL;
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static void bd__afile_abort(bd__afile *af) {
+    if (af->f) { fclose(af->f); af->f = NULL; }
+    if (af->tmp) { remove(af->tmp); bd_free(af->ctx, af->tmp); af->tmp = NULL; }
+}
+static bd_result bd__afile_write(bd__afile *af, const void *p, size_t n) {
+    if (n == 0) return BD_SUCCESS;
+    if (fwrite(p, 1, n, af->f) != n) {
+        bd_error(af->ctx, BD_ERROR_IO, "write to '%s' failed (disk full?)", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static bd_result bd__afile_commit(bd__afile *af) {
+    int bad = 0;
+    if (fflush(af->f) != 0) bad = 1;
+    if (!bad && BD__FSYNC(af->f) != 0) bad = 1;
+    if (fclose(af->f) != 0) bad = 1;
+    af->f = NULL;
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "flushing '%s' to disk failed", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+#if defined(_WIN32)
+    if (!MoveFileExA(af->tmp, af->path, 0x1 | 0x8)) bad = 1; /* REPLACE_EXISTING|WRITE_THROUGH */
+#else
+    if (rename(af->tmp, af->path) != 0) bad = 1;
+#endif
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "cannot rename '%s' to '%s'", af->tmp, af->path);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    bd_free(af->ctx, af->tmp);
+    af->tmp = NULL;
+    return BD_SUCCESS;
+}
+
+/* Whole file into memory (allocated on ctx), at most max_size bytes. */
+static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
+                               unsigned char **out, size_t *out_size) {
+    FILE *f;
+    long end;
+    size_t n;
+    unsigned char *buf;
+    *out = NULL; *out_size = 0;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    if ((unsigned long)end > max_size) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
+                        path, end, max_size);
+    }
+    n = (size_t)end;
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, n ? n : 1));
+    if (!buf) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (n && fread(buf, 1, n, f) != n) {
+        fclose(f);
+        bd_free(ctx, buf);
+        return bd_error(ctx, BD_ERROR_IO, "read of '%s' failed", path);
+    }
+    fclose(f);
+    *out = buf; *out_size = n;
+    return BD_SUCCESS;
+}
+
+/* ---- a growable byte buffer on the context allocator ---- */
+typedef struct bd__buf {
+    bd_context *ctx;
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} bd__buf;
+static void bd__buf_put(bd__buf *b, const void *src, size_t n) {
+    size_t need;
+    if (b->failed || n == 0) return;
+    if (!bd_size_add(b->n, n, &need)) { b->failed = 1; return; }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *np;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) { cap = need; break; }
+            cap *= 2;
+        }
+        np = BD__CAST(unsigned char *, bd_alloc(b->ctx, cap));
+        if (!np) { b->failed = 1; return; }
+        if (b->n) memcpy(np, b->p, b->n);
+        bd_free(b->ctx, b->p);
+        b->p = np; b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void bd__buf_str(bd__buf *b, const char *s) { bd__buf_put(b, s, strlen(s)); }
+static void bd__buf_i64(bd__buf *b, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    bd__buf_str(b, tmp);
+}
+
+/* ---- UTF-8 ---- */
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if
+   invalid (overlong, surrogate, > U+10FFFF, truncated). */
+static size_t bd__utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    uint32_t cp;
+    size_t len, i;
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) { len = 2; cp = c & 0x1F; }
+    else if (c < 0xF0) { len = 3; cp = c & 0x0F; }
+    else if (c < 0xF5) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len) return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+static int bd__utf8_valid(const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    size_t n = strlen(s);
+    while (n) {
+        size_t k = bd__utf8_seq(p, n);
+        if (!k) return 0;
+        p += k; n -= k;
+    }
+    return 1;
+}
+
+/* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
+#define BD__JSON_MAX_DEPTH 64
+enum { BD__J_OBJ = 1, BD__J_ARR, BD__J_STR, BD__J_NUM, BD__J_TRUE, BD__J_FALSE, BD__J_NULL };
+typedef struct bd__jtok {
+    int type;
+    size_t start, end; /* STR: between the quotes; others: the raw text */
+    int64_t size;      /* OBJ: pairs; ARR: elements */
+    int64_t next;      /* index of the token after this one's subtree */
+} bd__jtok;
+typedef struct bd__jparse {
+    const char *s;
+    size_t n, pos;
+    bd__jtok *tok; /* NULL: count only */
+    int64_t ntok;
+    char err[160];
+} bd__jparse;
+
+static int bd__j_fail(bd__jparse *p, const char *what) {
+    snprintf(p->err, sizeof p->err, "%s at byte %zu", what, p->pos);
+    return 0;
+}
+static void bd__j_ws(bd__jparse *p) {
+    while (p->pos < p->n) {
+        char c = p->s[p->pos];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') p->pos++;
+        else break;
+    }
+}
+static int64_t bd__j_new(bd__jparse *p, int type, size_t start) {
+    int64_t i = p->ntok++;
+    if (p->tok) {
+        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].size = 0; p->tok[i].next = i + 1;
+    }
+    return i;
+}
+static int bd__j_hex4(const char *s, uint32_t *v) {
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        char c = s[i];
+        uint32_t d;
+        if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
+        else return 0;
+        *v = (*v << 4) | d;
+    }
+    return 1;
+}
+static int bd__j_string(bd__jparse *p) {
+    int64_t t;
+    size_t start;
+    p->pos++; /* opening quote */
+    start = p->pos;
+    t = bd__j_new(p, BD__J_STR, start);
+    for (;;) {
+        unsigned char c;
+        if (p->pos >= p->n) return bd__j_fail(p, "unterminated string");
+        c = (unsigned char)p->s[p->pos];
+        if (c == '"') break;
+        if (c < 0x20) return bd__j_fail(p, "control character in string");
+        if (c == '\\') {
+            char e;
+            if (p->pos + 1 >= p->n) return bd__j_fail(p, "unterminated escape");
+            e = p->s[p->pos + 1];
+            if (e == 'u') {
+                uint32_t u, lo;
+                if (p->n - p->pos < 6 || !bd__j_hex4(p->s + p->pos + 2, &u))
+                    return bd__j_fail(p, "bad \\u escape");
+                p->pos += 6;
+                if (u >= 0xDC00 && u <= 0xDFFF) return bd__j_fail(p, "lone low surrogate");
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    if (p->n - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+                        !bd__j_hex4(p->s + p->pos + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                        return bd__j_fail(p, "high surrogate without low surrogate");
+                    p->pos += 6;
+                }
+                continue;
+            }
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
+                e != 'r' && e != 't')
+                return bd__j_fail(p, "invalid escape");
+            p->pos += 2;
+            continue;
+        }
+        {
+            size_t k = bd__utf8_seq(BD__CAST(const unsigned char *, (const void *)p->s) + p->pos, p->n - p->pos);
+            if (!k) return bd__j_fail(p, "invalid UTF-8 in string");
+            p->pos += k;
+        }
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    p->pos++; /* closing quote */
+    return 1;
+}
+static int bd__j_digits(bd__jparse *p) {
+    size_t s0 = p->pos;
+    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    return p->pos > s0;
+}
+static int bd__j_number(bd__jparse *p) {
+    int64_t t = bd__j_new(p, BD__J_NUM, p->pos);
+    if (p->s[p->pos] == '-') p->pos++;
+    if (p->pos >= p->n) return bd__j_fail(p, "truncated number");
+    if (p->s[p->pos] == '0') p->pos++;
+    else if (!bd__j_digits(p)) return bd__j_fail(p, "bad number");
+    if (p->pos < p->n && p->s[p->pos] == '.') {
+        p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad fraction");
+    }
+    if (p->pos < p->n && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad exponent");
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+static int bd__j_literal(bd__jparse *p, const char *lit, int type) {
+    size_t k = strlen(lit);
+    int64_t t;
+    if (p->n - p->pos < k || memcmp(p->s + p->pos, lit, k) != 0)
+        return bd__j_fail(p, "unexpected character");
+    t = bd__j_new(p, type, p->pos);
+    p->pos += k;
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+/* Parse the whole text as one JSON value.  1 = ok (p->ntok tokens). */
+static int bd__json_run(bd__jparse *p) {
+    int64_t stack[BD__JSON_MAX_DEPTH];
+    char kind[BD__JSON_MAX_DEPTH]; /* '{' or '[' */
+    int depth = 0;
+    p->pos = 0; p->ntok = 0; p->err[0] = 0;
+    bd__j_ws(p);
+    for (;;) {
+        char c;
+        /* ---- a value is expected here ---- */
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == '{' || c == '[') {
+            int64_t t;
+            if (depth >= BD__JSON_MAX_DEPTH) return bd__j_fail(p, "nesting too deep");
+            t = bd__j_new(p, c == '{' ? BD__J_OBJ : BD__J_ARR, p->pos);
+            stack[depth] = t; kind[depth] = c; depth++;
+            p->pos++;
+            bd__j_ws(p);
+            if (p->pos < p->n && p->s[p->pos] == (c == '{' ? '}' : ']')) {
+                p->pos++;
+                depth--;
+                if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+                goto after_value;
+            }
+            if (p->tok) p->tok[t].size = 1;
+            if (c == '{') goto expect_key;
+            continue;
+        } else if (c == '"') {
+            if (!bd__j_string(p)) return 0;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            if (!bd__j_number(p)) return 0;
+        } else if (c == 't') {
+            if (!bd__j_literal(p, "true", BD__J_TRUE)) return 0;
+        } else if (c == 'f') {
+            if (!bd__j_literal(p, "false", BD__J_FALSE)) return 0;
+        } else if (c == 'n') {
+            if (!bd__j_literal(p, "null", BD__J_NULL)) return 0;
+        } else {
+            return bd__j_fail(p, "unexpected character");
+        }
+    after_value:
+        bd__j_ws(p);
+        if (depth == 0) {
+            if (p->pos != p->n) return bd__j_fail(p, "trailing characters after JSON value");
+            return 1;
+        }
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == ',') {
+            p->pos++;
+            bd__j_ws(p);
+            if (p->tok) p->tok[stack[depth - 1]].size++;
+            if (kind[depth - 1] == '{') goto expect_key;
+            continue;
+        }
+        if (c == (kind[depth - 1] == '{' ? '}' : ']')) {
+            int64_t t = stack[--depth];
+            p->pos++;
+            if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+            goto after_value;
+        }
+        return bd__j_fail(p, kind[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    expect_key:
+        if (p->pos >= p->n || p->s[p->pos] != '"') return bd__j_fail(p, "expected a string key");
+        if (!bd__j_string(p)) return 0;
+        bd__j_ws(p);
+        if (p->pos >= p->n || p->s[p->pos] != ':') return bd__j_fail(p, "expected ':'");
+        p->pos++;
+        bd__j_ws(p);
+    }
+}
+/* Tokenize text into a table allocated on ctx.  Two passes: count, fill. */
+static bd_result bd__json_parse(bd_context *ctx, const char *what, const char *s, size_t n,
+                                bd__jtok **out, int64_t *ntok) {
+    bd__jparse p;
+    *out = NULL; *ntok = 0;
+    memset(&p, 0, sizeof p);
+    p.s = s; p.n = n;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    p.tok = BD__CAST(bd__jtok *, bd_alloc_array(ctx, (size_t)p.ntok, sizeof(bd__jtok)));
+    if (!p.tok) return ctx ? ctx->last_result : BD_ERROR_OUT_OF_MEMORY;
+    if (!bd__json_run(&p)) { /* cannot differ from the first pass */
+        bd_free(ctx, p.tok);
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    }
+    *out = p.tok; *ntok = p.ntok;
+    return BD_SUCCESS;
+}
+/* Decode the string token t into out (capacity >= raw length + 1).
+   Returns the byte length, or -1 when it contains U+0000. */
+static int64_t bd__json_decode(const char *s, const bd__jtok *t, char *out) {
+    size_t i = t->start, o = 0;
+    while (i < t->end) {
+        char c = s[i];
+        if (c != '\\') { out[o++] = c; i++; continue; }
+        c = s[i + 1];
+        if (c == 'u') {
+            uint32_t u, lo;
+            bd__j_hex4(s + i + 2, &u);
+            i += 6;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                bd__j_hex4(s + i + 2, &lo);
+                i += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (u == 0) return -1;
+            if (u < 0x80) out[o++] = (char)u;
+            else if (u < 0x800) {
+                out[o++] = (char)(0xC0 | (u >> 6)); out[o++] = (char)(0x80 | (u & 0x3F));
+            } else if (u < 0x10000) {
+                out[o++] = (char)(0xE0 | (u >> 12)); out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (u & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (u >> 18)); out[o++] = (char)(0x80 | ((u >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((u >> 6) & 0x3F)); out[o++] = (char)(0x80 | (u & 0x3F));
+            }
+            continue;
+        }
+        switch (c) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        default: out[o++] = c; break; /* " \ / */
+        }
+        i += 2;
+    }
+    out[o] = 0;
+    return (int64_t)o;
+}
+/* Raw string token equals the literal (no escapes in the literal). */
+static int bd__json_eq(const char *s, const bd__jtok *t, const char *lit) {
+    size_t k = strlen(lit);
+    return t->type == BD__J_STR && t->end - t->start == k && memcmp(s + t->start, lit, k) == 0;
+}
+/* Non-negative integer token (digits only) <= INT64_MAX.  1 = ok. */
+static int bd__json_u63(const char *s, const bd__jtok *t, int64_t *v) {
+    size_t i;
+    uint64_t x = 0;
+    if (t->type != BD__J_NUM || t->end == t->start) return 0;
+    for (i = t->start; i < t->end; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9') return 0;
+        d = (unsigned)(s[i] - '0');
+        if (x > (UINT64_C(0x7FFFFFFFFFFFFFFF) - d) / 10) return 0;
+        x = x * 10 + d;
+    }
+    *v = (int64_t)x;
+    return 1;
+}
+/* Append s as a JSON string literal. */
+static void bd__buf_jstr(bd__buf *b, const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    bd__buf_put(b, "\"", 1);
+    for (; *p; p++) {
+        if (*p == '"') bd__buf_put(b, "\\\"", 2);
+        else if (*p == '\\') bd__buf_put(b, "\\\\", 2);
+        else if (*p < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", (unsigned)*p);
+            bd__buf_put(b, e, 6);
+        } else bd__buf_put(b, p, 1);
+    }
+    bd__buf_put(b, "\"", 1);
+}
+
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len) {
+    bd__jparse p;
+    if (!text && len) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL text");
+    memset(&p, 0, sizeof p);
+    p.s = text ? text : ""; p.n = len;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "bad JSON: %s", p.err);
+    return BD_SUCCESS;
+}
+
+/* ---- safetensors: writer ---- */
+static int bd__st_wcmp(const void *a, const void *b) {
+    const bd_st_write_tensor *x = *BD__CAST(const bd_st_write_tensor *const *, a);
+    const bd_st_write_tensor *y = *BD__CAST(const bd_st_write_tensor *const *, b);
+    return strcmp(x->name, y->name);
+}
+static int bd__st_kvcmp(const void *a, const void *b) {
+    const bd_st_kv *x = *BD__CAST(const bd_st_kv *const *, a);
+    const bd_st_kv *y = *BD__CAST(const bd_st_kv *const *, b);
+    return strcmp(x->key, y->key);
+}
+static int bd__st_numel(const int64_t *shape, int ndim, int64_t *numel) {
+    int64_t n = 1;
+    int i;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return 0;
+        if (shape[i] != 0 && n > (INT64_MAX / 4) / shape[i]) return 0;
+        n *= shape[i];
+    }
+    *numel = n;
+    return 1;
+}
+/* Validates the inputs, sorts them (order arrays allocated on ctx) and
+   builds the padded JSON header.  data_bytes = size of the data section. */
+static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tensors, int64_t nt,
+                                const bd_st_kv *meta, int64_t nm, bd__buf *hdr,
+                                const bd_st_write_tensor ***order_out, uint64_t *data_bytes) {
+    const bd_st_write_tensor **order = NULL;
+    const bd_st_kv **morder = NULL;
+    int64_t i;
+    uint64_t off = 0;
+    bd_result r = BD_SUCCESS;
+    hdr->ctx = ctx; hdr->p = NULL; hdr->n = hdr->cap = 0; hdr->failed = 0;
+    *order_out = NULL;
+    if (nt < 0 || nm < 0 || (nt > 0 && !tensors) || (nm > 0 && !meta))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: bad tensor/metadata arrays");
+    order = BD__CAST(const bd_st_write_tensor **,
+                     bd_alloc_array(ctx, (size_t)(nt ? nt : 1), sizeof *order));
+    morder = BD__CAST(const bd_st_kv **, bd_alloc_array(ctx, (size_t)(nm ? nm : 1), sizeof *morder));
+    if (!order || !morder) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = &tensors[i];
+        int64_t numel;
+        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
+            goto fail;
+        }
+        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
+            goto fail;
+        }
+        if (numel > 0 && !t->data) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
+            goto fail;
+        }
+        order[i] = t;
+    }
+    for (i = 0; i < nm; i++) {
+        if (!meta[i].key || !meta[i].value || !bd__utf8_valid(meta[i].key) ||
+            !bd__utf8_valid(meta[i].value)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
+            goto fail;
+        }
+        morder[i] = &meta[i];
+    }
+    if (nt > 1) qsort(order, (size_t)nt, sizeof *order, bd__st_wcmp);
+    if (nm > 1) qsort(morder, (size_t)nm, sizeof *morder, bd__st_kvcmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
+            goto fail;
+        }
+    for (i = 1; i < nm; i++)
+        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
+            goto fail;
+        }
+    bd__buf_put(hdr, "{", 1);
+    if (nm > 0) {
+        bd__buf_str(hdr, "\"__metadata__\":{");
+        for (i = 0; i < nm; i++) {
+            if (i) bd__buf_put(hdr, ",", 1);
+            bd__buf_jstr(hdr, morder[i]->key);
+            bd__buf_put(hdr, ":", 1);
+            bd__buf_jstr(hdr, morder[i]->value);
+        }
+        bd__buf_put(hdr, "}", 1);
+        if (nt > 0) bd__buf_put(hdr, ",", 1);
+    }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = order[i];
+        int64_t numel;
+        int d;
+        bd__st_numel(t->shape, t->ndim, &numel);
+        if (i) bd__buf_put(hdr, ",", 1);
+        bd__buf_jstr(hdr, t->name);
+        bd__buf_str(hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            if (d) bd__buf_put(hdr, ",", 1);
+            bd__buf_i64(hdr, t->shape[d]);
+        }
+        bd__buf_str(hdr, "],\"data_offsets\":[");
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_put(hdr, ",", 1);
+        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off) {
+            r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
+            goto fail;
+        }
+        off += (uint64_t)numel * 4u;
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_str(hdr, "]}");
+    }
+    bd__buf_put(hdr, "}", 1);
+    while (!hdr->failed && hdr->n % 8 != 0) bd__buf_put(hdr, " ", 1);
+    if (hdr->failed) { r = bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed"); goto fail; }
+    bd_free(ctx, morder);
+    *order_out = order;
+    *data_bytes = off;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, order);
+    bd_free(ctx, morder);
+    bd_free(ctx, hdr->p);
+    hdr->p = NULL;
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char len8[8];
+    float *chunk = NULL;
+    bd__afile af;
+    bd_result r;
+    int64_t i;
+    int swap = !bd__host_is_le();
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (swap) {
+        chunk = BD__CAST(float *, bd_alloc_array(ctx, 4096, sizeof(float)));
+        if (!chunk) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    }
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) goto done;
+    bd__wr_le64(len8, (uint64_t)hdr.n);
+    r = bd__afile_write(&af, len8, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
+    for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
+        int64_t numel, k;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (!swap) {
+            r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
+            continue;
+        }
+        for (k = 0; k < numel && r == BD_SUCCESS; k += 4096) {
+            int64_t m = numel - k < 4096 ? numel - k : 4096;
+            memcpy(chunk, order[i]->data + k, (size_t)m * 4u);
+            bd__bswap32_array(chunk, (size_t)m);
+            r = bd__afile_write(&af, chunk, (size_t)m * 4u);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+done:
+    bd_free(ctx, chunk);
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char *buf, *p;
+    size_t total;
+    bd_result r;
+    int64_t i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL; *out_size = 0;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (data_bytes > (uint64_t)SIZE_MAX || !bd_size_add(8 + hdr.n, (size_t)data_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: file size overflows");
+        goto done;
+    }
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!buf) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    bd__wr_le64(buf, (uint64_t)hdr.n);
+    memcpy(buf + 8, hdr.p, hdr.n);
+    p = buf + 8 + hdr.n;
+    for (i = 0; i < n_tensors; i++) {
+        int64_t numel;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
+        if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
+        p += (size_t)numel * 4u;
+    }
+    *out = buf; *out_size = total;
+done:
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+/* ---- safetensors: reader ---- */
+typedef struct bd__st_ent {
+    bd_st_tensor t;
+    int64_t begin, end;
+} bd__st_ent;
+static int bd__st_ent_name_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd__st_ent *, a)->t.name, BD__CAST(const bd__st_ent *, b)->t.name);
+}
+static int bd__st_ent_off_cmp(const void *a, const void *b) {
+    const bd__st_ent *x = BD__CAST(const bd__st_ent *, a), *y = BD__CAST(const bd__st_ent *, b);
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+static int bd__st_kv_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd_st_kv *, a)->key, BD__CAST(const bd_st_kv *, b)->key);
+}
+static int bd__st_known_dtype(const char *s, const bd__jtok *t) {
+    static const char *const names[] = {"F64", "F16", "BF16", "I8", "I16", "I32", "I64", "U8",
+                                        "U16", "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2",
+                                        "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"};
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (bd__json_eq(s, t, names[i])) return 1;
+    return 0;
+}
+
+/* Parse and validate the header; on success st->table holds the tables and
+   *ents_out the tensor entries (sorted by name, offsets kept). */
+static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint64_t data_len,
+                              bd_safetensors *st, bd__st_ent **ents_out) {
+    bd__jtok *tok = NULL;
+    int64_t ntok = 0, nt = 0, nm = 0, i, j, k, it = 0, im = 0, meta_tok = -1;
+    bd__st_ent *ents = NULL;
+    bd_st_kv *kv = NULL;
+    char *pool = NULL, *pp;
+    size_t pool_bytes, sz_ents, sz_kv, total;
+    unsigned char *block = NULL;
+    bd_result r;
+    *ents_out = NULL;
+    r = bd__json_parse(ctx, "safetensors header", h, hlen, &tok, &ntok);
+    if (r != BD_SUCCESS) return r;
+    if (tok[0].type != BD__J_OBJ) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
+        goto fail;
+    }
+    /* count tensors and metadata entries */
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        if (bd__json_eq(h, &tok[j], "__metadata__")) {
+            if (meta_tok >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
+                goto fail;
+            }
+            meta_tok = j + 1;
+            if (tok[meta_tok].type != BD__J_OBJ) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
+                goto fail;
+            }
+            nm = tok[meta_tok].size;
+        } else {
+            nt++;
+        }
+    }
+    /* one block: entries, key/values, string pool (decoded strings are
+       never longer than their raw text; one NUL per string) */
+    if (!bd_size_mul((size_t)nt, sizeof(bd__st_ent), &sz_ents) ||
+        !bd_size_mul((size_t)nm, sizeof(bd_st_kv), &sz_kv) ||
+        !bd_size_add(hlen, (size_t)ntok + 1, &pool_bytes) ||
+        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
+        goto fail;
+    }
+    block = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!block) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    ents = BD__CAST(bd__st_ent *, (void *)block);
+    kv = BD__CAST(bd_st_kv *, (void *)(block + sz_ents));
+    pool = BD__CAST(char *, (void *)(block + sz_ents + sz_kv));
+    pp = pool;
+    if (meta_tok >= 0) {
+        for (j = meta_tok + 1, k = 0; k < tok[meta_tok].size; k++, j = tok[j + 1].next) {
+            int64_t lk, lv;
+            char *key = pp;
+            lk = bd__json_decode(h, &tok[j], pp);
+            if (lk < 0) { r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000"); goto fail; }
+            pp += lk + 1;
+            if (tok[j + 1].type != BD__J_STR) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
+                goto fail;
+            }
+            lv = bd__json_decode(h, &tok[j + 1], pp);
+            if (lv < 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
+                goto fail;
+            }
+            kv[im].key = key; kv[im].value = pp; im++;
+            pp += lv + 1;
+        }
+        if (nm > 1) qsort(kv, (size_t)nm, sizeof *kv, bd__st_kv_cmp);
+        for (i = 1; i < nm; i++)
+            if (strcmp(kv[i - 1].key, kv[i].key) == 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
+                goto fail;
+            }
+    }
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        const bd__jtok *obj;
+        int64_t f, fj, dtype_t = -1, shape_t = -1, offs_t = -1, numel, d;
+        bd__st_ent *e;
+        char *name;
+        if (j + 1 == meta_tok) continue;
+        name = pp;
+        if (bd__json_decode(h, &tok[j], pp) < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
+            goto fail;
+        }
+        pp += strlen(pp) + 1;
+        e = &ents[it++];
+        memset(e, 0, sizeof *e);
+        e->t.name = name;
+        obj = &tok[j + 1];
+        if (obj->type != BD__J_OBJ) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
+            goto fail;
+        }
+        for (fj = j + 2, f = 0; f < obj->size; f++, fj = tok[fj + 1].next) {
+            int64_t *slot;
+            if (bd__json_eq(h, &tok[fj], "dtype")) slot = &dtype_t;
+            else if (bd__json_eq(h, &tok[fj], "shape")) slot = &shape_t;
+            else if (bd__json_eq(h, &tok[fj], "data_offsets")) slot = &offs_t;
+            else {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
+                goto fail;
+            }
+            if (*slot >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
+                goto fail;
+            }
+            *slot = fj + 1;
+        }
+        if (dtype_t < 0 || shape_t < 0 || offs_t < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
+                         dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
+            goto fail;
+        }
+        if (!bd__json_eq(h, &tok[dtype_t], "F32")) {
+            if (bd__st_known_dtype(h, &tok[dtype_t]))
+                r = bd_error(ctx, BD_ERROR_UNSUPPORTED,
+                             "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
+                             (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
+            else
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
+            goto fail;
+        }
+        if (tok[shape_t].type != BD__J_ARR) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
+            goto fail;
+        }
+        if (tok[shape_t].size > BD_ST_MAX_DIMS) {
+            r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
+                         name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
+            goto fail;
+        }
+        e->t.ndim = (int)tok[shape_t].size;
+        for (d = 0; d < e->t.ndim; d++) {
+            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d])) {
+                r = bd_error(ctx, BD_ERROR_FORMAT,
+                             "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
+                goto fail;
+            }
+        }
+        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
+            goto fail;
+        }
+        e->t.numel = numel;
+        if (tok[offs_t].type != BD__J_ARR || tok[offs_t].size != 2 ||
+            !bd__json_u63(h, &tok[offs_t + 1], &e->begin) ||
+            !bd__json_u63(h, &tok[offs_t + 2], &e->end)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets of '%s' is not a pair of non-negative integers", name);
+            goto fail;
+        }
+        if (e->begin > e->end || (uint64_t)e->end > data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
+                         (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
+            goto fail;
+        }
+        if (e->end - e->begin != numel * 4) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
+                         name, (long long)(numel * 4), (long long)(e->end - e->begin));
+            goto fail;
+        }
+    }
+    /* offsets: sorted, each begins where the previous ended, all covered */
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_off_cmp);
+    {
+        int64_t pos = 0;
+        for (i = 0; i < nt; i++) {
+            if (ents[i].begin < pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                             ents[i - 1].t.name, ents[i].t.name);
+                goto fail;
+            }
+            if (ents[i].begin > pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
+                             (long long)(ents[i].begin - pos), ents[i].t.name);
+                goto fail;
+            }
+            pos = ents[i].end;
+        }
+        if ((uint64_t)pos != data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: %llu bytes at the end of the data section belong to no tensor",
+                         (unsigned long long)(data_len - (uint64_t)pos));
+            goto fail;
+        }
+    }
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_name_cmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
+            goto fail;
+        }
+    bd_free(ctx, tok);
+    st->table = block;
+    st->n_tensors = nt;
+    st->n_metadata = nm;
+    st->metadata = kv;
+    *ents_out = ents;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, tok);
+    bd_free(ctx, block);
+    return r;
+}
+
+/* Shared tail of both loaders: the data section comes from memory (src) or
+   from the file f positioned at its start. */
+static bd_result bd__st_load(bd_context *ctx, const char *h, size_t hlen, const unsigned char *src,
+                             FILE *f, uint64_t data_len, bd_safetensors **out) {
+    bd_safetensors *st;
+    bd__st_ent *ents;
+    bd_st_tensor *tens;
+    unsigned char *data;
+    int64_t i;
+    bd_result r;
+    if (data_len > (uint64_t)SIZE_MAX)
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: data section too large for this host");
+    st = BD__CAST(bd_safetensors *, bd_alloc(ctx, sizeof *st));
+    if (!st) return BD_ERROR_OUT_OF_MEMORY;
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx;
+    r = bd__st_parse(ctx, h, hlen, data_len, st, &ents);
+    if (r != BD_SUCCESS) { bd_free(ctx, st); return r; }
+    data = BD__CAST(unsigned char *, bd_alloc(ctx, (size_t)data_len ? (size_t)data_len : 1));
+    if (!data) { bd_free(ctx, st->table); bd_free(ctx, st); return BD_ERROR_OUT_OF_MEMORY; }
+    if (src) {
+        if (data_len) memcpy(data, src, (size_t)data_len);
+    } else if (data_len && fread(data, 1, (size_t)data_len, f) != (size_t)data_len) {
+        bd_free(ctx, data); bd_free(ctx, st->table); bd_free(ctx, st);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the data section failed");
+    }
+    if (!bd__host_is_le()) bd__bswap32_array(data, (size_t)(data_len / 4));
+    /* the entries become the public table in place (bd_st_tensor first) */
+    tens = &ents[0].t;
+    for (i = 0; i < st->n_tensors; i++) {
+        bd_st_tensor t = ents[i].t;
+        t.data = BD__CAST(const float *, (const void *)(data + ents[i].begin));
+        tens[i] = t;
+    }
+    st->tensors = tens;
+    st->data = data;
+    *out = st;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    uint64_t hlen;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL bytes");
+    if (size < 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: %zu bytes, shorter than the 8-byte header length", size);
+    hlen = bd__rd_le64(b);
+    if (hlen > BD_ST_MAX_HEADER)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the limit %d",
+                        (unsigned long long)hlen, BD_ST_MAX_HEADER);
+    if (hlen > size - 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the file size %zu",
+                        (unsigned long long)hlen, size);
+    return bd__st_load(ctx, BD__CAST(const char *, (const void *)(b + 8)), (size_t)hlen, b + 8 + hlen, NULL,
+                       (uint64_t)(size - 8 - hlen), out);
+}
+
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out) {
+    FILE *f;
+    long end;
+    unsigned char len8[8];
+    uint64_t hlen, fsize;
+    char *h;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    fsize = (uint64_t)end;
+    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: '%s' is %llu bytes, shorter than the 8-byte header length",
+                        path, (unsigned long long)fsize);
+    }
+    hlen = bd__rd_le64(len8);
+    if (hlen > BD_ST_MAX_HEADER || hlen > fsize - 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu of '%s' exceeds %s",
+                        (unsigned long long)hlen, path,
+                        hlen > BD_ST_MAX_HEADER ? "the limit" : "the file size");
+    }
+    h = BD__CAST(char *, bd_alloc(ctx, (size_t)hlen + 1));
+    if (!h) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (hlen && fread(h, 1, (size_t)hlen, f) != (size_t)hlen) {
+        bd_free(ctx, h);
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the header of '%s' failed", path);
+    }
+    r = bd__st_load(ctx, h, (size_t)hlen, NULL, f, fsize - 8 - hlen, out);
+    bd_free(ctx, h);
+    fclose(f);
+    return r;
+}
+
+BDAPI void bd_safetensors_free(bd_safetensors *st) {
+    bd_context *ctx;
+    if (!st) return;
+    ctx = st->ctx;
+    bd_free(ctx, st->data);
+    bd_free(ctx, st->table);
+    bd_free(ctx, st);
+}
+
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name) {
+    int64_t lo = 0, hi;
+    if (!st || !name) return NULL;
+    hi = st->n_tensors;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->tensors[mid].name, name);
+        if (c == 0) return &st->tensors[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key) {
+    int64_t lo = 0, hi;
+    if (!st || !key) return NULL;
+    hi = st->n_metadata;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->metadata[mid].key, key);
+        if (c == 0) return st->metadata[mid].value;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* ---- .npy ---- */
+static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
+    size_t k = strlen(lit);
+    if (n - *i < k || memcmp(h + *i, lit, k) != 0) return 0;
+    *i += k;
+    return 1;
+}
+static void bd__npy_ws(const char *h, size_t n, size_t *i) {
+    while (*i < n && (h[*i] == ' ' || h[*i] == '\t')) (*i)++;
+}
+/* Parse the header dictionary (a Python literal) strictly:
+   {'descr': <str>, 'fortran_order': <bool>, 'shape': <tuple>} in any order,
+   optional trailing comma, then spaces and one '\n'. */
+static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *swap, int *f8,
+                                int *ndim, int64_t *shape) {
+    size_t i = 0;
+    int seen_descr = 0, seen_fo = 0, seen_shape = 0, fortran = 0, k;
+    char descr[16];
+    if (!bd__npy_tok(h, n, &i, "{")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not start with '{'");
+    for (k = 0; k < 3; k++) {
+        char q;
+        size_t ks, kl;
+        bd__npy_ws(h, n, &i);
+        if (i >= n || (h[i] != '\'' && h[i] != '"')) break;
+        q = h[i++];
+        ks = i;
+        while (i < n && h[i] != q) i++;
+        if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated key in header");
+        kl = i - ks;
+        i++;
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ":")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: expected ':' in header");
+        bd__npy_ws(h, n, &i);
+        if (kl == 5 && memcmp(h + ks, "descr", 5) == 0 && !seen_descr) {
+            size_t vs;
+            seen_descr = 1;
+            if (i >= n || (h[i] != '\'' && h[i] != '"')) return bd_error(ctx, BD_ERROR_FORMAT, "npy: descr is not a string");
+            q = h[i++];
+            vs = i;
+            while (i < n && h[i] != q) i++;
+            if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated descr");
+            if (i - vs >= sizeof descr) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: unsupported dtype");
+            memcpy(descr, h + vs, i - vs);
+            descr[i - vs] = 0;
+            i++;
+        } else if (kl == 13 && memcmp(h + ks, "fortran_order", 13) == 0 && !seen_fo) {
+            seen_fo = 1;
+            if (bd__npy_tok(h, n, &i, "False")) fortran = 0;
+            else if (bd__npy_tok(h, n, &i, "True")) fortran = 1;
+            else return bd_error(ctx, BD_ERROR_FORMAT, "npy: fortran_order is not True or False");
+        } else if (kl == 5 && memcmp(h + ks, "shape", 5) == 0 && !seen_shape) {
+            int nd = 0, last_comma = 0;
+            seen_shape = 1;
+            if (!bd__npy_tok(h, n, &i, "(")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape is not a tuple");
+            for (;;) {
+                uint64_t v = 0;
+                size_t ds;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                ds = i;
+                while (i < n && h[i] >= '0' && h[i] <= '9') {
+                    if (v > (UINT64_C(0x7FFFFFFFFFFFFFFF) - (uint64_t)(h[i] - '0')) / 10)
+                        return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry overflows");
+                    v = v * 10 + (uint64_t)(h[i] - '0');
+                    i++;
+                }
+                if (i == ds) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry is not a non-negative integer");
+                if (nd >= BD_NPY_MAX_DIMS) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: more than %d dimensions", BD_NPY_MAX_DIMS);
+                shape[nd++] = (int64_t)v;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ",")) { last_comma = 1; continue; }
+                last_comma = 0;
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad shape tuple");
+            }
+            /* (5) is an int in Python, not a tuple: a 1-d shape is (5,) */
+            if (nd == 1 && !last_comma) return bd_error(ctx, BD_ERROR_FORMAT, "npy: one-element shape lacks its comma");
+            *ndim = nd;
+        } else {
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: unknown or repeated key in header");
+        }
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ",")) break;
+    }
+    bd__npy_ws(h, n, &i);
+    if (!bd__npy_tok(h, n, &i, "}")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header dictionary not closed");
+    if (!seen_descr || !seen_fo || !seen_shape)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: header lacks %s",
+                        !seen_descr ? "descr" : !seen_fo ? "fortran_order" : "shape");
+    while (i < n && h[i] == ' ') i++;
+    if (i + 1 != n || h[i] != '\n') return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not end in spaces and '\\n'");
+    if (fortran) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: Fortran-order arrays are not supported");
+    if (strcmp(descr, "<f4") == 0) { *swap = !bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, ">f4") == 0) { *swap = bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, "<f8") == 0) { *swap = !bd__host_is_le(); *f8 = 1; }
+    else if (strcmp(descr, ">f8") == 0) { *swap = bd__host_is_le(); *f8 = 1; }
+    else return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: dtype '%s' is not supported (float32/float64 only)", descr);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    size_t hlen, hstart, need, item;
+    int swap = 0, f8 = 0, ndim = 0, d;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1, i;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL bytes");
+    if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
+    if (b[6] == 1 && b[7] == 0) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        hstart = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
+        if (size < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        hstart = 12;
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
+    }
+    if (hlen > size - hstart) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header length %zu exceeds the file", hlen);
+    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape);
+    if (r != BD_SUCCESS) return r;
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d])
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
+        numel *= shape[d];
+    }
+    item = f8 ? 8 : 4;
+    if ((uint64_t)numel > (uint64_t)(SIZE_MAX / 8)) return bd_error(ctx, BD_ERROR_OVERFLOW, "npy: array too large");
+    need = (size_t)numel * item;
+    if (size - hstart - hlen != need)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: data is %zu bytes, shape needs %zu",
+                        size - hstart - hlen, need);
+    out->data = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(numel ? numel : 1), sizeof(float)));
+    if (!out->data) return ctx->last_result;
+    b += hstart + hlen;
+    if (!f8 && !swap) {
+        if (numel) memcpy(out->data, b, need);
+        i = numel;
+    } else i = 0;
+    for (; i < numel; i++) {
+        unsigned char e[8];
+        size_t k;
+        for (k = 0; k < item; k++) e[k] = b[(size_t)i * item + (swap ? item - 1 - k : k)];
+        if (f8) {
+            double v;
+            memcpy(&v, e, 8);
+            out->data[i] = (float)v;
+        } else {
+            memcpy(&out->data[i], e, 4);
+        }
+    }
+    out->ndim = ndim;
+    for (d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    out->numel = numel;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, SIZE_MAX, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_npy_read_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a) {
+    if (!a) return;
+    bd_free(ctx, a->data);
+    memset(a, 0, sizeof *a);
+}
+
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape) {
+    char h[256];
+    int len, d, total;
+    int64_t numel = 1;
+    unsigned char pre[10];
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (ndim < 0 || ndim > BD_NPY_MAX_DIMS || (ndim > 0 && !shape))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: ndim must be 0..%d", BD_NPY_MAX_DIMS);
+    if (!bd__st_numel(shape, ndim, &numel))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: bad shape");
+    if (numel > 0 && !data) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL data");
+    len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < ndim; d++)
+        len += snprintf(h + len, sizeof h - (size_t)len, ndim == 1 ? "%lld," : d + 1 < ndim ? "%lld, " : "%lld",
+                        (long long)shape[d]);
+    len += snprintf(h + len, sizeof h - (size_t)len, "), }");
+    total = 10 + len + 1;
+    while (total % 64) { h[len++] = ' '; total++; }
+    h[len++] = '\n';
+    memcpy(pre, "\x93NUMPY\x01\x00", 8);
+    pre[8] = (unsigned char)(len & 0xff);
+    pre[9] = (unsigned char)(len >> 8);
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) return r;
+    r = bd__afile_write(&af, pre, 10);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, h, (size_t)len);
+    if (r == BD_SUCCESS && bd__host_is_le()) {
+        r = bd__afile_write(&af, data, (size_t)numel * 4u);
+    } else if (r == BD_SUCCESS) {
+        int64_t i;
+        for (i = 0; i < numel && r == BD_SUCCESS; i++) {
+            unsigned char e[4], s[4];
+            memcpy(e, &data[i], 4);
+            s[0] = e[3]; s[1] = e[2]; s[2] = e[1]; s[3] = e[0];
+            r = bd__afile_write(&af, s, 4);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    return r;
+}
+
+/* ---- CRC-32, Adler-32 ---- */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n) {
+    uint32_t table[256]; /* built per call: no static mutable state */
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t i, k;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    crc = ~crc;
+    while (n--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n) {
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t a = adler & 0xffff, b = adler >> 16;
+    while (n) {
+        size_t k = n < 5552 ? n : 5552;
+        n -= k;
+        while (k--) { a += *p++; b += a; }
+        a %= 65521u; b %= 65521u;
+    }
+    return (b << 16) | a;
+}
+
+/* ---- inflate (RFC 1951), after Mark Adler's puff: canonical Huffman
+   decoding one bit at a time, every input read and every back-reference
+   bounds-checked ---- */
+typedef struct bd__inf {
+    bd_context *ctx;
+    const unsigned char *in;
+    size_t inlen, incnt;
+    uint32_t bitbuf;
+    int bitcnt;
+    unsigned char *out;
+    size_t outcap, outcnt, max_out;
+    const char *err; /* first error, NULL = none */
+    int oom;
+} bd__inf;
+typedef struct bd__huff {
+    short count[16];
+    short symbol[320];
+} bd__huff;
+
+static int bd__inf_bits(bd__inf *s, int need) {
+    uint32_t val = s->bitbuf;
+    while (s->bitcnt < need) {
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return 0;
+        }
+        val |= (uint32_t)s->in[s->incnt++] << s->bitcnt;
+        s->bitcnt += 8;
+    }
+    s->bitbuf = val >> need;
+    s->bitcnt -= need;
+    return (int)(val & ((1u << need) - 1));
+}
+static int bd__inf_room(bd__inf *s, size_t extra) {
+    size_t need, cap;
+    unsigned char *np;
+    if (!bd_size_add(s->outcnt, extra, &need) || need > s->max_out) {
+        if (!s->err) s->err = "decoded size exceeds the limit";
+        return 0;
+    }
+    if (need <= s->outcap) return 1;
+    cap = s->outcap ? s->outcap : 4096;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > s->max_out) cap = s->max_out;
+    np = BD__CAST(unsigned char *, bd_alloc(s->ctx, cap));
+    if (!np) {
+        if (!s->err) s->err = "out of memory";
+        s->oom = 1;
+        return 0;
+    }
+    if (s->outcnt) memcpy(np, s->out, s->outcnt);
+    bd_free(s->ctx, s->out);
+    s->out = np;
+    s->outcap = cap;
+    return 1;
+}
+static int bd__inf_stored(bd__inf *s) {
+    size_t len;
+    s->bitbuf = 0; s->bitcnt = 0;
+    if (s->inlen - s->incnt < 4) { s->err = "truncated stored block"; return 0; }
+    len = (size_t)s->in[s->incnt] | ((size_t)s->in[s->incnt + 1] << 8);
+    if (s->in[s->incnt + 2] != (~len & 0xff) || s->in[s->incnt + 3] != ((~len >> 8) & 0xff)) {
+        s->err = "stored block length check failed";
+        return 0;
+    }
+    s->incnt += 4;
+    if (s->inlen - s->incnt < len) { s->err = "truncated stored block"; return 0; }
+    if (!bd__inf_room(s, len)) return 0;
+    if (len) memcpy(s->out + s->outcnt, s->in + s->incnt, len);
+    s->outcnt += len;
+    s->incnt += len;
+    return 1;
+}
+static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
+    int len, code = 0, first = 0, count, index = 0;
+    for (len = 1; len <= 15; len++) {
+        code |= bd__inf_bits(s, 1);
+        if (s->err) return -1;
+        count = h->count[len];
+        if (code - count < first) return h->symbol[index + (code - first)];
+        index += count;
+        first += count;
+        first <<= 1;
+        code <<= 1;
+    }
+    if (!s->err) s->err = "invalid Huffman code";
+    return -1;
+}
+/* Returns 0 for a complete code, > 0 incomplete, < 0 over-subscribed. */
+static int bd__huff_build(bd__huff *h, const short *length, int n) {
+    int sym, len, left;
+    short offs[16];
+    for (len = 0; len <= 15; len++) h->count[len] = 0;
+    for (sym = 0; sym < n; sym++) h->count[length[sym]]++;
+    if (h->count[0] == n) return 0;
+    left = 1;
+    for (len = 1; len <= 15; len++) {
+        left <<= 1;
+        left -= h->count[len];
+        if (left < 0) return left;
+    }
+    offs[1] = 0;
+    for (len = 1; len < 15; len++) offs[len + 1] = (short)(offs[len] + h->count[len]);
+    for (sym = 0; sym < n; sym++)
+        if (length[sym] != 0) h->symbol[offs[length[sym]]++] = (short)sym;
+    return left;
+}
+static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *distcode) {
+    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const short dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+                                    6145, 8193, 12289, 16385, 24577};
+    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+    for (;;) {
+        int sym = bd__inf_decode(s, lencode);
+        if (sym < 0) return 0;
+        if (sym < 256) {
+            if (!bd__inf_room(s, 1)) return 0;
+            s->out[s->outcnt++] = (unsigned char)sym;
+        } else if (sym == 256) {
+            return 1;
+        } else {
+            size_t len, dist, k;
+            sym -= 257;
+            if (sym >= 29) { s->err = "invalid length symbol"; return 0; }
+            len = (size_t)lbase[sym] + (size_t)bd__inf_bits(s, lext[sym]);
+            sym = bd__inf_decode(s, distcode);
+            if (sym < 0) return 0;
+            if (sym >= 30) { s->err = "invalid distance symbol"; return 0; }
+            dist = (size_t)dbase[sym] + (size_t)bd__inf_bits(s, dext[sym]);
+            if (s->err) return 0;
+            if (dist > s->outcnt) { s->err = "distance too far back"; return 0; }
+            if (!bd__inf_room(s, len)) return 0;
+            for (k = 0; k < len; k++, s->outcnt++) s->out[s->outcnt] = s->out[s->outcnt - dist];
+        }
+    }
+}
+static int bd__inf_fixed(bd__inf *s) {
+    bd__huff lencode, distcode;
+    short lengths[288];
+    int sym;
+    for (sym = 0; sym < 144; sym++) lengths[sym] = 8;
+    for (; sym < 256; sym++) lengths[sym] = 9;
+    for (; sym < 280; sym++) lengths[sym] = 7;
+    for (; sym < 288; sym++) lengths[sym] = 8;
+    bd__huff_build(&lencode, lengths, 288);
+    for (sym = 0; sym < 30; sym++) lengths[sym] = 5;
+    bd__huff_build(&distcode, lengths, 30);
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+static int bd__inf_dynamic(bd__inf *s) {
+    static const short order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    short lengths[320];
+    bd__huff lencode, distcode;
+    int nlen, ndist, ncode, index, err;
+    nlen = bd__inf_bits(s, 5) + 257;
+    ndist = bd__inf_bits(s, 5) + 1;
+    ncode = bd__inf_bits(s, 4) + 4;
+    if (s->err) return 0;
+    if (nlen > 286 || ndist > 30) { s->err = "bad dynamic block counts"; return 0; }
+    for (index = 0; index < ncode; index++) lengths[order[index]] = (short)bd__inf_bits(s, 3);
+    for (; index < 19; index++) lengths[order[index]] = 0;
+    if (s->err) return 0;
+    if (bd__huff_build(&lencode, lengths, 19) != 0) { s->err = "incomplete code-length code"; return 0; }
+    index = 0;
+    while (index < nlen + ndist) {
+        int sym = bd__inf_decode(s, &lencode), len = 0, rep;
+        if (sym < 0) return 0;
+        if (sym < 16) {
+            lengths[index++] = (short)sym;
+            continue;
+        }
+        if (sym == 16) {
+            if (index == 0) { s->err = "repeat with no previous length"; return 0; }
+            len = lengths[index - 1];
+            rep = 3 + bd__inf_bits(s, 2);
+        } else if (sym == 17) {
+            rep = 3 + bd__inf_bits(s, 3);
+        } else {
+            rep = 11 + bd__inf_bits(s, 7);
+        }
+        if (s->err) return 0;
+        if (index + rep > nlen + ndist) { s->err = "too many code lengths"; return 0; }
+        while (rep--) lengths[index++] = (short)len;
+    }
+    if (lengths[256] == 0) { s->err = "no end-of-block code"; return 0; }
+    err = bd__huff_build(&lencode, lengths, nlen);
+    if (err < 0 || (err > 0 && nlen - lencode.count[0] != 1)) { s->err = "bad literal/length code"; return 0; }
+    err = bd__huff_build(&distcode, lengths + nlen, ndist);
+    if (err < 0 || (err > 0 && ndist - distcode.count[0] != 1)) { s->err = "bad distance code"; return 0; }
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed) {
+    bd__inf s;
+    int last, type;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "inflate: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.in = BD__CAST(const unsigned char *, in);
+    s.inlen = n;
+    s.max_out = max_out;
+    do {
+        last = bd__inf_bits(&s, 1);
+        type = bd__inf_bits(&s, 2);
+        if (s.err) break;
+        if (type == 0) bd__inf_stored(&s);
+        else if (type == 1) bd__inf_fixed(&s);
+        else if (type == 2) bd__inf_dynamic(&s);
+        else s.err = "invalid block type";
+    } while (!last && !s.err);
+    if (s.err) {
+        bd_free(ctx, s.out);
+        if (s.oom) return BD_ERROR_OUT_OF_MEMORY;
+        return bd_error(ctx, BD_ERROR_FORMAT, "deflate: %s", s.err);
+    }
+    *out = s.out ? s.out : BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!*out) return BD_ERROR_OUT_OF_MEMORY;
+    *out_size = s.outcnt;
+    if (consumed) *consumed = s.incnt;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size) {
+    const unsigned char *b = BD__CAST(const unsigned char *, in);
+    size_t pos = 0;
+    bd__buf acc;
+    bd_result r = BD_SUCCESS;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "gunzip: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&acc, 0, sizeof acc);
+    acc.ctx = ctx;
+    do { /* one member per pass */
+        unsigned flg;
+        size_t hs = pos, used, mlen;
+        unsigned char *m;
+        if (n - pos < 18) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos); break; }
+        if (b[pos] != 0x1f || b[pos + 1] != 0x8b) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos); break; }
+        if (b[pos + 2] != 8) { r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]); break; }
+        flg = b[pos + 3];
+        if (flg & 0xe0) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set"); break; }
+        pos += 10;
+        if (flg & 4) { /* FEXTRA */
+            size_t xlen;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
+            pos += 2;
+            if (n - pos < xlen) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            pos += xlen;
+        }
+        if (flg & 8) { /* FNAME */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name"); break; }
+            pos++;
+        }
+        if (flg & 16) { /* FCOMMENT */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment"); break; }
+            pos++;
+        }
+        if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
+            uint32_t c;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC"); break; }
+            c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
+            if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8))) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
+                break;
+            }
+            pos += 2;
+        }
+        r = bd_inflate(ctx, b + pos, n - pos, max_out - acc.n, &m, &mlen, &used);
+        if (r != BD_SUCCESS) break;
+        pos += used;
+        if (n - pos < 8) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated trailer");
+            break;
+        }
+        if (bd_crc32(0, m, mlen) != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8) |
+                                     ((uint32_t)b[pos + 2] << 16) | ((uint32_t)b[pos + 3] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: CRC-32 mismatch (corrupted data)");
+            break;
+        }
+        if ((uint32_t)mlen != ((uint32_t)b[pos + 4] | ((uint32_t)b[pos + 5] << 8) |
+                               ((uint32_t)b[pos + 6] << 16) | ((uint32_t)b[pos + 7] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: length trailer mismatch");
+            break;
+        }
+        pos += 8;
+        if (acc.n == 0 && pos == n) { /* the common single-member case: no copy */
+            *out = m;
+            *out_size = mlen;
+            return BD_SUCCESS;
+        }
+        bd__buf_put(&acc, m, mlen);
+        bd_free(ctx, m);
+        if (acc.failed) { r = BD_ERROR_OUT_OF_MEMORY; break; }
+    } while (pos < n);
+    if (r != BD_SUCCESS) {
+        bd_free(ctx, acc.p);
+        return r;
+    }
+    if (!acc.p) acc.p = BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!acc.p) return BD_ERROR_OUT_OF_MEMORY;
+    *out = acc.p;
+    *out_size = acc.n;
+    return BD_SUCCESS;
+}
+
+/* ---- IDX ---- */
+/* Validates an unsigned-byte IDX buffer (decompressed) with `want_dims`
+   dimensions and returns its dims and payload. */
+static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                               int64_t *dims, const unsigned char **payload) {
+    size_t hdr, total = 1;
+    int d;
+    if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
+    if (b[0] != 0 || b[1] != 0) return bd_error(ctx, BD_ERROR_FORMAT, "idx: bad magic (first two bytes must be 0)");
+    if (b[2] != 0x08) {
+        if (b[2] == 0x09 || b[2] == 0x0B || b[2] == 0x0C || b[2] == 0x0D || b[2] == 0x0E)
+            return bd_error(ctx, BD_ERROR_UNSUPPORTED, "idx: element type 0x%02x (only unsigned bytes, 0x08)", b[2]);
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: unknown element type 0x%02x", b[2]);
+    }
+    if (b[3] != want_dims)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: %d dimensions, expected %d (%s)", b[3], want_dims,
+                        want_dims == 3 ? "images" : "labels");
+    hdr = 4 + 4 * (size_t)want_dims;
+    if (n < hdr) return bd_error(ctx, BD_ERROR_FORMAT, "idx: truncated header");
+    for (d = 0; d < want_dims; d++) {
+        dims[d] = (int64_t)bd__rd_be32(b + 4 + 4 * d);
+        if (!bd_size_mul(total, (size_t)dims[d], &total))
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions overflow");
+    }
+    if (n - hdr != total)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
+    *payload = b + hdr;
+    return BD_SUCCESS;
+}
+/* Decompress when the bytes are gzip; *owned is the buffer to free. */
+static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
+                               const unsigned char **b, size_t *n, unsigned char **owned) {
+    const unsigned char *p = BD__CAST(const unsigned char *, bytes);
+    *owned = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        bd_result r = bd_gunzip(ctx, p, size, BD_IDX_MAX_BYTES, owned, n);
+        if (r != BD_SUCCESS) return r;
+        *b = *owned;
+        return BD_SUCCESS;
+    }
+    *b = p;
+    *n = size;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n, i, total;
+    int64_t dims[3];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    memset(out, 0, sizeof *out);
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 3, dims, &px);
+    if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
+    if (r == BD_SUCCESS) {
+        total = (size_t)(dims[0] * dims[1] * dims[2]);
+        for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *count) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n;
+    int64_t dims[1];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    *labels = NULL; *count = 0;
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 1, dims, &px);
+    if (r == BD_SUCCESS) {
+        *labels = BD__CAST(uint8_t *, bd_alloc(ctx, (size_t)dims[0]));
+        if (!*labels) r = BD_ERROR_OUT_OF_MEMORY;
+        else {
+            if (dims[0]) memcpy(*labels, px, (size_t)dims[0]);
+            *count = dims[0];
+        }
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_images_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *count) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_labels_memory(ctx, buf, n, labels, count);
+    bd_free(ctx, buf);
+    return r;
+}
+
+/* ---- PNG ---- */
+static bd_result bd__png_chunk(bd__afile *af, const char *type, const unsigned char *data,
+                               size_t n) {
+    unsigned char b[8];
+    uint32_t crc;
+    bd_result r;
+    bd__wr_be32(b, (uint32_t)n);
+    memcpy(b + 4, type, 4);
+    crc = bd_crc32(0, type, 4);
+    crc = bd_crc32(crc, data, n);
+    r = bd__afile_write(af, b, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, data, n);
+    bd__wr_be32(b, crc);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, b, 4);
+    return r;
+}
+
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels) {
+    static const unsigned char ctype[5] = {0, 0, 4, 2, 6};
+    size_t row, raw_n, nblocks, z_n, y, pos, done;
+    unsigned char *z = NULL, *p, ihdr[13];
+    uint32_t adler = 1;
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!pixels || width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff ||
+        channels < 1 || channels > 4)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: bad image (%lld x %lld x %d)",
+                        (long long)width, (long long)height, channels);
+    /* raw = height rows of (filter byte 0 + width*channels bytes) */
+    if (!bd_size_mul((size_t)width, (size_t)channels, &row) || !bd_size_add(row, 1, &row) ||
+        !bd_size_mul(row, (size_t)height, &raw_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    nblocks = raw_n / 65535 + 1;
+    if (!bd_size_mul(nblocks, 5, &z_n) || !bd_size_add(z_n, raw_n, &z_n) || !bd_size_add(z_n, 6, &z_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    z = BD__CAST(unsigned char *, bd_alloc(ctx, z_n));
+    if (!z) return BD_ERROR_OUT_OF_MEMORY;
+    /* zlib header: deflate, 32K window, no dictionary, check bits */
+    p = z;
+    *p++ = 0x78; *p++ = 0x01;
+    /* stored blocks, streamed from the pixel rows */
+    pos = 0;
+    y = 0;
+    {
+        size_t in_row = 0; /* bytes of row y already emitted */
+        while (pos < raw_n || pos == 0) {
+            size_t len = raw_n - pos < 65535 ? raw_n - pos : 65535, k;
+            int final = pos + len == raw_n;
+            unsigned char *blk;
+            *p++ = (unsigned char)final;
+            *p++ = (unsigned char)(len & 0xff); *p++ = (unsigned char)(len >> 8);
+            *p++ = (unsigned char)(~len & 0xff); *p++ = (unsigned char)((~len >> 8) & 0xff);
+            blk = p;
+            for (k = 0; k < len;) {
+                if (in_row == 0) { *p++ = 0; k++; in_row = 1; }
+                else {
+                    size_t take = row - in_row, left = len - k;
+                    if (take > left) take = left;
+                    memcpy(p, pixels + y * (row - 1) + (in_row - 1), take);
+                    p += take; k += take; in_row += take;
+                }
+                if (in_row == row) { in_row = 0; y++; }
+            }
+            adler = bd_adler32(adler, blk, len);
+            pos += len;
+            if (final) break;
+        }
+    }
+    bd__wr_be32(p, adler);
+    p += 4;
+    z_n = (size_t)(p - z);
+    bd__wr_be32(ihdr, (uint32_t)width);
+    bd__wr_be32(ihdr + 4, (uint32_t)height);
+    ihdr[8] = 8; ihdr[9] = ctype[channels]; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, "\x89PNG\r\n\x1a\n", 8);
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IHDR", ihdr, 13);
+    for (done = 0; r == BD_SUCCESS && done < z_n;) {
+        size_t len = z_n - done < ((size_t)1 << 20) ? z_n - done : ((size_t)1 << 20);
+        r = bd__png_chunk(&af, "IDAT", z + done, len);
+        done += len;
+    }
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IEND", ihdr, 0);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, z);
+    return r;
+}
+
+static uint8_t bd__to_u8(float v) {
+    float s = (v + 1.0f) * 127.5f + 0.5f;
+    if (!(s > 0.0f)) return 0; /* also NaN */
+    if (s >= 255.0f) return 255;
+    return (uint8_t)s;
+}
+
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w) {
+    uint8_t *px;
+    size_t hw, total, i;
+    int64_t ch;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!img || (c != 1 && c != 3) || h < 1 || w < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: need a (1 or 3, H, W) image");
+    if (!bd_size_mul((size_t)h, (size_t)w, &hw) || !bd_size_mul(hw, (size_t)c, &total))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    px = BD__CAST(uint8_t *, bd_alloc(ctx, total));
+    if (!px) return BD_ERROR_OUT_OF_MEMORY;
+    for (ch = 0; ch < c; ch++)
+        for (i = 0; i < hw; i++) px[i * (size_t)c + (size_t)ch] = bd__to_u8(img[(size_t)ch * hw + i]);
+    r = bd_png_write_u8(ctx, path, px, w, h, (int)c);
+    bd_free(ctx, px);
+    return r;
+}
+
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value) {
+    int64_t rows, gh, gw, i, ch, yy;
+    if (n < 1) n = 1;
+    if (pad < 0) pad = 0;
+    if (cols <= 0) {
+        cols = (int64_t)ceil(sqrt((double)n));
+        if (cols < 1) cols = 1;
+    }
+    if (cols > n) cols = n;
+    rows = (n + cols - 1) / cols;
+    gh = rows * (h + pad) + pad;
+    gw = cols * (w + pad) + pad;
+    if (out_h) *out_h = gh;
+    if (out_w) *out_w = gw;
+    if (!out || !x) return;
+    for (i = 0; i < c * gh * gw; i++) out[i] = pad_value;
+    for (i = 0; i < n; i++) {
+        int64_t oy = pad + (i / cols) * (h + pad), ox = pad + (i % cols) * (w + pad);
+        for (ch = 0; ch < c; ch++)
+            for (yy = 0; yy < h; yy++)
+                memcpy(out + (ch * gh + oy + yy) * gw + ox, x + ((i * c + ch) * h + yy) * w,
+                       (size_t)w * sizeof(float));
+    }
+}
+
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad) {
+    int64_t gh, gw;
+    float *g;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!x || n < 1 || (c != 1 && c != 3) || h < 1 || w < 1 || pad < 0 || pad > 64 ||
+        n > ((int64_t)1 << 24) || h > 65536 || w > 65536)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png grid: bad arguments (n %lld, c %lld, %lld x %lld)",
+                        (long long)n, (long long)c, (long long)h, (long long)w);
+    bd_image_grid(NULL, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    if (gh > 0x7fffffff / (gw > 0 ? gw : 1))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png grid: image too large");
+    g = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(c * gh * gw), sizeof(float)));
+    if (!g) return ctx->last_result;
+    bd_image_grid(g, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    r = bd_png_write(ctx, path, g, c, gh, gw);
+    bd_free(ctx, g);
+    return r;
+}
+
+/* ---- line plot ---- */
+static const unsigned char bd__font5x7[14][7] = {
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, /* 0 */
+    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* 1 */
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, /* 2 */
+    {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}, /* 3 */
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, /* 4 */
+    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}, /* 5 */
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, /* 6 */
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, /* 8 */
+    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, /* 9 */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
+    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
+};
+typedef struct bd__canvas {
+    uint8_t *px; /* (H,W,3) */
+    int64_t w, h;
+    int64_t x0, y0, x1, y1; /* clip rectangle, inclusive */
+} bd__canvas;
+static void bd__blend(bd__canvas *cv, int64_t x, int64_t y, const uint8_t *rgb, double a) {
+    uint8_t *p;
+    int k;
+    if (x < cv->x0 || x > cv->x1 || y < cv->y0 || y > cv->y1 || !(a > 0)) return;
+    if (a > 1) a = 1;
+    p = cv->px + (y * cv->w + x) * 3;
+    for (k = 0; k < 3; k++) p[k] = (uint8_t)(p[k] * (1 - a) + rgb[k] * a + 0.5);
+}
+/* Xiaolin Wu's anti-aliased line, drawn twice one pixel apart (2 px wide). */
+static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb, const uint8_t *rgb) {
+    int steep = fabs(yb - ya) > fabs(xb - xa);
+    double t, grad, x, dx, dy;
+    int pass;
+    if (steep) { t = xa; xa = ya; ya = t; t = xb; xb = yb; yb = t; }
+    if (xa > xb) { t = xa; xa = xb; xb = t; t = ya; ya = yb; yb = t; }
+    dx = xb - xa; dy = yb - ya;
+    grad = dx < 1e-12 ? 0.0 : dy / dx;
+    if (dx > 1e5) return; /* clipped away upstream; guard anyway */
+    for (pass = 0; pass < 2; pass++) {
+        double off = pass ? 0.5 : -0.5;
+        for (x = floor(xa); x <= ceil(xb); x += 1.0) {
+            double yy = ya + grad * (x - xa) + off, fl = floor(yy), fr = yy - fl;
+            double cover = 1.0;
+            if (x < xa) cover = 1.0 - (xa - x);
+            if (x > xb) cover = 1.0 - (x - xb);
+            if (cover <= 0) continue;
+            if (steep) {
+                bd__blend(cv, (int64_t)fl, (int64_t)x, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)fl + 1, (int64_t)x, rgb, fr * cover * 0.8);
+            } else {
+                bd__blend(cv, (int64_t)x, (int64_t)fl, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)x, (int64_t)fl + 1, rgb, fr * cover * 0.8);
+            }
+        }
+    }
+}
+static void bd__text(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale) {
+    static const uint8_t ink[3] = {40, 40, 40};
+    for (; *s; s++, x += 6 * scale) {
+        int g = -1, r, c, sy, sx;
+        if (*s >= '0' && *s <= '9') g = *s - '0';
+        else if (*s == '.') g = 10;
+        else if (*s == '-') g = 11;
+        else if (*s == 'e') g = 12;
+        else if (*s == '+') g = 13;
+        if (g < 0) continue;
+        for (r = 0; r < 7; r++)
+            for (c = 0; c < 5; c++)
+                if (bd__font5x7[g][r] & (0x10 >> c))
+                    for (sy = 0; sy < scale; sy++)
+                        for (sx = 0; sx < scale; sx++)
+                            bd__blend(cv, x + c * scale + sx, y + r * scale + sy, ink, 1.0);
+    }
+}
+/* ticks at multiples of a 1-2-5 step covering [lo, hi]; returns count */
+static int bd__ticks(double lo, double hi, double *ticks, int max, double *step_out) {
+    double raw = (hi - lo) / 5.0, mag, step, v;
+    int n = 0;
+    if (!(raw > 0)) raw = 1;
+    mag = pow(10.0, floor(log10(raw)));
+    step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
+    for (v = ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9 && n < max; v += step)
+        ticks[n++] = fabs(v) < step * 1e-9 ? 0.0 : v;
+    *step_out = step;
+    return n;
+}
+static void bd__fmt(char *buf, size_t n, double v) {
+    snprintf(buf, n, "%.4g", v);
+}
+
+BDAPI bd_plot_config bd_plot_config_init(void) {
+    bd_plot_config c;
+    c.width = 640;
+    c.height = 400;
+    c.log_y = 0;
+    return c;
+}
+
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series) {
+    static const uint8_t pal[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                       {148, 103, 189}, {140, 86, 75}, {227, 119, 194},
+                                       {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+    static const uint8_t gridc[3] = {226, 226, 226}, axisc[3] = {90, 90, 90};
+    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, xt[32], yt[32], st;
+    int64_t s, i, W, H, left, right = 14, top = 10, bottom, maxlab = 1;
+    int nxt, nyt, k, scale;
+    char lab[32];
+    bd__canvas cv;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!cfg || cfg->width < 64 || cfg->height < 64 || cfg->width > 16384 || cfg->height > 16384 ||
+        n_series < 0 || (n_series > 0 && !series))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: bad configuration or series");
+    W = cfg->width; H = cfg->height;
+    scale = H >= 800 ? 2 : 1;
+    for (s = 0; s < n_series; s++) {
+        if (series[s].n < 0 || (series[s].n > 0 && !series[s].y))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: series %lld has no y values", (long long)s);
+        for (i = 0; i < series[s].n; i++) {
+            double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i];
+            if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            if (xv < xlo) xlo = xv;
+            if (xv > xhi) xhi = xv;
+            if (yv < ylo) ylo = yv;
+            if (yv > yhi) yhi = yv;
+        }
+    }
+    if (xlo > xhi) { xlo = 0; xhi = 1; }
+    if (ylo > yhi) { ylo = 0; yhi = 1; }
+    if (xhi - xlo < 1e-12 * (fabs(xlo) + 1)) { xlo -= 0.5; xhi += 0.5; }
+    if (yhi - ylo < 1e-12 * (fabs(ylo) + 1)) { ylo -= 0.5; yhi += 0.5; }
+    { /* a little headroom on y */
+        double m = 0.04 * (yhi - ylo);
+        ylo -= m; yhi += m;
+    }
+    nxt = bd__ticks(xlo, xhi, xt, 32, &st);
+    nyt = bd__ticks(ylo, yhi, yt, 32, &st);
+    if (cfg->log_y && st < 1) { /* at least decades when the range allows */
+        if (yhi - ylo >= 1.0) nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+    }
+    for (k = 0; k < nyt; k++) {
+        int64_t len;
+        bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+        len = (int64_t)strlen(lab);
+        if (len > maxlab) maxlab = len;
+    }
+    left = 10 + maxlab * 6 * scale;
+    bottom = 8 + 10 * scale;
+    if (left + right + 16 > W || top + bottom + 16 > H)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: image too small for the axes");
+    cv.w = W; cv.h = H;
+    cv.px = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)(W * H), 3));
+    if (!cv.px) return ctx->last_result;
+    memset(cv.px, 255, (size_t)(W * H * 3));
+    {
+        int64_t ax0 = left, ax1 = W - right, ay0 = top, ay1 = H - bottom; /* plot box */
+        double sx = (double)(ax1 - ax0) / (xhi - xlo), sy = (double)(ay1 - ay0) / (yhi - ylo);
+        cv.x0 = 0; cv.y0 = 0; cv.x1 = W - 1; cv.y1 = H - 1;
+        for (k = 0; k < nxt; k++) { /* vertical grid + labels */
+            int64_t gx = ax0 + (int64_t)floor((xt[k] - xlo) * sx + 0.5), yy, len;
+            if (gx < ax0 || gx > ax1) continue;
+            for (yy = ay0; yy <= ay1; yy++) bd__blend(&cv, gx, yy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, xt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, gx - len * 3 * scale, ay1 + 5, lab, scale);
+        }
+        for (k = 0; k < nyt; k++) { /* horizontal grid + labels */
+            int64_t gy = ay1 - (int64_t)floor((yt[k] - ylo) * sy + 0.5), xx, len;
+            if (gy < ay0 || gy > ay1) continue;
+            for (xx = ax0; xx <= ax1; xx++) bd__blend(&cv, xx, gy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, ax0 - 5 - len * 6 * scale, gy - 3 * scale, lab, scale);
+        }
+        for (i = ax0; i <= ax1; i++) { bd__blend(&cv, i, ay0, axisc, 1.0); bd__blend(&cv, i, ay1, axisc, 1.0); }
+        for (i = ay0; i <= ay1; i++) { bd__blend(&cv, ax0, i, axisc, 1.0); bd__blend(&cv, ax1, i, axisc, 1.0); }
+        cv.x0 = ax0 + 1; cv.x1 = ax1 - 1; cv.y0 = ay0 + 1; cv.y1 = ay1 - 1;
+        for (s = 0; s < n_series; s++) {
+            int have = 0;
+            double px0 = 0, py0 = 0;
+            for (i = 0; i < series[s].n; i++) {
+                double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i], px, py;
+                if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+                if (!isfinite(xv) || !isfinite(yv)) { have = 0; continue; }
+                px = ax0 + (xv - xlo) * sx;
+                py = ay1 - (yv - ylo) * sy;
+                if (have) bd__line(&cv, px0, py0, px, py, pal[s % 10]);
+                else if (series[s].n == 1) bd__line(&cv, px - 1, py, px + 1, py, pal[s % 10]);
+                px0 = px; py0 = py; have = 1;
+            }
+        }
+    }
+    r = bd_png_write_u8(ctx, path, cv.px, W, H, 3);
+    bd_free(ctx, cv.px);
+    return r;
+}
+
+/* ---- CSV ---- */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows) {
+    bd__buf b;
+    bd__afile af;
+    bd_result r;
+    int64_t i, j;
+    char num[40];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (n_cols < 1 || n_rows < 0 || !names || !columns)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: need names and columns");
+    for (j = 0; j < n_cols; j++)
+        if (!names[j] || (n_rows > 0 && !columns[j]) || strpbrk(names[j], ",\"\n\r"))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: column %lld has a NULL or unquotable name or NULL data",
+                            (long long)j);
+    memset(&b, 0, sizeof b);
+    b.ctx = ctx;
+    for (j = 0; j < n_cols; j++) {
+        if (j) bd__buf_put(&b, ",", 1);
+        bd__buf_str(&b, names[j]);
+    }
+    bd__buf_put(&b, "\n", 1);
+    for (i = 0; i < n_rows && !b.failed; i++) {
+        for (j = 0; j < n_cols; j++) {
+            if (j) bd__buf_put(&b, ",", 1);
+            snprintf(num, sizeof num, "%.9g", columns[j][i]);
+            bd__buf_str(&b, num);
+        }
+        bd__buf_put(&b, "\n", 1);
+    }
+    if (b.failed) { bd_free(ctx, b.p); return bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "csv: out of memory"); }
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, b.p, b.n);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, b.p);
+    return r;
+}
+
+/* ---- built-in shapes ---- */
+/* Signed distances (negative inside), in pixels. */
+static double bd__sd_box(double px, double py, double b) {
+    double dx = fabs(px) - b, dy = fabs(py) - b;
+    double ox = dx > 0 ? dx : 0, oy = dy > 0 ? dy : 0, in = dx > dy ? dx : dy;
+    return sqrt(ox * ox + oy * oy) + (in < 0 ? in : 0);
+}
+static double bd__sd_tri(double px, double py, double r) { /* equilateral, half side r */
+    const double k = 1.7320508075688772;
+    double qx, qy, c;
+    px = fabs(px) - r;
+    py = py + r / k;
+    if (px + k * py > 0) {
+        qx = (px - k * py) / 2; qy = (-k * px - py) / 2;
+        px = qx; py = qy;
+    }
+    c = px < -2 * r ? -2 * r : px > 0 ? 0 : px;
+    px -= c;
+    return -sqrt(px * px + py * py) * (py > 0 ? 1.0 : py < 0 ? -1.0 : 0.0);
+}
+
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed) {
+    int64_t i, x, y;
+    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    for (i = 0; i < n; i++) {
+        bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
+        double S = (double)size;
+        int kind = (int)(bd_rng_u64(&rng) % 4);
+        double cx = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double cy = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double R = S * (0.16 + 0.16 * bd_rng_uniform(&rng));
+        double th = 2 * BD__PI * bd_rng_uniform(&rng), cs = cos(th), sn = sin(th);
+        double inten = 0.45 + 0.55 * bd_rng_uniform(&rng);
+        double ringw = R * (0.22 + 0.2 * bd_rng_uniform(&rng));
+        float *o = out + i * size * size;
+        if (labels) labels[i] = (uint8_t)kind;
+        for (y = 0; y < size; y++) {
+            for (x = 0; x < size; x++) {
+                double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+                double u = cs * dx + sn * dy, v = -sn * dx + cs * dy, d, cov;
+                switch (kind) {
+                case 0: d = sqrt(u * u + v * v) - R; break;
+                case 1: d = bd__sd_box(u, v, R * 0.8); break;
+                case 2: d = bd__sd_tri(u, -v, R * 1.05); break;
+                default: d = fabs(sqrt(u * u + v * v) - (R - ringw / 2)) - ringw / 2; break;
+                }
+                cov = 0.5 - d; /* one-pixel linear ramp across the edge */
+                cov = cov < 0 ? 0 : cov > 1 ? 1 : cov;
+                o[y * size + x] = (float)(-1.0 + 2.0 * inten * cov);
+            }
+        }
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed) {
+    return bd_builtin_shapes_ex(ctx, out, NULL, 0, n, size, seed);
+}
+
 /* IO-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
