@@ -1732,7 +1732,8 @@ BDAPI const bd_param_tensor *bd_denoiser_find_tensor(const bd_denoiser *d, const
 
 BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *src) {
     int64_t i, j;
-    if (!dst || !src) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!src) return bd_error(dst->ctx, BD_ERROR_INVALID_ARGUMENT, "copy_weights: NULL source");
     if (dst->n_tensors != src->n_tensors)
         return bd_error(dst->ctx, BD_ERROR_SHAPE, "copy_weights: %lld tensors vs %lld",
                         (long long)dst->n_tensors, (long long)src->n_tensors);
@@ -2506,6 +2507,8 @@ BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_
     if (branch < 0 || branch >= K)
         return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: branch %lld not in 0..%lld",
                         (long long)branch, (long long)(K - 1));
+    if (p != BD_PARAM_EPS && p != BD_PARAM_X0 && p != BD_PARAM_V)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: unknown param kind %d", (int)p);
     r = bd_denoiser_forward(d, out, z, t, N, 0);
     if (r != BD_SUCCESS) return r;
     for (n = 0; n < N; n++) {
@@ -2523,7 +2526,7 @@ BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max
     bd_result r;
     int64_t D, KD;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!model || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument");
+    if (!model || !out || !model->vt) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument or uninitialised model");
     *out = NULL;
     if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)max_batch);
     D = bd_denoiser_sample_size(model);
@@ -2644,8 +2647,8 @@ BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, floa
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown param kind %d", (int)cfg->param);
     if (!(cfg->eta >= 0.0))
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
-    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
-    if (branch >= s->model->branches)
+    branch = cfg->branch == -1 ? s->model->branches - 1 : cfg->branch;
+    if (branch < 0 || branch >= s->model->branches)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: branch %lld but the model has %lld",
                         (long long)cfg->branch, (long long)s->model->branches);
     if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
@@ -2816,11 +2819,13 @@ BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int6
     if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
     memset(out, 0, sizeof *out);
     if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
-    if (!(config->lr >= 0.0) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
+    if (!(config->lr >= 0.0 && config->lr <= 1e30) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
         !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
-        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 ||
+        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 || config->total_steps < 0 ||
+        !(config->lr_min >= 0.0 && config->lr_min <= 1e30) || config->grad_clip != config->grad_clip ||
         (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
+                        "warmup and total_steps >= 0, grad_clip not NaN");
     out->m = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     out->v = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     if (!out->m || !out->v) {
@@ -3095,7 +3100,8 @@ BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, doubl
 }
 
 BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst) {
-    if (!tr || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_copy_ema: NULL destination");
     if (dst->n_params != tr->model->n_params || !dst->params)
         return bd_error(tr->ctx, BD_ERROR_SHAPE, "bd_trainer_copy_ema: destination has %lld params, EMA has %lld",
                         (long long)dst->n_params, (long long)tr->model->n_params);
@@ -3283,9 +3289,11 @@ static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_siz
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     if ((unsigned long)end > max_size) {
         fclose(f);
@@ -4204,9 +4212,11 @@ BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safete
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     fsize = (uint64_t)end;
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
@@ -5387,8 +5397,8 @@ static double bd__sd_tri(double px, double py, double r) { /* equilateral, half 
 BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
                                      int64_t first, int64_t n, int64_t size, uint64_t seed) {
     int64_t i, x, y;
-    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    if (!out || n < 0 || first < 0 || n > INT64_MAX - first || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, first + n in range, 8 <= size <= 1024");
     for (i = 0; i < n; i++) {
         bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
         double S = (double)size;
