@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int quick(void) { return getenv("BDT_QUICK") != NULL; }
+static int quick(void) { return getenv("TEST_QUICK") != NULL; }
 
 /* ---- a failing allocator ------------------------------------------------ */
 typedef struct fail_alloc {
