@@ -367,6 +367,18 @@ static void test_st_bad_files(void) {
         deep[0] = '{';
         BDT_CHECK(bd_json_validate(ctx, deep, strlen(deep)) == BD_ERROR_FORMAT);
     }
+    /* a header of millions of tiny values is refused before its token table is allocated */
+    {
+        size_t k, cnt = ((size_t)1 << 22) + 8, len = 7 + 2 * cnt + 2;
+        char *big = (char *)malloc(len + 1), *q = big;
+        q += sprintf(q, "{\"x\":[");
+        for (k = 0; k < cnt; k++) { *q++ = '0'; *q++ = ','; }
+        q[-1] = ']';
+        *q++ = '}';
+        *q = 0;
+        BDT_CHECK(st_try(big, 0, -1, 0) == BD_ERROR_FORMAT && msg_has("more than the limit"));
+        free(big);
+    }
     /* file-level: missing file, file shorter than 8 bytes */
     {
         bd_safetensors *st = NULL;
@@ -725,6 +737,28 @@ static void test_gzip(void) {
     }
 }
 
+/* the real data set when the machine has it (Debian: dataset-fashion-mnist) */
+static void test_idx_fashion_mnist(void) {
+    const char *img = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    const char *lab = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+    bd_tensor t;
+    uint8_t *l;
+    int64_t n, i, hist[10] = {0};
+    FILE *f = fopen(img, "rb");
+    if (!f) { printf("  (Fashion-MNIST not installed: skipped)\n"); return; }
+    fclose(f);
+    BDT_CHECKF(bd_idx_read_images(ctx, img, &t) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECK(t.n == 10000 && t.c == 1 && t.h == 28 && t.w == 28);
+    bd_tensor_free(ctx, &t);
+    if (bd_idx_read_labels(ctx, lab, &l, &n) == BD_SUCCESS) {
+        for (i = 0; i < n; i++) hist[l[i] < 10 ? l[i] : 0]++;
+        BDT_CHECK(n == 10000 && hist[0] == 1000 && hist[9] == 1000); /* balanced test set */
+        bd_free(ctx, l);
+    } else {
+        BDT_CHECK(0);
+    }
+}
+
 static void test_idx(void) {
     bd_tensor img;
     char p[300];
@@ -1062,6 +1096,7 @@ int main(void) {
     BDT_RUN(test_checksums);
     BDT_RUN(test_gzip);
     BDT_RUN(test_idx);
+    BDT_RUN(test_idx_fashion_mnist);
     BDT_RUN(test_png);
     BDT_RUN(test_plot_csv);
     BDT_RUN(test_builtin);
