@@ -13,7 +13,11 @@
    Killed writers leave their temporary file ("<path>.tmpXXXXXXXX") behind;
    the library cannot clean up after SIGKILL.  The test counts them (a
    kill that leaves one landed mid-write, which shows the test hits the
-   window it is about) and removes them.  POSIX only (fork, kill). */
+   window it is about) and removes them.
+
+   Last, training itself is killed at random moments and resumed from the
+   checkpoint on disk each time; the end state must equal an uninterrupted
+   run bit for bit.  POSIX only (fork, kill). */
 #define _POSIX_C_SOURCE 200809L
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
@@ -208,6 +212,139 @@ static void kill_loop(const char *name, save_fn save, check_fn check, int kills,
     free(w);
 }
 
+
+/* ---- training killed and resumed, again and again ----------------------
+   A child trains an MLP and writes a full checkpoint (bd_model_save with
+   the trainer: EMA, raw weights, Adam moments and step, both RNG streams)
+   after every step.  It is killed at random moments; each new child
+   resumes from whatever checkpoint is on disk.  When the step count is
+   reached, the weights, EMA and Adam state on disk must equal those of one
+   uninterrupted run bit for bit: a kill never loses more than the step in
+   flight, and resuming never changes the trajectory. */
+#define RD 4
+#define RB 16
+static bd_result ring(void *ud, float *x, int64_t n, bd_rng *rng) {
+    int64_t i, j;
+    (void)ud;
+    for (i = 0; i < n; i++) {
+        double a = 2.0 * BD__PI * bd_rng_uniform(rng);
+        for (j = 0; j < RD; j++) x[i * RD + j] = (float)(j % 2 ? sin(a + (double)j) : cos(a + (double)j));
+    }
+    return BD_SUCCESS;
+}
+static bd_trainer_config resume_tc(void) {
+    bd_trainer_config tc = bd_trainer_config_init();
+    tc.seed = 4242;
+    tc.adam.lr = 3e-3;
+    tc.adam.warmup_steps = 5;
+    return tc;
+}
+/* a fresh model + trainer, or both resumed from path when it exists */
+static bd_result resume_open(bd_context *ctx, const char *path, bd_model **m, bd_trainer **tr) {
+    bd_trainer_config tc = resume_tc();
+    struct stat sb;
+    bd_result r;
+    *m = NULL; *tr = NULL;
+    if (stat(path, &sb) == 0) {
+        if ((r = bd_model_load(ctx, path, m)) != BD_SUCCESS) return r;
+        if ((r = bd_trainer_init(ctx, (*m)->net, &tc, RB, tr)) != BD_SUCCESS) return r;
+        return bd_model_resume(ctx, path, *m, *tr);
+    } else {
+        bd_mlp_config mc = bd_mlp_config_init(RD);
+        bd_rng rng = bd_rng_init(17);
+        bd_denoiser *net;
+        mc.hidden = 32; mc.depth = 2; mc.temb_dim = 8;
+        if ((r = bd_mlp_create(ctx, &mc, &rng, &net)) != BD_SUCCESS) return r;
+        if ((r = bd_model_init(ctx, net, BD_PARAM_V, BD_SCHEDULE_COSINE, m)) != BD_SUCCESS) return r;
+        return bd_trainer_init(ctx, (*m)->net, &tc, RB, tr);
+    }
+}
+
+/* field by field: the struct has padding */
+static int rng_same(const bd_rng *a, const bd_rng *b) {
+    return memcmp(a->s, b->s, sizeof a->s) == 0 && a->has_spare == b->has_spare &&
+           (!a->has_spare || memcmp(&a->spare, &b->spare, sizeof a->spare) == 0);
+}
+
+static void test_kill_training_and_resume(void) {
+    bd_context_config cc = bd_context_config_init();
+    bd_context *ctx;
+    bd_model *ref = NULL, *m = NULL;
+    bd_trainer *rtr = NULL, *tr = NULL;
+    char path[256];
+    bd_rng rng = bd_rng_init(5);
+    const int64_t T = getenv("TEST_QUICK") ? 25 : 80;
+    int kills = 0, resumes = 0, guard = 0, same = 0;
+    int64_t last = -1;
+    if (bd_context_init(&cc, &ctx) != BD_SUCCESS) { BDT_CHECK(0); return; }
+    snprintf(path, sizeof path, "%s/train.safetensors", g_dir);
+    remove(path);
+    /* the uninterrupted reference (no file: starts fresh) */
+    BDT_CHECK(resume_open(ctx, "/nonexistent/none", &ref, &rtr) == BD_SUCCESS);
+    BDT_CHECK(bd_trainer_run(rtr, T, RB, ring, NULL, NULL, NULL) == BD_SUCCESS);
+    while (guard++ < 2000) {
+        pid_t pid;
+        int st;
+        long delay = (long)(bd_rng_uniform(&rng) * (getenv("TEST_QUICK") ? 4000.0 : 12000.0));
+        fflush(stdout);
+        pid = fork();
+        if (pid < 0) { BDT_CHECK(0); break; }
+        if (pid == 0) {
+            bd_context *c;
+            bd_model *cm;
+            bd_trainer *ct;
+            if (bd_context_init(&cc, &c) != BD_SUCCESS) _exit(3);
+            if (resume_open(c, path, &cm, &ct) != BD_SUCCESS) _exit(4);
+            while (ct->adam.step < T) {
+                if (bd_trainer_run(ct, 1, RB, ring, NULL, NULL, NULL) != BD_SUCCESS) _exit(5);
+                if (bd_model_save(c, cm, path, ct) != BD_SUCCESS) _exit(6);
+            }
+            _exit(0);
+        }
+        sleep_us(delay);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        remove_temps(g_dir);
+        if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+            BDT_CHECKF(0, "training child failed with status %d", WEXITSTATUS(st));
+            break;
+        }
+        if (WIFSIGNALED(st)) kills++;
+        /* whatever is on disk must resume */
+        if (resume_open(ctx, path, &m, &tr) != BD_SUCCESS) {
+            BDT_CHECKF(0, "cannot resume after kill %d: %s", kills, bd_context_message(ctx));
+            bd_trainer_free(tr);
+            bd_model_free(m);
+            break;
+        }
+        resumes++;
+        BDT_CHECKF(tr->adam.step >= last, "checkpoint went back from step %lld to %lld", (long long)last,
+                   (long long)tr->adam.step);
+        last = tr->adam.step;
+        if (tr->adam.step >= T) {
+            size_t b = (size_t)m->net->n_params * sizeof(float);
+            same = tr->adam.step == T && memcmp(m->net->params, ref->net->params, b) == 0 &&
+                   memcmp(tr->ema, rtr->ema, b) == 0 && memcmp(tr->adam.m, rtr->adam.m, b) == 0 &&
+                   memcmp(tr->adam.v, rtr->adam.v, b) == 0 &&
+                   rng_same(&tr->rng, &rtr->rng) && rng_same(&tr->data_rng, &rtr->data_rng);
+            bd_trainer_free(tr);
+            bd_model_free(m);
+            break;
+        }
+        bd_trainer_free(tr);
+        bd_model_free(m);
+        tr = NULL; m = NULL;
+    }
+    printf("  %lld steps: %d kills, %d resumes; final state %s the uninterrupted run\n", (long long)T, kills, resumes,
+           same ? "bit-identical to" : "DIFFERENT from");
+    BDT_CHECK(same);
+    BDT_CHECKF(kills >= 2, "only %d kills landed", kills);
+    remove(path);
+    bd_trainer_free(rtr);
+    bd_model_free(ref);
+    bd_context_free(ctx);
+}
+
 static int kills_wanted(void) { return getenv("TEST_QUICK") ? 30 : 150; }
 
 static void test_kill_safetensors(void) { kill_loop("ck.safetensors", save_st, check_st, kills_wanted(), 0, 1); }
@@ -224,6 +361,7 @@ int main(void) {
     BDT_RUN(test_kill_safetensors);
     BDT_RUN(test_kill_npy);
     BDT_RUN(test_kill_first_save);
+    BDT_RUN(test_kill_training_and_resume);
     (void)bdt_close_ratio;
     remove_temps(g_dir);
     rmdir(g_dir);
