@@ -3905,6 +3905,7 @@ static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
 }
 BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_mult: NULL argument");
     if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
     cfg->levels = n;
@@ -3912,6 +3913,7 @@ BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_confi
 }
 BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_attn: NULL argument");
     if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
     for (l = 0; l < n; l++) {

@@ -499,7 +499,7 @@ static bd_result st_write_bad(fx *F, int which) {
     case 17: return bd_safetensors_write_memory(F->ctx, t, 1, NULL, 0, NULL, &F->o_size);
     case 18: return bd_safetensors_write_memory(F->ctx, t, 2, NULL, 0, &F->o_mem, &F->o_size);
     case 19: kv[0].key = NULL; nk = 1; break;
-    default: break;
+    default: break; /* -1: a valid file */
     }
     return bd_safetensors_write(F->ctx, path, t, nt, kv, nk);
 }
@@ -648,6 +648,228 @@ static bd_result alloc_bad(fx *F, int which) {
     }
     if (p) { bd_free(F->ctx, p); return BD_SUCCESS; }
     return F->ctx->last_result;
+}
+
+
+/* ---- UNet, bd_model, distillation ---- */
+static bd_unet_config tiny_unet(void) {
+    bd_unet_config c = bd_unet_config_init();
+    c.in_ch = 1; c.image_size = 8; c.ch = 8; c.levels = 2;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 2; c.ch_mult[2] = 0;
+    c.nres = 1;
+    c.attn[0] = 0; c.attn[1] = 1; c.attn[2] = 0;
+    c.groups = 2; c.heads = 1; c.branches = 1;
+    return c;
+}
+static bd_result unet_bad(fx *F, int which) {
+    bd_unet_config c = tiny_unet();
+    switch (which) {
+    case 0: c.levels = 0; break;
+    case 1: c.levels = 9; break;
+    case 2: c.image_size = 9; break;          /* not divisible by 2^(L-1) */
+    case 3: c.ch = 7; break;
+    case 4: c.groups = 3; break;
+    case 5: c.heads = 0; break;
+    case 6: c.heads = 3; break;               /* does not divide the attention width */
+    case 7: c.branches = 0; break;
+    case 8: c.branches = 65; break;
+    case 9: c.in_ch = 0; break;
+    case 10: c.ch_mult[1] = 0; break;
+    case 11: c.image_size = INT64_MAX; break;
+    case 12: c.ch = 65536; c.image_size = 1 << 20; break; /* sizes overflow or the allocator refuses */
+    case 13: c.nres = -1; break;
+    case 14: c.groups = 0; break;
+    case 15: return bd_unet_init(F->ctx, NULL, &F->rng, &F->o_d);
+    case 16: return bd_unet_init(F->ctx, &c, NULL, &F->o_d);
+    case 17: return bd_unet_get_config(F->mlp, &c);
+    case 18: return bd_unet_config_validate(F->ctx, NULL);
+    case 19: c.nres = INT64_MAX; break;
+    default: break;
+    }
+    return bd_unet_init(F->ctx, &c, &F->rng, &F->o_d);
+}
+static bd_result unet_parse_bad(fx *F, int which) {
+    bd_unet_config c = tiny_unet();
+    static const char *mult[] = {"", "1,,2", "1,2,", "a", "1 2", "99999999999999999999", "1,2,2,2,2,2,2,2,2", "-1", "0", ",1"};
+    static const char *attn[] = {"9", "-1", "1,", "x", "0,0,0,0,0,0,0,0,0", " 1"};
+    if (which < 10) return bd_unet_parse_mult(F->ctx, mult[which], &c);
+    if (which < 16) return bd_unet_parse_attn(F->ctx, attn[which - 10], &c);
+    if (which == 16) return bd_unet_parse_mult(F->ctx, NULL, &c);
+    if (which == 17) return bd_unet_parse_mult(F->ctx, "1,2", NULL);
+    if (which == 18) return bd_unet_parse_attn(F->ctx, NULL, &c);
+    return bd_unet_parse_attn(F->ctx, "1", NULL);
+}
+static bd_result unet_stats_bad(fx *F) {
+    bd_unet_config c = tiny_unet();
+    int64_t np;
+    c.groups = 3;
+    return bd_unet_config_stats(F->ctx, &c, &np, NULL, NULL);
+}
+/* a model of its own around a fresh MLP */
+static bd_result own_model(fx *F, bd_model **m) {
+    bd_mlp_config mc = bd_mlp_config_init(FX_D);
+    bd_denoiser *net;
+    bd_result r;
+    mc.hidden = 8; mc.depth = 2; mc.temb_dim = 4; mc.branches = 2;
+    *m = NULL;
+    if ((r = bd_mlp_create(F->ctx, &mc, &F->rng, &net)) != BD_SUCCESS) return r;
+    return bd_model_init(F->ctx, net, BD_PARAM_V, BD_SCHEDULE_COSINE, m);
+}
+static bd_result model_bad(fx *F, int which) {
+    bd_model *m = NULL, *l = NULL;
+    bd_result r = BD_SUCCESS;
+    bd_denoiser *net = NULL;
+    static const double g_up[4] = {1.0, 0.5, 0.7, 0.0};
+    static const double g_start[4] = {0.9, 0.5, 0.2, 0.0};
+    static const double g_end[4] = {1.0, 0.5, 0.2, 0.1};
+    bd_analytic_config ac = bd_analytic_config_init(FX_D, F->pts, 2, 0.1);
+    bd_adam adam;
+    bd_adam_config acfg = bd_adam_config_init();
+    char junk[300];
+    FILE *f;
+    switch (which) {
+    case 0: /* model_init takes over the network: an analytic one is refused and freed */
+        if (bd_analytic_create(F->ctx, &ac, &net) != BD_SUCCESS) return BD_SUCCESS;
+        return bd_model_init(F->ctx, net, BD_PARAM_V, BD_SCHEDULE_COSINE, &m);
+    case 1: return bd_model_init(F->ctx, NULL, BD_PARAM_V, BD_SCHEDULE_COSINE, &m);
+    case 2: {
+        bd_mlp_config mc = bd_mlp_config_init(FX_D);
+        if (bd_mlp_create(F->ctx, &mc, &F->rng, &net) != BD_SUCCESS) return BD_SUCCESS;
+        return bd_model_init(F->ctx, net, (bd_param_kind)5, BD_SCHEDULE_COSINE, &m);
+    }
+    case 3: return bd_model_init_unet(F->ctx, NULL, BD_PARAM_V, BD_SCHEDULE_COSINE, &F->rng, &m);
+    default: break;
+    }
+    if ((r = own_model(F, &m)) != BD_SUCCESS) return BD_ERROR_BACKEND; /* fixture failure */
+    switch (which) {
+    case 4: r = bd_model_set_grid(m, g_up, 3); break;
+    case 5: r = bd_model_set_grid(m, g_start, 3); break;
+    case 6: r = bd_model_set_grid(m, g_end, 3); break;
+    case 7: r = bd_model_set_grid(m, g_up, -2); break;
+    case 8: r = bd_model_save(F->ctx, m, NULL, NULL); break;
+    case 9: r = bd_model_save(F->ctx, m, F->dir_path, NULL); break;
+    case 10: r = bd_model_save(F->ctx, m, F->path, F->tr); break; /* trainer of another network */
+    case 11: r = bd_model_load(F->ctx, F->dir_path, &l); break;
+    case 12: /* a safetensors file that is not a checkpoint */
+        if (st_write_bad(F, -1) == BD_SUCCESS) r = bd_model_load(F->ctx, F->path, &l);
+        break;
+    case 13: /* junk bytes */
+        memset(junk, 'x', sizeof junk);
+        f = fopen(F->path, "wb");
+        if (f) { fwrite(junk, 1, sizeof junk, f); fclose(f); }
+        r = bd_model_load(F->ctx, F->path, &l);
+        break;
+    case 14: /* resume needs optimiser state */
+        if (bd_model_save(F->ctx, m, F->path, NULL) == BD_SUCCESS) {
+            bd_trainer *tr;
+            bd_trainer_config tc = bd_trainer_config_init();
+            if (bd_trainer_init(F->ctx, m->net, &tc, 2, &tr) == BD_SUCCESS) {
+                r = bd_model_resume(F->ctx, F->path, m, tr);
+                bd_trainer_free(tr);
+            }
+        }
+        break;
+    case 15: r = bd_model_resume(F->ctx, F->path, m, F->tr); break;
+    case 16: /* optimiser of the wrong size */
+        if (bd_model_save(F->ctx, m, F->path, NULL) == BD_SUCCESS &&
+            bd_adam_init(F->ctx, &acfg, 3, &adam) == BD_SUCCESS) {
+            r = bd_model_load_state(F->ctx, F->path, m, NULL, NULL, &adam, NULL, NULL, NULL);
+            bd_adam_free(&adam);
+        }
+        break;
+    case 17: /* checkpoint of another architecture into this model */
+        if (bd_model_save(F->ctx, m, F->path, NULL) == BD_SUCCESS) {
+            bd_model *u = NULL;
+            bd_unet_config uc = tiny_unet();
+            if (bd_model_init_unet(F->ctx, &uc, BD_PARAM_V, BD_SCHEDULE_COSINE, &F->rng, &u) == BD_SUCCESS) {
+                r = bd_model_load_state(F->ctx, F->path, u, u->net->params, NULL, NULL, NULL, NULL, NULL);
+                bd_model_free(u);
+            }
+        }
+        break;
+    case 18: r = bd_model_load(F->ctx, F->path, NULL); break;
+    case 19: r = bd_model_save(NULL, m, F->path, NULL); break;
+    default: break;
+    }
+    bd_model_free(l);
+    bd_model_free(m);
+    return r;
+}
+
+static bd_result distill_bad(fx *F, int which) {
+    bd_distill_config c = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    bd_denoiser *student = NULL, *teacher = F->mlp_other, *st2 = NULL;
+    bd_distill *d = NULL;
+    bd_result r = BD_SUCCESS;
+    double w[4], g[16];
+    bd_schedule sch;
+    static const double sg[3] = {1.0, 0.5, 0.0};
+    float x[4 * FX_D];
+    bd_schedule_init(&sch, BD_SCHEDULE_COSINE);
+    memcpy(x, F->x, sizeof x);
+    /* mlp_other: K = 2; a 2-branch student from it */
+    switch (which) {
+    case 0: c.branches = 0; break;
+    case 1: c.branches = 65; break;
+    case 2: c.teacher_substeps = 3; break;   /* not a multiple of K = 2 */
+    case 3: c.student_steps = 0; break;
+    case 4: c.weights = (bd_distill_weights)9; break;
+    case 5: c.method = (bd_distill_method)7; break;
+    case 6: c.teacher_solver = BD_SAMPLER_HEUN; break; /* PD: DDIM only */
+    case 7: c.space = BD_DISTILL_SPACE_X; c.distance = BD_DISTILL_L1; break; /* x space needs L2 */
+    case 8: c.adam.lr = -1; break;
+    case 9: c.ema_decay = 2.0; break;
+    case 10: c.custom_grid = sg; c.student_steps = 3; break; /* grid has 3 points, needs 4: can't tell; use bad values */
+    case 11: return bd_distill_branch_weights(F->ctx, w, (bd_distill_weights)9, 2, 0.1, 0.0, NULL);
+    case 12: return bd_distill_branch_weights(F->ctx, w, BD_WEIGHTS_UNIFORM, 0, 0.1, 0.0, NULL);
+    case 13: return bd_distill_branch_weights(F->ctx, NULL, BD_WEIGHTS_UNIFORM, 2, 0.1, 0.0, NULL);
+    case 14: return bd_distill_teacher_grid(F->ctx, &sch, sg, 2, 0, BD_SUBDIV_T, g);
+    case 15: return bd_distill_teacher_grid(F->ctx, &sch, sg, 0, 2, BD_SUBDIV_T, g);
+    case 16: return bd_distill_teacher_grid(F->ctx, &sch, NULL, 2, 2, BD_SUBDIV_T, g);
+    case 17: return bd_distill_method_parse("PD", &c.method);
+    case 18: return bd_distill_weights_parse(NULL, &c.weights);
+    default: break;
+    }
+    if (which == 10) { static const double bad[4] = {1.0, 0.2, 0.5, 0.0}; c.custom_grid = bad; }
+    if (bd_distill_student_from_teacher(teacher, 2, &F->rng, &student) != BD_SUCCESS) return BD_ERROR_BACKEND;
+    switch (which) {
+    case 19: r = bd_distill_init(F->ctx, &c, teacher, student, 0, &d); break;
+    case 20: r = bd_distill_init(F->ctx, &c, teacher, NULL, 4, &d); break;
+    case 21: r = bd_distill_init(F->ctx, &c, teacher, F->ana, 4, &d); break; /* nothing to train */
+    case 22: /* student of another sample size */
+        {
+            bd_mlp_config mc = bd_mlp_config_init(FX_D + 1);
+            mc.branches = 2;
+            if (bd_mlp_create(F->ctx, &mc, &F->rng, &st2) == BD_SUCCESS) r = bd_distill_init(F->ctx, &c, teacher, st2, 4, &d);
+        }
+        break;
+    case 23: /* student with K != config.branches */
+        c.branches = 1;
+        c.teacher_substeps = 2;
+        r = bd_distill_init(F->ctx, &c, teacher, student, 4, &d);
+        break;
+    default:
+        r = bd_distill_init(F->ctx, &c, teacher, student, 4, &d);
+        if (r != BD_SUCCESS) break;
+        switch (which) {
+        case 24: r = bd_distill_step(d, NULL, 2, NULL, NULL); break;   /* PD needs data */
+        case 25: r = bd_distill_step(d, x, 5, NULL, NULL); break;      /* over max_batch */
+        case 26: r = bd_distill_step(d, x, 0, NULL, NULL); break;
+        case 27: r = bd_distill_set_trajectories(d, NULL, 3); break;
+        case 28: r = bd_distill_teacher_trajectories(d, NULL, 2, &F->rng); break;
+        case 29: r = bd_distill_copy_ema(d, F->mlp); break;            /* wrong network */
+        case 30: x[1] = NAN; r = bd_distill_step(d, x, 2, NULL, NULL); break;
+        case 31: r = bd_distill_eval(d, 0, 1, 1, NULL, NULL, NULL); break;
+        case 32: d->N = 1; d->config.student_steps = 1; r = bd_distill_next_round(d); break; /* N odd */
+        default: break;
+        }
+        d->N = 2;
+        break;
+    }
+    bd_distill_free(d);
+    bd_denoiser_free(st2);
+    bd_denoiser_free(student);
+    return r;
 }
 
 /* ---- the table -------------------------------------------------------- */
@@ -953,7 +1175,100 @@ typedef struct mcase {
     X(shapes_size_4096, E_ARG, 1, img_bad(F, 26))                                              \
     X(png_grid_c2, E_ARG, 1, img_bad(F, 27))                                                   \
     X(png_grid_huge, E_ARG, 1, img_bad(F, 28))                                                 \
-    X(shapes_first_overflow, E_ARG, 1, img_bad(F, 29))
+    X(shapes_first_overflow, E_ARG, 1, img_bad(F, 29))                                        \
+    X(unet_levels_0, E_CFG, 1, unet_bad(F, 0))                                                 \
+    X(unet_levels_9, E_CFG, 1, unet_bad(F, 1))                                                 \
+    X(unet_size_odd, E_CFG, 1, unet_bad(F, 2))                                                 \
+    X(unet_ch_odd, E_CFG, 1, unet_bad(F, 3))                                                   \
+    X(unet_groups_3, E_CFG, 1, unet_bad(F, 4))                                                 \
+    X(unet_heads_0, E_CFG, 1, unet_bad(F, 5))                                                  \
+    X(unet_heads_3, E_CFG, 1, unet_bad(F, 6))                                                  \
+    X(unet_branches_0, E_CFG, 1, unet_bad(F, 7))                                               \
+    X(unet_branches_65, E_CFG, 1, unet_bad(F, 8))                                              \
+    X(unet_in_ch_0, E_CFG, 1, unet_bad(F, 9))                                                  \
+    X(unet_mult_0, E_CFG, 1, unet_bad(F, 10))                                                  \
+    X(unet_size_max, E_CFG, 1, unet_bad(F, 11))                                                \
+    X(unet_huge, E_CFG, 1, unet_bad(F, 12))                                                    \
+    X(unet_nres_neg, E_CFG, 1, unet_bad(F, 13))                                                \
+    X(unet_groups_0, E_CFG, 1, unet_bad(F, 14))                                                \
+    X(unet_null_cfg, E_ARG, 1, unet_bad(F, 15))                                                \
+    X(unet_null_rng, E_ARG, 1, unet_bad(F, 16))                                                \
+    X(unet_get_config_mlp, E_ARG, 0, unet_bad(F, 17))                                          \
+    X(unet_validate_null, E_ARG, 1, unet_bad(F, 18))                                           \
+    X(unet_nres_max, E_CFG, 1, unet_bad(F, 19))                                                \
+    X(unet_stats_bad, E_CFG, 1, unet_stats_bad(F))                                             \
+    X(unet_mult_empty, E_CFG, 1, unet_parse_bad(F, 0))                                         \
+    X(unet_mult_double_comma, E_CFG, 1, unet_parse_bad(F, 1))                                  \
+    X(unet_mult_trailing_comma, E_CFG, 1, unet_parse_bad(F, 2))                                \
+    X(unet_mult_letter, E_CFG, 1, unet_parse_bad(F, 3))                                        \
+    X(unet_mult_space, E_CFG, 1, unet_parse_bad(F, 4))                                         \
+    X(unet_mult_overflow, E_CFG, 1, unet_parse_bad(F, 5))                                      \
+    X(unet_mult_9_levels, E_CFG, 1, unet_parse_bad(F, 6))                                      \
+    X(unet_mult_neg, E_CFG, 1, unet_parse_bad(F, 7))                                           \
+    X(unet_mult_leading_comma, E_CFG, 1, unet_parse_bad(F, 9))                                 \
+    X(unet_attn_9, E_CFG, 1, unet_parse_bad(F, 10))                                            \
+    X(unet_attn_neg, E_CFG, 1, unet_parse_bad(F, 11))                                          \
+    X(unet_attn_trailing, E_CFG, 1, unet_parse_bad(F, 12))                                     \
+    X(unet_attn_letter, E_CFG, 1, unet_parse_bad(F, 13))                                       \
+    X(unet_attn_many, E_CFG, 1, unet_parse_bad(F, 14))                                         \
+    X(unet_attn_space, E_CFG, 1, unet_parse_bad(F, 15))                                        \
+    X(unet_parse_null, E_ARG, 1, unet_parse_bad(F, 16))                                        \
+    X(unet_parse_null_cfg, E_ARG, 1, unet_parse_bad(F, 17))                                    \
+    X(unet_parse_attn_null, E_ARG, 1, unet_parse_bad(F, 18))                                   \
+    X(unet_parse_attn_null_cfg, E_ARG, 1, unet_parse_bad(F, 19))                               \
+    X(model_analytic_net, E_UNS, 1, model_bad(F, 0))                                           \
+    X(model_null_net, E_ARG, 1, model_bad(F, 1))                                               \
+    X(model_bad_param, E_ARG, 1, model_bad(F, 2))                                              \
+    X(model_unet_null_cfg, E_ARG, 1, model_bad(F, 3))                                          \
+    X(model_grid_up, E_CFG, 1, model_bad(F, 4))                                                \
+    X(model_grid_start, E_CFG, 1, model_bad(F, 5))                                             \
+    X(model_grid_end, E_CFG, 1, model_bad(F, 6))                                               \
+    X(model_grid_steps_neg, E_CFG, 1, model_bad(F, 7))                                         \
+    X(model_save_null_path, E_ARG, 1, model_bad(F, 8))                                         \
+    X(model_save_no_dir, E_IO, 1, model_bad(F, 9))                                             \
+    X(model_save_other_trainer, E_ARG, 1, model_bad(F, 10))                                    \
+    X(model_load_missing, E_IO, 1, model_bad(F, 11))                                           \
+    X(model_load_not_checkpoint, E_FMT, 1, model_bad(F, 12))                                   \
+    X(model_load_junk, E_FMT, 1, model_bad(F, 13))                                             \
+    X(model_resume_no_optim, E_FMT, 1, model_bad(F, 14))                                       \
+    X(model_resume_other_trainer, E_ARG, 1, model_bad(F, 15))                                  \
+    X(model_state_adam_size, E_SHP, 1, model_bad(F, 16))                                       \
+    X(model_state_other_arch, E_FMT, 1, model_bad(F, 17))                                      \
+    X(model_load_null_out, E_ARG, 1, model_bad(F, 18))                                         \
+    X(model_save_null_ctx, E_ARG, 0, model_bad(F, 19))                                         \
+    X(distill_branches_0, E_CFG, 1, distill_bad(F, 0))                                         \
+    X(distill_branches_65, E_CFG, 1, distill_bad(F, 1))                                        \
+    X(distill_substeps, E_CFG, 1, distill_bad(F, 2))                                           \
+    X(distill_steps_0, E_CFG, 1, distill_bad(F, 3))                                            \
+    X(distill_weights, E_CFG, 1, distill_bad(F, 4))                                            \
+    X(distill_method, E_CFG, 1, distill_bad(F, 5))                                             \
+    X(distill_pd_heun, E_CFG, 1, distill_bad(F, 6))                                            \
+    X(distill_x_l1, E_CFG, 1, distill_bad(F, 7))                                               \
+    X(distill_adam_lr, E_CFG, 1, distill_bad(F, 8))                                            \
+    X(distill_ema_2, E_CFG, 1, distill_bad(F, 9))                                              \
+    X(distill_grid_bad, E_ARG, 1, distill_bad(F, 10))                                          \
+    X(distill_weights_kind, E_ARG, 1, distill_bad(F, 11))                                      \
+    X(distill_weights_k0, E_ARG, 1, distill_bad(F, 12))                                        \
+    X(distill_weights_null, E_ARG, 1, distill_bad(F, 13))                                      \
+    X(distill_tgrid_kt0, E_ARG, 1, distill_bad(F, 14))                                         \
+    X(distill_tgrid_n0, E_ARG, 1, distill_bad(F, 15))                                          \
+    X(distill_tgrid_null, E_ARG, 1, distill_bad(F, 16))                                        \
+    X(distill_parse_method, E_ARG, 0, distill_bad(F, 17))                                      \
+    X(distill_parse_weights, E_ARG, 0, distill_bad(F, 18))                                     \
+    X(distill_batch_0, E_ARG, 1, distill_bad(F, 19))                                           \
+    X(distill_null_student, E_ARG, 1, distill_bad(F, 20))                                      \
+    X(distill_untrainable, E_CFG, 1, distill_bad(F, 21))                                       \
+    X(distill_student_size, E_SHP, 1, distill_bad(F, 22))                                      \
+    X(distill_student_k, E_CFG, 1, distill_bad(F, 23))                                         \
+    X(distill_pd_no_data, E_ARG, 1, distill_bad(F, 24))                                        \
+    X(distill_step_over, E_ARG, 1, distill_bad(F, 25))                                         \
+    X(distill_step_0, E_ARG, 1, distill_bad(F, 26))                                            \
+    X(distill_traj_null, E_ARG, 1, distill_bad(F, 27))                                         \
+    X(distill_traj_gen_null, E_ARG, 1, distill_bad(F, 28))                                     \
+    X(distill_copy_ema_other, E_SHP, 1, distill_bad(F, 29))                                    \
+    X(distill_nan_data, E_NF, 1, distill_bad(F, 30))                                           \
+    X(distill_eval_n0, E_ARG, 1, distill_bad(F, 31))                                           \
+    X(distill_round_odd, E_ST, 1, distill_bad(F, 32))
 
 #define DEFINE_CASE(name, want, msg, expr) \
     static bd_result case_##name(fx *F) { (void)F; return (expr); }
