@@ -4607,8 +4607,9 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
     bd_model *m = NULL;
     bd_result r;
     bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
-    int64_t steps = 0, ostep = 0;
+    int64_t steps = 0, ostep = 0, need = 0, have = 0, ti;
     char why[sizeof ctx->message];
+    for (ti = 0; ti < st->n_tensors; ti++) have += st->tensors[ti].numel;
     if (!bd_safetensors_meta(st, "bdense.version"))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
     s = bd_safetensors_meta(st, "param");
@@ -4638,6 +4639,11 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
+        /* a few bytes of metadata must not make us allocate a huge network:
+           the file has to hold at least the config's parameters */
+        if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
+        if (need > have)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -4647,6 +4653,12 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
             (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
             return r;
+        {   /* parameters of the config (in double: the fields are unchecked here) */
+            double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
+            double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
+            if (np > (double)have)
+                return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
+        }
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
     } else {

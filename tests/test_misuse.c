@@ -22,6 +22,8 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- capturing log, capped counting allocator ---------------------------- */
@@ -40,9 +42,11 @@ static void cap_fn(void *ud, bd_result code, const char *message) {
 
 #define CAP_BYTES ((size_t)256 << 20)
 static long g_live = 0;
+static size_t g_max_req = 0; /* largest request seen */
 static void *cap_alloc(size_t n, void *ud) {
     void *p;
     (void)ud;
+    if (n > g_max_req) g_max_req = n;
     if (n > CAP_BYTES) return NULL;
     p = malloc(n);
     if (p) g_live++;
@@ -1380,10 +1384,50 @@ static void test_one_log_call_per_error(void) {
     fx_free(&F);
 }
 
+/* Checkpoint fuzz corpus and regressions (tests/fuzz/fuzz_checkpoint.c):
+   the seeds load; the regression files are refused without any allocation
+   much larger than the file (a few bytes of metadata once made the loader
+   allocate the network they describe, up to terabytes). */
+static void replay_dir(const char *dir, int must_load, int *files) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+    if (!d) return;
+    while ((e = readdir(d)) != NULL) {
+        fx F;
+        bd_model *m = NULL;
+        bd_result r;
+        struct stat sb;
+        long live0 = g_live;
+        if (e->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        if (!fx_init(&F)) { BDT_CHECK(0); break; }
+        g_max_req = 0;
+        r = bd_model_load(F.ctx, path, &m);
+        (*files)++;
+        if (must_load) BDT_CHECKF(r == BD_SUCCESS && m, "%s: %s", path, bd_context_message(F.ctx));
+        else BDT_CHECKF(r != BD_SUCCESS && !m && F.log.calls > 0, "%s: %s", path, bd_result_string(r));
+        BDT_CHECKF(g_max_req <= 64 * (size_t)sb.st_size + ((size_t)1 << 20),
+                   "%s (%lld bytes): an allocation of %zu bytes", path, (long long)sb.st_size, g_max_req);
+        bd_model_free(m);
+        fx_free(&F);
+        BDT_CHECKF(g_live == live0, "%s: leaked", path);
+    }
+    closedir(d);
+}
+static void test_checkpoint_corpus(void) {
+    int files = 0;
+    replay_dir("tests/fuzz/corpus/checkpoint", 1, &files);
+    replay_dir("tests/fuzz/regress/checkpoint", 0, &files);
+    BDT_CHECKF(files >= 5, "only %d checkpoint corpus/regression files found (run from the repository root)", files);
+}
+
 int main(void) {
     (void)bdt_close_ratio;
     BDT_RUN(test_misuse_table);
     BDT_RUN(test_null_tolerant);
     BDT_RUN(test_one_log_call_per_error);
+    BDT_RUN(test_checkpoint_corpus);
     return BDT_SUMMARY("test_misuse");
 }
