@@ -4643,7 +4643,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
            the file has to hold at least the config's parameters */
         if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
         if (need > have)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -4657,7 +4657,7 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
             double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
             if (np > (double)have)
-                return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
+                return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
         }
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
