@@ -3482,7 +3482,8 @@ BDAPI const bd_param_tensor *bd_denoiser_find_tensor(const bd_denoiser *d, const
 
 BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *src) {
     int64_t i, j;
-    if (!dst || !src) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!src) return bd_error(dst->ctx, BD_ERROR_INVALID_ARGUMENT, "copy_weights: NULL source");
     if (dst->n_tensors != src->n_tensors)
         return bd_error(dst->ctx, BD_ERROR_SHAPE, "copy_weights: %lld tensors vs %lld",
                         (long long)dst->n_tensors, (long long)src->n_tensors);
@@ -4256,6 +4257,8 @@ BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_
     if (branch < 0 || branch >= K)
         return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: branch %lld not in 0..%lld",
                         (long long)branch, (long long)(K - 1));
+    if (p != BD_PARAM_EPS && p != BD_PARAM_X0 && p != BD_PARAM_V)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: unknown param kind %d", (int)p);
     r = bd_denoiser_forward(d, out, z, t, N, 0);
     if (r != BD_SUCCESS) return r;
     for (n = 0; n < N; n++) {
@@ -4273,7 +4276,7 @@ BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max
     bd_result r;
     int64_t D, KD;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!model || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument");
+    if (!model || !out || !model->vt) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument or uninitialised model");
     *out = NULL;
     if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)max_batch);
     D = bd_denoiser_sample_size(model);
@@ -4394,8 +4397,8 @@ BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, floa
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown param kind %d", (int)cfg->param);
     if (!(cfg->eta >= 0.0))
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
-    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
-    if (branch >= s->model->branches)
+    branch = cfg->branch == -1 ? s->model->branches - 1 : cfg->branch;
+    if (branch < 0 || branch >= s->model->branches)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: branch %lld but the model has %lld",
                         (long long)cfg->branch, (long long)s->model->branches);
     if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
@@ -4566,11 +4569,13 @@ BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int6
     if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
     memset(out, 0, sizeof *out);
     if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
-    if (!(config->lr >= 0.0) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
+    if (!(config->lr >= 0.0 && config->lr <= 1e30) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
         !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
-        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 ||
+        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 || config->total_steps < 0 ||
+        !(config->lr_min >= 0.0 && config->lr_min <= 1e30) || config->grad_clip != config->grad_clip ||
         (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
+                        "warmup and total_steps >= 0, grad_clip not NaN");
     out->m = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     out->v = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     if (!out->m || !out->v) {
@@ -4845,7 +4850,8 @@ BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, doubl
 }
 
 BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst) {
-    if (!tr || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_copy_ema: NULL destination");
     if (dst->n_params != tr->model->n_params || !dst->params)
         return bd_error(tr->ctx, BD_ERROR_SHAPE, "bd_trainer_copy_ema: destination has %lld params, EMA has %lld",
                         (long long)dst->n_params, (long long)tr->model->n_params);
@@ -5319,6 +5325,7 @@ static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
 }
 BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_mult: NULL argument");
     if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
     cfg->levels = n;
@@ -5326,6 +5333,7 @@ BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_confi
 }
 BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_attn: NULL argument");
     if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
     for (l = 0; l < n; l++) {
@@ -6051,8 +6059,9 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
     bd_model *m = NULL;
     bd_result r;
     bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
-    int64_t steps = 0, ostep = 0;
+    int64_t steps = 0, ostep = 0, need = 0, have = 0, ti;
     char why[sizeof ctx->message];
+    for (ti = 0; ti < st->n_tensors; ti++) have += st->tensors[ti].numel;
     if (!bd_safetensors_meta(st, "bdense.version"))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
     s = bd_safetensors_meta(st, "param");
@@ -6082,6 +6091,11 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
+        /* a few bytes of metadata must not make us allocate a huge network:
+           the file has to hold at least the config's parameters */
+        if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
+        if (need > have)
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -6091,6 +6105,12 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
             (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
             return r;
+        {   /* parameters of the config (in double: the fields are unchecked here) */
+            double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
+            double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
+            if (np > (double)have)
+                return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
+        }
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
     } else {
@@ -6414,9 +6434,11 @@ static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_siz
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     if ((unsigned long)end > max_size) {
         fclose(f);
@@ -7341,9 +7363,11 @@ BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safete
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     fsize = (uint64_t)end;
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
@@ -8554,8 +8578,8 @@ static double bd__sd_tri(double px, double py, double r) { /* equilateral, half 
 BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
                                      int64_t first, int64_t n, int64_t size, uint64_t seed) {
     int64_t i, x, y;
-    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    if (!out || n < 0 || first < 0 || n > INT64_MAX - first || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, first + n in range, 8 <= size <= 1024");
     for (i = 0; i < n; i++) {
         bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
         double S = (double)size;
