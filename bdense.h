@@ -824,16 +824,524 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ======================================================================== */
 /* >>unet                                                                   */
 /* ======================================================================== */
+/* The reference UNet of SPEC 6 behind the bd_denoiser interface (kind
+   "unet"), the bd_model that pairs a network with its diffusion settings,
+   and SPEC 7 checkpoints.  docs/unet.md walks through the architecture. */
+#define BD_UNET_MAX_LEVELS 8
+
+typedef struct bd_unet_config {
+    int64_t in_ch;                          /* C: image channels */
+    int64_t image_size;                     /* H = W; divisible by 2^(levels-1) */
+    int64_t ch;                             /* base width (even, divisible by groups) */
+    int64_t levels;                         /* L = number of ch_mult entries, 1..8 */
+    int64_t ch_mult[BD_UNET_MAX_LEVELS];    /* m_0..m_{L-1} */
+    int64_t nres;                           /* ResBlocks per level (encoder) */
+    int attn[BD_UNET_MAX_LEVELS];           /* 1 = attention after each ResBlock of level l */
+    int64_t groups;                         /* GroupNorm groups G (eps 1e-5) */
+    int64_t heads;                          /* attention heads (also the middle block's) */
+    int64_t branches;                       /* K output branches, 1..64 */
+} bd_unet_config;
+
+/* SPEC 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
+   (and in the middle), G=8, heads=1, K=1. */
+BDAPI bd_unet_config bd_unet_config_init(void);
+/* Checks every field; the message says which rule failed.  ctx may be NULL. */
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *cfg);
+/* Sizes of a valid config without building it: parameters (floats),
+   activation floats kept per sample by a training forward (caches; the
+   gradient and scratch slabs come on top, see docs/unet.md), and the FLOPs of
+   one forward at batch 1 (2 per multiply-add; GEMM-like work only).  Any
+   pointer may be NULL. */
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops);
+/* Config string helpers for checkpoint metadata: "1,2,2" and "2" (the
+   attention levels, "" for none).  Return the length written (buf is always
+   NUL-terminated when cap > 0). */
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap);
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap);
+/* Parse them back (strict: comma-separated decimal integers, no spaces). */
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg);
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg);
+
+/* A UNet denoiser initialised from rng: conv/linear weights and biases
+   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default), GroupNorm weight 1
+   bias 0, and zero weights+bias for every ResBlock's conv2, every attention
+   proj and conv_out (DDPM/ADM zero_module).  *out is freed with
+   bd_denoiser_free. */
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out);
+/* The config of a "unet" denoiser (BD_ERROR_INVALID_ARGUMENT for other kinds). */
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg);
+
+/* A model = a network + the diffusion settings that give its outputs a
+   meaning.  Teacher: steps = 0, grid = NULL.  Distilled student: its time
+   grid (steps+1 values from 1 to 0) and K = net->branches.  `ema`, when not
+   NULL, holds EMA weights (n_params) that bd_model_save writes as the main
+   tensors.  arch is "unet" (cfg valid) or "mlp" (mlp valid). */
+typedef struct bd_model {
+    bd_context *ctx;
+    bd_denoiser *net;        /* owned */
+    char arch[8];            /* "unet" | "mlp" */
+    bd_unet_config cfg;      /* arch "unet" */
+    bd_mlp_config mlp;       /* arch "mlp" */
+    bd_param_kind param;
+    bd_schedule_kind schedule;
+    int64_t steps;           /* student grid steps; 0 = teacher */
+    double *grid;            /* (steps+1) student only; NULL for a teacher */
+    float *ema;              /* (n_params) optional */
+    int64_t train_step;      /* optimiser step loaded from / saved to metadata optim.step */
+} bd_model;
+
+/* A model around `net` ("unet" or "mlp"), which it takes over (freed by
+   bd_model_free, also when this call fails). */
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out);
+/* bd_unet_init + bd_model_init. */
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out);
+BDAPI void bd_model_free(bd_model *m);
+/* Make the model a student on `grid` (steps+1 doubles, grid[0] = 1 >
+   grid[1] > ... > grid[steps] = 0; copied); steps = 0 / grid = NULL makes it
+   a teacher again. */
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
+/* Allocate m->ema as a copy of the current weights (no-op if present). */
+BDAPI bd_result bd_model_enable_ema(bd_model *m);
+
+/* Checkpoints (SPEC 7, docs/unet.md).  Model tensors carry the SPEC 6
+   names (the MLP its own names); metadata as SPEC 7.  Which weights are the
+   model tensors: the EMA weights when there are any (tr->ema, else m->ema),
+   else the network's.  With a trainer, everything an exact resume needs is
+   written as well: train.raw.<name> (the raw weights), optim.m.<name>,
+   optim.v.<name>, and metadata optim.step, train.rng, train.data_rng.
+   tr (may be NULL) must train m->net.  The write is atomic. */
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr);
+/* Generic form for other optimisation loops (distillation): each of adam,
+   ema, raw, rng, data_rng may be NULL.  `ema`: weights written as the model
+   tensors (NULL: m->ema, else the network's); `raw`: written as
+   train.raw.<name> (needs adam or ema to make sense, not enforced). */
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng);
+/* Load a checkpoint: the model tensors become the network's weights (ready
+   to sample), m->ema stays NULL.  Validates the metadata (every key, strict
+   numbers), builds the network from it and checks every tensor (name, shape,
+   none missing, none unexpected); errors name what is wrong. */
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out);
+/* Resume training: after bd_model_load(path, &m) and bd_trainer_init on
+   m->net, restore the exact training state from the same file: raw weights
+   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams.
+   BD_ERROR_FORMAT if the file has no optimiser state. */
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr);
+/* Generic form: any output may be NULL (not restored).  adam->n must equal
+   the network's n_params; ema/raw receive n_params floats.  *found (may be
+   NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
+   8 data_rng.  raw falls back to the model tensors when the file has none. */
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found);
+
 /* UNET-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>io                                                                     */
 /* ======================================================================== */
+/* Files.  Every writer is atomic: it writes a temporary file in the same
+   directory (fwrite, fflush, fsync), then renames it over the target; on any
+   error the temporary is removed and an existing target is left untouched.
+   Every reader validates all it reads and reports each defect as
+   BD_ERROR_FORMAT (or BD_ERROR_UNSUPPORTED) with a message naming it;
+   readers never trust a length, offset or shape from the file.
+   See docs/formats.md. */
+
+/* --- safetensors (SPEC 7) ------------------------------------------------ */
+#define BD_ST_MAX_DIMS 8
+#define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
+
+/* One F32 tensor to write.  data holds prod(shape) floats in host order. */
+typedef struct bd_st_write_tensor {
+    const char *name; /* UTF-8, unique, not "__metadata__" */
+    const float *data;
+    int ndim;         /* 0..BD_ST_MAX_DIMS (0 = scalar, one float) */
+    int64_t shape[BD_ST_MAX_DIMS];
+} bd_st_write_tensor;
+
+/* A __metadata__ entry (both UTF-8 strings). */
+typedef struct bd_st_kv {
+    const char *key;
+    const char *value;
+} bd_st_kv;
+
+/* Write tensors (stored sorted by name, as the safetensors library does)
+   and metadata (sorted by key) to path, atomically.  The JSON header is
+   padded with spaces to a multiple of 8 bytes.  Duplicate names, invalid
+   UTF-8 or a NULL data pointer (for numel > 0) are BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata);
+/* The same bytes into a buffer allocated on ctx (release with bd_free). */
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size);
+
+/* A tensor of a loaded file.  data is 4-byte aligned, in host byte order. */
+typedef struct bd_st_tensor {
+    const char *name;
+    int ndim;
+    int64_t shape[BD_ST_MAX_DIMS];
+    int64_t numel;
+    const float *data;
+} bd_st_tensor;
+
+/* A loaded, fully validated safetensors file.  tensors are sorted by name
+   (iterate i = 0..n_tensors-1), metadata by key. */
+typedef struct bd_safetensors {
+    bd_context *ctx;
+    int64_t n_tensors;
+    const bd_st_tensor *tensors;
+    int64_t n_metadata;
+    const bd_st_kv *metadata;
+    void *table; /* private: tensor/metadata tables and strings */
+    void *data;  /* private: the data section */
+} bd_safetensors;
+
+/* Load and validate: header length against the file size and
+   BD_ST_MAX_HEADER; strict JSON; every tensor F32 (another dtype is
+   BD_ERROR_UNSUPPORTED naming the tensor); shape product * 4 == offset span;
+   offsets inside the data section, non-overlapping and covering it without
+   gaps; no duplicate names or keys; __metadata__ values strings. */
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out);
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out);
+BDAPI void bd_safetensors_free(bd_safetensors *st);
+/* NULL when absent (binary search, no error recorded). */
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name);
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key);
+
+/* Strict JSON check (RFC 8259: UTF-8, escapes incl. \uXXXX surrogate pairs,
+   nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
+
+/* --- NumPy .npy ----------------------------------------------------------- */
+#define BD_NPY_MAX_DIMS 4
+/* A float32 array read from .npy (data on the context allocator). */
+typedef struct bd_npy {
+    float *data;
+    int ndim; /* 0..BD_NPY_MAX_DIMS */
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+} bd_npy;
+
+/* Write float32, C order, format version 1.0 (header padded to 64 bytes),
+   atomically.  ndim 0..4; shape entries >= 0. */
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape);
+/* Read '<f4', '>f4', '<f8' or '>f8' (f8 converted), C order, versions 1, 2
+   and 3.  Fortran order, other dtypes and ndim > 4 are
+   BD_ERROR_UNSUPPORTED; a malformed header, short data or trailing bytes
+   BD_ERROR_FORMAT.  Release with bd_npy_free. */
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
+
+/* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
+/* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n);
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n); /* start with 1 */
+/* Decode a raw deflate stream (RFC 1951).  *out is allocated on ctx
+   (release with bd_free); output beyond max_out bytes is BD_ERROR_FORMAT
+   (a decompression-bomb guard).  *consumed (may be NULL) = input bytes used. */
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed);
+/* Decode a gzip file (RFC 1952, one or more members): header flags,
+   CRC-32 and length trailers are all checked. */
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size);
+
+/* --- IDX (MNIST, Fashion-MNIST) ------------------------------------------- */
+#define BD_IDX_MAX_BYTES ((size_t)1 << 31) /* decoded size accepted */
+/* Unsigned-byte IDX images (magic 0x00000803, dims N,R,C), raw or gzip
+   (detected by its magic bytes, not the name) -> out (N,1,R,C) floats in
+   [-1,1] (v/127.5 - 1), allocated with bd_tensor_init (bd_tensor_free). */
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out);
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out);
+/* Unsigned-byte IDX labels (magic 0x00000801) -> *labels (n bytes on ctx,
+   release with bd_free). */
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *n);
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *n);
+
+/* --- PNG, image grids, line plots, CSV ------------------------------------ */
+/* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
+   2 = gray+alpha, 3 = RGB, 4 = RGBA.  zlib stream of stored deflate blocks
+   (no compression), correct CRC-32 and Adler-32. */
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels);
+/* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w);
+/* Tile x (N,C,H,W) into a grid of `cols` columns (cols <= 0: ceil(sqrt(N)))
+   and ceil(N/cols) rows, `pad` pixels between and around tiles filled with
+   pad_value.  out is (C, rows*(H+pad)+pad, cols*(W+pad)+pad); with out NULL
+   only the size is returned in *out_h, *out_w. */
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value);
+/* bd_image_grid (mid-grey padding) straight to a PNG file. */
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
+
+/* A line plot (loss curves): several series, automatic "nice" axes, a light
+   grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
+typedef struct bd_plot_series {
+    const double *x; /* (n) or NULL for 0..n-1 */
+    const double *y; /* (n) */
+    int64_t n;
+} bd_plot_series;
+typedef struct bd_plot_config {
+    int64_t width, height; /* pixels, >= 64 */
+    int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
+} bd_plot_config;
+BDAPI bd_plot_config bd_plot_config_init(void); /* 640 x 400, linear */
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series);
+
+/* CSV with a header row: columns[j] holds n_rows doubles ("%.9g"). */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows);
+
+/* --- built-in data ---------------------------------------------------------- */
+/* Procedural shapes, no download: one anti-aliased disc, square, triangle
+   or ring per image, of random position, size, rotation and intensity on a
+   black background.  out (N,1,size,size) in [-1,1]; size 8..1024.
+   Sample i depends only on (seed, first + i), so a data set of N samples is
+   the prefix of any larger one.  labels (N) or NULL: 0 disc, 1 square,
+   2 triangle, 3 ring.  ctx may be NULL. */
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed);
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed);
+
 /* IO-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>distill                                                                */
 /* ======================================================================== */
+/* B-DENSE distillation (SPEC 5).  A K-branch student learns, from every
+   student step t -> u, the x_hat that one DDIM jump from (z_t, t) needs to
+   land on each of the teacher's intermediate states z_{s_1..s_K}.
+   Layouts: a batch of N samples of D = C*H*W floats; student output o is
+   (N, K*D) branch-major (branch k = o[n, k*D .. k*D+D-1]); per-branch
+   quantities (teacher states, targets, times s_k) are (K, N, ...). */
+typedef enum bd_distill_method { BD_DISTILL_PD = 0, BD_DISTILL_TD = 1 } bd_distill_method;
+typedef enum bd_distill_weights {
+    BD_WEIGHTS_UNIFORM = 0,  /* w_k = 1/K */
+    BD_WEIGHTS_FINAL = 1,    /* w_K = 1, others 0 (sparse) */
+    BD_WEIGHTS_LINEAR = 2,   /* w_k = k / (K(K+1)/2) */
+    BD_WEIGHTS_AUX = 3,      /* w_K = 1, w_k = beta for k < K */
+    BD_WEIGHTS_ANNEAL = 4,   /* w_k = (1-tau)/K + tau [k=K] */
+    BD_WEIGHTS_ADAPTIVE = 5  /* loss-balanced, see bd_distill_branch_weights */
+} bd_distill_weights;
+typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
+typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m);        /* "pd", "td" */
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out);
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w);      /* "uniform", ... */
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out);
+
+/* Branch target x_tilde (N,D) of one teacher state (SPEC 5):
+       x_tilde = (z_s - (sigma_s/sigma_t) z_t) / (alpha_s - (sigma_s/sigma_t) alpha_t)
+   and x_tilde = z_s where sigma_s == 0 (s = 0).  z_t, z_s (N,D); alpha_t,
+   sigma_t, alpha_s, sigma_s (N) per sample.  Computed in double. */
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
+
+/* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (SPEC 5); 1e30 cap at sigma = 0. */
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t);
+
+/* The multi-branch loss and its gradient w.r.t. the raw student output.
+     o (N,K*D): student output, every branch read in `param`;  z_t (N,D);
+     alpha_t, sigma_t (N);  alpha_s, sigma_s (K,N): times s_k of each branch;
+     w (K): branch weights.
+   space X: needs x_tilde (K,N,D) (bd_distill_target); z_s may be NULL.
+       L = (1/N) sum_n lambda(t_n) sum_k w_k (1/D) sum_d (x_hat_k - x_tilde_k)^2
+       (distance must be L2).
+   space Z: needs z_s (K,N,D) (the teacher states); x_tilde may be NULL.
+       z_hat_k = DDIM jump of branch k from (z_t, t) to s_k; no lambda:
+       L = (1/N) sum_n sum_k w_k (1/D) sum_d dist(z_hat_k - z_s_k),
+       dist = d^2 (L2) or |d| (L1).
+   Returns L.  branch_loss (K) or NULL receives the unweighted per-branch
+   terms (L = sum_k w_k branch_loss[k]).  dout (N,K*D) or NULL: dL/do is
+   ADDED (+=), scaled by `grad_scale` (e.g. 1/steps when averaging). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale);
+
+/* Branch weights w (K) for a schedule.  beta: aux weight; tau in [0,1]:
+   anneal progress.  ADAPTIVE uses ema (K), a running (bias-corrected) mean
+   of each branch's own loss (NULL or non-positive entries = not yet known,
+   treated as equal):  w_K = 1/2 and w_k = (1/(2(K-1))) ema_K / ema_k for
+   k < K, so the final branch always carries half the scale-normalised loss
+   and the K-1 dense branches share the other half equally; K = 1 gives
+   w = 1.  See docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema);
+
+/* Teacher grid: every student interval [t_i, t_{i+1}] of `student_grid`
+   (N+1 times, 1 -> 0) split into Kt sub-steps, so the teacher grid (N*Kt+1
+   times) nests the student grid (out[i*Kt] = student_grid[i]).
+   LOGSNR: interior points uniform in logSNR between the ends, an end at
+   t = 0 replaced by bd_schedule_t_min for placing them; T: uniform in t. */
+typedef enum bd_distill_subdiv { BD_SUBDIV_LOGSNR = 0, BD_SUBDIV_T = 1 } bd_distill_subdiv;
+BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
+                                        const double *student_grid, int64_t N, int64_t Kt,
+                                        bd_distill_subdiv subdiv, double *out);
+
+/* Trajectory source for TD: fill traj (n, S+1, C, H, W) with n teacher
+   trajectories on the distiller's teacher grid (S = N*Kt; state 0 is the
+   starting noise, state S the sample).  rng: the distiller's. */
+typedef bd_result (*bd_traj_fn)(void *user_data, float *traj, int64_t n, bd_rng *rng);
+
+#define BD_DISTILL_MAX_BRANCHES 64
+
+typedef struct bd_distill_config {
+    bd_distill_method method;
+    int64_t branches;           /* K, student output branches (1..64) */
+    int64_t teacher_substeps;   /* Kt, teacher steps per student step, a multiple of K;
+                                   branch k-1 (k = 1..K) targets sub-state k*Kt/K */
+    bd_distill_weights weights; /* uniform */
+    double aux_beta;            /* aux: weight of each dense branch (0.1) */
+    int64_t anneal_steps;       /* anneal: tau = min(1, step / anneal_steps) (1000) */
+    double adaptive_decay;      /* adaptive: EMA decay of the branch losses (0.99) */
+    bd_distill_space space;     /* PD: x; TD: z */
+    bd_distill_distance distance; /* L2 (x space needs L2) */
+    int64_t student_steps;      /* N */
+    bd_grid_kind grid;          /* student grid kind (uniform_t) */
+    const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
+    bd_distill_subdiv subdiv;   /* teacher sub-grid: PD t, TD logsnr */
+    bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
+    int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
+    bd_param_kind param;        /* teacher and student parametrisation (v) */
+    bd_schedule_kind schedule;  /* cosine */
+    bd_adam_config adam;        /* bd_adam_config_init(), lr 1e-4 */
+    double ema_decay;           /* student EMA (0.999) */
+    int ema_warmup;             /* decay_k = min(ema_decay, (1+k)/(10+k)) (1) */
+    uint64_t seed;              /* distiller rng: data noise, steps, trajectories */
+} bd_distill_config;
+
+/* Defaults for a method, K and N (see the field comments). */
+BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
+                                               int64_t student_steps);
+
+/* The distiller.  Public, like bd_trainer, so a checkpoint can save and
+   restore everything a resume needs (student params, ema, adam, rng, step,
+   branch_ema) and tests can read the last batch.  Buffers are reserved for
+   max_batch at init; steps allocate nothing. */
+typedef struct bd_distill {
+    bd_context *ctx;
+    bd_distill_config config;
+    bd_denoiser *teacher;       /* not owned (after a PD round: owned_teacher) */
+    bd_denoiser *student;       /* not owned */
+    bd_denoiser *owned_teacher; /* created by bd_distill_next_round, or NULL */
+    bd_schedule sched;
+    bd_adam adam;
+    float *ema;                 /* (n_params) student EMA: what gets sampled */
+    bd_rng rng;
+    int64_t step;               /* optimisation steps taken this round */
+    int64_t round;              /* PD rounds completed */
+    int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    double *grid;               /* (N+1) student grid */
+    double *tgrid;              /* (S+1) teacher grid */
+    double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
+    int64_t branch_ema_count;   /* updates so far (bias correction) */
+    double weights[BD_DISTILL_MAX_BRANCHES];    /* weights of the last step */
+    double last_loss, last_grad_norm;
+    double last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    bd_traj_fn traj_fn;         /* TD trajectory source; NULL = solve on the fly */
+    void *traj_user_data;
+    const float *traj_cache;    /* bd_distill_set_trajectories */
+    int64_t traj_cache_count;
+    bd_sampler *tsampler;       /* teacher solver (TD), on tgrid */
+    bd_sampler *ssampler;       /* student sampler (eval) */
+    /* last batch (n = last_n rows); per-branch arrays are (K, n, ...) */
+    int64_t last_n;
+    float *zt;                  /* (B, D) student input z_t */
+    float *tt;                  /* (B) student time t */
+    double *at, *st;            /* (B) alpha_t, sigma_t */
+    double *as, *ss;            /* (K, B) alpha, sigma at s_k */
+    float *zs;                  /* (K, B, D) teacher states z_{s_k} */
+    float *xt;                  /* (K, B, D) targets x_tilde_k */
+    int64_t *idx;               /* (B) PD: student step of each sample */
+    /* work */
+    float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
+    double *an, *sn;
+} bd_distill;
+
+/* student: K = config.branches branches, same sample shape as the teacher,
+   usually bd_distill_student_from_teacher's.  Both stay the caller's. */
+BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
+                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
+                                bd_distill **out);
+BDAPI void bd_distill_free(bd_distill *dist);
+
+/* A K-branch copy of the teacher: create_like + copy_weights (every branch
+   starts as the teacher's output; a K-branch teacher is copied as is). */
+BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
+                                                bd_rng *rng, bd_denoiser **out);
+
+/* One optimisation step of the student.
+   PD: x (n, C, H, W) data, n <= max_batch.  Per sample a student step i,
+       eps, z_t = alpha_t x + sigma_t eps; the teacher's final branch takes
+       Kt DDIM sub-steps on the teacher grid; targets; loss; AdamW; EMA.
+   TD: x must be NULL.  n teacher trajectories (source, on the fly or
+       cached); the student walks its grid from the same noise, input its
+       own detached previous state (or the teacher's, teacher forcing);
+       the loss is the MEAN over the N student steps of the batch loss.
+   loss (may be NULL): L;  branch_loss (K, may be NULL): its unweighted
+   per-branch terms, same averaging.  A non-finite loss or gradient
+   returns BD_ERROR_NONFINITE and leaves params, EMA, Adam, step and the
+   branch EMA untouched (the rng has advanced). */
+BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                double *branch_loss);
+
+/* Teacher trajectories for TD, count of them in chunks of max_batch: traj
+   (count, S+1, C, H, W); the starting noise is drawn from rng. */
+BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
+                                                bd_rng *rng);
+/* TD trajectory source: a callback (NULL = solve on the fly) ... */
+BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data);
+/* ... or a cache in memory (count, S+1, C, H, W), kept by the caller; each
+   step draws n of them uniformly with replacement. */
+BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count);
+
+/* PD: end a round.  The student's EMA weights become the teacher (an owned
+   K-branch copy when the shapes differ) and the student's new start; N
+   halves (N must be even), the new grid is every other point of the old
+   one and the teacher grid is re-derived; Adam, EMA, step and branch EMA
+   restart.  Allocates (a round is not a hot path). */
+BDAPI bd_result bd_distill_next_round(bd_distill *dist);
+
+/* Copy the student EMA into dst (same n_params). */
+BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst);
+
+/* Trajectory error at the student's NFE: n starting noises from `seed`;
+   the teacher solves its grid (teacher_solver, S steps); the student
+   (EMA weights if use_ema) samples with DDIM on its grid, final branch.
+   mse: mean over all elements of (student - teacher)^2.  teacher_x,
+   student_x (n, D) or NULL receive the samples.  Allocates. */
+BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
+                                double *mse, float *teacher_x, float *student_x);
+
 /* DISTILL-DECLARATIONS */
 
 /* ======================================================================== */
@@ -3085,16 +3593,4421 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ------------------------------------------------------------------------ */
 /* >>unet                                                                   */
 /* ------------------------------------------------------------------------ */
+/* The UNet is compiled into a flat plan at init: a list of "values" (the
+   tensors that flow between blocks: block outputs and skips), a list of ops
+   (ResBlock, attention, down, up) in execution order, and a size table of
+   per-sample cache offsets (llm.c style).  reserve() turns the size table
+   into one slab per batch size; forward/backward then only index it.
+   Activation slab layout: a region of `size * batch` floats per cache, at
+   offset `per_sample_offset * batch`; a batch n <= batch uses its prefix. */
+enum { BD__UOP_RES = 0, BD__UOP_ATTN = 1, BD__UOP_DOWN = 2, BD__UOP_UP = 3 };
+/* cache slots of a ResBlock */
+enum { BD__R_CAT, BD__R_N1, BD__R_A1, BD__R_H1, BD__R_N2, BD__R_A2, BD__R_MEAN1, BD__R_RSTD1,
+       BD__R_MEAN2, BD__R_RSTD2, BD__R_TPROJ };
+/* cache slots of an attention block */
+enum { BD__A_N, BD__A_MEAN, BD__A_RSTD, BD__A_QKV, BD__A_ATT, BD__A_O };
+/* cache slot of an up block */
+enum { BD__U_UP };
+/* parameter tensors of a ResBlock, relative to op->pt */
+enum { BD__RP_N1W, BD__RP_N1B, BD__RP_C1W, BD__RP_C1B, BD__RP_TW, BD__RP_TB, BD__RP_N2W,
+       BD__RP_N2B, BD__RP_C2W, BD__RP_C2B, BD__RP_SW, BD__RP_SB };
+enum { BD__AP_NW, BD__AP_NB, BD__AP_QW, BD__AP_QB, BD__AP_PW, BD__AP_PB };
+
+typedef struct bd__unet_val {
+    int64_t c, h, w; /* one sample */
+    int64_t act;     /* per-sample offset in the activation slab */
+    int64_t grad;    /* per-sample offset in the gradient slab */
+} bd__unet_val;
+
+typedef struct bd__unet_op {
+    int type;
+    int has_skip_conv;       /* ResBlock with cin != cout */
+    int64_t in, skip, out;   /* value indices; skip < 0: no concat */
+    int64_t cin_h, cskip;    /* channels of `in` and of `skip` */
+    int64_t cin, cout;       /* cin = cin_h + cskip */
+    int64_t h, w;            /* input resolution */
+    int64_t pt;              /* first parameter tensor (order: BD__RP_* / BD__AP_* / w,b) */
+    int64_t a[11];           /* per-sample cache offsets (BD__R_* / BD__A_* / BD__U_*) */
+} bd__unet_op;
+
+typedef struct bd__unet {
+    bd_unet_config cfg;
+    /* plan (built twice: a counting pass with NULL arrays, then a filling pass) */
+    bd_param_tensor *tensors;
+    int64_t *tfan; /* per tensor: > 0 uniform(+-1/sqrt(fan)), 0 zeros, -1 ones */
+    int64_t n_tensors, n_params;
+    bd__unet_val *vals;
+    int64_t n_vals;
+    bd__unet_op *ops;
+    int64_t n_ops;
+    int64_t act_ps, grad_ps, scratch_ps, col_floats, attn_hw2, tproj_max, flops;
+    int overflow;
+    int64_t pt_time, pt_conv_in, pt_out; /* time_mlp.{0,2}.{w,b}; conv_in.{w,b}; norm_out, conv_out */
+    int64_t v_in, v_final;
+    int64_t a_z, a_cnoise, a_emb, a_t1, a_t1s, a_temb, a_stemb, a_nout, a_mout, a_rout, a_aout;
+    int64_t g_stemb;
+    /* slab (reserve) */
+    float *slab, *act, *grad, *s1, *s2, *s3, *col, *ascr, *gsmall;
+    int64_t batch;
+    int64_t last_n;
+    int last_train;
+} bd__unet;
+
+static int64_t bd__umul(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) { u->overflow = 1; return 0; }
+    return a * b;
+}
+static int64_t bd__uadd(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || b > INT64_MAX - a) { u->overflow = 1; return 0; }
+    return a + b;
+}
+static int64_t bd__umax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* one named parameter tensor (PyTorch shape); fan: see tfan */
+static void bd__ub_tensor(bd__unet *u, const char *prefix, const char *name, int64_t fan, int ndim,
+                          int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+    int64_t numel = s0;
+    if (ndim > 1) numel = bd__umul(u, numel, s1);
+    if (ndim > 2) numel = bd__umul(u, numel, s2);
+    if (ndim > 3) numel = bd__umul(u, numel, s3);
+    if (u->tensors) {
+        bd_param_tensor *t = &u->tensors[u->n_tensors];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
+        t->ndim = ndim;
+        t->shape[0] = s0; t->shape[1] = ndim > 1 ? s1 : 0;
+        t->shape[2] = ndim > 2 ? s2 : 0; t->shape[3] = ndim > 3 ? s3 : 0;
+        t->offset = u->n_params;
+        t->numel = numel;
+        u->tfan[u->n_tensors] = fan;
+    }
+    u->n_tensors++;
+    u->n_params = bd__uadd(u, u->n_params, numel);
+}
+/* conv (cout, cin, k, k) + bias, or linear (cout, cin) + bias when k == 0 */
+static void bd__ub_conv(bd__unet *u, const char *prefix, const char *name, int64_t cin,
+                        int64_t cout, int64_t k, int zero) {
+    char nm[64];
+    int64_t fan = k ? bd__umul(u, cin, k * k) : cin;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    if (k) bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 4, cout, cin, k, k);
+    else bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 2, cout, cin, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 1, cout, 0, 0, 0);
+}
+static void bd__ub_norm(bd__unet *u, const char *prefix, const char *name, int64_t c) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    bd__ub_tensor(u, prefix, nm, -1, 1, c, 0, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, 0, 1, c, 0, 0, 0);
+}
+static int64_t bd__ub_cache(bd__unet *u, int64_t size) {
+    int64_t off = u->act_ps;
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    return off;
+}
+static int64_t bd__ub_val(bd__unet *u, int64_t c, int64_t h, int64_t w) {
+    int64_t size = bd__umul(u, c, bd__umul(u, h, w));
+    if (u->vals) {
+        bd__unet_val *v = &u->vals[u->n_vals];
+        v->c = c; v->h = h; v->w = w;
+        v->act = u->act_ps;
+        v->grad = u->grad_ps;
+    }
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    u->grad_ps = bd__uadd(u, u->grad_ps, size);
+    return u->n_vals++;
+}
+static void bd__ub_scratch(bd__unet *u, int64_t per_sample) {
+    u->scratch_ps = bd__umax(u->scratch_ps, per_sample);
+}
+static void bd__ub_col(bd__unet *u, int64_t cin, int64_t h, int64_t w, int64_t k, int64_t s,
+                       int64_t p) {
+    if (cin > 0 && h > 0 && w > 0 && !u->overflow)
+        u->col_floats = bd__umax(u->col_floats, bd_conv2d_workspace_floats(cin, h, w, k, s, p));
+}
+static void bd__ub_flops_conv(bd__unet *u, int64_t cin, int64_t cout, int64_t k, int64_t ho,
+                              int64_t wo) {
+    int64_t f = bd__umul(u, 2, bd__umul(u, bd__umul(u, cin, k * k), bd__umul(u, cout, bd__umul(u, ho, wo))));
+    u->flops = bd__uadd(u, u->flops, f);
+}
+static bd__unet_op *bd__ub_op(bd__unet *u, int type, bd__unet_op *tmp) {
+    bd__unet_op *op = u->ops ? &u->ops[u->n_ops] : tmp;
+    memset(op, 0, sizeof *op);
+    op->type = type;
+    op->skip = -1;
+    op->pt = u->n_tensors;
+    u->n_ops++;
+    return op;
+}
+
+/* ResBlock(cin_h + cskip -> cout) at h x w; returns the output value */
+static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t cin_h, int64_t skip,
+                          int64_t cskip, int64_t cout, int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_RES, &tmp);
+    int64_t cin = cin_h + cskip, hw = bd__umul(u, h, w), G = u->cfg.groups, tc = 4 * u->cfg.ch;
+    op->in = in; op->skip = skip; op->cin_h = cin_h; op->cskip = cskip;
+    op->cin = cin; op->cout = cout; op->h = h; op->w = w;
+    op->has_skip_conv = cin != cout;
+    bd__ub_norm(u, prefix, "norm1", cin);
+    bd__ub_conv(u, prefix, "conv1", cin, cout, 3, 0);
+    bd__ub_conv(u, prefix, "temb", tc, cout, 0, 0);
+    bd__ub_norm(u, prefix, "norm2", cout);
+    bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
+    if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
+    op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
+    op->a[BD__R_N1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_N2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
+    op->a[BD__R_MEAN2] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD2] = bd__ub_cache(u, G);
+    op->a[BD__R_TPROJ] = bd__ub_cache(u, cout);
+    bd__ub_scratch(u, bd__umul(u, bd__umax(cin, cout), hw));
+    bd__ub_col(u, cin, h, w, 3, 1, 1);
+    bd__ub_col(u, cout, h, w, 3, 1, 1);
+    bd__ub_col(u, cin, h, w, 1, 1, 0);
+    u->tproj_max = bd__umax(u->tproj_max, cout);
+    bd__ub_flops_conv(u, cin, cout, 3, h, w);
+    bd__ub_flops_conv(u, cout, cout, 3, h, w);
+    if (op->has_skip_conv) bd__ub_flops_conv(u, cin, cout, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, cout)));
+    op->out = bd__ub_val(u, cout, h, w);
+    return op->out;
+}
+
+static int64_t bd__ub_attn(bd__unet *u, const char *prefix, int64_t in, int64_t c, int64_t h,
+                           int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_ATTN, &tmp);
+    int64_t hw = bd__umul(u, h, w), hw2 = bd__umul(u, hw, hw);
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_norm(u, prefix, "norm", c);
+    bd__ub_conv(u, prefix, "qkv", c, 3 * c, 1, 0);
+    bd__ub_conv(u, prefix, "proj", c, c, 1, 1);
+    op->a[BD__A_N] = bd__ub_cache(u, bd__umul(u, c, hw));
+    op->a[BD__A_MEAN] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_RSTD] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_QKV] = bd__ub_cache(u, bd__umul(u, 3 * c, hw));
+    op->a[BD__A_ATT] = bd__ub_cache(u, bd__umul(u, u->cfg.heads, hw2));
+    op->a[BD__A_O] = bd__ub_cache(u, bd__umul(u, c, hw));
+    bd__ub_scratch(u, bd__umul(u, 3 * c, hw));
+    u->attn_hw2 = bd__umax(u->attn_hw2, hw2);
+    bd__ub_flops_conv(u, c, 3 * c, 1, h, w);
+    bd__ub_flops_conv(u, c, c, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 4, bd__umul(u, hw2, c)));
+    op->out = bd__ub_val(u, c, h, w);
+    return op->out;
+}
+
+/* down (conv3x3 stride 2) or up (nearest x2 + conv3x3); h, w: input size */
+static int64_t bd__ub_resample(bd__unet *u, int up, const char *prefix, int64_t in, int64_t c,
+                               int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, up ? BD__UOP_UP : BD__UOP_DOWN, &tmp);
+    int64_t ho = up ? 2 * h : (h - 1) / 2 + 1, wo = up ? 2 * w : (w - 1) / 2 + 1;
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_conv(u, prefix, up ? "up" : "down", c, c, 3, 0);
+    if (up) {
+        op->a[BD__U_UP] = bd__ub_cache(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_scratch(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_col(u, c, ho, wo, 3, 1, 1);
+    } else {
+        bd__ub_col(u, c, h, w, 3, 2, 1);
+    }
+    bd__ub_flops_conv(u, c, c, 3, ho, wo);
+    op->out = bd__ub_val(u, c, ho, wo);
+    return op->out;
+}
+
+/* Builds the plan (SPEC 6).  With NULL arrays it only counts. */
+static void bd__unet_build(bd__unet *u) {
+    const bd_unet_config *c = &u->cfg;
+    int64_t stack_v[BD_UNET_MAX_LEVELS * 17 + 1], stack_c[BD_UNET_MAX_LEVELS * 17 + 1];
+    int64_t sp = 0, L = c->levels, l, j, C = c->in_ch, ch = c->ch, tc = 4 * c->ch;
+    int64_t H = c->image_size, h = H, cur, cc, hw = bd__umul(u, H, H);
+    char prefix[64];
+    u->n_tensors = 0; u->n_params = 0; u->n_vals = 0; u->n_ops = 0;
+    u->act_ps = 0; u->grad_ps = 0; u->scratch_ps = 0; u->col_floats = 0;
+    u->attn_hw2 = 0; u->tproj_max = 0; u->flops = 0; u->overflow = 0;
+    /* time embedding MLP: ch -> 4ch -> SiLU -> 4ch */
+    u->pt_time = u->n_tensors;
+    bd__ub_conv(u, "", "time_mlp.0", ch, tc, 0, 0);
+    bd__ub_conv(u, "", "time_mlp.2", tc, tc, 0, 0);
+    u->a_z = bd__ub_cache(u, bd__umul(u, C, hw));
+    u->a_cnoise = bd__ub_cache(u, 1);
+    u->a_emb = bd__ub_cache(u, ch);
+    u->a_t1 = bd__ub_cache(u, tc);
+    u->a_t1s = bd__ub_cache(u, tc);
+    u->a_temb = bd__ub_cache(u, tc);
+    u->a_stemb = bd__ub_cache(u, tc);
+    u->g_stemb = u->grad_ps;
+    u->grad_ps = bd__uadd(u, u->grad_ps, tc);
+    bd__ub_scratch(u, tc);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, ch + tc)));
+    /* conv_in */
+    u->pt_conv_in = u->n_tensors;
+    bd__ub_conv(u, "", "conv_in", C, ch, 3, 0);
+    bd__ub_col(u, C, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, C, ch, 3, H, H);
+    cur = bd__ub_val(u, ch, H, H);
+    u->v_in = cur;
+    cc = ch;
+    stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+    /* encoder */
+    for (l = 0; l < L; l++) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j < c->nres; j++) {
+            snprintf(prefix, sizeof prefix, "down.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, -1, 0, co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "down.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+        if (l < L - 1) {
+            snprintf(prefix, sizeof prefix, "down.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 0, prefix, cur, cc, h, h);
+            h = (h - 1) / 2 + 1;
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+    }
+    /* middle */
+    cur = bd__ub_res(u, "mid.res1.", cur, cc, -1, 0, cc, h, h);
+    cur = bd__ub_attn(u, "mid.attn.", cur, cc, h, h);
+    cur = bd__ub_res(u, "mid.res2.", cur, cc, -1, 0, cc, h, h);
+    /* decoder */
+    for (l = L - 1; l >= 0; l--) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j <= c->nres; j++) {
+            sp--;
+            snprintf(prefix, sizeof prefix, "up.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, stack_v[sp], stack_c[sp], co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "up.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+        }
+        if (l > 0) {
+            snprintf(prefix, sizeof prefix, "up.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 1, prefix, cur, cc, h, h);
+            h *= 2;
+        }
+    }
+    u->v_final = cur;
+    /* output head */
+    u->pt_out = u->n_tensors;
+    bd__ub_norm(u, "", "norm_out", cc);
+    bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
+    u->a_nout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    u->a_mout = bd__ub_cache(u, c->groups);
+    u->a_rout = bd__ub_cache(u, c->groups);
+    u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, c->branches * C, hw));
+    bd__ub_col(u, cc, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, cc, c->branches * C, 3, H, H);
+}
+
+BDAPI bd_unet_config bd_unet_config_init(void) {
+    bd_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_ch = 1;
+    c.image_size = 28;
+    c.ch = 32;
+    c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 2; c.ch_mult[2] = 2;
+    c.nres = 1;
+    c.attn[2] = 1;
+    c.groups = 8;
+    c.heads = 1;
+    c.branches = 1;
+    return c;
+}
+
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *c) {
+    int64_t l, div = 1;
+    if (!c) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "unet config: NULL");
+    if (c->in_ch < 1 || c->in_ch > 4096)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: in_ch %lld not in 1..4096", (long long)c->in_ch);
+    if (c->levels < 1 || c->levels > BD_UNET_MAX_LEVELS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: levels %lld not in 1..%d", (long long)c->levels, BD_UNET_MAX_LEVELS);
+    if (c->ch < 2 || c->ch > 65536 || c->ch % 2)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld must be even and in 2..65536 (the time embedding has ch/2 frequencies)", (long long)c->ch);
+    if (c->groups < 1 || c->ch % c->groups)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld is not divisible by groups %lld", (long long)c->ch, (long long)c->groups);
+    if (c->heads < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: heads %lld < 1", (long long)c->heads);
+    if (c->nres < 1 || c->nres > 16)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: nres %lld not in 1..16", (long long)c->nres);
+    if (c->branches < 1 || c->branches > 64)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: branches %lld not in 1..64", (long long)c->branches);
+    for (l = 0; l < c->levels; l++) {
+        int64_t cl;
+        if (c->ch_mult[l] < 1 || c->ch_mult[l] > 1024)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult[%lld] = %lld not in 1..1024", (long long)l, (long long)c->ch_mult[l]);
+        cl = c->ch * c->ch_mult[l];
+        if (cl > 65536)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width ch*ch_mult = %lld exceeds 65536", (long long)l, (long long)cl);
+        if (cl % c->groups)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width %lld is not divisible by groups %lld", (long long)l, (long long)cl, (long long)c->groups);
+        if (c->attn[l] != 0 && c->attn[l] != 1)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn[%lld] = %d must be 0 or 1", (long long)l, c->attn[l]);
+        if ((c->attn[l] || l == c->levels - 1) && cl % c->heads)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention width %lld at level %lld is not divisible by heads %lld", (long long)cl, (long long)l, (long long)c->heads);
+        if (l > 0) div *= 2;
+    }
+    for (l = c->levels; l < BD_UNET_MAX_LEVELS; l++)
+        if (c->attn[l])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention at level %lld but only %lld levels", (long long)l, (long long)c->levels);
+    if (c->image_size < 1 || c->image_size > 65536)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld not in 1..65536", (long long)c->image_size);
+    if (c->image_size % div)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld is not divisible by 2^(levels-1) = %lld", (long long)c->image_size, (long long)div);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops) {
+    bd__unet u;
+    bd_result r = bd_unet_config_validate(ctx, cfg);
+    if (r != BD_SUCCESS) return r;
+    memset(&u, 0, sizeof u);
+    u.cfg = *cfg;
+    bd__unet_build(&u);
+    if (u.overflow) return bd_error(ctx, BD_ERROR_OVERFLOW, "unet config: sizes overflow");
+    if (n_params) *n_params = u.n_params;
+    if (act_floats_per_sample) *act_floats_per_sample = u.act_ps;
+    if (flops) *flops = u.flops;
+    return BD_SUCCESS;
+}
+
+static int bd__unet_format_list(const int64_t *v, int64_t n, char *buf, size_t cap) {
+    size_t len = 0;
+    int64_t i;
+    if (cap > 0) buf[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, i ? ",%lld" : "%lld",
+                         (long long)v[i]);
+        if (k > 0) len += (size_t)k;
+    }
+    return (int)len;
+}
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap) {
+    return bd__unet_format_list(cfg->ch_mult, cfg->levels, buf, cap);
+}
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = 0, l;
+    for (l = 0; l < cfg->levels && l < BD_UNET_MAX_LEVELS; l++)
+        if (cfg->attn[l]) v[n++] = l;
+    return bd__unet_format_list(v, n, buf, cap);
+}
+/* strict "a,b,c" of non-negative decimals; returns count or -1 */
+static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
+    int64_t n = 0;
+    if (!s) return -1;
+    if (*s == '\0') return 0;
+    for (;;) {
+        int64_t x = 0;
+        int digits = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (x > 100000000) return -1;
+            x = x * 10 + (*s - '0');
+            s++; digits++;
+        }
+        if (!digits || n >= cap) return -1;
+        v[n++] = x;
+        if (*s == '\0') return n;
+        if (*s != ',') return -1;
+        s++;
+    }
+}
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
+    cfg->levels = n;
+    return BD_SUCCESS;
+}
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
+    for (l = 0; l < n; l++) {
+        if (v[l] >= BD_UNET_MAX_LEVELS || cfg->attn[v[l]])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\": level %lld out of range or repeated", s, (long long)v[l]);
+        cfg->attn[v[l]] = 1;
+    }
+    return BD_SUCCESS;
+}
+
+#define BD__UACT(u, off) ((u)->act + (off) * (u)->batch)
+#define BD__UVAL(u, v) ((u)->act + (u)->vals[v].act * (u)->batch)
+#define BD__UGRAD(u, v) ((u)->grad + (u)->vals[v].grad * (u)->batch)
+#define BD__UP(d, u, op, k) ((d)->params + (u)->tensors[(op)->pt + (k)].offset)
+#define BD__UG(d, u, op, k) ((d)->grads + (u)->tensors[(op)->pt + (k)].offset)
+
+static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    float *y = BD__UVAL(u, op->out);
+    if (op->type == BD__UOP_RES) {
+        float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
+        float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
+        int64_t co = op->cout;
+        if (op->skip >= 0) {
+            float *cat = BD__UACT(u, op->a[BD__R_CAT]);
+            bd_concat_forward(cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
+            x = cat;
+        }
+        bd_groupnorm_forward(n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+                             BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
+        bd_silu_forward(a1, n1, n * c * hw);
+        bd_conv2d_forward(h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
+                          n, c, op->h, op->w, co, 3, 1, 1);
+        bd_linear_forward(tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
+                          BD__UP(d, u, op, BD__RP_TB), n, tc, co);
+        bd_add_channel_forward(h1, tp, n, co, hw);
+        bd_groupnorm_forward(n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+                             BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        bd_silu_forward(a2, n2, n * co * hw);
+        bd_conv2d_forward(y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
+                          n, co, op->h, op->w, co, 3, 1, 1);
+        if (op->has_skip_conv) {
+            bd_conv2d_forward(u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
+                              n, c, op->h, op->w, co, 1, 1, 0);
+            bd_add_forward(y, y, u->s1, n * co * hw);
+        } else {
+            bd_add_forward(y, y, x, n * co * hw);
+        }
+    } else if (op->type == BD__UOP_ATTN) {
+        float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
+        float *o = BD__UACT(u, op->a[BD__A_O]);
+        bd_groupnorm_forward(nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
+                             BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
+        bd_conv2d_forward(qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
+                          n, c, op->h, op->w, 3 * c, 1, 1, 0);
+        bd_attention_forward(o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
+        bd_conv2d_forward(y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
+                          n, c, op->h, op->w, c, 1, 1, 0);
+        bd_add_forward(y, y, x, n * c * hw);
+    } else if (op->type == BD__UOP_DOWN) {
+        bd_conv2d_forward(y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
+                          c, 3, 2, 1);
+    } else {
+        float *up = BD__UACT(u, op->a[BD__U_UP]);
+        bd_upsample2x_forward(up, x, n, c, op->h, op->w);
+        bd_conv2d_forward(y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
+                          2 * op->w, c, 3, 1, 1);
+    }
+}
+
+static void bd__unet_zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+
+static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    const float *gy = BD__UGRAD(u, op->out);
+    float *gx = BD__UGRAD(u, op->in);
+    if (op->type == BD__UOP_RES) {
+        const float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
+        const float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
+        int64_t co = op->cout;
+        float *gin = gx; /* gradient of the block's (concatenated) input */
+        if (op->skip >= 0) {
+            x = BD__UACT(u, op->a[BD__R_CAT]);
+            gin = u->s3;
+            bd__unet_zero(gin, n * c * hw);
+        }
+        /* out = skip(x) + conv2(a2) */
+        if (op->has_skip_conv)
+            bd_conv2d_backward(gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
+                               BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
+        else
+            bd_add_backward(gin, NULL, gy, n * c * hw);
+        bd__unet_zero(u->s1, n * co * hw);
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
+                           a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
+        bd__unet_zero(u->s2, n * co * hw);
+        bd_silu_backward(u->s2, u->s1, n2, n * co * hw);
+        bd__unet_zero(u->s1, n * co * hw); /* s1 = d h1 */
+        bd_groupnorm_backward(u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
+                              BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
+                              BD__UP(d, u, op, BD__RP_N2W), n, co, hw, G);
+        bd__unet_zero(u->gsmall, n * co);
+        bd_add_channel_backward(u->gsmall, u->s1, n, co, hw);
+        bd_linear_backward(u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
+                           BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
+                           BD__UP(d, u, op, BD__RP_TW), n, tc, co);
+        bd__unet_zero(u->s2, n * c * hw); /* s2 = d a1 */
+        bd_conv2d_backward(u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
+                           a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
+        bd__unet_zero(u->s1, n * c * hw); /* s1 = d n1 */
+        bd_silu_backward(u->s1, u->s2, n1, n * c * hw);
+        bd_groupnorm_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+                              BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
+                              BD__UP(d, u, op, BD__RP_N1W), n, c, hw, G);
+        if (op->skip >= 0)
+            bd_concat_backward(gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
+    } else if (op->type == BD__UOP_ATTN) {
+        bd_add_backward(gx, NULL, gy, n * c * hw);
+        bd__unet_zero(u->s1, n * c * hw); /* d o */
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
+                           BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
+                           c, 1, 1, 0);
+        bd__unet_zero(u->s2, n * 3 * c * hw); /* d qkv */
+        bd_attention_backward(u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
+                              BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
+        bd__unet_zero(u->s3, n * c * hw); /* d n */
+        bd_conv2d_backward(u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
+                           BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
+                           3 * c, 1, 1, 0);
+        bd_groupnorm_backward(gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
+                              BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
+                              BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
+    } else if (op->type == BD__UOP_DOWN) {
+        bd_conv2d_backward(gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
+                           n, c, op->h, op->w, c, 3, 2, 1);
+    } else {
+        bd__unet_zero(u->s1, n * c * hw * 4);
+        bd_conv2d_backward(u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
+                           BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
+                           c, 3, 1, 1);
+        bd_upsample2x_backward(gx, u->s1, n, c, op->h, op->w);
+    }
+}
+
+static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    size_t total = 0, part;
+    float *slab;
+    int ok = 1;
+    /* act, grad, 3 scratch, col, attention scratch, tproj grad */
+    ok = ok && bd_size_mul((size_t)u->act_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->grad_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->scratch_ps, (size_t)batch, &part) && bd_size_mul(part, 3, &part) &&
+         bd_size_add(total, part, &total);
+    ok = ok && bd_size_add(total, (size_t)u->col_floats, &total);
+    ok = ok && bd_size_add(total, (size_t)u->attn_hw2, &total);
+    ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    if (!ok || total > (size_t)INT64_MAX / sizeof(float))
+        return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
+    slab = BD__CAST(float *, bd_alloc_array(d->ctx, total, sizeof(float)));
+    if (!slab) return d->ctx->last_result;
+    memset(slab, 0, total * sizeof(float));
+    bd_free(d->ctx, u->slab);
+    u->slab = slab;
+    u->act = slab;
+    u->grad = u->act + u->act_ps * batch;
+    u->s1 = u->grad + u->grad_ps * batch;
+    u->s2 = u->s1 + u->scratch_ps * batch;
+    u->s3 = u->s2 + u->scratch_ps * batch;
+    u->col = u->s3 + u->scratch_ps * batch;
+    u->ascr = u->col + u->col_floats;
+    u->gsmall = u->ascr + u->attn_hw2;
+    u->batch = batch;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = batch;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, const float *t,
+                                  int64_t n, int train) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
+    float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
+    float *st = BD__UACT(u, u->a_stemb), *no = BD__UACT(u, u->a_nout), *ao = BD__UACT(u, u->a_aout);
+    if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
+    u->last_train = 0;
+    memcpy(zc, z, (size_t)(n * C * HW) * sizeof(float));
+    for (i = 0; i < n; i++) cn[i] = 1000.0f * t[i];
+    bd_timestep_embedding_forward(emb, cn, n, ch);
+    bd_linear_forward(t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
+    bd_silu_forward(t1s, t1, n * tc);
+    bd_linear_forward(temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
+    bd_silu_forward(st, temb, n * tc);
+    bd_conv2d_forward(BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
+                      P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
+    for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
+    bd_groupnorm_forward(no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+                         P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
+    bd_silu_forward(ao, no, n * cf * HW);
+    bd_conv2d_forward(out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
+                      H, H, c->branches * C, 3, 1, 1);
+    u->last_n = n;
+    u->last_train = train != 0;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
+    if (!u->last_train || n != u->last_n)
+        return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
+    bd__unet_zero(u->grad, u->grad_ps * u->batch);
+    /* output head */
+    bd__unet_zero(u->s1, n * cf * HW);
+    bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
+                       BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
+                       3, 1, 1);
+    bd__unet_zero(u->s2, n * cf * HW);
+    bd_silu_backward(u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
+    bd_groupnorm_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
+                          u->s2, BD__UVAL(u, u->v_final), BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout),
+                          P + T[u->pt_out].offset, n, cf, HW, c->groups);
+    for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
+    bd_conv2d_backward(dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
+                       BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
+                       ch, 3, 1, 1);
+    /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
+    bd__unet_zero(u->s1, n * tc);
+    bd_silu_backward(u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
+    bd__unet_zero(u->s2, n * tc);
+    bd_linear_backward(u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
+                       BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
+    bd__unet_zero(u->s3, n * tc);
+    bd_silu_backward(u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
+    bd_linear_backward(NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
+                       BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
+    return BD_SUCCESS;
+}
+
+static void bd__unet_destroy(bd_denoiser *d) {
+    bd__unet *u;
+    bd_context *ctx;
+    if (!d) return;
+    ctx = d->ctx;
+    u = BD__CAST(bd__unet *, d->impl);
+    if (u) {
+        bd_free(ctx, u->slab);
+        bd_free(ctx, u->tensors);
+        bd_free(ctx, u->tfan);
+        bd_free(ctx, u->vals);
+        bd_free(ctx, u->ops);
+        bd_free(ctx, u);
+    }
+    bd_free(ctx, d->params);
+    bd_free(ctx, d->grads);
+    bd_free(ctx, d);
+}
+
+static bd_result bd__unet_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
+                                      bd_denoiser **out) {
+    bd_unet_config cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    cfg.branches = branches;
+    return bd_unet_init(d->ctx, &cfg, rng, out);
+}
+
+static const bd_denoiser_vtable bd__unet_vtable = {"unet", bd__unet_reserve, bd__unet_forward,
+                                                   bd__unet_backward, bd__unet_create_like,
+                                                   bd__unet_destroy};
+
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out) {
+    bd_result r;
+    bd__unet *u;
+    bd_denoiser *d;
+    int64_t i, j;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
+    *out = NULL;
+    if ((r = bd_unet_config_validate(ctx, cfg)) != BD_SUCCESS) return r;
+    u = BD__CAST(bd__unet *, bd_alloc(ctx, sizeof(bd__unet)));
+    if (!u) return ctx->last_result;
+    memset(u, 0, sizeof *u);
+    u->cfg = *cfg;
+    bd__unet_build(u); /* counting pass */
+    if (u->overflow) {
+        bd_free(ctx, u);
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_unet_init: network sizes overflow");
+    }
+    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
+    if (!d) { bd_free(ctx, u); return ctx->last_result; }
+    memset(d, 0, sizeof *d);
+    d->vt = &bd__unet_vtable;
+    d->ctx = ctx;
+    d->impl = u;
+    u->tensors = BD__CAST(bd_param_tensor *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(bd_param_tensor)));
+    u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
+    u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
+    u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
+    d->params = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    d->grads = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !d->params || !d->grads) {
+        r = ctx->last_result;
+        bd__unet_destroy(d);
+        return r;
+    }
+    bd__unet_build(u); /* filling pass */
+    d->in_ch = cfg->in_ch;
+    d->height = cfg->image_size;
+    d->width = cfg->image_size;
+    d->branches = cfg->branches;
+    d->n_params = u->n_params;
+    d->tensors = u->tensors;
+    d->n_tensors = u->n_tensors;
+    memset(d->grads, 0, (size_t)u->n_params * sizeof(float));
+    for (i = 0; i < u->n_tensors; i++) {
+        const bd_param_tensor *t = &u->tensors[i];
+        float *p = d->params + t->offset;
+        if (u->tfan[i] > 0) {
+            float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
+            bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
+        } else {
+            float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
+            for (j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    *out = d;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
+    if (!d || !cfg) return BD_ERROR_INVALID_ARGUMENT;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_get_config: denoiser kind \"%s\" is not unet", d->vt ? d->vt->kind : "?");
+    *cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    return BD_SUCCESS;
+}
+
+/* ---- bd_model and checkpoints (SPEC 7) ---------------------------------- */
+/* A growable-once string pool for metadata values and prefixed names. */
+typedef struct bd__spool {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+} bd__spool;
+
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...) {
+    va_list ap;
+    int k;
+    char *s = p->buf + p->len;
+    if (p->overflow || p->len >= p->cap) { p->overflow = 1; return ""; }
+    va_start(ap, fmt);
+    k = vsnprintf(s, p->cap - p->len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; return ""; }
+    p->len += (size_t)k + 1;
+    return s;
+}
+/* append to the string started last (no NUL bookkeeping beyond the end) */
+static void bd__spool_append(bd__spool *p, const char *fmt, double v) {
+    int k;
+    if (p->overflow || p->len == 0) { p->overflow = 1; return; }
+    p->len--; /* over the previous NUL */
+    k = snprintf(p->buf + p->len, p->cap - p->len, fmt, v);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; p->len++; return; }
+    p->len += (size_t)k + 1;
+}
+
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out) {
+    bd_model *m;
+    const char *kind;
+    if (!ctx || !out || !net) {
+        bd_denoiser_free(net);
+        return ctx ? bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    kind = net->vt && net->vt->kind ? net->vt->kind : "";
+    if ((int)param < 0 || (int)param > 2 || (int)schedule < 0 || (int)schedule > 1) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: unknown param (%d) or schedule (%d)", (int)param, (int)schedule);
+    }
+    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_init: a model holds a \"unet\" or \"mlp\" network, not \"%s\"", kind);
+    }
+    m = BD__CAST(bd_model *, bd_alloc(ctx, sizeof(bd_model)));
+    if (!m) { bd_denoiser_free(net); return ctx->last_result; }
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->net = net;
+    snprintf(m->arch, sizeof m->arch, "%s", kind);
+    if (kind[0] == 'u') bd_unet_get_config(net, &m->cfg);
+    else m->mlp = BD__CAST(const bd__mlp *, net->impl)->cfg;
+    m->param = param;
+    m->schedule = schedule;
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_result r;
+    if (out) *out = NULL;
+    if ((r = bd_unet_init(ctx, cfg, rng, &net)) != BD_SUCCESS) return r;
+    return bd_model_init(ctx, net, param, schedule, out);
+}
+
+BDAPI void bd_model_free(bd_model *m) {
+    bd_context *ctx;
+    if (!m) return;
+    ctx = m->ctx;
+    bd_denoiser_free(m->net);
+    bd_free(ctx, m->grid);
+    bd_free(ctx, m->ema);
+    bd_free(ctx, m);
+}
+
+static bd_result bd__model_check_grid(bd_context *ctx, const double *g, int64_t steps,
+                                      const char *where) {
+    int64_t i;
+    if (steps < 1 || steps > 100000)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: steps %lld not in 1..100000", where, (long long)steps);
+    if (g[0] != 1.0 || g[steps] != 0.0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid must run from 1 to 0 (got %.17g .. %.17g)", where, g[0], g[steps]);
+    for (i = 0; i < steps; i++)
+        if (!(g[i + 1] < g[i]))
+            return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid is not strictly decreasing at entry %lld (%.17g, %.17g)", where, (long long)i, g[i], g[i + 1]);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps) {
+    double *g;
+    bd_result r;
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (steps == 0 || !grid) {
+        bd_free(m->ctx, m->grid);
+        m->grid = NULL;
+        m->steps = 0;
+        return BD_SUCCESS;
+    }
+    if ((r = bd__model_check_grid(m->ctx, grid, steps, "bd_model_set_grid")) != BD_SUCCESS) return r;
+    g = BD__CAST(double *, bd_alloc_array(m->ctx, (size_t)steps + 1, sizeof(double)));
+    if (!g) return m->ctx->last_result;
+    memcpy(g, grid, ((size_t)steps + 1) * sizeof(double));
+    bd_free(m->ctx, m->grid);
+    m->grid = g;
+    m->steps = steps;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_enable_ema(bd_model *m) {
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (m->ema) return BD_SUCCESS;
+    m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
+    if (!m->ema) return m->ctx->last_result;
+    memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+static const char *bd__rng_format(bd__spool *p, const bd_rng *r) {
+    return bd__spool_printf(p, "%016llx,%016llx,%016llx,%016llx,%d,%.17g", (unsigned long long)r->s[0],
+                            (unsigned long long)r->s[1], (unsigned long long)r->s[2],
+                            (unsigned long long)r->s[3], r->has_spare ? 1 : 0, r->spare);
+}
+static int bd__rng_parse(const char *s, bd_rng *r) {
+    int i;
+    char *end;
+    for (i = 0; i < 4; i++) {
+        int k;
+        uint64_t v = 0;
+        for (k = 0; k < 16; k++) {
+            char ch = s[k];
+            int dgt = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (dgt < 0) return 0;
+            v = (v << 4) | (uint64_t)dgt;
+        }
+        if (s[16] != ',') return 0;
+        r->s[i] = v;
+        s += 17;
+    }
+    if ((s[0] != '0' && s[0] != '1') || s[1] != ',') return 0;
+    r->has_spare = s[0] == '1';
+    s += 2;
+    if (!*s) return 0;
+    r->spare = strtod(s, &end);
+    return *end == '\0' && r->spare == r->spare;
+}
+
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng) {
+    bd_st_write_tensor *wt = NULL;
+    bd_st_kv kv[40];
+    bd__spool pool;
+    const bd_denoiser *d;
+    const float *main_w;
+    int64_t nk = 0, nt = 0, i, per = 1;
+    bd_result r;
+    char tmp[256];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL argument");
+    d = m->net;
+    if (adam && adam->n != d->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
+    main_w = ema ? ema : m->ema ? m->ema : d->params;
+    memset(&pool, 0, sizeof pool);
+    pool.cap = 8192 + (size_t)d->n_tensors * 2 * 96 + ((size_t)m->steps + 1) * 32;
+    pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
+    if (raw) per++;
+    if (adam) per += 2;
+    wt = BD__CAST(bd_st_write_tensor *, bd_alloc_array(ctx, (size_t)(d->n_tensors * per), sizeof(bd_st_write_tensor)));
+    if (!pool.buf || !wt) { bd_free(ctx, pool.buf); bd_free(ctx, wt); return ctx->last_result; }
+#define BD__KV(k, v) do { kv[nk].key = (k); kv[nk].value = (v); nk++; } while (0)
+    BD__KV("bdense.version", BDENSE_VERSION_STRING);
+    if (strcmp(m->arch, "unet") == 0) {
+        const bd_unet_config *c = &m->cfg;
+        BD__KV("in_ch", bd__spool_printf(&pool, "%lld", (long long)c->in_ch));
+        BD__KV("image_size", bd__spool_printf(&pool, "%lld", (long long)c->image_size));
+        BD__KV("ch", bd__spool_printf(&pool, "%lld", (long long)c->ch));
+        bd_unet_format_mult(c, tmp, sizeof tmp);
+        BD__KV("ch_mult", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("nres", bd__spool_printf(&pool, "%lld", (long long)c->nres));
+        bd_unet_format_attn(c, tmp, sizeof tmp);
+        BD__KV("attn_levels", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("groups", bd__spool_printf(&pool, "%lld", (long long)c->groups));
+        BD__KV("heads", bd__spool_printf(&pool, "%lld", (long long)c->heads));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    } else {
+        const bd_mlp_config *c = &m->mlp;
+        BD__KV("arch", "mlp");
+        BD__KV("dim", bd__spool_printf(&pool, "%lld", (long long)c->dim));
+        BD__KV("hidden", bd__spool_printf(&pool, "%lld", (long long)c->hidden));
+        BD__KV("depth", bd__spool_printf(&pool, "%lld", (long long)c->depth));
+        BD__KV("temb_dim", bd__spool_printf(&pool, "%lld", (long long)c->temb_dim));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    }
+    BD__KV("param", bd_param_name(m->param));
+    BD__KV("schedule", bd_schedule_name(m->schedule));
+    if (m->steps > 0 && m->grid) {
+        const char *g;
+        BD__KV("steps", bd__spool_printf(&pool, "%lld", (long long)m->steps));
+        g = bd__spool_printf(&pool, "%.17g", m->grid[0]);
+        for (i = 1; i <= m->steps; i++) bd__spool_append(&pool, ",%.17g", m->grid[i]);
+        BD__KV("grid", g);
+    }
+    if (adam) BD__KV("optim.step", bd__spool_printf(&pool, "%lld", (long long)adam->step));
+    if (rng) BD__KV("train.rng", bd__rng_format(&pool, rng));
+    if (data_rng) BD__KV("train.data_rng", bd__rng_format(&pool, data_rng));
+#undef BD__KV
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        int k, j;
+        for (k = 0; k < 4; k++) {
+            bd_st_write_tensor *w;
+            const float *src;
+            const char *name;
+            if (k == 0) { src = main_w; name = pt->name; }
+            else if (k == 1) { if (!raw) continue; src = raw; name = bd__spool_printf(&pool, "train.raw.%s", pt->name); }
+            else if (k == 2) { if (!adam) continue; src = adam->m; name = bd__spool_printf(&pool, "optim.m.%s", pt->name); }
+            else { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
+            w = &wt[nt++];
+            memset(w, 0, sizeof *w);
+            w->name = name;
+            w->data = src + pt->offset;
+            w->ndim = pt->ndim;
+            for (j = 0; j < pt->ndim; j++) w->shape[j] = pt->shape[j];
+        }
+    }
+    if (pool.overflow) r = bd_error(ctx, BD_ERROR_OVERFLOW, "bd_model_save: metadata too long");
+    else r = bd_safetensors_write(ctx, path, wt, nt, kv, nk);
+    bd_free(ctx, wt);
+    bd_free(ctx, pool.buf);
+    return r;
+}
+
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
+    if (!tr) return bd_model_save_state(ctx, m, path, NULL, NULL, NULL, NULL, NULL);
+    if (tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: the trainer does not train this model's network");
+    return bd_model_save_state(ctx, m, path, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng);
+}
+
+/* strict non-negative decimal integer metadata value */
+static bd_result bd__meta_int(bd_context *ctx, const bd_safetensors *st, const char *path,
+                              const char *key, int64_t *out, int required) {
+    const char *s = bd_safetensors_meta(st, key), *p;
+    int64_t v = 0;
+    if (!s) {
+        if (!required) return BD_SUCCESS;
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"%s\" is missing", path, key);
+    }
+    for (p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10 || p - s > 17) break;
+        v = v * 10 + (*p - '0');
+    }
+    if (*p || p == s)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata %s = \"%s\" is not a non-negative integer", path, key, s);
+    *out = v;
+    return BD_SUCCESS;
+}
+
+/* Checks every tensor of st against the network d: each model tensor present
+   with the same shape, no unexpected tensor; optim.m./optim.v./train.raw.
+   tensors must name a model tensor and have its shape.  *flags: 1 all
+   optim.m and optim.v present, 2 all train.raw present. */
+static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *st,
+                                         const char *path, const bd_denoiser *d, int *flags) {
+    static const char *const prefixes[3] = {"optim.m.", "optim.v.", "train.raw."};
+    int64_t i, counts[3] = {0, 0, 0};
+    int j, k;
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t = bd_safetensors_find(st, pt->name);
+        if (!t) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: tensor %s is missing", path, pt->name);
+    }
+    for (i = 0; i < st->n_tensors; i++) {
+        const bd_st_tensor *t = &st->tensors[i];
+        const char *base = t->name;
+        const bd_param_tensor *pt;
+        int kind = -1, same;
+        for (k = 0; k < 3; k++)
+            if (strncmp(t->name, prefixes[k], strlen(prefixes[k])) == 0) { kind = k; base = t->name + strlen(prefixes[k]); }
+        pt = bd_denoiser_find_tensor(d, base);
+        if (!pt)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: unexpected tensor %s (not part of this %s network)", path, t->name, d->vt->kind);
+        same = t->ndim == pt->ndim;
+        for (j = 0; same && j < pt->ndim; j++) same = t->shape[j] == pt->shape[j];
+        if (!same) {
+            char a[96], b[96];
+            size_t la = 0, lb = 0;
+            a[0] = b[0] = '\0';
+            for (j = 0; j < t->ndim && la < sizeof a - 24; j++) la += (size_t)snprintf(a + la, sizeof a - la, j ? ",%lld" : "%lld", (long long)t->shape[j]);
+            for (j = 0; j < pt->ndim && lb < sizeof b - 24; j++) lb += (size_t)snprintf(b + lb, sizeof b - lb, j ? ",%lld" : "%lld", (long long)pt->shape[j]);
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: tensor %s has shape [%s], the config needs [%s]", path, t->name, a, b);
+        }
+        if (kind >= 0) counts[kind]++;
+    }
+    for (k = 0; k < 3; k++)
+        if (counts[k] != 0 && counts[k] != d->n_tensors)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %lld of %lld %s* tensors present (need all or none)", path, (long long)counts[k], (long long)d->n_tensors, prefixes[k]);
+    if (counts[0] != counts[1])
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: optim.m.* and optim.v.* must both be present", path);
+    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0);
+    return BD_SUCCESS;
+}
+
+static void bd__model_copy_tensors(const bd_safetensors *st, const bd_denoiser *d, const char *prefix,
+                                   float *dst) {
+    int64_t i;
+    char name[128];
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t;
+        snprintf(name, sizeof name, "%s%s", prefix, pt->name);
+        t = bd_safetensors_find(st, name);
+        if (t && pt->numel) memcpy(dst + pt->offset, t->data, (size_t)pt->numel * sizeof(float));
+    }
+}
+
+static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, const char *path,
+                                   bd_model **out) {
+    const char *arch = bd_safetensors_meta(st, "arch"), *s;
+    bd_denoiser *net = NULL;
+    bd_param_kind param;
+    bd_schedule_kind sched;
+    bd_model *m = NULL;
+    bd_result r;
+    bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
+    int64_t steps = 0, ostep = 0;
+    char why[sizeof ctx->message];
+    if (!bd_safetensors_meta(st, "bdense.version"))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
+    s = bd_safetensors_meta(st, "param");
+    if (!s || bd_param_parse(s, &param) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata param = \"%s\" (need eps, x0 or v)", path, s ? s : "(missing)");
+    s = bd_safetensors_meta(st, "schedule");
+    if (!s || bd_schedule_parse(s, &sched) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata schedule = \"%s\" (need cosine or linear)", path, s ? s : "(missing)");
+    if (!arch || strcmp(arch, "unet") == 0) {
+        bd_unet_config c;
+        memset(&c, 0, sizeof c);
+        if ((r = bd__meta_int(ctx, st, path, "in_ch", &c.in_ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "image_size", &c.image_size, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "ch", &c.ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "nres", &c.nres, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "groups", &c.groups, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "heads", &c.heads, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        s = bd_safetensors_meta(st, "ch_mult");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
+        if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        s = bd_safetensors_meta(st, "attn_levels");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
+        if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
+        if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
+    } else if (strcmp(arch, "mlp") == 0) {
+        bd_mlp_config c = bd_mlp_config_init(1);
+        if ((r = bd__meta_int(ctx, st, path, "dim", &c.dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "hidden", &c.hidden, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "depth", &c.depth, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
+    }
+    if ((r = bd__model_check_tensors(ctx, st, path, net, NULL)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    bd__model_copy_tensors(st, net, "", net->params);
+    if ((r = bd_model_init(ctx, net, param, sched, &m)) != BD_SUCCESS) return r;
+    if ((r = bd__meta_int(ctx, st, path, "steps", &steps, 0)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 0)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    m->train_step = ostep;
+    s = bd_safetensors_meta(st, "grid");
+    if ((steps > 0) != (s != NULL)) {
+        bd_model_free(m);
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: a student needs both \"steps\" (> 0) and \"grid\" metadata", path);
+    }
+    if (steps > 0) {
+        double *g;
+        int64_t i;
+        const char *p = s;
+        if (steps > 100000) {
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: steps %lld > 100000", path, (long long)steps);
+        }
+        g = BD__CAST(double *, bd_alloc_array(ctx, (size_t)steps + 1, sizeof(double)));
+        if (!g) { bd_model_free(m); return ctx->last_result; }
+        for (i = 0; i <= steps; i++) {
+            char *end;
+            if (*p == '\0' || *p == ' ' || *p == '\t') break;
+            g[i] = strtod(p, &end);
+            if (end == p || g[i] != g[i] || (i < steps && *end != ',') || (i == steps && *end != '\0')) break;
+            p = end + (i < steps ? 1 : 0);
+        }
+        if (i <= steps) {
+            bd_free(ctx, g);
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: grid is not %lld comma-separated numbers (problem at entry %lld)", path, (long long)(steps + 1), (long long)i);
+        }
+        r = bd__model_check_grid(ctx, g, steps, "checkpoint grid");
+        if (r == BD_SUCCESS) r = bd_model_set_grid(m, g, steps);
+        bd_free(ctx, g);
+        if (r != BD_SUCCESS) {
+            bd_model_free(m);
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        }
+    }
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!path || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load: NULL argument");
+    *out = NULL;
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_from_st(ctx, st, path, out);
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int flags = 0, fl = 0;
+    int64_t ostep = 0;
+    bd_rng r1, r2;
+    const char *s1, *s2;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (found) *found = 0;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
+    if (adam && adam->n != m->net->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    /* validate everything before touching any output */
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    if (r == BD_SUCCESS && (fl & 1)) {
+        r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 1);
+        if (r == BD_SUCCESS) flags |= 1;
+    }
+    if (fl & 2) flags |= 2;
+    s1 = bd_safetensors_meta(st, "train.rng");
+    s2 = bd_safetensors_meta(st, "train.data_rng");
+    if (r == BD_SUCCESS && s1) {
+        if (!bd__rng_parse(s1, &r1)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.rng = \"%s\" is malformed", path, s1);
+        else flags |= 4;
+    }
+    if (r == BD_SUCCESS && s2) {
+        if (!bd__rng_parse(s2, &r2)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.data_rng = \"%s\" is malformed", path, s2);
+        else flags |= 8;
+    }
+    if (r == BD_SUCCESS) {
+        if (ema) bd__model_copy_tensors(st, m->net, "", ema);
+        if (raw) bd__model_copy_tensors(st, m->net, (flags & 2) ? "train.raw." : "", raw);
+        if (adam && (flags & 1)) {
+            bd__model_copy_tensors(st, m->net, "optim.m.", adam->m);
+            bd__model_copy_tensors(st, m->net, "optim.v.", adam->v);
+            adam->step = ostep;
+        }
+        if (rng && (flags & 4)) *rng = r1;
+        if (data_rng && (flags & 8)) *data_rng = r2;
+        if (found) *found = flags;
+    }
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int fl = 0;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !tr || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: NULL argument");
+    if (tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: the trainer does not train this model's network");
+    /* refuse files without optimiser state before changing anything */
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    bd_safetensors_free(st);
+    if (r != BD_SUCCESS) return r;
+    if (!(fl & 1))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: no optimiser state (optim.m.*/optim.v.*) to resume from", path);
+    r = bd_model_load_state(ctx, path, m, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng, &fl);
+    if (r == BD_SUCCESS) m->train_step = tr->adam.step;
+    return r;
+}
+
 /* UNET-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>io                                                                     */
 /* ------------------------------------------------------------------------ */
+/* Atomic file writing, byte order, strict JSON, safetensors. */
+#if defined(_WIN32)
+#include <io.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+__declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to,
+                                                unsigned long flags);
+#ifdef __cplusplus
+}
+#endif
+#define BD__FSYNC(f) _commit(_fileno(f))
+#elif defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#ifndef __cplusplus
+/* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+int fileno(FILE *stream);
+int fsync(int fd);
+#endif
+#define BD__FSYNC(f) fsync(fileno(f))
+#else
+#define BD__FSYNC(f) 0
+#endif
+#include <time.h>
+
+static int bd__host_is_le(void) {
+    uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+static void bd__bswap32_array(void *p, size_t n) {
+    unsigned char *b = BD__CAST(unsigned char *, p);
+    size_t i;
+    for (i = 0; i < n; i++, b += 4) {
+        unsigned char t0 = b[0], t1 = b[1];
+        b[0] = b[3]; b[1] = b[2]; b[2] = t1; b[3] = t0;
+    }
+}
+static uint64_t bd__rd_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint32_t bd__rd_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static void bd__wr_le64(unsigned char *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
+}
+static void bd__wr_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+/* ---- atomic writer: temp file in the same directory, then rename ---- */
+typedef struct bd__afile {
+    bd_context *ctx;
+    const char *path;
+    char *tmp;
+    FILE *f;
+} bd__afile;
+
+static bd_result bd__afile_open(bd_context *ctx, bd__afile *af, const char *path) {
+    size_t len, cap;
+    uint64_t h;
+    int attempt;
+    af->ctx = ctx; af->path = path; af->tmp = NULL; af->f = NULL;
+    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "empty output path");
+    len = strlen(path);
+    if (!bd_size_add(len, 32, &cap)) return bd_error(ctx, BD_ERROR_OVERFLOW, "path too long");
+    af->tmp = BD__CAST(char *, bd_alloc(ctx, cap));
+    if (!af->tmp) return BD_ERROR_OUT_OF_MEMORY;
+    /* a name unlikely to collide with a concurrent writer: hash of the
+       time, the clock and a stack address (no global counter by design) */
+    h = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)clock() ^
+        (uint64_t)(size_t)af * 0xBF58476D1CE4E5B9ull;
+    for (attempt = 0; attempt < 8; attempt++) {
+        FILE *probe;
+        h ^= h >> 29; h *= 0x94D049BB133111EBull; h ^= h >> 32;
+        snprintf(af->tmp, cap, "%s.tmp%08lx", path, (unsigned long)(h & 0xffffffffu));
+        probe = fopen(af->tmp, "rb");
+        if (!probe) break;
+        fclose(probe);
+    }
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot create temporary file '%s' for '%s'", af->tmp, path);
+        bd_free(ctx, af->tmp);
+        af->tmp = NULL;
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static void bd__afile_abort(bd__afile *af) {
+    if (af->f) { fclose(af->f); af->f = NULL; }
+    if (af->tmp) { remove(af->tmp); bd_free(af->ctx, af->tmp); af->tmp = NULL; }
+}
+static bd_result bd__afile_write(bd__afile *af, const void *p, size_t n) {
+    if (n == 0) return BD_SUCCESS;
+    if (fwrite(p, 1, n, af->f) != n) {
+        bd_error(af->ctx, BD_ERROR_IO, "write to '%s' failed (disk full?)", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static bd_result bd__afile_commit(bd__afile *af) {
+    int bad = 0;
+    if (fflush(af->f) != 0) bad = 1;
+    if (!bad && BD__FSYNC(af->f) != 0) bad = 1;
+    if (fclose(af->f) != 0) bad = 1;
+    af->f = NULL;
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "flushing '%s' to disk failed", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+#if defined(_WIN32)
+    if (!MoveFileExA(af->tmp, af->path, 0x1 | 0x8)) bad = 1; /* REPLACE_EXISTING|WRITE_THROUGH */
+#else
+    if (rename(af->tmp, af->path) != 0) bad = 1;
+#endif
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "cannot rename '%s' to '%s'", af->tmp, af->path);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    bd_free(af->ctx, af->tmp);
+    af->tmp = NULL;
+    return BD_SUCCESS;
+}
+
+/* Whole file into memory (allocated on ctx), at most max_size bytes. */
+static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
+                               unsigned char **out, size_t *out_size) {
+    FILE *f;
+    long end;
+    size_t n;
+    unsigned char *buf;
+    *out = NULL; *out_size = 0;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    if ((unsigned long)end > max_size) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
+                        path, end, max_size);
+    }
+    n = (size_t)end;
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, n ? n : 1));
+    if (!buf) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (n && fread(buf, 1, n, f) != n) {
+        fclose(f);
+        bd_free(ctx, buf);
+        return bd_error(ctx, BD_ERROR_IO, "read of '%s' failed", path);
+    }
+    fclose(f);
+    *out = buf; *out_size = n;
+    return BD_SUCCESS;
+}
+
+/* ---- a growable byte buffer on the context allocator ---- */
+typedef struct bd__buf {
+    bd_context *ctx;
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} bd__buf;
+static void bd__buf_put(bd__buf *b, const void *src, size_t n) {
+    size_t need;
+    if (b->failed || n == 0) return;
+    if (!bd_size_add(b->n, n, &need)) { b->failed = 1; return; }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *np;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) { cap = need; break; }
+            cap *= 2;
+        }
+        np = BD__CAST(unsigned char *, bd_alloc(b->ctx, cap));
+        if (!np) { b->failed = 1; return; }
+        if (b->n) memcpy(np, b->p, b->n);
+        bd_free(b->ctx, b->p);
+        b->p = np; b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void bd__buf_str(bd__buf *b, const char *s) { bd__buf_put(b, s, strlen(s)); }
+static void bd__buf_i64(bd__buf *b, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    bd__buf_str(b, tmp);
+}
+
+/* ---- UTF-8 ---- */
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if
+   invalid (overlong, surrogate, > U+10FFFF, truncated). */
+static size_t bd__utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    uint32_t cp;
+    size_t len, i;
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) { len = 2; cp = c & 0x1F; }
+    else if (c < 0xF0) { len = 3; cp = c & 0x0F; }
+    else if (c < 0xF5) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len) return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+static int bd__utf8_valid(const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    size_t n = strlen(s);
+    while (n) {
+        size_t k = bd__utf8_seq(p, n);
+        if (!k) return 0;
+        p += k; n -= k;
+    }
+    return 1;
+}
+
+/* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
+#define BD__JSON_MAX_DEPTH 64
+/* values a parsed header may hold: ~12 per tensor, so 4M allows 300k tensors
+   and bounds the token table at 4M * 40 bytes whatever the header length */
+#define BD__JSON_MAX_TOKENS ((int64_t)1 << 22)
+enum { BD__J_OBJ = 1, BD__J_ARR, BD__J_STR, BD__J_NUM, BD__J_TRUE, BD__J_FALSE, BD__J_NULL };
+typedef struct bd__jtok {
+    int type;
+    size_t start, end; /* STR: between the quotes; others: the raw text */
+    int64_t size;      /* OBJ: pairs; ARR: elements */
+    int64_t next;      /* index of the token after this one's subtree */
+} bd__jtok;
+typedef struct bd__jparse {
+    const char *s;
+    size_t n, pos;
+    bd__jtok *tok; /* NULL: count only */
+    int64_t ntok;
+    char err[160];
+} bd__jparse;
+
+static int bd__j_fail(bd__jparse *p, const char *what) {
+    snprintf(p->err, sizeof p->err, "%s at byte %zu", what, p->pos);
+    return 0;
+}
+static void bd__j_ws(bd__jparse *p) {
+    while (p->pos < p->n) {
+        char c = p->s[p->pos];
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') p->pos++;
+        else break;
+    }
+}
+static int64_t bd__j_new(bd__jparse *p, int type, size_t start) {
+    int64_t i = p->ntok++;
+    if (p->tok) {
+        p->tok[i].type = type; p->tok[i].start = start; p->tok[i].end = start;
+        p->tok[i].size = 0; p->tok[i].next = i + 1;
+    }
+    return i;
+}
+static int bd__j_hex4(const char *s, uint32_t *v) {
+    int i;
+    *v = 0;
+    for (i = 0; i < 4; i++) {
+        char c = s[i];
+        uint32_t d;
+        if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
+        else return 0;
+        *v = (*v << 4) | d;
+    }
+    return 1;
+}
+static int bd__j_string(bd__jparse *p) {
+    int64_t t;
+    size_t start;
+    p->pos++; /* opening quote */
+    start = p->pos;
+    t = bd__j_new(p, BD__J_STR, start);
+    for (;;) {
+        unsigned char c;
+        if (p->pos >= p->n) return bd__j_fail(p, "unterminated string");
+        c = (unsigned char)p->s[p->pos];
+        if (c == '"') break;
+        if (c < 0x20) return bd__j_fail(p, "control character in string");
+        if (c == '\\') {
+            char e;
+            if (p->pos + 1 >= p->n) return bd__j_fail(p, "unterminated escape");
+            e = p->s[p->pos + 1];
+            if (e == 'u') {
+                uint32_t u, lo;
+                if (p->n - p->pos < 6 || !bd__j_hex4(p->s + p->pos + 2, &u))
+                    return bd__j_fail(p, "bad \\u escape");
+                p->pos += 6;
+                if (u >= 0xDC00 && u <= 0xDFFF) return bd__j_fail(p, "lone low surrogate");
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    if (p->n - p->pos < 6 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u' ||
+                        !bd__j_hex4(p->s + p->pos + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                        return bd__j_fail(p, "high surrogate without low surrogate");
+                    p->pos += 6;
+                }
+                continue;
+            }
+            if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
+                e != 'r' && e != 't')
+                return bd__j_fail(p, "invalid escape");
+            p->pos += 2;
+            continue;
+        }
+        {
+            size_t k = bd__utf8_seq(BD__CAST(const unsigned char *, (const void *)p->s) + p->pos, p->n - p->pos);
+            if (!k) return bd__j_fail(p, "invalid UTF-8 in string");
+            p->pos += k;
+        }
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    p->pos++; /* closing quote */
+    return 1;
+}
+static int bd__j_digits(bd__jparse *p) {
+    size_t s0 = p->pos;
+    while (p->pos < p->n && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') p->pos++;
+    return p->pos > s0;
+}
+static int bd__j_number(bd__jparse *p) {
+    int64_t t = bd__j_new(p, BD__J_NUM, p->pos);
+    if (p->s[p->pos] == '-') p->pos++;
+    if (p->pos >= p->n) return bd__j_fail(p, "truncated number");
+    if (p->s[p->pos] == '0') p->pos++;
+    else if (!bd__j_digits(p)) return bd__j_fail(p, "bad number");
+    if (p->pos < p->n && p->s[p->pos] == '.') {
+        p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad fraction");
+    }
+    if (p->pos < p->n && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
+        p->pos++;
+        if (p->pos < p->n && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (!bd__j_digits(p)) return bd__j_fail(p, "bad exponent");
+    }
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+static int bd__j_literal(bd__jparse *p, const char *lit, int type) {
+    size_t k = strlen(lit);
+    int64_t t;
+    if (p->n - p->pos < k || memcmp(p->s + p->pos, lit, k) != 0)
+        return bd__j_fail(p, "unexpected character");
+    t = bd__j_new(p, type, p->pos);
+    p->pos += k;
+    if (p->tok) p->tok[t].end = p->pos;
+    return 1;
+}
+/* Parse the whole text as one JSON value.  1 = ok (p->ntok tokens). */
+static int bd__json_run(bd__jparse *p) {
+    int64_t stack[BD__JSON_MAX_DEPTH];
+    char kind[BD__JSON_MAX_DEPTH]; /* '{' or '[' */
+    int depth = 0;
+    p->pos = 0; p->ntok = 0; p->err[0] = 0;
+    bd__j_ws(p);
+    for (;;) {
+        char c;
+        /* ---- a value is expected here ---- */
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == '{' || c == '[') {
+            int64_t t;
+            if (depth >= BD__JSON_MAX_DEPTH) return bd__j_fail(p, "nesting too deep");
+            t = bd__j_new(p, c == '{' ? BD__J_OBJ : BD__J_ARR, p->pos);
+            stack[depth] = t; kind[depth] = c; depth++;
+            p->pos++;
+            bd__j_ws(p);
+            if (p->pos < p->n && p->s[p->pos] == (c == '{' ? '}' : ']')) {
+                p->pos++;
+                depth--;
+                if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+                goto after_value;
+            }
+            if (p->tok) p->tok[t].size = 1;
+            if (c == '{') goto expect_key;
+            continue;
+        } else if (c == '"') {
+            if (!bd__j_string(p)) return 0;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            if (!bd__j_number(p)) return 0;
+        } else if (c == 't') {
+            if (!bd__j_literal(p, "true", BD__J_TRUE)) return 0;
+        } else if (c == 'f') {
+            if (!bd__j_literal(p, "false", BD__J_FALSE)) return 0;
+        } else if (c == 'n') {
+            if (!bd__j_literal(p, "null", BD__J_NULL)) return 0;
+        } else {
+            return bd__j_fail(p, "unexpected character");
+        }
+    after_value:
+        bd__j_ws(p);
+        if (depth == 0) {
+            if (p->pos != p->n) return bd__j_fail(p, "trailing characters after JSON value");
+            return 1;
+        }
+        if (p->pos >= p->n) return bd__j_fail(p, "unexpected end of input");
+        c = p->s[p->pos];
+        if (c == ',') {
+            p->pos++;
+            bd__j_ws(p);
+            if (p->tok) p->tok[stack[depth - 1]].size++;
+            if (kind[depth - 1] == '{') goto expect_key;
+            continue;
+        }
+        if (c == (kind[depth - 1] == '{' ? '}' : ']')) {
+            int64_t t = stack[--depth];
+            p->pos++;
+            if (p->tok) { p->tok[t].end = p->pos; p->tok[t].next = p->ntok; }
+            goto after_value;
+        }
+        return bd__j_fail(p, kind[depth - 1] == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
+    expect_key:
+        if (p->pos >= p->n || p->s[p->pos] != '"') return bd__j_fail(p, "expected a string key");
+        if (!bd__j_string(p)) return 0;
+        bd__j_ws(p);
+        if (p->pos >= p->n || p->s[p->pos] != ':') return bd__j_fail(p, "expected ':'");
+        p->pos++;
+        bd__j_ws(p);
+    }
+}
+/* Tokenize text into a table allocated on ctx.  Two passes: count, fill. */
+static bd_result bd__json_parse(bd_context *ctx, const char *what, const char *s, size_t n,
+                                bd__jtok **out, int64_t *ntok) {
+    bd__jparse p;
+    *out = NULL; *ntok = 0;
+    memset(&p, 0, sizeof p);
+    p.s = s; p.n = n;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    if (p.ntok > BD__JSON_MAX_TOKENS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: %lld JSON values, more than the limit %lld", what,
+                        (long long)p.ntok, (long long)BD__JSON_MAX_TOKENS);
+    p.tok = BD__CAST(bd__jtok *, bd_alloc_array(ctx, (size_t)p.ntok, sizeof(bd__jtok)));
+    if (!p.tok) return ctx ? ctx->last_result : BD_ERROR_OUT_OF_MEMORY;
+    if (!bd__json_run(&p)) { /* cannot differ from the first pass */
+        bd_free(ctx, p.tok);
+        return bd_error(ctx, BD_ERROR_FORMAT, "%s: bad JSON: %s", what, p.err);
+    }
+    *out = p.tok; *ntok = p.ntok;
+    return BD_SUCCESS;
+}
+/* Decode the string token t into out (capacity >= raw length + 1).
+   Returns the byte length, or -1 when it contains U+0000. */
+static int64_t bd__json_decode(const char *s, const bd__jtok *t, char *out) {
+    size_t i = t->start, o = 0;
+    while (i < t->end) {
+        char c = s[i];
+        if (c != '\\') { out[o++] = c; i++; continue; }
+        c = s[i + 1];
+        if (c == 'u') {
+            uint32_t u, lo;
+            bd__j_hex4(s + i + 2, &u);
+            i += 6;
+            if (u >= 0xD800 && u <= 0xDBFF) {
+                bd__j_hex4(s + i + 2, &lo);
+                i += 6;
+                u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (u == 0) return -1;
+            if (u < 0x80) out[o++] = (char)u;
+            else if (u < 0x800) {
+                out[o++] = (char)(0xC0 | (u >> 6)); out[o++] = (char)(0x80 | (u & 0x3F));
+            } else if (u < 0x10000) {
+                out[o++] = (char)(0xE0 | (u >> 12)); out[o++] = (char)(0x80 | ((u >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (u & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (u >> 18)); out[o++] = (char)(0x80 | ((u >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((u >> 6) & 0x3F)); out[o++] = (char)(0x80 | (u & 0x3F));
+            }
+            continue;
+        }
+        switch (c) {
+        case 'b': out[o++] = '\b'; break;
+        case 'f': out[o++] = '\f'; break;
+        case 'n': out[o++] = '\n'; break;
+        case 'r': out[o++] = '\r'; break;
+        case 't': out[o++] = '\t'; break;
+        default: out[o++] = c; break; /* " \ / */
+        }
+        i += 2;
+    }
+    out[o] = 0;
+    return (int64_t)o;
+}
+/* Raw string token equals the literal (no escapes in the literal). */
+static int bd__json_eq(const char *s, const bd__jtok *t, const char *lit) {
+    size_t k = strlen(lit);
+    return t->type == BD__J_STR && t->end - t->start == k && memcmp(s + t->start, lit, k) == 0;
+}
+/* Non-negative integer token (digits only) <= INT64_MAX.  1 = ok. */
+static int bd__json_u63(const char *s, const bd__jtok *t, int64_t *v) {
+    size_t i;
+    uint64_t x = 0;
+    if (t->type != BD__J_NUM || t->end == t->start) return 0;
+    for (i = t->start; i < t->end; i++) {
+        unsigned d;
+        if (s[i] < '0' || s[i] > '9') return 0;
+        d = (unsigned)(s[i] - '0');
+        if (x > (UINT64_C(0x7FFFFFFFFFFFFFFF) - d) / 10) return 0;
+        x = x * 10 + d;
+    }
+    *v = (int64_t)x;
+    return 1;
+}
+/* Append s as a JSON string literal. */
+static void bd__buf_jstr(bd__buf *b, const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    bd__buf_put(b, "\"", 1);
+    for (; *p; p++) {
+        if (*p == '"') bd__buf_put(b, "\\\"", 2);
+        else if (*p == '\\') bd__buf_put(b, "\\\\", 2);
+        else if (*p < 0x20) {
+            char e[8];
+            snprintf(e, sizeof e, "\\u%04x", (unsigned)*p);
+            bd__buf_put(b, e, 6);
+        } else bd__buf_put(b, p, 1);
+    }
+    bd__buf_put(b, "\"", 1);
+}
+
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len) {
+    bd__jparse p;
+    if (!text && len) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL text");
+    memset(&p, 0, sizeof p);
+    p.s = text ? text : ""; p.n = len;
+    if (!bd__json_run(&p)) return bd_error(ctx, BD_ERROR_FORMAT, "bad JSON: %s", p.err);
+    return BD_SUCCESS;
+}
+
+/* ---- safetensors: writer ---- */
+static int bd__st_wcmp(const void *a, const void *b) {
+    const bd_st_write_tensor *x = *BD__CAST(const bd_st_write_tensor *const *, a);
+    const bd_st_write_tensor *y = *BD__CAST(const bd_st_write_tensor *const *, b);
+    return strcmp(x->name, y->name);
+}
+static int bd__st_kvcmp(const void *a, const void *b) {
+    const bd_st_kv *x = *BD__CAST(const bd_st_kv *const *, a);
+    const bd_st_kv *y = *BD__CAST(const bd_st_kv *const *, b);
+    return strcmp(x->key, y->key);
+}
+static int bd__st_numel(const int64_t *shape, int ndim, int64_t *numel) {
+    int64_t n = 1;
+    int i;
+    for (i = 0; i < ndim; i++) {
+        if (shape[i] < 0) return 0;
+        if (shape[i] != 0 && n > (INT64_MAX / 4) / shape[i]) return 0;
+        n *= shape[i];
+    }
+    *numel = n;
+    return 1;
+}
+/* Validates the inputs, sorts them (order arrays allocated on ctx) and
+   builds the padded JSON header.  data_bytes = size of the data section. */
+static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tensors, int64_t nt,
+                                const bd_st_kv *meta, int64_t nm, bd__buf *hdr,
+                                const bd_st_write_tensor ***order_out, uint64_t *data_bytes) {
+    const bd_st_write_tensor **order = NULL;
+    const bd_st_kv **morder = NULL;
+    int64_t i;
+    uint64_t off = 0;
+    bd_result r = BD_SUCCESS;
+    hdr->ctx = ctx; hdr->p = NULL; hdr->n = hdr->cap = 0; hdr->failed = 0;
+    *order_out = NULL;
+    if (nt < 0 || nm < 0 || (nt > 0 && !tensors) || (nm > 0 && !meta))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: bad tensor/metadata arrays");
+    order = BD__CAST(const bd_st_write_tensor **,
+                     bd_alloc_array(ctx, (size_t)(nt ? nt : 1), sizeof *order));
+    morder = BD__CAST(const bd_st_kv **, bd_alloc_array(ctx, (size_t)(nm ? nm : 1), sizeof *morder));
+    if (!order || !morder) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = &tensors[i];
+        int64_t numel;
+        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
+            goto fail;
+        }
+        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
+            goto fail;
+        }
+        if (numel > 0 && !t->data) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
+            goto fail;
+        }
+        order[i] = t;
+    }
+    for (i = 0; i < nm; i++) {
+        if (!meta[i].key || !meta[i].value || !bd__utf8_valid(meta[i].key) ||
+            !bd__utf8_valid(meta[i].value)) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                         "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
+            goto fail;
+        }
+        morder[i] = &meta[i];
+    }
+    if (nt > 1) qsort(order, (size_t)nt, sizeof *order, bd__st_wcmp);
+    if (nm > 1) qsort(morder, (size_t)nm, sizeof *morder, bd__st_kvcmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
+            goto fail;
+        }
+    for (i = 1; i < nm; i++)
+        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0) {
+            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
+            goto fail;
+        }
+    bd__buf_put(hdr, "{", 1);
+    if (nm > 0) {
+        bd__buf_str(hdr, "\"__metadata__\":{");
+        for (i = 0; i < nm; i++) {
+            if (i) bd__buf_put(hdr, ",", 1);
+            bd__buf_jstr(hdr, morder[i]->key);
+            bd__buf_put(hdr, ":", 1);
+            bd__buf_jstr(hdr, morder[i]->value);
+        }
+        bd__buf_put(hdr, "}", 1);
+        if (nt > 0) bd__buf_put(hdr, ",", 1);
+    }
+    for (i = 0; i < nt; i++) {
+        const bd_st_write_tensor *t = order[i];
+        int64_t numel = 0;
+        int d;
+        bd__st_numel(t->shape, t->ndim, &numel);
+        if (i) bd__buf_put(hdr, ",", 1);
+        bd__buf_jstr(hdr, t->name);
+        bd__buf_str(hdr, ":{\"dtype\":\"F32\",\"shape\":[");
+        for (d = 0; d < t->ndim; d++) {
+            if (d) bd__buf_put(hdr, ",", 1);
+            bd__buf_i64(hdr, t->shape[d]);
+        }
+        bd__buf_str(hdr, "],\"data_offsets\":[");
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_put(hdr, ",", 1);
+        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off) {
+            r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
+            goto fail;
+        }
+        off += (uint64_t)numel * 4u;
+        bd__buf_i64(hdr, (int64_t)off);
+        bd__buf_str(hdr, "]}");
+    }
+    bd__buf_put(hdr, "}", 1);
+    while (!hdr->failed && hdr->n % 8 != 0) bd__buf_put(hdr, " ", 1);
+    if (hdr->failed) { r = bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed"); goto fail; }
+    bd_free(ctx, morder);
+    *order_out = order;
+    *data_bytes = off;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, order);
+    bd_free(ctx, morder);
+    bd_free(ctx, hdr->p);
+    hdr->p = NULL;
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char len8[8];
+    float *chunk = NULL;
+    bd__afile af;
+    bd_result r;
+    int64_t i;
+    int swap = !bd__host_is_le();
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (swap) {
+        chunk = BD__CAST(float *, bd_alloc_array(ctx, 4096, sizeof(float)));
+        if (!chunk) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    }
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) goto done;
+    bd__wr_le64(len8, (uint64_t)hdr.n);
+    r = bd__afile_write(&af, len8, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, hdr.p, hdr.n);
+    for (i = 0; i < n_tensors && r == BD_SUCCESS; i++) {
+        int64_t numel = 0, k;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (!swap) {
+            r = bd__afile_write(&af, order[i]->data, (size_t)numel * 4u);
+            continue;
+        }
+        for (k = 0; k < numel && r == BD_SUCCESS; k += 4096) {
+            int64_t m = numel - k < 4096 ? numel - k : 4096;
+            memcpy(chunk, order[i]->data + k, (size_t)m * 4u);
+            bd__bswap32_array(chunk, (size_t)m);
+            r = bd__afile_write(&af, chunk, (size_t)m * 4u);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+done:
+    bd_free(ctx, chunk);
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size) {
+    bd__buf hdr;
+    const bd_st_write_tensor **order;
+    uint64_t data_bytes;
+    unsigned char *buf, *p;
+    size_t total;
+    bd_result r;
+    int64_t i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL; *out_size = 0;
+    r = bd__st_prepare(ctx, tensors, n_tensors, metadata, n_metadata, &hdr, &order, &data_bytes);
+    if (r != BD_SUCCESS) return r;
+    if (data_bytes > (uint64_t)SIZE_MAX || !bd_size_add(8 + hdr.n, (size_t)data_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: file size overflows");
+        goto done;
+    }
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!buf) { r = BD_ERROR_OUT_OF_MEMORY; goto done; }
+    bd__wr_le64(buf, (uint64_t)hdr.n);
+    memcpy(buf + 8, hdr.p, hdr.n);
+    p = buf + 8 + hdr.n;
+    for (i = 0; i < n_tensors; i++) {
+        int64_t numel = 0;
+        bd__st_numel(order[i]->shape, order[i]->ndim, &numel);
+        if (numel) memcpy(p, order[i]->data, (size_t)numel * 4u);
+        if (!bd__host_is_le()) bd__bswap32_array(p, (size_t)numel);
+        p += (size_t)numel * 4u;
+    }
+    *out = buf; *out_size = total;
+done:
+    bd_free(ctx, order);
+    bd_free(ctx, hdr.p);
+    return r;
+}
+
+/* ---- safetensors: reader ---- */
+typedef struct bd__st_ent {
+    bd_st_tensor t;
+    int64_t begin, end;
+} bd__st_ent;
+static int bd__st_ent_name_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd__st_ent *, a)->t.name, BD__CAST(const bd__st_ent *, b)->t.name);
+}
+static int bd__st_ent_off_cmp(const void *a, const void *b) {
+    const bd__st_ent *x = BD__CAST(const bd__st_ent *, a), *y = BD__CAST(const bd__st_ent *, b);
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+static int bd__st_kv_cmp(const void *a, const void *b) {
+    return strcmp(BD__CAST(const bd_st_kv *, a)->key, BD__CAST(const bd_st_kv *, b)->key);
+}
+static int bd__st_known_dtype(const char *s, const bd__jtok *t) {
+    static const char *const names[] = {"F64", "F16", "BF16", "I8", "I16", "I32", "I64", "U8",
+                                        "U16", "U32", "U64", "BOOL", "F8_E4M3", "F8_E5M2",
+                                        "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"};
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (bd__json_eq(s, t, names[i])) return 1;
+    return 0;
+}
+
+/* Parse and validate the header; on success st->table holds the tables and
+   *ents_out the tensor entries (sorted by name, offsets kept). */
+static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint64_t data_len,
+                              bd_safetensors *st, bd__st_ent **ents_out) {
+    bd__jtok *tok = NULL;
+    int64_t ntok = 0, nt = 0, nm = 0, i, j, k, it = 0, im = 0, meta_tok = -1;
+    bd__st_ent *ents = NULL;
+    bd_st_kv *kv = NULL;
+    char *pool = NULL, *pp;
+    size_t pool_bytes, sz_ents, sz_kv, total;
+    unsigned char *block = NULL;
+    bd_result r;
+    *ents_out = NULL;
+    r = bd__json_parse(ctx, "safetensors header", h, hlen, &tok, &ntok);
+    if (r != BD_SUCCESS) return r;
+    if (tok[0].type != BD__J_OBJ) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
+        goto fail;
+    }
+    /* count tensors and metadata entries */
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        if (bd__json_eq(h, &tok[j], "__metadata__")) {
+            if (meta_tok >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
+                goto fail;
+            }
+            meta_tok = j + 1;
+            if (tok[meta_tok].type != BD__J_OBJ) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
+                goto fail;
+            }
+            nm = tok[meta_tok].size;
+        } else {
+            nt++;
+        }
+    }
+    /* one block: entries, key/values, string pool (decoded strings are
+       never longer than their raw text; one NUL per string) */
+    if (!bd_size_mul((size_t)nt, sizeof(bd__st_ent), &sz_ents) ||
+        !bd_size_mul((size_t)nm, sizeof(bd_st_kv), &sz_kv) ||
+        !bd_size_add(hlen, (size_t)ntok + 1, &pool_bytes) ||
+        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total)) {
+        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
+        goto fail;
+    }
+    block = BD__CAST(unsigned char *, bd_alloc(ctx, total));
+    if (!block) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
+    ents = BD__CAST(bd__st_ent *, (void *)block);
+    kv = BD__CAST(bd_st_kv *, (void *)(block + sz_ents));
+    pool = BD__CAST(char *, (void *)(block + sz_ents + sz_kv));
+    pp = pool;
+    if (meta_tok >= 0) {
+        for (j = meta_tok + 1, k = 0; k < tok[meta_tok].size; k++, j = tok[j + 1].next) {
+            int64_t lk, lv;
+            char *key = pp;
+            lk = bd__json_decode(h, &tok[j], pp);
+            if (lk < 0) { r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000"); goto fail; }
+            pp += lk + 1;
+            if (tok[j + 1].type != BD__J_STR) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
+                goto fail;
+            }
+            lv = bd__json_decode(h, &tok[j + 1], pp);
+            if (lv < 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
+                goto fail;
+            }
+            kv[im].key = key; kv[im].value = pp; im++;
+            pp += lv + 1;
+        }
+        if (nm > 1) qsort(kv, (size_t)nm, sizeof *kv, bd__st_kv_cmp);
+        for (i = 1; i < nm; i++)
+            if (strcmp(kv[i - 1].key, kv[i].key) == 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
+                goto fail;
+            }
+    }
+    for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
+        const bd__jtok *obj;
+        int64_t f, fj, dtype_t = -1, shape_t = -1, offs_t = -1, numel, d;
+        bd__st_ent *e;
+        char *name;
+        if (j + 1 == meta_tok) continue;
+        name = pp;
+        if (bd__json_decode(h, &tok[j], pp) < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
+            goto fail;
+        }
+        pp += strlen(pp) + 1;
+        e = &ents[it++];
+        memset(e, 0, sizeof *e);
+        e->t.name = name;
+        obj = &tok[j + 1];
+        if (obj->type != BD__J_OBJ) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
+            goto fail;
+        }
+        for (fj = j + 2, f = 0; f < obj->size; f++, fj = tok[fj + 1].next) {
+            int64_t *slot;
+            if (bd__json_eq(h, &tok[fj], "dtype")) slot = &dtype_t;
+            else if (bd__json_eq(h, &tok[fj], "shape")) slot = &shape_t;
+            else if (bd__json_eq(h, &tok[fj], "data_offsets")) slot = &offs_t;
+            else {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
+                goto fail;
+            }
+            if (*slot >= 0) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
+                goto fail;
+            }
+            *slot = fj + 1;
+        }
+        if (dtype_t < 0 || shape_t < 0 || offs_t < 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
+                         dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
+            goto fail;
+        }
+        if (!bd__json_eq(h, &tok[dtype_t], "F32")) {
+            if (bd__st_known_dtype(h, &tok[dtype_t]))
+                r = bd_error(ctx, BD_ERROR_UNSUPPORTED,
+                             "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
+                             (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
+            else
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
+            goto fail;
+        }
+        if (tok[shape_t].type != BD__J_ARR) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
+            goto fail;
+        }
+        if (tok[shape_t].size > BD_ST_MAX_DIMS) {
+            r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
+                         name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
+            goto fail;
+        }
+        e->t.ndim = (int)tok[shape_t].size;
+        for (d = 0; d < e->t.ndim; d++) {
+            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d])) {
+                r = bd_error(ctx, BD_ERROR_FORMAT,
+                             "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
+                goto fail;
+            }
+        }
+        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
+            goto fail;
+        }
+        e->t.numel = numel;
+        if (tok[offs_t].type != BD__J_ARR || tok[offs_t].size != 2 ||
+            !bd__json_u63(h, &tok[offs_t + 1], &e->begin) ||
+            !bd__json_u63(h, &tok[offs_t + 2], &e->end)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets of '%s' is not a pair of non-negative integers", name);
+            goto fail;
+        }
+        if (e->begin > e->end || (uint64_t)e->end > data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
+                         (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
+            goto fail;
+        }
+        if (e->end - e->begin != numel * 4) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
+                         name, (long long)(numel * 4), (long long)(e->end - e->begin));
+            goto fail;
+        }
+    }
+    /* offsets: sorted, each begins where the previous ended, all covered */
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_off_cmp);
+    {
+        int64_t pos = 0;
+        for (i = 0; i < nt; i++) {
+            if (ents[i].begin < pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                             ents[i - 1].t.name, ents[i].t.name);
+                goto fail;
+            }
+            if (ents[i].begin > pos) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
+                             (long long)(ents[i].begin - pos), ents[i].t.name);
+                goto fail;
+            }
+            pos = ents[i].end;
+        }
+        if ((uint64_t)pos != data_len) {
+            r = bd_error(ctx, BD_ERROR_FORMAT,
+                         "safetensors: %llu bytes at the end of the data section belong to no tensor",
+                         (unsigned long long)(data_len - (uint64_t)pos));
+            goto fail;
+        }
+    }
+    if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_name_cmp);
+    for (i = 1; i < nt; i++)
+        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
+            goto fail;
+        }
+    bd_free(ctx, tok);
+    st->table = block;
+    st->n_tensors = nt;
+    st->n_metadata = nm;
+    st->metadata = kv;
+    *ents_out = ents;
+    return BD_SUCCESS;
+fail:
+    bd_free(ctx, tok);
+    bd_free(ctx, block);
+    return r;
+}
+
+/* Shared tail of both loaders: the data section comes from memory (src) or
+   from the file f positioned at its start. */
+static bd_result bd__st_load(bd_context *ctx, const char *h, size_t hlen, const unsigned char *src,
+                             FILE *f, uint64_t data_len, bd_safetensors **out) {
+    bd_safetensors *st;
+    bd__st_ent *ents;
+    bd_st_tensor *tens;
+    unsigned char *data;
+    int64_t i;
+    bd_result r;
+    if (data_len > (uint64_t)SIZE_MAX)
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: data section too large for this host");
+    st = BD__CAST(bd_safetensors *, bd_alloc(ctx, sizeof *st));
+    if (!st) return BD_ERROR_OUT_OF_MEMORY;
+    memset(st, 0, sizeof *st);
+    st->ctx = ctx;
+    r = bd__st_parse(ctx, h, hlen, data_len, st, &ents);
+    if (r != BD_SUCCESS) { bd_free(ctx, st); return r; }
+    data = BD__CAST(unsigned char *, bd_alloc(ctx, (size_t)data_len ? (size_t)data_len : 1));
+    if (!data) { bd_free(ctx, st->table); bd_free(ctx, st); return BD_ERROR_OUT_OF_MEMORY; }
+    if (src) {
+        if (data_len) memcpy(data, src, (size_t)data_len);
+    } else if (data_len && fread(data, 1, (size_t)data_len, f) != (size_t)data_len) {
+        bd_free(ctx, data); bd_free(ctx, st->table); bd_free(ctx, st);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the data section failed");
+    }
+    if (!bd__host_is_le()) bd__bswap32_array(data, (size_t)(data_len / 4));
+    /* the entries become the public table in place (bd_st_tensor first) */
+    tens = &ents[0].t;
+    for (i = 0; i < st->n_tensors; i++) {
+        bd_st_tensor t = ents[i].t;
+        t.data = BD__CAST(const float *, (const void *)(data + ents[i].begin));
+        tens[i] = t;
+    }
+    st->tensors = tens;
+    st->data = data;
+    *out = st;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    uint64_t hlen;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL bytes");
+    if (size < 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: %zu bytes, shorter than the 8-byte header length", size);
+    hlen = bd__rd_le64(b);
+    if (hlen > BD_ST_MAX_HEADER)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the limit %d",
+                        (unsigned long long)hlen, BD_ST_MAX_HEADER);
+    if (hlen > size - 8)
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu exceeds the file size %zu",
+                        (unsigned long long)hlen, size);
+    return bd__st_load(ctx, BD__CAST(const char *, (const void *)(b + 8)), (size_t)hlen, b + 8 + hlen, NULL,
+                       (uint64_t)(size - 8 - hlen), out);
+}
+
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out) {
+    FILE *f;
+    long end;
+    unsigned char len8[8];
+    uint64_t hlen, fsize;
+    char *h;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
+    *out = NULL;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+    }
+    fsize = (uint64_t)end;
+    if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: '%s' is %llu bytes, shorter than the 8-byte header length",
+                        path, (unsigned long long)fsize);
+    }
+    hlen = bd__rd_le64(len8);
+    if (hlen > BD_ST_MAX_HEADER || hlen > fsize - 8) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header length %llu of '%s' exceeds %s",
+                        (unsigned long long)hlen, path,
+                        hlen > BD_ST_MAX_HEADER ? "the limit" : "the file size");
+    }
+    h = BD__CAST(char *, bd_alloc(ctx, (size_t)hlen + 1));
+    if (!h) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (hlen && fread(h, 1, (size_t)hlen, f) != (size_t)hlen) {
+        bd_free(ctx, h);
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "safetensors: reading the header of '%s' failed", path);
+    }
+    r = bd__st_load(ctx, h, (size_t)hlen, NULL, f, fsize - 8 - hlen, out);
+    bd_free(ctx, h);
+    fclose(f);
+    return r;
+}
+
+BDAPI void bd_safetensors_free(bd_safetensors *st) {
+    bd_context *ctx;
+    if (!st) return;
+    ctx = st->ctx;
+    bd_free(ctx, st->data);
+    bd_free(ctx, st->table);
+    bd_free(ctx, st);
+}
+
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name) {
+    int64_t lo = 0, hi;
+    if (!st || !name) return NULL;
+    hi = st->n_tensors;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->tensors[mid].name, name);
+        if (c == 0) return &st->tensors[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key) {
+    int64_t lo = 0, hi;
+    if (!st || !key) return NULL;
+    hi = st->n_metadata;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(st->metadata[mid].key, key);
+        if (c == 0) return st->metadata[mid].value;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+/* ---- .npy ---- */
+static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
+    size_t k = strlen(lit);
+    if (n - *i < k || memcmp(h + *i, lit, k) != 0) return 0;
+    *i += k;
+    return 1;
+}
+static void bd__npy_ws(const char *h, size_t n, size_t *i) {
+    while (*i < n && (h[*i] == ' ' || h[*i] == '\t')) (*i)++;
+}
+/* Parse the header dictionary (a Python literal) strictly:
+   {'descr': <str>, 'fortran_order': <bool>, 'shape': <tuple>} in any order,
+   optional trailing comma, then spaces and one '\n'. */
+static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *swap, int *f8,
+                                int *ndim, int64_t *shape) {
+    size_t i = 0;
+    int seen_descr = 0, seen_fo = 0, seen_shape = 0, fortran = 0, k;
+    char descr[16];
+    if (!bd__npy_tok(h, n, &i, "{")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not start with '{'");
+    for (k = 0; k < 3; k++) {
+        char q;
+        size_t ks, kl;
+        bd__npy_ws(h, n, &i);
+        if (i >= n || (h[i] != '\'' && h[i] != '"')) break;
+        q = h[i++];
+        ks = i;
+        while (i < n && h[i] != q) i++;
+        if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated key in header");
+        kl = i - ks;
+        i++;
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ":")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: expected ':' in header");
+        bd__npy_ws(h, n, &i);
+        if (kl == 5 && memcmp(h + ks, "descr", 5) == 0 && !seen_descr) {
+            size_t vs;
+            seen_descr = 1;
+            if (i >= n || (h[i] != '\'' && h[i] != '"')) return bd_error(ctx, BD_ERROR_FORMAT, "npy: descr is not a string");
+            q = h[i++];
+            vs = i;
+            while (i < n && h[i] != q) i++;
+            if (i >= n) return bd_error(ctx, BD_ERROR_FORMAT, "npy: unterminated descr");
+            if (i - vs >= sizeof descr) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: unsupported dtype");
+            memcpy(descr, h + vs, i - vs);
+            descr[i - vs] = 0;
+            i++;
+        } else if (kl == 13 && memcmp(h + ks, "fortran_order", 13) == 0 && !seen_fo) {
+            seen_fo = 1;
+            if (bd__npy_tok(h, n, &i, "False")) fortran = 0;
+            else if (bd__npy_tok(h, n, &i, "True")) fortran = 1;
+            else return bd_error(ctx, BD_ERROR_FORMAT, "npy: fortran_order is not True or False");
+        } else if (kl == 5 && memcmp(h + ks, "shape", 5) == 0 && !seen_shape) {
+            int nd = 0, last_comma = 0;
+            seen_shape = 1;
+            if (!bd__npy_tok(h, n, &i, "(")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape is not a tuple");
+            for (;;) {
+                uint64_t v = 0;
+                size_t ds;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                ds = i;
+                while (i < n && h[i] >= '0' && h[i] <= '9') {
+                    if (v > (UINT64_C(0x7FFFFFFFFFFFFFFF) - (uint64_t)(h[i] - '0')) / 10)
+                        return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry overflows");
+                    v = v * 10 + (uint64_t)(h[i] - '0');
+                    i++;
+                }
+                if (i == ds) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape entry is not a non-negative integer");
+                if (nd >= BD_NPY_MAX_DIMS) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: more than %d dimensions", BD_NPY_MAX_DIMS);
+                shape[nd++] = (int64_t)v;
+                bd__npy_ws(h, n, &i);
+                if (bd__npy_tok(h, n, &i, ",")) { last_comma = 1; continue; }
+                last_comma = 0;
+                if (bd__npy_tok(h, n, &i, ")")) break;
+                return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad shape tuple");
+            }
+            /* (5) is an int in Python, not a tuple: a 1-d shape is (5,) */
+            if (nd == 1 && !last_comma) return bd_error(ctx, BD_ERROR_FORMAT, "npy: one-element shape lacks its comma");
+            *ndim = nd;
+        } else {
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: unknown or repeated key in header");
+        }
+        bd__npy_ws(h, n, &i);
+        if (!bd__npy_tok(h, n, &i, ",")) break;
+    }
+    bd__npy_ws(h, n, &i);
+    if (!bd__npy_tok(h, n, &i, "}")) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header dictionary not closed");
+    if (!seen_descr || !seen_fo || !seen_shape)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: header lacks %s",
+                        !seen_descr ? "descr" : !seen_fo ? "fortran_order" : "shape");
+    while (i < n && h[i] == ' ') i++;
+    if (i + 1 != n || h[i] != '\n') return bd_error(ctx, BD_ERROR_FORMAT, "npy: header does not end in spaces and '\\n'");
+    if (fortran) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: Fortran-order arrays are not supported");
+    if (strcmp(descr, "<f4") == 0) { *swap = !bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, ">f4") == 0) { *swap = bd__host_is_le(); *f8 = 0; }
+    else if (strcmp(descr, "<f8") == 0) { *swap = !bd__host_is_le(); *f8 = 1; }
+    else if (strcmp(descr, ">f8") == 0) { *swap = bd__host_is_le(); *f8 = 1; }
+    else return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: dtype '%s' is not supported (float32/float64 only)", descr);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out) {
+    const unsigned char *b = BD__CAST(const unsigned char *, bytes);
+    size_t hlen, hstart, need, item;
+    int swap = 0, f8 = 0, ndim = 0, d;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1, i;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL output");
+    memset(out, 0, sizeof *out);
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL bytes");
+    if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
+    if (b[6] == 1 && b[7] == 0) {
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        hstart = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
+        if (size < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
+        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        hstart = 12;
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
+    }
+    if (hlen > size - hstart) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header length %zu exceeds the file", hlen);
+    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape);
+    if (r != BD_SUCCESS) return r;
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d])
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
+        numel *= shape[d];
+    }
+    item = f8 ? 8 : 4;
+    if ((uint64_t)numel > (uint64_t)(SIZE_MAX / 8)) return bd_error(ctx, BD_ERROR_OVERFLOW, "npy: array too large");
+    need = (size_t)numel * item;
+    if (size - hstart - hlen != need)
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy: data is %zu bytes, shape needs %zu",
+                        size - hstart - hlen, need);
+    out->data = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(numel ? numel : 1), sizeof(float)));
+    if (!out->data) return ctx->last_result;
+    b += hstart + hlen;
+    if (!f8 && !swap) {
+        if (numel) memcpy(out->data, b, need);
+        i = numel;
+    } else i = 0;
+    for (; i < numel; i++) {
+        unsigned char e[8];
+        size_t k;
+        for (k = 0; k < item; k++) e[k] = b[(size_t)i * item + (swap ? item - 1 - k : k)];
+        if (f8) {
+            double v;
+            memcpy(&v, e, 8);
+            out->data[i] = (float)v;
+        } else {
+            memcpy(&out->data[i], e, 4);
+        }
+    }
+    out->ndim = ndim;
+    for (d = 0; d < ndim; d++) out->shape[d] = shape[d];
+    out->numel = numel;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, SIZE_MAX, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_npy_read_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a) {
+    if (!a) return;
+    bd_free(ctx, a->data);
+    memset(a, 0, sizeof *a);
+}
+
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape) {
+    char h[256];
+    int len, d, total;
+    int64_t numel = 1;
+    unsigned char pre[10];
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (ndim < 0 || ndim > BD_NPY_MAX_DIMS || (ndim > 0 && !shape))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: ndim must be 0..%d", BD_NPY_MAX_DIMS);
+    if (!bd__st_numel(shape, ndim, &numel))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: bad shape");
+    if (numel > 0 && !data) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL data");
+    len = snprintf(h, sizeof h, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < ndim; d++)
+        len += snprintf(h + len, sizeof h - (size_t)len, ndim == 1 ? "%lld," : d + 1 < ndim ? "%lld, " : "%lld",
+                        (long long)shape[d]);
+    len += snprintf(h + len, sizeof h - (size_t)len, "), }");
+    total = 10 + len + 1;
+    while (total % 64) { h[len++] = ' '; total++; }
+    h[len++] = '\n';
+    memcpy(pre, "\x93NUMPY\x01\x00", 8);
+    pre[8] = (unsigned char)(len & 0xff);
+    pre[9] = (unsigned char)(len >> 8);
+    r = bd__afile_open(ctx, &af, path);
+    if (r != BD_SUCCESS) return r;
+    r = bd__afile_write(&af, pre, 10);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, h, (size_t)len);
+    if (r == BD_SUCCESS && bd__host_is_le()) {
+        r = bd__afile_write(&af, data, (size_t)numel * 4u);
+    } else if (r == BD_SUCCESS) {
+        int64_t i;
+        for (i = 0; i < numel && r == BD_SUCCESS; i++) {
+            unsigned char e[4], s[4];
+            memcpy(e, &data[i], 4);
+            s[0] = e[3]; s[1] = e[2]; s[2] = e[1]; s[3] = e[0];
+            r = bd__afile_write(&af, s, 4);
+        }
+    }
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    return r;
+}
+
+/* ---- CRC-32, Adler-32 ---- */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n) {
+    uint32_t table[256]; /* built per call: no static mutable state */
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t i, k;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    crc = ~crc;
+    while (n--) crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return ~crc;
+}
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n) {
+    const unsigned char *p = BD__CAST(const unsigned char *, data);
+    uint32_t a = adler & 0xffff, b = adler >> 16;
+    while (n) {
+        size_t k = n < 5552 ? n : 5552;
+        n -= k;
+        while (k--) { a += *p++; b += a; }
+        a %= 65521u; b %= 65521u;
+    }
+    return (b << 16) | a;
+}
+
+/* ---- inflate (RFC 1951), after Mark Adler's puff: canonical Huffman
+   decoding one bit at a time, every input read and every back-reference
+   bounds-checked ---- */
+typedef struct bd__inf {
+    bd_context *ctx;
+    const unsigned char *in;
+    size_t inlen, incnt;
+    uint32_t bitbuf;
+    int bitcnt;
+    unsigned char *out;
+    size_t outcap, outcnt, max_out;
+    const char *err; /* first error, NULL = none */
+    int oom;
+} bd__inf;
+typedef struct bd__huff {
+    short count[16];
+    short symbol[320];
+} bd__huff;
+
+static int bd__inf_bits(bd__inf *s, int need) {
+    uint32_t val = s->bitbuf;
+    while (s->bitcnt < need) {
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return 0;
+        }
+        val |= (uint32_t)s->in[s->incnt++] << s->bitcnt;
+        s->bitcnt += 8;
+    }
+    s->bitbuf = val >> need;
+    s->bitcnt -= need;
+    return (int)(val & ((1u << need) - 1));
+}
+static int bd__inf_room(bd__inf *s, size_t extra) {
+    size_t need, cap;
+    unsigned char *np;
+    if (!bd_size_add(s->outcnt, extra, &need) || need > s->max_out) {
+        if (!s->err) s->err = "decoded size exceeds the limit";
+        return 0;
+    }
+    if (need <= s->outcap) return 1;
+    cap = s->outcap ? s->outcap : 4096;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    if (cap > s->max_out) cap = s->max_out;
+    np = BD__CAST(unsigned char *, bd_alloc(s->ctx, cap));
+    if (!np) {
+        if (!s->err) s->err = "out of memory";
+        s->oom = 1;
+        return 0;
+    }
+    if (s->outcnt) memcpy(np, s->out, s->outcnt);
+    bd_free(s->ctx, s->out);
+    s->out = np;
+    s->outcap = cap;
+    return 1;
+}
+static int bd__inf_stored(bd__inf *s) {
+    size_t len;
+    s->bitbuf = 0; s->bitcnt = 0;
+    if (s->inlen - s->incnt < 4) { s->err = "truncated stored block"; return 0; }
+    len = (size_t)s->in[s->incnt] | ((size_t)s->in[s->incnt + 1] << 8);
+    if (s->in[s->incnt + 2] != (~len & 0xff) || s->in[s->incnt + 3] != ((~len >> 8) & 0xff)) {
+        s->err = "stored block length check failed";
+        return 0;
+    }
+    s->incnt += 4;
+    if (s->inlen - s->incnt < len) { s->err = "truncated stored block"; return 0; }
+    if (!bd__inf_room(s, len)) return 0;
+    if (len) memcpy(s->out + s->outcnt, s->in + s->incnt, len);
+    s->outcnt += len;
+    s->incnt += len;
+    return 1;
+}
+static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
+    /* puff's fast decode: the bits come straight from the bit buffer (which
+       holds fewer than 8 between calls), one input byte at a time */
+    int len = 1, code = 0, first = 0, count, index = 0, left = s->bitcnt;
+    uint32_t bitbuf = s->bitbuf;
+    const short *next = h->count + 1;
+    for (;;) {
+        while (left--) {
+            code |= (int)(bitbuf & 1);
+            bitbuf >>= 1;
+            count = *next++;
+            if (code - count < first) {
+                s->bitbuf = bitbuf;
+                s->bitcnt = (s->bitcnt - len) & 7;
+                return h->symbol[index + (code - first)];
+            }
+            index += count;
+            first += count;
+            first <<= 1;
+            code <<= 1;
+            len++;
+        }
+        left = 16 - len;
+        if (left == 0) break;
+        if (s->incnt == s->inlen) {
+            if (!s->err) s->err = "unexpected end of compressed data";
+            return -1;
+        }
+        bitbuf = s->in[s->incnt++];
+        if (left > 8) left = 8;
+    }
+    if (!s->err) s->err = "invalid Huffman code";
+    return -1;
+}
+/* Returns 0 for a complete code, > 0 incomplete, < 0 over-subscribed. */
+static int bd__huff_build(bd__huff *h, const short *length, int n) {
+    int sym, len, left;
+    short offs[16];
+    for (len = 0; len <= 15; len++) h->count[len] = 0;
+    for (sym = 0; sym < n; sym++) h->count[length[sym]]++;
+    if (h->count[0] == n) return 0;
+    left = 1;
+    for (len = 1; len <= 15; len++) {
+        left <<= 1;
+        left -= h->count[len];
+        if (left < 0) return left;
+    }
+    offs[1] = 0;
+    for (len = 1; len < 15; len++) offs[len + 1] = (short)(offs[len] + h->count[len]);
+    for (sym = 0; sym < n; sym++)
+        if (length[sym] != 0) h->symbol[offs[length[sym]]++] = (short)sym;
+    return left;
+}
+static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *distcode) {
+    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const short dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+                                    6145, 8193, 12289, 16385, 24577};
+    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+    for (;;) {
+        int sym = bd__inf_decode(s, lencode);
+        if (sym < 0) return 0;
+        if (sym < 256) {
+            if (!bd__inf_room(s, 1)) return 0;
+            s->out[s->outcnt++] = (unsigned char)sym;
+        } else if (sym == 256) {
+            return 1;
+        } else {
+            size_t len, dist, k;
+            sym -= 257;
+            if (sym >= 29) { s->err = "invalid length symbol"; return 0; }
+            len = (size_t)lbase[sym] + (size_t)bd__inf_bits(s, lext[sym]);
+            sym = bd__inf_decode(s, distcode);
+            if (sym < 0) return 0;
+            if (sym >= 30) { s->err = "invalid distance symbol"; return 0; }
+            dist = (size_t)dbase[sym] + (size_t)bd__inf_bits(s, dext[sym]);
+            if (s->err) return 0;
+            if (dist > s->outcnt) { s->err = "distance too far back"; return 0; }
+            if (!bd__inf_room(s, len)) return 0;
+            for (k = 0; k < len; k++, s->outcnt++) s->out[s->outcnt] = s->out[s->outcnt - dist];
+        }
+    }
+}
+static int bd__inf_fixed(bd__inf *s) {
+    bd__huff lencode, distcode;
+    short lengths[288];
+    int sym;
+    for (sym = 0; sym < 144; sym++) lengths[sym] = 8;
+    for (; sym < 256; sym++) lengths[sym] = 9;
+    for (; sym < 280; sym++) lengths[sym] = 7;
+    for (; sym < 288; sym++) lengths[sym] = 8;
+    bd__huff_build(&lencode, lengths, 288);
+    for (sym = 0; sym < 30; sym++) lengths[sym] = 5;
+    bd__huff_build(&distcode, lengths, 30);
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+static int bd__inf_dynamic(bd__inf *s) {
+    static const short order[19] = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15};
+    short lengths[320];
+    bd__huff lencode, distcode;
+    int nlen, ndist, ncode, index, err;
+    nlen = bd__inf_bits(s, 5) + 257;
+    ndist = bd__inf_bits(s, 5) + 1;
+    ncode = bd__inf_bits(s, 4) + 4;
+    if (s->err) return 0;
+    if (nlen > 286 || ndist > 30) { s->err = "bad dynamic block counts"; return 0; }
+    for (index = 0; index < ncode; index++) lengths[order[index]] = (short)bd__inf_bits(s, 3);
+    for (; index < 19; index++) lengths[order[index]] = 0;
+    if (s->err) return 0;
+    if (bd__huff_build(&lencode, lengths, 19) != 0) { s->err = "incomplete code-length code"; return 0; }
+    index = 0;
+    while (index < nlen + ndist) {
+        int sym = bd__inf_decode(s, &lencode), len = 0, rep;
+        if (sym < 0) return 0;
+        if (sym < 16) {
+            lengths[index++] = (short)sym;
+            continue;
+        }
+        if (sym == 16) {
+            if (index == 0) { s->err = "repeat with no previous length"; return 0; }
+            len = lengths[index - 1];
+            rep = 3 + bd__inf_bits(s, 2);
+        } else if (sym == 17) {
+            rep = 3 + bd__inf_bits(s, 3);
+        } else {
+            rep = 11 + bd__inf_bits(s, 7);
+        }
+        if (s->err) return 0;
+        if (index + rep > nlen + ndist) { s->err = "too many code lengths"; return 0; }
+        while (rep--) lengths[index++] = (short)len;
+    }
+    if (lengths[256] == 0) { s->err = "no end-of-block code"; return 0; }
+    err = bd__huff_build(&lencode, lengths, nlen);
+    if (err < 0 || (err > 0 && nlen - lencode.count[0] != 1)) { s->err = "bad literal/length code"; return 0; }
+    err = bd__huff_build(&distcode, lengths + nlen, ndist);
+    if (err < 0 || (err > 0 && ndist - distcode.count[0] != 1)) { s->err = "bad distance code"; return 0; }
+    return bd__inf_codes(s, &lencode, &distcode);
+}
+
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed) {
+    bd__inf s;
+    int last, type;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "inflate: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&s, 0, sizeof s);
+    s.ctx = ctx;
+    s.in = BD__CAST(const unsigned char *, in);
+    s.inlen = n;
+    s.max_out = max_out;
+    do {
+        last = bd__inf_bits(&s, 1);
+        type = bd__inf_bits(&s, 2);
+        if (s.err) break;
+        if (type == 0) bd__inf_stored(&s);
+        else if (type == 1) bd__inf_fixed(&s);
+        else if (type == 2) bd__inf_dynamic(&s);
+        else s.err = "invalid block type";
+    } while (!last && !s.err);
+    if (s.err) {
+        bd_free(ctx, s.out);
+        if (s.oom) return BD_ERROR_OUT_OF_MEMORY;
+        return bd_error(ctx, BD_ERROR_FORMAT, "deflate: %s", s.err);
+    }
+    *out = s.out ? s.out : BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!*out) return BD_ERROR_OUT_OF_MEMORY;
+    *out_size = s.outcnt;
+    if (consumed) *consumed = s.incnt;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size) {
+    const unsigned char *b = BD__CAST(const unsigned char *, in);
+    size_t pos = 0;
+    bd__buf acc;
+    bd_result r = BD_SUCCESS;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !out_size || (!in && n)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "gunzip: NULL argument");
+    *out = NULL; *out_size = 0;
+    memset(&acc, 0, sizeof acc);
+    acc.ctx = ctx;
+    do { /* one member per pass */
+        unsigned flg;
+        size_t hs = pos, used, mlen;
+        unsigned char *m;
+        if (n - pos < 18) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos); break; }
+        if (b[pos] != 0x1f || b[pos + 1] != 0x8b) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos); break; }
+        if (b[pos + 2] != 8) { r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]); break; }
+        flg = b[pos + 3];
+        if (flg & 0xe0) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set"); break; }
+        pos += 10;
+        if (flg & 4) { /* FEXTRA */
+            size_t xlen;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
+            pos += 2;
+            if (n - pos < xlen) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
+            pos += xlen;
+        }
+        if (flg & 8) { /* FNAME */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name"); break; }
+            pos++;
+        }
+        if (flg & 16) { /* FCOMMENT */
+            while (pos < n && b[pos]) pos++;
+            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment"); break; }
+            pos++;
+        }
+        if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
+            uint32_t c;
+            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC"); break; }
+            c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
+            if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8))) {
+                r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
+                break;
+            }
+            pos += 2;
+        }
+        r = bd_inflate(ctx, b + pos, n - pos, max_out - acc.n, &m, &mlen, &used);
+        if (r != BD_SUCCESS) break;
+        pos += used;
+        if (n - pos < 8) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated trailer");
+            break;
+        }
+        if (bd_crc32(0, m, mlen) != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8) |
+                                     ((uint32_t)b[pos + 2] << 16) | ((uint32_t)b[pos + 3] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: CRC-32 mismatch (corrupted data)");
+            break;
+        }
+        if ((uint32_t)mlen != ((uint32_t)b[pos + 4] | ((uint32_t)b[pos + 5] << 8) |
+                               ((uint32_t)b[pos + 6] << 16) | ((uint32_t)b[pos + 7] << 24))) {
+            bd_free(ctx, m);
+            r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: length trailer mismatch");
+            break;
+        }
+        pos += 8;
+        if (acc.n == 0 && pos == n) { /* the common single-member case: no copy */
+            *out = m;
+            *out_size = mlen;
+            return BD_SUCCESS;
+        }
+        bd__buf_put(&acc, m, mlen);
+        bd_free(ctx, m);
+        if (acc.failed) { r = BD_ERROR_OUT_OF_MEMORY; break; }
+    } while (pos < n);
+    if (r != BD_SUCCESS) {
+        bd_free(ctx, acc.p);
+        return r;
+    }
+    if (!acc.p) acc.p = BD__CAST(unsigned char *, bd_alloc(ctx, 1));
+    if (!acc.p) return BD_ERROR_OUT_OF_MEMORY;
+    *out = acc.p;
+    *out_size = acc.n;
+    return BD_SUCCESS;
+}
+
+/* ---- IDX ---- */
+/* Validates an unsigned-byte IDX buffer (decompressed) with `want_dims`
+   dimensions and returns its dims and payload. */
+static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                               int64_t *dims, const unsigned char **payload) {
+    size_t hdr, total = 1;
+    int d;
+    if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
+    if (b[0] != 0 || b[1] != 0) return bd_error(ctx, BD_ERROR_FORMAT, "idx: bad magic (first two bytes must be 0)");
+    if (b[2] != 0x08) {
+        if (b[2] == 0x09 || b[2] == 0x0B || b[2] == 0x0C || b[2] == 0x0D || b[2] == 0x0E)
+            return bd_error(ctx, BD_ERROR_UNSUPPORTED, "idx: element type 0x%02x (only unsigned bytes, 0x08)", b[2]);
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: unknown element type 0x%02x", b[2]);
+    }
+    if (b[3] != want_dims)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: %d dimensions, expected %d (%s)", b[3], want_dims,
+                        want_dims == 3 ? "images" : "labels");
+    hdr = 4 + 4 * (size_t)want_dims;
+    if (n < hdr) return bd_error(ctx, BD_ERROR_FORMAT, "idx: truncated header");
+    for (d = 0; d < want_dims; d++) {
+        dims[d] = (int64_t)bd__rd_be32(b + 4 + 4 * d);
+        if (!bd_size_mul(total, (size_t)dims[d], &total))
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions overflow");
+    }
+    if (n - hdr != total)
+        return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
+    *payload = b + hdr;
+    return BD_SUCCESS;
+}
+/* Decompress when the bytes are gzip; *owned is the buffer to free. */
+static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
+                               const unsigned char **b, size_t *n, unsigned char **owned) {
+    const unsigned char *p = BD__CAST(const unsigned char *, bytes);
+    *owned = NULL;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        bd_result r = bd_gunzip(ctx, p, size, BD_IDX_MAX_BYTES, owned, n);
+        if (r != BD_SUCCESS) return r;
+        *b = *owned;
+        return BD_SUCCESS;
+    }
+    *b = p;
+    *n = size;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n, i, total;
+    int64_t dims[3];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    memset(out, 0, sizeof *out);
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 3, dims, &px);
+    if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
+    if (r == BD_SUCCESS) {
+        total = (size_t)(dims[0] * dims[1] * dims[2]);
+        for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *count) {
+    const unsigned char *b, *px;
+    unsigned char *owned;
+    size_t n;
+    int64_t dims[1];
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
+    *labels = NULL; *count = 0;
+    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    if (r != BD_SUCCESS) return r;
+    r = bd__idx_parse(ctx, b, n, 1, dims, &px);
+    if (r == BD_SUCCESS) {
+        *labels = BD__CAST(uint8_t *, bd_alloc(ctx, (size_t)dims[0]));
+        if (!*labels) r = BD_ERROR_OUT_OF_MEMORY;
+        else {
+            if (dims[0]) memcpy(*labels, px, (size_t)dims[0]);
+            *count = dims[0];
+        }
+    }
+    bd_free(ctx, owned);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) memset(out, 0, sizeof *out);
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_images_memory(ctx, buf, n, out);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *count) {
+    unsigned char *buf;
+    size_t n;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    r = bd__read_file(ctx, path, BD_IDX_MAX_BYTES, &buf, &n);
+    if (r != BD_SUCCESS) return r;
+    r = bd_idx_read_labels_memory(ctx, buf, n, labels, count);
+    bd_free(ctx, buf);
+    return r;
+}
+
+/* ---- PNG ---- */
+static bd_result bd__png_chunk(bd__afile *af, const char *type, const unsigned char *data,
+                               size_t n) {
+    unsigned char b[8];
+    uint32_t crc;
+    bd_result r;
+    bd__wr_be32(b, (uint32_t)n);
+    memcpy(b + 4, type, 4);
+    crc = bd_crc32(0, type, 4);
+    crc = bd_crc32(crc, data, n);
+    r = bd__afile_write(af, b, 8);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, data, n);
+    bd__wr_be32(b, crc);
+    if (r == BD_SUCCESS) r = bd__afile_write(af, b, 4);
+    return r;
+}
+
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels) {
+    static const unsigned char ctype[5] = {0, 0, 4, 2, 6};
+    size_t row, raw_n, nblocks, z_n, y, pos, done;
+    unsigned char *z = NULL, *p, ihdr[13];
+    uint32_t adler = 1;
+    bd__afile af;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!pixels || width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff ||
+        channels < 1 || channels > 4)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: bad image (%lld x %lld x %d)",
+                        (long long)width, (long long)height, channels);
+    /* raw = height rows of (filter byte 0 + width*channels bytes) */
+    if (!bd_size_mul((size_t)width, (size_t)channels, &row) || !bd_size_add(row, 1, &row) ||
+        !bd_size_mul(row, (size_t)height, &raw_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    nblocks = raw_n / 65535 + 1;
+    if (!bd_size_mul(nblocks, 5, &z_n) || !bd_size_add(z_n, raw_n, &z_n) || !bd_size_add(z_n, 6, &z_n))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    z = BD__CAST(unsigned char *, bd_alloc(ctx, z_n));
+    if (!z) return BD_ERROR_OUT_OF_MEMORY;
+    /* zlib header: deflate, 32K window, no dictionary, check bits */
+    p = z;
+    *p++ = 0x78; *p++ = 0x01;
+    /* stored blocks, streamed from the pixel rows */
+    pos = 0;
+    y = 0;
+    {
+        size_t in_row = 0; /* bytes of row y already emitted */
+        while (pos < raw_n || pos == 0) {
+            size_t len = raw_n - pos < 65535 ? raw_n - pos : 65535, k;
+            int final = pos + len == raw_n;
+            unsigned char *blk;
+            *p++ = (unsigned char)final;
+            *p++ = (unsigned char)(len & 0xff); *p++ = (unsigned char)(len >> 8);
+            *p++ = (unsigned char)(~len & 0xff); *p++ = (unsigned char)((~len >> 8) & 0xff);
+            blk = p;
+            for (k = 0; k < len;) {
+                if (in_row == 0) { *p++ = 0; k++; in_row = 1; }
+                else {
+                    size_t take = row - in_row, left = len - k;
+                    if (take > left) take = left;
+                    memcpy(p, pixels + y * (row - 1) + (in_row - 1), take);
+                    p += take; k += take; in_row += take;
+                }
+                if (in_row == row) { in_row = 0; y++; }
+            }
+            adler = bd_adler32(adler, blk, len);
+            pos += len;
+            if (final) break;
+        }
+    }
+    bd__wr_be32(p, adler);
+    p += 4;
+    z_n = (size_t)(p - z);
+    bd__wr_be32(ihdr, (uint32_t)width);
+    bd__wr_be32(ihdr + 4, (uint32_t)height);
+    ihdr[8] = 8; ihdr[9] = ctype[channels]; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, "\x89PNG\r\n\x1a\n", 8);
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IHDR", ihdr, 13);
+    for (done = 0; r == BD_SUCCESS && done < z_n;) {
+        size_t len = z_n - done < ((size_t)1 << 20) ? z_n - done : ((size_t)1 << 20);
+        r = bd__png_chunk(&af, "IDAT", z + done, len);
+        done += len;
+    }
+    if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IEND", ihdr, 0);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, z);
+    return r;
+}
+
+static uint8_t bd__to_u8(float v) {
+    float s = (v + 1.0f) * 127.5f + 0.5f;
+    if (!(s > 0.0f)) return 0; /* also NaN */
+    if (s >= 255.0f) return 255;
+    return (uint8_t)s;
+}
+
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w) {
+    uint8_t *px;
+    size_t hw, total, i;
+    int64_t ch;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!img || (c != 1 && c != 3) || h < 1 || w < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: need a (1 or 3, H, W) image");
+    if (!bd_size_mul((size_t)h, (size_t)w, &hw) || !bd_size_mul(hw, (size_t)c, &total))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    px = BD__CAST(uint8_t *, bd_alloc(ctx, total));
+    if (!px) return BD_ERROR_OUT_OF_MEMORY;
+    for (ch = 0; ch < c; ch++)
+        for (i = 0; i < hw; i++) px[i * (size_t)c + (size_t)ch] = bd__to_u8(img[(size_t)ch * hw + i]);
+    r = bd_png_write_u8(ctx, path, px, w, h, (int)c);
+    bd_free(ctx, px);
+    return r;
+}
+
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value) {
+    int64_t rows, gh, gw, i, ch, yy;
+    if (n < 1) n = 1;
+    if (pad < 0) pad = 0;
+    if (cols <= 0) {
+        cols = (int64_t)ceil(sqrt((double)n));
+        if (cols < 1) cols = 1;
+    }
+    if (cols > n) cols = n;
+    rows = (n + cols - 1) / cols;
+    gh = rows * (h + pad) + pad;
+    gw = cols * (w + pad) + pad;
+    if (out_h) *out_h = gh;
+    if (out_w) *out_w = gw;
+    if (!out || !x) return;
+    for (i = 0; i < c * gh * gw; i++) out[i] = pad_value;
+    for (i = 0; i < n; i++) {
+        int64_t oy = pad + (i / cols) * (h + pad), ox = pad + (i % cols) * (w + pad);
+        for (ch = 0; ch < c; ch++)
+            for (yy = 0; yy < h; yy++)
+                memcpy(out + (ch * gh + oy + yy) * gw + ox, x + ((i * c + ch) * h + yy) * w,
+                       (size_t)w * sizeof(float));
+    }
+}
+
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad) {
+    int64_t gh, gw;
+    float *g;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!x || n < 1 || (c != 1 && c != 3) || h < 1 || w < 1 || pad < 0 || pad > 64 ||
+        n > ((int64_t)1 << 24) || h > 65536 || w > 65536)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png grid: bad arguments (n %lld, c %lld, %lld x %lld)",
+                        (long long)n, (long long)c, (long long)h, (long long)w);
+    bd_image_grid(NULL, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    if (gh > 0x7fffffff / (gw > 0 ? gw : 1))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png grid: image too large");
+    g = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(c * gh * gw), sizeof(float)));
+    if (!g) return ctx->last_result;
+    bd_image_grid(g, &gh, &gw, x, n, c, h, w, cols, pad, 0.0f);
+    r = bd_png_write(ctx, path, g, c, gh, gw);
+    bd_free(ctx, g);
+    return r;
+}
+
+/* ---- line plot ---- */
+static const unsigned char bd__font5x7[14][7] = {
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, /* 0 */
+    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* 1 */
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, /* 2 */
+    {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}, /* 3 */
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, /* 4 */
+    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}, /* 5 */
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, /* 6 */
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, /* 8 */
+    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, /* 9 */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
+    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
+};
+typedef struct bd__canvas {
+    uint8_t *px; /* (H,W,3) */
+    int64_t w, h;
+    int64_t x0, y0, x1, y1; /* clip rectangle, inclusive */
+} bd__canvas;
+static void bd__blend(bd__canvas *cv, int64_t x, int64_t y, const uint8_t *rgb, double a) {
+    uint8_t *p;
+    int k;
+    if (x < cv->x0 || x > cv->x1 || y < cv->y0 || y > cv->y1 || !(a > 0)) return;
+    if (a > 1) a = 1;
+    p = cv->px + (y * cv->w + x) * 3;
+    for (k = 0; k < 3; k++) p[k] = (uint8_t)(p[k] * (1 - a) + rgb[k] * a + 0.5);
+}
+/* Xiaolin Wu's anti-aliased line, drawn twice one pixel apart (2 px wide). */
+static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb, const uint8_t *rgb) {
+    int steep = fabs(yb - ya) > fabs(xb - xa);
+    double t, grad, x, dx, dy;
+    int pass;
+    if (steep) { t = xa; xa = ya; ya = t; t = xb; xb = yb; yb = t; }
+    if (xa > xb) { t = xa; xa = xb; xb = t; t = ya; ya = yb; yb = t; }
+    dx = xb - xa; dy = yb - ya;
+    grad = dx < 1e-12 ? 0.0 : dy / dx;
+    if (dx > 1e5) return; /* clipped away upstream; guard anyway */
+    for (pass = 0; pass < 2; pass++) {
+        double off = pass ? 0.5 : -0.5;
+        for (x = floor(xa); x <= ceil(xb); x += 1.0) {
+            double yy = ya + grad * (x - xa) + off, fl = floor(yy), fr = yy - fl;
+            double cover = 1.0;
+            if (x < xa) cover = 1.0 - (xa - x);
+            if (x > xb) cover = 1.0 - (x - xb);
+            if (cover <= 0) continue;
+            if (steep) {
+                bd__blend(cv, (int64_t)fl, (int64_t)x, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)fl + 1, (int64_t)x, rgb, fr * cover * 0.8);
+            } else {
+                bd__blend(cv, (int64_t)x, (int64_t)fl, rgb, (1 - fr) * cover * 0.8);
+                bd__blend(cv, (int64_t)x, (int64_t)fl + 1, rgb, fr * cover * 0.8);
+            }
+        }
+    }
+}
+static void bd__text(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale) {
+    static const uint8_t ink[3] = {40, 40, 40};
+    for (; *s; s++, x += 6 * scale) {
+        int g = -1, r, c, sy, sx;
+        if (*s >= '0' && *s <= '9') g = *s - '0';
+        else if (*s == '.') g = 10;
+        else if (*s == '-') g = 11;
+        else if (*s == 'e') g = 12;
+        else if (*s == '+') g = 13;
+        if (g < 0) continue;
+        for (r = 0; r < 7; r++)
+            for (c = 0; c < 5; c++)
+                if (bd__font5x7[g][r] & (0x10 >> c))
+                    for (sy = 0; sy < scale; sy++)
+                        for (sx = 0; sx < scale; sx++)
+                            bd__blend(cv, x + c * scale + sx, y + r * scale + sy, ink, 1.0);
+    }
+}
+/* ticks at multiples of a 1-2-5 step covering [lo, hi]; returns count */
+static int bd__ticks(double lo, double hi, double *ticks, int max, double *step_out) {
+    double raw = (hi - lo) / 5.0, mag, step, v;
+    int n = 0;
+    if (!(raw > 0)) raw = 1;
+    mag = pow(10.0, floor(log10(raw)));
+    step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
+    for (v = ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9 && n < max; v += step)
+        ticks[n++] = fabs(v) < step * 1e-9 ? 0.0 : v;
+    *step_out = step;
+    return n;
+}
+static void bd__fmt(char *buf, size_t n, double v) {
+    snprintf(buf, n, "%.4g", v);
+}
+
+BDAPI bd_plot_config bd_plot_config_init(void) {
+    bd_plot_config c;
+    c.width = 640;
+    c.height = 400;
+    c.log_y = 0;
+    return c;
+}
+
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series) {
+    static const uint8_t pal[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
+                                       {148, 103, 189}, {140, 86, 75}, {227, 119, 194},
+                                       {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
+    static const uint8_t gridc[3] = {226, 226, 226}, axisc[3] = {90, 90, 90};
+    double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, xt[32], yt[32], st;
+    int64_t s, i, W, H, left, right = 14, top = 10, bottom, maxlab = 1;
+    int nxt, nyt, k, scale;
+    char lab[32];
+    bd__canvas cv;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!cfg || cfg->width < 64 || cfg->height < 64 || cfg->width > 16384 || cfg->height > 16384 ||
+        n_series < 0 || (n_series > 0 && !series))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: bad configuration or series");
+    W = cfg->width; H = cfg->height;
+    scale = H >= 800 ? 2 : 1;
+    for (s = 0; s < n_series; s++) {
+        if (series[s].n < 0 || (series[s].n > 0 && !series[s].y))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: series %lld has no y values", (long long)s);
+        for (i = 0; i < series[s].n; i++) {
+            double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i];
+            if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+            if (!isfinite(xv) || !isfinite(yv)) continue;
+            if (xv < xlo) xlo = xv;
+            if (xv > xhi) xhi = xv;
+            if (yv < ylo) ylo = yv;
+            if (yv > yhi) yhi = yv;
+        }
+    }
+    if (xlo > xhi) { xlo = 0; xhi = 1; }
+    if (ylo > yhi) { ylo = 0; yhi = 1; }
+    if (xhi - xlo < 1e-12 * (fabs(xlo) + 1)) { xlo -= 0.5; xhi += 0.5; }
+    if (yhi - ylo < 1e-12 * (fabs(ylo) + 1)) { ylo -= 0.5; yhi += 0.5; }
+    { /* a little headroom on y */
+        double m = 0.04 * (yhi - ylo);
+        ylo -= m; yhi += m;
+    }
+    nxt = bd__ticks(xlo, xhi, xt, 32, &st);
+    nyt = bd__ticks(ylo, yhi, yt, 32, &st);
+    if (cfg->log_y && st < 1) { /* at least decades when the range allows */
+        if (yhi - ylo >= 1.0) nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+    }
+    for (k = 0; k < nyt; k++) {
+        int64_t len;
+        bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+        len = (int64_t)strlen(lab);
+        if (len > maxlab) maxlab = len;
+    }
+    left = 10 + maxlab * 6 * scale;
+    bottom = 8 + 10 * scale;
+    if (left + right + 16 > W || top + bottom + 16 > H)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: image too small for the axes");
+    cv.w = W; cv.h = H;
+    cv.px = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)(W * H), 3));
+    if (!cv.px) return ctx->last_result;
+    memset(cv.px, 255, (size_t)(W * H * 3));
+    {
+        int64_t ax0 = left, ax1 = W - right, ay0 = top, ay1 = H - bottom; /* plot box */
+        double sx = (double)(ax1 - ax0) / (xhi - xlo), sy = (double)(ay1 - ay0) / (yhi - ylo);
+        cv.x0 = 0; cv.y0 = 0; cv.x1 = W - 1; cv.y1 = H - 1;
+        for (k = 0; k < nxt; k++) { /* vertical grid + labels */
+            int64_t gx = ax0 + (int64_t)floor((xt[k] - xlo) * sx + 0.5), yy, len;
+            if (gx < ax0 || gx > ax1) continue;
+            for (yy = ay0; yy <= ay1; yy++) bd__blend(&cv, gx, yy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, xt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, gx - len * 3 * scale, ay1 + 5, lab, scale);
+        }
+        for (k = 0; k < nyt; k++) { /* horizontal grid + labels */
+            int64_t gy = ay1 - (int64_t)floor((yt[k] - ylo) * sy + 0.5), xx, len;
+            if (gy < ay0 || gy > ay1) continue;
+            for (xx = ax0; xx <= ax1; xx++) bd__blend(&cv, xx, gy, gridc, 1.0);
+            bd__fmt(lab, sizeof lab, cfg->log_y ? pow(10.0, yt[k]) : yt[k]);
+            len = (int64_t)strlen(lab);
+            bd__text(&cv, ax0 - 5 - len * 6 * scale, gy - 3 * scale, lab, scale);
+        }
+        for (i = ax0; i <= ax1; i++) { bd__blend(&cv, i, ay0, axisc, 1.0); bd__blend(&cv, i, ay1, axisc, 1.0); }
+        for (i = ay0; i <= ay1; i++) { bd__blend(&cv, ax0, i, axisc, 1.0); bd__blend(&cv, ax1, i, axisc, 1.0); }
+        cv.x0 = ax0 + 1; cv.x1 = ax1 - 1; cv.y0 = ay0 + 1; cv.y1 = ay1 - 1;
+        for (s = 0; s < n_series; s++) {
+            int have = 0;
+            double px0 = 0, py0 = 0;
+            for (i = 0; i < series[s].n; i++) {
+                double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i], px, py;
+                if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
+                if (!isfinite(xv) || !isfinite(yv)) { have = 0; continue; }
+                px = ax0 + (xv - xlo) * sx;
+                py = ay1 - (yv - ylo) * sy;
+                if (have) bd__line(&cv, px0, py0, px, py, pal[s % 10]);
+                else if (series[s].n == 1) bd__line(&cv, px - 1, py, px + 1, py, pal[s % 10]);
+                px0 = px; py0 = py; have = 1;
+            }
+        }
+    }
+    r = bd_png_write_u8(ctx, path, cv.px, W, H, 3);
+    bd_free(ctx, cv.px);
+    return r;
+}
+
+/* ---- CSV ---- */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows) {
+    bd__buf b;
+    bd__afile af;
+    bd_result r;
+    int64_t i, j;
+    char num[40];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (n_cols < 1 || n_rows < 0 || !names || !columns)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: need names and columns");
+    for (j = 0; j < n_cols; j++)
+        if (!names[j] || (n_rows > 0 && !columns[j]) || strpbrk(names[j], ",\"\n\r"))
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "csv: column %lld has a NULL or unquotable name or NULL data",
+                            (long long)j);
+    memset(&b, 0, sizeof b);
+    b.ctx = ctx;
+    for (j = 0; j < n_cols; j++) {
+        if (j) bd__buf_put(&b, ",", 1);
+        bd__buf_str(&b, names[j]);
+    }
+    bd__buf_put(&b, "\n", 1);
+    for (i = 0; i < n_rows && !b.failed; i++) {
+        for (j = 0; j < n_cols; j++) {
+            if (j) bd__buf_put(&b, ",", 1);
+            snprintf(num, sizeof num, "%.9g", columns[j][i]);
+            bd__buf_str(&b, num);
+        }
+        bd__buf_put(&b, "\n", 1);
+    }
+    if (b.failed) { bd_free(ctx, b.p); return bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "csv: out of memory"); }
+    r = bd__afile_open(ctx, &af, path);
+    if (r == BD_SUCCESS) r = bd__afile_write(&af, b.p, b.n);
+    if (r == BD_SUCCESS) r = bd__afile_commit(&af);
+    bd_free(ctx, b.p);
+    return r;
+}
+
+/* ---- built-in shapes ---- */
+/* Signed distances (negative inside), in pixels. */
+static double bd__sd_box(double px, double py, double b) {
+    double dx = fabs(px) - b, dy = fabs(py) - b;
+    double ox = dx > 0 ? dx : 0, oy = dy > 0 ? dy : 0, in = dx > dy ? dx : dy;
+    return sqrt(ox * ox + oy * oy) + (in < 0 ? in : 0);
+}
+static double bd__sd_tri(double px, double py, double r) { /* equilateral, half side r */
+    const double k = 1.7320508075688772;
+    double qx, qy, c;
+    px = fabs(px) - r;
+    py = py + r / k;
+    if (px + k * py > 0) {
+        qx = (px - k * py) / 2; qy = (-k * px - py) / 2;
+        px = qx; py = qy;
+    }
+    c = px < -2 * r ? -2 * r : px > 0 ? 0 : px;
+    px -= c;
+    return -sqrt(px * px + py * py) * (py > 0 ? 1.0 : py < 0 ? -1.0 : 0.0);
+}
+
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed) {
+    int64_t i, x, y;
+    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    for (i = 0; i < n; i++) {
+        bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
+        double S = (double)size;
+        int kind = (int)(bd_rng_u64(&rng) % 4);
+        double cx = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double cy = S * (0.3 + 0.4 * bd_rng_uniform(&rng));
+        double R = S * (0.16 + 0.16 * bd_rng_uniform(&rng));
+        double th = 2 * BD__PI * bd_rng_uniform(&rng), cs = cos(th), sn = sin(th);
+        double inten = 0.45 + 0.55 * bd_rng_uniform(&rng);
+        double ringw = R * (0.22 + 0.2 * bd_rng_uniform(&rng));
+        float *o = out + i * size * size;
+        if (labels) labels[i] = (uint8_t)kind;
+        for (y = 0; y < size; y++) {
+            for (x = 0; x < size; x++) {
+                double dx = x + 0.5 - cx, dy = y + 0.5 - cy;
+                double u = cs * dx + sn * dy, v = -sn * dx + cs * dy, d, cov;
+                switch (kind) {
+                case 0: d = sqrt(u * u + v * v) - R; break;
+                case 1: d = bd__sd_box(u, v, R * 0.8); break;
+                case 2: d = bd__sd_tri(u, -v, R * 1.05); break;
+                default: d = fabs(sqrt(u * u + v * v) - (R - ringw / 2)) - ringw / 2; break;
+                }
+                cov = 0.5 - d; /* one-pixel linear ramp across the edge */
+                cov = cov < 0 ? 0 : cov > 1 ? 1 : cov;
+                o[y * size + x] = (float)(-1.0 + 2.0 * inten * cov);
+            }
+        }
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed) {
+    return bd_builtin_shapes_ex(ctx, out, NULL, 0, n, size, seed);
+}
+
 /* IO-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>distill                                                                */
 /* ------------------------------------------------------------------------ */
+static const char *const bd__distill_method_names[] = {"pd", "td"};
+static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
+                                                        "aux", "anneal", "adaptive"};
+
+BDAPI const char *bd_distill_method_name(bd_distill_method m) {
+    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
+}
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 2; i++)
+        if (strcmp(name, bd__distill_method_names[i]) == 0) {
+            *out = (bd_distill_method)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
+    return (w >= 0 && (int)w < 6) ? bd__distill_weights_names[w] : "unknown";
+}
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 6; i++)
+        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
+            *out = (bd_distill_weights)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
+
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        const float *zt = z_t + n * D, *zs = z_s + n * D;
+        float *xt = x_tilde + n * D;
+        if (sigma_s[n] == 0.0) {
+            /* s = 0: the jump lands on x_hat itself */
+            for (d = 0; d < D; d++) xt[d] = zs[d];
+        } else {
+            double r = sigma_s[n] / sigma_t[n];
+            double inv = 1.0 / (alpha_s[n] - r * alpha_t[n]);
+            for (d = 0; d < D; d++) xt[d] = (float)(((double)zs[d] - r * (double)zt[d]) * inv);
+        }
+    }
+}
+
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
+    double snr;
+    if (sigma_t <= 0.0) return 1e30;
+    snr = (alpha_t * alpha_t) / (sigma_t * sigma_t);
+    return snr > 1.0 ? snr : 1.0;
+}
+
+/* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
+   DDIM jump of SPEC 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
+       z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
+   (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
+   scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
+   z space  dL/do = w_k dist'(r) c_k xo / (N D). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale) {
+    int64_t n, k, d;
+    double total = 0.0;
+    double inv_nd = 1.0 / ((double)N * (double)D);
+    if (branch_loss)
+        for (k = 0; k < K; k++) branch_loss[k] = 0.0;
+    for (n = 0; n < N; n++) {
+        double xz, xo;
+        const float *zt = z_t + n * D;
+        bd_param_x_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo);
+        for (k = 0; k < K; k++) {
+            const float *ok = o + (n * K + k) * D;
+            float *dk = dout ? dout + (n * K + k) * D : NULL;
+            double acc = 0.0, g;
+            if (space == BD_DISTILL_SPACE_X) {
+                const float *xt = x_tilde + (k * N + n) * D;
+                double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
+                for (d = 0; d < D; d++) {
+                    double r = xz * zt[d] + xo * ok[d] - (double)xt[d];
+                    acc += r * r;
+                }
+                acc *= lam;
+                g = dk ? 2.0 * lam * w[k] * xo * inv_nd * grad_scale : 0.0;
+                if (dk)
+                    for (d = 0; d < D; d++)
+                        dk[d] += (float)(g * (xz * zt[d] + xo * ok[d] - (double)xt[d]));
+            } else {
+                /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
+                const float *zs = z_s + (k * N + n) * D;
+                double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
+                double ck = as - ss * alpha_t[n] / sigma_t[n];
+                double cz = ss / sigma_t[n] + ck * xz, co = ck * xo;
+                if (distance == BD_DISTILL_L1) {
+                    for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
+                    g = w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++) {
+                            double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                            dk[d] += (float)(r > 0.0 ? g : (r < 0.0 ? -g : 0.0));
+                        }
+                } else {
+                    for (d = 0; d < D; d++) {
+                        double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                        acc += r * r;
+                    }
+                    g = 2.0 * w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++)
+                            dk[d] += (float)(g * (cz * zt[d] + co * ok[d] - (double)zs[d]));
+                }
+            }
+            acc *= inv_nd;
+            if (branch_loss) branch_loss[k] += acc;
+            total += w[k] * acc;
+        }
+    }
+    return total;
+}
+
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema) {
+    int64_t k;
+    if (!w || K < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: need w and K >= 1");
+    switch (kind) {
+    case BD_WEIGHTS_UNIFORM:
+        for (k = 0; k < K; k++) w[k] = 1.0 / (double)K;
+        break;
+    case BD_WEIGHTS_FINAL:
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : 0.0;
+        break;
+    case BD_WEIGHTS_LINEAR:
+        for (k = 0; k < K; k++) w[k] = (double)(k + 1) / ((double)K * (double)(K + 1) / 2.0);
+        break;
+    case BD_WEIGHTS_AUX:
+        if (!(beta >= 0.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "aux weights: beta %g must be >= 0", beta);
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : beta;
+        break;
+    case BD_WEIGHTS_ANNEAL:
+        if (!(tau >= 0.0 && tau <= 1.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "anneal weights: tau %g not in [0, 1]", tau);
+        for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
+        break;
+    case BD_WEIGHTS_ADAPTIVE: {
+        double final_scale = (ema && ema[K - 1] > 0.0) ? ema[K - 1] : 0.0;
+        if (K == 1) { w[0] = 1.0; break; }
+        for (k = 0; k < K - 1; k++) {
+            double ratio = 1.0;
+            if (final_scale > 0.0 && ema[k] > 0.0) ratio = final_scale / ema[k];
+            /* guard against a branch whose loss collapsed to ~0 taking over */
+            if (ratio > 1e3) ratio = 1e3;
+            w[k] = ratio / (2.0 * (double)(K - 1));
+        }
+        w[K - 1] = 0.5;
+        break;
+    }
+    default:
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
+                                        const double *student_grid, int64_t N, int64_t Kt,
+                                        bd_distill_subdiv subdiv, double *out) {
+    int64_t i, j;
+    double tmin;
+    if (!s || !student_grid || !out || N < 1 || Kt < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: bad arguments");
+    tmin = bd_schedule_t_min(s);
+    for (i = 0; i < N; i++) {
+        double a = student_grid[i], b = student_grid[i + 1];
+        if (!(a > b)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: student grid not decreasing at %lld", (long long)i);
+        out[i * Kt] = a;
+        for (j = 1; j < Kt; j++) {
+            double f = (double)j / (double)Kt, bb = b > 0.0 ? b : tmin;
+            if (subdiv == BD_SUBDIV_LOGSNR && a > bb && bb > 0.0) {
+                double la = bd_schedule_logsnr(s, a), lb = bd_schedule_logsnr(s, bb);
+                out[i * Kt + j] = bd_schedule_t_from_logsnr(s, la + f * (lb - la));
+            } else {
+                out[i * Kt + j] = a + f * (b - a);
+            }
+        }
+    }
+    out[N * Kt] = student_grid[N];
+    for (i = 0; i < N * Kt; i++)
+        if (!(out[i] > out[i + 1])) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: not strictly decreasing at %lld (%g, %g)", (long long)i, out[i], out[i + 1]);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
+                                               int64_t student_steps) {
+    bd_distill_config c;
+    memset(&c, 0, sizeof c);
+    c.method = method;
+    c.branches = branches;
+    c.student_steps = student_steps;
+    if (branches < 1) c.teacher_substeps = 1;
+    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : branches;
+    else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
+    c.weights = BD_WEIGHTS_UNIFORM;
+    c.aux_beta = 0.1;
+    c.anneal_steps = 1000;
+    c.adaptive_decay = 0.99;
+    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z;
+    c.distance = BD_DISTILL_L2;
+    c.grid = BD_GRID_UNIFORM_T;
+    c.custom_grid = NULL;
+    c.subdiv = method == BD_DISTILL_PD ? BD_SUBDIV_T : BD_SUBDIV_LOGSNR;
+    c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_forcing = 0;
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.adam = bd_adam_config_init();
+    c.adam.lr = 1e-4;
+    c.ema_decay = 0.999;
+    c.ema_warmup = 1;
+    c.seed = 0;
+    return c;
+}
+
+BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
+                                                bd_rng *rng, bd_denoiser **out) {
+    bd_result r;
+    if (!teacher || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    if ((r = bd_denoiser_create_like(teacher, branches, rng, out)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(*out, teacher)) != BD_SUCCESS) {
+        bd_denoiser_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+static void bd__distill_free_buffers(bd_distill *d) {
+    bd_context *ctx = d->ctx;
+    float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj};
+    double **dp[] = {&d->grid, &d->tgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
+    size_t i;
+    for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
+    for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
+    bd_free(ctx, d->idx);
+    d->idx = NULL;
+}
+
+BDAPI void bd_distill_free(bd_distill *dist) {
+    bd_context *ctx;
+    if (!dist) return;
+    ctx = dist->ctx;
+    bd__distill_free_buffers(dist);
+    bd_adam_free(&dist->adam);
+    bd_sampler_free(dist->tsampler);
+    bd_sampler_free(dist->ssampler);
+    if (dist->owned_teacher) bd_denoiser_free(dist->owned_teacher);
+    bd_free(ctx, dist);
+}
+
+static float *bd__distill_falloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, int *ok) {
+    size_t n = 1;
+    float *p;
+    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n)) {
+        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
+        *ok = 0;
+        return NULL;
+    }
+    p = BD__CAST(float *, bd_alloc_array(ctx, n, sizeof(float)));
+    if (!p) *ok = 0;
+    else memset(p, 0, n * sizeof(float));
+    return p;
+}
+static double *bd__distill_dalloc(bd_context *ctx, int64_t a, int64_t b, int *ok) {
+    size_t n;
+    double *p;
+    if (!bd_size_mul((size_t)a, (size_t)b, &n)) {
+        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
+        *ok = 0;
+        return NULL;
+    }
+    p = BD__CAST(double *, bd_alloc_array(ctx, n, sizeof(double)));
+    if (!p) *ok = 0;
+    else memset(p, 0, n * sizeof(double));
+    return p;
+}
+
+static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
+    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
+    if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: branches %lld not in 1..%d", (long long)c->branches, BD_DISTILL_MAX_BRANCHES);
+    if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
+                        (long long)c->teacher_substeps, (long long)c->branches);
+    if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
+    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_ADAPTIVE)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
+    if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
+    if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
+    if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
+    if (c->distance != BD_DISTILL_L2 && c->distance != BD_DISTILL_L1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown distance %d", (int)c->distance);
+    if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: the x-space loss is L2 (SPEC 5); L1 needs space z");
+    if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
+    if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
+        c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
+    if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
+    if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
+    return BD_SUCCESS;
+}
+
+/* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
+   state; used at init and after a round */
+static bd_result bd__distill_grids(bd_distill *d) {
+    d->S = d->N * d->Kt;
+    return bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+}
+
+BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
+                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
+                                bd_distill **out) {
+    bd_distill *d;
+    bd_result r;
+    int ok = 1;
+    int64_t B, D, K, i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!config || !teacher || !student || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: NULL argument");
+    *out = NULL;
+    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
+    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: max_batch %lld < 1", (long long)max_batch);
+    if (student->branches != config->branches)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: student has %lld branches, config %lld",
+                        (long long)student->branches, (long long)config->branches);
+    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
+        return bd_error(ctx, BD_ERROR_SHAPE, "distill init: teacher sample (%lld,%lld,%lld) vs student (%lld,%lld,%lld)",
+                        (long long)teacher->in_ch, (long long)teacher->height, (long long)teacher->width,
+                        (long long)student->in_ch, (long long)student->height, (long long)student->width);
+    if (student->n_params < 1 || !student->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: the student has no trainable parameters");
+    d = BD__CAST(bd_distill *, bd_alloc(ctx, sizeof(bd_distill)));
+    if (!d) return ctx->last_result;
+    memset(d, 0, sizeof *d);
+    d->ctx = ctx;
+    d->config = *config;
+    d->config.custom_grid = NULL;
+    d->teacher = teacher;
+    d->student = student;
+    d->rng = bd_rng_init(config->seed);
+    d->max_batch = B = max_batch;
+    d->D = D = bd_denoiser_sample_size(student);
+    d->K = K = config->branches;
+    d->Kt = config->teacher_substeps;
+    d->N = config->student_steps;
+    if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
+    d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
+    d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
+    d->ema = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+    d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->tcur = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->zs = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->xt = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->eps = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->zcur = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->xh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->eh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
+    if (config->method == BD_DISTILL_TD)
+        d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
+    d->at = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->st = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->an = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->sn = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->as = bd__distill_dalloc(ctx, K, B, &ok);
+    d->ss = bd__distill_dalloc(ctx, K, B, &ok);
+    if (ok) {
+        d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
+        ok = d->idx != NULL;
+    }
+    if (!ok) { r = ctx->last_result; goto fail; }
+    if (config->custom_grid) {
+        for (i = 0; i <= d->N; i++) d->grid[i] = config->custom_grid[i];
+        if (d->grid[0] != 1.0 || d->grid[d->N] != 0.0) {
+            r = bd_error(ctx, BD_ERROR_CONFIG, "distill init: custom grid must run from 1 to 0");
+            goto fail;
+        }
+    } else if ((r = bd_time_grid(ctx, &d->sched, config->grid, d->N, d->grid)) != BD_SUCCESS) {
+        goto fail;
+    }
+    if ((r = bd__distill_grids(d)) != BD_SUCCESS) goto fail;
+    if ((r = bd_adam_init(ctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS) goto fail;
+    memcpy(d->ema, student->params, (size_t)student->n_params * sizeof(float));
+    if ((r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS) goto fail;
+    if ((r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) goto fail;
+    if ((r = bd_sampler_init(ctx, teacher, B, &d->tsampler)) != BD_SUCCESS) goto fail;
+    if ((r = bd_sampler_init(ctx, student, B, &d->ssampler)) != BD_SUCCESS) goto fail;
+    *out = d;
+    return BD_SUCCESS;
+fail:
+    bd_distill_free(d);
+    return r;
+}
+
+/* ---- the teacher: recording a TD trajectory through the sampler callback */
+typedef struct bd__traj_rec {
+    float *traj; /* (n, S+1, D) */
+    int64_t S, D;
+} bd__traj_rec;
+
+static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
+                              const float *x_hat, int64_t n, int64_t D, int64_t first) {
+    bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
+    int64_t b;
+    (void)t; (void)s; (void)x_hat;
+    for (b = 0; b < n; b++)
+        memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
+    return 0;
+}
+
+static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
+    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, d->S);
+    sc.custom_grid = d->tgrid;
+    sc.branch = -1;
+    sc.param = d->config.param;
+    sc.schedule = d->config.schedule;
+    sc.eta = 0.0;
+    return sc;
+}
+
+/* solve n <= max_batch trajectories whose state 0 is already in traj */
+static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
+    bd_sampler_config sc = bd__distill_teacher_cfg(d);
+    bd__traj_rec rec;
+    int64_t b, D = d->D, S = d->S;
+    bd_result r;
+    rec.traj = traj; rec.S = S; rec.D = D;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->zcur, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (b = 0; b < n; b++) memcpy(traj + (b * (S + 1) + S) * D, d->zcur + b * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
+                                                bd_rng *rng) {
+    int64_t c0, b, D, S;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!traj || !rng || count < 0) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "teacher trajectories: bad arguments");
+    D = dist->D; S = dist->S;
+    for (c0 = 0; c0 < count; c0 += dist->max_batch) {
+        int64_t n = count - c0 < dist->max_batch ? count - c0 : dist->max_batch;
+        float *tr = traj + c0 * (S + 1) * D;
+        for (b = 0; b < n; b++) bd_rng_normal(rng, tr + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(dist, tr, n)) != BD_SUCCESS) return r;
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data) {
+    if (!dist) return;
+    dist->traj_fn = fn;
+    dist->traj_user_data = user_data;
+    dist->traj_cache = NULL;
+    dist->traj_cache_count = 0;
+}
+
+static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
+    bd_distill *d = BD__CAST(bd_distill *, user_data);
+    size_t len = (size_t)((d->S + 1) * d->D);
+    int64_t b;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
+        memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!traj || count < 1) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: need count >= 1 trajectories");
+    dist->traj_fn = bd__distill_cache_fn;
+    dist->traj_user_data = dist;
+    dist->traj_cache = traj;
+    dist->traj_cache_count = count;
+    return BD_SUCCESS;
+}
+
+/* ---- one step */
+static void bd__distill_current_weights(bd_distill *d) {
+    const bd_distill_config *c = &d->config;
+    double tau = 0.0, ema[BD_DISTILL_MAX_BRANCHES];
+    const double *e = NULL;
+    int64_t k;
+    if (c->weights == BD_WEIGHTS_ANNEAL) {
+        tau = (double)d->step / (double)c->anneal_steps;
+        if (tau > 1.0) tau = 1.0;
+    }
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && d->branch_ema_count > 0) {
+        double corr = 1.0 - pow(c->adaptive_decay, (double)d->branch_ema_count);
+        for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
+        e = ema;
+    }
+    bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
+}
+
+static int bd__finite(double x) { return x == x && x < 1e300 && x > -1e300; }
+
+/* forward the student on (zt, tt), loss against the current targets,
+   backward; accumulates loss/branch losses scaled by `scale` */
+static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale, double *loss,
+                                          double *bl) {
+    bd_result r;
+    double bl_i[BD_DISTILL_MAX_BRANCHES], L;
+    int64_t k;
+    const bd_distill_config *c = &d->config;
+    if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+    memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+    L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                        d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
+    *loss += scale * L;
+    for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+    if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+    return bd_denoiser_backward(d->student, NULL, d->dout, n);
+}
+
+static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
+                                      double *bl) {
+    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K;
+    bd_result r;
+    for (b = 0; b < n; b++) {
+        double a, s;
+        int64_t i = (int64_t)(bd_rng_u64(&d->rng) % (uint64_t)d->N);
+        d->idx[b] = i;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        d->at[b] = a; d->st[b] = s;
+        d->tt[b] = (float)d->grid[i];
+    }
+    bd_rng_normal(&d->rng, d->eps, n * D);
+    for (b = 0; b < n; b++) {
+        int64_t e;
+        for (e = 0; e < D; e++)
+            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
+    }
+    /* the teacher: Kt DDIM sub-steps with its final branch */
+    memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
+    for (j = 1; j <= Kt; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = d->tgrid[d->idx[b] * Kt + j];
+            d->tcur[b] = (float)d->tgrid[d->idx[b] * Kt + j - 1];
+            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
+        }
+        if ((r = bd_model_predict(d->teacher, &d->sched, d->config.param, d->teacher->branches - 1,
+                                  d->tout, d->xh, d->eh, d->zcur, d->tcur, n)) != BD_SUCCESS)
+            return r;
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+        if (j % per == 0) {
+            k = j / per - 1;
+            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
+            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
+        }
+    }
+    for (k = 0; k < K; k++)
+        bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st, d->as + k * n,
+                          d->ss + k * n, n, D);
+    return bd__distill_student_pass(d, n, 1.0, loss, bl);
+}
+
+static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
+    int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
+    bd_result r;
+    double scale = 1.0 / (double)d->N;
+    if (d->traj_fn) {
+        if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
+    } else {
+        for (b = 0; b < n; b++) bd_rng_normal(&d->rng, d->traj + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(d, d->traj, n)) != BD_SUCCESS) return r;
+    }
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, d->traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    for (i = 0; i < d->N; i++) {
+        double a, s, au, su;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i + 1], &au, &su);
+        for (b = 0; b < n; b++) {
+            const float *src = d->config.teacher_forcing ? d->traj + (b * (S + 1) + i * Kt) * D : d->zcur + b * D;
+            memcpy(d->zt + b * D, src, (size_t)D * sizeof(float));
+            d->tt[b] = (float)d->grid[i];
+            d->at[b] = a; d->st[b] = s;
+            d->an[b] = au; d->sn[b] = su;
+        }
+        for (k = 0; k < K; k++) {
+            int64_t j = i * Kt + (k + 1) * per;
+            double ak, sk;
+            bd_schedule_alpha_sigma(&d->sched, d->tgrid[j], &ak, &sk);
+            for (b = 0; b < n; b++) {
+                memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
+                d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
+            }
+            bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
+                              d->as + k * n, d->ss + k * n, n, D);
+        }
+        if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
+        /* the student's own next state, detached: DDIM with its final branch */
+        bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                double *branch_loss) {
+    bd_result r;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay;
+    int64_t k;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (n < 1 || n > dist->max_batch)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
+    if (dist->config.method == BD_DISTILL_PD && !x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: PD needs a data batch x");
+    if (dist->config.method == BD_DISTILL_TD && x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: TD takes no data (x must be NULL)");
+    for (k = 0; k < dist->K; k++) bl[k] = 0.0;
+    bd__distill_current_weights(dist);
+    bd_denoiser_zero_grad(dist->student);
+    dist->last_n = n;
+    if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
+    else r = bd__distill_td_batch(dist, n, &L, bl);
+    if (loss) *loss = L;
+    if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
+    dist->last_loss = L;
+    for (k = 0; k < dist->K; k++) dist->last_branch_loss[k] = bl[k];
+    if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
+        return bd_error(dist->ctx, BD_ERROR_NONFINITE, "distill step %lld: non-finite loss %g", (long long)dist->step, L);
+    if (r != BD_SUCCESS) return r;
+    if ((r = bd_adam_step(&dist->adam, dist->student->params, dist->student->grads, &gnorm)) != BD_SUCCESS)
+        return r;
+    dist->last_grad_norm = gnorm;
+    decay = dist->config.ema_decay;
+    if (dist->config.ema_warmup) {
+        double w = (1.0 + (double)dist->step) / (10.0 + (double)dist->step);
+        if (w < decay) decay = w;
+    }
+    bd_ema_update(dist->ema, dist->student->params, dist->student->n_params, decay);
+    for (k = 0; k < dist->K; k++)
+        dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
+                              (1.0 - dist->config.adaptive_decay) * bl[k];
+    dist->branch_ema_count++;
+    dist->step++;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
+    if (!dist || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (dst->n_params != dist->student->n_params)
+        return bd_error(dist->ctx, BD_ERROR_SHAPE, "copy_ema: %lld params vs %lld", (long long)dst->n_params, (long long)dist->student->n_params);
+    memcpy(dst->params, dist->ema, (size_t)dst->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
+    bd_context *ctx;
+    bd_denoiser *st;
+    bd_result r;
+    int64_t i;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    st = dist->student;
+    if (dist->config.method != BD_DISTILL_PD)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
+    if (dist->N < 2 || dist->N % 2 != 0)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->teacher != dist->owned_teacher) {
+        /* the caller's teacher is never overwritten: the next teacher is a
+           K-branch network of the student's architecture owned here */
+        bd_denoiser *nt = NULL;
+        bd_sampler *ns = NULL;
+        int ok = 1;
+        float *tout;
+        if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
+        tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
+        if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
+            (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
+            if (!ok) r = ctx->last_result;
+            bd_free(ctx, tout);
+            bd_denoiser_free(nt);
+            return r;
+        }
+        bd_sampler_free(dist->tsampler);
+        bd_free(ctx, dist->tout);
+        dist->tsampler = ns;
+        dist->tout = tout;
+        dist->owned_teacher = nt;
+        dist->teacher = nt;
+    }
+    memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
+    dist->N /= 2;
+    dist->config.student_steps = dist->N;
+    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) return r;
+    memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
+    memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
+    dist->adam.step = 0;
+    for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
+    dist->branch_ema_count = 0;
+    dist->step = 0;
+    dist->round++;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
+                                double *mse, float *teacher_x, float *student_x) {
+    bd_context *ctx;
+    bd_sampler_config tc, sc;
+    float *xt = NULL, *xs = NULL, *keep = NULL;
+    bd_result r = BD_SUCCESS;
+    int ok = 1;
+    int64_t i, D, np;
+    double acc = 0.0;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (n < 1 || !mse) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill eval: need n >= 1 and mse");
+    D = dist->D;
+    np = dist->student->n_params;
+    xt = bd__distill_falloc(ctx, n, D, 1, &ok);
+    xs = bd__distill_falloc(ctx, n, D, 1, &ok);
+    if (use_ema) keep = bd__distill_falloc(ctx, np, 1, 1, &ok);
+    if (!ok) { r = ctx->last_result; goto done; }
+    bd_noise_fill(xt, n * D, seed);
+    memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
+    tc = bd__distill_teacher_cfg(dist);
+    if ((r = bd_sampler_run(dist->tsampler, &tc, xt, n, NULL, NULL)) != BD_SUCCESS) goto done;
+    sc = bd_sampler_config_init(BD_SAMPLER_DDIM, dist->N);
+    sc.custom_grid = dist->grid;
+    sc.branch = dist->K - 1;
+    sc.param = dist->config.param;
+    sc.schedule = dist->config.schedule;
+    if (use_ema) {
+        memcpy(keep, dist->student->params, (size_t)np * sizeof(float));
+        memcpy(dist->student->params, dist->ema, (size_t)np * sizeof(float));
+    }
+    r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
+    if (use_ema) memcpy(dist->student->params, keep, (size_t)np * sizeof(float));
+    if (r != BD_SUCCESS) goto done;
+    for (i = 0; i < n * D; i++) {
+        double e = (double)xs[i] - (double)xt[i];
+        acc += e * e;
+    }
+    *mse = acc / (double)(n * D);
+    if (teacher_x) memcpy(teacher_x, xt, (size_t)(n * D) * sizeof(float));
+    if (student_x) memcpy(student_x, xs, (size_t)(n * D) * sizeof(float));
+done:
+    bd_free(ctx, xt);
+    bd_free(ctx, xs);
+    bd_free(ctx, keep);
+    return r;
+}
+
 /* DISTILL-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */

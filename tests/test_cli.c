@@ -1,0 +1,444 @@
+/* test_cli.c - the `bdense` command: option parser, FD-RF metric, and the
+   built binary (build/bdense, which `make test` builds first): --help of
+   every subcommand, bad arguments rejected with exit status 2, and a tiny
+   init / info / forward / sample round trip. */
+#define _POSIX_C_SOURCE 200809L
+#define BDENSE_IMPLEMENTATION
+#include "bdense.h"
+#include "bdtest.h"
+
+#include "cli/util.c"
+#include "cli/metric.c"
+
+#include <stdlib.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *bdt_bin = "build/bdense";
+static char bdt_tmp[256];
+
+/* run a shell command, return its exit status (-1 if it did not exit) */
+static int bdt_sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    int st;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    st = system(cmd);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+/* whether the first 64 KB of a file contain `needle` (binary-safe) */
+static int bdt_file_contains(const char *path, const char *needle) {
+    FILE *f = fopen(path, "rb");
+    static char buf[65536];
+    size_t n, i, k = strlen(needle);
+    if (!f) return 0;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (i = 0; i + k <= n; i++)
+        if (memcmp(buf + i, needle, k) == 0) return 1;
+    return 0;
+}
+
+/* silence stdout and stderr (1) or bring them back (0); failures found
+   while silenced are still counted and the summary prints them */
+static void bdt_silence(int on) {
+    static int saved1 = -1, saved2 = -1;
+    fflush(stdout);
+    fflush(stderr);
+    if (on) {
+        int nul = open("/dev/null", O_WRONLY);
+        saved1 = dup(1);
+        saved2 = dup(2);
+        dup2(nul, 1);
+        dup2(nul, 2);
+        close(nul);
+    } else if (saved1 >= 0) {
+        dup2(saved1, 1);
+        dup2(saved2, 2);
+        close(saved1);
+        close(saved2);
+        saved1 = saved2 = -1;
+    }
+}
+
+/* ---------------------------------------------------------------------- */
+static void test_parser(void) {
+    cli_args a;
+    const char *out = NULL, *sampler = "ddim";
+    int64_t steps = 10;
+    double lr = 1e-3;
+    int flag = 0, rc;
+    cli_list l;
+    char *ok[] = {"x", "--out", "m.st", "--steps=20", "--lr", "2e-4", "--flag", "--sampler", "heun",
+                  "--list", "a", "b", "--threads", "3"};
+    memset(&l, 0, sizeof l);
+    cli_args_init(&a, "x", "test", NULL);
+    cli_required(cli_add_str(&a, "out", &out, "FILE", "output"));
+    cli_range(cli_add_int(&a, "steps", &steps, "N", "steps"), 1, 1000);
+    cli_range(cli_add_num(&a, "lr", &lr, "LR", "lr"), 0, 1);
+    cli_add_flag(&a, "flag", &flag, "a flag");
+    cli_add_choice(&a, "sampler", &sampler, "ddim|heun", "sampler");
+    cli_add_list(&a, "list", &l, "S...", "list");
+    rc = cli_parse(&a, (int)(sizeof ok / sizeof ok[0]), ok);
+    BDT_CHECK(rc == 0);
+    BDT_CHECK(out && strcmp(out, "m.st") == 0);
+    BDT_CHECK(steps == 20);
+    BDT_CHECK(fabs(lr - 2e-4) < 1e-12);
+    BDT_CHECK(flag == 1);
+    BDT_CHECK(strcmp(sampler, "heun") == 0);
+    BDT_CHECK(l.n == 2 && strcmp(l.items[1], "b") == 0);
+    BDT_CHECK(a.threads == 3);
+    BDT_CHECK(cli_given(&a, "lr") && !cli_given(&a, "nothing"));
+    BDT_CHECK(cli_choice_index("ddim|ddpm|heun", "heun") == 2);
+    BDT_CHECK(cli_choice_index("ddim|ddpm|heun", "dd") == -1);
+}
+
+static int bdt_parse_one(char **argv, int argc) {
+    cli_args a;
+    const char *out = NULL, *sampler = "ddim";
+    int64_t steps = 10;
+    double lr = 1e-3;
+    int flag = 0;
+    cli_args_init(&a, "x", "test", NULL);
+    cli_required(cli_add_str(&a, "out", &out, "FILE", "output"));
+    cli_range(cli_add_int(&a, "steps", &steps, "N", "steps"), 1, 1000);
+    cli_range(cli_add_num(&a, "lr", &lr, "LR", "lr"), 0, 1);
+    cli_add_flag(&a, "flag", &flag, "a flag");
+    cli_add_choice(&a, "sampler", &sampler, "ddim|heun", "sampler");
+    return cli_parse(&a, argc, argv);
+}
+
+static void test_parser_errors(void) {
+    char *missing[] = {"x", "--steps", "3"};
+    char *unknown[] = {"x", "--out", "a", "--stpes", "3"};
+    char *range[] = {"x", "--out", "a", "--steps", "0"};
+    char *notint[] = {"x", "--out", "a", "--steps", "3.5"};
+    char *notnum[] = {"x", "--out", "a", "--lr", "fast"};
+    char *choice[] = {"x", "--out", "a", "--sampler", "euler"};
+    char *novalue[] = {"x", "--out"};
+    char *twice[] = {"x", "--out", "a", "--out", "b"};
+    char *flagval[] = {"x", "--out", "a", "--flag=1"};
+    char *positional[] = {"x", "--out", "a", "stray"};
+    char *help[] = {"x", "--help"};
+    bdt_silence(1);
+    BDT_CHECK(bdt_parse_one(missing, 3) == 2);
+    BDT_CHECK(bdt_parse_one(unknown, 5) == 2);
+    BDT_CHECK(bdt_parse_one(range, 5) == 2);
+    BDT_CHECK(bdt_parse_one(notint, 5) == 2);
+    BDT_CHECK(bdt_parse_one(notnum, 5) == 2);
+    BDT_CHECK(bdt_parse_one(choice, 5) == 2);
+    BDT_CHECK(bdt_parse_one(novalue, 2) == 2);
+    BDT_CHECK(bdt_parse_one(twice, 5) == 2);
+    BDT_CHECK(bdt_parse_one(flagval, 4) == 2);
+    BDT_CHECK(bdt_parse_one(positional, 4) == 2);
+    BDT_CHECK(bdt_parse_one(help, 2) == 1);
+    bdt_silence(0);
+}
+
+static void test_sibling_and_duration(void) {
+    char b[128];
+    cli_sibling(b, sizeof b, "runs/t.safetensors", ".loss.csv");
+    BDT_CHECK(strcmp(b, "runs/t.loss.csv") == 0);
+    cli_sibling(b, sizeof b, "t", ".png");
+    BDT_CHECK(strcmp(b, "t.png") == 0);
+    cli_format_duration(b, sizeof b, 3725.2);
+    BDT_CHECK(strcmp(b, "1:02:05") == 0);
+    cli_format_duration(b, sizeof b, 65);
+    BDT_CHECK(strcmp(b, "1:05") == 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Frechet distance: closed forms */
+static void test_frechet_closed_forms(void) {
+    enum { D = 6 };
+    double mu1[D], mu2[D], c1[D * D], c2[D * D], Q[D * D], a[D], b[D], expect = 0, fd;
+    bd_rng rng = bd_rng_init(7);
+    int i, j, k;
+    /* random orthogonal Q by Gram-Schmidt */
+    for (i = 0; i < D * D; i++) Q[i] = bd_rng_normal1(&rng);
+    for (i = 0; i < D; i++) {
+        double nrm = 0;
+        for (j = 0; j < i; j++) {
+            double dot = 0;
+            for (k = 0; k < D; k++) dot += Q[k * D + i] * Q[k * D + j];
+            for (k = 0; k < D; k++) Q[k * D + i] -= dot * Q[k * D + j];
+        }
+        for (k = 0; k < D; k++) nrm += Q[k * D + i] * Q[k * D + i];
+        for (k = 0; k < D; k++) Q[k * D + i] /= sqrt(nrm);
+    }
+    for (i = 0; i < D; i++) {
+        a[i] = 0.1 + bd_rng_uniform(&rng) * 3;
+        b[i] = 0.1 + bd_rng_uniform(&rng) * 3;
+        mu1[i] = bd_rng_normal1(&rng);
+        mu2[i] = bd_rng_normal1(&rng);
+        expect += (mu1[i] - mu2[i]) * (mu1[i] - mu2[i]) + (sqrt(a[i]) - sqrt(b[i])) * (sqrt(a[i]) - sqrt(b[i]));
+    }
+    /* commuting covariances Q diag(a) Q^T, Q diag(b) Q^T */
+    for (i = 0; i < D; i++)
+        for (j = 0; j < D; j++) {
+            double s1 = 0, s2 = 0;
+            for (k = 0; k < D; k++) {
+                s1 += Q[i * D + k] * a[k] * Q[j * D + k];
+                s2 += Q[i * D + k] * b[k] * Q[j * D + k];
+            }
+            c1[i * D + j] = s1;
+            c2[i * D + j] = s2;
+        }
+    fd = cli_frechet(mu1, c1, mu2, c2, D);
+    BDT_CHECKF(fabs(fd - expect) < 1e-9 * (1 + expect), "fd %.12g expect %.12g", fd, expect);
+    fd = cli_frechet(mu1, c1, mu1, c1, D);
+    BDT_CHECKF(fabs(fd) < 1e-9, "fd(self) %.3g", fd);
+    /* 2x2 non-commuting: tr sqrt(S1^1/2 S2 S1^1/2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2)) */
+    {
+        double p[4] = {2.0, 0.7, 0.7, 1.0}, q[4] = {0.5, -0.3, -0.3, 1.5}, m0[2] = {0, 0};
+        double tr12 = p[0] * q[0] + p[1] * q[2] + p[2] * q[1] + p[3] * q[3];
+        double det = (p[0] * p[3] - p[1] * p[2]) * (q[0] * q[3] - q[1] * q[2]);
+        double e2 = p[0] + p[3] + q[0] + q[3] - 2 * sqrt(tr12 + 2 * sqrt(det));
+        fd = cli_frechet(m0, p, m0, q, 2);
+        BDT_CHECKF(fabs(fd - e2) < 1e-10, "2x2 fd %.12g expect %.12g", fd, e2);
+    }
+}
+
+/* features: deterministic, and FD separates distributions */
+static void test_feature_metric(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    cli_feat *f = NULL;
+    enum { N = 200, H = 16 };
+    float *x1 = (float *)malloc(sizeof(float) * N * H * H), *x2 = (float *)malloc(sizeof(float) * N * H * H);
+    float *x3 = (float *)malloc(sizeof(float) * N * H * H);
+    double *m1 = (double *)malloc(sizeof(double) * CLI_FEAT_DIM * 3);
+    double *c1 = (double *)malloc(sizeof(double) * CLI_FEAT_DIM * CLI_FEAT_DIM * 3);
+    double *m2 = m1 + CLI_FEAT_DIM, *m3 = m2 + CLI_FEAT_DIM;
+    double *c2 = c1 + CLI_FEAT_DIM * CLI_FEAT_DIM, *c3 = c2 + CLI_FEAT_DIM * CLI_FEAT_DIM;
+    double same, diff, again;
+    bd_rng rng = bd_rng_init(3);
+    int64_t i;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    BDT_CHECK(cli_feat_init(ctx, 1, H, H, &f) == 0);
+    if (!f) return;
+    /* two samples of one distribution (smooth blobs) and one of another (noise) */
+    for (i = 0; i < N; i++) {
+        int64_t y, xx;
+        double cy1 = 3 + 10 * bd_rng_uniform(&rng), cx1 = 3 + 10 * bd_rng_uniform(&rng);
+        double cy2 = 3 + 10 * bd_rng_uniform(&rng), cx2 = 3 + 10 * bd_rng_uniform(&rng);
+        for (y = 0; y < H; y++)
+            for (xx = 0; xx < H; xx++) {
+                double d1 = (y - cy1) * (y - cy1) + (xx - cx1) * (xx - cx1);
+                double d2 = (y - cy2) * (y - cy2) + (xx - cx2) * (xx - cx2);
+                x1[i * H * H + y * H + xx] = (float)(2 * exp(-d1 / 8) - 1);
+                x2[i * H * H + y * H + xx] = (float)(2 * exp(-d2 / 8) - 1);
+                x3[i * H * H + y * H + xx] = (float)(0.5 * bd_rng_normal1(&rng));
+            }
+    }
+    BDT_CHECK(cli_feat_stats(f, x1, N, m1, c1) == 0);
+    BDT_CHECK(cli_feat_stats(f, x2, N, m2, c2) == 0);
+    BDT_CHECK(cli_feat_stats(f, x3, N, m3, c3) == 0);
+    same = cli_frechet(m1, c1, m2, c2, CLI_FEAT_DIM);
+    diff = cli_frechet(m1, c1, m3, c3, CLI_FEAT_DIM);
+    printf("  FD-RF same distribution %.4g, different %.4g\n", same, diff);
+    BDT_CHECKF(diff > 10 * same, "same %.4g diff %.4g", same, diff);
+    BDT_CHECK(cli_feat_stats(f, x1, N, m2, c2) == 0);
+    again = cli_frechet(m1, c1, m2, c2, CLI_FEAT_DIM);
+    BDT_CHECKF(again < 1e-6 * (1 + same), "recomputed features differ: %.3g", again);
+    cli_feat_free(f);
+    bd_context_free(ctx);
+    free(x1);
+    free(x2);
+    free(x3);
+    free(m1);
+    free(c1);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the binary */
+static void test_binary_help(void) {
+    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories", "compare"};
+    size_t i;
+    char out[300], top[300];
+    BDT_CHECKF(cli_file_exists(bdt_bin), "%s is missing: run make (make test builds it first)", bdt_bin);
+    if (!cli_file_exists(bdt_bin)) return;
+    snprintf(out, sizeof out, "%s/help.txt", bdt_tmp);
+    snprintf(top, sizeof top, "%s/top.txt", bdt_tmp);
+    BDT_CHECK(bdt_sh("%s --help > %s 2>&1", bdt_bin, top) == 0);
+    for (i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        BDT_CHECKF(bdt_file_contains(top, cmds[i]), "main --help does not list %s", cmds[i]);
+        BDT_CHECKF(bdt_sh("%s %s --help > %s 2>&1", bdt_bin, cmds[i], out) == 0, "%s --help failed", cmds[i]);
+        BDT_CHECKF(bdt_file_contains(out, "usage: bdense"), "%s --help has no usage line", cmds[i]);
+        BDT_CHECKF(bdt_sh("%s %s --no-such-option > %s 2>&1", bdt_bin, cmds[i], out) == 2,
+                   "%s accepted an unknown option", cmds[i]);
+        BDT_CHECKF(bdt_file_contains(out, "unknown option"), "%s: no 'unknown option' message", cmds[i]);
+    }
+    BDT_CHECK(bdt_sh("%s no-such-command > %s 2>&1", bdt_bin, out) == 2);
+    BDT_CHECK(bdt_sh("%s > %s 2>&1", bdt_bin, out) == 2);
+}
+
+/* read a .npy through the library; NULL on failure */
+static float *bdt_npy(bd_context *ctx, const char *path, bd_npy *a) {
+    memset(a, 0, sizeof *a);
+    if (bd_npy_read(ctx, path, a) != BD_SUCCESS) return NULL;
+    return a->data;
+}
+
+static int bdt_same_file(const char *p1, const char *p2) {
+    FILE *a = fopen(p1, "rb"), *b = fopen(p2, "rb");
+    int same = a && b, c1, c2;
+    while (same) {
+        c1 = fgetc(a);
+        c2 = fgetc(b);
+        if (c1 != c2) same = 0;
+        if (c1 == EOF || c2 == EOF) break;
+    }
+    if (a) fclose(a);
+    if (b) fclose(b);
+    return same;
+}
+
+/* init -> info -> forward (against an in-process forward) -> sample */
+static void test_binary_model_round_trip(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    char m[300], in[300], out[300], txt[300], s1[300], s2[300], png[300];
+    bd_npy a, b;
+    float *y;
+    int64_t shape[4] = {3, 1, 16, 16}, i;
+    float z[3 * 256];
+    bd_rng rng = bd_rng_init(11);
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    snprintf(m, sizeof m, "%s/m.safetensors", bdt_tmp);
+    snprintf(in, sizeof in, "%s/z.npy", bdt_tmp);
+    snprintf(out, sizeof out, "%s/y.npy", bdt_tmp);
+    snprintf(txt, sizeof txt, "%s/info.txt", bdt_tmp);
+    snprintf(s1, sizeof s1, "%s/s1.npy", bdt_tmp);
+    snprintf(s2, sizeof s2, "%s/s2.npy", bdt_tmp);
+    snprintf(png, sizeof png, "%s/s.png", bdt_tmp);
+    BDT_CHECK(bdt_sh("%s init --config tiny --seed 5 --out %s --quiet", bdt_bin, m) == 0);
+    BDT_CHECK(bdt_sh("%s info --ckpt %s > %s 2>&1", bdt_bin, m, txt) == 0);
+    BDT_CHECK(bdt_file_contains(txt, "image_size       16"));
+    BDT_CHECK(bdt_file_contains(txt, "parameters"));
+    /* forward: raw outputs match the library's own forward, bit for bit */
+    bd_rng_normal(&rng, z, 3 * 256);
+    BDT_CHECK(bd_npy_write(ctx, in, z, 4, shape) == BD_SUCCESS);
+    BDT_CHECK(bdt_sh("%s forward --ckpt %s --input %s --t 0.3 --out %s --quiet", bdt_bin, m, in, out) == 0);
+    y = bdt_npy(ctx, out, &a);
+    BDT_CHECK(y != NULL);
+    if (y) {
+        bd_model *model = NULL;
+        float t[3] = {0.3f, 0.3f, 0.3f}, ref[3 * 256];
+        BDT_CHECK(a.ndim == 4 && a.shape[0] == 3 && a.shape[1] == 1 && a.shape[2] == 16 && a.shape[3] == 16);
+        BDT_CHECK(bd_model_load(ctx, m, &model) == BD_SUCCESS);
+        if (model) {
+            BDT_CHECK(bd_denoiser_reserve(model->net, 3) == BD_SUCCESS);
+            BDT_CHECK(bd_denoiser_forward(model->net, ref, z, t, 3, 0) == BD_SUCCESS);
+            BDT_CHECK(memcmp(ref, y, sizeof ref) == 0);
+            bd_model_free(model);
+        }
+        bd_npy_free(ctx, &a);
+    }
+    /* forward rejects a wrong input shape with a message */
+    shape[2] = 8, shape[3] = 32;
+    BDT_CHECK(bd_npy_write(ctx, in, z, 4, shape) == BD_SUCCESS);
+    BDT_CHECK(bdt_sh("%s forward --ckpt %s --input %s --out %s > %s 2>&1", bdt_bin, m, in, out, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "expected shape"));
+    /* sample: same seed, same bytes; PNG written */
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 5 --sampler ddim --steps 3 --seed 9 --out %s --grid %s --quiet", bdt_bin,
+                     m, s1, png) == 0);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 5 --sampler ddim --steps 3 --seed 9 --out %s --quiet", bdt_bin, m, s2) ==
+              0);
+    BDT_CHECK(bdt_same_file(s1, s2));
+    BDT_CHECK(bdt_file_contains(png, "IHDR"));
+    y = bdt_npy(ctx, s1, &b);
+    BDT_CHECK(y && b.ndim == 4 && b.shape[0] == 5 && b.shape[1] == 1 && b.shape[2] == 16);
+    if (y) {
+        for (i = 0; i < b.numel; i++)
+            if (!(y[i] == y[i])) break;
+        BDT_CHECK(i == b.numel);
+        bd_npy_free(ctx, &b);
+    }
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 2 > %s 2>&1", bdt_bin, m, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "nothing to write"));
+    bd_context_free(ctx);
+}
+
+/* train 6 steps straight == train 4, then --resume to 6 (bit-exact) */
+static void test_binary_train_resume(void) {
+    char a[300], b[300], txt[300];
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    bd_safetensors *sa = NULL, *sb = NULL;
+    const char *common = "--data builtin:16 --config tiny --batch 3 --lr 1e-3 --warmup 2 --seed 4 --quiet";
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    snprintf(a, sizeof a, "%s/a.safetensors", bdt_tmp);
+    snprintf(b, sizeof b, "%s/b.safetensors", bdt_tmp);
+    snprintf(txt, sizeof txt, "%s/train.txt", bdt_tmp);
+    BDT_CHECK(bdt_sh("%s train %s --steps 6 --log-every 1 --out %s", bdt_bin, common, a) == 0);
+    BDT_CHECK(bdt_sh("%s train %s --steps 4 --log-every 1 --save-every 2 --out %s", bdt_bin, common, b) == 0);
+    BDT_CHECK(bdt_sh("%s train --data builtin:16 --steps 6 --batch 3 --lr 1e-3 --warmup 2 --quiet --log-every 1 "
+                     "--resume %s", bdt_bin, b) == 0);
+    BDT_CHECK(bd_safetensors_load(ctx, a, &sa) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, b, &sb) == BD_SUCCESS);
+    if (sa && sb) {
+        int64_t i, differ = 0;
+        BDT_CHECK(sa->n_tensors == sb->n_tensors);
+        for (i = 0; i < sa->n_tensors && i < sb->n_tensors; i++) {
+            const bd_st_tensor *ta = &sa->tensors[i], *tb = bd_safetensors_find(sb, ta->name);
+            if (!tb || tb->numel != ta->numel || memcmp(ta->data, tb->data, sizeof(float) * (size_t)ta->numel) != 0) {
+                if (differ < 3) printf("  resumed run differs in %s\n", ta->name);
+                differ++;
+            }
+        }
+        BDT_CHECKF(differ == 0, "%lld tensors differ between a straight and a resumed run", (long long)differ);
+        BDT_CHECK(bd_safetensors_meta(sb, "optim.step") && strcmp(bd_safetensors_meta(sb, "optim.step"), "6") == 0);
+    }
+    if (sa) bd_safetensors_free(sa);
+    if (sb) bd_safetensors_free(sb);
+    /* the loss CSV of the resumed run continues the first one: 6 rows + header */
+    {
+        char csv[300];
+        FILE *f;
+        int lines = 0, ch;
+        snprintf(csv, sizeof csv, "%s/b.loss.csv", bdt_tmp);
+        f = fopen(csv, "r");
+        BDT_CHECK(f != NULL);
+        if (f) {
+            while ((ch = fgetc(f)) != EOF) lines += ch == '\n';
+            fclose(f);
+        }
+        BDT_CHECKF(lines == 7, "%d lines in the resumed loss CSV", lines);
+    }
+    /* helpful failures */
+    BDT_CHECK(bdt_sh("%s train --data fmnist:/nonexistent --out %s > %s 2>&1", bdt_bin, a, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "train-images"));
+    BDT_CHECK(bdt_sh("%s train --data nonsense --out %s > %s 2>&1", bdt_bin, a, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "expected builtin"));
+    BDT_CHECK(bdt_sh("%s train --data builtin --resume %s --config small > %s 2>&1", bdt_bin, b, txt) == 1);
+    BDT_CHECK(bdt_file_contains(txt, "cannot change"));
+    bd_context_free(ctx);
+}
+
+int main(void) {
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(bdt_tmp, sizeof bdt_tmp, "%s/bdense_test_cli_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (!mkdtemp(bdt_tmp)) {
+        printf("cannot create a temporary directory\n");
+        return 1;
+    }
+    (void)bdt_close_ratio;
+    BDT_RUN(test_parser);
+    BDT_RUN(test_parser_errors);
+    BDT_RUN(test_sibling_and_duration);
+    BDT_RUN(test_frechet_closed_forms);
+    BDT_RUN(test_feature_metric);
+    BDT_RUN(test_binary_help);
+    BDT_RUN(test_binary_model_round_trip);
+    BDT_RUN(test_binary_train_resume);
+    bdt_sh("rm -rf '%s'", bdt_tmp);
+    return BDT_SUMMARY("test_cli");
+}
