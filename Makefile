@@ -42,10 +42,12 @@ LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CLI_SRCS  := $(wildcard cli/*.c)
-EXAMPLE_SRCS := $(wildcard examples/*.c)
+# examples/NAME.c and examples/DIR/NAME.c (one file each) -> $(BUILD)/examples/...
+EXAMPLE_SRCS := $(wildcard examples/*.c examples/*/*.c)
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 
-.PHONY: all test tests compile-test clean demo info install uninstall
+.PHONY: all test tests compile-test clean demo info install uninstall examples
+examples: $(EXAMPLE_BINS)
 all: $(BUILD)/bdense $(EXAMPLE_BINS)
 
 info:

@@ -13,7 +13,7 @@
       and prints the trajectory error of every sampler at 2 NFE.
 
    Build and run (from the repository root):
-       make examples/toy2d            # or: cc -std=c99 -O2 -I. examples/toy2d/toy2d.c -o toy2d -lm
+       make examples                  # or: cc -std=c99 -O2 -I. examples/toy2d/toy2d.c -o toy2d -lm
        build/examples/toy2d/toy2d --out toy2d_out
    Options: --data moons|rings, --out DIR, --seed N, --fast (a smoke run).
    SVG needs no library: open the files in any browser. */
