@@ -163,6 +163,78 @@
        bd_denoiser_free(net);
        ```
 
+   9. Distilling a student (B-DENSE)
+       A student is the teacher's network with a K-times wider output layer,
+       every branch starting as the teacher's output.  bd_distill trains it
+       by progressive (PD, needs data batches) or trajectory distillation
+       (TD, the teacher's ODE solved from noise); branch k learns the x_hat
+       whose DDIM jump lands on the teacher's k-th intermediate state.
+       K = 1 (or BD_WEIGHTS_FINAL) is the sparse baseline.
+       ```c
+       bd_rng rng = bd_rng_init(2);
+       bd_denoiser *student;
+       bd_distill *dist;
+       bd_result r = bd_distill_student_from_teacher(teacher, 2, &rng, &student);
+       if (r != BD_SUCCESS) return r;
+       bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2); // K = 2, 2 steps
+       dc.weights = BD_WEIGHTS_UNIFORM;
+       if ((r = bd_distill_init(ctx, &dc, teacher, student, 32, &dist)) != BD_SUCCESS) return r;
+       double loss, mse = 0;
+       for (int i = 0; i < 20 && r == BD_SUCCESS; i++)
+           r = bd_distill_step(dist, NULL, 32, &loss, NULL);   // TD: no data batch
+       if (r == BD_SUCCESS) r = bd_distill_eval(dist, 64, 9, 1, &mse, NULL, NULL);
+       if (r == BD_SUCCESS) r = bd_distill_copy_ema(dist, student);  // what gets sampled
+       bd_distill_free(dist);
+       bd_denoiser_free(student);
+       ```
+       where teacher is a trained bd_denoiser (section 8).
+
+   10. Models and checkpoints
+       A bd_model is a network plus what gives its outputs a meaning: the
+       parametrisation, the schedule and, for a student, its time grid.
+       bd_model_save writes a safetensors file with SPEC 6 names (loadable
+       by tools/bdense_torch.py); bd_model_load reads it back, validated.
+       ```c
+       bd_unet_config uc = bd_unet_config_init();   // SPEC 6 `small`: 28x28, ch 32
+       uc.image_size = 16, uc.ch = 8, uc.levels = 2, uc.attn[2] = 0, uc.groups = 4;
+       bd_rng rng = bd_rng_init(3);
+       bd_model *m, *back = NULL;
+       bd_result r = bd_model_init_unet(ctx, &uc, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m);
+       if (r != BD_SUCCESS) return r;
+       const double grid[3] = {1.0, 0.5, 0.0};
+       r = bd_model_set_grid(m, grid, 2);               // now a 2-step student
+       if (r == BD_SUCCESS) r = bd_model_save(ctx, m, path, NULL);
+       if (r == BD_SUCCESS) r = bd_model_load(ctx, path, &back);
+       bd_model_free(m);
+       ```
+
+   11. Embedding: generate on demand
+       Load once, reserve once, then every call is allocation-free and
+       seeded.  A student samples with DDIM on its own grid (m->grid), last
+       branch.  examples/sprites/ is the complete program.
+       ```c
+       bd_sampler *smp;
+       bd_result r = bd_sampler_init(ctx, m->net, 8, &smp);   // once
+       if (r != BD_SUCCESS) return r;
+       bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDIM, m->steps);
+       sc.custom_grid = m->grid;
+       sc.param = m->param;
+       sc.schedule = m->schedule;
+       static float img[8 * 16 * 16];
+       for (uint64_t seed = 0; seed < 3 && r == BD_SUCCESS; seed++) {   // per call
+           bd_noise_fill(img, 8 * 16 * 16, seed);
+           r = bd_sampler_run(smp, &sc, img, 8, NULL, NULL);     // no allocation
+       }
+       bd_sampler_free(smp);
+       ```
+
+   12. Threads, BLAS and backends
+       bd_context_set_threads bounds the compute threads a context uses;
+       with BDENSE_USE_CBLAS the GEMMs run in the CBLAS (OpenBLAS threads
+       follow OPENBLAS_NUM_THREADS).  The context also carries the kernel
+       table (>>backend): the CPU kernels by default; an accelerator
+       backend replaces operations there, the rest stay on the CPU.
+
    (further sections are added as the library grows)
 
    TABLE OF CONTENTS (search for the tag)

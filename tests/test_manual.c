@@ -239,6 +239,109 @@ static void test_training(void) {
     bd_context_free(ctx);
 }
 
+/* ---- 9. Distilling a student ----------------------------------------------- */
+static bd_result snippet_9(bd_context *ctx, bd_denoiser *teacher, double *mse_out) {
+    /* ```c */
+    bd_rng rng = bd_rng_init(2);
+    bd_denoiser *student;
+    bd_distill *dist;
+    bd_result r = bd_distill_student_from_teacher(teacher, 2, &rng, &student);
+    if (r != BD_SUCCESS) return r;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2); // K = 2, 2 steps
+    dc.weights = BD_WEIGHTS_UNIFORM;
+    if ((r = bd_distill_init(ctx, &dc, teacher, student, 32, &dist)) != BD_SUCCESS) return r;
+    double loss, mse = 0;
+    for (int i = 0; i < 20 && r == BD_SUCCESS; i++)
+        r = bd_distill_step(dist, NULL, 32, &loss, NULL);   // TD: no data batch
+    if (r == BD_SUCCESS) r = bd_distill_eval(dist, 64, 9, 1, &mse, NULL, NULL);
+    if (r == BD_SUCCESS) r = bd_distill_copy_ema(dist, student);  // what gets sampled
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    /* ``` */
+    *mse_out = mse;
+    return r;
+}
+static void test_distilling(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    bd_rng rng = bd_rng_init(5);
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    bd_denoiser *teacher = NULL;
+    double mse = -1;
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &rng, &teacher) == BD_SUCCESS);
+    BDT_CHECK(snippet_9(ctx, teacher, &mse) == BD_SUCCESS);
+    BDT_CHECKF(mse >= 0 && isfinite(mse), "mse %g", mse);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* ---- 10. Models and checkpoints ---------------------------------------------- */
+static bd_result snippet_10(bd_context *ctx, const char *path, bd_model **loaded) {
+    /* ```c */
+    bd_unet_config uc = bd_unet_config_init();   // SPEC 6 `small`: 28x28, ch 32
+    uc.image_size = 16, uc.ch = 8, uc.levels = 2, uc.attn[2] = 0, uc.groups = 4;
+    bd_rng rng = bd_rng_init(3);
+    bd_model *m, *back = NULL;
+    bd_result r = bd_model_init_unet(ctx, &uc, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m);
+    if (r != BD_SUCCESS) return r;
+    const double grid[3] = {1.0, 0.5, 0.0};
+    r = bd_model_set_grid(m, grid, 2);               // now a 2-step student
+    if (r == BD_SUCCESS) r = bd_model_save(ctx, m, path, NULL);
+    if (r == BD_SUCCESS) r = bd_model_load(ctx, path, &back);
+    bd_model_free(m);
+    /* ``` */
+    *loaded = back;
+    return r;
+}
+
+/* ---- 11. Embedding --------------------------------------------------------------- */
+static bd_result snippet_11(bd_context *ctx, bd_model *m, float *first) {
+    /* ```c */
+    bd_sampler *smp;
+    bd_result r = bd_sampler_init(ctx, m->net, 8, &smp);   // once
+    if (r != BD_SUCCESS) return r;
+    bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDIM, m->steps);
+    sc.custom_grid = m->grid;
+    sc.param = m->param;
+    sc.schedule = m->schedule;
+    static float img[8 * 16 * 16];
+    for (uint64_t seed = 0; seed < 3 && r == BD_SUCCESS; seed++) {   // per call
+        bd_noise_fill(img, 8 * 16 * 16, seed);
+        r = bd_sampler_run(smp, &sc, img, 8, NULL, NULL);     // no allocation
+    }
+    bd_sampler_free(smp);
+    /* ``` */
+    memcpy(first, img, sizeof(float) * 16 * 16);
+    return r;
+}
+static void test_models_and_embedding(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    bd_model *m = NULL;
+    const char *path = "test_manual_tmp.safetensors";
+    float img[256];
+    int i, finite = 1, moved = 0;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    BDT_CHECKF(snippet_10(ctx, path, &m) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    remove(path);
+    BDT_CHECK(m != NULL);
+    if (m) {
+        BDT_CHECK(m->steps == 2 && m->grid && m->grid[1] == 0.5);
+        BDT_CHECK(m->net->height == 16 && m->net->in_ch == 1);
+        BDT_CHECKF(snippet_11(ctx, m, img) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        for (i = 0; i < 256; i++) {
+            if (!isfinite(img[i])) finite = 0;
+            if (img[i] != 0.0f) moved = 1;
+        }
+        BDT_CHECK(finite && moved);
+    }
+    bd_model_free(m);
+    bd_context_free(ctx);
+}
+
 /* ---- the copies are the manual's blocks ------------------------------------ */
 static char *read_all(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -319,7 +422,7 @@ static void test_copies_match_header(void) {
     /* the manual lives in the first comment, before the include guard */
     nh = collect(hdr, "```c", "```", "#ifndef BDENSE_H", hs);
     nt = collect(me, "/* ```c */", "/* ``` */", NULL, ts);
-    BDT_CHECKF(nh >= 8, "only %d snippets in the manual", nh);
+    BDT_CHECKF(nh >= 11, "only %d snippets in the manual", nh);
     BDT_CHECKF(nh == nt, "%d snippets in the manual, %d copies in %s", nh, nt, __FILE__);
     for (i = 0; i < nh && i < nt; i++) {
         if (strcmp(hs[i], ts[i]) != 0) {
@@ -343,6 +446,8 @@ int main(void) {
     BDT_RUN(test_schedules);
     BDT_RUN(test_sampling);
     BDT_RUN(test_training);
+    BDT_RUN(test_distilling);
+    BDT_RUN(test_models_and_embedding);
     BDT_RUN(test_copies_match_header);
     return BDT_SUMMARY("test_manual");
 }

@@ -394,8 +394,8 @@ int main(int argc, char **argv) {
         r = BD_ERROR_IO;
         goto done;
     }
-    for (i = 0; i < 2000; i++) svg_dot(f, data + i * D, 1.6, "#888", 0.5);
-    for (i = 0; i < 1000; i++) svg_dot(f, x + i * D, 1.6, "#1f5fbf", 0.7);
+    for (i = 0; i < 1000; i++) svg_dot(f, data + i * D, 1.6, "#888", 0.5);
+    for (i = 0; i < 600; i++) svg_dot(f, x + i * D, 1.6, "#1f5fbf", 0.7);
     svg_close(f);
 
     bd_noise_fill(x, N_TRAJ * D, seed + 2);
@@ -406,7 +406,7 @@ int main(int argc, char **argv) {
         r = BD_ERROR_IO;
         goto done;
     }
-    for (i = 0; i < 600; i++) svg_dot(f, data + i * D, 1.4, "#bbb", 0.5);
+    for (i = 0; i < 400; i++) svg_dot(f, data + i * D, 1.4, "#bbb", 0.5);
     for (j = 0; j < N_TRAJ; j++) {
         const float *p = traj + j * (ODE_STEPS + 1) * D;
         svg_path(f, p, ODE_STEPS + 1, D, "#555", 1.2, 0.8);
