@@ -46,7 +46,7 @@ while IFS=$'\t' read -r file cmd; do
       -e 's#--steps [0-9]+#--steps 3#g' -e 's#--n [0-9]+#--n 16#g' \
       -e 's#--ref-n [0-9]+#--ref-n 64#g' -e 's#--ref-steps [0-9]+#--ref-steps 6#g' \
       -e 's#--calls [0-9]+#--calls 2#g' \
-      -e 's#(build/examples/(tutorial|toy2d/toy2d)( |$))#\1--fast #' \
+      -e 's#build/examples/(tutorial|toy2d/toy2d)( |$)#build/examples/\1 --fast\2#' \
       -e 's#(^|&& )make demo#\1DEMO_SCALE=0.01 DEMO_OUT='"$work"'/demo make demo#')
   echo "-- run ($file): $fast"
   if out=$(bash -c "$fast" 2>&1); then
