@@ -15,7 +15,7 @@
        BDENSE_MALLOC(sz) / BDENSE_FREE(p)
                               default allocator (define both or neither)
 
-   QUICK START
+   QUICK START (the MANUAL below has the details; docs/tutorial.md the story)
        bd_context *ctx;  bd_context_config cc = bd_context_config_init();
        if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return 1;
        bd_rng rng = bd_rng_init(42);
@@ -24,15 +24,218 @@
        bd_context_free(ctx);
 
    MANUAL
-       1. Errors          every fallible call returns bd_result; the detail is in
-                          bd_context_message(ctx) and goes to the log callback.
-       2. Memory          bd_allocator {alloc, free, user_data} in the context
-                          config; kernels never allocate.
-       3. Kernels         one function per layer direction, forward and backward
-                          side by side.  ALL backward kernels ACCUMULATE (+=)
-                          into every gradient they write, parameter or
-                          activation; the caller zeroes gradient buffers.
-       (further sections are added as the library grows)
+   Every ```c block below is compiled and run by tests/test_manual.c, which
+   also checks that its copies match this text; ctx is a bd_context *.
+
+   1. Contexts and errors
+       A bd_context holds the allocator, the thread count, the kernel table
+       and the message of the last error.  Every fallible call returns a
+       bd_result; BD_SUCCESS is 0.  Nothing aborts or exits: a bad argument
+       or a bad file is a code plus a message.  Use one context per thread.
+       ```c
+       bd_context_config cc = bd_context_config_init();
+       cc.log = my_log;            // optional: sees every message
+       cc.log_user_data = NULL;
+       bd_context *ctx2;
+       if (bd_context_init(&cc, &ctx2) != BD_SUCCESS) return BD_ERROR_OUT_OF_MEMORY;
+       bd_result r = bd_context_set_threads(ctx2, 0);   // invalid: n >= 1
+       if (r != BD_SUCCESS)
+           printf("%s: %s\n", bd_result_string(r), bd_context_message(ctx2));
+       bd_context_free(ctx2);
+       ```
+       where my_log is void my_log(void *user, bd_result code, const char *msg).
+
+   2. Memory
+       The library allocates only through the context's allocator
+       {alloc, free, user_data} (default BDENSE_MALLOC/BDENSE_FREE), and only
+       in *_init, *_create and reserve calls: forward, backward, sampler runs and
+       training or distillation steps allocate nothing.  Sizes are int64_t
+       or size_t; bd_alloc_array and bd_size_mul check for overflow.
+       ```c
+       bd_context_config cc = bd_context_config_init();
+       cc.allocator.alloc = counting_alloc;   // void *(size_t, void *)
+       cc.allocator.free = counting_free;     // void (void *, void *)
+       cc.allocator.user_data = &counter;
+       bd_context *ctx2;
+       if (bd_context_init(&cc, &ctx2) != BD_SUCCESS) return BD_ERROR_OUT_OF_MEMORY;
+       float *buf = (float *)bd_alloc_array(ctx2, 1000, sizeof(float));
+       bd_free(ctx2, buf);
+       bd_context_free(ctx2);
+       ```
+
+   3. Random numbers
+       No global state: every random draw takes an explicit bd_rng
+       (xoshiro256**), the same numbers on every platform.  bd_noise_fill
+       makes sampler noise from a seed, so two samplers compare on the same
+       noise.  bd_rng_jump gives an independent stream.
+       ```c
+       bd_rng rng = bd_rng_init(42);
+       float noise[8];
+       bd_rng_normal(&rng, noise, 8);           // N(0, 1)
+       double u = bd_rng_uniform(&rng);         // [0, 1)
+       bd_noise_fill(noise, 8, 7);              // = bd_rng_normal from bd_rng_init(7)
+       ```
+
+   4. Kernels
+       One function per layer direction, forward and backward side by side
+       (>>layers).  ALL backward kernels ACCUMULATE (+=) into every gradient
+       they write, parameter or activation; the caller zeroes gradient
+       buffers.  GEMMs go through bd_sgemm (CBLAS with BDENSE_USE_CBLAS,
+       else the built-in blocked GEMM).
+       ```c
+       float x[2 * 3] = {1, 2, 3, 4, 5, 6}, w[4 * 3] = {0}, b[4] = {0}, y[2 * 4];
+       bd_linear_forward(y, x, w, b, 2, 3, 4);  // y (2,4) = x (2,3) w^T + b
+       float dy[2 * 4] = {1, 1, 1, 1, 1, 1, 1, 1}, dw[4 * 3] = {0}, db[4] = {0};
+       bd_linear_backward(NULL, dw, db, dy, x, w, 2, 3, 4);   // dw +=, db +=
+       ```
+
+   5. Denoisers
+       A bd_denoiser maps z (N,C,H,W) and times t (N) to outputs
+       (N,K*C,H,W): K branches, branch-major.  Samplers, training and
+       distillation only see this interface; the MLP (flat data), the
+       analytic Gaussian mixture (exact, for tests) and the UNet implement
+       it.  reserve(max_batch) once, then forward/backward allocate nothing.
+       ```c
+       bd_rng rng = bd_rng_init(1);
+       bd_mlp_config mc = bd_mlp_config_init(2);   // 2-D points
+       bd_denoiser *net;
+       bd_result r = bd_mlp_create(ctx, &mc, &rng, &net);
+       if (r != BD_SUCCESS) return r;              // message: bd_context_message(ctx)
+       float z[3 * 2] = {0}, t[3] = {0.1f, 0.5f, 0.9f}, out[3 * 2];
+       r = bd_denoiser_reserve(net, 3);
+       if (r == BD_SUCCESS) r = bd_denoiser_forward(net, out, z, t, 3, 0);
+       bd_denoiser_free(net);
+       ```
+
+   6. Schedules, parametrisations, grids
+       bd_schedule is the only thing that knows alpha_t and sigma_t (cosine
+       or linear, SPEC 1).  The network output is read as eps, x0 or v (v by
+       default).  Time grids run from t = 1 to t = 0.
+       ```c
+       bd_schedule sched;
+       bd_schedule_init(&sched, BD_SCHEDULE_COSINE);
+       double alpha, sigma, grid[5];
+       bd_schedule_alpha_sigma(&sched, 0.5, &alpha, &sigma);  // alpha^2+sigma^2 = 1
+       bd_time_grid(ctx, &sched, BD_GRID_UNIFORM_T, 4, grid); // 1, .75, .5, .25, 0
+       ```
+
+   7. Sampling
+       A bd_sampler reserves its buffers for max_batch once; bd_sampler_run
+       walks a grid (DDIM, DDPM, Euler, Heun, DPM-Solver++(2M)) from the
+       caller's noise, in place, and reports the NFE.  A student samples with
+       DDIM on its own grid, last branch (the defaults read branch K-1).
+       ```c
+       const float pts[4] = {-0.5f, 0.5f, 0.5f, -0.5f};
+       bd_analytic_config ac = bd_analytic_config_init(2, pts, 2, 0.0);
+       bd_denoiser *exact;
+       bd_sampler *smp;
+       bd_result r = bd_analytic_create(ctx, &ac, &exact);
+       if (r != BD_SUCCESS) return r;
+       if ((r = bd_sampler_init(ctx, exact, 16, &smp)) != BD_SUCCESS) return r;
+       bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DPMPP_2M, 10);
+       float x[16 * 2];
+       int64_t nfe;
+       bd_noise_fill(x, 16 * 2, 123);                       // the starting noise
+       r = bd_sampler_run(smp, &sc, x, 16, NULL, &nfe);     // x: the samples
+       bd_sampler_free(smp);
+       bd_denoiser_free(exact);
+       ```
+
+   8. Training a teacher
+       bd_trainer does SPEC 3: t ~ U, eps, z_t, loss in the model's
+       parametrisation, AdamW with clipping, an EMA (what gets sampled).
+       Data comes from a callback that fills a batch from the rng it is
+       given, so a run and its resume are bit-exact.
+       ```c
+       bd_rng rng = bd_rng_init(1);
+       bd_mlp_config mc = bd_mlp_config_init(2);
+       bd_denoiser *net;
+       bd_trainer *tr;
+       bd_result r = bd_mlp_create(ctx, &mc, &rng, &net);
+       if (r != BD_SUCCESS) return r;
+       bd_trainer_config tc = bd_trainer_config_init();      // v, cosine, EMA 0.999
+       tc.adam.lr = 1e-3;
+       if ((r = bd_trainer_init(ctx, net, &tc, 64, &tr)) != BD_SUCCESS) return r;
+       // ring_data: bd_result (void *user, float *x, int64_t n, bd_rng *rng)
+       r = bd_trainer_run(tr, 100, 64, ring_data, NULL, NULL, NULL);
+       if (r == BD_SUCCESS) r = bd_trainer_copy_ema(tr, net);   // sample the EMA
+       bd_trainer_free(tr);
+       bd_denoiser_free(net);
+       ```
+
+   9. Distilling a student (B-DENSE)
+       A student is the teacher's network with a K-times wider output layer,
+       every branch starting as the teacher's output.  bd_distill trains it
+       by progressive (PD, needs data batches) or trajectory distillation
+       (TD, the teacher's ODE solved from noise); branch k learns the x_hat
+       whose DDIM jump lands on the teacher's k-th intermediate state.
+       K = 1 (or BD_WEIGHTS_FINAL) is the sparse baseline.
+       ```c
+       bd_rng rng = bd_rng_init(2);
+       bd_denoiser *student;
+       bd_distill *dist;
+       bd_result r = bd_distill_student_from_teacher(teacher, 2, &rng, &student);
+       if (r != BD_SUCCESS) return r;
+       bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2); // K = 2, 2 steps
+       dc.weights = BD_WEIGHTS_UNIFORM;
+       if ((r = bd_distill_init(ctx, &dc, teacher, student, 32, &dist)) != BD_SUCCESS) return r;
+       double loss, mse = 0;
+       for (int i = 0; i < 20 && r == BD_SUCCESS; i++)
+           r = bd_distill_step(dist, NULL, 32, &loss, NULL);   // TD: no data batch
+       if (r == BD_SUCCESS) r = bd_distill_eval(dist, 64, 9, 1, &mse, NULL, NULL);
+       if (r == BD_SUCCESS) r = bd_distill_copy_ema(dist, student);  // what gets sampled
+       bd_distill_free(dist);
+       bd_denoiser_free(student);
+       ```
+       where teacher is a trained bd_denoiser (section 8).
+
+   10. Models and checkpoints
+       A bd_model is a network plus what gives its outputs a meaning: the
+       parametrisation, the schedule and, for a student, its time grid.
+       bd_model_save writes a safetensors file with SPEC 6 names (loadable
+       by tools/bdense_torch.py); bd_model_load reads it back, validated.
+       ```c
+       bd_unet_config uc = bd_unet_config_init();   // SPEC 6 `small`: 28x28, ch 32
+       uc.image_size = 16, uc.ch = 8, uc.levels = 2, uc.attn[2] = 0, uc.groups = 4;
+       bd_rng rng = bd_rng_init(3);
+       bd_model *m, *back = NULL;
+       bd_result r = bd_model_init_unet(ctx, &uc, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m);
+       if (r != BD_SUCCESS) return r;
+       const double grid[3] = {1.0, 0.5, 0.0};
+       r = bd_model_set_grid(m, grid, 2);               // now a 2-step student
+       if (r == BD_SUCCESS) r = bd_model_save(ctx, m, path, NULL);
+       if (r == BD_SUCCESS) r = bd_model_load(ctx, path, &back);
+       bd_model_free(m);
+       ```
+
+   11. Embedding: generate on demand
+       Load once, reserve once, then every call is allocation-free and
+       seeded.  A student samples with DDIM on its own grid (m->grid), last
+       branch.  examples/sprites/ is the complete program.
+       ```c
+       bd_sampler *smp;
+       bd_result r = bd_sampler_init(ctx, m->net, 8, &smp);   // once
+       if (r != BD_SUCCESS) return r;
+       bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDIM, m->steps);
+       sc.custom_grid = m->grid;
+       sc.param = m->param;
+       sc.schedule = m->schedule;
+       static float img[8 * 16 * 16];
+       for (uint64_t seed = 0; seed < 3 && r == BD_SUCCESS; seed++) {   // per call
+           bd_noise_fill(img, 8 * 16 * 16, seed);
+           r = bd_sampler_run(smp, &sc, img, 8, NULL, NULL);     // no allocation
+       }
+       bd_sampler_free(smp);
+       ```
+
+   12. Threads, BLAS and backends
+       bd_context_set_threads bounds the compute threads a context uses;
+       with BDENSE_USE_CBLAS the GEMMs run in the CBLAS (OpenBLAS threads
+       follow OPENBLAS_NUM_THREADS).  The context also carries the kernel
+       table (>>backend): the CPU kernels by default; an accelerator
+       backend replaces operations there, the rest stay on the CPU.
+
+   (further sections are added as the library grows)
 
    TABLE OF CONTENTS (search for the tag)
        >>result     result codes, messages, log callback
