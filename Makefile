@@ -112,3 +112,75 @@ clean:
 
 .PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
 examples: $(EXAMPLE_BINS)
+
+# ---- CUDA (optional) -------------------------------------------------------
+#   make CUDA=1          also builds $(BUILD)/tests/test_cuda (run by
+#                        `make CUDA=1 test`; prints "no GPU, skipped" without
+#                        a GPU) and a CUDA-enabled $(BUILD)/bdense
+#                        (-DBDENSE_CUDA, bdense_cuda.o, cuBLAS)
+#   make cuda            test_cuda, test_cuda_unet, bench/cuda_bench (nvcc)
+#   make cuda-emu-test   runs tests/cuda/test_cuda*.c against bdense_cuda.cu
+#                        compiled for the host emulator (no GPU, no nvcc)
+CUDA      ?= 0
+NVCC      ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null) nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O2 -g -I. $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
+CUDA_LIBS  = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+
+$(BUILD)/cuda/bdense_cuda.o: bdense_cuda.cu bdense.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/cuda/test_cuda.o: tests/cuda/test_cuda.c bdense.h tests/bdtest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/tests/test_cuda: $(BUILD)/cuda/test_cuda.o $(BUILD)/cuda/bdense_cuda.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/cuda/test_cuda_unet.o: tests/cuda/test_cuda_unet.c bdense.h tests/bdtest.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/tests/test_cuda_unet: $(BUILD)/cuda/test_cuda_unet.o $(BUILD)/cuda/bdense_cuda.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+$(BUILD)/cuda/cuda_bench.o: bench/cuda_bench.c bdense.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bench/cuda_bench: $(BUILD)/cuda/cuda_bench.o $(BUILD)/cuda/bdense_cuda.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CUDA_LIBS) $(LDLIBS)
+
+CUDA_BINS = $(BUILD)/tests/test_cuda $(BUILD)/tests/test_cuda_unet $(BUILD)/bench/cuda_bench
+.PHONY: cuda
+cuda: $(CUDA_BINS)
+
+ifeq ($(CUDA),1)
+all: $(CUDA_BINS)
+tests: $(BUILD)/tests/test_cuda $(BUILD)/tests/test_cuda_unet
+$(BUILD)/bdense: $(BUILD)/cuda/bdense_cuda.o
+$(BUILD)/bdense: CFLAGS += -DBDENSE_CUDA
+$(BUILD)/bdense: LDLIBS += $(BUILD)/cuda/bdense_cuda.o $(CUDA_LIBS)
+endif
+
+EMU_FLAGS = -DBDENSE_CUDA_EMULATE -Itests/cuda/emu -I. -O2 -g
+$(BUILD)/cuda-emu/bdense_cuda.o: bdense_cuda.cu bdense.h tests/cuda/emu/bd_cuda_emu.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++14 -x c++ $(EMU_FLAGS) -Wall -Wextra $(SAN_FLAGS) -c $< -o $@
+
+$(BUILD)/cuda-emu/test_cuda: tests/cuda/test_cuda.c $(BUILD)/cuda-emu/bdense_cuda.o bdense.h tests/bdtest.h
+	$(CC) $(CFLAGS) -DBDENSE_CUDA_EMULATE -Itests -o $@ $< $(BUILD)/cuda-emu/bdense_cuda.o $(LDFLAGS) -lstdc++ $(LDLIBS)
+
+$(BUILD)/cuda-emu/test_cuda_unet: tests/cuda/test_cuda_unet.c $(BUILD)/cuda-emu/bdense_cuda.o bdense.h tests/bdtest.h
+	$(CC) $(CFLAGS) -DBDENSE_CUDA_EMULATE -Itests -o $@ $< $(BUILD)/cuda-emu/bdense_cuda.o $(LDFLAGS) -lstdc++ $(LDLIBS)
+
+.PHONY: cuda-emu-test
+cuda-emu-test: $(BUILD)/cuda-emu/test_cuda $(BUILD)/cuda-emu/test_cuda_unet
+	ASAN_OPTIONS=allocator_may_return_null=1 $(BUILD)/cuda-emu/test_cuda
+	$(BUILD)/cuda-emu/test_cuda_unet

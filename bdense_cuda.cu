@@ -291,7 +291,7 @@ __global__ void bd__k_chansum_add(float *dst, const float *src, int64_t N, int64
 /* one block per (n, g): two-pass statistics in double, then normalise */
 __global__ void bd__k_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
                                         const float *gamma, const float *beta, int64_t C,
-                                        int64_t HW, int64_t G) {
+                                        int64_t HW, int64_t G, int silu) {
     int64_t ng = blockIdx.x, n = ng / G, g = ng % G, Cg = C / G, M = Cg * HW;
     const float *xg = x + (n * C + g * Cg) * HW;
     float *og = out + (n * C + g * Cg) * HW;
@@ -312,23 +312,40 @@ __global__ void bd__k_groupnorm_forward(float *out, float *mean, float *rstd, co
         int64_t ch = g * Cg + i / HW;
         float a = (float)rs * gamma[ch];
         float bb = beta[ch] - (float)mu * a;
-        og[i] = xg[i] * a + bb;
+        float y = xg[i] * a + bb;
+        og[i] = silu ? y / (1.0f + expf(-y)) : y;
     }
+}
+
+/* fused GroupNorm + SiLU backward: the gradient at the GroupNorm output,
+   g = dout * silu'(y), with y = x a + b recomputed (a = rstd gamma,
+   b = beta - mean a), as the CPU kernel does */
+__device__ __forceinline__ float bd__gn_grad(const float *dout, const float *x, const float *gamma,
+                                             const float *beta, float mu, float rs, int64_t idx,
+                                             int64_t ch, int silu) {
+    float d = dout[idx];
+    if (silu) {
+        float a = rs * gamma[ch], bb = (beta ? beta[ch] : 0.0f) - mu * a;
+        float y = x[idx] * a + bb, sg = 1.0f / (1.0f + expf(-y));
+        d = d * (sg * (1.0f + y * (1.0f - sg)));
+    }
+    return d;
 }
 
 /* dx += rstd (g - mean(g) - xh mean(g xh)), g = dout*gamma: block per (n, g) */
 __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const float *x,
                                             const float *mean, const float *rstd,
-                                            const float *gamma, int64_t C, int64_t HW,
-                                            int64_t G) {
+                                            const float *gamma, const float *beta, int64_t C,
+                                            int64_t HW, int64_t G, int silu) {
     int64_t ng = blockIdx.x, n = ng / G, g = ng % G, Cg = C / G, M = Cg * HW;
     int64_t base = (n * C + g * Cg) * HW;
     float mu = mean[ng], rs = rstd[ng];
     double sg = 0.0, sgx = 0.0;
     for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-        float gm = gamma[g * Cg + i / HW];
+        int64_t ch = g * Cg + i / HW;
+        float gm = gamma[ch];
         float xh = (x[base + i] - mu) * rs;
-        double d = dout[base + i];
+        double d = bd__gn_grad(dout, x, gamma, beta, mu, rs, base + i, ch, silu);
         sg += gm * d;
         sgx += gm * d * xh;
     }
@@ -336,24 +353,29 @@ __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const 
     sgx = bd__block_allsum(sgx);
     float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
     for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-        float gm = gamma[g * Cg + i / HW];
+        int64_t ch = g * Cg + i / HW;
+        float gm = gamma[ch];
         float xh = (x[base + i] - mu) * rs;
-        dx[base + i] += rs * (dout[base + i] * gm - mg - xh * mgx);
+        float d = bd__gn_grad(dout, x, gamma, beta, mu, rs, base + i, ch, silu);
+        dx[base + i] += rs * (d * gm - mg - xh * mgx);
     }
 }
 
 /* dgamma[c] += sum dout xh, dbeta[c] += sum dout: block per channel */
 __global__ void bd__k_groupnorm_backward_params(float *dgamma, float *dbeta, const float *dout,
                                                 const float *x, const float *mean,
-                                                const float *rstd, int64_t N, int64_t C,
-                                                int64_t HW, int64_t G) {
+                                                const float *rstd, const float *gamma,
+                                                const float *beta, int64_t N, int64_t C,
+                                                int64_t HW, int64_t G, int silu) {
     int64_t c = blockIdx.x, g = c / (C / G);
     double sd = 0.0, sdx = 0.0;
     for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
         int64_t n = j / HW, pix = j % HW, idx = (n * C + c) * HW + pix;
-        float xh = (x[idx] - mean[n * G + g]) * rstd[n * G + g];
-        sd += dout[idx];
-        sdx += (double)dout[idx] * xh;
+        float mu = mean[n * G + g], rs = rstd[n * G + g];
+        float xh = (x[idx] - mu) * rs;
+        float d = bd__gn_grad(dout, x, gamma, beta, mu, rs, idx, c, silu);
+        sd += d;
+        sdx += (double)d * xh;
     }
     sd = bd__block_allsum(sd);
     sdx = bd__block_allsum(sdx);
@@ -750,34 +772,61 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
     }
 }
 
+static void bd__cu_groupnorm_forward(bd_cuda *cu, float *out, float *mean, float *rstd,
+                                     const float *x, const float *gamma, const float *beta,
+                                     int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    BD__CU_SKIP(cu);
+    if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
+    BD__KCALL(bd__k_groupnorm_forward, (unsigned)(N * G), out, mean, rstd, x, gamma, beta, C, HW, G,
+              silu);
+    BD__CU_LAUNCHED(cu, "groupnorm_forward");
+}
+
+static void bd__cu_groupnorm_backward(bd_cuda *cu, float *dx, float *dgamma, float *dbeta,
+                                      const float *dout, const float *x, const float *mean,
+                                      const float *rstd, const float *gamma, const float *beta,
+                                      int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    BD__CU_SKIP(cu);
+    if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
+    if (dgamma || dbeta) {
+        BD__KCALL(bd__k_groupnorm_backward_params, (unsigned)C, dgamma, dbeta, dout, x, mean, rstd,
+                  gamma, beta, N, C, HW, G, silu);
+        BD__CU_LAUNCHED(cu, "groupnorm_backward_params");
+    }
+    if (dx) {
+        BD__KCALL(bd__k_groupnorm_backward_dx, (unsigned)(N * G), dx, dout, x, mean, rstd, gamma,
+                  beta, C, HW, G, silu);
+        BD__CU_LAUNCHED(cu, "groupnorm_backward_dx");
+    }
+}
+
 void bd_groupnorm_forward_cuda(void *st, float *out, float *mean, float *rstd, const float *x,
                                const float *gamma, const float *beta, int64_t N, int64_t C,
                                int64_t HW, int64_t G) {
-    BD__CU(st);
-    BD__CU_SKIP(cu);
-    if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
-    BD__KCALL(bd__k_groupnorm_forward, (unsigned)(N * G), 
-        out, mean, rstd, x, gamma, beta, C, HW, G);
-    BD__CU_LAUNCHED(cu, "groupnorm_forward");
+    bd__cu_groupnorm_forward((bd_cuda *)st, out, mean, rstd, x, gamma, beta, N, C, HW, G, 0);
 }
 
 void bd_groupnorm_backward_cuda(void *st, float *dx, float *dgamma, float *dbeta,
                                 const float *dout, const float *x, const float *mean,
                                 const float *rstd, const float *gamma, int64_t N, int64_t C,
                                 int64_t HW, int64_t G) {
-    BD__CU(st);
-    BD__CU_SKIP(cu);
-    if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
-    if (dgamma || dbeta) {
-        BD__KCALL(bd__k_groupnorm_backward_params, (unsigned)C, 
-            dgamma, dbeta, dout, x, mean, rstd, N, C, HW, G);
-        BD__CU_LAUNCHED(cu, "groupnorm_backward_params");
-    }
-    if (dx) {
-        BD__KCALL(bd__k_groupnorm_backward_dx, (unsigned)(N * G), 
-            dx, dout, x, mean, rstd, gamma, C, HW, G);
-        BD__CU_LAUNCHED(cu, "groupnorm_backward_dx");
-    }
+    bd__cu_groupnorm_backward((bd_cuda *)st, dx, dgamma, dbeta, dout, x, mean, rstd, gamma, NULL, N,
+                              C, HW, G, 0);
+}
+
+/* fused GroupNorm + SiLU (out = silu(GN(x)); backward recomputes GN(x)) */
+void bd_groupnorm_silu_forward_cuda(void *st, float *out, float *mean, float *rstd,
+                                    const float *x, const float *gamma, const float *beta,
+                                    int64_t N, int64_t C, int64_t HW, int64_t G) {
+    bd__cu_groupnorm_forward((bd_cuda *)st, out, mean, rstd, x, gamma, beta, N, C, HW, G, 1);
+}
+
+void bd_groupnorm_silu_backward_cuda(void *st, float *dx, float *dgamma, float *dbeta,
+                                     const float *dout, const float *x, const float *mean,
+                                     const float *rstd, const float *gamma, const float *beta,
+                                     int64_t N, int64_t C, int64_t HW, int64_t G) {
+    bd__cu_groupnorm_backward((bd_cuda *)st, dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N,
+                              C, HW, G, 1);
 }
 
 void bd_upsample2x_forward_cuda(void *st, float *out, const float *x, int64_t N, int64_t C,
@@ -1176,6 +1225,8 @@ extern "C" bd_result bd_cuda_init(bd_context *ctx, int device) {
     cu->be.conv2d_backward = bd_conv2d_backward_cuda;
     cu->be.groupnorm_forward = bd_groupnorm_forward_cuda;
     cu->be.groupnorm_backward = bd_groupnorm_backward_cuda;
+    cu->be.groupnorm_silu_forward = bd_groupnorm_silu_forward_cuda;
+    cu->be.groupnorm_silu_backward = bd_groupnorm_silu_backward_cuda;
     cu->be.upsample2x_forward = bd_upsample2x_forward_cuda;
     cu->be.upsample2x_backward = bd_upsample2x_backward_cuda;
     cu->be.concat_forward = bd_concat_forward_cuda;

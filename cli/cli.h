@@ -51,6 +51,7 @@ typedef struct cli_args {
     /* common options */
     int64_t threads;
     int quiet;
+    const char *device;  /* --device cpu|cuda (NULL = cpu) */
 } cli_args;
 
 void cli_args_init(cli_args *a, const char *cmd, const char *summary, const char *details);
@@ -90,6 +91,11 @@ void cli_note(const cli_args *a, const char *fmt, ...)
 
 /* context with the --threads setting applied (also to OpenBLAS) */
 int cli_context(const cli_args *a, bd_context **ctx);
+/* --device cuda: a second context with the CUDA backend in *gpu (NULL for
+   --device cpu); fails when bdense was built without CUDA (make CUDA=1) */
+int cli_gpu(const cli_args *a, bd_context **gpu);
+/* a copy of a host UNet (same config and weights) on the GPU context */
+int cli_gpu_clone(const char *cmd, bd_context *gpu, const bd_denoiser *net, bd_denoiser **out);
 
 /* ---------------------------------------------------------------------- */
 /* time and progress                                                      */

@@ -88,6 +88,33 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     return 0;
 }
 
+/* --device cuda: the same run on a GPU copy of the model (no per-step
+   progress: the device sampler takes no callback) */
+static int cli__sample_run_gpu(const char *cmd, bd_context *gpu, bd_model *m, const bd_sampler_config *cfg0,
+                               float *x, int64_t n, int64_t max_batch, uint64_t seed, int64_t *nfe,
+                               double *seconds) {
+    bd_sampler_config cfg = *cfg0;
+    bd_rng rng = bd_rng_init(seed ^ 0x9E3779B97F4A7C15ull);
+    bd_denoiser *g = NULL;
+    bd_device_sampler *s = NULL;
+    double t0;
+    bd_result r;
+    if (cfg.clip_x) return cli_fail(cmd, "--clip is not available with --device cuda");
+    if (max_batch > n) max_batch = n;
+    bd_noise_fill(x, n * bd_denoiser_sample_size(m->net), seed);
+    if (cli_gpu_clone(cmd, gpu, m->net, &g)) return 1;
+    cfg.callback = NULL;
+    cfg.user_data = NULL;
+    t0 = cli_now();
+    r = bd_device_sampler_init(g, max_batch, &s);
+    if (r == BD_SUCCESS) r = bd_device_sampler_run(s, &cfg, x, n, &rng, nfe);
+    if (seconds) *seconds = cli_now() - t0;
+    bd_device_sampler_free(s);
+    bd_denoiser_free(g);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, gpu, r, "sampling on the GPU");
+    return 0;
+}
+
 /* A PNG grid of x (n,C,H,W) with `cols` columns (<= 0: square), 1 px grey
    padding, every pixel repeated `zoom` times (<= 0: auto, tiles of at
    least 56 px, so 16x16 samples are visible). */
@@ -137,7 +164,7 @@ int cmd_sample(int argc, char **argv) {
     int64_t n = 64, steps = 50, seed = 0, batch = 64;
     double eta = 0;
     int clip = 0, rc;
-    bd_context *ctx = NULL;
+    bd_context *ctx = NULL, *gpu = NULL;
     bd_model *m = NULL;
     bd_sampler_config cfg;
     float *x = NULL;
@@ -165,6 +192,10 @@ int cmd_sample(int argc, char **argv) {
     if (!out && !grid) return cli_fail("sample", "nothing to write: give --out FILE.npy and/or --grid FILE.png");
     if (cli_prepare_output("sample", out) || cli_prepare_output("sample", grid)) return 1;
     if (cli_context(&a, &ctx)) return 1;
+    if (cli_gpu(&a, &gpu)) {
+        bd_context_free(ctx);
+        return 1;
+    }
     r = bd_model_load(ctx, ckpt, &m);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("sample", ctx, r, ckpt);
@@ -181,7 +212,8 @@ int cmd_sample(int argc, char **argv) {
         goto done;
     }
     cli_install_interrupt();
-    if (cli_sample_run("sample", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "sample", a.quiet, &nfe, &secs)) {
+    if (gpu ? cli__sample_run_gpu("sample", gpu, m, &cfg, x, n, batch, (uint64_t)seed, &nfe, &secs)
+            : cli_sample_run("sample", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "sample", a.quiet, &nfe, &secs)) {
         rc = 1;
         goto done;
     }
@@ -205,6 +237,7 @@ int cmd_sample(int argc, char **argv) {
 done:
     free(x);
     if (m) bd_model_free(m);
+    bd_context_free(gpu);
     bd_context_free(ctx);
     return rc;
 }

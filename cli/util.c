@@ -24,6 +24,7 @@ void cli_args_init(cli_args *a, const char *cmd, const char *summary, const char
     a->summary = summary;
     a->details = details;
     a->threads = 0;
+    a->device = NULL;
     a->quiet = 0;
 }
 
@@ -151,6 +152,7 @@ void cli_usage(const cli_args *a, FILE *f) {
         fprintf(f, "\n");
     }
     fprintf(f, "  %-24s%s\n", "--threads N", "compute threads (default: all cores, BDENSE_THREADS)");
+    fprintf(f, "  %-24s%s\n", "--device cpu|cuda", "where train and sample compute (cuda: make CUDA=1)");
     fprintf(f, "  %-24s%s\n", "--quiet", "no progress output");
     fprintf(f, "  %-24s%s\n", "--help", "this text");
     if (a->details) fprintf(f, "\n%s\n", a->details);
@@ -251,6 +253,21 @@ int cli_parse(cli_args *a, int argc, char **argv) {
         if (eq) val = eq + 1;
         if (len == 5 && strncmp(name, "quiet", 5) == 0 && !eq) {
             a->quiet = 1;
+            continue;
+        }
+        if (len == 6 && strncmp(name, "device", 6) == 0) {
+            if (!val) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "bdense %s: error: --device needs a value (cpu or cuda)\n", a->cmd);
+                    return 2;
+                }
+                val = argv[++i];
+            }
+            if (strcmp(val, "cpu") != 0 && strcmp(val, "cuda") != 0) {
+                fprintf(stderr, "bdense %s: error: --device expects cpu or cuda, got '%s'\n", a->cmd, val);
+                return 2;
+            }
+            a->device = val;
             continue;
         }
         if (len == 7 && strncmp(name, "threads", 7) == 0) {
@@ -371,6 +388,46 @@ void cli_note(const cli_args *a, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fflush(stderr);
+}
+
+int cli_gpu(const cli_args *a, bd_context **gpu) {
+    *gpu = NULL;
+    if (!a->device || strcmp(a->device, "cuda") != 0) return 0;
+#ifdef BDENSE_CUDA
+    {
+        bd_context_config cc = bd_context_config_init();
+        bd_result r = bd_context_init(&cc, gpu);
+        if (r != BD_SUCCESS) return cli_fail(a->cmd, "cannot create a context: %s", bd_result_string(r));
+        r = bd_cuda_init(*gpu, 0);
+        if (r != BD_SUCCESS) {
+            cli_fail(a->cmd, "--device cuda: %s", bd_context_message(*gpu));
+            bd_context_free(*gpu);
+            *gpu = NULL;
+            return 1;
+        }
+        return 0;
+    }
+#else
+    return cli_fail(a->cmd, "--device cuda: this bdense was built without CUDA (build it with make CUDA=1)");
+#endif
+}
+
+int cli_gpu_clone(const char *cmd, bd_context *gpu, const bd_denoiser *net, bd_denoiser **out) {
+    bd_unet_config uc;
+    bd_rng rng = bd_rng_init(0);
+    bd_result r;
+    *out = NULL;
+    if (bd_unet_get_config(net, &uc) != BD_SUCCESS)
+        return cli_fail(cmd, "--device cuda runs UNet models only (this one is \"%s\")", net->vt->kind);
+    r = bd_unet_init(gpu, &uc, &rng, out);
+    if (r == BD_SUCCESS)
+        r = bd_backend_upload(gpu, (*out)->params, net->params, (size_t)net->n_params * sizeof(float));
+    if (r != BD_SUCCESS) {
+        bd_denoiser_free(*out);
+        *out = NULL;
+        return cli_fail_bd(cmd, gpu, r, "copying the model to the GPU");
+    }
+    return 0;
 }
 
 int cli_context(const cli_args *a, bd_context **ctx) {

@@ -211,6 +211,15 @@ static void gn_case(int64_t N, int64_t C, int64_t HW, int64_t G) {
     cmp("  groupnorm_backward dx +=", &dx, TOL_RED);
     cmp("  groupnorm_backward dgamma +=", &dg, TOL_RED);
     cmp("  groupnorm_backward dbeta +=", &dbt, TOL_RED);
+    /* fused GroupNorm + SiLU (the UNet's path) */
+    bd_groupnorm_silu_forward(out.h, mean.h, rstd.h, x.h, gamma.h, beta.h, N, C, HW, G);
+    OP(groupnorm_silu_forward, out.d, mean.d, rstd.d, x.d, gamma.d, beta.d, N, C, HW, G);
+    cmp("  groupnorm_silu_forward", &out, TOL_RED);
+    bd_groupnorm_silu_backward(dx.h, dg.h, dbt.h, dout.h, x.h, mean.h, rstd.h, gamma.h, beta.h, N, C, HW, G);
+    OP(groupnorm_silu_backward, dx.d, dg.d, dbt.d, dout.d, x.d, mean.d, rstd.d, gamma.d, beta.d, N, C, HW, G);
+    cmp("  groupnorm_silu_backward dx +=", &dx, TOL_RED);
+    cmp("  groupnorm_silu_backward dgamma +=", &dg, TOL_RED);
+    cmp("  groupnorm_silu_backward dbeta +=", &dbt, TOL_RED);
     drop(&x); drop(&gamma); drop(&beta); drop(&out); drop(&mean); drop(&rstd);
     drop(&dout); drop(&dx); drop(&dg); drop(&dbt);
 }
