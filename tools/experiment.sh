@@ -15,7 +15,8 @@
 #
 # Configurations: k1 = sparse baseline (K=1), k2 = B-DENSE K=2 uniform,
 # k4 = K=4 uniform, k4a = K=4 adaptive, k2a = K=2 adaptive, k4f = K=4 with
-# final-only weights (the sparse loss through the 4-branch head).
+# final-only weights (the sparse loss through the 4-branch head), k2x/k4x = aux
+# weights (w_K = 1, dense beta = $AUX_BETA [0.1]), k4l = K=4 linear weights.
 #
 # Budget knobs (environment, defaults in brackets):
 #   BDENSE [build/bdense]  NFES ["1 2 4"]  CONFIGS ["k1 k2 k4 k4a"]  SEEDS ["0 1 2"]
@@ -50,6 +51,7 @@ REF_STEPS=${REF_STEPS:-40}
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
 DATA=${DATA:-fmnist-test:/usr/share/datasets/fashion-mnist}
+AUX_BETA=${AUX_BETA:-0.1}
 mkdir -p "$out"
 [ -x "$BDENSE" ] || { echo "experiment: $BDENSE not built (make)"; exit 1; }
 [ -f "$teacher" ] || { echo "experiment: no teacher $teacher"; exit 1; }
@@ -69,8 +71,9 @@ say "estimate (small UNet, 70 ms per image fwd+bwd, 17 ms per teacher call, one 
     "trajectories $(( NTRAJ * KT * nsum * 17 / 1000 / 60 )) min," \
     "compares $(( $(echo $NFES | wc -w) * EVAL_N * REF_STEPS * 17 / 1000 / 60 )) min"
 
-cfg_k() { case $1 in k1) echo 1;; k2|k2a) echo 2;; k4|k4a|k4f) echo 4;; *) echo 0;; esac; }
-cfg_w() { case $1 in k1) echo final;; k2|k4) echo uniform;; k2a|k4a) echo adaptive;; k4f) echo final;; *) echo "";; esac; }
+cfg_k() { case $1 in k1) echo 1;; k2|k2a|k2x) echo 2;; k4|k4a|k4f|k4x|k4l) echo 4;; *) echo 0;; esac; }
+cfg_w() { case $1 in k1) echo final;; k2|k4) echo uniform;; k2a|k4a) echo adaptive;; k4f) echo final;;
+                     k2x|k4x) echo aux;; k4l) echo linear;; *) echo "";; esac; }
 
 # 1. teacher trajectories, one file per NFE (shared by every config and seed)
 for N in $NFES; do
@@ -91,7 +94,7 @@ one_run() { # N cfg seed
   t1=$(date +%s.%N)
   if "$BDENSE" distill --teacher "$teacher" --method td --branches "$K" --weights "$W" \
        --student-steps "$N" --teacher-substeps "$KT" --trajectories "$out/traj_n$N.npy" \
-       --steps "$STEPS" --batch "$BATCH" --lr "$LR" --warmup "$WARMUP" --ema "$EMA" --seed "$seed" \
+       --steps "$STEPS" --batch "$BATCH" --lr "$LR" --warmup "$WARMUP" --ema "$EMA" --seed "$seed" --aux-beta "$AUX_BETA" \
        --log-every 5 --save-every 0 --threads "$THREADS" --quiet --out "$out/$name.safetensors" \
        > "$out/$name.log" 2>&1; then
     t2=$(date +%s.%N)
@@ -102,7 +105,7 @@ one_run() { # N cfg seed
   fi
 }
 export -f one_run cfg_k cfg_w
-export out teacher BDENSE KT STEPS BATCH LR WARMUP EMA THREADS runs
+export out teacher BDENSE KT STEPS BATCH LR WARMUP EMA THREADS runs AUX_BETA
 say "students: NFE {$NFES} x {$CONFIGS} x seeds {$SEEDS}, $STEPS steps of batch $BATCH, $JOBS at a time"
 for seed in $SEEDS; do for N in $NFES; do for cfg in $CONFIGS; do echo "$N $cfg $seed"; done; done; done |
   xargs -P "$JOBS" -L 1 bash -c 'one_run $0 $1 $2'

@@ -8,8 +8,9 @@ from collections import defaultdict
 
 out = sys.argv[1]
 CFG = {"k1": "sparse K=1", "k2": "B-DENSE K=2 uniform", "k4": "B-DENSE K=4 uniform",
-       "k2a": "B-DENSE K=2 adaptive", "k4a": "B-DENSE K=4 adaptive", "k4f": "K=4 final-only"}
-ORDER = ["k1", "k4f", "k2", "k2a", "k4", "k4a"]
+       "k2a": "B-DENSE K=2 adaptive", "k4a": "B-DENSE K=4 adaptive", "k4f": "K=4 final-only",
+       "k2x": "B-DENSE K=2 aux", "k4x": "B-DENSE K=4 aux", "k4l": "B-DENSE K=4 linear"}
+ORDER = ["k1", "k4f", "k2", "k2a", "k2x", "k4", "k4a", "k4x", "k4l"]
 
 def ms(v):
     v = [x for x in v if x is not None and not math.isnan(x)]
