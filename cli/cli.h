@@ -63,6 +63,7 @@ cli_opt *cli_add_choice(cli_args *a, const char *name, const char **dst, const c
 cli_opt *cli_add_list(cli_args *a, const char *name, cli_list *dst, const char *meta, const char *help);
 cli_opt *cli_range(cli_opt *o, double lo, double hi);
 cli_opt *cli_required(cli_opt *o);
+cli_opt *cli_nodefault(cli_opt *o); /* show no "[default: ...]" in --help */
 /* 0 = parsed, go on; 1 = --help printed (exit 0); 2 = error printed (exit 2).
    argv[0] is the subcommand name. */
 int cli_parse(cli_args *a, int argc, char **argv);

@@ -28,14 +28,14 @@ void cli_arch_options(cli_args *a, cli_arch *o) {
     cli_add_choice(a, "config", &o->config, "small|tiny",
                    "architecture preset: small = SPEC 6 (28x28, ch 32, 1,2,2, ~1.1M params); tiny = 16x16, "
                    "ch 16, 1,2 (demos, tests)");
-    cli_range(cli_add_int(a, "image-size", &o->image_size, "N", "override: image side (preset's by default)"), 0, 1024);
-    cli_range(cli_add_int(a, "in-ch", &o->in_ch, "C", "override: image channels"), 0, 64);
-    cli_range(cli_add_int(a, "ch", &o->ch, "N", "override: base width"), 0, 4096);
-    cli_add_str(a, "ch-mult", &o->ch_mult, "LIST", "override: width multipliers, e.g. 1,2,2");
-    cli_range(cli_add_int(a, "nres", &o->nres, "N", "override: residual blocks per level"), -1, 16);
-    cli_add_str(a, "attn", &o->attn, "LIST", "override: attention levels, e.g. 2 (or none)");
-    cli_range(cli_add_int(a, "groups", &o->groups, "G", "override: GroupNorm groups"), 0, 1024);
-    cli_range(cli_add_int(a, "heads", &o->heads, "N", "override: attention heads"), 0, 64);
+    cli_nodefault(cli_range(cli_add_int(a, "image-size", &o->image_size, "N", "override the preset: image side"), 8, 1024));
+    cli_nodefault(cli_range(cli_add_int(a, "in-ch", &o->in_ch, "C", "override the preset: image channels"), 1, 64));
+    cli_nodefault(cli_range(cli_add_int(a, "ch", &o->ch, "N", "override the preset: base width"), 1, 4096));
+    cli_add_str(a, "ch-mult", &o->ch_mult, "LIST", "override the preset: width multipliers, e.g. 1,2,2");
+    cli_nodefault(cli_range(cli_add_int(a, "nres", &o->nres, "N", "override the preset: ResBlocks per level"), 0, 16));
+    cli_add_str(a, "attn", &o->attn, "LIST", "override the preset: attention levels, e.g. 2 (or none)");
+    cli_nodefault(cli_range(cli_add_int(a, "groups", &o->groups, "G", "override the preset: GroupNorm groups"), 1, 1024));
+    cli_nodefault(cli_range(cli_add_int(a, "heads", &o->heads, "N", "override the preset: attention heads"), 1, 64));
     cli_add_choice(a, "param", &o->param, "v|eps|x0", "what the network predicts");
     cli_add_choice(a, "schedule", &o->schedule, "cosine|linear", "noise schedule");
 }

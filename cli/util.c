@@ -79,6 +79,10 @@ cli_opt *cli_range(cli_opt *o, double lo, double hi) {
     o->has_range = 1;
     return o;
 }
+cli_opt *cli_nodefault(cli_opt *o) {
+    o->defval[0] = 0;
+    return o;
+}
 cli_opt *cli_required(cli_opt *o) {
     o->required = 1;
     return o;

@@ -6,7 +6,7 @@
 #      student from the same trajectories, same steps, batch and lr)
 #   4. compare them to the teacher on shared noise   (bdense compare)
 # Everything goes to $DEMO_OUT (default out/demo/, git-ignored).  Sized for < 5 minutes on
-# 2 cores (about 4 min on an idle 2-core Xeon); DEMO_SCALE=2 doubles every budget,
+# 2 cores (about 3 min on two idle Xeon cores); DEMO_SCALE=2 doubles every budget,
 # DEMO_SCALE=0.1 makes a smoke run.
 # Usage: tools/demo.sh [BUILD_DIR]
 set -euo pipefail
