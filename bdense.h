@@ -2186,7 +2186,8 @@ static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr
 #define BD__DC_SLACK 64
 static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
 #ifdef BD__X86
-    return k == 3 && stride == 1 && pad == 1 && W >= 12 && W <= 32 && H >= 1 &&
+    return k == 3 && stride == 1 && pad == 1 && ((W >= 4 && W <= 7) || (W >= 12 && W <= 32)) &&
+           H >= 1 &&
            __builtin_cpu_supports("avx512f");
 #else
     (void)H; (void)W; (void)k; (void)stride; (void)pad;
@@ -2219,20 +2220,31 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
                 int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
                 int64_t y1) {
     int64_t Wp = W + 2, HW = H * W, y, i, kk;
-    int two_rows = W <= 16;
+    int two_rows = W <= 16, quad = W <= 7;
     __mmask16 m0, m1;
-    if (two_rows) {
+    if (quad) {
+        /* each vector holds two output rows: lanes 0..W-1 and Wp..Wp+W-1 (the
+           two lanes between are the padding columns: junk, not stored) */
+        m0 = (__mmask16)(((1u << W) - 1u) | (((1u << W) - 1u) << Wp));
+        m1 = m0;
+    } else if (two_rows) {
         m0 = (__mmask16)((1u << W) - 1u);
         m1 = m0;
     } else {
         m0 = (__mmask16)0xFFFF;
         m1 = (__mmask16)((1u << (W - 16)) - 1u);
     }
-    for (y = y0; y < y1; y += two_rows ? 2 : 1) {
-        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..) */
-        int64_t b0 = y * Wp, b1 = two_rows ? (y + 1) * Wp : y * Wp + 16;
-        int64_t o0 = y * W, o1 = two_rows ? (y + 1) * W : y * W + 16;
-        int has1 = !two_rows || y + 1 < y1;
+    for (y = y0; y < y1; y += quad ? 4 : (two_rows ? 2 : 1)) {
+        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..);
+           quad: vector 0 = rows y, y+1; vector 1 = rows y+2, y+3 */
+        int64_t b0 = y * Wp, b1 = quad ? (y + 2) * Wp : (two_rows ? (y + 1) * Wp : y * Wp + 16);
+        int64_t o0 = y * W, o1 = quad ? (y + 2) * W : (two_rows ? (y + 1) * W : y * W + 16);
+        int has1 = quad ? y + 2 < y1 : (!two_rows || y + 1 < y1);
+        __mmask16 q0 = m0, q1 = m1;
+        if (quad) {
+            if (y + 1 >= y1) q0 = (__mmask16)((1u << W) - 1u);
+            if (y + 3 >= y1) q1 = (__mmask16)((1u << W) - 1u);
+        }
         __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
                c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
                c61 = c00, c70 = c00, c71 = c00;
@@ -2252,7 +2264,21 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
         }
         r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
         r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
-        for (i = 0; i < mr; i++) {
+        for (i = 0; quad && i < mr; i++) {
+            float *oc = out + i * HW;
+            __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
+            if (accum) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_expandloadu_ps(q0, oc + o0));
+                if (has1) v1 = _mm512_add_ps(v1, _mm512_maskz_expandloadu_ps(q1, oc + o1));
+            } else if (bias) {
+                __m512 bv = _mm512_set1_ps(bias[i]);
+                v0 = _mm512_add_ps(v0, bv);
+                v1 = _mm512_add_ps(v1, bv);
+            }
+            _mm512_mask_compressstoreu_ps(oc + o0, q0, v0);
+            if (has1) _mm512_mask_compressstoreu_ps(oc + o1, q1, v1);
+        }
+        for (i = 0; !quad && i < mr; i++) {
             float *oc = out + i * HW;
             __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
             if (accum) {
@@ -2277,7 +2303,7 @@ static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, co
                               int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
                               int accum, int par) {
 #ifdef BD__X86
-    int64_t npan = (Cout + 7) / 8, band = W <= 16 ? 2 : 1;
+    int64_t npan = (Cout + 7) / 8, band = W <= 7 ? 4 : (W <= 16 ? 2 : 1);
     int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
     int nt = bd__omp_threads();
     if (par && nt > 1 && npan < 2 * nt) bands_per = (nbands * npan + 2 * nt - 1) / (2 * nt);

@@ -82,7 +82,9 @@ static const conv_case conv_cases[] = {
     {2, 4, 9, 9, 3, 5, 1, 2},    {2, 6, 8, 8, 4, 3, 2, 0},    {1, 300, 4, 4, 10, 3, 1, 1},
     {1, 8, 5, 5, 130, 3, 1, 1},  {5, 128, 7, 7, 64, 3, 1, 1}, {2, 32, 28, 28, 1, 3, 1, 1},
     /* the direct 3x3 path: odd rows, W > 16, more than 128 input channels */
-    {2, 5, 13, 14, 11, 3, 1, 1}, {1, 200, 12, 17, 9, 3, 1, 1}, {3, 3, 16, 32, 17, 3, 1, 1}};
+    {2, 5, 13, 14, 11, 3, 1, 1}, {1, 200, 12, 17, 9, 3, 1, 1}, {3, 3, 16, 32, 17, 3, 1, 1},
+    /* W <= 7: two rows per vector */
+    {3, 64, 7, 7, 20, 3, 1, 1}, {2, 9, 6, 5, 7, 3, 1, 1}, {1, 140, 5, 4, 8, 3, 1, 1}};
 
 static void conv_run(const conv_case *c, int fast, int nthr, const float *x, const float *w,
                      const float *b, const float *dout, float *out, float *dx, float *dw,
