@@ -2806,19 +2806,38 @@ BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, co
     bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G, 1);
 }
 
-BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) { bd__silu_rows(out, x, n); }
+BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
+    int64_t t, nb = (n + 16383) / 16384;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i0 = t * 16384, m = n - i0 < 16384 ? n - i0 : 16384;
+        bd__silu_rows(out + i0, x + i0, m);
+    }
+}
 BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + bd__expf(-x[i]));
-        dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+    int64_t t, nb = (n + 16383) / 16384;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * 16384 < n ? (t + 1) * 16384 : n;
+        for (i = t * 16384; i < i1; i++) {
+            float s = 1.0f / (1.0f + bd__expf(-x[i]));
+            dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
     }
 }
 
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
-    int64_t p, y, xx, W2 = 2 * W;
+    int64_t p, W2 = 2 * W;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t y, xx;
         const float *xp = x + p * H * W;
         float *op = out + p * 4 * H * W;
         for (y = 0; y < H; y++) {
@@ -2834,8 +2853,12 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
-    int64_t p, y, xx, W2 = 2 * W;
+    int64_t p, W2 = 2 * W;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t y, xx;
         float *xp = dx + p * H * W;
         const float *op = dout + p * 4 * H * W;
         for (y = 0; y < H; y++) {
@@ -2849,6 +2872,9 @@ BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64
 BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
                              int64_t C2, int64_t HW) {
     int64_t n;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         float *on = out + n * (C1 + C2) * HW;
         memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
@@ -2858,9 +2884,13 @@ BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t
 
 BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
                               int64_t C2, int64_t HW) {
-    int64_t n, i;
+    int64_t n;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         const float *dn = dout + n * (C1 + C2) * HW;
+        int64_t i;
         if (da) {
             float *an = da + n * C1 * HW;
             for (i = 0; i < C1 * HW; i++) an[i] += dn[i];
@@ -2874,8 +2904,12 @@ BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N
 }
 
 BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
-    int64_t p, i;
+    int64_t p;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t i;
         float v = e[p], *r = x + p * HW;
         for (i = 0; i < HW; i++) r[i] += v;
     }
@@ -2883,8 +2917,12 @@ BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C
 
 BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
                                    int64_t HW) {
-    int64_t p, i;
+    int64_t p;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t i;
         const float *r = dout + p * HW;
         double s = 0.0;
         for (i = 0; i < HW; i++) s += r[i];
@@ -2892,15 +2930,29 @@ BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int6
     }
 }
 
+/* elementwise loops split in blocks of BD__EW_BLOCK over threads */
+#define BD__EW_BLOCK 16384
 BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) out[i] = a[i] + b[i];
+    int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
+        for (i = t * BD__EW_BLOCK; i < i1; i++) out[i] = a[i] + b[i];
+    }
 }
 
 BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
-    int64_t i;
-    if (da) for (i = 0; i < n; i++) da[i] += dout[i];
-    if (db) for (i = 0; i < n; i++) db[i] += dout[i];
+    int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
+        if (da) for (i = t * BD__EW_BLOCK; i < i1; i++) da[i] += dout[i];
+        if (db) for (i = t * BD__EW_BLOCK; i < i1; i++) db[i] += dout[i];
+    }
 }
 
 /* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.
