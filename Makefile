@@ -4,6 +4,12 @@
 #   make test SAN=1      the same under ASan + UBSan
 #   make BLAS=none       built-in GEMM only (BLAS=auto|openblas|none)
 #   make demo            the README's main job
+#   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
+#   make tsan            the concurrency test under ThreadSanitizer
+#   make fuzz            every fuzz target for FUZZ_SECS seconds (60)
+#   make install PREFIX=/usr/local [DESTDIR=...]   header, pkg-config file,
+#                        CMake package (find_package(bdense)), the command
+#   make uninstall PREFIX=...                      removes exactly those files
 CC      ?= cc
 CXX     ?= c++
 BLAS    ?= auto
@@ -12,7 +18,7 @@ OPT     ?= -O2
 BUILD   ?= build
 WARN     = -Wall -Wextra -Wpedantic
 CFLAGS_BASE = -std=c99 $(OPT) -g $(WARN) -I.
-LDLIBS_BASE = -lm
+LDLIBS_BASE = -lm -lpthread
 
 ifeq ($(BLAS),auto)
   HAVE_OPENBLAS := $(shell printf '\043include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}\n' | $(CC) -x c - -o /tmp/bdense_blas_probe -lopenblas >/dev/null 2>&1 && echo yes)
@@ -46,10 +52,12 @@ LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CLI_SRCS  := $(wildcard cli/*.c)
-EXAMPLE_SRCS := $(wildcard examples/*.c)
+# examples/NAME.c and examples/DIR/NAME.c (one file each) -> $(BUILD)/examples/...
+EXAMPLE_SRCS := $(wildcard examples/*.c examples/*/*.c)
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 
-.PHONY: all test tests compile-test clean demo info
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
+examples: $(EXAMPLE_BINS)
 all: $(BUILD)/bdense $(EXAMPLE_BINS)
 
 info:
@@ -77,8 +85,30 @@ test: tests $(BUILD)/bdense compile-test
 compile-test:
 	@tests/compile_test.sh
 
+# Reliability passes (docs/reliability.md).  valgrind runs the zero-
+# dependency build (OpenBLAS's CPU kernels and thread pool only add noise);
+# tests honour TEST_QUICK=1 by shrinking their loops.  Leaks count as errors.
+VALGRIND ?= valgrind --error-exitcode=9 -q --leak-check=full --errors-for-leak-kinds=definite
+valgrind:
+	$(MAKE) BUILD=build-noblas BLAS=none tests
+	TEST_QUICK=1 tests/run.sh build-noblas $(VALGRIND)
+
+# ThreadSanitizer needs every access instrumented: built-in GEMM, clang.
+TSAN_CC ?= clang
+tsan:
+	@mkdir -p build-tsan/tests
+	$(TSAN_CC) -std=c99 -O1 -g $(WARN) -I. -fsanitize=thread -o build-tsan/tests/test_faults tests/test_faults.c -lm -lpthread
+	TSAN_OPTIONS="halt_on_error=1" TEST_QUICK=1 tests/run.sh build-tsan
+
+FUZZ_SECS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECS)
+
 demo: $(BUILD)/bdense
 	@tools/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
+
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
+examples: $(EXAMPLE_BINS)
