@@ -3238,15 +3238,18 @@ static void bd__silu_grad_rows(float *g, const float *dout, const float *x, floa
    y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored),
    in chunks of BD__GN_CHUNK positions on the stack. */
 #define BD__GN_CHUNK 512
+/* whole groups up to this many floats keep the SiLU gradient on the stack
+   (computed once instead of once per pass) */
+#define BD__GN_GROUP_STACK 8192
 static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                        const float *mean, const float *rstd, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, g;
-    int nt = bd__omp_threads();
+    int nt = bd__omp_threads(), keep = silu && M <= BD__GN_GROUP_STACK;
     (void)nt;
     BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
     for (g = 0; g < G; g++) {
-        float gb[BD__GN_CHUNK];
+        float gb[BD__GN_CHUNK], gall[BD__GN_GROUP_STACK];
         int64_t n, c, i, i0;
         for (n = 0; n < N; n++) {
             float mu = mean[n * G + g], rs = rstd[n * G + g], mg, mgx;
@@ -3263,8 +3266,9 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                     float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                     int e;
                     if (silu) {
-                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
-                        d = gb;
+                        float *gd = keep ? gall + c * HW + i0 : gb;
+                        bd__silu_grad_rows(gd, dc + i0, xc + i0, a, bb, m);
+                        d = gd;
                     }
                     for (i = 0; i + 8 <= m; i += 8)
                         for (e = 0; e < 8; e++) {
@@ -3297,7 +3301,9 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                     int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
                     const float *d = dc + i0, *xx = xc + i0;
                     float *o = dxc + i0;
-                    if (silu) {
+                    if (keep) {
+                        d = gall + c * HW + i0;
+                    } else if (silu) {
                         bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
                         d = gb;
                     }
