@@ -2981,7 +2981,7 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
     if (dw) {
         /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */
         int64_t nbj = (KK + BD__NR - 1) / BD__NR, per = nbj, nblk;
-        if (nt > 1) per = (nbj + 2 * nt - 1) / (2 * nt);
+        if (nt > 1) per = (nbj + nt - 1) / nt; /* one block per thread: dout is packed once per block */
         if (per < 1) per = 1;
         nblk = (nbj + per - 1) / per;
         BD__OMP_FOR_IF(nt > 1 && nblk > 1)
