@@ -2710,7 +2710,8 @@ static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr
 #define BD__DC_SLACK 64
 static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
 #ifdef BD__X86
-    return k == 3 && stride == 1 && pad == 1 && W >= 12 && W <= 32 && H >= 1 &&
+    return k == 3 && stride == 1 && pad == 1 && ((W >= 4 && W <= 7) || (W >= 12 && W <= 32)) &&
+           H >= 1 &&
            __builtin_cpu_supports("avx512f");
 #else
     (void)H; (void)W; (void)k; (void)stride; (void)pad;
@@ -2743,20 +2744,31 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
                 int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
                 int64_t y1) {
     int64_t Wp = W + 2, HW = H * W, y, i, kk;
-    int two_rows = W <= 16;
+    int two_rows = W <= 16, quad = W <= 7;
     __mmask16 m0, m1;
-    if (two_rows) {
+    if (quad) {
+        /* each vector holds two output rows: lanes 0..W-1 and Wp..Wp+W-1 (the
+           two lanes between are the padding columns: junk, not stored) */
+        m0 = (__mmask16)(((1u << W) - 1u) | (((1u << W) - 1u) << Wp));
+        m1 = m0;
+    } else if (two_rows) {
         m0 = (__mmask16)((1u << W) - 1u);
         m1 = m0;
     } else {
         m0 = (__mmask16)0xFFFF;
         m1 = (__mmask16)((1u << (W - 16)) - 1u);
     }
-    for (y = y0; y < y1; y += two_rows ? 2 : 1) {
-        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..) */
-        int64_t b0 = y * Wp, b1 = two_rows ? (y + 1) * Wp : y * Wp + 16;
-        int64_t o0 = y * W, o1 = two_rows ? (y + 1) * W : y * W + 16;
-        int has1 = !two_rows || y + 1 < y1;
+    for (y = y0; y < y1; y += quad ? 4 : (two_rows ? 2 : 1)) {
+        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..);
+           quad: vector 0 = rows y, y+1; vector 1 = rows y+2, y+3 */
+        int64_t b0 = y * Wp, b1 = quad ? (y + 2) * Wp : (two_rows ? (y + 1) * Wp : y * Wp + 16);
+        int64_t o0 = y * W, o1 = quad ? (y + 2) * W : (two_rows ? (y + 1) * W : y * W + 16);
+        int has1 = quad ? y + 2 < y1 : (!two_rows || y + 1 < y1);
+        __mmask16 q0 = m0, q1 = m1;
+        if (quad) {
+            if (y + 1 >= y1) q0 = (__mmask16)((1u << W) - 1u);
+            if (y + 3 >= y1) q1 = (__mmask16)((1u << W) - 1u);
+        }
         __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
                c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
                c61 = c00, c70 = c00, c71 = c00;
@@ -2776,7 +2788,21 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
         }
         r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
         r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
-        for (i = 0; i < mr; i++) {
+        for (i = 0; quad && i < mr; i++) {
+            float *oc = out + i * HW;
+            __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
+            if (accum) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_expandloadu_ps(q0, oc + o0));
+                if (has1) v1 = _mm512_add_ps(v1, _mm512_maskz_expandloadu_ps(q1, oc + o1));
+            } else if (bias) {
+                __m512 bv = _mm512_set1_ps(bias[i]);
+                v0 = _mm512_add_ps(v0, bv);
+                v1 = _mm512_add_ps(v1, bv);
+            }
+            _mm512_mask_compressstoreu_ps(oc + o0, q0, v0);
+            if (has1) _mm512_mask_compressstoreu_ps(oc + o1, q1, v1);
+        }
+        for (i = 0; !quad && i < mr; i++) {
             float *oc = out + i * HW;
             __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
             if (accum) {
@@ -2801,7 +2827,7 @@ static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, co
                               int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
                               int accum, int par) {
 #ifdef BD__X86
-    int64_t npan = (Cout + 7) / 8, band = W <= 16 ? 2 : 1;
+    int64_t npan = (Cout + 7) / 8, band = W <= 7 ? 4 : (W <= 16 ? 2 : 1);
     int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
     int nt = bd__omp_threads();
     if (par && nt > 1 && npan < 2 * nt) bands_per = (nbands * npan + 2 * nt - 1) / (2 * nt);
@@ -2955,7 +2981,7 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
     if (dw) {
         /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */
         int64_t nbj = (KK + BD__NR - 1) / BD__NR, per = nbj, nblk;
-        if (nt > 1) per = (nbj + 2 * nt - 1) / (2 * nt);
+        if (nt > 1) per = (nbj + nt - 1) / nt; /* one block per thread: dout is packed once per block */
         if (per < 1) per = 1;
         nblk = (nbj + per - 1) / per;
         BD__OMP_FOR_IF(nt > 1 && nblk > 1)
@@ -3212,15 +3238,18 @@ static void bd__silu_grad_rows(float *g, const float *dout, const float *x, floa
    y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored),
    in chunks of BD__GN_CHUNK positions on the stack. */
 #define BD__GN_CHUNK 512
+/* whole groups up to this many floats keep the SiLU gradient on the stack
+   (computed once instead of once per pass) */
+#define BD__GN_GROUP_STACK 8192
 static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                        const float *mean, const float *rstd, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, g;
-    int nt = bd__omp_threads();
+    int nt = bd__omp_threads(), keep = silu && M <= BD__GN_GROUP_STACK;
     (void)nt;
     BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
     for (g = 0; g < G; g++) {
-        float gb[BD__GN_CHUNK];
+        float gb[BD__GN_CHUNK], gall[BD__GN_GROUP_STACK];
         int64_t n, c, i, i0;
         for (n = 0; n < N; n++) {
             float mu = mean[n * G + g], rs = rstd[n * G + g], mg, mgx;
@@ -3237,8 +3266,9 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                     float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
                     int e;
                     if (silu) {
-                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
-                        d = gb;
+                        float *gd = keep ? gall + c * HW + i0 : gb;
+                        bd__silu_grad_rows(gd, dc + i0, xc + i0, a, bb, m);
+                        d = gd;
                     }
                     for (i = 0; i + 8 <= m; i += 8)
                         for (e = 0; e < 8; e++) {
@@ -3271,7 +3301,9 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                     int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
                     const float *d = dc + i0, *xx = xc + i0;
                     float *o = dxc + i0;
-                    if (silu) {
+                    if (keep) {
+                        d = gall + c * HW + i0;
+                    } else if (silu) {
                         bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
                         d = gb;
                     }
@@ -3304,19 +3336,38 @@ BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, co
     bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G, 1);
 }
 
-BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) { bd__silu_rows(out, x, n); }
+BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
+    int64_t t, nb = (n + 16383) / 16384;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i0 = t * 16384, m = n - i0 < 16384 ? n - i0 : 16384;
+        bd__silu_rows(out + i0, x + i0, m);
+    }
+}
 BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + bd__expf(-x[i]));
-        dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+    int64_t t, nb = (n + 16383) / 16384;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * 16384 < n ? (t + 1) * 16384 : n;
+        for (i = t * 16384; i < i1; i++) {
+            float s = 1.0f / (1.0f + bd__expf(-x[i]));
+            dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
     }
 }
 
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
-    int64_t p, y, xx, W2 = 2 * W;
+    int64_t p, W2 = 2 * W;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t y, xx;
         const float *xp = x + p * H * W;
         float *op = out + p * 4 * H * W;
         for (y = 0; y < H; y++) {
@@ -3332,8 +3383,12 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
-    int64_t p, y, xx, W2 = 2 * W;
+    int64_t p, W2 = 2 * W;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t y, xx;
         float *xp = dx + p * H * W;
         const float *op = dout + p * 4 * H * W;
         for (y = 0; y < H; y++) {
@@ -3347,6 +3402,9 @@ BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64
 BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
                              int64_t C2, int64_t HW) {
     int64_t n;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         float *on = out + n * (C1 + C2) * HW;
         memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
@@ -3356,9 +3414,13 @@ BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t
 
 BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
                               int64_t C2, int64_t HW) {
-    int64_t n, i;
+    int64_t n;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         const float *dn = dout + n * (C1 + C2) * HW;
+        int64_t i;
         if (da) {
             float *an = da + n * C1 * HW;
             for (i = 0; i < C1 * HW; i++) an[i] += dn[i];
@@ -3372,8 +3434,12 @@ BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N
 }
 
 BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
-    int64_t p, i;
+    int64_t p;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t i;
         float v = e[p], *r = x + p * HW;
         for (i = 0; i < HW; i++) r[i] += v;
     }
@@ -3381,8 +3447,12 @@ BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C
 
 BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
                                    int64_t HW) {
-    int64_t p, i;
+    int64_t p;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
+        int64_t i;
         const float *r = dout + p * HW;
         double s = 0.0;
         for (i = 0; i < HW; i++) s += r[i];
@@ -3390,15 +3460,29 @@ BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int6
     }
 }
 
+/* elementwise loops split in blocks of BD__EW_BLOCK over threads */
+#define BD__EW_BLOCK 16384
 BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) out[i] = a[i] + b[i];
+    int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
+        for (i = t * BD__EW_BLOCK; i < i1; i++) out[i] = a[i] + b[i];
+    }
 }
 
 BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
-    int64_t i;
-    if (da) for (i = 0; i < n; i++) da[i] += dout[i];
-    if (db) for (i = 0; i < n; i++) db[i] += dout[i];
+    int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    for (t = 0; t < nb; t++) {
+        int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
+        if (da) for (i = t * BD__EW_BLOCK; i < i1; i++) da[i] += dout[i];
+        if (db) for (i = t * BD__EW_BLOCK; i < i1; i++) db[i] += dout[i];
+    }
 }
 
 /* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.

@@ -4,6 +4,7 @@
        bench_unet CASE [threads] [reps]
 
    CASE: train32 | train64      teacher training step (fwd + bwd + AdamW + EMA)
+         profileB               train step at batch B, time per layer type
          pd64 | td8             B-DENSE distillation step, K = 2 (PD: batch 64;
                                 TD: 8 cached trajectories, N = 4 student steps)
          sample1 | sample64     one network call (NFE) in inference mode
@@ -78,6 +79,136 @@ static double gemm_gflops(int builtin, int64_t M, int64_t N, int64_t K, int reps
     return 2.0 * (double)M * N * K / med * 1e-9;
 }
 
+
+/* ---- "profile" case: time per layer type through a wrapping backend ---- */
+enum { P_C3F, P_C3B, P_C1F, P_C1B, P_CSF, P_CSB, P_GNSF, P_GNSB, P_GNF, P_GNB, P_ATF, P_ATB,
+       P_LIN, P_EW, P_N };
+static const char *g_pname[P_N] = {"conv3x3 fwd", "conv3x3 bwd", "conv1x1 fwd", "conv1x1 bwd",
+                                   "conv3x3/s2 fwd", "conv3x3/s2 bwd", "gn+silu fwd", "gn+silu bwd",
+                                   "groupnorm fwd", "groupnorm bwd", "attention fwd",
+                                   "attention bwd", "linear+silu (time)", "add/concat/upsample"};
+typedef struct { bd_backend cpu; double t[P_N]; } prof_state;
+static prof_state g_prof;
+#define PROF(bin, call) do { double t0_ = now_s(); call; g_prof.t[bin] += now_s() - t0_; } while (0)
+static void p_conv_f(void *s, float *out, float *col, const float *x, const float *w, const float *b,
+                     int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t st,
+                     int64_t p) {
+    int bin = k == 1 ? P_C1F : (st == 1 ? P_C3F : P_CSF);
+    (void)s;
+    PROF(bin, g_prof.cpu.conv2d_forward(g_prof.cpu.state, out, col, x, w, b, N, Cin, H, W, Cout, k, st, p));
+}
+static void p_conv_b(void *s, float *dx, float *dw, float *db, float *col, const float *dout,
+                     const float *x, const float *w, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                     int64_t Cout, int64_t k, int64_t st, int64_t p) {
+    int bin = k == 1 ? P_C1B : (st == 1 ? P_C3B : P_CSB);
+    (void)s;
+    PROF(bin, g_prof.cpu.conv2d_backward(g_prof.cpu.state, dx, dw, db, col, dout, x, w, N, Cin, H, W,
+                                         Cout, k, st, p));
+}
+static void p_gns_f(void *s, float *out, float *mean, float *rstd, const float *x, const float *g,
+                    const float *be, int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)s;
+    PROF(P_GNSF, g_prof.cpu.groupnorm_silu_forward(g_prof.cpu.state, out, mean, rstd, x, g, be, N, C, HW, G));
+}
+static void p_gns_b(void *s, float *dx, float *dg, float *db, const float *dout, const float *x,
+                    const float *mean, const float *rstd, const float *g, const float *be, int64_t N,
+                    int64_t C, int64_t HW, int64_t G) {
+    (void)s;
+    PROF(P_GNSB, g_prof.cpu.groupnorm_silu_backward(g_prof.cpu.state, dx, dg, db, dout, x, mean, rstd, g,
+                                                    be, N, C, HW, G));
+}
+static void p_gn_f(void *s, float *out, float *mean, float *rstd, const float *x, const float *g,
+                   const float *be, int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)s;
+    PROF(P_GNF, g_prof.cpu.groupnorm_forward(g_prof.cpu.state, out, mean, rstd, x, g, be, N, C, HW, G));
+}
+static void p_gn_b(void *s, float *dx, float *dg, float *db, const float *dout, const float *x,
+                   const float *mean, const float *rstd, const float *g, int64_t N, int64_t C,
+                   int64_t HW, int64_t G) {
+    (void)s;
+    PROF(P_GNB, g_prof.cpu.groupnorm_backward(g_prof.cpu.state, dx, dg, db, dout, x, mean, rstd, g, N, C,
+                                              HW, G));
+}
+static void p_at_f(void *s, float *out, float *att, const float *qkv, int64_t N, int64_t C,
+                   int64_t HW, int64_t h) {
+    (void)s;
+    PROF(P_ATF, g_prof.cpu.attention_forward(g_prof.cpu.state, out, att, qkv, N, C, HW, h));
+}
+static void p_at_b(void *s, float *dqkv, float *sc, const float *dout, const float *qkv,
+                   const float *att, int64_t N, int64_t C, int64_t HW, int64_t h) {
+    (void)s;
+    PROF(P_ATB, g_prof.cpu.attention_backward(g_prof.cpu.state, dqkv, sc, dout, qkv, att, N, C, HW, h));
+}
+static void p_lin_f(void *s, float *out, const float *x, const float *w, const float *b, int64_t N,
+                    int64_t In, int64_t Out) {
+    (void)s;
+    PROF(P_LIN, g_prof.cpu.linear_forward(g_prof.cpu.state, out, x, w, b, N, In, Out));
+}
+static void p_lin_b(void *s, float *dx, float *dw, float *db, const float *dout, const float *x,
+                    const float *w, int64_t N, int64_t In, int64_t Out) {
+    (void)s;
+    PROF(P_LIN, g_prof.cpu.linear_backward(g_prof.cpu.state, dx, dw, db, dout, x, w, N, In, Out));
+}
+static void p_silu_f(void *s, float *out, const float *x, int64_t n) {
+    (void)s;
+    PROF(P_LIN, g_prof.cpu.silu_forward(g_prof.cpu.state, out, x, n));
+}
+static void p_silu_b(void *s, float *dx, const float *dout, const float *x, int64_t n) {
+    (void)s;
+    PROF(P_LIN, g_prof.cpu.silu_backward(g_prof.cpu.state, dx, dout, x, n));
+}
+static void p_add_f(void *s, float *out, const float *a, const float *b, int64_t n) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.add_forward(g_prof.cpu.state, out, a, b, n));
+}
+static void p_add_b(void *s, float *da, float *db, const float *dout, int64_t n) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.add_backward(g_prof.cpu.state, da, db, dout, n));
+}
+static void p_cat_f(void *s, float *out, const float *a, const float *b, int64_t N, int64_t C1,
+                    int64_t C2, int64_t HW) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.concat_forward(g_prof.cpu.state, out, a, b, N, C1, C2, HW));
+}
+static void p_cat_b(void *s, float *da, float *db, const float *dout, int64_t N, int64_t C1,
+                    int64_t C2, int64_t HW) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.concat_backward(g_prof.cpu.state, da, db, dout, N, C1, C2, HW));
+}
+static void p_up_f(void *s, float *out, const float *x, int64_t N, int64_t C, int64_t H, int64_t W) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.upsample2x_forward(g_prof.cpu.state, out, x, N, C, H, W));
+}
+static void p_up_b(void *s, float *dx, const float *dout, int64_t N, int64_t C, int64_t H, int64_t W) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.upsample2x_backward(g_prof.cpu.state, dx, dout, N, C, H, W));
+}
+static void p_ach_f(void *s, float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.add_channel_forward(g_prof.cpu.state, x, e, N, C, HW));
+}
+static void p_ach_b(void *s, float *de, const float *dout, int64_t N, int64_t C, int64_t HW) {
+    (void)s;
+    PROF(P_EW, g_prof.cpu.add_channel_backward(g_prof.cpu.state, de, dout, N, C, HW));
+}
+static bd_backend g_ptable;
+static bd_result install_profiler(bd_context *ctx) {
+    g_prof.cpu = *bd_backend_cpu();
+    g_ptable = g_prof.cpu;
+    g_ptable.name = "cpu-profile";
+    g_ptable.conv2d_forward = p_conv_f; g_ptable.conv2d_backward = p_conv_b;
+    g_ptable.groupnorm_silu_forward = p_gns_f; g_ptable.groupnorm_silu_backward = p_gns_b;
+    g_ptable.groupnorm_forward = p_gn_f; g_ptable.groupnorm_backward = p_gn_b;
+    g_ptable.attention_forward = p_at_f; g_ptable.attention_backward = p_at_b;
+    g_ptable.linear_forward = p_lin_f; g_ptable.linear_backward = p_lin_b;
+    g_ptable.silu_forward = p_silu_f; g_ptable.silu_backward = p_silu_b;
+    g_ptable.add_forward = p_add_f; g_ptable.add_backward = p_add_b;
+    g_ptable.concat_forward = p_cat_f; g_ptable.concat_backward = p_cat_b;
+    g_ptable.upsample2x_forward = p_up_f; g_ptable.upsample2x_backward = p_up_b;
+    g_ptable.add_channel_forward = p_ach_f; g_ptable.add_channel_backward = p_ach_b;
+    return bd_context_set_backend(ctx, &g_ptable);
+}
+
 int main(int argc, char **argv) {
     const char *cs = argc > 1 ? argv[1] : "train64";
     int threads = argc > 2 ? atoi(argv[2]) : 2, reps = argc > 3 ? atoi(argv[3]) : 0, i;
@@ -117,14 +248,15 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (strncmp(cs, "profile", 7) == 0) CHECK(install_profiler(ctx));
     CHECK(bd_unet_init(ctx, &ucfg, &rng, &net));
     CHECK(bd_unet_config_stats(ctx, &ucfg, &n_params, NULL, &flops1));
     D = bd_denoiser_sample_size(net);
 
-    if (strncmp(cs, "train", 5) == 0) {
+    if (strncmp(cs, "train", 5) == 0 || strncmp(cs, "profile", 7) == 0) {
         bd_trainer_config tc = bd_trainer_config_init();
         kind = 0;
-        B = atoi(cs + 5);
+        B = atoi(cs + (cs[0] == 't' ? 5 : 7));
         CHECK(bd_trainer_init(ctx, net, &tc, B, &tr));
         flops_step = 3.0 * (double)flops1 * (double)B; /* fwd + bwd (2x) */
         if (!reps) reps = 15;
@@ -180,6 +312,22 @@ int main(int argc, char **argv) {
             times[i] = now_s() - t0;
             ctimes[i] = cpu_s() - c0;
         }
+    }
+    if (strncmp(cs, "profile", 7) == 0) {
+        /* per layer type, ms per step (warm-up included in the sums: scale) */
+        double tot = 0.0, step = 0.0;
+        int p;
+        for (i = 0; i < reps; i++) step += times[i];
+        step /= reps;
+        printf("profile: training step, batch %lld, %d threads: %.1f ms per step (mean)\n",
+               (long long)B, threads, 1e3 * step);
+        for (p = 0; p < P_N; p++) {
+            double ms = 1e3 * g_prof.t[p] / (reps + 3);
+            tot += ms;
+            printf("  %-22s %8.1f ms  %5.1f%%\n", g_pname[p], ms, 100.0 * ms / (1e3 * step));
+        }
+        printf("  %-22s %8.1f ms  %5.1f%%\n", "rest (loss, Adam, EMA, copies, zeroing)",
+               1e3 * step - tot, 100.0 * (1e3 * step - tot) / (1e3 * step));
     }
     qsort(ctimes, (size_t)reps, sizeof(double), cmp_d);
     qsort(times, (size_t)reps, sizeof(double), cmp_d);
