@@ -7,6 +7,9 @@
 #   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
 #   make tsan            the concurrency test under ThreadSanitizer
 #   make fuzz            every fuzz target for FUZZ_SECS seconds (60)
+#   make install PREFIX=/usr/local [DESTDIR=...]   header, pkg-config file,
+#                        CMake package (find_package(bdense)), the command
+#   make uninstall PREFIX=...                      removes exactly those files
 CC      ?= cc
 CXX     ?= c++
 BLAS    ?= auto
@@ -31,25 +34,34 @@ ifeq ($(BLAS_EFFECTIVE),openblas)
   BLAS_CFLAGS = -DBDENSE_USE_CBLAS
   BLAS_LIBS   = -lopenblas
 endif
+# OpenMP (OPENMP=auto|yes|no): kernels split work over the context's n_threads
+ifneq ($(OPENMP),no)
+  HAVE_OPENMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /tmp/bdense_omp_probe >/dev/null 2>&1 && echo yes)
+  ifeq ($(HAVE_OPENMP),yes)
+    OMP_FLAGS = -fopenmp
+  endif
+endif
 ifeq ($(SAN),1)
   SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
-LDFLAGS += $(SAN_FLAGS)
+CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(OMP_FLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SAN_FLAGS) $(OMP_FLAGS)
 LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
 
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRCS))
 CLI_SRCS  := $(wildcard cli/*.c)
-EXAMPLE_SRCS := $(wildcard examples/*.c)
+# examples/NAME.c and examples/DIR/NAME.c (one file each) -> $(BUILD)/examples/...
+EXAMPLE_SRCS := $(wildcard examples/*.c examples/*/*.c)
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 
-.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
+examples: $(EXAMPLE_BINS)
 all: $(BUILD)/bdense $(EXAMPLE_BINS)
 
 info:
-	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); SAN=$(SAN); CC=$(CC)"
+	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); OpenMP: $(if $(OMP_FLAGS),yes,no); SAN=$(SAN); CC=$(CC)"
 
 $(BUILD)/bdense: $(CLI_SRCS) $(wildcard cli/*.h) bdense.h
 	@mkdir -p $(dir $@)
@@ -104,3 +116,6 @@ demo: $(BUILD)/bdense
 
 clean:
 	rm -rf $(BUILD)
+
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
+examples: $(EXAMPLE_BINS)
