@@ -3109,10 +3109,14 @@ static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, floa
 #define BD__HOT_INLINE
 #endif
 static BD__HOT_INLINE float bd__expf(float x) {
-    float n, r, p, sc, hi = (float)(x > 87.0f), lo = (float)(x < -87.0f);
+    float n, r, p, sc;
     int32_t e;
-    /* clamp with arithmetic, not branches: GCC vectorises this form */
-    x = x * (1.0f - hi - lo) + 87.0f * hi - 87.0f * lo;
+    /* clamp with selects (maxps/minps: GCC vectorises this form).  NaN and
+       -Inf go to -87, +Inf to 87: the cast to int below must never see a
+       NaN (undefined behaviour, found by UBSan with NaN inputs); callers
+       still propagate NaN through x itself. */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 87.0f ? x : 87.0f;
     /* round to nearest with the 1.5 * 2^23 trick (|x log2 e| < 2^22) */
     n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     r = x - n * 0.693359375f;
