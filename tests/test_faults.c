@@ -12,7 +12,8 @@
      returns BD_ERROR_NONFINITE and leaves weights, EMA, Adam moments and
      step bit-identical; bd_trainer_run stops or skips per the config.
    - Two models trained (and sampled) in two threads give bit-identical
-     results to the same work done one after the other (also built with
+     results to the same work done one after the other, also with two
+     compute threads per context in the threaded run (also built with
      ThreadSanitizer by .ci/run).
    - Exact resume through a file: N steps, save weights, EMA, Adam moments,
      step and both RNG states to safetensors, load into a fresh trainer,
@@ -487,6 +488,7 @@ static void test_nonfinite_sampler(void) {
 
 /* ---- two threads == one after the other ---------------------------------- */
 typedef struct job {
+    int n_threads; /* context threads (OpenMP team inside library calls) */
     uint64_t seed;
     int64_t dim, hidden, steps;
     float *params, *ema, *samples; /* results (malloc) */
@@ -516,6 +518,7 @@ static void *job_run(void *arg) {
     bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDPM, 6);
     bd_rng rng = bd_rng_init(J->seed);
     bd_result r;
+    cc.n_threads = J->n_threads > 0 ? J->n_threads : 1;
     if ((r = bd_context_init(&cc, &ctx)) != BD_SUCCESS) { J->r = r; return NULL; }
     mc.hidden = J->hidden; mc.depth = 2; mc.temb_dim = 8;
     tc.seed = J->seed;
@@ -547,7 +550,7 @@ static void job_free(job *J) { free(J->params); free(J->ema); free(J->samples); 
 static void test_two_threads(void) {
     job seq[2], par[2];
     pthread_t th[2];
-    int i, rounds = quick() ? 1 : 3, round;
+    int i, rounds = quick() ? 2 : 4, round;
     int64_t steps = quick() ? 20 : 60;
     for (round = 0; round < rounds; round++) {
         memset(seq, 0, sizeof seq);
@@ -556,6 +559,9 @@ static void test_two_threads(void) {
         if (round == 2) seq[1] = seq[0]; /* the very same work in both threads */
         par[0] = seq[0];
         par[1] = seq[1];
+        /* last round: the threaded jobs use 2 compute threads each (OpenMP
+           teams inside two host threads); results must not depend on it */
+        if (round == rounds - 1) par[0].n_threads = par[1].n_threads = 2;
         job_run(&seq[0]);
         job_run(&seq[1]);
         for (i = 0; i < 2; i++) BDT_CHECK(pthread_create(&th[i], NULL, job_run, &par[i]) == 0);
