@@ -10301,7 +10301,10 @@ BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, in
     KD = tr->KD;
     B = tr->max_batch;
     /* host draws, in bd_trainer_step's order (or the ones made ahead) */
-    if (tr->pre_valid && tr->pre_n == n && memcmp(&tr->rng, &tr->pre_from, sizeof tr->rng) == 0)
+    /* field by field: bd_rng has padding, memcmp read uninitialised bytes
+       (valgrind) and could miss a valid pre-draw */
+    if (tr->pre_valid && tr->pre_n == n && memcmp(tr->rng.s, tr->pre_from.s, sizeof tr->rng.s) == 0 &&
+        tr->rng.has_spare == tr->pre_from.has_spare && (!tr->rng.has_spare || tr->rng.spare == tr->pre_from.spare))
         tr->rng = tr->pre_to;
     else
         bd__dtrainer_draw(tr, n);
