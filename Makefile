@@ -98,7 +98,7 @@ valgrind:
 	for t in build-noblas/tests/test_*; do \
 	  case " $(VALGRIND_SKIP) " in *" $$(basename $$t) "*) ;; *) ln -s ../../$$t build-vg/tests/ ;; esac; \
 	done
-	TEST_QUICK=1 tests/run.sh build-vg $(VALGRIND)
+	TEST_QUICK=1 OMP_WAIT_POLICY=passive tests/run.sh build-vg $(VALGRIND)
 
 # ThreadSanitizer needs every access instrumented: built-in GEMM, clang.
 TSAN_CC ?= clang
