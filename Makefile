@@ -93,8 +93,9 @@ compile-test:
 VALGRIND ?= valgrind --error-exitcode=9 -q --leak-check=full --errors-for-leak-kinds=definite
 VALGRIND_SKIP ?= test_train test_unet test_sampler
 valgrind:
-	$(MAKE) BUILD=build-noblas BLAS=none tests
+	$(MAKE) BUILD=build-noblas BLAS=none tests build-noblas/bdense
 	rm -rf build-vg && mkdir -p build-vg/tests
+	ln -s ../build-noblas/bdense build-vg/bdense
 	for t in build-noblas/tests/test_*; do \
 	  case " $(VALGRIND_SKIP) " in *" $$(basename $$t) "*) ;; *) ln -s ../../$$t build-vg/tests/ ;; esac; \
 	done
