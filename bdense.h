@@ -8232,7 +8232,7 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
    dimensions and returns its dims and payload. */
 static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
                                int64_t *dims, const unsigned char **payload) {
-    size_t hdr, total = 1;
+    size_t hdr, total = 1, span = 1;
     int d;
     if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
     if (b[0] != 0 || b[1] != 0) return bd_error(ctx, BD_ERROR_FORMAT, "idx: bad magic (first two bytes must be 0)");
@@ -8250,6 +8250,11 @@ static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n
         dims[d] = (int64_t)bd__rd_be32(b + 4 + 4 * d);
         if (!bd_size_mul(total, (size_t)dims[d], &total))
             return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions overflow");
+        /* the product of the non-zero dimensions is bounded too: a zero
+           dimension must not let 2^32 x 2^32 through (int64 products of
+           the dimensions overflowed later; found by fuzz_idx) */
+        if (!bd_size_mul(span, dims[d] ? (size_t)dims[d] : 1, &span) || span > BD_IDX_MAX_BYTES)
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large");
     }
     if (n - hdr != total)
         return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
@@ -8288,7 +8293,7 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
     r = bd__idx_parse(ctx, b, n, 3, dims, &px);
     if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
     if (r == BD_SUCCESS) {
-        total = (size_t)(dims[0] * dims[1] * dims[2]);
+        total = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2];
         for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
     }
     bd_free(ctx, owned);
