@@ -3135,10 +3135,14 @@ static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, floa
 #define BD__HOT_INLINE
 #endif
 static BD__HOT_INLINE float bd__expf(float x) {
-    float n, r, p, sc, hi = (float)(x > 87.0f), lo = (float)(x < -87.0f);
+    float n, r, p, sc;
     int32_t e;
-    /* clamp with arithmetic, not branches: GCC vectorises this form */
-    x = x * (1.0f - hi - lo) + 87.0f * hi - 87.0f * lo;
+    /* clamp with selects (maxps/minps: GCC vectorises this form).  NaN and
+       -Inf go to -87, +Inf to 87: the cast to int below must never see a
+       NaN (undefined behaviour, found by UBSan with NaN inputs); callers
+       still propagate NaN through x itself. */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 87.0f ? x : 87.0f;
     /* round to nearest with the 1.5 * 2^23 trick (|x log2 e| < 2^22) */
     n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     r = x - n * 0.693359375f;
@@ -8312,7 +8316,7 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
    dimensions and returns its dims and payload. */
 static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
                                int64_t *dims, const unsigned char **payload) {
-    size_t hdr, total = 1;
+    size_t hdr, total = 1, span = 1;
     int d;
     if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
     if (b[0] != 0 || b[1] != 0) return bd_error(ctx, BD_ERROR_FORMAT, "idx: bad magic (first two bytes must be 0)");
@@ -8330,6 +8334,11 @@ static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n
         dims[d] = (int64_t)bd__rd_be32(b + 4 + 4 * d);
         if (!bd_size_mul(total, (size_t)dims[d], &total))
             return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions overflow");
+        /* the product of the non-zero dimensions is bounded too: a zero
+           dimension must not let 2^32 x 2^32 through (int64 products of
+           the dimensions overflowed later; found by fuzz_idx) */
+        if (!bd_size_mul(span, dims[d] ? (size_t)dims[d] : 1, &span) || span > BD_IDX_MAX_BYTES)
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large");
     }
     if (n - hdr != total)
         return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
@@ -8368,7 +8377,7 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
     r = bd__idx_parse(ctx, b, n, 3, dims, &px);
     if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
     if (r == BD_SUCCESS) {
-        total = (size_t)(dims[0] * dims[1] * dims[2]);
+        total = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2];
         for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
     }
     bd_free(ctx, owned);
@@ -10381,7 +10390,10 @@ BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, in
     KD = tr->KD;
     B = tr->max_batch;
     /* host draws, in bd_trainer_step's order (or the ones made ahead) */
-    if (tr->pre_valid && tr->pre_n == n && memcmp(&tr->rng, &tr->pre_from, sizeof tr->rng) == 0)
+    /* field by field: bd_rng has padding, memcmp read uninitialised bytes
+       (valgrind) and could miss a valid pre-draw */
+    if (tr->pre_valid && tr->pre_n == n && memcmp(tr->rng.s, tr->pre_from.s, sizeof tr->rng.s) == 0 &&
+        tr->rng.has_spare == tr->pre_from.has_spare && (!tr->rng.has_spare || tr->rng.spare == tr->pre_from.spare))
         tr->rng = tr->pre_to;
     else
         bd__dtrainer_draw(tr, n);

@@ -876,6 +876,121 @@ static bd_result distill_bad(fx *F, int which) {
     return r;
 }
 
+
+/* ---- backend table, device drivers (on the CPU context), distill state ---- */
+static bd_result backend_bad(fx *F, int which) {
+    bd_backend be = *bd_backend_cpu();
+    void *p = NULL;
+    float h[4] = {0};
+    bd_result r;
+    switch (which) {
+    case 0: return bd_context_set_backend(NULL, NULL);
+    case 1: be.device_memory = 1; be.silu_forward = NULL; return bd_context_set_backend(F->ctx, &be);
+    case 2: r = bd_backend_alloc(F->ctx, SIZE_MAX, &p); if (p) bd_backend_free(F->ctx, p); return r;
+    case 3: return bd_backend_alloc(F->ctx, 16, NULL);
+    case 4: return bd_backend_upload(F->ctx, NULL, h, sizeof h);
+    case 5: return bd_backend_download(F->ctx, h, NULL, sizeof h);
+    case 6: return bd_backend_transfer(NULL, h, F->ctx, h, sizeof h);
+    case 7: return bd_backend_copy(F->ctx, NULL, h, sizeof h);
+    case 8: return bd_backend_zero(F->ctx, NULL, 4);
+    case 9: return bd_denoiser_to_context(F->mlp, NULL);
+    default: return BD_SUCCESS;
+    }
+}
+static bd_result device_bad(fx *F, int which) {
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_device_trainer *dt = NULL;
+    bd_device_sampler *ds = NULL;
+    bd_device_distill *dd = NULL;
+    bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDIM, 3);
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    float x[FX_B * FX_D];
+    bd_result r = BD_SUCCESS;
+    memcpy(x, F->x, sizeof x);
+    switch (which) {
+    case 0: return bd_device_trainer_init(NULL, &tc, 4, &dt);
+    case 1: tc.ema_decay = 3.0; r = bd_device_trainer_init(F->mlp, &tc, 4, &dt); break;
+    case 2: r = bd_device_trainer_init(F->mlp, &tc, 0, &dt); break;
+    case 3: r = bd_device_trainer_init(F->ana, &tc, 4, &dt); break;
+    case 4: case 5: case 6:
+        if (bd_device_trainer_init(F->mlp, &tc, 4, &dt) != BD_SUCCESS) return BD_ERROR_BACKEND;
+        if (which == 4) r = bd_device_trainer_step(dt, x, 0, NULL);
+        if (which == 5) r = bd_device_trainer_step(dt, x, 5, NULL);
+        if (which == 6) { x[2] = NAN; r = bd_device_trainer_step(dt, x, 4, NULL); }
+        break;
+    case 7: r = bd_device_sampler_init(F->mlp, 0, &ds); break;
+    case 8: case 9: case 10:
+        if (bd_device_sampler_init(F->mlp, 4, &ds) != BD_SUCCESS) return BD_ERROR_BACKEND;
+        if (which == 8) sc.steps = 0;
+        if (which == 9) sc.kind = BD_SAMPLER_DDPM; /* no rng */
+        if (which == 10) sc.branch = 7;
+        r = bd_device_sampler_run(ds, &sc, x, 2, NULL, NULL);
+        break;
+    case 11: { /* TD is host-only */
+        bd_denoiser *st = NULL;
+        if (bd_distill_student_from_teacher(F->mlp_other, 2, &F->rng, &st) != BD_SUCCESS) return BD_ERROR_BACKEND;
+        r = bd_device_distill_init(&dc, F->mlp_other, st, 4, &dd);
+        bd_device_distill_free(dd);
+        dd = NULL;
+        bd_denoiser_free(st);
+        break;
+    }
+    case 12: r = bd_device_distill_init(NULL, F->mlp, F->mlp, 4, &dd); break;
+    default: break;
+    }
+    bd_device_trainer_free(dt);
+    bd_device_sampler_free(ds);
+    bd_device_distill_free(dd);
+    return r;
+}
+static bd_result dstate_bad(fx *F, int which) {
+    bd_distill_config c = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    bd_denoiser *student = NULL, *s4 = NULL;
+    bd_distill *d = NULL, *d4 = NULL;
+    bd_result r = BD_SUCCESS;
+    bd_model *tm = NULL, *sm = NULL;
+    static const double g_bad[3] = {1.0, 0.7, 0.8};
+    if (which >= 4) {
+        if (own_model(F, &tm) != BD_SUCCESS) return BD_ERROR_BACKEND;
+        if (which == 4) r = bd_model_student_init(F->ctx, tm, 0, NULL, 0, &F->rng, &sm);
+        if (which == 5) r = bd_model_student_init(F->ctx, tm, 4, g_bad, 2, &F->rng, &sm);
+        if (which == 6) r = bd_model_student_init(F->ctx, tm, 2, NULL, 0, NULL, &sm);
+        if (which == 7) r = bd_model_student_init(F->ctx, NULL, 2, NULL, 0, &F->rng, &sm);
+        bd_model_free(sm);
+        bd_model_free(tm);
+        return r;
+    }
+    if (bd_distill_student_from_teacher(F->mlp_other, 2, &F->rng, &student) != BD_SUCCESS) return BD_ERROR_BACKEND;
+    if (bd_distill_init(F->ctx, &c, F->mlp_other, student, 4, &d) != BD_SUCCESS) { bd_denoiser_free(student); return BD_ERROR_BACKEND; }
+    switch (which) {
+    case 0: r = bd_distill_save_state(d, F->dir_path); break;
+    case 1: r = bd_distill_load_state(d, F->dir_path); break;
+    case 2: /* a state of a K = 4 distiller into a K = 2 one */
+        {
+            bd_distill_config c4 = bd_distill_config_init(BD_DISTILL_PD, 4, 2);
+            if (bd_distill_student_from_teacher(F->mlp_other, 4, &F->rng, &s4) == BD_SUCCESS &&
+                bd_distill_init(F->ctx, &c4, F->mlp_other, s4, 4, &d4) == BD_SUCCESS &&
+                bd_distill_save_state(d4, F->path) == BD_SUCCESS)
+                r = bd_distill_load_state(d, F->path);
+        }
+        break;
+    case 3: /* a model checkpoint is not a distillation state */
+        {
+            bd_model *m = NULL;
+            if (own_model(F, &m) == BD_SUCCESS && bd_model_save(F->ctx, m, F->path, NULL) == BD_SUCCESS)
+                r = bd_distill_load_state(d, F->path);
+            bd_model_free(m);
+        }
+        break;
+    default: break;
+    }
+    bd_distill_free(d4);
+    bd_denoiser_free(s4);
+    bd_distill_free(d);
+    bd_denoiser_free(student);
+    return r;
+}
+
 /* ---- the table -------------------------------------------------------- */
 typedef bd_result (*case_fn)(fx *F);
 typedef struct mcase {
@@ -1272,7 +1387,38 @@ typedef struct mcase {
     X(distill_copy_ema_other, E_SHP, 1, distill_bad(F, 29))                                    \
     X(distill_nan_data, E_NF, 1, distill_bad(F, 30))                                           \
     X(distill_eval_n0, E_ARG, 1, distill_bad(F, 31))                                           \
-    X(distill_round_odd, E_ST, 1, distill_bad(F, 32))
+    X(distill_round_odd, E_ST, 1, distill_bad(F, 32))                                          \
+    X(backend_null_ctx, E_ARG, 0, backend_bad(F, 0))                                           \
+    X(backend_device_missing_entry, E_UNS, 1, backend_bad(F, 1))                               \
+    X(backend_alloc_huge, E_OOM, 1, backend_bad(F, 2))                                         \
+    X(backend_alloc_null_out, E_ARG, 1, backend_bad(F, 3))                                     \
+    X(backend_upload_null, E_ARG, 1, backend_bad(F, 4))                                        \
+    X(backend_download_null, E_ARG, 1, backend_bad(F, 5))                                      \
+    X(backend_transfer_null_ctx, E_ARG, 0, backend_bad(F, 6))                                  \
+    X(backend_copy_null, E_ARG, 1, backend_bad(F, 7))                                          \
+    X(backend_zero_null, E_ARG, 1, backend_bad(F, 8))                                          \
+    X(to_context_null, E_ARG, 0, backend_bad(F, 9))                                            \
+    X(dev_trainer_null_model, E_ARG, 0, device_bad(F, 0))                                      \
+    X(dev_trainer_ema_3, E_CFG, 1, device_bad(F, 1))                                           \
+    X(dev_trainer_batch_0, E_ARG, 1, device_bad(F, 2))                                         \
+    X(dev_trainer_analytic, E_CFG, 1, device_bad(F, 3))                                        \
+    X(dev_trainer_step_0, E_ARG, 1, device_bad(F, 4))                                          \
+    X(dev_trainer_step_over, E_ARG, 1, device_bad(F, 5))                                       \
+    X(dev_trainer_step_nan, E_NF, 1, device_bad(F, 6))                                         \
+    X(dev_sampler_batch_0, E_ARG, 1, device_bad(F, 7))                                         \
+    X(dev_sampler_steps_0, E_ARG, 1, device_bad(F, 8))                                         \
+    X(dev_sampler_ddpm_no_rng, E_ARG, 1, device_bad(F, 9))                                     \
+    X(dev_sampler_branch, E_ARG, 1, device_bad(F, 10))                                         \
+    X(dev_distill_td, E_UNS, 1, device_bad(F, 11))                                             \
+    X(dev_distill_null_cfg, E_ARG, 1, device_bad(F, 12))                                       \
+    X(dstate_save_no_dir, E_IO, 1, dstate_bad(F, 0))                                           \
+    X(dstate_load_missing, E_IO, 1, dstate_bad(F, 1))                                          \
+    X(dstate_load_other_k, E_CFG, 1, dstate_bad(F, 2))                                         \
+    X(dstate_load_model_file, E_CFG, 1, dstate_bad(F, 3))                                      \
+    X(student_init_k0, E_ARG, 1, dstate_bad(F, 4))                                             \
+    X(student_init_bad_grid, E_CFG, 1, dstate_bad(F, 5))                                       \
+    X(student_init_null_rng, E_ARG, 1, dstate_bad(F, 6))                                       \
+    X(student_init_null_teacher, E_ARG, 1, dstate_bad(F, 7))
 
 #define DEFINE_CASE(name, want, msg, expr) \
     static bd_result case_##name(fx *F) { (void)F; return (expr); }
