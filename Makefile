@@ -4,6 +4,9 @@
 #   make test SAN=1      the same under ASan + UBSan
 #   make BLAS=none       built-in GEMM only (BLAS=auto|openblas|none)
 #   make demo            the README's main job
+#   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
+#   make tsan            the concurrency test under ThreadSanitizer
+#   make fuzz            every fuzz target for FUZZ_SECS seconds (60)
 #   make install PREFIX=/usr/local [DESTDIR=...]   header, pkg-config file,
 #                        CMake package (find_package(bdense)), the command
 #   make uninstall PREFIX=...                      removes exactly those files
@@ -15,7 +18,7 @@ OPT     ?= -O2
 BUILD   ?= build
 WARN     = -Wall -Wextra -Wpedantic
 CFLAGS_BASE = -std=c99 $(OPT) -g $(WARN) -I.
-LDLIBS_BASE = -lm
+LDLIBS_BASE = -lm -lpthread
 
 ifeq ($(BLAS),auto)
   HAVE_OPENBLAS := $(shell printf '\043include <cblas.h>\nint main(void){float a=1,b=1,c=0;cblas_sgemm(CblasRowMajor,CblasNoTrans,CblasNoTrans,1,1,1,1.f,&a,1,&b,1,0.f,&c,1);return c!=1.f;}\n' | $(CC) -x c - -o /tmp/bdense_blas_probe -lopenblas >/dev/null 2>&1 && echo yes)
@@ -31,12 +34,19 @@ ifeq ($(BLAS_EFFECTIVE),openblas)
   BLAS_CFLAGS = -DBDENSE_USE_CBLAS
   BLAS_LIBS   = -lopenblas
 endif
+# OpenMP (OPENMP=auto|yes|no): kernels split work over the context's n_threads
+ifneq ($(OPENMP),no)
+  HAVE_OPENMP := $(shell printf 'int main(void){return 0;}\n' | $(CC) -fopenmp -x c - -o /tmp/bdense_omp_probe >/dev/null 2>&1 && echo yes)
+  ifeq ($(HAVE_OPENMP),yes)
+    OMP_FLAGS = -fopenmp
+  endif
+endif
 ifeq ($(SAN),1)
   SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 
-CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
-LDFLAGS += $(SAN_FLAGS)
+CFLAGS  = $(CFLAGS_BASE) $(BLAS_CFLAGS) $(OMP_FLAGS) $(SAN_FLAGS) $(EXTRA_CFLAGS)
+LDFLAGS += $(SAN_FLAGS) $(OMP_FLAGS)
 LDLIBS  = $(BLAS_LIBS) $(LDLIBS_BASE)
 
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -46,12 +56,12 @@ CLI_SRCS  := $(wildcard cli/*.c)
 EXAMPLE_SRCS := $(wildcard examples/*.c examples/*/*.c)
 EXAMPLE_BINS := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRCS))
 
-.PHONY: all test tests compile-test clean demo info install uninstall examples
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
 examples: $(EXAMPLE_BINS)
 all: $(BUILD)/bdense $(EXAMPLE_BINS)
 
 info:
-	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); SAN=$(SAN); CC=$(CC)"
+	@echo "BLAS=$(BLAS) -> $(BLAS_EFFECTIVE); OpenMP: $(if $(OMP_FLAGS),yes,no); SAN=$(SAN); CC=$(CC)"
 
 $(BUILD)/bdense: $(CLI_SRCS) $(wildcard cli/*.h) bdense.h
 	@mkdir -p $(dir $@)
@@ -75,50 +85,30 @@ test: tests $(BUILD)/bdense compile-test
 compile-test:
 	@tests/compile_test.sh
 
+# Reliability passes (docs/reliability.md).  valgrind runs the zero-
+# dependency build (OpenBLAS's CPU kernels and thread pool only add noise);
+# tests honour TEST_QUICK=1 by shrinking their loops.  Leaks count as errors.
+VALGRIND ?= valgrind --error-exitcode=9 -q --leak-check=full --errors-for-leak-kinds=definite
+valgrind:
+	$(MAKE) BUILD=build-noblas BLAS=none tests
+	TEST_QUICK=1 tests/run.sh build-noblas $(VALGRIND)
+
+# ThreadSanitizer needs every access instrumented: built-in GEMM, clang.
+TSAN_CC ?= clang
+tsan:
+	@mkdir -p build-tsan/tests
+	$(TSAN_CC) -std=c99 -O1 -g $(WARN) -I. -fsanitize=thread -o build-tsan/tests/test_faults tests/test_faults.c -lm -lpthread
+	TSAN_OPTIONS="halt_on_error=1" TEST_QUICK=1 tests/run.sh build-tsan
+
+FUZZ_SECS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECS)
+
 demo: $(BUILD)/bdense
 	@tools/demo.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
 
-# ---- install / uninstall -------------------------------------------------
-# The header is the library; the pkg-config file and the CMake package say
-# where it is and whether the install was configured with CBLAS (BLAS=...).
-PREFIX  ?= /usr/local
-DESTDIR ?=
-VERSION := $(shell sed -n 's/^\#define BDENSE_VERSION_STRING "\(.*\)"/\1/p' bdense.h)
-VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
-VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
-ifeq ($(BLAS_EFFECTIVE),openblas)
-  PC_CFLAGS = -DBDENSE_USE_CBLAS
-  PC_LIBS   = -lopenblas -lm
-  PC_CBLAS  = ON
-else
-  PC_CFLAGS =
-  PC_LIBS   = -lm
-  PC_CBLAS  = OFF
-endif
-INSTALL_ROOT = $(DESTDIR)$(PREFIX)
-INSTALL_BIN  = $(if $(CLI_SRCS),$(BUILD)/bdense)
-INSTALLED_FILES = include/bdense.h lib/pkgconfig/bdense.pc \
-  lib/cmake/bdense/bdense-config.cmake lib/cmake/bdense/bdense-config-version.cmake \
-  $(if $(CLI_SRCS),bin/bdense)
-
-install: $(INSTALL_BIN)
-	@test -n "$(PREFIX)" || { echo "PREFIX is empty"; exit 1; }
-	install -d "$(INSTALL_ROOT)/include" "$(INSTALL_ROOT)/lib/pkgconfig" "$(INSTALL_ROOT)/lib/cmake/bdense"
-	install -m 644 bdense.h "$(INSTALL_ROOT)/include/bdense.h"
-	sed -e 's|@BDENSE_PC_PREFIX@|$(PREFIX)|' -e 's|@BDENSE_PC_INCLUDEDIR@|$${prefix}/include|' \
-	    -e 's|@BDENSE_PC_VERSION@|$(VERSION)|' -e 's|@BDENSE_PC_CFLAGS@|$(PC_CFLAGS)|' \
-	    -e 's|@BDENSE_PC_LIBS@|$(PC_LIBS)|' bdense.pc.in > "$(INSTALL_ROOT)/lib/pkgconfig/bdense.pc"
-	sed -e 's|@USE_CBLAS@|$(PC_CBLAS)|' cmake/bdense-config-make.cmake.in \
-	    > "$(INSTALL_ROOT)/lib/cmake/bdense/bdense-config.cmake"
-	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|' \
-	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|' cmake/bdense-config-version-make.cmake.in \
-	    > "$(INSTALL_ROOT)/lib/cmake/bdense/bdense-config-version.cmake"
-	$(if $(CLI_SRCS),install -d "$(INSTALL_ROOT)/bin" && install -m 755 $(BUILD)/bdense "$(INSTALL_ROOT)/bin/bdense")
-	@echo "installed bdense $(VERSION) (BLAS=$(BLAS_EFFECTIVE)) into $(INSTALL_ROOT)"
-
-uninstall:
-	rm -f $(addprefix "$(INSTALL_ROOT)/,$(addsuffix ",$(INSTALLED_FILES)))
-	-rmdir "$(INSTALL_ROOT)/lib/cmake/bdense" 2>/dev/null
+.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
+examples: $(EXAMPLE_BINS)

@@ -454,6 +454,18 @@ BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const f
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G);
 
+/* fused GroupNorm + SiLU: out = silu(groupnorm(x)), same caches as
+   groupnorm.  The GroupNorm output is not stored: backward recomputes it
+   from x, mean, rstd, gamma, beta.  Backward: dout is the gradient of out;
+   dx +=, dgamma +=, dbeta +=. */
+BDAPI void bd_groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, int64_t N, int64_t C,
+                                     int64_t HW, int64_t G);
+BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                      const float *x, const float *mean, const float *rstd,
+                                      const float *gamma, const float *beta, int64_t N,
+                                      int64_t C, int64_t HW, int64_t G);
+
 /* nearest x2 upsample: out (N,C,2H,2W), x (N,C,H,W).  Backward dx +=. */
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W);
@@ -980,6 +992,15 @@ BDAPI void bd_model_free(bd_model *m);
 BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
 /* Allocate m->ema as a copy of the current weights (no-op if present). */
 BDAPI bd_result bd_model_enable_ema(bd_model *m);
+/* A student of `teacher` (SPEC 5): the same architecture with `branches`
+   output branches (bd_denoiser_create_like, rng only feeds the throw-away
+   initialisation), the teacher's weights copied in (bd_denoiser_copy_weights:
+   conv_out tiled, every branch starts as the teacher), its param and
+   schedule, and the student grid (steps+1 values, 1 -> 0; NULL/0 = none).
+   The teacher's EMA is not copied: the student starts from net->params. */
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out);
 
 /* Checkpoints (SPEC 7, docs/unet.md).  Model tensors carry the SPEC 6
    names (the MLP its own names); metadata as SPEC 7.  Which weights are the
@@ -1260,11 +1281,12 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
 
 /* Branch weights w (K) for a schedule.  beta: aux weight; tau in [0,1]:
    anneal progress.  ADAPTIVE uses ema (K), a running (bias-corrected) mean
-   of each branch's own loss (NULL or non-positive entries = not yet known,
-   treated as equal):  w_K = 1/2 and w_k = (1/(2(K-1))) ema_K / ema_k for
-   k < K, so the final branch always carries half the scale-normalised loss
-   and the K-1 dense branches share the other half equally; K = 1 gives
-   w = 1.  See docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
+   of each branch's own loss (NULL or non-positive final entry = not yet
+   known: dense weights 1/(2(K-1))):  w_K = 1/2 and every dense branch
+   w_k = min(1/2, (1/2) ema_K / sum_{j<K} ema_j), so the dense branches
+   together (each at its natural scale) carry as much loss as the final
+   branch, and none outweighs it; K = 1 gives w = 1.  See
+   docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
 BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
                                           int64_t K, double beta, double tau,
                                           const double *ema);
@@ -1300,7 +1322,7 @@ typedef struct bd_distill_config {
     int64_t student_steps;      /* N */
     bd_grid_kind grid;          /* student grid kind (uniform_t) */
     const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
-    bd_distill_subdiv subdiv;   /* teacher sub-grid: PD t, TD logsnr */
+    bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
@@ -1332,6 +1354,7 @@ typedef struct bd_distill {
     int64_t step;               /* optimisation steps taken this round */
     int64_t round;              /* PD rounds completed */
     int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    int64_t N_max;              /* grid capacity: N at init */
     double *grid;               /* (N+1) student grid */
     double *tgrid;              /* (S+1) teacher grid */
     double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
@@ -1414,11 +1437,320 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst);
 BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
                                 double *mse, float *teacher_x, float *student_x);
 
+/* Resume: everything a distillation needs to continue bit-exactly (student
+   raw weights, EMA, Adam m/v/step, rng, step, round, N and grid, adaptive
+   EMAs, and after a PD round the owned teacher) to a safetensors file
+   (tensors student.params, student.ema, optim.m, optim.v[, teacher.params];
+   metadata bdense.distill.*).  load_state needs a distiller initialised
+   with the same method, K, Kt, loss and student architecture. */
+BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path);
+BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path);
+
 /* DISTILL-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>backend                                                                */
 /* ======================================================================== */
+/* Vector ops that training and sampling need on whichever memory holds the
+   model (every backend provides them; the CPU versions are here).
+   bd_vec_axpby: for n < N, d < D
+       out[n*ldo + d] = sa * (a ? a[n] : 1) * x[n*ldx + d]
+                      + sb * (b ? b[n] : 1) * y[n*ldy + d]
+   y may be NULL (second term dropped); out may alias x or y (same ld);
+   a, b are per-row coefficient arrays (N) in the backend's memory, or NULL.
+   bd_vec_adam (PyTorch AdamW order, per element in double as bd_adam_step),
+   with g' = grad_scale * g:
+       m = beta1 m + (1-beta1) g';  v = beta2 v + (1-beta2) g'^2;
+       p = p * (1 - lr*weight_decay);
+       p = p - (lr/bias_c1) * m / (sqrt(v)/sqrt(bias_c2) + eps)
+   with bias_c1 = 1-beta1^t, bias_c2 = 1-beta2^t (caller computes them).
+   bd_vec_ema: ema = decay*ema + (1-decay)*p, in double (as bd_ema_update).
+   bd_vec_sumsq: sum of squares in double (NaN/Inf propagate: a finite
+   result means every element is finite). */
+typedef struct bd_vec_adam_args {
+    double lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
+} bd_vec_adam_args;
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D);
+BDAPI void bd_vec_fill(float *out, float value, int64_t n);
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *args);
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay);
+BDAPI double bd_vec_sumsq(const float *x, int64_t n);
+
+/* A backend is a table of kernel function pointers plus the buffer
+   operations that go with its memory.  Every context has one; the CPU table
+   (bd_backend_cpu) is the default and points at the bd_ kernels above.
+   The CUDA translation unit (bdense_cuda.cu, bd_cuda_init) installs a table
+   whose buffers live in device memory.
+
+   Entries have the signature of the bd_ kernel of the same name with one
+   extra first argument, `state` (the backend's private state, be->state),
+   and follow the same accumulation rule (backward +=).  Call them through
+   BD_OP:   BD_OP(ctx, conv2d_forward, out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+
+   Fallback rule (bd_context_set_backend): an entry left NULL is filled with
+   the CPU kernel when the backend's buffers are host memory
+   (device_memory == 0).  A device-memory backend must provide every entry
+   (the CPU kernels cannot read device pointers); a missing one is
+   BD_ERROR_UNSUPPORTED at registration, never a crash later.
+
+   Errors: kernels return void (as the CPU ones).  A device backend records
+   its first failure (launch error, cuBLAS error, scratch allocation)
+   internally, skips further work, and reports it with bd_error from the
+   next `sync` (bd_backend_sync); buffer operations report at once. */
+struct bd_backend {
+    const char *name;    /* "cpu", "cuda" */
+    int device_memory;   /* 1: buffers are device memory, host must not touch */
+    void *state;         /* first argument of every entry */
+    /* called by bd_context_free while this backend is installed (may be NULL) */
+    void (*release)(void *state, bd_context *ctx);
+
+    /* ---- buffers: bytes, never elements ---- */
+    bd_result (*buffer_alloc)(void *state, bd_context *ctx, size_t bytes, void **out);
+    void (*buffer_free)(void *state, bd_context *ctx, void *ptr);
+    bd_result (*buffer_zero)(void *state, bd_context *ctx, void *ptr, size_t bytes);
+    bd_result (*copy_h2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2h)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    /* wait for queued work; reports (and clears) the first recorded error */
+    bd_result (*sync)(void *state, bd_context *ctx);
+
+    /* ---- GEMM and >>layers kernels (same arguments as the bd_ versions) ---- */
+    void (*sgemm)(void *state, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float beta, float *C, int64_t ldc);
+    void (*linear_forward)(void *state, float *out, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t In, int64_t Out);
+    void (*linear_backward)(void *state, float *dx, float *dw, float *db, const float *dout,
+                            const float *x, const float *w, int64_t N, int64_t In, int64_t Out);
+    void (*silu_forward)(void *state, float *out, const float *x, int64_t n);
+    void (*silu_backward)(void *state, float *dx, const float *dout, const float *x, int64_t n);
+    void (*conv2d_forward)(void *state, float *out, float *col, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                           int64_t Cout, int64_t k, int64_t stride, int64_t pad);
+    void (*conv2d_backward)(void *state, float *dx, float *dw, float *db, float *col,
+                            const float *dout, const float *x, const float *w, int64_t N,
+                            int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                            int64_t stride, int64_t pad);
+    void (*groupnorm_forward)(void *state, float *out, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, int64_t N, int64_t C,
+                              int64_t HW, int64_t G);
+    void (*groupnorm_backward)(void *state, float *dx, float *dgamma, float *dbeta,
+                               const float *dout, const float *x, const float *mean,
+                               const float *rstd, const float *gamma, int64_t N, int64_t C,
+                               int64_t HW, int64_t G);
+    void (*upsample2x_forward)(void *state, float *out, const float *x, int64_t N, int64_t C,
+                               int64_t H, int64_t W);
+    void (*upsample2x_backward)(void *state, float *dx, const float *dout, int64_t N, int64_t C,
+                                int64_t H, int64_t W);
+    void (*concat_forward)(void *state, float *out, const float *a, const float *b, int64_t N,
+                           int64_t C1, int64_t C2, int64_t HW);
+    void (*concat_backward)(void *state, float *da, float *db, const float *dout, int64_t N,
+                            int64_t C1, int64_t C2, int64_t HW);
+    void (*add_channel_forward)(void *state, float *x, const float *e, int64_t N, int64_t C,
+                                int64_t HW);
+    void (*add_channel_backward)(void *state, float *de, const float *dout, int64_t N, int64_t C,
+                                 int64_t HW);
+    void (*add_forward)(void *state, float *out, const float *a, const float *b, int64_t n);
+    void (*add_backward)(void *state, float *da, float *db, const float *dout, int64_t n);
+    void (*attention_forward)(void *state, float *out, float *att, const float *qkv, int64_t N,
+                              int64_t C, int64_t HW, int64_t heads);
+    void (*attention_backward)(void *state, float *dqkv, float *scratch, const float *dout,
+                               const float *qkv, const float *att, int64_t N, int64_t C,
+                               int64_t HW, int64_t heads);
+    void (*timestep_embedding_forward)(void *state, float *out, const float *c_noise, int64_t N,
+                                       int64_t dim);
+    /* returns the loss on the host (a device backend waits for it) */
+    double (*mse_forward)(void *state, const float *pred, const float *target, const float *w,
+                          int64_t N, int64_t D);
+    void (*mse_backward)(void *state, float *dpred, const float *pred, const float *target,
+                         const float *w, int64_t N, int64_t D);
+
+    /* ---- vector ops for training and sampling (bd_vec_* below) ---- */
+    void (*vec_axpby)(void *state, float *out, int64_t ldo, const float *x, int64_t ldx,
+                      const float *a, float sa, const float *y, int64_t ldy, const float *b,
+                      float sb, int64_t N, int64_t D);
+    void (*vec_fill)(void *state, float *out, float value, int64_t n);
+    void (*vec_adam)(void *state, float *p, const float *g, float *m, float *v, int64_t n,
+                     const bd_vec_adam_args *args);
+    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, double decay);
+    double (*vec_sumsq)(void *state, const float *x, int64_t n);
+
+    /* ---- fused kernels (same arguments as the bd_ versions) ---- */
+    void (*groupnorm_silu_forward)(void *state, float *out, float *mean, float *rstd,
+                                   const float *x, const float *gamma, const float *beta,
+                                   int64_t N, int64_t C, int64_t HW, int64_t G);
+    void (*groupnorm_silu_backward)(void *state, float *dx, float *dgamma, float *dbeta,
+                                    const float *dout, const float *x, const float *mean,
+                                    const float *rstd, const float *gamma, const float *beta,
+                                    int64_t N, int64_t C, int64_t HW, int64_t G);
+};
+
+/* The CPU table (host memory; entries are the bd_ kernels). */
+BDAPI const bd_backend *bd_backend_cpu(void);
+/* Install `be` on ctx (NULL = the CPU table).  NULL entries are filled from
+   the CPU table when be->device_memory == 0; otherwise a NULL entry is
+   BD_ERROR_UNSUPPORTED and the context keeps its backend.  `be` must outlive
+   its use on ctx. */
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be);
+/* 1 when the context's buffers are device memory */
+BDAPI int bd_backend_on_device(const bd_context *ctx);
+/* Buffers of the context's backend (host memory for the CPU backend). */
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out);
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr);
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes);
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *host_src, size_t bytes);
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *host_dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_sync(bd_context *ctx);
+/* Copy between the buffers of two contexts' backends (host <-> device,
+   host <-> host, device <-> device through a host bounce buffer). */
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes);
+/* Run kernel `op` of ctx's backend: BD_OP(ctx, silu_forward, out, x, n). */
+#define BD_OP(ctx, op, ...) ((ctx)->backend->op((ctx)->backend->state, __VA_ARGS__))
+
+/* CUDA backend, defined in bdense_cuda.cu (link it and cuBLAS; not
+   available with BDENSE_STATIC).  bd_cuda_init selects `device`, creates a
+   stream and a cuBLAS handle, and installs the CUDA table on ctx (float32
+   GEMMs, TF32 off).  bd_cuda_shutdown puts the CPU table back and frees
+   everything (bd_context_free does it too).  bd_cuda_device_count is 0 when
+   there is no driver or no GPU. */
+extern int bd_cuda_device_count(void);
+/* The same, with the runtime's reason when it is 0 (e.g. "CUDA driver
+   version is insufficient for CUDA runtime version") written to why. */
+extern int bd_cuda_probe(char *why, size_t cap);
+extern bd_result bd_cuda_init(bd_context *ctx, int device);
+extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
+extern void bd_cuda_shutdown(bd_context *ctx);
+
+/* ---- training and sampling where the model lives ------------------------
+   The drivers below run the same math as bd_trainer_step and
+   bd_sampler_run, but every tensor stays in the memory of the model's
+   context backend and every operation goes through that backend's table:
+   with the CUDA backend a step never copies a layer's data to the host.
+   Per step only the batch (in), the random draws made on the host by the
+   same bd_rng calls in the same order as the CPU trainer (so both paths see
+   the same t and eps), a few per-sample coefficients (in) and the loss and
+   gradient norm (out, 8 bytes each) cross the bus.  On a CPU context they
+   run on the CPU and match bd_trainer_step / bd_sampler_run to float
+   rounding (tests/test_backend.c).
+
+   Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
+   parameters, gradients and activation slab in ctx's backend (host <->
+   device); both contexts must share one host allocator.  While a model is
+   on a device context, use it through these drivers, bd_denoiser_forward /
+   backward with device pointers, and the bd_backend_* copies; functions
+   that read d->params on the host (checkpoint save, copy_weights, the CPU
+   trainer and sampler) need it moved back first.  Only the "unet" kind
+   supports device contexts. */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
+
+typedef struct bd_device_trainer {
+    bd_context *ctx;            /* the model's context */
+    bd_denoiser *model;         /* not owned */
+    bd_trainer_config config;
+    bd_schedule sched;
+    bd_rng rng;                 /* draws t and eps exactly as bd_trainer */
+    int64_t step;               /* optimiser steps taken */
+    int64_t max_batch, D, KD;
+    double last_loss, last_grad_norm, last_lr;
+    /* backend buffers */
+    float *m, *v, *ema;         /* (n_params) Adam moments, EMA weights */
+    float *x, *eps, *z, *t;     /* (B,D) (B,D) (B,D) (B) */
+    float *out, *dout;          /* (B, K*D) */
+    float *tgt, *ybuf;          /* (B*K, D) */
+    float *coef;                /* per-sample and per-row coefficients */
+    /* host staging */
+    float *h_eps, *h_t, *h_coef;
+    double *h_alpha, *h_sigma;
+    /* the next step's t and eps are drawn while the GPU runs this step's
+       forward; they are used only if rng is still pre_from and n matches
+       (rng always holds the state a bd_trainer would have) */
+    int pre_valid;
+    int64_t pre_n;
+    bd_rng pre_from, pre_to;
+} bd_device_trainer;
+
+/* Reserves the model for max_batch and allocates every buffer in the
+   model's context backend.  EMA starts as the weights, Adam state at 0,
+   rng = bd_rng_init(config->seed) (as bd_trainer_init). */
+BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
+                                       int64_t max_batch, bd_device_trainer **out);
+BDAPI void bd_device_trainer_free(bd_device_trainer *tr);
+/* One step on a host batch x (n, C, H, W): as bd_trainer_step (t and eps
+   from tr->rng, z_t, forward, loss, backward, clip, AdamW, EMA).  A
+   non-finite loss or gradient returns BD_ERROR_NONFINITE with weights, EMA,
+   Adam state and step unchanged. */
+BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
+                                       double *loss);
+/* Copy state to host arrays of n_params floats (any may be NULL). */
+BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
+                                           float *m, float *v);
+/* Set Adam state and EMA from host arrays (resume); step = optimiser steps taken. */
+BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
+                                         const float *m, const float *v);
+
+typedef struct bd_device_sampler {
+    bd_context *ctx;
+    bd_denoiser *model;
+    int64_t max_batch, D, KD;
+    double grid[BD_SAMPLER_MAX_STEPS + 1];
+    float *z, *out, *x_hat, *eps_hat, *aux, *aux2, *noise, *t; /* backend buffers */
+    float *h_noise;                                            /* host (B*D) */
+} bd_device_sampler;
+
+BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
+                                       bd_device_sampler **out);
+BDAPI void bd_device_sampler_free(bd_device_sampler *s);
+/* As bd_sampler_run on host x (n, C, H, W): in the starting noise, out the
+   samples; every sampler kind, grid, branch, param and eta.  Not supported
+   on a device (BD_ERROR_UNSUPPORTED): clip_x and the per-step callback.
+   The finite check is made once, on the final state. */
+BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe);
+
+/* B-DENSE progressive distillation step (SPEC 5, method PD) in the models'
+   backend: the same draws (student step, eps) from the same rng sequence as
+   bd_distill_step, the teacher's Kt DDIM sub-steps with its final branch,
+   the branch targets, the multi-branch loss (space x, or space z with L2),
+   backward, clip, AdamW, EMA and branch weights (every schedule, incl.
+   anneal and adaptive) - all as chains of backend ops.  TD and the L1
+   distance are BD_ERROR_UNSUPPORTED here (use bd_distill_step). */
+typedef struct bd_device_distill {
+    bd_context *ctx;
+    bd_distill_config config;
+    bd_denoiser *teacher, *student; /* not owned; on ctx */
+    bd_schedule sched;
+    bd_rng rng;
+    int64_t step, max_batch, D, K, Kt, N;
+    double *grid, *tgrid;           /* host (N+1), (N*Kt+1) */
+    double weights[BD_DISTILL_MAX_BRANCHES], branch_ema[BD_DISTILL_MAX_BRANCHES];
+    int64_t branch_ema_count;
+    double last_loss, last_grad_norm, last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    /* backend buffers */
+    float *m, *v, *ema;             /* (n_params) */
+    float *x, *zt, *tt, *zcur, *tcur, *tout, *zs, *xt, *sout, *dout, *y, *dy, *coef;
+    /* host */
+    float *h_eps, *h_coef;
+    int64_t *idx;
+    double *at, *st, *an, *sn, *as, *ss;
+} bd_device_distill;
+
+BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
+                                       bd_denoiser *student, int64_t max_batch,
+                                       bd_device_distill **out);
+BDAPI void bd_device_distill_free(bd_device_distill *dd);
+/* x (n, C, H, W) host data.  As bd_distill_step (PD): non-finite loss or
+   gradient -> BD_ERROR_NONFINITE with params, EMA, Adam, step and the branch
+   EMA unchanged (the rng has advanced). */
+BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
+                                       double *loss, double *branch_loss);
+/* Student params and EMA to host arrays (n_params floats; either may be NULL). */
+BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema);
+
 /* BACKEND-DECLARATIONS */
 
 #ifdef __cplusplus
@@ -1438,6 +1770,13 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(BDENSE_NO_SIMD)
+#include <immintrin.h>
+#endif
 
 #if defined(BDENSE_MALLOC) && defined(BDENSE_FREE)
 #elif !defined(BDENSE_MALLOC) && !defined(BDENSE_FREE)
@@ -1591,6 +1930,7 @@ BDAPI bd_result bd_context_init(const bd_context_config *config, bd_context **ou
 BDAPI void bd_context_free(bd_context *ctx) {
     bd_allocator a;
     if (!ctx) return;
+    if (ctx->backend && ctx->backend->release) ctx->backend->release(ctx->backend->state, ctx);
     a = ctx->allocator;
     a.free(ctx, a.user_data);
 }
@@ -1723,44 +2063,264 @@ BDAPI void bd_tensor_free(bd_context *ctx, bd_tensor *t) {
 /* ------------------------------------------------------------------------ */
 /* >>gemm                                                                   */
 /* ------------------------------------------------------------------------ */
-/* Built-in GEMM: C is scaled by beta once, then accumulated in blocks of
-   (BM x BK) of A against (BK x BN) of B.  Element access goes through the
-   two index macros so all four transpose cases share one loop nest. */
-#define BD__GEMM_BM 64
-#define BD__GEMM_BN 256
-#define BD__GEMM_BK 128
+/* Threads: OpenMP when compiled with -fopenmp (else everything runs on the
+   calling thread).  Kernels take the team size from OpenMP's nthreads ICV,
+   which the denoiser entry points set from the context's n_threads for the
+   duration of each call; parallel loops split independent outputs only, so
+   results are the same bits for every thread count. */
+#ifdef _OPENMP
+#define BD__PRAGMA(x) _Pragma(#x)
+#define BD__OMP_FOR_IF(cond) BD__PRAGMA(omp parallel for schedule(static) if (cond))
+static int bd__omp_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
+/* Set the calling thread's OpenMP team size to the context's n_threads for
+   one library call; returns the previous setting for bd__threads_leave. */
+static int bd__threads_enter(const bd_context *ctx) {
+    int prev = omp_get_max_threads();
+    if (ctx && ctx->n_threads >= 1 && ctx->n_threads != prev) omp_set_num_threads(ctx->n_threads);
+    return prev;
+}
+static void bd__threads_leave(int prev) {
+    if (prev != omp_get_max_threads()) omp_set_num_threads(prev);
+}
+#else
+#define BD__OMP_FOR_IF(cond)
+static int bd__omp_threads(void) { return 1; }
+static int bd__threads_enter(const bd_context *ctx) { (void)ctx; return 1; }
+static void bd__threads_leave(int prev) { (void)prev; }
+#endif
+
+/* Built-in GEMM (Goto/BLIS scheme).  C is scaled by beta once; then for
+   each KC-deep slice of K, a KC x NC block of op(B) is packed into NR-wide
+   column panels and an MC x KC block of op(A) into MR-tall row panels, and
+   a register-blocked MR x NR micro-kernel accumulates alpha * A B into C.
+   Packing reads through a `bd__gsrc` (a pointer, strides and a pack
+   function), so the transposes cost nothing extra and convolutions pack
+   im2col columns straight from the image (implicit GEMM: no col buffer).
+   Each C element sums its K terms in the same order whatever the blocking
+   of M and N, so splitting the work over threads changes no bits.
+   The micro-kernel is AVX-512 or AVX2+FMA when the CPU has them (GCC/clang
+   target attributes, chosen at run time), else plain C.  Pack buffers live
+   on the stack (BD__GEMM_STACK_FLOATS floats): nothing is allocated. */
+#define BD__MR 8
+#define BD__NR 32
+#define BD__MC 128
+#define BD__KC 256
+#define BD__NC 128
+#define BD__GEMM_STACK_FLOATS (BD__MC * BD__KC + BD__KC * BD__NR)
+
+typedef struct bd__gsrc bd__gsrc;
+/* Pack rows r0..r0+nr-1 (A: rows of op(A); B: columns of op(B)) and depth
+   k0..k0+kc-1 into panels of `w` (= MR or NR) lanes: dst[(panel*kc + k)*w + lane],
+   zero-filling lanes past nr. */
+typedef void (*bd__pack_fn)(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                            int64_t kc, int64_t w);
+struct bd__gsrc {
+    bd__pack_fn pack;
+    const float *p;
+    int64_t ld;     /* leading dimension (plain sources) */
+    int64_t nstr;   /* per-sample stride when K runs over (sample, position) */
+    int64_t C, H, W, k, stride, pad, Ho, Wo; /* conv geometry */
+};
+
+/* element (r, kk) is p[r*ld + kk]: A as stored, or B transposed */
+static void bd__pack_rowmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, r, kk;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (r = 0; r < lanes; r++) {
+            const float *src = s->p + (r0 + pr + r) * s->ld + k0;
+            for (kk = 0; kk < kc; kk++) d[kk * w + r] = src[kk];
+        }
+        for (; r < w; r++)
+            for (kk = 0; kk < kc; kk++) d[kk * w + r] = 0.0f;
+    }
+}
+/* element (r, kk) is p[kk*ld + r]: A transposed, or B as stored */
+static void bd__pack_colmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, r, kk;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (kk = 0; kk < kc; kk++) {
+            const float *src = s->p + (k0 + kk) * s->ld + r0 + pr;
+            float *dk = d + kk * w;
+            for (r = 0; r < lanes; r++) dk[r] = src[r];
+            for (; r < w; r++) dk[r] = 0.0f;
+        }
+    }
+}
+
+/* ---- micro-kernels: C[0..mr, 0..nr] += alpha * sum_k a[k*MR + i] b[k*NR + j] ---- */
+static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, int64_t ldc,
+                          float alpha, int64_t mr, int64_t nr) {
+    float acc[BD__MR][BD__NR];
+    int64_t i, j, k;
+    memset(acc, 0, sizeof acc);
+    for (k = 0; k < kc; k++) {
+        const float *ak = a + k * BD__MR, *bk = b + k * BD__NR;
+        for (i = 0; i < BD__MR; i++) {
+            float ai = ak[i];
+            for (j = 0; j < BD__NR; j++) acc[i][j] += ai * bk[j];
+        }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * acc[i][j];
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(BDENSE_NO_SIMD)
+#define BD__X86 1
+__attribute__((target("avx512f"))) static void
+bd__ukernel_avx512(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
+                   int64_t mr, int64_t nr) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+           c61 = c00, c70 = c00, c71 = c00;
+    int64_t k, i;
+    for (k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
+        ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
+        ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
+        ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
+        ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
+        ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
+        ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
+        ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
+        ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
+        a += BD__MR;
+        b += BD__NR;
+    }
+    {
+        __m512 al = _mm512_set1_ps(alpha);
+        __m512 r[16];
+        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
+        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        if (nr == BD__NR) {
+            for (i = 0; i < mr; i++) {
+                float *ci = C + i * ldc;
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(al, r[2 * i], _mm512_loadu_ps(ci)));
+                _mm512_storeu_ps(ci + 16, _mm512_fmadd_ps(al, r[2 * i + 1], _mm512_loadu_ps(ci + 16)));
+            }
+        } else {
+            float t[BD__MR * BD__NR];
+            int64_t j;
+            for (i = 0; i < BD__MR; i++) {
+                _mm512_storeu_ps(t + i * BD__NR, r[2 * i]);
+                _mm512_storeu_ps(t + i * BD__NR + 16, r[2 * i + 1]);
+            }
+            for (i = 0; i < mr; i++)
+                for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * t[i * BD__NR + j];
+        }
+    }
+}
+
+/* AVX2: the 8 x 32 tile in four 4 x 16 passes (8 accumulators each) */
+__attribute__((target("avx2,fma"))) static void
+bd__ukernel_avx2(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
+                 int64_t mr, int64_t nr) {
+    int64_t ih, jh, k, i, j;
+    float t[BD__MR * BD__NR];
+    for (ih = 0; ih < 2; ih++)
+        for (jh = 0; jh < 2; jh++) {
+            const float *ap = a + 4 * ih, *bp = b + 16 * jh;
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00,
+                   c21 = c00, c30 = c00, c31 = c00;
+            float *tt = t + (4 * ih) * BD__NR + 16 * jh;
+            for (k = 0; k < kc; k++) {
+                __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), ai;
+                ai = _mm256_broadcast_ss(ap + 0); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+                ai = _mm256_broadcast_ss(ap + 1); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+                ai = _mm256_broadcast_ss(ap + 2); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+                ai = _mm256_broadcast_ss(ap + 3); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+                ap += BD__MR;
+                bp += BD__NR;
+            }
+            _mm256_storeu_ps(tt, c00); _mm256_storeu_ps(tt + 8, c01);
+            _mm256_storeu_ps(tt + BD__NR, c10); _mm256_storeu_ps(tt + BD__NR + 8, c11);
+            _mm256_storeu_ps(tt + 2 * BD__NR, c20); _mm256_storeu_ps(tt + 2 * BD__NR + 8, c21);
+            _mm256_storeu_ps(tt + 3 * BD__NR, c30); _mm256_storeu_ps(tt + 3 * BD__NR + 8, c31);
+        }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * t[i * BD__NR + j];
+}
+#endif
+
+typedef void (*bd__ukernel_fn)(int64_t kc, const float *a, const float *b, float *C, int64_t ldc,
+                               float alpha, int64_t mr, int64_t nr);
+static bd__ukernel_fn bd__ukernel_pick(void) {
+#ifdef BD__X86
+    if (__builtin_cpu_supports("avx512f")) return bd__ukernel_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return bd__ukernel_avx2;
+#endif
+    return bd__ukernel_c;
+}
+
+/* C (M,N; ldc) += alpha * op(A) op(B) for rows i0.. of op(A) and columns j0.. of
+   op(B), K deep; buf: BD__GEMM_STACK_FLOATS floats.  Loop order for the
+   short-and-wide products of convolutions (M = channels, N = positions):
+   an MC x KC block of A is packed once and streamed against every KC x NR
+   micro-panel of B, each packed just in time (it stays in L1). */
+static void bd__gemm_run(const bd__gsrc *A, int64_t i0, const bd__gsrc *B, int64_t j0, int64_t M,
+                         int64_t N, int64_t K, float alpha, float *C, int64_t ldc, float *buf) {
+    float *pa = buf, *pb = buf + BD__MC * BD__KC;
+    bd__ukernel_fn uk = bd__ukernel_pick();
+    int64_t pc, ic, jr, ir;
+    for (ic = 0; ic < M; ic += BD__MC) {
+        int64_t mc = M - ic < BD__MC ? M - ic : BD__MC;
+        for (pc = 0; pc < K; pc += BD__KC) {
+            int64_t kc = K - pc < BD__KC ? K - pc : BD__KC;
+            A->pack(A, pa, i0 + ic, mc, pc, kc, BD__MR);
+            for (jr = 0; jr < N; jr += BD__NR) {
+                int64_t nr = N - jr < BD__NR ? N - jr : BD__NR;
+                B->pack(B, pb, j0 + jr, nr, pc, kc, BD__NR);
+                for (ir = 0; ir < mc; ir += BD__MR) {
+                    int64_t mr = mc - ir < BD__MR ? mc - ir : BD__MR;
+                    uk(kc, pa + ir * kc, pb, C + (ic + ir) * ldc + jr, ldc, alpha, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+/* the whole of C, or (in parallel) MC x NC tiles of it; no nested parallelism */
+static void bd__gemm_tiles(const bd__gsrc *A, const bd__gsrc *B, int64_t M, int64_t N, int64_t K,
+                           float alpha, float *C, int64_t ldc) {
+    int64_t mt = (M + BD__MC - 1) / BD__MC, nt = (N + BD__NC - 1) / BD__NC, t;
+    int par = bd__omp_threads() > 1 && mt * nt > 1 && (double)M * N * K >= 1e6;
+    if (!par) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        bd__gemm_run(A, 0, B, 0, M, N, K, alpha, C, ldc, buf);
+        return;
+    }
+    BD__OMP_FOR_IF(par)
+    for (t = 0; t < mt * nt; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        int64_t i0 = (t / nt) * BD__MC, j0 = (t % nt) * BD__NC;
+        int64_t m = M - i0 < BD__MC ? M - i0 : BD__MC, n = N - j0 < BD__NC ? N - j0 : BD__NC;
+        bd__gemm_run(A, i0, B, j0, m, n, K, alpha, C + i0 * ldc + j0, ldc, buf);
+    }
+}
+
 BDAPI void bd_sgemm_builtin(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const float *B,
                             int64_t ldb, float beta, float *C, int64_t ldc) {
-    int64_t i, j, p, i0, j0, p0;
+    bd__gsrc sa, sb;
+    int64_t i, j;
+    if (M <= 0 || N <= 0) return;
     for (i = 0; i < M; i++) {
         float *c = C + i * ldc;
         if (beta == 0.0f) for (j = 0; j < N; j++) c[j] = 0.0f;
         else if (beta != 1.0f) for (j = 0; j < N; j++) c[j] *= beta;
     }
-    if (alpha == 0.0f || K == 0) return;
-    for (i0 = 0; i0 < M; i0 += BD__GEMM_BM) {
-        int64_t i1 = i0 + BD__GEMM_BM < M ? i0 + BD__GEMM_BM : M;
-        for (p0 = 0; p0 < K; p0 += BD__GEMM_BK) {
-            int64_t p1 = p0 + BD__GEMM_BK < K ? p0 + BD__GEMM_BK : K;
-            for (j0 = 0; j0 < N; j0 += BD__GEMM_BN) {
-                int64_t j1 = j0 + BD__GEMM_BN < N ? j0 + BD__GEMM_BN : N;
-                for (i = i0; i < i1; i++) {
-                    float *c = C + i * ldc;
-                    for (p = p0; p < p1; p++) {
-                        float a = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
-                        if (a == 0.0f) continue;
-                        if (!trans_b) {
-                            const float *b = B + p * ldb;
-                            for (j = j0; j < j1; j++) c[j] += a * b[j];
-                        } else {
-                            for (j = j0; j < j1; j++) c[j] += a * B[j * ldb + p];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    if (alpha == 0.0f || K <= 0) return;
+    memset(&sa, 0, sizeof sa);
+    memset(&sb, 0, sizeof sb);
+    sa.p = A; sa.ld = lda; sa.pack = trans_a ? bd__pack_colmajor : bd__pack_rowmajor;
+    sb.p = B; sb.ld = ldb; sb.pack = trans_b ? bd__pack_rowmajor : bd__pack_colmajor;
+    bd__gemm_tiles(&sa, &sb, M, N, K, alpha, C, ldc);
 }
 
 BDAPI void bd_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
@@ -1784,7 +2344,7 @@ BDAPI void bd_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
 BDAPI void bd_linear_forward(float *out, const float *x, const float *w, const float *b,
                              int64_t N, int64_t In, int64_t Out) {
     int64_t n, o;
-    bd_sgemm(0, 1, N, Out, In, 1.0f, x, In, w, In, 0.0f, out, Out);
+    bd_sgemm_builtin(0, 1, N, Out, In, 1.0f, x, In, w, In, 0.0f, out, Out);
     if (b)
         for (n = 0; n < N; n++)
             for (o = 0; o < Out; o++) out[n * Out + o] += b[o];
@@ -1793,14 +2353,16 @@ BDAPI void bd_linear_forward(float *out, const float *x, const float *w, const f
 BDAPI void bd_linear_backward(float *dx, float *dw, float *db, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t In, int64_t Out) {
     int64_t n, o;
-    if (dx) bd_sgemm(0, 0, N, In, Out, 1.0f, dout, Out, w, In, 1.0f, dx, In);   /* dx += dout w   */
-    if (dw) bd_sgemm(1, 0, Out, In, N, 1.0f, dout, Out, x, In, 1.0f, dw, In);   /* dw += dout^T x */
+    /* the built-in GEMM, as every kernel: no BLAS thread pool competing with
+       OpenMP's, and the same bits for every thread count */
+    if (dx) bd_sgemm_builtin(0, 0, N, In, Out, 1.0f, dout, Out, w, In, 1.0f, dx, In);   /* dx += dout w   */
+    if (dw) bd_sgemm_builtin(1, 0, Out, In, N, 1.0f, dout, Out, x, In, 1.0f, dw, In);   /* dw += dout^T x */
     if (db)
         for (n = 0; n < N; n++)
             for (o = 0; o < Out; o++) db[o] += dout[n * Out + o];
 }
 
-BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
+static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
         float v = x[i];
@@ -1808,7 +2370,7 @@ BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
     }
 }
 
-BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
         float s = 1.0f / (1.0f + expf(-x[i]));
@@ -1880,7 +2442,9 @@ static void bd__col2im_add(float *dx, const float *col, int64_t Cin, int64_t H, 
             }
 }
 
-BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+/* Plain reference conv2d (im2col + bd_sgemm per sample), kept beside the
+   fast kernels below; tests/test_kernels_fast.c compares the two. */
+static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const float *x, const float *w,
                              const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
                              int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
     int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
@@ -1905,7 +2469,7 @@ BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float
 
 /* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
    col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
-BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, float *col, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t Cin,
                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
                               int64_t pad) {
@@ -1938,9 +2502,531 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
     }
 }
 
+/* ---- fast conv2d: implicit GEMM on the packed built-in GEMM ----
+   Forward, per sample n: out[n] (Cout, P) = w (Cout, KK) . im2col(x[n]) (KK, P),
+   where the B packer gathers im2col columns straight from x[n] (no col
+   buffer).  Work items are (sample, column block) pairs, run in parallel.
+   Backward: dw (Cout, KK) += sum_n dout[n] im2col(x[n])^T is ONE GEMM whose
+   depth runs over (sample, position) pairs, split over column blocks of dw
+   (each dw element is summed by one thread, in one order);
+   dx for stride 1 is the convolution of dout with the flipped, transposed
+   kernel (padding k-1-p), again implicit; other strides go through col
+   and col2im.  None of them needs the col workspace except the last. */
+
+/* op(B) = im2col of one image: element (depth kk, column j), kk = (ci*k + ky)*k + kx,
+   j = oy*Wo + ox; pack columns r0.. */
+static void bd__pack_im2col(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                            int64_t kc, int64_t w) {
+    int64_t pr, kk, k = s->k, H = s->H, W = s->W, Wo = s->Wo, st = s->stride, pad = s->pad;
+    for (pr = 0; pr < nr; pr += w) {
+        /* the panel's lanes as output-row segments, computed once */
+        int64_t lanes = nr - pr < w ? nr - pr : w, j = r0 + pr, nseg = 0, l = 0;
+        int64_t sl[BD__NR + 1], sn[BD__NR + 1], sy[BD__NR + 1], sx[BD__NR + 1];
+        int64_t ci = k0 / (k * k), ky = (k0 / k) % k, kx = k0 % k;
+        float *d = dst + pr * kc;
+        while (l < lanes) {
+            int64_t oy = j / Wo, ox = j % Wo, len = Wo - ox < lanes - l ? Wo - ox : lanes - l;
+            sl[nseg] = l; sn[nseg] = len; sy[nseg] = oy * st - pad; sx[nseg] = ox * st - pad;
+            nseg++;
+            l += len;
+            j += len;
+        }
+        for (kk = 0; kk < kc; kk++) {
+            const float *xc = s->p + ci * H * W;
+            float *dk = d + kk * w;
+            int64_t g, e;
+            for (g = 0; g < nseg; g++) {
+                float *o = dk + sl[g];
+                int64_t iy = sy[g] + ky, ix = sx[g] + kx, len = sn[g];
+                if (iy < 0 || iy >= H) {
+                    for (e = 0; e < len; e++) o[e] = 0.0f;
+                } else if (st == 1) {
+                    const float *xr = xc + iy * W;
+                    int64_t a = ix < 0 ? -ix : 0, b = ix + len > W ? W - ix : len;
+                    if (b < a) b = a;
+                    for (e = 0; e < a; e++) o[e] = 0.0f;
+                    for (e = a; e < b; e++) o[e] = xr[ix + e];
+                    for (e = b; e < len; e++) o[e] = 0.0f;
+                } else {
+                    const float *xr = xc + iy * W;
+                    for (e = 0; e < len; e++, ix += st) o[e] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
+                }
+            }
+            for (e = lanes; e < w; e++) dk[e] = 0.0f;
+            if (++kx == k) {
+                kx = 0;
+                if (++ky == k) { ky = 0; ci++; }
+            }
+        }
+    }
+}
+
+/* op(B) = im2col(x[n])^T stacked over samples: element (depth q, column kk),
+   q = n*P + j, read from x + n*nstr */
+static void bd__pack_im2col_t(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                              int64_t kc, int64_t w) {
+    int64_t pr, lane, k = s->k, H = s->H, W = s->W, Wo = s->Wo, P = s->Ho * s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (lane = 0; lane < lanes; lane++) {
+            int64_t row = r0 + pr + lane, ci = row / (k * k), ky = (row / k) % k, kx = row % k;
+            int64_t n = k0 / P, j = k0 % P, oy = j / Wo, ox = j % Wo, q = 0;
+            const float *xc = s->p + n * s->nstr + ci * H * W;
+            float *dl = d + lane;
+            while (q < kc) {
+                /* one output row segment ox .. ox + seg - 1 */
+                int64_t seg = Wo - ox < kc - q ? Wo - ox : kc - q, e;
+                int64_t iy = oy * st - s->pad + ky, ix = ox * st - s->pad + kx;
+                if (iy < 0 || iy >= H) {
+                    for (e = 0; e < seg; e++) dl[(q + e) * w] = 0.0f;
+                } else {
+                    const float *xr = xc + iy * W;
+                    for (e = 0; e < seg; e++, ix += st)
+                        dl[(q + e) * w] = (ix >= 0 && ix < W) ? xr[ix] : 0.0f;
+                }
+                q += seg;
+                ox += seg;
+                if (ox == Wo) {
+                    ox = 0;
+                    if (++oy == s->Ho) { oy = 0; xc += s->nstr; }
+                }
+            }
+        }
+        for (; lane < w; lane++) {
+            int64_t q;
+            for (q = 0; q < kc; q++) d[q * w + lane] = 0.0f;
+        }
+    }
+}
+
+#ifdef BD__X86
+/* bd__pack_im2col_t with AVX-512 masked gathers: the 32 lanes (kk) of a
+   depth row q are two 16-wide gathers from x at fixed per-lane offsets
+   (ci*H*W + ky*W + kx) plus the position's base, masked where the tap falls
+   in the zero padding. */
+__attribute__((target("avx512f"))) static void
+bd__pack_im2col_t_avx512(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                         int64_t kc, int64_t w) {
+    int64_t pr, k = s->k, H = s->H, W = s->W, Wo = s->Wo, P = s->Ho * s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int32_t ofs[32], kys[32], kxs[32];
+        int64_t lanes = nr - pr < w ? nr - pr : w, l, q;
+        int64_t n = k0 / P, j = k0 % P, oy = j / Wo, ox = j % Wo;
+        const float *xn = s->p + n * s->nstr;
+        float *d = dst + pr * kc;
+        __m512i vo0, vo1, vy0, vy1, vx0, vx1, vH = _mm512_set1_epi32((int32_t)H),
+                                            vW = _mm512_set1_epi32((int32_t)W);
+        __mmask16 lm0, lm1;
+        for (l = 0; l < 32; l++) {
+            int64_t row = r0 + pr + (l < lanes ? l : 0), ci = row / (k * k);
+            kys[l] = (int32_t)((row / k) % k);
+            kxs[l] = (int32_t)(row % k);
+            ofs[l] = (int32_t)(ci * H * W + kys[l] * W + kxs[l]);
+        }
+        vo0 = _mm512_loadu_si512(ofs); vo1 = _mm512_loadu_si512(ofs + 16);
+        vy0 = _mm512_loadu_si512(kys); vy1 = _mm512_loadu_si512(kys + 16);
+        vx0 = _mm512_loadu_si512(kxs); vx1 = _mm512_loadu_si512(kxs + 16);
+        lm0 = (__mmask16)(lanes >= 16 ? 0xFFFF : ((1u << lanes) - 1u));
+        lm1 = (__mmask16)(lanes >= 32 ? 0xFFFF : (lanes > 16 ? ((1u << (lanes - 16)) - 1u) : 0u));
+        for (q = 0; q < kc; q++) {
+            int32_t iy0 = (int32_t)(oy * st - s->pad), ix0 = (int32_t)(ox * st - s->pad);
+            __m512i by = _mm512_set1_epi32(iy0), bx = _mm512_set1_epi32(ix0);
+            __m512i base = _mm512_set1_epi32(iy0 * (int32_t)W + ix0);
+            __m512i iy = _mm512_add_epi32(vy0, by), ix = _mm512_add_epi32(vx0, bx);
+            __mmask16 m = lm0 & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) &
+                          _mm512_cmplt_epi32_mask(iy, vH) &
+                          _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
+                          _mm512_cmplt_epi32_mask(ix, vW);
+            _mm512_storeu_ps(d + q * w, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                                 _mm512_add_epi32(vo0, base), xn, 4));
+            iy = _mm512_add_epi32(vy1, by);
+            ix = _mm512_add_epi32(vx1, bx);
+            m = lm1 & _mm512_cmpge_epi32_mask(iy, _mm512_setzero_si512()) &
+                _mm512_cmplt_epi32_mask(iy, vH) & _mm512_cmpge_epi32_mask(ix, _mm512_setzero_si512()) &
+                _mm512_cmplt_epi32_mask(ix, vW);
+            _mm512_storeu_ps(d + q * w + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
+                                                                      _mm512_add_epi32(vo1, base), xn, 4));
+            if (++ox == Wo) {
+                ox = 0;
+                if (++oy == s->Ho) { oy = 0; xn += s->nstr; }
+            }
+        }
+    }
+}
+#endif
+
+/* element (r, depth q) = p[(q / P)*nstr + r*ld + q % P], P = s->Ho*s->Wo:
+   a per-sample (rows, P) matrix with the samples laid side by side */
+static void bd__pack_cat(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                         int64_t kc, int64_t w) {
+    int64_t pr, lane, q, P = s->Ho * s->Wo;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        float *d = dst + pr * kc;
+        for (lane = 0; lane < lanes; lane++) {
+            int64_t n = k0 / P, j = k0 % P;
+            const float *src = s->p + n * s->nstr + (r0 + pr + lane) * s->ld;
+            for (q = 0; q < kc; q++) {
+                d[q * w + lane] = src[j];
+                if (++j == P) { j = 0; src += s->nstr; }
+            }
+        }
+        for (; lane < w; lane++)
+            for (q = 0; q < kc; q++) d[q * w + lane] = 0.0f;
+    }
+}
+
+/* flipped, transposed kernel: element (ci, depth j), j = (co*k + ky)*k + kx,
+   = w[co, ci, k-1-ky, k-1-kx]; s->C = Cin of the forward conv */
+static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                           int64_t kc, int64_t w) {
+    int64_t pr, lane, q, k = s->k, kk2 = s->k * s->k;
+    for (pr = 0; pr < nr; pr += w) {
+        int64_t lanes = nr - pr < w ? nr - pr : w;
+        int64_t co = k0 / kk2, ky = (k0 / k) % k, kx = k0 % k;
+        float *d = dst + pr * kc;
+        for (q = 0; q < kc; q++) {
+            const float *src = s->p + ((co * s->C + r0 + pr) * k + (k - 1 - ky)) * k + (k - 1 - kx);
+            float *dq = d + q * w;
+            for (lane = 0; lane < lanes; lane++) dq[lane] = src[lane * kk2];
+            for (; lane < w; lane++) dq[lane] = 0.0f;
+            if (++kx == k) {
+                kx = 0;
+                if (++ky == k) { ky = 0; co++; }
+            }
+        }
+    }
+}
+
+/* ---- direct 3x3 stride-1 convolution (AVX-512) ----
+   No im2col at all: the input is copied once into a zero-padded image
+   (C, H+2, W+2), and the micro-kernel loads each input vector straight
+   from it (a row segment shifted by (ky, kx)), against 8 output channels
+   of weights packed as for the GEMM (8 rows x Cin*9).  Tile: 8 output
+   channels x 2 vectors of 16 output pixels (row segments; for W <= 16 two
+   rows).  Used for the forward and, with the flipped kernel on the padded
+   dout, for dx; the padded copies live in the `col` workspace. */
+#define BD__DC_SLACK 64
+static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
+#ifdef BD__X86
+    return k == 3 && stride == 1 && pad == 1 && W >= 12 && W <= 32 && H >= 1 &&
+           __builtin_cpu_supports("avx512f");
+#else
+    (void)H; (void)W; (void)k; (void)stride; (void)pad;
+    return 0;
+#endif
+}
+/* xp (C, H+2, W+2) <- zero-padded x (C, H, W) */
+static void bd__pad1(float *xp, const float *x, int64_t C, int64_t H, int64_t W) {
+    int64_t c, y, Wp = W + 2, Hp = H + 2;
+    for (c = 0; c < C; c++) {
+        float *pc = xp + c * Hp * Wp;
+        const float *xc = x + c * H * W;
+        memset(pc, 0, (size_t)Wp * sizeof(float));
+        for (y = 0; y < H; y++) {
+            float *r = pc + (y + 1) * Wp;
+            r[0] = 0.0f;
+            memcpy(r + 1, xc + y * W, (size_t)W * sizeof(float));
+            r[W + 1] = 0.0f;
+        }
+        memset(pc + (H + 1) * Wp, 0, (size_t)Wp * sizeof(float));
+    }
+    memset(xp + C * Hp * Wp, 0, BD__DC_SLACK * sizeof(float));
+}
+#ifdef BD__X86
+/* out rows co0..co0+mr of one sample (Cout, H, W):
+   acc = sum_kk a[kk*8 + r] * xp[off[kk] + pixel];  out = acc + bias (accum = 0)
+   or out += acc (accum = 1).  Rows of output pixels: y0..y1-1. */
+__attribute__((target("avx512f"))) static void
+bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off, int64_t KK,
+                int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
+                int64_t y1) {
+    int64_t Wp = W + 2, HW = H * W, y, i, kk;
+    int two_rows = W <= 16;
+    __mmask16 m0, m1;
+    if (two_rows) {
+        m0 = (__mmask16)((1u << W) - 1u);
+        m1 = m0;
+    } else {
+        m0 = (__mmask16)0xFFFF;
+        m1 = (__mmask16)((1u << (W - 16)) - 1u);
+    }
+    for (y = y0; y < y1; y += two_rows ? 2 : 1) {
+        /* vector 0: (y, 0..15); vector 1: (y, 16..) or (y+1, 0..) */
+        int64_t b0 = y * Wp, b1 = two_rows ? (y + 1) * Wp : y * Wp + 16;
+        int64_t o0 = y * W, o1 = two_rows ? (y + 1) * W : y * W + 16;
+        int has1 = !two_rows || y + 1 < y1;
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+               c61 = c00, c70 = c00, c71 = c00;
+        const float *a = ap;
+        __m512 r[16];
+        for (kk = 0; kk < KK; kk++) {
+            __m512 x0 = _mm512_loadu_ps(xp + off[kk] + b0), x1 = _mm512_loadu_ps(xp + off[kk] + b1), w;
+            w = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(w, x0, c00); c01 = _mm512_fmadd_ps(w, x1, c01);
+            w = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(w, x0, c10); c11 = _mm512_fmadd_ps(w, x1, c11);
+            w = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(w, x0, c20); c21 = _mm512_fmadd_ps(w, x1, c21);
+            w = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(w, x0, c30); c31 = _mm512_fmadd_ps(w, x1, c31);
+            w = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(w, x0, c40); c41 = _mm512_fmadd_ps(w, x1, c41);
+            w = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(w, x0, c50); c51 = _mm512_fmadd_ps(w, x1, c51);
+            w = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(w, x0, c60); c61 = _mm512_fmadd_ps(w, x1, c61);
+            w = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(w, x0, c70); c71 = _mm512_fmadd_ps(w, x1, c71);
+            a += 8;
+        }
+        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
+        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        for (i = 0; i < mr; i++) {
+            float *oc = out + i * HW;
+            __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
+            if (accum) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, oc + o0));
+                if (has1) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, oc + o1));
+            } else if (bias) {
+                __m512 bv = _mm512_set1_ps(bias[i]);
+                v0 = _mm512_add_ps(v0, bv);
+                v1 = _mm512_add_ps(v1, bv);
+            }
+            _mm512_mask_storeu_ps(oc + o0, m0, v0);
+            if (has1) _mm512_mask_storeu_ps(oc + o1, m1, v1);
+        }
+    }
+}
+#endif
+
+/* One sample: out (Cout, H, W) (=) or += conv3x3(xp padded (Cin, H+2, W+2)) with A
+   packed by `A` (rows = output channels, depth = Cin*9 in (ci, ky, kx) order).
+   Items (output-channel panel x row band) split over threads when par. */
+static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, const float *apk,
+                              int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
+                              int accum, int par) {
+#ifdef BD__X86
+    int64_t npan = (Cout + 7) / 8, band = W <= 16 ? 2 : 1;
+    int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
+    int nt = bd__omp_threads();
+    if (par && nt > 1 && npan < 2 * nt) bands_per = (nbands * npan + 2 * nt - 1) / (2 * nt);
+    if (bands_per < 1) bands_per = 1;
+    items = npan * ((nbands + bands_per - 1) / bands_per);
+    BD__OMP_FOR_IF(par && nt > 1 && items > 1)
+    for (t = 0; t < items; t++) {
+        float ap[8 * 9 * 128];
+        int32_t off[9 * 128];
+        int64_t nb = (nbands + bands_per - 1) / bands_per, HpWp = (H + 2) * (W + 2);
+        int64_t p = t / nb, b = t % nb, co0 = p * 8, mr = Cout - co0 < 8 ? Cout - co0 : 8;
+        int64_t y0 = b * bands_per * band, y1 = y0 + bands_per * band, c0, ci, ky, kx;
+        if (y1 > H) y1 = H;
+        for (ci = 0; ci < Cin && ci < 128; ci++)
+            for (ky = 0; ky < 3; ky++)
+                for (kx = 0; kx < 3; kx++)
+                    off[(ci * 3 + ky) * 3 + kx] = (int32_t)((ci * (H + 2) + ky) * (W + 2) + kx);
+        /* depth in chunks of up to 128 input channels (the stack buffers) */
+        for (c0 = 0; c0 < Cin; c0 += 128) {
+            int64_t cc = Cin - c0 < 128 ? Cin - c0 : 128;
+            const float *a = apk ? apk + p * 8 * Cin * 9 + c0 * 9 * 8 : ap;
+            if (!apk) A->pack(A, ap, co0, mr, c0 * 9, cc * 9, 8);
+            bd__direct_tile(out + co0 * H * W, a, xp + c0 * HpWp, off, cc * 9, H, W, mr,
+                            c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
+        }
+    }
+#else
+    (void)out; (void)xp; (void)A; (void)apk; (void)Cin; (void)H; (void)W; (void)Cout; (void)bias;
+    (void)accum; (void)par;
+#endif
+}
+
+#ifdef _OPENMP
+static int bd__omp_tid(void) { return omp_get_thread_num(); }
+#else
+static int bd__omp_tid(void) { return 0; }
+#endif
+/* out[n] (Cout, H, W) (= + bias, or += when accum) = direct 3x3 conv of x[n]
+   (Cin, H, W); padded copies in col (colsize floats).  0 = not applicable. */
+static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float *x,
+                            const bd__gsrc *A, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                            int64_t Cout, const float *bias, int accum) {
+    int64_t pad = Cin * (H + 2) * (W + 2) + BD__DC_SLACK, n, npan = (Cout + 7) / 8;
+    int64_t packed = npan * 8 * Cin * 9, slots;
+    int nt = bd__omp_threads(), multi;
+    float *apk = NULL;
+    if (!col || pad > colsize) return 0;
+    multi = nt > 1 && N >= nt && (int64_t)nt * pad <= colsize;
+    slots = multi ? nt : 1;
+    if (N > 1 && slots * pad + packed <= colsize) {
+        /* weights packed once for all samples, after the padded images */
+        apk = col + slots * pad;
+        for (n = 0; n < npan; n++)
+            A->pack(A, apk + n * 8 * Cin * 9, n * 8, Cout - n * 8 < 8 ? Cout - n * 8 : 8, 0, Cin * 9, 8);
+    }
+    if (multi) {
+        BD__OMP_FOR_IF(1)
+        for (n = 0; n < N; n++) {
+            float *xp = col + (int64_t)bd__omp_tid() * pad;
+            bd__pad1(xp, x + n * Cin * H * W, Cin, H, W);
+            bd__direct_sample(out + n * Cout * H * W, xp, A, apk, Cin, H, W, Cout, bias, accum, 0);
+        }
+    } else {
+        for (n = 0; n < N; n++) {
+            bd__pad1(col, x + n * Cin * H * W, Cin, H, W);
+            bd__direct_sample(out + n * Cout * H * W, col, A, apk, Cin, H, W, Cout, bias, accum, 1);
+        }
+    }
+    return 1;
+}
+
+/* number of column blocks (multiples of NR) per sample so that N * blocks
+   gives every thread work */
+static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
+    int64_t panels = (P + BD__NR - 1) / BD__NR, want;
+    if (nt <= 1) return 1;
+    want = (2 * nt + N - 1) / N;
+    if (want > panels) want = panels;
+    return want < 1 ? 1 : want;
+}
+
+BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+                             const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                             int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, nb, cb, t;
+    int nt = bd__omp_threads();
+    if (N <= 0 || Cout <= 0 || P <= 0) return;
+    if (bd__direct_ok(H, W, k, stride, pad)) {
+        bd__gsrc sa;
+        memset(&sa, 0, sizeof sa);
+        sa.pack = bd__pack_rowmajor; sa.p = w; sa.ld = KK;
+        if (bd__conv3_direct(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &sa,
+                             N, Cin, H, W, Cout, b, 0))
+            return;
+    }
+    nb = bd__col_blocks(N, P, nt);
+    cb = ((P + nb - 1) / nb + BD__NR - 1) / BD__NR * BD__NR;
+    nb = (P + cb - 1) / cb;
+    BD__OMP_FOR_IF(nt > 1 && N * nb > 1)
+    for (t = 0; t < N * nb; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        bd__gsrc sa, sb;
+        int64_t n = t / nb, p0 = (t % nb) * cb, m = P - p0 < cb ? P - p0 : cb, o, i;
+        float *on = out + n * Cout * P + p0;
+        for (o = 0; o < Cout; o++) {
+            float bo = b ? b[o] : 0.0f, *r = on + o * P;
+            for (i = 0; i < m; i++) r[i] = bo;
+        }
+        memset(&sa, 0, sizeof sa);
+        memset(&sb, 0, sizeof sb);
+        sa.pack = bd__pack_rowmajor; sa.p = w; sa.ld = KK;
+        sb.p = x + n * Cin * H * W;
+        if (bd__conv_is_1x1(k, stride, pad)) {
+            sb.pack = bd__pack_colmajor; sb.ld = P;
+        } else {
+            sb.pack = bd__pack_im2col; sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
+            sb.stride = stride; sb.pad = pad; sb.Ho = Ho; sb.Wo = Wo;
+        }
+        bd__gemm_run(&sa, 0, &sb, p0, Cout, m, KK, 1.0f, on, P, buf);
+    }
+}
+
+BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+                              const float *x, const float *w, int64_t N, int64_t Cin,
+                              int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
+                              int64_t pad) {
+    int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
+    int64_t P = Ho * Wo, KK = Cin * k * k, HW = H * W, t;
+    int nt = bd__omp_threads(), fast = bd__conv_is_1x1(k, stride, pad);
+    if (N <= 0 || Cout <= 0 || P <= 0) return;
+    if (db) {
+        BD__OMP_FOR_IF(nt > 1 && N * Cout * P >= 65536)
+        for (t = 0; t < Cout; t++) {
+            int64_t n, i;
+            double s = 0.0;
+            for (n = 0; n < N; n++) {
+                const float *r = dout + (n * Cout + t) * P;
+                float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                for (i = 0; i + 8 <= P; i += 8) {
+                    int e;
+                    for (e = 0; e < 8; e++) s8[e] += r[i + e];
+                }
+                for (; i < P; i++) s += r[i];
+                s += ((double)s8[0] + s8[1]) + ((double)s8[2] + s8[3]) + ((double)s8[4] + s8[5]) +
+                     ((double)s8[6] + s8[7]);
+            }
+            db[t] += (float)s;
+        }
+    }
+    if (dw) {
+        /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */
+        int64_t nbj = (KK + BD__NR - 1) / BD__NR, per = nbj, nblk;
+        if (nt > 1) per = (nbj + 2 * nt - 1) / (2 * nt);
+        if (per < 1) per = 1;
+        nblk = (nbj + per - 1) / per;
+        BD__OMP_FOR_IF(nt > 1 && nblk > 1)
+        for (t = 0; t < nblk; t++) {
+            float buf[BD__GEMM_STACK_FLOATS];
+            bd__gsrc sa, sb;
+            int64_t j0 = t * per * BD__NR, m = KK - j0 < per * BD__NR ? KK - j0 : per * BD__NR;
+            memset(&sa, 0, sizeof sa);
+            memset(&sb, 0, sizeof sb);
+            sa.pack = bd__pack_cat; sa.p = dout; sa.ld = P; sa.nstr = Cout * P; sa.Ho = Ho; sa.Wo = Wo;
+            sb.p = x; sb.nstr = Cin * HW; sb.Ho = Ho; sb.Wo = Wo;
+            if (fast) {
+                sb.pack = bd__pack_cat; sb.ld = P;
+            }
+            {
+                /* (a 1x1 conv is the k = 1 case: the gather packer beats pack_cat) */
+                if (!fast) sb.pack = bd__pack_im2col_t;
+                sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
+                sb.stride = stride; sb.pad = pad;
+#ifdef BD__X86
+                if (__builtin_cpu_supports("avx512f") && Cin * HW < ((int64_t)1 << 30))
+                    sb.pack = bd__pack_im2col_t_avx512;
+#endif
+            }
+            bd__gemm_run(&sa, 0, &sb, j0, Cout, m, N * P, 1.0f, dw + j0, KK, buf);
+        }
+    }
+    if (dx && bd__direct_ok(H, W, k, stride, pad)) {
+        bd__gsrc sa;
+        memset(&sa, 0, sizeof sa);
+        sa.pack = bd__pack_wflip; sa.p = w; sa.C = Cin; sa.k = k;
+        if (bd__conv3_direct(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout,
+                             &sa, N, Cout, H, W, Cin, NULL, 1))
+            dx = NULL; /* done */
+    }
+    if (dx && (fast || (stride == 1 && pad <= k - 1))) {
+        /* dx[n] (Cin, HW) += w' (Cin, Cout*k*k) . im2col(dout[n], pad k-1-p) */
+        int64_t nb = bd__col_blocks(N, HW, nt), cb;
+        cb = ((HW + nb - 1) / nb + BD__NR - 1) / BD__NR * BD__NR;
+        nb = (HW + cb - 1) / cb;
+        BD__OMP_FOR_IF(nt > 1 && N * nb > 1)
+        for (t = 0; t < N * nb; t++) {
+            float buf[BD__GEMM_STACK_FLOATS];
+            bd__gsrc sa, sb;
+            int64_t n = t / nb, p0 = (t % nb) * cb, m = HW - p0 < cb ? HW - p0 : cb;
+            memset(&sa, 0, sizeof sa);
+            memset(&sb, 0, sizeof sb);
+            sb.p = dout + n * Cout * P;
+            if (fast) {
+                sa.pack = bd__pack_colmajor; sa.p = w; sa.ld = Cin;
+                sb.pack = bd__pack_colmajor; sb.ld = P;
+            } else {
+                sa.pack = bd__pack_wflip; sa.p = w; sa.C = Cin; sa.k = k;
+                sb.pack = bd__pack_im2col; sb.C = Cout; sb.H = Ho; sb.W = Wo; sb.k = k;
+                sb.stride = 1; sb.pad = k - 1 - pad; sb.Ho = H; sb.Wo = W;
+            }
+            bd__gemm_run(&sa, 0, &sb, p0, Cin, m, Cout * k * k, 1.0f, dx + n * Cin * HW + p0, HW, buf);
+        }
+    } else if (dx) {
+        /* strided: col = w^T dout[n], then col2im, sample by sample */
+        int64_t n;
+        for (n = 0; n < N; n++) {
+            bd_sgemm_builtin(1, 0, KK, P, Cout, 1.0f, w, KK, dout + n * Cout * P, P, 0.0f, col, P);
+            bd__col2im_add(dx + n * Cin * HW, col, Cin, H, W, k, stride, pad, Ho, Wo);
+        }
+    }
+}
+
 /* GroupNorm.  Statistics per (n, g) over Cg*HW values, two-pass in double
    (mean first, then the centred sum of squares: no cancellation). */
-BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
+static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float *rstd, const float *x,
                                 const float *gamma, const float *beta, int64_t N, int64_t C,
                                 int64_t HW, int64_t G) {
     int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
@@ -1972,7 +3058,7 @@ BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const floa
 /* With xh = (x - mu) rstd and g = dout * gamma (per channel):
    dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
    dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
-BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const float *dout,
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
     int64_t Cg = C / G, M = Cg * HW, n, g, c, i;
@@ -2011,6 +3097,220 @@ BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const f
                 }
             }
         }
+}
+
+/* ---- fast elementwise helpers ----
+   bd__expf: exp for |x| <= 87 to ~2 ulp (Cody-Waite reduction x = n ln2 + r,
+   degree-6 polynomial, 2^n built in the exponent bits), branch-free so that
+   loops over it vectorise; inputs are clamped to [-87, 87]. */
+#if defined(__GNUC__) || defined(__clang__)
+#define BD__HOT_INLINE __attribute__((always_inline)) inline
+#else
+#define BD__HOT_INLINE
+#endif
+static BD__HOT_INLINE float bd__expf(float x) {
+    float n, r, p, sc, hi = (float)(x > 87.0f), lo = (float)(x < -87.0f);
+    int32_t e;
+    /* clamp with arithmetic, not branches: GCC vectorises this form */
+    x = x * (1.0f - hi - lo) + 87.0f * hi - 87.0f * lo;
+    /* round to nearest with the 1.5 * 2^23 trick (|x log2 e| < 2^22) */
+    n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    e = ((int32_t)n + 127) * (1 << 23);
+    memcpy(&sc, &e, sizeof sc);
+    return p * sc;
+}
+static void bd__silu_rows(float *out, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = x[i] / (1.0f + bd__expf(-x[i]));
+}
+
+/* ---- fast GroupNorm (+ fused SiLU) ----
+   Work is split over (sample, group) pairs for the forward and over groups
+   for the backward (dgamma/dbeta sum over samples in a fixed order).
+   Sums use eight float lanes per channel row combined in double: the same
+   result for every thread count, and vectorisable. */
+static double bd__sum8(const float *x, int64_t n) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double t = 0.0;
+    int64_t i;
+    int e;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (e = 0; e < 8; e++) s[e] += x[i + e];
+    for (; i < n; i++) t += x[i];
+    for (e = 0; e < 8; e++) t += s[e];
+    return t;
+}
+static double bd__sqdev8(const float *x, int64_t n, float mu) {
+    float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    double t = 0.0;
+    int64_t i;
+    int e;
+    for (i = 0; i + 8 <= n; i += 8)
+        for (e = 0; e < 8; e++) {
+            float d = x[i + e] - mu;
+            s[e] += d * d;
+        }
+    for (; i < n; i++) t += (double)(x[i] - mu) * (x[i] - mu);
+    for (e = 0; e < 8; e++) t += s[e];
+    return t;
+}
+
+static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    int64_t Cg = C / G, M = Cg * HW, t;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    for (t = 0; t < N * G; t++) {
+        int64_t n = t / G, g = t % G, c, i;
+        const float *xg = x + (n * C + g * Cg) * HW;
+        float *og = out + (n * C + g * Cg) * HW;
+        double s = 0.0, v = 0.0, mu, rs;
+        for (c = 0; c < Cg; c++) s += bd__sum8(xg + c * HW, HW);
+        mu = s / (double)M;
+        for (c = 0; c < Cg; c++) v += bd__sqdev8(xg + c * HW, HW, (float)mu);
+        rs = 1.0 / sqrt(v / (double)M + 1e-5);
+        mean[t] = (float)mu;
+        rstd[t] = (float)rs;
+        for (c = 0; c < Cg; c++) {
+            int64_t ch = g * Cg + c;
+            float a = (float)rs * gamma[ch], bb = beta[ch] - (float)mu * a;
+            const float *xc = xg + c * HW;
+            float *oc = og + c * HW;
+            if (silu) {
+                for (i = 0; i < HW; i++) {
+                    float y = xc[i] * a + bb;
+                    oc[i] = y / (1.0f + bd__expf(-y));
+                }
+            } else {
+                for (i = 0; i < HW; i++) oc[i] = xc[i] * a + bb;
+            }
+        }
+    }
+}
+
+/* g = dout * silu'(y), y = x a + b (the GroupNorm output, recomputed) */
+static void bd__silu_grad_rows(float *g, const float *dout, const float *x, float a, float b,
+                               int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float y = x[i] * a + b, s = 1.0f / (1.0f + bd__expf(-y));
+        g[i] = dout[i] * (s * (1.0f + y * (1.0f - s)));
+    }
+}
+
+/* GroupNorm backward; with silu, dout is the gradient of silu(GN(x)) and
+   y = GN(x) is recomputed from x, mean, rstd, gamma, beta (never stored),
+   in chunks of BD__GN_CHUNK positions on the stack. */
+#define BD__GN_CHUNK 512
+static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                       const float *mean, const float *rstd, const float *gamma,
+                       const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
+    int64_t Cg = C / G, M = Cg * HW, g;
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    for (g = 0; g < G; g++) {
+        float gb[BD__GN_CHUNK];
+        int64_t n, c, i, i0;
+        for (n = 0; n < N; n++) {
+            float mu = mean[n * G + g], rs = rstd[n * G + g], mg, mgx;
+            double sg = 0.0, sgx = 0.0;
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                float a = rs * gamma[ch], bb = (beta ? beta[ch] : 0.0f) - mu * a;
+                double sd = 0.0, sdx = 0.0;
+                for (i0 = 0; i0 < HW; i0 += BD__GN_CHUNK) {
+                    int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
+                    const float *d = dc + i0;
+                    float sd8[8] = {0, 0, 0, 0, 0, 0, 0, 0}, sx8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    int e;
+                    if (silu) {
+                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
+                        d = gb;
+                    }
+                    for (i = 0; i + 8 <= m; i += 8)
+                        for (e = 0; e < 8; e++) {
+                            float xh = (xc[i0 + i + e] - mu) * rs;
+                            sd8[e] += d[i + e];
+                            sx8[e] += d[i + e] * xh;
+                        }
+                    for (; i < m; i++) {
+                        float xh = (xc[i0 + i] - mu) * rs;
+                        sd += d[i];
+                        sdx += (double)d[i] * xh;
+                    }
+                    for (e = 0; e < 8; e++) { sd += sd8[e]; sdx += sx8[e]; }
+                }
+                if (dgamma) dgamma[ch] += (float)sdx;
+                if (dbeta) dbeta[ch] += (float)sd;
+                sg += gamma[ch] * sd;
+                sgx += gamma[ch] * sdx;
+            }
+            if (!dx) continue;
+            mg = (float)(sg / (double)M);
+            mgx = (float)(sgx / (double)M);
+            for (c = 0; c < Cg; c++) {
+                int64_t ch = g * Cg + c;
+                const float *xc = x + (n * C + ch) * HW;
+                const float *dc = dout + (n * C + ch) * HW;
+                float *dxc = dx + (n * C + ch) * HW;
+                float gm = gamma[ch], a = rs * gm, bb = (beta ? beta[ch] : 0.0f) - mu * a;
+                for (i0 = 0; i0 < HW; i0 += BD__GN_CHUNK) {
+                    int64_t m = HW - i0 < BD__GN_CHUNK ? HW - i0 : BD__GN_CHUNK;
+                    const float *d = dc + i0, *xx = xc + i0;
+                    float *o = dxc + i0;
+                    if (silu) {
+                        bd__silu_grad_rows(gb, dc + i0, xc + i0, a, bb, m);
+                        d = gb;
+                    }
+                    for (i = 0; i < m; i++) o[i] += rs * (d[i] * gm - mg - ((xx[i] - mu) * rs) * mgx);
+                }
+            }
+        }
+    }
+}
+
+BDAPI void bd_groupnorm_forward(float *out, float *mean, float *rstd, const float *x,
+                                const float *gamma, const float *beta, int64_t N, int64_t C,
+                                int64_t HW, int64_t G) {
+    bd__gn_fwd(out, mean, rstd, x, gamma, beta, N, C, HW, G, 0);
+}
+BDAPI void bd_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                 const float *x, const float *mean, const float *rstd,
+                                 const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
+    bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, NULL, N, C, HW, G, 0);
+}
+BDAPI void bd_groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x,
+                                     const float *gamma, const float *beta, int64_t N, int64_t C,
+                                     int64_t HW, int64_t G) {
+    bd__gn_fwd(out, mean, rstd, x, gamma, beta, N, C, HW, G, 1);
+}
+BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout,
+                                      const float *x, const float *mean, const float *rstd,
+                                      const float *gamma, const float *beta, int64_t N,
+                                      int64_t C, int64_t HW, int64_t G) {
+    bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G, 1);
+}
+
+BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) { bd__silu_rows(out, x, n); }
+BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float s = 1.0f / (1.0f + bd__expf(-x[i]));
+        dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
 }
 
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
@@ -2104,7 +3404,7 @@ BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
 /* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.
    S = Q^T K / sqrt(Ch) (HW, HW) -> row softmax (max subtracted) = A;
    O = V A^T (Ch, HW). */
-BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
+static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const float *qkv, int64_t N, int64_t C,
                                 int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, n, h, i, j;
     float scale = (float)(1.0 / sqrt((double)Ch));
@@ -2133,7 +3433,7 @@ BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_
 
 /* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
    dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
-BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
+static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, const float *dout,
                                  const float *qkv, const float *att, int64_t N, int64_t C,
                                  int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, n, h, i, j;
@@ -2162,6 +3462,115 @@ BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
             bd_sgemm(0, 1, Ch, HW, HW, 1.0f, kk, HW, scratch, HW, 1.0f, dq, HW);
             bd_sgemm(0, 0, Ch, HW, HW, 1.0f, q, HW, scratch, HW, 1.0f, dk, HW);
         }
+}
+
+/* ---- fast attention ----
+   One (sample, head) pair per work item, in parallel; the two products of
+   the forward and the four of the backward run on the packed GEMM (Q^T and
+   the transposes are just other pack functions).  Backward items need their
+   own dA/dS scratch: up to BD__ATT_STACK floats it lives on each thread's
+   stack; beyond that the caller's scratch is used and items run in turn. */
+#define BD__ATT_STACK 4096
+static void bd__softmax_rows(float *a, int64_t rows, int64_t n) {
+    int64_t i, j;
+    for (i = 0; i < rows; i++) {
+        float *r = a + i * n, m = r[0], inv;
+        double s = 0.0;
+        for (j = 1; j < n; j++) m = r[j] > m ? r[j] : m;
+        for (j = 0; j < n; j++) r[j] = bd__expf(r[j] - m);
+        s = bd__sum8(r, n);
+        inv = (float)(1.0 / s);
+        for (j = 0; j < n; j++) r[j] *= inv;
+    }
+}
+static void bd__gsrc_plain(bd__gsrc *s, const float *p, int64_t ld, int colmajor) {
+    memset(s, 0, sizeof *s);
+    s->p = p;
+    s->ld = ld;
+    s->pack = colmajor ? bd__pack_colmajor : bd__pack_rowmajor;
+}
+/* one (n, h) item of the forward */
+static void bd__att_fwd_item(float *o, float *a, const float *q, const float *kk, const float *v,
+                             int64_t Ch, int64_t HW, float scale, float *buf) {
+    bd__gsrc sa, sb;
+    /* S (HW,HW) = scale Q^T K: A(i,c) = q[c*HW+i], B(c,j) = k[c*HW+j] */
+    memset(a, 0, (size_t)(HW * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, q, HW, 1);
+    bd__gsrc_plain(&sb, kk, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, HW, HW, Ch, scale, a, HW, buf);
+    bd__softmax_rows(a, HW, HW);
+    /* O (Ch,HW) = V A^T: A(c,j) = v[c*HW+j], B(j,i) = a[i*HW+j] */
+    memset(o, 0, (size_t)(Ch * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, v, HW, 0);
+    bd__gsrc_plain(&sb, a, HW, 0);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, o, HW, buf);
+}
+static void bd__att_bwd_item(float *dq, float *dk, float *dv, float *sc, const float *dO,
+                             const float *q, const float *kk, const float *v, const float *a,
+                             int64_t Ch, int64_t HW, float scale, float *buf) {
+    bd__gsrc sa, sb;
+    int64_t i, j;
+    /* dV += dO A: A(c,i) = dO[c*HW+i], B(i,j) = a[i*HW+j] */
+    bd__gsrc_plain(&sa, dO, HW, 0);
+    bd__gsrc_plain(&sb, a, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dv, HW, buf);
+    /* dA = dO^T V: A(i,c) = dO[c*HW+i], B(c,j) = v[c*HW+j] */
+    memset(sc, 0, (size_t)(HW * HW) * sizeof(float));
+    bd__gsrc_plain(&sa, dO, HW, 1);
+    bd__gsrc_plain(&sb, v, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, HW, HW, Ch, 1.0f, sc, HW, buf);
+    for (i = 0; i < HW; i++) {
+        float *r = sc + i * HW;
+        const float *ar = a + i * HW;
+        double s = 0.0;
+        float sf;
+        for (j = 0; j < HW; j++) s += (double)r[j] * ar[j];
+        sf = (float)s;
+        for (j = 0; j < HW; j++) r[j] = ar[j] * (r[j] - sf) * scale;
+    }
+    /* dQ += K dS^T: A(c,j) = k[c*HW+j], B(j,i) = dS[i*HW+j] */
+    bd__gsrc_plain(&sa, kk, HW, 0);
+    bd__gsrc_plain(&sb, sc, HW, 0);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dq, HW, buf);
+    /* dK += Q dS: A(c,i) = q[c*HW+i], B(i,j) = dS[i*HW+j] */
+    bd__gsrc_plain(&sa, q, HW, 0);
+    bd__gsrc_plain(&sb, sc, HW, 1);
+    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, dk, HW, buf);
+}
+
+BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
+                                int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, t;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    int nt = bd__omp_threads();
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && N * heads > 1)
+    for (t = 0; t < N * heads; t++) {
+        float buf[BD__GEMM_STACK_FLOATS];
+        int64_t n = t / heads, h = t % heads;
+        const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+        bd__att_fwd_item(out + (n * C + h * Ch) * HW, att + t * HW * HW, q, q + C * HW,
+                         q + 2 * C * HW, Ch, HW, scale, buf);
+    }
+}
+
+BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
+                                 const float *qkv, const float *att, int64_t N, int64_t C,
+                                 int64_t HW, int64_t heads) {
+    int64_t Ch = C / heads, t;
+    float scale = (float)(1.0 / sqrt((double)Ch));
+    int nt = bd__omp_threads(), small = HW * HW <= BD__ATT_STACK;
+    (void)nt;
+    BD__OMP_FOR_IF(nt > 1 && small && N * heads > 1)
+    for (t = 0; t < N * heads; t++) {
+        float buf[BD__GEMM_STACK_FLOATS], sbuf[BD__ATT_STACK];
+        int64_t n = t / heads, h = t % heads;
+        const float *q = qkv + (n * 3 * C + h * Ch) * HW;
+        float *dq = dqkv + (n * 3 * C + h * Ch) * HW;
+        bd__att_bwd_item(dq, dq + C * HW, dq + 2 * C * HW, small ? sbuf : scratch,
+                         dout + (n * C + h * Ch) * HW, q, q + C * HW, q + 2 * C * HW,
+                         att + t * HW * HW, Ch, HW, scale, buf);
+    }
 }
 
 /* Frequencies and angles in double: c_noise goes up to 1000, where a float
@@ -2225,7 +3634,12 @@ BDAPI bd_result bd_denoiser_forward(bd_denoiser *d, float *out, const float *z, 
     if (!out || !z || !t) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser forward: NULL pointer");
     if (n < 1) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser forward: batch %lld < 1", (long long)n);
     if (n > d->reserved_batch && (r = bd_denoiser_reserve(d, n)) != BD_SUCCESS) return r;
-    return d->vt->forward(d, out, z, t, n, train);
+    {
+        int prev = bd__threads_enter(d->ctx);
+        r = d->vt->forward(d, out, z, t, n, train);
+        bd__threads_leave(prev);
+        return r;
+    }
 }
 
 BDAPI bd_result bd_denoiser_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
@@ -2233,7 +3647,12 @@ BDAPI bd_result bd_denoiser_backward(bd_denoiser *d, float *dz, const float *dou
     if (!dout) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "denoiser backward: NULL dout");
     if (n < 1 || n > d->reserved_batch)
         return bd_error(d->ctx, BD_ERROR_STATE, "denoiser backward: batch %lld does not match the reserved caches", (long long)n);
-    return d->vt->backward(d, dz, dout, n);
+    {
+        int prev = bd__threads_enter(d->ctx);
+        bd_result r = d->vt->backward(d, dz, dout, n);
+        bd__threads_leave(prev);
+        return r;
+    }
 }
 
 BDAPI bd_result bd_denoiser_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
@@ -2248,7 +3667,8 @@ BDAPI void bd_denoiser_free(bd_denoiser *d) {
 }
 
 BDAPI void bd_denoiser_zero_grad(bd_denoiser *d) {
-    if (d && d->grads) memset(d->grads, 0, (size_t)d->n_params * sizeof(float));
+    /* through the backend: the grads may be device memory */
+    if (d && d->grads) bd_backend_zero(d->ctx, d->grads, (size_t)d->n_params * sizeof(float));
 }
 
 BDAPI int64_t bd_denoiser_sample_size(const bd_denoiser *d) {
@@ -2265,7 +3685,8 @@ BDAPI const bd_param_tensor *bd_denoiser_find_tensor(const bd_denoiser *d, const
 
 BDAPI bd_result bd_denoiser_copy_weights(bd_denoiser *dst, const bd_denoiser *src) {
     int64_t i, j;
-    if (!dst || !src) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!src) return bd_error(dst->ctx, BD_ERROR_INVALID_ARGUMENT, "copy_weights: NULL source");
     if (dst->n_tensors != src->n_tensors)
         return bd_error(dst->ctx, BD_ERROR_SHAPE, "copy_weights: %lld tensors vs %lld",
                         (long long)dst->n_tensors, (long long)src->n_tensors);
@@ -3039,6 +4460,8 @@ BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_
     if (branch < 0 || branch >= K)
         return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: branch %lld not in 0..%lld",
                         (long long)branch, (long long)(K - 1));
+    if (p != BD_PARAM_EPS && p != BD_PARAM_X0 && p != BD_PARAM_V)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_predict: unknown param kind %d", (int)p);
     r = bd_denoiser_forward(d, out, z, t, N, 0);
     if (r != BD_SUCCESS) return r;
     for (n = 0; n < N; n++) {
@@ -3056,7 +4479,7 @@ BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max
     bd_result r;
     int64_t D, KD;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!model || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument");
+    if (!model || !out || !model->vt) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument or uninitialised model");
     *out = NULL;
     if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)max_batch);
     D = bd_denoiser_sample_size(model);
@@ -3177,8 +4600,8 @@ BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, floa
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown param kind %d", (int)cfg->param);
     if (!(cfg->eta >= 0.0))
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
-    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
-    if (branch >= s->model->branches)
+    branch = cfg->branch == -1 ? s->model->branches - 1 : cfg->branch;
+    if (branch < 0 || branch >= s->model->branches)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: branch %lld but the model has %lld",
                         (long long)cfg->branch, (long long)s->model->branches);
     if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
@@ -3349,11 +4772,13 @@ BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int6
     if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
     memset(out, 0, sizeof *out);
     if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
-    if (!(config->lr >= 0.0) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
+    if (!(config->lr >= 0.0 && config->lr <= 1e30) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
         !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
-        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 ||
+        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 || config->total_steps < 0 ||
+        !(config->lr_min >= 0.0 && config->lr_min <= 1e30) || config->grad_clip != config->grad_clip ||
         (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
+                        "warmup and total_steps >= 0, grad_clip not NaN");
     out->m = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     out->v = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
     if (!out->m || !out->v) {
@@ -3628,7 +5053,8 @@ BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, doubl
 }
 
 BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst) {
-    if (!tr || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (!dst) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_copy_ema: NULL destination");
     if (dst->n_params != tr->model->n_params || !dst->params)
         return bd_error(tr->ctx, BD_ERROR_SHAPE, "bd_trainer_copy_ema: destination has %lld params, EMA has %lld",
                         (long long)dst->n_params, (long long)tr->model->n_params);
@@ -3829,10 +5255,10 @@ static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t c
     bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
     if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
     op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
-    op->a[BD__R_N1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_N1] = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
     op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
     op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
-    op->a[BD__R_N2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_N2] = bd__ub_cache(u, 0);
     op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
     op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
     op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
@@ -3976,7 +5402,7 @@ static void bd__unet_build(bd__unet *u) {
     u->pt_out = u->n_tensors;
     bd__ub_norm(u, "", "norm_out", cc);
     bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
-    u->a_nout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    u->a_nout = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
     u->a_mout = bd__ub_cache(u, c->groups);
     u->a_rout = bd__ub_cache(u, c->groups);
     u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
@@ -4102,6 +5528,7 @@ static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
 }
 BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_mult: NULL argument");
     if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
     cfg->levels = n;
@@ -4109,6 +5536,7 @@ BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_confi
 }
 BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
     int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_attn: NULL argument");
     if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
     for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
     for (l = 0; l < n; l++) {
@@ -4130,58 +5558,58 @@ static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *
     const float *x = BD__UVAL(u, op->in);
     float *y = BD__UVAL(u, op->out);
     if (op->type == BD__UOP_RES) {
-        float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
-        float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
         float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
         int64_t co = op->cout;
         if (op->skip >= 0) {
             float *cat = BD__UACT(u, op->a[BD__R_CAT]);
-            bd_concat_forward(cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
+            BD_OP(d->ctx, concat_forward, cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
             x = cat;
         }
-        bd_groupnorm_forward(n1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
-                             BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
-        bd_silu_forward(a1, n1, n * c * hw);
-        bd_conv2d_forward(h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
+        BD_OP(d->ctx, groupnorm_silu_forward, a1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+                                  BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
+        BD_OP(d->ctx, conv2d_forward, h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
                           n, c, op->h, op->w, co, 3, 1, 1);
-        bd_linear_forward(tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
+        BD_OP(d->ctx, linear_forward, tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
                           BD__UP(d, u, op, BD__RP_TB), n, tc, co);
-        bd_add_channel_forward(h1, tp, n, co, hw);
-        bd_groupnorm_forward(n2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
-                             BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
-        bd_silu_forward(a2, n2, n * co * hw);
-        bd_conv2d_forward(y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
+        BD_OP(d->ctx, add_channel_forward, h1, tp, n, co, hw);
+        BD_OP(d->ctx, groupnorm_silu_forward, a2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+                                  BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
                           n, co, op->h, op->w, co, 3, 1, 1);
         if (op->has_skip_conv) {
-            bd_conv2d_forward(u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
+            BD_OP(d->ctx, conv2d_forward, u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
                               n, c, op->h, op->w, co, 1, 1, 0);
-            bd_add_forward(y, y, u->s1, n * co * hw);
+            BD_OP(d->ctx, add_forward, y, y, u->s1, n * co * hw);
         } else {
-            bd_add_forward(y, y, x, n * co * hw);
+            BD_OP(d->ctx, add_forward, y, y, x, n * co * hw);
         }
     } else if (op->type == BD__UOP_ATTN) {
         float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
         float *o = BD__UACT(u, op->a[BD__A_O]);
-        bd_groupnorm_forward(nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
+        BD_OP(d->ctx, groupnorm_forward, nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
                              BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
-        bd_conv2d_forward(qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
+        BD_OP(d->ctx, conv2d_forward, qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
                           n, c, op->h, op->w, 3 * c, 1, 1, 0);
-        bd_attention_forward(o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
-        bd_conv2d_forward(y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
+        BD_OP(d->ctx, attention_forward, o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
                           n, c, op->h, op->w, c, 1, 1, 0);
-        bd_add_forward(y, y, x, n * c * hw);
+        BD_OP(d->ctx, add_forward, y, y, x, n * c * hw);
     } else if (op->type == BD__UOP_DOWN) {
-        bd_conv2d_forward(y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
+        BD_OP(d->ctx, conv2d_forward, y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
                           c, 3, 2, 1);
     } else {
         float *up = BD__UACT(u, op->a[BD__U_UP]);
-        bd_upsample2x_forward(up, x, n, c, op->h, op->w);
-        bd_conv2d_forward(y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
+        BD_OP(d->ctx, upsample2x_forward, up, x, n, c, op->h, op->w);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
                           2 * op->w, c, 3, 1, 1);
     }
 }
 
-static void bd__unet_zero(float *p, int64_t n) { memset(p, 0, (size_t)n * sizeof(float)); }
+/* zeroing and copies go through the backend: the slabs may be device memory */
+static void bd__unet_zero(bd_context *ctx, float *p, int64_t n) {
+    if (n > 0) bd_backend_zero(ctx, p, (size_t)n * sizeof(float));
+}
 
 static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
     int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
@@ -4189,71 +5617,66 @@ static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op 
     const float *gy = BD__UGRAD(u, op->out);
     float *gx = BD__UGRAD(u, op->in);
     if (op->type == BD__UOP_RES) {
-        const float *n1 = BD__UACT(u, op->a[BD__R_N1]), *a1 = BD__UACT(u, op->a[BD__R_A1]);
-        const float *h1 = BD__UACT(u, op->a[BD__R_H1]), *n2 = BD__UACT(u, op->a[BD__R_N2]);
+        const float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
         const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
         int64_t co = op->cout;
         float *gin = gx; /* gradient of the block's (concatenated) input */
         if (op->skip >= 0) {
             x = BD__UACT(u, op->a[BD__R_CAT]);
             gin = u->s3;
-            bd__unet_zero(gin, n * c * hw);
+            bd__unet_zero(d->ctx, gin, n * c * hw);
         }
         /* out = skip(x) + conv2(a2) */
         if (op->has_skip_conv)
-            bd_conv2d_backward(gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
+            BD_OP(d->ctx, conv2d_backward, gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
                                BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
         else
-            bd_add_backward(gin, NULL, gy, n * c * hw);
-        bd__unet_zero(u->s1, n * co * hw);
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
+            BD_OP(d->ctx, add_backward, gin, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * co * hw);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
                            a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s2, n * co * hw);
-        bd_silu_backward(u->s2, u->s1, n2, n * co * hw);
-        bd__unet_zero(u->s1, n * co * hw); /* s1 = d h1 */
-        bd_groupnorm_backward(u->s1, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s2, h1,
-                              BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
-                              BD__UP(d, u, op, BD__RP_N2W), n, co, hw, G);
-        bd__unet_zero(u->gsmall, n * co);
-        bd_add_channel_backward(u->gsmall, u->s1, n, co, hw);
-        bd_linear_backward(u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
+        bd__unet_zero(d->ctx, u->s2, n * co * hw); /* s2 = d h1 (fused GroupNorm+SiLU) */
+        BD_OP(d->ctx, groupnorm_silu_backward, u->s2, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s1,
+                                   h1, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
+                                   BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        bd__unet_zero(d->ctx, u->gsmall, n * co);
+        BD_OP(d->ctx, add_channel_backward, u->gsmall, u->s2, n, co, hw);
+        BD_OP(d->ctx, linear_backward, u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
                            BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
                            BD__UP(d, u, op, BD__RP_TW), n, tc, co);
-        bd__unet_zero(u->s2, n * c * hw); /* s2 = d a1 */
-        bd_conv2d_backward(u->s2, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s1,
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* s1 = d a1 */
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s2,
                            a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(u->s1, n * c * hw); /* s1 = d n1 */
-        bd_silu_backward(u->s1, u->s2, n1, n * c * hw);
-        bd_groupnorm_backward(gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
-                              BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
-                              BD__UP(d, u, op, BD__RP_N1W), n, c, hw, G);
+        BD_OP(d->ctx, groupnorm_silu_backward, gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+                                   BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
+                                   BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
         if (op->skip >= 0)
-            bd_concat_backward(gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
+            BD_OP(d->ctx, concat_backward, gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
     } else if (op->type == BD__UOP_ATTN) {
-        bd_add_backward(gx, NULL, gy, n * c * hw);
-        bd__unet_zero(u->s1, n * c * hw); /* d o */
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
+        BD_OP(d->ctx, add_backward, gx, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* d o */
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
                            BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
                            c, 1, 1, 0);
-        bd__unet_zero(u->s2, n * 3 * c * hw); /* d qkv */
-        bd_attention_backward(u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
+        bd__unet_zero(d->ctx, u->s2, n * 3 * c * hw); /* d qkv */
+        BD_OP(d->ctx, attention_backward, u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
                               BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
-        bd__unet_zero(u->s3, n * c * hw); /* d n */
-        bd_conv2d_backward(u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
+        bd__unet_zero(d->ctx, u->s3, n * c * hw); /* d n */
+        BD_OP(d->ctx, conv2d_backward, u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
                            BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
                            3 * c, 1, 1, 0);
-        bd_groupnorm_backward(gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
+        BD_OP(d->ctx, groupnorm_backward, gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
                               BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
                               BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
     } else if (op->type == BD__UOP_DOWN) {
-        bd_conv2d_backward(gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
+        BD_OP(d->ctx, conv2d_backward, gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
                            n, c, op->h, op->w, c, 3, 2, 1);
     } else {
-        bd__unet_zero(u->s1, n * c * hw * 4);
-        bd_conv2d_backward(u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
+        bd__unet_zero(d->ctx, u->s1, n * c * hw * 4);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
                            BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
                            c, 3, 1, 1);
-        bd_upsample2x_backward(gx, u->s1, n, c, op->h, op->w);
+        BD_OP(d->ctx, upsample2x_backward, gx, u->s1, n, c, op->h, op->w);
     }
 }
 
@@ -4272,10 +5695,13 @@ static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
     ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
     if (!ok || total > (size_t)INT64_MAX / sizeof(float))
         return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
-    slab = BD__CAST(float *, bd_alloc_array(d->ctx, total, sizeof(float)));
-    if (!slab) return d->ctx->last_result;
-    memset(slab, 0, total * sizeof(float));
-    bd_free(d->ctx, u->slab);
+    if (bd_backend_alloc(d->ctx, total * sizeof(float), (void **)&slab) != BD_SUCCESS)
+        return d->ctx->last_result;
+    if (bd_backend_zero(d->ctx, slab, total * sizeof(float)) != BD_SUCCESS) {
+        bd_backend_free(d->ctx, slab);
+        return d->ctx->last_result;
+    }
+    bd_backend_free(d->ctx, u->slab);
     u->slab = slab;
     u->act = slab;
     u->grad = u->act + u->act_ps * batch;
@@ -4302,23 +5728,23 @@ static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, co
     const float *P = d->params;
     float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
     float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
-    float *st = BD__UACT(u, u->a_stemb), *no = BD__UACT(u, u->a_nout), *ao = BD__UACT(u, u->a_aout);
+    float *st = BD__UACT(u, u->a_stemb), *ao = BD__UACT(u, u->a_aout);
     if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
     u->last_train = 0;
-    memcpy(zc, z, (size_t)(n * C * HW) * sizeof(float));
-    for (i = 0; i < n; i++) cn[i] = 1000.0f * t[i];
-    bd_timestep_embedding_forward(emb, cn, n, ch);
-    bd_linear_forward(t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
-    bd_silu_forward(t1s, t1, n * tc);
-    bd_linear_forward(temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
-    bd_silu_forward(st, temb, n * tc);
-    bd_conv2d_forward(BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
+    if (bd_backend_copy(d->ctx, zc, z, (size_t)(n * C * HW) * sizeof(float)) != BD_SUCCESS)
+        return d->ctx->last_result;
+    BD_OP(d->ctx, vec_axpby, cn, 1, t, 1, NULL, 1000.0f, NULL, 0, NULL, 0.0f, n, 1); /* c_noise */
+    BD_OP(d->ctx, timestep_embedding_forward, emb, cn, n, ch);
+    BD_OP(d->ctx, linear_forward, t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
+    BD_OP(d->ctx, silu_forward, t1s, t1, n * tc);
+    BD_OP(d->ctx, linear_forward, temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
+    BD_OP(d->ctx, silu_forward, st, temb, n * tc);
+    BD_OP(d->ctx, conv2d_forward, BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
                       P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
     for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
-    bd_groupnorm_forward(no, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
-                         P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
-    bd_silu_forward(ao, no, n * cf * HW);
-    bd_conv2d_forward(out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
+    BD_OP(d->ctx, groupnorm_silu_forward, ao, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+                              P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
+    BD_OP(d->ctx, conv2d_forward, out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
                       H, H, c->branches * C, 3, 1, 1);
     u->last_n = n;
     u->last_train = train != 0;
@@ -4335,30 +5761,29 @@ static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout,
     float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
     if (!u->last_train || n != u->last_n)
         return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
-    bd__unet_zero(u->grad, u->grad_ps * u->batch);
+    bd__unet_zero(d->ctx, u->grad, u->grad_ps * u->batch);
     /* output head */
-    bd__unet_zero(u->s1, n * cf * HW);
-    bd_conv2d_backward(u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
+    bd__unet_zero(d->ctx, u->s1, n * cf * HW);
+    BD_OP(d->ctx, conv2d_backward, u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
                        BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
                        3, 1, 1);
-    bd__unet_zero(u->s2, n * cf * HW);
-    bd_silu_backward(u->s2, u->s1, BD__UACT(u, u->a_nout), n * cf * HW);
-    bd_groupnorm_backward(BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset, Gp + T[u->pt_out + 1].offset,
-                          u->s2, BD__UVAL(u, u->v_final), BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout),
-                          P + T[u->pt_out].offset, n, cf, HW, c->groups);
+    BD_OP(d->ctx, groupnorm_silu_backward, BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset,
+                               Gp + T[u->pt_out + 1].offset, u->s1, BD__UVAL(u, u->v_final),
+                               BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), P + T[u->pt_out].offset,
+                               P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
     for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
-    bd_conv2d_backward(dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
+    BD_OP(d->ctx, conv2d_backward, dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
                        BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
                        ch, 3, 1, 1);
     /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
-    bd__unet_zero(u->s1, n * tc);
-    bd_silu_backward(u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
-    bd__unet_zero(u->s2, n * tc);
-    bd_linear_backward(u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
+    bd__unet_zero(d->ctx, u->s1, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
+    bd__unet_zero(d->ctx, u->s2, n * tc);
+    BD_OP(d->ctx, linear_backward, u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
                        BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
-    bd__unet_zero(u->s3, n * tc);
-    bd_silu_backward(u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
-    bd_linear_backward(NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
+    bd__unet_zero(d->ctx, u->s3, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
+    BD_OP(d->ctx, linear_backward, NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
                        BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
     return BD_SUCCESS;
 }
@@ -4370,15 +5795,15 @@ static void bd__unet_destroy(bd_denoiser *d) {
     ctx = d->ctx;
     u = BD__CAST(bd__unet *, d->impl);
     if (u) {
-        bd_free(ctx, u->slab);
+        bd_backend_free(ctx, u->slab);
         bd_free(ctx, u->tensors);
         bd_free(ctx, u->tfan);
         bd_free(ctx, u->vals);
         bd_free(ctx, u->ops);
         bd_free(ctx, u);
     }
-    bd_free(ctx, d->params);
-    bd_free(ctx, d->grads);
+    bd_backend_free(ctx, d->params);
+    bd_backend_free(ctx, d->grads);
     bd_free(ctx, d);
 }
 
@@ -4398,6 +5823,7 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     bd_result r;
     bd__unet *u;
     bd_denoiser *d;
+    float *host = NULL;
     int64_t i, j;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
@@ -4422,10 +5848,14 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
     u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
     u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
-    d->params = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
-    d->grads = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
-    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !d->params || !d->grads) {
+    /* params and grads live in the context's backend (device memory for
+       CUDA); the initial values are drawn into a host buffer, then copied */
+    host = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    if (host && bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->params) == BD_SUCCESS)
+        bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->grads);
+    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !host || !d->params || !d->grads) {
         r = ctx->last_result;
+        bd_free(ctx, host);
         bd__unet_destroy(d);
         return r;
     }
@@ -4437,10 +5867,9 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
     d->n_params = u->n_params;
     d->tensors = u->tensors;
     d->n_tensors = u->n_tensors;
-    memset(d->grads, 0, (size_t)u->n_params * sizeof(float));
     for (i = 0; i < u->n_tensors; i++) {
         const bd_param_tensor *t = &u->tensors[i];
-        float *p = d->params + t->offset;
+        float *p = host + t->offset;
         if (u->tfan[i] > 0) {
             float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
             bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
@@ -4448,6 +5877,13 @@ BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng 
             float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
             for (j = 0; j < t->numel; j++) p[j] = v;
         }
+    }
+    r = bd_backend_zero(ctx, d->grads, (size_t)u->n_params * sizeof(float));
+    if (r == BD_SUCCESS) r = bd_backend_upload(ctx, d->params, host, (size_t)u->n_params * sizeof(float));
+    bd_free(ctx, host);
+    if (r != BD_SUCCESS) {
+        bd__unet_destroy(d);
+        return r;
     }
     *out = d;
     return BD_SUCCESS;
@@ -4587,6 +6023,30 @@ BDAPI bd_result bd_model_enable_ema(bd_model *m) {
     m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
     if (!m->ema) return m->ctx->last_result;
     memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_model *m = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) *out = NULL;
+    if (!teacher || !teacher->net || !rng || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_student_init: NULL argument");
+    if ((r = bd_denoiser_create_like(teacher->net, branches, rng, &net)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(net, teacher->net)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    if ((r = bd_model_init(ctx, net, teacher->param, teacher->schedule, &m)) != BD_SUCCESS) return r;
+    if (grid && steps > 0 && (r = bd_model_set_grid(m, grid, steps)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    *out = m;
     return BD_SUCCESS;
 }
 
@@ -4802,8 +6262,9 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
     bd_model *m = NULL;
     bd_result r;
     bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
-    int64_t steps = 0, ostep = 0;
+    int64_t steps = 0, ostep = 0, need = 0, have = 0, ti;
     char why[sizeof ctx->message];
+    for (ti = 0; ti < st->n_tensors; ti++) have += st->tensors[ti].numel;
     if (!bd_safetensors_meta(st, "bdense.version"))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
     s = bd_safetensors_meta(st, "param");
@@ -4833,6 +6294,11 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
         if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
+        /* a few bytes of metadata must not make us allocate a huge network:
+           the file has to hold at least the config's parameters */
+        if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
+        if (need > have)
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
         if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
     } else if (strcmp(arch, "mlp") == 0) {
         bd_mlp_config c = bd_mlp_config_init(1);
@@ -4842,6 +6308,12 @@ static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, co
             (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
             (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
             return r;
+        {   /* parameters of the config (in double: the fields are unchecked here) */
+            double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
+            double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
+            if (np > (double)have)
+                return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
+        }
         if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
             return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
     } else {
@@ -4978,6 +6450,39 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
     return r;
 }
 
+/* Re-home params, grads and the activation slab in `to`'s backend (see
+   bd_denoiser_to_context in >>backend).  The host-side plan stays; it was
+   allocated with from's allocator, so both contexts must share it. */
+static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    bd_context *from = d->ctx;
+    size_t bytes = (size_t)d->n_params * sizeof(float);
+    int64_t batch = u->batch;
+    float *np = NULL, *ng = NULL;
+    bd_result r;
+    r = bd_backend_alloc(to, bytes, (void **)&np);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(to, bytes, (void **)&ng);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, np, from, d->params, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, ng, from, d->grads, bytes);
+    if (r != BD_SUCCESS) {
+        bd_backend_free(to, np);
+        bd_backend_free(to, ng);
+        return r;
+    }
+    bd_backend_free(from, d->params);
+    bd_backend_free(from, d->grads);
+    bd_backend_free(from, u->slab);
+    u->slab = NULL;
+    u->batch = 0;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = 0;
+    d->params = np;
+    d->grads = ng;
+    d->ctx = to;
+    return batch > 0 ? bd__unet_reserve(d, batch) : BD_SUCCESS;
+}
+
 /* UNET-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
@@ -4999,7 +6504,9 @@ __declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to
 #include <unistd.h>
 #ifndef __cplusplus
 /* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+#ifndef fileno /* a macro in some C libraries */
 int fileno(FILE *stream);
+#endif
 int fsync(int fd);
 #endif
 #define BD__FSYNC(f) fsync(fileno(f))
@@ -5007,6 +6514,7 @@ int fsync(int fd);
 #define BD__FSYNC(f) 0
 #endif
 #include <time.h>
+#include <float.h>
 
 static int bd__host_is_le(void) {
     uint32_t one = 1;
@@ -5129,9 +6637,11 @@ static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_siz
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     if ((unsigned long)end > max_size) {
         fclose(f);
@@ -6056,9 +7566,11 @@ BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safete
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
     f = fopen(path, "rb");
     if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot determine the size of '%s'", path);
+        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
     }
     fsize = (uint64_t)end;
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
@@ -6759,10 +8271,10 @@ static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
 
 BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
                                           bd_tensor *out) {
-    const unsigned char *b, *px;
-    unsigned char *owned;
-    size_t n, i, total;
-    int64_t dims[3];
+    const unsigned char *b = NULL, *px = NULL;
+    unsigned char *owned = NULL;
+    size_t n = 0, i, total;
+    int64_t dims[3] = {0, 0, 0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
@@ -6781,10 +8293,10 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
 
 BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
                                           uint8_t **labels, int64_t *count) {
-    const unsigned char *b, *px;
-    unsigned char *owned;
-    size_t n;
-    int64_t dims[1];
+    const unsigned char *b = NULL, *px = NULL;
+    unsigned char *owned = NULL;
+    size_t n = 0;
+    int64_t dims[1] = {0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
@@ -7034,7 +8546,9 @@ static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb,
     if (xa > xb) { t = xa; xa = xb; xb = t; t = ya; ya = yb; yb = t; }
     dx = xb - xa; dy = yb - ya;
     grad = dx < 1e-12 ? 0.0 : dy / dx;
-    if (dx > 1e5) return; /* clipped away upstream; guard anyway */
+    /* coordinates come from finite data inside the box; refuse anything else
+       (a float-to-integer conversion of NaN or 1e300 is undefined) */
+    if (!(fabs(xa) < 1e6 && fabs(xb) < 1e6 && fabs(ya) < 1e6 && fabs(yb) < 1e6)) return;
     for (pass = 0; pass < 2; pass++) {
         double off = pass ? 0.5 : -0.5;
         for (x = floor(xa); x <= ceil(xb); x += 1.0) {
@@ -7128,8 +8642,17 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     }
     if (xlo > xhi) { xlo = 0; xhi = 1; }
     if (ylo > yhi) { ylo = 0; yhi = 1; }
-    if (xhi - xlo < 1e-12 * (fabs(xlo) + 1)) { xlo -= 0.5; xhi += 0.5; }
-    if (yhi - ylo < 1e-12 * (fabs(ylo) + 1)) { ylo -= 0.5; yhi += 0.5; }
+    /* a flat range (or one beyond double precision) is widened around it */
+    if (!(xhi - xlo >= 1e-9 * (fabs(xlo) + fabs(xhi) + 1e-300)) || !isfinite(xhi - xlo)) {
+        double d = 1e-3 * fabs(xlo) + 0.5;
+        if (!isfinite(xhi - xlo)) { xlo = -DBL_MAX / 4; xhi = DBL_MAX / 4; }
+        else { xlo -= d; xhi += d; }
+    }
+    if (!(yhi - ylo >= 1e-9 * (fabs(ylo) + fabs(yhi) + 1e-300)) || !isfinite(yhi - ylo)) {
+        double d = 1e-3 * fabs(ylo) + 0.5;
+        if (!isfinite(yhi - ylo)) { ylo = -DBL_MAX / 4; yhi = DBL_MAX / 4; }
+        else { ylo -= d; yhi += d; }
+    }
     { /* a little headroom on y */
         double m = 0.04 * (yhi - ylo);
         ylo -= m; yhi += m;
@@ -7258,8 +8781,8 @@ static double bd__sd_tri(double px, double py, double r) { /* equilateral, half 
 BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
                                      int64_t first, int64_t n, int64_t size, uint64_t seed) {
     int64_t i, x, y;
-    if (!out || n < 0 || first < 0 || size < 8 || size > 1024)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, 8 <= size <= 1024");
+    if (!out || n < 0 || first < 0 || n > INT64_MAX - first || size < 8 || size > 1024)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "builtin shapes: need out, n >= 0, first >= 0, first + n in range, 8 <= size <= 1024");
     for (i = 0; i < n; i++) {
         bd_rng rng = bd_rng_init(seed ^ ((uint64_t)(first + i) + 1) * 0xD1B54A32D192ED03ull);
         double S = (double)size;
@@ -7451,15 +8974,18 @@ BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill
         for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
         break;
     case BD_WEIGHTS_ADAPTIVE: {
-        double final_scale = (ema && ema[K - 1] > 0.0) ? ema[K - 1] : 0.0;
+        /* the dense group, at its natural relative scale, carries as much
+           loss as the final branch; no dense branch outweighs it */
+        double dense = 0.0, wd = 1.0 / (2.0 * (double)(K - 1));
+        int known = ema != NULL && ema[K - 1] > 0.0;
         if (K == 1) { w[0] = 1.0; break; }
-        for (k = 0; k < K - 1; k++) {
-            double ratio = 1.0;
-            if (final_scale > 0.0 && ema[k] > 0.0) ratio = final_scale / ema[k];
-            /* guard against a branch whose loss collapsed to ~0 taking over */
-            if (ratio > 1e3) ratio = 1e3;
-            w[k] = ratio / (2.0 * (double)(K - 1));
+        for (k = 0; k < K - 1 && known; k++) {
+            if (!(ema[k] >= 0.0)) known = 0;
+            else dense += ema[k];
         }
+        if (known && dense > 0.0) wd = 0.5 * ema[K - 1] / dense;
+        if (wd > 0.5) wd = 0.5;
+        for (k = 0; k < K - 1; k++) w[k] = wd;
         w[K - 1] = 0.5;
         break;
     }
@@ -7515,7 +9041,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.distance = BD_DISTILL_L2;
     c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
-    c.subdiv = method == BD_DISTILL_PD ? BD_SUBDIV_T : BD_SUBDIV_LOGSNR;
+    /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
+       1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
+    c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
     c.teacher_forcing = 0;
     c.param = BD_PARAM_V;
@@ -7672,6 +9200,7 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     d->K = K = config->branches;
     d->Kt = config->teacher_substeps;
     d->N = config->student_steps;
+    d->N_max = d->N;
     if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
     d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
     d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
@@ -7981,6 +9510,34 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
     return BD_SUCCESS;
 }
 
+/* the caller's teacher is never overwritten: a round's teacher is a
+   K-branch network of the student's architecture owned by the distiller */
+static bd_result bd__distill_own_teacher(bd_distill *dist) {
+    bd_context *ctx = dist->ctx;
+    bd_denoiser *st = dist->student;
+    bd_result r;
+    bd_denoiser *nt = NULL;
+    bd_sampler *ns = NULL;
+    int ok = 1;
+    float *tout;
+    if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
+    tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
+    if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
+        (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
+        if (!ok) r = ctx->last_result;
+        bd_free(ctx, tout);
+        bd_denoiser_free(nt);
+        return r;
+    }
+    bd_sampler_free(dist->tsampler);
+    bd_free(ctx, dist->tout);
+    dist->tsampler = ns;
+    dist->tout = tout;
+    dist->owned_teacher = nt;
+    dist->teacher = nt;
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
     bd_context *ctx;
     bd_denoiser *st;
@@ -7993,29 +9550,8 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
         return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
     if (dist->N < 2 || dist->N % 2 != 0)
         return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
-    if (dist->teacher != dist->owned_teacher) {
-        /* the caller's teacher is never overwritten: the next teacher is a
-           K-branch network of the student's architecture owned here */
-        bd_denoiser *nt = NULL;
-        bd_sampler *ns = NULL;
-        int ok = 1;
-        float *tout;
-        if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
-        tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
-        if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
-            (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
-            if (!ok) r = ctx->last_result;
-            bd_free(ctx, tout);
-            bd_denoiser_free(nt);
-            return r;
-        }
-        bd_sampler_free(dist->tsampler);
-        bd_free(ctx, dist->tout);
-        dist->tsampler = ns;
-        dist->tout = tout;
-        dist->owned_teacher = nt;
-        dist->teacher = nt;
-    }
+    if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        return r;
     memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
     memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
     for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
@@ -8080,17 +9616,1353 @@ done:
     return r;
 }
 
+#define BD__DSTATE_META 14
+static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
+    size_t len = 0;
+    int64_t i;
+    buf[0] = '\0';
+    for (i = 0; i < n && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+/* parse exactly n comma-separated doubles */
+static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
+    int64_t i;
+    char *end;
+    if (!s) return 0;
+    for (i = 0; i < n; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s) return 0;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == '\0';
+}
+static int bd__dstate_parse_i64(const char *s, int64_t *v) {
+    char *end;
+    long long x;
+    if (!s || !*s) return 0;
+    x = strtoll(s, &end, 10);
+    if (*end) return 0;
+    *v = (int64_t)x;
+    return 1;
+}
+
+BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    bd_st_write_tensor t[5];
+    bd_st_kv kv[BD__DSTATE_META];
+    char *buf;
+    char *s_grid, *s_bema, small[10][96];
+    size_t cap;
+    int64_t nt = 0, nm = 0, np, i;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
+    np = dist->student->n_params;
+    cap = (size_t)(dist->N + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
+    if (!buf) return ctx->last_result;
+    s_grid = buf;
+    s_bema = buf + cap;
+    bd__dstate_doubles(s_grid, cap, dist->grid, dist->N + 1);
+    bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
+    memset(t, 0, sizeof t);
+    t[nt].name = "optim.m"; t[nt].data = dist->adam.m; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "optim.v"; t[nt].data = dist->adam.v; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.ema"; t[nt].data = dist->ema; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.params"; t[nt].data = dist->student->params; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    if (dist->owned_teacher && dist->teacher == dist->owned_teacher) {
+        t[nt].name = "teacher.params"; t[nt].data = dist->teacher->params; t[nt].ndim = 1;
+        t[nt].shape[0] = dist->teacher->n_params; nt++;
+    }
+    snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
+    snprintf(small[1], 96, "%lld", (long long)dist->K);
+    snprintf(small[2], 96, "%lld", (long long)dist->Kt);
+    snprintf(small[3], 96, "%lld", (long long)dist->step);
+    snprintf(small[4], 96, "%lld", (long long)dist->round);
+    snprintf(small[5], 96, "%lld", (long long)dist->N);
+    snprintf(small[6], 96, "%lld", (long long)dist->adam.step);
+    snprintf(small[7], 96, "%llu,%llu,%llu,%llu", (unsigned long long)dist->rng.s[0],
+             (unsigned long long)dist->rng.s[1], (unsigned long long)dist->rng.s[2],
+             (unsigned long long)dist->rng.s[3]);
+    snprintf(small[8], 96, "%d,%.17g", dist->rng.has_spare, dist->rng.spare);
+    snprintf(small[9], 96, "%lld", (long long)dist->branch_ema_count);
+    kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
+    kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
+    kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
+    kv[nm].key = "bdense.distill.step"; kv[nm++].value = small[3];
+    kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
+    kv[nm].key = "bdense.distill.steps"; kv[nm++].value = small[5];
+    kv[nm].key = "bdense.distill.grid"; kv[nm++].value = s_grid;
+    kv[nm].key = "bdense.distill.optim_step"; kv[nm++].value = small[6];
+    kv[nm].key = "bdense.distill.rng"; kv[nm++].value = small[7];
+    kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
+    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = s_bema;
+    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[9];
+    kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
+    kv[nm].key = "bdense.version"; kv[nm++].value = BDENSE_VERSION_STRING;
+    (void)i;
+    r = bd_safetensors_write(ctx, path, t, nt, kv, nm);
+    bd_free(ctx, buf);
+    return r;
+}
+
+BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    bd_safetensors *st = NULL;
+    const bd_st_tensor *tp, *te, *tm, *tv, *tt;
+    int64_t K, Kt, step, round, N, astep, bcount, np, i;
+    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES], spare;
+    unsigned long long s4[4];
+    int has_spare;
+    const char *m;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "load_state: NULL path");
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    np = dist->student->n_params;
+    m = bd_safetensors_meta(st, "bdense.distill.method");
+    if (!m || strcmp(m, bd_distill_method_name(dist->config.method)) != 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branches"), &K) || K != dist->K ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.teacher_substeps"), &Kt) || Kt != dist->Kt) {
+        r = bd_error(ctx, BD_ERROR_CONFIG, "load_state %s: not a %s distillation with K=%lld, Kt=%lld", path,
+                     bd_distill_method_name(dist->config.method), (long long)dist->K, (long long)dist->Kt);
+        goto done;
+    }
+    if (!bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.step"), &step) || step < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.round"), &round) || round < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.steps"), &N) || N < 1 || N > dist->N_max ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.optim_step"), &astep) || astep < 0 ||
+        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branch_ema_count"), &bcount) || bcount < 0 ||
+        !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
+        !bd_safetensors_meta(st, "bdense.distill.rng") || !bd_safetensors_meta(st, "bdense.distill.rng_spare") ||
+        sscanf(bd_safetensors_meta(st, "bdense.distill.rng"), "%llu,%llu,%llu,%llu", &s4[0], &s4[1], &s4[2], &s4[3]) != 4 ||
+        sscanf(bd_safetensors_meta(st, "bdense.distill.rng_spare"), "%d,%lg", &has_spare, &spare) != 2) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
+        goto done;
+    }
+    if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.grid"), grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.grid", path);
+        goto done;
+    }
+    tp = bd_safetensors_find(st, "student.params");
+    te = bd_safetensors_find(st, "student.ema");
+    tm = bd_safetensors_find(st, "optim.m");
+    tv = bd_safetensors_find(st, "optim.v");
+    tt = bd_safetensors_find(st, "teacher.params");
+    if (!tp || !te || !tm || !tv || tp->numel != np || te->numel != np || tm->numel != np || tv->numel != np ||
+        (round > 0 && dist->config.method == BD_DISTILL_PD && (!tt || tt->numel != np))) {
+        r = bd_error(ctx, BD_ERROR_SHAPE, "load_state %s: tensors missing or not of %lld floats (a different student?)", path, (long long)np);
+        goto done;
+    }
+    if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
+        (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        goto done;
+    if (tt && dist->teacher == dist->owned_teacher) memcpy(dist->teacher->params, tt->data, (size_t)np * sizeof(float));
+    memcpy(dist->student->params, tp->data, (size_t)np * sizeof(float));
+    memcpy(dist->ema, te->data, (size_t)np * sizeof(float));
+    memcpy(dist->adam.m, tm->data, (size_t)np * sizeof(float));
+    memcpy(dist->adam.v, tv->data, (size_t)np * sizeof(float));
+    dist->adam.step = astep;
+    for (i = 0; i <= N; i++) dist->grid[i] = grid[i];
+    dist->N = N;
+    dist->config.student_steps = N;
+    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
+    for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
+    dist->rng.has_spare = has_spare;
+    dist->rng.spare = spare;
+    for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
+    dist->branch_ema_count = bcount;
+    dist->step = step;
+    dist->round = round;
+done:
+    bd_safetensors_free(st);
+    return r;
+}
+
 /* DISTILL-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>backend                                                                */
 /* ------------------------------------------------------------------------ */
-/* BACKEND-IMPLEMENTATION */
-struct bd_backend {
-    const char *name;
-};
-static const bd_backend bd__cpu_backend = {"cpu"};
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        float ca = sa * (a ? a[n] : 1.0f), cb = sb * (b ? b[n] : 1.0f);
+        float *o = out + n * ldo;
+        const float *xr = x + n * ldx;
+        if (y) {
+            const float *yr = y + n * ldy;
+            for (d = 0; d < D; d++) o[d] = ca * xr[d] + cb * yr[d];
+        } else {
+            for (d = 0; d < D; d++) o[d] = ca * xr[d];
+        }
+    }
+}
+
+BDAPI void bd_vec_fill(float *out, float value, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = value;
+}
+
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *a) {
+    int64_t i;
+    double decay = 1.0 - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
+    double sq2 = sqrt(a->bias_c2);
+    for (i = 0; i < n; i++) {
+        double gi = a->grad_scale * (double)g[i];
+        double mi = a->beta1 * (double)m[i] + (1.0 - a->beta1) * gi;
+        double vi = a->beta2 * (double)v[i] + (1.0 - a->beta2) * gi * gi;
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)((double)p[i] * decay - step * mi / (sqrt(vi) / sq2 + a->eps));
+    }
+}
+
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay) {
+    int64_t i;
+    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)p[i]);
+}
+
+BDAPI double bd_vec_sumsq(const float *x, int64_t n) {
+    int64_t i;
+    double s = 0.0;
+    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+/* CPU table entries: the bd_ kernels behind the unused state argument. */
+static bd_result bd__cpu_buffer_alloc(void *st, bd_context *ctx, size_t bytes, void **out) {
+    (void)st;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "buffer_alloc: out is NULL");
+    *out = bd_alloc(ctx, bytes);
+    return *out ? BD_SUCCESS : ctx->last_result;
+}
+static void bd__cpu_buffer_free(void *st, bd_context *ctx, void *p) { (void)st; bd_free(ctx, p); }
+static bd_result bd__cpu_buffer_zero(void *st, bd_context *ctx, void *p, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes) memset(p, 0, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_copy(void *st, bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_sync(void *st, bd_context *ctx) { (void)st; (void)ctx; return BD_SUCCESS; }
+static void bd__cpu_sgemm(void *st, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+    (void)st;
+    bd_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void bd__cpu_linear_forward(void *st, float *out, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t In, int64_t Out) {
+    (void)st;
+    bd_linear_forward(out, x, w, b, N, In, Out);
+}
+static void bd__cpu_linear_backward(void *st, float *dx, float *dw, float *db, const float *dout,
+                                    const float *x, const float *w, int64_t N, int64_t In,
+                                    int64_t Out) {
+    (void)st;
+    bd_linear_backward(dx, dw, db, dout, x, w, N, In, Out);
+}
+static void bd__cpu_silu_forward(void *st, float *out, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_forward(out, x, n);
+}
+static void bd__cpu_silu_backward(void *st, float *dx, const float *dout, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_backward(dx, dout, x, n);
+}
+static void bd__cpu_conv2d_forward(void *st, float *out, float *col, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                                   int64_t Cout, int64_t k, int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_forward(out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_conv2d_backward(void *st, float *dx, float *dw, float *db, float *col,
+                                    const float *dout, const float *x, const float *w, int64_t N,
+                                    int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                                    int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_backward(dx, dw, db, col, dout, x, w, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_groupnorm_forward(void *st, float *out, float *mean, float *rstd,
+                                      const float *x, const float *gamma, const float *beta,
+                                      int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
+}
+static void bd__cpu_groupnorm_backward(void *st, float *dx, float *dgamma, float *dbeta,
+                                       const float *dout, const float *x, const float *mean,
+                                       const float *rstd, const float *gamma, int64_t N,
+                                       int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, N, C, HW, G);
+}
+static void bd__cpu_upsample2x_forward(void *st, float *out, const float *x, int64_t N, int64_t C,
+                                       int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_forward(out, x, N, C, H, W);
+}
+static void bd__cpu_upsample2x_backward(void *st, float *dx, const float *dout, int64_t N,
+                                        int64_t C, int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_backward(dx, dout, N, C, H, W);
+}
+static void bd__cpu_concat_forward(void *st, float *out, const float *a, const float *b, int64_t N,
+                                   int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_forward(out, a, b, N, C1, C2, HW);
+}
+static void bd__cpu_concat_backward(void *st, float *da, float *db, const float *dout, int64_t N,
+                                    int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_backward(da, db, dout, N, C1, C2, HW);
+}
+static void bd__cpu_add_channel_forward(void *st, float *x, const float *e, int64_t N, int64_t C,
+                                        int64_t HW) {
+    (void)st;
+    bd_add_channel_forward(x, e, N, C, HW);
+}
+static void bd__cpu_add_channel_backward(void *st, float *de, const float *dout, int64_t N,
+                                         int64_t C, int64_t HW) {
+    (void)st;
+    bd_add_channel_backward(de, dout, N, C, HW);
+}
+static void bd__cpu_add_forward(void *st, float *out, const float *a, const float *b, int64_t n) {
+    (void)st;
+    bd_add_forward(out, a, b, n);
+}
+static void bd__cpu_add_backward(void *st, float *da, float *db, const float *dout, int64_t n) {
+    (void)st;
+    bd_add_backward(da, db, dout, n);
+}
+static void bd__cpu_attention_forward(void *st, float *out, float *att, const float *qkv,
+                                      int64_t N, int64_t C, int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_forward(out, att, qkv, N, C, HW, heads);
+}
+static void bd__cpu_attention_backward(void *st, float *dqkv, float *scratch, const float *dout,
+                                       const float *qkv, const float *att, int64_t N, int64_t C,
+                                       int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_backward(dqkv, scratch, dout, qkv, att, N, C, HW, heads);
+}
+static void bd__cpu_timestep_embedding_forward(void *st, float *out, const float *c_noise,
+                                               int64_t N, int64_t dim) {
+    (void)st;
+    bd_timestep_embedding_forward(out, c_noise, N, dim);
+}
+static double bd__cpu_mse_forward(void *st, const float *pred, const float *target, const float *w,
+                                  int64_t N, int64_t D) {
+    (void)st;
+    return bd_mse_forward(pred, target, w, N, D);
+}
+static void bd__cpu_mse_backward(void *st, float *dpred, const float *pred, const float *target,
+                                 const float *w, int64_t N, int64_t D) {
+    (void)st;
+    bd_mse_backward(dpred, pred, target, w, N, D);
+}
+static void bd__cpu_vec_axpby(void *st, float *out, int64_t ldo, const float *x, int64_t ldx,
+                              const float *a, float sa, const float *y, int64_t ldy,
+                              const float *b, float sb, int64_t N, int64_t D) {
+    (void)st;
+    bd_vec_axpby(out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
+}
+static void bd__cpu_vec_fill(void *st, float *out, float value, int64_t n) {
+    (void)st;
+    bd_vec_fill(out, value, n);
+}
+static void bd__cpu_vec_adam(void *st, float *p, const float *g, float *m, float *v, int64_t n,
+                             const bd_vec_adam_args *args) {
+    (void)st;
+    bd_vec_adam(p, g, m, v, n, args);
+}
+static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, double decay) {
+    (void)st;
+    bd_vec_ema(ema, p, n, decay);
+}
+static double bd__cpu_vec_sumsq(void *st, const float *x, int64_t n) {
+    (void)st;
+    return bd_vec_sumsq(x, n);
+}
+static void bd__cpu_groupnorm_silu_forward(void *st, float *out, float *mean, float *rstd,
+                                           const float *x, const float *gamma, const float *beta,
+                                           int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_silu_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
+}
+static void bd__cpu_groupnorm_silu_backward(void *st, float *dx, float *dgamma, float *dbeta,
+                                            const float *dout, const float *x, const float *mean,
+                                            const float *rstd, const float *gamma,
+                                            const float *beta, int64_t N, int64_t C, int64_t HW,
+                                            int64_t G) {
+    (void)st;
+    bd_groupnorm_silu_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G);
+}
+
+/* Positional initialiser: the order is the field order of struct bd_backend. */
+static const bd_backend bd__cpu_backend = {
+    "cpu", 0, NULL, NULL,
+    bd__cpu_buffer_alloc, bd__cpu_buffer_free, bd__cpu_buffer_zero,
+    bd__cpu_copy, bd__cpu_copy, bd__cpu_copy, bd__cpu_sync,
+    bd__cpu_sgemm,
+    bd__cpu_linear_forward, bd__cpu_linear_backward,
+    bd__cpu_silu_forward, bd__cpu_silu_backward,
+    bd__cpu_conv2d_forward, bd__cpu_conv2d_backward,
+    bd__cpu_groupnorm_forward, bd__cpu_groupnorm_backward,
+    bd__cpu_upsample2x_forward, bd__cpu_upsample2x_backward,
+    bd__cpu_concat_forward, bd__cpu_concat_backward,
+    bd__cpu_add_channel_forward, bd__cpu_add_channel_backward,
+    bd__cpu_add_forward, bd__cpu_add_backward,
+    bd__cpu_attention_forward, bd__cpu_attention_backward,
+    bd__cpu_timestep_embedding_forward,
+    bd__cpu_mse_forward, bd__cpu_mse_backward,
+    bd__cpu_vec_axpby, bd__cpu_vec_fill, bd__cpu_vec_adam, bd__cpu_vec_ema, bd__cpu_vec_sumsq,
+    bd__cpu_groupnorm_silu_forward, bd__cpu_groupnorm_silu_backward};
+
 static const bd_backend *bd__backend_cpu(void) { return &bd__cpu_backend; }
+BDAPI const bd_backend *bd_backend_cpu(void) { return &bd__cpu_backend; }
+
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be) {
+    const bd_backend *cpu = &bd__cpu_backend;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!be) {
+        ctx->backend = cpu;
+        return BD_SUCCESS;
+    }
+    /* check first (so a refused table is left untouched), then fill */
+#define BD__BE_CHECK(op)                                                                      \
+    if (!be->op && be->device_memory)                                                         \
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED,                                            \
+                        "backend '%s' has device memory but no '" #op "' entry",             \
+                        be->name ? be->name : "?");
+#define BD__BE_FILL(op) if (!be->op) be->op = cpu->op;
+#define BD__BE_ENTRIES(X)                                                                      \
+    X(buffer_alloc) X(buffer_free) X(buffer_zero) X(copy_h2d) X(copy_d2h) X(copy_d2d) X(sync)  \
+    X(sgemm) X(linear_forward) X(linear_backward) X(silu_forward) X(silu_backward)             \
+    X(conv2d_forward) X(conv2d_backward) X(groupnorm_forward) X(groupnorm_backward)            \
+    X(upsample2x_forward) X(upsample2x_backward) X(concat_forward) X(concat_backward)          \
+    X(add_channel_forward) X(add_channel_backward) X(add_forward) X(add_backward)              \
+    X(attention_forward) X(attention_backward) X(timestep_embedding_forward)                   \
+    X(mse_forward) X(mse_backward) X(vec_axpby) X(vec_fill) X(vec_adam) X(vec_ema) X(vec_sumsq) \
+    X(groupnorm_silu_forward) X(groupnorm_silu_backward)
+    BD__BE_ENTRIES(BD__BE_CHECK)
+    BD__BE_ENTRIES(BD__BE_FILL)
+#undef BD__BE_CHECK
+#undef BD__BE_FILL
+#undef BD__BE_ENTRIES
+    ctx->backend = be;
+    return BD_SUCCESS;
+}
+
+BDAPI int bd_backend_on_device(const bd_context *ctx) {
+    return ctx && ctx->backend && ctx->backend->device_memory;
+}
+
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->buffer_alloc(ctx->backend->state, ctx, bytes, out);
+}
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr) {
+    if (ctx && ptr) ctx->backend->buffer_free(ctx->backend->state, ctx, ptr);
+}
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!ptr) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_zero: NULL buffer");
+    return ctx->backend->buffer_zero(ctx->backend->state, ctx, ptr, bytes);
+}
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_upload: NULL pointer");
+    return ctx->backend->copy_h2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_download: NULL pointer");
+    return ctx->backend->copy_d2h(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_copy: NULL pointer");
+    return ctx->backend->copy_d2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_sync(bd_context *ctx) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->sync(ctx->backend->state, ctx);
+}
+
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes) {
+    int dd, sd;
+    void *bounce;
+    bd_result r;
+    if (!dst_ctx || !src_ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(dst_ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_transfer: NULL pointer");
+    dd = bd_backend_on_device(dst_ctx);
+    sd = bd_backend_on_device(src_ctx);
+    if (!dd && !sd) {
+        memmove(dst, src, bytes);
+        return BD_SUCCESS;
+    }
+    if (!sd) return bd_backend_upload(dst_ctx, dst, src, bytes);
+    if (!dd) return bd_backend_download(src_ctx, dst, src, bytes);
+    if (dst_ctx == src_ctx) return bd_backend_copy(dst_ctx, dst, src, bytes);
+    bounce = bd_alloc(dst_ctx, bytes);
+    if (!bounce) return dst_ctx->last_result;
+    r = bd_backend_download(src_ctx, bounce, src, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_upload(dst_ctx, dst, bounce, bytes);
+    bd_free(dst_ctx, bounce);
+    return r;
+}
+
+/* ---- drivers: training and sampling in the model's backend -------------- */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
+    bd_context *from;
+    if (!d || !ctx) return BD_ERROR_INVALID_ARGUMENT;
+    from = d->ctx;
+    if (from == ctx) return BD_SUCCESS;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts (only \"unet\")",
+                        d->vt ? d->vt->kind : "?");
+    if (from->allocator.alloc != ctx->allocator.alloc || from->allocator.free != ctx->allocator.free ||
+        from->allocator.user_data != ctx->allocator.user_data)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_denoiser_to_context: the two contexts must share one host allocator");
+    return bd__unet_to_context(d, ctx);
+}
+
+BDAPI void bd_device_trainer_free(bd_device_trainer *tr) {
+    bd_context *ctx;
+    if (!tr) return;
+    ctx = tr->ctx;
+    bd_backend_free(ctx, tr->m);
+    bd_backend_free(ctx, tr->v);
+    bd_backend_free(ctx, tr->ema);
+    bd_backend_free(ctx, tr->x);
+    bd_backend_free(ctx, tr->eps);
+    bd_backend_free(ctx, tr->z);
+    bd_backend_free(ctx, tr->t);
+    bd_backend_free(ctx, tr->out);
+    bd_backend_free(ctx, tr->dout);
+    bd_backend_free(ctx, tr->tgt);
+    bd_backend_free(ctx, tr->ybuf);
+    bd_backend_free(ctx, tr->coef);
+    bd_free(ctx, tr->h_eps);
+    bd_free(ctx, tr->h_t);
+    bd_free(ctx, tr->h_coef);
+    bd_free(ctx, tr->h_alpha);
+    bd_free(ctx, tr->h_sigma);
+    bd_free(ctx, tr);
+}
+
+/* Only the UNet runs its layers through the backend table; the other
+   kinds compute on the host and cannot use device buffers. */
+static bd_result bd__backend_model_ok(bd_denoiser *d, const char *who) {
+    if (bd_backend_on_device(d->ctx) && (!d->vt || strcmp(d->vt->kind, "unet") != 0))
+        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "%s: a \"%s\" denoiser cannot run on the device backend '%s' (only \"unet\")",
+                        who, d->vt ? d->vt->kind : "?", d->ctx->backend->name);
+    return BD_SUCCESS;
+}
+
+/* floats of the coefficient block: alpha, sigma, ca, cc (B each), w_rows,
+   cc_rows (B*K each) */
+#define BD__DT_COEF(B, K) (4 * (B) + 2 * (B) * (K))
+
+BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
+                                       int64_t max_batch, bd_device_trainer **out) {
+    bd_context *ctx;
+    bd_device_trainer *tr;
+    bd_result r;
+    int64_t B = max_batch, D, K, KD, P;
+    size_t fs = sizeof(float);
+    if (!model || !model->ctx || !config || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    ctx = model->ctx;
+    *out = NULL;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: max_batch %lld < 1", (long long)B);
+    if ((config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
+        (config->weighting != BD_WEIGHT_NONE && config->weighting != BD_WEIGHT_SNR_TRUNC) ||
+        !(config->ema_decay >= 0.0 && config->ema_decay <= 1.0) || !(config->t_min >= 0.0 && config->t_min < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need a known param and weighting, ema_decay in [0,1], t_min in [0,1)");
+    if (!(config->adam.lr >= 0.0) || !(config->adam.beta1 >= 0.0 && config->adam.beta1 < 1.0) ||
+        !(config->adam.beta2 >= 0.0 && config->adam.beta2 < 1.0) || !(config->adam.eps > 0.0) ||
+        !(config->adam.weight_decay >= 0.0) || config->adam.warmup_steps < 0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
+    if (model->n_params < 1 || !model->params || !model->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: the model has no trainable parameters");
+    if ((r = bd__backend_model_ok(model, "bd_device_trainer_init")) != BD_SUCCESS) return r;
+    D = bd_denoiser_sample_size(model);
+    K = model->branches;
+    KD = D * K;
+    P = model->n_params;
+    if (D < 1 || K < 1 || B > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_trainer_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
+    tr = BD__CAST(bd_device_trainer *, bd_alloc(ctx, sizeof(bd_device_trainer)));
+    if (!tr) return ctx->last_result;
+    memset(tr, 0, sizeof *tr);
+    tr->ctx = ctx;
+    tr->model = model;
+    tr->config = *config;
+    tr->max_batch = B;
+    tr->D = D;
+    tr->KD = KD;
+    if (bd_schedule_init(&tr->sched, config->schedule) != BD_SUCCESS) {
+        bd_free(ctx, tr);
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: unknown schedule %d", (int)config->schedule);
+    }
+    r = BD_SUCCESS;
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->m);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->v);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->ema);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->x);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->eps);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&tr->t);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->dout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->tgt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->ybuf);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DT_COEF(B, K) * fs, (void **)&tr->coef);
+    if (r == BD_SUCCESS) {
+        tr->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        tr->h_t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, fs));
+        tr->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DT_COEF(B, K), fs));
+        tr->h_alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        tr->h_sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        if (!tr->h_eps || !tr->h_t || !tr->h_coef || !tr->h_alpha || !tr->h_sigma) r = ctx->last_result;
+    }
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->m, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->v, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, tr->ema, model->params, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
+    if (r != BD_SUCCESS) {
+        bd_device_trainer_free(tr);
+        return r;
+    }
+    tr->rng = bd_rng_init(config->seed);
+    *out = tr;
+    return BD_SUCCESS;
+}
+
+/* t (n) and eps (n, D) into the host staging buffers, as bd_trainer_step */
+static void bd__dtrainer_draw(bd_device_trainer *tr, int64_t n) {
+    int64_t j;
+    for (j = 0; j < n; j++) {
+        double t = 1.0 - bd_rng_uniform(&tr->rng);
+        if (t < tr->config.t_min) t = tr->config.t_min;
+        tr->h_t[j] = (float)t;
+        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
+    }
+    bd_rng_normal(&tr->rng, tr->h_eps, n * tr->D);
+}
+
+BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
+                                       double *loss_out) {
+    bd_context *ctx;
+    bd_denoiser *d;
+    const bd_trainer_config *c;
+    int64_t D, K, KD, B, j, k;
+    float *cf, *al, *sg, *ca, *cc, *wr, *ccr;
+    double loss, gn, scale = 1.0, decay, lr;
+    bd_vec_adam_args aa;
+    bd_result r;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = tr->ctx;
+    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: NULL batch");
+    if (n < 1 || n > tr->max_batch)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: batch %lld not in 1..%lld",
+                        (long long)n, (long long)tr->max_batch);
+    d = tr->model;
+    c = &tr->config;
+    D = tr->D;
+    K = d->branches;
+    KD = tr->KD;
+    B = tr->max_batch;
+    /* host draws, in bd_trainer_step's order (or the ones made ahead) */
+    if (tr->pre_valid && tr->pre_n == n && memcmp(&tr->rng, &tr->pre_from, sizeof tr->rng) == 0)
+        tr->rng = tr->pre_to;
+    else
+        bd__dtrainer_draw(tr, n);
+    tr->pre_valid = 0;
+    cf = tr->h_coef;
+    al = cf; sg = cf + B; ca = cf + 2 * B; cc = cf + 3 * B; wr = cf + 4 * B; ccr = wr + B * K;
+    for (j = 0; j < n; j++) {
+        double a = 0.0, cx = 1.0, w = 1.0;
+        al[j] = (float)tr->h_alpha[j];
+        sg[j] = (float)tr->h_sigma[j];
+        if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
+            double snr = (tr->h_alpha[j] * tr->h_alpha[j]) / (tr->h_sigma[j] * tr->h_sigma[j]);
+            w = snr > 1.0 ? snr : 1.0;
+            bd_param_x_coeffs(c->param, tr->h_alpha[j], tr->h_sigma[j], &a, &cx);
+        }
+        ca[j] = (float)a;
+        cc[j] = (float)cx;
+        for (k = 0; k < K; k++) {
+            wr[j * K + k] = (float)w;
+            ccr[j * K + k] = (float)cx;
+        }
+    }
+    if ((r = bd_backend_upload(ctx, tr->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->eps, tr->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->t, tr->h_t, (size_t)n * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->coef, cf, (size_t)BD__DT_COEF(B, K) * sizeof(float))) != BD_SUCCESS) return r;
+    al = tr->coef; sg = al + B; ca = al + 2 * B; cc = al + 3 * B; wr = al + 4 * B; ccr = wr + B * K;
+    /* z = alpha x + sigma eps */
+    BD_OP(ctx, vec_axpby, tr->z, D, tr->x, D, al, 1.0f, tr->eps, D, sg, 1.0f, n, D);
+    if ((r = bd_backend_zero(ctx, d->grads, (size_t)d->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1)) != BD_SUCCESS) return r;
+    /* every branch gets the same target; rows (j, k) of out are (n*K, D) */
+    if ((r = bd_backend_zero(ctx, tr->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    /* the staging buffers are uploaded: draw the next step's noise while
+       the device runs the forward (the loss below waits for it) */
+    tr->pre_from = tr->rng;
+    bd__dtrainer_draw(tr, n);
+    tr->pre_to = tr->rng;
+    tr->rng = tr->pre_from;
+    tr->pre_n = n;
+    tr->pre_valid = 1;
+    if (c->weighting == BD_WEIGHT_NONE) {
+        for (k = 0; k < K; k++) {
+            float *tk = tr->tgt + k * D;
+            if (c->param == BD_PARAM_EPS)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else if (c->param == BD_PARAM_X0)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else /* v = alpha eps - sigma x */
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, al, 1.0f, tr->x, D, sg, -1.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->out, tr->tgt, NULL, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->out, tr->tgt, NULL, n * K, D);
+    } else { /* x-space: y = ca z + cc o, weight max(snr, 1) */
+        for (k = 0; k < K; k++) {
+            BD_OP(ctx, vec_axpby, tr->ybuf + k * D, KD, tr->z, D, ca, 1.0f, tr->out + k * D, KD, cc, 1.0f, n, D);
+            BD_OP(ctx, vec_axpby, tr->tgt + k * D, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, vec_axpby, tr->dout, D, tr->dout, D, ccr, 1.0f, NULL, 0, NULL, 0.0f, n * K, D);
+    }
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    tr->last_loss = loss;
+    if (loss_out) *loss_out = loss;
+    if (!isfinite(loss))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite loss at step %lld; nothing changed",
+                        (long long)(tr->step + 1));
+    if ((r = bd_denoiser_backward(d, NULL, tr->dout, n)) != BD_SUCCESS) return r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, d->grads, d->n_params));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    tr->last_grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(tr->step + 1));
+    /* torch.nn.utils.clip_grad_norm_, then AdamW (as bd_adam_step) */
+    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
+    k = tr->step + 1;
+    lr = bd_adam_lr(&c->adam, k);
+    aa.lr = lr;
+    aa.beta1 = c->adam.beta1;
+    aa.beta2 = c->adam.beta2;
+    aa.eps = c->adam.eps;
+    aa.weight_decay = c->adam.weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)k);
+    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)k);
+    BD_OP(ctx, vec_adam, d->params, d->grads, tr->m, tr->v, d->n_params, &aa);
+    tr->step = k;
+    tr->last_lr = lr;
+    decay = c->ema_decay;
+    if (c->ema_warmup) {
+        double w = (1.0 + (double)k) / (10.0 + (double)k);
+        if (w < decay) decay = w;
+    }
+    BD_OP(ctx, vec_ema, tr->ema, d->params, d->n_params, decay);
+    return bd_backend_sync(ctx);
+}
+
+BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
+                                           float *m, float *v) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    bytes = (size_t)tr->model->n_params * sizeof(float);
+    if (params && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, params, tr->model->params, bytes);
+    if (ema && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, ema, tr->ema, bytes);
+    if (m && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, m, tr->m, bytes);
+    if (v && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, v, tr->v, bytes);
+    return r;
+}
+
+BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
+                                         const float *m, const float *v) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (step < 0) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_upload: step %lld < 0", (long long)step);
+    bytes = (size_t)tr->model->n_params * sizeof(float);
+    if (ema && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->ema, ema, bytes);
+    if (m && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->m, m, bytes);
+    if (v && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->v, v, bytes);
+    if (r == BD_SUCCESS) tr->step = step;
+    return r;
+}
+
+BDAPI void bd_device_sampler_free(bd_device_sampler *s) {
+    bd_context *ctx;
+    if (!s) return;
+    ctx = s->ctx;
+    bd_backend_free(ctx, s->z);
+    bd_backend_free(ctx, s->out);
+    bd_backend_free(ctx, s->x_hat);
+    bd_backend_free(ctx, s->eps_hat);
+    bd_backend_free(ctx, s->aux);
+    bd_backend_free(ctx, s->aux2);
+    bd_backend_free(ctx, s->noise);
+    bd_backend_free(ctx, s->t);
+    bd_free(ctx, s->h_noise);
+    bd_free(ctx, s);
+}
+
+BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
+                                       bd_device_sampler **out) {
+    bd_context *ctx;
+    bd_device_sampler *s;
+    bd_result r;
+    int64_t B = max_batch, D, KD;
+    size_t fs = sizeof(float);
+    if (!model || !model->ctx || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    ctx = model->ctx;
+    *out = NULL;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: max_batch %lld < 1", (long long)B);
+    if ((r = bd__backend_model_ok(model, "bd_device_sampler_init")) != BD_SUCCESS) return r;
+    D = bd_denoiser_sample_size(model);
+    KD = D * model->branches;
+    if (D < 1 || KD < 1 || B > (((int64_t)1 << 40) / KD))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_sampler_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
+    s = BD__CAST(bd_device_sampler *, bd_alloc(ctx, sizeof(bd_device_sampler)));
+    if (!s) return ctx->last_result;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->model = model;
+    s->max_batch = B;
+    s->D = D;
+    s->KD = KD;
+    r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&s->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->x_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->eps_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux2);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->noise);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&s->t);
+    if (r == BD_SUCCESS) {
+        s->h_noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        if (!s->h_noise) r = ctx->last_result;
+    }
+    if (r != BD_SUCCESS) {
+        bd_device_sampler_free(s);
+        return r;
+    }
+    *out = s;
+    return BD_SUCCESS;
+}
+
+/* one network call on z at time t: x_hat, eps_hat (nb rows) */
+static bd_result bd__dsampler_eval(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                   const bd_schedule *sc, int64_t branch, const float *z, double t,
+                                   int64_t nb) {
+    bd_context *ctx = s->ctx;
+    int64_t D = s->D, KD = s->KD;
+    const float *o = s->out + branch * D;
+    double al, sg;
+    bd_result r;
+    bd_schedule_alpha_sigma(sc, t, &al, &sg);
+    BD_OP(ctx, vec_fill, s->t, (float)t, nb);
+    if ((r = bd_denoiser_forward(s->model, s->out, z, s->t, nb, 0)) != BD_SUCCESS) return r;
+    if (cfg->param == BD_PARAM_EPS) {
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (al > 0.0)
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)(1.0 / al), o, KD, NULL, (float)(-sg / al), nb, D);
+        else
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+    } else if (cfg->param == BD_PARAM_X0) {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (sg > 0.0)
+            BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)(1.0 / sg), o, KD, NULL, (float)(-al / sg), nb, D);
+        else
+            BD_OP(ctx, vec_fill, s->eps_hat, 0.0f, nb * D);
+    } else {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)al, o, KD, NULL, (float)(-sg), nb, D);
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)sg, o, KD, NULL, (float)al, nb, D);
+    }
+    return BD_SUCCESS;
+}
+
+/* z = a z + b y (nb*D floats as one row) */
+#define BD__DS_AXPBY(ctx, zz, a, yy, b, m)                                                    \
+    BD_OP(ctx, vec_axpby, zz, m, zz, m, NULL, (float)(a), yy, m, NULL, (float)(b), 1, m)
+
+BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe) {
+    bd_context *ctx;
+    bd_schedule sc;
+    int64_t S, i, c0, D, branch, count = 0;
+    bd_result r;
+    if (!s) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = s->ctx;
+    if (!cfg || !x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: NULL argument");
+    if (n < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: n %lld < 1", (long long)n);
+    if (cfg->kind < BD_SAMPLER_DDIM || cfg->kind > BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown sampler kind %d", (int)cfg->kind);
+    if (cfg->param != BD_PARAM_EPS && cfg->param != BD_PARAM_X0 && cfg->param != BD_PARAM_V)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown param kind %d", (int)cfg->param);
+    if (!(cfg->eta >= 0.0))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
+    if (cfg->clip_x || cfg->callback)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_sampler_run: clip_x and per-step callbacks need the host sampler (bd_sampler_run)");
+    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
+    if (branch >= s->model->branches)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: branch %lld but the model has %lld",
+                        (long long)cfg->branch, (long long)s->model->branches);
+    if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: %s needs an rng", bd_sampler_name(cfg->kind));
+    if ((r = bd_sampler_grid(ctx, cfg, s->grid)) != BD_SUCCESS) return r;
+    if (bd_schedule_init(&sc, cfg->schedule) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_sampler_run: unknown schedule %d", (int)cfg->schedule);
+    S = cfg->steps;
+    D = s->D;
+    for (c0 = 0; c0 < n; c0 += s->max_batch) {
+        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch, m = nb * D;
+        float *z = s->z;
+        double h_prev = 0.0, fin;
+        int have_prev = 0;
+        if ((r = bd_backend_upload(ctx, z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+        count = 0;
+        for (i = 0; i < S; i++) {
+            double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
+            bd_schedule_alpha_sigma(&sc, t, &at, &st);
+            bd_schedule_alpha_sigma(&sc, u, &as, &ss);
+            if ((r = bd__dsampler_eval(s, cfg, &sc, branch, z, t, nb)) != BD_SUCCESS) return r;
+            count++;
+            if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
+                if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                continue;
+            }
+            switch (cfg->kind) {
+            case BD_SAMPLER_DDIM: {
+                double cn = 0.0, dir;
+                if (cfg->eta > 0.0) {
+                    double q = 1.0 - (at * at) / (as * as);
+                    cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
+                    if (cn > ss) cn = ss;
+                    bd_rng_normal(rng, s->h_noise, m);
+                    if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                }
+                dir = sqrt(ss * ss - cn * cn);
+                BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
+                if (cn > 0.0) BD__DS_AXPBY(ctx, z, 1.0, s->noise, cn, m);
+                break;
+            }
+            case BD_SAMPLER_DDPM: {
+                double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
+                if (vts < 0.0) vts = 0.0;
+                cz = (at / as) * (ss * ss) / (st * st);
+                cx = as * vts / (st * st);
+                sd = sqrt(vts * ss * ss / (st * st));
+                bd_rng_normal(rng, s->h_noise, m);
+                if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx, m);
+                BD__DS_AXPBY(ctx, z, 1.0, s->noise, sd, m);
+                break;
+            }
+            case BD_SAMPLER_EULER: {
+                /* z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
+                double gt = st / at, gs = ss / as;
+                BD__DS_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
+                break;
+            }
+            case BD_SAMPLER_HEUN: {
+                double gt = st / at, gs = ss / as, h = as * (gs - gt);
+                /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
+                BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
+                BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
+                if ((r = bd__dsampler_eval(s, cfg, &sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
+                count++;
+                /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
+                BD__DS_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
+                BD__DS_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
+                BD__DS_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
+                break;
+            }
+            case BD_SAMPLER_DPMPP_2M: {
+                double lt = log(at / st), ls = log(as / ss), h = ls - lt;
+                double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
+                if (have_prev) {
+                    double rr = h_prev / h;
+                    w1 = 1.0 + 1.0 / (2.0 * rr);
+                    w0 = -1.0 / (2.0 * rr);
+                }
+                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
+                if (have_prev) BD__DS_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
+                if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+                have_prev = 1;
+                h_prev = h;
+                break;
+            }
+            default:
+                return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device sampler: unknown kind");
+            }
+        }
+        fin = BD_OP(ctx, vec_sumsq, z, m);
+        if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+        if (!isfinite(fin))
+            return bd_error(ctx, BD_ERROR_NONFINITE, "device sampler: non-finite samples after %lld steps", (long long)S);
+        if ((r = bd_backend_download(ctx, x + c0 * D, z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+    }
+    if (nfe) *nfe = count;
+    return BD_SUCCESS;
+}
+
+/* ---- B-DENSE PD step in the models' backend ------------------------------ */
+/* coefficient block: 9 per-sample rows then 4 per-(branch, sample) rows */
+enum { BD__DD_AT, BD__DD_ST, BD__DD_TT, BD__DD_TCUR, BD__DD_CZ, BD__DD_CO, BD__DD_LAM, BD__DD_XZ,
+       BD__DD_XO, BD__DD_ROWS };
+#define BD__DD_COEF(B, K) (BD__DD_ROWS * (B) + 4 * (K) * (B))
+
+BDAPI void bd_device_distill_free(bd_device_distill *dd) {
+    bd_context *ctx;
+    if (!dd) return;
+    ctx = dd->ctx;
+    bd_backend_free(ctx, dd->m);
+    bd_backend_free(ctx, dd->v);
+    bd_backend_free(ctx, dd->ema);
+    bd_backend_free(ctx, dd->x);
+    bd_backend_free(ctx, dd->zt);
+    bd_backend_free(ctx, dd->zcur);
+    bd_backend_free(ctx, dd->tout);
+    bd_backend_free(ctx, dd->zs);
+    bd_backend_free(ctx, dd->xt);
+    bd_backend_free(ctx, dd->sout);
+    bd_backend_free(ctx, dd->dout);
+    bd_backend_free(ctx, dd->y);
+    bd_backend_free(ctx, dd->dy);
+    bd_backend_free(ctx, dd->coef);
+    bd_free(ctx, dd->h_eps);
+    bd_free(ctx, dd->h_coef);
+    bd_free(ctx, dd->idx);
+    bd_free(ctx, dd->at);
+    bd_free(ctx, dd->st);
+    bd_free(ctx, dd->an);
+    bd_free(ctx, dd->sn);
+    bd_free(ctx, dd->as);
+    bd_free(ctx, dd->ss);
+    bd_free(ctx, dd->grid);
+    bd_free(ctx, dd->tgrid);
+    bd_free(ctx, dd);
+}
+
+BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
+                                       bd_denoiser *student, int64_t max_batch,
+                                       bd_device_distill **out) {
+    bd_context *ctx;
+    bd_device_distill *dd;
+    bd_result r;
+    int64_t B = max_batch, D, K, P, i;
+    size_t fs = sizeof(float), ds = sizeof(double);
+    if (!student || !student->ctx) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = student->ctx;
+    if (!config || !teacher || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: NULL argument");
+    *out = NULL;
+    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
+    if (config->method != BD_DISTILL_PD || config->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step does PD with the L2 distance (use bd_distill_step for TD or L1)");
+    if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
+    if (student->branches != config->branches)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: student has %lld branches, config %lld",
+                        (long long)student->branches, (long long)config->branches);
+    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_device_distill_init: teacher and student samples differ");
+    if (student->n_params < 1 || !student->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: the student has no trainable parameters");
+    if ((r = bd__backend_model_ok(student, "bd_device_distill_init")) != BD_SUCCESS) return r;
+    if ((r = bd__backend_model_ok(teacher, "bd_device_distill_init")) != BD_SUCCESS) return r;
+    dd = BD__CAST(bd_device_distill *, bd_alloc(ctx, sizeof(bd_device_distill)));
+    if (!dd) return ctx->last_result;
+    memset(dd, 0, sizeof *dd);
+    dd->ctx = ctx;
+    dd->config = *config;
+    dd->config.custom_grid = NULL;
+    dd->teacher = teacher;
+    dd->student = student;
+    dd->rng = bd_rng_init(config->seed);
+    dd->max_batch = B;
+    dd->D = D = bd_denoiser_sample_size(student);
+    dd->K = K = config->branches;
+    dd->Kt = config->teacher_substeps;
+    dd->N = config->student_steps;
+    P = student->n_params;
+    r = bd_schedule_init(&dd->sched, config->schedule);
+    dd->grid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N + 1), ds));
+    dd->tgrid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N * dd->Kt + 1), ds));
+    dd->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+    dd->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DD_COEF(B, K), fs));
+    dd->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
+    dd->at = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->st = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->an = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->sn = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
+    dd->as = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
+    dd->ss = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
+    if (r == BD_SUCCESS && (!dd->grid || !dd->tgrid || !dd->h_eps || !dd->h_coef || !dd->idx || !dd->at ||
+                            !dd->st || !dd->an || !dd->sn || !dd->as || !dd->ss))
+        r = ctx->last_result;
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->m);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->v);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->ema);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->x);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zcur);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D * teacher->branches) * fs, (void **)&dd->tout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->zs);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->xt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->sout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->dout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->y);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->dy);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DD_COEF(B, K) * fs, (void **)&dd->coef);
+    if (r == BD_SUCCESS) {
+        dd->tt = dd->coef + BD__DD_TT * B;
+        dd->tcur = dd->coef + BD__DD_TCUR * B;
+    }
+    if (r == BD_SUCCESS) {
+        if (config->custom_grid) {
+            for (i = 0; i <= dd->N; i++) dd->grid[i] = config->custom_grid[i];
+            if (dd->grid[0] != 1.0 || dd->grid[dd->N] != 0.0)
+                r = bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: custom grid must run from 1 to 0");
+        } else {
+            r = bd_time_grid(ctx, &dd->sched, config->grid, dd->N, dd->grid);
+        }
+    }
+    if (r == BD_SUCCESS)
+        r = bd_distill_teacher_grid(ctx, &dd->sched, dd->grid, dd->N, dd->Kt, config->subdiv, dd->tgrid);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->m, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->v, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, dd->ema, student->params, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_denoiser_reserve(teacher, B);
+    if (r == BD_SUCCESS) r = bd_denoiser_reserve(student, B);
+    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
+    if (r != BD_SUCCESS) {
+        bd_device_distill_free(dd);
+        return r;
+    }
+    *out = dd;
+    return BD_SUCCESS;
+}
+
+/* x_hat = A z + Bo o and eps_hat = C z + E o for one sample (bd_param_predict) */
+static void bd__dd_param_coeffs(bd_param_kind p, double a, double s, double *A, double *Bo, double *C,
+                                double *E) {
+    if (p == BD_PARAM_EPS) {
+        *C = 0.0; *E = 1.0;
+        if (a > 0.0) { *A = 1.0 / a; *Bo = -s / a; } else { *A = 1.0; *Bo = 0.0; }
+    } else if (p == BD_PARAM_X0) {
+        *A = 0.0; *Bo = 1.0;
+        if (s > 0.0) { *C = 1.0 / s; *E = -a / s; } else { *C = 0.0; *E = 0.0; }
+    } else {
+        *A = a; *Bo = -s; *C = s; *E = a;
+    }
+}
+
+BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
+                                       double *loss_out, double *branch_loss) {
+    bd_context *ctx;
+    const bd_distill_config *c;
+    int64_t D, K, Kt, B, KD, TKD, per, b, j, k, kk;
+    float *h, *dc;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gn, scale = 1.0, decay, tau = 0.0;
+    double emab[BD_DISTILL_MAX_BRANCHES];
+    const double *e = NULL;
+    bd_vec_adam_args aa;
+    bd_result r;
+    size_t cbytes;
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dd->ctx;
+    c = &dd->config;
+    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: PD needs a data batch x");
+    if (n < 1 || n > dd->max_batch)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: batch %lld not in 1..%lld", (long long)n, (long long)dd->max_batch);
+    D = dd->D; K = dd->K; Kt = dd->Kt; B = dd->max_batch; KD = K * D;
+    TKD = dd->teacher->branches * D;
+    per = Kt / K;
+    h = dd->h_coef;
+    dc = dd->coef;
+    cbytes = (size_t)BD__DD_COEF(B, K) * sizeof(float);
+    /* branch weights of this step (as bd_distill_step) */
+    if (c->weights == BD_WEIGHTS_ANNEAL) {
+        tau = (double)dd->step / (double)c->anneal_steps;
+        if (tau > 1.0) tau = 1.0;
+    }
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && dd->branch_ema_count > 0) {
+        double corr = 1.0 - pow(c->adaptive_decay, (double)dd->branch_ema_count);
+        for (k = 0; k < K; k++) emab[k] = dd->branch_ema[k] / corr;
+        e = emab;
+    }
+    if ((r = bd_distill_branch_weights(ctx, dd->weights, c->weights, K, c->aux_beta, tau, e)) != BD_SUCCESS) return r;
+    if ((r = bd_backend_zero(ctx, dd->student->grads, (size_t)dd->student->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    /* draws: a student step per sample, then eps */
+    for (b = 0; b < n; b++) {
+        double xz, xo;
+        int64_t i = (int64_t)(bd_rng_u64(&dd->rng) % (uint64_t)dd->N);
+        dd->idx[b] = i;
+        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i], &dd->at[b], &dd->st[b]);
+        h[BD__DD_AT * B + b] = (float)dd->at[b];
+        h[BD__DD_ST * B + b] = (float)dd->st[b];
+        h[BD__DD_TT * B + b] = (float)dd->grid[i];
+        h[BD__DD_LAM * B + b] = (float)bd_distill_lambda(dd->at[b], dd->st[b]);
+        bd_param_x_coeffs(c->param, dd->at[b], dd->st[b], &xz, &xo);
+        h[BD__DD_XZ * B + b] = (float)xz;
+        h[BD__DD_XO * B + b] = (float)xo;
+    }
+    bd_rng_normal(&dd->rng, dd->h_eps, n * D);
+    if ((r = bd_backend_upload(ctx, dd->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, dd->y, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+    BD_OP(ctx, vec_axpby, dd->zt, D, dd->x, D, dc + BD__DD_AT * B, 1.0f, dd->y, D, dc + BD__DD_ST * B, 1.0f, n, D);
+    if ((r = bd_backend_copy(ctx, dd->zcur, dd->zt, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    /* the teacher: Kt DDIM sub-steps with its final branch */
+    for (j = 1; j <= Kt; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = dd->tgrid[dd->idx[b] * Kt + j], al, sg, A, Bo, C, E;
+            float tc = (float)dd->tgrid[dd->idx[b] * Kt + j - 1];
+            h[BD__DD_TCUR * B + b] = tc;
+            bd_schedule_alpha_sigma(&dd->sched, (double)tc, &al, &sg);
+            bd_schedule_alpha_sigma(&dd->sched, tn, &dd->an[b], &dd->sn[b]);
+            bd__dd_param_coeffs(c->param, al, sg, &A, &Bo, &C, &E);
+            h[BD__DD_CZ * B + b] = (float)(dd->an[b] * A + dd->sn[b] * C);
+            h[BD__DD_CO * B + b] = (float)(dd->an[b] * Bo + dd->sn[b] * E);
+        }
+        if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+        if ((r = bd_denoiser_forward(dd->teacher, dd->tout, dd->zcur, dd->tcur, n, 0)) != BD_SUCCESS) return r;
+        BD_OP(ctx, vec_axpby, dd->zcur, D, dd->zcur, D, dc + BD__DD_CZ * B, 1.0f,
+              dd->tout + (dd->teacher->branches - 1) * D, TKD, dc + BD__DD_CO * B, 1.0f, n, D);
+        if (j % per == 0) {
+            k = j / per - 1;
+            if ((r = bd_backend_copy(ctx, dd->zs + k * n * D, dd->zcur, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+            for (b = 0; b < n; b++) {
+                dd->as[k * n + b] = dd->an[b];
+                dd->ss[k * n + b] = dd->sn[b];
+            }
+        }
+    }
+    /* branch targets (x space) or jump coefficients (z space) */
+    for (k = 0; k < K; k++)
+        for (b = 0; b < n; b++) {
+            double as = dd->as[k * n + b], ss = dd->ss[k * n + b], at = dd->at[b], st = dd->st[b];
+            double rr = 0.0, inv = 1.0, xz, xo, ck;
+            float *row = h + BD__DD_ROWS * B;
+            if (ss != 0.0) {
+                rr = ss / st;
+                inv = 1.0 / (as - rr * at);
+            }
+            row[k * B + b] = (float)inv;                    /* inv */
+            row[(K + k) * B + b] = (float)(-rr * inv);       /* coefficient of z_t */
+            bd_param_x_coeffs(c->param, at, st, &xz, &xo);
+            ck = as - ss * at / st;
+            row[(2 * K + k) * B + b] = (float)(ss / st + ck * xz); /* z-space: cz */
+            row[(3 * K + k) * B + b] = (float)(ck * xo);           /* z-space: co */
+        }
+    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
+    if (c->space == BD_DISTILL_SPACE_X)
+        for (k = 0; k < K; k++)
+            BD_OP(ctx, vec_axpby, dd->xt + k * n * D, D, dd->zs + k * n * D, D, dc + BD__DD_ROWS * B + k * B, 1.0f,
+                  dd->zt, D, dc + BD__DD_ROWS * B + (K + k) * B, 1.0f, n, D);
+    /* the student and the multi-branch loss */
+    if ((r = bd_denoiser_forward(dd->student, dd->sout, dd->zt, dd->tt, n, 1)) != BD_SUCCESS) return r;
+    if ((r = bd_backend_zero(ctx, dd->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    for (k = 0; k < K; k++) {
+        const float *ca, *co, *tg, *lam;
+        float *ok = dd->sout + k * D, *dk = dd->dout + k * D;
+        if (c->space == BD_DISTILL_SPACE_X) {
+            ca = dc + BD__DD_XZ * B; co = dc + BD__DD_XO * B; tg = dd->xt + k * n * D; lam = dc + BD__DD_LAM * B;
+        } else {
+            ca = dc + BD__DD_ROWS * B + (2 * K + k) * B; co = dc + BD__DD_ROWS * B + (3 * K + k) * B;
+            tg = dd->zs + k * n * D; lam = NULL;
+        }
+        BD_OP(ctx, vec_axpby, dd->y, D, dd->zt, D, ca, 1.0f, ok, KD, co, 1.0f, n, D);
+        bl[k] = BD_OP(ctx, mse_forward, dd->y, tg, lam, n, D);
+        if ((r = bd_backend_zero(ctx, dd->dy, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+        BD_OP(ctx, mse_backward, dd->dy, dd->y, tg, lam, n, D);
+        BD_OP(ctx, vec_axpby, dk, KD, dd->dy, D, co, (float)dd->weights[k], dk, KD, NULL, 1.0f, n, D);
+        L += dd->weights[k] * bl[k];
+    }
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    if (loss_out) *loss_out = L;
+    if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
+    dd->last_loss = L;
+    for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
+    if (!(L == L && L < 1e300 && L > -1e300))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
+    if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, dd->student->grads, dd->student->n_params));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    dd->last_grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(dd->step + 1));
+    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
+    kk = dd->step + 1;
+    aa.lr = bd_adam_lr(&c->adam, kk);
+    aa.beta1 = c->adam.beta1;
+    aa.beta2 = c->adam.beta2;
+    aa.eps = c->adam.eps;
+    aa.weight_decay = c->adam.weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)kk);
+    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)kk);
+    BD_OP(ctx, vec_adam, dd->student->params, dd->student->grads, dd->m, dd->v, dd->student->n_params, &aa);
+    decay = c->ema_decay;
+    if (c->ema_warmup) { /* as bd_distill_step: the step count before this step */
+        double w = (1.0 + (double)dd->step) / (10.0 + (double)dd->step);
+        if (w < decay) decay = w;
+    }
+    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params, decay);
+    for (k = 0; k < K; k++)
+        dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
+    dd->branch_ema_count++;
+    dd->step++;
+    return bd_backend_sync(ctx);
+}
+
+BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema) {
+    size_t bytes;
+    bd_result r = BD_SUCCESS;
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    bytes = (size_t)dd->student->n_params * sizeof(float);
+    if (params) r = bd_backend_download(dd->ctx, params, dd->student->params, bytes);
+    if (ema && r == BD_SUCCESS) r = bd_backend_download(dd->ctx, ema, dd->ema, bytes);
+    return r;
+}
+
+/* BACKEND-IMPLEMENTATION */
 
 #ifdef __cplusplus
 }

@@ -121,6 +121,9 @@ int cli_file_exists(const char *path);
    extension of `path` and appends `suffix` */
 void cli_sibling(char *buf, size_t n, const char *path, const char *suffix);
 int cli_ends_with(const char *s, const char *suffix);
+/* make the parent directories of an output path (mkdir -p) and check that
+   it can be written; 0 = fine, else the error is printed (returns 1) */
+int cli_prepare_output(const char *cmd, const char *path);
 
 /* Ctrl-C: the first SIGINT/SIGTERM sets a flag (long loops stop cleanly and
    save); a second one kills the process. */
@@ -187,6 +190,8 @@ int cli_sampler_setup(const char *cmd, const bd_model *m, const char *sampler, i
 /* x (n,C,H,W) <- samples from the noise of `seed`, with a progress bar */
 int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampler_config *cfg, float *x, int64_t n,
                    int64_t max_batch, uint64_t seed, const char *label, int quiet, int64_t *nfe, double *seconds);
+int cli_write_grid_cols(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                        int64_t H, int64_t W, int64_t cols, int64_t zoom);
 int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
                    int64_t H, int64_t W);
 /* FD-RF of x (n) against ref (nref) */
@@ -211,5 +216,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_distill(int argc, char **argv);
 int cmd_trajectories(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

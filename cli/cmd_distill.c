@@ -223,6 +223,9 @@ int cmd_distill(int argc, char **argv) {
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
     if (plot) snprintf(png_path, sizeof png_path, "%s", plot);
+    if (cli_prepare_output("distill", out) || cli_prepare_output("distill", csv_path) ||
+        cli_prepare_output("distill", png_path))
+        return 1;
     if (cli_context(&a, &ctx)) return 1;
 
     r = bd_model_load(ctx, teacher_path, &teacher);
@@ -455,6 +458,7 @@ int cmd_trajectories(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
+    if (cli_prepare_output("trajectories", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, teacher_path, &teacher);
     if (r != BD_SUCCESS) {
@@ -543,7 +547,7 @@ int cmd_compare(int argc, char **argv) {
     cli_args a;
     cli_list students, tsteps;
     const char *teacher_path = NULL, *data = NULL, *grids = NULL, *csv_path = NULL, *ref_sampler = "dpmpp2m";
-    const char *teacher_sampler = "ddim";
+    const char *teacher_sampler = "ddim", *time_grid = "uniform_t", *ref_npy = NULL, *npy = NULL;
     int64_t n = 256, seed = 1234, ref_steps = 100, batch = 64, nref = 10000, show = 8;
     int rc = 1, i, nrows = 0, fd_against_teacher = 0;
     bd_context *ctx = NULL;
@@ -570,8 +574,11 @@ int cmd_compare(int argc, char **argv) {
     cli_add_int(&a, "seed", &seed, "S", "noise seed (shared by all models)");
     cli_add_choice(&a, "ref-sampler", &ref_sampler, "ddim|ddpm|euler|heun|dpmpp2m", "teacher reference sampler");
     cli_range(cli_add_int(&a, "ref-steps", &ref_steps, "S", "teacher reference steps"), 1, BD_SAMPLER_MAX_STEPS);
+    cli_add_str(&a, "ref-npy", &ref_npy, "FILE", "cache of the reference samples: read if it exists, else written");
+    cli_add_str(&a, "npy", &npy, "PREFIX", "write every model's samples to PREFIX.<model>.npy");
     cli_add_choice(&a, "teacher-sampler", &teacher_sampler, "ddim|ddpm|euler|heun|dpmpp2m",
                    "sampler of the few-step teacher rows");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid of the teacher rows");
     cli_add_str(&a, "data", &data, "SPEC", "reference images for FD-RF (fmnist-test:DIR, builtin, npy:FILE)");
     cli_range(cli_add_int(&a, "ref-n", &nref, "N", "reference images for FD-RF"), 2, 1e7);
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
@@ -581,6 +588,17 @@ int cmd_compare(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
+    if (grids) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s.png", grids);
+        if (cli_prepare_output("compare", p)) return 1;
+    }
+    if (cli_prepare_output("compare", csv_path) || cli_prepare_output("compare", ref_npy)) return 1;
+    if (npy) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s.x.npy", npy);
+        if (cli_prepare_output("compare", p)) return 1;
+    }
     if (cli_context(&a, &ctx)) return 1;
     cli_install_interrupt();
     r = bd_model_load(ctx, teacher_path, &teacher);
@@ -614,21 +632,70 @@ int cmd_compare(int argc, char **argv) {
     } else {
         fd_against_teacher = 1;
     }
+    /* every student must load and be a student, before the expensive part */
+    for (i = 0; i < students.n; i++) {
+        bd_safetensors *st = NULL;
+        r = bd_safetensors_load(ctx, students.items[i], &st);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("compare", ctx, r, students.items[i]);
+            goto done;
+        }
+        if (!bd_safetensors_meta(st, "steps")) {
+            bd_safetensors_free(st);
+            rc = cli_fail("compare", "%s is not a distilled student (it has no grid); few-step teachers are listed "
+                          "with --teacher-steps N", students.items[i]);
+            goto done;
+        }
+        bd_safetensors_free(st);
+    }
     /* the teacher's reference */
     {
         bd_sampler_config cfg;
         int64_t nfe = 0;
         double secs = 0;
         cli__row *row = &rows[nrows++];
-        if (cli_sampler_setup("compare", teacher, ref_sampler, ref_steps, 1, "logsnr", 0, 0, &cfg, a.quiet)) goto done;
-        if (cli_sample_run("compare", ctx, teacher, &cfg, ref, n, batch, (uint64_t)seed, "reference", a.quiet, &nfe,
-                           &secs))
+        int cached = 0;
+        if (cli_sampler_setup("compare", teacher, ref_sampler, ref_steps, 1, time_grid, 0, 0, &cfg, a.quiet)) goto done;
+        if (ref_npy && cli_file_exists(ref_npy)) {
+            /* reuse: must be this teacher's n samples (the caller vouches for seed and sampler) */
+            float *cdata = NULL;
+            int64_t shape[4] = {0, 0, 0, 0};
+            int nd = 0;
+            r = cli_npy_read(ctx, ref_npy, &cdata, shape, &nd);
+            if (r != BD_SUCCESS) {
+                rc = cli_fail_bd("compare", ctx, r, ref_npy);
+                goto done;
+            }
+            if (nd != 4 || shape[0] != n || shape[1] != C || shape[2] != H || shape[3] != W) {
+                bd_free(ctx, cdata);
+                rc = cli_fail("compare", "--ref-npy %s holds a different shape than %lld samples of (%lld,%lld,%lld); "
+                              "delete it to recompute", ref_npy, (long long)n, (long long)C, (long long)H, (long long)W);
+                goto done;
+            }
+            memcpy(ref, cdata, sizeof(float) * (size_t)(n * D));
+            bd_free(ctx, cdata);
+            nfe = 0;
+            cached = 1;
+            for (i = 0; i < (int)ref_steps; i++) nfe += cfg.kind == BD_SAMPLER_HEUN && i > 0 ? 2 : 1;
+            cli_note(&a, "reference samples from %s\n", ref_npy);
+        } else if (cli_sample_run("compare", ctx, teacher, &cfg, ref, n, batch, (uint64_t)seed, "reference", a.quiet,
+                                  &nfe, &secs)) {
             goto done;
+        }
+        if (ref_npy && !cached) {
+            int64_t shape[4];
+            shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
+            r = bd_npy_write(ctx, ref_npy, ref, 4, shape);
+            if (r != BD_SUCCESS) {
+                rc = cli_fail_bd("compare", ctx, r, ref_npy);
+                goto done;
+            }
+        }
         snprintf(row->name, sizeof row->name, "teacher %s %lld (reference)", ref_sampler, (long long)ref_steps);
         row->nfe = nfe;
         row->mse = 0;
         row->psnr = INFINITY;
-        row->ms = 1000 * secs / (double)n;
+        row->ms = cached ? NAN : 1000 * secs / (double)n;
         row->fd = -1;
         if (!fd_against_teacher && cli_fdrf("compare", ctx, ref, n, xr, nref, C, H, W, &row->fd)) goto done;
         memcpy(strip, ref, sizeof(float) * (size_t)(show * D));
@@ -670,7 +737,7 @@ int cmd_compare(int argc, char **argv) {
                 if (list[j] == list[i]) break;
             if (j < i) continue;
             row = &rows[nrows++];
-            if (cli_sampler_setup("compare", teacher, teacher_sampler, list[i], 1, "logsnr", 0, 0, &cfg, a.quiet))
+            if (cli_sampler_setup("compare", teacher, teacher_sampler, list[i], 1, time_grid, 0, 0, &cfg, a.quiet))
                 goto done;
             if (cli_sample_run("compare", ctx, teacher, &cfg, x, n, batch, (uint64_t)seed, "teacher", a.quiet, &nfe,
                                &secs))
@@ -706,7 +773,13 @@ int cmd_compare(int argc, char **argv) {
             rc = cli_fail("compare", "%s: image shape differs from the teacher's", students.items[i]);
             goto done;
         }
-        if (cli_sampler_setup("compare", m, "ddim", 1, 0, "logsnr", 0, 0, &cfg, a.quiet) ||
+        if (!m->grid) {
+            bd_model_free(m);
+            rc = cli_fail("compare", "%s is not a distilled student (it has no grid); few-step teachers are listed "
+                          "with --teacher-steps N", students.items[i]);
+            goto done;
+        }
+        if (cli_sampler_setup("compare", m, "ddim", 1, 0, "uniform_t", 0, 0, &cfg, a.quiet) ||
             cli_sample_run("compare", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "student", a.quiet, &nfe, &secs)) {
             bd_model_free(m);
             goto done;
@@ -724,6 +797,17 @@ int cmd_compare(int argc, char **argv) {
             goto done;
         memcpy(strip + nstrip * show * D, x, sizeof(float) * (size_t)(show * D));
         nstrip++;
+        if (npy) {
+            char p[1024];
+            int64_t shape[4];
+            shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
+            snprintf(p, sizeof p, "%s.%s.npy", npy, base);
+            r = bd_npy_write(ctx, p, x, 4, shape);
+            if (r != BD_SUCCESS) {
+                rc = cli_fail_bd("compare", ctx, r, p);
+                goto done;
+            }
+        }
         if (grids) {
             char p[1024];
             snprintf(p, sizeof p, "%s.%s.png", grids, base);
@@ -743,8 +827,11 @@ int cmd_compare(int argc, char **argv) {
         else snprintf(fd, sizeof fd, "-");
         if (isinf(rows[i].psnr)) snprintf(ps, sizeof ps, "ref");
         else snprintf(ps, sizeof ps, "%.2f", rows[i].psnr);
-        printf("| %-34s | %4lld | %10.5f | %9s | %9s | %9.2f |\n", rows[i].name, (long long)rows[i].nfe, rows[i].mse,
-               ps, fd, rows[i].ms);
+        char ms[32];
+        if (rows[i].ms == rows[i].ms) snprintf(ms, sizeof ms, "%.2f", rows[i].ms);
+        else snprintf(ms, sizeof ms, "cached");
+        printf("| %-34s | %4lld | %10.5f | %9s | %9s | %9s |\n", rows[i].name, (long long)rows[i].nfe, rows[i].mse,
+               ps, fd, ms);
     }
     fflush(stdout);
     if (csv_path) {
@@ -762,11 +849,7 @@ int cmd_compare(int argc, char **argv) {
     if (grids) {
         char p[1024];
         snprintf(p, sizeof p, "%s.png", grids);
-        r = bd_png_write_grid(ctx, p, strip, nstrip * show, C, H, W, show, 1);
-        if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("compare", ctx, r, p);
-            goto done;
-        }
+        if (cli_write_grid_cols("compare", ctx, p, strip, nstrip * show, C, H, W, show, 0)) goto done;
         cli_note(&a, "\n%s: rows = the models in table order, columns = the same noise\n", p);
     }
     rc = 0;

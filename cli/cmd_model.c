@@ -151,6 +151,7 @@ int cmd_init(int argc, char **argv) {
     cli_range(cli_add_int(&a, "branches", &arch.branches, "K", "output branches"), 1, 64);
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    if (cli_prepare_output("init", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     if (cli_model_new("init", ctx, &arch, (uint64_t)seed, &m)) {
         bd_context_free(ctx);
@@ -221,7 +222,7 @@ int cmd_info(int argc, char **argv) {
         const char *step = bd_safetensors_meta(st, "optim.step");
         const char *steps = bd_safetensors_meta(st, "steps");
         printf("training step: %s%s\n", step ? step : "none saved",
-               step ? " (resumable with bdense train --resume)" : "");
+               !step ? "" : steps ? " (resumable with bdense distill --resume)" : " (resumable with bdense train --resume)");
         if (steps) printf("distilled student: %s sampling steps on its own grid\n", steps);
     }
     bd_safetensors_free(st);
@@ -264,6 +265,7 @@ int cmd_forward(int argc, char **argv) {
     cli_required(cli_add_str(&a, "out", &out, "FILE", "outputs (N,K*C,H,W) .npy"));
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
+    if (cli_prepare_output("forward", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, ckpt, &m);
     if (r != BD_SUCCESS) {

@@ -61,7 +61,7 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     bd_sampler_config cfg = *cfg0;
     cli__sample_progress prog;
     bd_rng rng = bd_rng_init(seed ^ 0x9E3779B97F4A7C15ull);
-    int64_t D = bd_denoiser_sample_size(m->net) / m->net->branches, nchunks;
+    int64_t D = bd_denoiser_sample_size(m->net), nchunks; /* C*H*W of one input */
     double t0;
     bd_result r;
     if (max_batch > n) max_batch = n;
@@ -88,12 +88,44 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     return 0;
 }
 
-int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
-                   int64_t H, int64_t W) {
-    int64_t cols = (int64_t)ceil(sqrt((double)n));
-    bd_result r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols, 1);
+/* A PNG grid of x (n,C,H,W) with `cols` columns (<= 0: square), 1 px grey
+   padding, every pixel repeated `zoom` times (<= 0: auto, tiles of at
+   least 56 px, so 16x16 samples are visible). */
+int cli_write_grid_cols(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                        int64_t H, int64_t W, int64_t cols, int64_t zoom) {
+    int64_t gh = 0, gw = 0, c, i, j, zh, zw;
+    float *g, *z;
+    bd_result r;
+    if (zoom <= 0) zoom = H >= 56 ? 1 : (56 + H - 1) / H;
+    if (cols <= 0) cols = (int64_t)ceil(sqrt((double)n));
+    if (zoom == 1) {
+        r = bd_png_write_grid(ctx, path, x, n, C, H, W, cols, 1);
+        if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+        return 0;
+    }
+    bd_image_grid(NULL, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    zh = gh * zoom, zw = gw * zoom;
+    g = (float *)malloc(sizeof(float) * (size_t)(C * gh * gw));
+    z = (float *)malloc(sizeof(float) * (size_t)(C * zh * zw));
+    if (!g || !z) {
+        free(g);
+        free(z);
+        return cli_fail(cmd, "out of memory for the picture %s", path);
+    }
+    bd_image_grid(g, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    for (c = 0; c < C; c++)
+        for (i = 0; i < zh; i++)
+            for (j = 0; j < zw; j++) z[(c * zh + i) * zw + j] = g[(c * gh + i / zoom) * gw + j / zoom];
+    r = bd_png_write(ctx, path, z, C, zh, zw);
+    free(g);
+    free(z);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     return 0;
+}
+
+int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                   int64_t H, int64_t W) {
+    return cli_write_grid_cols(cmd, ctx, path, x, n, C, H, W, 0, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -101,7 +133,7 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 /* ---------------------------------------------------------------------- */
 int cmd_sample(int argc, char **argv) {
     cli_args a;
-    const char *ckpt = NULL, *out = NULL, *grid = NULL, *sampler = "ddim", *time_grid = "logsnr";
+    const char *ckpt = NULL, *out = NULL, *grid = NULL, *sampler = "ddim", *time_grid = "uniform_t";
     int64_t n = 64, steps = 50, seed = 0, batch = 64;
     double eta = 0;
     int clip = 0, rc;
@@ -121,7 +153,7 @@ int cmd_sample(int argc, char **argv) {
     cli_add_choice(&a, "sampler", &sampler, "ddim|ddpm|euler|heun|dpmpp2m", "sampler");
     cli_range(cli_add_int(&a, "steps", &steps, "S", "sampler steps (a student: its own, by default)"), 1,
               BD_SAMPLER_MAX_STEPS);
-    cli_add_choice(&a, "time-grid", &time_grid, "logsnr|uniform_t|karras", "time grid (teachers)");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_range(cli_add_num(&a, "eta", &eta, "X", "DDIM eta (0 = deterministic)"), 0, 10);
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
     cli_add_int(&a, "seed", &seed, "S", "noise seed");
@@ -131,6 +163,7 @@ int cmd_sample(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!out && !grid) return cli_fail("sample", "nothing to write: give --out FILE.npy and/or --grid FILE.png");
+    if (cli_prepare_output("sample", out) || cli_prepare_output("sample", grid)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     r = bd_model_load(ctx, ckpt, &m);
     if (r != BD_SUCCESS) {
@@ -202,7 +235,8 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 
 int cmd_eval(int argc, char **argv) {
     cli_args a;
-    const char *ckpt = NULL, *samples = NULL, *data = NULL, *sampler = "ddim", *time_grid = "logsnr", *out = NULL;
+    const char *ckpt = NULL, *samples = NULL, *real = NULL, *data = NULL, *sampler = "ddim", *time_grid = "uniform_t";
+    const char *out = NULL;
     int64_t n = 1000, nref = 10000, steps = 50, seed = 0, batch = 100;
     int clip = 0, rc;
     bd_context *ctx = NULL;
@@ -222,26 +256,41 @@ int cmd_eval(int argc, char **argv) {
                   "--ref-n (the estimate is biased upwards for small n).  docs/cli.md gives the exact network.");
     cli_add_str(&a, "ckpt", &ckpt, "FILE", "model to sample from");
     cli_add_str(&a, "samples", &samples, "FILE", "or: evaluate these samples (.npy, (N,C,H,W) in [-1,1])");
+    cli_add_str(&a, "real", &real, "SPEC", "or: evaluate the first --n images of a data set (the metric's floor)");
     cli_required(cli_add_str(&a, "data", &data, "SPEC", "reference data: fmnist-test:DIR, fmnist:DIR, builtin, npy:FILE"));
     cli_range(cli_add_int(&a, "n", &n, "N", "generated images to use"), 2, 1e7);
     cli_range(cli_add_int(&a, "ref-n", &nref, "N", "reference images to use"), 2, 1e7);
     cli_add_choice(&a, "sampler", &sampler, "ddim|ddpm|euler|heun|dpmpp2m", "sampler (with --ckpt)");
     cli_range(cli_add_int(&a, "steps", &steps, "S", "sampler steps (with --ckpt)"), 1, BD_SAMPLER_MAX_STEPS);
-    cli_add_choice(&a, "time-grid", &time_grid, "logsnr|uniform_t|karras", "time grid (teachers)");
+    cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
     cli_add_int(&a, "seed", &seed, "S", "noise seed (with --ckpt)");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
     cli_add_str(&a, "out", &out, "FILE", "also save the generated samples (.npy)");
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!!ckpt == !!samples) return cli_fail("eval", "give exactly one of --ckpt FILE or --samples FILE.npy");
+    if (!!ckpt + !!samples + !!real != 1)
+        return cli_fail("eval", "give exactly one of --ckpt FILE, --samples FILE.npy or --real SPEC");
+    if (cli_prepare_output("eval", out)) return 1;
     if (cli_context(&a, &ctx)) return 1;
     cli_install_interrupt();
     if (cli_data_open("eval", ctx, data, 0, &ref)) {
         rc = 1;
         goto done;
     }
-    if (samples) {
+    if (real) {
+        cli_data rd;
+        if (cli_data_open("eval", ctx, real, 0, &rd)) goto done;
+        if (rd.kind == CLI_DATA_ARRAY && n > rd.n) n = rd.n;
+        C = rd.c, H = rd.h, W = rd.w;
+        x = (float *)malloc(sizeof(float) * (size_t)(n * C * H * W));
+        if (!x || cli_data_take("eval", &rd, x, n, 777)) {
+            cli_data_free(&rd);
+            rc = x ? 1 : cli_fail("eval", "out of memory");
+            goto done;
+        }
+        cli_data_free(&rd);
+    } else if (samples) {
         int64_t shape[4] = {0, 0, 0, 0};
         int nd = 0;
         r = cli_npy_read(ctx, samples, &x, shape, &nd);
@@ -279,6 +328,8 @@ int cmd_eval(int argc, char **argv) {
             rc = 1;
             goto done;
         }
+        cli_note(&a, "%lld samples, %s %lld steps, %lld NFE, %.2f s (%.1f ms/image)\n", (long long)n, sampler,
+                 (long long)cfg.steps, (long long)nfe, secs, 1000 * secs / (double)n);
         if (out) {
             int64_t shape[4];
             shape[0] = n, shape[1] = C, shape[2] = H, shape[3] = W;
@@ -312,14 +363,72 @@ int cmd_eval(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    printf("FD-RF %.4f  (%lld generated vs %lld reference images)\n", fd, (long long)n, (long long)nref);
+    printf("FD-RF %.4f  (%lld %s vs %lld reference images)\n", fd, (long long)n, real ? "real" : "generated",
+           (long long)nref);
     rc = 0;
 done:
-    if (samples && x) bd_free(ctx, x);
+    if (samples && !real && x) bd_free(ctx, x);
     else free(x);
     free(xr);
     cli_data_free(&ref);
     if (m) bd_model_free(m);
+    bd_context_free(ctx);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- */
+/* bdense data                                                            */
+/* ---------------------------------------------------------------------- */
+int cmd_data(int argc, char **argv) {
+    cli_args a;
+    const char *data = NULL, *out = NULL, *grid = NULL;
+    int64_t n = 64, size = 0, seed = 0;
+    int rc = 1;
+    bd_context *ctx = NULL;
+    cli_data d;
+    float *x = NULL;
+    memset(&d, 0, sizeof d);
+    cli_args_init(&a, "data", "Look at a data source: write its first --n images (builtin: --n fresh ones) as .npy "
+                              "and/or a PNG grid.",
+                  "The same specs as train --data.  Handy for a picture of the built-in shapes, or to turn\n"
+                  "Fashion-MNIST into an .npy for other tools.");
+    cli_required(cli_add_str(&a, "data", &data, "SPEC", "builtin[:SIZE] | fmnist:DIR | fmnist-test:DIR | npy:FILE"));
+    cli_range(cli_add_int(&a, "n", &n, "N", "images"), 1, 1e7);
+    cli_range(cli_add_int(&a, "image-size", &size, "N", "builtin image size (default 28)"), 0, 1024);
+    cli_add_int(&a, "seed", &seed, "S", "builtin seed");
+    cli_add_str(&a, "out", &out, "FILE", "write (N,C,H,W) float32 .npy");
+    cli_add_str(&a, "grid", &grid, "FILE", "write a PNG grid");
+    rc = cli_parse(&a, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    rc = 1;
+    if (!out && !grid) return cli_fail("data", "nothing to write: give --out FILE.npy and/or --grid FILE.png");
+    if (cli_prepare_output("data", out) || cli_prepare_output("data", grid)) return 1;
+    if (cli_context(&a, &ctx)) return 1;
+    if (cli_data_open("data", ctx, data, size, &d)) goto done;
+    if (d.kind == CLI_DATA_ARRAY && n > d.n) n = d.n;
+    x = (float *)malloc(sizeof(float) * (size_t)(n * d.c * d.h * d.w));
+    if (!x) {
+        rc = cli_fail("data", "out of memory");
+        goto done;
+    }
+    if (cli_data_take("data", &d, x, n, (uint64_t)seed)) goto done;
+    if (out) {
+        int64_t shape[4];
+        bd_result r;
+        shape[0] = n, shape[1] = d.c, shape[2] = d.h, shape[3] = d.w;
+        r = bd_npy_write(ctx, out, x, 4, shape);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("data", ctx, r, out);
+            goto done;
+        }
+    }
+    if (grid && cli_write_grid("data", ctx, grid, x, n, d.c, d.h, d.w)) goto done;
+    cli_note(&a, "%s: %lld images (%lld,%lld,%lld)\n", d.desc, (long long)n, (long long)d.c, (long long)d.h,
+             (long long)d.w);
+    rc = 0;
+done:
+    free(x);
+    cli_data_free(&d);
     bd_context_free(ctx);
     return rc;
 }

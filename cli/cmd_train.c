@@ -91,6 +91,9 @@ int cmd_train(int argc, char **argv) {
     const char *data = NULL, *out = NULL, *resume = NULL, *init = NULL, *log = NULL, *plot = NULL;
     const char *weighting = "none", *on_nan = "stop", *lr_sched = "constant";
     int64_t steps = 20000, batch = 64, seed = 0, save_every = 500, log_every = 25, warmup = 200, max_skips = 100;
+    int64_t sample_every = 0;
+    bd_denoiser *snet = NULL;
+    char samples_path[1024];
     double lr = 2e-4, ema = 0.999, grad_clip = 1.0, wd = 0.0;
     int hflip = 0, rc = 1;
     bd_context *ctx = NULL;
@@ -137,6 +140,9 @@ int cmd_train(int argc, char **argv) {
     cli_add_str(&a, "log", &log, "CSV", "loss curve CSV (default: <out>.loss.csv)");
     cli_add_str(&a, "plot", &plot, "PNG", "loss curve picture (default: <out>.loss.png)");
     cli_range(cli_add_int(&a, "log-every", &log_every, "N", "steps per CSV row"), 1, 1e9);
+    cli_range(cli_add_int(&a, "sample-every", &sample_every, "N",
+                          "every N steps write <out>.samples.png: 16 EMA samples, dpmpp2m 20 steps (0 = never)"),
+              0, 1e9);
     cli_add_choice(&a, "on-nan", &on_nan, "stop|skip", "what a non-finite loss or gradient does");
     cli_range(cli_add_int(&a, "max-skips", &max_skips, "N", "with --on-nan skip: give up after N in a row"), 1, 1e9);
     cli_arch_options(&a, &arch);
@@ -148,8 +154,12 @@ int cmd_train(int argc, char **argv) {
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other");
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
+    cli_sibling(samples_path, sizeof samples_path, out, ".samples.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
     if (plot) snprintf(png_path, sizeof png_path, "%s", plot);
+    if (cli_prepare_output("train", out) || cli_prepare_output("train", csv_path) ||
+        cli_prepare_output("train", png_path))
+        return 1;
     if (cli_context(&a, &ctx)) return 1;
 
     /* model */
@@ -283,6 +293,24 @@ int cmd_train(int argc, char **argv) {
             snprintf(extra, sizeof extra, "loss %.4f", smooth);
             cli_progress_update(&bar, step, extra);
             if (save_every > 0 && step % save_every == 0) save = 1;
+            if (sample_every > 0 && (step % sample_every == 0 || step == steps)) {
+                /* a picture of the EMA model so far (on its own network copy) */
+                bd_rng srng = bd_rng_init(1);
+                r = snet ? BD_SUCCESS : bd_denoiser_create_like(m->net, m->net->branches, &srng, &snet);
+                if (r == BD_SUCCESS) r = bd_trainer_copy_ema(tr, snet);
+                if (r == BD_SUCCESS) {
+                    bd_model sm = *m;
+                    bd_sampler_config scfg;
+                    float *sx = (float *)malloc(sizeof(float) * 16 * (size_t)(ds.c * ds.h * ds.w));
+                    sm.net = snet;
+                    if (sx && cli_sampler_setup("train", &sm, "dpmpp2m", 20, 1, "uniform_t", 0, 0, &scfg, 1) == 0 &&
+                        cli_sample_run("train", ctx, &sm, &scfg, sx, 16, 16, 0, "samples", 1, NULL, NULL) == 0)
+                        cli_write_grid("train", ctx, samples_path, sx, 16, ds.c, ds.h, ds.w);
+                    free(sx);
+                } else {
+                    cli_fail_bd("train", ctx, r, "--sample-every");
+                }
+            }
         }
         if (cli_interrupted() && !stop) stop = 1;
         if (save || stop || step == steps) {
@@ -322,6 +350,7 @@ int cmd_train(int argc, char **argv) {
 done:
     free(xb);
     free(lg.rows);
+    if (snet) bd_denoiser_free(snet);
     if (tr) bd_trainer_free(tr);
     if (m) bd_model_free(m);
     cli_data_free(&ds);

@@ -23,6 +23,7 @@ static const cli_command cli_commands[] = {
     {"distill", cmd_distill, "distil a teacher into a few-step (B-DENSE) student"},
     {"trajectories", cmd_trajectories, "cache teacher ODE trajectories to .npy for distillation"},
     {"compare", cmd_compare, "sample teacher and students from the same noise and print a table"},
+    {"data", cmd_data, "write images of a data source (builtin shapes, Fashion-MNIST, .npy) as .npy / PNG"},
 };
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])
 

@@ -508,6 +508,31 @@ int cli_ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+int cli_prepare_output(const char *cmd, const char *path) {
+    char dir[1024];
+    char *slash, *p;
+    if (!path) return 0;
+    snprintf(dir, sizeof dir, "%s", path);
+    slash = strrchr(dir, '/');
+    if (!slash) return access(".", W_OK) == 0 ? 0 : cli_fail(cmd, "cannot write in the current directory");
+    if (slash == dir) return 0;
+    *slash = 0;
+    for (p = dir + 1; *p; p++) { /* mkdir -p */
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            *p = '/';
+            return cli_fail(cmd, "cannot create directory %s for %s: %s", dir, path, strerror(e));
+        }
+        *p = '/';
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return cli_fail(cmd, "cannot create directory %s for %s: %s", dir, path, strerror(errno));
+    if (access(dir, W_OK) != 0) return cli_fail(cmd, "cannot write %s: directory %s is not writable", path, dir);
+    return 0;
+}
+
 void cli_sibling(char *buf, size_t n, const char *path, const char *suffix) {
     static const char *exts[] = {".safetensors", ".npy", ".png", ".csv", NULL};
     size_t len = strlen(path);

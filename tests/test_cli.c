@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *bdt_bin = "build/bdense";
+static const char *bdt_bin = "build/bdense"; /* main() picks the one next to this test */
 static char bdt_tmp[256];
 
 /* run a shell command, return its exit status (-1 if it did not exit) */
@@ -258,7 +258,7 @@ static void test_feature_metric(void) {
 /* ---------------------------------------------------------------------- */
 /* the binary */
 static void test_binary_help(void) {
-    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories", "compare"};
+    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories", "compare", "data"};
     size_t i;
     char out[300], top[300];
     BDT_CHECKF(cli_file_exists(bdt_bin), "%s is missing: run make (make test builds it first)", bdt_bin);
@@ -366,6 +366,57 @@ static void test_binary_model_round_trip(void) {
     bd_context_free(ctx);
 }
 
+/* a K=2 student made from a teacher (both branches = the teacher's head),
+   on the grid {1, 0.5, 0}, samples what the teacher samples with DDIM on
+   the same grid from the same noise */
+static void test_binary_student_sample(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    bd_unet_config cfg = bd_unet_config_init();
+    bd_model *t = NULL, *s = NULL;
+    bd_denoiser *sn = NULL;
+    bd_rng rng = bd_rng_init(3);
+    double grid[3] = {1.0, 0.5, 0.0};
+    char tp[300], sp[300], ta[300], sa[300];
+    bd_npy a, b;
+    int l;
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    cfg.image_size = 8, cfg.ch = 8, cfg.levels = 2, cfg.groups = 2;
+    for (l = 2; l < BD_UNET_MAX_LEVELS; l++) cfg.ch_mult[l] = 0, cfg.attn[l] = 0;
+    BDT_CHECK(bd_model_init_unet(ctx, &cfg, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &t) == BD_SUCCESS);
+    if (!t) return;
+    /* non-zero head so the output depends on the weights */
+    for (l = 0; l < (int)t->net->n_params; l++)
+        if (t->net->params[l] == 0.0f) t->net->params[l] = 0.01f * (float)bd_rng_normal1(&rng);
+    BDT_CHECK(bd_distill_student_from_teacher(t->net, 2, &rng, &sn) == BD_SUCCESS);
+    BDT_CHECK(sn && bd_model_init(ctx, sn, BD_PARAM_V, BD_SCHEDULE_COSINE, &s) == BD_SUCCESS);
+    BDT_CHECK(s && bd_model_set_grid(s, grid, 2) == BD_SUCCESS);
+    snprintf(tp, sizeof tp, "%s/st_teacher.safetensors", bdt_tmp);
+    snprintf(sp, sizeof sp, "%s/st_student.safetensors", bdt_tmp);
+    snprintf(ta, sizeof ta, "%s/st_t.npy", bdt_tmp);
+    snprintf(sa, sizeof sa, "%s/st_s.npy", bdt_tmp);
+    BDT_CHECK(bd_model_save(ctx, t, tp, NULL) == BD_SUCCESS);
+    BDT_CHECK(s && bd_model_save(ctx, s, sp, NULL) == BD_SUCCESS);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 6 --sampler ddim --steps 2 --time-grid uniform_t --seed 2 --out %s "
+                     "--quiet", bdt_bin, tp, ta) == 0);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 6 --seed 2 --out %s --quiet", bdt_bin, sp, sa) == 0);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 6 --steps 3 --out %s > /dev/null 2>&1", bdt_bin, sp, sa) == 1);
+    if (bdt_npy(ctx, ta, &a) && bdt_npy(ctx, sa, &b)) {
+        double ratio, mabs;
+        BDT_CHECK(a.numel == b.numel && a.numel == 6 * 64);
+        ratio = bdt_close_ratio(b.data, a.data, (long)a.numel, 1e-5, 1e-4, &mabs);
+        BDT_CHECKF(ratio <= 1, "student vs teacher samples: max abs diff %.3g", mabs);
+        bd_npy_free(ctx, &a);
+        bd_npy_free(ctx, &b);
+    } else {
+        BDT_CHECK(!"samples missing");
+    }
+    if (s) bd_model_free(s);
+    bd_model_free(t);
+    bd_context_free(ctx);
+}
+
 /* train 6 steps straight == train 4, then --resume to 6 (bit-exact) */
 static void test_binary_train_resume(void) {
     char a[300], b[300], txt[300];
@@ -423,14 +474,24 @@ static void test_binary_train_resume(void) {
     bd_context_free(ctx);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const char *tmpdir = getenv("TMPDIR");
+    static char bin[1024];
+    /* the binary of the same build: <BUILD>/tests/test_cli -> <BUILD>/bdense */
+    if (argc > 0 && argv[0] && strstr(argv[0], "/tests/test_cli")) {
+        size_t len = (size_t)(strstr(argv[0], "/tests/test_cli") - argv[0]);
+        if (len < sizeof bin - 10) {
+            memcpy(bin, argv[0], len);
+            memcpy(bin + len, "/bdense", 8);
+            bdt_bin = bin;
+        }
+    }
     snprintf(bdt_tmp, sizeof bdt_tmp, "%s/bdense_test_cli_XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    if (getenv("BDENSE_BIN")) bdt_bin = getenv("BDENSE_BIN"); /* e.g. build-san/bdense */
     if (!mkdtemp(bdt_tmp)) {
         printf("cannot create a temporary directory\n");
         return 1;
     }
-    (void)bdt_close_ratio;
     BDT_RUN(test_parser);
     BDT_RUN(test_parser_errors);
     BDT_RUN(test_sibling_and_duration);
@@ -438,6 +499,7 @@ int main(void) {
     BDT_RUN(test_feature_metric);
     BDT_RUN(test_binary_help);
     BDT_RUN(test_binary_model_round_trip);
+    BDT_RUN(test_binary_student_sample);
     BDT_RUN(test_binary_train_resume);
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_cli");

@@ -225,15 +225,20 @@ static void test_branch_weights(void) {
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ANNEAL, K, 0, 1.5, NULL) == BD_ERROR_INVALID_ARGUMENT);
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AUX, K, -1, 0, NULL) == BD_ERROR_INVALID_ARGUMENT);
     BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_UNIFORM, 0, 0, 0, NULL) == BD_ERROR_INVALID_ARGUMENT);
-    /* adaptive: every dense branch contributes the same expected amount,
-       together as much as the final branch, which keeps weight 1/2 */
+    /* adaptive: the dense branches share one weight, together carry the
+       final branch's expected loss, and never outweigh the final branch */
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, ema);
     BDT_CHECK(w[3] == 0.5);
     for (k = 0, s = 0; k < K - 1; k++) {
         s += w[k] * ema[k];
-        BDT_CHECKF(fabs(w[k] * ema[k] - w[0] * ema[0]) < 1e-12, "k %d", k);
+        BDT_CHECKF(w[k] == w[0], "k %d", k);
     }
     BDT_CHECKF(fabs(s - w[3] * ema[3]) < 1e-12, "dense %g final %g", s, w[3] * ema[3]);
+    {   /* a dense branch with ~zero loss is not amplified; the cap binds */
+        double e2[4] = {1e-9, 0.01, 0.02, 1.0};
+        bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, e2);
+        BDT_CHECK(w[0] == 0.5 && w[1] == 0.5 && w[2] == 0.5 && w[3] == 0.5);
+    }
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, K, 0, 0, NULL);
     BDT_CHECK(fabs(w[0] - 1.0 / 6.0) < 1e-15 && w[3] == 0.5);
     bd_distill_branch_weights(NULL, w, BD_WEIGHTS_ADAPTIVE, 1, 0, 0, ema);
@@ -241,8 +246,8 @@ static void test_branch_weights(void) {
 }
 
 static void test_names(void) {
-    bd_distill_weights wk;
-    bd_distill_method m;
+    bd_distill_weights wk = BD_WEIGHTS_UNIFORM;
+    bd_distill_method m = BD_DISTILL_PD;
     int i;
     for (i = 0; i < 6; i++) {
         BDT_CHECK(bd_distill_weights_parse(bd_distill_weights_name((bd_distill_weights)i), &wk) == BD_SUCCESS);
@@ -253,6 +258,701 @@ static void test_names(void) {
     BDT_CHECK(bd_distill_method_parse("pd", &m) == BD_SUCCESS && m == BD_DISTILL_PD);
 }
 
+
+/* ------------------------------------------------- the distiller object */
+static bd_context *make_ctx(void) {
+    bd_context *ctx = NULL;
+    bd_context_config cc = bd_context_config_init();
+    if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return NULL;
+    return ctx;
+}
+
+/* 2-D mixture: M points on a circle of radius 0.8 */
+#define GMM_M 6
+#define GMM_STD 0.08
+static void gmm_points(float *pts) {
+    int m;
+    for (m = 0; m < GMM_M; m++) {
+        pts[2 * m] = (float)(0.8 * cos(2.0 * BD__PI * m / GMM_M));
+        pts[2 * m + 1] = (float)(0.8 * sin(2.0 * BD__PI * m / GMM_M));
+    }
+}
+static void gmm_sample(bd_rng *rng, const float *pts, float *x, int n) {
+    int b;
+    for (b = 0; b < n; b++) {
+        int m = (int)(bd_rng_u64(rng) % GMM_M);
+        x[2 * b] = (float)(pts[2 * m] + GMM_STD * bd_rng_normal1(rng));
+        x[2 * b + 1] = (float)(pts[2 * m + 1] + GMM_STD * bd_rng_normal1(rng));
+    }
+}
+
+/* Independent double-precision references: the cosine schedule of SPEC 1
+   and the exact posterior mean of the mixture. */
+static void ref_alpha_sigma(double t, double *a, double *s) {
+    const double off = 0.008;
+    double al = cos(BD__PI / 2.0 * (t + off) / (1.0 + off)) / cos(BD__PI / 2.0 * off / (1.0 + off));
+    if (al < 1e-4) al = 1e-4;
+    if (al > 1.0) al = 1.0;
+    *a = al;
+    *s = sqrt(1.0 - al * al);
+}
+static void ref_posterior_mean(const float *pts, const double *z, double t, double *xhat) {
+    double a, s, v, lw[GMM_M], mx = -1e300, tot = 0.0, g;
+    int m, d;
+    ref_alpha_sigma(t, &a, &s);
+    v = a * a * GMM_STD * GMM_STD + s * s;
+    for (m = 0; m < GMM_M; m++) {
+        double r2 = 0.0;
+        for (d = 0; d < 2; d++) {
+            double e = z[d] - a * pts[2 * m + d];
+            r2 += e * e;
+        }
+        lw[m] = -0.5 * r2 / v;
+        if (lw[m] > mx) mx = lw[m];
+    }
+    for (m = 0; m < GMM_M; m++) { lw[m] = exp(lw[m] - mx); tot += lw[m]; }
+    g = a * GMM_STD * GMM_STD / v;
+    xhat[0] = xhat[1] = 0.0;
+    for (m = 0; m < GMM_M; m++)
+        for (d = 0; d < 2; d++)
+            xhat[d] += lw[m] / tot * (pts[2 * m + d] + g * (z[d] - a * pts[2 * m + d]));
+}
+/* one DDIM step t -> u of the exact teacher, in double */
+static void ref_ddim(const float *pts, double *z, double t, double u) {
+    double xh[2], a, s, au, su;
+    int d;
+    ref_posterior_mean(pts, z, t, xh);
+    ref_alpha_sigma(t, &a, &s);
+    ref_alpha_sigma(u, &au, &su);
+    for (d = 0; d < 2; d++) {
+        double e = (z[d] - a * xh[d]) / s;
+        z[d] = au * xh[d] + su * e;
+    }
+}
+static double ref_target(double zt, double zs, double t, double sk) {
+    double a, s, as, ss;
+    ref_alpha_sigma(t, &a, &s);
+    ref_alpha_sigma(sk, &as, &ss);
+    if (sk == 0.0) return zs;
+    return (zs - ss / s * zt) / (as - ss / s * a);
+}
+static double rel_err(double got, double ref) { return fabs(got - ref) / (1e-5 + fabs(ref)); }
+
+static bd_result make_analytic(bd_context *ctx, const float *pts, bd_denoiser **out) {
+    bd_analytic_config ac = bd_analytic_config_init(2, pts, GMM_M, GMM_STD);
+    return bd_analytic_create(ctx, &ac, out);
+}
+static bd_result make_mlp(bd_context *ctx, int64_t K, uint64_t seed, int64_t hidden, bd_denoiser **out) {
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    bd_rng r = bd_rng_init(seed);
+    mc.hidden = hidden;
+    mc.depth = 2;
+    mc.branches = K;
+    return bd_mlp_create(ctx, &mc, &r, out);
+}
+
+/* PD with the exact teacher: z_t, the teacher's K sub-states and every
+   branch's target equal an independent double computation of SPEC 5
+   (uniform-t grid, Kt = 2 teacher DDIM sub-steps per student step);
+   K = 1 gives plain PD (Salimans & Ho) targets; the reported loss equals
+   lambda(t) sum_k w_k mean (x_hat_k - x_tilde_k)^2 recomputed here. */
+static void check_pd_targets(int64_t K, int64_t Kt) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, K, 4);
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng rng = bd_rng_init(11);
+    double loss, bl[4], worst_z = 0, worst_s = 0, worst_t = 0, ref_loss = 0;
+    int64_t b, k, j, n = 16, per;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 5, 32, &student) == BD_SUCCESS);
+    dc.teacher_substeps = Kt;
+    per = Kt / K;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
+    gmm_sample(&rng, pts, x, (int)n);
+    BDT_CHECKF(bd_distill_step(dist, x, n, &loss, bl) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    for (b = 0; b < n; b++) {
+        int64_t i = dist->idx[b];
+        double t = 1.0 - (double)i / 4.0, a, s, z[2], z0[2], lam;
+        int d;
+        BDT_CHECK(i >= 0 && i < 4);
+        ref_alpha_sigma(t, &a, &s);
+        BDT_CHECK(fabs(dist->tt[b] - t) < 1e-7);
+        for (d = 0; d < 2; d++) {
+            z0[d] = a * x[2 * b + d] + s * dist->eps[2 * b + d];
+            worst_z = fmax(worst_z, rel_err(dist->zt[2 * b + d], z0[d]));
+            z[d] = z0[d];
+        }
+        lam = a * a / (s * s) > 1.0 ? a * a / (s * s) : 1.0;
+        for (j = 1; j <= Kt; j++) {
+            double tj0 = 1.0 - ((double)i + (double)(j - 1) / Kt) / 4.0;
+            double tj = 1.0 - ((double)i + (double)j / Kt) / 4.0;
+            if (j == Kt) tj = 1.0 - (double)(i + 1) / 4.0;
+            ref_ddim(pts, z, tj0, tj);
+            if (j % per == 0) {
+                k = j / per - 1;
+                for (d = 0; d < 2; d++) {
+                    double tgt = ref_target(z0[d], z[d], t, tj), xo, xz, xh;
+                    worst_s = fmax(worst_s, rel_err(dist->zs[(k * n + b) * 2 + d], z[d]));
+                    {   /* x_tilde is ill-conditioned near t = 1 (small denominator):
+                           allow float rounding of z_s and z_t, amplified */
+                        double as, ss, den, bound;
+                        ref_alpha_sigma(tj, &as, &ss);
+                        den = as - ss / s * a;
+                        bound = 1e-4 * fabs(tgt) + 1e-6 * (fabs(z[d]) + fabs(z0[d])) / den;
+                        worst_t = fmax(worst_t, fabs(dist->xt[(k * n + b) * 2 + d] - tgt) / bound);
+                    }
+                    /* v: x_hat = alpha z - sigma o */
+                    bd_param_x_coeffs(BD_PARAM_V, a, s, &xz, &xo);
+                    xh = a * dist->zt[2 * b + d] - s * dist->sout[(b * K + k) * 2 + d];
+                    ref_loss += lam * dist->weights[k] * (xh - tgt) * (xh - tgt) / (2.0 * n);
+                }
+            }
+        }
+    }
+    printf("  PD K=%lld Kt=%lld: z_t rel err %.1e, teacher states %.1e, targets err/bound %.2f, loss %.6g vs %.6g\n",
+           (long long)K, (long long)Kt, worst_z, worst_s, worst_t, loss, ref_loss);
+    BDT_CHECKF(worst_z < 1e-5, "%g", worst_z);
+    BDT_CHECKF(worst_s < 1e-4, "%g", worst_s);
+    BDT_CHECKF(worst_t < 1.0, "%g", worst_t);
+    BDT_CHECKF(fabs(loss - ref_loss) < 1e-3 * ref_loss, "%g vs %g", loss, ref_loss);
+    for (k = 0; k < K; k++) BDT_CHECK(fabs(dist->weights[k] - 1.0 / K) < 1e-15);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_pd_targets_exact_teacher(void) {
+    check_pd_targets(1, 2); /* plain PD */
+    check_pd_targets(2, 2); /* B-DENSE PD */
+    check_pd_targets(2, 4);
+    check_pd_targets(4, 4);
+}
+
+/* TD with the exact teacher: recorded trajectories equal an independent
+   DDIM solve; with teacher forcing the student's input is the teacher
+   state and the targets are SPEC 5's; without it the input of step 2 is
+   the student's own DDIM step from the noise (its final branch); K = 1
+   (sparse) targets the end of each student step (SFD). */
+static void check_td(int64_t K, int forcing) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
+    float pts[2 * GMM_M], *keep = NULL;
+    double loss, bl[4], worst_tr = 0, worst_t = 0, worst_in = 0;
+    double tg[9];
+    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 6, 32, &student) == BD_SUCCESS);
+    dc.teacher_solver = BD_SAMPLER_DDIM;
+    dc.subdiv = BD_SUBDIV_T;
+    dc.teacher_forcing = forcing;
+    dc.space = BD_DISTILL_SPACE_X;
+    BDT_CHECK(dc.teacher_substeps == 4);
+    per = Kt / K;
+    for (j = 0; j <= S; j++) tg[j] = 1.0 - (double)j / S;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
+    for (j = 0; j <= S; j++) BDT_CHECK(fabs(dist->tgrid[j] - tg[j]) < 1e-12);
+    keep = (float *)malloc(sizeof(float) * student->n_params);
+    memcpy(keep, student->params, sizeof(float) * student->n_params);
+    BDT_CHECK(bd_distill_step(dist, NULL, 8, &loss, bl) == BD_SUCCESS);
+    for (b = 0; b < n; b++) {
+        double z[2], zi[2];
+        int d;
+        const float *tr = dist->traj + b * (S + 1) * 2;
+        z[0] = tr[0]; z[1] = tr[1];
+        for (j = 1; j <= S; j++) {
+            ref_ddim(pts, z, tg[j - 1], tg[j]);
+            for (d = 0; d < 2; d++) worst_tr = fmax(worst_tr, rel_err(tr[j * 2 + d], z[d]));
+            if (j == (N - 1) * Kt) { zi[0] = z[0]; zi[1] = z[1]; }
+        }
+        /* last batch = student step N-1 = 1 */
+        for (d = 0; d < 2; d++) {
+            double in = forcing ? zi[d] : (double)dist->zt[b * 2 + d];
+            if (forcing) worst_in = fmax(worst_in, rel_err(dist->zt[b * 2 + d], zi[d]));
+            for (k = 0; k < K; k++) {
+                int64_t jj = Kt + (k + 1) * per;
+                double tgt = ref_target(in, tr[jj * 2 + d], 0.5, tg[jj]);
+                worst_t = fmax(worst_t, rel_err(dist->xt[(k * n + b) * 2 + d], tgt));
+            }
+        }
+    }
+    if (!forcing) {
+        /* the input of step 1: DDIM of the pre-step student's final branch from the noise */
+        float *now = (float *)malloc(sizeof(float) * student->n_params);
+        float *o = (float *)malloc(sizeof(float) * n * K * 2), *zn = (float *)malloc(sizeof(float) * n * 2);
+        float tv[8];
+        memcpy(now, student->params, sizeof(float) * student->n_params);
+        memcpy(student->params, keep, sizeof(float) * student->n_params);
+        for (b = 0; b < n; b++) {
+            tv[b] = 1.0f;
+            zn[2 * b] = dist->traj[b * (S + 1) * 2];
+            zn[2 * b + 1] = dist->traj[b * (S + 1) * 2 + 1];
+        }
+        BDT_CHECK(bd_denoiser_forward(student, o, zn, tv, n, 0) == BD_SUCCESS);
+        for (b = 0; b < n; b++) {
+            double a, s, au, su;
+            int d;
+            ref_alpha_sigma(1.0, &a, &s);
+            ref_alpha_sigma(0.5, &au, &su);
+            for (d = 0; d < 2; d++) {
+                double xh = a * zn[2 * b + d] - s * o[(b * K + K - 1) * 2 + d];
+                double e = (zn[2 * b + d] - a * xh) / s;
+                worst_in = fmax(worst_in, rel_err(dist->zt[2 * b + d], au * xh + su * e));
+            }
+        }
+        memcpy(student->params, now, sizeof(float) * student->n_params);
+        free(now); free(o); free(zn);
+    }
+    printf("  TD K=%lld forcing=%d: trajectory rel err %.1e, student input %.1e, targets %.1e\n",
+           (long long)K, forcing, worst_tr, worst_in, worst_t);
+    BDT_CHECKF(worst_tr < 1e-4, "%g", worst_tr);
+    BDT_CHECKF(worst_in < 1e-4, "%g", worst_in);
+    BDT_CHECKF(worst_t < 1e-3, "%g", worst_t);
+    free(keep);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_td_targets_exact_teacher(void) {
+    check_td(1, 1);
+    check_td(2, 1);
+    check_td(4, 1);
+    check_td(2, 0);
+}
+
+/* TD trajectories solved with DPM-Solver++(2M): the recorded last state is
+   what bd_sampler_run gives from the same noise, the recorded first state
+   is the noise; the cache path replays stored trajectories. */
+static void test_td_trajectories_solver(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    bd_sampler *smp = NULL;
+    bd_sampler_config sc;
+    float pts[2 * GMM_M], traj[5 * 9 * 2], x[5 * 2];
+    bd_rng r = bd_rng_init(3);
+    double worst = 0;
+    int b, d;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, 2, 7, 16, &student) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_SUCCESS);
+    if (!dist) return;
+    BDT_CHECK(dist->S == 8);
+    BDT_CHECK(bd_distill_teacher_trajectories(dist, traj, 5, &r) == BD_SUCCESS); /* 2 chunks */
+    BDT_CHECK(bd_sampler_init(ctx, teacher, 5, &smp) == BD_SUCCESS);
+    sc = bd_sampler_config_init(BD_SAMPLER_DPMPP_2M, 8);
+    sc.custom_grid = dist->tgrid;
+    r = bd_rng_init(3);
+    for (b = 0; b < 5; b++) bd_rng_normal(&r, x + 2 * b, 2);
+    for (b = 0; b < 5; b++)
+        for (d = 0; d < 2; d++) BDT_CHECK(traj[b * 18 + d] == x[2 * b + d]);
+    BDT_CHECK(bd_sampler_run(smp, &sc, x, 5, NULL, NULL) == BD_SUCCESS);
+    for (b = 0; b < 5; b++)
+        for (d = 0; d < 2; d++) worst = fmax(worst, fabs(traj[b * 18 + 16 + d] - x[2 * b + d]));
+    BDT_CHECKF(worst < 1e-6, "final state differs by %g", worst);
+    /* cache: every student input at step 0 is a cached noise */
+    BDT_CHECK(bd_distill_set_trajectories(dist, traj, 5) == BD_SUCCESS);
+    dist->config.teacher_forcing = 1;
+    BDT_CHECK(bd_distill_step(dist, NULL, 4, NULL, NULL) == BD_SUCCESS);
+    for (b = 0; b < 4; b++) {
+        int found = 0, c;
+        for (c = 0; c < 5; c++)
+            found |= memcmp(dist->traj + b * 18, traj + c * 18, sizeof(float) * 18) == 0;
+        BDT_CHECK(found);
+    }
+    bd_sampler_free(smp);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+static void test_teacher_grid(void) {
+    bd_schedule s;
+    double g[5], tg[4 * 4 + 1], tmin;
+    int i, j;
+    bd_schedule_init(&s, BD_SCHEDULE_COSINE);
+    tmin = bd_schedule_t_min(&s);
+    BDT_CHECK(bd_time_grid(NULL, &s, BD_GRID_UNIFORM_T, 4, g) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 4, BD_SUBDIV_LOGSNR, tg) == BD_SUCCESS);
+    for (i = 0; i < 4; i++) {
+        double la = bd_schedule_logsnr(&s, g[i]);
+        double lb = bd_schedule_logsnr(&s, g[i + 1] > 0 ? g[i + 1] : tmin);
+        BDT_CHECK(tg[i * 4] == g[i]); /* nests */
+        for (j = 1; j < 4; j++) {
+            double l = bd_schedule_logsnr(&s, tg[i * 4 + j]);
+            BDT_CHECKF(fabs(l - (la + j / 4.0 * (lb - la))) < 1e-8, "i %d j %d", i, j);
+        }
+    }
+    BDT_CHECK(tg[16] == 0.0);
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 3, BD_SUBDIV_T, tg) == BD_SUCCESS);
+    for (j = 0; j <= 12; j++) BDT_CHECK(fabs(tg[j] - (1.0 - j / 12.0)) < 1e-12);
+    g[2] = g[1];
+    BDT_CHECK(bd_distill_teacher_grid(NULL, &s, g, 4, 3, BD_SUBDIV_T, tg) == BD_ERROR_INVALID_ARGUMENT);
+}
+
+static void test_config_errors(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL, *s4 = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc;
+    float pts[2 * GMM_M];
+    gmm_points(pts);
+    make_analytic(ctx, pts, &teacher);
+    make_mlp(ctx, 2, 1, 8, &student);
+    make_mlp(ctx, 4, 1, 8, &s4);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    dc.teacher_substeps = 3;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG && !dist);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 4, 2);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    BDT_CHECK(strstr(bd_context_message(ctx), "branches") != NULL);
+    dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    dc.teacher_solver = BD_SAMPLER_DPMPP_2M;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    dc.distance = BD_DISTILL_L1;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    dc.teacher_solver = BD_SAMPLER_DDPM;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG);
+    dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, teacher, 4, &dist) != BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_SUCCESS);
+    if (dist) {
+        float x[8] = {0};
+        BDT_CHECK(bd_distill_step(dist, x, 4, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_step(dist, NULL, 5, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_next_round(dist) == BD_ERROR_STATE);
+        bd_distill_free(dist);
+    }
+    bd_denoiser_free(s4);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* Gradient of the multi-branch loss through a small MLP student with a
+   widened (K = 3) head: central differences on every output-layer weight
+   and a sample of the others, x space (eps and v) and z space (L2). */
+static void test_gradcheck_mlp_student(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *net = NULL;
+    bd_rng rng = bd_rng_init(21);
+    problem P;
+    float tv[4], *o, *dout;
+    int cfg;
+    double worst = 0.0;
+    BDT_CHECK(make_mlp(ctx, 3, 8, 16, &net) == BD_SUCCESS);
+    if (!net) return;
+    problem_init(&P, &rng, 4, 3, 2, 0);
+    o = (float *)malloc(sizeof(float) * 4 * 3 * 2);
+    dout = (float *)malloc(sizeof(float) * 4 * 3 * 2);
+    { int n; for (n = 0; n < 4; n++) tv[n] = (float)(0.2 + 0.2 * n); }
+    for (cfg = 0; cfg < 3; cfg++) {
+        bd_param_kind pk = cfg == 1 ? BD_PARAM_EPS : BD_PARAM_V;
+        bd_distill_space sp = cfg == 2 ? BD_DISTILL_SPACE_Z : BD_DISTILL_SPACE_X;
+        const bd_param_tensor *ow = bd_denoiser_find_tensor(net, "out.weight");
+        int64_t i, checked = 0;
+        double gmax = 0.0;
+        bd_denoiser_zero_grad(net);
+        BDT_CHECK(bd_denoiser_forward(net, o, P.zt, tv, 4, 1) == BD_SUCCESS);
+        memset(dout, 0, sizeof(float) * 24);
+        bd_distill_loss(dout, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp,
+                        BD_DISTILL_L2, 4, 3, 2, 1.0);
+        BDT_CHECK(bd_denoiser_backward(net, NULL, dout, 4) == BD_SUCCESS);
+        for (i = 0; i < net->n_params; i++) gmax = fmax(gmax, fabs(net->grads[i]));
+        BDT_CHECK(ow != NULL && ow->shape[0] == 3 * 2);
+        for (i = 0; i < net->n_params; i++) {
+            int in_head = ow && i >= ow->offset && i < ow->offset + ow->numel;
+            float keep;
+            double h = 1e-2, lp, lm, fd, an;
+            if (!in_head && (bd_rng_u64(&rng) % 23) != 0) continue;
+            keep = net->params[i];
+            net->params[i] = (float)(keep + h);
+            bd_denoiser_forward(net, o, P.zt, tv, 4, 0);
+            lp = bd_distill_loss(NULL, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp, BD_DISTILL_L2, 4, 3, 2, 1.0);
+            net->params[i] = (float)(keep - h);
+            bd_denoiser_forward(net, o, P.zt, tv, 4, 0);
+            lm = bd_distill_loss(NULL, NULL, o, P.zt, P.xt, P.zs, P.at, P.st, P.as, P.ss, P.w, pk, sp, BD_DISTILL_L2, 4, 3, 2, 1.0);
+            net->params[i] = keep;
+            fd = (lp - lm) / (2.0 * h);
+            an = net->grads[i];
+            worst = fmax(worst, fabs(fd - an) / (1e-2 * fabs(an) + 1e-3 * gmax));
+            checked++;
+        }
+        BDT_CHECK(checked > 60);
+    }
+    printf("  MLP student gradient vs FD: worst err / (1e-2|g| + 1e-3 max|g|) = %.3f\n", worst);
+    BDT_CHECKF(worst < 1.0, "%g", worst);
+    free(o); free(dout);
+    problem_free(&P);
+    bd_denoiser_free(net);
+    bd_context_free(ctx);
+}
+
+/* End to end: a quickly trained MLP teacher on the 2-D mixture, TD with
+   2 student steps, teacher DPM-Solver++(2M) on 8 sub-steps (Kt = 4):
+   sparse (K = 1), B-DENSE K = 2, K = 4 uniform and K = 4 adaptive.  Each
+   distilled student's 2-NFE trajectory error to the teacher (MSE of final
+   samples from the same noise) must be below a fixed bound and below a
+   tenth of the copied teacher's 2-step DDIM error. */
+static void test_end_to_end_mlp_td(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL;
+    bd_trainer *tr = NULL;
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    float pts[2 * GMM_M], x[2 * 128];
+    bd_rng r = bd_rng_init(1), dr = bd_rng_init(3);
+    int i, run;
+    const double bound = 0.01;
+    gmm_points(pts);
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
+    tc.adam.lr = 3e-3;
+    tc.ema_decay = 0.99;
+    tc.seed = 2;
+    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 128, &tr) == BD_SUCCESS);
+    if (!tr) return;
+    for (i = 0; i < 400; i++) {
+        gmm_sample(&dr, pts, x, 128);
+        BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
+    }
+    bd_trainer_copy_ema(tr, teacher);
+    for (run = 0; run < 4; run++) {
+        int64_t K = run == 0 ? 1 : (run == 1 ? 2 : 4), k;
+        bd_denoiser *st = NULL;
+        bd_distill *d = NULL;
+        bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
+        bd_rng sr = bd_rng_init(9);
+        double m0 = -1, m1 = -1, loss = 0, bl[4], first = 0;
+        dc.adam.lr = 2e-3;
+        dc.ema_decay = 0.95;
+        dc.seed = 4;
+        if (run == 3) dc.weights = BD_WEIGHTS_ADAPTIVE;
+        BDT_CHECK(dc.teacher_substeps == 4 && dc.teacher_solver == BD_SAMPLER_DPMPP_2M);
+        BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &sr, &st) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 64, &d) == BD_SUCCESS);
+        if (!d) break;
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 0, &m0, NULL, NULL) == BD_SUCCESS);
+        for (i = 0; i < 150; i++) {
+            BDT_CHECK(bd_distill_step(d, NULL, 64, &loss, bl) == BD_SUCCESS);
+            if (i == 0) first = loss;
+            for (k = 0; k < K; k++) BDT_CHECK(bl[k] >= 0.0 && bl[k] == bl[k]);
+        }
+        BDT_CHECK(d->step == 150);
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 1, &m1, NULL, NULL) == BD_SUCCESS);
+        printf("  TD 2 steps, K=%lld %-8s: loss %.2e -> %.2e; trajectory MSE copied teacher %.4f -> student %.5f\n",
+               (long long)K, bd_distill_weights_name(dc.weights), first, loss, m0, m1);
+        BDT_CHECKF(m1 < bound, "K=%lld: MSE %g >= %g", (long long)K, m1, bound);
+        BDT_CHECKF(m1 < 0.1 * m0, "K=%lld: MSE %g not well below the copied teacher's %g", (long long)K, m1, m0);
+        bd_distill_free(d);
+        bd_denoiser_free(st);
+    }
+    bd_trainer_free(tr);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* PD rounds on the exact teacher with a K = 2 MLP student: a round lowers
+   the 4-step trajectory error; next_round hands the EMA to an owned K-branch
+   teacher, halves N on every other grid point and restarts the optimiser;
+   a NaN batch returns BD_ERROR_NONFINITE and changes nothing. */
+static void test_pd_rounds_and_nan_guard(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    bd_distill *d = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_trainer *tr = NULL;
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    float pts[2 * GMM_M], x[2 * 64], *snap;
+    bd_rng r = bd_rng_init(1), dr = bd_rng_init(5);
+    double m0, m1, g4[5], loss;
+    int i;
+    int64_t np;
+    gmm_points(pts);
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
+    tc.adam.lr = 3e-3;
+    tc.ema_decay = 0.99;
+    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 64, &tr) == BD_SUCCESS);
+    if (!tr) return;
+    for (i = 0; i < 300; i++) {
+        gmm_sample(&dr, pts, x, 64);
+        bd_trainer_step(tr, x, 64, NULL);
+    }
+    bd_trainer_copy_ema(tr, teacher);
+    dc.adam.lr = 2e-3;
+    dc.ema_decay = 0.95;
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 64, &d) == BD_SUCCESS);
+    if (!d) return;
+    np = st->n_params;
+    memcpy(g4, d->grid, sizeof g4);
+    BDT_CHECK(bd_distill_eval(d, 400, 8, 0, &m0, NULL, NULL) == BD_SUCCESS);
+    for (i = 0; i < 150; i++) {
+        gmm_sample(&dr, pts, x, 64);
+        BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_SUCCESS);
+    }
+    BDT_CHECK(bd_distill_eval(d, 400, 8, 1, &m1, NULL, NULL) == BD_SUCCESS);
+    printf("  PD K=2, 4 steps: trajectory MSE copied teacher %.2e -> student %.2e\n", m0, m1);
+    BDT_CHECKF(m1 < 0.5 * m0, "%g vs %g", m1, m0);
+    /* the NaN guard */
+    snap = (float *)malloc(sizeof(float) * np * 3);
+    memcpy(snap, st->params, sizeof(float) * np);
+    memcpy(snap + np, d->ema, sizeof(float) * np);
+    memcpy(snap + 2 * np, d->adam.m, sizeof(float) * np);
+    {
+        int64_t step = d->step, astep = d->adam.step;
+        double be = d->branch_ema[0];
+        x[3] = NAN;
+        BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_ERROR_NONFINITE);
+        BDT_CHECK(memcmp(snap, st->params, sizeof(float) * np) == 0);
+        BDT_CHECK(memcmp(snap + np, d->ema, sizeof(float) * np) == 0);
+        BDT_CHECK(memcmp(snap + 2 * np, d->adam.m, sizeof(float) * np) == 0);
+        BDT_CHECK(d->step == step && d->adam.step == astep && d->branch_ema[0] == be);
+    }
+    /* a round */
+    BDT_CHECK(bd_distill_next_round(d) == BD_SUCCESS);
+    BDT_CHECK(d->N == 2 && d->round == 1 && d->step == 0 && d->adam.step == 0);
+    BDT_CHECK(d->grid[0] == g4[0] && d->grid[1] == g4[2] && d->grid[2] == g4[4]);
+    BDT_CHECK(d->teacher == d->owned_teacher && d->teacher != teacher && d->teacher->branches == 2);
+    BDT_CHECK(memcmp(d->teacher->params, snap + np, sizeof(float) * np) == 0);
+    BDT_CHECK(memcmp(st->params, snap + np, sizeof(float) * np) == 0);
+    BDT_CHECK(d->tgrid[0] == 1.0 && d->tgrid[2] == d->grid[1] && d->tgrid[4] == 0.0);
+    gmm_sample(&dr, pts, x, 64);
+    BDT_CHECK(bd_distill_step(d, x, 64, &loss, NULL) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_next_round(d) == BD_SUCCESS && d->N == 1);
+    BDT_CHECK(bd_distill_next_round(d) == BD_ERROR_STATE);
+    free(snap);
+    bd_distill_free(d);
+    bd_denoiser_free(st);
+    bd_trainer_free(tr);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* Steps allocate nothing after init (PD and TD on the fly), counted
+   through the context allocator. */
+static int64_t n_allocs = 0;
+static void *count_alloc(size_t sz, void *u) { (void)u; n_allocs++; return malloc(sz); }
+static void count_free(void *p, void *u) { (void)u; free(p); }
+static void test_steps_do_not_allocate(void) {
+    bd_context *ctx = NULL;
+    bd_context_config cc = bd_context_config_init();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng r = bd_rng_init(2);
+    int m, i;
+    cc.allocator.alloc = count_alloc;
+    cc.allocator.free = count_free;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    gmm_points(pts);
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    for (m = 0; m < 2; m++) {
+        bd_distill *d = NULL;
+        bd_distill_config dc = bd_distill_config_init(m ? BD_DISTILL_TD : BD_DISTILL_PD, 2, 2);
+        int64_t before;
+        dc.weights = BD_WEIGHTS_ADAPTIVE;
+        BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 16, &d) == BD_SUCCESS);
+        if (!d) break;
+        before = n_allocs;
+        for (i = 0; i < 3; i++) {
+            gmm_sample(&r, pts, x, 16);
+            BDT_CHECK(bd_distill_step(d, m ? NULL : x, i == 1 ? 7 : 16, NULL, NULL) == BD_SUCCESS);
+        }
+        BDT_CHECKF(n_allocs == before, "method %d: %lld allocations in steps", m, (long long)(n_allocs - before));
+        bd_distill_free(d);
+        bd_denoiser_free(st);
+    }
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* Resume: save the state mid-run, continue; a fresh distiller that loads
+   it continues bit-identically (TD with adaptive weights; PD after a round,
+   so the owned teacher is restored too).  A mismatched distiller is refused. */
+static void check_resume(bd_distill_method method) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    bd_distill *a = NULL, *b = NULL, *c = NULL;
+    bd_distill_config dc = bd_distill_config_init(method, 2, 4);
+    bd_distill_config dc3;
+    float pts[2 * GMM_M], x[2 * 16];
+    bd_rng r = bd_rng_init(4), ra, rb;
+    const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
+    int i, same;
+    gmm_points(pts);
+    dc.weights = BD_WEIGHTS_ADAPTIVE;
+    dc.adam.lr = 1e-3;
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, 16, &a) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s2, 16, &b) == BD_SUCCESS);
+    if (!a || !b) return;
+    ra = bd_rng_init(8);
+    for (i = 0; i < 4; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    if (method == BD_DISTILL_PD) BDT_CHECK(bd_distill_next_round(a) == BD_SUCCESS);
+    for (i = 0; i < 2; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    BDT_CHECKF(bd_distill_save_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECKF(bd_distill_load_state(b, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    rb = ra;
+    for (i = 0; i < 3; i++) {
+        gmm_sample(&ra, pts, x, 16);
+        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        gmm_sample(&rb, pts, x, 16);
+        BDT_CHECK(bd_distill_step(b, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+    }
+    same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 &&
+           memcmp(a->ema, b->ema, sizeof(float) * s1->n_params) == 0 &&
+           memcmp(a->adam.v, b->adam.v, sizeof(float) * s1->n_params) == 0 && a->step == b->step &&
+           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] &&
+           memcmp(a->tgrid, b->tgrid, sizeof(double) * (a->S + 1)) == 0;
+    if (method == BD_DISTILL_PD)
+        same = same && b->teacher == b->owned_teacher &&
+               memcmp(a->teacher->params, b->teacher->params, sizeof(float) * s1->n_params) == 0;
+    printf("  %s resume after %lld steps (round %lld, N %lld): %s\n", bd_distill_method_name(method),
+           (long long)a->step, (long long)a->round, (long long)a->N, same ? "bit-identical" : "DIFFERENT");
+    BDT_CHECK(same);
+    /* another K is refused */
+    dc3 = bd_distill_config_init(method, 4, 4);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 4, &r, &s3) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc3, teacher, s3, 16, &c) == BD_SUCCESS);
+    if (c) BDT_CHECK(bd_distill_load_state(c, path) == BD_ERROR_CONFIG);
+    BDT_CHECK(bd_distill_load_state(b, "no_such_dir_bdense/state.safetensors") == BD_ERROR_IO);
+    remove(path);
+    bd_distill_free(a); bd_distill_free(b); bd_distill_free(c);
+    bd_denoiser_free(s1); bd_denoiser_free(s2); bd_denoiser_free(s3);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_resume_bit_exact(void) {
+    check_resume(BD_DISTILL_TD);
+    check_resume(BD_DISTILL_PD);
+}
+
 int main(void) {
     BDT_RUN(test_target_formula);
     BDT_RUN(test_zero_loss_at_targets);
@@ -260,5 +960,15 @@ int main(void) {
     BDT_RUN(test_z_vs_x_scale);
     BDT_RUN(test_branch_weights);
     BDT_RUN(test_names);
+    BDT_RUN(test_teacher_grid);
+    BDT_RUN(test_config_errors);
+    BDT_RUN(test_pd_targets_exact_teacher);
+    BDT_RUN(test_td_targets_exact_teacher);
+    BDT_RUN(test_td_trajectories_solver);
+    BDT_RUN(test_gradcheck_mlp_student);
+    BDT_RUN(test_end_to_end_mlp_td);
+    BDT_RUN(test_pd_rounds_and_nan_guard);
+    BDT_RUN(test_steps_do_not_allocate);
+    BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");
 }

@@ -68,9 +68,8 @@ static double fd(bd_denoiser *d, float *x, float h, float *out, const float *z, 
     return (-lp2 + 8 * lp1 - 8 * lm1 + lm2) / (12.0 * (double)h);
 }
 
-static void test_gradcheck(void) {
+static void gradcheck_config(bd_unet_config c, int per_tensor, const char *label) {
     bd_context *ctx = new_ctx();
-    bd_unet_config c = tiny_config();
     bd_rng rng = bd_rng_init(1234);
     bd_denoiser *d = NULL;
     int64_t n = 2, D, O, i, k, checked = 0, bad = 0, tensors_hit = 0;
@@ -106,7 +105,7 @@ static void test_gradcheck(void) {
     /* parameters: 3 random entries of every tensor */
     for (i = 0; i < d->n_tensors; i++) {
         const bd_param_tensor *pt = &d->tensors[i];
-        for (k = 0; k < 3; k++) {
+        for (k = 0; k < per_tensor; k++) {
             int64_t j = pt->offset + (int64_t)(bd_rng_uniform(&rng) * (double)pt->numel);
             double g = fd(d, &d->params[j], 1e-2f, out, z, t, n, R), e = fabs(g - d->grads[j]);
             double r = e / (atol + rtol * fabs(g));
@@ -117,8 +116,8 @@ static void test_gradcheck(void) {
         }
         tensors_hit++;
     }
-    printf("  gradcheck: %lld entries (%lld tensors + z), worst |err|/(%.0e + %.0e|g|) = %.3f, worst |err| = %.3g\n",
-           (long long)checked, (long long)tensors_hit, atol, rtol, worst, worst_abs);
+    printf("  gradcheck %s: %lld entries (%lld tensors + z), worst |err|/(%.0e + %.0e|g|) = %.3f, worst |err| = %.3g\n",
+           label, (long long)checked, (long long)tensors_hit, atol, rtol, worst, worst_abs);
     BDT_CHECKF(bad == 0, "%lld of %lld gradient entries off", (long long)bad, (long long)checked);
     BDT_CHECK(tensors_hit == d->n_tensors);
     free(z); free(dz); free(out); free(R);
@@ -126,6 +125,28 @@ static void test_gradcheck(void) {
     bd_context_free(ctx);
 }
 
+
+
+static void test_gradcheck(void) { gradcheck_config(tiny_config(), 3, "tiny"); }
+
+/* another shape of the plan: 3 levels, nres 2, attention at levels 0 and 2
+   (4 heads), C = 3, K = 1, 8x8 */
+static void test_gradcheck_deep(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 3; c.image_size = 8; c.ch = 8; c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 1; c.ch_mult[2] = 2;
+    c.nres = 2; c.attn[0] = 1; c.attn[1] = 0; c.attn[2] = 1;
+    c.groups = 4; c.heads = 4; c.branches = 1;
+    gradcheck_config(c, 1, "deep");
+}
+
+/* one level: no down/up, middle block at full resolution, G = 1 */
+static void test_gradcheck_flat(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 1; c.image_size = 6; c.ch = 4; c.levels = 1; c.ch_mult[0] = 2; c.ch_mult[1] = 0;
+    c.nres = 1; c.attn[0] = 0; c.attn[1] = 0; c.groups = 1; c.heads = 1; c.branches = 3;
+    gradcheck_config(c, 2, "flat");
+}
 
 static char tmp_path_buf[4][512];
 /* a fresh temporary file name (slot 0..3) */
@@ -257,6 +278,20 @@ static void test_config_validation(void) {
     c = bd_unet_config_init(); c.in_ch = 0;
     BDT_CHECK(bd_unet_config_validate(ctx, &c) == BD_ERROR_CONFIG && strstr(bd_context_message(ctx), "in_ch"));
     BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_ERROR_CONFIG && d == NULL);
+    /* sizes that overflow are refused before anything is allocated */
+    c = bd_unet_config_init();
+    c.image_size = 65536; c.levels = 1; c.attn[2] = 0; c.attn[0] = 1;
+    BDT_CHECK(bd_unet_config_validate(ctx, &c) == BD_SUCCESS);
+    BDT_CHECK(bd_unet_config_stats(ctx, &c, NULL, NULL, NULL) == BD_ERROR_OVERFLOW);
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_ERROR_OVERFLOW && d == NULL);
+    c = tiny_config();
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    if (d) {
+        BDT_CHECK(bd_denoiser_reserve(d, (int64_t)1 << 50) == BD_ERROR_OVERFLOW && strstr(bd_context_message(ctx), "overflows"));
+        BDT_CHECK(d->reserved_batch == 0);
+        bd_denoiser_free(d);
+        d = NULL;
+    }
     /* metadata strings */
     c = bd_unet_config_init();
     BDT_CHECK(bd_unet_format_mult(&c, buf, sizeof buf) == 5 && strcmp(buf, "1,2,2") == 0);
@@ -414,30 +449,113 @@ static void formula_weights(bd_denoiser *d) {
     }
 }
 
-/* conformance: PyTorch -> bdense on `small` with formula weights */
-static void test_conformance_torch_small(void) {
+/* conformance: PyTorch -> bdense on a config with formula weights */
+static void formula_conformance(bd_unet_config c, const char *path, const char *label) {
     bd_context *ctx = new_ctx();
-    bd_unet_config c = bd_unet_config_init();
     bd_rng rng = bd_rng_init(1);
     bd_denoiser *d = NULL;
     bd_safetensors *io = NULL;
     const bd_st_tensor *z, *t, *o;
     float *out;
     double e;
+    int64_t D;
     BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
-    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_io.safetensors", &io) == BD_SUCCESS);
+    BDT_CHECKF(bd_safetensors_load(ctx, path, &io) == BD_SUCCESS, "%s", bd_context_message(ctx));
     if (!d || !io) { bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return; }
     formula_weights(d);
+    D = bd_denoiser_sample_size(d);
     z = bd_safetensors_find(io, "z"); t = bd_safetensors_find(io, "t"); o = bd_safetensors_find(io, "out");
-    BDT_CHECK(z && t && o && o->numel == t->numel * 784 && z->numel == o->numel);
-    if (!z || !t || !o) { bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return; }
+    BDT_CHECK(z && t && o && z->numel == t->numel * D && o->numel == z->numel * d->branches);
+    if (!z || !t || !o || o->numel != t->numel * D * d->branches) {
+        bd_denoiser_free(d); bd_safetensors_free(io); bd_context_free(ctx); return;
+    }
     out = (float *)malloc(sizeof(float) * (size_t)o->numel);
     BDT_CHECK(bd_denoiser_forward(d, out, z->data, t->data, t->numel, 0) == BD_SUCCESS);
     e = rel_l2(out, o->data, o->numel);
-    printf("  torch -> bdense (small, formula weights, t = 0.05, 0.73): rel L2 = %.3e\n", e);
+    printf("  torch -> bdense (%s, formula weights): rel L2 = %.3e\n", label, e);
     BDT_CHECKF(e <= 1e-5, "rel L2 %.3g", e);
     free(out);
     bd_safetensors_free(io);
+    bd_denoiser_free(d);
+    bd_context_free(ctx);
+}
+
+static void test_conformance_torch_small(void) {
+    formula_conformance(bd_unet_config_init(), "tests/ref/data/unet_small_io.safetensors", "small, t = 0.05, 0.73");
+}
+
+static void test_conformance_torch_deep(void) {
+    bd_unet_config c = tiny_config();
+    c.in_ch = 3; c.image_size = 8; c.ch = 8; c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 1; c.ch_mult[2] = 2;
+    c.nres = 2; c.attn[0] = 1; c.attn[1] = 0; c.attn[2] = 1;
+    c.groups = 4; c.heads = 4; c.branches = 1;
+    formula_conformance(c, "tests/ref/data/unet_deep_io.safetensors", "deep: nres 2, 4 heads, attention at 0 and 2");
+}
+
+/* backward conformance: PyTorch autograd -> bdense on `small` (formula
+   weights): dz and per-tensor [sum, L2, cos-weighted sum] of the parameter
+   gradients of L = sum(dout * out) */
+static void test_conformance_torch_small_grad(void) {
+    bd_context *ctx = new_ctx();
+    bd_unet_config c = bd_unet_config_init();
+    bd_rng rng = bd_rng_init(1);
+    bd_denoiser *d = NULL;
+    bd_safetensors *io = NULL, *gr = NULL;
+    const bd_st_tensor *z, *t, *dout, *dzr;
+    float *out, *dz;
+    double e, worst = 0.0;
+    int64_t i, j, bad = 0;
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_io.safetensors", &io) == BD_SUCCESS);
+    BDT_CHECK(bd_safetensors_load(ctx, "tests/ref/data/unet_small_grad.safetensors", &gr) == BD_SUCCESS);
+    if (!d || !io || !gr) { bd_denoiser_free(d); bd_safetensors_free(io); bd_safetensors_free(gr); bd_context_free(ctx); return; }
+    formula_weights(d);
+    z = bd_safetensors_find(io, "z"); t = bd_safetensors_find(io, "t");
+    dout = bd_safetensors_find(gr, "dout"); dzr = bd_safetensors_find(gr, "dz");
+    BDT_CHECK(z && t && dout && dzr && dout->numel == t->numel * 784 && dzr->numel == z->numel);
+    if (!z || !t || !dout || !dzr) { bd_denoiser_free(d); bd_safetensors_free(io); bd_safetensors_free(gr); bd_context_free(ctx); return; }
+    out = (float *)malloc(sizeof(float) * (size_t)dout->numel);
+    dz = (float *)calloc((size_t)z->numel, sizeof(float));
+    bd_denoiser_zero_grad(d);
+    BDT_CHECK(bd_denoiser_forward(d, out, z->data, t->data, t->numel, 1) == BD_SUCCESS);
+    BDT_CHECK(bd_denoiser_backward(d, dz, dout->data, t->numel) == BD_SUCCESS);
+    e = rel_l2(dz, dzr->data, z->numel);
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        char name[96];
+        const bd_st_tensor *ref;
+        double s = 0.0, l2 = 0.0, dot = 0.0, tol;
+        snprintf(name, sizeof name, "g.%s", pt->name);
+        ref = bd_safetensors_find(gr, name);
+        BDT_CHECKF(ref && ref->numel == 3, "missing %s", name);
+        if (!ref || ref->numel != 3) continue;
+        for (j = 0; j < pt->numel; j++) {
+            double g = d->grads[pt->offset + j];
+            s += g; l2 += g * g; dot += g * cos(0.11 * (double)j);
+        }
+        l2 = sqrt(l2);
+        tol = 1e-4 * (double)ref->data[1];
+        {
+            double r = fabs(l2 - ref->data[1]) / (tol + 1e-12);
+            double r2 = fabs(s - ref->data[0]) / (tol * sqrt((double)pt->numel) + 1e-9);
+            double r3 = fabs(dot - ref->data[2]) / (tol * sqrt((double)pt->numel) + 1e-9);
+            double w = fmax(r, fmax(r2, r3));
+            if (w > worst) worst = w;
+            if (w > 1.0) {
+                bad++;
+                printf("  %s: bdense [%.6g %.6g %.6g] torch [%.6g %.6g %.6g]\n", pt->name, s, l2, dot,
+                       (double)ref->data[0], (double)ref->data[1], (double)ref->data[2]);
+            }
+        }
+    }
+    printf("  torch -> bdense backward (small): dz rel L2 = %.3e; %lld parameter tensors, worst stat error / tolerance = %.3f\n",
+           e, (long long)d->n_tensors, worst);
+    BDT_CHECKF(e <= 1e-5, "dz rel L2 %.3g", e);
+    BDT_CHECKF(bad == 0, "%lld tensors' gradients differ from PyTorch's", (long long)bad);
+    free(out); free(dz);
+    bd_safetensors_free(io);
+    bd_safetensors_free(gr);
     bd_denoiser_free(d);
     bd_context_free(ctx);
 }
@@ -563,6 +681,24 @@ static void test_checkpoint_roundtrip(void) {
         BDT_CHECK(l->steps == 0 && l->grid == NULL);
         BDT_CHECK(memcmp(l->net->params, m->net->params, sizeof(float) * (size_t)m->net->n_params) == 0);
         bd_model_free(l);
+    }
+    /* a student of it (the teacher has K = 2; the student K = 4 gets the
+       teacher's head tiled twice), grid kept */
+    {
+        bd_model *st = NULL;
+        bd_rng rng = bd_rng_init(8);
+        float z[512], tt[1] = {0.3f}, ot[2 * 512], os[4 * 512];
+        BDT_CHECK(bd_model_student_init(ctx, m, 3, grid, 4, &rng, &st) == BD_ERROR_SHAPE && st == NULL);
+        BDT_CHECKF(bd_model_student_init(ctx, m, 4, grid, 4, &rng, &st) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        if (st) {
+            BDT_CHECK(st->net->branches == 4 && st->cfg.branches == 4 && st->steps == 4 && st->grid[1] == grid[1]);
+            BDT_CHECK(st->param == m->param && st->schedule == m->schedule && st->ema == NULL);
+            bd_rng_normal(&rng, z, 512);
+            BDT_CHECK(bd_denoiser_forward(m->net, ot, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(bd_denoiser_forward(st->net, os, z, tt, 1, 0) == BD_SUCCESS);
+            BDT_CHECK(rel_l2(os, ot, 1024) < 1e-6 && rel_l2(os + 1024, ot, 1024) < 1e-6);
+            bd_model_free(st);
+        }
     }
     /* bad grids */
     grid[2] = 0.8;
@@ -818,18 +954,187 @@ static void test_checkpoint_errors(void) {
     bd_context_free(ctx);
 }
 
+
+/* an allocator that fails after `budget` allocations and counts live blocks */
+typedef struct fail_alloc { long budget, live, calls; } fail_alloc;
+static void *fa_alloc(size_t size, void *ud) {
+    fail_alloc *f = (fail_alloc *)ud;
+    void *p;
+    f->calls++;
+    if (f->budget-- <= 0) return NULL;
+    p = malloc(size);
+    if (p) f->live++;
+    return p;
+}
+static void fa_free(void *p, void *ud) {
+    fail_alloc *f = (fail_alloc *)ud;
+    if (p) { f->live--; free(p); }
+}
+
+/* every allocation point of init, reserve, save, load and resume fails
+   cleanly (an error code, no leak, no crash) */
+static void test_allocation_failures(void) {
+    const char *path = tmp_path(3, "alloc");
+    bd_context *ctx0 = new_ctx();
+    bd_model *m0 = c_tiny_model(ctx0);
+    long k, points = 0, leaks = 0, wrong = 0;
+    int stage;
+    BDT_CHECK(m0 && bd_model_save(ctx0, m0, path, NULL) == BD_SUCCESS);
+    for (stage = 0; stage < 2; stage++) {
+        for (k = 0; k < 200; k++) {
+            fail_alloc fa = {0, 0, 0};
+            bd_context_config cc = bd_context_config_init();
+            bd_context *ctx = NULL;
+            bd_model *m = NULL;
+            bd_result r;
+            cc.allocator.alloc = fa_alloc;
+            cc.allocator.free = fa_free;
+            cc.allocator.user_data = &fa;
+            fa.budget = 1000;
+            if (bd_context_init(&cc, &ctx) != BD_SUCCESS) break;
+            fa.budget = k;
+            if (stage == 0) {
+                bd_unet_config c = tiny_config();
+                bd_rng rng = bd_rng_init(1);
+                r = bd_model_init_unet(ctx, &c, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m);
+                if (r == BD_SUCCESS) {
+                    float z[128] = {0}, t[1] = {0.5f}, o[256];
+                    r = bd_denoiser_forward(m->net, o, z, t, 1, 1);
+                }
+            } else {
+                r = bd_model_load(ctx, path, &m);
+                if (r == BD_SUCCESS) r = bd_model_save(ctx, m, path, NULL);
+            }
+            if (r != BD_SUCCESS && r != BD_ERROR_OUT_OF_MEMORY) wrong++;
+            bd_model_free(m);
+            if (fa.live != 1) leaks++; /* the context itself */
+            bd_context_free(ctx);
+            points++;
+            if (r == BD_SUCCESS) break;
+        }
+    }
+    printf("  %ld allocation-failure points: %ld leaks, %ld wrong codes\n", points, leaks, wrong);
+    BDT_CHECK(leaks == 0 && wrong == 0 && points > 10);
+    remove(path);
+    bd_model_free(m0);
+    bd_context_free(ctx0);
+}
+
+/* after reserve, forward and backward never touch the allocator */
+static void test_no_alloc_in_steps(void) {
+    fail_alloc fa = {1000000, 0, 0};
+    bd_context_config cc = bd_context_config_init();
+    bd_context *ctx = NULL;
+    bd_unet_config c = tiny_config();
+    bd_rng rng = bd_rng_init(4);
+    bd_denoiser *d = NULL;
+    float z[2 * 128], t[2] = {0.3f, 0.6f}, out[2 * 256], dz[2 * 128];
+    long before;
+    int k;
+    cc.allocator.alloc = fa_alloc;
+    cc.allocator.free = fa_free;
+    cc.allocator.user_data = &fa;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    BDT_CHECK(bd_unet_init(ctx, &c, &rng, &d) == BD_SUCCESS);
+    if (!d) { bd_context_free(ctx); return; }
+    BDT_CHECK(bd_denoiser_reserve(d, 2) == BD_SUCCESS);
+    bd_rng_normal(&rng, z, 2 * 128);
+    memset(dz, 0, sizeof dz);
+    before = fa.calls;
+    for (k = 0; k < 3; k++) {
+        BDT_CHECK(bd_denoiser_forward(d, out, z, t, 2 - (k & 1), 1) == BD_SUCCESS);
+        BDT_CHECK(bd_denoiser_backward(d, dz, out, 2 - (k & 1)) == BD_SUCCESS);
+        BDT_CHECK(bd_denoiser_forward(d, out, z, t, 2, 0) == BD_SUCCESS);
+    }
+    BDT_CHECKF(fa.calls == before, "%ld allocations during forward/backward", fa.calls - before);
+    bd_denoiser_free(d);
+    BDT_CHECK(fa.live == 1);
+    bd_context_free(ctx);
+}
+
+/* docs/unet.md "Quick use": the snippet below is compiled here, and its
+   text must match the docs (comments and whitespace runs ignored) */
+#define DOC_SNIPPET(...)                                                        \
+    static int doc_snippet(void) { __VA_ARGS__ return 0; }                      \
+    static const char *const doc_snippet_text = #__VA_ARGS__;
+DOC_SNIPPET(
+bd_context *ctx;  bd_context_config cc = bd_context_config_init();
+bd_rng rng = bd_rng_init(42);
+bd_model *m = NULL;
+bd_unet_config cfg = bd_unet_config_init();
+float z[2 * 28 * 28], t[2] = {0.25f, 0.75f}, out[2 * 28 * 28];
+if (bd_context_init(&cc, &ctx) != BD_SUCCESS) return 1;
+if (bd_model_init_unet(ctx, &cfg, BD_PARAM_V, BD_SCHEDULE_COSINE, &rng, &m) != BD_SUCCESS ||
+    bd_denoiser_reserve(m->net, 2) != BD_SUCCESS) {
+    fprintf(stderr, "%s\n", bd_context_message(ctx));
+    bd_context_free(ctx);
+    return 1;
+}
+bd_rng_normal(&rng, z, 2 * 28 * 28);
+bd_denoiser_forward(m->net, out, z, t, 2, 0);
+bd_model_free(m);
+bd_context_free(ctx);
+)
+
+/* remove comments, collapse whitespace runs to one space, trim */
+static void normalise(const char *in, size_t n, char *out, size_t cap) {
+    size_t i = 0, o = 0;
+    int space = 0;
+    while (i < n && o + 2 < cap) {
+        if (in[i] == '/' && i + 1 < n && in[i + 1] == '*') {
+            const char *e = strstr(in + i + 2, "*/");
+            i = e ? (size_t)(e - in) + 2 : n;
+            space = 1;
+            continue;
+        }
+        if (in[i] == ' ' || in[i] == '\n' || in[i] == '\t') { space = 1; i++; continue; }
+        if (space && o > 0) out[o++] = ' ';
+        space = 0;
+        out[o++] = in[i++];
+    }
+    out[o] = '\0';
+}
+
+static void test_doc_snippet(void) {
+    FILE *f = fopen("docs/unet.md", "rb");
+    static char doc[65536], a[8192], b[8192];
+    size_t n = 0;
+    const char *s, *e;
+    BDT_CHECK(doc_snippet() == 0);
+    BDT_CHECK(f != NULL);
+    if (!f) return;
+    n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    s = strstr(doc, "## 0. Quick use");
+    s = s ? strstr(s, "```c\n") : NULL;
+    e = s ? strstr(s + 5, "```") : NULL;
+    BDT_CHECK(s && e);
+    if (!s || !e) return;
+    normalise(s + 5, (size_t)(e - s - 5), a, sizeof a);
+    normalise(doc_snippet_text, strlen(doc_snippet_text), b, sizeof b);
+    BDT_CHECKF(strcmp(a, b) == 0, "docs/unet.md snippet differs from the compiled one:\n%s\n%s", a, b);
+}
+
 int main(void) {
     BDT_RUN(test_small_count_and_names);
     BDT_RUN(test_config_validation);
     BDT_RUN(test_gradcheck);
+    BDT_RUN(test_gradcheck_deep);
+    BDT_RUN(test_gradcheck_flat);
     BDT_RUN(test_batch_and_accumulate);
     BDT_RUN(test_create_like_and_copy);
     BDT_RUN(test_conformance_torch_tiny);
     BDT_RUN(test_conformance_torch_small);
+    BDT_RUN(test_conformance_torch_deep);
+    BDT_RUN(test_conformance_torch_small_grad);
     BDT_RUN(test_conformance_c_vectors);
     BDT_RUN(test_checkpoint_roundtrip);
     BDT_RUN(test_checkpoint_mlp);
     BDT_RUN(test_checkpoint_resume);
     BDT_RUN(test_checkpoint_errors);
+    BDT_RUN(test_allocation_failures);
+    BDT_RUN(test_no_alloc_in_steps);
+    BDT_RUN(test_doc_snippet);
     return BDT_SUMMARY("test_unet");
 }

@@ -255,6 +255,8 @@ def load_checkpoint(path: str, strict: bool = True):
     """Returns (model, metadata).  Tensors named optim.* / train.* (optimiser
     and resume state) are ignored; every model tensor must match."""
     tensors, meta = read_safetensors(path)
+    if meta.get("arch", "unet") != "unet":
+        raise ValueError(f"{path}: arch {meta['arch']!r}: only the SPEC 6 UNet is implemented here")
     cfg = UNetConfig.from_metadata(meta)
     model = UNet(cfg)
     sd = {k: v for k, v in tensors.items() if not (k.startswith("optim.") or k.startswith("train."))}

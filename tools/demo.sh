@@ -6,7 +6,8 @@
 #      student from the same trajectories, same steps, batch and lr)
 #   4. compare them to the teacher on shared noise   (bdense compare)
 # Everything goes to $DEMO_OUT (default out/demo/, git-ignored).  Sized for < 5 minutes on
-# 2 cores; DEMO_SCALE=2 doubles every budget, DEMO_SCALE=0.25 makes a smoke run.
+# 2 cores (about 4 min on an idle 2-core Xeon); DEMO_SCALE=2 doubles every budget,
+# DEMO_SCALE=0.1 makes a smoke run.
 # Usage: tools/demo.sh [BUILD_DIR]
 set -euo pipefail
 build=${1:-build}
@@ -20,15 +21,15 @@ T0=$(date +%s)
 say() { printf '\n=== [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
 say "1/4 train a tiny teacher on built-in 16x16 shapes"
-"$bd" train --data builtin:16 --config tiny --steps "$(n 1500)" --batch 32 --lr 1e-3 --warmup 100 \
+"$bd" train --data builtin:16 --config tiny --steps "$(n 1000)" --batch 32 --lr 1e-3 --lr-schedule cosine --warmup 100 \
     --ema 0.995 --save-every 0 --seed 1 --out "$out/teacher.safetensors"
 
 say "2/4 teacher trajectories (DPM-Solver++ 2M, 2 student steps x 4 sub-steps)"
 "$bd" trajectories --teacher "$out/teacher.safetensors" --student-steps 2 --teacher-substeps 4 \
-    --n "$(n 1024)" --seed 2 --out "$out/traj.npy"
+    --n "$(n 512)" --seed 2 --out "$out/traj.npy"
 
 common=(--teacher "$out/teacher.safetensors" --method td --student-steps 2 --teacher-substeps 4
-        --trajectories "$out/traj.npy" --steps "$(n 400)" --batch 32 --lr 2e-4 --warmup 20 --ema 0.99
+        --trajectories "$out/traj.npy" --steps "$(n 200)" --batch 16 --lr 2e-4 --warmup 20 --ema 0.99
         --save-every 0 --seed 3)
 say "3/4 distil: sparse baseline (K=1) and B-DENSE (K=2, uniform weights)"
 "$bd" distill "${common[@]}" --branches 1 --out "$out/sparse.safetensors"

@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             volatile int sink = 0;
             int64_t i;
             for (i = 0; i < n; i++) sink += labels[i];
+            (void)sink;
         } else if (labels) {
             __builtin_trap();
         }

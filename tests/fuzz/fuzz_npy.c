@@ -19,6 +19,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (d = 0; d < a.ndim; d++) n *= a.shape[d];
         if (n != a.numel) __builtin_trap();
         for (i = 0; i < a.numel; i++) sink += a.data[i];
+        (void)sink;
     } else if (a.data || (r != BD_ERROR_FORMAT && r != BD_ERROR_UNSUPPORTED && r != BD_ERROR_OVERFLOW &&
                           r != BD_ERROR_OUT_OF_MEMORY)) {
         __builtin_trap();

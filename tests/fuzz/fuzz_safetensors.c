@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             w[i].name = t->name; w[i].data = t->data; w[i].ndim = t->ndim;
             memcpy(w[i].shape, t->shape, sizeof w[i].shape);
         }
+        (void)sink;
         for (i = 0; i < st->n_metadata; i++) {
             if (bd_safetensors_meta(st, st->metadata[i].key) != st->metadata[i].value) __builtin_trap();
             kv[i] = st->metadata[i];

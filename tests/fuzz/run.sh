@@ -10,7 +10,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 secs=${1:-60}; shift || true
-targets=${*:-"safetensors npy idx json"}
+targets=${*:-"safetensors npy idx json checkpoint"}
 CC=${FUZZ_CC:-clang}
 out=build/fuzz
 mkdir -p "$out"

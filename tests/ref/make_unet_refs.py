@@ -13,6 +13,9 @@ Files (tests/ref/data/):
   unet_tiny_io.safetensors  z, t and PyTorch's output of that model
   unet_small_io.safetensors z, t and PyTorch's output of the `small` UNet whose weights come
                             from formula_weights() (C re-creates them: no 4 MB file committed)
+  unet_deep_io.safetensors  the same for a config with nres 2, 3 levels, attention at 0 and 2, 4 heads
+  unet_small_grad.safetensors  dout, dz and per-tensor gradient statistics of that model
+                            (PyTorch autograd) for the backward-pass comparison
 """
 import math
 import os
@@ -28,6 +31,8 @@ DATA = os.path.join(HERE, "data")
 TINY = UNetConfig(in_ch=2, image_size=16, ch=8, ch_mult=(1, 2), nres=1, attn_levels=(0, 1),
                   groups=2, heads=2, branches=2)
 SMALL = UNetConfig()
+DEEP = UNetConfig(in_ch=3, image_size=8, ch=8, ch_mult=(1, 1, 2), nres=2, attn_levels=(0, 2),
+                  groups=4, heads=4, branches=1)
 
 
 def fnv1a(s: str) -> int:
@@ -105,6 +110,32 @@ def main() -> int:
         out = small(z, t)
     write_safetensors(os.path.join(DATA, "unet_small_io.safetensors"), {"z": z, "t": t, "out": out},
                       {"note": "z, t -> out of the small UNet with formula_weights (PyTorch)"})
+    # deep: nres 2 (attention and skip indices beyond 0/1), 4 heads, formula weights
+    deep = UNet(DEEP)
+    with torch.no_grad():
+        formula_weights(deep)
+        zd = torch.randn(2, DEEP.in_ch, DEEP.image_size, DEEP.image_size, generator=g)
+        td = torch.tensor([0.9, 0.2], dtype=torch.float32)
+        write_safetensors(os.path.join(DATA, "unet_deep_io.safetensors"),
+                          {"z": zd, "t": td, "out": deep(zd, td)},
+                          {"note": "z, t -> out of the deep UNet with formula_weights (PyTorch)",
+                           **DEEP.to_metadata()})
+    # gradients of L = sum(dout * out) for the same small model: dz and, per
+    # parameter tensor, [sum(g), |g|_2, sum(g_i cos(0.11 i))] (the full
+    # gradients would be 4 MB)
+    small.zero_grad()
+    zg = z.clone().requires_grad_(True)
+    out = small(zg, t)
+    dout = torch.randn(out.shape, generator=g)
+    out.backward(dout)
+    gt = {"dout": dout, "dz": zg.grad.detach()}
+    for name, p in small.named_parameters():
+        gr = p.grad.detach().double().reshape(-1)
+        u = torch.cos(0.11 * torch.arange(gr.numel(), dtype=torch.float64))
+        gt["g." + name] = torch.tensor([float(gr.sum()), float(gr.norm()), float((gr * u).sum())],
+                                       dtype=torch.float32)
+    write_safetensors(os.path.join(DATA, "unet_small_grad.safetensors"), gt,
+                      {"note": "gradients of sum(dout * out) for unet_small_io's z, t (PyTorch autograd)"})
     print("params tiny", sum(p.numel() for p in tiny.parameters()),
           "small", sum(p.numel() for p in small.parameters()))
     print("small out std %.4f" % float(out.std()))

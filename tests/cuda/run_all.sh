@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# tests/cuda/run_all.sh - the whole CUDA check in one command, for a machine
+# with an NVIDIA GPU, nvcc and (optionally) PyTorch:
+#   1. builds bdense_cuda.cu (nvcc, sm_80 + sm_90), tests/cuda/test_cuda,
+#      tests/cuda/test_cuda_unet and bench/cuda_bench  (make CUDA=1 cuda)
+#   2. runs both test programs (every op, then the UNet, a training step and
+#      sampling runs, CUDA against the CPU path)
+#   3. benchmarks the SPEC `small` UNet: training step at batch 128 and
+#      batch-1 network-call latency, bdense vs PyTorch eager CUDA on the same
+#      model (bench/cuda_torch_ref.py), float32 and TF32
+#   4. prints one table (median ms, ratio) and writes it with all logs to
+#      $BUILD/cuda-report/ (and to $OUT/ when $OUT is set)
+# Without a GPU (or without nvcc) it says "no GPU, skipped" and exits 0.
+# Exit 1 when a build or a test fails, or a GPU is visible but unusable.
+# Usage: tests/cuda/run_all.sh            (from anywhere; ~2-4 minutes)
+#   env: BUILD (build-cuda), NVCC, PYTHON (python3), BATCH (128), ITERS (30),
+#        BENCH_ARGS (extra cuda_bench arguments), SKIP_BUILD=1 (use the
+#        binaries already in $BUILD, e.g. the host-emulator ones)
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+BUILD=${BUILD:-build-cuda}
+BATCH=${BATCH:-128}
+ITERS=${ITERS:-30}
+PYTHON=${PYTHON:-python3}
+REP=$BUILD/cuda-report
+mkdir -p "$REP"
+T0=$(date +%s)
+say() { echo "[run_all $(( $(date +%s) - T0 ))s] $*"; }
+
+# ---- nvcc -------------------------------------------------------------------
+if [ -z "${NVCC:-}" ]; then
+  NVCC=$(command -v nvcc 2>/dev/null || true)
+  [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+  if [ -z "$NVCC" ]; then
+    for c in /usr/local/cuda-*/bin/nvcc; do [ -x "$c" ] && NVCC=$c; done
+  fi
+fi
+GPU_INFO=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 1)
+if [ -z "${NVCC:-}" ] || [ ! -x "$NVCC" ]; then
+  if [ -n "$GPU_INFO" ]; then echo "run_all: a GPU is visible ($GPU_INFO) but nvcc was not found (set NVCC)"; exit 1; fi
+  echo "no GPU, skipped (no nvcc)"; exit 0
+fi
+NVCC_VER=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p' | head -n 1)
+say "nvcc $NVCC (CUDA $NVCC_VER); GPU: ${GPU_INFO:-none visible to nvidia-smi}"
+
+# ---- build ------------------------------------------------------------------
+JOBS=$(nproc 2>/dev/null || echo 4)
+say "building (make CUDA=1 BUILD=$BUILD cuda)"
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  say "SKIP_BUILD=1: using the binaries in $BUILD"
+elif ! timeout 600 make -j"$JOBS" CUDA=1 BUILD="$BUILD" NVCC="$NVCC" cuda >"$REP/build.log" 2>&1; then
+  tail -n 40 "$REP/build.log"
+  echo "run_all: BUILD FAILED (log: $REP/build.log)"; exit 1
+fi
+say "build ok"
+
+# ---- tests ------------------------------------------------------------------
+run_test() { # name -> sets ${name}_line and ${name}_rc
+  local name=$1 out rc
+  out=$(timeout 600 "$BUILD/tests/$name" 2>&1); rc=$?
+  echo "$out" >"$REP/$name.log"
+  echo "$out" | grep -E '^(PASS|FAIL|  FAIL)|worst|skipped' | sed 's/^/    /'
+  printf -v "${name}_rc" '%s' "$rc"
+  printf -v "${name}_line" '%s' "$(echo "$out" | grep -E "^$name: [0-9]+ passed" | tail -n 1)"
+  printf -v "${name}_worst" '%s' "$(echo "$out" | sed -n 's/.*worst nmse\/tol over all checks = \([^ ]*\).*/\1/p' | tail -n 1)"
+  if echo "$out" | grep -q "no GPU, skipped"; then
+    if [ -n "$GPU_INFO" ]; then
+      echo "run_all: nvidia-smi shows a GPU ($GPU_INFO) but the CUDA runtime cannot use it:"
+      echo "$out" | grep "no GPU" | head -n 1
+      exit 1
+    fi
+    echo "no GPU, skipped"; exit 0
+  fi
+}
+say "test_cuda (every op, CUDA vs CPU)"
+run_test test_cuda
+say "test_cuda_unet (UNet forward/backward, train step, sampling, CUDA vs CPU)"
+run_test test_cuda_unet
+
+# ---- benchmarks ---------------------------------------------------------------
+bench() { # file args...
+  local f=$1; shift
+  timeout 300 "$@" >"$REP/$f.out" 2>"$REP/$f.err" || echo "{\"error\": \"exit $?\"}" >>"$REP/$f.out"
+  grep -E '^\{' "$REP/$f.out" | tail -n 1 >"$REP/$f.json"
+  [ -s "$REP/$f.json" ] || echo '{"error": "no result"}' >"$REP/$f.json"
+}
+say "bench: bdense fp32, tf32 (batch $BATCH)"
+bench bd_fp32 "$BUILD/bench/cuda_bench" --batch "$BATCH" --iters "$ITERS" ${BENCH_ARGS:-}
+bench bd_tf32 "$BUILD/bench/cuda_bench" --batch "$BATCH" --iters "$ITERS" --tf32 ${BENCH_ARGS:-}
+say "bench: PyTorch eager fp32, tf32"
+bench pt_fp32 "$PYTHON" bench/cuda_torch_ref.py --batch "$BATCH" --iters "$ITERS"
+bench pt_tf32 "$PYTHON" bench/cuda_torch_ref.py --batch "$BATCH" --iters "$ITERS" --tf32
+
+# ---- table ------------------------------------------------------------------
+export REP GPU_INFO NVCC_VER BATCH test_cuda_line test_cuda_unet_line test_cuda_worst test_cuda_unet_worst
+"$PYTHON" - >"$REP/table.md" 2>"$REP/table.err" <<'EOF' || { echo "(python3 unavailable: raw results)"; cat "$REP"/*.json; }
+import json, os
+rep = os.environ["REP"]
+def load(n):
+    try:
+        with open(os.path.join(rep, n + ".json")) as f:
+            return json.loads(f.read().strip() or "{}")
+    except Exception as e:
+        return {"error": str(e)}
+bf, bt, pf, pt = load("bd_fp32"), load("bd_tf32"), load("pt_fp32"), load("pt_tf32")
+def ms(d, k):
+    v = d.get(k)
+    return "%.3f" % v if isinstance(v, (int, float)) else ("n/a (%s)" % d["error"] if "error" in d else "n/a")
+def ratio(b, p, k):
+    x, y = b.get(k), p.get(k)
+    return "%.2fx" % (y / x) if isinstance(x, (int, float)) and isinstance(y, (int, float)) and x > 0 else "n/a"
+dev = pf.get("device") or os.environ.get("GPU_INFO") or "?"
+B = os.environ.get("BATCH", "128")
+print("bdense CUDA check - GPU: %s; CUDA %s; PyTorch %s" % (dev, os.environ.get("NVCC_VER", "?"), pf.get("torch", "n/a")))
+print()
+print("| measurement (SPEC `small` UNet, %s params) | bdense CUDA | PyTorch eager CUDA | speed-up (torch/bdense) |" % bf.get("params", "?"))
+print("|---|---|---|---|")
+print("| train step, batch %s, fp32 (median ms) | %s | %s | %s |" % (B, ms(bf, "train_ms"), ms(pf, "train_ms"), ratio(bf, pf, "train_ms")))
+print("| train step, batch %s, tf32 (median ms) | %s | %s | %s |" % (B, ms(bt, "train_ms"), ms(pt, "train_ms"), ratio(bt, pt, "train_ms")))
+print("| network call, batch 1, fp32 (median ms/NFE) | %s | %s | %s |" % (ms(bf, "sample_ms"), ms(pf, "sample_ms"), ratio(bf, pf, "sample_ms")))
+print("| network call, batch 1, tf32 (median ms/NFE) | %s | %s | %s |" % (ms(bt, "sample_ms"), ms(pt, "sample_ms"), ratio(bt, pt, "sample_ms")))
+print("| 50-step DDIM run, batch 1, fp32 (ms per NFE, whole run) | %s | - | - |" % ms(bf, "ddim_ms_per_nfe"))
+print("| test_cuda (every op vs CPU) | %s; worst nmse/tol %s | | |" % (os.environ.get("test_cuda_line") or "no summary", os.environ.get("test_cuda_worst") or "?"))
+print("| test_cuda_unet (UNet, train step, sampling vs CPU) | %s; worst nmse/tol %s | | |" % (os.environ.get("test_cuda_unet_line") or "no summary", os.environ.get("test_cuda_unet_worst") or "?"))
+EOF
+echo
+cat "$REP/table.md"
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp -r "$REP" "$OUT/" 2>/dev/null; fi
+say "done (report: $REP/table.md)"
+rc=0
+[ "${test_cuda_rc:-1}" = 0 ] || { echo "run_all: test_cuda FAILED (log: $REP/test_cuda.log)"; rc=1; }
+[ "${test_cuda_unet_rc:-1}" = 0 ] || { echo "run_all: test_cuda_unet FAILED (log: $REP/test_cuda_unet.log)"; rc=1; }
+exit $rc

@@ -1,0 +1,317 @@
+/* test_kernels_fast.c - every fast kernel against the plain reference kernel
+   kept beside it (bd__*_ref), including the += accumulation rule, shapes that
+   cross the GEMM blocking (MC, KC, NR) and, when built with OpenMP, bit-equal
+   results for 1, 2 and 3 threads. */
+#define BDENSE_IMPLEMENTATION
+#include "bdense.h"
+#include "bdtest.h"
+#include <stdlib.h>
+
+static float *randv(bd_rng *r, int64_t n) {
+    float *p = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    bd_rng_normal(r, p, n);
+    return p;
+}
+static float *copyv(const float *a, int64_t n) {
+    float *p = (float *)malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    memcpy(p, a, (size_t)n * sizeof(float));
+    return p;
+}
+/* max |a - b| / max(|b|, 1e-3 * 1): error relative to the tensor's scale */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double md = 0.0, mb = 1e-3;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d != d) return 1e30;
+        if (d > md) md = d;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    return md / mb;
+}
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+static double g_worst_conv = 0, g_worst_gemm = 0, g_worst_gn = 0, g_worst_att = 0;
+
+/* ---------------- GEMM ---------------- */
+static void test_gemm_builtin_blocks(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1},   {9, 33, 257}, {130, 70, 300},
+                                        {64, 784, 288}, {3, 200, 17}, {257, 5, 40}};
+    bd_rng r = bd_rng_init(11);
+    int s, ta, tb;
+    for (s = 0; s < 6; s++)
+        for (ta = 0; ta < 2; ta++)
+            for (tb = 0; tb < 2; tb++) {
+                int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], i, j, p;
+                int64_t lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+                float *A = randv(&r, (ta ? K : M) * lda), *B = randv(&r, (tb ? N : K) * ldb);
+                float *C = randv(&r, M * ldc), *C0 = copyv(C, M * ldc);
+                float *R = (float *)malloc((size_t)(M * ldc) * sizeof(float));
+                double err;
+                bd_sgemm_builtin(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
+                for (i = 0; i < M; i++)
+                    for (j = 0; j < ldc; j++) {
+                        double acc = 0.0;
+                        if (j >= N) { R[i * ldc + j] = C0[i * ldc + j]; continue; }
+                        for (p = 0; p < K; p++)
+                            acc += (double)(ta ? A[p * lda + i] : A[i * lda + p]) *
+                                   (tb ? B[j * ldb + p] : B[p * ldb + j]);
+                        R[i * ldc + j] = (float)(0.7 * acc + 0.5 * C0[i * ldc + j]);
+                    }
+                err = rel_err(C, R, M * ldc);
+                if (err > g_worst_gemm) g_worst_gemm = err;
+                BDT_CHECKF(err < 2e-6, "M%lld N%lld K%lld ta%d tb%d err %.3g", (long long)M,
+                           (long long)N, (long long)K, ta, tb, err);
+                for (i = 0; i < M; i++) /* padding columns untouched */
+                    for (j = N; j < ldc; j++) BDT_CHECK(C[i * ldc + j] == C0[i * ldc + j]);
+                free(A); free(B); free(C); free(C0); free(R);
+            }
+    printf("  gemm: worst error / max|ref| = %.3g\n", g_worst_gemm);
+}
+
+/* ---------------- conv2d ---------------- */
+typedef struct { int64_t N, Cin, H, W, Cout, k, s, p; } conv_case;
+static const conv_case conv_cases[] = {
+    {2, 3, 7, 9, 5, 3, 1, 1},    {2, 1, 28, 28, 32, 3, 1, 1}, {3, 64, 14, 14, 64, 3, 1, 1},
+    {2, 32, 28, 28, 32, 3, 2, 1}, {2, 96, 7, 7, 64, 1, 1, 0},  {1, 5, 6, 6, 7, 3, 1, 0},
+    {2, 4, 9, 9, 3, 5, 1, 2},    {2, 6, 8, 8, 4, 3, 2, 0},    {1, 300, 4, 4, 10, 3, 1, 1},
+    {1, 8, 5, 5, 130, 3, 1, 1},  {5, 128, 7, 7, 64, 3, 1, 1}, {2, 32, 28, 28, 1, 3, 1, 1},
+    /* the direct 3x3 path: odd rows, W > 16, more than 128 input channels */
+    {2, 5, 13, 14, 11, 3, 1, 1}, {1, 200, 12, 17, 9, 3, 1, 1}, {3, 3, 16, 32, 17, 3, 1, 1}};
+
+static void conv_run(const conv_case *c, int fast, int nthr, const float *x, const float *w,
+                     const float *b, const float *dout, float *out, float *dx, float *dw,
+                     float *db) {
+    int64_t ws = bd_conv2d_workspace_floats(c->Cin, c->H, c->W, c->k, c->s, c->p);
+    float *col = (float *)malloc((size_t)(ws + 1) * sizeof(float));
+    set_threads(nthr);
+    if (fast) {
+        bd_conv2d_forward(out, col, x, w, b, c->N, c->Cin, c->H, c->W, c->Cout, c->k, c->s, c->p);
+        bd_conv2d_backward(dx, dw, db, col, dout, x, w, c->N, c->Cin, c->H, c->W, c->Cout, c->k,
+                           c->s, c->p);
+    } else {
+        bd__conv2d_forward_ref(out, col, x, w, b, c->N, c->Cin, c->H, c->W, c->Cout, c->k, c->s,
+                               c->p);
+        bd__conv2d_backward_ref(dx, dw, db, col, dout, x, w, c->N, c->Cin, c->H, c->W, c->Cout,
+                                c->k, c->s, c->p);
+    }
+    set_threads(1);
+    free(col);
+}
+
+static void test_conv_fast_vs_ref(void) {
+    bd_rng r = bd_rng_init(12);
+    size_t ci;
+    for (ci = 0; ci < sizeof conv_cases / sizeof conv_cases[0]; ci++) {
+        const conv_case *c = &conv_cases[ci];
+        int64_t Ho = (c->H + 2 * c->p - c->k) / c->s + 1, Wo = (c->W + 2 * c->p - c->k) / c->s + 1;
+        int64_t nx = c->N * c->Cin * c->H * c->W, nw = c->Cout * c->Cin * c->k * c->k;
+        int64_t no = c->N * c->Cout * Ho * Wo;
+        float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, c->Cout), *dout = randv(&r, no);
+        float *dx0 = randv(&r, nx), *dw0 = randv(&r, nw), *db0 = randv(&r, c->Cout);
+        float *o1 = randv(&r, no), *o2 = randv(&r, no);
+        float *dx1 = copyv(dx0, nx), *dw1 = copyv(dw0, nw), *db1 = copyv(db0, c->Cout);
+        float *dx2 = copyv(dx0, nx), *dw2 = copyv(dw0, nw), *db2 = copyv(db0, c->Cout);
+        double e[4];
+        int i;
+        conv_run(c, 0, 1, x, w, b, dout, o1, dx1, dw1, db1);
+        conv_run(c, 1, 1, x, w, b, dout, o2, dx2, dw2, db2);
+        e[0] = rel_err(o2, o1, no);
+        e[1] = rel_err(dx2, dx1, nx);
+        e[2] = rel_err(dw2, dw1, nw);
+        e[3] = rel_err(db2, db1, c->Cout);
+        for (i = 0; i < 4; i++) {
+            if (e[i] > g_worst_conv) g_worst_conv = e[i];
+            BDT_CHECKF(e[i] < 1e-5, "case %d (Cin %lld %lldx%lld Cout %lld k%lld s%lld p%lld) part %d err %.3g",
+                       (int)ci, (long long)c->Cin, (long long)c->H, (long long)c->W,
+                       (long long)c->Cout, (long long)c->k, (long long)c->s, (long long)c->p, i, e[i]);
+        }
+        /* NULL gradients are skipped */
+        {
+            float *o3 = randv(&r, no);
+            int64_t ws = bd_conv2d_workspace_floats(c->Cin, c->H, c->W, c->k, c->s, c->p);
+            float *col = (float *)malloc((size_t)(ws + 1) * sizeof(float));
+            float *dw3 = copyv(dw0, nw);
+            bd_conv2d_backward(NULL, dw3, NULL, col, dout, x, w, c->N, c->Cin, c->H, c->W, c->Cout,
+                               c->k, c->s, c->p);
+            BDT_CHECK(rel_err(dw3, dw1, nw) < 1e-5);
+            free(o3); free(col); free(dw3);
+        }
+        free(x); free(w); free(b); free(dout); free(dx0); free(dw0); free(db0); free(o1); free(o2);
+        free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
+    }
+    printf("  conv2d: worst error / max|ref| = %.3g over %d shapes\n", g_worst_conv,
+           (int)(sizeof conv_cases / sizeof conv_cases[0]));
+}
+
+/* ---------------- GroupNorm, fused GroupNorm + SiLU, SiLU ---------------- */
+static void test_groupnorm_fast_vs_ref(void) {
+    static const int64_t cases[][4] = {{2, 32, 784, 8}, {3, 64, 49, 8}, {1, 6, 5, 3}, {2, 8, 13, 2}};
+    bd_rng r = bd_rng_init(13);
+    int ci;
+    for (ci = 0; ci < 4; ci++) {
+        int64_t N = cases[ci][0], C = cases[ci][1], HW = cases[ci][2], G = cases[ci][3];
+        int64_t n = N * C * HW, i;
+        float *x = randv(&r, n), *gamma = randv(&r, C), *beta = randv(&r, C), *dout = randv(&r, n);
+        float *o1 = randv(&r, n), *o2 = randv(&r, n), *o3 = randv(&r, n), *y = randv(&r, n);
+        float m1[64 * 4], s1[64 * 4], m2[64 * 4], s2[64 * 4];
+        float *dx0 = randv(&r, n), *dg0 = randv(&r, C), *dbt0 = randv(&r, C);
+        float *dx1 = copyv(dx0, n), *dg1 = copyv(dg0, C), *db1 = copyv(dbt0, C);
+        float *dx2 = copyv(dx0, n), *dg2 = copyv(dg0, C), *db2 = copyv(dbt0, C);
+        float *dy = (float *)calloc((size_t)n, sizeof(float));
+        double e;
+        for (i = 0; i < n; i++) x[i] = 3.0f * x[i] + 1.5f; /* non-zero mean */
+        /* plain GroupNorm */
+        bd__groupnorm_forward_ref(o1, m1, s1, x, gamma, beta, N, C, HW, G);
+        bd_groupnorm_forward(o2, m2, s2, x, gamma, beta, N, C, HW, G);
+        e = rel_err(o2, o1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-5, "gn fwd case %d err %.3g", ci, e);
+        bd__groupnorm_backward_ref(dx1, dg1, db1, dout, x, m1, s1, gamma, N, C, HW, G);
+        bd_groupnorm_backward(dx2, dg2, db2, dout, x, m2, s2, gamma, N, C, HW, G);
+        e = rel_err(dx2, dx1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-5, "gn bwd dx case %d err %.3g", ci, e);
+        e = rel_err(dg2, dg1, C) + rel_err(db2, db1, C); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-5, "gn bwd dgamma/dbeta case %d err %.3g", ci, e);
+        /* fused: silu(GN(x)) against GN then SiLU (reference kernels) */
+        bd__silu_forward_ref(o1, o1, n);
+        bd_groupnorm_silu_forward(o3, m2, s2, x, gamma, beta, N, C, HW, G);
+        e = rel_err(o3, o1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-5, "gn+silu fwd case %d err %.3g", ci, e);
+        memcpy(dx1, dx0, (size_t)n * sizeof(float)); memcpy(dg1, dg0, (size_t)C * sizeof(float));
+        memcpy(db1, dbt0, (size_t)C * sizeof(float));
+        memcpy(dx2, dx0, (size_t)n * sizeof(float)); memcpy(dg2, dg0, (size_t)C * sizeof(float));
+        memcpy(db2, dbt0, (size_t)C * sizeof(float));
+        bd__groupnorm_forward_ref(y, m1, s1, x, gamma, beta, N, C, HW, G);
+        bd__silu_backward_ref(dy, dout, y, n);
+        bd__groupnorm_backward_ref(dx1, dg1, db1, dy, x, m1, s1, gamma, N, C, HW, G);
+        bd_groupnorm_silu_backward(dx2, dg2, db2, dout, x, m2, s2, gamma, beta, N, C, HW, G);
+        e = rel_err(dx2, dx1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 2e-5, "gn+silu bwd dx case %d err %.3g", ci, e);
+        e = rel_err(dg2, dg1, C) + rel_err(db2, db1, C); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 2e-5, "gn+silu bwd dgamma/dbeta case %d err %.3g", ci, e);
+        /* SiLU alone (fast exp) */
+        bd__silu_forward_ref(o1, x, n);
+        bd_silu_forward(o2, x, n);
+        e = rel_err(o2, o1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-6, "silu fwd err %.3g", e);
+        memcpy(dx1, dx0, (size_t)n * sizeof(float)); memcpy(dx2, dx0, (size_t)n * sizeof(float));
+        bd__silu_backward_ref(dx1, dout, x, n);
+        bd_silu_backward(dx2, dout, x, n);
+        e = rel_err(dx2, dx1, n); if (e > g_worst_gn) g_worst_gn = e;
+        BDT_CHECKF(e < 1e-6, "silu bwd err %.3g", e);
+        free(x); free(gamma); free(beta); free(dout); free(o1); free(o2); free(o3); free(y);
+        free(dx0); free(dg0); free(dbt0); free(dx1); free(dg1); free(db1); free(dx2); free(dg2);
+        free(db2); free(dy);
+    }
+    printf("  groupnorm / gn+silu / silu: worst error / max|ref| = %.3g\n", g_worst_gn);
+}
+
+static void test_expf(void) {
+    double worst = 0.0;
+    float v;
+    for (v = -87.0f; v <= 87.0f; v += 0.01234f) {
+        double ref = exp((double)v), e = fabs((double)bd__expf(v) - ref) / ref;
+        if (e > worst) worst = e;
+    }
+    printf("  bd__expf: worst relative error %.3g on [-87, 87]\n", worst);
+    BDT_CHECKF(worst < 4e-7, "worst %.3g", worst);
+    {
+        float xs[5] = {-30.0f, -2.5f, 0.0f, 1.0f, 40.0f}, y1[5], y2[5];
+        double ma;
+        bd_silu_forward(y1, xs, 5);
+        bd__silu_forward_ref(y2, xs, 5);
+        BDT_CHECK(bdt_close_ratio(y1, y2, 5, 1e-7, 1e-6, &ma) <= 1.0);
+    }
+    BDT_CHECK(bd__expf(-1000.0f) >= 0.0f && bd__expf(-1000.0f) < 1e-37f);
+    BDT_CHECK(bd__expf(1000.0f) > 1e37f && bd__expf(1000.0f) == bd__expf(1000.0f));
+}
+
+/* ---------------- attention ---------------- */
+static void test_attention_fast_vs_ref(void) {
+    static const int64_t cases[][4] = {{3, 64, 49, 1}, {2, 8, 70, 2}, {1, 6, 5, 3}};
+    bd_rng r = bd_rng_init(14);
+    int ci;
+    for (ci = 0; ci < 3; ci++) {
+        int64_t N = cases[ci][0], C = cases[ci][1], HW = cases[ci][2], H = cases[ci][3];
+        int64_t nq = N * 3 * C * HW, no = N * C * HW, na = N * H * HW * HW;
+        float *qkv = randv(&r, nq), *dout = randv(&r, no), *o1 = randv(&r, no), *o2 = randv(&r, no);
+        float *a1 = randv(&r, na), *a2 = randv(&r, na), *sc = randv(&r, HW * HW);
+        float *d0 = randv(&r, nq), *d1 = copyv(d0, nq), *d2 = copyv(d0, nq);
+        double e;
+        bd__attention_forward_ref(o1, a1, qkv, N, C, HW, H);
+        bd_attention_forward(o2, a2, qkv, N, C, HW, H);
+        e = rel_err(o2, o1, no) + rel_err(a2, a1, na); if (e > g_worst_att) g_worst_att = e;
+        BDT_CHECKF(e < 1e-5, "attention fwd case %d err %.3g", ci, e);
+        bd__attention_backward_ref(d1, sc, dout, qkv, a1, N, C, HW, H);
+        bd_attention_backward(d2, sc, dout, qkv, a1, N, C, HW, H);
+        e = rel_err(d2, d1, nq); if (e > g_worst_att) g_worst_att = e;
+        BDT_CHECKF(e < 1e-5, "attention bwd case %d err %.3g", ci, e);
+        free(qkv); free(dout); free(o1); free(o2); free(a1); free(a2); free(sc); free(d0);
+        free(d1); free(d2);
+    }
+    printf("  attention: worst error / max|ref| = %.3g\n", g_worst_att);
+}
+
+/* ---------------- thread-count determinism ---------------- */
+static void test_threads_bit_identical(void) {
+#ifdef _OPENMP
+    bd_rng r = bd_rng_init(15);
+    const conv_case *c = &conv_cases[2];
+    int64_t nx = c->N * c->Cin * c->H * c->W, nw = c->Cout * c->Cin * 9, no = c->N * c->Cout * c->H * c->W;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, c->Cout), *dout = randv(&r, no);
+    float *o[3], *dx[3], *dw[3], *db[3], *a[3], *ao[3], *dq[3], *gn[3], *gdx[3], *gdg[3];
+    float m[3][64], s[3][64], *qkv = randv(&r, 5 * 3 * 64 * 49), *sc = randv(&r, 49 * 49);
+    int t;
+    for (t = 0; t < 3; t++) {
+        o[t] = randv(&r, no); dx[t] = (float *)calloc((size_t)nx, 4); dw[t] = (float *)calloc((size_t)nw, 4);
+        db[t] = (float *)calloc((size_t)c->Cout, 4);
+        conv_run(c, 1, t + 1, x, w, b, dout, o[t], dx[t], dw[t], db[t]);
+        a[t] = (float *)calloc(5 * 49 * 49, 4); ao[t] = (float *)calloc(5 * 64 * 49, 4);
+        dq[t] = (float *)calloc(5 * 3 * 64 * 49, 4);
+        gn[t] = (float *)calloc((size_t)no, 4); gdx[t] = (float *)calloc((size_t)no, 4);
+        gdg[t] = (float *)calloc(128, 4);
+        set_threads(t + 1);
+        bd_attention_forward(ao[t], a[t], qkv, 5, 64, 49, 1);
+        bd_attention_backward(dq[t], sc, ao[t], qkv, a[t], 5, 64, 49, 1);
+        bd_groupnorm_silu_forward(gn[t], m[t], s[t], o[0], w, b, c->N, c->Cout, c->H * c->W, 8);
+        bd_groupnorm_silu_backward(gdx[t], gdg[t], gdg[t] + 64, dout, o[0], m[t], s[t], w, b,
+                                   c->N, c->Cout, c->H * c->W, 8);
+        set_threads(1);
+    }
+    for (t = 1; t < 3; t++) {
+        BDT_CHECKF(memcmp(o[t], o[0], (size_t)no * 4) == 0, "conv fwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(dx[t], dx[0], (size_t)nx * 4) == 0, "conv dx %d threads", t + 1);
+        BDT_CHECKF(memcmp(dw[t], dw[0], (size_t)nw * 4) == 0, "conv dw %d threads", t + 1);
+        BDT_CHECKF(memcmp(db[t], db[0], (size_t)c->Cout * 4) == 0, "conv db %d threads", t + 1);
+        BDT_CHECKF(memcmp(ao[t], ao[0], 5 * 64 * 49 * 4) == 0, "attention fwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(dq[t], dq[0], 5 * 3 * 64 * 49 * 4) == 0, "attention bwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(gn[t], gn[0], (size_t)no * 4) == 0, "gn+silu fwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(gdx[t], gdx[0], (size_t)no * 4) == 0, "gn+silu bwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(gdg[t], gdg[0], 128 * 4) == 0, "gn+silu dgamma %d threads", t + 1);
+    }
+    for (t = 0; t < 3; t++) {
+        free(o[t]); free(dx[t]); free(dw[t]); free(db[t]); free(a[t]); free(ao[t]); free(dq[t]);
+        free(gn[t]); free(gdx[t]); free(gdg[t]);
+    }
+    free(x); free(w); free(b); free(dout); free(qkv); free(sc);
+    printf("  1, 2 and 3 threads give identical bits (conv, attention, gn+silu)\n");
+#else
+    printf("  (built without OpenMP: single-threaded, nothing to compare)\n");
+#endif
+}
+
+int main(void) {
+    set_threads(1);
+    BDT_RUN(test_gemm_builtin_blocks);
+    BDT_RUN(test_conv_fast_vs_ref);
+    BDT_RUN(test_expf);
+    BDT_RUN(test_groupnorm_fast_vs_ref);
+    BDT_RUN(test_attention_fast_vs_ref);
+    BDT_RUN(test_threads_bit_identical);
+    return BDT_SUMMARY("test_kernels_fast");
+}
