@@ -10,6 +10,7 @@
 #   make install PREFIX=/usr/local [DESTDIR=...]   header, pkg-config file,
 #                        CMake package (find_package(bdense)), the command
 #   make uninstall PREFIX=...                      removes exactly those files
+.DEFAULT_GOAL := all
 CC      ?= cc
 CXX     ?= c++
 BLAS    ?= auto
@@ -122,8 +123,6 @@ demo: $(BUILD)/bdense
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all test tests compile-test clean demo info valgrind tsan fuzz install uninstall examples
-examples: $(EXAMPLE_BINS)
 
 # ---- CUDA (optional) -------------------------------------------------------
 #   make CUDA=1          also builds $(BUILD)/tests/test_cuda (run by
@@ -196,3 +195,45 @@ $(BUILD)/cuda-emu/test_cuda_unet: tests/cuda/test_cuda_unet.c $(BUILD)/cuda-emu/
 cuda-emu-test: $(BUILD)/cuda-emu/test_cuda $(BUILD)/cuda-emu/test_cuda_unet
 	ASAN_OPTIONS=allocator_may_return_null=1 $(BUILD)/cuda-emu/test_cuda
 	$(BUILD)/cuda-emu/test_cuda_unet
+# ---- install / uninstall -------------------------------------------------
+# The header is the library; the pkg-config file and the CMake package say
+# where it is and whether the install was configured with CBLAS (BLAS=...).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+VERSION := $(shell sed -n 's/^\#define BDENSE_VERSION_STRING "\(.*\)"/\1/p' bdense.h)
+VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
+ifeq ($(BLAS_EFFECTIVE),openblas)
+  PC_CFLAGS = -DBDENSE_USE_CBLAS $(OMP_FLAGS)
+  PC_LIBS   = $(OMP_FLAGS) -lopenblas -lm
+  PC_CBLAS  = ON
+else
+  PC_CFLAGS = $(OMP_FLAGS)
+  PC_LIBS   = $(OMP_FLAGS) -lm
+  PC_CBLAS  = OFF
+endif
+PC_OPENMP = $(if $(OMP_FLAGS),ON,OFF)
+INSTALL_ROOT = $(DESTDIR)$(PREFIX)
+INSTALL_BIN  = $(if $(CLI_SRCS),$(BUILD)/bdense)
+INSTALLED_FILES = include/bdense.h lib/pkgconfig/bdense.pc \
+  lib/cmake/bdense/bdense-config.cmake lib/cmake/bdense/bdense-config-version.cmake \
+  $(if $(CLI_SRCS),bin/bdense)
+
+install: $(INSTALL_BIN)
+	@test -n "$(PREFIX)" || { echo "PREFIX is empty"; exit 1; }
+	install -d "$(INSTALL_ROOT)/include" "$(INSTALL_ROOT)/lib/pkgconfig" "$(INSTALL_ROOT)/lib/cmake/bdense"
+	install -m 644 bdense.h "$(INSTALL_ROOT)/include/bdense.h"
+	sed -e 's|@BDENSE_PC_PREFIX@|$(PREFIX)|' -e 's|@BDENSE_PC_INCLUDEDIR@|$${prefix}/include|' \
+	    -e 's|@BDENSE_PC_VERSION@|$(VERSION)|' -e 's|@BDENSE_PC_CFLAGS@|$(PC_CFLAGS)|' \
+	    -e 's|@BDENSE_PC_LIBS@|$(PC_LIBS)|' bdense.pc.in > "$(INSTALL_ROOT)/lib/pkgconfig/bdense.pc"
+	sed -e 's|@USE_CBLAS@|$(PC_CBLAS)|' -e 's|@USE_OPENMP@|$(PC_OPENMP)|' cmake/bdense-config-make.cmake.in \
+	    > "$(INSTALL_ROOT)/lib/cmake/bdense/bdense-config.cmake"
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|' \
+	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|' cmake/bdense-config-version-make.cmake.in \
+	    > "$(INSTALL_ROOT)/lib/cmake/bdense/bdense-config-version.cmake"
+	$(if $(CLI_SRCS),install -d "$(INSTALL_ROOT)/bin" && install -m 755 $(BUILD)/bdense "$(INSTALL_ROOT)/bin/bdense")
+	@echo "installed bdense $(VERSION) (BLAS=$(BLAS_EFFECTIVE), OpenMP $(PC_OPENMP)) into $(INSTALL_ROOT)"
+
+uninstall:
+	rm -f $(addprefix "$(INSTALL_ROOT)/,$(addsuffix ",$(INSTALLED_FILES)))
+	-rmdir "$(INSTALL_ROOT)/lib/cmake/bdense" 2>/dev/null

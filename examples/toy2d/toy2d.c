@@ -195,8 +195,8 @@ typedef struct {
     } while (0)
 
 static bd_result run_student(bd_context *ctx, bd_denoiser *teacher, const student_spec *sp,
-                             int64_t steps, uint64_t seed, const char *outdir, double *err,
-                             double *secs) {
+                             int64_t steps, uint64_t seed, const char *outdir, const float *data,
+                             double *err, double *secs) {
     bd_rng rng = bd_rng_init(seed);
     bd_denoiser *student = NULL;
     bd_distill *dist = NULL;
@@ -261,7 +261,7 @@ static bd_result run_student(bd_context *ctx, bd_denoiser *teacher, const studen
         r = BD_ERROR_IO;
         goto done;
     }
-    for (j = 0; j < N_STUD; j++) svg_path(f, traj + j * (S + 1) * D, S + 1, D, "#999", 1.0, 0.6);
+    for (j = 0; j < 400; j++) svg_dot(f, data + j * D, 1.4, "#ccc", 0.5);
     memcpy(z, noise, sizeof(float) * N_TRAJ * D);
     for (i = 0; i < N; i++) {
         double t = dist->grid[i];
@@ -285,8 +285,10 @@ static bd_result run_student(bd_context *ctx, bd_denoiser *teacher, const studen
         }
         memcpy(z, land, sizeof(float) * N_TRAJ * D); /* the final branch's jump */
     }
+    /* the teacher's path on top, thin, so the jumps can be read against it */
+    for (j = 0; j < N_STUD; j++) svg_path(f, traj + j * (S + 1) * D, S + 1, D, "#333", 0.8, 0.9);
     for (j = 0; j < N_STUD; j++) svg_dot(f, noise + j * D, 2.5, "#000", 0.8);
-    svg_legend(f, 0, "#999", "teacher ODE trajectory (DPM-Solver++, 8 steps)");
+    svg_legend(f, 0, "#333", "teacher ODE trajectory (DPM-Solver++, 8 steps)");
     svg_legend(f, 1, "#444", "teacher states the branches are trained to reach (rings)");
     if (sp->K == 1) {
         svg_legend(f, 2, branch_color[3], "student jump (the only branch), 2 jumps in all");
@@ -433,10 +435,10 @@ int main(int argc, char **argv) {
     printf("trajectory MSE to the teacher (DPM-Solver++ 8 steps) at 2 NFE, 2000 noises:\n");
     printf("  teacher, DDIM 2 steps (no distillation): %.2e\n", err_ddim2);
     printf("  student  after step:\n");
-    CHECK(run_student(ctx, teacher, &sparse, student_steps, seed + 10, outdir, &err_sparse,
-                      &secs_sparse));
-    CHECK(run_student(ctx, teacher, &bdense, student_steps, seed + 10, outdir, &err_bdense,
-                      &secs_bdense));
+    CHECK(run_student(ctx, teacher, &sparse, student_steps, seed + 10, outdir, data,
+                      &err_sparse, &secs_sparse));
+    CHECK(run_student(ctx, teacher, &bdense, student_steps, seed + 10, outdir, data,
+                      &err_bdense, &secs_bdense));
 
     printf("final: sparse %.2e, B-DENSE %.2e (teacher with DDIM 2 steps: %.2e)\n", err_sparse,
            err_bdense, err_ddim2);

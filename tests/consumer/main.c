@@ -33,8 +33,20 @@ int main(void) {
         double d1 = hypot(x[2 * i] - points[2], x[2 * i + 1] - points[3]);
         if ((d0 < d1 ? d0 : d1) > 1e-2) bad++;
     }
-    printf("consumer: bdense %s, %d/8 samples on a mixture point after %lld NFE\n",
-           BDENSE_VERSION_STRING, 8 - bad, (long long)nfe);
+    printf("consumer: bdense %s (CBLAS %s, OpenMP %s), %d/8 samples on a mixture point "
+           "after %lld NFE\n",
+           BDENSE_VERSION_STRING,
+#ifdef BDENSE_USE_CBLAS
+           "on",
+#else
+           "off",
+#endif
+#ifdef _OPENMP
+           "on",
+#else
+           "off",
+#endif
+           8 - bad, (long long)nfe);
     bd_sampler_free(sampler);
     bd_denoiser_free(model);
     bd_context_free(ctx);

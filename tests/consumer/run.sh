@@ -2,7 +2,9 @@
 # Installs bdense into temporary prefixes, once with `make install` and once
 # with a CMake install, and builds + runs the downstream project in this
 # folder against each through CMake (find_package(bdense)) and pkg-config.
-# Then `make uninstall` must leave no file behind.  ~10 s.
+# Also vendored with add_subdirectory, and a find_package asking for a
+# wrong version must fail.  Then `make uninstall` must leave no file
+# behind.  ~15 s.
 # Usage: tests/consumer/run.sh [BUILD_DIR]   (BUILD_DIR: where `make` built
 # the bdense command, reused by `make install`; default build)
 set -euo pipefail
@@ -34,6 +36,12 @@ cmake -S . -B "$tmp/bd-cmake" -DCMAKE_INSTALL_PREFIX="$tmp/cmake-prefix" >"$tmp/
 cmake --install "$tmp/bd-cmake" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
 consume "$tmp/cmake-prefix" cmake
 
+step "vendored: add_subdirectory(bdense source tree)"
+cmake -S tests/consumer -B "$tmp/vendored" -DBDENSE_SOURCE_DIR="$PWD" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+cmake --build "$tmp/vendored" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
+"$tmp/vendored/consumer"
+ok=$((ok+1))
+
 step "make install BLAS=none (zero-dependency flags): pkg-config bdense"
 make -s install BLAS=none BUILD="$build" PREFIX="$tmp/noblas" >"$tmp/log" 2>&1 || { cat "$tmp/log"; exit 1; }
 if grep -q BDENSE_USE_CBLAS "$tmp/noblas/lib/pkgconfig/bdense.pc"; then echo "!! BLAS=none .pc asks for CBLAS"; exit 1; fi
@@ -49,6 +57,7 @@ cp tests/consumer/*.c "$tmp/v9/"
 if cmake -S "$tmp/v9" -B "$tmp/v9/b" -DCMAKE_PREFIX_PATH="$tmp/make-prefix" >"$tmp/log" 2>&1; then
   echo "!! find_package(bdense 9.0) succeeded"; exit 1
 fi
+grep -q "version" "$tmp/log" || { echo "!! find_package(bdense 9.0) failed for another reason:"; cat "$tmp/log"; exit 1; }
 ok=$((ok+1))
 
 step "make uninstall"
