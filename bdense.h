@@ -2173,6 +2173,14 @@ static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
     !defined(BDENSE_NO_SIMD)
 #define BD__X86 1
+/* Which vector paths run is decided at run time from the CPU; the test
+   suite also builds with -DBDENSE_NO_AVX512 (AVX2 paths) and
+   -DBDENSE_NO_SIMD (portable C) so every path is exercised on one machine. */
+#ifdef BDENSE_NO_AVX512
+#define BD__CPU_AVX512() 0
+#else
+#define BD__CPU_AVX512() __builtin_cpu_supports("avx512f")
+#endif
 __attribute__((target("avx512f"))) static void
 bd__ukernel_avx512(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
                    int64_t mr, int64_t nr) {
@@ -2252,7 +2260,7 @@ typedef void (*bd__ukernel_fn)(int64_t kc, const float *a, const float *b, float
                                float alpha, int64_t mr, int64_t nr);
 static bd__ukernel_fn bd__ukernel_pick(void) {
 #ifdef BD__X86
-    if (__builtin_cpu_supports("avx512f")) return bd__ukernel_avx512;
+    if (BD__CPU_AVX512()) return bd__ukernel_avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return bd__ukernel_avx2;
 #endif
     return bd__ukernel_c;
@@ -2712,7 +2720,7 @@ static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_
 #ifdef BD__X86
     return k == 3 && stride == 1 && pad == 1 && ((W >= 4 && W <= 7) || (W >= 12 && W <= 32)) &&
            H >= 1 &&
-           __builtin_cpu_supports("avx512f");
+           BD__CPU_AVX512();
 #else
     (void)H; (void)W; (void)k; (void)stride; (void)pad;
     return 0;
@@ -3002,7 +3010,7 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
                 sb.C = Cin; sb.H = H; sb.W = W; sb.k = k;
                 sb.stride = stride; sb.pad = pad;
 #ifdef BD__X86
-                if (__builtin_cpu_supports("avx512f") && Cin * HW < ((int64_t)1 << 30))
+                if (BD__CPU_AVX512() && Cin * HW < ((int64_t)1 << 30))
                     sb.pack = bd__pack_im2col_t_avx512;
 #endif
             }

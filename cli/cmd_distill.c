@@ -39,7 +39,7 @@ static void cli__grid_options(cli_args *a, cli__dopts *o) {
                           "teacher steps per student step, a multiple of --branches (0 = 4 if K divides 4, else K)"),
               0, 4096);
     cli_add_choice(a, "student-grid", &o->student_grid, "uniform_t|logsnr|karras", "student time grid");
-    cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step (auto: td logsnr, pd t)");
+    cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step: uniform in t or in log-SNR (auto: t, the library default)");
     cli_add_choice(a, "teacher-solver", &o->solver, "dpmpp2m|heun|euler|ddim", "TD teacher ODE solver");
 }
 
