@@ -680,7 +680,8 @@ BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out);
                  variance (beta tilde)                                      (S NFE)
        EULER     EDM Euler on dx/dsig = (x - D)/sig, x = z/alpha,
                  sig = sigma/alpha                                          (S NFE)
-       HEUN      EDM Heun (2nd order); the last step to sig = 0 is Euler  (2S-1 NFE)
+       HEUN      EDM Heun (2nd order); the first step from t = 1 and the
+                 last to sig = 0 are Euler                                 (2S-2 NFE)
        DPMPP_2M  DPM-Solver++(2M), data prediction, multistep; first and
                  last (to t = 0) steps first order                          (S NFE)
    A sampler object reserves every buffer for max_batch once; runs then
@@ -4507,6 +4508,17 @@ BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t ste
     return c;
 }
 
+/* The update a step t -> s uses.  Heun's step that starts at the top of the
+   schedule (t = 1, where sig = sigma/alpha is the schedule's clamp: 1e4 for
+   cosine, 157 for linear) is an Euler step: the trapezoid rule would
+   multiply the difference of the two slopes by an interval ~sig_max long
+   (13 uniform-t steps of the Fashion-MNIST teacher: FD-RF 2e4, samples
+   saturated; Euler 0.28).  EDM's Heun never starts above sig = 80.  One first-order step
+   keeps the global order 2 (its local error is O(h^2)); NFE = 2S - 2 on a
+   grid from 1 to 0.  docs/samplers.md. */
+static bd_sampler_kind bd__sampler_step_kind(bd_sampler_kind kind, double t) {
+    return (kind == BD_SAMPLER_HEUN && t >= 1.0) ? BD_SAMPLER_EULER : kind;
+}
 BDAPI const char *bd_sampler_name(bd_sampler_kind k) {
     switch (k) {
     case BD_SAMPLER_DDIM: return "ddim";
@@ -4732,7 +4744,7 @@ BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, floa
                 memcpy(z, s->x_hat, (size_t)m * sizeof(float));
                 continue;
             }
-            switch (cfg->kind) {
+            switch (bd__sampler_step_kind(cfg->kind, t)) {
             case BD_SAMPLER_DDIM: {
                 double c = 0.0, dir;
                 if (cfg->eta > 0.0) {
@@ -10670,7 +10682,7 @@ BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_con
                 if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
                 continue;
             }
-            switch (cfg->kind) {
+            switch (bd__sampler_step_kind(cfg->kind, t)) {
             case BD_SAMPLER_DDIM: {
                 double cn = 0.0, dir;
                 if (cfg->eta > 0.0) {

@@ -7,7 +7,7 @@
 # Writes docs/fmnist/*.png and docs/fmnist/table.md (paste into docs/fmnist.md).
 # Usage: tools/fmnist_report.sh TEACHER.safetensors [BUILD_DIR]
 #   FMNIST_DIR (default /usr/share/datasets/fashion-mnist), EVAL_N (500), SETTINGS
-#   ("dpmpp2m:10 dpmpp2m:25 ddim:10 ddim:25 heun:13 euler:25 ddpm:50"; heun:13 = 25 NFE)
+#   ("dpmpp2m:10 dpmpp2m:25 ddim:10 ddim:25 heun:13 euler:25 ddpm:50"; heun:13 = 24 NFE)
 set -euo pipefail
 teacher=${1:?usage: tools/fmnist_report.sh TEACHER.safetensors [BUILD_DIR]}
 build=${2:-build}
