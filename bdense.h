@@ -1139,6 +1139,23 @@ BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *dat
 BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
 BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
 BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
+/* A .npy file read piece by piece (arrays larger than memory, e.g. cached
+   teacher trajectories): open parses and checks the header and the file
+   size, read copies elements [first, first + count) in C order as float32
+   (converting '>f4', '<f8', '>f8' as bd_npy_read does), close releases the
+   file.  The reader allocates nothing after open. */
+typedef struct bd_npy_stream {
+    void *file;            /* FILE * */
+    int ndim;
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+    int64_t data_offset;   /* bytes before the first element */
+    int item;              /* 4 or 8 bytes per element on disk */
+    int swap;              /* byte order differs from the host's */
+} bd_npy_stream;
+BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_stream *s);
+BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out);
+BDAPI void bd_npy_stream_close(bd_npy_stream *s);
 
 /* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
 /* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
@@ -1367,6 +1384,7 @@ typedef struct bd_distill {
     void *traj_user_data;
     const float *traj_cache;    /* bd_distill_set_trajectories */
     int64_t traj_cache_count;
+    bd_npy_stream *traj_stream; /* bd_distill_set_trajectory_stream */
     bd_sampler *tsampler;       /* teacher solver (TD), on tgrid */
     bd_sampler *ssampler;       /* student sampler (eval) */
     /* last batch (n = last_n rows); per-branch arrays are (K, n, ...) */
@@ -1419,6 +1437,12 @@ BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, voi
 /* ... or a cache in memory (count, S+1, C, H, W), kept by the caller; each
    step draws n of them uniformly with replacement. */
 BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count);
+/* The same, streamed from an open .npy of shape (count, S+1, C, H, W) (or
+   (count, S+1, C*H*W)) that stays on disk: each step reads only the
+   trajectories it draws, with the same draws as bd_distill_set_trajectories,
+   so the student is bit-identical to the in-memory run.  The stream must
+   stay open while the distiller uses it. */
+BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream *stream);
 
 /* PD: end a round.  The student's EMA weights become the teacher (an owned
    K-branch copy when the shapes differ) and the student's new start; N
@@ -1768,6 +1792,7 @@ BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params,
 
 #include <math.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7922,6 +7947,126 @@ BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a) {
     memset(a, 0, sizeof *a);
 }
 
+BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_stream *s) {
+    unsigned char pre[12];
+    char *h = NULL;
+    size_t hlen, hstart;
+    long end;
+    int f8 = 0, swap = 0, ndim = 0, d;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1;
+    FILE *f;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!s) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: NULL stream");
+    memset(s, 0, sizeof *s);
+    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: empty path");
+    f = fopen(path, "rb");
+    if (!f) return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot open %s", path);
+    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot seek in %s", path);
+    }
+    if (end < 10 || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: bad magic", path);
+    }
+    if (pre[6] == 1 && pre[7] == 0) {
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
+        hstart = 10;
+    } else if ((pre[6] == 2 || pre[6] == 3) && pre[7] == 0 && end >= 12 && fread(pre + 10, 1, 2, f) == 2) {
+        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8) | ((size_t)pre[10] << 16) | ((size_t)pre[11] << 24);
+        hstart = 12;
+    } else {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy stream: %s: format version %d.%d", path, pre[6], pre[7]);
+    }
+    if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20)) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: header length %zu exceeds the file", path, hlen);
+    }
+    h = BD__CAST(char *, bd_alloc(ctx, hlen ? hlen : 1));
+    if (!h) {
+        fclose(f);
+        return ctx->last_result;
+    }
+    if (fread(h, 1, hlen, f) != hlen) {
+        bd_free(ctx, h);
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_IO, "npy stream: %s: short read of the header", path);
+    }
+    r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape);
+    bd_free(ctx, h);
+    if (r != BD_SUCCESS) {
+        fclose(f);
+        return r;
+    }
+    for (d = 0; d < ndim; d++) {
+        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d]) {
+            fclose(f);
+            return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: shape overflows", path);
+        }
+        numel *= shape[d];
+    }
+    if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u)) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: data is %ld bytes, shape needs %lld", path,
+                        end - (long)(hstart + hlen), (long long)(numel * (f8 ? 8 : 4)));
+    }
+    s->file = f;
+    s->ndim = ndim;
+    for (d = 0; d < ndim; d++) s->shape[d] = shape[d];
+    s->numel = numel;
+    s->data_offset = (int64_t)(hstart + hlen);
+    s->item = f8 ? 8 : 4;
+    s->swap = swap;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out) {
+    FILE *f;
+    int64_t done = 0, off;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!s || !s->file) return bd_error(ctx, BD_ERROR_STATE, "npy stream: not open");
+    if (!out || first < 0 || count < 0 || first > s->numel || count > s->numel - first)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: elements [%lld, +%lld) outside 0..%lld",
+                        (long long)first, (long long)count, (long long)s->numel);
+    f = BD__CAST(FILE *, s->file);
+    off = s->data_offset + first * s->item;
+    if (off > (int64_t)LONG_MAX || fseek(f, (long)off, SEEK_SET) != 0)
+        return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot seek to byte %lld", (long long)off);
+    if (s->item == 4 && !s->swap) {
+        if (count && fread(out, 4, (size_t)count, f) != (size_t)count)
+            return bd_error(ctx, BD_ERROR_IO, "npy stream: short read at element %lld", (long long)first);
+        return BD_SUCCESS;
+    }
+    while (done < count) { /* convert through a small stack buffer */
+        unsigned char buf[2048], e[8];
+        int64_t n = (int64_t)sizeof buf / s->item, i;
+        int k;
+        if (n > count - done) n = count - done;
+        if (fread(buf, (size_t)s->item, (size_t)n, f) != (size_t)n)
+            return bd_error(ctx, BD_ERROR_IO, "npy stream: short read at element %lld", (long long)(first + done));
+        for (i = 0; i < n; i++) {
+            for (k = 0; k < s->item; k++) e[k] = buf[i * s->item + (s->swap ? s->item - 1 - k : k)];
+            if (s->item == 8) {
+                double v;
+                memcpy(&v, e, 8);
+                out[done + i] = (float)v;
+            } else {
+                memcpy(&out[done + i], e, 4);
+            }
+        }
+        done += n;
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_npy_stream_close(bd_npy_stream *s) {
+    if (!s) return;
+    if (s->file) fclose(BD__CAST(FILE *, s->file));
+    memset(s, 0, sizeof *s);
+}
+
 BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
                              const int64_t *shape) {
     char h[256];
@@ -9429,6 +9574,7 @@ BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, voi
     dist->traj_user_data = user_data;
     dist->traj_cache = NULL;
     dist->traj_cache_count = 0;
+    dist->traj_stream = NULL;
 }
 
 static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
@@ -9437,7 +9583,13 @@ static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, b
     int64_t b;
     for (b = 0; b < n; b++) {
         int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
-        memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+        if (d->traj_stream) {
+            bd_result r = bd_npy_stream_read(d->ctx, d->traj_stream, j * (int64_t)len, (int64_t)len,
+                                             traj + (size_t)b * len);
+            if (r != BD_SUCCESS) return r;
+        } else {
+            memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+        }
     }
     return BD_SUCCESS;
 }
@@ -9449,6 +9601,27 @@ BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj,
     dist->traj_user_data = dist;
     dist->traj_cache = traj;
     dist->traj_cache_count = count;
+    dist->traj_stream = NULL;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream *stream) {
+    int64_t per;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!stream || !stream->file)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: the stream is not open");
+    per = (dist->S + 1) * dist->D;
+    if (stream->ndim < 3 || stream->shape[0] < 1 || stream->shape[1] != dist->S + 1 ||
+        stream->numel != stream->shape[0] * per)
+        return bd_error(dist->ctx, BD_ERROR_SHAPE,
+                        "set trajectory stream: need (count >= 1, %lld, %lld values) for %lld student steps x %lld "
+                        "teacher sub-steps", (long long)(dist->S + 1), (long long)dist->D, (long long)dist->N,
+                        (long long)dist->Kt);
+    dist->traj_fn = bd__distill_cache_fn;
+    dist->traj_user_data = dist;
+    dist->traj_cache = NULL;
+    dist->traj_cache_count = stream->shape[0];
+    dist->traj_stream = stream;
     return BD_SUCCESS;
 }
 

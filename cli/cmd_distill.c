@@ -157,6 +157,8 @@ int cmd_distill(int argc, char **argv) {
     bd_distill_config dc;
     cli_data ds;
     cli__traj_file tf;
+    bd_npy_stream tstream;
+    int stream = 0;
     float *xb = NULL;
     FILE *csv = NULL;
     char csv_path[1024], png_path[1024];
@@ -168,6 +170,7 @@ int cmd_distill(int argc, char **argv) {
     bd_result r;
     memset(&ds, 0, sizeof ds);
     memset(&tf, 0, sizeof tf);
+    memset(&tstream, 0, sizeof tstream);
     cli__dopts_defaults(&o);
     cli_args_init(&a, "distill",
                   "Distil a teacher into a few-step student with K output branches (B-DENSE, SPEC 5); "
@@ -195,6 +198,9 @@ int cmd_distill(int argc, char **argv) {
               0, 0.999999);
     cli_add_str(&a, "data", &data, "SPEC", "PD training data: builtin | fmnist:DIR | npy:FILE");
     cli_add_str(&a, "trajectories", &traj, "FILE", "TD: cached teacher trajectories (.npy) instead of on the fly");
+    cli_add_flag(&a, "stream", &stream,
+                 "with --trajectories: read the drawn trajectories from the file each step instead of loading it "
+                 "(for caches larger than memory; bit-identical results)");
     cli_range(cli_add_int(&a, "steps", &steps, "N", "optimisation steps (per round)"), 1, 1e9);
     cli_range(cli_add_int(&a, "rounds", &rounds, "R", "PD rounds (student steps halve each round)"), 1, 20);
     cli_range(cli_add_int(&a, "batch", &batch, "B", "batch (trajectories per step for TD)"), 1, 65536);
@@ -217,6 +223,7 @@ int cmd_distill(int argc, char **argv) {
     if (strcmp(o.method, "pd") == 0 && !data) return cli_fail("distill", "--method pd needs --data (builtin, fmnist:DIR, npy:FILE)");
     if (strcmp(o.method, "td") == 0 && data) return cli_fail("distill", "--data is for --method pd; TD learns from teacher trajectories");
     if (strcmp(o.method, "pd") == 0 && traj) return cli_fail("distill", "--trajectories is for --method td");
+    if (stream && !traj) return cli_fail("distill", "--stream reads a --trajectories file; give one");
     if (rounds > 1 && strcmp(o.method, "pd") != 0) return cli_fail("distill", "--rounds is for --method pd");
     if (rounds > 1 && resume) return cli_fail("distill", "--resume works for single-round runs (resume each round's output with --rounds 1)");
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
@@ -266,7 +273,14 @@ int cmd_distill(int argc, char **argv) {
             goto done;
         }
     }
-    if (traj) {
+    if (traj && stream) {
+        r = bd_npy_stream_open(ctx, traj, &tstream);
+        if (r == BD_SUCCESS) r = bd_distill_set_trajectory_stream(dist, &tstream);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("distill", ctx, r, traj);
+            goto done;
+        }
+    } else if (traj) {
         if (cli__load_traj("distill", ctx, traj, dist, &tf)) goto done;
         r = bd_distill_set_trajectories(dist, tf.data, tf.count);
         if (r != BD_SUCCESS) {
@@ -418,6 +432,7 @@ done:
     if (tf.data) bd_free(ctx, tf.data);
     cli_data_free(&ds);
     if (dist) bd_distill_free(dist);
+    bd_npy_stream_close(&tstream);
     if (student) bd_denoiser_free(student);
     if (smodel) bd_model_free(smodel);
     if (teacher) bd_model_free(teacher);

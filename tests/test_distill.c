@@ -577,6 +577,100 @@ static void test_td_trajectories_solver(void) {
     bd_context_free(ctx);
 }
 
+/* Cached trajectories streamed from a .npy on disk give the same student,
+   bit for bit, as the same trajectories held in memory; a float64 file
+   (converted while streaming) too; bad streams are refused. */
+static void test_td_stream_matches_cache(void) {
+    enum { NT = 7, S1 = 9, D = 2 };
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL;
+    bd_distill *a = NULL, *b = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    bd_npy_stream st, bad;
+    float traj[NT * S1 * D], got[5];
+    double traj64[NT * S1 * D];
+    int64_t shape[3] = {NT, S1, D}, wrong[3] = {NT, S1 - 1, D};
+    bd_rng r = bd_rng_init(11);
+    const char *path = "test_distill_stream.tmp.npy", *path64 = "test_distill_stream64.tmp.npy";
+    int i, same;
+    FILE *f;
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s1) == BD_SUCCESS);
+    r = bd_rng_init(11);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, 4, &a) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s2, 4, &b) == BD_SUCCESS);
+    if (!a || !b) return;
+    BDT_CHECK(a->S + 1 == S1 && a->D == D);
+    r = bd_rng_init(5);
+    BDT_CHECK(bd_distill_teacher_trajectories(a, traj, NT, &r) == BD_SUCCESS);
+    BDT_CHECK(bd_npy_write(ctx, path, traj, 3, shape) == BD_SUCCESS);
+    BDT_CHECK(bd_npy_stream_open(ctx, path, &st) == BD_SUCCESS);
+    BDT_CHECK(st.ndim == 3 && st.numel == NT * S1 * D && st.item == 4);
+    BDT_CHECK(bd_npy_stream_read(ctx, &st, 3, 5, got) == BD_SUCCESS && memcmp(got, traj + 3, sizeof got) == 0);
+    BDT_CHECK(bd_npy_stream_read(ctx, &st, NT * S1 * D - 2, 5, got) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_distill_set_trajectories(a, traj, NT) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_set_trajectory_stream(b, &st) == BD_SUCCESS);
+    for (i = 0; i < 4; i++) {
+        BDT_CHECK(bd_distill_step(a, NULL, 4, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_step(b, NULL, 4, NULL, NULL) == BD_SUCCESS);
+    }
+    same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 && a->last_loss == b->last_loss;
+    printf("  4 TD steps from %d trajectories streamed from .npy vs in memory: %s\n", NT,
+           same ? "bit-identical" : "DIFFERENT");
+    BDT_CHECK(same);
+    bd_npy_stream_close(&st);
+    /* float64 on disk, converted while streaming */
+    for (i = 0; i < NT * S1 * D; i++) traj64[i] = (double)traj[i];
+    f = fopen(path64, "wb");
+    BDT_CHECK(f != NULL);
+    if (f) {
+        char hdr[118];
+        memset(hdr, ' ', sizeof hdr);
+        memcpy(hdr, "\x93NUMPY\x01\x00\x6c\x00", 10);
+        memcpy(hdr + 10, "{'descr': '<f8', 'fortran_order': False, 'shape': (7, 9, 2), }", 62);
+        hdr[117] = '\n';
+        fwrite(hdr, 1, sizeof hdr, f);
+        fwrite(traj64, sizeof(double), NT * S1 * D, f);
+        fclose(f);
+    }
+    BDT_CHECKF(bd_npy_stream_open(ctx, path64, &st) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECK(st.item == 8);
+    BDT_CHECK(bd_npy_stream_read(ctx, &st, 1, 5, got) == BD_SUCCESS && memcmp(got, traj + 1, sizeof got) == 0);
+    bd_npy_stream_close(&st);
+    BDT_CHECK(st.file == NULL);
+    /* refused: wrong state shape, a closed stream, a truncated file, no file */
+    BDT_CHECK(bd_npy_write(ctx, path, traj, 3, wrong) == BD_SUCCESS);
+    BDT_CHECK(bd_npy_stream_open(ctx, path, &bad) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_set_trajectory_stream(b, &bad) == BD_ERROR_SHAPE);
+    bd_npy_stream_close(&bad);
+    BDT_CHECK(bd_distill_set_trajectory_stream(b, &bad) == BD_ERROR_INVALID_ARGUMENT);
+    BDT_CHECK(bd_npy_stream_read(ctx, &bad, 0, 1, got) == BD_ERROR_STATE);
+    f = fopen(path, "rb");
+    if (f) { /* cut the data short: keep the header and 40 bytes */
+        unsigned char buf[168];
+        size_t n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+        BDT_CHECK(n == sizeof buf);
+        f = fopen(path, "wb");
+        if (f) {
+            fwrite(buf, 1, n, f);
+            fclose(f);
+        }
+    }
+    BDT_CHECK(bd_npy_stream_open(ctx, path, &bad) == BD_ERROR_FORMAT);
+    BDT_CHECK(bad.file == NULL);
+    BDT_CHECK(bd_npy_stream_open(ctx, "no_such_dir_bdense/x.npy", &bad) == BD_ERROR_IO);
+    remove(path);
+    remove(path64);
+    bd_distill_free(a);
+    bd_distill_free(b);
+    bd_denoiser_free(s1);
+    bd_denoiser_free(s2);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 static void test_teacher_grid(void) {
     bd_schedule s;
     double g[5], tg[4 * 4 + 1], tmin;
@@ -965,6 +1059,7 @@ int main(void) {
     BDT_RUN(test_pd_targets_exact_teacher);
     BDT_RUN(test_td_targets_exact_teacher);
     BDT_RUN(test_td_trajectories_solver);
+    BDT_RUN(test_td_stream_matches_cache);
     BDT_RUN(test_gradcheck_mlp_student);
     BDT_RUN(test_end_to_end_mlp_td);
     BDT_RUN(test_pd_rounds_and_nan_guard);

@@ -540,6 +540,21 @@ static bd_result npy_bad(fx *F, int which) {
     case 10: return bd_npy_read_memory(F->ctx, junk, sizeof junk, &F->npy);
     case 11: return bd_npy_read_memory(F->ctx, junk, sizeof junk, NULL);
     case 12: shape[0] = shape[1] = INT64_MAX / 2; return bd_npy_write(F->ctx, F->path, F->big, 2, shape);
+    case 13: {
+        bd_npy_stream st;
+        return bd_npy_stream_open(F->ctx, NULL, &st);
+    }
+    case 14: return bd_npy_stream_open(F->ctx, F->path, NULL);
+    case 15: {
+        bd_npy_stream st;
+        return bd_npy_stream_open(F->ctx, F->dir_path, &st); /* missing */
+    }
+    case 16: {
+        bd_npy_stream st;
+        float v;
+        memset(&st, 0, sizeof st);
+        return bd_npy_stream_read(F->ctx, &st, 0, 1, &v); /* never opened */
+    }
     default: return BD_SUCCESS;
     }
 }
@@ -1249,6 +1264,10 @@ typedef struct mcase {
     X(npy_read_mem_junk, E_FMT, 1, npy_bad(F, 10))                                             \
     X(npy_read_mem_null_out, E_ARG, 1, npy_bad(F, 11))                                         \
     X(npy_write_shape_overflow, E_ARG, 1, npy_bad(F, 12))                                      \
+    X(npy_stream_null_path, E_ARG, 1, npy_bad(F, 13))                                          \
+    X(npy_stream_null_out, E_ARG, 1, npy_bad(F, 14))                                           \
+    X(npy_stream_missing, E_IO, 1, npy_bad(F, 15))                                             \
+    X(npy_stream_read_closed, E_ST, 1, npy_bad(F, 16))                                         \
     X(idx_images_missing, E_IO, 1, idx_bad(F, 0))                                              \
     X(idx_images_null_path, E_ARG, 1, idx_bad(F, 1))                                           \
     X(idx_images_mem_null, E_ARG, 1, idx_bad(F, 2))                                            \
