@@ -8,20 +8,27 @@
 #   3. benchmarks the SPEC `small` UNet: training step at batch 128 and
 #      batch-1 network-call latency, bdense vs PyTorch eager CUDA on the same
 #      model (bench/cuda_torch_ref.py), float32 and TF32
-#   4. prints one table (median ms, ratio) and writes it with all logs to
-#      $BUILD/cuda-report/ (and to $OUT/ when $OUT is set)
+#   4. the command line on the GPU: bdense train --device cuda on the
+#      built-in shapes, then bdense sample --device cuda and on the CPU from
+#      that checkpoint with the same noise (the samples must agree)
+#   5. prints one table (median ms, ratio) and writes it with all logs to
+#      $BUILD/cuda-report/ (and, when $OUT is set, table.md and
+#      cuda-report.tgz to $OUT/)
 # Without a GPU (or without nvcc) it says "no GPU, skipped" and exits 0.
 # Exit 1 when a build or a test fails, or a GPU is visible but unusable.
 # Usage: tests/cuda/run_all.sh            (from anywhere; ~2-4 minutes)
 #   env: BUILD (build-cuda), NVCC, PYTHON (python3), BATCH (128), ITERS (30),
 #        BENCH_ARGS (extra cuda_bench arguments), SKIP_BUILD=1 (use the
-#        binaries already in $BUILD, e.g. the host-emulator ones)
+#        binaries already in $BUILD, e.g. the host-emulator ones),
+#        TEST_TIMEOUT (600 s per test program), BENCH_TIMEOUT (300 s per run)
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build-cuda}
 BATCH=${BATCH:-128}
 ITERS=${ITERS:-30}
 PYTHON=${PYTHON:-python3}
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-300}
 REP=$BUILD/cuda-report
 mkdir -p "$REP"
 T0=$(date +%s)
@@ -57,7 +64,7 @@ say "build ok"
 # ---- tests ------------------------------------------------------------------
 run_test() { # name -> sets ${name}_line and ${name}_rc
   local name=$1 out rc
-  out=$(timeout 600 "$BUILD/tests/$name" 2>&1); rc=$?
+  out=$(timeout "$TEST_TIMEOUT" "$BUILD/tests/$name" 2>&1); rc=$?
   echo "$out" >"$REP/$name.log"
   echo "$out" | grep -E '^(PASS|FAIL|  FAIL)|worst|skipped' | sed 's/^/    /'
   printf -v "${name}_rc" '%s' "$rc"
@@ -77,10 +84,66 @@ run_test test_cuda
 say "test_cuda_unet (UNet forward/backward, train step, sampling, CUDA vs CPU)"
 run_test test_cuda_unet
 
+# ---- the command line on the GPU ----------------------------------------------
+# A tiny teacher trained on the GPU and on the CPU (same seed: the losses must
+# be close), then sampled on the GPU and on the CPU from the GPU checkpoint
+# with the same noise (the samples must agree to rel L2 1e-3).
+cli_line="not run"
+cli_rc=0
+C=$REP/cli
+mkdir -p "$C"
+say "CLI: bdense train/sample --device cuda"
+if [ "${SKIP_BUILD:-0}" != 1 ] && ! timeout 600 make -j"$JOBS" CUDA=1 BUILD="$BUILD" NVCC="$NVCC" "$BUILD/bdense" >>"$REP/build.log" 2>&1; then
+  cli_line="CLI build FAILED"; cli_rc=1
+elif [ -x "$BUILD/bdense" ]; then
+  BD="$BUILD/bdense"
+  tr_args=(--data builtin:16 --config tiny --steps 400 --batch 32 --lr 1e-3 --warmup 50 --ema 0.99 --save-every 0 --seed 1)
+  sa_args=(--ckpt "$C/teacher_gpu.safetensors" --n 64 --sampler dpmpp2m --steps 10 --seed 5)
+  t_a=$(date +%s.%N)
+  timeout 300 "$BD" train --device cuda "${tr_args[@]}" --out "$C/teacher_gpu.safetensors" >"$C/train_gpu.log" 2>&1
+  r1=$?
+  t_b=$(date +%s.%N)
+  timeout 300 "$BD" train "${tr_args[@]}" --out "$C/teacher_cpu.safetensors" >"$C/train_cpu.log" 2>&1
+  r2=$?
+  t_c=$(date +%s.%N)
+  timeout 300 "$BD" sample --device cuda "${sa_args[@]}" --out "$C/s_gpu.npy" >"$C/sample_gpu.log" 2>&1
+  r3=$?
+  timeout 300 "$BD" sample "${sa_args[@]}" --out "$C/s_cpu.npy" >"$C/sample_cpu.log" 2>&1
+  r4=$?
+  if [ "$r1$r2$r3$r4" != 0000 ]; then
+    cli_rc=1; cli_line="CLI FAILED (exit: train gpu $r1, cpu $r2; sample gpu $r3, cpu $r4; logs in $C)"
+    tail -n 5 "$C"/*.log
+  else
+    cli_line=$(C="$C" TG=$(awk -v a="$t_a" -v b="$t_b" 'BEGIN{printf "%.1f", b-a}') \
+               TC=$(awk -v a="$t_b" -v b="$t_c" 'BEGIN{printf "%.1f", b-a}') "$PYTHON" - 2>&1 <<'EOF'
+import os, csv
+import numpy as np
+c = os.environ["C"]
+a = np.load(c + "/s_gpu.npy").astype(np.float64)
+b = np.load(c + "/s_cpu.npy").astype(np.float64)
+rel = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+def last_loss(p):
+    rows = list(csv.DictReader(open(p)))
+    return float(rows[-1]["loss"]) if rows and "loss" in rows[-1] else float("nan")
+lg = last_loss(c + "/teacher_gpu.loss.csv")
+lc = last_loss(c + "/teacher_cpu.loss.csv")
+ok = rel < 1e-3 and bool(np.isfinite(a).all()) and abs(lg - lc) < 0.2 * max(lc, 1e-3)
+print("%s: sample --device cuda vs cpu rel L2 %.2e (tol 1e-3); train 400 steps: last loss GPU %.4f vs CPU %.4f; "
+      "%s s vs %s s" % ("PASS" if ok else "FAIL", rel, lg, lc, os.environ.get("TG"), os.environ.get("TC")))
+EOF
+)
+    [ -n "$cli_line" ] || cli_line="FAIL: the comparison did not run"
+    case "$cli_line" in PASS*) ;; *) cli_rc=1 ;; esac
+  fi
+else
+  cli_line="skipped: $BUILD/bdense missing"
+fi
+echo "    $cli_line"
+
 # ---- benchmarks ---------------------------------------------------------------
 bench() { # file args...
   local f=$1; shift
-  timeout 300 "$@" >"$REP/$f.out" 2>"$REP/$f.err" || echo "{\"error\": \"exit $?\"}" >>"$REP/$f.out"
+  timeout "$BENCH_TIMEOUT" "$@" >"$REP/$f.out" 2>"$REP/$f.err" || echo "{\"error\": \"exit $?\"}" >>"$REP/$f.out"
   grep -E '^\{' "$REP/$f.out" | tail -n 1 >"$REP/$f.json"
   [ -s "$REP/$f.json" ] || echo '{"error": "no result"}' >"$REP/$f.json"
 }
@@ -92,7 +155,7 @@ bench pt_fp32 "$PYTHON" bench/cuda_torch_ref.py --batch "$BATCH" --iters "$ITERS
 bench pt_tf32 "$PYTHON" bench/cuda_torch_ref.py --batch "$BATCH" --iters "$ITERS" --tf32
 
 # ---- table ------------------------------------------------------------------
-export REP GPU_INFO NVCC_VER BATCH test_cuda_line test_cuda_unet_line test_cuda_worst test_cuda_unet_worst
+export REP GPU_INFO NVCC_VER BATCH test_cuda_line test_cuda_unet_line test_cuda_worst test_cuda_unet_worst cli_line
 "$PYTHON" - >"$REP/table.md" 2>"$REP/table.err" <<'EOF' || { echo "(python3 unavailable: raw results)"; cat "$REP"/*.json; }
 import json, os
 rep = os.environ["REP"]
@@ -122,12 +185,17 @@ print("| network call, batch 1, tf32 (median ms/NFE) | %s | %s | %s |" % (ms(bt,
 print("| 50-step DDIM run, batch 1, fp32 (ms per NFE, whole run) | %s | - | - |" % ms(bf, "ddim_ms_per_nfe"))
 print("| test_cuda (every op vs CPU) | %s; worst nmse/tol %s | | |" % (os.environ.get("test_cuda_line") or "no summary", os.environ.get("test_cuda_worst") or "?"))
 print("| test_cuda_unet (UNet, train step, sampling vs CPU) | %s; worst nmse/tol %s | | |" % (os.environ.get("test_cuda_unet_line") or "no summary", os.environ.get("test_cuda_unet_worst") or "?"))
+print("| bdense train/sample --device cuda (CLI) | %s | | |" % os.environ.get("cli_line", "not run"))
 EOF
 echo
 cat "$REP/table.md"
-if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then cp -r "$REP" "$OUT/" 2>/dev/null; fi
+if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+  cp "$REP/table.md" "$OUT/" 2>/dev/null
+  tar czf "$OUT/cuda-report.tgz" -C "$BUILD" --exclude='*.npy' --exclude='*.safetensors' cuda-report 2>/dev/null
+fi
 say "done (report: $REP/table.md)"
 rc=0
 [ "${test_cuda_rc:-1}" = 0 ] || { echo "run_all: test_cuda FAILED (log: $REP/test_cuda.log)"; rc=1; }
 [ "${test_cuda_unet_rc:-1}" = 0 ] || { echo "run_all: test_cuda_unet FAILED (log: $REP/test_cuda_unet.log)"; rc=1; }
+[ "$cli_rc" = 0 ] || { echo "run_all: CLI on the GPU FAILED ($cli_line)"; rc=1; }
 exit $rc
