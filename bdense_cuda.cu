@@ -152,6 +152,12 @@ static float *bd__cu_scratch(bd_cuda *cu, size_t floats) {
 #define BD__GRID_LOOP(i, n)                                                                  \
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);               \
          i += (int64_t)blockDim.x * gridDim.x)
+/* The same with index type I: the layout kernels below are templated on
+   int (32-bit division is several times cheaper than 64-bit on a GPU) and
+   int64_t, picked per launch by BD__KCALL_I (bd__cu_small). */
+#define BD__GRID_LOOP_T(I, i, n)                                                             \
+    for (I i = (I)(blockIdx.x * blockDim.x + threadIdx.x); i < (n);                          \
+         i += (I)blockDim.x * (I)gridDim.x)
 
 __device__ __forceinline__ double bd__warp_sum(double v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
@@ -221,39 +227,49 @@ __global__ void bd__k_silu_backward(float *dx, const float *dout, const float *x
     }
 }
 
-/* col (Cin*k*k, N*P), P = Ho*Wo: row r = (ci*k + ky)*k + kx, column n*P + oy*Wo + ox */
-__global__ void bd__k_im2col(float *col, const float *x, int64_t N, int64_t Cin, int64_t H,
-                             int64_t W, int64_t k, int64_t s, int64_t p, int64_t Ho, int64_t Wo) {
-    int64_t P = Ho * Wo, NP = N * P, total = Cin * k * k * NP;
-    BD__GRID_LOOP(i, total) {
-        int64_t r = i / NP, q = i % NP;
-        int64_t n = q / P, pix = q % P;
-        int64_t oy = pix / Wo, ox = pix % Wo;
-        int64_t ci = r / (k * k), ky = (r / k) % k, kx = r % k;
-        int64_t iy = oy * s - p + ky, ix = ox * s - p + kx;
-        col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[((n * Cin + ci) * H + iy) * W + ix]
-                                                          : 0.0f;
+/* col (Cin*k*k, N*P), P = Ho*Wo: row r = (ci*k + ky)*k + kx, column n*P + oy*Wo + ox.
+   One thread per (ci, column) writes its k*k rows (coalesced along columns). */
+template <typename I>
+__global__ void bd__k_im2col(float *col, const float *x, I N, I Cin, I H, I W, I k, I s, I p,
+                             I Ho, I Wo) {
+    I P = Ho * Wo, NP = N * P, total = Cin * NP;
+    BD__GRID_LOOP_T(I, i, total) {
+        I ci = i / NP, q = i - ci * NP;
+        I n = q / P, pix = q - n * P;
+        I oy = pix / Wo, ox = pix - oy * Wo;
+        I iy0 = oy * s - p, ix0 = ox * s - p;
+        const float *xc = x + (n * Cin + ci) * H * W;
+        float *c = col + ci * k * k * NP + q;
+        for (I ky = 0; ky < k; ky++) {
+            I iy = iy0 + ky;
+            int rowok = iy >= 0 && iy < H;
+            for (I kx = 0; kx < k; kx++, c += NP) {
+                I ix = ix0 + kx;
+                *c = (rowok && ix >= 0 && ix < W) ? xc[iy * W + ix] : 0.0f;
+            }
+        }
     }
 }
 
 /* dx (N,Cin,H,W) += col2im(dcol), dcol laid out as in bd__k_im2col; one
    thread per dx element gathers its k*k contributions. */
-__global__ void bd__k_col2im_add(float *dx, const float *dcol, int64_t N, int64_t Cin, int64_t H,
-                                 int64_t W, int64_t k, int64_t s, int64_t p, int64_t Ho,
-                                 int64_t Wo) {
-    int64_t P = Ho * Wo, NP = N * P, total = N * Cin * H * W;
-    BD__GRID_LOOP(i, total) {
-        int64_t ix = i % W, iy = (i / W) % H, ci = (i / (H * W)) % Cin, n = i / (Cin * H * W);
+template <typename I>
+__global__ void bd__k_col2im_add(float *dx, const float *dcol, I N, I Cin, I H, I W, I k, I s,
+                                 I p, I Ho, I Wo) {
+    I P = Ho * Wo, NP = N * P, total = N * Cin * H * W;
+    BD__GRID_LOOP_T(I, i, total) {
+        I row = i / W, ix = i - row * W, plane = row / H, iy = row - plane * H;
+        I n = plane / Cin, ci = plane - n * Cin;
         float acc = 0.0f;
-        for (int64_t ky = 0; ky < k; ky++) {
-            int64_t ty = iy + p - ky;
+        for (I ky = 0; ky < k; ky++) {
+            I ty = iy + p - ky;
             if (ty < 0 || ty % s) continue;
-            int64_t oy = ty / s;
+            I oy = ty / s;
             if (oy >= Ho) continue;
-            for (int64_t kx = 0; kx < k; kx++) {
-                int64_t tx = ix + p - kx;
+            for (I kx = 0; kx < k; kx++) {
+                I tx = ix + p - kx;
                 if (tx < 0 || tx % s) continue;
-                int64_t ox = tx / s;
+                I ox = tx / s;
                 if (ox >= Wo) continue;
                 acc += dcol[((ci * k + ky) * k + kx) * NP + n * P + oy * Wo + ox];
             }
@@ -263,29 +279,42 @@ __global__ void bd__k_col2im_add(float *dx, const float *dcol, int64_t N, int64_
 }
 
 /* out (N,C,P) += b[c] */
-__global__ void bd__k_bias_nchw(float *out, const float *b, int64_t N, int64_t C, int64_t P) {
-    BD__GRID_LOOP(i, N * C * P) out[i] += b[(i / P) % C];
+template <typename I>
+__global__ void bd__k_bias_nchw(float *out, const float *b, I N, I C, I P) {
+    BD__GRID_LOOP_T(I, i, N * C * P) out[i] += b[(i / P) % C];
 }
 
 /* dtmp (C, N*P) <- dout (N, C, P) */
-__global__ void bd__k_nchw_to_cnp(float *dtmp, const float *dout, int64_t N, int64_t C,
-                                  int64_t P) {
-    BD__GRID_LOOP(i, N * C * P) {
-        int64_t pix = i % P, c = (i / P) % C, n = i / (C * P);
-        dtmp[c * N * P + n * P + pix] = dout[i];
+template <typename I>
+__global__ void bd__k_nchw_to_cnp(float *dtmp, const float *dout, I N, I C, I P) {
+    BD__GRID_LOOP_T(I, i, N * C * P) {
+        I row = i / P, pix = i - row * P, n = row / C, c = row - n * C;
+        dtmp[(c * N + n) * P + pix] = dout[i];
     }
 }
 
-/* dst[c] += sum over n, p of src (N, C, P): one block per channel */
-__global__ void bd__k_chansum_add(float *dst, const float *src, int64_t N, int64_t C, int64_t P) {
-    int64_t c = blockIdx.x;
+/* Per-channel sums in two deterministic passes (fixed order, no atomics):
+   part[r] = sum of row r (length L) of src, one warp per row; then
+   dst[c] += sum over n of part[n*C + c], one warp per channel. */
+__global__ void bd__k_rowsum_part(double *part, const float *src, int64_t rows, int64_t L) {
+    int64_t r = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= rows) return; /* whole warps leave together */
+    const float *row = src + r * L;
     double s = 0.0;
-    for (int64_t j = threadIdx.x; j < N * P; j += blockDim.x) {
-        int64_t n = j / P, pix = j % P;
-        s += src[(n * C + c) * P + pix];
-    }
-    s = bd__block_allsum(s);
-    if (threadIdx.x == 0) dst[c] += (float)s;
+    for (int64_t j = lane; j < L; j += 32) s += row[j];
+    s = bd__warp_sum(s);
+    if (lane == 0) part[r] = s;
+}
+
+__global__ void bd__k_chanpart_add(float *dst, const double *part, int64_t N, int64_t C) {
+    int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (c >= C) return;
+    double s = 0.0;
+    for (int64_t n = lane; n < N; n += 32) s += part[n * C + c];
+    s = bd__warp_sum(s);
+    if (lane == 0) dst[c] += (float)s;
 }
 
 /* one block per (n, g): two-pass statistics in double, then normalise */
@@ -296,9 +325,9 @@ __global__ void bd__k_groupnorm_forward(float *out, float *mean, float *rstd, co
     const float *xg = x + (n * C + g * Cg) * HW;
     float *og = out + (n * C + g * Cg) * HW;
     double s = 0.0, v = 0.0, mu, rs;
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) s += xg[i];
+    for (int i = threadIdx.x; i < (int)M; i += blockDim.x) s += xg[i];
     mu = bd__block_allsum(s) / (double)M;
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+    for (int i = threadIdx.x; i < (int)M; i += blockDim.x) {
         double d = xg[i] - mu;
         v += d * d;
     }
@@ -308,8 +337,8 @@ __global__ void bd__k_groupnorm_forward(float *out, float *mean, float *rstd, co
         mean[ng] = (float)mu;
         rstd[ng] = (float)rs;
     }
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-        int64_t ch = g * Cg + i / HW;
+    for (int i = threadIdx.x; i < (int)M; i += blockDim.x) {
+        int ch = (int)(g * Cg) + i / (int)HW;
         float a = (float)rs * gamma[ch];
         float bb = beta[ch] - (float)mu * a;
         float y = xg[i] * a + bb;
@@ -341,8 +370,8 @@ __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const 
     int64_t base = (n * C + g * Cg) * HW;
     float mu = mean[ng], rs = rstd[ng];
     double sg = 0.0, sgx = 0.0;
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-        int64_t ch = g * Cg + i / HW;
+    for (int i = threadIdx.x; i < (int)M; i += blockDim.x) {
+        int ch = (int)(g * Cg) + i / (int)HW;
         float gm = gamma[ch];
         float xh = (x[base + i] - mu) * rs;
         double d = bd__gn_grad(dout, x, gamma, beta, mu, rs, base + i, ch, silu);
@@ -352,8 +381,8 @@ __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const 
     sg = bd__block_allsum(sg);
     sgx = bd__block_allsum(sgx);
     float mg = (float)(sg / (double)M), mgx = (float)(sgx / (double)M);
-    for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-        int64_t ch = g * Cg + i / HW;
+    for (int i = threadIdx.x; i < (int)M; i += blockDim.x) {
+        int ch = (int)(g * Cg) + i / (int)HW;
         float gm = gamma[ch];
         float xh = (x[base + i] - mu) * rs;
         float d = bd__gn_grad(dout, x, gamma, beta, mu, rs, base + i, ch, silu);
@@ -361,63 +390,87 @@ __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const 
     }
 }
 
-/* dgamma[c] += sum dout xh, dbeta[c] += sum dout: block per channel */
-__global__ void bd__k_groupnorm_backward_params(float *dgamma, float *dbeta, const float *dout,
-                                                const float *x, const float *mean,
-                                                const float *rstd, const float *gamma,
-                                                const float *beta, int64_t N, int64_t C,
-                                                int64_t HW, int64_t G, int silu) {
-    int64_t c = blockIdx.x, g = c / (C / G);
+/* dgamma[c] += sum dout xh, dbeta[c] += sum dout, in two deterministic
+   passes: part[2 (n C + c) + {0, 1}] = the sums over one (n, c) plane (one
+   warp per plane), then bd__k_gn_params_finish sums them over n. */
+__global__ void bd__k_groupnorm_backward_params_part(double *part, const float *dout,
+                                                     const float *x, const float *mean,
+                                                     const float *rstd, const float *gamma,
+                                                     const float *beta, int64_t N, int64_t C,
+                                                     int64_t HW, int64_t G, int silu) {
+    int64_t r = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r >= N * C) return; /* whole warps leave together */
+    int64_t n = r / C, c = r - n * C, g = c / (C / G), base = r * HW;
+    float mu = mean[n * G + g], rs = rstd[n * G + g];
     double sd = 0.0, sdx = 0.0;
-    for (int64_t j = threadIdx.x; j < N * HW; j += blockDim.x) {
-        int64_t n = j / HW, pix = j % HW, idx = (n * C + c) * HW + pix;
-        float mu = mean[n * G + g], rs = rstd[n * G + g];
-        float xh = (x[idx] - mu) * rs;
-        float d = bd__gn_grad(dout, x, gamma, beta, mu, rs, idx, c, silu);
+    for (int64_t j = lane; j < HW; j += 32) {
+        float xh = (x[base + j] - mu) * rs;
+        float d = bd__gn_grad(dout, x, gamma, beta, mu, rs, base + j, c, silu);
         sd += d;
         sdx += (double)d * xh;
     }
-    sd = bd__block_allsum(sd);
-    sdx = bd__block_allsum(sdx);
-    if (threadIdx.x == 0) {
+    sd = bd__warp_sum(sd);
+    sdx = bd__warp_sum(sdx);
+    if (lane == 0) {
+        part[2 * r] = sdx;
+        part[2 * r + 1] = sd;
+    }
+}
+
+__global__ void bd__k_gn_params_finish(float *dgamma, float *dbeta, const double *part, int64_t N,
+                                       int64_t C) {
+    int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (c >= C) return;
+    double sdx = 0.0, sd = 0.0;
+    for (int64_t n = lane; n < N; n += 32) {
+        sdx += part[2 * (n * C + c)];
+        sd += part[2 * (n * C + c) + 1];
+    }
+    sdx = bd__warp_sum(sdx);
+    sd = bd__warp_sum(sd);
+    if (lane == 0) {
         if (dgamma) dgamma[c] += (float)sdx;
         if (dbeta) dbeta[c] += (float)sd;
     }
 }
 
-__global__ void bd__k_upsample2x_forward(float *out, const float *x, int64_t NC, int64_t H,
-                                         int64_t W) {
-    int64_t W2 = 2 * W, P4 = 4 * H * W;
-    BD__GRID_LOOP(i, NC * P4) {
-        int64_t nc = i / P4, r = i % P4, oy = r / W2, ox = r % W2;
+template <typename I>
+__global__ void bd__k_upsample2x_forward(float *out, const float *x, I NC, I H, I W) {
+    I W2 = 2 * W, P4 = 4 * H * W;
+    BD__GRID_LOOP_T(I, i, NC * P4) {
+        I nc = i / P4, r = i - nc * P4, oy = r / W2, ox = r - oy * W2;
         out[i] = x[nc * H * W + (oy / 2) * W + ox / 2];
     }
 }
 
-__global__ void bd__k_upsample2x_backward(float *dx, const float *dout, int64_t NC, int64_t H,
-                                          int64_t W) {
-    int64_t W2 = 2 * W;
-    BD__GRID_LOOP(i, NC * H * W) {
-        int64_t nc = i / (H * W), y = (i / W) % H, xx = i % W;
+template <typename I>
+__global__ void bd__k_upsample2x_backward(float *dx, const float *dout, I NC, I H, I W) {
+    I W2 = 2 * W;
+    BD__GRID_LOOP_T(I, i, NC * H * W) {
+        I row = i / W, xx = i - row * W, nc = row / H, y = row - nc * H;
         const float *r0 = dout + nc * 4 * H * W + (2 * y) * W2, *r1 = r0 + W2;
         dx[i] += (r0[2 * xx] + r0[2 * xx + 1]) + (r1[2 * xx] + r1[2 * xx + 1]);
     }
 }
 
-__global__ void bd__k_concat_forward(float *out, const float *a, const float *b, int64_t N,
-                                     int64_t C1, int64_t C2, int64_t HW) {
-    int64_t S = (C1 + C2) * HW, S1 = C1 * HW, S2 = C2 * HW;
-    BD__GRID_LOOP(i, N * S) {
-        int64_t n = i / S, r = i % S;
+template <typename I>
+__global__ void bd__k_concat_forward(float *out, const float *a, const float *b, I N, I C1, I C2,
+                                     I HW) {
+    I S = (C1 + C2) * HW, S1 = C1 * HW, S2 = C2 * HW;
+    BD__GRID_LOOP_T(I, i, N * S) {
+        I n = i / S, r = i - n * S;
         out[i] = r < S1 ? a[n * S1 + r] : b[n * S2 + (r - S1)];
     }
 }
 
-__global__ void bd__k_concat_backward(float *da, float *db, const float *dout, int64_t N,
-                                      int64_t C1, int64_t C2, int64_t HW) {
-    int64_t S = (C1 + C2) * HW, S1 = C1 * HW, S2 = C2 * HW;
-    BD__GRID_LOOP(i, N * S) {
-        int64_t n = i / S, r = i % S;
+template <typename I>
+__global__ void bd__k_concat_backward(float *da, float *db, const float *dout, I N, I C1, I C2,
+                                      I HW) {
+    I S = (C1 + C2) * HW, S1 = C1 * HW, S2 = C2 * HW;
+    BD__GRID_LOOP_T(I, i, N * S) {
+        I n = i / S, r = i - n * S;
         if (r < S1) {
             if (da) da[n * S1 + r] += dout[i];
         } else if (db) {
@@ -426,8 +479,9 @@ __global__ void bd__k_concat_backward(float *da, float *db, const float *dout, i
     }
 }
 
-__global__ void bd__k_add_channel_forward(float *x, const float *e, int64_t NC, int64_t HW) {
-    BD__GRID_LOOP(i, NC * HW) x[i] += e[i / HW];
+template <typename I>
+__global__ void bd__k_add_channel_forward(float *x, const float *e, I NC, I HW) {
+    BD__GRID_LOOP_T(I, i, NC * HW) x[i] += e[i / HW];
 }
 
 /* dst[r] += sum of row r (length L) of src: one warp per row */
@@ -598,6 +652,14 @@ static unsigned bd__cu_row_blocks(int64_t rows) {
 }
 
 static int bd__cu_fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+/* an index space small enough for the 32-bit kernel instances: the grid-
+   stride loop (at most 65535*16*256 past the end) must not overflow int */
+static int bd__cu_small(int64_t total) { return total >= 0 && total <= ((int64_t)1 << 30); }
+#define BD__KCALL_I(total, kernel, grid, ...)                                                \
+    do {                                                                                     \
+        if (bd__cu_small(total)) BD__KCALL(kernel<int>, grid, __VA_ARGS__);                  \
+        else BD__KCALL(kernel<int64_t>, grid, __VA_ARGS__);                                  \
+    } while (0)
 
 /* Row-major strided-batched GEMM (batch 1 = plain GEMM): for b < batch,
    C_b = alpha op(A_b) op(B_b) + beta C_b, X_b = X + b * strideX. */
@@ -713,13 +775,15 @@ void bd_conv2d_forward_cuda(void *st, float *out, float *col_unused, const float
     } else {
         col = bd__cu_scratch(cu, (size_t)(KK * NP));
         if (!col) return;
-        BD__KCALL(bd__k_im2col, bd__cu_blocks(KK * NP), col, x, N, Cin, H, W, k, s, p, Ho, Wo);
+        BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_im2col,
+                    bd__cu_blocks(Cin * NP), col, x, N, Cin, H, W, k, s, p,
+                    Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         /* out_n (Cout, P) = w (Cout, KK) col[:, nP:(n+1)P] */
         bd__cu_gemm(cu, 0, 0, Cout, P, KK, 1.0f, w, KK, 0, col, NP, P, 0.0f, out, P, Cout * P, N);
     }
     if (b) {
-        BD__KCALL(bd__k_bias_nchw, bd__cu_blocks(N * Cout * P), out, b, N, Cout, P);
+        BD__KCALL_I(N * Cout * P, bd__k_bias_nchw, bd__cu_blocks(N * Cout * P), out, b, N, Cout, P);
         BD__CU_LAUNCHED(cu, "bias_nchw");
     }
 }
@@ -729,8 +793,9 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
                              int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
                              int64_t s, int64_t p) {
     BD__CU(st);
-    int64_t Ho, Wo, P, KK, NP;
+    int64_t Ho, Wo, P, KK, NP, poff;
     float *col, *dtmp;
+    double *part;
     int fast = k == 1 && s == 1 && p == 0;
     (void)col_unused;
     BD__CU_SKIP(cu);
@@ -741,19 +806,28 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
     P = Ho * Wo;
     KK = Cin * k * k;
     NP = N * P;
-    if (db) {
-        BD__KCALL(bd__k_chansum_add, (unsigned)Cout, db, dout, N, Cout, P);
-        BD__CU_LAUNCHED(cu, "chansum_add");
+    /* scratch: [bias partials: 2 N Cout floats, rounded up to 256 bytes] [col] [dtmp] */
+    poff = (2 * N * Cout + 63) / 64 * 64;
+    col = bd__cu_scratch(cu, (size_t)(poff + (dx || dw ? KK * NP + Cout * NP : 0)));
+    if (!col) return;
+    part = (double *)col;
+    col += poff;
+    dtmp = col + KK * NP;
+    if (db) { /* the bias gradient, two deterministic passes */
+        BD__KCALL(bd__k_rowsum_part, bd__cu_row_blocks(N * Cout), part, dout, N * Cout, P);
+        BD__CU_LAUNCHED(cu, "rowsum_part");
+        BD__KCALL(bd__k_chanpart_add, bd__cu_row_blocks(Cout), db, part, N, Cout);
+        BD__CU_LAUNCHED(cu, "chanpart_add");
     }
     if (!dx && !dw) return;
-    col = bd__cu_scratch(cu, (size_t)(KK * NP + Cout * NP));
-    if (!col) return;
-    dtmp = col + KK * NP;
     if (dw) {
         /* dw (Cout, KK) += dtmp (Cout, NP) col^T */
-        BD__KCALL(bd__k_nchw_to_cnp, bd__cu_blocks(N * Cout * P), dtmp, dout, N, Cout, P);
+        BD__KCALL_I(N * Cout * P, bd__k_nchw_to_cnp, bd__cu_blocks(N * Cout * P), dtmp, dout, N,
+                    Cout, P);
         BD__CU_LAUNCHED(cu, "nchw_to_cnp");
-        BD__KCALL(bd__k_im2col, bd__cu_blocks(KK * NP), col, x, N, Cin, H, W, k, s, p, Ho, Wo);
+        BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_im2col,
+                    bd__cu_blocks(Cin * NP), col, x, N, Cin, H, W, k, s, p,
+                    Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         bd__cu_gemm(cu, 0, 1, Cout, KK, NP, 1.0f, dtmp, NP, 0, col, NP, 0, 1.0f, dw, KK, 0, 1);
     }
@@ -766,7 +840,8 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
             /* dcol[:, nP:(n+1)P] = w^T (KK, Cout) dout_n (Cout, P), then col2im += */
             bd__cu_gemm(cu, 1, 0, KK, P, Cout, 1.0f, w, KK, 0, dout, P, Cout * P, 0.0f, col, NP,
                         P, N);
-            BD__KCALL(bd__k_col2im_add, bd__cu_blocks(N * Cin * H * W), dx, col, N, Cin, H, W, k, s, p, Ho, Wo);
+            BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_col2im_add,
+                        bd__cu_blocks(N * Cin * H * W), dx, col, N, Cin, H, W, k, s, p, Ho, Wo);
             BD__CU_LAUNCHED(cu, "col2im_add");
         }
     }
@@ -789,9 +864,13 @@ static void bd__cu_groupnorm_backward(bd_cuda *cu, float *dx, float *dgamma, flo
     BD__CU_SKIP(cu);
     if (N <= 0 || C <= 0 || HW <= 0 || G <= 0) return;
     if (dgamma || dbeta) {
-        BD__KCALL(bd__k_groupnorm_backward_params, (unsigned)C, dgamma, dbeta, dout, x, mean, rstd,
-                  gamma, beta, N, C, HW, G, silu);
-        BD__CU_LAUNCHED(cu, "groupnorm_backward_params");
+        double *part = (double *)bd__cu_scratch(cu, (size_t)(4 * N * C));
+        if (!part) return;
+        BD__KCALL(bd__k_groupnorm_backward_params_part, bd__cu_row_blocks(N * C), part, dout, x,
+                  mean, rstd, gamma, beta, N, C, HW, G, silu);
+        BD__CU_LAUNCHED(cu, "groupnorm_backward_params_part");
+        BD__KCALL(bd__k_gn_params_finish, bd__cu_row_blocks(C), dgamma, dbeta, part, N, C);
+        BD__CU_LAUNCHED(cu, "gn_params_finish");
     }
     if (dx) {
         BD__KCALL(bd__k_groupnorm_backward_dx, (unsigned)(N * G), dx, dout, x, mean, rstd, gamma,
@@ -834,7 +913,8 @@ void bd_upsample2x_forward_cuda(void *st, float *out, const float *x, int64_t N,
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * H * W <= 0) return;
-    BD__KCALL(bd__k_upsample2x_forward, bd__cu_blocks(N * C * 4 * H * W), out, x, N * C, H, W);
+    BD__KCALL_I(N * C * 4 * H * W, bd__k_upsample2x_forward, bd__cu_blocks(N * C * 4 * H * W), out,
+                x, N * C, H, W);
     BD__CU_LAUNCHED(cu, "upsample2x_forward");
 }
 
@@ -843,7 +923,8 @@ void bd_upsample2x_backward_cuda(void *st, float *dx, const float *dout, int64_t
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * H * W <= 0 || !dx) return;
-    BD__KCALL(bd__k_upsample2x_backward, bd__cu_blocks(N * C * H * W), dx, dout, N * C, H, W);
+    BD__KCALL_I(N * C * 4 * H * W, bd__k_upsample2x_backward, bd__cu_blocks(N * C * H * W), dx,
+                dout, N * C, H, W);
     BD__CU_LAUNCHED(cu, "upsample2x_backward");
 }
 
@@ -852,7 +933,8 @@ void bd_concat_forward_cuda(void *st, float *out, const float *a, const float *b
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * (C1 + C2) * HW <= 0) return;
-    BD__KCALL(bd__k_concat_forward, bd__cu_blocks(N * (C1 + C2) * HW), out, a, b, N, C1, C2, HW);
+    BD__KCALL_I(N * (C1 + C2) * HW, bd__k_concat_forward, bd__cu_blocks(N * (C1 + C2) * HW), out, a,
+                b, N, C1, C2, HW);
     BD__CU_LAUNCHED(cu, "concat_forward");
 }
 
@@ -861,7 +943,8 @@ void bd_concat_backward_cuda(void *st, float *da, float *db, const float *dout, 
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * (C1 + C2) * HW <= 0 || (!da && !db)) return;
-    BD__KCALL(bd__k_concat_backward, bd__cu_blocks(N * (C1 + C2) * HW), da, db, dout, N, C1, C2, HW);
+    BD__KCALL_I(N * (C1 + C2) * HW, bd__k_concat_backward, bd__cu_blocks(N * (C1 + C2) * HW), da,
+                db, dout, N, C1, C2, HW);
     BD__CU_LAUNCHED(cu, "concat_backward");
 }
 
@@ -870,7 +953,7 @@ void bd_add_channel_forward_cuda(void *st, float *x, const float *e, int64_t N, 
     BD__CU(st);
     BD__CU_SKIP(cu);
     if (N * C * HW <= 0) return;
-    BD__KCALL(bd__k_add_channel_forward, bd__cu_blocks(N * C * HW), x, e, N * C, HW);
+    BD__KCALL_I(N * C * HW, bd__k_add_channel_forward, bd__cu_blocks(N * C * HW), x, e, N * C, HW);
     BD__CU_LAUNCHED(cu, "add_channel_forward");
 }
 
