@@ -1737,13 +1737,20 @@ BDAPI void bd_device_sampler_free(bd_device_sampler *s);
 BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
                                       float *x, int64_t n, bd_rng *rng, int64_t *nfe);
 
-/* B-DENSE progressive distillation step (SPEC 5, method PD) in the models'
-   backend: the same draws (student step, eps) from the same rng sequence as
-   bd_distill_step, the teacher's Kt DDIM sub-steps with its final branch,
-   the branch targets, the multi-branch loss (space x, or space z with L2),
-   backward, clip, AdamW, EMA and branch weights (every schedule, incl.
-   anneal and adaptive) - all as chains of backend ops.  TD and the L1
-   distance are BD_ERROR_UNSUPPORTED here (use bd_distill_step). */
+/* B-DENSE distillation step (SPEC 5) in the models' backend, as chains of
+   backend ops, with the same draws from the same rng sequence as
+   bd_distill_step:
+   - PD: a student step and eps per sample, the teacher's Kt DDIM sub-steps
+     with its final branch, the branch targets, the multi-branch loss;
+   - TD: n teacher trajectories (solved on the device with the teacher
+     solver, or drawn from a host cache / stream / source set below), then
+     the student walks its N steps from the same noise (or the teacher's
+     states with teacher_forcing): at each, forward, the K branch losses
+     against the teacher's sub-states (scaled 1/N), backward, and its own
+     DDIM step with the final branch;
+   then clip, AdamW, EMA and branch weights (every schedule, incl. anneal
+   and adaptive), losses in space x or z.  The L1 distance is
+   BD_ERROR_UNSUPPORTED here (use bd_distill_step). */
 typedef struct bd_device_distill {
     bd_context *ctx;
     bd_distill_config config;
@@ -1762,17 +1769,38 @@ typedef struct bd_device_distill {
     float *h_eps, *h_coef;
     int64_t *idx;
     double *at, *st, *an, *sn, *as, *ss;
+    /* TD: S = N*Kt teacher sub-steps; traj (max_batch, S+1, D) in the
+       backend, h_traj its host staging; the teacher's device sampler (on
+       the fly) or a host trajectory source (as bd_distill's) */
+    int64_t S;
+    float *traj, *h_traj;
+    bd_device_sampler *tsampler;
+    bd_traj_fn traj_fn;
+    void *traj_user_data;
+    const float *traj_cache;
+    int64_t traj_cache_count;
+    bd_npy_stream *traj_stream;
 } bd_device_distill;
 
 BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
                                        bd_denoiser *student, int64_t max_batch,
                                        bd_device_distill **out);
 BDAPI void bd_device_distill_free(bd_device_distill *dd);
-/* x (n, C, H, W) host data.  As bd_distill_step (PD): non-finite loss or
-   gradient -> BD_ERROR_NONFINITE with params, EMA, Adam, step and the branch
-   EMA unchanged (the rng has advanced). */
+/* x (n, C, H, W) host data for PD, NULL for TD.  As bd_distill_step:
+   non-finite loss or gradient -> BD_ERROR_NONFINITE with params, EMA, Adam,
+   step and the branch EMA unchanged (the rng has advanced). */
 BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
                                        double *loss, double *branch_loss);
+/* TD trajectory sources, as bd_distill_set_trajectories / _stream /
+   _source (same draws: one bd_rng_u64 per sample picks a cached
+   trajectory); the rows are uploaded each step.  Without one, the teacher
+   solves the trajectories on the device. */
+BDAPI bd_result bd_device_distill_set_trajectories(bd_device_distill *dd, const float *traj,
+                                                   int64_t count);
+BDAPI bd_result bd_device_distill_set_trajectory_stream(bd_device_distill *dd,
+                                                        bd_npy_stream *stream);
+BDAPI void bd_device_distill_set_trajectory_source(bd_device_distill *dd, bd_traj_fn fn,
+                                                   void *user_data);
 /* Student params and EMA to host arrays (n_params floats; either may be NULL). */
 BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema);
 
@@ -10809,11 +10837,104 @@ static bd_result bd__dsampler_eval(bd_device_sampler *s, const bd_sampler_config
 #define BD__DS_AXPBY(ctx, zz, a, yy, b, m)                                                    \
     BD_OP(ctx, vec_axpby, zz, m, zz, m, NULL, (float)(a), yy, m, NULL, (float)(b), 1, m)
 
+/* The S steps of cfg on s->z (nb samples, the grid in s->grid).  rec: when
+   not NULL, state i (before step i, and state S at the end) is copied to
+   rec + i*D with row stride rec_ld (bd_sampler_callback's states). */
+static bd_result bd__dsampler_solve(bd_device_sampler *s, const bd_sampler_config *cfg,
+                                    const bd_schedule *sc, int64_t branch, int64_t nb, bd_rng *rng,
+                                    float *rec, int64_t rec_ld, int64_t *count_out) {
+    bd_context *ctx = s->ctx;
+    int64_t S = cfg->steps, D = s->D, m = nb * D, i, count = 0;
+    float *z = s->z;
+    double h_prev = 0.0;
+    int have_prev = 0;
+    bd_result r;
+    for (i = 0; i < S; i++) {
+        double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
+        if (rec) BD_OP(ctx, vec_axpby, rec + i * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        bd_schedule_alpha_sigma(sc, t, &at, &st);
+        bd_schedule_alpha_sigma(sc, u, &as, &ss);
+        if ((r = bd__dsampler_eval(s, cfg, sc, branch, z, t, nb)) != BD_SUCCESS) return r;
+        count++;
+        if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
+            if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            continue;
+        }
+        switch (bd__sampler_step_kind(cfg->kind, t)) {
+        case BD_SAMPLER_DDIM: {
+            double cn = 0.0, dir;
+            if (cfg->eta > 0.0) {
+                double q = 1.0 - (at * at) / (as * as);
+                cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
+                if (cn > ss) cn = ss;
+                bd_rng_normal(rng, s->h_noise, m);
+                if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            }
+            dir = sqrt(ss * ss - cn * cn);
+            BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
+            if (cn > 0.0) BD__DS_AXPBY(ctx, z, 1.0, s->noise, cn, m);
+            break;
+        }
+        case BD_SAMPLER_DDPM: {
+            double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
+            if (vts < 0.0) vts = 0.0;
+            cz = (at / as) * (ss * ss) / (st * st);
+            cx = as * vts / (st * st);
+            sd = sqrt(vts * ss * ss / (st * st));
+            bd_rng_normal(rng, s->h_noise, m);
+            if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx, m);
+            BD__DS_AXPBY(ctx, z, 1.0, s->noise, sd, m);
+            break;
+        }
+        case BD_SAMPLER_EULER: {
+            /* z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
+            double gt = st / at, gs = ss / as;
+            BD__DS_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
+            break;
+        }
+        case BD_SAMPLER_HEUN: {
+            double gt = st / at, gs = ss / as, h = as * (gs - gt);
+            /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
+            BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
+            BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
+            if ((r = bd__dsampler_eval(s, cfg, sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
+            count++;
+            /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
+            BD__DS_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
+            BD__DS_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
+            BD__DS_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
+            break;
+        }
+        case BD_SAMPLER_DPMPP_2M: {
+            double lt = log(at / st), ls = log(as / ss), h = ls - lt;
+            double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
+            if (have_prev) {
+                double rr = h_prev / h;
+                w1 = 1.0 + 1.0 / (2.0 * rr);
+                w0 = -1.0 / (2.0 * rr);
+            }
+            BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
+            if (have_prev) BD__DS_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
+            if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            have_prev = 1;
+            h_prev = h;
+            break;
+        }
+        default:
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device sampler: unknown kind");
+        }
+    }
+    if (rec) BD_OP(ctx, vec_axpby, rec + S * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+    *count_out += count;
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
                                       float *x, int64_t n, bd_rng *rng, int64_t *nfe) {
     bd_context *ctx;
     bd_schedule sc;
-    int64_t S, i, c0, D, branch, count = 0;
+    int64_t S, c0, D, branch, count = 0;
     bd_result r;
     if (!s) return BD_ERROR_INVALID_ARGUMENT;
     ctx = s->ctx;
@@ -10840,91 +10961,15 @@ BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_con
     D = s->D;
     for (c0 = 0; c0 < n; c0 += s->max_batch) {
         int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch, m = nb * D;
-        float *z = s->z;
-        double h_prev = 0.0, fin;
-        int have_prev = 0;
-        if ((r = bd_backend_upload(ctx, z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+        double fin;
+        if ((r = bd_backend_upload(ctx, s->z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
         count = 0;
-        for (i = 0; i < S; i++) {
-            double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
-            bd_schedule_alpha_sigma(&sc, t, &at, &st);
-            bd_schedule_alpha_sigma(&sc, u, &as, &ss);
-            if ((r = bd__dsampler_eval(s, cfg, &sc, branch, z, t, nb)) != BD_SUCCESS) return r;
-            count++;
-            if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
-                if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-                continue;
-            }
-            switch (bd__sampler_step_kind(cfg->kind, t)) {
-            case BD_SAMPLER_DDIM: {
-                double cn = 0.0, dir;
-                if (cfg->eta > 0.0) {
-                    double q = 1.0 - (at * at) / (as * as);
-                    cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
-                    if (cn > ss) cn = ss;
-                    bd_rng_normal(rng, s->h_noise, m);
-                    if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-                }
-                dir = sqrt(ss * ss - cn * cn);
-                BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
-                if (cn > 0.0) BD__DS_AXPBY(ctx, z, 1.0, s->noise, cn, m);
-                break;
-            }
-            case BD_SAMPLER_DDPM: {
-                double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
-                if (vts < 0.0) vts = 0.0;
-                cz = (at / as) * (ss * ss) / (st * st);
-                cx = as * vts / (st * st);
-                sd = sqrt(vts * ss * ss / (st * st));
-                bd_rng_normal(rng, s->h_noise, m);
-                if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx, m);
-                BD__DS_AXPBY(ctx, z, 1.0, s->noise, sd, m);
-                break;
-            }
-            case BD_SAMPLER_EULER: {
-                /* z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
-                double gt = st / at, gs = ss / as;
-                BD__DS_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
-                break;
-            }
-            case BD_SAMPLER_HEUN: {
-                double gt = st / at, gs = ss / as, h = as * (gs - gt);
-                /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
-                BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
-                BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
-                if ((r = bd__dsampler_eval(s, cfg, &sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
-                count++;
-                /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
-                BD__DS_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
-                BD__DS_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
-                BD__DS_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
-                break;
-            }
-            case BD_SAMPLER_DPMPP_2M: {
-                double lt = log(at / st), ls = log(as / ss), h = ls - lt;
-                double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
-                if (have_prev) {
-                    double rr = h_prev / h;
-                    w1 = 1.0 + 1.0 / (2.0 * rr);
-                    w0 = -1.0 / (2.0 * rr);
-                }
-                BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
-                if (have_prev) BD__DS_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
-                if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-                have_prev = 1;
-                h_prev = h;
-                break;
-            }
-            default:
-                return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device sampler: unknown kind");
-            }
-        }
-        fin = BD_OP(ctx, vec_sumsq, z, m);
+        if ((r = bd__dsampler_solve(s, cfg, &sc, branch, nb, rng, NULL, 0, &count)) != BD_SUCCESS) return r;
+        fin = BD_OP(ctx, vec_sumsq, s->z, m);
         if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
         if (!isfinite(fin))
             return bd_error(ctx, BD_ERROR_NONFINITE, "device sampler: non-finite samples after %lld steps", (long long)S);
-        if ((r = bd_backend_download(ctx, x + c0 * D, z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+        if ((r = bd_backend_download(ctx, x + c0 * D, s->z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
     }
     if (nfe) *nfe = count;
     return BD_SUCCESS;
@@ -10965,6 +11010,9 @@ BDAPI void bd_device_distill_free(bd_device_distill *dd) {
     bd_free(ctx, dd->ss);
     bd_free(ctx, dd->grid);
     bd_free(ctx, dd->tgrid);
+    bd_backend_free(ctx, dd->traj);
+    bd_free(ctx, dd->h_traj);
+    bd_device_sampler_free(dd->tsampler);
     bd_free(ctx, dd);
 }
 
@@ -10981,8 +11029,8 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
     if (!config || !teacher || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: NULL argument");
     *out = NULL;
     if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
-    if (config->method != BD_DISTILL_PD || config->distance != BD_DISTILL_L2)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step does PD with the L2 distance (use bd_distill_step for TD or L1)");
+    if (config->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
     if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
     if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
     if (student->branches != config->branches)
@@ -11042,6 +11090,18 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
         dd->tt = dd->coef + BD__DD_TT * B;
         dd->tcur = dd->coef + BD__DD_TCUR * B;
     }
+    if (r == BD_SUCCESS && config->method == BD_DISTILL_TD) {
+        dd->S = dd->N * dd->Kt;
+        if (dd->S > BD_SAMPLER_MAX_STEPS)
+            r = bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: %lld teacher steps exceed %d", (long long)dd->S,
+                         BD_SAMPLER_MAX_STEPS);
+        if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * (dd->S + 1) * D) * fs, (void **)&dd->traj);
+        if (r == BD_SUCCESS) {
+            dd->h_traj = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * (dd->S + 1) * D), fs));
+            if (!dd->h_traj) r = ctx->last_result;
+        }
+        if (r == BD_SUCCESS) r = bd_device_sampler_init(teacher, B, &dd->tsampler);
+    }
     if (r == BD_SUCCESS) {
         if (config->custom_grid) {
             for (i = 0; i <= dd->N; i++) dd->grid[i] = config->custom_grid[i];
@@ -11081,22 +11141,219 @@ static void bd__dd_param_coeffs(bd_param_kind p, double a, double s, double *A, 
     }
 }
 
+BDAPI void bd_device_distill_set_trajectory_source(bd_device_distill *dd, bd_traj_fn fn,
+                                                   void *user_data) {
+    if (!dd) return;
+    dd->traj_fn = fn;
+    dd->traj_user_data = user_data;
+    dd->traj_cache = NULL;
+    dd->traj_cache_count = 0;
+    dd->traj_stream = NULL;
+}
+
+/* as bd__distill_cache_fn: one u64 draw per sample picks a trajectory */
+static bd_result bd__dd_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
+    bd_device_distill *dd = BD__CAST(bd_device_distill *, user_data);
+    size_t len = (size_t)((dd->S + 1) * dd->D);
+    int64_t b;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)dd->traj_cache_count);
+        if (dd->traj_stream) {
+            bd_result r = bd_npy_stream_read(dd->ctx, dd->traj_stream, j * (int64_t)len, (int64_t)len,
+                                             traj + (size_t)b * len);
+            if (r != BD_SUCCESS) return r;
+        } else {
+            memcpy(traj + (size_t)b * len, dd->traj_cache + (size_t)j * len, len * sizeof(float));
+        }
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_device_distill_set_trajectories(bd_device_distill *dd, const float *traj,
+                                                   int64_t count) {
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    if (dd->config.method != BD_DISTILL_TD)
+        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: trajectories are for TD");
+    if (!traj || count < 1)
+        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: need count >= 1 trajectories");
+    bd_device_distill_set_trajectory_source(dd, bd__dd_cache_fn, dd);
+    dd->traj_cache = traj;
+    dd->traj_cache_count = count;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_device_distill_set_trajectory_stream(bd_device_distill *dd,
+                                                        bd_npy_stream *stream) {
+    int64_t per;
+    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
+    if (dd->config.method != BD_DISTILL_TD)
+        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: trajectories are for TD");
+    if (!stream || !stream->file)
+        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: the trajectory stream is not open");
+    per = (dd->S + 1) * dd->D;
+    if (stream->ndim < 3 || stream->shape[0] < 1 || stream->shape[1] != dd->S + 1 ||
+        stream->numel != stream->shape[0] * per)
+        return bd_error(dd->ctx, BD_ERROR_SHAPE,
+                        "device distill: the trajectory stream needs (count >= 1, %lld, %lld values)",
+                        (long long)(dd->S + 1), (long long)dd->D);
+    bd_device_distill_set_trajectory_source(dd, bd__dd_cache_fn, dd);
+    dd->traj_cache_count = stream->shape[0];
+    dd->traj_stream = stream;
+    return BD_SUCCESS;
+}
+
+/* gradient norm, clip, AdamW, EMA and the branch-loss EMA after the
+   gradients of a step are in the student's grads (PD and TD) */
+static bd_result bd__dd_update(bd_device_distill *dd, const double *bl) {
+    bd_context *ctx = dd->ctx;
+    const bd_distill_config *c = &dd->config;
+    double gn, scale = 1.0, decay;
+    int64_t k, kk;
+    bd_vec_adam_args aa;
+    bd_result r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, dd->student->grads, dd->student->n_params));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    dd->last_grad_norm = gn;
+    if (!isfinite(gn))
+        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)(dd->step + 1));
+    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
+    kk = dd->step + 1;
+    aa.lr = bd_adam_lr(&c->adam, kk);
+    aa.beta1 = c->adam.beta1;
+    aa.beta2 = c->adam.beta2;
+    aa.eps = c->adam.eps;
+    aa.weight_decay = c->adam.weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)kk);
+    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)kk);
+    BD_OP(ctx, vec_adam, dd->student->params, dd->student->grads, dd->m, dd->v, dd->student->n_params, &aa);
+    decay = c->ema_decay;
+    if (c->ema_warmup) { /* as bd_distill_step: the step count before this step */
+        double w = (1.0 + (double)dd->step) / (10.0 + (double)dd->step);
+        if (w < decay) decay = w;
+    }
+    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params, decay);
+    for (k = 0; k < dd->K; k++)
+        dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
+    dd->branch_ema_count++;
+    dd->step++;
+    return bd_backend_sync(ctx);
+}
+
+/* TD (bd__distill_td_batch on the device): trajectories into dd->traj,
+   then the student's N passes, each accumulating its gradient */
+static bd_result bd__dd_td_batch(bd_device_distill *dd, int64_t n, double *loss, double *bl) {
+    bd_context *ctx = dd->ctx;
+    const bd_distill_config *c = &dd->config;
+    int64_t D = dd->D, K = dd->K, Kt = dd->Kt, S = dd->S, TL = (S + 1) * D, KD = K * D;
+    int64_t per = Kt / K, b, i, k;
+    double scale = 1.0 / (double)dd->N;
+    float *lamrow = dd->coef + BD__DD_LAM * dd->max_batch;
+    bd_result r;
+    if (dd->traj_fn) { /* host trajectories, uploaded */
+        if ((r = dd->traj_fn(dd->traj_user_data, dd->h_traj, n, &dd->rng)) != BD_SUCCESS) return r;
+        if ((r = bd_backend_upload(ctx, dd->traj, dd->h_traj, (size_t)(n * TL) * sizeof(float))) != BD_SUCCESS)
+            return r;
+    } else { /* the teacher solves them here, from noise drawn as bd_distill_step does */
+        bd_sampler_config sc = bd_sampler_config_init(c->teacher_solver, S);
+        bd_schedule sched;
+        int64_t count = 0;
+        sc.custom_grid = dd->tgrid;
+        sc.branch = -1;
+        sc.param = c->param;
+        sc.schedule = c->schedule;
+        sc.eta = 0.0;
+        for (b = 0; b < n; b++) bd_rng_normal(&dd->rng, dd->h_eps + b * D, D);
+        if ((r = bd_sampler_grid(ctx, &sc, dd->tsampler->grid)) != BD_SUCCESS) return r;
+        if (bd_schedule_init(&sched, c->schedule) != BD_SUCCESS)
+            return bd_error(ctx, BD_ERROR_CONFIG, "device distill: unknown schedule");
+        if ((r = bd_backend_upload(ctx, dd->tsampler->z, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS)
+            return r;
+        if ((r = bd__dsampler_solve(dd->tsampler, &sc, &sched, dd->teacher->branches - 1, n, NULL, dd->traj, TL,
+                                    &count)) != BD_SUCCESS)
+            return r;
+    }
+    /* the student starts from the trajectories' noise */
+    BD_OP(ctx, vec_axpby, dd->zcur, D, dd->traj, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+    for (i = 0; i < dd->N; i++) {
+        double a, sg, au, su, A, Bo, C, E, xz, xo, L = 0.0;
+        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i], &a, &sg);
+        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i + 1], &au, &su);
+        if (c->teacher_forcing)
+            BD_OP(ctx, vec_axpby, dd->zt, D, dd->traj + i * Kt * D, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+        else
+            BD_OP(ctx, vec_axpby, dd->zt, D, dd->zcur, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+        BD_OP(ctx, vec_fill, dd->tt, (float)dd->grid[i], n);
+        BD_OP(ctx, vec_fill, lamrow, (float)bd_distill_lambda(a, sg), n);
+        bd_param_x_coeffs(c->param, a, sg, &xz, &xo);
+        /* the teacher's sub-states inside this student step, and the x-space targets */
+        for (k = 0; k < K; k++) {
+            int64_t j = i * Kt + (k + 1) * per;
+            double ak, sk, rr = 0.0, inv = 1.0;
+            float *zsk = dd->zs + k * n * D;
+            bd_schedule_alpha_sigma(&dd->sched, dd->tgrid[j], &ak, &sk);
+            dd->as[k] = ak;
+            dd->ss[k] = sk;
+            BD_OP(ctx, vec_axpby, zsk, D, dd->traj + j * D, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            if (sk != 0.0) {
+                rr = sk / sg;
+                inv = 1.0 / (ak - rr * a);
+            }
+            if (c->space == BD_DISTILL_SPACE_X)
+                BD_OP(ctx, vec_axpby, dd->xt + k * n * D, D, zsk, D, NULL, (float)inv, dd->zt, D, NULL,
+                      (float)(-rr * inv), n, D);
+        }
+        if ((r = bd_denoiser_forward(dd->student, dd->sout, dd->zt, dd->tt, n, 1)) != BD_SUCCESS) return r;
+        if ((r = bd_backend_zero(ctx, dd->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+        for (k = 0; k < K; k++) {
+            double ca, co, blk;
+            const float *tg, *lam;
+            float *ok = dd->sout + k * D, *dk = dd->dout + k * D;
+            if (c->space == BD_DISTILL_SPACE_X) {
+                ca = xz; co = xo; tg = dd->xt + k * n * D; lam = lamrow;
+            } else {
+                double ck = dd->as[k] - dd->ss[k] * a / sg;
+                ca = dd->ss[k] / sg + ck * xz; co = ck * xo; tg = dd->zs + k * n * D; lam = NULL;
+            }
+            BD_OP(ctx, vec_axpby, dd->y, D, dd->zt, D, NULL, (float)ca, ok, KD, NULL, (float)co, n, D);
+            blk = BD_OP(ctx, mse_forward, dd->y, tg, lam, n, D);
+            if ((r = bd_backend_zero(ctx, dd->dy, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+            BD_OP(ctx, mse_backward, dd->dy, dd->y, tg, lam, n, D);
+            BD_OP(ctx, vec_axpby, dk, KD, dd->dy, D, NULL, (float)(scale * dd->weights[k] * co), dk, KD, NULL, 1.0f,
+                  n, D);
+            L += dd->weights[k] * blk;
+            bl[k] += scale * blk;
+        }
+        *loss += scale * L;
+        if (!(L == L && L < 1e300 && L > -1e300)) return BD_ERROR_NONFINITE;
+        if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
+        /* the student's own next state, detached: DDIM with its final branch */
+        bd__dd_param_coeffs(c->param, a, sg, &A, &Bo, &C, &E);
+        BD_OP(ctx, vec_axpby, dd->zcur, D, dd->zt, D, NULL, (float)(au * A + su * C), dd->sout + (K - 1) * D, KD,
+              NULL, (float)(au * Bo + su * E), n, D);
+    }
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
                                        double *loss_out, double *branch_loss) {
     bd_context *ctx;
     const bd_distill_config *c;
-    int64_t D, K, Kt, B, KD, TKD, per, b, j, k, kk;
+    int64_t D, K, Kt, B, KD, TKD, per, b, j, k;
     float *h, *dc;
-    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gn, scale = 1.0, decay, tau = 0.0;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], tau = 0.0;
     double emab[BD_DISTILL_MAX_BRANCHES];
     const double *e = NULL;
-    bd_vec_adam_args aa;
     bd_result r;
     size_t cbytes;
     if (!dd) return BD_ERROR_INVALID_ARGUMENT;
     ctx = dd->ctx;
     c = &dd->config;
-    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: PD needs a data batch x");
+    if (c->method == BD_DISTILL_PD && !x)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: PD needs a data batch x");
+    if (c->method == BD_DISTILL_TD && x)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: TD takes no data (x must be NULL)");
     if (n < 1 || n > dd->max_batch)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: batch %lld not in 1..%lld", (long long)n, (long long)dd->max_batch);
     D = dd->D; K = dd->K; Kt = dd->Kt; B = dd->max_batch; KD = K * D;
@@ -11117,6 +11374,19 @@ BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, in
     }
     if ((r = bd_distill_branch_weights(ctx, dd->weights, c->weights, K, c->aux_beta, tau, e)) != BD_SUCCESS) return r;
     if ((r = bd_backend_zero(ctx, dd->student->grads, (size_t)dd->student->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    if (c->method == BD_DISTILL_TD) {
+        for (k = 0; k < K; k++) bl[k] = 0.0;
+        r = bd__dd_td_batch(dd, n, &L, bl);
+        if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
+        if (loss_out) *loss_out = L;
+        if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
+        dd->last_loss = L;
+        for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
+        if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !(L == L && L < 1e300 && L > -1e300)))
+            return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
+        if (r != BD_SUCCESS) return r;
+        return bd__dd_update(dd, bl);
+    }
     /* draws: a student step per sample, then eps */
     for (b = 0; b < n; b++) {
         double xz, xo;
@@ -11211,34 +11481,7 @@ BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, in
     if (!(L == L && L < 1e300 && L > -1e300))
         return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
     if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
-    gn = sqrt(BD_OP(ctx, vec_sumsq, dd->student->grads, dd->student->n_params));
-    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
-    dd->last_grad_norm = gn;
-    if (!isfinite(gn))
-        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill: non-finite gradient norm at step %lld; nothing changed",
-                        (long long)(dd->step + 1));
-    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
-    kk = dd->step + 1;
-    aa.lr = bd_adam_lr(&c->adam, kk);
-    aa.beta1 = c->adam.beta1;
-    aa.beta2 = c->adam.beta2;
-    aa.eps = c->adam.eps;
-    aa.weight_decay = c->adam.weight_decay;
-    aa.grad_scale = scale;
-    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)kk);
-    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)kk);
-    BD_OP(ctx, vec_adam, dd->student->params, dd->student->grads, dd->m, dd->v, dd->student->n_params, &aa);
-    decay = c->ema_decay;
-    if (c->ema_warmup) { /* as bd_distill_step: the step count before this step */
-        double w = (1.0 + (double)dd->step) / (10.0 + (double)dd->step);
-        if (w < decay) decay = w;
-    }
-    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params, decay);
-    for (k = 0; k < K; k++)
-        dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
-    dd->branch_ema_count++;
-    dd->step++;
-    return bd_backend_sync(ctx);
+    return bd__dd_update(dd, bl);
 }
 
 BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema) {

@@ -4,8 +4,9 @@
 # PyTorch).  Builds bench/cuda_bench (make CUDA=1 cuda), runs one warm-up and
 # one timed training step plus a few batch-1 calls under Nsight Compute
 # (gpu__time_duration per kernel, clocks not locked), then prints the kernels
-# grouped by name (count, total us, share, grid size), and the top CUDA
-# kernels of three PyTorch training steps from torch.profiler.
+# grouped by name (count, total us, share, grid size) and the second
+# training step alone, and the top CUDA kernels of three PyTorch training
+# steps from torch.profiler.
 # Writes ncu.csv, bd_kernels.txt and torch_kernels.txt to $REP (default
 # build-cuda/cuda-profile) and, when $OUT is set, to $OUT.
 set -u
@@ -45,6 +46,29 @@ print("kernels: %d, total %.1f us (whole run: 2 train steps, 3+ batch-1 calls, 2
 for name, e in sorted(tot.items(), key=lambda kv: -kv[1][1])[:45]:
     g = sorted(e[2])
     print("%9.1f us %5.1f%% %5d x  grid %-18s %s" % (e[1], 100 * e[1] / all_us, e[0], ",".join(g[:3]) + ("..." if len(g) > 3 else ""), name))
+EOF
+# the second training step alone (between the 1st and 2nd AdamW kernels), GEMMs pooled
+"$PYTHON" - "$REP/ncu.csv" >>"$REP/bd_kernels.txt" <<'EOF'
+import csv, collections, sys
+rows=[r for r in csv.reader(open(sys.argv[1])) if len(r)>10]
+h=rows[0]; rows=rows[1:]
+iid, ikn, imn, imv = h.index("ID"), h.index("Kernel Name"), h.index("Metric Name"), h.index("Metric Value")
+k=collections.OrderedDict()
+for r in rows:
+    d=k.setdefault(r[iid],{"name":r[ikn]}); d[r[imn]]=r[imv]
+ks=list(k.values())
+idx=[i for i,d in enumerate(ks) if 'adam' in d['name']]
+step=ks[idx[0]+1:idx[1]+1]
+tot=sum(float(d['gpu__time_duration.sum'].replace(',',''))/1e3 for d in step)
+print('second training step: %d kernels, %.1f us of kernel time (ncu, each kernel alone)'%(len(step), tot))
+agg=collections.defaultdict(lambda:[0,0.0])
+for d in step:
+    n=d['name'].split('(')[0].replace('void ','')
+    if 'gemm' in n or 'sgemm' in n or 'splitK' in n or 'gemv' in n or 'internal::kernel' in n: n='cuBLAS (all GEMM kernels)'
+    t=float(d['gpu__time_duration.sum'].replace(',',''))/1e3
+    agg[n][0]+=1; agg[n][1]+=t
+for n,(c,t) in sorted(agg.items(), key=lambda x:-x[1][1])[:16]:
+    print("%8.1f us %5.1f%% %4d x %s"%(t,100*t/tot,c,n))
 EOF
 cat "$REP/bd_kernels.txt"
 PYTHONPATH=bench "$PYTHON" - "$BATCH" >"$REP/torch_kernels.txt" 2>&1 <<'EOF'

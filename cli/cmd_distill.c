@@ -140,6 +140,16 @@ static int cli__load_traj(const char *cmd, bd_context *ctx, const char *path, co
     return 0;
 }
 
+/* --device cuda: the GPU student's weights and EMA into the host student and
+   distiller (what cli_student_save writes and bd_distill_eval reads) */
+static int cli__gpu_mirror(bd_device_distill *dd, bd_context *gpu, bd_model *smodel, bd_distill *dist) {
+    bd_result r = bd_device_distill_download(dd, smodel->net->params, dist->ema);
+    if (r != BD_SUCCESS) return cli_fail_bd("distill", gpu, r, "copying the student from the GPU");
+    dist->step = dd->step;
+    dist->rng = dd->rng;
+    return 0;
+}
+
 int cmd_distill(int argc, char **argv) {
     cli_args a;
     cli__dopts o;
@@ -159,6 +169,9 @@ int cmd_distill(int argc, char **argv) {
     cli__traj_file tf;
     bd_npy_stream tstream;
     int stream = 0;
+    bd_context *gpu = NULL;              /* --device cuda */
+    bd_denoiser *gteacher = NULL, *gstudent = NULL;
+    bd_device_distill *dd = NULL;
     float *xb = NULL;
     FILE *csv = NULL;
     char csv_path[1024], png_path[1024];
@@ -226,6 +239,13 @@ int cmd_distill(int argc, char **argv) {
     if (stream && !traj) return cli_fail("distill", "--stream reads a --trajectories file; give one");
     if (rounds > 1 && strcmp(o.method, "pd") != 0) return cli_fail("distill", "--rounds is for --method pd");
     if (rounds > 1 && resume) return cli_fail("distill", "--resume works for single-round runs (resume each round's output with --rounds 1)");
+    if (a.device && strcmp(a.device, "cuda") == 0) {
+        if (strcmp(o.distance, "l1") == 0) return cli_fail("distill", "--device cuda: the GPU step uses the L2 distance");
+        if (rounds > 1) return cli_fail("distill", "--device cuda runs one PD round per call (--rounds 1; give "
+                                        "each round's output as the next --teacher)");
+        if (resume) return cli_fail("distill", "--resume is not available with --device cuda (the GPU optimiser "
+                                    "state is not saved)");
+    }
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
@@ -234,6 +254,10 @@ int cmd_distill(int argc, char **argv) {
         cli_prepare_output("distill", png_path))
         return 1;
     if (cli_context(&a, &ctx)) return 1;
+    if (cli_gpu(&a, &gpu)) {
+        bd_context_free(ctx);
+        return 1;
+    }
 
     r = bd_model_load(ctx, teacher_path, &teacher);
     if (r != BD_SUCCESS) {
@@ -261,6 +285,16 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     if (resume && cli_student_resume("distill", ctx, resume, smodel, dist)) goto done;
+    if (gpu) { /* --device cuda: GPU copies of teacher and student; the host ones mirror them at saves */
+        if (cli_gpu_clone("distill", gpu, teacher->net, &gteacher) ||
+            cli_gpu_clone("distill", gpu, smodel->net, &gstudent))
+            goto done;
+        r = bd_device_distill_init(&dc, gteacher, gstudent, batch, &dd);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("distill", gpu, r, "GPU distiller");
+            goto done;
+        }
+    }
     if (data) {
         if (cli_data_open("distill", ctx, data, teacher->net->height, &ds)) goto done;
         if (ds.c != teacher->net->in_ch || ds.h != teacher->net->height || ds.w != teacher->net->width) {
@@ -276,15 +310,17 @@ int cmd_distill(int argc, char **argv) {
     if (traj && stream) {
         r = bd_npy_stream_open(ctx, traj, &tstream);
         if (r == BD_SUCCESS) r = bd_distill_set_trajectory_stream(dist, &tstream);
+        if (r == BD_SUCCESS && dd) r = bd_device_distill_set_trajectory_stream(dd, &tstream);
         if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("distill", ctx, r, traj);
+            rc = cli_fail_bd("distill", dd ? gpu : ctx, r, traj);
             goto done;
         }
     } else if (traj) {
         if (cli__load_traj("distill", ctx, traj, dist, &tf)) goto done;
         r = bd_distill_set_trajectories(dist, tf.data, tf.count);
+        if (r == BD_SUCCESS && dd) r = bd_device_distill_set_trajectories(dd, tf.data, tf.count);
         if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("distill", ctx, r, traj);
+            rc = cli_fail_bd("distill", dd ? gpu : ctx, r, traj);
             goto done;
         }
     }
@@ -318,20 +354,26 @@ int cmd_distill(int argc, char **argv) {
             double loss = 0, mse = -1;
             char extra[160];
             int n_extra;
-            if (xb) {
-                r = cli_data_batch(&ds, xb, batch, &dist->rng);
+            if (xb) { /* the same draws as the CPU path: one rng for data and step */
+                r = cli_data_batch(&ds, xb, batch, dd ? &dd->rng : &dist->rng);
                 if (r != BD_SUCCESS) {
                     rc = cli_fail_bd("distill", ctx, r, "data");
                     goto done;
                 }
             }
-            r = bd_distill_step(dist, xb, batch, &loss, bl);
+            if (dd) {
+                r = bd_device_distill_step(dd, xb, batch, &loss, bl);
+                dist->step = dd->step;
+                for (k = 0; k < dist->K; k++) dist->weights[k] = dd->weights[k];
+            } else {
+                r = bd_distill_step(dist, xb, batch, &loss, bl);
+            }
             if (r == BD_ERROR_NONFINITE) {
                 rc = cli_fail("distill", "non-finite loss at step %lld (lower --lr?)", (long long)(dist->step + 1));
                 goto done;
             }
             if (r != BD_SUCCESS) {
-                rc = cli_fail_bd("distill", ctx, r, "distillation step");
+                rc = cli_fail_bd("distill", dd ? gpu : ctx, r, "distillation step");
                 goto done;
             }
             total_done++;
@@ -340,7 +382,8 @@ int cmd_distill(int argc, char **argv) {
             nlog++;
             smooth = smooth < 0 ? loss : 0.95 * smooth + 0.05 * loss;
             if (eval_every > 0 && dist->step % eval_every == 0) {
-                r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
+                r = dd ? bd_device_distill_download(dd, smodel->net->params, dist->ema) : BD_SUCCESS;
+                if (r == BD_SUCCESS) r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
                 if (r != BD_SUCCESS) mse = -1;
             }
             if (nlog == log_every || dist->step == steps || mse >= 0) {
@@ -379,7 +422,8 @@ int cmd_distill(int argc, char **argv) {
             if (dist->K > 1 && n_extra < (int)sizeof extra - 2) snprintf(extra + n_extra, sizeof extra - (size_t)n_extra, "]");
             cli_progress_update(&bar, dist->step, extra);
             if ((save_every > 0 && dist->step % save_every == 0) || cli_interrupted()) {
-                if (cli_student_save("distill", ctx, smodel, dist, out, 1)) goto done;
+                if (dd && cli__gpu_mirror(dd, gpu, smodel, dist)) goto done;
+                if (cli_student_save("distill", ctx, smodel, dist, out, !dd)) goto done;
             }
             if (cli_interrupted()) {
                 cli_progress_done(&bar, "interrupted");
@@ -402,7 +446,8 @@ int cmd_distill(int argc, char **argv) {
             }
         }
     }
-    if (cli_student_save("distill", ctx, smodel, dist, out, 1)) goto done;
+    if (dd && cli__gpu_mirror(dd, gpu, smodel, dist)) goto done;
+    if (cli_student_save("distill", ctx, smodel, dist, out, !dd)) goto done;
     {
         double mse = 0;
         r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
@@ -426,6 +471,10 @@ int cmd_distill(int argc, char **argv) {
     rc = 0;
 done:
     if (csv) fclose(csv);
+    if (dd) bd_device_distill_free(dd);
+    if (gstudent) bd_denoiser_free(gstudent);
+    if (gteacher) bd_denoiser_free(gteacher);
+    if (gpu) bd_context_free(gpu);
     free(xb);
     free(plot_x);
     free(plot_y);

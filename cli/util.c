@@ -156,7 +156,7 @@ void cli_usage(const cli_args *a, FILE *f) {
         fprintf(f, "\n");
     }
     fprintf(f, "  %-24s%s\n", "--threads N", "compute threads (default: all cores, BDENSE_THREADS)");
-    fprintf(f, "  %-24s%s\n", "--device cpu|cuda", "where train and sample compute (cuda: make CUDA=1)");
+    fprintf(f, "  %-24s%s\n", "--device cpu|cuda", "where train, sample and distill compute (cuda: make CUDA=1)");
     fprintf(f, "  %-24s%s\n", "--quiet", "no progress output");
     fprintf(f, "  %-24s%s\n", "--help", "this text");
     if (a->details) fprintf(f, "\n%s\n", a->details);
@@ -269,6 +269,12 @@ int cli_parse(cli_args *a, int argc, char **argv) {
             }
             if (strcmp(val, "cpu") != 0 && strcmp(val, "cuda") != 0) {
                 fprintf(stderr, "bdense %s: error: --device expects cpu or cuda, got '%s'\n", a->cmd, val);
+                return 2;
+            }
+            if (strcmp(val, "cuda") == 0 && strcmp(a->cmd, "train") != 0 && strcmp(a->cmd, "sample") != 0 &&
+                strcmp(a->cmd, "distill") != 0) {
+                fprintf(stderr, "bdense %s: error: --device cuda is available for train, sample and distill; "
+                        "%s runs on the CPU\n", a->cmd, a->cmd);
                 return 2;
             }
             a->device = val;

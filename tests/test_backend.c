@@ -452,10 +452,84 @@ static void distill_case(bd_distill_weights wk, bd_distill_space space, bd_param
     bd_context_free(ctx);
 }
 
+/* the B-DENSE TD step in the backend against bd_distill_step: trajectories
+   solved by the teacher in the backend (each solver) or drawn from a shared
+   host cache, own states or teacher forcing, x or z space */
+static void td_case(bd_sampler_kind solver, int cached, int forcing, bd_distill_space space,
+                    bd_distill_weights wk) {
+    enum { B = 3, STEPS = 3, K = 2, NCACHE = 5 };
+    bd_context *ctx = mkctx();
+    bd_unet_config uc = bd_unet_config_init();
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
+    bd_rng rt = bd_rng_init(1), rw = bd_rng_init(2), rs1 = bd_rng_init(3), rs2 = bd_rng_init(3), rc = bd_rng_init(8);
+    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL;
+    bd_distill *dist = NULL;
+    bd_device_distill *dd = NULL;
+    float *p2, *cache = NULL;
+    double l1, l2, b1[K], b2[K], worst = 0, w;
+    int s, k;
+    uc.image_size = 8; uc.ch = 8; uc.levels = 2; uc.ch_mult[1] = 2; uc.ch_mult[2] = 0;
+    uc.attn[1] = 1; uc.attn[2] = 0; uc.groups = 2; uc.heads = 2;
+    dc.weights = wk;
+    dc.space = space;
+    dc.param = BD_PARAM_V;
+    dc.teacher_substeps = 4;
+    dc.teacher_solver = solver;
+    dc.teacher_forcing = forcing;
+    dc.adam.lr = 1e-3;
+    dc.seed = 6;
+    BDT_CHECK(bd_unet_init(ctx, &uc, &rt, &teacher) == BD_SUCCESS);
+    if (!teacher) return;
+    bd_rng_uniform_fill(&rw, teacher->params, teacher->n_params, -0.2f, 0.2f);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &rs1, &s1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &rs2, &s2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, B, &dist) == BD_SUCCESS);
+    BDT_CHECKF(bd_device_distill_init(&dc, teacher, s2, B, &dd) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    if (!dist || !dd) return;
+    BDT_CHECK(bd_device_distill_step(dd, dist->zt, B, &l2, b2) == BD_ERROR_INVALID_ARGUMENT); /* TD takes no x */
+    if (cached) {
+        cache = (float *)malloc(sizeof(float) * (size_t)(NCACHE * (dist->S + 1) * dist->D));
+        BDT_CHECK(bd_distill_teacher_trajectories(dist, cache, NCACHE, &rc) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_set_trajectories(dist, cache, NCACHE) == BD_SUCCESS);
+        BDT_CHECK(bd_device_distill_set_trajectories(dd, cache, NCACHE) == BD_SUCCESS);
+    }
+    for (s = 0; s < STEPS; s++) {
+        BDT_CHECK(bd_distill_step(dist, NULL, B, &l1, b1) == BD_SUCCESS);
+        BDT_CHECKF(bd_device_distill_step(dd, NULL, B, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        w = fabs(l1 - l2) / fabs(l1);
+        for (k = 0; k < K; k++)
+            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > w) w = fabs(b1[k] - b2[k]) / fabs(b1[k]);
+        if (w > worst) worst = w;
+    }
+    BDT_CHECKF(worst < 5e-4, "TD loss rel diff %.3g", worst);
+    p2 = (float *)malloc((size_t)s2->n_params * sizeof(float));
+    BDT_CHECK(bd_device_distill_download(dd, NULL, p2) == BD_SUCCESS);
+    w = bdt_close_ratio(p2, dist->ema, (long)s2->n_params, 1e-5, 1e-4, NULL);
+    BDT_CHECKF(w <= 1.0, "TD EMA worst ratio %.3g", w);
+    w = bdt_close_ratio(s2->params, s1->params, (long)s2->n_params, 1e-5, 1e-4, NULL);
+    BDT_CHECKF(w <= 1.0, "TD params worst ratio %.3g", w);
+    BDT_CHECK(memcmp(dd->rng.s, dist->rng.s, sizeof dd->rng.s) == 0); /* the same draws */
+    printf("    TD %s%s%s space %s weights %s: loss rel diff %.2e (loss %.5f)\n", bd_sampler_name(solver),
+           cached ? ", cached" : "", forcing ? ", teacher forcing" : "", space == BD_DISTILL_SPACE_X ? "x" : "z",
+           bd_distill_weights_name(wk), worst, l2);
+    free(p2);
+    free(cache);
+    bd_device_distill_free(dd);
+    bd_distill_free(dist);
+    bd_denoiser_free(s1);
+    bd_denoiser_free(s2);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 static void test_device_distill_cpu(void) {
     distill_case(BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_X, BD_PARAM_V);
     distill_case(BD_WEIGHTS_ADAPTIVE, BD_DISTILL_SPACE_X, BD_PARAM_V);
     distill_case(BD_WEIGHTS_ANNEAL, BD_DISTILL_SPACE_Z, BD_PARAM_X0);
+    td_case(BD_SAMPLER_DPMPP_2M, 0, 0, BD_DISTILL_SPACE_Z, BD_WEIGHTS_UNIFORM);
+    td_case(BD_SAMPLER_HEUN, 0, 1, BD_DISTILL_SPACE_Z, BD_WEIGHTS_ADAPTIVE);
+    td_case(BD_SAMPLER_EULER, 0, 0, BD_DISTILL_SPACE_X, BD_WEIGHTS_LINEAR);
+    td_case(BD_SAMPLER_DDIM, 1, 0, BD_DISTILL_SPACE_Z, BD_WEIGHTS_FINAL);
 }
 
 int main(void) {

@@ -941,10 +941,24 @@ static bd_result device_bad(fx *F, int which) {
         if (which == 10) sc.branch = 7;
         r = bd_device_sampler_run(ds, &sc, x, 2, NULL, NULL);
         break;
-    case 11: { /* TD is host-only */
+    case 11: case 13: case 14: case 15: case 16: case 17: {
+        /* 11: the L1 distance is host-only; 13: TD given data; 14: a cache
+           for PD; 15: an empty cache; 16: a NULL stream; 17: an unopened one */
         bd_denoiser *st = NULL;
+        bd_npy_stream ns;
+        memset(&ns, 0, sizeof ns);
+        if (which == 11) dc.distance = BD_DISTILL_L1;
+        if (which == 14) {
+            dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+            dc.teacher_substeps = 2;
+        }
         if (bd_distill_student_from_teacher(F->mlp_other, 2, &F->rng, &st) != BD_SUCCESS) return BD_ERROR_BACKEND;
         r = bd_device_distill_init(&dc, F->mlp_other, st, 4, &dd);
+        if (which != 11 && r != BD_SUCCESS) r = BD_ERROR_BACKEND;
+        else if (which == 13) r = bd_device_distill_step(dd, x, 2, NULL, NULL);
+        else if (which == 14 || which == 15) r = bd_device_distill_set_trajectories(dd, x, which == 14 ? 1 : 0);
+        else if (which == 16) r = bd_device_distill_set_trajectory_stream(dd, NULL);
+        else if (which == 17) r = bd_device_distill_set_trajectory_stream(dd, &ns);
         bd_device_distill_free(dd);
         dd = NULL;
         bd_denoiser_free(st);
@@ -1428,8 +1442,13 @@ typedef struct mcase {
     X(dev_sampler_steps_0, E_ARG, 1, device_bad(F, 8))                                         \
     X(dev_sampler_ddpm_no_rng, E_ARG, 1, device_bad(F, 9))                                     \
     X(dev_sampler_branch, E_ARG, 1, device_bad(F, 10))                                         \
-    X(dev_distill_td, E_UNS, 1, device_bad(F, 11))                                             \
+    X(dev_distill_l1, E_UNS, 1, device_bad(F, 11))                                             \
     X(dev_distill_null_cfg, E_ARG, 1, device_bad(F, 12))                                       \
+    X(dev_distill_td_with_x, E_ARG, 1, device_bad(F, 13))                                      \
+    X(dev_distill_pd_cache, E_ARG, 1, device_bad(F, 14))                                       \
+    X(dev_distill_cache_0, E_ARG, 1, device_bad(F, 15))                                        \
+    X(dev_distill_stream_null, E_ARG, 1, device_bad(F, 16))                                    \
+    X(dev_distill_stream_closed, E_ARG, 1, device_bad(F, 17))                                  \
     X(dstate_save_no_dir, E_IO, 1, dstate_bad(F, 0))                                           \
     X(dstate_load_missing, E_IO, 1, dstate_bad(F, 1))                                          \
     X(dstate_load_other_k, E_CFG, 1, dstate_bad(F, 2))                                         \

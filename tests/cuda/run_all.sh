@@ -10,7 +10,10 @@
 #      model (bench/cuda_torch_ref.py), float32 and TF32
 #   4. the command line on the GPU: bdense train --device cuda on the
 #      built-in shapes, then bdense sample --device cuda and on the CPU from
-#      that checkpoint with the same noise (the samples must agree)
+#      that checkpoint with the same noise (the samples must agree), then
+#      B-DENSE distillations (bdense distill --device cuda, TD with the
+#      teacher solving on the GPU, and PD) against the same runs on the CPU
+#      (losses and the students' samples must agree)
 #   5. prints one table (median ms, ratio) and writes it with all logs to
 #      $BUILD/cuda-report/ (and, when $OUT is set, table.md and
 #      cuda-report.tgz to $OUT/)
@@ -99,6 +102,10 @@ elif [ -x "$BUILD/bdense" ]; then
   BD="$BUILD/bdense"
   tr_args=(--data builtin:16 --config tiny --steps 400 --batch 32 --lr 1e-3 --warmup 50 --ema 0.99 --save-every 0 --seed 1)
   sa_args=(--ckpt "$C/teacher_gpu.safetensors" --n 64 --sampler dpmpp2m --steps 10 --seed 5)
+  di_args=(--teacher "$C/teacher_gpu.safetensors" --method pd --data builtin:16 --branches 2 --student-steps 2
+           --teacher-substeps 2 --steps 100 --batch 32 --lr 2e-4 --warmup 10 --save-every 0 --eval-n 16 --seed 3)
+  td_args=(--teacher "$C/teacher_gpu.safetensors" --method td --branches 2 --student-steps 2 --teacher-substeps 4
+           --steps 100 --batch 32 --lr 2e-4 --warmup 10 --save-every 0 --eval-n 16 --seed 4)
   t_a=$(date +%s.%N)
   timeout 300 "$BD" train --device cuda "${tr_args[@]}" --out "$C/teacher_gpu.safetensors" >"$C/train_gpu.log" 2>&1
   r1=$?
@@ -110,8 +117,20 @@ elif [ -x "$BUILD/bdense" ]; then
   r3=$?
   timeout 300 "$BD" sample "${sa_args[@]}" --out "$C/s_cpu.npy" >"$C/sample_cpu.log" 2>&1
   r4=$?
-  if [ "$r1$r2$r3$r4" != 0000 ]; then
-    cli_rc=1; cli_line="CLI FAILED (exit: train gpu $r1, cpu $r2; sample gpu $r3, cpu $r4; logs in $C)"
+  timeout 300 "$BD" distill --device cuda "${di_args[@]}" --out "$C/pd_gpu.safetensors" >"$C/distill_gpu.log" 2>&1
+  r5=$?
+  timeout 300 "$BD" distill "${di_args[@]}" --out "$C/pd_cpu.safetensors" >"$C/distill_cpu.log" 2>&1
+  r6=$?
+  timeout 300 "$BD" distill --device cuda "${td_args[@]}" --out "$C/td_gpu.safetensors" >"$C/td_gpu.log" 2>&1
+  r7=$?
+  timeout 300 "$BD" distill "${td_args[@]}" --out "$C/td_cpu.safetensors" >"$C/td_cpu.log" 2>&1
+  r8=$?
+  for s in gpu cpu; do
+    timeout 120 "$BD" sample --ckpt "$C/pd_$s.safetensors" --n 64 --seed 9 --out "$C/pds_$s.npy" --quiet >>"$C/distill_$s.log" 2>&1
+    timeout 120 "$BD" sample --ckpt "$C/td_$s.safetensors" --n 64 --seed 9 --out "$C/tds_$s.npy" --quiet >>"$C/td_$s.log" 2>&1
+  done
+  if [ "$r1$r2$r3$r4$r5$r6$r7$r8" != 00000000 ]; then
+    cli_rc=1; cli_line="CLI FAILED (exit: train gpu $r1, cpu $r2; sample gpu $r3, cpu $r4; distill PD gpu $r5, cpu $r6, TD gpu $r7, cpu $r8; logs in $C)"
     tail -n 5 "$C"/*.log
   else
     cli_line=$(C="$C" TG=$(awk -v a="$t_a" -v b="$t_b" 'BEGIN{printf "%.1f", b-a}') \
@@ -127,9 +146,19 @@ def last_loss(p):
     return float(rows[-1]["loss"]) if rows and "loss" in rows[-1] else float("nan")
 lg = last_loss(c + "/teacher_gpu.loss.csv")
 lc = last_loss(c + "/teacher_cpu.loss.csv")
+def rel_l2(f):
+    p = np.load(c + "/" + f + "_gpu.npy").astype(np.float64)
+    q = np.load(c + "/" + f + "_cpu.npy").astype(np.float64)
+    return float(np.linalg.norm(p - q) / max(np.linalg.norm(q), 1e-30))
+dg, dc = last_loss(c + "/pd_gpu.loss.csv"), last_loss(c + "/pd_cpu.loss.csv")
+tg, tc = last_loss(c + "/td_gpu.loss.csv"), last_loss(c + "/td_cpu.loss.csv")
+drel, trel = rel_l2("pds"), rel_l2("tds")
 ok = rel < 1e-3 and bool(np.isfinite(a).all()) and abs(lg - lc) < 0.2 * max(lc, 1e-3)
-print("%s: sample --device cuda vs cpu rel L2 %.2e (tol 1e-3); train 400 steps: last loss GPU %.4f vs CPU %.4f; "
-      "%s s vs %s s" % ("PASS" if ok else "FAIL", rel, lg, lc, os.environ.get("TG"), os.environ.get("TC")))
+ok = ok and drel < 1e-2 and abs(dg - dc) < 0.2 * max(dc, 1e-6) and trel < 1e-2 and abs(tg - tc) < 0.2 * max(tc, 1e-6)
+print("%s: sample --device cuda vs cpu rel L2 %.2e (tol 1e-3); train 400 steps: last loss GPU %.4f vs CPU %.4f "
+      "(%s s vs %s s); distill K=2 100 steps, last loss GPU vs CPU and the students' samples (rel L2, tol 1e-2): "
+      "TD %.5f vs %.5f, %.2e; PD %.5f vs %.5f, %.2e"
+      % ("PASS" if ok else "FAIL", rel, lg, lc, os.environ.get("TG"), os.environ.get("TC"), tg, tc, trel, dg, dc, drel))
 EOF
 )
     [ -n "$cli_line" ] || cli_line="FAIL: the comparison did not run"

@@ -300,6 +300,66 @@ static void test_distill_step(void) {
     bd_denoiser_free(sc); bd_denoiser_free(sg); bd_denoiser_free(tc); bd_denoiser_free(tg);
 }
 
+/* the B-DENSE TD step on the GPU against bd_distill_step: the teacher's
+   DPM-Solver++ trajectories solved on the GPU (cached == 0) or drawn from
+   a host cache, the student's N passes, AdamW and EMA */
+static void td_case(int cached) {
+    bd_unet_config tiny = tiny_config();
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
+    bd_denoiser *tc, *tg, *sc = NULL, *sg = NULL;
+    bd_distill *dist = NULL;
+    bd_device_distill *dd = NULL;
+    bd_rng r1 = bd_rng_init(6), r2 = bd_rng_init(6), rc = bd_rng_init(9);
+    int64_t N = 4, s, k, ncache = 6;
+    float *p_h, *e_h, *cache = NULL;
+    double l1 = 0, l2 = 0, b1[2], b2[2], worst = 0;
+    tiny.branches = 1;
+    if (!make_pair(&tiny, &tc, &tg)) return;
+    dc.teacher_substeps = 4;
+    dc.weights = BD_WEIGHTS_UNIFORM;
+    dc.adam.lr = 1e-3;
+    dc.seed = 19;
+    BDT_CHECK(bd_distill_student_from_teacher(tc, 2, &r1, &sc) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(tc, 2, &r2, &sg) == BD_SUCCESS);
+    if (!sc || !sg) return;
+    BDT_CHECKF(bd_denoiser_to_context(sg, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECK(bd_distill_init(g_cpu, &dc, tc, sc, N, &dist) == BD_SUCCESS);
+    BDT_CHECKF(bd_device_distill_init(&dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    if (!dist || !dd) return;
+    if (cached) {
+        cache = (float *)malloc(sizeof(float) * (size_t)(ncache * (dist->S + 1) * dist->D));
+        BDT_CHECK(bd_distill_teacher_trajectories(dist, cache, ncache, &rc) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_set_trajectories(dist, cache, ncache) == BD_SUCCESS);
+        BDT_CHECK(bd_device_distill_set_trajectories(dd, cache, ncache) == BD_SUCCESS);
+    }
+    for (s = 0; s < 3; s++) {
+        BDT_CHECK(bd_distill_step(dist, NULL, N, &l1, b1) == BD_SUCCESS);
+        BDT_CHECKF(bd_device_distill_step(dd, NULL, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        printf("    TD%s step %lld: loss cpu %.8f gpu %.8f, branches %.6f/%.6f vs %.6f/%.6f\n",
+               cached ? " (cached)" : "", (long long)s + 1, l1, l2, b1[0], b1[1], b2[0], b2[1]);
+        if (fabs(l1 - l2) / fabs(l1) > worst) worst = fabs(l1 - l2) / fabs(l1);
+        for (k = 0; k < 2; k++)
+            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > worst) worst = fabs(b1[k] - b2[k]) / fabs(b1[k]);
+    }
+    BDT_CHECKF(worst < 5e-4, "TD loss rel diff %.3g", worst);
+    p_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
+    e_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
+    BDT_CHECK(bd_device_distill_download(dd, p_h, e_h) == BD_SUCCESS);
+    check_nmse(cached ? "TD (cached) student params after 3 steps" : "TD student params after 3 steps", p_h,
+               sc->params, sc->n_params, 1e-9);
+    check_nmse(cached ? "TD (cached) student EMA after 3 steps" : "TD student EMA after 3 steps", e_h, dist->ema,
+               sc->n_params, 1e-9);
+    free(p_h); free(e_h); free(cache);
+    bd_device_distill_free(dd);
+    bd_distill_free(dist);
+    bd_denoiser_free(sc); bd_denoiser_free(sg); bd_denoiser_free(tc); bd_denoiser_free(tg);
+}
+
+static void test_distill_td(void) {
+    td_case(0);
+    td_case(1);
+}
+
 /* to the GPU and back: weights intact, forward on the CPU again */
 static void test_move_back(void) {
     bd_unet_config tiny = tiny_config();
@@ -357,6 +417,7 @@ int main(void) {
     BDT_RUN(test_train_step);
     BDT_RUN(test_sampling);
     BDT_RUN(test_distill_step);
+    BDT_RUN(test_distill_td);
     BDT_RUN(test_move_back);
     BDT_RUN(test_init_on_device);
     printf("test_cuda_unet: worst nmse/tol over all checks = %.3g\n", g_worst);
