@@ -9605,21 +9605,28 @@ BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, voi
     dist->traj_stream = NULL;
 }
 
-static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
-    bd_distill *d = BD__CAST(bd_distill *, user_data);
-    size_t len = (size_t)((d->S + 1) * d->D);
+/* n trajectories of len floats, each picked by one bd_rng_u64 draw from a
+   cache of count (in memory, or read from stream when it is not NULL);
+   shared by the host and the device distillers */
+static bd_result bd__traj_pick(bd_context *ctx, bd_npy_stream *stream, const float *cache, int64_t count,
+                               size_t len, float *traj, int64_t n, bd_rng *rng) {
     int64_t b;
     for (b = 0; b < n; b++) {
-        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
-        if (d->traj_stream) {
-            bd_result r = bd_npy_stream_read(d->ctx, d->traj_stream, j * (int64_t)len, (int64_t)len,
-                                             traj + (size_t)b * len);
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)count);
+        if (stream) {
+            bd_result r = bd_npy_stream_read(ctx, stream, j * (int64_t)len, (int64_t)len, traj + (size_t)b * len);
             if (r != BD_SUCCESS) return r;
         } else {
-            memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+            memcpy(traj + (size_t)b * len, cache + (size_t)j * len, len * sizeof(float));
         }
     }
     return BD_SUCCESS;
+}
+
+static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
+    bd_distill *d = BD__CAST(bd_distill *, user_data);
+    return bd__traj_pick(d->ctx, d->traj_stream, d->traj_cache, d->traj_cache_count, (size_t)((d->S + 1) * d->D),
+                         traj, n, rng);
 }
 
 BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
@@ -11154,19 +11161,8 @@ BDAPI void bd_device_distill_set_trajectory_source(bd_device_distill *dd, bd_tra
 /* as bd__distill_cache_fn: one u64 draw per sample picks a trajectory */
 static bd_result bd__dd_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
     bd_device_distill *dd = BD__CAST(bd_device_distill *, user_data);
-    size_t len = (size_t)((dd->S + 1) * dd->D);
-    int64_t b;
-    for (b = 0; b < n; b++) {
-        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)dd->traj_cache_count);
-        if (dd->traj_stream) {
-            bd_result r = bd_npy_stream_read(dd->ctx, dd->traj_stream, j * (int64_t)len, (int64_t)len,
-                                             traj + (size_t)b * len);
-            if (r != BD_SUCCESS) return r;
-        } else {
-            memcpy(traj + (size_t)b * len, dd->traj_cache + (size_t)j * len, len * sizeof(float));
-        }
-    }
-    return BD_SUCCESS;
+    return bd__traj_pick(dd->ctx, dd->traj_stream, dd->traj_cache, dd->traj_cache_count,
+                         (size_t)((dd->S + 1) * dd->D), traj, n, rng);
 }
 
 BDAPI bd_result bd_device_distill_set_trajectories(bd_device_distill *dd, const float *traj,
