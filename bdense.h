@@ -9555,14 +9555,20 @@ static int bd__distill_record(void *user_data, int64_t step, double t, double s,
     return 0;
 }
 
-static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
-    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, d->S);
-    sc.custom_grid = d->tgrid;
+/* the teacher's ODE solve on its S-step grid tgrid (TD trajectories);
+   shared by the host and the device distillers */
+static bd_sampler_config bd__teacher_cfg(const bd_distill_config *c, int64_t S, const double *tgrid) {
+    bd_sampler_config sc = bd_sampler_config_init(c->teacher_solver, S);
+    sc.custom_grid = tgrid;
     sc.branch = -1;
-    sc.param = d->config.param;
-    sc.schedule = d->config.schedule;
+    sc.param = c->param;
+    sc.schedule = c->schedule;
     sc.eta = 0.0;
     return sc;
+}
+
+static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
+    return bd__teacher_cfg(&d->config, d->S, d->tgrid);
 }
 
 /* solve n <= max_batch trajectories whose state 0 is already in traj */
@@ -11252,14 +11258,9 @@ static bd_result bd__dd_td_batch(bd_device_distill *dd, int64_t n, double *loss,
         if ((r = bd_backend_upload(ctx, dd->traj, dd->h_traj, (size_t)(n * TL) * sizeof(float))) != BD_SUCCESS)
             return r;
     } else { /* the teacher solves them here, from noise drawn as bd_distill_step does */
-        bd_sampler_config sc = bd_sampler_config_init(c->teacher_solver, S);
+        bd_sampler_config sc = bd__teacher_cfg(c, S, dd->tgrid);
         bd_schedule sched;
         int64_t count = 0;
-        sc.custom_grid = dd->tgrid;
-        sc.branch = -1;
-        sc.param = c->param;
-        sc.schedule = c->schedule;
-        sc.eta = 0.0;
         for (b = 0; b < n; b++) bd_rng_normal(&dd->rng, dd->h_eps + b * D, D);
         if ((r = bd_sampler_grid(ctx, &sc, dd->tsampler->grid)) != BD_SUCCESS) return r;
         if (bd_schedule_init(&sched, c->schedule) != BD_SUCCESS)
@@ -11322,7 +11323,7 @@ static bd_result bd__dd_td_batch(bd_device_distill *dd, int64_t n, double *loss,
             bl[k] += scale * blk;
         }
         *loss += scale * L;
-        if (!(L == L && L < 1e300 && L > -1e300)) return BD_ERROR_NONFINITE;
+        if (!bd__finite(L)) return BD_ERROR_NONFINITE;
         if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
         /* the student's own next state, detached: DDIM with its final branch */
         bd__dd_param_coeffs(c->param, a, sg, &A, &Bo, &C, &E);
@@ -11378,7 +11379,7 @@ BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, in
         if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
         dd->last_loss = L;
         for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
-        if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !(L == L && L < 1e300 && L > -1e300)))
+        if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
             return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
         if (r != BD_SUCCESS) return r;
         return bd__dd_update(dd, bl);
@@ -11474,7 +11475,7 @@ BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, in
     if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
     dd->last_loss = L;
     for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
-    if (!(L == L && L < 1e300 && L > -1e300))
+    if (!bd__finite(L))
         return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
     if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
     return bd__dd_update(dd, bl);

@@ -391,8 +391,9 @@ __global__ void bd__k_groupnorm_backward_dx(float *dx, const float *dout, const 
 }
 
 /* dgamma[c] += sum dout xh, dbeta[c] += sum dout, in two deterministic
-   passes: part[2 (n C + c) + {0, 1}] = the sums over one (n, c) plane (one
-   warp per plane), then bd__k_gn_params_finish sums them over n. */
+   passes: part[n C + c] and part[N C + n C + c] = the two sums over one
+   (n, c) plane (one warp per plane), then bd__k_chanpart_add sums each
+   over n. */
 __global__ void bd__k_groupnorm_backward_params_part(double *part, const float *dout,
                                                      const float *x, const float *mean,
                                                      const float *rstd, const float *gamma,
@@ -413,26 +414,8 @@ __global__ void bd__k_groupnorm_backward_params_part(double *part, const float *
     sd = bd__warp_sum(sd);
     sdx = bd__warp_sum(sdx);
     if (lane == 0) {
-        part[2 * r] = sdx;
-        part[2 * r + 1] = sd;
-    }
-}
-
-__global__ void bd__k_gn_params_finish(float *dgamma, float *dbeta, const double *part, int64_t N,
-                                       int64_t C) {
-    int64_t c = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    int lane = threadIdx.x & 31;
-    if (c >= C) return;
-    double sdx = 0.0, sd = 0.0;
-    for (int64_t n = lane; n < N; n += 32) {
-        sdx += part[2 * (n * C + c)];
-        sd += part[2 * (n * C + c) + 1];
-    }
-    sdx = bd__warp_sum(sdx);
-    sd = bd__warp_sum(sd);
-    if (lane == 0) {
-        if (dgamma) dgamma[c] += (float)sdx;
-        if (dbeta) dbeta[c] += (float)sd;
+        part[r] = sdx;
+        part[N * C + r] = sd;
     }
 }
 
@@ -655,6 +638,10 @@ static int bd__cu_fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 /* an index space small enough for the 32-bit kernel instances: the grid-
    stride loop (at most 65535*16*256 past the end) must not overflow int */
 static int bd__cu_small(int64_t total) { return total >= 0 && total <= ((int64_t)1 << 30); }
+/* the index space of im2col / col2im: the larger of col and the image */
+static int64_t bd__cu_col_span(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t KK, int64_t NP) {
+    return KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W;
+}
 #define BD__KCALL_I(total, kernel, grid, ...)                                                \
     do {                                                                                     \
         if (bd__cu_small(total)) BD__KCALL(kernel<int>, grid, __VA_ARGS__);                  \
@@ -775,9 +762,8 @@ void bd_conv2d_forward_cuda(void *st, float *out, float *col_unused, const float
     } else {
         col = bd__cu_scratch(cu, (size_t)(KK * NP));
         if (!col) return;
-        BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_im2col,
-                    bd__cu_blocks(Cin * NP), col, x, N, Cin, H, W, k, s, p,
-                    Ho, Wo);
+        BD__KCALL_I(bd__cu_col_span(N, Cin, H, W, KK, NP), bd__k_im2col, bd__cu_blocks(Cin * NP),
+                    col, x, N, Cin, H, W, k, s, p, Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         /* out_n (Cout, P) = w (Cout, KK) col[:, nP:(n+1)P] */
         bd__cu_gemm(cu, 0, 0, Cout, P, KK, 1.0f, w, KK, 0, col, NP, P, 0.0f, out, P, Cout * P, N);
@@ -825,9 +811,8 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
         BD__KCALL_I(N * Cout * P, bd__k_nchw_to_cnp, bd__cu_blocks(N * Cout * P), dtmp, dout, N,
                     Cout, P);
         BD__CU_LAUNCHED(cu, "nchw_to_cnp");
-        BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_im2col,
-                    bd__cu_blocks(Cin * NP), col, x, N, Cin, H, W, k, s, p,
-                    Ho, Wo);
+        BD__KCALL_I(bd__cu_col_span(N, Cin, H, W, KK, NP), bd__k_im2col, bd__cu_blocks(Cin * NP),
+                    col, x, N, Cin, H, W, k, s, p, Ho, Wo);
         BD__CU_LAUNCHED(cu, "im2col");
         bd__cu_gemm(cu, 0, 1, Cout, KK, NP, 1.0f, dtmp, NP, 0, col, NP, 0, 1.0f, dw, KK, 0, 1);
     }
@@ -840,7 +825,7 @@ void bd_conv2d_backward_cuda(void *st, float *dx, float *dw, float *db, float *c
             /* dcol[:, nP:(n+1)P] = w^T (KK, Cout) dout_n (Cout, P), then col2im += */
             bd__cu_gemm(cu, 1, 0, KK, P, Cout, 1.0f, w, KK, 0, dout, P, Cout * P, 0.0f, col, NP,
                         P, N);
-            BD__KCALL_I(KK * NP > N * Cin * H * W ? KK * NP : N * Cin * H * W, bd__k_col2im_add,
+            BD__KCALL_I(bd__cu_col_span(N, Cin, H, W, KK, NP), bd__k_col2im_add,
                         bd__cu_blocks(N * Cin * H * W), dx, col, N, Cin, H, W, k, s, p, Ho, Wo);
             BD__CU_LAUNCHED(cu, "col2im_add");
         }
@@ -869,8 +854,9 @@ static void bd__cu_groupnorm_backward(bd_cuda *cu, float *dx, float *dgamma, flo
         BD__KCALL(bd__k_groupnorm_backward_params_part, bd__cu_row_blocks(N * C), part, dout, x,
                   mean, rstd, gamma, beta, N, C, HW, G, silu);
         BD__CU_LAUNCHED(cu, "groupnorm_backward_params_part");
-        BD__KCALL(bd__k_gn_params_finish, bd__cu_row_blocks(C), dgamma, dbeta, part, N, C);
-        BD__CU_LAUNCHED(cu, "gn_params_finish");
+        if (dgamma) BD__KCALL(bd__k_chanpart_add, bd__cu_row_blocks(C), dgamma, part, N, C);
+        if (dbeta) BD__KCALL(bd__k_chanpart_add, bd__cu_row_blocks(C), dbeta, part + N * C, N, C);
+        BD__CU_LAUNCHED(cu, "chanpart_add");
     }
     if (dx) {
         BD__KCALL(bd__k_groupnorm_backward_dx, (unsigned)(N * G), dx, dout, x, mean, rstd, gamma,
