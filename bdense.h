@@ -14,6 +14,11 @@
        BDENSE_CBLAS_HEADER    header to include for CBLAS (default <cblas.h>)
        BDENSE_MALLOC(sz) / BDENSE_FREE(p)
                               default allocator (define both or neither)
+       BDENSE_REFERENCE_KERNELS
+                              test-only: also compile the plain reference
+                              kernels (static bd__*_ref) that
+                              tests/test_kernels_fast.c checks the fast
+                              ones against; a normal build has none
 
    QUICK START (the MANUAL below has the details; docs/tutorial.md the story)
        bd_context *ctx;  bd_context_config cc = bd_context_config_init();
@@ -2424,6 +2429,7 @@ BDAPI void bd_linear_backward(float *dx, float *dw, float *db, const float *dout
             for (o = 0; o < Out; o++) db[o] += dout[n * Out + o];
 }
 
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
@@ -2431,7 +2437,9 @@ static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t 
         out[i] = v / (1.0f + expf(-v));
     }
 }
+#endif
 
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
@@ -2439,6 +2447,7 @@ static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const
         dx[i] += dout[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
+#endif
 
 /* conv2d.  im2col layout: col is (Cin*k*k, Ho*Wo) row-major; row
    r = (ci*k + ky)*k + kx holds x[ci, oy*s - p + ky, ox*s - p + kx] (0 outside
@@ -2460,6 +2469,7 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
 }
 
 /* col (Cin*k*k, Ho*Wo) <- x (Cin,H,W) of one sample */
+#ifdef BDENSE_REFERENCE_KERNELS
 static void bd__im2col(float *col, const float *x, int64_t Cin, int64_t H, int64_t W, int64_t k,
                        int64_t stride, int64_t pad, int64_t Ho, int64_t Wo) {
     int64_t ci, ky, kx, oy, ox;
@@ -2482,6 +2492,7 @@ static void bd__im2col(float *col, const float *x, int64_t Cin, int64_t H, int64
                 }
             }
 }
+#endif
 
 /* dx (Cin,H,W) += col2im(col): the adjoint of bd__im2col */
 static void bd__col2im_add(float *dx, const float *col, int64_t Cin, int64_t H, int64_t W,
@@ -2506,6 +2517,7 @@ static void bd__col2im_add(float *dx, const float *col, int64_t Cin, int64_t H, 
 
 /* Plain reference conv2d (im2col + bd_sgemm per sample), kept beside the
    fast kernels below; tests/test_kernels_fast.c compares the two. */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const float *x, const float *w,
                              const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
                              int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
@@ -2528,9 +2540,11 @@ static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const floa
             }
     }
 }
+#endif
 
 /* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
    col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, float *col, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t Cin,
                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
@@ -2563,6 +2577,7 @@ static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, 
         }
     }
 }
+#endif
 
 /* ---- fast conv2d: implicit GEMM on the packed built-in GEMM ----
    Forward, per sample n: out[n] (Cout, P) = w (Cout, KK) . im2col(x[n]) (KK, P),
@@ -3114,6 +3129,7 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
 
 /* GroupNorm.  Statistics per (n, g) over Cg*HW values, two-pass in double
    (mean first, then the centred sum of squares: no cancellation). */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float *rstd, const float *x,
                                 const float *gamma, const float *beta, int64_t N, int64_t C,
                                 int64_t HW, int64_t G) {
@@ -3142,10 +3158,12 @@ static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float 
             }
         }
 }
+#endif
 
 /* With xh = (x - mu) rstd and g = dout * gamma (per channel):
    dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
    dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const float *dout,
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
@@ -3186,6 +3204,7 @@ static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, floa
             }
         }
 }
+#endif
 
 /* ---- fast elementwise helpers ----
    bd__expf: exp for |x| <= 87 to ~2 ulp (Cody-Waite reduction x = n ln2 + r,
@@ -3554,6 +3573,7 @@ BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
 /* Attention, per (n, head): Q, K, V are (Ch, HW) row-major blocks of qkv.
    S = Q^T K / sqrt(Ch) (HW, HW) -> row softmax (max subtracted) = A;
    O = V A^T (Ch, HW). */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const float *qkv, int64_t N, int64_t C,
                                 int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, n, h, i, j;
@@ -3580,9 +3600,11 @@ static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const f
             bd_sgemm(0, 1, Ch, HW, HW, 1.0f, v, HW, a, HW, 0.0f, out + (n * C + h * Ch) * HW, HW);
         }
 }
+#endif
 
 /* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
    dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
+#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, const float *dout,
                                  const float *qkv, const float *att, int64_t N, int64_t C,
                                  int64_t HW, int64_t heads) {
@@ -3613,6 +3635,7 @@ static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, c
             bd_sgemm(0, 0, Ch, HW, HW, 1.0f, q, HW, scratch, HW, 1.0f, dk, HW);
         }
 }
+#endif
 
 /* ---- fast attention ----
    One (sample, head) pair per work item, in parallel; the two products of

@@ -28,5 +28,20 @@ for cc in gcc clang; do
     run "$cxx-cblas" $cxx -std=c++11 $W -DBDENSE_USE_CBLAS -o "$tmp/e" "$tmp/impl.cpp" -lopenblas -lm
   fi
 done
+# The reference kernels (bd__*_ref) are test-only: a build without
+# BDENSE_REFERENCE_KERNELS must not contain them.  gcc -O0 keeps unused static
+# functions, so the positive control (with the macro) shows the check can fail.
+refs() { nm "$1" 2>/dev/null | grep -c '_ref$'; }
+if command -v gcc >/dev/null && command -v nm >/dev/null; then
+  printf '#define BDENSE_IMPLEMENTATION\n#include "bdense.h"\n' > "$tmp/ref.c"
+  if gcc -std=c99 -O0 $W -c "$tmp/ref.c" -o "$tmp/noref.o" &&
+     gcc -std=c99 -O0 $W -DBDENSE_REFERENCE_KERNELS -c "$tmp/ref.c" -o "$tmp/withref.o" &&
+     [ "$(refs "$tmp/noref.o")" -eq 0 ] && [ "$(refs "$tmp/withref.o")" -gt 0 ]; then
+    echo "PASS compile no-reference-kernels (nm: 0 *_ref symbols; $(refs "$tmp/withref.o") with BDENSE_REFERENCE_KERNELS)"; ok=$((ok+1))
+  else
+    echo "FAIL compile no-reference-kernels: *_ref symbols without BDENSE_REFERENCE_KERNELS:"
+    nm "$tmp/noref.o" 2>/dev/null | grep '_ref$' | head; bad=$((bad+1))
+  fi
+fi
 echo "compile_test: $ok passed, $bad failed"
 [ $bad -eq 0 ]

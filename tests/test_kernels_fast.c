@@ -3,6 +3,7 @@
    cross the GEMM blocking (MC, KC, NR) and, when built with OpenMP, bit-equal
    results for 1, 2 and 3 threads. */
 #define BDENSE_IMPLEMENTATION
+#define BDENSE_REFERENCE_KERNELS /* the bd__*_ref kernels below */
 #include "bdense.h"
 #include "bdtest.h"
 #include <stdlib.h>
