@@ -2,7 +2,9 @@
 #   make                 the `bdense` command (build/bdense) and the examples
 #   make test            build and run every test (tests/run.sh)
 #   make test SAN=1      the same under ASan + UBSan
-#   make BLAS=none       built-in GEMM only (BLAS=auto|openblas|none)
+#   make BLAS=openblas   also route bd_sgemm through OpenBLAS (BLAS=none|auto|openblas;
+#                        default none: the layer kernels never call a BLAS,
+#                        docs/performance.md "CBLAS")
 #   make demo            the README's main job
 #   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
 #   make tsan            the concurrency test under ThreadSanitizer
@@ -13,7 +15,7 @@
 .DEFAULT_GOAL := all
 CC      ?= cc
 CXX     ?= c++
-BLAS    ?= auto
+BLAS    ?= none
 SAN     ?= 0
 OPT     ?= -O2
 BUILD   ?= build

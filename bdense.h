@@ -8,9 +8,14 @@
 
    OPTION MACROS (define before the implementation include)
        BDENSE_STATIC          all functions `static` (private to one TU)
-       BDENSE_USE_CBLAS       route GEMMs through cblas_sgemm (link a CBLAS,
-                              e.g. -lopenblas); otherwise a built-in
-                              cache-blocked GEMM is used (zero dependencies)
+       BDENSE_USE_CBLAS       bd_sgemm (the public GEMM and the CPU
+                              backend's sgemm entry) calls cblas_sgemm (link
+                              a CBLAS, e.g. -lopenblas).  The layer kernels
+                              always use the built-in blocked GEMM, which
+                              packs im2col inside the GEMM and gives the
+                              same bits for any thread count; the default
+                              `make` links no BLAS (docs/performance.md,
+                              "CBLAS", has the per-shape measurements)
        BDENSE_CBLAS_HEADER    header to include for CBLAS (default <cblas.h>)
        BDENSE_MALLOC(sz) / BDENSE_FREE(p)
                               default allocator (define both or neither)
@@ -85,8 +90,9 @@
        One function per layer direction, forward and backward side by side
        (>>layers).  ALL backward kernels ACCUMULATE (+=) into every gradient
        they write, parameter or activation; the caller zeroes gradient
-       buffers.  GEMMs go through bd_sgemm (CBLAS with BDENSE_USE_CBLAS,
-       else the built-in blocked GEMM).
+       buffers.  Their GEMMs run on the built-in blocked GEMM
+       (bd_sgemm_builtin); bd_sgemm, for the caller's own products, uses
+       CBLAS when built with BDENSE_USE_CBLAS.
        ```c
        float x[2 * 3] = {1, 2, 3, 4, 5, 6}, w[4 * 3] = {0}, b[4] = {0}, y[2 * 4];
        bd_linear_forward(y, x, w, b, 2, 3, 4);  // y (2,4) = x (2,3) w^T + b
@@ -234,11 +240,13 @@
        ```
 
    12. Threads, BLAS and backends
-       bd_context_set_threads bounds the compute threads a context uses;
-       with BDENSE_USE_CBLAS the GEMMs run in the CBLAS (OpenBLAS threads
-       follow OPENBLAS_NUM_THREADS).  The context also carries the kernel
-       table (>>backend): the CPU kernels by default; an accelerator
-       backend replaces operations there, the rest stay on the CPU.
+       bd_context_set_threads bounds the compute threads a context uses
+       (OpenMP teams; the kernels never call a BLAS, so there is no second
+       thread pool).  With BDENSE_USE_CBLAS only bd_sgemm runs in the
+       CBLAS (OpenBLAS threads follow OPENBLAS_NUM_THREADS).  The context
+       also carries the kernel table (>>backend): the CPU kernels by
+       default; an accelerator backend replaces operations there, the rest
+       stay on the CPU.
 
    (further sections are added as the library grows)
 
@@ -247,7 +255,7 @@
        >>context    context, allocator, overflow-checked sizes
        >>rng        explicit, portable random numbers
        >>tensor     float32 NCHW tensors
-       >>gemm       bd__sgemm: CBLAS or built-in blocked GEMM
+       >>gemm       built-in blocked GEMM; bd_sgemm (optionally CBLAS)
        >>layers     layer kernels, forward and backward
        >>denoiser   the network interface samplers and training use
        >>schedule   noise schedules, parametrisations, time grids
@@ -409,7 +417,8 @@ BDAPI int64_t bd_tensor_numel(const bd_tensor *t);
 /* Row-major C = alpha * op(A) op(B) + beta * C; op(A) is (M,K), op(B) (K,N).
    trans_a/trans_b: 0 = as stored, 1 = transposed.  bd_sgemm uses CBLAS when
    built with BDENSE_USE_CBLAS, else the built-in blocked GEMM;
-   bd_sgemm_builtin is always the built-in one (tests compare the two). */
+   bd_sgemm_builtin is always the built-in one (tests compare the two), and
+   it is the one the layer kernels use. */
 BDAPI void bd_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
                     float alpha, const float *A, int64_t lda, const float *B,
                     int64_t ldb, float beta, float *C, int64_t ldc);

@@ -26,6 +26,7 @@ for cc in gcc clang; do
   if [ $have_blas = 1 ]; then
     run "$cc-c99-cblas" $cc -std=c99 $W -DBDENSE_USE_CBLAS -o "$tmp/d" "$tmp/impl.c" -lopenblas -lm
     run "$cxx-cblas" $cxx -std=c++11 $W -DBDENSE_USE_CBLAS -o "$tmp/e" "$tmp/impl.cpp" -lopenblas -lm
+    run "$cc-bench-gemm_blas" $cc -std=c99 $W -DBDENSE_USE_CBLAS -o "$tmp/g" bench/gemm_blas.c -lopenblas -lm
   fi
 done
 # The reference kernels (bd__*_ref) are test-only: a build without
