@@ -120,7 +120,7 @@
 
    6. Schedules, parametrisations, grids
        bd_schedule is the only thing that knows alpha_t and sigma_t (cosine
-       or linear, SPEC 1).  The network output is read as eps, x0 or v (v by
+       or linear, docs/spec.md sec. 1).  The network output is read as eps, x0 or v (v by
        default).  Time grids run from t = 1 to t = 0.
        ```c
        bd_schedule sched;
@@ -153,7 +153,7 @@
        ```
 
    8. Training a teacher
-       bd_trainer does SPEC 3: t ~ U, eps, z_t, loss in the model's
+       bd_trainer does docs/spec.md sec. 3: t ~ U, eps, z_t, loss in the model's
        parametrisation, AdamW with clipping, an EMA (what gets sampled).
        Data comes from a callback that fills a batch from the rng it is
        given, so a run and its resume are bit-exact.
@@ -203,10 +203,10 @@
    10. Models and checkpoints
        A bd_model is a network plus what gives its outputs a meaning: the
        parametrisation, the schedule and, for a student, its time grid.
-       bd_model_save writes a safetensors file with SPEC 6 names (loadable
+       bd_model_save writes a safetensors file with docs/spec.md sec. 6 names (loadable
        by tools/bdense_torch.py); bd_model_load reads it back, validated.
        ```c
-       bd_unet_config uc = bd_unet_config_init();   // SPEC 6 `small`: 28x28, ch 32
+       bd_unet_config uc = bd_unet_config_init();   // docs/spec.md sec. 6 `small`: 28x28, ch 32
        uc.image_size = 16, uc.ch = 8, uc.levels = 2, uc.attn[2] = 0, uc.groups = 4;
        bd_rng rng = bd_rng_init(3);
        bd_model *m, *back = NULL;
@@ -261,7 +261,7 @@
        >>schedule   noise schedules, parametrisations, time grids
        >>sampler    DDIM, DDPM, Euler, Heun, DPM-Solver++(2M)
        >>adam       Adam/AdamW, EMA, teacher training
-       >>unet       the reference UNet (SPEC 6) and the MLP denoiser
+       >>unet       the reference UNet (docs/spec.md sec. 6) and the MLP denoiser
        >>io         safetensors, .npy, IDX, PNG, built-in data
        >>distill    B-DENSE distillation (PD and TD)
        >>backend    kernel table (CPU default, CUDA override)
@@ -539,7 +539,7 @@ BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
    k*C + c is branch k).  Samplers, training and distillation only talk to
    this interface, so the UNet and the MLP denoiser are interchangeable.
    Parameters and their gradients are flat float slabs; `tensors` names the
-   pieces (SPEC 6 names for the UNet).  Memory for activations is reserved
+   pieces (docs/spec.md sec. 6 names for the UNet).  Memory for activations is reserved
    for a maximum batch once (reserve); forward/backward then allocate
    nothing.  Internally the network sees c_noise = 1000 t. */
 typedef struct bd_param_tensor {
@@ -625,8 +625,8 @@ BDAPI bd_result bd_mlp_create(bd_context *ctx, const bd_mlp_config *config, bd_r
 typedef enum bd_param_kind { BD_PARAM_EPS = 0, BD_PARAM_X0 = 1, BD_PARAM_V = 2 } bd_param_kind;
 typedef enum bd_schedule_kind { BD_SCHEDULE_COSINE = 0, BD_SCHEDULE_LINEAR = 1 } bd_schedule_kind;
 
-/* The only thing that knows alpha_t and sigma_t (SPEC 1).  `linear` keeps the
-   log(alpha_bar) table of SPEC 6 (entries 0..1000, entry 0 = 0). */
+/* The only thing that knows alpha_t and sigma_t (docs/spec.md sec. 1).  `linear` keeps the
+   log(alpha_bar) table of docs/spec.md sec. 6 (entries 0..1000, entry 0 = 0). */
 typedef struct bd_schedule {
     bd_schedule_kind kind;
     double log_alpha_bar[1001];
@@ -650,7 +650,7 @@ BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out);
    sigma_t/alpha_t = BD_GRID_SIGMA_MIN, clipped to [0, 1]. */
 BDAPI double bd_schedule_t_min(const bd_schedule *s);
 
-/* Parametrisations (SPEC 2), per sample n with its own alpha[n], sigma[n]
+/* Parametrisations (docs/spec.md sec. 2), per sample n with its own alpha[n], sigma[n]
    (double).  o is (N, K*D): K branches, branch-major; `branch` picks one.
    z, x_hat, eps_hat are (N, D).  x_hat or eps_hat may be NULL.  Where
    sigma = 0 (x0 param) or alpha = 0 (eps param) the undefined quantity is
@@ -666,7 +666,7 @@ BDAPI void bd_param_target(bd_param_kind p, float *target, const float *x, const
    (alpha, sigma).  Losses in x space backpropagate through c. */
 BDAPI void bd_param_x_coeffs(bd_param_kind p, double alpha, double sigma, double *a, double *c);
 
-/* Time grids (SPEC 4, details): steps+1 doubles, out[0] = 1 > ... >
+/* Time grids (docs/spec.md sec. 4 and 6 details): steps+1 doubles, out[0] = 1 > ... >
    out[steps] = 0, computed in double.  uniform_t: 1 - i/steps.  logsnr and
    karras: steps points from t = 1 to bd_schedule_t_min (uniform in logSNR,
    or Karras rho = 7 in sigma/alpha), then 0; with steps = 1 the grid is
@@ -854,7 +854,7 @@ BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double deca
 /* L2 norm (double accumulation) of n floats */
 BDAPI double bd_l2_norm(const float *x, int64_t n);
 
-/* Teacher training (SPEC 3). */
+/* Teacher training (docs/spec.md sec. 3). */
 typedef enum bd_loss_weight { BD_WEIGHT_NONE = 0, BD_WEIGHT_SNR_TRUNC = 1 } bd_loss_weight;
 BDAPI const char *bd_loss_weight_name(bd_loss_weight w); /* "none", "snr_trunc" */
 BDAPI bd_result bd_loss_weight_parse(const char *name, bd_loss_weight *out);
@@ -923,9 +923,9 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ======================================================================== */
 /* >>unet                                                                   */
 /* ======================================================================== */
-/* The reference UNet of SPEC 6 behind the bd_denoiser interface (kind
+/* The reference UNet of docs/spec.md sec. 6 behind the bd_denoiser interface (kind
    "unet"), the bd_model that pairs a network with its diffusion settings,
-   and SPEC 7 checkpoints.  docs/unet.md walks through the architecture. */
+   and docs/spec.md sec. 7 checkpoints.  docs/unet.md walks through the architecture. */
 #define BD_UNET_MAX_LEVELS 8
 
 typedef struct bd_unet_config {
@@ -941,7 +941,7 @@ typedef struct bd_unet_config {
     int64_t branches;                       /* K output branches, 1..64 */
 } bd_unet_config;
 
-/* SPEC 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
+/* docs/spec.md sec. 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
    (and in the middle), G=8, heads=1, K=1. */
 BDAPI bd_unet_config bd_unet_config_init(void);
 /* Checks every field; the message says which rule failed.  ctx may be NULL. */
@@ -1007,7 +1007,7 @@ BDAPI void bd_model_free(bd_model *m);
 BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
 /* Allocate m->ema as a copy of the current weights (no-op if present). */
 BDAPI bd_result bd_model_enable_ema(bd_model *m);
-/* A student of `teacher` (SPEC 5): the same architecture with `branches`
+/* A student of `teacher` (docs/spec.md sec. 5): the same architecture with `branches`
    output branches (bd_denoiser_create_like, rng only feeds the throw-away
    initialisation), the teacher's weights copied in (bd_denoiser_copy_weights:
    conv_out tiled, every branch starts as the teacher), its param and
@@ -1017,8 +1017,8 @@ BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, 
                                       const double *grid, int64_t steps, bd_rng *rng,
                                       bd_model **out);
 
-/* Checkpoints (SPEC 7, docs/unet.md).  Model tensors carry the SPEC 6
-   names (the MLP its own names); metadata as SPEC 7.  Which weights are the
+/* Checkpoints (docs/spec.md sec. 7, docs/unet.md).  Model tensors carry the docs/spec.md sec. 6
+   names (the MLP its own names); metadata as docs/spec.md sec. 7.  Which weights are the
    model tensors: the EMA weights when there are any (tr->ema, else m->ema),
    else the network's.  With a trainer, everything an exact resume needs is
    written as well: train.raw.<name> (the raw weights), optim.m.<name>,
@@ -1064,7 +1064,7 @@ BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_
    readers never trust a length, offset or shape from the file.
    See docs/formats.md. */
 
-/* --- safetensors (SPEC 7) ------------------------------------------------ */
+/* --- safetensors (docs/spec.md sec. 7) ----------------------------------- */
 #define BD_ST_MAX_DIMS 8
 #define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
 
@@ -1256,7 +1256,7 @@ BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *label
 /* ======================================================================== */
 /* >>distill                                                                */
 /* ======================================================================== */
-/* B-DENSE distillation (SPEC 5).  A K-branch student learns, from every
+/* B-DENSE distillation (docs/spec.md sec. 5).  A K-branch student learns, from every
    student step t -> u, the x_hat that one DDIM jump from (z_t, t) needs to
    land on each of the teacher's intermediate states z_{s_1..s_K}.
    Layouts: a batch of N samples of D = C*H*W floats; student output o is
@@ -1279,7 +1279,7 @@ BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out
 BDAPI const char *bd_distill_weights_name(bd_distill_weights w);      /* "uniform", ... */
 BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out);
 
-/* Branch target x_tilde (N,D) of one teacher state (SPEC 5):
+/* Branch target x_tilde (N,D) of one teacher state (docs/spec.md sec. 5):
        x_tilde = (z_s - (sigma_s/sigma_t) z_t) / (alpha_s - (sigma_s/sigma_t) alpha_t)
    and x_tilde = z_s where sigma_s == 0 (s = 0).  z_t, z_s (N,D); alpha_t,
    sigma_t, alpha_s, sigma_s (N) per sample.  Computed in double. */
@@ -1287,7 +1287,7 @@ BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
                              const double *alpha_t, const double *sigma_t,
                              const double *alpha_s, const double *sigma_s, int64_t N, int64_t D);
 
-/* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (SPEC 5); 1e30 cap at sigma = 0. */
+/* lambda(t) = max(alpha_t^2 / sigma_t^2, 1) (docs/spec.md sec. 5); 1e30 cap at sigma = 0. */
 BDAPI double bd_distill_lambda(double alpha_t, double sigma_t);
 
 /* The multi-branch loss and its gradient w.r.t. the raw student output.
@@ -1751,7 +1751,7 @@ BDAPI void bd_device_sampler_free(bd_device_sampler *s);
 BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
                                       float *x, int64_t n, bd_rng *rng, int64_t *nfe);
 
-/* B-DENSE distillation step (SPEC 5) in the models' backend, as chains of
+/* B-DENSE distillation step (docs/spec.md sec. 5) in the models' backend, as chains of
    backend ops, with the same draws from the same rng sequence as
    bd_distill_step:
    - PD: a student step and eps per sample, the teacher's Kt DDIM sub-steps
@@ -3952,7 +3952,7 @@ static bd_result bd__mlp_reserve(bd_denoiser *d, int64_t B) {
     return BD_SUCCESS;
 }
 
-/* SPEC 6 sinusoidal embedding [cos(c f_i), sin(c f_i)], f_i =
+/* docs/spec.md sec. 6 sinusoidal embedding [cos(c f_i), sin(c f_i)], f_i =
    exp(-ln(1e4) i / half); kept local so the MLP depends only on linear and
    SiLU kernels. */
 static void bd__mlp_time_embedding(float *out, const float *c_noise, int64_t N, int64_t dim) {
@@ -5513,7 +5513,7 @@ static int64_t bd__ub_resample(bd__unet *u, int up, const char *prefix, int64_t 
     return op->out;
 }
 
-/* Builds the plan (SPEC 6).  With NULL arrays it only counts. */
+/* Builds the plan (docs/spec.md sec. 6).  With NULL arrays it only counts. */
 static void bd__unet_build(bd__unet *u) {
     const bd_unet_config *c = &u->cfg;
     int64_t stack_v[BD_UNET_MAX_LEVELS * 17 + 1], stack_c[BD_UNET_MAX_LEVELS * 17 + 1];
@@ -6090,7 +6090,7 @@ BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
     return BD_SUCCESS;
 }
 
-/* ---- bd_model and checkpoints (SPEC 7) ---------------------------------- */
+/* ---- bd_model and checkpoints (docs/spec.md sec. 7) --------------------- */
 /* A growable-once string pool for metadata values and prefixed names. */
 typedef struct bd__spool {
     char *buf;
@@ -9199,7 +9199,7 @@ BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
 }
 
 /* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
-   DDIM jump of SPEC 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
+   DDIM jump of docs/spec.md sec. 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
        z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
    (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
    scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
@@ -9462,7 +9462,8 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->distance != BD_DISTILL_L2 && c->distance != BD_DISTILL_L1)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown distance %d", (int)c->distance);
     if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: the x-space loss is L2 (SPEC 5); L1 needs space z");
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "distill: the x-space loss is L2 (docs/spec.md sec. 5); L1 needs space z");
     if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
     if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&

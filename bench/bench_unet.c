@@ -1,4 +1,4 @@
-/* bench_unet.c - speed of the SPEC 6 `small` UNet in bdense.
+/* bench_unet.c - speed of the docs/spec.md sec. 6 `small` UNet in bdense.
    One case per process (so peak RSS is the case's own):
 
        bench_unet CASE [threads] [reps]

@@ -1,6 +1,6 @@
 /* cuda_bench.c - bdense on the CUDA backend, timed like
    bench/cuda_torch_ref.py times PyTorch (same model, same batch):
-     train   one bd_device_trainer_step of the SPEC `small` UNet at batch B
+     train   one bd_device_trainer_step of the `small` UNet (docs/spec.md sec. 6) at batch B
              (host draws of t and eps, z_t, forward, v loss, backward, clip,
              AdamW, EMA; it ends synchronised)                 median ms
      sample  one network call at batch 1 (bd_denoiser_forward on device

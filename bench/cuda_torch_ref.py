@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch eager CUDA reference for the bdense CUDA benchmark.
 
-The SPEC 6 UNet written out plainly (standalone: no bdense import), timed
+The docs/spec.md sec. 6 UNet written out plainly (standalone: no bdense import), timed
 the way tests/cuda/run_all.sh times bdense:
   train  one teacher training step at batch B: draw t and eps, z_t, forward,
          v-target MSE, backward, grad-norm clip, AdamW, EMA  (median ms)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh - bdense vs PyTorch on the SPEC 6 `small` UNet, one command:
+# bench/run.sh - bdense vs PyTorch on the docs/spec.md sec. 6 `small` UNet, one command:
 #     bench/run.sh                 (from the repository root or anywhere)
 # Builds bench/bench_unet.c, then runs every case ROUNDS times, bdense and
 # PyTorch interleaved (each case in a fresh process, so peak RSS is the

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """torch_ref.py - the bench/bench_unet.c measurements in PyTorch, on the same
-SPEC 6 `small` UNet (tools/bdense_torch.py), one case per process:
+docs/spec.md sec. 6 `small` UNet (tools/bdense_torch.py), one case per process:
 
     torch_ref.py CASE [threads] [reps]
 
@@ -27,7 +27,7 @@ from bdense_torch import UNet, UNetConfig  # noqa: E402
 
 
 def cosine_alpha_sigma(t):
-    """SPEC 1 cosine schedule (s = 0.008, alpha >= 1e-4), float64."""
+    """docs/spec.md sec. 1 cosine schedule (s = 0.008, alpha >= 1e-4), float64."""
     s = 0.008
     t = t.to(torch.float64)
     a = torch.cos(math.pi / 2 * (t + s) / (1 + s)) / math.cos(math.pi / 2 * s / (1 + s))

@@ -186,7 +186,7 @@ int cmd_distill(int argc, char **argv) {
     memset(&tstream, 0, sizeof tstream);
     cli__dopts_defaults(&o);
     cli_args_init(&a, "distill",
-                  "Distil a teacher into a few-step student with K output branches (B-DENSE, SPEC 5); "
+                  "Distil a teacher into a few-step student with K output branches (B-DENSE, docs/spec.md sec. 5); "
                   "--branches 1 or --weights final is the sparse baseline.",
                   "TD (trajectory distillation, default): teacher ODE trajectories from noise on a grid nesting the\n"
                   "student's (solved on the fly, or read from --trajectories made by bdense trajectories); the\n"

@@ -26,7 +26,7 @@ void cli_arch_defaults(cli_arch *o) {
 
 void cli_arch_options(cli_args *a, cli_arch *o) {
     cli_add_choice(a, "config", &o->config, "small|tiny",
-                   "architecture preset: small = SPEC 6 (28x28, ch 32, 1,2,2, ~1.1M params); tiny = 16x16, "
+                   "architecture preset: small = docs/spec.md sec. 6 (28x28, ch 32, 1,2,2, ~1.1M params); tiny = 16x16, "
                    "ch 16, 1,2 (demos, tests)");
     cli_nodefault(cli_range(cli_add_int(a, "image-size", &o->image_size, "N", "override the preset: image side"), 8, 1024));
     cli_nodefault(cli_range(cli_add_int(a, "in-ch", &o->in_ch, "C", "override the preset: image channels"), 1, 64));

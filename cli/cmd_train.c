@@ -115,7 +115,7 @@ int cmd_train(int argc, char **argv) {
     memset(&lg, 0, sizeof lg);
     cli_arch_defaults(&arch);
     cli_args_init(
-        &a, "train", "Train a diffusion teacher (SPEC 3) and write it as a checkpoint.",
+        &a, "train", "Train a diffusion teacher (docs/spec.md sec. 3) and write it as a checkpoint.",
         "data:  builtin[:SIZE] (procedural shapes, no download), fmnist:DIR (Fashion-MNIST or MNIST IDX\n"
         "       files, .gz or raw; /usr/share/datasets/fashion-mnist), npy:FILE ((N,C,H,W) float32 in [-1,1]).\n"
         "The checkpoint (--out) is rewritten atomically every --save-every steps, at the end and on Ctrl-C,\n"

@@ -391,7 +391,7 @@ static void test_device_sampler_cpu(void) {
    on a CPU context): same draws, same targets, loss, branch losses and
    weights after a few steps.  (eps is not compared: at t = 1 its x_hat is
    1e4 (z - o) and any float32 evaluation differs from the CPU's double one
-   by ~1e-3; SPEC 5 asks for v or x0 in distillation anyway.) */
+   by ~1e-3; docs/spec.md sec. 5 asks for v or x0 in distillation anyway.) */
 static void distill_case(bd_distill_weights wk, bd_distill_space space, bd_param_kind param) {
     enum { B = 3, STEPS = 3 };
     bd_context *ctx = mkctx();

@@ -1,4 +1,4 @@
-/* test_distill.c - B-DENSE distillation (SPEC 5): branch targets, the
+/* test_distill.c - B-DENSE distillation (docs/spec.md sec. 5): branch targets, the
    multi-branch loss and its gradient, branch-weight schedules. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
@@ -17,7 +17,7 @@ static void ab_from_logsnr(double l, double *a, double *s) {
 static double frand(bd_rng *r, double lo, double hi) { return lo + (hi - lo) * bd_rng_uniform(r); }
 
 /* ------------------------------------------------------------------ tests */
-/* x_tilde of SPEC 5, computed here in double, and its defining property:
+/* x_tilde of docs/spec.md sec. 5, computed here in double, and its defining property:
    a DDIM jump from (z_t, t) with x_hat = x_tilde lands on z_s. */
 static void test_target_formula(void) {
     enum { N = 5, D = 7 };
@@ -286,7 +286,7 @@ static void gmm_sample(bd_rng *rng, const float *pts, float *x, int n) {
     }
 }
 
-/* Independent double-precision references: the cosine schedule of SPEC 1
+/* Independent double-precision references: the cosine schedule of docs/spec.md sec. 1
    and the exact posterior mean of the mixture. */
 static void ref_alpha_sigma(double t, double *a, double *s) {
     const double off = 0.008;
@@ -352,7 +352,7 @@ static bd_result make_mlp(bd_context *ctx, int64_t K, uint64_t seed, int64_t hid
 }
 
 /* PD with the exact teacher: z_t, the teacher's K sub-states and every
-   branch's target equal an independent double computation of SPEC 5
+   branch's target equal an independent double computation of docs/spec.md sec. 5
    (uniform-t grid, Kt = 2 teacher DDIM sub-steps per student step);
    K = 1 gives plain PD (Salimans & Ho) targets; the reported loss equals
    lambda(t) sum_k w_k mean (x_hat_k - x_tilde_k)^2 recomputed here. */
@@ -434,7 +434,7 @@ static void test_pd_targets_exact_teacher(void) {
 
 /* TD with the exact teacher: recorded trajectories equal an independent
    DDIM solve; with teacher forcing the student's input is the teacher
-   state and the targets are SPEC 5's; without it the input of step 2 is
+   state and the targets are docs/spec.md sec. 5's; without it the input of step 2 is
    the student's own DDIM step from the noise (its final branch); K = 1
    (sparse) targets the end of each student step (SFD). */
 static void check_td(int64_t K, int forcing) {

@@ -281,7 +281,7 @@ static void test_distilling(void) {
 /* ---- 10. Models and checkpoints ---------------------------------------------- */
 static bd_result snippet_10(bd_context *ctx, const char *path, bd_model **loaded) {
     /* ```c */
-    bd_unet_config uc = bd_unet_config_init();   // SPEC 6 `small`: 28x28, ch 32
+    bd_unet_config uc = bd_unet_config_init();   // docs/spec.md sec. 6 `small`: 28x28, ch 32
     uc.image_size = 16, uc.ch = 8, uc.levels = 2, uc.attn[2] = 0, uc.groups = 4;
     bd_rng rng = bd_rng_init(3);
     bd_model *m, *back = NULL;

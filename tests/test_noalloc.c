@@ -2,7 +2,7 @@
    sampling step after the first.  Every allocation bdense makes goes
    through the context allocator; a counting allocator records them, and the
    count must not move across the second and later steps (the first one may
-   reserve).  A UNet of the SPEC 6 layout, small enough for ASan. */
+   reserve).  A UNet of the docs/spec.md sec. 6 layout, small enough for ASan. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include "bdtest.h"

@@ -1,4 +1,4 @@
-/* Schedules, logSNR and its inverse, parametrisations, time grids (SPEC 1, 2, 4). */
+/* Schedules, logSNR and its inverse, parametrisations, time grids (docs/spec.md sec. 1, 2, 4). */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include "bdtest.h"

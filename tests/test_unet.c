@@ -1,4 +1,4 @@
-/* test_unet.c - the reference UNet (SPEC 6): whole-network finite-difference
+/* test_unet.c - the reference UNet (docs/spec.md sec. 6): whole-network finite-difference
    gradient check, parameter count and tensor names of `small`, config
    validation, batch independence, backward accumulation; bd_model and
    checkpoints; conformance against PyTorch vectors (tests/ref/data). */
@@ -171,8 +171,8 @@ static double rel_l2(const float *a, const float *b, int64_t n) {
 }
 
 static void test_small_count_and_names(void) {
-    /* SPEC 6 names and PyTorch shapes of `small`, written out by hand from
-       SPEC 6 (and identical to tools/bdense_torch.py's state_dict). */
+    /* docs/spec.md sec. 6 names and PyTorch shapes of `small`, written out by hand from
+       docs/spec.md sec. 6 (and identical to tools/bdense_torch.py's state_dict). */
     static const char *const expect[] = {
         "time_mlp.0.weight 128,32", "time_mlp.0.bias 128", "time_mlp.2.weight 128,128", "time_mlp.2.bias 128",
         "conv_in.weight 32,1,3,3", "conv_in.bias 32",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bdense_torch.py - an independent PyTorch implementation of the bdense
-reference UNet (SPEC 6) plus pure-Python load/save of bdense safetensors
-checkpoints (SPEC 7).  Needs only torch and the standard library (works with
+reference UNet (docs/spec.md sec. 6) plus pure-Python load/save of bdense safetensors
+checkpoints (docs/spec.md sec. 7).  Needs only torch and the standard library (works with
 Debian's python3-torch: run it with /usr/bin/python3).
 
     from bdense_torch import UNet, UNetConfig, load_checkpoint, save_checkpoint
@@ -256,7 +256,7 @@ def load_checkpoint(path: str, strict: bool = True):
     and resume state) are ignored; every model tensor must match."""
     tensors, meta = read_safetensors(path)
     if meta.get("arch", "unet") != "unet":
-        raise ValueError(f"{path}: arch {meta['arch']!r}: only the SPEC 6 UNet is implemented here")
+        raise ValueError(f"{path}: arch {meta['arch']!r}: only the docs/spec.md sec. 6 UNet is implemented here")
     cfg = UNetConfig.from_metadata(meta)
     model = UNet(cfg)
     sd = {k: v for k, v in tensors.items() if not (k.startswith("optim.") or k.startswith("train."))}

@@ -5,7 +5,7 @@
 #      tests/cuda/test_cuda_unet and bench/cuda_bench  (make CUDA=1 cuda)
 #   2. runs both test programs (every op, then the UNet, a training step and
 #      sampling runs, CUDA against the CPU path)
-#   3. benchmarks the SPEC `small` UNet: training step at batch 128 and
+#   3. benchmarks the `small` UNet (docs/spec.md sec. 6): training step at batch 128 and
 #      batch-1 network-call latency, bdense vs PyTorch eager CUDA on the same
 #      model (bench/cuda_torch_ref.py), float32 and TF32
 #   4. the command line on the GPU: bdense train --device cuda on the

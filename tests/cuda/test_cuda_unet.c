@@ -16,7 +16,7 @@
      distillation loss and branch losses relative 5e-4 (small residuals:
                                          the student starts as the teacher),
                                          student params and EMA nmse 1e-9
-   The tiny config runs everywhere; the SPEC `small` config at batch 4 runs
+   The tiny config runs everywhere; the `small` config (docs/spec.md sec. 6) at batch 4 runs
    only on a real GPU (the host emulator is too slow for it). */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"

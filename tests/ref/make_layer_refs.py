@@ -34,7 +34,7 @@ Cases and their cfg:
     cat         cfg []               a (N,C1,H,W) b (N,C2,H,W)
     addch       cfg []               x (N,C,H,W) e (N,C): out = x + e[:,:,None,None]
     add         cfg []               a, b (same shape)
-    attn_*      cfg [heads]          qkv (N,3C,HW) per SPEC 6; out (N,C,HW), att (N,heads,HW,HW)
+    attn_*      cfg [heads]          qkv (N,3C,HW) per docs/spec.md sec. 6; out (N,C,HW), att (N,heads,HW,HW)
     temb        cfg [dim]            c_noise (N) -> out (N,dim)   (forward only)
     mse_*       cfg [weighted]       pred, target (N,D), w (N); out = loss (1); dpred (upstream 1)
 """
@@ -124,7 +124,7 @@ def main():
     # residual add
     case("add", [], [("a", randn(2, 3, 5)), ("b", randn(2, 3, 5))], lambda a, b: a + b)
 
-    # attention core, SPEC 6 layout: qkv channels [q | k | v], head h owns
+    # attention core, docs/spec.md sec. 6 layout: qkv channels [q | k | v], head h owns
     # channels h*Ch..(h+1)*Ch-1 inside each block
     def attention(qkv, heads):
         N, C3, HW = qkv.shape
@@ -146,7 +146,7 @@ def main():
              lambda qkv, heads=heads: attention(qkv, heads)[0],
              extra=lambda qkv, heads=heads: [("att", attention(qkv, heads)[1])])
 
-    # timestep embedding (forward only), SPEC 6, computed in float64
+    # timestep embedding (forward only), docs/spec.md sec. 6, computed in float64
     t = torch.tensor([0.0, 0.001, 0.37, 0.5, 0.999, 1.0], dtype=torch.float32)
     c_noise = (1000.0 * t).to(torch.float32)  # what the network sees, in float32
     dim = 32
