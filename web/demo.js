@@ -160,15 +160,25 @@
     }
     const g = run.gtraj, S1 = run.S + 1, J = run.jumps[which], NS = run.nStud;
     for (let j = 0; j < NS; j++) path(m, g, j * S1 * 2, S1, 'rgba(40,40,40,0.8)', 0.9);
+    /* the sampling branch's jumps first, the dense branches' dashed jumps
+       on top (they run along it), then every landing */
+    const color = (k) => which === 0 ? SPARSE_COLOR : BRANCH_COLORS[k % BRANCH_COLORS.length];
+    const order = [K - 1];
+    for (let k = 0; k < K - 1; k++) order.push(k);
     for (let i = 0; i < run.N; i++) {
-      for (let k = 0; k < K; k++) {
-        const col = which === 0 ? SPARSE_COLOR : BRANCH_COLORS[k % BRANCH_COLORS.length];
-        const last = k === K - 1;
+      for (const k of order) {
         for (let j = 0; j < NS; j++) {
           const e = ((i * K + k) * NS + j) * 6;
           ring(m, J[e + 4], J[e + 5], 4, '#444');
-          line(m, J[e], J[e + 1], J[e + 2], J[e + 3], col, last ? 2 : 1, !last);
-          dot(m, J[e + 2], J[e + 3], 2.8, col);
+          line(m, J[e], J[e + 1], J[e + 2], J[e + 3], color(k), k === K - 1 ? 2 : 1.2, k !== K - 1);
+        }
+      }
+    }
+    for (let i = 0; i < run.N; i++) {
+      for (const k of order) {
+        for (let j = 0; j < NS; j++) {
+          const e = ((i * K + k) * NS + j) * 6;
+          dot(m, J[e + 2], J[e + 3], 2.8, color(k));
         }
       }
     }

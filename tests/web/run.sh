@@ -49,7 +49,7 @@ for c in ${CHROMIUM:-} chromium chromium-browser google-chrome; do
 done
 [ -n "$chrome" ] || { bad "no chromium (apt-get install chromium)"; finish; }
 page="file://$(cd "$build" && pwd)/index.html?test=1"
-dom=$(timeout 110 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run \
+dom=$(timeout 110 "$chrome" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
         --user-data-dir="$(mktemp -d)" --virtual-time-budget=600000 --dump-dom "$page" 2>/dev/null)
 line=$(printf '%s\n' "$dom" | grep -o 'TEST [a-z]*[^<]*' | head -n 1)
 echo "page: ${line:-<no TEST line>}"
