@@ -330,7 +330,9 @@
     schedule();
   }
 
-  /* One chunk of work.  Interactive: as many small steps as fit in ~30 ms;
+  /* One chunk of work.  Interactive: as many small steps as fit in ~30 ms
+     (at most 200 teacher or 60 distillation steps: a stopped clock, e.g.
+     headless Chromium's virtual time, cannot turn it into the whole run);
      auto/test: a fixed number, so a run is the same every time. */
   function work() {
     const t0 = performance.now();
@@ -345,7 +347,7 @@
         run.tsteps += k; run.tloss = l; n += k;
         run.hist.teacher.push([run.tsteps, l]);
         if (TEST) run.test.tloss.push(l);
-      } while (!AUTO && performance.now() - t0 < budget);
+      } while (!AUTO && n < 200 && performance.now() - t0 < budget);
       readTeacher();
       if (run.tsteps >= c.tTotal) {
         status('solving ' + 'the teacher\u2019s trajectories for distillation…');
@@ -362,6 +364,7 @@
         status('training the teacher: step ' + run.tsteps + ' / ' + c.tTotal);
       }
     } else if (run.phase === 'distill') {
+      let n = 0;
       do {
         const k = Math.min(AUTO ? 10 : 2, c.dTotal - run.ddone);
         if (k <= 0) break;
@@ -374,7 +377,8 @@
         }
         run.sinceEval += k;
         run.ddone += k;
-      } while (!AUTO && performance.now() - t0 < budget);
+        n += k;
+      } while (!AUTO && n < 60 && performance.now() - t0 < budget);
       readStudents();
       if (run.sinceEval >= Math.max(20, c.dTotal / 15) || run.ddone >= c.dTotal) {
         evalStudents();
