@@ -69,7 +69,7 @@ typedef struct web_state {
     web_student st[2];    /* 0 sparse, 1 B-DENSE */
     float *cache;         /* (CACHE_N, S+1, 2) teacher trajectories */
     float *gtraj;         /* (N_STUD, S+1, 2) teacher on its sub-grid, from noise */
-    float *work;          /* scratch for the jumps (7 * N_STUD * 2 + MAX_K * N_STUD * 2) */
+    float *work;          /* scratch for bdw_jumps ((6 + MAX_K) * N_STUD * 2) */
     double ddim_mse;      /* teacher alone with N DDIM steps */
     char msg[600];
 } web_state;
