@@ -6,6 +6,7 @@
 #                        default none: the layer kernels never call a BLAS,
 #                        docs/performance.md "CBLAS")
 #   make demo            the README's main job
+#   make web             the browser demo (web/build/index.html; emcc, docs/web.md)
 #   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
 #   make tsan            the concurrency test under ThreadSanitizer
 #   make fuzz            every fuzz target for FUZZ_SECS seconds (60)
@@ -125,6 +126,40 @@ demo: $(BUILD)/bdense
 clean:
 	rm -rf $(BUILD)
 
+
+# ---- browser demo (docs/web.md) ------------------------------------------
+#   make web   web/bdense_web.c + bdense.h -> WebAssembly with Emscripten
+#              (Debian: apt-get install emscripten); web/build/ is a static
+#              folder: open web/build/index.html (the wasm is embedded in
+#              bdense_web.js, -sSINGLE_FILE, so file:// works) or serve it.
+# Debian's emcc uses its prebuilt, read-only system-library cache
+# (FROZEN_CACHE); an emsdk install uses its own.  NODE_PATH: Debian's emcc
+# runs its JS optimiser with the `acorn` module from /usr/share/nodejs,
+# which a non-Debian node (e.g. nodesource's) does not search by itself.
+# -msimd128: wasm SIMD (every current browser); about 3x faster here.
+# WASM_ASYNC_COMPILATION=0: the module is ready when the page's scripts
+# have run, so headless Chromium's virtual time (tests/web/run.sh) cannot
+# run out while the wasm still compiles in the background.
+EMCC       ?= emcc
+comma      := ,
+WEB_BUILD  ?= web/build
+WEB_FUNCS   = init train teacher_steps data teacher_paths distill_init distill distill_steps \
+              weight eval ddim_mse gtraj jumps info message free
+WEB_EXPORTS = $(subst $(eval) ,$(comma),$(patsubst %,_bdw_%,$(WEB_FUNCS)))
+WEB_FLAGS  ?= -std=c99 -O2 -msimd128 $(WARN)
+.PHONY: web
+web: $(WEB_BUILD)/index.html $(WEB_BUILD)/demo.js $(WEB_BUILD)/bdense_web.js
+
+$(WEB_BUILD)/bdense_web.js: web/bdense_web.c bdense.h
+	@mkdir -p $(dir $@)
+	NODE_PATH=/usr/share/nodejs$${NODE_PATH:+:$$NODE_PATH} $(EMCC) $(WEB_FLAGS) -o $@ $< \
+	  -sSINGLE_FILE=1 -sMODULARIZE=1 -sEXPORT_NAME=createBdense -sENVIRONMENT=web \
+	  -sALLOW_MEMORY_GROWTH=1 -sEXPORTED_FUNCTIONS=$(WEB_EXPORTS) \
+	  -sEXPORTED_RUNTIME_METHODS=UTF8ToString -sWASM_ASYNC_COMPILATION=0
+
+$(WEB_BUILD)/%: web/%
+	@mkdir -p $(dir $@)
+	cp $< $@
 
 # ---- CUDA (optional) -------------------------------------------------------
 #   make CUDA=1          also builds $(BUILD)/tests/test_cuda (run by
