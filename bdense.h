@@ -8178,7 +8178,9 @@ typedef struct bd__inf {
     size_t outcap, outcnt, max_out;
     const char *err; /* first error, NULL = none */
     int oom;
+    size_t want; /* > 0: stop once this many bytes are out (a prefix) */
 } bd__inf;
+static const char bd__inf_enough[] = "prefix complete"; /* err value: stopped at want */
 typedef struct bd__huff {
     short count[16];
     short symbol[320];
@@ -8236,6 +8238,7 @@ static int bd__inf_stored(bd__inf *s) {
     if (len) memcpy(s->out + s->outcnt, s->in + s->incnt, len);
     s->outcnt += len;
     s->incnt += len;
+    if (s->want && s->outcnt >= s->want) { s->err = bd__inf_enough; return 0; }
     return 1;
 }
 static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
@@ -8302,7 +8305,9 @@ static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *di
     static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
                                    6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
     for (;;) {
-        int sym = bd__inf_decode(s, lencode);
+        int sym;
+        if (s->want && s->outcnt >= s->want) { s->err = bd__inf_enough; return 0; }
+        sym = bd__inf_decode(s, lencode);
         if (sym < 0) return 0;
         if (sym < 256) {
             if (!bd__inf_room(s, 1)) return 0;
@@ -8381,8 +8386,10 @@ static int bd__inf_dynamic(bd__inf *s) {
     return bd__inf_codes(s, &lencode, &distcode);
 }
 
-BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
-                           unsigned char **out, size_t *out_size, size_t *consumed) {
+/* want > 0: decode only until `want` bytes are out (a few more may come:
+   the rest of a stored block or of a match), and succeed then. */
+static bd_result bd__inflate_run(bd_context *ctx, const void *in, size_t n, size_t max_out, size_t want,
+                                 unsigned char **out, size_t *out_size, size_t *consumed) {
     bd__inf s;
     int last, type;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
@@ -8393,6 +8400,7 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
     s.in = BD__CAST(const unsigned char *, in);
     s.inlen = n;
     s.max_out = max_out;
+    s.want = want;
     do {
         last = bd__inf_bits(&s, 1);
         type = bd__inf_bits(&s, 2);
@@ -8402,6 +8410,7 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
         else if (type == 2) bd__inf_dynamic(&s);
         else s.err = "invalid block type";
     } while (!last && !s.err);
+    if (s.err == bd__inf_enough) s.err = NULL;
     if (s.err) {
         bd_free(ctx, s.out);
         if (s.oom) return BD_ERROR_OUT_OF_MEMORY;
@@ -8411,6 +8420,50 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
     if (!*out) return BD_ERROR_OUT_OF_MEMORY;
     *out_size = s.outcnt;
     if (consumed) *consumed = s.incnt;
+    return BD_SUCCESS;
+}
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed) {
+    return bd__inflate_run(ctx, in, n, max_out, 0, out, out_size, consumed);
+}
+
+/* A gzip member's header at b[*pos..n) (RFC 1952); *pos <- its deflate data. */
+static bd_result bd__gz_header(bd_context *ctx, const unsigned char *b, size_t n, size_t *pos_io) {
+    size_t pos = *pos_io, hs = pos;
+    unsigned flg;
+    if (n - pos < 18) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos);
+    if (b[pos] != 0x1f || b[pos + 1] != 0x8b) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos);
+    if (b[pos + 2] != 8) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]);
+    flg = b[pos + 3];
+    if (flg & 0xe0) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set");
+    pos += 10;
+    if (flg & 4) { /* FEXTRA */
+        size_t xlen;
+        if (n - pos < 2) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field");
+        xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
+        pos += 2;
+        if (n - pos < xlen) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field");
+        pos += xlen;
+    }
+    if (flg & 8) { /* FNAME */
+        while (pos < n && b[pos]) pos++;
+        if (pos >= n) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name");
+        pos++;
+    }
+    if (flg & 16) { /* FCOMMENT */
+        while (pos < n && b[pos]) pos++;
+        if (pos >= n) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment");
+        pos++;
+    }
+    if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
+        uint32_t c;
+        if (n - pos < 2) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC");
+        c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
+        if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8)))
+            return bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
+        pos += 2;
+    }
+    *pos_io = pos;
     return BD_SUCCESS;
 }
 
@@ -8426,43 +8479,10 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
     memset(&acc, 0, sizeof acc);
     acc.ctx = ctx;
     do { /* one member per pass */
-        unsigned flg;
-        size_t hs = pos, used, mlen;
+        size_t used, mlen;
         unsigned char *m;
-        if (n - pos < 18) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos); break; }
-        if (b[pos] != 0x1f || b[pos + 1] != 0x8b) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos); break; }
-        if (b[pos + 2] != 8) { r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]); break; }
-        flg = b[pos + 3];
-        if (flg & 0xe0) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set"); break; }
-        pos += 10;
-        if (flg & 4) { /* FEXTRA */
-            size_t xlen;
-            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
-            xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
-            pos += 2;
-            if (n - pos < xlen) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
-            pos += xlen;
-        }
-        if (flg & 8) { /* FNAME */
-            while (pos < n && b[pos]) pos++;
-            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name"); break; }
-            pos++;
-        }
-        if (flg & 16) { /* FCOMMENT */
-            while (pos < n && b[pos]) pos++;
-            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment"); break; }
-            pos++;
-        }
-        if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
-            uint32_t c;
-            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC"); break; }
-            c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
-            if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8))) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
-                break;
-            }
-            pos += 2;
-        }
+        r = bd__gz_header(ctx, b, n, &pos);
+        if (r != BD_SUCCESS) break;
         r = bd_inflate(ctx, b + pos, n - pos, max_out - acc.n, &m, &mlen, &used);
         if (r != BD_SUCCESS) break;
         pos += used;
@@ -8505,10 +8525,10 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
 }
 
 /* ---- IDX ---- */
-/* Validates an unsigned-byte IDX buffer (decompressed) with `want_dims`
-   dimensions and returns its dims and payload. */
-static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
-                               int64_t *dims, const unsigned char **payload) {
+/* Validates an unsigned-byte IDX header (the first bytes of the decoded
+   file) with `want_dims` dimensions: dims and the payload size it claims. */
+static bd_result bd__idx_header(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                                int64_t *dims, size_t *hdr_out, size_t *total_out) {
     size_t hdr, total = 1, span = 1;
     int d;
     if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
@@ -8531,21 +8551,82 @@ static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n
            dimension must not let 2^32 x 2^32 through (int64 products of
            the dimensions overflowed later; found by fuzz_idx) */
         if (!bd_size_mul(span, dims[d] ? (size_t)dims[d] : 1, &span) || span > BD_IDX_MAX_BYTES)
-            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large");
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large (limit %zu bytes)",
+                            (size_t)BD_IDX_MAX_BYTES);
     }
+    *hdr_out = hdr;
+    *total_out = total;
+    return BD_SUCCESS;
+}
+/* Validates a whole decoded IDX buffer: header, then payload size. */
+static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                               int64_t *dims, const unsigned char **payload) {
+    size_t hdr = 0, total = 0;
+    bd_result r = bd__idx_header(ctx, b, n, want_dims, dims, &hdr, &total);
+    if (r != BD_SUCCESS) return r;
     if (n - hdr != total)
         return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
     *payload = b + hdr;
     return BD_SUCCESS;
 }
-/* Decompress when the bytes are gzip; *owned is the buffer to free. */
-static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
+/* Header first: the dims from the first bytes (of a gzip file only those
+   are decompressed) and the size they claim checked against the input
+   before any allocation or decompression of the rest.  Deflate expands at
+   most 1032:1, so a gzip file cannot hold more than 1032 times its size. */
+static bd_result bd__idx_peek(bd_context *ctx, const void *bytes, size_t size, int want_dims, int64_t *dims,
+                              size_t *decoded) {
+    const unsigned char *p = BD__CAST(const unsigned char *, bytes);
+    size_t hdr = 0, total = 0, pos = 0;
+    bd_result r;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        unsigned char head[16];
+        size_t hn = 0, want = 4 + 4 * (size_t)want_dims;
+        do { /* members until the header is complete (a member may be tiny) */
+            unsigned char *m = NULL;
+            size_t mn = 0, used = 0, take;
+            r = bd__gz_header(ctx, p, size, &pos);
+            if (r == BD_SUCCESS)
+                r = bd__inflate_run(ctx, p + pos, size - pos, want + 65536 + 258, want - hn, &m, &mn, &used);
+            if (r != BD_SUCCESS) return r;
+            take = mn < want - hn ? mn : want - hn;
+            if (take) memcpy(head + hn, m, take);
+            hn += take;
+            bd_free(ctx, m);
+            pos += used;
+            if (hn < want) { /* this member ended: skip its trailer */
+                if (size - pos < 8) break;
+                pos += 8;
+            }
+        } while (hn < want && pos < size);
+        r = bd__idx_header(ctx, head, hn, want_dims, dims, &hdr, &total);
+        if (r != BD_SUCCESS) return r;
+        if ((hdr + total) / 1032 > size)
+            return bd_error(ctx, BD_ERROR_FORMAT,
+                            "idx: the header claims %zu bytes of data but a %zu-byte gzip file cannot hold more "
+                            "than %zu (truncated file or forged header)",
+                            hdr + total, size, size * 1032);
+    } else {
+        r = bd__idx_header(ctx, p, size, want_dims, dims, &hdr, &total);
+        if (r != BD_SUCCESS) return r;
+        if (size - hdr != total)
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", size - hdr,
+                            total);
+    }
+    *decoded = hdr + total;
+    return BD_SUCCESS;
+}
+/* The decoded bytes (gzip decompressed up to the `decoded` size the header
+   claimed, never further); *owned is the buffer to free. */
+static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size, size_t decoded,
                                const unsigned char **b, size_t *n, unsigned char **owned) {
     const unsigned char *p = BD__CAST(const unsigned char *, bytes);
     *owned = NULL;
-    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
     if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
-        bd_result r = bd_gunzip(ctx, p, size, BD_IDX_MAX_BYTES, owned, n);
+        bd_result r = bd_gunzip(ctx, p, size, decoded, owned, n);
+        if (r == BD_ERROR_FORMAT && strstr(ctx->message, "exceeds the limit"))
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: the gzip data is longer than the %zu bytes its header claims",
+                            decoded);
         if (r != BD_SUCCESS) return r;
         *b = *owned;
         return BD_SUCCESS;
@@ -8559,19 +8640,23 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
                                           bd_tensor *out) {
     const unsigned char *b = NULL, *px = NULL;
     unsigned char *owned = NULL;
-    size_t n = 0, i, total;
+    size_t n = 0, i, total, decoded = 0;
     int64_t dims[3] = {0, 0, 0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
     memset(out, 0, sizeof *out);
-    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
-    if (r != BD_SUCCESS) return r;
-    r = bd__idx_parse(ctx, b, n, 3, dims, &px);
+    /* the header, then the output (the caller's allocator may refuse it),
+       and only then the rest of the data */
+    r = bd__idx_peek(ctx, bytes, size, 3, dims, &decoded);
     if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
+    if (r == BD_SUCCESS) r = bd__idx_bytes(ctx, bytes, size, decoded, &b, &n, &owned);
+    if (r == BD_SUCCESS) r = bd__idx_parse(ctx, b, n, 3, dims, &px);
     if (r == BD_SUCCESS) {
         total = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2];
         for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
+    } else {
+        bd_tensor_free(ctx, out);
     }
     bd_free(ctx, owned);
     return r;
@@ -8587,7 +8672,8 @@ BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, si
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
     *labels = NULL; *count = 0;
-    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    r = bd__idx_peek(ctx, bytes, size, 1, dims, &n);
+    if (r == BD_SUCCESS) r = bd__idx_bytes(ctx, bytes, size, n, &b, &n, &owned);
     if (r != BD_SUCCESS) return r;
     r = bd__idx_parse(ctx, b, n, 1, dims, &px);
     if (r == BD_SUCCESS) {

@@ -97,12 +97,14 @@ int cli_student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill 
 int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *sm, bd_distill *dist) {
     bd_safetensors *st = NULL;
     const char *steps, *branches;
+    int64_t sv = 0, kv = 0;
     int found = 0;
     bd_result r = bd_safetensors_load(ctx, path, &st);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     steps = bd_safetensors_meta(st, "steps");
     branches = bd_safetensors_meta(st, "branches");
-    if (!steps || atoll(steps) != dist->N || !branches || atoll(branches) != dist->K) {
+    if (!steps || cli_parse_integer(steps, &sv) != 0 || sv != dist->N || !branches ||
+        cli_parse_integer(branches, &kv) != 0 || kv != dist->K) {
         int rc = cli_fail(cmd, "--resume %s: it has %s student steps and %s branches, this run %lld and %lld", path,
                           steps ? steps : "no", branches ? branches : "?", (long long)dist->N, (long long)dist->K);
         bd_safetensors_free(st);
@@ -221,7 +223,7 @@ int cmd_distill(int argc, char **argv) {
     cli_range(cli_add_int(&a, "warmup", &warmup, "N", "linear warm-up steps"), 0, 1e9);
     cli_range(cli_add_num(&a, "grad-clip", &grad_clip, "X", "gradient-norm clip (0 = off)"), 0, 1e9);
     cli_range(cli_add_num(&a, "ema", &ema, "DECAY", "student EMA decay"), 0, 1);
-    cli_add_int(&a, "seed", &seed, "S", "seed (noise, steps, trajectories)");
+    cli_add_seed(&a, &seed, "seed (noise, steps, trajectories)");
     cli_range(cli_add_int(&a, "save-every", &save_every, "N", "checkpoint every N steps (0 = end only)"), 0, 1e9);
     cli_range(cli_add_int(&a, "eval-every", &eval_every, "N", "log the trajectory error every N steps (0 = end only)"),
               0, 1e9);
@@ -517,7 +519,7 @@ int cmd_trajectories(int argc, char **argv) {
     cli_required(cli_add_str(&a, "out", &out, "FILE", "trajectories .npy"));
     cli_range(cli_add_int(&a, "n", &n, "N", "number of trajectories"), 1, 1e8);
     cli__grid_options(&a, &o);
-    cli_add_int(&a, "seed", &seed, "S", "noise seed");
+    cli_add_seed(&a, &seed, "noise seed");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "trajectories per solver call"), 1, 65536);
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
@@ -635,7 +637,7 @@ int cmd_compare(int argc, char **argv) {
     cli_add_list(&a, "students", &students, "FILE...", "student checkpoints");
     cli_add_list(&a, "teacher-steps", &tsteps, "N...", "extra teacher DDIM step counts to list");
     cli_range(cli_add_int(&a, "n", &n, "N", "samples per model"), 2, 1e7);
-    cli_add_int(&a, "seed", &seed, "S", "noise seed (shared by all models)");
+    cli_add_seed(&a, &seed, "noise seed (shared by all models)");
     cli_add_choice(&a, "ref-sampler", &ref_sampler, "ddim|ddpm|euler|heun|dpmpp2m", "teacher reference sampler");
     cli_range(cli_add_int(&a, "ref-steps", &ref_steps, "S", "teacher reference steps"), 1, BD_SAMPLER_MAX_STEPS);
     cli_add_str(&a, "ref-npy", &ref_npy, "FILE", "cache of the reference samples: read if it exists, else written");
@@ -779,13 +781,14 @@ int cmd_compare(int argc, char **argv) {
             bd_safetensors *st = NULL;
             if (bd_safetensors_load(ctx, p, &st) == BD_SUCCESS) {
                 const char *s = bd_safetensors_meta(st, "steps");
-                if (s && atoll(s) > 0) list[nl++] = atoll(s);
+                int64_t v = 0;
+                if (s && cli_parse_integer(s, &v) == 0 && v > 0 && v <= BD_SAMPLER_MAX_STEPS) list[nl++] = v;
                 bd_safetensors_free(st);
             }
         }
         for (i = 0; i < tsteps.n; i++) {
-            long long v = atoll(tsteps.items[i]);
-            if (v < 1 || v > BD_SAMPLER_MAX_STEPS) {
+            int64_t v = 0;
+            if (cli_parse_integer(tsteps.items[i], &v) != 0 || v < 1 || v > BD_SAMPLER_MAX_STEPS) {
                 rc = cli_fail("compare", "--teacher-steps '%s' is not a step count", tsteps.items[i]);
                 goto done;
             }

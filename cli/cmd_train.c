@@ -136,7 +136,7 @@ int cmd_train(int argc, char **argv) {
     cli_range(cli_add_num(&a, "weight-decay", &wd, "X", "AdamW decoupled weight decay"), 0, 10);
     cli_range(cli_add_num(&a, "ema", &ema, "DECAY", "EMA decay of the weights that get sampled"), 0, 1);
     cli_add_choice(&a, "weighting", &weighting, "none|snr_trunc", "loss weighting");
-    cli_add_int(&a, "seed", &seed, "S", "seed of the initialisation, noise and data order");
+    cli_add_seed(&a, &seed, "seed of the initialisation, noise and data order");
     cli_add_flag(&a, "hflip", &hflip, "random horizontal flips");
     cli_range(cli_add_int(&a, "save-every", &save_every, "N", "checkpoint every N steps (0 = only at the end)"), 0,
               1e9);
