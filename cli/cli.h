@@ -214,8 +214,15 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 int cli_student_save(const char *cmd, bd_context *ctx, bd_model *student, bd_distill *dist, const char *path,
                      int with_state);
 int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *student, bd_distill *dist);
-/* line plot PNG with a log y axis: xs (n), ys (n_series, n) */
-bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
+/* line plot PNG with a log y axis: xs (n), ys (n_series, n); title, axis
+   labels and legend (n_series names) may be NULL */
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n,
+                   const char *title, const char *x_label, const char *y_label, const char *const *legend);
+/* grid PNG of x (n,C,H,W), `cols` columns, auto zoom (tiles >= 56 px), a
+   title line and a name left of every row (n_labels of them) */
+int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                           int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
+                           int64_t n_labels);
 
 /* ---------------------------------------------------------------------- */
 /* subcommands                                                            */

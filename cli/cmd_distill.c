@@ -463,7 +463,21 @@ int cmd_distill(int argc, char **argv) {
         if (ys) {
             for (k = 0; k <= dist->K; k++)
                 for (i = 0; i < plot_n; i++) ys[k * plot_n + i] = plot_y[i * (dist->K + 1) + k];
-            r = cli_plot(ctx, png_path, plot_x, ys, (int)(dist->K + 1), plot_n);
+            {
+                static char names[CLI_MAX_LIST + 2][40];
+                const char *np[CLI_MAX_LIST + 2];
+                char title[128];
+                int nk = (int)(dist->K + 1) < CLI_MAX_LIST + 2 ? (int)(dist->K + 1) : CLI_MAX_LIST + 2;
+                for (k = 0; k < nk; k++) {
+                    if (k == 0) snprintf(names[k], sizeof names[k], "total (weighted)");
+                    else snprintf(names[k], sizeof names[k], "branch%d%s", (int)k - 1, k == dist->K ? " (final)" : "");
+                    np[k] = names[k];
+                }
+                snprintf(title, sizeof title, "Distillation loss (%s, K = %lld, %lld steps)", o.method,
+                         (long long)dist->K, (long long)dist->N);
+                r = cli_plot(ctx, png_path, plot_x, ys, nk, plot_n, title, "distillation step",
+                             "loss (log scale)", np);
+            }
             if (r != BD_SUCCESS) cli_fail_bd("distill", ctx, r, png_path);
             free(ys);
         }
@@ -916,7 +930,19 @@ int cmd_compare(int argc, char **argv) {
     if (grids) {
         char p[1024];
         snprintf(p, sizeof p, "%s.png", grids);
-        if (cli_write_grid_cols("compare", ctx, p, strip, nstrip * show, C, H, W, show, 0)) goto done;
+        static char lab[CLI_MAX_LIST * 2 + 2][80];
+        const char *labels[CLI_MAX_LIST * 2 + 2];
+        char title[160];
+        for (i = 0; i < nstrip && i < nrows; i++) { /* strip row i is table row i */
+            snprintf(lab[i], sizeof lab[i], "%.40s%s (%lld NFE)", rows[i].name, strlen(rows[i].name) > 40 ? "~" : "",
+                     (long long)rows[i].nfe);
+            labels[i] = lab[i];
+        }
+        snprintf(title, sizeof title, "bdense compare: same noise per column (seed %lld), one model per row",
+                 (long long)seed);
+        if (cli_write_grid_labeled("compare", ctx, p, strip, nstrip * show, C, H, W, show, title, labels,
+                                   nstrip < nrows ? nstrip : nrows))
+            goto done;
         cli_note(&a, "\n%s: rows = the models in table order, columns = the same noise\n", p);
     }
     rc = 0;

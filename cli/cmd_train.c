@@ -78,7 +78,11 @@ static int cli__log_write(const char *cmd, bd_context *ctx, const cli__loss_log 
             xs[l->n + i] = (float)l->rows[i].loss;
             xs[2 * l->n + i] = (float)l->rows[i].smooth;
         }
-        r = cli_plot(ctx, png, xs, xs + l->n, 2, l->n);
+        {
+            static const char *const names[2] = {"loss, mean per logged row", "loss, EMA (0.98)"};
+            r = cli_plot(ctx, png, xs, xs + l->n, 2, l->n, "Teacher training loss", "training step",
+                         "loss (MSE, log scale)", names);
+        }
         free(xs);
         if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, png);
     }

@@ -138,7 +138,8 @@ bd_result cli_npy_read(bd_context *ctx, const char *path, float **data, int64_t 
     return BD_SUCCESS;
 }
 
-bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n) {
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n,
+                   const char *title, const char *x_label, const char *y_label, const char *const *legend) {
     bd_plot_config pc = bd_plot_config_init();
     bd_plot_series ser[CLI_MAX_LIST + 2];
     double *buf;
@@ -156,9 +157,22 @@ bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const flo
         ser[k].n = n;
     }
     pc.log_y = 1;
+    pc.title = title;
+    pc.x_label = x_label;
+    pc.y_label = y_label;
+    pc.legend = legend;
     r = bd_plot_png(ctx, path, &pc, ser, n_series);
     free(buf);
     return r;
+}
+
+int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                           int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
+                           int64_t n_labels) {
+    int64_t zoom = H >= 56 ? 1 : (56 + H - 1) / H;
+    bd_result r = bd_png_write_grid_labeled(ctx, path, x, n, C, H, W, cols, zoom, title, labels, n_labels);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+    return 0;
 }
 
 void cli_data_free(cli_data *d) {
