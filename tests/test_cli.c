@@ -9,6 +9,10 @@
 
 #include "cli/util.c"
 #include "cli/metric.c"
+#include "cli/data.c"
+#define FUZZ_CLI_EMBEDDED
+#include "fuzz/fuzz_cli.c" /* LLVMFuzzerTestOneInput, replayed below */
+#include <dirent.h>
 
 #include <stdlib.h>
 #include <fcntl.h>
@@ -682,6 +686,40 @@ static void test_binary_hostile_data(void) {
     bd_context_free(ctx);
 }
 
+/* the fuzz_cli seed corpus and its regressions (a zero-image IDX, zero
+   rows, a forged gzip claim, ...) through the fuzz target's own checks,
+   which trap on a violation */
+static void test_fuzz_cli_replay(void) {
+    static const char *dirs[] = {"tests/fuzz/corpus/cli", "tests/fuzz/regress/cli"};
+    int files = 0, k;
+    for (k = 0; k < 2; k++) {
+        DIR *d = opendir(dirs[k]);
+        struct dirent *e;
+        if (!d) continue;
+        while ((e = readdir(d)) != NULL) {
+            char path[600];
+            size_t n = 0;
+            unsigned char *b;
+            FILE *f;
+            if (e->d_name[0] == '.') continue;
+            snprintf(path, sizeof path, "%s/%s", dirs[k], e->d_name);
+            f = fopen(path, "rb");
+            if (!f) continue;
+            b = (unsigned char *)malloc(1 << 16);
+            if (b) n = fread(b, 1, 1 << 16, f);
+            fclose(f);
+            bdt_silence(1);
+            if (b) LLVMFuzzerTestOneInput(b, n);
+            bdt_silence(0);
+            free(b);
+            files++;
+        }
+        closedir(d);
+    }
+    BDT_CHECKF(files >= 10, "only %d fuzz_cli corpus/regression files (run from the repository root)", files);
+    printf("  replayed %d fuzz_cli inputs\n", files);
+}
+
 int main(int argc, char **argv) {
     const char *tmpdir = getenv("TMPDIR");
     static char bin[1024];
@@ -711,6 +749,7 @@ int main(int argc, char **argv) {
     BDT_RUN(test_binary_train_resume);
     BDT_RUN(test_binary_hostile_options);
     BDT_RUN(test_binary_hostile_data);
+    BDT_RUN(test_fuzz_cli_replay);
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_cli");
 }
