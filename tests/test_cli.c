@@ -716,6 +716,7 @@ static void test_fuzz_cli_replay(void) {
         }
         closedir(d);
     }
+    fz_cleanup();
     BDT_CHECKF(files >= 10, "only %d fuzz_cli corpus/regression files (run from the repository root)", files);
     printf("  replayed %d fuzz_cli inputs\n", files);
 }
