@@ -50,7 +50,7 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
             if (cli_parse_integer(spec + 8, &size) != 0 || size < 8 || size > 256)
                 return cli_fail(cmd, "--data %s: the size after builtin: must be an integer in 8..256", spec);
         } else if (size < 8 || size > 1024) {
-            return cli_fail(cmd, "--data builtin: the model's image size %lld is outside the 8..1024 the shapes are "
+            return cli_fail(cmd, "--data builtin: image size %lld is outside the 8..1024 the shapes are "
                             "drawn at", (long long)size);
         }
         d->kind = CLI_DATA_BUILTIN;
