@@ -220,6 +220,9 @@ bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const flo
                    const char *title, const char *x_label, const char *y_label, const char *const *legend);
 /* grid PNG of x (n,C,H,W), `cols` columns, auto zoom (tiles >= 56 px), a
    title line and a name left of every row (n_labels of them) */
+/* a square grid (auto zoom) with a title line */
+int cli_write_grid_titled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                          int64_t H, int64_t W, const char *title);
 int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
                            int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
                            int64_t n_labels);

@@ -783,7 +783,7 @@ int cmd_compare(int argc, char **argv) {
         if (grids) {
             char p[1024];
             snprintf(p, sizeof p, "%s.teacher.png", grids);
-            if (cli_write_grid("compare", ctx, p, ref, n < 64 ? n : 64, C, H, W)) goto done;
+            if (cli_write_grid_titled("compare", ctx, p, ref, n < 64 ? n : 64, C, H, W, row->name)) goto done;
         }
     }
     /* few-step teacher rows: each student's NFE, then --teacher-steps */
@@ -892,7 +892,7 @@ int cmd_compare(int argc, char **argv) {
         if (grids) {
             char p[1024];
             snprintf(p, sizeof p, "%s.%s.png", grids, base);
-            if (cli_write_grid("compare", ctx, p, x, n < 64 ? n : 64, C, H, W)) goto done;
+            if (cli_write_grid_titled("compare", ctx, p, x, n < 64 ? n : 64, C, H, W, row->name)) goto done;
         }
     }
     /* table */

@@ -226,7 +226,9 @@ int cmd_sample(int argc, char **argv) {
             goto done;
         }
     }
-    if (grid && cli_write_grid("sample", ctx, grid, x, n, C, H, W)) {
+    char title[160];
+    snprintf(title, sizeof title, "%.60s: %s, %lld NFE, seed %lld", ckpt, sampler, (long long)nfe, (long long)seed);
+    if (grid && cli_write_grid_titled("sample", ctx, grid, x, n, C, H, W, title)) {
         rc = 1;
         goto done;
     }
@@ -455,7 +457,7 @@ int cmd_data(int argc, char **argv) {
             goto done;
         }
     }
-    if (grid && cli_write_grid("data", ctx, grid, x, n, d.c, d.h, d.w)) goto done;
+    if (grid && cli_write_grid_titled("data", ctx, grid, x, n, d.c, d.h, d.w, data)) goto done;
     cli_note(&a, "%s: %lld images (%lld,%lld,%lld)\n", d.desc, (long long)n, (long long)d.c, (long long)d.h,
              (long long)d.w);
     rc = 0;

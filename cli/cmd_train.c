@@ -327,7 +327,11 @@ int cmd_train(int argc, char **argv) {
                     sm.net = snet;
                     if (sx && cli_sampler_setup("train", &sm, "dpmpp2m", 20, 1, "uniform_t", 0, 0, &scfg, 1) == 0 &&
                         cli_sample_run("train", ctx, &sm, &scfg, sx, 16, 16, 0, "samples", 1, NULL, NULL) == 0)
-                        cli_write_grid("train", ctx, samples_path, sx, 16, ds.c, ds.h, ds.w);
+                    {
+                        char title[96];
+                        snprintf(title, sizeof title, "EMA samples at step %lld (dpmpp2m, 20 steps)", (long long)step);
+                        cli_write_grid_titled("train", ctx, samples_path, sx, 16, ds.c, ds.h, ds.w, title);
+                    }
                     free(sx);
                 } else {
                     cli_fail_bd("train", ctx, r, "--sample-every");

@@ -175,6 +175,11 @@ int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, c
     return 0;
 }
 
+int cli_write_grid_titled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                          int64_t H, int64_t W, const char *title) {
+    return cli_write_grid_labeled(cmd, ctx, path, x, n, C, H, W, 0, title, NULL, 0);
+}
+
 void cli_data_free(cli_data *d) {
     if (d->x) bd_free(d->ctx, d->x);
     d->x = NULL;
