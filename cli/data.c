@@ -169,8 +169,15 @@ bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const flo
 int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
                            int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
                            int64_t n_labels) {
-    int64_t zoom = H >= 56 ? 1 : (56 + H - 1) / H;
-    bd_result r = bd_png_write_grid_labeled(ctx, path, x, n, C, H, W, cols, zoom, title, labels, n_labels);
+    int64_t zoom = H >= 56 ? 1 : (56 + H - 1) / H, gh = 0, gw = 0;
+    bd_result r;
+    if (n < 1 || H < 1 || W < 1) return cli_fail(cmd, "%s: no images to draw", path);
+    bd_image_grid(NULL, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    if (gh > ((int64_t)1 << 28) / gw)
+        return cli_fail(cmd, "%s: a grid of %lld images would be %lldx%lld pixels; draw fewer (--n)", path,
+                        (long long)n, (long long)gw, (long long)gh);
+    while (zoom > 1 && gh * zoom * gw * zoom > ((int64_t)1 << 24)) zoom--; /* big grids: 1:1, not 16 M+ pixels */
+    r = bd_png_write_grid_labeled(ctx, path, x, n, C, H, W, cols, zoom, title, labels, n_labels);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     return 0;
 }
