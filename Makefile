@@ -76,6 +76,9 @@ $(BUILD)/tests/%: tests/%.c bdense.h tests/bdtest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
+# test_cli compiles cli/util.c, metric.c, data.c and the fuzz_cli target in
+$(BUILD)/tests/test_cli: $(CLI_SRCS) cli/cli.h tests/fuzz/fuzz_cli.c
+
 tests: $(TEST_BINS)
 
 test: tests $(BUILD)/bdense compile-test
