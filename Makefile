@@ -79,6 +79,9 @@ $(BUILD)/tests/%: tests/%.c bdense.h tests/bdtest.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
 
+# test_cli compiles cli/util.c, metric.c, data.c and the fuzz_cli target in
+$(BUILD)/tests/test_cli: $(CLI_SRCS) cli/cli.h tests/fuzz/fuzz_cli.c
+
 tests: $(TEST_BINS)
 
 test: tests $(BUILD)/bdense compile-test
@@ -112,12 +115,12 @@ tsan:
 	$(TSAN_CC) -std=c99 -O1 -g $(WARN) -I. -fsanitize=thread -o build-tsan/tests/test_faults tests/test_faults.c -lm -lpthread
 	TSAN_OPTIONS="halt_on_error=1" TEST_QUICK=1 tests/run.sh build-tsan
 
-# Two lanes (CI has 2 cores); each target gets FUZZ_SECS seconds.
+# Two lanes (CI has 2 cores) of three targets; each gets FUZZ_SECS seconds.
 FUZZ_SECS ?= 60
 fuzz:
 	@mkdir -p build/fuzz
 	tests/fuzz/run.sh $(FUZZ_SECS) safetensors idx checkpoint > build/fuzz/lane1.log 2>&1 & lane=$$!; \
-	tests/fuzz/run.sh $(FUZZ_SECS) npy json; st=$$?; \
+	tests/fuzz/run.sh $(FUZZ_SECS) npy json cli; st=$$?; \
 	wait $$lane || st=1; cat build/fuzz/lane1.log; exit $$st
 
 demo: $(BUILD)/bdense

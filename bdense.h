@@ -1202,8 +1202,10 @@ BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, si
 
 /* --- PNG, image grids, line plots, CSV ------------------------------------ */
 /* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
-   2 = gray+alpha, 3 = RGB, 4 = RGBA.  zlib stream of stored deflate blocks
-   (no compression), correct CRC-32 and Adler-32. */
+   2 = gray+alpha, 3 = RGB, 4 = RGBA.  Each row gets the PNG filter (None,
+   Sub, Up or Paeth) with the smallest residuals; the zlib stream is LZ77 +
+   fixed Huffman codes (one deflate block), CRC-32 and Adler-32 checked by
+   any reader.  At most 2 GiB of pixel rows. */
 BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
                                 int64_t width, int64_t height, int channels);
 /* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
@@ -1219,6 +1221,13 @@ BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float
 /* bd_image_grid (mid-grey padding) straight to a PNG file. */
 BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
                                   int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
+/* A grid of `cols` columns (<= 0: square), 1 px mid-grey padding, every
+   pixel repeated zoom (1..64) times, on a white page with an optional title
+   line above and row_labels[r] (n_labels of them, NULL entries blank) to
+   the left of row r, in the built-in font; grey (C = 1) or RGB (C = 3). */
+BDAPI bd_result bd_png_write_grid_labeled(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                          int64_t c, int64_t h, int64_t w, int64_t cols, int64_t zoom,
+                                          const char *title, const char *const *row_labels, int64_t n_labels);
 
 /* A line plot (loss curves): several series, automatic "nice" axes, a light
    grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
@@ -1230,8 +1239,14 @@ typedef struct bd_plot_series {
 typedef struct bd_plot_config {
     int64_t width, height; /* pixels, >= 64 */
     int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
+    const char *title;     /* above the plot, 2x text; NULL = none */
+    const char *x_label, *y_label; /* axis titles (with units); NULL = none */
+    const char *const *legend;     /* n_series names (NULL entries: not listed)
+                                      in a box at the top right; NULL = none */
 } bd_plot_config;
-BDAPI bd_plot_config bd_plot_config_init(void); /* 640 x 400, linear */
+/* 640 x 400, linear, no title, labels or legend.  Text is printable ASCII
+   in a built-in 5x7 font (other bytes draw as '?'). */
+BDAPI bd_plot_config bd_plot_config_init(void);
 BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
                             const bd_plot_series *series, int64_t n_series);
 
@@ -8210,7 +8225,9 @@ typedef struct bd__inf {
     size_t outcap, outcnt, max_out;
     const char *err; /* first error, NULL = none */
     int oom;
+    size_t want; /* > 0: stop once this many bytes are out (a prefix) */
 } bd__inf;
+static const char bd__inf_enough[] = "prefix complete"; /* err value: stopped at want */
 typedef struct bd__huff {
     short count[16];
     short symbol[320];
@@ -8268,6 +8285,7 @@ static int bd__inf_stored(bd__inf *s) {
     if (len) memcpy(s->out + s->outcnt, s->in + s->incnt, len);
     s->outcnt += len;
     s->incnt += len;
+    if (s->want && s->outcnt >= s->want) { s->err = bd__inf_enough; return 0; }
     return 1;
 }
 static int bd__inf_decode(bd__inf *s, const bd__huff *h) {
@@ -8334,7 +8352,9 @@ static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *di
     static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
                                    6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
     for (;;) {
-        int sym = bd__inf_decode(s, lencode);
+        int sym;
+        if (s->want && s->outcnt >= s->want) { s->err = bd__inf_enough; return 0; }
+        sym = bd__inf_decode(s, lencode);
         if (sym < 0) return 0;
         if (sym < 256) {
             if (!bd__inf_room(s, 1)) return 0;
@@ -8413,8 +8433,10 @@ static int bd__inf_dynamic(bd__inf *s) {
     return bd__inf_codes(s, &lencode, &distcode);
 }
 
-BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
-                           unsigned char **out, size_t *out_size, size_t *consumed) {
+/* want > 0: decode only until `want` bytes are out (a few more may come:
+   the rest of a stored block or of a match), and succeed then. */
+static bd_result bd__inflate_run(bd_context *ctx, const void *in, size_t n, size_t max_out, size_t want,
+                                 unsigned char **out, size_t *out_size, size_t *consumed) {
     bd__inf s;
     int last, type;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
@@ -8425,6 +8447,7 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
     s.in = BD__CAST(const unsigned char *, in);
     s.inlen = n;
     s.max_out = max_out;
+    s.want = want;
     do {
         last = bd__inf_bits(&s, 1);
         type = bd__inf_bits(&s, 2);
@@ -8434,6 +8457,7 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
         else if (type == 2) bd__inf_dynamic(&s);
         else s.err = "invalid block type";
     } while (!last && !s.err);
+    if (s.err == bd__inf_enough) s.err = NULL;
     if (s.err) {
         bd_free(ctx, s.out);
         if (s.oom) return BD_ERROR_OUT_OF_MEMORY;
@@ -8443,6 +8467,50 @@ BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max
     if (!*out) return BD_ERROR_OUT_OF_MEMORY;
     *out_size = s.outcnt;
     if (consumed) *consumed = s.incnt;
+    return BD_SUCCESS;
+}
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed) {
+    return bd__inflate_run(ctx, in, n, max_out, 0, out, out_size, consumed);
+}
+
+/* A gzip member's header at b[*pos..n) (RFC 1952); *pos <- its deflate data. */
+static bd_result bd__gz_header(bd_context *ctx, const unsigned char *b, size_t n, size_t *pos_io) {
+    size_t pos = *pos_io, hs = pos;
+    unsigned flg;
+    if (n - pos < 18) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos);
+    if (b[pos] != 0x1f || b[pos + 1] != 0x8b) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos);
+    if (b[pos + 2] != 8) return bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]);
+    flg = b[pos + 3];
+    if (flg & 0xe0) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set");
+    pos += 10;
+    if (flg & 4) { /* FEXTRA */
+        size_t xlen;
+        if (n - pos < 2) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field");
+        xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
+        pos += 2;
+        if (n - pos < xlen) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field");
+        pos += xlen;
+    }
+    if (flg & 8) { /* FNAME */
+        while (pos < n && b[pos]) pos++;
+        if (pos >= n) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name");
+        pos++;
+    }
+    if (flg & 16) { /* FCOMMENT */
+        while (pos < n && b[pos]) pos++;
+        if (pos >= n) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment");
+        pos++;
+    }
+    if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
+        uint32_t c;
+        if (n - pos < 2) return bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC");
+        c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
+        if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8)))
+            return bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
+        pos += 2;
+    }
+    *pos_io = pos;
     return BD_SUCCESS;
 }
 
@@ -8458,43 +8526,10 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
     memset(&acc, 0, sizeof acc);
     acc.ctx = ctx;
     do { /* one member per pass */
-        unsigned flg;
-        size_t hs = pos, used, mlen;
+        size_t used, mlen;
         unsigned char *m;
-        if (n - pos < 18) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated member at byte %zu", pos); break; }
-        if (b[pos] != 0x1f || b[pos + 1] != 0x8b) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: bad magic at byte %zu", pos); break; }
-        if (b[pos + 2] != 8) { r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "gzip: compression method %d", b[pos + 2]); break; }
-        flg = b[pos + 3];
-        if (flg & 0xe0) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: reserved flag bits set"); break; }
-        pos += 10;
-        if (flg & 4) { /* FEXTRA */
-            size_t xlen;
-            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
-            xlen = (size_t)b[pos] | ((size_t)b[pos + 1] << 8);
-            pos += 2;
-            if (n - pos < xlen) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated extra field"); break; }
-            pos += xlen;
-        }
-        if (flg & 8) { /* FNAME */
-            while (pos < n && b[pos]) pos++;
-            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated file name"); break; }
-            pos++;
-        }
-        if (flg & 16) { /* FCOMMENT */
-            while (pos < n && b[pos]) pos++;
-            if (pos >= n) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: unterminated comment"); break; }
-            pos++;
-        }
-        if (flg & 2) { /* FHCRC: low 16 bits of the header's CRC-32 */
-            uint32_t c;
-            if (n - pos < 2) { r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: truncated header CRC"); break; }
-            c = bd_crc32(0, b + hs, pos - hs) & 0xffff;
-            if (c != ((uint32_t)b[pos] | ((uint32_t)b[pos + 1] << 8))) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "gzip: header CRC mismatch");
-                break;
-            }
-            pos += 2;
-        }
+        r = bd__gz_header(ctx, b, n, &pos);
+        if (r != BD_SUCCESS) break;
         r = bd_inflate(ctx, b + pos, n - pos, max_out - acc.n, &m, &mlen, &used);
         if (r != BD_SUCCESS) break;
         pos += used;
@@ -8537,10 +8572,10 @@ BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_
 }
 
 /* ---- IDX ---- */
-/* Validates an unsigned-byte IDX buffer (decompressed) with `want_dims`
-   dimensions and returns its dims and payload. */
-static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
-                               int64_t *dims, const unsigned char **payload) {
+/* Validates an unsigned-byte IDX header (the first bytes of the decoded
+   file) with `want_dims` dimensions: dims and the payload size it claims. */
+static bd_result bd__idx_header(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                                int64_t *dims, size_t *hdr_out, size_t *total_out) {
     size_t hdr, total = 1, span = 1;
     int d;
     if (n < 4) return bd_error(ctx, BD_ERROR_FORMAT, "idx: %zu bytes, no room for the magic number", n);
@@ -8563,21 +8598,82 @@ static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n
            dimension must not let 2^32 x 2^32 through (int64 products of
            the dimensions overflowed later; found by fuzz_idx) */
         if (!bd_size_mul(span, dims[d] ? (size_t)dims[d] : 1, &span) || span > BD_IDX_MAX_BYTES)
-            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large");
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: dimensions too large (limit %zu bytes)",
+                            (size_t)BD_IDX_MAX_BYTES);
     }
+    *hdr_out = hdr;
+    *total_out = total;
+    return BD_SUCCESS;
+}
+/* Validates a whole decoded IDX buffer: header, then payload size. */
+static bd_result bd__idx_parse(bd_context *ctx, const unsigned char *b, size_t n, int want_dims,
+                               int64_t *dims, const unsigned char **payload) {
+    size_t hdr = 0, total = 0;
+    bd_result r = bd__idx_header(ctx, b, n, want_dims, dims, &hdr, &total);
+    if (r != BD_SUCCESS) return r;
     if (n - hdr != total)
         return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", n - hdr, total);
     *payload = b + hdr;
     return BD_SUCCESS;
 }
-/* Decompress when the bytes are gzip; *owned is the buffer to free. */
-static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size,
+/* Header first: the dims from the first bytes (of a gzip file only those
+   are decompressed) and the size they claim checked against the input
+   before any allocation or decompression of the rest.  Deflate expands at
+   most 1032:1, so a gzip file cannot hold more than 1032 times its size. */
+static bd_result bd__idx_peek(bd_context *ctx, const void *bytes, size_t size, int want_dims, int64_t *dims,
+                              size_t *decoded) {
+    const unsigned char *p = BD__CAST(const unsigned char *, bytes);
+    size_t hdr = 0, total = 0, pos = 0;
+    bd_result r;
+    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
+    if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        unsigned char head[16];
+        size_t hn = 0, want = 4 + 4 * (size_t)want_dims;
+        do { /* members until the header is complete (a member may be tiny) */
+            unsigned char *m = NULL;
+            size_t mn = 0, used = 0, take;
+            r = bd__gz_header(ctx, p, size, &pos);
+            if (r == BD_SUCCESS)
+                r = bd__inflate_run(ctx, p + pos, size - pos, want + 65536 + 258, want - hn, &m, &mn, &used);
+            if (r != BD_SUCCESS) return r;
+            take = mn < want - hn ? mn : want - hn;
+            if (take) memcpy(head + hn, m, take);
+            hn += take;
+            bd_free(ctx, m);
+            pos += used;
+            if (hn < want) { /* this member ended: skip its trailer */
+                if (size - pos < 8) break;
+                pos += 8;
+            }
+        } while (hn < want && pos < size);
+        r = bd__idx_header(ctx, head, hn, want_dims, dims, &hdr, &total);
+        if (r != BD_SUCCESS) return r;
+        if ((hdr + total) / 1032 > size)
+            return bd_error(ctx, BD_ERROR_FORMAT,
+                            "idx: the header claims %zu bytes of data but a %zu-byte gzip file cannot hold more "
+                            "than %zu (truncated file or forged header)",
+                            hdr + total, size, size * 1032);
+    } else {
+        r = bd__idx_header(ctx, p, size, want_dims, dims, &hdr, &total);
+        if (r != BD_SUCCESS) return r;
+        if (size - hdr != total)
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: payload is %zu bytes, dimensions need %zu", size - hdr,
+                            total);
+    }
+    *decoded = hdr + total;
+    return BD_SUCCESS;
+}
+/* The decoded bytes (gzip decompressed up to the `decoded` size the header
+   claimed, never further); *owned is the buffer to free. */
+static bd_result bd__idx_bytes(bd_context *ctx, const void *bytes, size_t size, size_t decoded,
                                const unsigned char **b, size_t *n, unsigned char **owned) {
     const unsigned char *p = BD__CAST(const unsigned char *, bytes);
     *owned = NULL;
-    if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL bytes");
     if (size >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
-        bd_result r = bd_gunzip(ctx, p, size, BD_IDX_MAX_BYTES, owned, n);
+        bd_result r = bd_gunzip(ctx, p, size, decoded, owned, n);
+        if (r == BD_ERROR_FORMAT && strstr(ctx->message, "exceeds the limit"))
+            return bd_error(ctx, BD_ERROR_FORMAT, "idx: the gzip data is longer than the %zu bytes its header claims",
+                            decoded);
         if (r != BD_SUCCESS) return r;
         *b = *owned;
         return BD_SUCCESS;
@@ -8591,19 +8687,23 @@ BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, si
                                           bd_tensor *out) {
     const unsigned char *b = NULL, *px = NULL;
     unsigned char *owned = NULL;
-    size_t n = 0, i, total;
+    size_t n = 0, i, total, decoded = 0;
     int64_t dims[3] = {0, 0, 0};
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
     memset(out, 0, sizeof *out);
-    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
-    if (r != BD_SUCCESS) return r;
-    r = bd__idx_parse(ctx, b, n, 3, dims, &px);
+    /* the header, then the output (the caller's allocator may refuse it),
+       and only then the rest of the data */
+    r = bd__idx_peek(ctx, bytes, size, 3, dims, &decoded);
     if (r == BD_SUCCESS) r = bd_tensor_init(ctx, out, dims[0], 1, dims[1], dims[2]);
+    if (r == BD_SUCCESS) r = bd__idx_bytes(ctx, bytes, size, decoded, &b, &n, &owned);
+    if (r == BD_SUCCESS) r = bd__idx_parse(ctx, b, n, 3, dims, &px);
     if (r == BD_SUCCESS) {
         total = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2];
         for (i = 0; i < total; i++) out->data[i] = (float)px[i] / 127.5f - 1.0f;
+    } else {
+        bd_tensor_free(ctx, out);
     }
     bd_free(ctx, owned);
     return r;
@@ -8619,7 +8719,8 @@ BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, si
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!labels || !count) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "idx: NULL output");
     *labels = NULL; *count = 0;
-    r = bd__idx_bytes(ctx, bytes, size, &b, &n, &owned);
+    r = bd__idx_peek(ctx, bytes, size, 1, dims, &n);
+    if (r == BD_SUCCESS) r = bd__idx_bytes(ctx, bytes, size, n, &b, &n, &owned);
     if (r != BD_SUCCESS) return r;
     r = bd__idx_parse(ctx, b, n, 1, dims, &px);
     if (r == BD_SUCCESS) {
@@ -8677,68 +8778,191 @@ static bd_result bd__png_chunk(bd__afile *af, const char *type, const unsigned c
     return r;
 }
 
-BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
-                                int64_t width, int64_t height, int channels) {
-    static const unsigned char ctype[5] = {0, 0, 4, 2, 6};
-    size_t row, raw_n, nblocks, z_n, y, pos, done;
-    unsigned char *z = NULL, *p, ihdr[13];
-    uint32_t adler = 1;
-    bd__afile af;
-    bd_result r;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!pixels || width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff ||
-        channels < 1 || channels > 4)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: bad image (%lld x %lld x %d)",
-                        (long long)width, (long long)height, channels);
-    /* raw = height rows of (filter byte 0 + width*channels bytes) */
-    if (!bd_size_mul((size_t)width, (size_t)channels, &row) || !bd_size_add(row, 1, &row) ||
-        !bd_size_mul(row, (size_t)height, &raw_n))
-        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
-    nblocks = raw_n / 65535 + 1;
-    if (!bd_size_mul(nblocks, 5, &z_n) || !bd_size_add(z_n, raw_n, &z_n) || !bd_size_add(z_n, 6, &z_n))
-        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
-    z = BD__CAST(unsigned char *, bd_alloc(ctx, z_n));
-    if (!z) return BD_ERROR_OUT_OF_MEMORY;
-    /* zlib header: deflate, 32K window, no dictionary, check bits */
-    p = z;
-    *p++ = 0x78; *p++ = 0x01;
-    /* stored blocks, streamed from the pixel rows */
-    pos = 0;
-    y = 0;
-    {
-        size_t in_row = 0; /* bytes of row y already emitted */
-        while (pos < raw_n || pos == 0) {
-            size_t len = raw_n - pos < 65535 ? raw_n - pos : 65535, k;
-            int final = pos + len == raw_n;
-            unsigned char *blk;
-            *p++ = (unsigned char)final;
-            *p++ = (unsigned char)(len & 0xff); *p++ = (unsigned char)(len >> 8);
-            *p++ = (unsigned char)(~len & 0xff); *p++ = (unsigned char)((~len >> 8) & 0xff);
-            blk = p;
-            for (k = 0; k < len;) {
-                if (in_row == 0) { *p++ = 0; k++; in_row = 1; }
-                else {
-                    size_t take = row - in_row, left = len - k;
-                    if (take > left) take = left;
-                    memcpy(p, pixels + y * (row - 1) + (in_row - 1), take);
-                    p += take; k += take; in_row += take;
+/* ---- deflate, compressing side: LZ77 over the 32 KiB window with hash
+   chains (at most 48 candidates per position) and the fixed Huffman codes
+   of RFC 1951 3.2.6, in one block.  Pictures of plots and image grids are
+   mostly runs and repeated rows: 20-60x smaller than stored blocks. ---- */
+typedef struct bd__bitw {
+    unsigned char *p;
+    size_t n;
+    uint32_t bits;
+    int nb;
+} bd__bitw;
+static void bd__bw_put(bd__bitw *w, uint32_t v, int nbits) { /* LSB first */
+    w->bits |= v << w->nb;
+    w->nb += nbits;
+    while (w->nb >= 8) {
+        w->p[w->n++] = (unsigned char)w->bits;
+        w->bits >>= 8;
+        w->nb -= 8;
+    }
+}
+static void bd__bw_huff(bd__bitw *w, uint32_t code, int len) { /* Huffman codes go MSB first */
+    uint32_t r = 0;
+    int i;
+    for (i = 0; i < len; i++, code >>= 1) r = (r << 1) | (code & 1);
+    bd__bw_put(w, r, len);
+}
+static void bd__bw_lit(bd__bitw *w, int sym) {
+    if (sym < 144) bd__bw_huff(w, (uint32_t)(0x30 + sym), 8);
+    else if (sym < 256) bd__bw_huff(w, (uint32_t)(0x190 + sym - 144), 9);
+    else if (sym < 280) bd__bw_huff(w, (uint32_t)(sym - 256), 7);
+    else bd__bw_huff(w, (uint32_t)(0xC0 + sym - 280), 8);
+}
+static void bd__bw_match(bd__bitw *w, int len, int dist) {
+    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    static const int dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                  193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+                                  6145, 8193, 12289, 16385, 24577};
+    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+    int ls = 28, ds = 29;
+    while (lbase[ls] > len) ls--;
+    while (dbase[ds] > dist) ds--;
+    bd__bw_lit(w, 257 + ls);
+    if (lext[ls]) bd__bw_put(w, (uint32_t)(len - lbase[ls]), lext[ls]);
+    bd__bw_huff(w, (uint32_t)ds, 5);
+    if (dext[ds]) bd__bw_put(w, (uint32_t)(dist - dbase[ds]), dext[ds]);
+}
+/* zlib stream (RFC 1950) of in[0..n) into *out (allocated on ctx). */
+static bd_result bd__zlib_compress(bd_context *ctx, const unsigned char *in, size_t n, unsigned char **out,
+                                   size_t *out_n) {
+    enum { WIN = 32768, HBITS = 15, CHAIN = 48 };
+    int32_t *head, *prev;
+    bd__bitw w;
+    size_t cap, i;
+    uint32_t adler = bd_adler32(1, in, n);
+    /* worst case: a length-3 match may cost 31 bits, a literal 9 */
+    if (!bd_size_mul(n, 2, &cap) || !bd_size_add(cap, 64, &cap))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "deflate: input too large");
+    w.p = BD__CAST(unsigned char *, bd_alloc(ctx, cap));
+    head = BD__CAST(int32_t *, bd_alloc_array(ctx, (size_t)1 << HBITS, sizeof(int32_t)));
+    prev = BD__CAST(int32_t *, bd_alloc_array(ctx, WIN, sizeof(int32_t)));
+    if (!w.p || !head || !prev) {
+        bd_free(ctx, w.p);
+        bd_free(ctx, head);
+        bd_free(ctx, prev);
+        return BD_ERROR_OUT_OF_MEMORY;
+    }
+    for (i = 0; i < ((size_t)1 << HBITS); i++) head[i] = -1;
+    w.n = 0; w.bits = 0; w.nb = 0;
+    w.p[w.n++] = 0x78; w.p[w.n++] = 0x01; /* deflate, 32K window, no dictionary */
+    bd__bw_put(&w, 1, 1);                 /* BFINAL */
+    bd__bw_put(&w, 1, 2);                 /* fixed Huffman codes */
+#define BD__ZH(p) ((((uint32_t)(p)[0] << 10) ^ ((uint32_t)(p)[1] << 5) ^ (uint32_t)(p)[2]) & ((1u << HBITS) - 1))
+    for (i = 0; i < n;) {
+        size_t best = 0, bdist = 0, k;
+        if (n - i >= 3 && n <= (size_t)INT32_MAX) {
+            uint32_t h = BD__ZH(in + i);
+            int32_t cand = head[h];
+            size_t maxlen = n - i < 258 ? n - i : 258;
+            int chain = CHAIN;
+            while (cand >= 0 && i - (size_t)cand <= WIN && chain-- > 0) {
+                const unsigned char *a = in + cand, *b = in + i;
+                int32_t next;
+                if (a[best] == b[best]) {
+                    size_t l = 0;
+                    while (l < maxlen && a[l] == b[l]) l++;
+                    if (l > best) {
+                        best = l;
+                        bdist = i - (size_t)cand;
+                        if (l == maxlen) break;
+                    }
                 }
-                if (in_row == row) { in_row = 0; y++; }
+                next = prev[cand & (WIN - 1)];
+                if (next >= cand) break; /* a slot reused by a newer position */
+                cand = next;
             }
-            adler = bd_adler32(adler, blk, len);
-            pos += len;
-            if (final) break;
+        }
+        if (best < 3) best = 1;
+        if (best >= 3) bd__bw_match(&w, (int)best, (int)bdist);
+        else bd__bw_lit(&w, in[i]);
+        for (k = 0; k < best; k++, i++) { /* every covered position joins the chains */
+            if (n - i >= 3 && n <= (size_t)INT32_MAX) {
+                uint32_t h = BD__ZH(in + i);
+                prev[i & (WIN - 1)] = head[h];
+                head[h] = (int32_t)i;
+            }
         }
     }
-    bd__wr_be32(p, adler);
-    p += 4;
-    z_n = (size_t)(p - z);
+#undef BD__ZH
+    bd__bw_lit(&w, 256);
+    if (w.nb) bd__bw_put(&w, 0, 8 - w.nb);
+    bd__wr_be32(w.p + w.n, adler);
+    w.n += 4;
+    bd_free(ctx, head);
+    bd_free(ctx, prev);
+    *out = w.p;
+    *out_n = w.n;
+    return BD_SUCCESS;
+}
+
+/* pixels (H,W,channels), or palette indices (H,W) with plte (n_plte RGB) */
+static bd_result bd__png_write(bd_context *ctx, const char *path, const uint8_t *pixels, int64_t width,
+                               int64_t height, int channels, const unsigned char *plte, int n_plte) {
+    static const unsigned char ctype[5] = {0, 0, 4, 2, 6};
+    size_t row, raw_n, z_n = 0, y, x, done;
+    unsigned char *z = NULL, *raw, ihdr[13];
+    bd__afile af;
+    bd_result r;
+    /* raw = height rows of (filter byte + width*channels bytes) */
+    if (!bd_size_mul((size_t)width, (size_t)channels, &row) || !bd_size_add(row, 1, &row) ||
+        !bd_size_mul(row, (size_t)height, &raw_n) || raw_n > ((size_t)1 << 31))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "png: image too large");
+    raw = BD__CAST(unsigned char *, bd_alloc(ctx, raw_n));
+    if (!raw) return BD_ERROR_OUT_OF_MEMORY;
+    /* per row the filter (None, Sub, Up, Paeth) with the smallest sum of
+       absolute residuals, the usual heuristic */
+    for (y = 0; y < (size_t)height; y++) {
+        const uint8_t *cur = pixels + y * (row - 1), *up = y ? cur - (row - 1) : NULL;
+        unsigned char *o = raw + y * row;
+        size_t bpp = (size_t)channels, best_sum = (size_t)-1;
+        int f, best_f = 0;
+        for (f = 0; f < 4; f++) {
+            size_t sum = 0;
+            if (plte && f != 0 && f != 2) continue; /* indices: None or Up only */
+            for (x = 0; x < row - 1; x++) {
+                int a = x >= bpp ? cur[x - bpp] : 0, b = up ? up[x] : 0, c = (x >= bpp && up) ? up[x - bpp] : 0, pr;
+                if (f == 0) pr = 0;
+                else if (f == 1) pr = a;
+                else if (f == 2) pr = b;
+                else {
+                    int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+                    pr = (pa <= pb && pa <= pc) ? a : pb <= pc ? b : c;
+                }
+                {
+                    int v = (int)(signed char)(unsigned char)(cur[x] - pr);
+                    sum += (size_t)(v < 0 ? -v : v);
+                }
+            }
+            if (sum < best_sum) best_sum = sum, best_f = f;
+        }
+        o[0] = (unsigned char)(best_f == 3 ? 4 : best_f);
+        for (x = 0; x < row - 1; x++) {
+            int a = x >= bpp ? cur[x - bpp] : 0, b = up ? up[x] : 0, c = (x >= bpp && up) ? up[x - bpp] : 0, pr;
+            if (best_f == 0) pr = 0;
+            else if (best_f == 1) pr = a;
+            else if (best_f == 2) pr = b;
+            else {
+                int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+                pr = (pa <= pb && pa <= pc) ? a : pb <= pc ? b : c;
+            }
+            o[1 + x] = (unsigned char)(cur[x] - pr);
+        }
+    }
+    r = bd__zlib_compress(ctx, raw, raw_n, &z, &z_n);
+    bd_free(ctx, raw);
+    if (r != BD_SUCCESS) return r;
     bd__wr_be32(ihdr, (uint32_t)width);
     bd__wr_be32(ihdr + 4, (uint32_t)height);
-    ihdr[8] = 8; ihdr[9] = ctype[channels]; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
+    ihdr[8] = 8; ihdr[9] = plte ? 3 : ctype[channels]; ihdr[10] = 0; ihdr[11] = 0; ihdr[12] = 0;
     r = bd__afile_open(ctx, &af, path);
     if (r == BD_SUCCESS) r = bd__afile_write(&af, "\x89PNG\r\n\x1a\n", 8);
     if (r == BD_SUCCESS) r = bd__png_chunk(&af, "IHDR", ihdr, 13);
+    if (r == BD_SUCCESS && plte) r = bd__png_chunk(&af, "PLTE", plte, (size_t)n_plte * 3);
     for (done = 0; r == BD_SUCCESS && done < z_n;) {
         size_t len = z_n - done < ((size_t)1 << 20) ? z_n - done : ((size_t)1 << 20);
         r = bd__png_chunk(&af, "IDAT", z + done, len);
@@ -8748,6 +8972,53 @@ BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t
     if (r == BD_SUCCESS) r = bd__afile_commit(&af);
     bd_free(ctx, z);
     return r;
+}
+
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels) {
+    size_t npx, i;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!pixels || width < 1 || height < 1 || width > 0x7fffffff || height > 0x7fffffff ||
+        channels < 1 || channels > 4)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "png: bad image (%lld x %lld x %d)",
+                        (long long)width, (long long)height, channels);
+    if (channels == 3 && bd_size_mul((size_t)width, (size_t)height, &npx) && npx <= ((size_t)1 << 28)) {
+        /* at most 256 distinct colours (plots, labelled grey grids): an
+           indexed PNG, a third of the data before compression */
+        enum { HS = 1024 };
+        uint32_t keys[HS];
+        unsigned char plte[256 * 3], *idx;
+        short slot[HS];
+        int n_plte = 0;
+        bd_result r;
+        for (i = 0; i < HS; i++) slot[i] = -1;
+        for (i = 0; i < npx && n_plte <= 256; i++) {
+            uint32_t key = ((uint32_t)pixels[3 * i] << 16) | ((uint32_t)pixels[3 * i + 1] << 8) | pixels[3 * i + 2];
+            uint32_t h = (key * 2654435761u) >> 22;
+            while (slot[h] >= 0 && keys[h] != key) h = (h + 1) & (HS - 1);
+            if (slot[h] < 0) {
+                if (n_plte == 256) { n_plte = 257; break; }
+                keys[h] = key;
+                slot[h] = (short)n_plte;
+                memcpy(plte + 3 * n_plte, pixels + 3 * i, 3);
+                n_plte++;
+            }
+        }
+        if (n_plte <= 256) {
+            idx = BD__CAST(unsigned char *, bd_alloc(ctx, npx));
+            if (!idx) return BD_ERROR_OUT_OF_MEMORY;
+            for (i = 0; i < npx; i++) {
+                uint32_t key = ((uint32_t)pixels[3 * i] << 16) | ((uint32_t)pixels[3 * i + 1] << 8) | pixels[3 * i + 2];
+                uint32_t h = (key * 2654435761u) >> 22;
+                while (keys[h] != key) h = (h + 1) & (HS - 1);
+                idx[i] = (unsigned char)slot[h];
+            }
+            r = bd__png_write(ctx, path, idx, width, height, 1, plte, n_plte);
+            bd_free(ctx, idx);
+            return r;
+        }
+    }
+    return bd__png_write(ctx, path, pixels, width, height, channels, NULL, 0);
 }
 
 static uint8_t bd__to_u8(float v) {
@@ -8825,8 +9096,26 @@ BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float
     return r;
 }
 
-/* ---- line plot ---- */
-static const unsigned char bd__font5x7[14][7] = {
+/* ---- text, line plot ---- */
+/* 5x7 glyphs of printable ASCII (32..126), one byte per row, bit 4 = the
+   leftmost pixel (the HD44780 character set's shapes). */
+static const unsigned char bd__font5x7[95][7] = {
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, /*   */
+    {0x04, 0x04, 0x04, 0x04, 0x00, 0x00, 0x04}, /* ! */
+    {0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00}, /* " */
+    {0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A}, /* # */
+    {0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04}, /* $ */
+    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}, /* % */
+    {0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D}, /* & */
+    {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00}, /* ' */
+    {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}, /* ( */
+    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}, /* ) */
+    {0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00}, /* * */
+    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
+    {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}, /* , */
+    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
+    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}, /* / */
     {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, /* 0 */
     {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* 1 */
     {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, /* 2 */
@@ -8837,23 +9126,110 @@ static const unsigned char bd__font5x7[14][7] = {
     {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
     {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, /* 8 */
     {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, /* 9 */
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
-    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
+    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}, /* : */
+    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08}, /* ; */
+    {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}, /* < */
+    {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}, /* = */
+    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}, /* > */
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}, /* ? */
+    {0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E}, /* @ */
+    {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}, /* A */
+    {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}, /* B */
+    {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}, /* C */
+    {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}, /* D */
+    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}, /* E */
+    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}, /* F */
+    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}, /* G */
+    {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}, /* H */
+    {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* I */
+    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}, /* J */
+    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}, /* K */
+    {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}, /* L */
+    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}, /* M */
+    {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}, /* N */
+    {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* O */
+    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}, /* P */
+    {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}, /* Q */
+    {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}, /* R */
+    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}, /* S */
+    {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* T */
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* U */
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* V */
+    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}, /* W */
+    {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}, /* X */
+    {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}, /* Y */
+    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}, /* Z */
+    {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E}, /* [ */
+    {0x00, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00}, /* backslash */
+    {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}, /* ] */
+    {0x04, 0x0A, 0x11, 0x00, 0x00, 0x00, 0x00}, /* ^ */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}, /* _ */
+    {0x08, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00}, /* ` */
+    {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F}, /* a */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E}, /* b */
+    {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E}, /* c */
+    {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}, /* d */
     {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
-    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
+    {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}, /* f */
+    {0x00, 0x00, 0x0F, 0x11, 0x0F, 0x01, 0x0E}, /* g */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}, /* h */
+    {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}, /* i */
+    {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}, /* j */
+    {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12}, /* k */
+    {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* l */
+    {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}, /* m */
+    {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}, /* n */
+    {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}, /* o */
+    {0x00, 0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10}, /* p */
+    {0x00, 0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01}, /* q */
+    {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}, /* r */
+    {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}, /* s */
+    {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}, /* t */
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}, /* u */
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* v */
+    {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}, /* w */
+    {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}, /* x */
+    {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* y */
+    {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}, /* z */
+    {0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02}, /* { */
+    {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* | */
+    {0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08}, /* } */
+    {0x00, 0x00, 0x08, 0x15, 0x02, 0x00, 0x00}, /* ~ */
 };
 typedef struct bd__canvas {
-    uint8_t *px; /* (H,W,3) */
+    uint8_t *px; /* (H,W,ch) */
     int64_t w, h;
+    int ch;                 /* 1 (grey) or 3 (RGB) */
     int64_t x0, y0, x1, y1; /* clip rectangle, inclusive */
+    uint8_t *cov;           /* (H,W) or NULL: lines record coverage 0..255 here */
 } bd__canvas;
+/* a line's coverage of a pixel: kept as the maximum over the strokes (so
+   the series is composited once, bd__cov_flush) */
+static void bd__cover(bd__canvas *cv, int64_t x, int64_t y, double a) {
+    uint8_t *p, v;
+    if (x < cv->x0 || x > cv->x1 || y < cv->y0 || y > cv->y1 || !(a > 0)) return;
+    if (a > 1) a = 1;
+    p = cv->cov + y * cv->w + x;
+    v = (uint8_t)(a * 255 + 0.5);
+    if (v > *p) *p = v;
+}
 static void bd__blend(bd__canvas *cv, int64_t x, int64_t y, const uint8_t *rgb, double a) {
     uint8_t *p;
     int k;
     if (x < cv->x0 || x > cv->x1 || y < cv->y0 || y > cv->y1 || !(a > 0)) return;
     if (a > 1) a = 1;
-    p = cv->px + (y * cv->w + x) * 3;
+    p = cv->px + (y * cv->w + x) * cv->ch;
+    if (cv->ch == 1) {
+        double g = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2];
+        p[0] = (uint8_t)(p[0] * (1 - a) + g * a + 0.5);
+        return;
+    }
     for (k = 0; k < 3; k++) p[k] = (uint8_t)(p[k] * (1 - a) + rgb[k] * a + 0.5);
+}
+static void bd__fill(bd__canvas *cv, int64_t xa, int64_t ya, int64_t xb, int64_t yb, const uint8_t *rgb) {
+    int64_t x, y;
+    for (y = ya; y <= yb; y++)
+        for (x = xa; x <= xb; x++) bd__blend(cv, x, y, rgb, 1.0);
 }
 /* Xiaolin Wu's anti-aliased line, drawn twice one pixel apart (2 px wide). */
 static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb, const uint8_t *rgb) {
@@ -8875,7 +9251,15 @@ static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb,
             if (x < xa) cover = 1.0 - (xa - x);
             if (x > xb) cover = 1.0 - (x - xb);
             if (cover <= 0) continue;
-            if (steep) {
+            if (cv->cov) {
+                if (steep) {
+                    bd__cover(cv, (int64_t)fl, (int64_t)x, (1 - fr) * cover);
+                    bd__cover(cv, (int64_t)fl + 1, (int64_t)x, fr * cover);
+                } else {
+                    bd__cover(cv, (int64_t)x, (int64_t)fl, (1 - fr) * cover);
+                    bd__cover(cv, (int64_t)x, (int64_t)fl + 1, fr * cover);
+                }
+            } else if (steep) {
                 bd__blend(cv, (int64_t)fl, (int64_t)x, rgb, (1 - fr) * cover * 0.8);
                 bd__blend(cv, (int64_t)fl + 1, (int64_t)x, rgb, fr * cover * 0.8);
             } else {
@@ -8885,23 +9269,48 @@ static void bd__line(bd__canvas *cv, double xa, double ya, double xb, double yb,
         }
     }
 }
-static void bd__text(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale) {
-    static const uint8_t ink[3] = {40, 40, 40};
-    for (; *s; s++, x += 6 * scale) {
-        int g = -1, r, c, sy, sx;
-        if (*s >= '0' && *s <= '9') g = *s - '0';
-        else if (*s == '.') g = 10;
-        else if (*s == '-') g = 11;
-        else if (*s == 'e') g = 12;
-        else if (*s == '+') g = 13;
-        if (g < 0) continue;
+/* composite the recorded coverage in rgb, in 4 opacity levels (few
+   distinct colours: plots fit an indexed PNG), and clear it */
+static void bd__cov_flush(bd__canvas *cv, const uint8_t *rgb) {
+    int64_t x, y;
+    for (y = cv->y0; y <= cv->y1; y++)
+        for (x = cv->x0; x <= cv->x1; x++) {
+            uint8_t *p = cv->cov + y * cv->w + x;
+            if (*p) {
+                int level = (*p * 4 + 127) / 255; /* 0..4 */
+                if (level) bd__blend(cv, x, y, rgb, level * 0.22);
+                *p = 0;
+            }
+        }
+}
+/* width in pixels of s at `scale` (6 px per character, the last column blank) */
+static int64_t bd__text_w(const char *s, int scale) {
+    size_t n = s ? strlen(s) : 0;
+    return n ? (int64_t)n * 6 * scale - scale : 0;
+}
+/* s with its top-left corner at (x, y); rot = 1: turned 90 degrees
+   counter-clockwise (reading upwards), (x, y) then the bottom-left corner.
+   Characters outside printable ASCII draw as '?'. */
+static void bd__text_ink(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale, int rot, const uint8_t *ink) {
+    int64_t k = 0;
+    for (; s && *s; s++, k++) {
+        int g = (unsigned char)*s, r, c, sy, sx;
+        if (g < 32 || g > 126) g = '?';
+        g -= 32;
         for (r = 0; r < 7; r++)
             for (c = 0; c < 5; c++)
                 if (bd__font5x7[g][r] & (0x10 >> c))
                     for (sy = 0; sy < scale; sy++)
-                        for (sx = 0; sx < scale; sx++)
-                            bd__blend(cv, x + c * scale + sx, y + r * scale + sy, ink, 1.0);
+                        for (sx = 0; sx < scale; sx++) {
+                            int64_t u = k * 6 * scale + c * scale + sx, v = r * scale + sy;
+                            if (rot) bd__blend(cv, x + v, y - u, ink, 1.0);
+                            else bd__blend(cv, x + u, y + v, ink, 1.0);
+                        }
     }
+}
+static void bd__text(bd__canvas *cv, int64_t x, int64_t y, const char *s, int scale) {
+    static const uint8_t ink[3] = {40, 40, 40};
+    bd__text_ink(cv, x, y, s, scale, 0, ink);
 }
 /* ticks at multiples of a 1-2-5 step covering [lo, hi]; returns count */
 static int bd__ticks(double lo, double hi, double *ticks, int max, double *step_out) {
@@ -8916,11 +9325,13 @@ static int bd__ticks(double lo, double hi, double *ticks, int max, double *step_
     return n;
 }
 static void bd__fmt(char *buf, size_t n, double v) {
-    snprintf(buf, n, "%.4g", v);
+    if (fabs(v) >= 1 && fabs(v) < 1e7 && v == floor(v)) snprintf(buf, n, "%.0f", v); /* 20000, not 2e+04 */
+    else snprintf(buf, n, "%.4g", v);
 }
 
 BDAPI bd_plot_config bd_plot_config_init(void) {
     bd_plot_config c;
+    memset(&c, 0, sizeof c);
     c.width = 640;
     c.height = 400;
     c.log_y = 0;
@@ -8932,9 +9343,10 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     static const uint8_t pal[10][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
                                        {148, 103, 189}, {140, 86, 75}, {227, 119, 194},
                                        {127, 127, 127}, {188, 189, 34}, {23, 190, 207}};
-    static const uint8_t gridc[3] = {226, 226, 226}, axisc[3] = {90, 90, 90};
+    static const uint8_t gridc[3] = {226, 226, 226}, axisc[3] = {90, 90, 90}, white[3] = {255, 255, 255};
+    static const uint8_t ink[3] = {40, 40, 40};
     double xlo = HUGE_VAL, xhi = -HUGE_VAL, ylo = HUGE_VAL, yhi = -HUGE_VAL, xt[32], yt[32], st;
-    int64_t s, i, W, H, left, right = 14, top = 10, bottom, maxlab = 1;
+    int64_t s, i, W, H, left, right = 14, top = 10, bottom, maxlab = 1, n_named = 0, legend_w = 0;
     int nxt, nyt, k, scale;
     char lab[32];
     bd__canvas cv;
@@ -8948,6 +9360,11 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     for (s = 0; s < n_series; s++) {
         if (series[s].n < 0 || (series[s].n > 0 && !series[s].y))
             return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: series %lld has no y values", (long long)s);
+        if (cfg->legend && cfg->legend[s] && cfg->legend[s][0]) {
+            int64_t lw = bd__text_w(cfg->legend[s], scale);
+            n_named++;
+            if (lw > legend_w) legend_w = lw;
+        }
         for (i = 0; i < series[s].n; i++) {
             double xv = series[s].x ? series[s].x[i] : (double)i, yv = series[s].y[i];
             if (cfg->log_y) yv = yv > 0 ? log10(yv) : HUGE_VAL;
@@ -8977,8 +9394,27 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     }
     nxt = bd__ticks(xlo, xhi, xt, 32, &st);
     nyt = bd__ticks(ylo, yhi, yt, 32, &st);
-    if (cfg->log_y && st < 1) { /* at least decades when the range allows */
-        if (yhi - ylo >= 1.0) nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+    if (cfg->log_y && st < 1) {
+        if (yhi - ylo >= 4.0) { /* decades */
+            nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+            if (st < 1) nyt = bd__ticks(floor(ylo), ceil(yhi), yt, 32, &st);
+        } else if (yhi - ylo >= 1.0) { /* 1, 2, 5 times the powers of ten */
+            double e;
+            nyt = 0;
+            for (e = floor(ylo); e <= ceil(yhi) && nyt < 30; e += 1.0) {
+                static const double m[3] = {1, 2, 5};
+                for (k = 0; k < 3; k++) {
+                    double v = e + log10(m[k]);
+                    if (v >= ylo && v <= yhi && (yhi - ylo < 2.0 || k != 1)) yt[nyt++] = v;
+                }
+            }
+        } else { /* less than a decade: round values, placed on the log scale */
+            double lt[32], lst;
+            int nl = bd__ticks(pow(10.0, ylo), pow(10.0, yhi), lt, 32, &lst);
+            nyt = 0;
+            for (k = 0; k < nl; k++)
+                if (lt[k] > 0) yt[nyt++] = log10(lt[k]);
+        }
     }
     for (k = 0; k < nyt; k++) {
         int64_t len;
@@ -8988,9 +9424,12 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
     }
     left = 10 + maxlab * 6 * scale;
     bottom = 8 + 10 * scale;
+    if (cfg->title && cfg->title[0]) top += 14 * scale + 8;
+    if (cfg->y_label && cfg->y_label[0]) left += 7 * scale + 8;
+    if (cfg->x_label && cfg->x_label[0]) bottom += 7 * scale + 8;
     if (left + right + 16 > W || top + bottom + 16 > H)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "plot: image too small for the axes");
-    cv.w = W; cv.h = H;
+    cv.w = W; cv.h = H; cv.ch = 3; cv.cov = NULL;
     cv.px = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)(W * H), 3));
     if (!cv.px) return ctx->last_result;
     memset(cv.px, 255, (size_t)(W * H * 3));
@@ -8998,6 +9437,15 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
         int64_t ax0 = left, ax1 = W - right, ay0 = top, ay1 = H - bottom; /* plot box */
         double sx = (double)(ax1 - ax0) / (xhi - xlo), sy = (double)(ay1 - ay0) / (yhi - ylo);
         cv.x0 = 0; cv.y0 = 0; cv.x1 = W - 1; cv.y1 = H - 1;
+        if (cfg->title && cfg->title[0]) /* centred over the box, 2x */
+            bd__text_ink(&cv, ax0 + (ax1 - ax0 - bd__text_w(cfg->title, 2 * scale)) / 2, 8, cfg->title, 2 * scale, 0,
+                         ink);
+        if (cfg->x_label && cfg->x_label[0])
+            bd__text_ink(&cv, ax0 + (ax1 - ax0 - bd__text_w(cfg->x_label, scale)) / 2, H - 4 - 7 * scale,
+                         cfg->x_label, scale, 0, ink);
+        if (cfg->y_label && cfg->y_label[0])
+            bd__text_ink(&cv, 6, ay0 + (ay1 - ay0 + bd__text_w(cfg->y_label, scale)) / 2, cfg->y_label, scale, 1,
+                         ink);
         for (k = 0; k < nxt; k++) { /* vertical grid + labels */
             int64_t gx = ax0 + (int64_t)floor((xt[k] - xlo) * sx + 0.5), yy, len;
             if (gx < ax0 || gx > ax1) continue;
@@ -9017,6 +9465,8 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
         for (i = ax0; i <= ax1; i++) { bd__blend(&cv, i, ay0, axisc, 1.0); bd__blend(&cv, i, ay1, axisc, 1.0); }
         for (i = ay0; i <= ay1; i++) { bd__blend(&cv, ax0, i, axisc, 1.0); bd__blend(&cv, ax1, i, axisc, 1.0); }
         cv.x0 = ax0 + 1; cv.x1 = ax1 - 1; cv.y0 = ay0 + 1; cv.y1 = ay1 - 1;
+        cv.cov = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)W, (size_t)H));
+        if (cv.cov) memset(cv.cov, 0, (size_t)(W * H)); /* else: plain blending */
         for (s = 0; s < n_series; s++) {
             int have = 0;
             double px0 = 0, py0 = 0;
@@ -9030,9 +9480,80 @@ BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_con
                 else if (series[s].n == 1) bd__line(&cv, px - 1, py, px + 1, py, pal[s % 10]);
                 px0 = px; py0 = py; have = 1;
             }
+            if (cv.cov) bd__cov_flush(&cv, pal[s % 10]);
+        }
+        bd_free(ctx, cv.cov);
+        cv.cov = NULL;
+        if (n_named > 0) { /* legend: top right inside the box, one row per named series */
+            int64_t row = 11 * scale, bw = 10 + 22 * scale + legend_w, bh = 8 + row * n_named;
+            int64_t bx1 = ax1 - 6, bx0 = bx1 - bw, by0 = ay0 + 6, yy = by0 + 5;
+            if (bx0 > ax0 + 4 && by0 + bh < ay1 - 4) {
+                bd__fill(&cv, bx0, by0, bx1, by0 + bh, white);
+                for (i = bx0; i <= bx1; i++) { bd__blend(&cv, i, by0, axisc, 1.0); bd__blend(&cv, i, by0 + bh, axisc, 1.0); }
+                for (i = by0; i <= by0 + bh; i++) { bd__blend(&cv, bx0, i, axisc, 1.0); bd__blend(&cv, bx1, i, axisc, 1.0); }
+                for (s = 0; s < n_series; s++) {
+                    if (!cfg->legend[s] || !cfg->legend[s][0]) continue;
+                    bd__line(&cv, bx0 + 5, yy + 3.5 * scale, bx0 + 5 + 16 * scale, yy + 3.5 * scale, pal[s % 10]);
+                    bd__text_ink(&cv, bx0 + 9 + 18 * scale, yy, cfg->legend[s], scale, 0, ink);
+                    yy += row;
+                }
+            }
         }
     }
     r = bd_png_write_u8(ctx, path, cv.px, W, H, 3);
+    bd_free(ctx, cv.px);
+    return r;
+}
+
+/* ---- labelled image grid ---- */
+BDAPI bd_result bd_png_write_grid_labeled(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                          int64_t c, int64_t h, int64_t w, int64_t cols, int64_t zoom,
+                                          const char *title, const char *const *row_labels, int64_t n_labels) {
+    static const uint8_t ink[3] = {20, 20, 20};
+    int64_t gh, gw, lw = 0, th = 0, W, H, rows, r_, yy, xx, ch;
+    int scale = 1;
+    float *g;
+    bd__canvas cv;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!x || n < 1 || (c != 1 && c != 3) || h < 1 || w < 1 || zoom < 1 || zoom > 64 || n_labels < 0 ||
+        (n_labels > 0 && !row_labels) || n > ((int64_t)1 << 24) || h > 65536 || w > 65536)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
+                        "png grid: bad arguments (n %lld, c %lld, %lld x %lld, zoom %lld, %lld labels)",
+                        (long long)n, (long long)c, (long long)h, (long long)w, (long long)zoom, (long long)n_labels);
+    bd_image_grid(NULL, &gh, &gw, x, n, c, h, w, cols, 1, 0.0f);
+    rows = (gh - 1) / (h + 1);
+    if (gh > 65536 / zoom || gw > 65536 / zoom) return bd_error(ctx, BD_ERROR_OVERFLOW, "png grid: image too large");
+    if (h * zoom >= 40) scale = 2;
+    for (r_ = 0; r_ < n_labels && r_ < rows; r_++)
+        if (row_labels[r_] && bd__text_w(row_labels[r_], scale) > lw) lw = bd__text_w(row_labels[r_], scale);
+    if (lw > 0) lw += 12;
+    if (title && title[0]) th = 7 * scale + 10;
+    W = lw + gw * zoom;
+    H = th + gh * zoom;
+    if (title && title[0] && bd__text_w(title, scale) + 12 > W) W = bd__text_w(title, scale) + 12;
+    g = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(c * gh * gw), sizeof(float)));
+    if (!g) return ctx->last_result;
+    cv.w = W; cv.h = H; cv.ch = (int)c; cv.cov = NULL;
+    cv.px = BD__CAST(uint8_t *, bd_alloc_array(ctx, (size_t)(W * H), (size_t)c));
+    if (!cv.px) {
+        bd_free(ctx, g);
+        return ctx->last_result;
+    }
+    bd_image_grid(g, &gh, &gw, x, n, c, h, w, cols, 1, 0.0f);
+    memset(cv.px, 255, (size_t)(W * H * c));
+    for (yy = 0; yy < gh * zoom; yy++)
+        for (xx = 0; xx < gw * zoom; xx++)
+            for (ch = 0; ch < c; ch++)
+                cv.px[((th + yy) * W + lw + xx) * c + ch] = bd__to_u8(g[(ch * gh + yy / zoom) * gw + xx / zoom]);
+    bd_free(ctx, g);
+    cv.x0 = 0; cv.y0 = 0; cv.x1 = W - 1; cv.y1 = H - 1;
+    if (th) bd__text_ink(&cv, 6, 5, title, scale, 0, ink);
+    for (r_ = 0; r_ < n_labels && r_ < rows; r_++) /* right-aligned, centred on its row */
+        if (row_labels[r_])
+            bd__text_ink(&cv, lw - 6 - bd__text_w(row_labels[r_], scale),
+                         th + (1 + r_ * (h + 1)) * zoom + (h * zoom - 7 * scale) / 2, row_labels[r_], scale, 0, ink);
+    r = bd_png_write_u8(ctx, path, cv.px, W, H, (int)c);
     bd_free(ctx, cv.px);
     return r;
 }

@@ -57,6 +57,7 @@ typedef struct cli_args {
 void cli_args_init(cli_args *a, const char *cmd, const char *summary, const char *details);
 cli_opt *cli_add_str(cli_args *a, const char *name, const char **dst, const char *meta, const char *help);
 cli_opt *cli_add_int(cli_args *a, const char *name, int64_t *dst, const char *meta, const char *help);
+cli_opt *cli_add_seed(cli_args *a, int64_t *dst, const char *help); /* --seed S, 0..2^63-1 */
 cli_opt *cli_add_num(cli_args *a, const char *name, double *dst, const char *meta, const char *help);
 cli_opt *cli_add_flag(cli_args *a, const char *name, int *dst, const char *help);
 cli_opt *cli_add_choice(cli_args *a, const char *name, const char **dst, const char *choices, const char *help);
@@ -67,6 +68,11 @@ cli_opt *cli_nodefault(cli_opt *o); /* show no "[default: ...]" in --help */
 /* 0 = parsed, go on; 1 = --help printed (exit 0); 2 = error printed (exit 2).
    argv[0] is the subcommand name. */
 int cli_parse(cli_args *a, int argc, char **argv);
+/* the parsers behind every numeric option: plain decimal only (no hex,
+   inf, nan, spaces); 0 = ok, 1 = malformed, 2 = out of range (double or
+   int64) */
+int cli_parse_number(const char *v, double *out);
+int cli_parse_integer(const char *v, int64_t *out);
 void cli_usage(const cli_args *a, FILE *f);
 /* whether the user gave this option on the command line */
 int cli_given(const cli_args *a, const char *name);
@@ -208,8 +214,18 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 int cli_student_save(const char *cmd, bd_context *ctx, bd_model *student, bd_distill *dist, const char *path,
                      int with_state);
 int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *student, bd_distill *dist);
-/* line plot PNG with a log y axis: xs (n), ys (n_series, n) */
-bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n);
+/* line plot PNG with a log y axis: xs (n), ys (n_series, n); title, axis
+   labels and legend (n_series names) may be NULL */
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n,
+                   const char *title, const char *x_label, const char *y_label, const char *const *legend);
+/* grid PNG of x (n,C,H,W), `cols` columns, auto zoom (tiles >= 56 px), a
+   title line and a name left of every row (n_labels of them) */
+/* a square grid (auto zoom) with a title line */
+int cli_write_grid_titled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                          int64_t H, int64_t W, const char *title);
+int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                           int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
+                           int64_t n_labels);
 
 /* ---------------------------------------------------------------------- */
 /* subcommands                                                            */

@@ -97,12 +97,14 @@ int cli_student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill 
 int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *sm, bd_distill *dist) {
     bd_safetensors *st = NULL;
     const char *steps, *branches;
+    int64_t sv = 0, kv = 0;
     int found = 0;
     bd_result r = bd_safetensors_load(ctx, path, &st);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
     steps = bd_safetensors_meta(st, "steps");
     branches = bd_safetensors_meta(st, "branches");
-    if (!steps || atoll(steps) != dist->N || !branches || atoll(branches) != dist->K) {
+    if (!steps || cli_parse_integer(steps, &sv) != 0 || sv != dist->N || !branches ||
+        cli_parse_integer(branches, &kv) != 0 || kv != dist->K) {
         int rc = cli_fail(cmd, "--resume %s: it has %s student steps and %s branches, this run %lld and %lld", path,
                           steps ? steps : "no", branches ? branches : "?", (long long)dist->N, (long long)dist->K);
         bd_safetensors_free(st);
@@ -221,7 +223,7 @@ int cmd_distill(int argc, char **argv) {
     cli_range(cli_add_int(&a, "warmup", &warmup, "N", "linear warm-up steps"), 0, 1e9);
     cli_range(cli_add_num(&a, "grad-clip", &grad_clip, "X", "gradient-norm clip (0 = off)"), 0, 1e9);
     cli_range(cli_add_num(&a, "ema", &ema, "DECAY", "student EMA decay"), 0, 1);
-    cli_add_int(&a, "seed", &seed, "S", "seed (noise, steps, trajectories)");
+    cli_add_seed(&a, &seed, "seed (noise, steps, trajectories)");
     cli_range(cli_add_int(&a, "save-every", &save_every, "N", "checkpoint every N steps (0 = end only)"), 0, 1e9);
     cli_range(cli_add_int(&a, "eval-every", &eval_every, "N", "log the trajectory error every N steps (0 = end only)"),
               0, 1e9);
@@ -461,7 +463,21 @@ int cmd_distill(int argc, char **argv) {
         if (ys) {
             for (k = 0; k <= dist->K; k++)
                 for (i = 0; i < plot_n; i++) ys[k * plot_n + i] = plot_y[i * (dist->K + 1) + k];
-            r = cli_plot(ctx, png_path, plot_x, ys, (int)(dist->K + 1), plot_n);
+            {
+                static char names[CLI_MAX_LIST + 2][40];
+                const char *np[CLI_MAX_LIST + 2];
+                char title[128];
+                int nk = (int)(dist->K + 1) < CLI_MAX_LIST + 2 ? (int)(dist->K + 1) : CLI_MAX_LIST + 2;
+                for (k = 0; k < nk; k++) {
+                    if (k == 0) snprintf(names[k], sizeof names[k], "total (weighted)");
+                    else snprintf(names[k], sizeof names[k], "branch%d%s", (int)k - 1, k == dist->K ? " (final)" : "");
+                    np[k] = names[k];
+                }
+                snprintf(title, sizeof title, "Distillation loss (%s, K = %lld, %lld steps)", o.method,
+                         (long long)dist->K, (long long)dist->N);
+                r = cli_plot(ctx, png_path, plot_x, ys, nk, plot_n, title, "distillation step",
+                             "loss (log scale)", np);
+            }
             if (r != BD_SUCCESS) cli_fail_bd("distill", ctx, r, png_path);
             free(ys);
         }
@@ -517,7 +533,7 @@ int cmd_trajectories(int argc, char **argv) {
     cli_required(cli_add_str(&a, "out", &out, "FILE", "trajectories .npy"));
     cli_range(cli_add_int(&a, "n", &n, "N", "number of trajectories"), 1, 1e8);
     cli__grid_options(&a, &o);
-    cli_add_int(&a, "seed", &seed, "S", "noise seed");
+    cli_add_seed(&a, &seed, "noise seed");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "trajectories per solver call"), 1, 65536);
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
@@ -635,7 +651,7 @@ int cmd_compare(int argc, char **argv) {
     cli_add_list(&a, "students", &students, "FILE...", "student checkpoints");
     cli_add_list(&a, "teacher-steps", &tsteps, "N...", "extra teacher DDIM step counts to list");
     cli_range(cli_add_int(&a, "n", &n, "N", "samples per model"), 2, 1e7);
-    cli_add_int(&a, "seed", &seed, "S", "noise seed (shared by all models)");
+    cli_add_seed(&a, &seed, "noise seed (shared by all models)");
     cli_add_choice(&a, "ref-sampler", &ref_sampler, "ddim|ddpm|euler|heun|dpmpp2m", "teacher reference sampler");
     cli_range(cli_add_int(&a, "ref-steps", &ref_steps, "S", "teacher reference steps"), 1, BD_SAMPLER_MAX_STEPS);
     cli_add_str(&a, "ref-npy", &ref_npy, "FILE", "cache of the reference samples: read if it exists, else written");
@@ -767,7 +783,7 @@ int cmd_compare(int argc, char **argv) {
         if (grids) {
             char p[1024];
             snprintf(p, sizeof p, "%s.teacher.png", grids);
-            if (cli_write_grid("compare", ctx, p, ref, n < 64 ? n : 64, C, H, W)) goto done;
+            if (cli_write_grid_titled("compare", ctx, p, ref, n < 64 ? n : 64, C, H, W, row->name)) goto done;
         }
     }
     /* few-step teacher rows: each student's NFE, then --teacher-steps */
@@ -779,13 +795,14 @@ int cmd_compare(int argc, char **argv) {
             bd_safetensors *st = NULL;
             if (bd_safetensors_load(ctx, p, &st) == BD_SUCCESS) {
                 const char *s = bd_safetensors_meta(st, "steps");
-                if (s && atoll(s) > 0) list[nl++] = atoll(s);
+                int64_t v = 0;
+                if (s && cli_parse_integer(s, &v) == 0 && v > 0 && v <= BD_SAMPLER_MAX_STEPS) list[nl++] = v;
                 bd_safetensors_free(st);
             }
         }
         for (i = 0; i < tsteps.n; i++) {
-            long long v = atoll(tsteps.items[i]);
-            if (v < 1 || v > BD_SAMPLER_MAX_STEPS) {
+            int64_t v = 0;
+            if (cli_parse_integer(tsteps.items[i], &v) != 0 || v < 1 || v > BD_SAMPLER_MAX_STEPS) {
                 rc = cli_fail("compare", "--teacher-steps '%s' is not a step count", tsteps.items[i]);
                 goto done;
             }
@@ -875,7 +892,7 @@ int cmd_compare(int argc, char **argv) {
         if (grids) {
             char p[1024];
             snprintf(p, sizeof p, "%s.%s.png", grids, base);
-            if (cli_write_grid("compare", ctx, p, x, n < 64 ? n : 64, C, H, W)) goto done;
+            if (cli_write_grid_titled("compare", ctx, p, x, n < 64 ? n : 64, C, H, W, row->name)) goto done;
         }
     }
     /* table */
@@ -913,7 +930,19 @@ int cmd_compare(int argc, char **argv) {
     if (grids) {
         char p[1024];
         snprintf(p, sizeof p, "%s.png", grids);
-        if (cli_write_grid_cols("compare", ctx, p, strip, nstrip * show, C, H, W, show, 0)) goto done;
+        static char lab[CLI_MAX_LIST * 2 + 2][80];
+        const char *labels[CLI_MAX_LIST * 2 + 2];
+        char title[160];
+        for (i = 0; i < nstrip && i < nrows; i++) { /* strip row i is table row i */
+            snprintf(lab[i], sizeof lab[i], "%.40s%s (%lld NFE)", rows[i].name, strlen(rows[i].name) > 40 ? "~" : "",
+                     (long long)rows[i].nfe);
+            labels[i] = lab[i];
+        }
+        snprintf(title, sizeof title, "bdense compare: same noise per column (seed %lld), one model per row",
+                 (long long)seed);
+        if (cli_write_grid_labeled("compare", ctx, p, strip, nstrip * show, C, H, W, show, title, labels,
+                                   nstrip < nrows ? nstrip : nrows))
+            goto done;
         cli_note(&a, "\n%s: rows = the models in table order, columns = the same noise\n", p);
     }
     rc = 0;

@@ -146,7 +146,7 @@ int cmd_init(int argc, char **argv) {
     cli_arch_defaults(&arch);
     cli_args_init(&a, "init", "Write a randomly initialised model (a checkpoint at step 0).", NULL);
     cli_required(cli_add_str(&a, "out", &out, "FILE", "checkpoint to write (.safetensors)"));
-    cli_add_int(&a, "seed", &seed, "S", "initialisation seed");
+    cli_add_seed(&a, &seed, "initialisation seed");
     cli_arch_options(&a, &arch);
     cli_range(cli_add_int(&a, "branches", &arch.branches, "K", "output branches"), 1, 64);
     rc = cli_parse(&a, argc, argv);

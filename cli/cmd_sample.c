@@ -183,7 +183,7 @@ int cmd_sample(int argc, char **argv) {
     cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_range(cli_add_num(&a, "eta", &eta, "X", "DDIM eta (0 = deterministic)"), 0, 10);
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
-    cli_add_int(&a, "seed", &seed, "S", "noise seed");
+    cli_add_seed(&a, &seed, "noise seed");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call (memory)"), 1, 4096);
     cli_add_str(&a, "out", &out, "FILE", "write samples to this .npy");
     cli_add_str(&a, "grid", &grid, "FILE", "write a PNG grid of the samples");
@@ -226,7 +226,9 @@ int cmd_sample(int argc, char **argv) {
             goto done;
         }
     }
-    if (grid && cli_write_grid("sample", ctx, grid, x, n, C, H, W)) {
+    char title[160];
+    snprintf(title, sizeof title, "%.60s: %s, %lld NFE, seed %lld", ckpt, sampler, (long long)nfe, (long long)seed);
+    if (grid && cli_write_grid_titled("sample", ctx, grid, x, n, C, H, W, title)) {
         rc = 1;
         goto done;
     }
@@ -297,7 +299,7 @@ int cmd_eval(int argc, char **argv) {
     cli_range(cli_add_int(&a, "steps", &steps, "S", "sampler steps (with --ckpt)"), 1, BD_SAMPLER_MAX_STEPS);
     cli_add_choice(&a, "time-grid", &time_grid, "uniform_t|logsnr|karras", "time grid (teachers; see docs/samplers.md)");
     cli_add_flag(&a, "clip", &clip, "clip x_hat to [-1, 1] at every step");
-    cli_add_int(&a, "seed", &seed, "S", "noise seed (with --ckpt)");
+    cli_add_seed(&a, &seed, "noise seed (with --ckpt)");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
     cli_add_str(&a, "out", &out, "FILE", "also save the generated samples (.npy)");
     rc = cli_parse(&a, argc, argv);
@@ -428,7 +430,7 @@ int cmd_data(int argc, char **argv) {
     cli_required(cli_add_str(&a, "data", &data, "SPEC", "builtin[:SIZE] | fmnist:DIR | fmnist-test:DIR | npy:FILE"));
     cli_range(cli_add_int(&a, "n", &n, "N", "images"), 1, 1e7);
     cli_range(cli_add_int(&a, "image-size", &size, "N", "builtin image size (default 28)"), 0, 1024);
-    cli_add_int(&a, "seed", &seed, "S", "builtin seed");
+    cli_add_seed(&a, &seed, "builtin seed");
     cli_add_str(&a, "out", &out, "FILE", "write (N,C,H,W) float32 .npy");
     cli_add_str(&a, "grid", &grid, "FILE", "write a PNG grid");
     rc = cli_parse(&a, argc, argv);
@@ -455,7 +457,7 @@ int cmd_data(int argc, char **argv) {
             goto done;
         }
     }
-    if (grid && cli_write_grid("data", ctx, grid, x, n, d.c, d.h, d.w)) goto done;
+    if (grid && cli_write_grid_titled("data", ctx, grid, x, n, d.c, d.h, d.w, data)) goto done;
     cli_note(&a, "%s: %lld images (%lld,%lld,%lld)\n", d.desc, (long long)n, (long long)d.c, (long long)d.h,
              (long long)d.w);
     rc = 0;

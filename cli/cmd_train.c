@@ -78,7 +78,11 @@ static int cli__log_write(const char *cmd, bd_context *ctx, const cli__loss_log 
             xs[l->n + i] = (float)l->rows[i].loss;
             xs[2 * l->n + i] = (float)l->rows[i].smooth;
         }
-        r = cli_plot(ctx, png, xs, xs + l->n, 2, l->n);
+        {
+            static const char *const names[2] = {"loss, mean per logged row", "loss, EMA (0.98)"};
+            r = cli_plot(ctx, png, xs, xs + l->n, 2, l->n, "Teacher training loss", "training step",
+                         "loss (MSE, log scale)", names);
+        }
         free(xs);
         if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, png);
     }
@@ -136,7 +140,7 @@ int cmd_train(int argc, char **argv) {
     cli_range(cli_add_num(&a, "weight-decay", &wd, "X", "AdamW decoupled weight decay"), 0, 10);
     cli_range(cli_add_num(&a, "ema", &ema, "DECAY", "EMA decay of the weights that get sampled"), 0, 1);
     cli_add_choice(&a, "weighting", &weighting, "none|snr_trunc", "loss weighting");
-    cli_add_int(&a, "seed", &seed, "S", "seed of the initialisation, noise and data order");
+    cli_add_seed(&a, &seed, "seed of the initialisation, noise and data order");
     cli_add_flag(&a, "hflip", &hflip, "random horizontal flips");
     cli_range(cli_add_int(&a, "save-every", &save_every, "N", "checkpoint every N steps (0 = only at the end)"), 0,
               1e9);
@@ -323,7 +327,11 @@ int cmd_train(int argc, char **argv) {
                     sm.net = snet;
                     if (sx && cli_sampler_setup("train", &sm, "dpmpp2m", 20, 1, "uniform_t", 0, 0, &scfg, 1) == 0 &&
                         cli_sample_run("train", ctx, &sm, &scfg, sx, 16, 16, 0, "samples", 1, NULL, NULL) == 0)
-                        cli_write_grid("train", ctx, samples_path, sx, 16, ds.c, ds.h, ds.w);
+                    {
+                        char title[96];
+                        snprintf(title, sizeof title, "EMA samples at step %lld (dpmpp2m, 20 steps)", (long long)step);
+                        cli_write_grid_titled("train", ctx, samples_path, sx, 16, ds.c, ds.h, ds.w, title);
+                    }
                     free(sx);
                 } else {
                     cli_fail_bd("train", ctx, r, "--sample-every");

@@ -47,10 +47,11 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
     if (strcmp(spec, "builtin") == 0 || strncmp(spec, "builtin:", 8) == 0) {
         int64_t size = image_size > 0 ? image_size : 28;
         if (spec[7] == ':') {
-            char *end;
-            size = strtoll(spec + 8, &end, 10);
-            if (*end || size < 8 || size > 256)
+            if (cli_parse_integer(spec + 8, &size) != 0 || size < 8 || size > 256)
                 return cli_fail(cmd, "--data %s: the size after builtin: must be an integer in 8..256", spec);
+        } else if (size < 8 || size > 1024) {
+            return cli_fail(cmd, "--data builtin: image size %lld is outside the 8..1024 the shapes are "
+                            "drawn at", (long long)size);
         }
         d->kind = CLI_DATA_BUILTIN;
         d->c = 1;
@@ -77,6 +78,11 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
             if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
             d->x = t.data; /* owned: released with bd_free like bd_tensor_free does */
             d->n = t.n, d->h = t.h, d->w = t.w;
+        }
+        if (d->n < 1 || d->h < 1 || d->w < 1) {
+            cli_data_free(d);
+            return cli_fail(cmd, "--data %s: %s holds %lld images of %lldx%lld pixels; need at least one non-empty image",
+                            spec, path, (long long)d->n, (long long)d->h, (long long)d->w);
         }
         d->kind = CLI_DATA_ARRAY;
         d->c = 1;
@@ -106,6 +112,11 @@ int cli_data_open(const char *cmd, bd_context *ctx, const char *spec, int64_t im
             cli_data_free(d);
             return cli_fail(cmd, "--data %s: the array holds no samples", spec);
         }
+        if (d->c < 1 || d->h < 1 || d->w < 1) {
+            cli_data_free(d);
+            return cli_fail(cmd, "--data %s: each sample is empty (shape %lldx%lldx%lld)", spec, (long long)d->c,
+                            (long long)d->h, (long long)d->w);
+        }
         cli__data_check(cmd, d);
         snprintf(d->desc, sizeof d->desc, "%s: %lld samples (%lld,%lld,%lld)", path, (long long)d->n, (long long)d->c,
                  (long long)d->h, (long long)d->w);
@@ -127,7 +138,8 @@ bd_result cli_npy_read(bd_context *ctx, const char *path, float **data, int64_t 
     return BD_SUCCESS;
 }
 
-bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n) {
+bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n,
+                   const char *title, const char *x_label, const char *y_label, const char *const *legend) {
     bd_plot_config pc = bd_plot_config_init();
     bd_plot_series ser[CLI_MAX_LIST + 2];
     double *buf;
@@ -145,9 +157,34 @@ bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const flo
         ser[k].n = n;
     }
     pc.log_y = 1;
+    pc.title = title;
+    pc.x_label = x_label;
+    pc.y_label = y_label;
+    pc.legend = legend;
     r = bd_plot_png(ctx, path, &pc, ser, n_series);
     free(buf);
     return r;
+}
+
+int cli_write_grid_labeled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                           int64_t H, int64_t W, int64_t cols, const char *title, const char *const *labels,
+                           int64_t n_labels) {
+    int64_t zoom = H >= 56 ? 1 : (56 + H - 1) / H, gh = 0, gw = 0;
+    bd_result r;
+    if (n < 1 || H < 1 || W < 1) return cli_fail(cmd, "%s: no images to draw", path);
+    bd_image_grid(NULL, &gh, &gw, x, n, C, H, W, cols, 1, 0.0f);
+    if (gh > ((int64_t)1 << 28) / gw)
+        return cli_fail(cmd, "%s: a grid of %lld images would be %lldx%lld pixels; draw fewer (--n)", path,
+                        (long long)n, (long long)gw, (long long)gh);
+    while (zoom > 1 && gh * zoom * gw * zoom > ((int64_t)1 << 24)) zoom--; /* big grids: 1:1, not 16 M+ pixels */
+    r = bd_png_write_grid_labeled(ctx, path, x, n, C, H, W, cols, zoom, title, labels, n_labels);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
+    return 0;
+}
+
+int cli_write_grid_titled(const char *cmd, bd_context *ctx, const char *path, const float *x, int64_t n, int64_t C,
+                          int64_t H, int64_t W, const char *title) {
+    return cli_write_grid_labeled(cmd, ctx, path, x, n, C, H, W, 0, title, NULL, 0);
 }
 
 void cli_data_free(cli_data *d) {
@@ -162,6 +199,7 @@ bd_result cli_data_batch(void *user, float *x, int64_t n, bd_rng *rng) {
         bd_result r = bd_builtin_shapes(d->ctx, x, n, d->h, bd_rng_u64(rng));
         if (r != BD_SUCCESS) return r;
     } else {
+        if (d->n < 1 || !d->x || D < 1) return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "the data set is empty");
         for (i = 0; i < n; i++) {
             int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->n);
             memcpy(x + i * D, d->x + j * D, sizeof(float) * (size_t)D);
@@ -193,7 +231,8 @@ int cli_data_take(const char *cmd, cli_data *d, float *x, int64_t n, uint64_t se
         if (r != BD_SUCCESS) return cli_fail_bd(cmd, d->ctx, r, "builtin data");
         return 0;
     }
-    if (n > d->n) return cli_fail(cmd, "asked for %lld samples but the data has %lld", (long long)n, (long long)d->n);
+    if (n < 0 || n > d->n)
+        return cli_fail(cmd, "asked for %lld samples but the data has %lld", (long long)n, (long long)d->n);
     memcpy(x, d->x, sizeof(float) * (size_t)(n * D));
     return 0;
 }

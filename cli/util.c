@@ -55,6 +55,10 @@ cli_opt *cli_add_int(cli_args *a, const char *name, int64_t *dst, const char *me
     snprintf(o->defval, sizeof o->defval, "%lld", (long long)*dst);
     return o;
 }
+/* a seed: any integer in 0..2^63-1 (negative seeds are refused, not wrapped) */
+cli_opt *cli_add_seed(cli_args *a, int64_t *dst, const char *help) {
+    return cli_range(cli_add_int(a, "seed", dst, "S", help), 0, 9223372036854775807.0);
+}
 cli_opt *cli_add_num(cli_args *a, const char *name, double *dst, const char *meta, const char *help) {
     cli_opt *o = cli__add(a, name, CLI_NUM, (void *)dst, meta, help);
     snprintf(o->defval, sizeof o->defval, "%g", *dst);
@@ -176,8 +180,66 @@ int cli_given(const cli_args *a, const char *name) {
     return 0;
 }
 
-static int cli__set(cli_args *a, cli_opt *o, const char *v) {
+/* The one number parser of every numeric option: plain decimal only
+   ([+-]digits[.digits][e[+-]digits]); no hex, inf, nan, spaces or empty
+   strings.  0 = ok, 1 = not a number, 2 = beyond a double (overflow, or an
+   underflow to 0 or a denormal). */
+int cli_parse_number(const char *v, double *out) {
+    const char *p = v;
     char *end = NULL;
+    double x;
+    int digits = 0;
+    if (!v) return 1;
+    if (*p == '+' || *p == '-') p++;
+    for (; *p >= '0' && *p <= '9'; p++) digits++;
+    if (*p == '.')
+        for (p++; *p >= '0' && *p <= '9'; p++) digits++;
+    if (!digits) return 1;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!(*p >= '0' && *p <= '9')) return 1;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    if (*p) return 1;
+    errno = 0;
+    x = strtod(v, &end);
+    if (end == v || *end) return 1;
+    if (errno == ERANGE || !isfinite(x)) return 2;
+    *out = x;
+    return 0;
+}
+
+/* an integer: decimal digits, or an exact integer in the number form
+   (1e4); 0 = ok, 1 = not an integer, 2 = beyond int64 */
+int cli_parse_integer(const char *v, int64_t *out) {
+    const char *p = v;
+    double d = 0;
+    int e;
+    if (!v) return 1;
+    if (*p == '+' || *p == '-') p++;
+    if (*p >= '0' && *p <= '9') {
+        while (*p >= '0' && *p <= '9') p++;
+        if (!*p) {
+            char *end;
+            long long x;
+            errno = 0;
+            x = strtoll(v, &end, 10);
+            if (errno == ERANGE) return 2;
+            if (*end) return 1;
+            *out = (int64_t)x;
+            return 0;
+        }
+    }
+    e = cli_parse_number(v, &d);
+    if (e) return e;
+    if (d != floor(d)) return 1;
+    if (fabs(d) > 9.2e18) return 2;
+    *out = (int64_t)d;
+    return 0;
+}
+
+static int cli__set(cli_args *a, cli_opt *o, const char *v) {
     switch (o->type) {
     case CLI_STR:
         if (!*v) {
@@ -195,37 +257,39 @@ static int cli__set(cli_args *a, cli_opt *o, const char *v) {
         *(const char **)o->dst = v;
         return 0;
     case CLI_INT: {
-        long long x;
-        errno = 0;
-        x = strtoll(v, &end, 10);
-        if (errno || end == v || *end) {
-            /* accept 1e4-style integers too */
-            double d = strtod(v, &end);
-            if (end == v || *end || d != floor(d) || fabs(d) > 9.0e18) {
-                fprintf(stderr, "bdense %s: error: --%s expects an integer, got '%s'\n", a->cmd, o->name, v);
-                return 2;
-            }
-            x = (long long)d;
-        }
-        if (o->has_range && ((double)x < o->lo || (double)x > o->hi)) {
-            fprintf(stderr, "bdense %s: error: --%s %lld is out of range [%g, %g]\n", a->cmd, o->name, x,
-                    o->lo, o->hi);
+        int64_t x = 0;
+        int e = cli_parse_integer(v, &x);
+        if (e == 2 || (e == 0 && o->has_range && ((double)x < o->lo || (double)x > o->hi))) {
+            if (o->has_range)
+                fprintf(stderr, "bdense %s: error: --%s %s is out of range: expected an integer in %.15g..%.15g\n",
+                        a->cmd, o->name, v, o->lo, o->hi);
+            else
+                fprintf(stderr, "bdense %s: error: --%s %s does not fit in a 64-bit integer\n", a->cmd, o->name, v);
             return 2;
         }
-        *(int64_t *)o->dst = (int64_t)x;
+        if (e) {
+            fprintf(stderr, "bdense %s: error: --%s expects an integer (decimal digits), got '%s'\n", a->cmd, o->name,
+                    v);
+            return 2;
+        }
+        *(int64_t *)o->dst = x;
         return 0;
     }
     case CLI_NUM: {
-        double x;
-        errno = 0;
-        x = strtod(v, &end);
-        if (errno || end == v || *end || x != x || isinf(x)) {
-            fprintf(stderr, "bdense %s: error: --%s expects a finite number, got '%s'\n", a->cmd, o->name, v);
+        double x = 0;
+        int e = cli_parse_number(v, &x);
+        if (e == 2) {
+            fprintf(stderr, "bdense %s: error: --%s %s is beyond the range of a double\n", a->cmd, o->name, v);
+            return 2;
+        }
+        if (e) {
+            fprintf(stderr, "bdense %s: error: --%s expects a finite decimal number (e.g. 0.5, 2e-4), got '%s'\n",
+                    a->cmd, o->name, v);
             return 2;
         }
         if (o->has_range && (x < o->lo || x > o->hi)) {
-            fprintf(stderr, "bdense %s: error: --%s %g is out of range [%g, %g]\n", a->cmd, o->name, x, o->lo,
-                    o->hi);
+            fprintf(stderr, "bdense %s: error: --%s %s is out of range: expected a number in [%g, %g]\n", a->cmd,
+                    o->name, v, o->lo, o->hi);
             return 2;
         }
         *(double *)o->dst = x;
@@ -281,8 +345,7 @@ int cli_parse(cli_args *a, int argc, char **argv) {
             continue;
         }
         if (len == 7 && strncmp(name, "threads", 7) == 0) {
-            char *end;
-            long long t;
+            int64_t t64 = 0;
             if (!val) {
                 if (i + 1 >= argc) {
                     fprintf(stderr, "bdense %s: error: --threads needs a value\n", a->cmd);
@@ -290,12 +353,11 @@ int cli_parse(cli_args *a, int argc, char **argv) {
                 }
                 val = argv[++i];
             }
-            t = strtoll(val, &end, 10);
-            if (end == val || *end || t < 1 || t > 256) {
+            if (cli_parse_integer(val, &t64) != 0 || t64 < 1 || t64 > 256) {
                 fprintf(stderr, "bdense %s: error: --threads expects an integer in 1..256, got '%s'\n", a->cmd, val);
                 return 2;
             }
-            a->threads = t;
+            a->threads = t64;
             continue;
         }
         o = cli__find(a, name, len);
@@ -446,7 +508,14 @@ int cli_context(const cli_args *a, bd_context **ctx) {
     bd_result r;
     if (threads <= 0) {
         const char *env = getenv("BDENSE_THREADS");
-        if (env && atol(env) > 0) threads = atol(env);
+        int64_t t64 = 0;
+        if (env && *env) {
+            if (cli_parse_integer(env, &t64) == 0 && t64 >= 1 && t64 <= 256)
+                threads = (long)t64;
+            else
+                fprintf(stderr, "bdense %s: warning: BDENSE_THREADS='%s' is not an integer in 1..256; ignored\n",
+                        a->cmd, env);
+        }
     }
     if (threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -498,8 +567,8 @@ void cli_progress_init(cli_progress *p, const char *label, int64_t first, int64_
     p->last_print = p->tty ? -1e30 : p->t0;
     p->plain_every = 10.0;
     if (getenv("BDENSE_PROGRESS_EVERY")) {
-        double e = atof(getenv("BDENSE_PROGRESS_EVERY"));
-        if (e >= 0) p->plain_every = e;
+        double e = -1;
+        if (cli_parse_number(getenv("BDENSE_PROGRESS_EVERY"), &e) == 0 && e >= 0 && e <= 1e6) p->plain_every = e;
     }
 }
 

@@ -9,6 +9,10 @@
 
 #include "cli/util.c"
 #include "cli/metric.c"
+#include "cli/data.c"
+#define FUZZ_CLI_EMBEDDED
+#include "fuzz/fuzz_cli.c" /* LLVMFuzzerTestOneInput, replayed below */
+#include <dirent.h>
 
 #include <stdlib.h>
 #include <fcntl.h>
@@ -474,6 +478,249 @@ static void test_binary_train_resume(void) {
     bd_context_free(ctx);
 }
 
+/* ---------------------------------------------------------------------- */
+/* hostile inputs (issue 14): every numeric option of every subcommand,
+   read from its --help, given values no option accepts; data specs and
+   files that are empty, zero-sized, forged or mismatched.  Each must end
+   with exit status 1 or 2 and a message, never a signal. */
+static int bdt_hostile_runs, bdt_hostile_bad;
+
+/* runs `bdense ARGS`, stderr to a file; returns the exit status (-1: a signal) */
+static int bdt_run_err(const char *err, const char *args) {
+    int rc = bdt_sh("%s %s > %s 2>&1", bdt_bin, args, err);
+    bdt_hostile_runs++;
+    return rc >= 128 ? -1 : rc;
+}
+
+static void test_binary_hostile_options(void) {
+    static const char *cmds[] = {"init", "train", "sample", "forward", "info", "eval", "distill", "trajectories",
+                                 "compare", "data"};
+    /* not a number any option takes: malformed, non-finite, overflowing */
+    static const char *bad[] = {"nan", "inf", "-inf", "1e400", "99999999999999999999", "-99999999999999999999",
+                                "abc", "", "0x10", " 3", "3 ", "1e-400", "1,5", "--"};
+    /* maybe valid, maybe not: must never crash */
+    static const char *edge[] = {"0", "-1", "1.5", "-0", "1e3"};
+    static const char *numeric_meta[] = {"N", "S", "B", "X", "LR", "KT", "K", "G", "DECAY", "C", "T", "R", "D", NULL};
+    char help[300], err[300], args[600], name[64], meta[64];
+    size_t c, v;
+    int quick = getenv("TEST_QUICK") != NULL, n_opts = 0;
+    if (!cli_file_exists(bdt_bin)) return;
+    snprintf(help, sizeof help, "%s/hostile_help.txt", bdt_tmp);
+    snprintf(err, sizeof err, "%s/hostile_err.txt", bdt_tmp);
+    for (c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        FILE *f;
+        char line[512];
+        BDT_CHECK(bdt_sh("%s %s --help > %s 2>&1", bdt_bin, cmds[c], help) == 0);
+        f = fopen(help, "r");
+        if (!f) continue;
+        while (fgets(line, sizeof line, f)) {
+            int k, numeric = 0;
+            if (sscanf(line, "  --%63s %63s", name, meta) != 2) continue;
+            for (k = 0; numeric_meta[k]; k++) numeric |= strcmp(meta, numeric_meta[k]) == 0;
+            if (strcmp(name, "threads") == 0) numeric = 1;
+            if (!numeric) continue;
+            n_opts++;
+            for (v = 0; v < sizeof bad / sizeof bad[0]; v++) {
+                int rc;
+                if (quick && v % 4) continue;
+                snprintf(args, sizeof args, "%s --%s '%s'", cmds[c], name, bad[v]);
+                rc = bdt_run_err(err, args);
+                if (strcmp(bad[v], "--") == 0) { /* "--" is no value: the option lacks one */
+                    if (rc != 2) bdt_hostile_bad++;
+                    BDT_CHECKF(rc == 2, "bdense %s: exit %d", args, rc);
+                    continue;
+                }
+                snprintf(line, sizeof line, "--%s", name);
+                if (rc != 2 || !bdt_file_contains(err, line)) bdt_hostile_bad++;
+                BDT_CHECKF(rc == 2 && bdt_file_contains(err, line),
+                           "bdense %s: exit %d (want 2 and a message naming --%s)", args, rc, name);
+            }
+            for (v = 0; v < sizeof edge / sizeof edge[0] && !quick; v++) {
+                int rc;
+                snprintf(args, sizeof args, "%s --%s %s", cmds[c], name, edge[v]);
+                rc = bdt_run_err(err, args);
+                if (!(rc == 1 || rc == 2) || !bdt_file_contains(err, "error")) bdt_hostile_bad++;
+                BDT_CHECKF((rc == 1 || rc == 2) && bdt_file_contains(err, "error"), "bdense %s: exit %d", args, rc);
+            }
+        }
+        fclose(f);
+    }
+    BDT_CHECKF(n_opts >= 60, "only %d numeric options found in the --help texts", n_opts);
+    printf("  %d numeric options, %d hostile option runs\n", n_opts, bdt_hostile_runs);
+}
+
+/* bytes to a file */
+static void bdt_put(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    if (n) fwrite(p, 1, n, f);
+    fclose(f);
+}
+static void bdt_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+/* an IDX image file DIR/train-images-idx3-ubyte(.gz) claiming n x r x c, holding `have` payload bytes */
+static void bdt_idx(const char *dir, uint32_t n, uint32_t r, uint32_t c, size_t have, int gz) {
+    char p[400];
+    unsigned char *b = (unsigned char *)calloc(1, 16 + have + 64), *g;
+    size_t m = 16 + have;
+    bdt_sh("mkdir -p '%s'", dir);
+    bdt_be32(b, 0x803), bdt_be32(b + 4, n), bdt_be32(b + 8, r), bdt_be32(b + 12, c);
+    if (!gz) {
+        snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+        bdt_put(p, b, m);
+        snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+        bdt_put(p, b, m);
+    } else { /* one stored deflate block (m < 65536) */
+        uint32_t crc = bd_crc32(0, b, m);
+        g = (unsigned char *)calloc(1, m + 32);
+        memcpy(g, "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+        g[10] = 1, g[11] = (unsigned char)m, g[12] = (unsigned char)(m >> 8);
+        g[13] = (unsigned char)~m, g[14] = (unsigned char)(~m >> 8);
+        memcpy(g + 15, b, m);
+        g[15 + m] = (unsigned char)crc, g[16 + m] = (unsigned char)(crc >> 8), g[17 + m] = (unsigned char)(crc >> 16),
+        g[18 + m] = (unsigned char)(crc >> 24);
+        g[19 + m] = (unsigned char)m, g[20 + m] = (unsigned char)(m >> 8), g[21 + m] = 0, g[22 + m] = 0;
+        snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
+        bdt_put(p, g, m + 23);
+        free(g);
+    }
+    free(b);
+}
+
+static void test_binary_hostile_data(void) {
+    bd_context *ctx;
+    bd_context_config cc = bd_context_config_init();
+    char t[320], err[300], d[300], args[1200];
+    float z[4 * 64];
+    int64_t sh[4];
+    size_t i;
+    struct {
+        const char *args; /* %1$s-free: T = teacher, D = the fixture folder, substituted below */
+        int want;         /* exit status */
+        const char *msg;  /* in the message */
+    } cases[] = {
+        {"train --data fmnist:D/idx_zero --image-size 8 --out D/o.st", 1, "holds 0 images"},
+        {"train --data fmnist-test:D/idx_zero --image-size 8 --out D/o.st", 1, "holds 0 images"},
+        {"data --data fmnist:D/idx_zero --n 1 --grid D/o.png", 1, "holds 0 images"},
+        {"data --data fmnist:D/idx_rows0 --n 1 --grid D/o.png", 1, "0x8 pixels"},
+        {"data --data fmnist:D/idx_forged --n 1 --grid D/o.png", 1, "cannot hold"},
+        {"data --data fmnist:D/idx_huge --n 1 --grid D/o.png", 1, "too large"},
+        {"data --data fmnist:D/idx_short --n 1 --grid D/o.png", 1, "payload"},
+        {"data --data fmnist:D/nothing --n 1 --grid D/o.png", 1, "no train-images"},
+        {"data --data fmnist: --n 1 --grid D/o.png", 1, "no train-images"},
+        {"data --data builtin:0 --n 1 --grid D/o.png", 1, "8..256"},
+        {"data --data builtin:nan --n 1 --grid D/o.png", 1, "8..256"},
+        {"data --data builtin:99999999999999999999 --n 1 --grid D/o.png", 1, "8..256"},
+        {"data --data builtin: --n 1 --grid D/o.png", 1, "8..256"},
+        {"data --data npy:D/zero.npy --n 1 --grid D/o.png", 1, "no samples"},
+        {"data --data npy:D/zdim.npy --n 1 --grid D/o.png", 1, "empty"},
+        {"data --data npy:D/vec.npy --n 1 --grid D/o.png", 1, "dims"},
+        {"data --data npy:D/empty --n 1 --grid D/o.png", 1, "npy"},
+        {"data --data npy:D --n 1 --grid D/o.png", 1, "error"},
+        {"data --data npy:D/x.npy --n 5 --grid D/o.png", 0, NULL}, /* --n beyond the data: all 4 */
+        {"train --data npy:D/x.npy --init T --steps 1 --batch 64 --out D/o.st", 0, NULL}, /* batch > data: drawn with replacement */
+        {"train --data npy:D/wrong.npy --init T --steps 1 --out D/o.st", 1, "the model takes"},
+        {"train --data builtin --image-size 8 --ch 8 --groups 3 --out D/o.st", 1, "error"},
+        {"sample --ckpt D/empty --n 1", 1, "error"},
+        {"sample --ckpt D --n 1", 1, "error"},
+        {"sample --ckpt D/x.npy --n 1", 1, "error"},
+        {"forward --ckpt T --input D/wrong.npy --t 0.5 --out D/o.npy", 1, "error"},
+        {"forward --ckpt T --input D/zero.npy --t 0.5 --out D/o.npy", 1, "error"},
+        {"eval --samples D/zero.npy --data builtin:8 --n 2", 1, "error"},
+        {"eval --samples D/wrong.npy --data builtin:8 --n 2", 1, "error"},
+        {"distill --teacher T --trajectories D/wrong.npy --student-steps 2 --teacher-substeps 2 --steps 1 --out D/o.st",
+         1, "error"},
+        {"distill --teacher T --trajectories D/empty --student-steps 2 --teacher-substeps 2 --steps 1 --out D/o.st", 1,
+         "error"},
+        {"compare --teacher T --students D/empty --n 2", 1, "error"},
+        {"compare --teacher T --students T --n 2 --teacher-steps 1e400", 1, "teacher-steps"},
+        {"info --ckpt D/empty", 1, "error"},
+    };
+    if (!cli_file_exists(bdt_bin)) return;
+    BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
+    snprintf(d, sizeof d, "%s/hd", bdt_tmp);
+    snprintf(t, sizeof t, "%s/t.st", d);
+    snprintf(err, sizeof err, "%s/hostile_err.txt", bdt_tmp);
+    bdt_sh("mkdir -p '%s'", d);
+    BDT_CHECK(bdt_sh("%s init --config tiny --image-size 8 --ch 8 --groups 2 --out %s --quiet", bdt_bin, t) == 0);
+    {
+        char p[400];
+        snprintf(p, sizeof p, "%s/idx_zero", d); bdt_idx(p, 0, 8, 8, 0, 0);
+        snprintf(p, sizeof p, "%s/idx_rows0", d); bdt_idx(p, 5, 0, 8, 0, 0);
+        snprintf(p, sizeof p, "%s/idx_forged", d); bdt_idx(p, 2000000, 28, 28, 100, 1);
+        snprintf(p, sizeof p, "%s/idx_huge", d); bdt_idx(p, 0xffffffffu, 28, 28, 100, 1);
+        snprintf(p, sizeof p, "%s/idx_short", d); bdt_idx(p, 3, 8, 8, 100, 0);
+        snprintf(p, sizeof p, "%s/empty", d); bdt_put(p, "", 0);
+        for (i = 0; i < 4 * 64; i++) z[i] = 0.1f;
+        sh[0] = 0, sh[1] = 1, sh[2] = 8, sh[3] = 8;
+        snprintf(p, sizeof p, "%s/zero.npy", d); BDT_CHECK(bd_npy_write(ctx, p, z, 4, sh) == BD_SUCCESS);
+        sh[0] = 4, sh[1] = 0;
+        snprintf(p, sizeof p, "%s/zdim.npy", d); BDT_CHECK(bd_npy_write(ctx, p, z, 4, sh) == BD_SUCCESS);
+        sh[0] = 5;
+        snprintf(p, sizeof p, "%s/vec.npy", d); BDT_CHECK(bd_npy_write(ctx, p, z, 1, sh) == BD_SUCCESS);
+        sh[0] = 4, sh[1] = 1;
+        snprintf(p, sizeof p, "%s/x.npy", d); BDT_CHECK(bd_npy_write(ctx, p, z, 4, sh) == BD_SUCCESS);
+        sh[0] = 2, sh[1] = 2, sh[2] = 8, sh[3] = 8;
+        snprintf(p, sizeof p, "%s/wrong.npy", d); BDT_CHECK(bd_npy_write(ctx, p, z, 4, sh) == BD_SUCCESS);
+    }
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *s = cases[i].args;
+        size_t o = 0;
+        int rc;
+        for (; *s && o + 400 < sizeof args; s++) { /* T -> teacher, D -> fixture folder (whole words) */
+            int word = s == cases[i].args || s[-1] == ' ' || s[-1] == ':';
+            if (word && *s == 'T' && (s[1] == ' ' || !s[1])) o += (size_t)snprintf(args + o, sizeof args - o, "%s", t);
+            else if (word && *s == 'D' && (s[1] == '/' || s[1] == ' ' || !s[1]))
+                o += (size_t)snprintf(args + o, sizeof args - o, "%s", d);
+            else args[o++] = *s;
+        }
+        args[o] = 0;
+        rc = bdt_run_err(err, args);
+        BDT_CHECKF(rc == cases[i].want, "bdense %s: exit %d, want %d", args, rc, cases[i].want);
+        if (cases[i].msg)
+            BDT_CHECKF(bdt_file_contains(err, cases[i].msg), "bdense %s: no '%s' in the message", args, cases[i].msg);
+    }
+    printf("  %d hostile data cases\n", (int)(sizeof cases / sizeof cases[0]));
+    bd_context_free(ctx);
+}
+
+/* the fuzz_cli seed corpus and its regressions (a zero-image IDX, zero
+   rows, a forged gzip claim, ...) through the fuzz target's own checks,
+   which trap on a violation */
+static void test_fuzz_cli_replay(void) {
+    static const char *dirs[] = {"tests/fuzz/corpus/cli", "tests/fuzz/regress/cli"};
+    int files = 0, k;
+    for (k = 0; k < 2; k++) {
+        DIR *d = opendir(dirs[k]);
+        struct dirent *e;
+        if (!d) continue;
+        while ((e = readdir(d)) != NULL) {
+            char path[600];
+            size_t n = 0;
+            unsigned char *b;
+            FILE *f;
+            if (e->d_name[0] == '.') continue;
+            snprintf(path, sizeof path, "%s/%s", dirs[k], e->d_name);
+            f = fopen(path, "rb");
+            if (!f) continue;
+            b = (unsigned char *)malloc(1 << 16);
+            if (b) n = fread(b, 1, 1 << 16, f);
+            fclose(f);
+            bdt_silence(1);
+            if (b) LLVMFuzzerTestOneInput(b, n);
+            bdt_silence(0);
+            free(b);
+            files++;
+        }
+        closedir(d);
+    }
+    fz_cleanup();
+    BDT_CHECKF(files >= 10, "only %d fuzz_cli corpus/regression files (run from the repository root)", files);
+    printf("  replayed %d fuzz_cli inputs\n", files);
+}
+
 int main(int argc, char **argv) {
     const char *tmpdir = getenv("TMPDIR");
     static char bin[1024];
@@ -501,6 +748,9 @@ int main(int argc, char **argv) {
     BDT_RUN(test_binary_model_round_trip);
     BDT_RUN(test_binary_student_sample);
     BDT_RUN(test_binary_train_resume);
+    BDT_RUN(test_binary_hostile_options);
+    BDT_RUN(test_binary_hostile_data);
+    BDT_RUN(test_fuzz_cli_replay);
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_cli");
 }

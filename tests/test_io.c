@@ -826,7 +826,8 @@ static void test_idx(void) {
 static unsigned char *png_decode(const char *path, int64_t *w, int64_t *h, int *ch, int *crc_ok) {
     size_t n, pos = 8, zn = 0, on;
     unsigned char *f = slurp(path, &n), *z, *out, *px;
-    int ct = -1;
+    int ct = -1, n_plte = 0;
+    unsigned char plte[768];
     int64_t y;
     *crc_ok = 1;
     if (!f || n < 8 || memcmp(f, "\x89PNG\r\n\x1a\n", 8) != 0) { free(f); return NULL; }
@@ -842,6 +843,9 @@ static unsigned char *png_decode(const char *path, int64_t *w, int64_t *h, int *
             *w = ((int64_t)d[0] << 24) | (d[1] << 16) | (d[2] << 8) | d[3];
             *h = ((int64_t)d[4] << 24) | (d[5] << 16) | (d[6] << 8) | d[7];
             ct = d[9];
+        } else if (memcmp(t, "PLTE", 4) == 0 && len <= sizeof plte && len % 3 == 0) {
+            memcpy(plte, d, len);
+            n_plte = (int)(len / 3);
         } else if (memcmp(t, "IDAT", 4) == 0) {
             memcpy(z + zn, d, len);
             zn += len;
@@ -849,7 +853,7 @@ static unsigned char *png_decode(const char *path, int64_t *w, int64_t *h, int *
         pos += 12 + len;
     }
     free(f);
-    *ch = ct == 0 ? 1 : ct == 4 ? 2 : ct == 2 ? 3 : ct == 6 ? 4 : 0;
+    *ch = ct == 0 || ct == 3 ? 1 : ct == 4 ? 2 : ct == 2 ? 3 : ct == 6 ? 4 : 0; /* 3: indices first */
     if (zn < 6 || z[0] != 0x78 || ((z[0] << 8) | z[1]) % 31 != 0 ||
         bd_inflate(ctx, z + 2, zn - 2, 1 << 26, &out, &on, NULL) != BD_SUCCESS) { free(z); return NULL; }
     if (bd_adler32(1, out, on) != (((uint32_t)z[zn - 4] << 24) | ((uint32_t)z[zn - 3] << 16) | ((uint32_t)z[zn - 2] << 8) | z[zn - 1]))
@@ -857,11 +861,36 @@ static unsigned char *png_decode(const char *path, int64_t *w, int64_t *h, int *
     free(z);
     if (on != (size_t)(*h * (*w * *ch + 1))) { bd_free(ctx, out); return NULL; }
     px = (unsigned char *)malloc((size_t)(*h * *w * *ch));
-    for (y = 0; y < *h; y++) {
-        if (out[y * (*w * *ch + 1)] != 0) *crc_ok = 0; /* filter type 0 */
-        memcpy(px + y * *w * *ch, out + y * (*w * *ch + 1) + 1, (size_t)(*w * *ch));
+    for (y = 0; y < *h; y++) { /* undo the row filters (PNG spec 9.2) */
+        int64_t rb = *w * *ch, x, bpp = *ch;
+        const unsigned char *f = out + y * (rb + 1) + 1;
+        unsigned char *cur = px + y * rb, *up = y ? cur - rb : NULL;
+        int ft = out[y * (rb + 1)];
+        if (ft > 4) *crc_ok = 0;
+        for (x = 0; x < rb; x++) {
+            int a = x >= bpp ? cur[x - bpp] : 0, b = up ? up[x] : 0, c = (x >= bpp && up) ? up[x - bpp] : 0, pr = 0;
+            if (ft == 1) pr = a;
+            else if (ft == 2) pr = b;
+            else if (ft == 3) pr = (a + b) / 2;
+            else if (ft == 4) {
+                int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+                pr = (pa <= pb && pa <= pc) ? a : pb <= pc ? b : c;
+            }
+            cur[x] = (unsigned char)(f[x] + pr);
+        }
     }
     bd_free(ctx, out);
+    if (ct == 3) { /* indexed: expand through the palette */
+        unsigned char *rgb = (unsigned char *)malloc((size_t)(*h * *w * 3));
+        int64_t i;
+        for (i = 0; i < *h * *w; i++) {
+            if (px[i] >= n_plte) *crc_ok = 0;
+            memcpy(rgb + 3 * i, plte + 3 * (px[i] < n_plte ? px[i] : 0), 3);
+        }
+        free(px);
+        px = rgb;
+        *ch = 3;
+    }
     return px;
 }
 
@@ -974,6 +1003,87 @@ static void test_plot_csv(void) {
         px = png_decode(p, &w, &h, &ch, &crc_ok);
         BDT_CHECK(px && crc_ok);
         free(px);
+    }
+    /* labelled: title, axis labels, legend; an indexed PNG far below the
+       768 KB of the stored-block writer (issue 14) */
+    {
+        static const char *const names[2] = {"loss", "smoothed"};
+        size_t n = 0;
+        unsigned char *f;
+        int64_t dark_title = 0, dark_ylab = 0, dark_legend = 0, xx, yy;
+        bd_plot_config lc = bd_plot_config_init();
+        lc.log_y = 1;
+        lc.title = "Teacher training loss";
+        lc.x_label = "training step";
+        lc.y_label = "loss (MSE, log scale)";
+        lc.legend = names;
+        y1[3] = 0.5;
+        tpath(p, sizeof p, "labelled.png");
+        BDT_CHECK(bd_plot_png(ctx, p, &lc, s, 2) == BD_SUCCESS);
+        f = slurp(p, &n);
+        BDT_CHECKF(f && n > 100 && n < 30000, "labelled plot is %zu bytes", n);
+        BDT_CHECK(f && n > 26 && f[25] == 3); /* colour type 3: indexed */
+        free(f);
+        px = png_decode(p, &w, &h, &ch, &crc_ok);
+        BDT_CHECK(px && crc_ok && w == 640 && h == 400 && ch == 3);
+        for (yy = 0; px && yy < h; yy++)
+            for (xx = 0; xx < w; xx++) {
+                const unsigned char *q = px + (yy * w + xx) * 3;
+                int dark = q[0] < 80 && q[1] < 80 && q[2] < 80;
+                if (!dark) continue;
+                if (yy < 26 && xx > 200 && xx < 440) dark_title++;
+                if (xx < 16 && yy > 100 && yy < 300) dark_ylab++;
+                if (yy > 35 && yy < 70 && xx > 480) dark_legend++;
+            }
+        BDT_CHECKF(dark_title > 100 && dark_ylab > 50 && dark_legend > 50, "text pixels: title %lld, y label %lld, "
+                   "legend %lld", (long long)dark_title, (long long)dark_ylab, (long long)dark_legend);
+        free(px);
+        /* every printable character has a glyph; bytes outside draw as '?' */
+        {
+            char all[96];
+            int k;
+            for (k = 0; k < 95; k++) all[k] = (char)(32 + k);
+            all[95] = 0;
+            lc.title = all;
+            lc.x_label = "\x01\xff\x80 non-ASCII";
+            lc.width = 1200;
+            BDT_CHECK(bd_plot_png(ctx, p, &lc, s, 2) == BD_SUCCESS);
+        }
+    }
+    /* a labelled grid: names left of the rows, a title line */
+    {
+        float g[6 * 8 * 8];
+        static const char *const rows[3] = {"teacher", NULL, "student K=2"};
+        int64_t dark_left = 0, xx, yy;
+        for (i = 0; i < 6 * 64; i++) g[i] = (float)(i % 64) / 32.0f - 1.0f;
+        tpath(p, sizeof p, "lgrid.png");
+        BDT_CHECK(bd_png_write_grid_labeled(ctx, p, g, 6, 1, 8, 8, 2, 4, "title", rows, 3) == BD_SUCCESS);
+        px = png_decode(p, &w, &h, &ch, &crc_ok);
+        BDT_CHECK(px && crc_ok && ch == 1 && h == 7 + 10 + (3 * 9 + 1) * 4 && w > (2 * 9 + 1) * 4 + 60);
+        for (yy = 0; px && yy < h; yy++)
+            for (xx = 0; xx < w - (2 * 9 + 1) * 4; xx++) dark_left += px[yy * w + xx] < 80;
+        BDT_CHECKF(dark_left > 100, "%lld dark pixels left of the grid", (long long)dark_left);
+        free(px);
+        BDT_CHECK(bd_png_write_grid_labeled(ctx, p, g, 6, 1, 8, 8, 2, 0, NULL, NULL, 0) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_png_write_grid_labeled(ctx, p, g, 6, 1, 8, 8, 2, 1, NULL, NULL, 2) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_png_write_grid_labeled(ctx, p, g, 6, 1, 8, 8, 2, 1, NULL, NULL, 0) == BD_SUCCESS);
+    }
+    /* compression: a white 640x400 RGB page is a few hundred bytes */
+    {
+        uint8_t *white = (uint8_t *)malloc(640 * 400 * 3);
+        size_t n = 0;
+        unsigned char *f;
+        memset(white, 255, 640 * 400 * 3);
+        white[1000] = 7; /* two colours: indexed */
+        tpath(p, sizeof p, "white.png");
+        BDT_CHECK(bd_png_write_u8(ctx, p, white, 640, 400, 3) == BD_SUCCESS);
+        f = slurp(p, &n);
+        BDT_CHECKF(n > 0 && n < 2000, "white page: %zu bytes", n);
+        free(f);
+        px = png_decode(p, &w, &h, &ch, &crc_ok);
+        BDT_CHECK(px && crc_ok && memcmp(px, white, 640 * 400 * 3) == 0);
+        free(px);
+        free(white);
     }
     cfg.width = 10;
     BDT_CHECK(bd_plot_png(ctx, p, &cfg, s, 2) == BD_ERROR_INVALID_ARGUMENT);

@@ -559,6 +559,38 @@ static bd_result npy_bad(fx *F, int which) {
     }
 }
 
+/* gzip bytes holding `body` (<= 64 KiB) in a stored deflate block, then
+   `pad` empty non-final stored blocks in front (valid deflate that makes the
+   file large without data) and, when `finish`, the final block and trailer */
+static size_t gz_make(unsigned char *g, size_t cap, const unsigned char *body, size_t m, size_t pad, int finish) {
+    size_t o = 10, i;
+    uint32_t crc = bd_crc32(0, body, m);
+    memcpy(g, "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03", 10);
+    for (i = 0; i < pad && o + 5 + m + 16 < cap; i++) {
+        g[o++] = 0; g[o++] = 0; g[o++] = 0; g[o++] = 0xff; g[o++] = 0xff;
+    }
+    g[o++] = (unsigned char)(finish ? 1 : 0);
+    g[o++] = (unsigned char)m; g[o++] = (unsigned char)(m >> 8);
+    g[o++] = (unsigned char)~m; g[o++] = (unsigned char)(~m >> 8);
+    memcpy(g + o, body, m);
+    o += m;
+    if (finish) {
+        for (i = 0; i < 4; i++) g[o++] = (unsigned char)(crc >> (8 * i));
+        for (i = 0; i < 4; i++) g[o++] = (unsigned char)(m >> (8 * i));
+    }
+    return o;
+}
+/* an IDX image header n x r x c followed by `extra` zero bytes */
+static size_t idx_hdr(unsigned char *b, uint32_t n, uint32_t r, uint32_t c, size_t extra) {
+    uint32_t d[4];
+    int i, k;
+    d[0] = 0x803; d[1] = n; d[2] = r; d[3] = c;
+    for (i = 0; i < 4; i++)
+        for (k = 0; k < 4; k++) b[4 * i + k] = (unsigned char)(d[i] >> (24 - 8 * k));
+    memset(b + 16, 0, extra);
+    return 16 + extra;
+}
+
 static bd_result idx_bad(fx *F, int which) {
     static const unsigned char junk[8] = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff};
     static const unsigned char lab[8] = {0, 0, 8, 1, 0x7f, 0xff, 0xff, 0xff};
@@ -572,7 +604,43 @@ static bd_result idx_bad(fx *F, int which) {
     case 6: return bd_idx_read_labels_memory(F->ctx, lab, sizeof lab, &F->o_labels, &F->o_n);
     case 7: return bd_idx_read_labels_memory(F->ctx, lab, sizeof lab, NULL, &F->o_n);
     case 8: return bd_idx_read_labels_memory(F->ctx, lab, sizeof lab, &F->o_labels, NULL);
-    default: return BD_SUCCESS;
+    default: break;
+    }
+    { /* issue 14: forged and oversized headers, checked before any inflating */
+        static unsigned char g[100000], b[2048];
+        size_t m, n;
+        switch (which) {
+        case 9: /* 2M images claimed by a 60-byte gzip file */
+            m = idx_hdr(b, 2000000, 28, 28, 16);
+            n = gz_make(g, sizeof g, b, m, 0, 1);
+            return bd_idx_read_images_memory(F->ctx, g, n, &F->tensor);
+        case 10: /* 2^32-1 images: beyond BD_IDX_MAX_BYTES */
+            m = idx_hdr(b, 0xffffffffu, 28, 28, 16);
+            n = gz_make(g, sizeof g, b, m, 0, 1);
+            return bd_idx_read_images_memory(F->ctx, g, n, &F->tensor);
+        case 11: /* 100000 images: plausible for the 90 KB file, but the floats
+                    (313 MB) exceed the caller's allocator (256 MiB): refused
+                    before the (truncated) rest is inflated */
+            m = idx_hdr(b, 100000, 28, 28, 0);
+            n = gz_make(g, sizeof g, b, m, 19000, 0);
+            return bd_idx_read_images_memory(F->ctx, g, n, &F->tensor);
+        case 12: /* more data than the header claims */
+            m = idx_hdr(b, 1, 8, 8, 1000);
+            n = gz_make(g, sizeof g, b, m, 0, 1);
+            return bd_idx_read_images_memory(F->ctx, g, n, &F->tensor);
+        case 13: /* a raw file shorter than its claim */
+            m = idx_hdr(b, 3, 8, 8, 100);
+            return bd_idx_read_images_memory(F->ctx, b, m, &F->tensor);
+        case 14: /* header cut inside the gzip stream */
+            m = idx_hdr(b, 3, 8, 8, 0);
+            n = gz_make(g, sizeof g, b, 9, 0, 1);
+            return bd_idx_read_images_memory(F->ctx, g, n, &F->tensor);
+        case 15: /* labels: forged count */
+            b[0] = 0; b[1] = 0; b[2] = 8; b[3] = 1; b[4] = 0x7f; b[5] = 0xff; b[6] = 0xff; b[7] = 0;
+            n = gz_make(g, sizeof g, b, 8, 0, 1);
+            return bd_idx_read_labels_memory(F->ctx, g, n, &F->o_labels, &F->o_n);
+        default: return BD_SUCCESS;
+        }
     }
 }
 
@@ -632,6 +700,19 @@ static bd_result img_bad(fx *F, int which) {
     case 27: return bd_png_write_grid(F->ctx, F->path, F->big, 4, 2, 2, 2, 0, 1); /* C = 2 */
     case 28: return bd_png_write_grid(F->ctx, F->path, F->big, INT64_MAX, 1, INT64_MAX, INT64_MAX, 0, 1);
     case 29: return bd_builtin_shapes_ex(F->ctx, F->big, NULL, INT64_MAX, 2, 8, 1); /* first + n overflows */
+    case 30: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 1, 2, 2, 2, 0, NULL, NULL, 0); /* zoom 0 */
+    case 31: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 1, 2, 2, 2, 65, NULL, NULL, 0);
+    case 32: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 1, 2, 2, 2, 1, "t", NULL, 2);
+    case 33: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 1, 2, 2, 2, 1, "t", names, -1);
+    case 34: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 2, 2, 2, 2, 1, NULL, NULL, 0); /* C = 2 */
+    case 35: return bd_png_write_grid_labeled(F->ctx, F->path, NULL, 4, 1, 2, 2, 2, 1, NULL, NULL, 0);
+    case 36: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 0, 1, 2, 2, 2, 1, NULL, NULL, 0);
+    case 37: return bd_png_write_grid_labeled(F->ctx, F->path, F->big, 4, 1, 40000, 40000, 1, 64, NULL, NULL, 0);
+    case 38: return bd_png_write_grid_labeled(F->ctx, F->dir_path, F->big, 4, 1, 2, 2, 2, 1, "t", names, 2);
+    case 39: /* a labelled plot too small for its title and axis labels */
+        ps.x = NULL; ps.y = ys; ps.n = 3;
+        pc.width = 64; pc.height = 64; pc.title = "t"; pc.x_label = "x"; pc.y_label = "y";
+        return bd_plot_png(F->ctx, F->path, &pc, &ps, 1);
     default: return BD_SUCCESS;
     }
 }
@@ -1291,6 +1372,13 @@ typedef struct mcase {
     X(idx_labels_mem_junk, E_FMT, 1, idx_bad(F, 6))                                            \
     X(idx_labels_null_out, E_ARG, 1, idx_bad(F, 7))                                            \
     X(idx_labels_null_n, E_ARG, 1, idx_bad(F, 8))                                              \
+    X(idx_gz_forged_count, E_FMT, 1, idx_bad(F, 9))                                            \
+    X(idx_gz_count_2pow32, E_FMT, 1, idx_bad(F, 10))                                           \
+    X(idx_gz_over_budget, E_OOM, 1, idx_bad(F, 11))                                            \
+    X(idx_gz_longer_than_claim, E_FMT, 1, idx_bad(F, 12))                                      \
+    X(idx_raw_shorter_than_claim, E_FMT, 1, idx_bad(F, 13))                                    \
+    X(idx_gz_header_cut, E_FMT, 1, idx_bad(F, 14))                                             \
+    X(idx_gz_labels_forged, E_FMT, 1, idx_bad(F, 15))                                          \
     X(inflate_null, E_ARG, 1, inflate_bad(F, 0))                                               \
     X(inflate_junk, E_FMT, 1, inflate_bad(F, 1))                                               \
     X(inflate_null_out, E_ARG, 1, inflate_bad(F, 2))                                           \
@@ -1328,6 +1416,16 @@ typedef struct mcase {
     X(png_grid_c2, E_ARG, 1, img_bad(F, 27))                                                   \
     X(png_grid_huge, E_ARG, 1, img_bad(F, 28))                                                 \
     X(shapes_first_overflow, E_ARG, 1, img_bad(F, 29))                                        \
+    X(png_lgrid_zoom_0, E_ARG, 1, img_bad(F, 30))                                              \
+    X(png_lgrid_zoom_65, E_ARG, 1, img_bad(F, 31))                                             \
+    X(png_lgrid_labels_null, E_ARG, 1, img_bad(F, 32))                                         \
+    X(png_lgrid_labels_neg, E_ARG, 1, img_bad(F, 33))                                          \
+    X(png_lgrid_c2, E_ARG, 1, img_bad(F, 34))                                                  \
+    X(png_lgrid_null_x, E_ARG, 1, img_bad(F, 35))                                              \
+    X(png_lgrid_n0, E_ARG, 1, img_bad(F, 36))                                                  \
+    X(png_lgrid_huge, E_OVF, 1, img_bad(F, 37))                                                \
+    X(png_lgrid_no_dir, E_IO, 1, img_bad(F, 38))                                               \
+    X(plot_labels_too_small, E_ARG, 1, img_bad(F, 39))                                         \
     X(unet_levels_0, E_CFG, 1, unet_bad(F, 0))                                                 \
     X(unet_levels_9, E_CFG, 1, unet_bad(F, 1))                                                 \
     X(unet_size_odd, E_CFG, 1, unet_bad(F, 2))                                                 \
