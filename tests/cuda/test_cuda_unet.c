@@ -1,7 +1,7 @@
 /* test_cuda_unet.c - whole-network paths on the CUDA backend against the
-   CPU: UNet forward and backward, a full training step (bd_device_trainer
-   on the GPU vs the CPU reference bd_trainer_step), sampling runs
-   (bd_device_sampler on the GPU vs bd_sampler_run on the CPU), a B-DENSE
+   CPU: UNet forward and backward, a full training step (bd_trainer_step
+   with the model on the GPU vs on the CPU), sampling runs (bd_sampler_run
+   with the model on the GPU vs on the CPU), a B-DENSE
    PD distillation step (bd_device_distill vs bd_distill_step), and moving
    a model between contexts.  Without a GPU: "no GPU, skipped", exit 0.
 
@@ -155,8 +155,7 @@ static void test_unet_forward_backward(void) {
 static void train_case(const char *name, const bd_unet_config *cfg, int64_t N, bd_loss_weight wt) {
     bd_denoiser *mc, *mg;
     bd_trainer_config tc = bd_trainer_config_init();
-    bd_trainer *tr = NULL;
-    bd_device_trainer *dt = NULL;
+    bd_trainer *tr = NULL, *dt = NULL;
     bd_rng data = bd_rng_init(8);
     int64_t D, P, s;
     float *x, *p_h, *ema_h;
@@ -169,26 +168,27 @@ static void train_case(const char *name, const bd_unet_config *cfg, int64_t N, b
     tc.adam.lr = 1e-3;
     tc.seed = 99;
     BDT_CHECK(bd_trainer_init(g_cpu, mc, &tc, N, &tr) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_trainer_init(mg, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_trainer_init(g_gpu, mg, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!tr || !dt) return;
     x = (float *)malloc((size_t)(N * D) * sizeof(float));
     for (s = 0; s < 3; s++) {
         bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
         BDT_CHECK(bd_trainer_step(tr, x, N, &lc) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_trainer_step(dt, x, N, &lg) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        BDT_CHECKF(bd_trainer_step(dt, x, N, &lg) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
         if (fabs(lc - lg) / fabs(lc) > worst) worst = fabs(lc - lg) / fabs(lc);
         printf("    %s step %lld: loss cpu %.8f gpu %.8f\n", name, (long long)s + 1, lc, lg);
     }
     BDT_CHECKF(worst < 1e-5, "%s: loss rel diff %.3g", name, worst);
     p_h = (float *)malloc((size_t)P * sizeof(float));
     ema_h = (float *)malloc((size_t)P * sizeof(float));
-    BDT_CHECK(bd_device_trainer_download(dt, p_h, ema_h, NULL, NULL) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, p_h, mg->params, (size_t)P * sizeof(float)) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, ema_h, dt->ema, (size_t)P * sizeof(float)) == BD_SUCCESS);
     snprintf(what, sizeof what, "%s params after 3 train steps", name);
     check_nmse(what, p_h, mc->params, P, 1e-9);
     snprintf(what, sizeof what, "%s EMA after 3 train steps", name);
     check_nmse(what, ema_h, tr->ema, P, 1e-9);
     free(x); free(p_h); free(ema_h);
-    bd_device_trainer_free(dt);
+    bd_trainer_free(dt);
     bd_trainer_free(tr);
     bd_denoiser_free(mc);
     bd_denoiser_free(mg);
@@ -209,8 +209,7 @@ static void test_train_step(void) {
 static void sample_case(const char *name, const bd_unet_config *cfg, bd_sampler_kind kind,
                         int64_t steps, int64_t N) {
     bd_denoiser *mc, *mg;
-    bd_sampler *cs = NULL;
-    bd_device_sampler *ds = NULL;
+    bd_sampler *cs = NULL, *ds = NULL;
     bd_sampler_config sc = bd_sampler_config_init(kind, steps);
     int64_t D, nfe_c = 0, nfe_g = 0;
     float *xc, *xg;
@@ -218,20 +217,20 @@ static void sample_case(const char *name, const bd_unet_config *cfg, bd_sampler_
     if (!make_pair(cfg, &mc, &mg)) return;
     D = bd_denoiser_sample_size(mc);
     BDT_CHECK(bd_sampler_init(g_cpu, mc, N, &cs) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_sampler_init(mg, N, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_sampler_init(g_gpu, mg, N, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!cs || !ds) return;
     xc = (float *)malloc((size_t)(N * D) * sizeof(float));
     xg = (float *)malloc((size_t)(N * D) * sizeof(float));
     bd_noise_fill(xc, N * D, 2024);
     memcpy(xg, xc, (size_t)(N * D) * sizeof(float));
     BDT_CHECK(bd_sampler_run(cs, &sc, xc, N, NULL, &nfe_c) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_sampler_run(ds, &sc, xg, N, NULL, &nfe_g) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_sampler_run(ds, &sc, xg, N, NULL, &nfe_g) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     BDT_CHECK(nfe_c == nfe_g);
     snprintf(what, sizeof what, "%s %s %lld steps (%lld NFE)", name, bd_sampler_name(kind), (long long)steps,
              (long long)nfe_g);
     check_nmse(what, xg, xc, N * D, 1e-7);
     free(xc); free(xg);
-    bd_device_sampler_free(ds);
+    bd_sampler_free(ds);
     bd_sampler_free(cs);
     bd_denoiser_free(mc);
     bd_denoiser_free(mg);
