@@ -4730,7 +4730,7 @@ static bd_result bd__host_view(bd_context *bc, float *buf, float *stage, int64_t
 
 /* one network call on z at time t: x_hat, eps_hat (nb rows), then clip_x */
 static bd_result bd__sampler_eval(bd_sampler *s, const bd_sampler_config *cfg, const bd_schedule *sc,
-                                  int64_t branch, const float *z, double t, int64_t nb) {
+                                  int64_t branch, float *z, double t, int64_t nb) {
     bd_context *ctx = s->model->ctx;
     int64_t D = s->D, KD = s->KD, m = nb * D, j;
     const float *o = s->out + branch * D;
@@ -4758,7 +4758,7 @@ static bd_result bd__sampler_eval(bd_sampler *s, const bd_sampler_config *cfg, c
     }
     if (cfg->clip_x) { /* x_hat into [-1, 1], eps_hat made consistent (host copies on a device) */
         float *hz, *hx, *he;
-        if ((r = bd__host_view(ctx, BD__CAST(float *, z), s->h_z, m, &hz)) != BD_SUCCESS) return r;
+        if ((r = bd__host_view(ctx, z, s->h_z, m, &hz)) != BD_SUCCESS) return r;
         if ((r = bd__host_view(ctx, s->x_hat, s->h_x, m, &hx)) != BD_SUCCESS) return r;
         if ((r = bd__host_view(ctx, s->eps_hat, s->h_e, m, &he)) != BD_SUCCESS) return r;
         for (j = 0; j < m; j++) {
@@ -4989,6 +4989,17 @@ BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step) {
     return c->lr_min + 0.5 * (c->lr - c->lr_min) * (1.0 + cos(BD__PI * p));
 }
 
+/* The one check of an Adam configuration (bd_adam_init, the distillers). */
+static bd_result bd__adam_check(bd_context *ctx, const bd_adam_config *c, const char *who) {
+    if (!(c->lr >= 0.0 && c->lr <= 1e30) || !(c->beta1 >= 0.0 && c->beta1 < 1.0) ||
+        !(c->beta2 >= 0.0 && c->beta2 < 1.0) || !(c->eps > 0.0) || !(c->weight_decay >= 0.0) ||
+        c->warmup_steps < 0 || c->total_steps < 0 || !(c->lr_min >= 0.0 && c->lr_min <= 1e30) ||
+        c->grad_clip != c->grad_clip || (c->lr_schedule != BD_LR_CONSTANT && c->lr_schedule != BD_LR_COSINE))
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
+                        "warmup and total_steps >= 0, grad_clip not NaN", who);
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int64_t n,
                              bd_adam *out) {
     bd_result r;
@@ -4997,13 +5008,7 @@ BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int6
     if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
     memset(out, 0, sizeof *out);
     if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
-    if (!(config->lr >= 0.0 && config->lr <= 1e30) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
-        !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
-        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 || config->total_steps < 0 ||
-        !(config->lr_min >= 0.0 && config->lr_min <= 1e30) || config->grad_clip != config->grad_clip ||
-        (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
-                        "warmup and total_steps >= 0, grad_clip not NaN");
+    if ((r = bd__adam_check(ctx, config, "bd_adam_init")) != BD_SUCCESS) return r;
     if ((uint64_t)n > (uint64_t)(SIZE_MAX / sizeof(float)))
         return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_adam_init: %lld floats is too large", (long long)n);
     bytes = (size_t)(n ? n : 1) * sizeof(float);
@@ -9594,6 +9599,7 @@ static double *bd__distill_dalloc(bd_context *ctx, int64_t a, int64_t b, int *ok
 }
 
 static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
+    bd_result r;
     if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
     if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
@@ -9627,6 +9633,7 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
     if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
+    if ((r = bd__adam_check(ctx, &c->adam, "distill")) != BD_SUCCESS) return r;
     return BD_SUCCESS;
 }
 
