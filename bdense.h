@@ -234,6 +234,12 @@
        follow OPENBLAS_NUM_THREADS).  The context also carries the kernel
        table (>>backend): the CPU kernels by default; an accelerator
        backend replaces operations there, the rest stay on the CPU.
+       There is one trainer and one sampler: both run where the model
+       lives, through its context's kernel table.  To train or sample on
+       a GPU, move the model (bd_denoiser_to_context(net, gpu), a UNet)
+       and make the trainer or sampler after the move; the batch and the
+       samples stay host arrays, and bd_model_save / bd_model_resume
+       download and upload the trainer's state (docs/cuda.md).
 
    (further sections are added as the library grows)
 
