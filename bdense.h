@@ -1750,7 +1750,7 @@ typedef struct bd_device_distill {
     int64_t *idx;
     double *at, *st, *an, *sn, *as, *ss;
     /* TD: S = N*Kt teacher sub-steps; traj (max_batch, S+1, D) in the
-       backend, h_traj its host staging; the teacher's device sampler (on
+       backend, h_traj its host staging; the teacher's bd_sampler (on
        the fly) or a host trajectory source (as bd_distill's) */
     int64_t S;
     float *traj, *h_traj;
