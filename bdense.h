@@ -1084,7 +1084,8 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
 /* Generic form: any output may be NULL (not restored).  adam->n must equal
    the network's n_params; ema/raw receive n_params floats.  *found (may be
    NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
-   8 data_rng.  raw falls back to the model tensors when the file has none. */
+   8 data_rng.  raw falls back to the model tensors when the file has none.
+   Every output is host memory. */
 BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
                                     float *ema, float *raw, bd_adam *adam, bd_rng *rng,
                                     bd_rng *data_rng, int *found);
@@ -6398,7 +6399,7 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
     if (adam && adam->n != d->n_params)
         return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
     main_w = ema ? ema : m->ema ? m->ema : d->params;
-    if (main_w == d->params && bd_backend_on_device(d->ctx))
+    if ((main_w == d->params || raw == d->params) && bd_backend_on_device(d->ctx))
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_save_state: the network lives on a device context; pass host weights (ema) or use bd_model_save");
     memset(&pool, 0, sizeof pool);
     pool.cap = 8192 + (size_t)d->n_tensors * 2 * 96 + ((size_t)m->steps + 1) * 32;
@@ -6737,6 +6738,8 @@ BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_
     if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
     if (adam && adam->n != m->net->n_params)
         return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
+    if (raw == m->net->params && bd_backend_on_device(m->net->ctx))
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_load_state: the network lives on a device context; load into host arrays or use bd_model_resume");
     if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
     /* validate everything before touching any output */
     r = bd__model_check_tensors(ctx, st, path, m->net, &fl);

@@ -236,6 +236,108 @@ static void sample_case(const char *name, const bd_unet_config *cfg, bd_sampler_
     bd_denoiser_free(mg);
 }
 
+/* per-step callback sums (z and x_hat arrive as host arrays on the GPU too) */
+typedef struct cb_sum {
+    double z, x;
+    int64_t calls;
+} cb_sum;
+static int sum_cb(void *ud, int64_t step, double t, double s, const float *z, const float *x_hat, int64_t n,
+                  int64_t D, int64_t first) {
+    cb_sum *c = (cb_sum *)ud;
+    int64_t i;
+    (void)step; (void)t; (void)s; (void)first;
+    for (i = 0; i < n * D; i++) {
+        c->z += fabs((double)z[i]);
+        c->x += fabs((double)x_hat[i]);
+    }
+    c->calls++;
+    return 0;
+}
+
+/* the sampler's host features on the GPU: clip_x and the callback, and
+   DDPM's noise from the caller's rng */
+static void test_sampling_host_features(void) {
+    bd_unet_config tiny = tiny_config();
+    bd_denoiser *mc, *mg;
+    bd_sampler *cs = NULL, *ds = NULL;
+    int k;
+    if (!make_pair(&tiny, &mc, &mg)) return;
+    BDT_CHECK(bd_sampler_init(g_cpu, mc, 2, &cs) == BD_SUCCESS);
+    BDT_CHECKF(bd_sampler_init(g_gpu, mg, 2, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    if (!cs || !ds) return;
+    for (k = 0; k < 2; k++) {
+        bd_sampler_config sc = bd_sampler_config_init(k ? BD_SAMPLER_DDPM : BD_SAMPLER_DDIM, 6);
+        bd_rng q1 = bd_rng_init(3), q2 = bd_rng_init(3);
+        int64_t D = bd_denoiser_sample_size(mc), N = 3;
+        float *xc = (float *)malloc((size_t)(N * D) * sizeof(float)), *xg = (float *)malloc((size_t)(N * D) * sizeof(float));
+        cb_sum c1 = {0, 0, 0}, c2 = {0, 0, 0};
+        char what[96];
+        sc.clip_x = 1;
+        sc.callback = sum_cb;
+        bd_noise_fill(xc, N * D, 77);
+        memcpy(xg, xc, (size_t)(N * D) * sizeof(float));
+        sc.user_data = &c1;
+        BDT_CHECK(bd_sampler_run(cs, &sc, xc, N, &q1, NULL) == BD_SUCCESS);
+        sc.user_data = &c2;
+        BDT_CHECKF(bd_sampler_run(ds, &sc, xg, N, &q2, NULL) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        snprintf(what, sizeof what, "tiny %s, clip_x and callback", bd_sampler_name(sc.kind));
+        check_nmse(what, xg, xc, N * D, 1e-7);
+        BDT_CHECKF(c1.calls == c2.calls && c1.calls == 2 * 6 && fabs(c1.z - c2.z) <= 1e-5 * c1.z &&
+                       fabs(c1.x - c2.x) <= 1e-5 * c1.x,
+                   "callback: %lld vs %lld calls, sums %.9g/%.9g vs %.9g/%.9g", (long long)c1.calls,
+                   (long long)c2.calls, c1.z, c1.x, c2.z, c2.x);
+        free(xc);
+        free(xg);
+    }
+    bd_sampler_free(ds);
+    bd_sampler_free(cs);
+    bd_denoiser_free(mc);
+    bd_denoiser_free(mg);
+}
+
+/* a trainer on the GPU saved with bd_model_save (state downloaded) and
+   resumed on the CPU: the next step agrees */
+static void test_train_checkpoint(void) {
+    bd_unet_config tiny = tiny_config();
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_rng r1 = bd_rng_init(1), r2 = bd_rng_init(1), data = bd_rng_init(8);
+    bd_model *hm = NULL, *dm = NULL;
+    bd_trainer *tr = NULL, *dt = NULL;
+    const char *path = "build-emu-ckpt.safetensors";
+    float *x;
+    int64_t D, N = 2, s;
+    double l1 = 0, l2 = 0;
+    BDT_CHECK(bd_model_init_unet(g_cpu, &tiny, BD_PARAM_V, BD_SCHEDULE_COSINE, &r1, &hm) == BD_SUCCESS);
+    BDT_CHECK(bd_model_init_unet(g_cpu, &tiny, BD_PARAM_V, BD_SCHEDULE_COSINE, &r2, &dm) == BD_SUCCESS);
+    if (!hm || !dm) return;
+    BDT_CHECKF(bd_denoiser_to_context(dm->net, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    tc.adam.lr = 1e-3;
+    tc.seed = 5;
+    BDT_CHECK(bd_trainer_init(g_cpu, hm->net, &tc, N, &tr) == BD_SUCCESS);
+    BDT_CHECKF(bd_trainer_init(g_cpu, dm->net, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    if (!tr || !dt) return;
+    D = bd_denoiser_sample_size(hm->net);
+    x = (float *)malloc((size_t)(N * D) * sizeof(float));
+    for (s = 0; s < 2; s++) {
+        bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
+        BDT_CHECKF(bd_trainer_step(dt, x, N, &l2) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    }
+    BDT_CHECKF(bd_model_save(g_cpu, dm, path, dt) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    BDT_CHECKF(bd_model_resume(g_cpu, path, hm, tr) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    BDT_CHECK(tr->adam.step == 2);
+    bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
+    BDT_CHECK(bd_trainer_step(tr, x, N, &l1) == BD_SUCCESS);
+    BDT_CHECK(bd_trainer_step(dt, x, N, &l2) == BD_SUCCESS);
+    printf("    step 3 after a GPU checkpoint resumed on the CPU: loss cpu %.8f gpu %.8f\n", l1, l2);
+    BDT_CHECKF(fabs(l1 - l2) <= 1e-5 * fabs(l1), "loss %.9g vs %.9g", l1, l2);
+    remove(path);
+    free(x);
+    bd_trainer_free(dt);
+    bd_trainer_free(tr);
+    bd_model_free(dm);
+    bd_model_free(hm);
+}
+
 static void test_sampling(void) {
     bd_unet_config tiny = tiny_config();
     sample_case("tiny", &tiny, BD_SAMPLER_DDIM, 10, 3);
@@ -415,6 +517,8 @@ int main(void) {
     BDT_RUN(test_unet_forward_backward);
     BDT_RUN(test_train_step);
     BDT_RUN(test_sampling);
+    BDT_RUN(test_sampling_host_features);
+    BDT_RUN(test_train_checkpoint);
     BDT_RUN(test_distill_step);
     BDT_RUN(test_distill_td);
     BDT_RUN(test_move_back);
