@@ -743,6 +743,8 @@ BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out);
 typedef struct bd_sampler {
     bd_context *ctx;    /* host allocations and messages (the init ctx) */
     bd_denoiser *model; /* computes in model->ctx */
+    bd_context *model_ctx; /* model->ctx at init: owns the buffers below (the
+                              sampler may be freed after its model) */
     int64_t max_batch, D, KD;
     bd_schedule sched; /* cached for the last run's schedule kind */
     int sched_valid;
@@ -898,6 +900,8 @@ BDAPI bd_trainer_config bd_trainer_config_init(void);
 typedef struct bd_trainer {
     bd_context *ctx;     /* host allocations and messages (the init ctx) */
     bd_denoiser *model;  /* not owned; computes in model->ctx */
+    bd_context *model_ctx; /* model->ctx at init: owns the backend buffers
+                              (the trainer may be freed after its model) */
     bd_trainer_config config;
     bd_schedule sched;
     bd_adam adam;        /* m, v in the model's backend; step = steps taken */
@@ -4635,7 +4639,7 @@ BDAPI void bd_sampler_free(bd_sampler *s) {
     bd_context *ctx, *bc;
     if (!s) return;
     ctx = s->ctx;
-    bc = s->model->ctx;
+    bc = s->model_ctx; /* the model may be gone already */
     bd_backend_free(bc, s->z);
     bd_backend_free(bc, s->out);
     bd_backend_free(bc, s->t);
@@ -4675,6 +4679,7 @@ BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->model = model;
+    s->model_ctx = bc;
     s->max_batch = B;
     s->D = D;
     s->KD = KD;
@@ -5133,7 +5138,7 @@ BDAPI void bd_trainer_free(bd_trainer *tr) {
     bd_context *ctx, *bc;
     if (!tr) return;
     ctx = tr->ctx;
-    bc = tr->model->ctx;
+    bc = tr->model_ctx; /* the model may be gone already */
     bd_adam_free(&tr->adam);
     bd_backend_free(bc, tr->ema);
     bd_backend_free(bc, tr->x);
@@ -5184,6 +5189,7 @@ static bd_result bd__trainer_init(bd_context *ctx, bd_denoiser *model, const bd_
     memset(tr, 0, sizeof *tr);
     tr->ctx = ctx;
     tr->model = model;
+    tr->model_ctx = bc;
     tr->config = *config;
     tr->max_batch = B;
     tr->D = D;

@@ -356,10 +356,11 @@ static void trainer_case(bd_param_kind param, bd_loss_weight weighting, int64_t 
     BDT_CHECK(memcmp(pp, mm, bytes) == 0);
     BDT_CHECK(dt->adam.step == STEPS);
     free(pp);
-    bd_trainer_free(dt);
-    bd_trainer_free(tr);
+    /* the models first: a trainer outlives its model (ASan checks) */
     bd_denoiser_free(m1);
     bd_denoiser_free(m2);
+    bd_trainer_free(dt);
+    bd_trainer_free(tr);
     bd_context_free(dev);
     bd_context_free(ctx);
 }
@@ -498,10 +499,10 @@ static void test_sampler_device_path(void) {
                        bd_param_name((bd_param_kind)p), bd_sampler_name((bd_sampler_kind)kind), sc.clip_x,
                        (long long)nfe1, (long long)nfe2, (long long)c2.calls);
         }
+    bd_denoiser_free(m1); /* a sampler outlives its model (ASan checks) */
+    bd_denoiser_free(m2);
     bd_sampler_free(ds);
     bd_sampler_free(cs);
-    bd_denoiser_free(m1);
-    bd_denoiser_free(m2);
     bd_context_free(dev);
     bd_context_free(ctx);
 }
