@@ -247,6 +247,12 @@
        also carries the kernel table (>>backend): the CPU kernels by
        default; an accelerator backend replaces operations there, the rest
        stay on the CPU.
+       There is one trainer and one sampler: both run where the model
+       lives, through its context's kernel table.  To train or sample on
+       a GPU, move the model (bd_denoiser_to_context(net, gpu), a UNet)
+       and make the trainer or sampler after the move; the batch and the
+       samples stay host arrays, and bd_model_save / bd_model_resume
+       download and upload the trainer's state (docs/cuda.md).
 
    (further sections are added as the library grows)
 
@@ -699,7 +705,12 @@ BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out);
        DPMPP_2M  DPM-Solver++(2M), data prediction, multistep; first and
                  last (to t = 0) steps first order                          (S NFE)
    A sampler object reserves every buffer for max_batch once; runs then
-   allocate nothing.  Batches larger than max_batch run in chunks. */
+   allocate nothing.  Batches larger than max_batch run in chunks.  It runs
+   where the model lives: its buffers are in the model's context backend
+   and every step is a chain of backend ops (vec_axpby, vec_fill), so with
+   the CUDA backend only the starting noise, the samples and the DDPM/DDIM
+   noise cross the bus.  The step coefficients are computed in double and
+   applied in float. */
 typedef enum bd_sampler_kind {
     BD_SAMPLER_DDIM = 0,
     BD_SAMPLER_DDPM = 1,
@@ -744,29 +755,37 @@ BDAPI const char *bd_sampler_name(bd_sampler_kind k); /* "ddim","ddpm","euler","
 BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out);
 
 typedef struct bd_sampler {
-    bd_context *ctx;
-    bd_denoiser *model;
+    bd_context *ctx;    /* host allocations and messages (the init ctx) */
+    bd_denoiser *model; /* computes in model->ctx */
+    bd_context *model_ctx; /* model->ctx at init: owns the buffers below (the
+                              sampler may be freed after its model) */
     int64_t max_batch, D, KD;
     bd_schedule sched; /* cached for the last run's schedule kind */
     int sched_valid;
     double grid[BD_SAMPLER_MAX_STEPS + 1];
-    /* buffers (max_batch rows): */
+    /* buffers in the model's backend (max_batch rows): */
+    float *z;       /* (B, D) state on a device backend (a host run works in x) */
     float *out;     /* (B, K*D) raw network output */
-    float *tbuf;    /* (B) */
+    float *t;       /* (B) */
     float *x_hat;   /* (B, D) */
     float *eps_hat; /* (B, D) */
-    float *x_prev;  /* (B, D) DPM++ previous x_hat / Heun first eps_hat */
-    float *z_tmp;   /* (B, D) Heun predictor */
+    float *aux;     /* (B, D) DPM++ previous x_hat / Heun first slope */
+    float *aux2;    /* (B, D) Heun predictor */
     float *noise;   /* (B, D) */
-    double *alpha, *sigma; /* (B) */
+    /* host staging, device backends only (NULL on the CPU): noise draws,
+       and z, x_hat, eps_hat for the callback and clip_x */
+    float *h_noise, *h_z, *h_x, *h_e;
 } bd_sampler;
 
 BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max_batch,
                                 bd_sampler **out);
 BDAPI void bd_sampler_free(bd_sampler *s);
-/* x (n, C, H, W): in the starting noise, out the samples.  rng: needed by
-   DDPM and DDIM with eta > 0 (may be NULL otherwise).  nfe (may be NULL):
-   network calls made per sample (the same for every chunk). */
+/* x (n, C, H, W), host memory: in the starting noise, out the samples.
+   rng: needed by DDPM and DDIM with eta > 0 (may be NULL otherwise).  nfe
+   (may be NULL): network calls made per sample (the same for every chunk).
+   The state is checked once per chunk, at the end (BD_ERROR_NONFINITE).
+   On a device backend the callback and clip_x work on host copies (one
+   download per step, and an upload per step for clip_x). */
 BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
                                bd_rng *rng, int64_t *nfe);
 /* The grid a config resolves to (steps+1 doubles). */
@@ -831,8 +850,9 @@ BDAPI bd_adam_config bd_adam_config_init(void);
 /* Learning rate used by step number `step` (1-based). */
 BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step);
 
-/* Optimiser state: m, v (n floats each) and the step count are public so a
-   checkpoint can save and restore them. */
+/* Optimiser state: m, v (n floats each, in the memory of the context's
+   backend: host memory on the CPU, device memory on a device context) and
+   the step count are public so a checkpoint can save and restore them. */
 typedef struct bd_adam {
     bd_context *ctx;
     bd_adam_config config;
@@ -844,13 +864,21 @@ typedef struct bd_adam {
 BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int64_t n,
                              bd_adam *out);
 BDAPI void bd_adam_free(bd_adam *a);
-/* One AdamW step on params (n) with grads (n): clip by the global norm,
-   bias-corrected moments, decoupled weight decay (PyTorch AdamW order).
-   A non-finite gradient returns BD_ERROR_NONFINITE and changes nothing.
-   grad_norm (may be NULL): the norm before clipping. */
+/* One AdamW step on params (n) with grads (n), both in the memory of the
+   optimiser's context: clip by the global norm, bias-corrected moments,
+   decoupled weight decay (PyTorch AdamW order), through the backend's
+   vec_sumsq and vec_adam.  This is the one Adam update of the library: the
+   trainer and both distillers take their steps through it.  A non-finite
+   gradient returns BD_ERROR_NONFINITE and changes nothing.  grad_norm (may
+   be NULL): the norm before clipping. */
 BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm);
-/* ema = decay*ema + (1-decay)*params over n floats */
+/* ema = decay*ema + (1-decay)*params over n host floats */
 BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double decay);
+/* The EMA decay of one update (trainer and distillers): `decay`, or with
+   warmup != 0 min(decay, (1+k)/(10+k)), where k counts the optimiser steps
+   taken BEFORE this update (k = 0 on the first: decay 0.1), as diffusers'
+   EMAModel.  The one warm-up rule of the library. */
+BDAPI double bd_ema_decay(double decay, int warmup, int64_t k);
 /* L2 norm (double accumulation) of n floats */
 BDAPI double bd_l2_norm(const float *x, int64_t n);
 
@@ -865,7 +893,7 @@ typedef struct bd_trainer_config {
     bd_loss_weight weighting;  /* none */
     bd_adam_config adam;
     double ema_decay;    /* 0.999 */
-    int ema_warmup;      /* 1: decay_k = min(ema_decay, (1+k)/(10+k)) at step k */
+    int ema_warmup;      /* 1: bd_ema_decay's warm-up, min(ema_decay, (1+k)/(10+k)) */
     double t_min;        /* t = max(1 - u, t_min), u ~ U[0,1): t in [t_min, 1]  (1e-5) */
     uint64_t seed;       /* trainer rng (t, eps) and data rng (a jumped copy) */
     int skip_nonfinite;  /* bd_trainer_run: skip non-finite steps instead of stopping */
@@ -874,26 +902,50 @@ typedef struct bd_trainer_config {
 BDAPI bd_trainer_config bd_trainer_config_init(void);
 
 /* Everything a resume needs is public: the model's params, ema, adam (m, v,
-   step), rng and data_rng. */
+   step), rng and data_rng.  The trainer runs where the model lives: its
+   tensors (ema, adam.m, adam.v and the work buffers) are buffers of the
+   model's context backend (model->ctx; bd_denoiser_to_context moves a
+   model), and every operation goes through that backend's table, so with
+   the CUDA backend a step copies no layer data to the host.  On a CPU
+   context they are plain host arrays.  Per step only the batch, the random
+   draws (made on the host), a few per-sample coefficients (in) and the
+   loss and gradient norm (out) cross the bus.  bd_model_save / _resume
+   download and upload the state as needed. */
 typedef struct bd_trainer {
-    bd_context *ctx;
-    bd_denoiser *model;  /* not owned */
+    bd_context *ctx;     /* host allocations and messages (the init ctx) */
+    bd_denoiser *model;  /* not owned; computes in model->ctx */
+    bd_context *model_ctx; /* model->ctx at init: owns the backend buffers
+                              (the trainer may be freed after its model) */
     bd_trainer_config config;
     bd_schedule sched;
-    bd_adam adam;
+    bd_adam adam;        /* m, v in the model's backend; step = steps taken */
     float *ema;          /* (n_params) EMA weights: what gets sampled */
     bd_rng rng;          /* draws t and eps */
     bd_rng data_rng;     /* handed to bd_trainer_run's data provider */
     int64_t max_batch, D, KD;
     double last_loss, last_grad_norm, last_lr;
     int64_t skipped;     /* non-finite steps skipped by bd_trainer_run */
-    /* buffers (max_batch rows) */
-    float *t, *eps, *z, *out, *target, *dout, *xbuf;
-    double *alpha, *sigma;
+    float *xbuf;         /* host (B, D): bd_trainer_run's batch */
+    /* backend buffers (max_batch rows) */
+    float *x, *eps, *z, *t;     /* (B,D) (B,D) (B,D) (B) */
+    float *out, *dout;          /* (B, K*D) */
+    float *tgt, *ybuf;          /* (B*K, D) */
+    float *coef;                /* per-sample and per-row coefficients */
+    /* host staging */
+    float *h_eps, *h_t, *h_coef;
+    double *h_alpha, *h_sigma;
+    /* the next step's t and eps are drawn while a device runs this step's
+       forward; they are used only if rng is still pre_from and n matches
+       (rng always holds the state of the draws made so far) */
+    int pre_valid;
+    int64_t pre_n;
+    bd_rng pre_from, pre_to;
 } bd_trainer;
 
 /* The trainer keeps `model` (not owned); EMA starts as a copy of its
-   weights.  Reserves the model and every buffer for max_batch. */
+   weights.  Reserves the model and every buffer for max_batch in the
+   model's context backend; host staging and messages use ctx (normally
+   model->ctx).  A model on a device context must be of kind "unet". */
 BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
                                 const bd_trainer_config *config, int64_t max_batch,
                                 bd_trainer **out);
@@ -901,11 +953,12 @@ BDAPI void bd_trainer_free(bd_trainer *tr);
 /* One optimisation step on x (n, C, H, W), n <= max_batch: t, eps from the
    trainer rng, z_t, forward, loss (every branch gets the same target, the
    loss is the mean over branches), backward, clip, AdamW, EMA.  loss (may
-   be NULL) receives the loss.  Non-finite loss or gradient: returns
-   BD_ERROR_NONFINITE and leaves weights, EMA, Adam state and step as they
-   were (the rng has advanced). */
+   be NULL) receives the loss.  x is host memory on every backend.
+   Non-finite loss or gradient: returns BD_ERROR_NONFINITE and leaves
+   weights, EMA, Adam state and step as they were (the rng has advanced). */
 BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss);
-/* Copy the EMA weights into dst (same n_params), e.g. a sampling copy. */
+/* Copy the EMA weights into dst (same n_params), e.g. a sampling copy; dst
+   may live on another context (host <-> device). */
 BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst);
 
 /* Data provider: fill x (n, C, H, W) with a batch; rng is the trainer's
@@ -1023,13 +1076,15 @@ BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, 
    else the network's.  With a trainer, everything an exact resume needs is
    written as well: train.raw.<name> (the raw weights), optim.m.<name>,
    optim.v.<name>, and metadata optim.step, train.rng, train.data_rng.
-   tr (may be NULL) must train m->net.  The write is atomic. */
+   tr (may be NULL) must train m->net.  The write is atomic.  A model (and
+   its trainer) on a device context is downloaded first. */
 BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
                               const bd_trainer *tr);
 /* Generic form for other optimisation loops (distillation): each of adam,
    ema, raw, rng, data_rng may be NULL.  `ema`: weights written as the model
    tensors (NULL: m->ema, else the network's); `raw`: written as
-   train.raw.<name> (needs adam or ema to make sense, not enforced). */
+   train.raw.<name> (needs adam or ema to make sense, not enforced).  Every
+   array is host memory; a network on a device context needs `ema`. */
 BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
                                     const float *ema, const float *raw, const bd_adam *adam,
                                     const bd_rng *rng, const bd_rng *data_rng);
@@ -1040,13 +1095,15 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
 BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out);
 /* Resume training: after bd_model_load(path, &m) and bd_trainer_init on
    m->net, restore the exact training state from the same file: raw weights
-   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams.
+   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams
+   (uploaded when the trainer runs on a device context).
    BD_ERROR_FORMAT if the file has no optimiser state. */
 BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr);
 /* Generic form: any output may be NULL (not restored).  adam->n must equal
    the network's n_params; ema/raw receive n_params floats.  *found (may be
    NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
-   8 data_rng.  raw falls back to the model tensors when the file has none. */
+   8 data_rng.  raw falls back to the model tensors when the file has none.
+   Every output is host memory. */
 BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
                                     float *ema, float *raw, bd_adam *adam, bd_rng *rng,
                                     bd_rng *data_rng, int *found);
@@ -1376,7 +1433,7 @@ typedef struct bd_distill_config {
     bd_schedule_kind schedule;  /* cosine */
     bd_adam_config adam;        /* bd_adam_config_init(), lr 1e-4 */
     double ema_decay;           /* student EMA (0.999) */
-    int ema_warmup;             /* decay_k = min(ema_decay, (1+k)/(10+k)) (1) */
+    int ema_warmup;             /* bd_ema_decay's warm-up (1) */
     uint64_t seed;              /* distiller rng: data noise, steps, trajectories */
 } bd_distill_config;
 
@@ -1680,91 +1737,19 @@ extern bd_result bd_cuda_init(bd_context *ctx, int device);
 extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
 extern void bd_cuda_shutdown(bd_context *ctx);
 
-/* ---- training and sampling where the model lives ------------------------
-   The drivers below run the same math as bd_trainer_step and
-   bd_sampler_run, but every tensor stays in the memory of the model's
-   context backend and every operation goes through that backend's table:
-   with the CUDA backend a step never copies a layer's data to the host.
-   Per step only the batch (in), the random draws made on the host by the
-   same bd_rng calls in the same order as the CPU trainer (so both paths see
-   the same t and eps), a few per-sample coefficients (in) and the loss and
-   gradient norm (out, 8 bytes each) cross the bus.  On a CPU context they
-   run on the CPU and match bd_trainer_step / bd_sampler_run to float
-   rounding (tests/test_backend.c).
+/* ---- where a model lives -------------------------------------------------
+   bd_trainer and bd_sampler run in the model's context backend (above);
+   bd_device_distill below is the distiller's backend twin (to be merged
+   into bd_distill).  On a CPU context they run on the CPU.
 
    Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
    parameters, gradients and activation slab in ctx's backend (host <->
-   device); both contexts must share one host allocator.  While a model is
-   on a device context, use it through these drivers, bd_denoiser_forward /
-   backward with device pointers, and the bd_backend_* copies; functions
-   that read d->params on the host (checkpoint save, copy_weights, the CPU
-   trainer and sampler) need it moved back first.  Only the "unet" kind
+   device); both contexts must share one host allocator.  Trainers and
+   samplers made before a move must be freed and made again.  Functions
+   that read d->params on the host (bd_model_save without a trainer,
+   copy_weights) need the model moved back first.  Only the "unet" kind
    supports device contexts. */
 BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
-
-typedef struct bd_device_trainer {
-    bd_context *ctx;            /* the model's context */
-    bd_denoiser *model;         /* not owned */
-    bd_trainer_config config;
-    bd_schedule sched;
-    bd_rng rng;                 /* draws t and eps exactly as bd_trainer */
-    int64_t step;               /* optimiser steps taken */
-    int64_t max_batch, D, KD;
-    double last_loss, last_grad_norm, last_lr;
-    /* backend buffers */
-    float *m, *v, *ema;         /* (n_params) Adam moments, EMA weights */
-    float *x, *eps, *z, *t;     /* (B,D) (B,D) (B,D) (B) */
-    float *out, *dout;          /* (B, K*D) */
-    float *tgt, *ybuf;          /* (B*K, D) */
-    float *coef;                /* per-sample and per-row coefficients */
-    /* host staging */
-    float *h_eps, *h_t, *h_coef;
-    double *h_alpha, *h_sigma;
-    /* the next step's t and eps are drawn while the GPU runs this step's
-       forward; they are used only if rng is still pre_from and n matches
-       (rng always holds the state a bd_trainer would have) */
-    int pre_valid;
-    int64_t pre_n;
-    bd_rng pre_from, pre_to;
-} bd_device_trainer;
-
-/* Reserves the model for max_batch and allocates every buffer in the
-   model's context backend.  EMA starts as the weights, Adam state at 0,
-   rng = bd_rng_init(config->seed) (as bd_trainer_init). */
-BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
-                                       int64_t max_batch, bd_device_trainer **out);
-BDAPI void bd_device_trainer_free(bd_device_trainer *tr);
-/* One step on a host batch x (n, C, H, W): as bd_trainer_step (t and eps
-   from tr->rng, z_t, forward, loss, backward, clip, AdamW, EMA).  A
-   non-finite loss or gradient returns BD_ERROR_NONFINITE with weights, EMA,
-   Adam state and step unchanged. */
-BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
-                                       double *loss);
-/* Copy state to host arrays of n_params floats (any may be NULL). */
-BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
-                                           float *m, float *v);
-/* Set Adam state and EMA from host arrays (resume); step = optimiser steps taken. */
-BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
-                                         const float *m, const float *v);
-
-typedef struct bd_device_sampler {
-    bd_context *ctx;
-    bd_denoiser *model;
-    int64_t max_batch, D, KD;
-    double grid[BD_SAMPLER_MAX_STEPS + 1];
-    float *z, *out, *x_hat, *eps_hat, *aux, *aux2, *noise, *t; /* backend buffers */
-    float *h_noise;                                            /* host (B*D) */
-} bd_device_sampler;
-
-BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
-                                       bd_device_sampler **out);
-BDAPI void bd_device_sampler_free(bd_device_sampler *s);
-/* As bd_sampler_run on host x (n, C, H, W): in the starting noise, out the
-   samples; every sampler kind, grid, branch, param and eta.  Not supported
-   on a device (BD_ERROR_UNSUPPORTED): clip_x and the per-step callback.
-   The finite check is made once, on the final state. */
-BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
-                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe);
 
 /* B-DENSE distillation step (docs/spec.md sec. 5) in the models' backend, as chains of
    backend ops, with the same draws from the same rng sequence as
@@ -1799,11 +1784,11 @@ typedef struct bd_device_distill {
     int64_t *idx;
     double *at, *st, *an, *sn, *as, *ss;
     /* TD: S = N*Kt teacher sub-steps; traj (max_batch, S+1, D) in the
-       backend, h_traj its host staging; the teacher's device sampler (on
+       backend, h_traj its host staging; the teacher's bd_sampler (on
        the fly) or a host trajectory source (as bd_distill's) */
     int64_t S;
     float *traj, *h_traj;
-    bd_device_sampler *tsampler;
+    bd_sampler *tsampler;
     bd_traj_fn traj_fn;
     void *traj_user_data;
     const float *traj_cache;
@@ -4681,63 +4666,91 @@ BDAPI bd_result bd_model_predict(bd_denoiser *d, const bd_schedule *s, bd_param_
     return BD_SUCCESS;
 }
 
+/* Only the UNet runs its layers through the backend table; the other
+   kinds compute on the host and cannot use device buffers. */
+static bd_result bd__backend_model_ok(bd_denoiser *d, const char *who) {
+    if (bd_backend_on_device(d->ctx) && (!d->vt || strcmp(d->vt->kind, "unet") != 0))
+        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "%s: a \"%s\" denoiser cannot run on the device backend '%s' (only \"unet\")",
+                        who, d->vt ? d->vt->kind : "?", d->ctx->backend->name);
+    return BD_SUCCESS;
+}
+
+/* A failure recorded on the model's context `from` (a backend op, a
+   forward) is repeated on the caller's context `to` when they differ. */
+static bd_result bd__relay(bd_context *to, bd_context *from, bd_result r) {
+    if (r != BD_SUCCESS && to && from && to != from) return bd_error(to, r, "%s", bd_context_message(from));
+    return r;
+}
+
+BDAPI void bd_sampler_free(bd_sampler *s) {
+    bd_context *ctx, *bc;
+    if (!s) return;
+    ctx = s->ctx;
+    bc = s->model_ctx; /* the model may be gone already */
+    bd_backend_free(bc, s->z);
+    bd_backend_free(bc, s->out);
+    bd_backend_free(bc, s->t);
+    bd_backend_free(bc, s->x_hat);
+    bd_backend_free(bc, s->eps_hat);
+    bd_backend_free(bc, s->aux);
+    bd_backend_free(bc, s->aux2);
+    bd_backend_free(bc, s->noise);
+    bd_free(ctx, s->h_noise);
+    bd_free(ctx, s->h_z);
+    bd_free(ctx, s->h_x);
+    bd_free(ctx, s->h_e);
+    bd_free(ctx, s);
+}
+
 BDAPI bd_result bd_sampler_init(bd_context *ctx, bd_denoiser *model, int64_t max_batch,
                                 bd_sampler **out) {
     bd_sampler *s;
+    bd_context *bc;
     bd_result r;
-    int64_t D, KD;
+    int64_t B = max_batch, D, KD;
+    size_t fs = sizeof(float);
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!model || !out || !model->vt) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument or uninitialised model");
+    if (!model || !out || !model->vt || !model->ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: NULL argument or uninitialised model");
     *out = NULL;
-    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)max_batch);
+    bc = model->ctx;
+    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_init: max_batch %lld < 1", (long long)B);
+    if ((r = bd__backend_model_ok(model, "bd_sampler_init")) != BD_SUCCESS) return bd__relay(ctx, bc, r);
     D = bd_denoiser_sample_size(model);
     KD = D * model->branches;
-    if (D < 1 || KD < 1 || max_batch > (((int64_t)1 << 40) / KD))
+    if (D < 1 || KD < 1 || B > (((int64_t)1 << 40) / KD))
         return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_sampler_init: batch %lld of %lld floats is too large",
-                        (long long)max_batch, (long long)KD);
-    r = bd_denoiser_reserve(model, max_batch);
-    if (r != BD_SUCCESS) return r;
+                        (long long)B, (long long)KD);
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return bd__relay(ctx, bc, r);
     s = BD__CAST(bd_sampler *, bd_alloc(ctx, sizeof(bd_sampler)));
     if (!s) return ctx->last_result;
     memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->model = model;
-    s->max_batch = max_batch;
+    s->model_ctx = bc;
+    s->max_batch = B;
     s->D = D;
     s->KD = KD;
-    s->out = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * KD), sizeof(float)));
-    s->tbuf = BD__CAST(float *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(float)));
-    s->x_hat = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
-    s->eps_hat = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
-    s->x_prev = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
-    s->z_tmp = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
-    s->noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(max_batch * D), sizeof(float)));
-    s->alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(double)));
-    s->sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)max_batch, sizeof(double)));
-    if (!s->out || !s->tbuf || !s->x_hat || !s->eps_hat || !s->x_prev || !s->z_tmp || !s->noise ||
-        !s->alpha || !s->sigma) {
-        r = ctx->last_result;
+    r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * KD) * fs, (void **)&s->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)B * fs, (void **)&s->t);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->x_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->eps_hat);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->aux);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->aux2);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&s->noise);
+    if (r == BD_SUCCESS && bd_backend_on_device(bc)) {
+        s->h_noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        s->h_z = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        s->h_x = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        s->h_e = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        if (!s->h_noise || !s->h_z || !s->h_x || !s->h_e) r = ctx->last_result;
+    }
+    if (r != BD_SUCCESS) {
         bd_sampler_free(s);
-        return r;
+        return bd__relay(ctx, bc, r);
     }
     *out = s;
     return BD_SUCCESS;
-}
-
-BDAPI void bd_sampler_free(bd_sampler *s) {
-    bd_context *ctx;
-    if (!s) return;
-    ctx = s->ctx;
-    bd_free(ctx, s->out);
-    bd_free(ctx, s->tbuf);
-    bd_free(ctx, s->x_hat);
-    bd_free(ctx, s->eps_hat);
-    bd_free(ctx, s->x_prev);
-    bd_free(ctx, s->z_tmp);
-    bd_free(ctx, s->noise);
-    bd_free(ctx, s->alpha);
-    bd_free(ctx, s->sigma);
-    bd_free(ctx, s);
 }
 
 BDAPI bd_result bd_sampler_grid(bd_context *ctx, const bd_sampler_config *cfg, double *out) {
@@ -4763,180 +4776,241 @@ BDAPI bd_result bd_sampler_grid(bd_context *ctx, const bd_sampler_config *cfg, d
     return bd_time_grid(ctx, &sc, cfg->grid, S, out);
 }
 
-/* model call at one time t for the chunk: x_hat, eps_hat (and clipping) */
-static bd_result bd__sampler_eval(bd_sampler *s, const bd_sampler_config *cfg, int64_t branch,
-                                  const float *z, double t, int64_t nb, float *x_hat,
-                                  float *eps_hat) {
-    int64_t j, D = s->D;
+/* A host pointer to the first n floats of backend buffer buf: buf itself
+   on a host backend, else stage after a download. */
+static bd_result bd__host_view(bd_context *bc, float *buf, float *stage, int64_t n, float **out) {
+    if (!bd_backend_on_device(bc)) {
+        *out = buf;
+        return BD_SUCCESS;
+    }
+    *out = stage;
+    return bd_backend_download(bc, stage, buf, (size_t)n * sizeof(float));
+}
+
+/* one network call on z at time t: x_hat, eps_hat (nb rows), then clip_x */
+static bd_result bd__sampler_eval(bd_sampler *s, const bd_sampler_config *cfg, const bd_schedule *sc,
+                                  int64_t branch, float *z, double t, int64_t nb) {
+    bd_context *ctx = s->model->ctx;
+    int64_t D = s->D, KD = s->KD, m = nb * D, j;
+    const float *o = s->out + branch * D;
     double al, sg;
     bd_result r;
-    bd_schedule_alpha_sigma(&s->sched, t, &al, &sg);
-    for (j = 0; j < nb; j++) {
-        s->tbuf[j] = (float)t;
-        s->alpha[j] = al;
-        s->sigma[j] = sg;
+    bd_schedule_alpha_sigma(sc, t, &al, &sg);
+    BD_OP(ctx, vec_fill, s->t, (float)t, nb);
+    if ((r = bd_denoiser_forward(s->model, s->out, z, s->t, nb, 0)) != BD_SUCCESS) return r;
+    /* bd_param_predict, as row operations */
+    if (cfg->param == BD_PARAM_EPS) {
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (al > 0.0)
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)(1.0 / al), o, KD, NULL, (float)(-sg / al), nb, D);
+        else
+            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+    } else if (cfg->param == BD_PARAM_X0) {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        if (sg > 0.0)
+            BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)(1.0 / sg), o, KD, NULL, (float)(-al / sg), nb, D);
+        else
+            BD_OP(ctx, vec_fill, s->eps_hat, 0.0f, m);
+    } else {
+        BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)al, o, KD, NULL, (float)(-sg), nb, D);
+        BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)sg, o, KD, NULL, (float)al, nb, D);
     }
-    r = bd_denoiser_forward(s->model, s->out, z, s->tbuf, nb, 0);
-    if (r != BD_SUCCESS) return r;
-    bd_param_predict(cfg->param, x_hat, eps_hat, s->out, s->model->branches, branch, z, s->alpha,
-                     s->sigma, nb, D);
-    if (cfg->clip_x) {
-        for (j = 0; j < nb * D; j++) {
-            float v = x_hat[j] < -1.0f ? -1.0f : (x_hat[j] > 1.0f ? 1.0f : x_hat[j]);
-            if (v != x_hat[j] && sg > 0.0) eps_hat[j] = (float)(((double)z[j] - al * (double)v) / sg);
-            x_hat[j] = v;
+    if (cfg->clip_x) { /* x_hat into [-1, 1], eps_hat made consistent (host copies on a device) */
+        float *hz, *hx, *he;
+        if ((r = bd__host_view(ctx, z, s->h_z, m, &hz)) != BD_SUCCESS) return r;
+        if ((r = bd__host_view(ctx, s->x_hat, s->h_x, m, &hx)) != BD_SUCCESS) return r;
+        if ((r = bd__host_view(ctx, s->eps_hat, s->h_e, m, &he)) != BD_SUCCESS) return r;
+        for (j = 0; j < m; j++) {
+            float v = hx[j] < -1.0f ? -1.0f : (hx[j] > 1.0f ? 1.0f : hx[j]);
+            if (v != hx[j] && sg > 0.0) he[j] = (float)(((double)hz[j] - al * (double)v) / sg);
+            hx[j] = v;
+        }
+        if (bd_backend_on_device(ctx)) {
+            if ((r = bd_backend_upload(ctx, s->x_hat, hx, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            if ((r = bd_backend_upload(ctx, s->eps_hat, he, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
         }
     }
-    for (j = 0; j < nb * D; j++)
-        if (!isfinite(x_hat[j]))
-            return bd_error(s->ctx, BD_ERROR_NONFINITE, "sampler: non-finite model prediction at t = %g", t);
     return BD_SUCCESS;
 }
 
-BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
-                               bd_rng *rng, int64_t *nfe) {
-    bd_context *ctx;
-    int64_t S, i, j, c0, D, branch, count = 0;
+/* z = a z + b y (m floats as one row) */
+#define BD__S_AXPBY(ctx, zz, a, yy, b, m)                                                    \
+    BD_OP(ctx, vec_axpby, zz, m, zz, m, NULL, (float)(a), yy, m, NULL, (float)(b), 1, m)
+
+/* N(0, 1) draws into the backend buffer s->noise (m floats) */
+static bd_result bd__sampler_noise(bd_sampler *s, bd_rng *rng, int64_t m) {
+    bd_context *ctx = s->model->ctx;
+    if (!bd_backend_on_device(ctx)) {
+        bd_rng_normal(rng, s->noise, m);
+        return BD_SUCCESS;
+    }
+    bd_rng_normal(rng, s->h_noise, m);
+    return bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float));
+}
+
+/* The S steps of cfg on z (nb samples, a backend buffer; the grid in
+   s->grid).  rec: when not NULL, state i (before step i, and state S at
+   the end) is copied to rec + i*D with row stride rec_ld (backend memory;
+   the device distiller's teacher trajectories).  first: index of the
+   chunk's first sample, for the callback. */
+static bd_result bd__sampler_solve(bd_sampler *s, const bd_sampler_config *cfg, const bd_schedule *sc,
+                                   int64_t branch, float *z, int64_t nb, bd_rng *rng, float *rec,
+                                   int64_t rec_ld, int64_t first, int64_t *count_out) {
+    bd_context *ctx = s->model->ctx;
+    int64_t S = cfg->steps, D = s->D, m = nb * D, i, count = 0;
+    double h_prev = 0.0;
+    int have_prev = 0;
     bd_result r;
-    if (!s) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = s->ctx;
-    if (!cfg || !x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: NULL argument");
-    if (n < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: n %lld < 1", (long long)n);
+    for (i = 0; i < S; i++) {
+        double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
+        if (rec) BD_OP(ctx, vec_axpby, rec + i * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+        bd_schedule_alpha_sigma(sc, t, &at, &st);
+        bd_schedule_alpha_sigma(sc, u, &as, &ss);
+        if ((r = bd__sampler_eval(s, cfg, sc, branch, z, t, nb)) != BD_SUCCESS) return r;
+        count++;
+        if (cfg->callback) {
+            float *hz, *hx;
+            if ((r = bd__host_view(ctx, z, s->h_z, m, &hz)) != BD_SUCCESS) return r;
+            if ((r = bd__host_view(ctx, s->x_hat, s->h_x, m, &hx)) != BD_SUCCESS) return r;
+            if (cfg->callback(cfg->user_data, i, t, u, hz, hx, nb, D, first))
+                return bd_error(ctx, BD_ERROR_STATE, "sampler: stopped by the callback at step %lld", (long long)i);
+        }
+        if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
+            if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            continue;
+        }
+        switch (bd__sampler_step_kind(cfg->kind, t)) {
+        case BD_SAMPLER_DDIM: {
+            /* z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c noise */
+            double cn = 0.0, dir;
+            if (cfg->eta > 0.0) {
+                double q = 1.0 - (at * at) / (as * as);
+                cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
+                if (cn > ss) cn = ss;
+                if ((r = bd__sampler_noise(s, rng, m)) != BD_SUCCESS) return r;
+            }
+            dir = sqrt(ss * ss - cn * cn);
+            BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
+            if (cn > 0.0) BD__S_AXPBY(ctx, z, 1.0, s->noise, cn, m);
+            break;
+        }
+        case BD_SAMPLER_DDPM: {
+            /* q(z_s | z_t, x): sigma_ts^2 = alpha_t^2 (sig_t^2 - sig_s^2) with
+               sig = sigma/alpha; mean = (alpha_t/alpha_s)(sigma_s^2/sigma_t^2) z_t
+               + alpha_s sigma_ts^2/sigma_t^2 x; var = sigma_ts^2 sigma_s^2/sigma_t^2 */
+            double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
+            if (vts < 0.0) vts = 0.0;
+            cz = (at / as) * (ss * ss) / (st * st);
+            cx = as * vts / (st * st);
+            sd = sqrt(vts * ss * ss / (st * st));
+            if ((r = bd__sampler_noise(s, rng, m)) != BD_SUCCESS) return r;
+            BD__S_AXPBY(ctx, z, cz, s->x_hat, cx, m);
+            BD__S_AXPBY(ctx, z, 1.0, s->noise, sd, m);
+            break;
+        }
+        case BD_SAMPLER_EULER: {
+            /* EDM Euler in x = z/alpha, sig = sigma/alpha:
+               z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
+            double gt = st / at, gs = ss / as;
+            BD__S_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
+            break;
+        }
+        case BD_SAMPLER_HEUN: {
+            double gt = st / at, gs = ss / as, h = as * (gs - gt);
+            /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
+            BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
+            BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
+            if ((r = bd__sampler_eval(s, cfg, sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
+            count++;
+            /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
+            BD__S_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
+            BD__S_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
+            BD__S_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
+            break;
+        }
+        case BD_SAMPLER_DPMPP_2M: {
+            /* Lu et al. 2022, DPM-Solver++(2M), lambda = log(alpha/sigma):
+               z_s = (sigma_s/sigma_t) z_t - alpha_s expm1(-h) D,
+               D = x_hat (first step) or (1 + 1/(2r)) x_hat - 1/(2r) x_prev,
+               r = h_prev/h */
+            double lt = log(at / st), ls = log(as / ss), h = ls - lt;
+            double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
+            if (have_prev) {
+                double rr = h_prev / h;
+                w1 = 1.0 + 1.0 / (2.0 * rr);
+                w0 = -1.0 / (2.0 * rr);
+            }
+            BD__S_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
+            if (have_prev) BD__S_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
+            if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
+            have_prev = 1;
+            h_prev = h;
+            break;
+        }
+        default:
+            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "sampler: unknown kind");
+        }
+    }
+    if (rec) BD_OP(ctx, vec_axpby, rec + S * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
+    *count_out += count;
+    return BD_SUCCESS;
+}
+
+/* the checks of bd_sampler_run; *branch: the branch to read */
+static bd_result bd__sampler_check(bd_context *ctx, const bd_sampler_config *cfg, const bd_denoiser *model,
+                                   bd_rng *rng, int64_t *branch) {
     if (cfg->kind < BD_SAMPLER_DDIM || cfg->kind > BD_SAMPLER_DPMPP_2M)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown sampler kind %d", (int)cfg->kind);
     if (cfg->param != BD_PARAM_EPS && cfg->param != BD_PARAM_X0 && cfg->param != BD_PARAM_V)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: unknown param kind %d", (int)cfg->param);
     if (!(cfg->eta >= 0.0))
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
-    branch = cfg->branch == -1 ? s->model->branches - 1 : cfg->branch;
-    if (branch < 0 || branch >= s->model->branches)
+    *branch = cfg->branch == -1 ? model->branches - 1 : cfg->branch;
+    if (*branch < 0 || *branch >= model->branches)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: branch %lld but the model has %lld",
-                        (long long)cfg->branch, (long long)s->model->branches);
+                        (long long)cfg->branch, (long long)model->branches);
     if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: %s needs an rng", bd_sampler_name(cfg->kind));
-    r = bd_sampler_grid(ctx, cfg, s->grid);
-    if (r != BD_SUCCESS) return r;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
+                                 bd_rng *rng, int64_t *nfe) {
+    bd_context *bc = s->model->ctx;
+    int dev = bd_backend_on_device(bc);
+    int64_t c0, D = s->D, branch = 0, count = 0;
+    bd_result r;
+    if ((r = bd__sampler_check(s->ctx, cfg, s->model, rng, &branch)) != BD_SUCCESS) return r;
+    if ((r = bd_sampler_grid(s->ctx, cfg, s->grid)) != BD_SUCCESS) return r;
     if (!s->sched_valid || s->sched.kind != cfg->schedule) {
         if (bd_schedule_init(&s->sched, cfg->schedule) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_CONFIG, "sampler: unknown schedule %d", (int)cfg->schedule);
+            return bd_error(s->ctx, BD_ERROR_CONFIG, "sampler: unknown schedule %d", (int)cfg->schedule);
         s->sched_valid = 1;
     }
-    S = cfg->steps;
-    D = s->D;
     for (c0 = 0; c0 < n; c0 += s->max_batch) {
-        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch;
-        float *z = x + c0 * D;
-        double h_prev = 0.0;
-        int have_prev = 0;
+        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch, m = nb * D;
+        float *z = dev ? s->z : x + c0 * D; /* a host run works in place */
+        double fin;
+        if (dev && (r = bd_backend_upload(bc, z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
         count = 0;
-        for (i = 0; i < S; i++) {
-            double t = s->grid[i], u = s->grid[i + 1];
-            double at, st, as, ss;
-            int64_t m = nb * D;
-            bd_schedule_alpha_sigma(&s->sched, t, &at, &st);
-            bd_schedule_alpha_sigma(&s->sched, u, &as, &ss);
-            r = bd__sampler_eval(s, cfg, branch, z, t, nb, s->x_hat, s->eps_hat);
-            if (r != BD_SUCCESS) return r;
-            count++;
-            if (cfg->callback && cfg->callback(cfg->user_data, i, t, u, z, s->x_hat, nb, D, c0))
-                return bd_error(ctx, BD_ERROR_STATE, "sampler: stopped by the callback at step %lld", (long long)i);
-            if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
-                memcpy(z, s->x_hat, (size_t)m * sizeof(float));
-                continue;
-            }
-            switch (bd__sampler_step_kind(cfg->kind, t)) {
-            case BD_SAMPLER_DDIM: {
-                double c = 0.0, dir;
-                if (cfg->eta > 0.0) {
-                    double q = 1.0 - (at * at) / (as * as);
-                    c = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
-                    if (c > ss) c = ss;
-                    bd_rng_normal(rng, s->noise, m);
-                }
-                dir = sqrt(ss * ss - c * c);
-                for (j = 0; j < m; j++) {
-                    double v = as * (double)s->x_hat[j] + dir * (double)s->eps_hat[j];
-                    if (c > 0.0) v += c * (double)s->noise[j];
-                    z[j] = (float)v;
-                }
-                break;
-            }
-            case BD_SAMPLER_DDPM: {
-                /* q(z_s | z_t, x): sigma_ts^2 = alpha_t^2 (sig_t^2 - sig_s^2) with
-                   sig = sigma/alpha; mean = (alpha_t/alpha_s)(sigma_s^2/sigma_t^2) z_t
-                   + alpha_s sigma_ts^2/sigma_t^2 x; var = sigma_ts^2 sigma_s^2/sigma_t^2 */
-                double gt = st / at, gs = ss / as;
-                double vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
-                if (vts < 0.0) vts = 0.0;
-                cz = (at / as) * (ss * ss) / (st * st);
-                cx = as * vts / (st * st);
-                sd = sqrt(vts * ss * ss / (st * st));
-                bd_rng_normal(rng, s->noise, m);
-                for (j = 0; j < m; j++)
-                    z[j] = (float)(cz * (double)z[j] + cx * (double)s->x_hat[j] + sd * (double)s->noise[j]);
-                break;
-            }
-            case BD_SAMPLER_EULER: {
-                /* EDM Euler in x = z/alpha, sig = sigma/alpha:
-                   d = (x - D(x))/sig_t, x_s = x + (sig_s - sig_t) d */
-                double gt = st / at, gs = ss / as;
-                for (j = 0; j < m; j++) {
-                    double xt = (double)z[j] / at;
-                    double dd = (xt - (double)s->x_hat[j]) / gt;
-                    z[j] = (float)(as * (xt + (gs - gt) * dd));
-                }
-                break;
-            }
-            case BD_SAMPLER_HEUN: {
-                double gt = st / at, gs = ss / as;
-                float *d1 = s->x_prev;
-                for (j = 0; j < m; j++) {
-                    double xt = (double)z[j] / at;
-                    double dd = (xt - (double)s->x_hat[j]) / gt;
-                    d1[j] = (float)dd;
-                    s->z_tmp[j] = (float)(as * (xt + (gs - gt) * dd));
-                }
-                r = bd__sampler_eval(s, cfg, branch, s->z_tmp, u, nb, s->x_hat, s->eps_hat);
-                if (r != BD_SUCCESS) return r;
-                count++;
-                for (j = 0; j < m; j++) {
-                    double xt = (double)z[j] / at;
-                    double d2 = ((double)s->z_tmp[j] / as - (double)s->x_hat[j]) / gs;
-                    z[j] = (float)(as * (xt + (gs - gt) * 0.5 * ((double)d1[j] + d2)));
-                }
-                break;
-            }
-            case BD_SAMPLER_DPMPP_2M: {
-                /* Lu et al. 2022, DPM-Solver++(2M), lambda = log(alpha/sigma):
-                   z_s = (sigma_s/sigma_t) z_t - alpha_s expm1(-h) D,
-                   D = x_hat (first step) or (1 + 1/(2r)) x_hat - 1/(2r) x_prev,
-                   r = h_prev/h */
-                double lt = log(at / st), ls = log(as / ss), h = ls - lt;
-                double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
-                if (have_prev) {
-                    double rr = h_prev / h;
-                    w1 = 1.0 + 1.0 / (2.0 * rr);
-                    w0 = -1.0 / (2.0 * rr);
-                }
-                for (j = 0; j < m; j++) {
-                    double Dv = w1 * (double)s->x_hat[j] + (have_prev ? w0 * (double)s->x_prev[j] : 0.0);
-                    z[j] = (float)(cz * (double)z[j] + cx * Dv);
-                }
-                memcpy(s->x_prev, s->x_hat, (size_t)m * sizeof(float));
-                have_prev = 1;
-                h_prev = h;
-                break;
-            }
-            default:
-                return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "sampler: unknown kind");
-            }
-            for (j = 0; j < m; j++)
-                if (!isfinite(z[j]))
-                    return bd_error(ctx, BD_ERROR_NONFINITE, "sampler: non-finite state after step %lld", (long long)i);
-        }
+        if ((r = bd__sampler_solve(s, cfg, &s->sched, branch, z, nb, rng, NULL, 0, c0, &count)) != BD_SUCCESS)
+            return r;
+        fin = BD_OP(bc, vec_sumsq, z, m);
+        if ((r = bd_backend_sync(bc)) != BD_SUCCESS) return r;
+        if (!isfinite(fin))
+            return bd_error(bc, BD_ERROR_NONFINITE, "sampler: non-finite samples after %lld steps", (long long)cfg->steps);
+        if (dev && (r = bd_backend_download(bc, x + c0 * D, z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
     }
     if (nfe) *nfe = count;
     return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, float *x, int64_t n,
+                               bd_rng *rng, int64_t *nfe) {
+    if (!s) return BD_ERROR_INVALID_ARGUMENT;
+    if (!cfg || !x) return bd_error(s->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: NULL argument");
+    if (n < 1) return bd_error(s->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_sampler_run: n %lld < 1", (long long)n);
+    return bd__relay(s->ctx, s->model->ctx, bd__sampler_run(s, cfg, x, n, rng, nfe));
 }
 /* SAMPLER-IMPLEMENTATION */
 
@@ -4974,30 +5048,39 @@ BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step) {
     return c->lr_min + 0.5 * (c->lr - c->lr_min) * (1.0 + cos(BD__PI * p));
 }
 
+/* The one check of an Adam configuration (bd_adam_init, the distillers). */
+static bd_result bd__adam_check(bd_context *ctx, const bd_adam_config *c, const char *who) {
+    if (!(c->lr >= 0.0 && c->lr <= 1e30) || !(c->beta1 >= 0.0 && c->beta1 < 1.0) ||
+        !(c->beta2 >= 0.0 && c->beta2 < 1.0) || !(c->eps > 0.0) || !(c->weight_decay >= 0.0) ||
+        c->warmup_steps < 0 || c->total_steps < 0 || !(c->lr_min >= 0.0 && c->lr_min <= 1e30) ||
+        c->grad_clip != c->grad_clip || (c->lr_schedule != BD_LR_CONSTANT && c->lr_schedule != BD_LR_COSINE))
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
+                        "warmup and total_steps >= 0, grad_clip not NaN", who);
+    return BD_SUCCESS;
+}
+
 BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int64_t n,
                              bd_adam *out) {
+    bd_result r;
+    size_t bytes;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: NULL argument");
     memset(out, 0, sizeof *out);
     if (n < 0) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_init: n %lld < 0", (long long)n);
-    if (!(config->lr >= 0.0 && config->lr <= 1e30) || !(config->beta1 >= 0.0 && config->beta1 < 1.0) ||
-        !(config->beta2 >= 0.0 && config->beta2 < 1.0) || !(config->eps > 0.0) ||
-        !(config->weight_decay >= 0.0) || config->warmup_steps < 0 || config->total_steps < 0 ||
-        !(config->lr_min >= 0.0 && config->lr_min <= 1e30) || config->grad_clip != config->grad_clip ||
-        (config->lr_schedule != BD_LR_CONSTANT && config->lr_schedule != BD_LR_COSINE))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_adam_init: need finite lr, lr_min >= 0, betas in [0,1), eps > 0, weight_decay >= 0, "
-                        "warmup and total_steps >= 0, grad_clip not NaN");
-    out->m = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
-    out->v = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(n ? n : 1), sizeof(float)));
-    if (!out->m || !out->v) {
-        bd_result r = ctx->last_result;
-        bd_free(ctx, out->m);
-        bd_free(ctx, out->v);
+    if ((r = bd__adam_check(ctx, config, "bd_adam_init")) != BD_SUCCESS) return r;
+    if ((uint64_t)n > (uint64_t)(SIZE_MAX / sizeof(float)))
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_adam_init: %lld floats is too large", (long long)n);
+    bytes = (size_t)(n ? n : 1) * sizeof(float);
+    r = bd_backend_alloc(ctx, bytes, (void **)&out->m);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, bytes, (void **)&out->v);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, out->m, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, out->v, bytes);
+    if (r != BD_SUCCESS) {
+        bd_backend_free(ctx, out->m);
+        bd_backend_free(ctx, out->v);
         memset(out, 0, sizeof *out);
         return r;
     }
-    memset(out->m, 0, (size_t)n * sizeof(float));
-    memset(out->v, 0, (size_t)n * sizeof(float));
     out->ctx = ctx;
     out->config = *config;
     out->n = n;
@@ -5007,57 +5090,64 @@ BDAPI bd_result bd_adam_init(bd_context *ctx, const bd_adam_config *config, int6
 
 BDAPI void bd_adam_free(bd_adam *a) {
     if (!a || !a->ctx) return;
-    bd_free(a->ctx, a->m);
-    bd_free(a->ctx, a->v);
+    bd_backend_free(a->ctx, a->m);
+    bd_backend_free(a->ctx, a->v);
     memset(a, 0, sizeof *a);
 }
 
 BDAPI double bd_l2_norm(const float *x, int64_t n) {
-    double s = 0.0;
-    int64_t i;
-    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
-    return sqrt(s);
+    return sqrt(bd_vec_sumsq(x, n));
 }
 
-BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm) {
-    const bd_adam_config *c;
-    double gn, scale = 1.0, lr, b1, b2, bc1, bc2, sbc2, decay;
-    int64_t i, k;
-    if (!a || !a->ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!params || !grads) return bd_error(a->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_step: NULL argument");
-    c = &a->config;
-    gn = bd_l2_norm(grads, a->n);
-    if (grad_norm) *grad_norm = gn;
+/* The AdamW-with-clipping update number k (1-based) on p, g, m, v (n
+   floats in ctx's backend), through vec_sumsq and vec_adam; *gn_out: the
+   gradient norm before clipping.  A non-finite norm changes nothing.  The
+   caller syncs (bd_adam_step, the trainer, the device distiller). */
+static bd_result bd__adam_update(bd_context *ctx, const bd_adam_config *c, int64_t k, float *p,
+                                 const float *g, float *m, float *v, int64_t n, double *gn_out) {
+    bd_vec_adam_args aa;
+    double gn, scale = 1.0;
+    bd_result r;
+    gn = sqrt(BD_OP(ctx, vec_sumsq, g, n));
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    if (gn_out) *gn_out = gn;
     if (!isfinite(gn))
-        return bd_error(a->ctx, BD_ERROR_NONFINITE, "adam: non-finite gradient norm at step %lld; nothing changed",
-                        (long long)(a->step + 1));
+        return bd_error(ctx, BD_ERROR_NONFINITE, "adam: non-finite gradient norm at step %lld; nothing changed",
+                        (long long)k);
     /* torch.nn.utils.clip_grad_norm_: scale by clip / (norm + 1e-6) when < 1 */
     if (c->grad_clip > 0.0 && gn > c->grad_clip) scale = c->grad_clip / (gn + 1e-6);
-    k = a->step + 1;
-    lr = bd_adam_lr(c, k);
-    b1 = c->beta1;
-    b2 = c->beta2;
-    bc1 = 1.0 - pow(b1, (double)k);
-    bc2 = 1.0 - pow(b2, (double)k);
-    sbc2 = sqrt(bc2);
-    decay = 1.0 - lr * c->weight_decay;
-    for (i = 0; i < a->n; i++) {
-        double g = (double)grads[i] * scale;
-        double m = b1 * (double)a->m[i] + (1.0 - b1) * g;
-        double v = b2 * (double)a->v[i] + (1.0 - b2) * g * g;
-        double p = (double)params[i] * decay;
-        a->m[i] = (float)m;
-        a->v[i] = (float)v;
-        /* PyTorch AdamW: p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps) */
-        params[i] = (float)(p - (lr / bc1) * m / (sqrt(v) / sbc2 + c->eps));
-    }
-    a->step = k;
+    aa.lr = bd_adam_lr(c, k);
+    aa.beta1 = c->beta1;
+    aa.beta2 = c->beta2;
+    aa.eps = c->eps;
+    aa.weight_decay = c->weight_decay;
+    aa.grad_scale = scale;
+    aa.bias_c1 = 1.0 - pow(c->beta1, (double)k);
+    aa.bias_c2 = 1.0 - pow(c->beta2, (double)k);
+    BD_OP(ctx, vec_adam, p, g, m, v, n, &aa);
     return BD_SUCCESS;
 }
 
+BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm) {
+    bd_result r;
+    if (!a || !a->ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!params || !grads) return bd_error(a->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_adam_step: NULL argument");
+    r = bd__adam_update(a->ctx, &a->config, a->step + 1, params, grads, a->m, a->v, a->n, grad_norm);
+    if (r != BD_SUCCESS) return r;
+    a->step++;
+    return bd_backend_sync(a->ctx);
+}
+
 BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double decay) {
-    int64_t i;
-    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)params[i]);
+    bd_vec_ema(ema, params, n, decay);
+}
+
+BDAPI double bd_ema_decay(double decay, int warmup, int64_t k) {
+    if (warmup) {
+        double w = (1.0 + (double)k) / (10.0 + (double)k);
+        if (w < decay) decay = w;
+    }
+    return decay;
 }
 
 BDAPI const char *bd_loss_weight_name(bd_loss_weight w) {
@@ -5092,81 +5182,95 @@ BDAPI bd_trainer_config bd_trainer_config_init(void) {
 }
 
 BDAPI void bd_trainer_free(bd_trainer *tr) {
-    bd_context *ctx;
+    bd_context *ctx, *bc;
     if (!tr) return;
     ctx = tr->ctx;
+    bc = tr->model_ctx; /* the model may be gone already */
     bd_adam_free(&tr->adam);
-    bd_free(ctx, tr->ema);
-    bd_free(ctx, tr->t);
-    bd_free(ctx, tr->eps);
-    bd_free(ctx, tr->z);
-    bd_free(ctx, tr->out);
-    bd_free(ctx, tr->target);
-    bd_free(ctx, tr->dout);
+    bd_backend_free(bc, tr->ema);
+    bd_backend_free(bc, tr->x);
+    bd_backend_free(bc, tr->eps);
+    bd_backend_free(bc, tr->z);
+    bd_backend_free(bc, tr->t);
+    bd_backend_free(bc, tr->out);
+    bd_backend_free(bc, tr->dout);
+    bd_backend_free(bc, tr->tgt);
+    bd_backend_free(bc, tr->ybuf);
+    bd_backend_free(bc, tr->coef);
     bd_free(ctx, tr->xbuf);
-    bd_free(ctx, tr->alpha);
-    bd_free(ctx, tr->sigma);
+    bd_free(ctx, tr->h_eps);
+    bd_free(ctx, tr->h_t);
+    bd_free(ctx, tr->h_coef);
+    bd_free(ctx, tr->h_alpha);
+    bd_free(ctx, tr->h_sigma);
     bd_free(ctx, tr);
 }
 
-BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
-                                const bd_trainer_config *config, int64_t max_batch,
-                                bd_trainer **out) {
+/* floats of the coefficient block: alpha, sigma, ca, cc (B each), w_rows,
+   cc_rows (B*K each) */
+#define BD__TR_COEF(B, K) (4 * (B) + 2 * (B) * (K))
+
+static bd_result bd__trainer_init(bd_context *ctx, bd_denoiser *model, const bd_trainer_config *config,
+                                  int64_t B, bd_trainer **out) {
+    bd_context *bc = model->ctx;
     bd_trainer *tr;
     bd_result r;
-    int64_t D, KD, B = max_batch, P;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!model || !config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: NULL argument");
-    *out = NULL;
-    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: max_batch %lld < 1", (long long)B);
+    int64_t D, K, KD, P;
+    size_t fs = sizeof(float);
     if ((config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
         (config->weighting != BD_WEIGHT_NONE && config->weighting != BD_WEIGHT_SNR_TRUNC) ||
         !(config->ema_decay >= 0.0 && config->ema_decay <= 1.0) || !(config->t_min >= 0.0 && config->t_min < 1.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: need a known param and weighting, ema_decay in [0,1], t_min in [0,1)");
     if (model->n_params < 1 || !model->params || !model->grads)
         return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: the model has no trainable parameters");
+    if ((r = bd__backend_model_ok(model, "bd_trainer_init")) != BD_SUCCESS) return r;
     D = bd_denoiser_sample_size(model);
-    KD = D * model->branches;
-    if (D < 1 || B > (((int64_t)1 << 40) / KD))
+    K = model->branches;
+    KD = D * K;
+    P = model->n_params;
+    if (D < 1 || K < 1 || B > (((int64_t)1 << 40) / KD))
         return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_trainer_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
-    r = bd_denoiser_reserve(model, B);
-    if (r != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
     tr = BD__CAST(bd_trainer *, bd_alloc(ctx, sizeof(bd_trainer)));
     if (!tr) return ctx->last_result;
     memset(tr, 0, sizeof *tr);
     tr->ctx = ctx;
     tr->model = model;
+    tr->model_ctx = bc;
     tr->config = *config;
     tr->max_batch = B;
     tr->D = D;
     tr->KD = KD;
-    P = model->n_params;
     if (bd_schedule_init(&tr->sched, config->schedule) != BD_SUCCESS) {
         bd_free(ctx, tr);
         return bd_error(ctx, BD_ERROR_CONFIG, "bd_trainer_init: unknown schedule %d", (int)config->schedule);
     }
-    r = bd_adam_init(ctx, &config->adam, P, &tr->adam);
-    if (r != BD_SUCCESS) {
-        bd_free(ctx, tr);
-        return r;
+    r = bd_adam_init(bc, &config->adam, P, &tr->adam);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)P * fs, (void **)&tr->ema);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&tr->x);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&tr->eps);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * D) * fs, (void **)&tr->z);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)B * fs, (void **)&tr->t);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * KD) * fs, (void **)&tr->out);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * KD) * fs, (void **)&tr->dout);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * KD) * fs, (void **)&tr->tgt);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)(B * KD) * fs, (void **)&tr->ybuf);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(bc, (size_t)BD__TR_COEF(B, K) * fs, (void **)&tr->coef);
+    if (r == BD_SUCCESS) {
+        tr->xbuf = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        tr->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
+        tr->h_t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, fs));
+        tr->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__TR_COEF(B, K), fs));
+        tr->h_alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        tr->h_sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
+        if (!tr->xbuf || !tr->h_eps || !tr->h_t || !tr->h_coef || !tr->h_alpha || !tr->h_sigma) r = ctx->last_result;
     }
-    tr->ema = BD__CAST(float *, bd_alloc_array(ctx, (size_t)P, sizeof(float)));
-    tr->t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, sizeof(float)));
-    tr->eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
-    tr->z = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
-    tr->out = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * KD), sizeof(float)));
-    tr->target = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
-    tr->dout = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * KD), sizeof(float)));
-    tr->xbuf = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), sizeof(float)));
-    tr->alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
-    tr->sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
-    if (!tr->ema || !tr->t || !tr->eps || !tr->z || !tr->out || !tr->target || !tr->dout ||
-        !tr->xbuf || !tr->alpha || !tr->sigma) {
-        r = ctx->last_result;
+    if (r == BD_SUCCESS) r = bd_backend_copy(bc, tr->ema, model->params, (size_t)P * fs);
+    if (r == BD_SUCCESS) r = bd_backend_sync(bc);
+    if (r != BD_SUCCESS) {
         bd_trainer_free(tr);
         return r;
     }
-    memcpy(tr->ema, model->params, (size_t)P * sizeof(float));
     tr->rng = bd_rng_init(config->seed);
     tr->data_rng = tr->rng;
     bd_rng_jump(&tr->data_rng);
@@ -5174,100 +5278,144 @@ BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
     return BD_SUCCESS;
 }
 
-BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss_out) {
-    bd_context *ctx;
-    bd_denoiser *d;
-    const bd_trainer_config *c;
-    int64_t D, K, KD, j, k, i;
-    double loss = 0.0, scale, gn, decay;
-    bd_result r;
-    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = tr->ctx;
-    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: NULL batch");
-    if (n < 1 || n > tr->max_batch)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: batch %lld not in 1..%lld",
-                        (long long)n, (long long)tr->max_batch);
-    d = tr->model;
-    c = &tr->config;
-    D = tr->D;
-    K = d->branches;
-    KD = tr->KD;
-    /* t ~ U(0, 1] (as 1 - U[0,1)), clamped below at t_min; eps ~ N(0, I) */
+BDAPI bd_result bd_trainer_init(bd_context *ctx, bd_denoiser *model,
+                                const bd_trainer_config *config, int64_t max_batch,
+                                bd_trainer **out) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!model || !model->ctx || !config || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: NULL argument");
+    *out = NULL;
+    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_init: max_batch %lld < 1", (long long)max_batch);
+    return bd__relay(ctx, model->ctx, bd__trainer_init(ctx, model, config, max_batch, out));
+}
+
+/* t ~ U(0, 1] (as 1 - U[0,1)), clamped below at t_min, and eps ~ N(0, I):
+   n times and n*D floats into the host staging buffers */
+static void bd__trainer_draw(bd_trainer *tr, int64_t n) {
+    int64_t j;
     for (j = 0; j < n; j++) {
         double t = 1.0 - bd_rng_uniform(&tr->rng);
-        if (t < c->t_min) t = c->t_min;
-        tr->t[j] = (float)t;
-        bd_schedule_alpha_sigma(&tr->sched, (double)tr->t[j], &tr->alpha[j], &tr->sigma[j]);
+        if (t < tr->config.t_min) t = tr->config.t_min;
+        tr->h_t[j] = (float)t;
+        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
     }
-    bd_rng_normal(&tr->rng, tr->eps, n * D);
-    for (j = 0; j < n; j++)
-        for (i = 0; i < D; i++) {
-            int64_t q = j * D + i;
-            tr->z[q] = (float)(tr->alpha[j] * (double)x[q] + tr->sigma[j] * (double)tr->eps[q]);
-        }
-    bd_denoiser_zero_grad(d);
-    r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1);
-    if (r != BD_SUCCESS) return r;
-    /* loss = 1/(N K) sum_{n,k} w_n mean_d (y_nk - y*_n)^2, with y the output
-       and w = 1 (none), or y = x_hat = a z + c o and w = max(snr, 1)
-       (snr_trunc); dout = 2 w dy/do (y - y*) / (N K D) */
-    if (c->weighting == BD_WEIGHT_NONE)
-        bd_param_target(c->param, tr->target, x, tr->eps, tr->alpha, tr->sigma, n, D);
-    scale = 1.0 / ((double)n * (double)K * (double)D);
+    bd_rng_normal(&tr->rng, tr->h_eps, n * tr->D);
+}
+
+static bd_result bd__trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss_out) {
+    bd_denoiser *d = tr->model;
+    bd_context *ctx = d->ctx;
+    const bd_trainer_config *c = &tr->config;
+    int64_t D = tr->D, K = d->branches, KD = tr->KD, B = tr->max_batch, j, k;
+    float *cf, *al, *sg, *ca, *cc, *wr, *ccr;
+    double loss, gn, decay;
+    bd_result r;
+    /* host draws (or the ones made ahead, the same numbers).  Field by
+       field: bd_rng has padding, memcmp would read uninitialised bytes */
+    if (tr->pre_valid && tr->pre_n == n && memcmp(tr->rng.s, tr->pre_from.s, sizeof tr->rng.s) == 0 &&
+        tr->rng.has_spare == tr->pre_from.has_spare && (!tr->rng.has_spare || tr->rng.spare == tr->pre_from.spare))
+        tr->rng = tr->pre_to;
+    else
+        bd__trainer_draw(tr, n);
+    tr->pre_valid = 0;
+    /* per-sample coefficients: alpha, sigma, and for snr_trunc the x-space
+       map x_hat = ca z + cc o with weight w = max(snr, 1) per (sample, branch) row */
+    cf = tr->h_coef;
+    al = cf; sg = cf + B; ca = cf + 2 * B; cc = cf + 3 * B; wr = cf + 4 * B; ccr = wr + B * K;
     for (j = 0; j < n; j++) {
-        double w = 1.0, ca = 0.0, cc = 1.0;
+        double a = 0.0, cx = 1.0, w = 1.0;
+        al[j] = (float)tr->h_alpha[j];
+        sg[j] = (float)tr->h_sigma[j];
         if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
-            double snr = (tr->alpha[j] * tr->alpha[j]) / (tr->sigma[j] * tr->sigma[j]);
+            double snr = (tr->h_alpha[j] * tr->h_alpha[j]) / (tr->h_sigma[j] * tr->h_sigma[j]);
             w = snr > 1.0 ? snr : 1.0;
-            bd_param_x_coeffs(c->param, tr->alpha[j], tr->sigma[j], &ca, &cc);
+            bd_param_x_coeffs(c->param, tr->h_alpha[j], tr->h_sigma[j], &a, &cx);
         }
+        ca[j] = (float)a;
+        cc[j] = (float)cx;
         for (k = 0; k < K; k++) {
-            const float *o = tr->out + j * KD + k * D;
-            float *g = tr->dout + j * KD + k * D;
-            for (i = 0; i < D; i++) {
-                double y, ys, e;
-                if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
-                    y = ca * (double)tr->z[j * D + i] + cc * (double)o[i];
-                    ys = (double)x[j * D + i];
-                } else {
-                    y = (double)o[i];
-                    ys = (double)tr->target[j * D + i];
-                }
-                e = y - ys;
-                loss += w * e * e;
-                g[i] = (float)(2.0 * w * cc * e * scale);
-            }
+            wr[j * K + k] = (float)w;
+            ccr[j * K + k] = (float)cx;
         }
     }
-    loss *= scale;
+    if ((r = bd_backend_upload(ctx, tr->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->eps, tr->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->t, tr->h_t, (size_t)n * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_backend_upload(ctx, tr->coef, cf, (size_t)BD__TR_COEF(B, K) * sizeof(float))) != BD_SUCCESS) return r;
+    al = tr->coef; sg = al + B; ca = al + 2 * B; cc = al + 3 * B; wr = al + 4 * B; ccr = wr + B * K;
+    /* z = alpha x + sigma eps */
+    BD_OP(ctx, vec_axpby, tr->z, D, tr->x, D, al, 1.0f, tr->eps, D, sg, 1.0f, n, D);
+    if ((r = bd_backend_zero(ctx, d->grads, (size_t)d->n_params * sizeof(float))) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1)) != BD_SUCCESS) return r;
+    if ((r = bd_backend_zero(ctx, tr->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
+    /* the staging buffers are uploaded: draw the next step's noise while a
+       device runs the forward (the loss below waits for it) */
+    tr->pre_from = tr->rng;
+    bd__trainer_draw(tr, n);
+    tr->pre_to = tr->rng;
+    tr->rng = tr->pre_from;
+    tr->pre_n = n;
+    tr->pre_valid = 1;
+    /* loss = 1/(N K) sum_{n,k} w_n mean_d (y_nk - y*_n)^2, rows (n, k) of
+       out are (n*K, D): every branch gets the same target.  none: y = o,
+       y* the target of the parametrisation, w = 1; snr_trunc: y = x_hat =
+       ca z + cc o, y* = x, dout = cc dL/dy */
+    if (c->weighting == BD_WEIGHT_NONE) {
+        for (k = 0; k < K; k++) {
+            float *tk = tr->tgt + k * D;
+            if (c->param == BD_PARAM_EPS)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else if (c->param == BD_PARAM_X0)
+                BD_OP(ctx, vec_axpby, tk, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+            else /* v = alpha eps - sigma x */
+                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, al, 1.0f, tr->x, D, sg, -1.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->out, tr->tgt, NULL, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->out, tr->tgt, NULL, n * K, D);
+    } else {
+        for (k = 0; k < K; k++) {
+            BD_OP(ctx, vec_axpby, tr->ybuf + k * D, KD, tr->z, D, ca, 1.0f, tr->out + k * D, KD, cc, 1.0f, n, D);
+            BD_OP(ctx, vec_axpby, tr->tgt + k * D, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
+        }
+        loss = BD_OP(ctx, mse_forward, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, mse_backward, tr->dout, tr->ybuf, tr->tgt, wr, n * K, D);
+        BD_OP(ctx, vec_axpby, tr->dout, D, tr->dout, D, ccr, 1.0f, NULL, 0, NULL, 0.0f, n * K, D);
+    }
+    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
     tr->last_loss = loss;
     if (loss_out) *loss_out = loss;
     if (!isfinite(loss))
         return bd_error(ctx, BD_ERROR_NONFINITE, "trainer: non-finite loss at step %lld; nothing changed",
                         (long long)(tr->adam.step + 1));
-    r = bd_denoiser_backward(d, NULL, tr->dout, n);
-    if (r != BD_SUCCESS) return r;
-    r = bd_adam_step(&tr->adam, d->params, d->grads, &gn);
+    if ((r = bd_denoiser_backward(d, NULL, tr->dout, n)) != BD_SUCCESS) return r;
+    r = bd__adam_update(ctx, &c->adam, tr->adam.step + 1, d->params, d->grads, tr->adam.m, tr->adam.v,
+                        d->n_params, &gn);
     tr->last_grad_norm = gn;
     if (r != BD_SUCCESS) return r;
+    decay = bd_ema_decay(c->ema_decay, c->ema_warmup, tr->adam.step);
+    tr->adam.step++;
     tr->last_lr = bd_adam_lr(&c->adam, tr->adam.step);
-    decay = c->ema_decay;
-    if (c->ema_warmup) {
-        double w = (1.0 + (double)tr->adam.step) / (10.0 + (double)tr->adam.step);
-        if (w < decay) decay = w;
-    }
-    bd_ema_update(tr->ema, d->params, d->n_params, decay);
-    return BD_SUCCESS;
+    BD_OP(ctx, vec_ema, tr->ema, d->params, d->n_params, decay);
+    return bd_backend_sync(ctx);
+}
+
+BDAPI bd_result bd_trainer_step(bd_trainer *tr, const float *x, int64_t n, double *loss_out) {
+    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
+    if (!x) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: NULL batch");
+    if (n < 1 || n > tr->max_batch)
+        return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_step: batch %lld not in 1..%lld",
+                        (long long)n, (long long)tr->max_batch);
+    return bd__relay(tr->ctx, tr->model->ctx, bd__trainer_step(tr, x, n, loss_out));
 }
 
 BDAPI bd_result bd_trainer_copy_ema(const bd_trainer *tr, bd_denoiser *dst) {
     if (!tr) return BD_ERROR_INVALID_ARGUMENT;
-    if (!dst) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_copy_ema: NULL destination");
+    if (!dst || !dst->ctx) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_trainer_copy_ema: NULL destination");
     if (dst->n_params != tr->model->n_params || !dst->params)
         return bd_error(tr->ctx, BD_ERROR_SHAPE, "bd_trainer_copy_ema: destination has %lld params, EMA has %lld",
                         (long long)dst->n_params, (long long)tr->model->n_params);
-    memcpy(dst->params, tr->ema, (size_t)dst->n_params * sizeof(float));
-    return BD_SUCCESS;
+    return bd__relay(tr->ctx, dst->ctx,
+                     bd_backend_transfer(dst->ctx, dst->params, tr->model->ctx, tr->ema,
+                                         (size_t)dst->n_params * sizeof(float)));
 }
 
 BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_data_fn data,
@@ -6304,6 +6452,8 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
     if (adam && adam->n != d->n_params)
         return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
     main_w = ema ? ema : m->ema ? m->ema : d->params;
+    if ((main_w == d->params || raw == d->params) && bd_backend_on_device(d->ctx))
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_save_state: the network lives on a device context; pass host weights (ema) or use bd_model_save");
     memset(&pool, 0, sizeof pool);
     pool.cap = 8192 + (size_t)d->n_tensors * 2 * 96 + ((size_t)m->steps + 1) * 32;
     pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
@@ -6374,14 +6524,51 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
     return r;
 }
 
+/* The trainer's tensors (raw weights, EMA, Adam m and v; and the network's
+   weights when tr is NULL) as host arrays: the arrays themselves on a host
+   backend, else downloaded into one block *blk (bd_free it on ctx). */
+static bd_result bd__train_state_host(bd_context *ctx, bd_denoiser *d, const bd_trainer *tr, float **blk,
+                                      float **raw, float **ema, bd_adam *adam) {
+    bd_context *bc = d->ctx;
+    size_t bytes = (size_t)d->n_params * sizeof(float);
+    bd_result r = BD_SUCCESS;
+    *blk = NULL;
+    *raw = d->params;
+    if (tr) {
+        *ema = tr->ema;
+        *adam = tr->adam;
+    }
+    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
+    *blk = BD__CAST(float *, bd_alloc_array(ctx, (size_t)d->n_params, tr ? 4 * sizeof(float) : sizeof(float)));
+    if (!*blk) return ctx->last_result;
+    *raw = *blk;
+    r = bd_backend_download(bc, *raw, d->params, bytes);
+    if (tr) {
+        *ema = *blk + d->n_params;
+        adam->m = *ema + d->n_params;
+        adam->v = adam->m + d->n_params;
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, *ema, tr->ema, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->m, tr->adam.m, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->v, tr->adam.v, bytes);
+    }
+    return bd__relay(ctx, bc, r);
+}
+
 BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
                               const bd_trainer *tr) {
+    float *blk = NULL, *raw = NULL, *ema = NULL;
+    bd_adam adam;
+    bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!m) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
-    if (!tr) return bd_model_save_state(ctx, m, path, NULL, NULL, NULL, NULL, NULL);
-    if (tr->model != m->net)
+    if (!m || !m->net) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
+    if (tr && tr->model != m->net)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: the trainer does not train this model's network");
-    return bd_model_save_state(ctx, m, path, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng);
+    memset(&adam, 0, sizeof adam);
+    if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
+    if (tr) r = bd_model_save_state(ctx, m, path, ema, raw, &adam, &tr->rng, &tr->data_rng);
+    else r = bd_model_save_state(ctx, m, path, m->ema ? m->ema : raw, NULL, NULL, NULL, NULL);
+    bd_free(ctx, blk);
+    return r;
 }
 
 /* strict non-negative decimal integer metadata value */
@@ -6604,6 +6791,8 @@ BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_
     if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
     if (adam && adam->n != m->net->n_params)
         return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
+    if (raw == m->net->params && bd_backend_on_device(m->net->ctx))
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_load_state: the network lives on a device context; load into host arrays or use bd_model_resume");
     if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
     /* validate everything before touching any output */
     r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
@@ -6653,7 +6842,25 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
     if (r != BD_SUCCESS) return r;
     if (!(fl & 1))
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: no optimiser state (optim.m.*/optim.v.*) to resume from", path);
-    r = bd_model_load_state(ctx, path, m, tr->ema, m->net->params, &tr->adam, &tr->rng, &tr->data_rng, &fl);
+    {   /* into host arrays (the trainer's own on a host backend), then uploaded */
+        float *blk = NULL, *raw = NULL, *ema = NULL;
+        bd_context *bc = m->net->ctx;
+        size_t bytes = (size_t)m->net->n_params * sizeof(float);
+        bd_adam adam;
+        memset(&adam, 0, sizeof adam);
+        if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
+        r = bd_model_load_state(ctx, path, m, ema, raw, &adam, &tr->rng, &tr->data_rng, &fl);
+        if (r == BD_SUCCESS && blk) {
+            r = bd_backend_upload(bc, m->net->params, raw, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->ema, ema, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.m, adam.m, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.v, adam.v, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_sync(bc);
+            r = bd__relay(ctx, bc, r);
+        }
+        bd_free(ctx, blk);
+        if (r == BD_SUCCESS) tr->adam.step = adam.step;
+    }
     if (r == BD_SUCCESS) m->train_step = tr->adam.step;
     return r;
 }
@@ -9960,6 +10167,7 @@ static double *bd__distill_dalloc(bd_context *ctx, int64_t a, int64_t b, int *ok
 }
 
 static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
+    bd_result r;
     if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
     if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
@@ -9994,6 +10202,7 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
     if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
+    if ((r = bd__adam_check(ctx, &c->adam, "distill")) != BD_SUCCESS) return r;
     return BD_SUCCESS;
 }
 
@@ -10369,11 +10578,7 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
     if ((r = bd_adam_step(&dist->adam, dist->student->params, dist->student->grads, &gnorm)) != BD_SUCCESS)
         return r;
     dist->last_grad_norm = gnorm;
-    decay = dist->config.ema_decay;
-    if (dist->config.ema_warmup) {
-        double w = (1.0 + (double)dist->step) / (10.0 + (double)dist->step);
-        if (w < decay) decay = w;
-    }
+    decay = bd_ema_decay(dist->config.ema_decay, dist->config.ema_warmup, dist->step);
     bd_ema_update(dist->ema, dist->student->params, dist->student->n_params, decay);
     for (k = 0; k < dist->K; k++)
         dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
@@ -11030,518 +11235,6 @@ BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
     return bd__unet_to_context(d, ctx);
 }
 
-BDAPI void bd_device_trainer_free(bd_device_trainer *tr) {
-    bd_context *ctx;
-    if (!tr) return;
-    ctx = tr->ctx;
-    bd_backend_free(ctx, tr->m);
-    bd_backend_free(ctx, tr->v);
-    bd_backend_free(ctx, tr->ema);
-    bd_backend_free(ctx, tr->x);
-    bd_backend_free(ctx, tr->eps);
-    bd_backend_free(ctx, tr->z);
-    bd_backend_free(ctx, tr->t);
-    bd_backend_free(ctx, tr->out);
-    bd_backend_free(ctx, tr->dout);
-    bd_backend_free(ctx, tr->tgt);
-    bd_backend_free(ctx, tr->ybuf);
-    bd_backend_free(ctx, tr->coef);
-    bd_free(ctx, tr->h_eps);
-    bd_free(ctx, tr->h_t);
-    bd_free(ctx, tr->h_coef);
-    bd_free(ctx, tr->h_alpha);
-    bd_free(ctx, tr->h_sigma);
-    bd_free(ctx, tr);
-}
-
-/* Only the UNet runs its layers through the backend table; the other
-   kinds compute on the host and cannot use device buffers. */
-static bd_result bd__backend_model_ok(bd_denoiser *d, const char *who) {
-    if (bd_backend_on_device(d->ctx) && (!d->vt || strcmp(d->vt->kind, "unet") != 0))
-        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "%s: a \"%s\" denoiser cannot run on the device backend '%s' (only \"unet\")",
-                        who, d->vt ? d->vt->kind : "?", d->ctx->backend->name);
-    return BD_SUCCESS;
-}
-
-/* floats of the coefficient block: alpha, sigma, ca, cc (B each), w_rows,
-   cc_rows (B*K each) */
-#define BD__DT_COEF(B, K) (4 * (B) + 2 * (B) * (K))
-
-BDAPI bd_result bd_device_trainer_init(bd_denoiser *model, const bd_trainer_config *config,
-                                       int64_t max_batch, bd_device_trainer **out) {
-    bd_context *ctx;
-    bd_device_trainer *tr;
-    bd_result r;
-    int64_t B = max_batch, D, K, KD, P;
-    size_t fs = sizeof(float);
-    if (!model || !model->ctx || !config || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
-    ctx = model->ctx;
-    *out = NULL;
-    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_init: max_batch %lld < 1", (long long)B);
-    if ((config->param != BD_PARAM_EPS && config->param != BD_PARAM_X0 && config->param != BD_PARAM_V) ||
-        (config->weighting != BD_WEIGHT_NONE && config->weighting != BD_WEIGHT_SNR_TRUNC) ||
-        !(config->ema_decay >= 0.0 && config->ema_decay <= 1.0) || !(config->t_min >= 0.0 && config->t_min < 1.0))
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need a known param and weighting, ema_decay in [0,1], t_min in [0,1)");
-    if (!(config->adam.lr >= 0.0) || !(config->adam.beta1 >= 0.0 && config->adam.beta1 < 1.0) ||
-        !(config->adam.beta2 >= 0.0 && config->adam.beta2 < 1.0) || !(config->adam.eps > 0.0) ||
-        !(config->adam.weight_decay >= 0.0) || config->adam.warmup_steps < 0)
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: need lr >= 0, betas in [0,1), eps > 0, weight_decay >= 0, warmup >= 0");
-    if (model->n_params < 1 || !model->params || !model->grads)
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: the model has no trainable parameters");
-    if ((r = bd__backend_model_ok(model, "bd_device_trainer_init")) != BD_SUCCESS) return r;
-    D = bd_denoiser_sample_size(model);
-    K = model->branches;
-    KD = D * K;
-    P = model->n_params;
-    if (D < 1 || K < 1 || B > (((int64_t)1 << 40) / KD))
-        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_trainer_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
-    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
-    tr = BD__CAST(bd_device_trainer *, bd_alloc(ctx, sizeof(bd_device_trainer)));
-    if (!tr) return ctx->last_result;
-    memset(tr, 0, sizeof *tr);
-    tr->ctx = ctx;
-    tr->model = model;
-    tr->config = *config;
-    tr->max_batch = B;
-    tr->D = D;
-    tr->KD = KD;
-    if (bd_schedule_init(&tr->sched, config->schedule) != BD_SUCCESS) {
-        bd_free(ctx, tr);
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_trainer_init: unknown schedule %d", (int)config->schedule);
-    }
-    r = BD_SUCCESS;
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->m);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->v);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&tr->ema);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->x);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->eps);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&tr->z);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&tr->t);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->out);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->dout);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->tgt);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&tr->ybuf);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DT_COEF(B, K) * fs, (void **)&tr->coef);
-    if (r == BD_SUCCESS) {
-        tr->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
-        tr->h_t = BD__CAST(float *, bd_alloc_array(ctx, (size_t)B, fs));
-        tr->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DT_COEF(B, K), fs));
-        tr->h_alpha = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
-        tr->h_sigma = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, sizeof(double)));
-        if (!tr->h_eps || !tr->h_t || !tr->h_coef || !tr->h_alpha || !tr->h_sigma) r = ctx->last_result;
-    }
-    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->m, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, tr->v, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, tr->ema, model->params, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
-    if (r != BD_SUCCESS) {
-        bd_device_trainer_free(tr);
-        return r;
-    }
-    tr->rng = bd_rng_init(config->seed);
-    *out = tr;
-    return BD_SUCCESS;
-}
-
-/* t (n) and eps (n, D) into the host staging buffers, as bd_trainer_step */
-static void bd__dtrainer_draw(bd_device_trainer *tr, int64_t n) {
-    int64_t j;
-    for (j = 0; j < n; j++) {
-        double t = 1.0 - bd_rng_uniform(&tr->rng);
-        if (t < tr->config.t_min) t = tr->config.t_min;
-        tr->h_t[j] = (float)t;
-        bd_schedule_alpha_sigma(&tr->sched, (double)tr->h_t[j], &tr->h_alpha[j], &tr->h_sigma[j]);
-    }
-    bd_rng_normal(&tr->rng, tr->h_eps, n * tr->D);
-}
-
-BDAPI bd_result bd_device_trainer_step(bd_device_trainer *tr, const float *x, int64_t n,
-                                       double *loss_out) {
-    bd_context *ctx;
-    bd_denoiser *d;
-    const bd_trainer_config *c;
-    int64_t D, K, KD, B, j, k;
-    float *cf, *al, *sg, *ca, *cc, *wr, *ccr;
-    double loss, gn, scale = 1.0, decay, lr;
-    bd_vec_adam_args aa;
-    bd_result r;
-    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = tr->ctx;
-    if (!x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: NULL batch");
-    if (n < 1 || n > tr->max_batch)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_step: batch %lld not in 1..%lld",
-                        (long long)n, (long long)tr->max_batch);
-    d = tr->model;
-    c = &tr->config;
-    D = tr->D;
-    K = d->branches;
-    KD = tr->KD;
-    B = tr->max_batch;
-    /* host draws, in bd_trainer_step's order (or the ones made ahead) */
-    /* field by field: bd_rng has padding, memcmp read uninitialised bytes
-       (valgrind) and could miss a valid pre-draw */
-    if (tr->pre_valid && tr->pre_n == n && memcmp(tr->rng.s, tr->pre_from.s, sizeof tr->rng.s) == 0 &&
-        tr->rng.has_spare == tr->pre_from.has_spare && (!tr->rng.has_spare || tr->rng.spare == tr->pre_from.spare))
-        tr->rng = tr->pre_to;
-    else
-        bd__dtrainer_draw(tr, n);
-    tr->pre_valid = 0;
-    cf = tr->h_coef;
-    al = cf; sg = cf + B; ca = cf + 2 * B; cc = cf + 3 * B; wr = cf + 4 * B; ccr = wr + B * K;
-    for (j = 0; j < n; j++) {
-        double a = 0.0, cx = 1.0, w = 1.0;
-        al[j] = (float)tr->h_alpha[j];
-        sg[j] = (float)tr->h_sigma[j];
-        if (c->weighting == BD_WEIGHT_SNR_TRUNC) {
-            double snr = (tr->h_alpha[j] * tr->h_alpha[j]) / (tr->h_sigma[j] * tr->h_sigma[j]);
-            w = snr > 1.0 ? snr : 1.0;
-            bd_param_x_coeffs(c->param, tr->h_alpha[j], tr->h_sigma[j], &a, &cx);
-        }
-        ca[j] = (float)a;
-        cc[j] = (float)cx;
-        for (k = 0; k < K; k++) {
-            wr[j * K + k] = (float)w;
-            ccr[j * K + k] = (float)cx;
-        }
-    }
-    if ((r = bd_backend_upload(ctx, tr->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_backend_upload(ctx, tr->eps, tr->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_backend_upload(ctx, tr->t, tr->h_t, (size_t)n * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_backend_upload(ctx, tr->coef, cf, (size_t)BD__DT_COEF(B, K) * sizeof(float))) != BD_SUCCESS) return r;
-    al = tr->coef; sg = al + B; ca = al + 2 * B; cc = al + 3 * B; wr = al + 4 * B; ccr = wr + B * K;
-    /* z = alpha x + sigma eps */
-    BD_OP(ctx, vec_axpby, tr->z, D, tr->x, D, al, 1.0f, tr->eps, D, sg, 1.0f, n, D);
-    if ((r = bd_backend_zero(ctx, d->grads, (size_t)d->n_params * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_denoiser_forward(d, tr->out, tr->z, tr->t, n, 1)) != BD_SUCCESS) return r;
-    /* every branch gets the same target; rows (j, k) of out are (n*K, D) */
-    if ((r = bd_backend_zero(ctx, tr->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
-    /* the staging buffers are uploaded: draw the next step's noise while
-       the device runs the forward (the loss below waits for it) */
-    tr->pre_from = tr->rng;
-    bd__dtrainer_draw(tr, n);
-    tr->pre_to = tr->rng;
-    tr->rng = tr->pre_from;
-    tr->pre_n = n;
-    tr->pre_valid = 1;
-    if (c->weighting == BD_WEIGHT_NONE) {
-        for (k = 0; k < K; k++) {
-            float *tk = tr->tgt + k * D;
-            if (c->param == BD_PARAM_EPS)
-                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-            else if (c->param == BD_PARAM_X0)
-                BD_OP(ctx, vec_axpby, tk, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-            else /* v = alpha eps - sigma x */
-                BD_OP(ctx, vec_axpby, tk, KD, tr->eps, D, al, 1.0f, tr->x, D, sg, -1.0f, n, D);
-        }
-        loss = BD_OP(ctx, mse_forward, tr->out, tr->tgt, NULL, n * K, D);
-        BD_OP(ctx, mse_backward, tr->dout, tr->out, tr->tgt, NULL, n * K, D);
-    } else { /* x-space: y = ca z + cc o, weight max(snr, 1) */
-        for (k = 0; k < K; k++) {
-            BD_OP(ctx, vec_axpby, tr->ybuf + k * D, KD, tr->z, D, ca, 1.0f, tr->out + k * D, KD, cc, 1.0f, n, D);
-            BD_OP(ctx, vec_axpby, tr->tgt + k * D, KD, tr->x, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-        }
-        loss = BD_OP(ctx, mse_forward, tr->ybuf, tr->tgt, wr, n * K, D);
-        BD_OP(ctx, mse_backward, tr->dout, tr->ybuf, tr->tgt, wr, n * K, D);
-        BD_OP(ctx, vec_axpby, tr->dout, D, tr->dout, D, ccr, 1.0f, NULL, 0, NULL, 0.0f, n * K, D);
-    }
-    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
-    tr->last_loss = loss;
-    if (loss_out) *loss_out = loss;
-    if (!isfinite(loss))
-        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite loss at step %lld; nothing changed",
-                        (long long)(tr->step + 1));
-    if ((r = bd_denoiser_backward(d, NULL, tr->dout, n)) != BD_SUCCESS) return r;
-    gn = sqrt(BD_OP(ctx, vec_sumsq, d->grads, d->n_params));
-    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
-    tr->last_grad_norm = gn;
-    if (!isfinite(gn))
-        return bd_error(ctx, BD_ERROR_NONFINITE, "device trainer: non-finite gradient norm at step %lld; nothing changed",
-                        (long long)(tr->step + 1));
-    /* torch.nn.utils.clip_grad_norm_, then AdamW (as bd_adam_step) */
-    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
-    k = tr->step + 1;
-    lr = bd_adam_lr(&c->adam, k);
-    aa.lr = lr;
-    aa.beta1 = c->adam.beta1;
-    aa.beta2 = c->adam.beta2;
-    aa.eps = c->adam.eps;
-    aa.weight_decay = c->adam.weight_decay;
-    aa.grad_scale = scale;
-    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)k);
-    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)k);
-    BD_OP(ctx, vec_adam, d->params, d->grads, tr->m, tr->v, d->n_params, &aa);
-    tr->step = k;
-    tr->last_lr = lr;
-    decay = c->ema_decay;
-    if (c->ema_warmup) {
-        double w = (1.0 + (double)k) / (10.0 + (double)k);
-        if (w < decay) decay = w;
-    }
-    BD_OP(ctx, vec_ema, tr->ema, d->params, d->n_params, decay);
-    return bd_backend_sync(ctx);
-}
-
-BDAPI bd_result bd_device_trainer_download(bd_device_trainer *tr, float *params, float *ema,
-                                           float *m, float *v) {
-    size_t bytes;
-    bd_result r = BD_SUCCESS;
-    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
-    bytes = (size_t)tr->model->n_params * sizeof(float);
-    if (params && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, params, tr->model->params, bytes);
-    if (ema && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, ema, tr->ema, bytes);
-    if (m && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, m, tr->m, bytes);
-    if (v && r == BD_SUCCESS) r = bd_backend_download(tr->ctx, v, tr->v, bytes);
-    return r;
-}
-
-BDAPI bd_result bd_device_trainer_upload(bd_device_trainer *tr, int64_t step, const float *ema,
-                                         const float *m, const float *v) {
-    size_t bytes;
-    bd_result r = BD_SUCCESS;
-    if (!tr) return BD_ERROR_INVALID_ARGUMENT;
-    if (step < 0) return bd_error(tr->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_trainer_upload: step %lld < 0", (long long)step);
-    bytes = (size_t)tr->model->n_params * sizeof(float);
-    if (ema && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->ema, ema, bytes);
-    if (m && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->m, m, bytes);
-    if (v && r == BD_SUCCESS) r = bd_backend_upload(tr->ctx, tr->v, v, bytes);
-    if (r == BD_SUCCESS) tr->step = step;
-    return r;
-}
-
-BDAPI void bd_device_sampler_free(bd_device_sampler *s) {
-    bd_context *ctx;
-    if (!s) return;
-    ctx = s->ctx;
-    bd_backend_free(ctx, s->z);
-    bd_backend_free(ctx, s->out);
-    bd_backend_free(ctx, s->x_hat);
-    bd_backend_free(ctx, s->eps_hat);
-    bd_backend_free(ctx, s->aux);
-    bd_backend_free(ctx, s->aux2);
-    bd_backend_free(ctx, s->noise);
-    bd_backend_free(ctx, s->t);
-    bd_free(ctx, s->h_noise);
-    bd_free(ctx, s);
-}
-
-BDAPI bd_result bd_device_sampler_init(bd_denoiser *model, int64_t max_batch,
-                                       bd_device_sampler **out) {
-    bd_context *ctx;
-    bd_device_sampler *s;
-    bd_result r;
-    int64_t B = max_batch, D, KD;
-    size_t fs = sizeof(float);
-    if (!model || !model->ctx || !out) return model && model->ctx ? bd_error(model->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
-    ctx = model->ctx;
-    *out = NULL;
-    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_init: max_batch %lld < 1", (long long)B);
-    if ((r = bd__backend_model_ok(model, "bd_device_sampler_init")) != BD_SUCCESS) return r;
-    D = bd_denoiser_sample_size(model);
-    KD = D * model->branches;
-    if (D < 1 || KD < 1 || B > (((int64_t)1 << 40) / KD))
-        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_device_sampler_init: batch %lld of %lld floats is too large", (long long)B, (long long)KD);
-    if ((r = bd_denoiser_reserve(model, B)) != BD_SUCCESS) return r;
-    s = BD__CAST(bd_device_sampler *, bd_alloc(ctx, sizeof(bd_device_sampler)));
-    if (!s) return ctx->last_result;
-    memset(s, 0, sizeof *s);
-    s->ctx = ctx;
-    s->model = model;
-    s->max_batch = B;
-    s->D = D;
-    s->KD = KD;
-    r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->z);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * KD) * fs, (void **)&s->out);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->x_hat);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->eps_hat);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->aux2);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&s->noise);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)B * fs, (void **)&s->t);
-    if (r == BD_SUCCESS) {
-        s->h_noise = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
-        if (!s->h_noise) r = ctx->last_result;
-    }
-    if (r != BD_SUCCESS) {
-        bd_device_sampler_free(s);
-        return r;
-    }
-    *out = s;
-    return BD_SUCCESS;
-}
-
-/* one network call on z at time t: x_hat, eps_hat (nb rows) */
-static bd_result bd__dsampler_eval(bd_device_sampler *s, const bd_sampler_config *cfg,
-                                   const bd_schedule *sc, int64_t branch, const float *z, double t,
-                                   int64_t nb) {
-    bd_context *ctx = s->ctx;
-    int64_t D = s->D, KD = s->KD;
-    const float *o = s->out + branch * D;
-    double al, sg;
-    bd_result r;
-    bd_schedule_alpha_sigma(sc, t, &al, &sg);
-    BD_OP(ctx, vec_fill, s->t, (float)t, nb);
-    if ((r = bd_denoiser_forward(s->model, s->out, z, s->t, nb, 0)) != BD_SUCCESS) return r;
-    if (cfg->param == BD_PARAM_EPS) {
-        BD_OP(ctx, vec_axpby, s->eps_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
-        if (al > 0.0)
-            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)(1.0 / al), o, KD, NULL, (float)(-sg / al), nb, D);
-        else
-            BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
-    } else if (cfg->param == BD_PARAM_X0) {
-        BD_OP(ctx, vec_axpby, s->x_hat, D, o, KD, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
-        if (sg > 0.0)
-            BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)(1.0 / sg), o, KD, NULL, (float)(-al / sg), nb, D);
-        else
-            BD_OP(ctx, vec_fill, s->eps_hat, 0.0f, nb * D);
-    } else {
-        BD_OP(ctx, vec_axpby, s->x_hat, D, z, D, NULL, (float)al, o, KD, NULL, (float)(-sg), nb, D);
-        BD_OP(ctx, vec_axpby, s->eps_hat, D, z, D, NULL, (float)sg, o, KD, NULL, (float)al, nb, D);
-    }
-    return BD_SUCCESS;
-}
-
-/* z = a z + b y (nb*D floats as one row) */
-#define BD__DS_AXPBY(ctx, zz, a, yy, b, m)                                                    \
-    BD_OP(ctx, vec_axpby, zz, m, zz, m, NULL, (float)(a), yy, m, NULL, (float)(b), 1, m)
-
-/* The S steps of cfg on s->z (nb samples, the grid in s->grid).  rec: when
-   not NULL, state i (before step i, and state S at the end) is copied to
-   rec + i*D with row stride rec_ld (bd_sampler_callback's states). */
-static bd_result bd__dsampler_solve(bd_device_sampler *s, const bd_sampler_config *cfg,
-                                    const bd_schedule *sc, int64_t branch, int64_t nb, bd_rng *rng,
-                                    float *rec, int64_t rec_ld, int64_t *count_out) {
-    bd_context *ctx = s->ctx;
-    int64_t S = cfg->steps, D = s->D, m = nb * D, i, count = 0;
-    float *z = s->z;
-    double h_prev = 0.0;
-    int have_prev = 0;
-    bd_result r;
-    for (i = 0; i < S; i++) {
-        double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
-        if (rec) BD_OP(ctx, vec_axpby, rec + i * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
-        bd_schedule_alpha_sigma(sc, t, &at, &st);
-        bd_schedule_alpha_sigma(sc, u, &as, &ss);
-        if ((r = bd__dsampler_eval(s, cfg, sc, branch, z, t, nb)) != BD_SUCCESS) return r;
-        count++;
-        if (ss <= 0.0) { /* landing on t = 0: every sampler returns x_hat */
-            if ((r = bd_backend_copy(ctx, z, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-            continue;
-        }
-        switch (bd__sampler_step_kind(cfg->kind, t)) {
-        case BD_SAMPLER_DDIM: {
-            double cn = 0.0, dir;
-            if (cfg->eta > 0.0) {
-                double q = 1.0 - (at * at) / (as * as);
-                cn = cfg->eta * (ss / st) * sqrt(q > 0.0 ? q : 0.0);
-                if (cn > ss) cn = ss;
-                bd_rng_normal(rng, s->h_noise, m);
-                if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-            }
-            dir = sqrt(ss * ss - cn * cn);
-            BD_OP(ctx, vec_axpby, z, m, s->x_hat, m, NULL, (float)as, s->eps_hat, m, NULL, (float)dir, 1, m);
-            if (cn > 0.0) BD__DS_AXPBY(ctx, z, 1.0, s->noise, cn, m);
-            break;
-        }
-        case BD_SAMPLER_DDPM: {
-            double gt = st / at, gs = ss / as, vts = at * at * (gt * gt - gs * gs), cz, cx, sd;
-            if (vts < 0.0) vts = 0.0;
-            cz = (at / as) * (ss * ss) / (st * st);
-            cx = as * vts / (st * st);
-            sd = sqrt(vts * ss * ss / (st * st));
-            bd_rng_normal(rng, s->h_noise, m);
-            if ((r = bd_backend_upload(ctx, s->noise, s->h_noise, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-            BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx, m);
-            BD__DS_AXPBY(ctx, z, 1.0, s->noise, sd, m);
-            break;
-        }
-        case BD_SAMPLER_EULER: {
-            /* z_s = as (z/at + (gs - gt)(z/at - x_hat)/gt) */
-            double gt = st / at, gs = ss / as;
-            BD__DS_AXPBY(ctx, z, as * (1.0 + (gs - gt) / gt) / at, s->x_hat, -as * (gs - gt) / gt, m);
-            break;
-        }
-        case BD_SAMPLER_HEUN: {
-            double gt = st / at, gs = ss / as, h = as * (gs - gt);
-            /* aux = d1 = (z/at - x_hat)/gt;  aux2 = as (z/at + (gs - gt) d1) */
-            BD_OP(ctx, vec_axpby, s->aux, m, z, m, NULL, (float)(1.0 / (at * gt)), s->x_hat, m, NULL, (float)(-1.0 / gt), 1, m);
-            BD_OP(ctx, vec_axpby, s->aux2, m, z, m, NULL, (float)(as / at), s->aux, m, NULL, (float)h, 1, m);
-            if ((r = bd__dsampler_eval(s, cfg, sc, branch, s->aux2, u, nb)) != BD_SUCCESS) return r;
-            count++;
-            /* aux2 = d2 = (aux2/as - x_hat)/gs;  z = as z/at + h/2 (d1 + d2) */
-            BD__DS_AXPBY(ctx, s->aux2, 1.0 / (as * gs), s->x_hat, -1.0 / gs, m);
-            BD__DS_AXPBY(ctx, z, as / at, s->aux, 0.5 * h, m);
-            BD__DS_AXPBY(ctx, z, 1.0, s->aux2, 0.5 * h, m);
-            break;
-        }
-        case BD_SAMPLER_DPMPP_2M: {
-            double lt = log(at / st), ls = log(as / ss), h = ls - lt;
-            double cz = ss / st, cx = -as * expm1(-h), w1 = 1.0, w0 = 0.0;
-            if (have_prev) {
-                double rr = h_prev / h;
-                w1 = 1.0 + 1.0 / (2.0 * rr);
-                w0 = -1.0 / (2.0 * rr);
-            }
-            BD__DS_AXPBY(ctx, z, cz, s->x_hat, cx * w1, m);
-            if (have_prev) BD__DS_AXPBY(ctx, z, 1.0, s->aux, cx * w0, m);
-            if ((r = bd_backend_copy(ctx, s->aux, s->x_hat, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-            have_prev = 1;
-            h_prev = h;
-            break;
-        }
-        default:
-            return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device sampler: unknown kind");
-        }
-    }
-    if (rec) BD_OP(ctx, vec_axpby, rec + S * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
-    *count_out += count;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_device_sampler_run(bd_device_sampler *s, const bd_sampler_config *cfg,
-                                      float *x, int64_t n, bd_rng *rng, int64_t *nfe) {
-    bd_context *ctx;
-    bd_schedule sc;
-    int64_t S, c0, D, branch, count = 0;
-    bd_result r;
-    if (!s) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = s->ctx;
-    if (!cfg || !x) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: NULL argument");
-    if (n < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: n %lld < 1", (long long)n);
-    if (cfg->kind < BD_SAMPLER_DDIM || cfg->kind > BD_SAMPLER_DPMPP_2M)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown sampler kind %d", (int)cfg->kind);
-    if (cfg->param != BD_PARAM_EPS && cfg->param != BD_PARAM_X0 && cfg->param != BD_PARAM_V)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: unknown param kind %d", (int)cfg->param);
-    if (!(cfg->eta >= 0.0))
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: eta must be >= 0 (got %g)", cfg->eta);
-    if (cfg->clip_x || cfg->callback)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_sampler_run: clip_x and per-step callbacks need the host sampler (bd_sampler_run)");
-    branch = cfg->branch < 0 ? s->model->branches - 1 : cfg->branch;
-    if (branch >= s->model->branches)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: branch %lld but the model has %lld",
-                        (long long)cfg->branch, (long long)s->model->branches);
-    if (!rng && (cfg->kind == BD_SAMPLER_DDPM || (cfg->kind == BD_SAMPLER_DDIM && cfg->eta > 0.0)))
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_sampler_run: %s needs an rng", bd_sampler_name(cfg->kind));
-    if ((r = bd_sampler_grid(ctx, cfg, s->grid)) != BD_SUCCESS) return r;
-    if (bd_schedule_init(&sc, cfg->schedule) != BD_SUCCESS)
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_sampler_run: unknown schedule %d", (int)cfg->schedule);
-    S = cfg->steps;
-    D = s->D;
-    for (c0 = 0; c0 < n; c0 += s->max_batch) {
-        int64_t nb = n - c0 < s->max_batch ? n - c0 : s->max_batch, m = nb * D;
-        double fin;
-        if ((r = bd_backend_upload(ctx, s->z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-        count = 0;
-        if ((r = bd__dsampler_solve(s, cfg, &sc, branch, nb, rng, NULL, 0, &count)) != BD_SUCCESS) return r;
-        fin = BD_OP(ctx, vec_sumsq, s->z, m);
-        if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
-        if (!isfinite(fin))
-            return bd_error(ctx, BD_ERROR_NONFINITE, "device sampler: non-finite samples after %lld steps", (long long)S);
-        if ((r = bd_backend_download(ctx, x + c0 * D, s->z, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
-    }
-    if (nfe) *nfe = count;
-    return BD_SUCCESS;
-}
-
 /* ---- B-DENSE PD step in the models' backend ------------------------------ */
 /* coefficient block: 9 per-sample rows then 4 per-(branch, sample) rows */
 enum { BD__DD_AT, BD__DD_ST, BD__DD_TT, BD__DD_TCUR, BD__DD_CZ, BD__DD_CO, BD__DD_LAM, BD__DD_XZ,
@@ -11579,7 +11272,7 @@ BDAPI void bd_device_distill_free(bd_device_distill *dd) {
     bd_free(ctx, dd->tgrid);
     bd_backend_free(ctx, dd->traj);
     bd_free(ctx, dd->h_traj);
-    bd_device_sampler_free(dd->tsampler);
+    bd_sampler_free(dd->tsampler);
     bd_free(ctx, dd);
 }
 
@@ -11667,7 +11360,7 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
             dd->h_traj = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * (dd->S + 1) * D), fs));
             if (!dd->h_traj) r = ctx->last_result;
         }
-        if (r == BD_SUCCESS) r = bd_device_sampler_init(teacher, B, &dd->tsampler);
+        if (r == BD_SUCCESS) r = bd_sampler_init(ctx, teacher, B, &dd->tsampler);
     }
     if (r == BD_SUCCESS) {
         if (config->custom_grid) {
@@ -11763,33 +11456,15 @@ BDAPI bd_result bd_device_distill_set_trajectory_stream(bd_device_distill *dd,
 static bd_result bd__dd_update(bd_device_distill *dd, const double *bl) {
     bd_context *ctx = dd->ctx;
     const bd_distill_config *c = &dd->config;
-    double gn, scale = 1.0, decay;
-    int64_t k, kk;
-    bd_vec_adam_args aa;
+    double gn = 0.0;
+    int64_t k;
     bd_result r;
-    gn = sqrt(BD_OP(ctx, vec_sumsq, dd->student->grads, dd->student->n_params));
-    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
+    r = bd__adam_update(ctx, &c->adam, dd->step + 1, dd->student->params, dd->student->grads, dd->m, dd->v,
+                        dd->student->n_params, &gn);
     dd->last_grad_norm = gn;
-    if (!isfinite(gn))
-        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill: non-finite gradient norm at step %lld; nothing changed",
-                        (long long)(dd->step + 1));
-    if (c->adam.grad_clip > 0.0 && gn > c->adam.grad_clip) scale = c->adam.grad_clip / (gn + 1e-6);
-    kk = dd->step + 1;
-    aa.lr = bd_adam_lr(&c->adam, kk);
-    aa.beta1 = c->adam.beta1;
-    aa.beta2 = c->adam.beta2;
-    aa.eps = c->adam.eps;
-    aa.weight_decay = c->adam.weight_decay;
-    aa.grad_scale = scale;
-    aa.bias_c1 = 1.0 - pow(c->adam.beta1, (double)kk);
-    aa.bias_c2 = 1.0 - pow(c->adam.beta2, (double)kk);
-    BD_OP(ctx, vec_adam, dd->student->params, dd->student->grads, dd->m, dd->v, dd->student->n_params, &aa);
-    decay = c->ema_decay;
-    if (c->ema_warmup) { /* as bd_distill_step: the step count before this step */
-        double w = (1.0 + (double)dd->step) / (10.0 + (double)dd->step);
-        if (w < decay) decay = w;
-    }
-    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params, decay);
+    if (r != BD_SUCCESS) return r;
+    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params,
+          bd_ema_decay(c->ema_decay, c->ema_warmup, dd->step));
     for (k = 0; k < dd->K; k++)
         dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
     dd->branch_ema_count++;
@@ -11821,8 +11496,8 @@ static bd_result bd__dd_td_batch(bd_device_distill *dd, int64_t n, double *loss,
             return bd_error(ctx, BD_ERROR_CONFIG, "device distill: unknown schedule");
         if ((r = bd_backend_upload(ctx, dd->tsampler->z, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS)
             return r;
-        if ((r = bd__dsampler_solve(dd->tsampler, &sc, &sched, dd->teacher->branches - 1, n, NULL, dd->traj, TL,
-                                    &count)) != BD_SUCCESS)
+        if ((r = bd__sampler_solve(dd->tsampler, &sc, &sched, dd->teacher->branches - 1, dd->tsampler->z, n, NULL,
+                                   dd->traj, TL, 0, &count)) != BD_SUCCESS)
             return r;
     }
     /* the student starts from the trajectories' noise */

@@ -1,11 +1,11 @@
 /* cuda_bench.c - bdense on the CUDA backend, timed like
    bench/cuda_torch_ref.py times PyTorch (same model, same batch):
-     train   one bd_device_trainer_step of the `small` UNet (docs/spec.md sec. 6) at batch B
+     train   one bd_trainer_step (model on the GPU) of the `small` UNet at batch B
              (host draws of t and eps, z_t, forward, v loss, backward, clip,
              AdamW, EMA; it ends synchronised)                 median ms
      sample  one network call at batch 1 (bd_denoiser_forward on device
              buffers, then a sync), the cost of one NFE          median ms
-     ddim    a whole 50-step DDIM run at batch 1 through bd_device_sampler
+     ddim    a whole 50-step DDIM run at batch 1 through bd_sampler_run (model on the GPU)
              (upload noise, 50 NFE, download), per NFE           median ms
    Prints one JSON line.  Without a GPU: "no GPU, skipped", exit 0.
        cuda_bench [--batch 128] [--iters 30] [--calls 200] [--ddim 50] [--tf32] */
@@ -48,8 +48,8 @@ int main(int argc, char **argv) {
     bd_unet_config ucfg = bd_unet_config_init();
     bd_trainer_config tc = bd_trainer_config_init();
     bd_denoiser *net = NULL;
-    bd_device_trainer *tr = NULL;
-    bd_device_sampler *sm = NULL;
+    bd_trainer *tr = NULL;
+    bd_sampler *sm = NULL;
     bd_rng rng = bd_rng_init(1);
     float *x, *z1 = NULL, *t1 = NULL, *o1 = NULL, *xs;
     double *times, loss = 0.0, train_ms, sample_ms, ddim_ms;
@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
     if (bd_unet_init(ctx, &ucfg, &rng, &net) != BD_SUCCESS) FAIL("bd_unet_init");
     D = bd_denoiser_sample_size(net);
     tc.seed = 7;
-    if (bd_device_trainer_init(net, &tc, B, &tr) != BD_SUCCESS) FAIL("bd_device_trainer_init");
+    if (bd_trainer_init(ctx, net, &tc, B, &tr) != BD_SUCCESS) FAIL("bd_trainer_init");
     x = (float *)malloc((size_t)(B * D) * sizeof(float));
     xs = (float *)malloc((size_t)D * sizeof(float));
     times = (double *)malloc((size_t)(iters > calls ? (iters > 7 ? iters : 7) : (calls > 7 ? calls : 7)) * sizeof(double));
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
     bd_rng_uniform_fill(&rng, x, B * D, -1.0f, 1.0f);
     for (i = 0; i < warm + iters; i++) {
         double t0 = now_ms();
-        if (bd_device_trainer_step(tr, x, B, &loss) != BD_SUCCESS) FAIL("bd_device_trainer_step");
+        if (bd_trainer_step(tr, x, B, &loss) != BD_SUCCESS) FAIL("bd_trainer_step");
         if (i >= warm) times[i - warm] = now_ms() - t0;
     }
     train_ms = median(times, (int)iters);
@@ -105,13 +105,13 @@ int main(int argc, char **argv) {
     }
     sample_ms = median(times, (int)calls);
     /* whole DDIM runs at batch 1, per NFE */
-    if (bd_device_sampler_init(net, 1, &sm) != BD_SUCCESS) FAIL("bd_device_sampler_init");
+    if (bd_sampler_init(ctx, net, 1, &sm) != BD_SUCCESS) FAIL("bd_sampler_init");
     for (i = 0; i < 7; i++) {
         bd_sampler_config sc = bd_sampler_config_init(BD_SAMPLER_DDIM, ddim);
         double t0;
         bd_noise_fill(xs, D, (uint64_t)i);
         t0 = now_ms();
-        if (bd_device_sampler_run(sm, &sc, xs, 1, NULL, &nfe) != BD_SUCCESS) FAIL("bd_device_sampler_run");
+        if (bd_sampler_run(sm, &sc, xs, 1, NULL, &nfe) != BD_SUCCESS) FAIL("bd_sampler_run");
         if (i >= 2) times[i - 2] = (now_ms() - t0) / (double)nfe;
     }
     ddim_ms = median(times, 5);
@@ -120,8 +120,8 @@ int main(int argc, char **argv) {
            train_ms, sample_ms, ddim_ms, (long long)net->n_params, (long long)B, tf32 ? "true" : "false", loss);
     free(x); free(xs); free(times);
     bd_backend_free(ctx, z1); bd_backend_free(ctx, t1); bd_backend_free(ctx, o1);
-    bd_device_sampler_free(sm);
-    bd_device_trainer_free(tr);
+    bd_sampler_free(sm);
+    bd_trainer_free(tr);
     bd_denoiser_free(net);
     bd_context_free(ctx);
     return 0;

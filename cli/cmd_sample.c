@@ -88,33 +88,6 @@ int cli_sample_run(const char *cmd, bd_context *ctx, bd_model *m, const bd_sampl
     return 0;
 }
 
-/* --device cuda: the same run on a GPU copy of the model (no per-step
-   progress: the device sampler takes no callback) */
-static int cli__sample_run_gpu(const char *cmd, bd_context *gpu, bd_model *m, const bd_sampler_config *cfg0,
-                               float *x, int64_t n, int64_t max_batch, uint64_t seed, int64_t *nfe,
-                               double *seconds) {
-    bd_sampler_config cfg = *cfg0;
-    bd_rng rng = bd_rng_init(seed ^ 0x9E3779B97F4A7C15ull);
-    bd_denoiser *g = NULL;
-    bd_device_sampler *s = NULL;
-    double t0;
-    bd_result r;
-    if (cfg.clip_x) return cli_fail(cmd, "--clip is not available with --device cuda");
-    if (max_batch > n) max_batch = n;
-    bd_noise_fill(x, n * bd_denoiser_sample_size(m->net), seed);
-    if (cli_gpu_clone(cmd, gpu, m->net, &g)) return 1;
-    cfg.callback = NULL;
-    cfg.user_data = NULL;
-    t0 = cli_now();
-    r = bd_device_sampler_init(g, max_batch, &s);
-    if (r == BD_SUCCESS) r = bd_device_sampler_run(s, &cfg, x, n, &rng, nfe);
-    if (seconds) *seconds = cli_now() - t0;
-    bd_device_sampler_free(s);
-    bd_denoiser_free(g);
-    if (r != BD_SUCCESS) return cli_fail_bd(cmd, gpu, r, "sampling on the GPU");
-    return 0;
-}
-
 /* A PNG grid of x (n,C,H,W) with `cols` columns (<= 0: square), 1 px grey
    padding, every pixel repeated `zoom` times (<= 0: auto, tiles of at
    least 56 px, so 16x16 samples are visible). */
@@ -205,6 +178,11 @@ int cmd_sample(int argc, char **argv) {
         rc = 1;
         goto done;
     }
+    /* --device cuda: the model moves to the GPU and the sampler runs there */
+    if (gpu && (r = bd_denoiser_to_context(m->net, gpu)) != BD_SUCCESS) {
+        rc = cli_fail_bd("sample", gpu, r, "moving the model to the GPU");
+        goto done;
+    }
     C = m->net->in_ch, H = m->net->height, W = m->net->width;
     x = (float *)malloc(sizeof(float) * (size_t)(n * C * H * W));
     if (!x) {
@@ -212,8 +190,7 @@ int cmd_sample(int argc, char **argv) {
         goto done;
     }
     cli_install_interrupt();
-    if (gpu ? cli__sample_run_gpu("sample", gpu, m, &cfg, x, n, batch, (uint64_t)seed, &nfe, &secs)
-            : cli_sample_run("sample", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "sample", a.quiet, &nfe, &secs)) {
+    if (cli_sample_run("sample", ctx, m, &cfg, x, n, batch, (uint64_t)seed, "sample", a.quiet, &nfe, &secs)) {
         rc = 1;
         goto done;
     }
@@ -238,7 +215,7 @@ int cmd_sample(int argc, char **argv) {
     rc = 0;
 done:
     free(x);
-    if (m) bd_model_free(m);
+    if (m) bd_model_free(m); /* before the GPU context its network may live on */
     bd_context_free(gpu);
     bd_context_free(ctx);
     return rc;

@@ -104,8 +104,6 @@ int cmd_train(int argc, char **argv) {
     bd_model *m = NULL;
     bd_trainer *tr = NULL;
     bd_context *gpu = NULL;
-    bd_denoiser *gnet = NULL;
-    bd_device_trainer *dt = NULL;
     bd_trainer_config tcfg;
     cli_data ds;
     cli__loss_log lg;
@@ -221,6 +219,12 @@ int cmd_train(int argc, char **argv) {
     tcfg.adam.weight_decay = wd;
     tcfg.ema_decay = ema;
     tcfg.seed = (uint64_t)seed;
+    /* --device cuda: the model moves to the GPU and the trainer runs there;
+       checkpoints download its state */
+    if (gpu && (r = bd_denoiser_to_context(m->net, gpu)) != BD_SUCCESS) {
+        rc = cli_fail_bd("train", gpu, r, "moving the model to the GPU");
+        goto done;
+    }
     r = bd_trainer_init(ctx, m->net, &tcfg, batch, &tr);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("train", ctx, r, "trainer");
@@ -242,16 +246,6 @@ int cmd_train(int argc, char **argv) {
         }
         if (lg.n) smooth = lg.rows[lg.n - 1].smooth, elapsed0 = lg.rows[lg.n - 1].elapsed;
     }
-    if (gpu) { /* --device cuda: a GPU copy trains; tr stays the host mirror for checkpoints */
-        if (cli_gpu_clone("train", gpu, m->net, &gnet)) goto done;
-        r = bd_device_trainer_init(gnet, &tcfg, batch, &dt);
-        if (r == BD_SUCCESS) r = bd_device_trainer_upload(dt, tr->adam.step, tr->ema, tr->adam.m, tr->adam.v);
-        if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("train", gpu, r, "GPU trainer");
-            goto done;
-        }
-        dt->rng = tr->rng;
-    }
     xb = (float *)malloc(sizeof(float) * (size_t)(batch * ds.c * ds.h * ds.w));
     if (!xb) {
         rc = cli_fail("train", "out of memory for a batch of %lld", (long long)batch);
@@ -272,7 +266,7 @@ int cmd_train(int argc, char **argv) {
         char extra[96];
         int stop = 0, save = 0;
         r = cli_data_batch(&ds, xb, batch, &tr->data_rng);
-        if (r == BD_SUCCESS) r = dt ? bd_device_trainer_step(dt, xb, batch, &loss) : bd_trainer_step(tr, xb, batch, &loss);
+        if (r == BD_SUCCESS) r = bd_trainer_step(tr, xb, batch, &loss);
         if (r == BD_ERROR_NONFINITE) {
             skipped++;
             consecutive++;
@@ -294,7 +288,7 @@ int cmd_train(int argc, char **argv) {
             consecutive = 0;
             step++;
             acc += loss;
-            gn_acc += dt ? dt->last_grad_norm : tr->last_grad_norm;
+            gn_acc += tr->last_grad_norm;
             nlog++;
             smooth = smooth < 0 ? loss : 0.98 * smooth + 0.02 * loss;
             if (nlog == log_every || step == steps) {
@@ -302,7 +296,7 @@ int cmd_train(int argc, char **argv) {
                 row.step = step;
                 row.loss = acc / (double)nlog;
                 row.smooth = smooth;
-                row.lr = dt ? dt->last_lr : tr->last_lr;
+                row.lr = tr->last_lr;
                 row.grad_norm = gn_acc / (double)nlog;
                 row.rate = cli_progress_rate(&bar, step);
                 row.elapsed = elapsed0 + cli_now() - t_start;
@@ -315,10 +309,10 @@ int cmd_train(int argc, char **argv) {
             cli_progress_update(&bar, step, extra);
             if (save_every > 0 && step % save_every == 0) save = 1;
             if (sample_every > 0 && (step % sample_every == 0 || step == steps)) {
-                /* a picture of the EMA model so far (on its own network copy) */
+                /* a picture of the EMA model so far (on its own network copy,
+                   where the model lives) */
                 bd_rng srng = bd_rng_init(1);
                 r = snet ? BD_SUCCESS : bd_denoiser_create_like(m->net, m->net->branches, &srng, &snet);
-                if (r == BD_SUCCESS && dt) r = bd_device_trainer_download(dt, NULL, tr->ema, NULL, NULL);
                 if (r == BD_SUCCESS) r = bd_trainer_copy_ema(tr, snet);
                 if (r == BD_SUCCESS) {
                     bd_model sm = *m;
@@ -340,16 +334,6 @@ int cmd_train(int argc, char **argv) {
         }
         if (cli_interrupted() && !stop) stop = 1;
         if (save || stop || step == steps) {
-            if (dt) { /* the GPU state into the host model and trainer */
-                r = bd_device_trainer_download(dt, m->net->params, tr->ema, tr->adam.m, tr->adam.v);
-                if (r != BD_SUCCESS) {
-                    cli_fail_bd("train", gpu, r, "copying the state from the GPU");
-                    rc = 1;
-                    goto done;
-                }
-                tr->adam.step = dt->step;
-                tr->rng = dt->rng;
-            }
             r = bd_model_save(ctx, m, out, tr);
             if (r != BD_SUCCESS) {
                 cli_fail_bd("train", ctx, r, out);
@@ -387,11 +371,9 @@ done:
     free(xb);
     free(lg.rows);
     if (snet) bd_denoiser_free(snet);
-    if (dt) bd_device_trainer_free(dt);
-    if (gnet) bd_denoiser_free(gnet);
-    if (gpu) bd_context_free(gpu);
     if (tr) bd_trainer_free(tr);
     if (m) bd_model_free(m);
+    if (gpu) bd_context_free(gpu);
     cli_data_free(&ds);
     bd_context_free(ctx);
     return rc;

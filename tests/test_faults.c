@@ -118,7 +118,7 @@ static bd_unet_config tiny_unet(void) {
 
 /* Second half of the session: a UNet model trained a step, saved with its
    optimiser state, loaded, resumed, sampled, then trained and sampled by
-   the device drivers (on the CPU context); an MLP student distilled with
+   again (a second trainer and sampler); an MLP student distilled with
    PD and TD for a step each, its state saved and loaded back. */
 static bd_result session_model(bd_context *ctx, bd_rng *rng) {
     bd_unet_config uc = tiny_unet();
@@ -147,21 +147,6 @@ static bd_result session_model(bd_context *ctx, bd_rng *rng) {
     if ((r = bd_sampler_init(ctx, l->net, 2, &s)) != BD_SUCCESS) goto done;
     bd_noise_fill(x, 2 * 64, 4);
     if ((r = bd_sampler_run(s, &sc, x, 2, NULL, NULL)) != BD_SUCCESS) goto done;
-    /* the device drivers on the CPU context */
-    {
-        bd_device_trainer *dt = NULL;
-        bd_device_sampler *ds = NULL;
-        if ((r = bd_builtin_shapes(ctx, x, 2, 8, 5)) != BD_SUCCESS) goto done;
-        r = bd_device_trainer_init(l->net, &tc, 2, &dt);
-        if (r == BD_SUCCESS) r = bd_device_trainer_step(dt, x, 2, NULL);
-        bd_device_trainer_free(dt);
-        if (r != BD_SUCCESS) goto done;
-        r = bd_device_sampler_init(l->net, 2, &ds);
-        bd_noise_fill(x, 2 * 64, 6);
-        if (r == BD_SUCCESS) r = bd_device_sampler_run(ds, &sc, x, 2, NULL, NULL);
-        bd_device_sampler_free(ds);
-        if (r != BD_SUCCESS) goto done;
-    }
     mc.hidden = 8; mc.depth = 1; mc.temb_dim = 4;
     if ((r = bd_mlp_create(ctx, &mc, rng, &teacher)) != BD_SUCCESS) goto done;
     for (k = 0; k < 2; k++) {

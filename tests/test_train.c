@@ -216,6 +216,9 @@ static void test_lr_schedule_and_ema(void) {
     BDT_CHECK(fabs(bd_adam_lr(&c, 500) - 0.1) < 1e-12);
     bd_ema_update(e, p, 3, 0.75);
     BDT_CHECK(e[0] == 1.5f && e[1] == 2.0f && e[2] == 2.5f);
+    /* the one warm-up rule: k = optimiser steps before this update */
+    BDT_CHECK(bd_ema_decay(0.999, 1, 0) == 0.1 && fabs(bd_ema_decay(0.999, 1, 1) - 2.0 / 11.0) < 1e-15);
+    BDT_CHECK(bd_ema_decay(0.5, 1, 100) == 0.5 && bd_ema_decay(0.999, 0, 0) == 0.999);
 }
 
 /* 2-D data: 8 Gaussians (std 0.05) on a circle of radius 0.8 */
@@ -405,9 +408,10 @@ static void test_trainer_ema_and_loss(void) {
     }
     printf("  snr_trunc loss %.6f, independent recomputation %.6f\n", loss, ref);
     BDT_CHECK(fabs(loss - ref) < 1e-5 * (1.0 + ref));
-    /* EMA warm-up: decay_1 = min(0.999, 2/11) */
+    /* EMA warm-up (bd_ema_decay, k = 0 steps before the first update):
+       decay = min(0.999, 1/10) */
     {
-        double worst = 0.0, dec = 2.0 / 11.0;
+        double worst = 0.0, dec = 1.0 / 10.0;
         for (i = 0; i < P; i++) {
             double r = dec * p0[i] + (1.0 - dec) * d->params[i];
             if (fabs(r - tr->ema[i]) > worst) worst = fabs(r - tr->ema[i]);

@@ -1,7 +1,7 @@
 /* test_cuda_unet.c - whole-network paths on the CUDA backend against the
-   CPU: UNet forward and backward, a full training step (bd_device_trainer
-   on the GPU vs the CPU reference bd_trainer_step), sampling runs
-   (bd_device_sampler on the GPU vs bd_sampler_run on the CPU), a B-DENSE
+   CPU: UNet forward and backward, a full training step (bd_trainer_step
+   with the model on the GPU vs on the CPU), sampling runs (bd_sampler_run
+   with the model on the GPU vs on the CPU), a B-DENSE
    PD distillation step (bd_device_distill vs bd_distill_step), and moving
    a model between contexts.  Without a GPU: "no GPU, skipped", exit 0.
 
@@ -155,8 +155,7 @@ static void test_unet_forward_backward(void) {
 static void train_case(const char *name, const bd_unet_config *cfg, int64_t N, bd_loss_weight wt) {
     bd_denoiser *mc, *mg;
     bd_trainer_config tc = bd_trainer_config_init();
-    bd_trainer *tr = NULL;
-    bd_device_trainer *dt = NULL;
+    bd_trainer *tr = NULL, *dt = NULL;
     bd_rng data = bd_rng_init(8);
     int64_t D, P, s;
     float *x, *p_h, *ema_h;
@@ -169,26 +168,27 @@ static void train_case(const char *name, const bd_unet_config *cfg, int64_t N, b
     tc.adam.lr = 1e-3;
     tc.seed = 99;
     BDT_CHECK(bd_trainer_init(g_cpu, mc, &tc, N, &tr) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_trainer_init(mg, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_trainer_init(g_gpu, mg, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!tr || !dt) return;
     x = (float *)malloc((size_t)(N * D) * sizeof(float));
     for (s = 0; s < 3; s++) {
         bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
         BDT_CHECK(bd_trainer_step(tr, x, N, &lc) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_trainer_step(dt, x, N, &lg) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        BDT_CHECKF(bd_trainer_step(dt, x, N, &lg) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
         if (fabs(lc - lg) / fabs(lc) > worst) worst = fabs(lc - lg) / fabs(lc);
         printf("    %s step %lld: loss cpu %.8f gpu %.8f\n", name, (long long)s + 1, lc, lg);
     }
     BDT_CHECKF(worst < 1e-5, "%s: loss rel diff %.3g", name, worst);
     p_h = (float *)malloc((size_t)P * sizeof(float));
     ema_h = (float *)malloc((size_t)P * sizeof(float));
-    BDT_CHECK(bd_device_trainer_download(dt, p_h, ema_h, NULL, NULL) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, p_h, mg->params, (size_t)P * sizeof(float)) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, ema_h, dt->ema, (size_t)P * sizeof(float)) == BD_SUCCESS);
     snprintf(what, sizeof what, "%s params after 3 train steps", name);
     check_nmse(what, p_h, mc->params, P, 1e-9);
     snprintf(what, sizeof what, "%s EMA after 3 train steps", name);
     check_nmse(what, ema_h, tr->ema, P, 1e-9);
     free(x); free(p_h); free(ema_h);
-    bd_device_trainer_free(dt);
+    bd_trainer_free(dt);
     bd_trainer_free(tr);
     bd_denoiser_free(mc);
     bd_denoiser_free(mg);
@@ -209,8 +209,7 @@ static void test_train_step(void) {
 static void sample_case(const char *name, const bd_unet_config *cfg, bd_sampler_kind kind,
                         int64_t steps, int64_t N) {
     bd_denoiser *mc, *mg;
-    bd_sampler *cs = NULL;
-    bd_device_sampler *ds = NULL;
+    bd_sampler *cs = NULL, *ds = NULL;
     bd_sampler_config sc = bd_sampler_config_init(kind, steps);
     int64_t D, nfe_c = 0, nfe_g = 0;
     float *xc, *xg;
@@ -218,23 +217,125 @@ static void sample_case(const char *name, const bd_unet_config *cfg, bd_sampler_
     if (!make_pair(cfg, &mc, &mg)) return;
     D = bd_denoiser_sample_size(mc);
     BDT_CHECK(bd_sampler_init(g_cpu, mc, N, &cs) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_sampler_init(mg, N, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_sampler_init(g_gpu, mg, N, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!cs || !ds) return;
     xc = (float *)malloc((size_t)(N * D) * sizeof(float));
     xg = (float *)malloc((size_t)(N * D) * sizeof(float));
     bd_noise_fill(xc, N * D, 2024);
     memcpy(xg, xc, (size_t)(N * D) * sizeof(float));
     BDT_CHECK(bd_sampler_run(cs, &sc, xc, N, NULL, &nfe_c) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_sampler_run(ds, &sc, xg, N, NULL, &nfe_g) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_sampler_run(ds, &sc, xg, N, NULL, &nfe_g) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     BDT_CHECK(nfe_c == nfe_g);
     snprintf(what, sizeof what, "%s %s %lld steps (%lld NFE)", name, bd_sampler_name(kind), (long long)steps,
              (long long)nfe_g);
     check_nmse(what, xg, xc, N * D, 1e-7);
     free(xc); free(xg);
-    bd_device_sampler_free(ds);
+    bd_sampler_free(ds);
     bd_sampler_free(cs);
     bd_denoiser_free(mc);
     bd_denoiser_free(mg);
+}
+
+/* per-step callback sums (z and x_hat arrive as host arrays on the GPU too) */
+typedef struct cb_sum {
+    double z, x;
+    int64_t calls;
+} cb_sum;
+static int sum_cb(void *ud, int64_t step, double t, double s, const float *z, const float *x_hat, int64_t n,
+                  int64_t D, int64_t first) {
+    cb_sum *c = (cb_sum *)ud;
+    int64_t i;
+    (void)step; (void)t; (void)s; (void)first;
+    for (i = 0; i < n * D; i++) {
+        c->z += fabs((double)z[i]);
+        c->x += fabs((double)x_hat[i]);
+    }
+    c->calls++;
+    return 0;
+}
+
+/* the sampler's host features on the GPU: clip_x and the callback, and
+   DDPM's noise from the caller's rng */
+static void test_sampling_host_features(void) {
+    bd_unet_config tiny = tiny_config();
+    bd_denoiser *mc, *mg;
+    bd_sampler *cs = NULL, *ds = NULL;
+    int k;
+    if (!make_pair(&tiny, &mc, &mg)) return;
+    BDT_CHECK(bd_sampler_init(g_cpu, mc, 2, &cs) == BD_SUCCESS);
+    BDT_CHECKF(bd_sampler_init(g_gpu, mg, 2, &ds) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    if (!cs || !ds) return;
+    for (k = 0; k < 2; k++) {
+        bd_sampler_config sc = bd_sampler_config_init(k ? BD_SAMPLER_DDPM : BD_SAMPLER_DDIM, 6);
+        bd_rng q1 = bd_rng_init(3), q2 = bd_rng_init(3);
+        int64_t D = bd_denoiser_sample_size(mc), N = 3;
+        float *xc = (float *)malloc((size_t)(N * D) * sizeof(float)), *xg = (float *)malloc((size_t)(N * D) * sizeof(float));
+        cb_sum c1 = {0, 0, 0}, c2 = {0, 0, 0};
+        char what[96];
+        sc.clip_x = 1;
+        sc.callback = sum_cb;
+        bd_noise_fill(xc, N * D, 77);
+        memcpy(xg, xc, (size_t)(N * D) * sizeof(float));
+        sc.user_data = &c1;
+        BDT_CHECK(bd_sampler_run(cs, &sc, xc, N, &q1, NULL) == BD_SUCCESS);
+        sc.user_data = &c2;
+        BDT_CHECKF(bd_sampler_run(ds, &sc, xg, N, &q2, NULL) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        snprintf(what, sizeof what, "tiny %s, clip_x and callback", bd_sampler_name(sc.kind));
+        check_nmse(what, xg, xc, N * D, 1e-7);
+        BDT_CHECKF(c1.calls == c2.calls && c1.calls == 2 * 6 && fabs(c1.z - c2.z) <= 1e-5 * c1.z &&
+                       fabs(c1.x - c2.x) <= 1e-5 * c1.x,
+                   "callback: %lld vs %lld calls, sums %.9g/%.9g vs %.9g/%.9g", (long long)c1.calls,
+                   (long long)c2.calls, c1.z, c1.x, c2.z, c2.x);
+        free(xc);
+        free(xg);
+    }
+    bd_sampler_free(ds);
+    bd_sampler_free(cs);
+    bd_denoiser_free(mc);
+    bd_denoiser_free(mg);
+}
+
+/* a trainer on the GPU saved with bd_model_save (state downloaded) and
+   resumed on the CPU: the next step agrees */
+static void test_train_checkpoint(void) {
+    bd_unet_config tiny = tiny_config();
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_rng r1 = bd_rng_init(1), r2 = bd_rng_init(1), data = bd_rng_init(8);
+    bd_model *hm = NULL, *dm = NULL;
+    bd_trainer *tr = NULL, *dt = NULL;
+    const char *path = "build-emu-ckpt.safetensors";
+    float *x;
+    int64_t D, N = 2, s;
+    double l1 = 0, l2 = 0;
+    BDT_CHECK(bd_model_init_unet(g_cpu, &tiny, BD_PARAM_V, BD_SCHEDULE_COSINE, &r1, &hm) == BD_SUCCESS);
+    BDT_CHECK(bd_model_init_unet(g_cpu, &tiny, BD_PARAM_V, BD_SCHEDULE_COSINE, &r2, &dm) == BD_SUCCESS);
+    if (!hm || !dm) return;
+    BDT_CHECKF(bd_denoiser_to_context(dm->net, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    tc.adam.lr = 1e-3;
+    tc.seed = 5;
+    BDT_CHECK(bd_trainer_init(g_cpu, hm->net, &tc, N, &tr) == BD_SUCCESS);
+    BDT_CHECKF(bd_trainer_init(g_cpu, dm->net, &tc, N, &dt) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    if (!tr || !dt) return;
+    D = bd_denoiser_sample_size(hm->net);
+    x = (float *)malloc((size_t)(N * D) * sizeof(float));
+    for (s = 0; s < 2; s++) {
+        bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
+        BDT_CHECKF(bd_trainer_step(dt, x, N, &l2) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    }
+    BDT_CHECKF(bd_model_save(g_cpu, dm, path, dt) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    BDT_CHECKF(bd_model_resume(g_cpu, path, hm, tr) == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    BDT_CHECK(tr->adam.step == 2);
+    bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
+    BDT_CHECK(bd_trainer_step(tr, x, N, &l1) == BD_SUCCESS);
+    BDT_CHECK(bd_trainer_step(dt, x, N, &l2) == BD_SUCCESS);
+    printf("    step 3 after a GPU checkpoint resumed on the CPU: loss cpu %.8f gpu %.8f\n", l1, l2);
+    BDT_CHECKF(fabs(l1 - l2) <= 1e-5 * fabs(l1), "loss %.9g vs %.9g", l1, l2);
+    remove(path);
+    free(x);
+    bd_trainer_free(dt);
+    bd_trainer_free(tr);
+    bd_model_free(dm);
+    bd_model_free(hm);
 }
 
 static void test_sampling(void) {
@@ -416,6 +517,8 @@ int main(void) {
     BDT_RUN(test_unet_forward_backward);
     BDT_RUN(test_train_step);
     BDT_RUN(test_sampling);
+    BDT_RUN(test_sampling_host_features);
+    BDT_RUN(test_train_checkpoint);
     BDT_RUN(test_distill_step);
     BDT_RUN(test_distill_td);
     BDT_RUN(test_move_back);
