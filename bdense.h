@@ -517,6 +517,17 @@ BDAPI double bd_mse_forward(const float *pred, const float *target, const float 
 BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
                            const float *w, int64_t N, int64_t D);
 
+/* softmax cross-entropy over C classes, mean over the batch:
+       loss = -(1/N) sum_n log softmax(logits_n)[labels_n]
+   logits (N,C), labels (N) in 0..C-1.  prob (N,C) or NULL receives the
+   softmax.  Returns the loss (double accumulation, max-shifted); a label
+   outside 0..C-1 makes it NaN (and backward skips that row).
+   Backward: dlogits += (softmax(logits) - onehot(label)) / N. */
+BDAPI double bd_cross_entropy_forward(float *prob, const float *logits, const int32_t *labels,
+                                      int64_t N, int64_t C);
+BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
+                                     const int32_t *labels, int64_t N, int64_t C);
+
 /* ======================================================================== */
 /* >>denoiser                                                               */
 /* ======================================================================== */
@@ -3762,6 +3773,45 @@ BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
     for (n = 0; n < N; n++) {
         float c = (float)(2.0 * (w ? (double)w[n] : 1.0) / ((double)N * (double)D));
         for (d = 0; d < D; d++) dpred[n * D + d] += c * (pred[n * D + d] - target[n * D + d]);
+    }
+}
+
+BDAPI double bd_cross_entropy_forward(float *prob, const float *logits, const int32_t *labels,
+                                      int64_t N, int64_t C) {
+    int64_t n, c;
+    double total = 0.0;
+    if (N <= 0 || C <= 0) return 0.0;
+    for (n = 0; n < N; n++) {
+        const float *l = logits + n * C;
+        double m = (double)l[0], s = 0.0, lse;
+        for (c = 1; c < C; c++)
+            if ((double)l[c] > m) m = (double)l[c];
+        for (c = 0; c < C; c++) s += exp((double)l[c] - m);
+        lse = log(s) + m;
+        if (prob)
+            for (c = 0; c < C; c++) prob[n * C + c] = (float)exp((double)l[c] - lse);
+        if (labels[n] < 0 || (int64_t)labels[n] >= C) total += NAN;
+        else total += lse - (double)l[labels[n]];
+    }
+    return total / (double)N;
+}
+
+BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
+                                     const int32_t *labels, int64_t N, int64_t C) {
+    int64_t n, c;
+    double inv;
+    if (N <= 0 || C <= 0) return;
+    inv = 1.0 / (double)N;
+    for (n = 0; n < N; n++) {
+        const float *l = logits + n * C;
+        double m = (double)l[0], s = 0.0, lse;
+        if (labels[n] < 0 || (int64_t)labels[n] >= C) continue;
+        for (c = 1; c < C; c++)
+            if ((double)l[c] > m) m = (double)l[c];
+        for (c = 0; c < C; c++) s += exp((double)l[c] - m);
+        lse = log(s) + m;
+        for (c = 0; c < C; c++)
+            dlogits[n * C + c] += (float)((exp((double)l[c] - lse) - (c == labels[n] ? 1.0 : 0.0)) * inv);
     }
 }
 
