@@ -1458,8 +1458,11 @@ BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream
 /* PD: end a round.  The student's EMA weights become the teacher (an owned
    K-branch copy when the shapes differ) and the student's new start; N
    halves (N must be even), the new grid is every other point of the old
-   one and the teacher grid is re-derived; Adam, EMA, step and branch EMA
-   restart.  Allocates (a round is not a hot path). */
+   one and the new teacher grid IS the old student grid (the only times the
+   new teacher learnt; any grid kind nests), so rounds need
+   teacher_substeps 2 (K = 1 or 2): other Kt return BD_ERROR_CONFIG and
+   change nothing.  Adam, EMA, step and branch EMA restart.  Allocates (a
+   round is not a hot path). */
 BDAPI bd_result bd_distill_next_round(bd_distill *dist);
 
 /* Copy the student EMA into dst (same n_params). */
@@ -9927,14 +9930,23 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
         return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
     if (dist->N < 2 || dist->N % 2 != 0)
         return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->Kt != 2)
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "next_round: teacher_substeps %lld: the next round's teacher is this student, trained only "
+                        "at the %lld times of its own grid, so the new teacher grid must be that grid (2 sub-steps "
+                        "per new student step); PD rounds need teacher_substeps 2 (branches 1 or 2)",
+                        (long long)dist->Kt, (long long)dist->N);
     if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
         return r;
     memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
     memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    /* the new teacher walks exactly the old student grid (whatever its
+       kind: uniform, Karras, logSNR, custom): it nests the new grid */
+    for (i = 0; i <= dist->N; i++) dist->tgrid[i] = dist->grid[i];
     for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
     dist->N /= 2;
+    dist->S = dist->N * dist->Kt;
     dist->config.student_steps = dist->N;
-    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) return r;
     memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
     memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
     dist->adam.step = 0;
@@ -9993,7 +10005,7 @@ done:
     return r;
 }
 
-#define BD__DSTATE_META 14
+#define BD__DSTATE_META 15
 static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
     size_t len = 0;
     int64_t i;
@@ -10035,7 +10047,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd_st_write_tensor t[5];
     bd_st_kv kv[BD__DSTATE_META];
     char *buf;
-    char *s_grid, *s_bema, small[10][96];
+    char *s_grid, *s_bema, *s_tgrid, small[10][96];
     size_t cap;
     int64_t nt = 0, nm = 0, np, i;
     bd_result r;
@@ -10043,12 +10055,14 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     ctx = dist->ctx;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
     np = dist->student->n_params;
-    cap = (size_t)(dist->N + 1 + dist->K) * 32 + 64;
-    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
+    cap = (size_t)(dist->S + 1 + dist->N + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 3 * cap));
     if (!buf) return ctx->last_result;
     s_grid = buf;
     s_bema = buf + cap;
+    s_tgrid = buf + 2 * cap;
     bd__dstate_doubles(s_grid, cap, dist->grid, dist->N + 1);
+    bd__dstate_doubles(s_tgrid, cap, dist->tgrid, dist->S + 1);
     bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
     memset(t, 0, sizeof t);
     t[nt].name = "optim.m"; t[nt].data = dist->adam.m; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
@@ -10078,6 +10092,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
     kv[nm].key = "bdense.distill.steps"; kv[nm++].value = small[5];
     kv[nm].key = "bdense.distill.grid"; kv[nm++].value = s_grid;
+    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = s_tgrid;
     kv[nm].key = "bdense.distill.optim_step"; kv[nm++].value = small[6];
     kv[nm].key = "bdense.distill.rng"; kv[nm++].value = small[7];
     kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
@@ -10097,6 +10112,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     const bd_st_tensor *tp, *te, *tm, *tv, *tt;
     int64_t K, Kt, step, round, N, astep, bcount, np, i;
     double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES], spare;
+    double *tgrid_saved = NULL;
     unsigned long long s4[4];
     int has_spare;
     const char *m;
@@ -10153,6 +10169,24 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->N = N;
     dist->config.student_steps = N;
     if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
+    /* after a PD round the teacher grid is the previous student grid, not a
+       subdivision of this one (files before 0.1.0's rounds fix lack it) */
+    if (round > 0 && bd_safetensors_meta(st, "bdense.distill.teacher_grid")) {
+        tgrid_saved = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dist->S + 1), sizeof(double)));
+        if (!tgrid_saved) { r = ctx->last_result; goto done; }
+        if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.teacher_grid"), tgrid_saved, dist->S + 1)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.teacher_grid", path);
+            goto done;
+        }
+        for (i = 0; i < dist->S; i++)
+            if ((i % dist->Kt == 0 && tgrid_saved[i] != grid[i / dist->Kt]) || !(tgrid_saved[i] > tgrid_saved[i + 1]))
+                break;
+        if (i < dist->S || tgrid_saved[dist->S] != grid[N]) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bdense.distill.teacher_grid does not nest the grid", path);
+            goto done;
+        }
+        memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
+    }
     for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
     dist->rng.has_spare = has_spare;
     dist->rng.spare = spare;
@@ -10161,6 +10195,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->step = step;
     dist->round = round;
 done:
+    bd_free(ctx, tgrid_saved);
     bd_safetensors_free(st);
     return r;
 }

@@ -265,6 +265,13 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     if (cli__dconfig("distill", &o, teacher, steps, &dc)) goto done;
+    if (rounds > 1 && dc.teacher_substeps != 2) {
+        rc = cli_fail("distill", "--rounds %lld with --teacher-substeps %lld: each round's teacher is the last student, "
+                      "trained only on its own grid, so rounds need 2 teacher sub-steps per student step "
+                      "(--branches 1 or 2, --teacher-substeps 2; docs/distillation.md)", (long long)rounds,
+                      (long long)dc.teacher_substeps);
+        goto done;
+    }
     dc.adam.lr = lr;
     dc.adam.warmup_steps = warmup;
     dc.adam.grad_clip = grad_clip;

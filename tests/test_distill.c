@@ -940,6 +940,51 @@ static void test_pd_rounds_and_nan_guard(void) {
     bd_context_free(ctx);
 }
 
+/* PD rounds nest: the round-r teacher is the last student, trained only at
+   the times of its own grid, so the new teacher grid must BE the old
+   student grid (a Karras grid here, whose midpoints in t are not on it);
+   rounds with Kt != 2 would query it at times it never learnt (K = Kt = 4)
+   and are refused with a message, changing nothing. */
+static void test_pd_round_grids_nest(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL, *st4 = NULL;
+    bd_distill *d = NULL, *d4 = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_distill_config dc4 = bd_distill_config_init(BD_DISTILL_PD, 4, 4);
+    bd_rng r = bd_rng_init(3);
+    float pts[2 * GMM_M], x[2 * 8];
+    double old[5];
+    int i;
+    gmm_points(pts);
+    dc.grid = BD_GRID_KARRAS;
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 4, &r, &st4) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 8, &d) == BD_SUCCESS);
+    BDT_CHECK(dc4.teacher_substeps == 4 && bd_distill_init(ctx, &dc4, teacher, st4, 8, &d4) == BD_SUCCESS);
+    if (!d || !d4) return;
+    memcpy(old, d->grid, sizeof old);
+    gmm_sample(&r, pts, x, 8);
+    BDT_CHECK(bd_distill_step(d, x, 8, NULL, NULL) == BD_SUCCESS);
+    BDT_CHECKF(bd_distill_next_round(d) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECK(d->N == 2 && d->S == 4);
+    for (i = 0; i <= 4; i++) BDT_CHECKF(d->tgrid[i] == old[i], "teacher grid %d: %.6f, old student grid %.6f", i, d->tgrid[i], old[i]);
+    BDT_CHECK(d->grid[0] == old[0] && d->grid[1] == old[2] && d->grid[2] == old[4]);
+    gmm_sample(&r, pts, x, 8);
+    BDT_CHECK(bd_distill_step(d, x, 8, NULL, NULL) == BD_SUCCESS);
+    /* K = Kt = 4: refused, nothing changed */
+    memcpy(old, d4->grid, sizeof old);
+    BDT_CHECK(bd_distill_next_round(d4) == BD_ERROR_CONFIG);
+    BDT_CHECK(strstr(bd_context_message(ctx), "teacher_substeps") != NULL);
+    BDT_CHECK(d4->N == 4 && d4->round == 0 && d4->owned_teacher == NULL && memcmp(old, d4->grid, sizeof old) == 0);
+    bd_distill_free(d);
+    bd_distill_free(d4);
+    bd_denoiser_free(st);
+    bd_denoiser_free(st4);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
 /* Steps allocate nothing after init (PD and TD on the fly), counted
    through the context allocator. */
 static int64_t n_allocs = 0;
@@ -1063,6 +1108,7 @@ int main(void) {
     BDT_RUN(test_gradcheck_mlp_student);
     BDT_RUN(test_end_to_end_mlp_td);
     BDT_RUN(test_pd_rounds_and_nan_guard);
+    BDT_RUN(test_pd_round_grids_nest);
     BDT_RUN(test_steps_do_not_allocate);
     BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");
