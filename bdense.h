@@ -1335,6 +1335,23 @@ BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
    starting noise, state S the sample).  rng: the distiller's. */
 typedef bd_result (*bd_traj_fn)(void *user_data, float *traj, int64_t n, bd_rng *rng);
 
+/* TD, student input = its own detached state (teacher_forcing 0): where the
+   dense (k < K) branches' teacher states come from.  A drift d of the
+   student's z_t from the teacher's moves the x-target of a state from the
+   teacher's z_t by (r_k/c_k) d (r_k = sigma_s/sigma_t, c_k = alpha_s -
+   r_k alpha_t), 2.9-10x for the early branches at N = 2-4.
+   FROM_STUDENT (default): the teacher solves the student interval's Kt
+   sub-steps from the student's own detached z_t (Kt teacher NFE per student
+   step) and branches k < K target those states; the final branch keeps the
+   trajectory state (the SFD drift correction).
+   FROM_TRAJECTORY: every branch targets the cached/solved trajectory
+   (before 0.1.0's fix; cheaper, biased by the drift).
+   With teacher forcing (or K = 1) both are the same. */
+typedef enum bd_distill_dense_targets {
+    BD_DENSE_FROM_STUDENT = 0,
+    BD_DENSE_FROM_TRAJECTORY = 1
+} bd_distill_dense_targets;
+
 #define BD_DISTILL_MAX_BRANCHES 64
 
 typedef struct bd_distill_config {
@@ -1354,6 +1371,7 @@ typedef struct bd_distill_config {
     bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
+    bd_distill_dense_targets dense_targets; /* TD, own state: from_student (see above) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
     bd_schedule_kind schedule;  /* cosine */
     bd_adam_config adam;        /* bd_adam_config_init(), lr 1e-4 */
@@ -1409,6 +1427,7 @@ typedef struct bd_distill {
     int64_t *idx;               /* (B) PD: student step of each sample */
     /* work */
     float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
+    float *sub;                 /* (B, Kt+1, D) TD: teacher sub-solve from the student's state */
     double *an, *sn;
 } bd_distill;
 
@@ -9385,6 +9404,7 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
     c.teacher_forcing = 0;
+    c.dense_targets = BD_DENSE_FROM_STUDENT;
     c.param = BD_PARAM_V;
     c.schedule = BD_SCHEDULE_COSINE;
     c.adam = bd_adam_config_init();
@@ -9411,7 +9431,7 @@ BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int6
 static void bd__distill_free_buffers(bd_distill *d) {
     bd_context *ctx = d->ctx;
     float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
-                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj};
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub};
     double **dp[] = {&d->grid, &d->tgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
     size_t i;
     for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
@@ -9489,6 +9509,8 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
         c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
+    if (c->dense_targets != BD_DENSE_FROM_STUDENT && c->dense_targets != BD_DENSE_FROM_TRAJECTORY)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown dense_targets %d", (int)c->dense_targets);
     if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
     if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
@@ -9556,8 +9578,10 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
     d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
     d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
-    if (config->method == BD_DISTILL_TD)
+    if (config->method == BD_DISTILL_TD) {
         d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
+        d->sub = bd__distill_falloc(ctx, B, d->Kt + 1, D, &ok);
+    }
     d->at = bd__distill_dalloc(ctx, B, 1, &ok);
     d->st = bd__distill_dalloc(ctx, B, 1, &ok);
     d->an = bd__distill_dalloc(ctx, B, 1, &ok);
@@ -9799,10 +9823,31 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
     return bd__distill_student_pass(d, n, 1.0, loss, bl);
 }
 
+/* dense targets from the student's state: the teacher solves student
+   interval i (Kt sub-steps of tgrid) from the student's detached z_t (d->zt);
+   branches k < K get the states it passes (d->zs), the final branch keeps
+   the trajectory's */
+static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
+    bd_sampler_config sc = bd__teacher_cfg(&d->config, d->Kt, d->tgrid + i * d->Kt);
+    bd__traj_rec rec;
+    int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
+    bd_result r;
+    rec.traj = d->sub; rec.S = Kt; rec.D = D;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    memcpy(d->eps, d->zt, (size_t)(n * D) * sizeof(float)); /* eps: free in TD */
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->eps, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (k = 0; k < d->K - 1; k++)
+        for (b = 0; b < n; b++)
+            memcpy(d->zs + (k * n + b) * D, d->sub + (b * (Kt + 1) + (k + 1) * per) * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
 static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
     int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
     bd_result r;
     double scale = 1.0 / (double)d->N;
+    int resolve = !d->config.teacher_forcing && d->config.dense_targets == BD_DENSE_FROM_STUDENT && K > 1;
     if (d->traj_fn) {
         if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
     } else {
@@ -9829,9 +9874,11 @@ static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, do
                 memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
                 d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
             }
+        }
+        if (resolve && (r = bd__distill_dense_from_student(d, i, n)) != BD_SUCCESS) return r;
+        for (k = 0; k < K; k++)
             bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
                               d->as + k * n, d->ss + k * n, n, D);
-        }
         if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
         /* the student's own next state, detached: DDIM with its final branch */
         bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
@@ -11129,6 +11176,11 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
     if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
     if (config->distance != BD_DISTILL_L2)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
+    if (config->method == BD_DISTILL_TD && !config->teacher_forcing && config->branches > 1 &&
+        config->dense_targets == BD_DENSE_FROM_STUDENT)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: dense targets solved from the student's "
+                        "state run on the host only (bd_distill_step); on the device set dense_targets = "
+                        "from_trajectory or teacher_forcing");
     if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
     if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
     if (student->branches != config->branches)

@@ -9,7 +9,7 @@
 /* shared distiller setup                                                 */
 /* ---------------------------------------------------------------------- */
 typedef struct cli__dopts {
-    const char *method, *weights, *space, *distance, *solver, *student_grid, *subdiv;
+    const char *method, *weights, *space, *distance, *solver, *student_grid, *subdiv, *dense_targets;
     int64_t branches, substeps, student_steps;
     int teacher_forcing;
     double aux_beta, adaptive_decay;
@@ -25,6 +25,7 @@ static void cli__dopts_defaults(cli__dopts *o) {
     o->solver = "dpmpp2m";
     o->student_grid = "uniform_t";
     o->subdiv = "auto";
+    o->dense_targets = "student";
     o->branches = 2;
     o->substeps = 0;
     o->student_steps = 2;
@@ -67,6 +68,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
     if (strcmp(o->subdiv, "logsnr") == 0) c->subdiv = BD_SUBDIV_LOGSNR;
     if (strcmp(o->subdiv, "t") == 0) c->subdiv = BD_SUBDIV_T;
     c->teacher_forcing = o->teacher_forcing;
+    c->dense_targets = strcmp(o->dense_targets, "trajectory") == 0 ? BD_DENSE_FROM_TRAJECTORY : BD_DENSE_FROM_STUDENT;
     c->aux_beta = o->aux_beta;
     c->adaptive_decay = o->adaptive_decay;
     c->anneal_steps = o->anneal_steps > 0 ? o->anneal_steps : (total_steps > 1 ? total_steps : 1);
@@ -204,6 +206,9 @@ int cmd_distill(int argc, char **argv) {
     cli_add_choice(&a, "space", &o.space, "auto|x|z", "loss space (auto: td z, pd x)");
     cli_add_choice(&a, "distance", &o.distance, "l2|l1", "z-space distance");
     cli_add_flag(&a, "teacher-forcing", &o.teacher_forcing, "TD: feed the teacher's states, not the student's own");
+    cli_add_choice(&a, "dense-targets", &o.dense_targets, "student|trajectory",
+                   "TD without teacher forcing: dense branches target the teacher solved from the student's own "
+                   "state, or the trajectory's states (docs/distillation.md)");
     cli_range(cli_add_num(&a, "aux-beta", &o.aux_beta, "B", "aux weights: weight of each dense branch"), 0, 100);
     cli_range(cli_add_int(&a, "anneal-steps", &o.anneal_steps, "N", "anneal weights: steps to final-only (0 = all)"), 0,
               1e9);
@@ -245,6 +250,13 @@ int cmd_distill(int argc, char **argv) {
                                         "each round's output as the next --teacher)");
         if (resume) return cli_fail("distill", "--resume is not available with --device cuda (the GPU optimiser "
                                     "state is not saved)");
+        if (strcmp(o.dense_targets, "student") == 0 && cli_given(&a, "dense-targets"))
+            return cli_fail("distill", "--dense-targets student runs on the CPU only (use trajectory or --teacher-forcing "
+                                       "with --device cuda)");
+        if (!o.teacher_forcing && strcmp(o.method, "td") == 0 && o.branches > 1) {
+            o.dense_targets = "trajectory";
+            cli_note(&a, "--device cuda: dense targets from the trajectory (--dense-targets trajectory)\n");
+        }
     }
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");

@@ -436,8 +436,12 @@ static void test_pd_targets_exact_teacher(void) {
    DDIM solve; with teacher forcing the student's input is the teacher
    state and the targets are SPEC 5's; without it the input of step 2 is
    the student's own DDIM step from the noise (its final branch); K = 1
-   (sparse) targets the end of each student step (SFD). */
-static void check_td(int64_t K, int forcing) {
+   (sparse) targets the end of each student step (SFD).  Without forcing,
+   the dense branches (k < K) target the teacher's sub-steps solved from the
+   student's own state (dense_targets from_student, the default), or the
+   trajectory's states (from_trajectory); the final branch always targets
+   the trajectory. */
+static void check_td(int64_t K, int forcing, int from_traj) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *student = NULL;
     bd_distill *dist = NULL;
@@ -445,7 +449,7 @@ static void check_td(int64_t K, int forcing) {
     float pts[2 * GMM_M], *keep = NULL;
     double loss, bl[4], worst_tr = 0, worst_t = 0, worst_in = 0;
     double tg[9];
-    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per;
+    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per, n_differ = 0;
     gmm_points(pts);
     BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
     BDT_CHECK(make_mlp(ctx, K, 6, 32, &student) == BD_SUCCESS);
@@ -453,6 +457,8 @@ static void check_td(int64_t K, int forcing) {
     dc.subdiv = BD_SUBDIV_T;
     dc.teacher_forcing = forcing;
     dc.space = BD_DISTILL_SPACE_X;
+    BDT_CHECK(dc.dense_targets == BD_DENSE_FROM_STUDENT);
+    if (from_traj) dc.dense_targets = BD_DENSE_FROM_TRAJECTORY;
     BDT_CHECK(dc.teacher_substeps == 4);
     per = Kt / K;
     for (j = 0; j <= S; j++) tg[j] = 1.0 - (double)j / S;
@@ -479,6 +485,16 @@ static void check_td(int64_t K, int forcing) {
             for (k = 0; k < K; k++) {
                 int64_t jj = Kt + (k + 1) * per;
                 double tgt = ref_target(in, tr[jj * 2 + d], 0.5, tg[jj]);
+                if (!forcing && !from_traj && k < K - 1) {
+                    /* the teacher's DDIM sub-steps from the student's own state */
+                    double zz[2];
+                    int64_t q;
+                    zz[0] = dist->zt[b * 2], zz[1] = dist->zt[b * 2 + 1];
+                    for (q = Kt + 1; q <= jj; q++) ref_ddim(pts, zz, tg[q - 1], tg[q]);
+                    tgt = ref_target(in, zz[d], 0.5, tg[jj]);
+                    /* and it is not the trajectory's target (the student drifted) */
+                    if (fabs(tgt - ref_target(in, tr[jj * 2 + d], 0.5, tg[jj])) > 1e-3) n_differ++;
+                }
                 worst_t = fmax(worst_t, rel_err(dist->xt[(k * n + b) * 2 + d], tgt));
             }
         }
@@ -515,6 +531,7 @@ static void check_td(int64_t K, int forcing) {
     BDT_CHECKF(worst_tr < 1e-4, "%g", worst_tr);
     BDT_CHECKF(worst_in < 1e-4, "%g", worst_in);
     BDT_CHECKF(worst_t < 1e-3, "%g", worst_t);
+    if (!forcing && !from_traj && K > 1) BDT_CHECKF(n_differ > 0, "dense targets equal the trajectory's");
     free(keep);
     bd_distill_free(dist);
     bd_denoiser_free(student);
@@ -522,10 +539,13 @@ static void check_td(int64_t K, int forcing) {
     bd_context_free(ctx);
 }
 static void test_td_targets_exact_teacher(void) {
-    check_td(1, 1);
-    check_td(2, 1);
-    check_td(4, 1);
-    check_td(2, 0);
+    check_td(1, 1, 0);
+    check_td(2, 1, 0);
+    check_td(4, 1, 0);
+    check_td(2, 0, 0);
+    check_td(4, 0, 0);
+    check_td(2, 0, 1);
+    check_td(1, 0, 0);
 }
 
 /* TD trajectories solved with DPM-Solver++(2M): the recorded last state is
