@@ -1370,6 +1370,10 @@ typedef struct bd_distill_config {
     const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
     bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
+    int64_t teacher_refine;     /* R >= 1: teacher solver steps per sub-step (1): the teacher
+                                   solves the grid with every sub-step split R times (same
+                                   subdiv) and the states are read on the sub-grid, so solve
+                                   accuracy is set apart from K and Kt */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
     bd_distill_dense_targets dense_targets; /* TD, own state: from_student (see above) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
@@ -1401,9 +1405,11 @@ typedef struct bd_distill {
     int64_t step;               /* optimisation steps taken this round */
     int64_t round;              /* PD rounds completed */
     int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    int64_t R;                  /* teacher_refine; the solver walks fgrid, S*R steps */
     int64_t N_max;              /* grid capacity: N at init */
     double *grid;               /* (N+1) student grid */
     double *tgrid;              /* (S+1) teacher grid */
+    double *fgrid;              /* (S*R+1) the teacher solver's grid (tgrid when R = 1) */
     double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
     int64_t branch_ema_count;   /* updates so far (bias correction) */
     double weights[BD_DISTILL_MAX_BRANCHES];    /* weights of the last step */
@@ -9389,7 +9395,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.branches = branches;
     c.student_steps = student_steps;
     if (branches < 1) c.teacher_substeps = 1;
-    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : branches;
+    /* PD: 2K, so branch 0 (sub-state Kt/K = 2) is two teacher steps, not the
+       teacher's own one-step jump (x_hat = the teacher's x_hat) */
+    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : 2 * branches;
     else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
     c.weights = BD_WEIGHTS_UNIFORM;
     c.aux_beta = 0.1;
@@ -9403,6 +9411,7 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
        1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
     c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_refine = 1;
     c.teacher_forcing = 0;
     c.dense_targets = BD_DENSE_FROM_STUDENT;
     c.param = BD_PARAM_V;
@@ -9432,7 +9441,7 @@ static void bd__distill_free_buffers(bd_distill *d) {
     bd_context *ctx = d->ctx;
     float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
                     &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub};
-    double **dp[] = {&d->grid, &d->tgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
+    double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
     size_t i;
     for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
     for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
@@ -9487,6 +9496,13 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
                         (long long)c->teacher_substeps, (long long)c->branches);
+    if (c->teacher_refine < 1 || c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_refine %lld must be >= 1", (long long)c->teacher_refine);
+    if (c->student_steps >= 1 && c->student_steps * c->teacher_substeps <= BD_SAMPLER_MAX_STEPS &&
+        c->student_steps * c->teacher_substeps * c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: %lld x %lld x teacher_refine %lld teacher steps exceed %d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, (long long)c->teacher_refine,
+                        BD_SAMPLER_MAX_STEPS);
     if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
                         (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
@@ -9520,9 +9536,19 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
 
 /* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
    state; used at init and after a round */
+static bd_result bd__distill_fine(bd_distill *d) {
+    int64_t i;
+    if (d->R == 1) {
+        for (i = 0; i <= d->S; i++) d->fgrid[i] = d->tgrid[i];
+        return BD_SUCCESS;
+    }
+    return bd_distill_teacher_grid(d->ctx, &d->sched, d->tgrid, d->S, d->R, d->config.subdiv, d->fgrid);
+}
 static bd_result bd__distill_grids(bd_distill *d) {
+    bd_result r;
     d->S = d->N * d->Kt;
-    return bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+    r = bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+    return r == BD_SUCCESS ? bd__distill_fine(d) : r;
 }
 
 BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
@@ -9565,6 +9591,8 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
     d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
     d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
+    d->R = config->teacher_refine;
+    d->fgrid = bd__distill_dalloc(ctx, d->N * d->Kt * d->R + 1, 1, &ok);
     d->ema = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
     d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
@@ -9620,6 +9648,7 @@ fail:
 typedef struct bd__traj_rec {
     float *traj; /* (n, S+1, D) */
     int64_t S, D;
+    int64_t every; /* solver steps per recorded state (teacher_refine) */
 } bd__traj_rec;
 
 static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
@@ -9627,6 +9656,8 @@ static int bd__distill_record(void *user_data, int64_t step, double t, double s,
     bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
     int64_t b;
     (void)t; (void)s; (void)x_hat;
+    if (step % rec->every != 0) return 0;
+    step /= rec->every;
     for (b = 0; b < n; b++)
         memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
     return 0;
@@ -9645,7 +9676,7 @@ static bd_sampler_config bd__teacher_cfg(const bd_distill_config *c, int64_t S, 
 }
 
 static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
-    return bd__teacher_cfg(&d->config, d->S, d->tgrid);
+    return bd__teacher_cfg(&d->config, d->S * d->R, d->fgrid);
 }
 
 /* solve n <= max_batch trajectories whose state 0 is already in traj */
@@ -9654,7 +9685,7 @@ static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
     bd__traj_rec rec;
     int64_t b, D = d->D, S = d->S;
     bd_result r;
-    rec.traj = traj; rec.S = S; rec.D = D;
+    rec.traj = traj; rec.S = S; rec.D = D; rec.every = d->R;
     sc.callback = bd__distill_record;
     sc.user_data = &rec;
     for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
@@ -9783,7 +9814,7 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
 
 static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
                                       double *bl) {
-    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K;
+    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K, R = d->R;
     bd_result r;
     for (b = 0; b < n; b++) {
         double a, s;
@@ -9799,20 +9830,20 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
         for (e = 0; e < D; e++)
             d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
     }
-    /* the teacher: Kt DDIM sub-steps with its final branch */
+    /* the teacher: Kt DDIM sub-steps (each R fine steps) with its final branch */
     memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
-    for (j = 1; j <= Kt; j++) {
+    for (j = 1; j <= Kt * R; j++) {
         for (b = 0; b < n; b++) {
-            double tn = d->tgrid[d->idx[b] * Kt + j];
-            d->tcur[b] = (float)d->tgrid[d->idx[b] * Kt + j - 1];
+            double tn = d->fgrid[d->idx[b] * Kt * R + j];
+            d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
             bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
         }
         if ((r = bd_model_predict(d->teacher, &d->sched, d->config.param, d->teacher->branches - 1,
                                   d->tout, d->xh, d->eh, d->zcur, d->tcur, n)) != BD_SUCCESS)
             return r;
         bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
-        if (j % per == 0) {
-            k = j / per - 1;
+        if (j % (per * R) == 0) {
+            k = j / (per * R) - 1;
             memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
             for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
         }
@@ -9828,11 +9859,11 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
    branches k < K get the states it passes (d->zs), the final branch keeps
    the trajectory's */
 static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
-    bd_sampler_config sc = bd__teacher_cfg(&d->config, d->Kt, d->tgrid + i * d->Kt);
+    bd_sampler_config sc = bd__teacher_cfg(&d->config, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
     bd__traj_rec rec;
     int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
     bd_result r;
-    rec.traj = d->sub; rec.S = Kt; rec.D = D;
+    rec.traj = d->sub; rec.S = Kt; rec.D = D; rec.every = d->R;
     sc.callback = bd__distill_record;
     sc.user_data = &rec;
     memcpy(d->eps, d->zt, (size_t)(n * D) * sizeof(float)); /* eps: free in TD */
@@ -9977,6 +10008,9 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
         return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
     if (dist->N < 2 || dist->N % 2 != 0)
         return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->R != 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "next_round: teacher_refine %lld: the next round's teacher is this "
+                        "student, which can only be queried on its own grid (teacher_refine 1)", (long long)dist->R);
     if (dist->Kt != 2)
         return bd_error(ctx, BD_ERROR_CONFIG,
                         "next_round: teacher_substeps %lld: the next round's teacher is this student, trained only "
@@ -9994,6 +10028,7 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
     dist->N /= 2;
     dist->S = dist->N * dist->Kt;
     dist->config.student_steps = dist->N;
+    if ((r = bd__distill_fine(dist)) != BD_SUCCESS) return r;
     memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
     memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
     dist->adam.step = 0;
@@ -10233,6 +10268,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
             goto done;
         }
         memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
+        if ((r = bd__distill_fine(dist)) != BD_SUCCESS) goto done;
     }
     for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
     dist->rng.has_spare = has_spare;
@@ -11176,6 +11212,10 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
     if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
     if (config->distance != BD_DISTILL_L2)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
+    if (config->teacher_refine != 1)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: teacher_refine %lld runs on the host only "
+                        "(bd_distill_step); the device solves the teacher grid (teacher_refine 1)",
+                        (long long)config->teacher_refine);
     if (config->method == BD_DISTILL_TD && !config->teacher_forcing && config->branches > 1 &&
         config->dense_targets == BD_DENSE_FROM_STUDENT)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: dense targets solved from the student's "

@@ -356,7 +356,7 @@ static bd_result make_mlp(bd_context *ctx, int64_t K, uint64_t seed, int64_t hid
    (uniform-t grid, Kt = 2 teacher DDIM sub-steps per student step);
    K = 1 gives plain PD (Salimans & Ho) targets; the reported loss equals
    lambda(t) sum_k w_k mean (x_hat_k - x_tilde_k)^2 recomputed here. */
-static void check_pd_targets(int64_t K, int64_t Kt) {
+static void check_pd_targets_r(int64_t K, int64_t Kt, int64_t R) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *student = NULL;
     bd_distill *dist = NULL;
@@ -369,6 +369,7 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
     BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
     BDT_CHECK(make_mlp(ctx, K, 5, 32, &student) == BD_SUCCESS);
     dc.teacher_substeps = Kt;
+    dc.teacher_refine = R;
     per = Kt / K;
     BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
     if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
@@ -391,7 +392,11 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
             double tj0 = 1.0 - ((double)i + (double)(j - 1) / Kt) / 4.0;
             double tj = 1.0 - ((double)i + (double)j / Kt) / 4.0;
             if (j == Kt) tj = 1.0 - (double)(i + 1) / 4.0;
-            ref_ddim(pts, z, tj0, tj);
+            {   /* R fine DDIM steps, uniform in t */
+                int64_t q;
+                for (q = 1; q <= R; q++)
+                    ref_ddim(pts, z, tj0 + (tj - tj0) * (double)(q - 1) / R, q == R ? tj : tj0 + (tj - tj0) * (double)q / R);
+            }
             if (j % per == 0) {
                 k = j / per - 1;
                 for (d = 0; d < 2; d++) {
@@ -425,7 +430,10 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
 }
+static void check_pd_targets(int64_t K, int64_t Kt) { check_pd_targets_r(K, Kt, 1); }
 static void test_pd_targets_exact_teacher(void) {
+    check_pd_targets_r(2, 2, 3); /* teacher_refine: 3 DDIM steps per sub-step */
+    check_pd_targets_r(1, 2, 2);
     check_pd_targets(1, 2); /* plain PD */
     check_pd_targets(2, 2); /* B-DENSE PD */
     check_pd_targets(2, 4);
@@ -890,6 +898,7 @@ static void test_pd_rounds_and_nan_guard(void) {
     bd_distill *d = NULL;
     bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
     bd_trainer *tr = NULL;
+    dc.teacher_substeps = 2; /* rounds: the new teacher walks the old grid */
     bd_trainer_config tc = bd_trainer_config_init();
     bd_mlp_config mc = bd_mlp_config_init(2);
     float pts[2 * GMM_M], x[2 * 64], *snap;
@@ -977,6 +986,8 @@ static void test_pd_round_grids_nest(void) {
     int i;
     gmm_points(pts);
     dc.grid = BD_GRID_KARRAS;
+    dc.teacher_substeps = 2;
+    dc4.teacher_substeps = 4;
     BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
     BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
     BDT_CHECK(bd_distill_student_from_teacher(teacher, 4, &r, &st4) == BD_SUCCESS);
@@ -992,6 +1003,16 @@ static void test_pd_round_grids_nest(void) {
     BDT_CHECK(d->grid[0] == old[0] && d->grid[1] == old[2] && d->grid[2] == old[4]);
     gmm_sample(&r, pts, x, 8);
     BDT_CHECK(bd_distill_step(d, x, 8, NULL, NULL) == BD_SUCCESS);
+    /* teacher_refine 2 in a round: refused (the new teacher exists on its grid only) */
+    {
+        bd_distill *dr = NULL;
+        bd_distill_config drc = dc;
+        drc.grid = BD_GRID_UNIFORM_T;
+        drc.teacher_refine = 2;
+        BDT_CHECK(bd_distill_init(ctx, &drc, teacher, st, 8, &dr) == BD_SUCCESS);
+        if (dr) BDT_CHECK(bd_distill_next_round(dr) == BD_ERROR_CONFIG && dr->N == 4);
+        bd_distill_free(dr);
+    }
     /* K = Kt = 4: refused, nothing changed */
     memcpy(old, d4->grid, sizeof old);
     BDT_CHECK(bd_distill_next_round(d4) == BD_ERROR_CONFIG);
@@ -1003,6 +1024,47 @@ static void test_pd_round_grids_nest(void) {
     bd_denoiser_free(st4);
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
+}
+
+/* K = 2: with Kt = K (one teacher step per branch) branch 0's target is the
+   teacher's one-step DDIM jump from z_t, i.e. x_tilde_0 = the teacher's own
+   x_hat(z_t): no trajectory information.  The PD default (Kt = 2K) and
+   teacher_refine >= 2 make it a multi-step solve, which differs. */
+static double branch0_vs_jump(int64_t Kt, int64_t R, int dflt) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    float pts[2 * GMM_M], x[2 * 16], xh[2 * 16];
+    bd_rng rng = bd_rng_init(12);
+    double worst = -1;
+    int64_t i, n = 16;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, 2, 5, 16, &student) == BD_SUCCESS);
+    if (dflt) BDT_CHECK(dc.teacher_substeps == 4 && dc.teacher_refine == 1);
+    else dc.teacher_substeps = Kt, dc.teacher_refine = R;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (dist) {
+        gmm_sample(&rng, pts, x, (int)n);
+        BDT_CHECK(bd_distill_step(dist, x, n, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_analytic_posterior_mean(teacher, xh, dist->zt, dist->tt, n) == BD_SUCCESS);
+        worst = 0;
+        for (i = 0; i < n * 2; i++) worst = fmax(worst, fabs(dist->xt[i] - xh[i])); /* branch 0 = rows 0..n-1 */
+    }
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+    return worst;
+}
+static void test_k2_branch0_carries_information(void) {
+    double same = branch0_vs_jump(2, 1, 0), dflt = branch0_vs_jump(0, 0, 1), refined = branch0_vs_jump(2, 3, 0);
+    printf("  K=2 branch-0 target vs the teacher's 1-step jump: Kt=2 %.2e, default Kt=4 %.2e, Kt=2 refine 3 %.2e\n",
+           same, dflt, refined);
+    BDT_CHECKF(same >= 0 && same < 1e-4, "%g", same); /* the fault, documented */
+    BDT_CHECKF(dflt > 1e-2, "%g", dflt);
+    BDT_CHECKF(refined > 1e-2, "%g", refined);
 }
 
 /* Steps allocate nothing after init (PD and TD on the fly), counted
@@ -1051,6 +1113,7 @@ static void check_resume(bd_distill_method method) {
     bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
     bd_distill *a = NULL, *b = NULL, *c = NULL;
     bd_distill_config dc = bd_distill_config_init(method, 2, 4);
+    if (method == BD_DISTILL_PD) dc.teacher_substeps = 2; /* a round below */
     bd_distill_config dc3;
     float pts[2 * GMM_M], x[2 * 16];
     bd_rng r = bd_rng_init(4), ra, rb;
@@ -1129,6 +1192,7 @@ int main(void) {
     BDT_RUN(test_end_to_end_mlp_td);
     BDT_RUN(test_pd_rounds_and_nan_guard);
     BDT_RUN(test_pd_round_grids_nest);
+    BDT_RUN(test_k2_branch0_carries_information);
     BDT_RUN(test_steps_do_not_allocate);
     BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");
