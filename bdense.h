@@ -1266,7 +1266,8 @@ typedef enum bd_distill_weights {
     BD_WEIGHTS_LINEAR = 2,   /* w_k = k / (K(K+1)/2) */
     BD_WEIGHTS_AUX = 3,      /* w_K = 1, w_k = beta for k < K */
     BD_WEIGHTS_ANNEAL = 4,   /* w_k = (1-tau)/K + tau [k=K] */
-    BD_WEIGHTS_ADAPTIVE = 5  /* loss-balanced, see bd_distill_branch_weights */
+    BD_WEIGHTS_ADAPTIVE = 5, /* loss-balanced, see bd_distill_branch_weights */
+    BD_WEIGHTS_AGREE = 6     /* gradient agreement: dense group weight max(0, cos), see below */
 } bd_distill_weights;
 typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
 typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
@@ -1314,7 +1315,16 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
    known: dense weights 1/(2(K-1))):  w_K = 1/2 and every dense branch
    w_k = min(1/2, (1/2) ema_K / sum_{j<K} ema_j), so the dense branches
    together (each at its natural scale) carry as much loss as the final
-   branch, and none outweighs it; K = 1 gives w = 1.  See
+   branch, and none outweighs it; K = 1 gives w = 1.  In z space the early
+   branches' losses are small (the c_k^2 factor), so ADAPTIVE drifts to the
+   1/2 cap and behaves like uniform.
+   AGREE: ema points to ONE value, the running (bias-corrected) cosine c
+   between the gradients of the dense group (branches k < K, equal weights)
+   and of the final branch w.r.t. the student's shared parameters (every
+   tensor but the K*C-output head; measured by the distiller every step,
+   at the cost of a second forward and backward): w_K = 1, w_k = max(0, c)/(K-1) for k < K; NULL =
+   not yet measured (c = 0: sparse).  Dense terms that pull the shared
+   network against the sampling branch get no weight.  See
    docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
 BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
                                           int64_t K, double beta, double tau,
@@ -1415,6 +1425,10 @@ typedef struct bd_distill {
     double weights[BD_DISTILL_MAX_BRANCHES];    /* weights of the last step */
     double last_loss, last_grad_norm;
     double last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    double agree_ema;           /* agree: raw EMA (decay adaptive_decay) of the gradient cosine */
+    int64_t agree_count;        /* its updates (bias correction) */
+    double last_cos;            /* agree: the cosine measured by the last step */
+    float *gdense, *gfinal;     /* agree: (n_params) gradients of the dense group / final branch */
     bd_traj_fn traj_fn;         /* TD trajectory source; NULL = solve on the fly */
     void *traj_user_data;
     const float *traj_cache;    /* bd_distill_set_trajectories */
@@ -9190,7 +9204,7 @@ BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_
 /* ------------------------------------------------------------------------ */
 static const char *const bd__distill_method_names[] = {"pd", "td"};
 static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
-                                                        "aux", "anneal", "adaptive"};
+                                                        "aux", "anneal", "adaptive", "agree"};
 
 BDAPI const char *bd_distill_method_name(bd_distill_method m) {
     return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
@@ -9206,12 +9220,12 @@ BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out
     return BD_ERROR_INVALID_ARGUMENT;
 }
 BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
-    return (w >= 0 && (int)w < 6) ? bd__distill_weights_names[w] : "unknown";
+    return (w >= 0 && (int)w < 7) ? bd__distill_weights_names[w] : "unknown";
 }
 BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
     int i;
     if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 6; i++)
+    for (i = 0; i < 7; i++)
         if (strcmp(name, bd__distill_weights_names[i]) == 0) {
             *out = (bd_distill_weights)i;
             return BD_SUCCESS;
@@ -9353,6 +9367,14 @@ BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill
         w[K - 1] = 0.5;
         break;
     }
+    case BD_WEIGHTS_AGREE: {
+        double c = ema ? ema[0] : 0.0;
+        if (!(c == c)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "agree weights: cosine is NaN");
+        if (c < 0.0) c = 0.0;
+        if (c > 1.0) c = 1.0;
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : c / (double)(K - 1);
+        break;
+    }
     default:
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
     }
@@ -9440,7 +9462,8 @@ BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int6
 static void bd__distill_free_buffers(bd_distill *d) {
     bd_context *ctx = d->ctx;
     float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
-                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub};
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub,
+                    &d->gdense, &d->gfinal};
     double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
     size_t i;
     for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
@@ -9506,13 +9529,14 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
                         (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
-    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_ADAPTIVE)
+    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_AGREE)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
     if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
     if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
-    if (c->weights == BD_WEIGHTS_ADAPTIVE && !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
+    if ((c->weights == BD_WEIGHTS_ADAPTIVE || c->weights == BD_WEIGHTS_AGREE) &&
+        !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
     if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
@@ -9609,6 +9633,10 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     if (config->method == BD_DISTILL_TD) {
         d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
         d->sub = bd__distill_falloc(ctx, B, d->Kt + 1, D, &ok);
+    }
+    if (config->weights == BD_WEIGHTS_AGREE && K > 1) {
+        d->gdense = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+        d->gfinal = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     }
     d->at = bd__distill_dalloc(ctx, B, 1, &ok);
     d->st = bd__distill_dalloc(ctx, B, 1, &ok);
@@ -9789,6 +9817,10 @@ static void bd__distill_current_weights(bd_distill *d) {
         for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
         e = ema;
     }
+    if (c->weights == BD_WEIGHTS_AGREE && d->agree_count > 0) {
+        ema[0] = d->agree_ema / (1.0 - pow(c->adaptive_decay, (double)d->agree_count));
+        e = ema;
+    }
     bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
 }
 
@@ -9802,6 +9834,32 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
     double bl_i[BD_DISTILL_MAX_BRANCHES], L;
     int64_t k;
     const bd_distill_config *c = &d->config;
+    if (d->gdense) {
+        /* agree: the dense group's and the final branch's gradients apart
+           (two forward/backward passes; bd_distill_step mixes them) */
+        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld, Lf;
+        int64_t np = d->student->n_params, pass, i;
+        for (k = 0; k < d->K; k++) {
+            wd[k] = k < d->K - 1 ? 1.0 / (double)(d->K - 1) : 0.0;
+            wf[k] = k < d->K - 1 ? 0.0 : 1.0;
+        }
+        for (pass = 0; pass < 2; pass++) {
+            float *acc = pass == 0 ? d->gdense : d->gfinal;
+            if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+            memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+            L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                                pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
+            if (pass == 0) Ld = L;
+            else Lf = L;
+            if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+            bd_denoiser_zero_grad(d->student);
+            if ((r = bd_denoiser_backward(d->student, NULL, d->dout, n)) != BD_SUCCESS) return r;
+            for (i = 0; i < np; i++) acc[i] += d->student->grads[i];
+        }
+        for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+        *loss += scale * (Ld + Lf); /* per-group; bd_distill_step reweights */
+        return BD_SUCCESS;
+    }
     if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
     memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
     L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
@@ -9921,7 +9979,7 @@ static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, do
 BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
                                 double *branch_loss) {
     bd_result r;
-    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay, cosv = 0.0, agree_next = 0.0;
     int64_t k;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     if (n < 1 || n > dist->max_batch)
@@ -9934,8 +9992,47 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
     bd__distill_current_weights(dist);
     bd_denoiser_zero_grad(dist->student);
     dist->last_n = n;
+    if (dist->gdense) {
+        memset(dist->gdense, 0, (size_t)dist->student->n_params * sizeof(float));
+        memset(dist->gfinal, 0, (size_t)dist->student->n_params * sizeof(float));
+    }
     if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
     else r = bd__distill_td_batch(dist, n, &L, bl);
+    if (r == BD_SUCCESS && dist->gdense) {
+        /* agree: cosine of the two gradients, its EMA, the weights, the mix */
+        double dd = 0.0, ff = 0.0, df = 0.0, ema1, e1;
+        int64_t i, np = dist->student->n_params, ti;
+        const bd_denoiser *sd = dist->student;
+        /* over the shared trunk: skip the branch heads (tensors of K*C
+           outputs, the widened output layer), which the two groups never share */
+        for (ti = 0; ti < (sd->n_tensors > 0 ? sd->n_tensors : 1); ti++) {
+            int64_t o0 = 0, o1 = np;
+            if (sd->n_tensors > 0) {
+                const bd_param_tensor *pt = &sd->tensors[ti];
+                if (pt->ndim >= 1 && pt->shape[0] == dist->K * sd->in_ch) continue;
+                o0 = pt->offset, o1 = pt->offset + pt->numel;
+            }
+            for (i = o0; i < o1; i++) {
+                dd += (double)dist->gdense[i] * dist->gdense[i];
+                ff += (double)dist->gfinal[i] * dist->gfinal[i];
+                df += (double)dist->gdense[i] * dist->gfinal[i];
+            }
+        }
+        cosv = (dd > 0.0 && ff > 0.0) ? df / sqrt(dd * ff) : 0.0;
+        if (!bd__finite(cosv)) r = BD_ERROR_NONFINITE;
+        else {
+            ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
+            e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
+            bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
+            for (i = 0; i < np; i++)
+                dist->student->grads[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] +
+                                                  dist->gfinal[i]);
+            /* L was the per-group sum: the weighted loss */
+            L = 0.0;
+            for (k = 0; k < dist->K; k++) L += dist->weights[k] * bl[k];
+            agree_next = ema1;
+        }
+    }
     if (loss) *loss = L;
     if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
     dist->last_loss = L;
@@ -9956,6 +10053,11 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
         dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
                               (1.0 - dist->config.adaptive_decay) * bl[k];
     dist->branch_ema_count++;
+    if (dist->gdense) {
+        dist->agree_ema = agree_next;
+        dist->agree_count++;
+        dist->last_cos = cosv;
+    }
     dist->step++;
     return BD_SUCCESS;
 }
@@ -10034,6 +10136,8 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
     dist->adam.step = 0;
     for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
     dist->branch_ema_count = 0;
+    dist->agree_ema = 0.0;
+    dist->agree_count = 0;
     dist->step = 0;
     dist->round++;
     return BD_SUCCESS;
@@ -10087,7 +10191,7 @@ done:
     return r;
 }
 
-#define BD__DSTATE_META 15
+#define BD__DSTATE_META 16
 static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
     size_t len = 0;
     int64_t i;
@@ -10129,7 +10233,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd_st_write_tensor t[5];
     bd_st_kv kv[BD__DSTATE_META];
     char *buf;
-    char *s_grid, *s_bema, *s_tgrid, small[10][96];
+    char *s_grid, *s_bema, *s_tgrid, small[11][96];
     size_t cap;
     int64_t nt = 0, nm = 0, np, i;
     bd_result r;
@@ -10167,6 +10271,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
              (unsigned long long)dist->rng.s[3]);
     snprintf(small[8], 96, "%d,%.17g", dist->rng.has_spare, dist->rng.spare);
     snprintf(small[9], 96, "%lld", (long long)dist->branch_ema_count);
+    snprintf(small[10], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
     kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
     kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
     kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
@@ -10180,6 +10285,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
     kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = s_bema;
     kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[9];
+    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[10];
     kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
     kv[nm].key = "bdense.version"; kv[nm++].value = BDENSE_VERSION_STRING;
     (void)i;
@@ -10275,6 +10381,17 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->rng.spare = spare;
     for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
     dist->branch_ema_count = bcount;
+    {   /* agree weights' running cosine (absent in older files: restart) */
+        const char *ag = bd_safetensors_meta(st, "bdense.distill.agree");
+        double ae = 0.0;
+        long long ac = 0;
+        if (ag && (sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae))) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.agree", path);
+            goto done;
+        }
+        dist->agree_ema = ae;
+        dist->agree_count = (int64_t)ac;
+    }
     dist->step = step;
     dist->round = round;
 done:
@@ -11212,6 +11329,9 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
     if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
     if (config->distance != BD_DISTILL_L2)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
+    if (config->weights == BD_WEIGHTS_AGREE)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: agree weights (gradient agreement) run on "
+                        "the host only (bd_distill_step)");
     if (config->teacher_refine != 1)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: teacher_refine %lld runs on the host only "
                         "(bd_distill_step); the device solves the teacher grid (teacher_refine 1)",

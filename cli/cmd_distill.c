@@ -10,7 +10,7 @@
 /* ---------------------------------------------------------------------- */
 typedef struct cli__dopts {
     const char *method, *weights, *space, *distance, *solver, *student_grid, *subdiv, *dense_targets;
-    int64_t branches, substeps, student_steps;
+    int64_t branches, substeps, student_steps, refine;
     int teacher_forcing;
     double aux_beta, adaptive_decay;
     int64_t anneal_steps;
@@ -29,6 +29,7 @@ static void cli__dopts_defaults(cli__dopts *o) {
     o->branches = 2;
     o->substeps = 0;
     o->student_steps = 2;
+    o->refine = 1;
     o->aux_beta = 0.1;
     o->adaptive_decay = 0.99;
     o->anneal_steps = 0;
@@ -42,6 +43,9 @@ static void cli__grid_options(cli_args *a, cli__dopts *o) {
     cli_add_choice(a, "student-grid", &o->student_grid, "uniform_t|logsnr|karras", "student time grid");
     cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step: uniform in t or in log-SNR (auto: t, the library default)");
     cli_add_choice(a, "teacher-solver", &o->solver, "dpmpp2m|heun|euler|ddim", "TD teacher ODE solver");
+    cli_range(cli_add_int(a, "teacher-refine", &o->refine, "R",
+                          "teacher solver steps per sub-step (accuracy of the targets, apart from K and KT; CPU only)"),
+              1, 4096);
 }
 
 static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *teacher, int64_t total_steps,
@@ -55,6 +59,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
                         "sub-state k*KT/K)", (long long)Kt, (long long)K);
     *c = bd_distill_config_init(method, K, o->student_steps);
     c->teacher_substeps = Kt;
+    c->teacher_refine = o->refine;
     if (bd_distill_weights_parse(o->weights, &c->weights) != BD_SUCCESS)
         return cli_fail(cmd, "--weights %s?", o->weights);
     if (strcmp(o->space, "x") == 0) c->space = BD_DISTILL_SPACE_X;
@@ -201,7 +206,8 @@ int cmd_distill(int argc, char **argv) {
     cli_add_choice(&a, "method", &o.method, "td|pd", "trajectory or progressive distillation");
     cli_range(cli_add_int(&a, "branches", &o.branches, "K", "student output branches (1 = sparse)"), 1,
               BD_DISTILL_MAX_BRANCHES);
-    cli_add_choice(&a, "weights", &o.weights, "uniform|final|linear|aux|anneal|adaptive", "branch weights");
+    cli_add_choice(&a, "weights", &o.weights, "uniform|final|linear|aux|anneal|adaptive|agree",
+                   "branch weights (agree: dense weight = gradient agreement with the final branch)");
     cli__grid_options(&a, &o);
     cli_add_choice(&a, "space", &o.space, "auto|x|z", "loss space (auto: td z, pd x)");
     cli_add_choice(&a, "distance", &o.distance, "l2|l1", "z-space distance");

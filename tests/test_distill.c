@@ -249,7 +249,7 @@ static void test_names(void) {
     bd_distill_weights wk = BD_WEIGHTS_UNIFORM;
     bd_distill_method m = BD_DISTILL_PD;
     int i;
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         BDT_CHECK(bd_distill_weights_parse(bd_distill_weights_name((bd_distill_weights)i), &wk) == BD_SUCCESS);
         BDT_CHECK((int)wk == i);
     }
@@ -1067,6 +1067,81 @@ static void test_k2_branch0_carries_information(void) {
     BDT_CHECKF(refined > 1e-2, "%g", refined);
 }
 
+/* agree weights: the dense group's weight is max(0, cos) of its gradient
+   with the final branch's.  Unit: the weight function.  Distiller: a K = 2
+   student copied from the teacher (identical branch heads), TD with one
+   student step and teacher forcing, from a crafted cache whose dense state
+   asks branch 0 for x_f (agreeing with the final branch's target x_f) or
+   for 2 x_hat - x_f (the mirror image: conflicting).  The measured cosine
+   is about +1 / -1 and the dense weight goes up / to 0. */
+static void agree_case(int conflict, double *cos_out, double *w0_out) {
+    enum { n = 8, D = 2, Kt = 2 };
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    bd_distill *d = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 1);
+    bd_rng r = bd_rng_init(21);
+    float cache[n * (Kt + 1) * D], o[n * D], z1[n * D], xh[n * D], eh[n * D], xf[n * D], tv[n];
+    double a1[n], s1[n], ah, sh, rr, c;
+    bd_schedule sched;
+    int64_t b, j;
+    dc.teacher_substeps = Kt;
+    dc.weights = BD_WEIGHTS_AGREE;
+    dc.teacher_forcing = 1;
+    dc.adaptive_decay = 0.0; /* the weight follows this step's cosine */
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, n, &d) == BD_SUCCESS);
+    if (!d) return;
+    bd_schedule_init(&sched, dc.schedule);
+    bd_rng_normal(&r, z1, n * D);
+    bd_rng_normal(&r, xf, n * D);
+    for (b = 0; b < n; b++) {
+        tv[b] = 1.0f;
+        bd_schedule_alpha_sigma(&sched, 1.0, &a1[b], &s1[b]);
+    }
+    BDT_CHECK(bd_denoiser_forward(teacher, o, z1, tv, n, 0) == BD_SUCCESS);
+    bd_param_predict(dc.param, xh, eh, o, 1, 0, z1, a1, s1, n, D);
+    bd_schedule_alpha_sigma(&sched, d->tgrid[1], &ah, &sh);
+    rr = sh / s1[0];
+    c = ah - rr * a1[0];
+    for (b = 0; b < n; b++)
+        for (j = 0; j < D; j++) {
+            float want = conflict ? 2 * xh[b * D + j] - xf[b * D + j] : xf[b * D + j];
+            cache[(b * (Kt + 1) + 0) * D + j] = z1[b * D + j];
+            cache[(b * (Kt + 1) + 1) * D + j] = (float)(rr * z1[b * D + j] + c * want);
+            cache[(b * (Kt + 1) + 2) * D + j] = xf[b * D + j];
+        }
+    BDT_CHECK(bd_distill_set_trajectories(d, cache, n) == BD_SUCCESS);
+    BDT_CHECKF(bd_distill_step(d, NULL, n, NULL, NULL) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    *cos_out = d->last_cos;
+    *w0_out = d->weights[0];
+    BDT_CHECK(d->weights[1] == 1.0);
+    bd_distill_free(d);
+    bd_denoiser_free(st);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_agree_weights(void) {
+    double w[3], c, cos_a = 0, w_a = -1, cos_c = 0, w_c = -1;
+    c = -0.4;
+    BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, &c) == BD_SUCCESS);
+    BDT_CHECK(w[0] == 0.0 && w[1] == 0.0 && w[2] == 1.0);
+    c = 0.6;
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, &c);
+    BDT_CHECK(fabs(w[0] - 0.3) < 1e-15 && w[1] == w[0] && w[2] == 1.0);
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, NULL);
+    BDT_CHECK(w[0] == 0.0 && w[2] == 1.0);
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 1, 0, 0, &c);
+    BDT_CHECK(w[0] == 1.0);
+    agree_case(0, &cos_a, &w_a);
+    agree_case(1, &cos_c, &w_c);
+    printf("  agree: aligned targets cos %.3f -> dense weight %.3f; mirrored targets cos %.3f -> %.3f\n", cos_a, w_a,
+           cos_c, w_c);
+    BDT_CHECKF(cos_a > 0.5 && w_a > 0.5, "cos %g w %g", cos_a, w_a);
+    BDT_CHECKF(cos_c < -0.5 && w_c == 0.0, "cos %g w %g", cos_c, w_c);
+}
+
 /* Steps allocate nothing after init (PD and TD on the fly), counted
    through the context allocator. */
 static int64_t n_allocs = 0;
@@ -1108,7 +1183,7 @@ static void test_steps_do_not_allocate(void) {
 /* Resume: save the state mid-run, continue; a fresh distiller that loads
    it continues bit-identically (TD with adaptive weights; PD after a round,
    so the owned teacher is restored too).  A mismatched distiller is refused. */
-static void check_resume(bd_distill_method method) {
+static void check_resume(bd_distill_method method, bd_distill_weights wts) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
     bd_distill *a = NULL, *b = NULL, *c = NULL;
@@ -1120,7 +1195,7 @@ static void check_resume(bd_distill_method method) {
     const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
     int i, same;
     gmm_points(pts);
-    dc.weights = BD_WEIGHTS_ADAPTIVE;
+    dc.weights = wts;
     dc.adam.lr = 1e-3;
     BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
     BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s1) == BD_SUCCESS);
@@ -1150,7 +1225,7 @@ static void check_resume(bd_distill_method method) {
     same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 &&
            memcmp(a->ema, b->ema, sizeof(float) * s1->n_params) == 0 &&
            memcmp(a->adam.v, b->adam.v, sizeof(float) * s1->n_params) == 0 && a->step == b->step &&
-           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] &&
+           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] && a->agree_ema == b->agree_ema && a->agree_count == b->agree_count &&
            memcmp(a->tgrid, b->tgrid, sizeof(double) * (a->S + 1)) == 0;
     if (method == BD_DISTILL_PD)
         same = same && b->teacher == b->owned_teacher &&
@@ -1171,8 +1246,9 @@ static void check_resume(bd_distill_method method) {
     bd_context_free(ctx);
 }
 static void test_resume_bit_exact(void) {
-    check_resume(BD_DISTILL_TD);
-    check_resume(BD_DISTILL_PD);
+    check_resume(BD_DISTILL_TD, BD_WEIGHTS_ADAPTIVE);
+    check_resume(BD_DISTILL_TD, BD_WEIGHTS_AGREE);
+    check_resume(BD_DISTILL_PD, BD_WEIGHTS_ADAPTIVE);
 }
 
 int main(void) {
@@ -1193,6 +1269,7 @@ int main(void) {
     BDT_RUN(test_pd_rounds_and_nan_guard);
     BDT_RUN(test_pd_round_grids_nest);
     BDT_RUN(test_k2_branch0_carries_information);
+    BDT_RUN(test_agree_weights);
     BDT_RUN(test_steps_do_not_allocate);
     BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");
