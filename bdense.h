@@ -537,6 +537,17 @@ BDAPI double bd_mse_forward(const float *pred, const float *target, const float 
 BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
                            const float *w, int64_t N, int64_t D);
 
+/* softmax cross-entropy over C classes, mean over the batch:
+       loss = -(1/N) sum_n log softmax(logits_n)[labels_n]
+   logits (N,C), labels (N) in 0..C-1.  prob (N,C) or NULL receives the
+   softmax.  Returns the loss (double accumulation, max-shifted); a label
+   outside 0..C-1 makes it NaN (and backward skips that row).
+   Backward: dlogits += (softmax(logits) - onehot(label)) / N. */
+BDAPI double bd_cross_entropy_forward(float *prob, const float *logits, const int32_t *labels,
+                                      int64_t N, int64_t C);
+BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
+                                     const int32_t *labels, int64_t N, int64_t C);
+
 /* ======================================================================== */
 /* >>denoiser                                                               */
 /* ======================================================================== */
@@ -1341,7 +1352,8 @@ typedef enum bd_distill_weights {
     BD_WEIGHTS_LINEAR = 2,   /* w_k = k / (K(K+1)/2) */
     BD_WEIGHTS_AUX = 3,      /* w_K = 1, w_k = beta for k < K */
     BD_WEIGHTS_ANNEAL = 4,   /* w_k = (1-tau)/K + tau [k=K] */
-    BD_WEIGHTS_ADAPTIVE = 5  /* loss-balanced, see bd_distill_branch_weights */
+    BD_WEIGHTS_ADAPTIVE = 5, /* loss-balanced, see bd_distill_branch_weights */
+    BD_WEIGHTS_AGREE = 6     /* gradient agreement: dense group weight max(0, cos), see below */
 } bd_distill_weights;
 typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
 typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
@@ -1389,7 +1401,16 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
    known: dense weights 1/(2(K-1))):  w_K = 1/2 and every dense branch
    w_k = min(1/2, (1/2) ema_K / sum_{j<K} ema_j), so the dense branches
    together (each at its natural scale) carry as much loss as the final
-   branch, and none outweighs it; K = 1 gives w = 1.  See
+   branch, and none outweighs it; K = 1 gives w = 1.  In z space the early
+   branches' losses are small (the c_k^2 factor), so ADAPTIVE drifts to the
+   1/2 cap and behaves like uniform.
+   AGREE: ema points to ONE value, the running (bias-corrected) cosine c
+   between the gradients of the dense group (branches k < K, equal weights)
+   and of the final branch w.r.t. the student's shared parameters (every
+   tensor but the K*C-output head; measured by the distiller every step,
+   at the cost of a second forward and backward): w_K = 1, w_k = max(0, c)/(K-1) for k < K; NULL =
+   not yet measured (c = 0: sparse).  Dense terms that pull the shared
+   network against the sampling branch get no weight.  See
    docs/distillation.md.  Invalid arguments: BD_ERROR_INVALID_ARGUMENT. */
 BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
                                           int64_t K, double beta, double tau,
@@ -1410,6 +1431,23 @@ BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
    starting noise, state S the sample).  rng: the distiller's. */
 typedef bd_result (*bd_traj_fn)(void *user_data, float *traj, int64_t n, bd_rng *rng);
 
+/* TD, student input = its own detached state (teacher_forcing 0): where the
+   dense (k < K) branches' teacher states come from.  A drift d of the
+   student's z_t from the teacher's moves the x-target of a state from the
+   teacher's z_t by (r_k/c_k) d (r_k = sigma_s/sigma_t, c_k = alpha_s -
+   r_k alpha_t), 2.9-10x for the early branches at N = 2-4.
+   FROM_STUDENT (default): the teacher solves the student interval's Kt
+   sub-steps from the student's own detached z_t (Kt teacher NFE per student
+   step) and branches k < K target those states; the final branch keeps the
+   trajectory state (the SFD drift correction).
+   FROM_TRAJECTORY: every branch targets the cached/solved trajectory
+   (before 0.1.0's fix; cheaper, biased by the drift).
+   With teacher forcing (or K = 1) both are the same. */
+typedef enum bd_distill_dense_targets {
+    BD_DENSE_FROM_STUDENT = 0,
+    BD_DENSE_FROM_TRAJECTORY = 1
+} bd_distill_dense_targets;
+
 #define BD_DISTILL_MAX_BRANCHES 64
 
 typedef struct bd_distill_config {
@@ -1428,7 +1466,12 @@ typedef struct bd_distill_config {
     const double *custom_grid;  /* N+1 times 1 -> 0 (copied at init), or NULL */
     bd_distill_subdiv subdiv;   /* teacher sub-grid (t) */
     bd_sampler_kind teacher_solver; /* PD: ddim (only); TD: dpmpp2m (or heun, euler, ddim) */
+    int64_t teacher_refine;     /* R >= 1: teacher solver steps per sub-step (1): the teacher
+                                   solves the grid with every sub-step split R times (same
+                                   subdiv) and the states are read on the sub-grid, so solve
+                                   accuracy is set apart from K and Kt */
     int teacher_forcing;        /* TD: student input = teacher state (0: own detached state) */
+    bd_distill_dense_targets dense_targets; /* TD, own state: from_student (see above) */
     bd_param_kind param;        /* teacher and student parametrisation (v) */
     bd_schedule_kind schedule;  /* cosine */
     bd_adam_config adam;        /* bd_adam_config_init(), lr 1e-4 */
@@ -1458,14 +1501,20 @@ typedef struct bd_distill {
     int64_t step;               /* optimisation steps taken this round */
     int64_t round;              /* PD rounds completed */
     int64_t max_batch, D, K, Kt, N, S; /* S = N*Kt teacher steps */
+    int64_t R;                  /* teacher_refine; the solver walks fgrid, S*R steps */
     int64_t N_max;              /* grid capacity: N at init */
     double *grid;               /* (N+1) student grid */
     double *tgrid;              /* (S+1) teacher grid */
+    double *fgrid;              /* (S*R+1) the teacher solver's grid (tgrid when R = 1) */
     double branch_ema[BD_DISTILL_MAX_BRANCHES]; /* raw EMA of each branch's loss */
     int64_t branch_ema_count;   /* updates so far (bias correction) */
     double weights[BD_DISTILL_MAX_BRANCHES];    /* weights of the last step */
     double last_loss, last_grad_norm;
     double last_branch_loss[BD_DISTILL_MAX_BRANCHES];
+    double agree_ema;           /* agree: raw EMA (decay adaptive_decay) of the gradient cosine */
+    int64_t agree_count;        /* its updates (bias correction) */
+    double last_cos;            /* agree: the cosine measured by the last step */
+    float *gdense, *gfinal;     /* agree: (n_params) gradients of the dense group / final branch */
     bd_traj_fn traj_fn;         /* TD trajectory source; NULL = solve on the fly */
     void *traj_user_data;
     const float *traj_cache;    /* bd_distill_set_trajectories */
@@ -1484,6 +1533,7 @@ typedef struct bd_distill {
     int64_t *idx;               /* (B) PD: student step of each sample */
     /* work */
     float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
+    float *sub;                 /* (B, Kt+1, D) TD: teacher sub-solve from the student's state */
     double *an, *sn;
 } bd_distill;
 
@@ -1533,8 +1583,11 @@ BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream
 /* PD: end a round.  The student's EMA weights become the teacher (an owned
    K-branch copy when the shapes differ) and the student's new start; N
    halves (N must be even), the new grid is every other point of the old
-   one and the teacher grid is re-derived; Adam, EMA, step and branch EMA
-   restart.  Allocates (a round is not a hot path). */
+   one and the new teacher grid IS the old student grid (the only times the
+   new teacher learnt; any grid kind nests), so rounds need
+   teacher_substeps 2 (K = 1 or 2): other Kt return BD_ERROR_CONFIG and
+   change nothing.  Adam, EMA, step and branch EMA restart.  Allocates (a
+   round is not a hot path). */
 BDAPI bd_result bd_distill_next_round(bd_distill *dist);
 
 /* Copy the student EMA into dst (same n_params). */
@@ -3794,6 +3847,45 @@ BDAPI void bd_mse_backward(float *dpred, const float *pred, const float *target,
     for (n = 0; n < N; n++) {
         float c = (float)(2.0 * (w ? (double)w[n] : 1.0) / ((double)N * (double)D));
         for (d = 0; d < D; d++) dpred[n * D + d] += c * (pred[n * D + d] - target[n * D + d]);
+    }
+}
+
+BDAPI double bd_cross_entropy_forward(float *prob, const float *logits, const int32_t *labels,
+                                      int64_t N, int64_t C) {
+    int64_t n, c;
+    double total = 0.0;
+    if (N <= 0 || C <= 0) return 0.0;
+    for (n = 0; n < N; n++) {
+        const float *l = logits + n * C;
+        double m = (double)l[0], s = 0.0, lse;
+        for (c = 1; c < C; c++)
+            if ((double)l[c] > m) m = (double)l[c];
+        for (c = 0; c < C; c++) s += exp((double)l[c] - m);
+        lse = log(s) + m;
+        if (prob)
+            for (c = 0; c < C; c++) prob[n * C + c] = (float)exp((double)l[c] - lse);
+        if (labels[n] < 0 || (int64_t)labels[n] >= C) total += NAN;
+        else total += lse - (double)l[labels[n]];
+    }
+    return total / (double)N;
+}
+
+BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
+                                     const int32_t *labels, int64_t N, int64_t C) {
+    int64_t n, c;
+    double inv;
+    if (N <= 0 || C <= 0) return;
+    inv = 1.0 / (double)N;
+    for (n = 0; n < N; n++) {
+        const float *l = logits + n * C;
+        double m = (double)l[0], s = 0.0, lse;
+        if (labels[n] < 0 || (int64_t)labels[n] >= C) continue;
+        for (c = 1; c < C; c++)
+            if ((double)l[c] > m) m = (double)l[c];
+        for (c = 0; c < C; c++) s += exp((double)l[c] - m);
+        lse = log(s) + m;
+        for (c = 0; c < C; c++)
+            dlogits[n * C + c] += (float)((exp((double)l[c] - lse) - (c == labels[n] ? 1.0 : 0.0)) * inv);
     }
 }
 
@@ -9872,7 +9964,7 @@ BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_
 /* ------------------------------------------------------------------------ */
 static const char *const bd__distill_method_names[] = {"pd", "td"};
 static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
-                                                        "aux", "anneal", "adaptive"};
+                                                        "aux", "anneal", "adaptive", "agree"};
 
 BDAPI const char *bd_distill_method_name(bd_distill_method m) {
     return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
@@ -9888,12 +9980,12 @@ BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out
     return BD_ERROR_INVALID_ARGUMENT;
 }
 BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
-    return (w >= 0 && (int)w < 6) ? bd__distill_weights_names[w] : "unknown";
+    return (w >= 0 && (int)w < 7) ? bd__distill_weights_names[w] : "unknown";
 }
 BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
     int i;
     if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 6; i++)
+    for (i = 0; i < 7; i++)
         if (strcmp(name, bd__distill_weights_names[i]) == 0) {
             *out = (bd_distill_weights)i;
             return BD_SUCCESS;
@@ -10035,6 +10127,14 @@ BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill
         w[K - 1] = 0.5;
         break;
     }
+    case BD_WEIGHTS_AGREE: {
+        double c = ema ? ema[0] : 0.0;
+        if (!(c == c)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "agree weights: cosine is NaN");
+        if (c < 0.0) c = 0.0;
+        if (c > 1.0) c = 1.0;
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : c / (double)(K - 1);
+        break;
+    }
     default:
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
     }
@@ -10077,7 +10177,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     c.branches = branches;
     c.student_steps = student_steps;
     if (branches < 1) c.teacher_substeps = 1;
-    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : branches;
+    /* PD: 2K, so branch 0 (sub-state Kt/K = 2) is two teacher steps, not the
+       teacher's own one-step jump (x_hat = the teacher's x_hat) */
+    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : 2 * branches;
     else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
     c.weights = BD_WEIGHTS_UNIFORM;
     c.aux_beta = 0.1;
@@ -10091,7 +10193,9 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
        1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
     c.subdiv = BD_SUBDIV_T;
     c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_refine = 1;
     c.teacher_forcing = 0;
+    c.dense_targets = BD_DENSE_FROM_STUDENT;
     c.param = BD_PARAM_V;
     c.schedule = BD_SCHEDULE_COSINE;
     c.adam = bd_adam_config_init();
@@ -10118,8 +10222,9 @@ BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int6
 static void bd__distill_free_buffers(bd_distill *d) {
     bd_context *ctx = d->ctx;
     float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
-                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj};
-    double **dp[] = {&d->grid, &d->tgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub,
+                    &d->gdense, &d->gfinal};
+    double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
     size_t i;
     for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
     for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
@@ -10175,16 +10280,24 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
                         (long long)c->teacher_substeps, (long long)c->branches);
+    if (c->teacher_refine < 1 || c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_refine %lld must be >= 1", (long long)c->teacher_refine);
+    if (c->student_steps >= 1 && c->student_steps * c->teacher_substeps <= BD_SAMPLER_MAX_STEPS &&
+        c->student_steps * c->teacher_substeps * c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: %lld x %lld x teacher_refine %lld teacher steps exceed %d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, (long long)c->teacher_refine,
+                        BD_SAMPLER_MAX_STEPS);
     if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
                         (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
-    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_ADAPTIVE)
+    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_AGREE)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
     if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
     if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
-    if (c->weights == BD_WEIGHTS_ADAPTIVE && !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
+    if ((c->weights == BD_WEIGHTS_ADAPTIVE || c->weights == BD_WEIGHTS_AGREE) &&
+        !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
     if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
@@ -10198,6 +10311,8 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
         c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
+    if (c->dense_targets != BD_DENSE_FROM_STUDENT && c->dense_targets != BD_DENSE_FROM_TRAJECTORY)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown dense_targets %d", (int)c->dense_targets);
     if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
     if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
@@ -10208,9 +10323,19 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
 
 /* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
    state; used at init and after a round */
+static bd_result bd__distill_fine(bd_distill *d) {
+    int64_t i;
+    if (d->R == 1) {
+        for (i = 0; i <= d->S; i++) d->fgrid[i] = d->tgrid[i];
+        return BD_SUCCESS;
+    }
+    return bd_distill_teacher_grid(d->ctx, &d->sched, d->tgrid, d->S, d->R, d->config.subdiv, d->fgrid);
+}
 static bd_result bd__distill_grids(bd_distill *d) {
+    bd_result r;
     d->S = d->N * d->Kt;
-    return bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+    r = bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+    return r == BD_SUCCESS ? bd__distill_fine(d) : r;
 }
 
 BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
@@ -10253,6 +10378,8 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
     d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
     d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
+    d->R = config->teacher_refine;
+    d->fgrid = bd__distill_dalloc(ctx, d->N * d->Kt * d->R + 1, 1, &ok);
     d->ema = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
     d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
@@ -10266,8 +10393,14 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
     d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
     d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
-    if (config->method == BD_DISTILL_TD)
+    if (config->method == BD_DISTILL_TD) {
         d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
+        d->sub = bd__distill_falloc(ctx, B, d->Kt + 1, D, &ok);
+    }
+    if (config->weights == BD_WEIGHTS_AGREE && K > 1) {
+        d->gdense = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+        d->gfinal = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+    }
     d->at = bd__distill_dalloc(ctx, B, 1, &ok);
     d->st = bd__distill_dalloc(ctx, B, 1, &ok);
     d->an = bd__distill_dalloc(ctx, B, 1, &ok);
@@ -10306,6 +10439,7 @@ fail:
 typedef struct bd__traj_rec {
     float *traj; /* (n, S+1, D) */
     int64_t S, D;
+    int64_t every; /* solver steps per recorded state (teacher_refine) */
 } bd__traj_rec;
 
 static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
@@ -10313,6 +10447,8 @@ static int bd__distill_record(void *user_data, int64_t step, double t, double s,
     bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
     int64_t b;
     (void)t; (void)s; (void)x_hat;
+    if (step % rec->every != 0) return 0;
+    step /= rec->every;
     for (b = 0; b < n; b++)
         memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
     return 0;
@@ -10331,7 +10467,7 @@ static bd_sampler_config bd__teacher_cfg(const bd_distill_config *c, int64_t S, 
 }
 
 static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
-    return bd__teacher_cfg(&d->config, d->S, d->tgrid);
+    return bd__teacher_cfg(&d->config, d->S * d->R, d->fgrid);
 }
 
 /* solve n <= max_batch trajectories whose state 0 is already in traj */
@@ -10340,7 +10476,7 @@ static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
     bd__traj_rec rec;
     int64_t b, D = d->D, S = d->S;
     bd_result r;
-    rec.traj = traj; rec.S = S; rec.D = D;
+    rec.traj = traj; rec.S = S; rec.D = D; rec.every = d->R;
     sc.callback = bd__distill_record;
     sc.user_data = &rec;
     for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
@@ -10444,6 +10580,10 @@ static void bd__distill_current_weights(bd_distill *d) {
         for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
         e = ema;
     }
+    if (c->weights == BD_WEIGHTS_AGREE && d->agree_count > 0) {
+        ema[0] = d->agree_ema / (1.0 - pow(c->adaptive_decay, (double)d->agree_count));
+        e = ema;
+    }
     bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
 }
 
@@ -10457,6 +10597,32 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
     double bl_i[BD_DISTILL_MAX_BRANCHES], L;
     int64_t k;
     const bd_distill_config *c = &d->config;
+    if (d->gdense) {
+        /* agree: the dense group's and the final branch's gradients apart
+           (two forward/backward passes; bd_distill_step mixes them) */
+        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld, Lf;
+        int64_t np = d->student->n_params, pass, i;
+        for (k = 0; k < d->K; k++) {
+            wd[k] = k < d->K - 1 ? 1.0 / (double)(d->K - 1) : 0.0;
+            wf[k] = k < d->K - 1 ? 0.0 : 1.0;
+        }
+        for (pass = 0; pass < 2; pass++) {
+            float *acc = pass == 0 ? d->gdense : d->gfinal;
+            if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+            memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+            L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                                pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
+            if (pass == 0) Ld = L;
+            else Lf = L;
+            if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+            bd_denoiser_zero_grad(d->student);
+            if ((r = bd_denoiser_backward(d->student, NULL, d->dout, n)) != BD_SUCCESS) return r;
+            for (i = 0; i < np; i++) acc[i] += d->student->grads[i];
+        }
+        for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+        *loss += scale * (Ld + Lf); /* per-group; bd_distill_step reweights */
+        return BD_SUCCESS;
+    }
     if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
     memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
     L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
@@ -10469,7 +10635,7 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
 
 static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
                                       double *bl) {
-    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K;
+    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K, R = d->R;
     bd_result r;
     for (b = 0; b < n; b++) {
         double a, s;
@@ -10485,20 +10651,20 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
         for (e = 0; e < D; e++)
             d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
     }
-    /* the teacher: Kt DDIM sub-steps with its final branch */
+    /* the teacher: Kt DDIM sub-steps (each R fine steps) with its final branch */
     memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
-    for (j = 1; j <= Kt; j++) {
+    for (j = 1; j <= Kt * R; j++) {
         for (b = 0; b < n; b++) {
-            double tn = d->tgrid[d->idx[b] * Kt + j];
-            d->tcur[b] = (float)d->tgrid[d->idx[b] * Kt + j - 1];
+            double tn = d->fgrid[d->idx[b] * Kt * R + j];
+            d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
             bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
         }
         if ((r = bd_model_predict(d->teacher, &d->sched, d->config.param, d->teacher->branches - 1,
                                   d->tout, d->xh, d->eh, d->zcur, d->tcur, n)) != BD_SUCCESS)
             return r;
         bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
-        if (j % per == 0) {
-            k = j / per - 1;
+        if (j % (per * R) == 0) {
+            k = j / (per * R) - 1;
             memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
             for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
         }
@@ -10509,10 +10675,31 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
     return bd__distill_student_pass(d, n, 1.0, loss, bl);
 }
 
+/* dense targets from the student's state: the teacher solves student
+   interval i (Kt sub-steps of tgrid) from the student's detached z_t (d->zt);
+   branches k < K get the states it passes (d->zs), the final branch keeps
+   the trajectory's */
+static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
+    bd_sampler_config sc = bd__teacher_cfg(&d->config, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
+    bd__traj_rec rec;
+    int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
+    bd_result r;
+    rec.traj = d->sub; rec.S = Kt; rec.D = D; rec.every = d->R;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    memcpy(d->eps, d->zt, (size_t)(n * D) * sizeof(float)); /* eps: free in TD */
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->eps, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (k = 0; k < d->K - 1; k++)
+        for (b = 0; b < n; b++)
+            memcpy(d->zs + (k * n + b) * D, d->sub + (b * (Kt + 1) + (k + 1) * per) * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
 static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
     int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
     bd_result r;
     double scale = 1.0 / (double)d->N;
+    int resolve = !d->config.teacher_forcing && d->config.dense_targets == BD_DENSE_FROM_STUDENT && K > 1;
     if (d->traj_fn) {
         if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
     } else {
@@ -10539,9 +10726,11 @@ static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, do
                 memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
                 d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
             }
+        }
+        if (resolve && (r = bd__distill_dense_from_student(d, i, n)) != BD_SUCCESS) return r;
+        for (k = 0; k < K; k++)
             bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
                               d->as + k * n, d->ss + k * n, n, D);
-        }
         if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
         /* the student's own next state, detached: DDIM with its final branch */
         bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
@@ -10553,7 +10742,7 @@ static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, do
 BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
                                 double *branch_loss) {
     bd_result r;
-    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay, cosv = 0.0, agree_next = 0.0;
     int64_t k;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     if (n < 1 || n > dist->max_batch)
@@ -10566,8 +10755,47 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
     bd__distill_current_weights(dist);
     bd_denoiser_zero_grad(dist->student);
     dist->last_n = n;
+    if (dist->gdense) {
+        memset(dist->gdense, 0, (size_t)dist->student->n_params * sizeof(float));
+        memset(dist->gfinal, 0, (size_t)dist->student->n_params * sizeof(float));
+    }
     if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
     else r = bd__distill_td_batch(dist, n, &L, bl);
+    if (r == BD_SUCCESS && dist->gdense) {
+        /* agree: cosine of the two gradients, its EMA, the weights, the mix */
+        double dd = 0.0, ff = 0.0, df = 0.0, ema1, e1;
+        int64_t i, np = dist->student->n_params, ti;
+        const bd_denoiser *sd = dist->student;
+        /* over the shared trunk: skip the branch heads (tensors of K*C
+           outputs, the widened output layer), which the two groups never share */
+        for (ti = 0; ti < (sd->n_tensors > 0 ? sd->n_tensors : 1); ti++) {
+            int64_t o0 = 0, o1 = np;
+            if (sd->n_tensors > 0) {
+                const bd_param_tensor *pt = &sd->tensors[ti];
+                if (pt->ndim >= 1 && pt->shape[0] == dist->K * sd->in_ch) continue;
+                o0 = pt->offset, o1 = pt->offset + pt->numel;
+            }
+            for (i = o0; i < o1; i++) {
+                dd += (double)dist->gdense[i] * dist->gdense[i];
+                ff += (double)dist->gfinal[i] * dist->gfinal[i];
+                df += (double)dist->gdense[i] * dist->gfinal[i];
+            }
+        }
+        cosv = (dd > 0.0 && ff > 0.0) ? df / sqrt(dd * ff) : 0.0;
+        if (!bd__finite(cosv)) r = BD_ERROR_NONFINITE;
+        else {
+            ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
+            e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
+            bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
+            for (i = 0; i < np; i++)
+                dist->student->grads[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] +
+                                                  dist->gfinal[i]);
+            /* L was the per-group sum: the weighted loss */
+            L = 0.0;
+            for (k = 0; k < dist->K; k++) L += dist->weights[k] * bl[k];
+            agree_next = ema1;
+        }
+    }
     if (loss) *loss = L;
     if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
     dist->last_loss = L;
@@ -10584,6 +10812,11 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
         dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
                               (1.0 - dist->config.adaptive_decay) * bl[k];
     dist->branch_ema_count++;
+    if (dist->gdense) {
+        dist->agree_ema = agree_next;
+        dist->agree_count++;
+        dist->last_cos = cosv;
+    }
     dist->step++;
     return BD_SUCCESS;
 }
@@ -10636,19 +10869,34 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
         return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
     if (dist->N < 2 || dist->N % 2 != 0)
         return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->R != 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "next_round: teacher_refine %lld: the next round's teacher is this "
+                        "student, which can only be queried on its own grid (teacher_refine 1)", (long long)dist->R);
+    if (dist->Kt != 2)
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "next_round: teacher_substeps %lld: the next round's teacher is this student, trained only "
+                        "at the %lld times of its own grid, so the new teacher grid must be that grid (2 sub-steps "
+                        "per new student step); PD rounds need teacher_substeps 2 (branches 1 or 2)",
+                        (long long)dist->Kt, (long long)dist->N);
     if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
         return r;
     memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
     memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    /* the new teacher walks exactly the old student grid (whatever its
+       kind: uniform, Karras, logSNR, custom): it nests the new grid */
+    for (i = 0; i <= dist->N; i++) dist->tgrid[i] = dist->grid[i];
     for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
     dist->N /= 2;
+    dist->S = dist->N * dist->Kt;
     dist->config.student_steps = dist->N;
-    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) return r;
+    if ((r = bd__distill_fine(dist)) != BD_SUCCESS) return r;
     memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
     memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
     dist->adam.step = 0;
     for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
     dist->branch_ema_count = 0;
+    dist->agree_ema = 0.0;
+    dist->agree_count = 0;
     dist->step = 0;
     dist->round++;
     return BD_SUCCESS;
@@ -10702,7 +10950,7 @@ done:
     return r;
 }
 
-#define BD__DSTATE_META 14
+#define BD__DSTATE_META 16
 static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
     size_t len = 0;
     int64_t i;
@@ -10744,7 +10992,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd_st_write_tensor t[5];
     bd_st_kv kv[BD__DSTATE_META];
     char *buf;
-    char *s_grid, *s_bema, small[10][96];
+    char *s_grid, *s_bema, *s_tgrid, small[11][96];
     size_t cap;
     int64_t nt = 0, nm = 0, np, i;
     bd_result r;
@@ -10752,12 +11000,14 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     ctx = dist->ctx;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
     np = dist->student->n_params;
-    cap = (size_t)(dist->N + 1 + dist->K) * 32 + 64;
-    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
+    cap = (size_t)(dist->S + 1 + dist->N + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 3 * cap));
     if (!buf) return ctx->last_result;
     s_grid = buf;
     s_bema = buf + cap;
+    s_tgrid = buf + 2 * cap;
     bd__dstate_doubles(s_grid, cap, dist->grid, dist->N + 1);
+    bd__dstate_doubles(s_tgrid, cap, dist->tgrid, dist->S + 1);
     bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
     memset(t, 0, sizeof t);
     t[nt].name = "optim.m"; t[nt].data = dist->adam.m; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
@@ -10780,6 +11030,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
              (unsigned long long)dist->rng.s[3]);
     snprintf(small[8], 96, "%d,%.17g", dist->rng.has_spare, dist->rng.spare);
     snprintf(small[9], 96, "%lld", (long long)dist->branch_ema_count);
+    snprintf(small[10], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
     kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
     kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
     kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
@@ -10787,11 +11038,13 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
     kv[nm].key = "bdense.distill.steps"; kv[nm++].value = small[5];
     kv[nm].key = "bdense.distill.grid"; kv[nm++].value = s_grid;
+    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = s_tgrid;
     kv[nm].key = "bdense.distill.optim_step"; kv[nm++].value = small[6];
     kv[nm].key = "bdense.distill.rng"; kv[nm++].value = small[7];
     kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
     kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = s_bema;
     kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[9];
+    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[10];
     kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
     kv[nm].key = "bdense.version"; kv[nm++].value = BDENSE_VERSION_STRING;
     (void)i;
@@ -10806,6 +11059,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     const bd_st_tensor *tp, *te, *tm, *tv, *tt;
     int64_t K, Kt, step, round, N, astep, bcount, np, i;
     double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES], spare;
+    double *tgrid_saved = NULL;
     unsigned long long s4[4];
     int has_spare;
     const char *m;
@@ -10862,14 +11116,45 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->N = N;
     dist->config.student_steps = N;
     if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
+    /* after a PD round the teacher grid is the previous student grid, not a
+       subdivision of this one (files before 0.1.0's rounds fix lack it) */
+    if (round > 0 && bd_safetensors_meta(st, "bdense.distill.teacher_grid")) {
+        tgrid_saved = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dist->S + 1), sizeof(double)));
+        if (!tgrid_saved) { r = ctx->last_result; goto done; }
+        if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.teacher_grid"), tgrid_saved, dist->S + 1)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.teacher_grid", path);
+            goto done;
+        }
+        for (i = 0; i < dist->S; i++)
+            if ((i % dist->Kt == 0 && tgrid_saved[i] != grid[i / dist->Kt]) || !(tgrid_saved[i] > tgrid_saved[i + 1]))
+                break;
+        if (i < dist->S || tgrid_saved[dist->S] != grid[N]) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bdense.distill.teacher_grid does not nest the grid", path);
+            goto done;
+        }
+        memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
+        if ((r = bd__distill_fine(dist)) != BD_SUCCESS) goto done;
+    }
     for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
     dist->rng.has_spare = has_spare;
     dist->rng.spare = spare;
     for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
     dist->branch_ema_count = bcount;
+    {   /* agree weights' running cosine (absent in older files: restart) */
+        const char *ag = bd_safetensors_meta(st, "bdense.distill.agree");
+        double ae = 0.0;
+        long long ac = 0;
+        if (ag && (sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae))) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.agree", path);
+            goto done;
+        }
+        dist->agree_ema = ae;
+        dist->agree_count = (int64_t)ac;
+    }
     dist->step = step;
     dist->round = round;
 done:
+    bd_free(ctx, tgrid_saved);
     bd_safetensors_free(st);
     return r;
 }
@@ -11291,6 +11576,18 @@ BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoi
     if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
     if (config->distance != BD_DISTILL_L2)
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
+    if (config->weights == BD_WEIGHTS_AGREE)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: agree weights (gradient agreement) run on "
+                        "the host only (bd_distill_step)");
+    if (config->teacher_refine != 1)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: teacher_refine %lld runs on the host only "
+                        "(bd_distill_step); the device solves the teacher grid (teacher_refine 1)",
+                        (long long)config->teacher_refine);
+    if (config->method == BD_DISTILL_TD && !config->teacher_forcing && config->branches > 1 &&
+        config->dense_targets == BD_DENSE_FROM_STUDENT)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: dense targets solved from the student's "
+                        "state run on the host only (bd_distill_step); on the device set dense_targets = "
+                        "from_trajectory or teacher_forcing");
     if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
     if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
     if (student->branches != config->branches)

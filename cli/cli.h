@@ -179,6 +179,30 @@ void cli_feat_compute(cli_feat *f, double *feat, const float *x, int64_t n);
 /* mean (CLI_FEAT_DIM) and covariance (CLI_FEAT_DIM^2) of x's features; n >= 2 */
 int cli_feat_stats(cli_feat *f, const float *x, int64_t n, double *mu, double *cov);
 double cli_frechet(const double *mu1, const double *c1, const double *mu2, const double *c2, int d);
+/* mean (d) and covariance (d*d, 1/(n-1)) of n feature rows (n, d); n >= 2 */
+int cli_moments(const double *feat, int64_t n, int d, double *mu, double *cov);
+
+/* FD-CLF: Frechet distance in the 128-d penultimate features of a small
+   classifier CNN trained with labels (metric.c; bdense classifier) */
+#define CLI_CLF_FEAT 128
+#define CLI_CLF_LAYERS 4
+typedef struct cli_clf cli_clf;
+/* B: images per forward (buffers); seed: He-normal initialisation */
+int cli_clf_create(bd_context *ctx, int64_t C, int64_t H, int64_t W, int64_t classes, int64_t B, uint64_t seed,
+                   cli_clf **out);
+int cli_clf_load(bd_context *ctx, const char *path, int64_t B, cli_clf **out, char *err, size_t errn);
+bd_result cli_clf_save(cli_clf *c, const char *path, double test_acc);
+void cli_clf_free(cli_clf *c);
+int64_t cli_clf_params(const cli_clf *c);
+void cli_clf_shape(const cli_clf *c, int64_t *C, int64_t *H, int64_t *W);
+/* one Adam step on n <= B labelled images; returns the batch cross-entropy */
+double cli_clf_train_step(cli_clf *c, const float *x, const int32_t *y, int64_t n, double lr, bd_result *res);
+/* top-1 accuracy (and mean cross-entropy) over n images */
+double cli_clf_accuracy(cli_clf *c, const float *x, const int32_t *y, int64_t n, double *mean_loss);
+/* feat (n, CLI_CLF_FEAT) */
+void cli_clf_features(cli_clf *c, double *feat, const float *x, int64_t n);
+/* FD-CLF of x (n) against ref (nref) */
+int cli_fdclf(const char *cmd, cli_clf *c, const float *x, int64_t n, const float *ref, int64_t nref, double *fd);
 
 /* ---------------------------------------------------------------------- */
 /* models, sampling, pictures (cmd_model.c, cmd_sample.c)                 */
@@ -240,5 +264,6 @@ int cmd_distill(int argc, char **argv);
 int cmd_trajectories(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_classifier(int argc, char **argv);
 
 #endif

@@ -9,8 +9,8 @@
 /* shared distiller setup                                                 */
 /* ---------------------------------------------------------------------- */
 typedef struct cli__dopts {
-    const char *method, *weights, *space, *distance, *solver, *student_grid, *subdiv;
-    int64_t branches, substeps, student_steps;
+    const char *method, *weights, *space, *distance, *solver, *student_grid, *subdiv, *dense_targets;
+    int64_t branches, substeps, student_steps, refine;
     int teacher_forcing;
     double aux_beta, adaptive_decay;
     int64_t anneal_steps;
@@ -25,9 +25,11 @@ static void cli__dopts_defaults(cli__dopts *o) {
     o->solver = "dpmpp2m";
     o->student_grid = "uniform_t";
     o->subdiv = "auto";
+    o->dense_targets = "student";
     o->branches = 2;
     o->substeps = 0;
     o->student_steps = 2;
+    o->refine = 1;
     o->aux_beta = 0.1;
     o->adaptive_decay = 0.99;
     o->anneal_steps = 0;
@@ -41,6 +43,9 @@ static void cli__grid_options(cli_args *a, cli__dopts *o) {
     cli_add_choice(a, "student-grid", &o->student_grid, "uniform_t|logsnr|karras", "student time grid");
     cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step: uniform in t or in log-SNR (auto: t, the library default)");
     cli_add_choice(a, "teacher-solver", &o->solver, "dpmpp2m|heun|euler|ddim", "TD teacher ODE solver");
+    cli_range(cli_add_int(a, "teacher-refine", &o->refine, "R",
+                          "teacher solver steps per sub-step (accuracy of the targets, apart from K and KT; CPU only)"),
+              1, 4096);
 }
 
 static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *teacher, int64_t total_steps,
@@ -54,6 +59,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
                         "sub-state k*KT/K)", (long long)Kt, (long long)K);
     *c = bd_distill_config_init(method, K, o->student_steps);
     c->teacher_substeps = Kt;
+    c->teacher_refine = o->refine;
     if (bd_distill_weights_parse(o->weights, &c->weights) != BD_SUCCESS)
         return cli_fail(cmd, "--weights %s?", o->weights);
     if (strcmp(o->space, "x") == 0) c->space = BD_DISTILL_SPACE_X;
@@ -67,6 +73,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
     if (strcmp(o->subdiv, "logsnr") == 0) c->subdiv = BD_SUBDIV_LOGSNR;
     if (strcmp(o->subdiv, "t") == 0) c->subdiv = BD_SUBDIV_T;
     c->teacher_forcing = o->teacher_forcing;
+    c->dense_targets = strcmp(o->dense_targets, "trajectory") == 0 ? BD_DENSE_FROM_TRAJECTORY : BD_DENSE_FROM_STUDENT;
     c->aux_beta = o->aux_beta;
     c->adaptive_decay = o->adaptive_decay;
     c->anneal_steps = o->anneal_steps > 0 ? o->anneal_steps : (total_steps > 1 ? total_steps : 1);
@@ -201,11 +208,15 @@ int cmd_distill(int argc, char **argv) {
     cli_add_choice(&a, "method", &o.method, "td|pd", "trajectory or progressive distillation");
     cli_range(cli_add_int(&a, "branches", &o.branches, "K", "student output branches (1 = sparse)"), 1,
               BD_DISTILL_MAX_BRANCHES);
-    cli_add_choice(&a, "weights", &o.weights, "uniform|final|linear|aux|anneal|adaptive", "branch weights");
+    cli_add_choice(&a, "weights", &o.weights, "uniform|final|linear|aux|anneal|adaptive|agree",
+                   "branch weights (agree: dense weight = gradient agreement with the final branch)");
     cli__grid_options(&a, &o);
     cli_add_choice(&a, "space", &o.space, "auto|x|z", "loss space (auto: td z, pd x)");
     cli_add_choice(&a, "distance", &o.distance, "l2|l1", "z-space distance");
     cli_add_flag(&a, "teacher-forcing", &o.teacher_forcing, "TD: feed the teacher's states, not the student's own");
+    cli_add_choice(&a, "dense-targets", &o.dense_targets, "student|trajectory",
+                   "TD without teacher forcing: dense branches target the teacher solved from the student's own "
+                   "state, or the trajectory's states (docs/distillation.md)");
     cli_range(cli_add_num(&a, "aux-beta", &o.aux_beta, "B", "aux weights: weight of each dense branch"), 0, 100);
     cli_range(cli_add_int(&a, "anneal-steps", &o.anneal_steps, "N", "anneal weights: steps to final-only (0 = all)"), 0,
               1e9);
@@ -247,6 +258,13 @@ int cmd_distill(int argc, char **argv) {
                                         "each round's output as the next --teacher)");
         if (resume) return cli_fail("distill", "--resume is not available with --device cuda (the GPU optimiser "
                                     "state is not saved)");
+        if (strcmp(o.dense_targets, "student") == 0 && cli_given(&a, "dense-targets"))
+            return cli_fail("distill", "--dense-targets student runs on the CPU only (use trajectory or --teacher-forcing "
+                                       "with --device cuda)");
+        if (!o.teacher_forcing && strcmp(o.method, "td") == 0 && o.branches > 1) {
+            o.dense_targets = "trajectory";
+            cli_note(&a, "--device cuda: dense targets from the trajectory (--dense-targets trajectory)\n");
+        }
     }
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
@@ -267,6 +285,13 @@ int cmd_distill(int argc, char **argv) {
         goto done;
     }
     if (cli__dconfig("distill", &o, teacher, steps, &dc)) goto done;
+    if (rounds > 1 && dc.teacher_substeps != 2) {
+        rc = cli_fail("distill", "--rounds %lld with --teacher-substeps %lld: each round's teacher is the last student, "
+                      "trained only on its own grid, so rounds need 2 teacher sub-steps per student step "
+                      "(--branches 1 or 2, --teacher-substeps 2; docs/distillation.md)", (long long)rounds,
+                      (long long)dc.teacher_substeps);
+        goto done;
+    }
     dc.adam.lr = lr;
     dc.adam.warmup_steps = warmup;
     dc.adam.grad_clip = grad_clip;

@@ -248,8 +248,10 @@ int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const 
 int cmd_eval(int argc, char **argv) {
     cli_args a;
     const char *ckpt = NULL, *samples = NULL, *real = NULL, *data = NULL, *sampler = "ddim", *time_grid = "uniform_t";
-    const char *out = NULL;
-    int64_t n = 1000, nref = 10000, steps = 50, seed = 0, batch = 100;
+    const char *out = NULL, *features = NULL;
+    int64_t n = 1000, nref = 10000, steps = 50, seed = 0, batch = 100, skip = 0;
+    double noise = 0;
+    cli_clf *clf = NULL;
     int clip = 0, rc;
     bd_context *ctx = NULL;
     bd_model *m = NULL;
@@ -260,12 +262,14 @@ int cmd_eval(int argc, char **argv) {
     bd_result r;
     memset(&ref, 0, sizeof ref);
     cli_args_init(&a, "eval",
-                  "Sample-quality number FD-RF: the Frechet distance between generated and real images in the "
-                  "feature space of a fixed, seeded random convolutional network (no downloads).",
+                  "Sample-quality number: the Frechet distance between generated and real images in the 128-d "
+                  "features of a trained classifier (FD-CLF, --features FILE from bdense classifier) or, without "
+                  "--features, of a fixed, seeded random convolutional network (FD-RF, for unlabelled data).",
                   "Give either --ckpt (samples are drawn here, as bdense sample would) or --samples FILE.npy.\n"
                   "Reference images: the first --ref-n of --data (fmnist-test:DIR is the usual choice; builtin\n"
                   "draws fresh shapes from seed 12345).  Lower is better; compare numbers only at equal --n and\n"
-                  "--ref-n (the estimate is biased upwards for small n).  docs/cli.md gives the exact network.");
+                  "--ref-n (the estimate is biased upwards for small n).  docs/cli.md gives the exact networks;\n"
+                  "docs/fmnist.md the floors and noise ladders (FD-CLF at n = 2000).");
     cli_add_str(&a, "ckpt", &ckpt, "FILE", "model to sample from");
     cli_add_str(&a, "samples", &samples, "FILE", "or: evaluate these samples (.npy, (N,C,H,W) in [-1,1])");
     cli_add_str(&a, "real", &real, "SPEC", "or: evaluate the first --n images of a data set (the metric's floor)");
@@ -279,6 +283,10 @@ int cmd_eval(int argc, char **argv) {
     cli_add_seed(&a, &seed, "noise seed (with --ckpt)");
     cli_range(cli_add_int(&a, "batch", &batch, "B", "samples per network call"), 1, 4096);
     cli_add_str(&a, "out", &out, "FILE", "also save the generated samples (.npy)");
+    cli_add_str(&a, "features", &features, "FILE",
+                "FD-CLF: features of this trained classifier (bdense classifier) instead of FD-RF");
+    cli_range(cli_add_num(&a, "noise", &noise, "STD", "add N(0, STD^2) noise to the evaluated images (metric checks)"), 0, 10);
+    cli_range(cli_add_int(&a, "skip", &skip, "N", "with --real: skip its first N images (disjoint draws)"), 0, 1e7);
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     if (!!ckpt + !!samples + !!real != 1)
@@ -293,14 +301,20 @@ int cmd_eval(int argc, char **argv) {
     if (real) {
         cli_data rd;
         if (cli_data_open("eval", ctx, real, 0, &rd)) goto done;
-        if (rd.kind == CLI_DATA_ARRAY && n > rd.n) n = rd.n;
+        if (rd.kind == CLI_DATA_ARRAY && skip >= rd.n) {
+            cli_data_free(&rd);
+            rc = cli_fail("eval", "--skip %lld but --real holds %lld images", (long long)skip, (long long)rd.n);
+            goto done;
+        }
+        if (rd.kind == CLI_DATA_ARRAY && n + skip > rd.n) n = rd.n - skip;
         C = rd.c, H = rd.h, W = rd.w;
-        x = (float *)malloc(sizeof(float) * (size_t)(n * C * H * W));
-        if (!x || cli_data_take("eval", &rd, x, n, 777)) {
+        x = (float *)malloc(sizeof(float) * (size_t)((n + skip) * C * H * W));
+        if (!x || cli_data_take("eval", &rd, x, n + skip, 777)) {
             cli_data_free(&rd);
             rc = x ? 1 : cli_fail("eval", "out of memory");
             goto done;
         }
+        if (skip) memmove(x, x + skip * C * H * W, sizeof(float) * (size_t)(n * C * H * W));
         cli_data_free(&rd);
     } else if (samples) {
         int64_t shape[4] = {0, 0, 0, 0};
@@ -371,17 +385,47 @@ int cmd_eval(int argc, char **argv) {
         rc = xr ? 1 : cli_fail("eval", "out of memory");
         goto done;
     }
-    if (cli_fdrf("eval", ctx, x, n, xr, nref, C, H, W, &fd)) {
+    if (noise > 0) {
+        bd_rng nr = bd_rng_init((uint64_t)seed + 4242);
+        float *e = (float *)malloc(sizeof(float) * (size_t)(n * C * H * W));
+        int64_t i;
+        if (!e) {
+            rc = cli_fail("eval", "out of memory");
+            goto done;
+        }
+        bd_rng_normal(&nr, e, n * C * H * W);
+        for (i = 0; i < n * C * H * W; i++) x[i] += (float)noise * e[i];
+        free(e);
+    }
+    if (features) {
+        char err[512];
+        int64_t fc, fh, fw;
+        if (cli_clf_load(ctx, features, 100, &clf, err, sizeof err)) {
+            rc = cli_fail("eval", "--features %s: %s", features, err);
+            goto done;
+        }
+        cli_clf_shape(clf, &fc, &fh, &fw);
+        if (fc != C || fh != H || fw != W) {
+            rc = cli_fail("eval", "--features %s takes %lldx%lldx%lld images, the samples are %lldx%lldx%lld", features,
+                          (long long)fc, (long long)fh, (long long)fw, (long long)C, (long long)H, (long long)W);
+            goto done;
+        }
+        if (cli_fdclf("eval", clf, x, n, xr, nref, &fd)) {
+            rc = 1;
+            goto done;
+        }
+    } else if (cli_fdrf("eval", ctx, x, n, xr, nref, C, H, W, &fd)) {
         rc = 1;
         goto done;
     }
-    printf("FD-RF %.4f  (%lld %s vs %lld reference images)\n", fd, (long long)n, real ? "real" : "generated",
-           (long long)nref);
+    printf("%s %.4f  (%lld %s vs %lld reference images)\n", features ? "FD-CLF" : "FD-RF", fd, (long long)n,
+           real ? "real" : "generated", (long long)nref);
     rc = 0;
 done:
     if (samples && !real && x) bd_free(ctx, x);
     else free(x);
     free(xr);
+    cli_clf_free(clf);
     cli_data_free(&ref);
     if (m) bd_model_free(m);
     bd_context_free(ctx);

@@ -19,10 +19,11 @@ static const cli_command cli_commands[] = {
     {"sample", cmd_sample, "draw samples from a teacher or a distilled student (.npy + PNG grid)"},
     {"forward", cmd_forward, "one network call on given inputs (all branches), for conformance checks"},
     {"info", cmd_info, "show a checkpoint's configuration, parameter count and training step"},
-    {"eval", cmd_eval, "sample-quality number: Frechet distance in a fixed random-feature space"},
+    {"eval", cmd_eval, "sample-quality number: Frechet distance (trained classifier or random features)"},
     {"distill", cmd_distill, "distil a teacher into a few-step (B-DENSE) student"},
     {"trajectories", cmd_trajectories, "cache teacher ODE trajectories to .npy for distillation"},
     {"compare", cmd_compare, "sample teacher and students from the same noise and print a table"},
+    {"classifier", cmd_classifier, "train the labelled feature network of bdense eval --features (FD-CLF)"},
     {"data", cmd_data, "write images of a data source (builtin shapes, Fashion-MNIST, .npy) as .npy / PNG"},
 };
 #define CLI_NCOMMANDS (sizeof cli_commands / sizeof cli_commands[0])

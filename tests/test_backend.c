@@ -596,6 +596,7 @@ static void td_case(bd_sampler_kind solver, int cached, int forcing, bd_distill_
     dc.teacher_substeps = 4;
     dc.teacher_solver = solver;
     dc.teacher_forcing = forcing;
+    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
     dc.adam.lr = 1e-3;
     dc.seed = 6;
     BDT_CHECK(bd_unet_init(ctx, &uc, &rt, &teacher) == BD_SUCCESS);

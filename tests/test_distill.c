@@ -249,7 +249,7 @@ static void test_names(void) {
     bd_distill_weights wk = BD_WEIGHTS_UNIFORM;
     bd_distill_method m = BD_DISTILL_PD;
     int i;
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         BDT_CHECK(bd_distill_weights_parse(bd_distill_weights_name((bd_distill_weights)i), &wk) == BD_SUCCESS);
         BDT_CHECK((int)wk == i);
     }
@@ -356,7 +356,7 @@ static bd_result make_mlp(bd_context *ctx, int64_t K, uint64_t seed, int64_t hid
    (uniform-t grid, Kt = 2 teacher DDIM sub-steps per student step);
    K = 1 gives plain PD (Salimans & Ho) targets; the reported loss equals
    lambda(t) sum_k w_k mean (x_hat_k - x_tilde_k)^2 recomputed here. */
-static void check_pd_targets(int64_t K, int64_t Kt) {
+static void check_pd_targets_r(int64_t K, int64_t Kt, int64_t R) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *student = NULL;
     bd_distill *dist = NULL;
@@ -369,6 +369,7 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
     BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
     BDT_CHECK(make_mlp(ctx, K, 5, 32, &student) == BD_SUCCESS);
     dc.teacher_substeps = Kt;
+    dc.teacher_refine = R;
     per = Kt / K;
     BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
     if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
@@ -391,7 +392,11 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
             double tj0 = 1.0 - ((double)i + (double)(j - 1) / Kt) / 4.0;
             double tj = 1.0 - ((double)i + (double)j / Kt) / 4.0;
             if (j == Kt) tj = 1.0 - (double)(i + 1) / 4.0;
-            ref_ddim(pts, z, tj0, tj);
+            {   /* R fine DDIM steps, uniform in t */
+                int64_t q;
+                for (q = 1; q <= R; q++)
+                    ref_ddim(pts, z, tj0 + (tj - tj0) * (double)(q - 1) / R, q == R ? tj : tj0 + (tj - tj0) * (double)q / R);
+            }
             if (j % per == 0) {
                 k = j / per - 1;
                 for (d = 0; d < 2; d++) {
@@ -425,7 +430,10 @@ static void check_pd_targets(int64_t K, int64_t Kt) {
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
 }
+static void check_pd_targets(int64_t K, int64_t Kt) { check_pd_targets_r(K, Kt, 1); }
 static void test_pd_targets_exact_teacher(void) {
+    check_pd_targets_r(2, 2, 3); /* teacher_refine: 3 DDIM steps per sub-step */
+    check_pd_targets_r(1, 2, 2);
     check_pd_targets(1, 2); /* plain PD */
     check_pd_targets(2, 2); /* B-DENSE PD */
     check_pd_targets(2, 4);
@@ -436,8 +444,12 @@ static void test_pd_targets_exact_teacher(void) {
    DDIM solve; with teacher forcing the student's input is the teacher
    state and the targets are docs/spec.md sec. 5's; without it the input of step 2 is
    the student's own DDIM step from the noise (its final branch); K = 1
-   (sparse) targets the end of each student step (SFD). */
-static void check_td(int64_t K, int forcing) {
+   (sparse) targets the end of each student step (SFD).  Without forcing,
+   the dense branches (k < K) target the teacher's sub-steps solved from the
+   student's own state (dense_targets from_student, the default), or the
+   trajectory's states (from_trajectory); the final branch always targets
+   the trajectory. */
+static void check_td(int64_t K, int forcing, int from_traj) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *student = NULL;
     bd_distill *dist = NULL;
@@ -445,7 +457,7 @@ static void check_td(int64_t K, int forcing) {
     float pts[2 * GMM_M], *keep = NULL;
     double loss, bl[4], worst_tr = 0, worst_t = 0, worst_in = 0;
     double tg[9];
-    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per;
+    int64_t b, k, j, n = 8, N = 2, Kt = 4, S = 8, per, n_differ = 0;
     gmm_points(pts);
     BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
     BDT_CHECK(make_mlp(ctx, K, 6, 32, &student) == BD_SUCCESS);
@@ -453,6 +465,8 @@ static void check_td(int64_t K, int forcing) {
     dc.subdiv = BD_SUBDIV_T;
     dc.teacher_forcing = forcing;
     dc.space = BD_DISTILL_SPACE_X;
+    BDT_CHECK(dc.dense_targets == BD_DENSE_FROM_STUDENT);
+    if (from_traj) dc.dense_targets = BD_DENSE_FROM_TRAJECTORY;
     BDT_CHECK(dc.teacher_substeps == 4);
     per = Kt / K;
     for (j = 0; j <= S; j++) tg[j] = 1.0 - (double)j / S;
@@ -479,6 +493,16 @@ static void check_td(int64_t K, int forcing) {
             for (k = 0; k < K; k++) {
                 int64_t jj = Kt + (k + 1) * per;
                 double tgt = ref_target(in, tr[jj * 2 + d], 0.5, tg[jj]);
+                if (!forcing && !from_traj && k < K - 1) {
+                    /* the teacher's DDIM sub-steps from the student's own state */
+                    double zz[2];
+                    int64_t q;
+                    zz[0] = dist->zt[b * 2], zz[1] = dist->zt[b * 2 + 1];
+                    for (q = Kt + 1; q <= jj; q++) ref_ddim(pts, zz, tg[q - 1], tg[q]);
+                    tgt = ref_target(in, zz[d], 0.5, tg[jj]);
+                    /* and it is not the trajectory's target (the student drifted) */
+                    if (fabs(tgt - ref_target(in, tr[jj * 2 + d], 0.5, tg[jj])) > 1e-3) n_differ++;
+                }
                 worst_t = fmax(worst_t, rel_err(dist->xt[(k * n + b) * 2 + d], tgt));
             }
         }
@@ -515,6 +539,7 @@ static void check_td(int64_t K, int forcing) {
     BDT_CHECKF(worst_tr < 1e-4, "%g", worst_tr);
     BDT_CHECKF(worst_in < 1e-4, "%g", worst_in);
     BDT_CHECKF(worst_t < 1e-3, "%g", worst_t);
+    if (!forcing && !from_traj && K > 1) BDT_CHECKF(n_differ > 0, "dense targets equal the trajectory's");
     free(keep);
     bd_distill_free(dist);
     bd_denoiser_free(student);
@@ -522,10 +547,13 @@ static void check_td(int64_t K, int forcing) {
     bd_context_free(ctx);
 }
 static void test_td_targets_exact_teacher(void) {
-    check_td(1, 1);
-    check_td(2, 1);
-    check_td(4, 1);
-    check_td(2, 0);
+    check_td(1, 1, 0);
+    check_td(2, 1, 0);
+    check_td(4, 1, 0);
+    check_td(2, 0, 0);
+    check_td(4, 0, 0);
+    check_td(2, 0, 1);
+    check_td(1, 0, 0);
 }
 
 /* TD trajectories solved with DPM-Solver++(2M): the recorded last state is
@@ -870,6 +898,7 @@ static void test_pd_rounds_and_nan_guard(void) {
     bd_distill *d = NULL;
     bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
     bd_trainer *tr = NULL;
+    dc.teacher_substeps = 2; /* rounds: the new teacher walks the old grid */
     bd_trainer_config tc = bd_trainer_config_init();
     bd_mlp_config mc = bd_mlp_config_init(2);
     float pts[2 * GMM_M], x[2 * 64], *snap;
@@ -940,6 +969,179 @@ static void test_pd_rounds_and_nan_guard(void) {
     bd_context_free(ctx);
 }
 
+/* PD rounds nest: the round-r teacher is the last student, trained only at
+   the times of its own grid, so the new teacher grid must BE the old
+   student grid (a Karras grid here, whose midpoints in t are not on it);
+   rounds with Kt != 2 would query it at times it never learnt (K = Kt = 4)
+   and are refused with a message, changing nothing. */
+static void test_pd_round_grids_nest(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL, *st4 = NULL;
+    bd_distill *d = NULL, *d4 = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
+    bd_distill_config dc4 = bd_distill_config_init(BD_DISTILL_PD, 4, 4);
+    bd_rng r = bd_rng_init(3);
+    float pts[2 * GMM_M], x[2 * 8];
+    double old[5];
+    int i;
+    gmm_points(pts);
+    dc.grid = BD_GRID_KARRAS;
+    dc.teacher_substeps = 2;
+    dc4.teacher_substeps = 4;
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 4, &r, &st4) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 8, &d) == BD_SUCCESS);
+    BDT_CHECK(dc4.teacher_substeps == 4 && bd_distill_init(ctx, &dc4, teacher, st4, 8, &d4) == BD_SUCCESS);
+    if (!d || !d4) return;
+    memcpy(old, d->grid, sizeof old);
+    gmm_sample(&r, pts, x, 8);
+    BDT_CHECK(bd_distill_step(d, x, 8, NULL, NULL) == BD_SUCCESS);
+    BDT_CHECKF(bd_distill_next_round(d) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECK(d->N == 2 && d->S == 4);
+    for (i = 0; i <= 4; i++) BDT_CHECKF(d->tgrid[i] == old[i], "teacher grid %d: %.6f, old student grid %.6f", i, d->tgrid[i], old[i]);
+    BDT_CHECK(d->grid[0] == old[0] && d->grid[1] == old[2] && d->grid[2] == old[4]);
+    gmm_sample(&r, pts, x, 8);
+    BDT_CHECK(bd_distill_step(d, x, 8, NULL, NULL) == BD_SUCCESS);
+    /* teacher_refine 2 in a round: refused (the new teacher exists on its grid only) */
+    {
+        bd_distill *dr = NULL;
+        bd_distill_config drc = dc;
+        drc.grid = BD_GRID_UNIFORM_T;
+        drc.teacher_refine = 2;
+        BDT_CHECK(bd_distill_init(ctx, &drc, teacher, st, 8, &dr) == BD_SUCCESS);
+        if (dr) BDT_CHECK(bd_distill_next_round(dr) == BD_ERROR_CONFIG && dr->N == 4);
+        bd_distill_free(dr);
+    }
+    /* K = Kt = 4: refused, nothing changed */
+    memcpy(old, d4->grid, sizeof old);
+    BDT_CHECK(bd_distill_next_round(d4) == BD_ERROR_CONFIG);
+    BDT_CHECK(strstr(bd_context_message(ctx), "teacher_substeps") != NULL);
+    BDT_CHECK(d4->N == 4 && d4->round == 0 && d4->owned_teacher == NULL && memcmp(old, d4->grid, sizeof old) == 0);
+    bd_distill_free(d);
+    bd_distill_free(d4);
+    bd_denoiser_free(st);
+    bd_denoiser_free(st4);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+/* K = 2: with Kt = K (one teacher step per branch) branch 0's target is the
+   teacher's one-step DDIM jump from z_t, i.e. x_tilde_0 = the teacher's own
+   x_hat(z_t): no trajectory information.  The PD default (Kt = 2K) and
+   teacher_refine >= 2 make it a multi-step solve, which differs. */
+static double branch0_vs_jump(int64_t Kt, int64_t R, int dflt) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
+    float pts[2 * GMM_M], x[2 * 16], xh[2 * 16];
+    bd_rng rng = bd_rng_init(12);
+    double worst = -1;
+    int64_t i, n = 16;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, 2, 5, 16, &student) == BD_SUCCESS);
+    if (dflt) BDT_CHECK(dc.teacher_substeps == 4 && dc.teacher_refine == 1);
+    else dc.teacher_substeps = Kt, dc.teacher_refine = R;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (dist) {
+        gmm_sample(&rng, pts, x, (int)n);
+        BDT_CHECK(bd_distill_step(dist, x, n, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_analytic_posterior_mean(teacher, xh, dist->zt, dist->tt, n) == BD_SUCCESS);
+        worst = 0;
+        for (i = 0; i < n * 2; i++) worst = fmax(worst, fabs(dist->xt[i] - xh[i])); /* branch 0 = rows 0..n-1 */
+    }
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+    return worst;
+}
+static void test_k2_branch0_carries_information(void) {
+    double same = branch0_vs_jump(2, 1, 0), dflt = branch0_vs_jump(0, 0, 1), refined = branch0_vs_jump(2, 3, 0);
+    printf("  K=2 branch-0 target vs the teacher's 1-step jump: Kt=2 %.2e, default Kt=4 %.2e, Kt=2 refine 3 %.2e\n",
+           same, dflt, refined);
+    BDT_CHECKF(same >= 0 && same < 1e-4, "%g", same); /* the fault, documented */
+    BDT_CHECKF(dflt > 1e-2, "%g", dflt);
+    BDT_CHECKF(refined > 1e-2, "%g", refined);
+}
+
+/* agree weights: the dense group's weight is max(0, cos) of its gradient
+   with the final branch's.  Unit: the weight function.  Distiller: a K = 2
+   student copied from the teacher (identical branch heads), TD with one
+   student step and teacher forcing, from a crafted cache whose dense state
+   asks branch 0 for x_f (agreeing with the final branch's target x_f) or
+   for 2 x_hat - x_f (the mirror image: conflicting).  The measured cosine
+   is about +1 / -1 and the dense weight goes up / to 0. */
+static void agree_case(int conflict, double *cos_out, double *w0_out) {
+    enum { n = 8, D = 2, Kt = 2 };
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *st = NULL;
+    bd_distill *d = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 1);
+    bd_rng r = bd_rng_init(21);
+    float cache[n * (Kt + 1) * D], o[n * D], z1[n * D], xh[n * D], eh[n * D], xf[n * D], tv[n];
+    double a1[n], s1[n], ah, sh, rr, c;
+    bd_schedule sched;
+    int64_t b, j;
+    dc.teacher_substeps = Kt;
+    dc.weights = BD_WEIGHTS_AGREE;
+    dc.teacher_forcing = 1;
+    dc.adaptive_decay = 0.0; /* the weight follows this step's cosine */
+    BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, n, &d) == BD_SUCCESS);
+    if (!d) return;
+    bd_schedule_init(&sched, dc.schedule);
+    bd_rng_normal(&r, z1, n * D);
+    bd_rng_normal(&r, xf, n * D);
+    for (b = 0; b < n; b++) {
+        tv[b] = 1.0f;
+        bd_schedule_alpha_sigma(&sched, 1.0, &a1[b], &s1[b]);
+    }
+    BDT_CHECK(bd_denoiser_forward(teacher, o, z1, tv, n, 0) == BD_SUCCESS);
+    bd_param_predict(dc.param, xh, eh, o, 1, 0, z1, a1, s1, n, D);
+    bd_schedule_alpha_sigma(&sched, d->tgrid[1], &ah, &sh);
+    rr = sh / s1[0];
+    c = ah - rr * a1[0];
+    for (b = 0; b < n; b++)
+        for (j = 0; j < D; j++) {
+            float want = conflict ? 2 * xh[b * D + j] - xf[b * D + j] : xf[b * D + j];
+            cache[(b * (Kt + 1) + 0) * D + j] = z1[b * D + j];
+            cache[(b * (Kt + 1) + 1) * D + j] = (float)(rr * z1[b * D + j] + c * want);
+            cache[(b * (Kt + 1) + 2) * D + j] = xf[b * D + j];
+        }
+    BDT_CHECK(bd_distill_set_trajectories(d, cache, n) == BD_SUCCESS);
+    BDT_CHECKF(bd_distill_step(d, NULL, n, NULL, NULL) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    *cos_out = d->last_cos;
+    *w0_out = d->weights[0];
+    BDT_CHECK(d->weights[1] == 1.0);
+    bd_distill_free(d);
+    bd_denoiser_free(st);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_agree_weights(void) {
+    double w[3], c, cos_a = 0, w_a = -1, cos_c = 0, w_c = -1;
+    c = -0.4;
+    BDT_CHECK(bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, &c) == BD_SUCCESS);
+    BDT_CHECK(w[0] == 0.0 && w[1] == 0.0 && w[2] == 1.0);
+    c = 0.6;
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, &c);
+    BDT_CHECK(fabs(w[0] - 0.3) < 1e-15 && w[1] == w[0] && w[2] == 1.0);
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 3, 0, 0, NULL);
+    BDT_CHECK(w[0] == 0.0 && w[2] == 1.0);
+    bd_distill_branch_weights(NULL, w, BD_WEIGHTS_AGREE, 1, 0, 0, &c);
+    BDT_CHECK(w[0] == 1.0);
+    agree_case(0, &cos_a, &w_a);
+    agree_case(1, &cos_c, &w_c);
+    printf("  agree: aligned targets cos %.3f -> dense weight %.3f; mirrored targets cos %.3f -> %.3f\n", cos_a, w_a,
+           cos_c, w_c);
+    BDT_CHECKF(cos_a > 0.5 && w_a > 0.5, "cos %g w %g", cos_a, w_a);
+    BDT_CHECKF(cos_c < -0.5 && w_c == 0.0, "cos %g w %g", cos_c, w_c);
+}
+
 /* Steps allocate nothing after init (PD and TD on the fly), counted
    through the context allocator. */
 static int64_t n_allocs = 0;
@@ -981,18 +1183,19 @@ static void test_steps_do_not_allocate(void) {
 /* Resume: save the state mid-run, continue; a fresh distiller that loads
    it continues bit-identically (TD with adaptive weights; PD after a round,
    so the owned teacher is restored too).  A mismatched distiller is refused. */
-static void check_resume(bd_distill_method method) {
+static void check_resume(bd_distill_method method, bd_distill_weights wts) {
     bd_context *ctx = make_ctx();
     bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
     bd_distill *a = NULL, *b = NULL, *c = NULL;
     bd_distill_config dc = bd_distill_config_init(method, 2, 4);
+    if (method == BD_DISTILL_PD) dc.teacher_substeps = 2; /* a round below */
     bd_distill_config dc3;
     float pts[2 * GMM_M], x[2 * 16];
     bd_rng r = bd_rng_init(4), ra, rb;
     const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
     int i, same;
     gmm_points(pts);
-    dc.weights = BD_WEIGHTS_ADAPTIVE;
+    dc.weights = wts;
     dc.adam.lr = 1e-3;
     BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
     BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &s1) == BD_SUCCESS);
@@ -1022,7 +1225,7 @@ static void check_resume(bd_distill_method method) {
     same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 &&
            memcmp(a->ema, b->ema, sizeof(float) * s1->n_params) == 0 &&
            memcmp(a->adam.v, b->adam.v, sizeof(float) * s1->n_params) == 0 && a->step == b->step &&
-           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] &&
+           a->N == b->N && a->round == b->round && a->branch_ema[0] == b->branch_ema[0] && a->agree_ema == b->agree_ema && a->agree_count == b->agree_count &&
            memcmp(a->tgrid, b->tgrid, sizeof(double) * (a->S + 1)) == 0;
     if (method == BD_DISTILL_PD)
         same = same && b->teacher == b->owned_teacher &&
@@ -1043,8 +1246,9 @@ static void check_resume(bd_distill_method method) {
     bd_context_free(ctx);
 }
 static void test_resume_bit_exact(void) {
-    check_resume(BD_DISTILL_TD);
-    check_resume(BD_DISTILL_PD);
+    check_resume(BD_DISTILL_TD, BD_WEIGHTS_ADAPTIVE);
+    check_resume(BD_DISTILL_TD, BD_WEIGHTS_AGREE);
+    check_resume(BD_DISTILL_PD, BD_WEIGHTS_ADAPTIVE);
 }
 
 int main(void) {
@@ -1063,6 +1267,9 @@ int main(void) {
     BDT_RUN(test_gradcheck_mlp_student);
     BDT_RUN(test_end_to_end_mlp_td);
     BDT_RUN(test_pd_rounds_and_nan_guard);
+    BDT_RUN(test_pd_round_grids_nest);
+    BDT_RUN(test_k2_branch0_carries_information);
+    BDT_RUN(test_agree_weights);
     BDT_RUN(test_steps_do_not_allocate);
     BDT_RUN(test_resume_bit_exact);
     return BDT_SUMMARY("test_distill");

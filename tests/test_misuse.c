@@ -1027,12 +1027,17 @@ static bd_result device_bad(fx *F, int which) {
         bd_context_free(dev);
         break;
     }
-    case 11: case 13: case 14: case 15: case 16: case 17: {
+    case 11: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: {
         /* 11: the L1 distance is host-only; 13: TD given data; 14: a cache
-           for PD; 15: an empty cache; 16: a NULL stream; 17: an unopened one */
+           for PD; 15: an empty cache; 16: a NULL stream; 17: an unopened one;
+           host-only options: 18 dense targets from the student's state,
+           19 teacher_refine, 20 agree weights */
         bd_denoiser *st = NULL;
         bd_npy_stream ns;
         memset(&ns, 0, sizeof ns);
+        dc.dense_targets = which == 18 ? BD_DENSE_FROM_STUDENT : BD_DENSE_FROM_TRAJECTORY;
+        if (which == 19) dc.teacher_refine = 2;
+        if (which == 20) dc.weights = BD_WEIGHTS_AGREE;
         if (which == 11) dc.distance = BD_DISTILL_L1;
         if (which == 14) {
             dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
@@ -1040,7 +1045,7 @@ static bd_result device_bad(fx *F, int which) {
         }
         if (bd_distill_student_from_teacher(F->mlp_other, 2, &F->rng, &st) != BD_SUCCESS) return BD_ERROR_BACKEND;
         r = bd_device_distill_init(&dc, F->mlp_other, st, 4, &dd);
-        if (which != 11 && r != BD_SUCCESS) r = BD_ERROR_BACKEND;
+        if (which != 11 && which < 18 && r != BD_SUCCESS) r = BD_ERROR_BACKEND;
         else if (which == 13) r = bd_device_distill_step(dd, x, 2, NULL, NULL);
         else if (which == 14 || which == 15) r = bd_device_distill_set_trajectories(dd, x, which == 14 ? 1 : 0);
         else if (which == 16) r = bd_device_distill_set_trajectory_stream(dd, NULL);
@@ -1543,6 +1548,9 @@ typedef struct mcase {
     X(dev_distill_cache_0, E_ARG, 1, device_bad(F, 15))                                        \
     X(dev_distill_stream_null, E_ARG, 1, device_bad(F, 16))                                    \
     X(dev_distill_stream_closed, E_ARG, 1, device_bad(F, 17))                                  \
+    X(dev_distill_from_student, E_UNS, 1, device_bad(F, 18))                                   \
+    X(dev_distill_refine, E_UNS, 1, device_bad(F, 19))                                         \
+    X(dev_distill_agree, E_UNS, 1, device_bad(F, 20))                                          \
     X(dstate_save_no_dir, E_IO, 1, dstate_bad(F, 0))                                           \
     X(dstate_load_missing, E_IO, 1, dstate_bad(F, 1))                                          \
     X(dstate_load_other_k, E_CFG, 1, dstate_bad(F, 2))                                         \

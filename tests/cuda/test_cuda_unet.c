@@ -367,6 +367,7 @@ static void test_distill_step(void) {
     if (!make_pair(&tiny, &tc, &tg)) return;
     D = bd_denoiser_sample_size(tc);
     dc.teacher_substeps = 4;
+    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
     dc.weights = BD_WEIGHTS_ADAPTIVE;
     dc.adam.lr = 1e-3;
     dc.seed = 17;
@@ -417,6 +418,7 @@ static void td_case(int cached) {
     tiny.branches = 1;
     if (!make_pair(&tiny, &tc, &tg)) return;
     dc.teacher_substeps = 4;
+    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
     dc.weights = BD_WEIGHTS_UNIFORM;
     dc.adam.lr = 1e-3;
     dc.seed = 19;
