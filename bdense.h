@@ -2515,6 +2515,8 @@ static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const
    r = (ci*k + ky)*k + kx holds x[ci, oy*s - p + ky, ox*s - p + kx] (0 outside
    the image) at column oy*Wo + ox.  Then out[n] (Cout, Ho*Wo) =
    w (Cout, Cin*k*k) col, which is one GEMM per sample. */
+#define BD__WG_L 32    /* Winograd: tiles per block = BD__NR */
+#define BD__WG_SLOTS 4 /* Winograd: per-thread V slots the conv workspace provides */
 static int bd__conv_is_1x1(int64_t k, int64_t stride, int64_t pad) {
     return k == 1 && stride == 1 && pad == 0;
 }
@@ -2527,6 +2529,11 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
     Ho = (H + 2 * pad - k) / stride + 1;
     Wo = (W + 2 * pad - k) / stride + 1;
     if (Ho <= 0 || Wo <= 0) return 0;
+    if (k == 3 && stride == 1 && pad == 1 && (W + 1) / 2 <= BD__WG_L) {
+        /* Winograd: BD__WG_SLOTS per-thread slots of 16 x Cin x 32 floats */
+        int64_t wg = BD__WG_SLOTS * 16 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
+        return wg > im ? wg : im;
+    }
     return Cin * k * k * Ho * Wo;
 }
 
@@ -2795,6 +2802,55 @@ bd__pack_im2col_t_avx512(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, 
 }
 #endif
 
+#ifdef BD__X86
+/* the same with AVX2 masked gathers: four 8-wide gathers per depth row */
+__attribute__((target("avx2,fma"))) static void
+bd__pack_im2col_t_avx2(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
+                       int64_t kc, int64_t w) {
+    int64_t pr, k = s->k, H = s->H, W = s->W, Wo = s->Wo, P = s->Ho * s->Wo, st = s->stride;
+    for (pr = 0; pr < nr; pr += w) {
+        int32_t ofs[32], kys[32], kxs[32], lv[32];
+        int64_t lanes = nr - pr < w ? nr - pr : w, l, q, g;
+        int64_t n = k0 / P, j = k0 % P, oy = j / Wo, ox = j % Wo;
+        const float *xn = s->p + n * s->nstr;
+        float *d = dst + pr * kc;
+        __m256i vo[4], vy[4], vx[4], vl[4], vH = _mm256_set1_epi32((int32_t)H), vW = _mm256_set1_epi32((int32_t)W);
+        __m256i m1 = _mm256_set1_epi32(-1);
+        for (l = 0; l < 32; l++) {
+            int64_t row = r0 + pr + (l < lanes ? l : 0), ci = row / (k * k);
+            kys[l] = (int32_t)((row / k) % k);
+            kxs[l] = (int32_t)(row % k);
+            ofs[l] = (int32_t)(ci * H * W + kys[l] * W + kxs[l]);
+            lv[l] = l < lanes ? -1 : 0;
+        }
+        for (g = 0; g < 4; g++) {
+            vo[g] = _mm256_loadu_si256((const __m256i *)(ofs + 8 * g));
+            vy[g] = _mm256_loadu_si256((const __m256i *)(kys + 8 * g));
+            vx[g] = _mm256_loadu_si256((const __m256i *)(kxs + 8 * g));
+            vl[g] = _mm256_loadu_si256((const __m256i *)(lv + 8 * g));
+        }
+        for (q = 0; q < kc; q++) {
+            int32_t iy0 = (int32_t)(oy * st - s->pad), ix0 = (int32_t)(ox * st - s->pad);
+            __m256i by = _mm256_set1_epi32(iy0), bx = _mm256_set1_epi32(ix0);
+            __m256i base = _mm256_set1_epi32(iy0 * (int32_t)W + ix0);
+            for (g = 0; g < 4; g++) {
+                __m256i iy = _mm256_add_epi32(vy[g], by), ix = _mm256_add_epi32(vx[g], bx);
+                __m256i m = _mm256_and_si256(vl[g], _mm256_and_si256(
+                    _mm256_and_si256(_mm256_cmpgt_epi32(iy, m1), _mm256_cmpgt_epi32(vH, iy)),
+                    _mm256_and_si256(_mm256_cmpgt_epi32(ix, m1), _mm256_cmpgt_epi32(vW, ix))));
+                _mm256_storeu_ps(d + q * w + 8 * g,
+                                 _mm256_mask_i32gather_ps(_mm256_setzero_ps(), xn, _mm256_add_epi32(vo[g], base),
+                                                          _mm256_castsi256_ps(m), 4));
+            }
+            if (++ox == Wo) {
+                ox = 0;
+                if (++oy == s->Ho) { oy = 0; xn += s->nstr; }
+            }
+        }
+    }
+}
+#endif
+
 /* element (r, depth q) = p[(q / P)*nstr + r*ld + q % P], P = s->Ho*s->Wo:
    a per-sample (rows, P) matrix with the samples laid side by side */
 static void bd__pack_cat(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
@@ -3038,6 +3094,424 @@ static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float
     return 1;
 }
 
+/* ---- Winograd F(2x2, 3x3) for stride-1, pad-1 3x3 convolutions ----
+   Lavin & Gray's minimal filtering: an output tile of 2x2 pixels is
+   A^T [ (G g G^T) (.) (B^T d B) ] A for the 4x4 input tile d around it, so
+   per tile and channel pair 16 multiplies replace 36 (2.25x fewer).  The
+   16 positions xi of the 4x4 transformed tile are 16 independent GEMMs
+   M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi (Cin x tiles), run on the
+   built-in GEMM micro-kernel (AVX-512, AVX2+FMA or plain C).
+   Fused tiling, no large buffers: a work item is a block of whole tile rows
+   (32 / tiles-per-row of them: 32 tiles, the micro-kernel's NR) and a group
+   of output-channel panels; it transforms its input tiles for all input
+   channels into V (its slot of the `col` workspace: 16 x Cin x 32 floats),
+   then per panel of 8 output channels runs the 16 products into M (16 x 8
+   x 32 floats, on the stack) and transforms M straight into the output
+   (with the bias, or += for dx).  The transformed weights U are computed
+   once per call into `col` when it has room, else per item and panel on
+   the stack (0.5% of the work).  Every output element is summed in one
+   fixed order (ci ascending inside each of the 16 products, then the fixed
+   output transform), whatever the split over threads: the same bits for
+   every thread count.  Used for the forward and, with the flipped,
+   transposed kernel on dout, for dx (see bd__wg_rule). */
+#define BD__WG_KC 128  /* input channels per stack-transformed weight chunk */
+#define BD__WG_MS (8 * BD__WG_L + 16) /* M: stride between the 16 positions (padded: no 4K aliasing) */
+/* weight (o, i, ky, kx) = w[o*so + i*si + ky*3 + kx], or at (2-ky, 2-kx) when flip */
+typedef struct {
+    const float *w;
+    int64_t so, si;
+    int flip;
+} bd__wg_wsrc;
+/* V's stride between the 16 positions: padded by 64 bytes (a power-of-two
+   stride made the 16 stores of a tile alias in the store buffer) */
+static int64_t bd__wg_vs(int64_t C) { return C * BD__WG_L + 16; }
+static int64_t bd__wg_slot_floats(int64_t C) { return 16 * bd__wg_vs(C); }
+static int bd__wg_shape_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
+    return k == 3 && stride == 1 && pad == 1 && H >= 1 && W >= 1 && (W + 1) / 2 <= BD__WG_L;
+}
+/* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] of weight (o0 + r, c0 + c); rows r >= mr are 0 */
+static void bd__wg_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t mr, int64_t c0,
+                          int64_t kc) {
+    int64_t r, c, i;
+    for (r = 0; r < 8; r++)
+        for (c = 0; c < kc; c++) {
+            float g[9], t[4][3];
+            if (r >= mr) {
+                for (i = 0; i < 16; i++) ua[(i * kc + c) * 8 + r] = 0.0f;
+                continue;
+            }
+            {
+                const float *src = s->w + (o0 + r) * s->so + (c0 + c) * s->si;
+                for (i = 0; i < 9; i++) g[i] = src[s->flip ? 8 - i : i];
+            }
+            for (i = 0; i < 3; i++) { /* G g: along ky, per column kx = i */
+                float a = g[i], b = g[3 + i], e = g[6 + i];
+                t[0][i] = a;
+                t[1][i] = 0.5f * (a + b + e);
+                t[2][i] = 0.5f * (a - b + e);
+                t[3][i] = e;
+            }
+            for (i = 0; i < 4; i++) { /* (G g) G^T: along kx */
+                float a = t[i][0], b = t[i][1], e = t[i][2];
+                ua[((i * 4 + 0) * kc + c) * 8 + r] = a;
+                ua[((i * 4 + 1) * kc + c) * 8 + r] = 0.5f * (a + b + e);
+                ua[((i * 4 + 2) * kc + c) * 8 + r] = 0.5f * (a - b + e);
+                ua[((i * 4 + 3) * kc + c) * 8 + r] = e;
+            }
+        }
+}
+/* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the input tile of lane
+   (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty) of channel c of x
+   (N, C, H, W); lanes of no tile are 0 */
+static void bd__wg_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
+                          int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, j, q, tx, Wq = 2 * TW + 2, HW = H * W, vs = bd__wg_vs(C);
+    for (c = 0; c < C; c++) {
+        for (j = 0; j < 16; j++) memset(V + j * vs + c * BD__WG_L, 0, BD__WG_L * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            float p[4][2 * BD__WG_L + 2], d[4][2 * BD__WG_L + 2];
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (j = 0; j < 4; j++) { /* padded input rows 2ty-1 .. 2ty+2, columns -1 .. */
+                int64_t y = 2 * ty - 1 + j;
+                for (q = 0; q < Wq; q++) p[j][q] = 0.0f;
+                if (y >= 0 && y < H) memcpy(&p[j][1], xc + y * W, (size_t)W * sizeof(float));
+            }
+            for (q = 0; q < Wq; q++) { /* B^T d: along y */
+                d[0][q] = p[0][q] - p[2][q];
+                d[1][q] = p[1][q] + p[2][q];
+                d[2][q] = p[2][q] - p[1][q];
+                d[3][q] = p[1][q] - p[3][q];
+            }
+            for (j = 0; j < 4; j++) { /* (B^T d) B: along x */
+                float *v0 = V + (j * 4) * vs + c * BD__WG_L + r * TWp;
+                float *v1 = v0 + vs, *v2 = v1 + vs, *v3 = v2 + vs;
+                const float *e = d[j];
+                for (tx = 0; tx < TW; tx++) {
+                    float e0 = e[2 * tx], e1 = e[2 * tx + 1], e2 = e[2 * tx + 2], e3 = e[2 * tx + 3];
+                    v0[tx] = e0 - e2;
+                    v1[tx] = e1 + e2;
+                    v2[tx] = e2 - e1;
+                    v3[tx] = e1 - e3;
+                }
+            }
+        }
+    }
+}
+/* out rows o0 .. o0+mr-1 of the block's tiles = A^T M A (+ bias, or +=) */
+static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                          int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                          const float *bias, int accum) {
+    int64_t r, l, rr, tx, HW = H * W;
+    for (r = 0; r < mr; r++) {
+        float y0[BD__WG_L], y1[BD__WG_L], y2[BD__WG_L], y3[BD__WG_L];
+        const float *m = M + r * BD__WG_L;
+        float b = (!accum && bias) ? bias[o0 + r] : 0.0f;
+        for (l = 0; l < BD__WG_L; l++) {
+#define BD__WGM(i, j) m[((i) * 4 + (j)) * BD__WG_MS + l]
+            float t00 = BD__WGM(0, 0) + BD__WGM(1, 0) + BD__WGM(2, 0);
+            float t01 = BD__WGM(0, 1) + BD__WGM(1, 1) + BD__WGM(2, 1);
+            float t02 = BD__WGM(0, 2) + BD__WGM(1, 2) + BD__WGM(2, 2);
+            float t03 = BD__WGM(0, 3) + BD__WGM(1, 3) + BD__WGM(2, 3);
+            float t10 = BD__WGM(1, 0) - BD__WGM(2, 0) - BD__WGM(3, 0);
+            float t11 = BD__WGM(1, 1) - BD__WGM(2, 1) - BD__WGM(3, 1);
+            float t12 = BD__WGM(1, 2) - BD__WGM(2, 2) - BD__WGM(3, 2);
+            float t13 = BD__WGM(1, 3) - BD__WGM(2, 3) - BD__WGM(3, 3);
+#undef BD__WGM
+            y0[l] = t00 + t01 + t02 + b;
+            y1[l] = t01 - t02 - t03 + b;
+            y2[l] = t10 + t11 + t12 + b;
+            y3[l] = t11 - t12 - t13 + b;
+        }
+        for (rr = 0; rr < nrows; rr++) {
+            int64_t g = g0 + rr, n = g / TH, ty = g % TH, oy = 2 * ty;
+            float *o = out + (n * Cout + o0 + r) * HW + oy * W;
+            int two = oy + 1 < H;
+            for (tx = 0; tx < TW; tx++) {
+                int64_t ln = rr * TWp + tx, ox = 2 * tx;
+                if (accum) {
+                    o[ox] += y0[ln];
+                    if (ox + 1 < W) o[ox + 1] += y1[ln];
+                    if (two) {
+                        o[W + ox] += y2[ln];
+                        if (ox + 1 < W) o[W + ox + 1] += y3[ln];
+                    }
+                } else {
+                    o[ox] = y0[ln];
+                    if (ox + 1 < W) o[ox + 1] = y1[ln];
+                    if (two) {
+                        o[W + ox] = y2[ln];
+                        if (ox + 1 < W) o[W + ox + 1] = y3[ln];
+                    }
+                }
+            }
+        }
+    }
+}
+#ifdef BD__X86
+static __mmask16 bd__wg_m16(int64_t n) {
+    return (__mmask16)(n >= 16 ? 0xFFFF : (n <= 0 ? 0 : (1u << n) - 1u));
+}
+/* bd__wg_itrans, AVX-512: per tile row and chunk of 16 tiles, the 4 padded
+   input rows as 3 vectors each (columns 32k-1 .. 32k+46), B^T d along y,
+   then even/odd column permutes for (B^T d) B along x */
+__attribute__((target("avx512f"))) static void
+bd__wg_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                     int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, k, j, i, HW = H * W, nch = (TW + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 z = _mm512_setzero_ps();
+    __mmask16 sm = bd__wg_m16(TWp);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 16; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (k = 0; k < nch; k++) {
+                /* raw columns 32k .. 32k+32 of the 4 input rows (l0, l1, l2 lane 0)
+                   and column 32k-1 (pv), combined along y first (B^T d is linear) */
+                __m512 l0[4], l1[4], l2[4], pv[4], D0, D1, D2, P;
+                __mmask16 lm = bd__wg_m16(TW - 16 * k);
+                int64_t c0 = 32 * k;
+                for (j = 0; j < 4; j++) {
+                    int64_t y = 2 * ty - 1 + j;
+                    if (y < 0 || y >= H) {
+                        l0[j] = z; l1[j] = z; l2[j] = z; pv[j] = z;
+                    } else {
+                        const float *row = xc + y * W;
+                        l0[j] = _mm512_maskz_loadu_ps(bd__wg_m16(W - c0), row + c0);
+                        l1[j] = _mm512_maskz_loadu_ps(bd__wg_m16(W - c0 - 16), row + c0 + 16);
+                        l2[j] = _mm512_maskz_loadu_ps(bd__wg_m16(W - c0 - 32 < 1 ? W - c0 - 32 : 1), row + c0 + 32);
+                        pv[j] = _mm512_set1_ps(k > 0 ? row[c0 - 1] : 0.0f);
+                    }
+                }
+                for (i = 0; i < 4; i++) {
+                    /* B^T d along y: rows (0 - 2, 1 + 2, 2 - 1, 1 - 3) */
+                    int ja = i == 0 ? 0 : (i == 2 ? 2 : 1), jb = i == 0 ? 2 : (i == 1 ? 2 : (i == 2 ? 1 : 3));
+                    __m512 e0, o0, e1, o1;
+                    float *v = V + (i * 4) * vs + c * BD__WG_L + r * TWp + 16 * k;
+                    if (i == 1) {
+                        D0 = _mm512_add_ps(l0[ja], l0[jb]); D1 = _mm512_add_ps(l1[ja], l1[jb]);
+                        D2 = _mm512_add_ps(l2[ja], l2[jb]); P = _mm512_add_ps(pv[ja], pv[jb]);
+                    } else {
+                        D0 = _mm512_sub_ps(l0[ja], l0[jb]); D1 = _mm512_sub_ps(l1[ja], l1[jb]);
+                        D2 = _mm512_sub_ps(l2[ja], l2[jb]); P = _mm512_sub_ps(pv[ja], pv[jb]);
+                    }
+                    /* tile t covers columns 32k-1+2t .. 32k+2+2t: e0, o0, e1, o1 */
+                    o0 = _mm512_permutex2var_ps(D0, ev, D1);
+                    e1 = _mm512_permutex2var_ps(D0, od, D1);
+                    o1 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(D2), _mm512_castps_si512(o0), 1));
+                    e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(e1), _mm512_castps_si512(P), 15));
+                    _mm512_mask_storeu_ps(v, sm, _mm512_maskz_sub_ps(lm, e0, e1));
+                    _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_add_ps(lm, o0, e1));
+                    _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_sub_ps(lm, e1, o0));
+                    _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_sub_ps(lm, o0, o1));
+                }
+            }
+        }
+    }
+}
+/* the 16 products of one 8-channel panel: M[xi] (8 x 32) (=, or += when
+   !first) U[xi] (8 x kc) V[xi] (kc x 32); V's xi stride vs floats */
+__attribute__((target("avx512f"))) static void
+bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+    int64_t xi, k, i;
+    for (xi = 0; xi < 16; xi++) {
+        const float *a = u + xi * kc * 8, *b = V + xi * vs;
+        float *Cm = M + xi * BD__WG_MS;
+        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
+               c61 = c00, c70 = c00, c71 = c00;
+        __m512 rr[16];
+        for (k = 0; k < kc; k++) {
+            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
+            ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
+            ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
+            ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
+            ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
+            ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
+            ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
+            ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
+            ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
+            a += 8;
+            b += BD__WG_L;
+        }
+        rr[0] = c00; rr[1] = c01; rr[2] = c10; rr[3] = c11; rr[4] = c20; rr[5] = c21; rr[6] = c30; rr[7] = c31;
+        rr[8] = c40; rr[9] = c41; rr[10] = c50; rr[11] = c51; rr[12] = c60; rr[13] = c61; rr[14] = c70; rr[15] = c71;
+        for (i = 0; i < 16; i++) {
+            float *ci = Cm + i * 16;
+            _mm512_storeu_ps(ci, first ? rr[i] : _mm512_add_ps(rr[i], _mm512_loadu_ps(ci)));
+        }
+    }
+}
+/* bd__wg_otrans, AVX-512: A^T M A on 16-lane halves, then the 2x2 output
+   pixels of each tile interleaved into output rows by permutes */
+__attribute__((target("avx512f"))) static void
+bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                     int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                     const float *bias, int accum) {
+    int64_t r, h, s, HW = H * W, lanes = nrows * TWp;
+    int32_t ia[16], ib[16];
+    for (r = 0; r < mr; r++) {
+        __m512 bv = _mm512_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 16 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 16 * h;
+            __m512 mm[16], t0[4], t1[4], y[4];
+            int64_t per = TWp >= 16 ? 1 : 16 / TWp, j;
+            for (j = 0; j < 16; j++) mm[j] = _mm512_loadu_ps(m + j * BD__WG_MS);
+            for (j = 0; j < 4; j++) {
+                t0[j] = _mm512_add_ps(_mm512_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
+                t1[j] = _mm512_sub_ps(_mm512_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
+            }
+            y[0] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t0[0], t0[1]), t0[2]), bv);
+            y[1] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(t0[1], t0[2]), t0[3]), bv);
+            y[2] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t1[0], t1[1]), t1[2]), bv);
+            y[3] = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(t1[1], t1[2]), t1[3]), bv);
+            for (s = 0; s < per; s++) {
+                /* lanes lo .. lo+TW-1 (or 16 of them): tile row rr, tiles tb.. */
+                int64_t lo = TWp >= 16 ? 0 : s * TWp, lane0 = 16 * h + lo;
+                int64_t rr = lane0 / TWp, tb = lane0 % TWp, g = g0 + rr, n, ty, oy, col0, q;
+                float *o;
+                if (rr >= nrows) break;
+                n = g / TH; ty = g % TH; oy = 2 * ty; col0 = 2 * tb;
+                o = out + (n * Cout + o0 + r) * HW + oy * W + col0;
+                for (q = 0; q < 8; q++) {
+                    ia[2 * q] = (int32_t)((lo + q) & 15); ia[2 * q + 1] = (int32_t)(16 + ((lo + q) & 15));
+                    ib[2 * q] = (int32_t)((lo + 8 + q) & 15); ib[2 * q + 1] = (int32_t)(16 + ((lo + 8 + q) & 15));
+                }
+                {
+                    __m512i xa = _mm512_loadu_si512(ia), xb = _mm512_loadu_si512(ib);
+                    __mmask16 ma = bd__wg_m16(W - col0), mb = bd__wg_m16(W - col0 - 16);
+                    int two = oy + 1 < H, wide = TW - tb > 8;
+                    __m512 z0 = _mm512_permutex2var_ps(y[0], xa, y[1]);
+                    __m512 z2 = _mm512_permutex2var_ps(y[2], xa, y[3]);
+                    if (accum) {
+                        z0 = _mm512_add_ps(z0, _mm512_maskz_loadu_ps(ma, o));
+                        if (two) z2 = _mm512_add_ps(z2, _mm512_maskz_loadu_ps(ma, o + W));
+                    }
+                    _mm512_mask_storeu_ps(o, ma, z0);
+                    if (two) _mm512_mask_storeu_ps(o + W, ma, z2);
+                    if (wide) {
+                        __m512 z1 = _mm512_permutex2var_ps(y[0], xb, y[1]);
+                        __m512 z3 = _mm512_permutex2var_ps(y[2], xb, y[3]);
+                        if (accum) {
+                            z1 = _mm512_add_ps(z1, _mm512_maskz_loadu_ps(mb, o + 16));
+                            if (two) z3 = _mm512_add_ps(z3, _mm512_maskz_loadu_ps(mb, o + W + 16));
+                        }
+                        _mm512_mask_storeu_ps(o + 16, mb, z1);
+                        if (two) _mm512_mask_storeu_ps(o + W + 16, mb, z3);
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+#ifdef _OPENMP
+#define BD__OMP_FOR_NT(nthr, cond) BD__PRAGMA(omp parallel for schedule(static) num_threads(nthr) if (cond))
+#else
+#define BD__OMP_FOR_NT(nthr, cond)
+#endif
+/* out (N, Cout, H, W) (= + bias, or += when accum) = conv3x3 (stride 1, pad 1)
+   of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3); col
+   holds colsize floats.  0 = not applicable (shape, or col too small). */
+static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x, const bd__wg_wsrc *ws,
+                        int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
+                        int accum) {
+    int64_t TW = (W + 1) / 2, TH = (H + 1) / 2, TWp = 1, slot = bd__wg_slot_floats(Cin);
+    int64_t npan = (Cout + 7) / 8, upan = 16 * Cin * 8, R, nblk, slots, cg, ppg, items, t;
+    int nt = bd__omp_threads(), use, v512 = 0;
+    float *upre = NULL;
+    bd__ukernel_fn uk = bd__ukernel_pick();
+    if (!col || !bd__wg_shape_ok(H, W, 3, 1, 1) || colsize < slot || N <= 0 || Cout <= 0) return 0;
+#ifdef BD__X86
+    v512 = BD__CPU_AVX512();
+#endif
+    while (TWp < TW) TWp *= 2; /* tile rows padded to a power of two of lanes */
+    slots = colsize / slot;
+    use = (int64_t)nt < slots ? nt : (int)slots;
+    R = BD__WG_L / TWp;
+    nblk = (N * TH + R - 1) / R;
+    if (colsize - use * slot >= npan * upan) {
+        /* transformed weights once per call, after the V slots */
+        upre = col + use * slot;
+        BD__OMP_FOR_NT(use, use > 1 && npan > 1)
+        for (t = 0; t < npan; t++) {
+            int64_t c0;
+            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
+                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
+                bd__wg_wtrans(upre + t * upan + c0 * 16 * 8, ws, t * 8, Cout - t * 8 < 8 ? Cout - t * 8 : 8,
+                              c0, kc);
+            }
+        }
+    }
+    cg = 1;
+    if (use > 1 && nblk < 2 * use) {
+        cg = (2 * use + nblk - 1) / nblk;
+        if (cg > npan) cg = npan;
+    }
+    ppg = (npan + cg - 1) / cg;
+    cg = (npan + ppg - 1) / ppg;
+    items = nblk * cg;
+    BD__OMP_FOR_NT(use, use > 1 && items > 1)
+    for (t = 0; t < items; t++) {
+        float M[16 * BD__WG_MS], ua[16 * BD__WG_KC * 8];
+        int64_t b = t / cg, grp = t % cg, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
+        int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
+        float *V = col + (int64_t)bd__omp_tid() * slot;
+#ifdef BD__X86
+        if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        else
+#endif
+            bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        for (p = grp * ppg; p < p1; p++) {
+            int64_t o0 = p * 8, mr = Cout - o0 < 8 ? Cout - o0 : 8, c0, xi;
+            if (!v512) memset(M, 0, sizeof M);
+            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
+                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
+                const float *u = upre ? upre + p * upan + c0 * 16 * 8 : ua;
+                if (!upre) bd__wg_wtrans(ua, ws, o0, mr, c0, kc);
+#ifdef BD__X86
+                if (v512) {
+                    bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    continue;
+                }
+#endif
+                for (xi = 0; xi < 16; xi++)
+                    uk(kc, u + xi * kc * 8, V + xi * bd__wg_vs(Cin) + c0 * BD__WG_L, M + xi * BD__WG_MS,
+                       BD__WG_L, 1.0f, 8, BD__WG_L);
+            }
+#ifdef BD__X86
+            if (v512) {
+                bd__wg_otrans_avx512(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                continue;
+            }
+#endif
+            bd__wg_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+        }
+    }
+    return 1;
+}
+
+/* Winograd or the direct/implicit-GEMM kernel, per layer shape (never per
+   thread count: the bits must not depend on it).  Measured with
+   bench/bench_wino.c (docs/performance.md, "Winograd"): Winograd wins on
+   every `small` UNet shape with >= 16 channels on both sides once the
+   call has >= 128 tile lanes (4 blocks), which amortises the per-call
+   weight transform; below that (batch 1 at 14x14 and 7x7) and for thin
+   layers (conv_in, 1 channel) the direct kernel is faster.  Without the
+   direct kernel (no AVX-512) the alternative is the implicit GEMM, which
+   Winograd beats from 48 lanes (batch 1 at 14x14) on. */
+static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
+    int64_t TW = (W + 1) / 2, TWp = 1, need = bd__direct_ok(H, W, 3, 1, 1) ? 4 * BD__WG_L : 48;
+    (void)dx;
+    while (TWp < TW) TWp *= 2;
+    return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
+}
+
 /* number of column blocks (multiples of NR) per sample so that N * blocks
    gives every thread work */
 static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
@@ -3048,13 +3522,21 @@ static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
     return want < 1 ? 1 : want;
 }
 
-BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
-                             const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
-                             int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
+/* wg: -1 = Winograd where bd__wg_rule picks it, 0 = never, 1 = wherever it applies */
+static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *w, const float *b,
+                           int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                           int64_t stride, int64_t pad, int wg) {
     int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     int64_t P = Ho * Wo, KK = Cin * k * k, nb, cb, t;
     int nt = bd__omp_threads();
     if (N <= 0 || Cout <= 0 || P <= 0) return;
+    if (bd__wg_shape_ok(H, W, k, stride, pad) && (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout, 0)))) {
+        bd__wg_wsrc ws;
+        ws.w = w; ws.so = Cin * 9; ws.si = 9; ws.flip = 0;
+        if (bd__wg_conv3(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &ws, N, Cin,
+                         H, W, Cout, b, 0))
+            return;
+    }
     if (bd__direct_ok(H, W, k, stride, pad)) {
         bd__gsrc sa;
         memset(&sa, 0, sizeof sa);
@@ -3090,10 +3572,15 @@ BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float
     }
 }
 
-BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
-                              const float *x, const float *w, int64_t N, int64_t Cin,
-                              int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
-                              int64_t pad) {
+BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
+                             const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                             int64_t Cout, int64_t k, int64_t stride, int64_t pad) {
+    bd__conv2d_fwd(out, col, x, w, b, N, Cin, H, W, Cout, k, stride, pad, -1);
+}
+
+static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const float *dout,
+                           const float *x, const float *w, int64_t N, int64_t Cin, int64_t H,
+                           int64_t W, int64_t Cout, int64_t k, int64_t stride, int64_t pad, int wg) {
     int64_t Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     int64_t P = Ho * Wo, KK = Cin * k * k, HW = H * W, t;
     int nt = bd__omp_threads(), fast = bd__conv_is_1x1(k, stride, pad);
@@ -3143,10 +3630,22 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
 #ifdef BD__X86
                 if (BD__CPU_AVX512() && Cin * HW < ((int64_t)1 << 30))
                     sb.pack = bd__pack_im2col_t_avx512;
+                else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         Cin * HW < ((int64_t)1 << 30))
+                    sb.pack = bd__pack_im2col_t_avx2;
 #endif
             }
             bd__gemm_run(&sa, 0, &sb, j0, Cout, m, N * P, 1.0f, dw + j0, KK, buf);
         }
+    }
+    if (dx && bd__wg_shape_ok(H, W, k, stride, pad) &&
+        (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout, 1)))) {
+        /* dx = conv3x3 of dout with w'[ci][co] = w[co][ci] flipped */
+        bd__wg_wsrc ws;
+        ws.w = w; ws.so = 9; ws.si = Cin * 9; ws.flip = 1;
+        if (bd__wg_conv3(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, &ws, N,
+                         Cout, H, W, Cin, NULL, 1))
+            dx = NULL; /* done */
     }
     if (dx && bd__direct_ok(H, W, k, stride, pad)) {
         bd__gsrc sa;
@@ -3187,6 +3686,13 @@ BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const
             bd__col2im_add(dx + n * Cin * HW, col, Cin, H, W, k, stride, pad, Ho, Wo);
         }
     }
+}
+
+BDAPI void bd_conv2d_backward(float *dx, float *dw, float *db, float *col, const float *dout,
+                              const float *x, const float *w, int64_t N, int64_t Cin,
+                              int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
+                              int64_t pad) {
+    bd__conv2d_bwd(dx, dw, db, col, dout, x, w, N, Cin, H, W, Cout, k, stride, pad, -1);
 }
 
 /* GroupNorm.  Statistics per (n, g) over Cg*HW values, two-pass in double

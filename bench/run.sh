@@ -10,8 +10,9 @@
 #   ROUNDS=3           interleaved rounds per case (the table shows the
 #                      median over rounds of each process's median)
 #   CASES="train32 train64 pd64 td8 sample1 sample64"
-#   TORCH_PYTHON=...   a python with torch (default: /work/venv-torch/bin/python
-#                      if present, else python3)
+#   TORCH_PYTHON=...   a python with torch (default: the first of
+#                      /work/venv-torch/bin/python, python3, /usr/bin/python3
+#                      that imports torch)
 #   CPUS=0,1           pin both to these CPUs with taskset (optional)
 #   CC=cc, CFLAGS=...  compiler (default -O3 -march=native -fopenmp)
 #   OUT=build/bench/results.jsonl   raw JSON lines
@@ -23,7 +24,12 @@ CASES=${CASES:-"train32 train64 pd64 td8 sample1 sample64"}
 CC=${CC:-cc}
 OUT=${OUT:-build/bench/results.jsonl}
 if [ -z "${TORCH_PYTHON:-}" ]; then
-  if [ -x /work/venv-torch/bin/python ]; then TORCH_PYTHON=/work/venv-torch/bin/python; else TORCH_PYTHON=python3; fi
+  # the first python that imports torch (Debian's python3-torch lives in
+  # /usr/bin/python3, which a pyenv/venv python3 on PATH does not see)
+  TORCH_PYTHON=python3
+  for p in /work/venv-torch/bin/python python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null 2>&1 && "$p" -c "import torch" 2>/dev/null; then TORCH_PYTHON=$p; break; fi
+  done
 fi
 BIN=build/bench/bench_unet
 mkdir -p build/bench
@@ -39,6 +45,30 @@ have_torch=1
 $TORCH_PYTHON -c "import torch" 2>/dev/null || { have_torch=0; echo "(no torch in $TORCH_PYTHON: bdense only)"; }
 echo "bdense bench: threads=$THREADS rounds=$ROUNDS cpus=${CPUS:-any} openmp=${omp:+yes} cblas=${blas:+yes} torch=$TORCH_PYTHON"
 : > "$OUT"
+# the machine: CPU model, cores, vector units (bdense picks AVX-512, else
+# AVX2+FMA, else plain C at run time; Zen 4's AVX-512 runs on 256-bit units)
+python3 - >> "$OUT" <<'PYEOF'
+import json, os
+info = {}
+try:
+    for line in open("/proc/cpuinfo"):
+        k, _, v = line.partition(":")
+        k = k.strip()
+        if k in ("model name", "cpu family", "model", "flags", "vendor_id") and k not in info:
+            info[k] = v.strip()
+except OSError:
+    pass
+flags = set(info.get("flags", "").split())
+vec = [u for u, f in (("AVX-512", "avx512f"), ("AVX2", "avx2"), ("FMA", "fma")) if f in flags]
+path = "AVX-512" if "avx512f" in flags else ("AVX2+FMA" if {"avx2", "fma"} <= flags else "plain C")
+fam = info.get("cpu family", "?")
+note = ""
+if info.get("vendor_id") == "AuthenticAMD" and fam == "25" and "avx512f" in flags:
+    note = " (Zen 4: 512-bit ops on 256-bit units)"
+print(json.dumps({"case": "machine", "impl": "-", "cpu": info.get("model name", "unknown"),
+                  "family": fam, "model": info.get("model", "?"), "cpus": os.cpu_count(),
+                  "vector": "+".join(vec) or "none", "bdense_path": path + note}))
+PYEOF
 # the machine's GEMM ceiling, measured in the same run
 # shellcheck disable=SC2086
 OPENBLAS_NUM_THREADS=$THREADS $pin $BIN gemm "$THREADS" >> "$OUT"

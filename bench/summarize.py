@@ -6,6 +6,8 @@ import sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{")]
 gemm = [r for r in rows if r["case"] == "gemm"]
+machine = [r for r in rows if r["case"] == "machine"]
+rows = [r for r in rows if r["case"] != "machine"]
 cases = []
 for r in rows:
     if r["case"] != "gemm" and r["case"] not in cases:
@@ -28,6 +30,10 @@ def agg(impl, case):
 
 
 thr = rows[0]["threads"] if rows else "?"
+if machine:
+    m = machine[0]
+    print(f"\nCPU: {m['cpu']} (family {m['family']} model {m['model']}), {m['cpus']} logical CPUs; "
+          f"vector units: {m['vector']}; bdense kernels: {m['bdense_path']}")
 print(f"\nthreads = {thr}; times: median over rounds of per-process medians, [p10..p90] over all reps")
 hdr = ("case", "bdense ms", "[p10..p90]", "torch ms", "[p10..p90]", "speed-up", "cpu-time x",
        "RSS bd MB", "RSS torch MB", "bd GFLOP/s")

@@ -262,6 +262,80 @@ static void test_attention_fast_vs_ref(void) {
     printf("  attention: worst error / max|ref| = %.3g\n", g_worst_att);
 }
 
+/* ---------------- Winograd F(2x2, 3x3) ---------------- */
+/* every stride-1 3x3 shape of the `small` UNet (Cin, Cout, H, W) and odd
+   edge shapes (odd sizes, W > 32 tiles in two chunks, 1-pixel images),
+   forward (=, bias) and dx (+= onto random values), Winograd forced,
+   against the reference (im2col + GEMM) and the kernel otherwise used
+   (direct 3x3 or implicit GEMM).  Stated tolerance: 5e-6 of max |ref|
+   (measured worst: ~1e-6). */
+static void test_winograd_vs_direct(void) {
+    static const int shapes[][4] = {{1, 32, 28, 28},  {32, 32, 28, 28}, {64, 32, 28, 28}, {96, 32, 28, 28},
+                                    {64, 64, 28, 28}, {32, 64, 14, 14}, {64, 64, 14, 14}, {96, 64, 14, 14},
+                                    {128, 64, 14, 14}, {64, 64, 7, 7},  {128, 64, 7, 7},  {32, 1, 28, 28},
+                                    {5, 13, 9, 11},   {20, 9, 1, 3},    {3, 17, 2, 1},    {7, 9, 5, 40},
+                                    {4, 8, 3, 64},    {3, 5, 6, 33},    {9, 10, 17, 17},  {200, 9, 3, 2}};
+    bd_rng r = bd_rng_init(21);
+    double worst_ref = 0.0, worst_dir = 0.0;
+    size_t si;
+    for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t N = 2, Cin = shapes[si][0], Cout = shapes[si][1], H = shapes[si][2], W = shapes[si][3];
+        int64_t nx = N * Cin * H * W, no = N * Cout * H * W, nw = Cout * Cin * 9;
+        int64_t ws = bd_conv2d_workspace_floats(Cin, H, W, 3, 1, 1), wr = Cin * 9 * H * W;
+        float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Cout), *d = randv(&r, no);
+        float *dx0 = randv(&r, nx), *o[3], *dx[3];
+        float *col = (float *)malloc((size_t)(ws > wr ? ws : wr) * sizeof(float));
+        int k;
+        double e;
+        for (k = 0; k < 3; k++) {
+            o[k] = randv(&r, no);
+            dx[k] = copyv(dx0, nx);
+        }
+        bd__conv2d_forward_ref(o[0], col, x, w, b, N, Cin, H, W, Cout, 3, 1, 1);
+        bd__conv2d_backward_ref(dx[0], NULL, NULL, col, d, x, w, N, Cin, H, W, Cout, 3, 1, 1);
+        for (k = 1; k < 3; k++) {
+            bd__conv2d_fwd(o[k], col, x, w, b, N, Cin, H, W, Cout, 3, 1, 1, k == 2);
+            bd__conv2d_bwd(dx[k], NULL, NULL, col, d, x, w, N, Cin, H, W, Cout, 3, 1, 1, k == 2);
+        }
+        e = rel_err(o[2], o[0], no);
+        if (rel_err(dx[2], dx[0], nx) > e) e = rel_err(dx[2], dx[0], nx);
+        if (e > worst_ref) worst_ref = e;
+        BDT_CHECKF(e < 5e-6, "winograd vs ref %d->%d %dx%d: %.3g", (int)Cin, (int)Cout, (int)H, (int)W, e);
+        e = rel_err(o[2], o[1], no);
+        if (rel_err(dx[2], dx[1], nx) > e) e = rel_err(dx[2], dx[1], nx);
+        if (e > worst_dir) worst_dir = e;
+        BDT_CHECKF(e < 5e-6, "winograd vs direct %d->%d %dx%d: %.3g", (int)Cin, (int)Cout, (int)H, (int)W, e);
+        for (k = 0; k < 3; k++) { free(o[k]); free(dx[k]); }
+        free(x); free(w); free(b); free(d); free(dx0); free(col);
+    }
+    printf("  winograd: worst error / max|ref| = %.3g vs reference, %.3g vs direct, %d shapes\n",
+           worst_ref, worst_dir, (int)(sizeof shapes / sizeof shapes[0]));
+#ifdef _OPENMP
+    {
+        /* batch 1 at 7x7: fewer blocks than threads, output channels split
+           into groups; 28x28: blocks split.  Same bits for 1, 2, 3 threads. */
+        static const int ts[][3] = {{128, 64, 7}, {32, 32, 28}};
+        int s2, t;
+        for (s2 = 0; s2 < 2; s2++) {
+            int64_t Cin = ts[s2][0], Cout = ts[s2][1], H = ts[s2][2], nx = Cin * H * H, no = Cout * H * H;
+            int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1);
+            float *x = randv(&r, nx), *w = randv(&r, Cout * Cin * 9), *b = randv(&r, Cout), *o[3];
+            float *col = (float *)malloc((size_t)ws * sizeof(float));
+            for (t = 0; t < 3; t++) {
+                o[t] = (float *)malloc((size_t)no * sizeof(float));
+                set_threads(t + 1);
+                bd__conv2d_fwd(o[t], col, x, w, b, 1, Cin, H, H, Cout, 3, 1, 1, 1);
+                set_threads(1);
+            }
+            for (t = 1; t < 3; t++)
+                BDT_CHECKF(memcmp(o[t], o[0], (size_t)no * 4) == 0, "winograd %dx%d %d threads", (int)H, (int)H, t + 1);
+            for (t = 0; t < 3; t++) free(o[t]);
+            free(x); free(w); free(b); free(col);
+        }
+    }
+#endif
+}
+
 /* ---------------- thread-count determinism ---------------- */
 static void test_threads_bit_identical(void) {
 #ifdef _OPENMP
@@ -314,6 +388,7 @@ int main(void) {
     set_threads(1);
     BDT_RUN(test_gemm_builtin_blocks);
     BDT_RUN(test_conv_fast_vs_ref);
+    BDT_RUN(test_winograd_vs_direct);
     BDT_RUN(test_expf);
     BDT_RUN(test_groupnorm_fast_vs_ref);
     BDT_RUN(test_attention_fast_vs_ref);

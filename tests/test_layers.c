@@ -43,6 +43,7 @@ typedef struct layer_case {
     void (*forward)(struct layer_case *lc);  /* writes lc->out from lc->t */
     void (*backward)(struct layer_case *lc); /* grads += from lc->R */
     void *ud;                                /* layer-specific dims/caches */
+    double tol;                              /* 0: FD_TOL */
 } layer_case;
 
 static double g_worst_layer;
@@ -129,8 +130,8 @@ static void lc_check(layer_case *lc, bd_rng *rng) {
         }
         printf("  %-34s d%-6s n=%-5lld checked=%-4lld max|g|=%-9.3g worst rel err %.3g\n",
                lc->name, lc->tname[k], (long long)n, (long long)ncheck, maxa, worst);
-        BDT_CHECKF(worst <= FD_TOL, "%s d%s: worst rel err %.3g > %.3g", lc->name, lc->tname[k],
-                   worst, FD_TOL);
+        BDT_CHECKF(worst <= (lc->tol > 0 ? lc->tol : FD_TOL), "%s d%s: worst rel err %.3g > %.3g",
+                   lc->name, lc->tname[k], worst, lc->tol > 0 ? lc->tol : FD_TOL);
         BDT_CHECKF(maxa > 0.0, "%s d%s: gradient is identically zero", lc->name, lc->tname[k]);
         if (worst > worst_all) worst_all = worst;
     }
@@ -242,13 +243,27 @@ static void conv_case(bd_rng *rng, int64_t N, int64_t Cin, int64_t H, int64_t W,
     int64_t ws = bd_conv2d_workspace_floats(Cin, H, W, k, s, p);
     float scale = (float)(1.0 / sqrt((double)(Cin * k * k)));
     d.N = N; d.Cin = Cin; d.H = H; d.W = W; d.Cout = Cout; d.k = k; d.s = s; d.p = p;
-    BDT_CHECK(ws == ((k == 1 && s == 1 && p == 0) ? 0 : Cin * k * k * Ho * Wo));
+    if (k == 3 && s == 1 && p == 1 && (W + 1) / 2 <= 32) {
+        /* the larger of one sample's im2col and 4 Winograd slots of 16 x (Cin*32 + 16) */
+        int64_t wg = 4 * 16 * (Cin * 32 + 16), im = Cin * k * k * Ho * Wo;
+        BDT_CHECK(ws == (wg > im ? wg : im));
+    } else {
+        BDT_CHECK(ws == ((k == 1 && s == 1 && p == 0) ? 0 : Cin * k * k * Ho * Wo));
+    }
     d.col = ws ? (float *)malloc((size_t)ws * sizeof(float)) : NULL;
     memset(&lc, 0, sizeof lc);
     snprintf(name, sizeof name, "conv2d %lldx%lldx%lldx%lld k%lld s%lld p%lld ->%lld",
              (long long)N, (long long)Cin, (long long)H, (long long)W, (long long)k, (long long)s,
              (long long)p, (long long)Cout);
     lc.name = name; lc.ud = &d; lc.forward = conv_f; lc.backward = conv_b;
+    /* 16 -> 16 channels (the Winograd case): the finite differences of the
+       float forward are noisier than on the few-channel cases, whatever
+       the kernel: dx measured 2.5e-3 with the portable implicit-GEMM
+       forward and backward (Winograd switched off), 2.6e-3 with Winograd,
+       8.9e-4 with the AVX-512 direct forward.  So 5e-3 here; Winograd's
+       forward and dx are compared with the reference kernel at 5e-6 in
+       test_kernels_fast */
+    if (Cin >= 16) lc.tol = 5e-3;
     lc_add(&lc, "x", fill_normal(rng, N * Cin * H * W, 1.0f), N * Cin * H * W);
     lc_add(&lc, "w", fill_normal(rng, Cout * Cin * k * k, scale), Cout * Cin * k * k);
     lc_add(&lc, "b", fill_normal(rng, Cout, 0.5f), Cout);
@@ -265,6 +280,7 @@ static void test_conv2d_grad(void) {
     conv_case(&rng, 2, 5, 3, 5, 4, 1, 1, 0);  /* 1x1 fast path */
     conv_case(&rng, 1, 3, 5, 5, 2, 1, 2, 0);  /* 1x1 stride 2 (im2col path) */
     conv_case(&rng, 1, 2, 4, 3, 3, 3, 1, 2);  /* padding larger than needed */
+    conv_case(&rng, 2, 16, 16, 15, 16, 3, 1, 1); /* Winograd F(2x2, 3x3) (bd__wg_rule picks it) */
 }
 
 /* ---- groupnorm ---------------------------------------------------------- */

@@ -1,0 +1,115 @@
+/* bench_wino.c - Winograd F(2x2, 3x3) against the direct / implicit-GEMM
+   3x3 kernel on every stride-1 3x3 convolution shape of the SPEC 6 `small`
+   UNet, in one process, interleaved (A B A B ...), median of the per-round
+   ratios; plus each path's error against the plain reference kernel.
+
+       bench_wino [threads] [rounds] [batch ...]     (defaults: 2 7 64 1)
+
+   Build: cc -O3 -march=native -fopenmp -I. bench/bench_wino.c -o bench_wino -lm
+   Prints one line per (shape, batch, direction): ms of each path (medians),
+   the ratio direct / Winograd (> 1: Winograd faster), whether bd__wg_rule
+   picks Winograd, and the worst error / max |ref| of both paths. */
+#define BDENSE_IMPLEMENTATION
+#include "bdense.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+static double relerr(const float *a, const float *b, int64_t n) {
+    double md = 0.0, mb = 1e-3;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d != d) return 1e30;
+        if (d > md) md = d;
+        if (fabs((double)b[i]) > mb) mb = fabs((double)b[i]);
+    }
+    return md / mb;
+}
+
+/* the stride-1 3x3 convolutions of `small` (ch 32, m 1,2,2): Cin, Cout, H=W */
+static const int shapes[][3] = {{1, 32, 28},  {32, 32, 28}, {64, 32, 28}, {96, 32, 28}, {64, 64, 28},
+                                {32, 64, 14}, {64, 64, 14}, {96, 64, 14}, {128, 64, 14},
+                                {64, 64, 7},  {128, 64, 7}};
+
+/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=) */
+static void run(int dir, int wg, float *o, float *col, const float *x, const float *w, const float *b,
+                const float *d, float *dx, float *dw, int64_t N, int64_t Cin, int64_t H, int64_t Cout) {
+    if (dir == 0) bd__conv2d_fwd(o, col, x, w, b, N, Cin, H, H, Cout, 3, 1, 1, wg);
+    else if (dir == 1) bd__conv2d_bwd(dx, NULL, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
+    else bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : 2, rounds = argc > 2 ? atoi(argv[2]) : 7;
+    int nb = argc > 3 ? argc - 3 : 2, bi, s, dir, r;
+    int64_t batches[16] = {64, 1};
+    bd_rng rng = bd_rng_init(7);
+    for (bi = 0; bi < nb && argc > 3 && bi < 16; bi++) batches[bi] = atoll(argv[3 + bi]);
+#ifdef _OPENMP
+    omp_set_num_threads(threads);
+#endif
+    printf("threads %d, rounds %d (median of per-round ratios; interleaved)\n", threads, rounds);
+    printf("| conv | batch | dir | direct ms | winograd ms | direct/winograd | rule | err direct | err winograd |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (bi = 0; bi < nb; bi++)
+        for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+            for (dir = 0; dir < 2; dir++) {
+                int64_t N = batches[bi], Cin = shapes[s][0], Cout = shapes[s][1], H = shapes[s][2];
+                int64_t nx = N * Cin * H * H, no = N * Cout * H * H, nw = Cout * Cin * 9;
+                int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1), wref = Cin * 9 * H * H;
+                float *x = malloc((size_t)nx * 4), *w = malloc((size_t)nw * 4), *b = malloc((size_t)Cout * 4);
+                float *d = malloc((size_t)no * 4), *o = malloc((size_t)(no > nx ? no : nx) * 4);
+                float *ref = calloc((size_t)(no > nx ? no : nx), 4), *col = malloc((size_t)ws * 4);
+                float *cref = malloc((size_t)(wref > ws ? wref : ws) * 4), *dw = calloc((size_t)nw, 4);
+                float *dwr = calloc((size_t)nw, 4);
+                double ta[64], tb[64], ra[64], e[2];
+                int reps = N >= 16 ? 2 : 50, k, wg, rule;
+                if (dir == 2 && N == 1) goto next; /* dw at batch 1 is never on a sampling path */
+                bd_rng_normal(&rng, x, nx);
+                bd_rng_normal(&rng, w, nw);
+                bd_rng_normal(&rng, b, Cout);
+                bd_rng_normal(&rng, d, no);
+                if (dir == 0) bd__conv2d_forward_ref(ref, cref, x, w, b, N, Cin, H, H, Cout, 3, 1, 1);
+                else if (dir == 1) bd__conv2d_backward_ref(ref, NULL, NULL, cref, d, x, w, N, Cin, H, H, Cout, 3, 1, 1);
+                else bd__conv2d_backward_ref(NULL, dwr, NULL, cref, d, x, w, N, Cin, H, H, Cout, 3, 1, 1);
+                for (wg = 0; wg < 2; wg++) {
+                    memset(o, 0, (size_t)(no > nx ? no : nx) * 4);
+                    memset(dw, 0, (size_t)nw * 4);
+                    run(dir, wg, o, col, x, w, b, d, o, dw, N, Cin, H, Cout);
+                    e[wg] = dir == 2 ? relerr(dw, dwr, nw) : relerr(o, ref, dir == 0 ? no : nx);
+                }
+                for (r = 0; r < rounds && r < 64; r++) {
+                    for (wg = 0; wg < 2; wg++) {
+                        double t0 = now_s();
+                        for (k = 0; k < reps; k++) run(dir, wg, o, col, x, w, b, d, o, dw, N, Cin, H, Cout);
+                        (wg ? tb : ta)[r] = (now_s() - t0) / reps * 1e3;
+                    }
+                    ra[r] = ta[r] / tb[r];
+                }
+                rule = dir == 2 ? 0 : bd__wg_rule(N, Cin, H, H, Cout, dir);
+                printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.2fx | %s | %.2g | %.2g |\n", (int)Cin,
+                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw"),
+                       median(ta, r), median(tb, r), median(ra, r), rule ? "wino" : "direct", e[0], e[1]);
+                fflush(stdout);
+            next:
+                free(x); free(w); free(b); free(d); free(o); free(ref); free(col); free(cref); free(dw); free(dwr);
+            }
+    return 0;
+}
