@@ -266,6 +266,12 @@ int main(int argc, char **argv) {
         kind = td ? 2 : 1;
         B = atoi(cs + 2);
         dc = bd_distill_config_init(td ? BD_DISTILL_TD : BD_DISTILL_PD, 2, td ? 4 : 8);
+        /* the work bench/torch_ref.py does: Kt = K = 2 teacher sub-steps, and
+           (TD) every branch's target read from the cached trajectory (the
+           library's defaults since 2026-12-06, Kt = 2K for PD and dense
+           targets solved from the student's state, add teacher calls) */
+        dc.teacher_substeps = 2;
+        dc.dense_targets = BD_DENSE_FROM_TRAJECTORY;
         CHECK(bd_distill_student_from_teacher(net, 2, &rng, &student));
         CHECK(bd_distill_init(ctx, &dc, net, student, B, &dist));
         if (td) {
