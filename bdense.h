@@ -11106,7 +11106,7 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
     if (d->gdense) {
         /* agree: the dense group's and the final branch's gradients apart
            (two forward/backward passes; bd_distill_step mixes them) */
-        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld, Lf;
+        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld = 0.0, Lf = 0.0;
         int64_t np = d->student->n_params, pass, i;
         for (k = 0; k < d->K; k++) {
             wd[k] = k < d->K - 1 ? 1.0 / (double)(d->K - 1) : 0.0;
