@@ -298,6 +298,11 @@ WEB_API int bdw_distill_init(int K, int weights, int nfe, int distill_total) {
         s->mse = NAN;
         dc.weights = s->weights;
         dc.teacher_substeps = W.Kt;
+        /* the page draws the teacher's cached states as the branch targets:
+           read them from the trajectory (the library's default since
+           2026-12-06 solves the dense targets from the student's own state,
+           docs/distillation.md) */
+        dc.dense_targets = BD_DENSE_FROM_TRAJECTORY;
         dc.anneal_steps = distill_total / 2 > 0 ? distill_total / 2 : 1;
         dc.adam.lr = 2e-3;
         dc.adam.lr_schedule = BD_LR_COSINE;
