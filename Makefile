@@ -97,9 +97,9 @@ compile-test:
 # tests honour TEST_QUICK=1 by shrinking their loops.  Leaks count as errors.
 # VALGRIND_SKIP: long numerical tests that do not shrink under TEST_QUICK
 # yet (their code paths run under valgrind in test_faults' session;
-# test_eval's classifier and Frechet code runs under valgrind in test_cli's
-# feature-metric test, and test_eval itself under ASan+UBSan; whole, it ran
-# over 10 minutes under valgrind on 2026-12-06).
+# test_eval's Frechet code runs under valgrind in test_cli's feature-metric
+# test; its cross-entropy and classifier run under ASan+UBSan only; whole, it
+# ran over 10 minutes under valgrind on 2026-12-06).
 VALGRIND ?= valgrind --error-exitcode=9 -q --leak-check=full --errors-for-leak-kinds=definite
 VALGRIND_SKIP ?= test_train test_unet test_sampler test_eval
 valgrind:
