@@ -1487,9 +1487,18 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
 /* The distiller.  Public, like bd_trainer, so a checkpoint can save and
    restore everything a resume needs (student params, ema, adam, rng, step,
    branch_ema) and tests can read the last batch.  Buffers are reserved for
-   max_batch at init; steps allocate nothing. */
+   max_batch at init; steps allocate nothing.
+   It runs in the models' context (teacher and student on one backend, see
+   "where a model lives" in >>backend): the networks, Adam and the EMA go
+   through the backend table (ema, adam.m/v, student->params are backend
+   buffers: device memory on a device context); the per-sample rules
+   (targets, the multi-branch loss, DDIM jumps, agree's cosine) run on host
+   arrays, the same code and float order on every backend, with the
+   network's inputs uploaded and outputs downloaded on a device (b_* below;
+   on a CPU context b_x == x and nothing is copied). */
 typedef struct bd_distill {
     bd_context *ctx;
+    bd_context *mctx;           /* the models' context (student->ctx) */
     bd_distill_config config;
     bd_denoiser *teacher;       /* not owned (after a PD round: owned_teacher) */
     bd_denoiser *student;       /* not owned */
@@ -1535,6 +1544,10 @@ typedef struct bd_distill {
     float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
     float *sub;                 /* (B, Kt+1, D) TD: teacher sub-solve from the student's state */
     double *an, *sn;
+    /* backend twins of the network's inputs/outputs (== the host arrays on a
+       host backend) and, on a device, host copies of the student's grads */
+    float *b_zt, *b_tt, *b_zcur, *b_tcur, *b_sout, *b_dout, *b_tout;
+    float *h_grads;
 } bd_distill;
 
 /* student: K = config.branches branches, same sample shape as the teacher,
@@ -1791,9 +1804,10 @@ extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
 extern void bd_cuda_shutdown(bd_context *ctx);
 
 /* ---- where a model lives -------------------------------------------------
-   bd_trainer and bd_sampler run in the model's context backend (above);
-   bd_device_distill below is the distiller's backend twin (to be merged
-   into bd_distill).  On a CPU context they run on the CPU.
+   bd_trainer, bd_sampler and bd_distill run in the model's context backend
+   (above): on a CPU context on the CPU, on a device context (CUDA) their
+   networks, Adam and EMA on the device.  bd_distill needs its teacher and
+   student on one backend.
 
    Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
    parameters, gradients and activation slab in ctx's backend (host <->
@@ -1803,73 +1817,6 @@ extern void bd_cuda_shutdown(bd_context *ctx);
    copy_weights) need the model moved back first.  Only the "unet" kind
    supports device contexts. */
 BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
-
-/* B-DENSE distillation step (docs/spec.md sec. 5) in the models' backend, as chains of
-   backend ops, with the same draws from the same rng sequence as
-   bd_distill_step:
-   - PD: a student step and eps per sample, the teacher's Kt DDIM sub-steps
-     with its final branch, the branch targets, the multi-branch loss;
-   - TD: n teacher trajectories (solved on the device with the teacher
-     solver, or drawn from a host cache / stream / source set below), then
-     the student walks its N steps from the same noise (or the teacher's
-     states with teacher_forcing): at each, forward, the K branch losses
-     against the teacher's sub-states (scaled 1/N), backward, and its own
-     DDIM step with the final branch;
-   then clip, AdamW, EMA and branch weights (every schedule, incl. anneal
-   and adaptive), losses in space x or z.  The L1 distance is
-   BD_ERROR_UNSUPPORTED here (use bd_distill_step). */
-typedef struct bd_device_distill {
-    bd_context *ctx;
-    bd_distill_config config;
-    bd_denoiser *teacher, *student; /* not owned; on ctx */
-    bd_schedule sched;
-    bd_rng rng;
-    int64_t step, max_batch, D, K, Kt, N;
-    double *grid, *tgrid;           /* host (N+1), (N*Kt+1) */
-    double weights[BD_DISTILL_MAX_BRANCHES], branch_ema[BD_DISTILL_MAX_BRANCHES];
-    int64_t branch_ema_count;
-    double last_loss, last_grad_norm, last_branch_loss[BD_DISTILL_MAX_BRANCHES];
-    /* backend buffers */
-    float *m, *v, *ema;             /* (n_params) */
-    float *x, *zt, *tt, *zcur, *tcur, *tout, *zs, *xt, *sout, *dout, *y, *dy, *coef;
-    /* host */
-    float *h_eps, *h_coef;
-    int64_t *idx;
-    double *at, *st, *an, *sn, *as, *ss;
-    /* TD: S = N*Kt teacher sub-steps; traj (max_batch, S+1, D) in the
-       backend, h_traj its host staging; the teacher's bd_sampler (on
-       the fly) or a host trajectory source (as bd_distill's) */
-    int64_t S;
-    float *traj, *h_traj;
-    bd_sampler *tsampler;
-    bd_traj_fn traj_fn;
-    void *traj_user_data;
-    const float *traj_cache;
-    int64_t traj_cache_count;
-    bd_npy_stream *traj_stream;
-} bd_device_distill;
-
-BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
-                                       bd_denoiser *student, int64_t max_batch,
-                                       bd_device_distill **out);
-BDAPI void bd_device_distill_free(bd_device_distill *dd);
-/* x (n, C, H, W) host data for PD, NULL for TD.  As bd_distill_step:
-   non-finite loss or gradient -> BD_ERROR_NONFINITE with params, EMA, Adam,
-   step and the branch EMA unchanged (the rng has advanced). */
-BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
-                                       double *loss, double *branch_loss);
-/* TD trajectory sources, as bd_distill_set_trajectories / _stream /
-   _source (same draws: one bd_rng_u64 per sample picks a cached
-   trajectory); the rows are uploaded each step.  Without one, the teacher
-   solves the trajectories on the device. */
-BDAPI bd_result bd_device_distill_set_trajectories(bd_device_distill *dd, const float *traj,
-                                                   int64_t count);
-BDAPI bd_result bd_device_distill_set_trajectory_stream(bd_device_distill *dd,
-                                                        bd_npy_stream *stream);
-BDAPI void bd_device_distill_set_trajectory_source(bd_device_distill *dd, bd_traj_fn fn,
-                                                   void *user_data);
-/* Student params and EMA to host arrays (n_params floats; either may be NULL). */
-BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema);
 
 /* BACKEND-DECLARATIONS */
 
@@ -10725,13 +10672,37 @@ BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int6
     return r;
 }
 
+/* backend twin of host array h (n floats): h itself on a host backend */
+static bd_result bd__distill_twin(bd_distill *d, float *h, int64_t n, float **out) {
+    *out = h;
+    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
+    *out = NULL;
+    return bd_backend_alloc(d->mctx, (size_t)n * sizeof(float), (void **)out);
+}
+static void bd__distill_twin_free(bd_distill *d, float **b, const float *h) {
+    if (*b && *b != h) bd_backend_free(d->mctx, *b);
+    *b = NULL;
+}
+/* host <-> backend copies of n floats; nothing to do on a host backend */
+static bd_result bd__distill_up(bd_distill *d, float *b, const float *h, int64_t n) {
+    return b == h ? BD_SUCCESS : bd_backend_upload(d->mctx, b, h, (size_t)n * sizeof(float));
+}
+static bd_result bd__distill_down(bd_distill *d, float *h, const float *b, int64_t n) {
+    return b == h ? BD_SUCCESS : bd_backend_download(d->mctx, h, b, (size_t)n * sizeof(float));
+}
+
 static void bd__distill_free_buffers(bd_distill *d) {
     bd_context *ctx = d->ctx;
-    float **fp[] = {&d->ema, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
+    float **bp[] = {&d->b_zt, &d->b_tt, &d->b_zcur, &d->b_tcur, &d->b_sout, &d->b_dout, &d->b_tout};
+    const float *hp[] = {d->zt, d->tt, d->zcur, d->tcur, d->sout, d->dout, d->tout};
+    float **fp[] = {&d->h_grads, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
                     &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub,
                     &d->gdense, &d->gfinal};
     double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
     size_t i;
+    for (i = 0; i < sizeof bp / sizeof bp[0]; i++) bd__distill_twin_free(d, bp[i], hp[i]);
+    if (d->mctx) bd_backend_free(d->mctx, d->ema);
+    d->ema = NULL;
     for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
     for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
     bd_free(ctx, d->idx);
@@ -10866,10 +10837,19 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
                         (long long)student->in_ch, (long long)student->height, (long long)student->width);
     if (student->n_params < 1 || !student->grads)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill init: the student has no trainable parameters");
+    if ((bd_backend_on_device(teacher->ctx) || bd_backend_on_device(student->ctx)) &&
+        teacher->ctx->backend != student->ctx->backend)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: teacher (backend '%s') and student (backend '%s') "
+                        "must live on one backend (bd_denoiser_to_context)", teacher->ctx->backend->name,
+                        student->ctx->backend->name);
+    if ((r = bd__backend_model_ok(student, "distill init")) != BD_SUCCESS ||
+        (r = bd__backend_model_ok(teacher, "distill init")) != BD_SUCCESS)
+        return bd__relay(ctx, student->ctx, r);
     d = BD__CAST(bd_distill *, bd_alloc(ctx, sizeof(bd_distill)));
     if (!d) return ctx->last_result;
     memset(d, 0, sizeof *d);
     d->ctx = ctx;
+    d->mctx = student->ctx;
     d->config = *config;
     d->config.custom_grid = NULL;
     d->teacher = teacher;
@@ -10886,7 +10866,6 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
     d->R = config->teacher_refine;
     d->fgrid = bd__distill_dalloc(ctx, d->N * d->Kt * d->R + 1, 1, &ok);
-    d->ema = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
     d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
     d->tcur = bd__distill_falloc(ctx, B, 1, 1, &ok);
@@ -10917,7 +10896,17 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
         d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
         ok = d->idx != NULL;
     }
+    if (ok && bd_backend_on_device(d->mctx) && d->gdense) d->h_grads = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     if (!ok) { r = ctx->last_result; goto fail; }
+    r = bd_backend_alloc(d->mctx, (size_t)student->n_params * sizeof(float), (void **)&d->ema);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zt, B * D, &d->b_zt);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tt, B, &d->b_tt);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zcur, B * D, &d->b_zcur);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tcur, B, &d->b_tcur);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->sout, B * K * D, &d->b_sout);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->dout, B * K * D, &d->b_dout);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tout, B * teacher->branches * D, &d->b_tout);
+    if (r != BD_SUCCESS) { r = bd__relay(ctx, d->mctx, r); goto fail; }
     if (config->custom_grid) {
         for (i = 0; i <= d->N; i++) d->grid[i] = config->custom_grid[i];
         if (d->grid[0] != 1.0 || d->grid[d->N] != 0.0) {
@@ -10928,10 +10917,12 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
         goto fail;
     }
     if ((r = bd__distill_grids(d)) != BD_SUCCESS) goto fail;
-    if ((r = bd_adam_init(ctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS) goto fail;
-    memcpy(d->ema, student->params, (size_t)student->n_params * sizeof(float));
-    if ((r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS) goto fail;
-    if ((r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) goto fail;
+    if ((r = bd_adam_init(d->mctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS ||
+        (r = bd_backend_copy(d->mctx, d->ema, student->params, (size_t)student->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS || (r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) {
+        r = bd__relay(ctx, d->mctx, r);
+        goto fail;
+    }
     if ((r = bd_sampler_init(ctx, teacher, B, &d->tsampler)) != BD_SUCCESS) goto fail;
     if ((r = bd_sampler_init(ctx, student, B, &d->ssampler)) != BD_SUCCESS) goto fail;
     *out = d;
@@ -11042,6 +11033,8 @@ static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, b
 
 BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (dist->config.method != BD_DISTILL_TD)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: trajectories are for TD");
     if (!traj || count < 1) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: need count >= 1 trajectories");
     dist->traj_fn = bd__distill_cache_fn;
     dist->traj_user_data = dist;
@@ -11054,6 +11047,8 @@ BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj,
 BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream *stream) {
     int64_t per;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (dist->config.method != BD_DISTILL_TD)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: trajectories are for TD");
     if (!stream || !stream->file)
         return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: the stream is not open");
     per = (dist->S + 1) * dist->D;
@@ -11095,6 +11090,27 @@ static void bd__distill_current_weights(bd_distill *d) {
 
 static int bd__finite(double x) { return x == x && x < 1e300 && x > -1e300; }
 
+/* the student's forward on (zt, tt) into sout (uploads, downloads) */
+static bd_result bd__distill_student_forward(bd_distill *d, int64_t n) {
+    bd_result r;
+    if ((r = bd__distill_up(d, d->b_zt, d->zt, n * d->D)) != BD_SUCCESS) return r;
+    if ((r = bd__distill_up(d, d->b_tt, d->tt, n)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_forward(d->student, d->b_sout, d->b_zt, d->b_tt, n, 1)) != BD_SUCCESS) return r;
+    return bd__distill_down(d, d->sout, d->b_sout, n * d->K * d->D);
+}
+static bd_result bd__distill_student_backward(bd_distill *d, int64_t n) {
+    bd_result r;
+    if ((r = bd__distill_up(d, d->b_dout, d->dout, n * d->K * d->D)) != BD_SUCCESS) return r;
+    return bd_denoiser_backward(d->student, NULL, d->b_dout, n);
+}
+/* the student's gradient as a host array (downloaded on a device) */
+static bd_result bd__distill_host_grads(bd_distill *d, float **out) {
+    *out = d->student->grads;
+    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
+    *out = d->h_grads;
+    return bd_backend_download(d->mctx, d->h_grads, d->student->grads, (size_t)d->student->n_params * sizeof(float));
+}
+
 /* forward the student on (zt, tt), loss against the current targets,
    backward; accumulates loss/branch losses scaled by `scale` */
 static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale, double *loss,
@@ -11113,8 +11129,8 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
             wf[k] = k < d->K - 1 ? 0.0 : 1.0;
         }
         for (pass = 0; pass < 2; pass++) {
-            float *acc = pass == 0 ? d->gdense : d->gfinal;
-            if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+            float *acc = pass == 0 ? d->gdense : d->gfinal, *g;
+            if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
             memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
             L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
                                 pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
@@ -11122,21 +11138,22 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
             else Lf = L;
             if (!bd__finite(L)) return BD_ERROR_NONFINITE;
             bd_denoiser_zero_grad(d->student);
-            if ((r = bd_denoiser_backward(d->student, NULL, d->dout, n)) != BD_SUCCESS) return r;
-            for (i = 0; i < np; i++) acc[i] += d->student->grads[i];
+            if ((r = bd__distill_student_backward(d, n)) != BD_SUCCESS) return r;
+            if ((r = bd__distill_host_grads(d, &g)) != BD_SUCCESS) return r;
+            for (i = 0; i < np; i++) acc[i] += g[i];
         }
         for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
         *loss += scale * (Ld + Lf); /* per-group; bd_distill_step reweights */
         return BD_SUCCESS;
     }
-    if ((r = bd_denoiser_forward(d->student, d->sout, d->zt, d->tt, n, 1)) != BD_SUCCESS) return r;
+    if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
     memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
     L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
                         d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
     *loss += scale * L;
     for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
     if (!bd__finite(L)) return BD_ERROR_NONFINITE;
-    return bd_denoiser_backward(d->student, NULL, d->dout, n);
+    return bd__distill_student_backward(d, n);
 }
 
 static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
@@ -11165,9 +11182,18 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
             d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
             bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
         }
-        if ((r = bd_model_predict(d->teacher, &d->sched, d->config.param, d->teacher->branches - 1,
-                                  d->tout, d->xh, d->eh, d->zcur, d->tcur, n)) != BD_SUCCESS)
+        /* bd_model_predict with the final branch, the network in the backend */
+        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
+            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
+            (r = bd_denoiser_forward(d->teacher, d->b_tout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
+            (r = bd__distill_down(d, d->tout, d->b_tout, n * d->teacher->branches * D)) != BD_SUCCESS)
             return r;
+        for (b = 0; b < n; b++) {
+            double al, sg;
+            bd_schedule_alpha_sigma(&d->sched, (double)d->tcur[b], &al, &sg);
+            bd_param_predict(d->config.param, d->xh + b * D, d->eh + b * D, d->tout + b * d->teacher->branches * D,
+                             d->teacher->branches, d->teacher->branches - 1, d->zcur + b * D, &al, &sg, 1, D);
+        }
         bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
         if (j % (per * R) == 0) {
             k = j / (per * R) - 1;
@@ -11245,12 +11271,37 @@ static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, do
     return BD_SUCCESS;
 }
 
+/* A failure recorded on the models' context during a call is repeated on
+   the distiller's (when they differ); call bd__distill_enter first. */
+static void bd__distill_enter(bd_distill *d) {
+    if (d->mctx != d->ctx) d->mctx->last_result = BD_SUCCESS;
+}
+static bd_result bd__distill_leave(bd_distill *d, bd_result r) {
+    if (r != BD_SUCCESS && d->mctx != d->ctx && d->mctx->last_result != BD_SUCCESS)
+        return bd_error(d->ctx, r, "%s", bd_context_message(d->mctx));
+    return r;
+}
+
+static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                  double *branch_loss);
 BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
                                 double *branch_loss) {
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    bd__distill_enter(dist);
+    return bd__distill_leave(dist, bd__distill_step(dist, x, n, loss, branch_loss));
+}
+
+/* One step, top to bottom: the branch weights; the batch (PD: draws, the
+   teacher's sub-steps, targets; TD: trajectories, then the student's N
+   passes), each student pass a forward, the multi-branch loss and its
+   gradient on the host, a backward; agree's gradient mix; then AdamW with
+   clipping (bd_adam_step), the EMA (bd_ema_decay, vec_ema) and the branch
+   EMA, every one of them in the models' backend. */
+static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                  double *branch_loss) {
     bd_result r;
     double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay, cosv = 0.0, agree_next = 0.0;
     int64_t k;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     if (n < 1 || n > dist->max_batch)
         return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
     if (dist->config.method == BD_DISTILL_PD && !x)
@@ -11292,10 +11343,11 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
         else {
             ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
             e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
+            float *g = bd_backend_on_device(dist->mctx) ? dist->h_grads : dist->student->grads;
             bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
             for (i = 0; i < np; i++)
-                dist->student->grads[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] +
-                                                  dist->gfinal[i]);
+                g[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] + dist->gfinal[i]);
+            r = bd__distill_up(dist, dist->student->grads, g, np);
             /* L was the per-group sum: the weighted loss */
             L = 0.0;
             for (k = 0; k < dist->K; k++) L += dist->weights[k] * bl[k];
@@ -11313,7 +11365,8 @@ BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, dou
         return r;
     dist->last_grad_norm = gnorm;
     decay = bd_ema_decay(dist->config.ema_decay, dist->config.ema_warmup, dist->step);
-    bd_ema_update(dist->ema, dist->student->params, dist->student->n_params, decay);
+    BD_OP(dist->mctx, vec_ema, dist->ema, dist->student->params, dist->student->n_params, decay);
+    if ((r = bd_backend_sync(dist->mctx)) != BD_SUCCESS) return r;
     for (k = 0; k < dist->K; k++)
         dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
                               (1.0 - dist->config.adaptive_decay) * bl[k];
@@ -11331,8 +11384,8 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
     if (!dist || !dst) return BD_ERROR_INVALID_ARGUMENT;
     if (dst->n_params != dist->student->n_params)
         return bd_error(dist->ctx, BD_ERROR_SHAPE, "copy_ema: %lld params vs %lld", (long long)dst->n_params, (long long)dist->student->n_params);
-    memcpy(dst->params, dist->ema, (size_t)dst->n_params * sizeof(float));
-    return BD_SUCCESS;
+    return bd__relay(dist->ctx, dst->ctx,
+                     bd_backend_transfer(dst->ctx, dst->params, dist->mctx, dist->ema, (size_t)dst->n_params * sizeof(float)));
 }
 
 /* the caller's teacher is never overwritten: a round's teacher is a
@@ -11353,6 +11406,17 @@ static bd_result bd__distill_own_teacher(bd_distill *dist) {
         bd_free(ctx, tout);
         bd_denoiser_free(nt);
         return r;
+    }
+    {
+        float *bt = NULL;
+        if ((r = bd__distill_twin(dist, tout, dist->max_batch * st->branches * dist->D, &bt)) != BD_SUCCESS) {
+            bd_sampler_free(ns);
+            bd_free(ctx, tout);
+            bd_denoiser_free(nt);
+            return bd__relay(ctx, dist->mctx, r);
+        }
+        bd__distill_twin_free(dist, &dist->b_tout, dist->tout);
+        dist->b_tout = bt;
     }
     bd_sampler_free(dist->tsampler);
     bd_free(ctx, dist->tout);
@@ -11386,8 +11450,11 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
                         (long long)dist->Kt, (long long)dist->N);
     if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
         return r;
-    memcpy(dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float));
-    memcpy(st->params, dist->ema, (size_t)st->n_params * sizeof(float));
+    if ((r = bd_backend_copy(dist->mctx, dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_copy(dist->mctx, st->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_zero(dist->mctx, dist->adam.m, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_zero(dist->mctx, dist->adam.v, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS)
+        return bd__relay(ctx, dist->mctx, r);
     /* the new teacher walks exactly the old student grid (whatever its
        kind: uniform, Karras, logSNR, custom): it nests the new grid */
     for (i = 0; i <= dist->N; i++) dist->tgrid[i] = dist->grid[i];
@@ -11396,8 +11463,6 @@ BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
     dist->S = dist->N * dist->Kt;
     dist->config.student_steps = dist->N;
     if ((r = bd__distill_fine(dist)) != BD_SUCCESS) return r;
-    memset(dist->adam.m, 0, (size_t)dist->adam.n * sizeof(float));
-    memset(dist->adam.v, 0, (size_t)dist->adam.n * sizeof(float));
     dist->adam.step = 0;
     for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
     dist->branch_ema_count = 0;
@@ -11424,8 +11489,9 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
     np = dist->student->n_params;
     xt = bd__distill_falloc(ctx, n, D, 1, &ok);
     xs = bd__distill_falloc(ctx, n, D, 1, &ok);
-    if (use_ema) keep = bd__distill_falloc(ctx, np, 1, 1, &ok);
     if (!ok) { r = ctx->last_result; goto done; }
+    if (use_ema && (r = bd__relay(ctx, dist->mctx, bd_backend_alloc(dist->mctx, (size_t)np * sizeof(float), (void **)&keep))) != BD_SUCCESS)
+        goto done;
     bd_noise_fill(xt, n * D, seed);
     memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
     tc = bd__distill_teacher_cfg(dist);
@@ -11436,11 +11502,18 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
     sc.param = dist->config.param;
     sc.schedule = dist->config.schedule;
     if (use_ema) {
-        memcpy(keep, dist->student->params, (size_t)np * sizeof(float));
-        memcpy(dist->student->params, dist->ema, (size_t)np * sizeof(float));
+        size_t bytes = (size_t)np * sizeof(float);
+        if ((r = bd_backend_copy(dist->mctx, keep, dist->student->params, bytes)) != BD_SUCCESS ||
+            (r = bd_backend_copy(dist->mctx, dist->student->params, dist->ema, bytes)) != BD_SUCCESS) {
+            r = bd__relay(ctx, dist->mctx, r);
+            goto done;
+        }
+        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
+        if (bd_backend_copy(dist->mctx, dist->student->params, keep, bytes) != BD_SUCCESS && r == BD_SUCCESS)
+            r = bd__relay(ctx, dist->mctx, dist->mctx->last_result);
+    } else {
+        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
     }
-    r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
-    if (use_ema) memcpy(dist->student->params, keep, (size_t)np * sizeof(float));
     if (r != BD_SUCCESS) goto done;
     for (i = 0; i < n * D; i++) {
         double e = (double)xs[i] - (double)xt[i];
@@ -11452,7 +11525,7 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
 done:
     bd_free(ctx, xt);
     bd_free(ctx, xs);
-    bd_free(ctx, keep);
+    bd_backend_free(dist->mctx, keep);
     return r;
 }
 
@@ -11493,8 +11566,39 @@ static int bd__dstate_parse_i64(const char *s, int64_t *v) {
     return 1;
 }
 
+/* The state's arrays as host arrays: the arrays themselves on a host
+   backend, else downloaded into one block *blk (bd_free it on dist->ctx). */
+static bd_result bd__distill_host_state(bd_distill *d, float **blk, float **p, float **e, float **m, float **v,
+                                        float **t) {
+    bd_context *bc = d->mctx;
+    int64_t np = d->student->n_params;
+    size_t bytes = (size_t)np * sizeof(float);
+    bd_result r;
+    *blk = NULL;
+    *p = d->student->params; *e = d->ema; *m = d->adam.m; *v = d->adam.v;
+    *t = d->teacher == d->owned_teacher && d->teacher ? d->teacher->params : NULL;
+    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
+    *blk = BD__CAST(float *, bd_alloc_array(d->ctx, (size_t)np, 5 * sizeof(float)));
+    if (!*blk) return d->ctx->last_result;
+    *p = *blk; *e = *p + np; *m = *e + np; *v = *m + np;
+    r = bd_backend_download(bc, *p, d->student->params, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *e, d->ema, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *m, d->adam.m, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *v, d->adam.v, bytes);
+    if (r == BD_SUCCESS && *t) {
+        r = bd_backend_download(bc, *v + np, d->teacher->params, bytes);
+        *t = *v + np;
+    }
+    if (r != BD_SUCCESS) {
+        bd_free(d->ctx, *blk);
+        *blk = NULL;
+    }
+    return bd__relay(d->ctx, bc, r);
+}
+
 BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd_context *ctx;
+    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
     bd_st_write_tensor t[5];
     bd_st_kv kv[BD__DSTATE_META];
     char *buf;
@@ -11509,6 +11613,10 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     cap = (size_t)(dist->S + 1 + dist->N + 1 + dist->K) * 32 + 64;
     buf = BD__CAST(char *, bd_alloc(ctx, 3 * cap));
     if (!buf) return ctx->last_result;
+    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) {
+        bd_free(ctx, buf);
+        return r;
+    }
     s_grid = buf;
     s_bema = buf + cap;
     s_tgrid = buf + 2 * cap;
@@ -11516,12 +11624,12 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd__dstate_doubles(s_tgrid, cap, dist->tgrid, dist->S + 1);
     bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
     memset(t, 0, sizeof t);
-    t[nt].name = "optim.m"; t[nt].data = dist->adam.m; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "optim.v"; t[nt].data = dist->adam.v; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "student.ema"; t[nt].data = dist->ema; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "student.params"; t[nt].data = dist->student->params; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "optim.m"; t[nt].data = hm; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "optim.v"; t[nt].data = hv; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.ema"; t[nt].data = he; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
+    t[nt].name = "student.params"; t[nt].data = hp; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
     if (dist->owned_teacher && dist->teacher == dist->owned_teacher) {
-        t[nt].name = "teacher.params"; t[nt].data = dist->teacher->params; t[nt].ndim = 1;
+        t[nt].name = "teacher.params"; t[nt].data = ht; t[nt].ndim = 1;
         t[nt].shape[0] = dist->teacher->n_params; nt++;
     }
     snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
@@ -11556,6 +11664,7 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     (void)i;
     r = bd_safetensors_write(ctx, path, t, nt, kv, nm);
     bd_free(ctx, buf);
+    bd_free(ctx, blk);
     return r;
 }
 
@@ -11612,11 +11721,20 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
         (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
         goto done;
-    if (tt && dist->teacher == dist->owned_teacher) memcpy(dist->teacher->params, tt->data, (size_t)np * sizeof(float));
-    memcpy(dist->student->params, tp->data, (size_t)np * sizeof(float));
-    memcpy(dist->ema, te->data, (size_t)np * sizeof(float));
-    memcpy(dist->adam.m, tm->data, (size_t)np * sizeof(float));
-    memcpy(dist->adam.v, tv->data, (size_t)np * sizeof(float));
+    {   /* into wherever the state lives (uploads on a device) */
+        bd_context *bc = dist->mctx;
+        size_t bytes = (size_t)np * sizeof(float);
+        r = BD_SUCCESS;
+        if (tt && dist->teacher == dist->owned_teacher) r = bd_backend_upload(bc, dist->teacher->params, tt->data, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->student->params, tp->data, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->ema, te->data, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.m, tm->data, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.v, tv->data, bytes);
+        if (r != BD_SUCCESS) {
+            r = bd__relay(ctx, bc, r);
+            goto done;
+        }
+    }
     dist->adam.step = astep;
     for (i = 0; i <= N; i++) dist->grid[i] = grid[i];
     dist->N = N;
@@ -12024,503 +12142,6 @@ BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
         from->allocator.user_data != ctx->allocator.user_data)
         return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_denoiser_to_context: the two contexts must share one host allocator");
     return bd__unet_to_context(d, ctx);
-}
-
-/* ---- B-DENSE PD step in the models' backend ------------------------------ */
-/* coefficient block: 9 per-sample rows then 4 per-(branch, sample) rows */
-enum { BD__DD_AT, BD__DD_ST, BD__DD_TT, BD__DD_TCUR, BD__DD_CZ, BD__DD_CO, BD__DD_LAM, BD__DD_XZ,
-       BD__DD_XO, BD__DD_ROWS };
-#define BD__DD_COEF(B, K) (BD__DD_ROWS * (B) + 4 * (K) * (B))
-
-BDAPI void bd_device_distill_free(bd_device_distill *dd) {
-    bd_context *ctx;
-    if (!dd) return;
-    ctx = dd->ctx;
-    bd_backend_free(ctx, dd->m);
-    bd_backend_free(ctx, dd->v);
-    bd_backend_free(ctx, dd->ema);
-    bd_backend_free(ctx, dd->x);
-    bd_backend_free(ctx, dd->zt);
-    bd_backend_free(ctx, dd->zcur);
-    bd_backend_free(ctx, dd->tout);
-    bd_backend_free(ctx, dd->zs);
-    bd_backend_free(ctx, dd->xt);
-    bd_backend_free(ctx, dd->sout);
-    bd_backend_free(ctx, dd->dout);
-    bd_backend_free(ctx, dd->y);
-    bd_backend_free(ctx, dd->dy);
-    bd_backend_free(ctx, dd->coef);
-    bd_free(ctx, dd->h_eps);
-    bd_free(ctx, dd->h_coef);
-    bd_free(ctx, dd->idx);
-    bd_free(ctx, dd->at);
-    bd_free(ctx, dd->st);
-    bd_free(ctx, dd->an);
-    bd_free(ctx, dd->sn);
-    bd_free(ctx, dd->as);
-    bd_free(ctx, dd->ss);
-    bd_free(ctx, dd->grid);
-    bd_free(ctx, dd->tgrid);
-    bd_backend_free(ctx, dd->traj);
-    bd_free(ctx, dd->h_traj);
-    bd_sampler_free(dd->tsampler);
-    bd_free(ctx, dd);
-}
-
-BDAPI bd_result bd_device_distill_init(const bd_distill_config *config, bd_denoiser *teacher,
-                                       bd_denoiser *student, int64_t max_batch,
-                                       bd_device_distill **out) {
-    bd_context *ctx;
-    bd_device_distill *dd;
-    bd_result r;
-    int64_t B = max_batch, D, K, P, i;
-    size_t fs = sizeof(float), ds = sizeof(double);
-    if (!student || !student->ctx) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = student->ctx;
-    if (!config || !teacher || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: NULL argument");
-    *out = NULL;
-    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
-    if (config->distance != BD_DISTILL_L2)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: the device step uses the L2 distance (use bd_distill_step for L1)");
-    if (config->weights == BD_WEIGHTS_AGREE)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: agree weights (gradient agreement) run on "
-                        "the host only (bd_distill_step)");
-    if (config->teacher_refine != 1)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: teacher_refine %lld runs on the host only "
-                        "(bd_distill_step); the device solves the teacher grid (teacher_refine 1)",
-                        (long long)config->teacher_refine);
-    if (config->method == BD_DISTILL_TD && !config->teacher_forcing && config->branches > 1 &&
-        config->dense_targets == BD_DENSE_FROM_STUDENT)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_device_distill_init: dense targets solved from the student's "
-                        "state run on the host only (bd_distill_step); on the device set dense_targets = "
-                        "from_trajectory or teacher_forcing");
-    if (teacher->ctx != ctx) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: teacher and student must be on one context");
-    if (B < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_device_distill_init: max_batch %lld < 1", (long long)B);
-    if (student->branches != config->branches)
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: student has %lld branches, config %lld",
-                        (long long)student->branches, (long long)config->branches);
-    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
-        return bd_error(ctx, BD_ERROR_SHAPE, "bd_device_distill_init: teacher and student samples differ");
-    if (student->n_params < 1 || !student->grads)
-        return bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: the student has no trainable parameters");
-    if ((r = bd__backend_model_ok(student, "bd_device_distill_init")) != BD_SUCCESS) return r;
-    if ((r = bd__backend_model_ok(teacher, "bd_device_distill_init")) != BD_SUCCESS) return r;
-    dd = BD__CAST(bd_device_distill *, bd_alloc(ctx, sizeof(bd_device_distill)));
-    if (!dd) return ctx->last_result;
-    memset(dd, 0, sizeof *dd);
-    dd->ctx = ctx;
-    dd->config = *config;
-    dd->config.custom_grid = NULL;
-    dd->teacher = teacher;
-    dd->student = student;
-    dd->rng = bd_rng_init(config->seed);
-    dd->max_batch = B;
-    dd->D = D = bd_denoiser_sample_size(student);
-    dd->K = K = config->branches;
-    dd->Kt = config->teacher_substeps;
-    dd->N = config->student_steps;
-    P = student->n_params;
-    r = bd_schedule_init(&dd->sched, config->schedule);
-    dd->grid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N + 1), ds));
-    dd->tgrid = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dd->N * dd->Kt + 1), ds));
-    dd->h_eps = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * D), fs));
-    dd->h_coef = BD__CAST(float *, bd_alloc_array(ctx, (size_t)BD__DD_COEF(B, K), fs));
-    dd->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
-    dd->at = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
-    dd->st = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
-    dd->an = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
-    dd->sn = BD__CAST(double *, bd_alloc_array(ctx, (size_t)B, ds));
-    dd->as = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
-    dd->ss = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(K * B), ds));
-    if (r == BD_SUCCESS && (!dd->grid || !dd->tgrid || !dd->h_eps || !dd->h_coef || !dd->idx || !dd->at ||
-                            !dd->st || !dd->an || !dd->sn || !dd->as || !dd->ss))
-        r = ctx->last_result;
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->m);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->v);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)P * fs, (void **)&dd->ema);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->x);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zt);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->zcur);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D * teacher->branches) * fs, (void **)&dd->tout);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->zs);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(K * B * D) * fs, (void **)&dd->xt);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->sout);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * K * D) * fs, (void **)&dd->dout);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->y);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * D) * fs, (void **)&dd->dy);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)BD__DD_COEF(B, K) * fs, (void **)&dd->coef);
-    if (r == BD_SUCCESS) {
-        dd->tt = dd->coef + BD__DD_TT * B;
-        dd->tcur = dd->coef + BD__DD_TCUR * B;
-    }
-    if (r == BD_SUCCESS && config->method == BD_DISTILL_TD) {
-        dd->S = dd->N * dd->Kt;
-        if (dd->S > BD_SAMPLER_MAX_STEPS)
-            r = bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: %lld teacher steps exceed %d", (long long)dd->S,
-                         BD_SAMPLER_MAX_STEPS);
-        if (r == BD_SUCCESS) r = bd_backend_alloc(ctx, (size_t)(B * (dd->S + 1) * D) * fs, (void **)&dd->traj);
-        if (r == BD_SUCCESS) {
-            dd->h_traj = BD__CAST(float *, bd_alloc_array(ctx, (size_t)(B * (dd->S + 1) * D), fs));
-            if (!dd->h_traj) r = ctx->last_result;
-        }
-        if (r == BD_SUCCESS) r = bd_sampler_init(ctx, teacher, B, &dd->tsampler);
-    }
-    if (r == BD_SUCCESS) {
-        if (config->custom_grid) {
-            for (i = 0; i <= dd->N; i++) dd->grid[i] = config->custom_grid[i];
-            if (dd->grid[0] != 1.0 || dd->grid[dd->N] != 0.0)
-                r = bd_error(ctx, BD_ERROR_CONFIG, "bd_device_distill_init: custom grid must run from 1 to 0");
-        } else {
-            r = bd_time_grid(ctx, &dd->sched, config->grid, dd->N, dd->grid);
-        }
-    }
-    if (r == BD_SUCCESS)
-        r = bd_distill_teacher_grid(ctx, &dd->sched, dd->grid, dd->N, dd->Kt, config->subdiv, dd->tgrid);
-    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->m, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_backend_zero(ctx, dd->v, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_backend_copy(ctx, dd->ema, student->params, (size_t)P * fs);
-    if (r == BD_SUCCESS) r = bd_denoiser_reserve(teacher, B);
-    if (r == BD_SUCCESS) r = bd_denoiser_reserve(student, B);
-    if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
-    if (r != BD_SUCCESS) {
-        bd_device_distill_free(dd);
-        return r;
-    }
-    *out = dd;
-    return BD_SUCCESS;
-}
-
-/* x_hat = A z + Bo o and eps_hat = C z + E o for one sample (bd_param_predict) */
-static void bd__dd_param_coeffs(bd_param_kind p, double a, double s, double *A, double *Bo, double *C,
-                                double *E) {
-    if (p == BD_PARAM_EPS) {
-        *C = 0.0; *E = 1.0;
-        if (a > 0.0) { *A = 1.0 / a; *Bo = -s / a; } else { *A = 1.0; *Bo = 0.0; }
-    } else if (p == BD_PARAM_X0) {
-        *A = 0.0; *Bo = 1.0;
-        if (s > 0.0) { *C = 1.0 / s; *E = -a / s; } else { *C = 0.0; *E = 0.0; }
-    } else {
-        *A = a; *Bo = -s; *C = s; *E = a;
-    }
-}
-
-BDAPI void bd_device_distill_set_trajectory_source(bd_device_distill *dd, bd_traj_fn fn,
-                                                   void *user_data) {
-    if (!dd) return;
-    dd->traj_fn = fn;
-    dd->traj_user_data = user_data;
-    dd->traj_cache = NULL;
-    dd->traj_cache_count = 0;
-    dd->traj_stream = NULL;
-}
-
-/* as bd__distill_cache_fn: one u64 draw per sample picks a trajectory */
-static bd_result bd__dd_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
-    bd_device_distill *dd = BD__CAST(bd_device_distill *, user_data);
-    return bd__traj_pick(dd->ctx, dd->traj_stream, dd->traj_cache, dd->traj_cache_count,
-                         (size_t)((dd->S + 1) * dd->D), traj, n, rng);
-}
-
-BDAPI bd_result bd_device_distill_set_trajectories(bd_device_distill *dd, const float *traj,
-                                                   int64_t count) {
-    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
-    if (dd->config.method != BD_DISTILL_TD)
-        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: trajectories are for TD");
-    if (!traj || count < 1)
-        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: need count >= 1 trajectories");
-    bd_device_distill_set_trajectory_source(dd, bd__dd_cache_fn, dd);
-    dd->traj_cache = traj;
-    dd->traj_cache_count = count;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_device_distill_set_trajectory_stream(bd_device_distill *dd,
-                                                        bd_npy_stream *stream) {
-    int64_t per;
-    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
-    if (dd->config.method != BD_DISTILL_TD)
-        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: trajectories are for TD");
-    if (!stream || !stream->file)
-        return bd_error(dd->ctx, BD_ERROR_INVALID_ARGUMENT, "device distill: the trajectory stream is not open");
-    per = (dd->S + 1) * dd->D;
-    if (stream->ndim < 3 || stream->shape[0] < 1 || stream->shape[1] != dd->S + 1 ||
-        stream->numel != stream->shape[0] * per)
-        return bd_error(dd->ctx, BD_ERROR_SHAPE,
-                        "device distill: the trajectory stream needs (count >= 1, %lld, %lld values)",
-                        (long long)(dd->S + 1), (long long)dd->D);
-    bd_device_distill_set_trajectory_source(dd, bd__dd_cache_fn, dd);
-    dd->traj_cache_count = stream->shape[0];
-    dd->traj_stream = stream;
-    return BD_SUCCESS;
-}
-
-/* gradient norm, clip, AdamW, EMA and the branch-loss EMA after the
-   gradients of a step are in the student's grads (PD and TD) */
-static bd_result bd__dd_update(bd_device_distill *dd, const double *bl) {
-    bd_context *ctx = dd->ctx;
-    const bd_distill_config *c = &dd->config;
-    double gn = 0.0;
-    int64_t k;
-    bd_result r;
-    r = bd__adam_update(ctx, &c->adam, dd->step + 1, dd->student->params, dd->student->grads, dd->m, dd->v,
-                        dd->student->n_params, &gn);
-    dd->last_grad_norm = gn;
-    if (r != BD_SUCCESS) return r;
-    BD_OP(ctx, vec_ema, dd->ema, dd->student->params, dd->student->n_params,
-          bd_ema_decay(c->ema_decay, c->ema_warmup, dd->step));
-    for (k = 0; k < dd->K; k++)
-        dd->branch_ema[k] = c->adaptive_decay * dd->branch_ema[k] + (1.0 - c->adaptive_decay) * bl[k];
-    dd->branch_ema_count++;
-    dd->step++;
-    return bd_backend_sync(ctx);
-}
-
-/* TD (bd__distill_td_batch on the device): trajectories into dd->traj,
-   then the student's N passes, each accumulating its gradient */
-static bd_result bd__dd_td_batch(bd_device_distill *dd, int64_t n, double *loss, double *bl) {
-    bd_context *ctx = dd->ctx;
-    const bd_distill_config *c = &dd->config;
-    int64_t D = dd->D, K = dd->K, Kt = dd->Kt, S = dd->S, TL = (S + 1) * D, KD = K * D;
-    int64_t per = Kt / K, b, i, k;
-    double scale = 1.0 / (double)dd->N;
-    float *lamrow = dd->coef + BD__DD_LAM * dd->max_batch;
-    bd_result r;
-    if (dd->traj_fn) { /* host trajectories, uploaded */
-        if ((r = dd->traj_fn(dd->traj_user_data, dd->h_traj, n, &dd->rng)) != BD_SUCCESS) return r;
-        if ((r = bd_backend_upload(ctx, dd->traj, dd->h_traj, (size_t)(n * TL) * sizeof(float))) != BD_SUCCESS)
-            return r;
-    } else { /* the teacher solves them here, from noise drawn as bd_distill_step does */
-        bd_sampler_config sc = bd__teacher_cfg(c, S, dd->tgrid);
-        bd_schedule sched;
-        int64_t count = 0;
-        for (b = 0; b < n; b++) bd_rng_normal(&dd->rng, dd->h_eps + b * D, D);
-        if ((r = bd_sampler_grid(ctx, &sc, dd->tsampler->grid)) != BD_SUCCESS) return r;
-        if (bd_schedule_init(&sched, c->schedule) != BD_SUCCESS)
-            return bd_error(ctx, BD_ERROR_CONFIG, "device distill: unknown schedule");
-        if ((r = bd_backend_upload(ctx, dd->tsampler->z, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS)
-            return r;
-        if ((r = bd__sampler_solve(dd->tsampler, &sc, &sched, dd->teacher->branches - 1, dd->tsampler->z, n, NULL,
-                                   dd->traj, TL, 0, &count)) != BD_SUCCESS)
-            return r;
-    }
-    /* the student starts from the trajectories' noise */
-    BD_OP(ctx, vec_axpby, dd->zcur, D, dd->traj, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-    for (i = 0; i < dd->N; i++) {
-        double a, sg, au, su, A, Bo, C, E, xz, xo, L = 0.0;
-        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i], &a, &sg);
-        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i + 1], &au, &su);
-        if (c->teacher_forcing)
-            BD_OP(ctx, vec_axpby, dd->zt, D, dd->traj + i * Kt * D, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-        else
-            BD_OP(ctx, vec_axpby, dd->zt, D, dd->zcur, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-        BD_OP(ctx, vec_fill, dd->tt, (float)dd->grid[i], n);
-        BD_OP(ctx, vec_fill, lamrow, (float)bd_distill_lambda(a, sg), n);
-        bd_param_x_coeffs(c->param, a, sg, &xz, &xo);
-        /* the teacher's sub-states inside this student step, and the x-space targets */
-        for (k = 0; k < K; k++) {
-            int64_t j = i * Kt + (k + 1) * per;
-            double ak, sk, rr = 0.0, inv = 1.0;
-            float *zsk = dd->zs + k * n * D;
-            bd_schedule_alpha_sigma(&dd->sched, dd->tgrid[j], &ak, &sk);
-            dd->as[k] = ak;
-            dd->ss[k] = sk;
-            BD_OP(ctx, vec_axpby, zsk, D, dd->traj + j * D, TL, NULL, 1.0f, NULL, 0, NULL, 0.0f, n, D);
-            if (sk != 0.0) {
-                rr = sk / sg;
-                inv = 1.0 / (ak - rr * a);
-            }
-            if (c->space == BD_DISTILL_SPACE_X)
-                BD_OP(ctx, vec_axpby, dd->xt + k * n * D, D, zsk, D, NULL, (float)inv, dd->zt, D, NULL,
-                      (float)(-rr * inv), n, D);
-        }
-        if ((r = bd_denoiser_forward(dd->student, dd->sout, dd->zt, dd->tt, n, 1)) != BD_SUCCESS) return r;
-        if ((r = bd_backend_zero(ctx, dd->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
-        for (k = 0; k < K; k++) {
-            double ca, co, blk;
-            const float *tg, *lam;
-            float *ok = dd->sout + k * D, *dk = dd->dout + k * D;
-            if (c->space == BD_DISTILL_SPACE_X) {
-                ca = xz; co = xo; tg = dd->xt + k * n * D; lam = lamrow;
-            } else {
-                double ck = dd->as[k] - dd->ss[k] * a / sg;
-                ca = dd->ss[k] / sg + ck * xz; co = ck * xo; tg = dd->zs + k * n * D; lam = NULL;
-            }
-            BD_OP(ctx, vec_axpby, dd->y, D, dd->zt, D, NULL, (float)ca, ok, KD, NULL, (float)co, n, D);
-            blk = BD_OP(ctx, mse_forward, dd->y, tg, lam, n, D);
-            if ((r = bd_backend_zero(ctx, dd->dy, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-            BD_OP(ctx, mse_backward, dd->dy, dd->y, tg, lam, n, D);
-            BD_OP(ctx, vec_axpby, dk, KD, dd->dy, D, NULL, (float)(scale * dd->weights[k] * co), dk, KD, NULL, 1.0f,
-                  n, D);
-            L += dd->weights[k] * blk;
-            bl[k] += scale * blk;
-        }
-        *loss += scale * L;
-        if (!bd__finite(L)) return BD_ERROR_NONFINITE;
-        if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
-        /* the student's own next state, detached: DDIM with its final branch */
-        bd__dd_param_coeffs(c->param, a, sg, &A, &Bo, &C, &E);
-        BD_OP(ctx, vec_axpby, dd->zcur, D, dd->zt, D, NULL, (float)(au * A + su * C), dd->sout + (K - 1) * D, KD,
-              NULL, (float)(au * Bo + su * E), n, D);
-    }
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_device_distill_step(bd_device_distill *dd, const float *x, int64_t n,
-                                       double *loss_out, double *branch_loss) {
-    bd_context *ctx;
-    const bd_distill_config *c;
-    int64_t D, K, Kt, B, KD, TKD, per, b, j, k;
-    float *h, *dc;
-    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], tau = 0.0;
-    double emab[BD_DISTILL_MAX_BRANCHES];
-    const double *e = NULL;
-    bd_result r;
-    size_t cbytes;
-    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = dd->ctx;
-    c = &dd->config;
-    if (c->method == BD_DISTILL_PD && !x)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: PD needs a data batch x");
-    if (c->method == BD_DISTILL_TD && x)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: TD takes no data (x must be NULL)");
-    if (n < 1 || n > dd->max_batch)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "device distill step: batch %lld not in 1..%lld", (long long)n, (long long)dd->max_batch);
-    D = dd->D; K = dd->K; Kt = dd->Kt; B = dd->max_batch; KD = K * D;
-    TKD = dd->teacher->branches * D;
-    per = Kt / K;
-    h = dd->h_coef;
-    dc = dd->coef;
-    cbytes = (size_t)BD__DD_COEF(B, K) * sizeof(float);
-    /* branch weights of this step (as bd_distill_step) */
-    if (c->weights == BD_WEIGHTS_ANNEAL) {
-        tau = (double)dd->step / (double)c->anneal_steps;
-        if (tau > 1.0) tau = 1.0;
-    }
-    if (c->weights == BD_WEIGHTS_ADAPTIVE && dd->branch_ema_count > 0) {
-        double corr = 1.0 - pow(c->adaptive_decay, (double)dd->branch_ema_count);
-        for (k = 0; k < K; k++) emab[k] = dd->branch_ema[k] / corr;
-        e = emab;
-    }
-    if ((r = bd_distill_branch_weights(ctx, dd->weights, c->weights, K, c->aux_beta, tau, e)) != BD_SUCCESS) return r;
-    if ((r = bd_backend_zero(ctx, dd->student->grads, (size_t)dd->student->n_params * sizeof(float))) != BD_SUCCESS) return r;
-    if (c->method == BD_DISTILL_TD) {
-        for (k = 0; k < K; k++) bl[k] = 0.0;
-        r = bd__dd_td_batch(dd, n, &L, bl);
-        if (r == BD_SUCCESS) r = bd_backend_sync(ctx);
-        if (loss_out) *loss_out = L;
-        if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
-        dd->last_loss = L;
-        for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
-        if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
-            return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
-        if (r != BD_SUCCESS) return r;
-        return bd__dd_update(dd, bl);
-    }
-    /* draws: a student step per sample, then eps */
-    for (b = 0; b < n; b++) {
-        double xz, xo;
-        int64_t i = (int64_t)(bd_rng_u64(&dd->rng) % (uint64_t)dd->N);
-        dd->idx[b] = i;
-        bd_schedule_alpha_sigma(&dd->sched, dd->grid[i], &dd->at[b], &dd->st[b]);
-        h[BD__DD_AT * B + b] = (float)dd->at[b];
-        h[BD__DD_ST * B + b] = (float)dd->st[b];
-        h[BD__DD_TT * B + b] = (float)dd->grid[i];
-        h[BD__DD_LAM * B + b] = (float)bd_distill_lambda(dd->at[b], dd->st[b]);
-        bd_param_x_coeffs(c->param, dd->at[b], dd->st[b], &xz, &xo);
-        h[BD__DD_XZ * B + b] = (float)xz;
-        h[BD__DD_XO * B + b] = (float)xo;
-    }
-    bd_rng_normal(&dd->rng, dd->h_eps, n * D);
-    if ((r = bd_backend_upload(ctx, dd->x, x, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_backend_upload(ctx, dd->y, dd->h_eps, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
-    BD_OP(ctx, vec_axpby, dd->zt, D, dd->x, D, dc + BD__DD_AT * B, 1.0f, dd->y, D, dc + BD__DD_ST * B, 1.0f, n, D);
-    if ((r = bd_backend_copy(ctx, dd->zcur, dd->zt, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-    /* the teacher: Kt DDIM sub-steps with its final branch */
-    for (j = 1; j <= Kt; j++) {
-        for (b = 0; b < n; b++) {
-            double tn = dd->tgrid[dd->idx[b] * Kt + j], al, sg, A, Bo, C, E;
-            float tc = (float)dd->tgrid[dd->idx[b] * Kt + j - 1];
-            h[BD__DD_TCUR * B + b] = tc;
-            bd_schedule_alpha_sigma(&dd->sched, (double)tc, &al, &sg);
-            bd_schedule_alpha_sigma(&dd->sched, tn, &dd->an[b], &dd->sn[b]);
-            bd__dd_param_coeffs(c->param, al, sg, &A, &Bo, &C, &E);
-            h[BD__DD_CZ * B + b] = (float)(dd->an[b] * A + dd->sn[b] * C);
-            h[BD__DD_CO * B + b] = (float)(dd->an[b] * Bo + dd->sn[b] * E);
-        }
-        if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
-        if ((r = bd_denoiser_forward(dd->teacher, dd->tout, dd->zcur, dd->tcur, n, 0)) != BD_SUCCESS) return r;
-        BD_OP(ctx, vec_axpby, dd->zcur, D, dd->zcur, D, dc + BD__DD_CZ * B, 1.0f,
-              dd->tout + (dd->teacher->branches - 1) * D, TKD, dc + BD__DD_CO * B, 1.0f, n, D);
-        if (j % per == 0) {
-            k = j / per - 1;
-            if ((r = bd_backend_copy(ctx, dd->zs + k * n * D, dd->zcur, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-            for (b = 0; b < n; b++) {
-                dd->as[k * n + b] = dd->an[b];
-                dd->ss[k * n + b] = dd->sn[b];
-            }
-        }
-    }
-    /* branch targets (x space) or jump coefficients (z space) */
-    for (k = 0; k < K; k++)
-        for (b = 0; b < n; b++) {
-            double as = dd->as[k * n + b], ss = dd->ss[k * n + b], at = dd->at[b], st = dd->st[b];
-            double rr = 0.0, inv = 1.0, xz, xo, ck;
-            float *row = h + BD__DD_ROWS * B;
-            if (ss != 0.0) {
-                rr = ss / st;
-                inv = 1.0 / (as - rr * at);
-            }
-            row[k * B + b] = (float)inv;                    /* inv */
-            row[(K + k) * B + b] = (float)(-rr * inv);       /* coefficient of z_t */
-            bd_param_x_coeffs(c->param, at, st, &xz, &xo);
-            ck = as - ss * at / st;
-            row[(2 * K + k) * B + b] = (float)(ss / st + ck * xz); /* z-space: cz */
-            row[(3 * K + k) * B + b] = (float)(ck * xo);           /* z-space: co */
-        }
-    if ((r = bd_backend_upload(ctx, dc, h, cbytes)) != BD_SUCCESS) return r;
-    if (c->space == BD_DISTILL_SPACE_X)
-        for (k = 0; k < K; k++)
-            BD_OP(ctx, vec_axpby, dd->xt + k * n * D, D, dd->zs + k * n * D, D, dc + BD__DD_ROWS * B + k * B, 1.0f,
-                  dd->zt, D, dc + BD__DD_ROWS * B + (K + k) * B, 1.0f, n, D);
-    /* the student and the multi-branch loss */
-    if ((r = bd_denoiser_forward(dd->student, dd->sout, dd->zt, dd->tt, n, 1)) != BD_SUCCESS) return r;
-    if ((r = bd_backend_zero(ctx, dd->dout, (size_t)(n * KD) * sizeof(float))) != BD_SUCCESS) return r;
-    for (k = 0; k < K; k++) {
-        const float *ca, *co, *tg, *lam;
-        float *ok = dd->sout + k * D, *dk = dd->dout + k * D;
-        if (c->space == BD_DISTILL_SPACE_X) {
-            ca = dc + BD__DD_XZ * B; co = dc + BD__DD_XO * B; tg = dd->xt + k * n * D; lam = dc + BD__DD_LAM * B;
-        } else {
-            ca = dc + BD__DD_ROWS * B + (2 * K + k) * B; co = dc + BD__DD_ROWS * B + (3 * K + k) * B;
-            tg = dd->zs + k * n * D; lam = NULL;
-        }
-        BD_OP(ctx, vec_axpby, dd->y, D, dd->zt, D, ca, 1.0f, ok, KD, co, 1.0f, n, D);
-        bl[k] = BD_OP(ctx, mse_forward, dd->y, tg, lam, n, D);
-        if ((r = bd_backend_zero(ctx, dd->dy, (size_t)(n * D) * sizeof(float))) != BD_SUCCESS) return r;
-        BD_OP(ctx, mse_backward, dd->dy, dd->y, tg, lam, n, D);
-        BD_OP(ctx, vec_axpby, dk, KD, dd->dy, D, co, (float)dd->weights[k], dk, KD, NULL, 1.0f, n, D);
-        L += dd->weights[k] * bl[k];
-    }
-    if ((r = bd_backend_sync(ctx)) != BD_SUCCESS) return r;
-    if (loss_out) *loss_out = L;
-    if (branch_loss) for (k = 0; k < K; k++) branch_loss[k] = bl[k];
-    dd->last_loss = L;
-    for (k = 0; k < K; k++) dd->last_branch_loss[k] = bl[k];
-    if (!bd__finite(L))
-        return bd_error(ctx, BD_ERROR_NONFINITE, "device distill step %lld: non-finite loss %g", (long long)dd->step, L);
-    if ((r = bd_denoiser_backward(dd->student, NULL, dd->dout, n)) != BD_SUCCESS) return r;
-    return bd__dd_update(dd, bl);
-}
-
-BDAPI bd_result bd_device_distill_download(bd_device_distill *dd, float *params, float *ema) {
-    size_t bytes;
-    bd_result r = BD_SUCCESS;
-    if (!dd) return BD_ERROR_INVALID_ARGUMENT;
-    bytes = (size_t)dd->student->n_params * sizeof(float);
-    if (params) r = bd_backend_download(dd->ctx, params, dd->student->params, bytes);
-    if (ema && r == BD_SUCCESS) r = bd_backend_download(dd->ctx, ema, dd->ema, bytes);
-    return r;
 }
 
 /* BACKEND-IMPLEMENTATION */

@@ -101,8 +101,6 @@ int cli_context(const cli_args *a, bd_context **ctx);
 /* --device cuda: a second context with the CUDA backend in *gpu (NULL for
    --device cpu); fails when bdense was built without CUDA (make CUDA=1) */
 int cli_gpu(const cli_args *a, bd_context **gpu);
-/* a copy of a host UNet (same config and weights) on the GPU context */
-int cli_gpu_clone(const char *cmd, bd_context *gpu, const bd_denoiser *net, bd_denoiser **out);
 
 /* ---------------------------------------------------------------------- */
 /* time and progress                                                      */
@@ -234,10 +232,6 @@ int cli_write_grid(const char *cmd, bd_context *ctx, const char *path, const flo
 /* FD-RF of x (n) against ref (nref) */
 int cli_fdrf(const char *cmd, bd_context *ctx, const float *x, int64_t n, const float *ref, int64_t nref, int64_t C,
              int64_t H, int64_t W, double *fd);
-/* student checkpoints (cmd_distill.c) */
-int cli_student_save(const char *cmd, bd_context *ctx, bd_model *student, bd_distill *dist, const char *path,
-                     int with_state);
-int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *student, bd_distill *dist);
 /* line plot PNG with a log y axis: xs (n), ys (n_series, n); title, axis
    labels and legend (n_series names) may be NULL */
 bd_result cli_plot(bd_context *ctx, const char *path, const float *xs, const float *ys, int n_series, int64_t n,

@@ -85,43 +85,23 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
 /* ---------------------------------------------------------------------- */
 /* student checkpoints                                                    */
 /* ---------------------------------------------------------------------- */
-/* The student is a bd_model (the teacher's configuration with K branches)
-   that owns the network the distiller trains.  Saved: its grid and step
-   count, the EMA weights as the model tensors (what gets sampled), and with
-   with_state the raw weights, Adam moments/step and the distiller's rng
-   (everything a resume needs, except the adaptive weights' running branch
-   losses, which restart). */
-int cli_student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill *dist, const char *path,
-                     int with_state) {
-    bd_result r = bd_model_set_grid(sm, dist->grid, dist->N);
-    if (r == BD_SUCCESS)
-        r = bd_model_save_state(ctx, sm, path, dist->ema, with_state ? sm->net->params : NULL,
-                                with_state ? &dist->adam : NULL, with_state ? &dist->rng : NULL, NULL);
+/* --out is the student as a model (the teacher's configuration with K
+   branches): its grid and the distiller's EMA weights as the model tensors
+   (what `bdense sample` loads).  Beside it, <out>.state.safetensors is the
+   distiller's exact state (bd_distill_save_state: raw weights, EMA, Adam,
+   rng, step, the branch-loss / agreement EMAs), what --resume reads. */
+static int cli__student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill *dist, const char *path) {
+    char state[1024];
+    float *ema = (float *)malloc(sizeof(float) * (size_t)sm->net->n_params);
+    bd_result r = ema ? BD_SUCCESS : BD_ERROR_OUT_OF_MEMORY;
+    if (r == BD_SUCCESS) r = bd_backend_download(dist->mctx, ema, dist->ema, sizeof(float) * (size_t)sm->net->n_params);
+    if (r == BD_SUCCESS) r = bd_model_set_grid(sm, dist->grid, dist->N);
+    if (r == BD_SUCCESS) r = bd_model_save_state(ctx, sm, path, ema, NULL, NULL, NULL, NULL);
+    free(ema);
     if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
-    return 0;
-}
-
-int cli_student_resume(const char *cmd, bd_context *ctx, const char *path, bd_model *sm, bd_distill *dist) {
-    bd_safetensors *st = NULL;
-    const char *steps, *branches;
-    int64_t sv = 0, kv = 0;
-    int found = 0;
-    bd_result r = bd_safetensors_load(ctx, path, &st);
-    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
-    steps = bd_safetensors_meta(st, "steps");
-    branches = bd_safetensors_meta(st, "branches");
-    if (!steps || cli_parse_integer(steps, &sv) != 0 || sv != dist->N || !branches ||
-        cli_parse_integer(branches, &kv) != 0 || kv != dist->K) {
-        int rc = cli_fail(cmd, "--resume %s: it has %s student steps and %s branches, this run %lld and %lld", path,
-                          steps ? steps : "no", branches ? branches : "?", (long long)dist->N, (long long)dist->K);
-        bd_safetensors_free(st);
-        return rc;
-    }
-    bd_safetensors_free(st);
-    r = bd_model_load_state(ctx, path, sm, dist->ema, sm->net->params, &dist->adam, &dist->rng, NULL, &found);
-    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
-    if ((found & 7) != 7) return cli_fail(cmd, "--resume %s: the file holds no optimiser state", path);
-    dist->step = dist->adam.step;
+    cli_sibling(state, sizeof state, path, ".state.safetensors");
+    r = bd_distill_save_state(dist, state);
+    if (r != BD_SUCCESS) return cli_fail_bd(cmd, dist->ctx, r, state);
     return 0;
 }
 
@@ -149,16 +129,6 @@ static int cli__load_traj(const char *cmd, bd_context *ctx, const char *path, co
     return 0;
 }
 
-/* --device cuda: the GPU student's weights and EMA into the host student and
-   distiller (what cli_student_save writes and bd_distill_eval reads) */
-static int cli__gpu_mirror(bd_device_distill *dd, bd_context *gpu, bd_model *smodel, bd_distill *dist) {
-    bd_result r = bd_device_distill_download(dd, smodel->net->params, dist->ema);
-    if (r != BD_SUCCESS) return cli_fail_bd("distill", gpu, r, "copying the student from the GPU");
-    dist->step = dd->step;
-    dist->rng = dd->rng;
-    return 0;
-}
-
 int cmd_distill(int argc, char **argv) {
     cli_args a;
     cli__dopts o;
@@ -178,9 +148,7 @@ int cmd_distill(int argc, char **argv) {
     cli__traj_file tf;
     bd_npy_stream tstream;
     int stream = 0;
-    bd_context *gpu = NULL;              /* --device cuda */
-    bd_denoiser *gteacher = NULL, *gstudent = NULL;
-    bd_device_distill *dd = NULL;
+    bd_context *gpu = NULL;              /* --device cuda: the models and the distiller live there */
     float *xb = NULL;
     FILE *csv = NULL;
     char csv_path[1024], png_path[1024];
@@ -242,7 +210,8 @@ int cmd_distill(int argc, char **argv) {
     cli_add_str(&a, "log", &log, "CSV", "loss CSV (default: <out>.loss.csv)");
     cli_add_str(&a, "plot", &plot, "PNG", "per-branch loss picture (default: <out>.loss.png)");
     cli_range(cli_add_int(&a, "log-every", &log_every, "N", "steps per CSV row"), 1, 1e9);
-    cli_add_str(&a, "resume", &resume, "FILE", "continue from this student checkpoint (with optimiser state)");
+    cli_add_str(&a, "resume", &resume, "FILE",
+                "continue exactly from a distiller state (<out>.state.safetensors, written with every checkpoint)");
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
@@ -252,20 +221,6 @@ int cmd_distill(int argc, char **argv) {
     if (stream && !traj) return cli_fail("distill", "--stream reads a --trajectories file; give one");
     if (rounds > 1 && strcmp(o.method, "pd") != 0) return cli_fail("distill", "--rounds is for --method pd");
     if (rounds > 1 && resume) return cli_fail("distill", "--resume works for single-round runs (resume each round's output with --rounds 1)");
-    if (a.device && strcmp(a.device, "cuda") == 0) {
-        if (strcmp(o.distance, "l1") == 0) return cli_fail("distill", "--device cuda: the GPU step uses the L2 distance");
-        if (rounds > 1) return cli_fail("distill", "--device cuda runs one PD round per call (--rounds 1; give "
-                                        "each round's output as the next --teacher)");
-        if (resume) return cli_fail("distill", "--resume is not available with --device cuda (the GPU optimiser "
-                                    "state is not saved)");
-        if (strcmp(o.dense_targets, "student") == 0 && cli_given(&a, "dense-targets"))
-            return cli_fail("distill", "--dense-targets student runs on the CPU only (use trajectory or --teacher-forcing "
-                                       "with --device cuda)");
-        if (!o.teacher_forcing && strcmp(o.method, "td") == 0 && o.branches > 1) {
-            o.dense_targets = "trajectory";
-            cli_note(&a, "--device cuda: dense targets from the trajectory (--dense-targets trajectory)\n");
-        }
-    }
     cli_sibling(csv_path, sizeof csv_path, out, ".loss.csv");
     cli_sibling(png_path, sizeof png_path, out, ".loss.png");
     if (log) snprintf(csv_path, sizeof csv_path, "%s", log);
@@ -306,19 +261,27 @@ int cmd_distill(int argc, char **argv) {
         r = bd_model_init(ctx, student, teacher->param, teacher->schedule, &smodel); /* owns student */
         student = NULL;
     }
-    if (r == BD_SUCCESS) r = bd_distill_init(ctx, &dc, teacher->net, smodel->net, batch, &dist);
+    if (r != BD_SUCCESS) {
+        rc = cli_fail_bd("distill", ctx, r, "student");
+        goto done;
+    }
+    if (gpu) { /* --device cuda: both models move to the GPU, the distiller runs there */
+        r = bd_denoiser_to_context(teacher->net, gpu);
+        if (r == BD_SUCCESS) r = bd_denoiser_to_context(smodel->net, gpu);
+        if (r != BD_SUCCESS) {
+            rc = cli_fail_bd("distill", gpu, r, "moving the models to the GPU");
+            goto done;
+        }
+    }
+    r = bd_distill_init(ctx, &dc, teacher->net, smodel->net, batch, &dist);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("distill", ctx, r, "distiller");
         goto done;
     }
-    if (resume && cli_student_resume("distill", ctx, resume, smodel, dist)) goto done;
-    if (gpu) { /* --device cuda: GPU copies of teacher and student; the host ones mirror them at saves */
-        if (cli_gpu_clone("distill", gpu, teacher->net, &gteacher) ||
-            cli_gpu_clone("distill", gpu, smodel->net, &gstudent))
-            goto done;
-        r = bd_device_distill_init(&dc, gteacher, gstudent, batch, &dd);
+    if (resume) {
+        r = bd_distill_load_state(dist, resume);
         if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("distill", gpu, r, "GPU distiller");
+            rc = cli_fail_bd("distill", ctx, r, resume);
             goto done;
         }
     }
@@ -337,17 +300,15 @@ int cmd_distill(int argc, char **argv) {
     if (traj && stream) {
         r = bd_npy_stream_open(ctx, traj, &tstream);
         if (r == BD_SUCCESS) r = bd_distill_set_trajectory_stream(dist, &tstream);
-        if (r == BD_SUCCESS && dd) r = bd_device_distill_set_trajectory_stream(dd, &tstream);
         if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("distill", dd ? gpu : ctx, r, traj);
+            rc = cli_fail_bd("distill", ctx, r, traj);
             goto done;
         }
     } else if (traj) {
         if (cli__load_traj("distill", ctx, traj, dist, &tf)) goto done;
         r = bd_distill_set_trajectories(dist, tf.data, tf.count);
-        if (r == BD_SUCCESS && dd) r = bd_device_distill_set_trajectories(dd, tf.data, tf.count);
         if (r != BD_SUCCESS) {
-            rc = cli_fail_bd("distill", dd ? gpu : ctx, r, traj);
+            rc = cli_fail_bd("distill", ctx, r, traj);
             goto done;
         }
     }
@@ -381,26 +342,20 @@ int cmd_distill(int argc, char **argv) {
             double loss = 0, mse = -1;
             char extra[160];
             int n_extra;
-            if (xb) { /* the same draws as the CPU path: one rng for data and step */
-                r = cli_data_batch(&ds, xb, batch, dd ? &dd->rng : &dist->rng);
+            if (xb) { /* one rng for data and step */
+                r = cli_data_batch(&ds, xb, batch, &dist->rng);
                 if (r != BD_SUCCESS) {
                     rc = cli_fail_bd("distill", ctx, r, "data");
                     goto done;
                 }
             }
-            if (dd) {
-                r = bd_device_distill_step(dd, xb, batch, &loss, bl);
-                dist->step = dd->step;
-                for (k = 0; k < dist->K; k++) dist->weights[k] = dd->weights[k];
-            } else {
-                r = bd_distill_step(dist, xb, batch, &loss, bl);
-            }
+            r = bd_distill_step(dist, xb, batch, &loss, bl);
             if (r == BD_ERROR_NONFINITE) {
                 rc = cli_fail("distill", "non-finite loss at step %lld (lower --lr?)", (long long)(dist->step + 1));
                 goto done;
             }
             if (r != BD_SUCCESS) {
-                rc = cli_fail_bd("distill", dd ? gpu : ctx, r, "distillation step");
+                rc = cli_fail_bd("distill", ctx, r, "distillation step");
                 goto done;
             }
             total_done++;
@@ -409,8 +364,7 @@ int cmd_distill(int argc, char **argv) {
             nlog++;
             smooth = smooth < 0 ? loss : 0.95 * smooth + 0.05 * loss;
             if (eval_every > 0 && dist->step % eval_every == 0) {
-                r = dd ? bd_device_distill_download(dd, smodel->net->params, dist->ema) : BD_SUCCESS;
-                if (r == BD_SUCCESS) r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
+                r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
                 if (r != BD_SUCCESS) mse = -1;
             }
             if (nlog == log_every || dist->step == steps || mse >= 0) {
@@ -449,8 +403,7 @@ int cmd_distill(int argc, char **argv) {
             if (dist->K > 1 && n_extra < (int)sizeof extra - 2) snprintf(extra + n_extra, sizeof extra - (size_t)n_extra, "]");
             cli_progress_update(&bar, dist->step, extra);
             if ((save_every > 0 && dist->step % save_every == 0) || cli_interrupted()) {
-                if (dd && cli__gpu_mirror(dd, gpu, smodel, dist)) goto done;
-                if (cli_student_save("distill", ctx, smodel, dist, out, !dd)) goto done;
+                if (cli__student_save("distill", ctx, smodel, dist, out)) goto done;
             }
             if (cli_interrupted()) {
                 cli_progress_done(&bar, "interrupted");
@@ -473,8 +426,7 @@ int cmd_distill(int argc, char **argv) {
             }
         }
     }
-    if (dd && cli__gpu_mirror(dd, gpu, smodel, dist)) goto done;
-    if (cli_student_save("distill", ctx, smodel, dist, out, !dd)) goto done;
+    if (cli__student_save("distill", ctx, smodel, dist, out)) goto done;
     {
         double mse = 0;
         r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
@@ -512,10 +464,6 @@ int cmd_distill(int argc, char **argv) {
     rc = 0;
 done:
     if (csv) fclose(csv);
-    if (dd) bd_device_distill_free(dd);
-    if (gstudent) bd_denoiser_free(gstudent);
-    if (gteacher) bd_denoiser_free(gteacher);
-    if (gpu) bd_context_free(gpu);
     free(xb);
     free(plot_x);
     free(plot_y);
@@ -526,6 +474,7 @@ done:
     if (student) bd_denoiser_free(student);
     if (smodel) bd_model_free(smodel);
     if (teacher) bd_model_free(teacher);
+    if (gpu) bd_context_free(gpu);
     bd_context_free(ctx);
     return rc;
 }

@@ -484,24 +484,6 @@ int cli_gpu(const cli_args *a, bd_context **gpu) {
 #endif
 }
 
-int cli_gpu_clone(const char *cmd, bd_context *gpu, const bd_denoiser *net, bd_denoiser **out) {
-    bd_unet_config uc;
-    bd_rng rng = bd_rng_init(0);
-    bd_result r;
-    *out = NULL;
-    if (bd_unet_get_config(net, &uc) != BD_SUCCESS)
-        return cli_fail(cmd, "--device cuda runs UNet models only (this one is \"%s\")", net->vt->kind);
-    r = bd_unet_init(gpu, &uc, &rng, out);
-    if (r == BD_SUCCESS)
-        r = bd_backend_upload(gpu, (*out)->params, net->params, (size_t)net->n_params * sizeof(float));
-    if (r != BD_SUCCESS) {
-        bd_denoiser_free(*out);
-        *out = NULL;
-        return cli_fail_bd(cmd, gpu, r, "copying the model to the GPU");
-    }
-    return 0;
-}
-
 int cli_context(const cli_args *a, bd_context **ctx) {
     bd_context_config cc = bd_context_config_init();
     long threads = (long)a->threads;

@@ -507,150 +507,151 @@ static void test_sampler_device_path(void) {
     bd_context_free(ctx);
 }
 
-/* the B-DENSE PD step in the backend against bd_distill_step (tiny UNets
-   on a CPU context): same draws, same targets, loss, branch losses and
-   weights after a few steps.  (eps is not compared: at t = 1 its x_hat is
-   1e4 (z - o) and any float32 evaluation differs from the CPU's double one
-   by ~1e-3; docs/spec.md sec. 5 asks for v or x0 in distillation anyway.) */
-static void distill_case(bd_distill_weights wk, bd_distill_space space, bd_param_kind param) {
-    enum { B = 3, STEPS = 3 };
-    bd_context *ctx = mkctx();
-    bd_unet_config uc = bd_unet_config_init();
-    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
-    bd_rng rt = bd_rng_init(1), rw = bd_rng_init(2), rs1 = bd_rng_init(3), rs2 = bd_rng_init(3), data = bd_rng_init(4);
-    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL;
-    bd_distill *dist = NULL;
-    bd_device_distill *dd = NULL;
-    float x[B * 64], *p2;
-    double l1, l2, b1[2], b2[2], worst = 0, w;
-    int s, k;
-    uc.image_size = 8; uc.ch = 8; uc.levels = 2; uc.ch_mult[1] = 2; uc.ch_mult[2] = 0;
-    uc.attn[1] = 1; uc.attn[2] = 0; uc.groups = 2; uc.heads = 2;
-    dc.weights = wk;
-    dc.space = space;
-    dc.param = param;
+/* bd_distill on the shadow device against the CPU context: the same draws,
+   the same kernels in the same order, so loss, branch losses, weights,
+   params, EMA, Adam moments and rng are bit for bit the same.  PD and TD,
+   several weight schedules (adaptive, agree, anneal), x and z space, L1,
+   teacher_refine, TD on the fly / cached / teacher forcing / dense targets
+   from the student's state; then save_state on the device, load_state on
+   the CPU (and back), and one more step on each: identical. */
+typedef struct dcase {
+    bd_distill_method method;
+    bd_distill_weights weights;
+    bd_distill_space space;
+    bd_distill_distance distance;
+    bd_param_kind param;
+    bd_sampler_kind solver;
+    int cached, forcing, refine;
+    bd_distill_dense_targets dense;
+} dcase;
+
+static int dist_same(bd_distill *a, bd_distill *b, float *buf) {
+    int64_t P = a->student->n_params, k;
+    size_t bytes = (size_t)P * sizeof(float);
+    int same = a->step == b->step && a->last_loss == b->last_loss && a->last_grad_norm == b->last_grad_norm &&
+               memcmp(a->rng.s, b->rng.s, sizeof a->rng.s) == 0 && a->agree_ema == b->agree_ema &&
+               a->branch_ema_count == b->branch_ema_count && a->adam.step == b->adam.step;
+    for (k = 0; k < a->K; k++)
+        same = same && a->weights[k] == b->weights[k] && a->branch_ema[k] == b->branch_ema[k] &&
+               a->last_branch_loss[k] == b->last_branch_loss[k];
+    if (bd_backend_download(b->mctx, buf, b->student->params, bytes) != BD_SUCCESS) return 0;
+    same = same && memcmp(buf, a->student->params, bytes) == 0;
+    if (bd_backend_download(b->mctx, buf, b->ema, bytes) != BD_SUCCESS) return 0;
+    same = same && memcmp(buf, a->ema, bytes) == 0;
+    if (bd_backend_download(b->mctx, buf, b->adam.m, bytes) != BD_SUCCESS) return 0;
+    same = same && memcmp(buf, a->adam.m, bytes) == 0;
+    if (bd_backend_download(b->mctx, buf, b->adam.v, bytes) != BD_SUCCESS) return 0;
+    return same && memcmp(buf, a->adam.v, bytes) == 0;
+}
+
+static void distill_case(const dcase *dc0) {
+    enum { B = 3, STEPS = 3, K = 2, NCACHE = 5 };
+    bd_context *ctx = mkctx(), *dev = mkshadow();
+    bd_distill_config dc = bd_distill_config_init(dc0->method, K, dc0->method == BD_DISTILL_PD ? 4 : 2);
+    bd_denoiser *t1 = NULL, *t2 = NULL, *s1 = NULL, *s2 = NULL, *tmp = NULL;
+    bd_distill *a = NULL, *b = NULL;
+    bd_rng data = bd_rng_init(4), rc = bd_rng_init(8);
+    float x[B * 64], *cache = NULL, *buf;
+    double l1 = 0, l2 = 0, bl1[K], bl2[K];
+    const char *path = "build/test_backend_distill.safetensors";
+    int s, same = 1;
+    if (!ctx || !dev) return;
+    tiny_unet_pair(ctx, dev, 1, &t1, &t2);
+    tiny_unet_pair(ctx, dev, K, &s1, &tmp);
+    if (!t1 || !t2 || !s1 || !tmp) return;
+    bd_denoiser_free(tmp);
+    tmp = NULL;
+    /* students: K-branch copies of the teacher (as bd_distill_student_from_teacher) */
+    BDT_CHECK(bd_denoiser_copy_weights(s1, t1) == BD_SUCCESS);
+    {
+        bd_rng r = bd_rng_init(3);
+        BDT_CHECK(bd_distill_student_from_teacher(t1, K, &r, &s2) == BD_SUCCESS);
+        if (!s2) return;
+        BDT_CHECK(memcmp(s1->params, s2->params, (size_t)s1->n_params * sizeof(float)) == 0);
+        BDT_CHECKF(bd_denoiser_to_context(s2, dev) == BD_SUCCESS, "%s", bd_context_message(dev));
+    }
+    dc.weights = dc0->weights;
+    dc.space = dc0->space;
+    dc.distance = dc0->distance;
+    dc.param = dc0->param;
     dc.teacher_substeps = 4;
+    dc.teacher_refine = dc0->refine;
     dc.anneal_steps = 2;
     dc.adam.lr = 1e-3;
+    dc.adam.grad_clip = 0.5;
     dc.seed = 5;
-    BDT_CHECK(bd_unet_init(ctx, &uc, &rt, &teacher) == BD_SUCCESS);
-    if (!teacher) return;
-    bd_rng_uniform_fill(&rw, teacher->params, teacher->n_params, -0.2f, 0.2f);
-    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &rs1, &s1) == BD_SUCCESS);
-    BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &rs2, &s2) == BD_SUCCESS);
-    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, B, &dist) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_distill_init(&dc, teacher, s2, B, &dd) == BD_SUCCESS, "%s", bd_context_message(ctx));
-    if (!dist || !dd) return;
+    if (dc0->method == BD_DISTILL_TD) {
+        dc.teacher_solver = dc0->solver;
+        dc.teacher_forcing = dc0->forcing;
+        dc.dense_targets = dc0->dense;
+    }
+    BDT_CHECKF(bd_distill_init(ctx, &dc, t1, s1, B, &a) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECKF(bd_distill_init(dev, &dc, t2, s2, B, &b) == BD_SUCCESS, "%s", bd_context_message(dev));
+    if (!a || !b) return;
+    if (dc0->cached) {
+        cache = (float *)malloc(sizeof(float) * (size_t)(NCACHE * (a->S + 1) * a->D));
+        BDT_CHECK(bd_distill_teacher_trajectories(a, cache, NCACHE, &rc) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_set_trajectories(a, cache, NCACHE) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_set_trajectories(b, cache, NCACHE) == BD_SUCCESS);
+    }
     for (s = 0; s < STEPS; s++) {
+        const float *xp = dc0->method == BD_DISTILL_PD ? x : NULL;
         bd_rng_uniform_fill(&data, x, B * 64, -1.0f, 1.0f);
-        BDT_CHECK(bd_distill_step(dist, x, B, &l1, b1) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_distill_step(dd, x, B, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(ctx));
-        w = fabs(l1 - l2) / fabs(l1);
-        for (k = 0; k < 2; k++)
-            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > w) w = fabs(b1[k] - b2[k]) / fabs(b1[k]);
-        if (w > worst) worst = w;
+        BDT_CHECK(bd_distill_step(a, xp, B - s % 2, &l1, bl1) == BD_SUCCESS);
+        BDT_CHECKF(bd_distill_step(b, xp, B - s % 2, &l2, bl2) == BD_SUCCESS, "%s", bd_context_message(dev));
+        same = same && l1 == l2 && memcmp(bl1, bl2, sizeof bl1) == 0;
     }
-    /* the residuals are small against the values they are differences of
-       (the student starts as the teacher): float32 y = a z + c o on the
-       backend vs the CPU's double residual differ by ~1e-5 relative */
-    BDT_CHECKF(worst < 5e-4, "distill loss rel diff %.3g", worst);
-    p2 = (float *)malloc((size_t)s2->n_params * sizeof(float));
-    BDT_CHECK(bd_device_distill_download(dd, NULL, p2) == BD_SUCCESS);
-    w = bdt_close_ratio(p2, dist->ema, (long)s2->n_params, 1e-5, 1e-4, NULL);
-    BDT_CHECKF(w <= 1.0, "distill EMA worst ratio %.3g", w);
-    w = bdt_close_ratio(s2->params, s1->params, (long)s2->n_params, 1e-5, 1e-4, NULL);
-    BDT_CHECKF(w <= 1.0, "distill params worst ratio %.3g", w);
-    for (k = 0; k < 2; k++) BDT_CHECK(fabs(dd->weights[k] - dist->weights[k]) <= 1e-4 * fabs(dist->weights[k]));
-    printf("    weights %s space %s param %s: loss rel diff %.2e (loss %.5f)\n", bd_distill_weights_name(wk),
-           space == BD_DISTILL_SPACE_X ? "x" : "z", bd_param_name(param), worst, l2);
-    free(p2);
-    bd_device_distill_free(dd);
-    bd_distill_free(dist);
-    bd_denoiser_free(s1);
-    bd_denoiser_free(s2);
-    bd_denoiser_free(teacher);
-    bd_context_free(ctx);
-}
-
-/* the B-DENSE TD step in the backend against bd_distill_step: trajectories
-   solved by the teacher in the backend (each solver) or drawn from a shared
-   host cache, own states or teacher forcing, x or z space */
-static void td_case(bd_sampler_kind solver, int cached, int forcing, bd_distill_space space,
-                    bd_distill_weights wk) {
-    enum { B = 3, STEPS = 3, K = 2, NCACHE = 5 };
-    bd_context *ctx = mkctx();
-    bd_unet_config uc = bd_unet_config_init();
-    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, K, 2);
-    bd_rng rt = bd_rng_init(1), rw = bd_rng_init(2), rs1 = bd_rng_init(3), rs2 = bd_rng_init(3), rc = bd_rng_init(8);
-    bd_denoiser *teacher = NULL, *s1 = NULL, *s2 = NULL;
-    bd_distill *dist = NULL;
-    bd_device_distill *dd = NULL;
-    float *p2, *cache = NULL;
-    double l1, l2, b1[K], b2[K], worst = 0, w;
-    int s, k;
-    uc.image_size = 8; uc.ch = 8; uc.levels = 2; uc.ch_mult[1] = 2; uc.ch_mult[2] = 0;
-    uc.attn[1] = 1; uc.attn[2] = 0; uc.groups = 2; uc.heads = 2;
-    dc.weights = wk;
-    dc.space = space;
-    dc.param = BD_PARAM_V;
-    dc.teacher_substeps = 4;
-    dc.teacher_solver = solver;
-    dc.teacher_forcing = forcing;
-    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
-    dc.adam.lr = 1e-3;
-    dc.seed = 6;
-    BDT_CHECK(bd_unet_init(ctx, &uc, &rt, &teacher) == BD_SUCCESS);
-    if (!teacher) return;
-    bd_rng_uniform_fill(&rw, teacher->params, teacher->n_params, -0.2f, 0.2f);
-    BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &rs1, &s1) == BD_SUCCESS);
-    BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &rs2, &s2) == BD_SUCCESS);
-    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, s1, B, &dist) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_distill_init(&dc, teacher, s2, B, &dd) == BD_SUCCESS, "%s", bd_context_message(ctx));
-    if (!dist || !dd) return;
-    BDT_CHECK(bd_device_distill_step(dd, dist->zt, B, &l2, b2) == BD_ERROR_INVALID_ARGUMENT); /* TD takes no x */
-    if (cached) {
-        cache = (float *)malloc(sizeof(float) * (size_t)(NCACHE * (dist->S + 1) * dist->D));
-        BDT_CHECK(bd_distill_teacher_trajectories(dist, cache, NCACHE, &rc) == BD_SUCCESS);
-        BDT_CHECK(bd_distill_set_trajectories(dist, cache, NCACHE) == BD_SUCCESS);
-        BDT_CHECK(bd_device_distill_set_trajectories(dd, cache, NCACHE) == BD_SUCCESS);
-    }
-    for (s = 0; s < STEPS; s++) {
-        BDT_CHECK(bd_distill_step(dist, NULL, B, &l1, b1) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_distill_step(dd, NULL, B, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(ctx));
-        w = fabs(l1 - l2) / fabs(l1);
-        for (k = 0; k < K; k++)
-            if (fabs(b1[k] - b2[k]) / fabs(b1[k]) > w) w = fabs(b1[k] - b2[k]) / fabs(b1[k]);
-        if (w > worst) worst = w;
-    }
-    BDT_CHECKF(worst < 5e-4, "TD loss rel diff %.3g", worst);
-    p2 = (float *)malloc((size_t)s2->n_params * sizeof(float));
-    BDT_CHECK(bd_device_distill_download(dd, NULL, p2) == BD_SUCCESS);
-    w = bdt_close_ratio(p2, dist->ema, (long)s2->n_params, 1e-5, 1e-4, NULL);
-    BDT_CHECKF(w <= 1.0, "TD EMA worst ratio %.3g", w);
-    w = bdt_close_ratio(s2->params, s1->params, (long)s2->n_params, 1e-5, 1e-4, NULL);
-    BDT_CHECKF(w <= 1.0, "TD params worst ratio %.3g", w);
-    BDT_CHECK(memcmp(dd->rng.s, dist->rng.s, sizeof dd->rng.s) == 0); /* the same draws */
-    printf("    TD %s%s%s space %s weights %s: loss rel diff %.2e (loss %.5f)\n", bd_sampler_name(solver),
-           cached ? ", cached" : "", forcing ? ", teacher forcing" : "", space == BD_DISTILL_SPACE_X ? "x" : "z",
-           bd_distill_weights_name(wk), worst, l2);
-    free(p2);
+    buf = (float *)malloc((size_t)s1->n_params * sizeof(float));
+    if (!buf) return;
+    same = same && dist_same(a, b, buf);
+    BDT_CHECKF(same, "%s %s space %s %s: CPU and device differ (loss %.9g vs %.9g)",
+               bd_distill_method_name(dc0->method), bd_distill_weights_name(dc0->weights),
+               dc0->space == BD_DISTILL_SPACE_X ? "x" : "z", bd_param_name(dc0->param), l1, l2);
+    /* the exact state crosses: device -> file -> CPU, CPU -> file -> device */
+    BDT_CHECKF(bd_distill_save_state(b, path) == BD_SUCCESS, "%s", bd_context_message(dev));
+    BDT_CHECKF(bd_distill_load_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    BDT_CHECK(dist_same(a, b, buf));
+    BDT_CHECK(bd_distill_step(a, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_save_state(a, path) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_step(a, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
+    BDT_CHECKF(bd_distill_load_state(b, path) == BD_SUCCESS, "%s", bd_context_message(dev));
+    BDT_CHECK(bd_distill_step(b, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l2, bl2) == BD_SUCCESS);
+    BDT_CHECKF(l1 == l2 && dist_same(a, b, buf), "after the resume: loss %.9g vs %.9g", l1, l2);
+    /* the EMA into a host network */
+    BDT_CHECK(bd_distill_copy_ema(b, s1) == BD_SUCCESS);
+    BDT_CHECK(memcmp(s1->params, a->ema, (size_t)s1->n_params * sizeof(float)) == 0);
+    printf("    %s weights %s space %s %s%s%s%s: identical, loss %.5f\n", bd_distill_method_name(dc0->method),
+           bd_distill_weights_name(dc0->weights), dc0->space == BD_DISTILL_SPACE_X ? "x" : "z",
+           dc0->distance == BD_DISTILL_L1 ? "l1 " : "", bd_param_name(dc0->param),
+           dc0->cached ? ", cached" : "", dc0->forcing ? ", teacher forcing" : "", l2);
+    remove(path);
+    free(buf);
     free(cache);
-    bd_device_distill_free(dd);
-    bd_distill_free(dist);
+    /* the models first: a distiller outlives its models' buffers' use */
+    bd_distill_free(b);
+    bd_distill_free(a);
     bd_denoiser_free(s1);
     bd_denoiser_free(s2);
-    bd_denoiser_free(teacher);
+    bd_denoiser_free(t1);
+    bd_denoiser_free(t2);
+    bd_context_free(dev);
     bd_context_free(ctx);
 }
 
-static void test_device_distill_cpu(void) {
-    distill_case(BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_X, BD_PARAM_V);
-    distill_case(BD_WEIGHTS_ADAPTIVE, BD_DISTILL_SPACE_X, BD_PARAM_V);
-    distill_case(BD_WEIGHTS_ANNEAL, BD_DISTILL_SPACE_Z, BD_PARAM_X0);
-    td_case(BD_SAMPLER_DPMPP_2M, 0, 0, BD_DISTILL_SPACE_Z, BD_WEIGHTS_UNIFORM);
-    td_case(BD_SAMPLER_HEUN, 0, 1, BD_DISTILL_SPACE_Z, BD_WEIGHTS_ADAPTIVE);
-    td_case(BD_SAMPLER_EULER, 0, 0, BD_DISTILL_SPACE_X, BD_WEIGHTS_LINEAR);
-    td_case(BD_SAMPLER_DDIM, 1, 0, BD_DISTILL_SPACE_Z, BD_WEIGHTS_FINAL);
+static void test_distill_device_path(void) {
+    static const dcase cases[] = {
+        {BD_DISTILL_PD, BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_X, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DDIM, 0, 0, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_PD, BD_WEIGHTS_ADAPTIVE, BD_DISTILL_SPACE_X, BD_DISTILL_L2, BD_PARAM_EPS, BD_SAMPLER_DDIM, 0, 0, 2, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_PD, BD_WEIGHTS_ANNEAL, BD_DISTILL_SPACE_Z, BD_DISTILL_L1, BD_PARAM_X0, BD_SAMPLER_DDIM, 0, 0, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_PD, BD_WEIGHTS_AGREE, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DDIM, 0, 0, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_TD, BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DPMPP_2M, 0, 0, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_TD, BD_WEIGHTS_ADAPTIVE, BD_DISTILL_SPACE_Z, BD_DISTILL_L1, BD_PARAM_V, BD_SAMPLER_HEUN, 0, 1, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_TD, BD_WEIGHTS_LINEAR, BD_DISTILL_SPACE_X, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_EULER, 0, 0, 2, BD_DENSE_FROM_TRAJECTORY},
+        {BD_DISTILL_TD, BD_WEIGHTS_AGREE, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_X0, BD_SAMPLER_DDIM, 1, 0, 1, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_TD, BD_WEIGHTS_FINAL, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DDIM, 1, 0, 1, BD_DENSE_FROM_TRAJECTORY},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) distill_case(&cases[i]);
 }
 
 int main(void) {
@@ -664,6 +665,6 @@ int main(void) {
     BDT_RUN(test_trainer_device_path);
     BDT_RUN(test_trainer_device_checkpoint);
     BDT_RUN(test_sampler_device_path);
-    BDT_RUN(test_device_distill_cpu);
+    BDT_RUN(test_distill_device_path);
     return BDT_SUMMARY("test_backend");
 }

@@ -1000,7 +1000,7 @@ static bd_result device_bad(fx *F, int which) {
     bd_trainer_config tc = bd_trainer_config_init();
     bd_trainer *dt = NULL;
     bd_sampler *ds = NULL;
-    bd_device_distill *dd = NULL;
+    bd_distill *dd = NULL;
     bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
     float x[FX_B * FX_D];
     bd_result r = BD_SUCCESS;
@@ -1027,40 +1027,57 @@ static bd_result device_bad(fx *F, int which) {
         bd_context_free(dev);
         break;
     }
-    case 11: case 13: case 14: case 15: case 16: case 17: case 18: case 19: case 20: {
-        /* 11: the L1 distance is host-only; 13: TD given data; 14: a cache
-           for PD; 15: an empty cache; 16: a NULL stream; 17: an unopened one;
-           host-only options: 18 dense targets from the student's state,
-           19 teacher_refine, 20 agree weights */
+    case 11: case 18: { /* 11: an MLP teacher and student on a device context (only "unet" runs
+                           there); 18: the teacher on the CPU, the student on a device */
+        bd_context *dev = NULL;
+        bd_context_config cc = bd_context_config_init();
+        bd_mlp_config mc = bd_mlp_config_init(FX_D);
+        bd_denoiser *tm = NULL, *sm = NULL;
+        bd_rng rng = bd_rng_init(1);
+        if (bd_context_init(&cc, &dev) != BD_SUCCESS) return BD_ERROR_BACKEND;
+        g_fake_dev = *bd_backend_cpu();
+        g_fake_dev.device_memory = 1;
+        mc.branches = 2;
+        if (bd_context_set_backend(dev, &g_fake_dev) != BD_SUCCESS || bd_mlp_create(dev, &mc, &rng, &sm) != BD_SUCCESS)
+            r = BD_ERROR_BACKEND;
+        mc.branches = 1;
+        if (r == BD_SUCCESS && bd_mlp_create(which == 11 ? dev : F->ctx, &mc, &rng, &tm) != BD_SUCCESS) r = BD_ERROR_BACKEND;
+        if (r == BD_SUCCESS) r = bd_distill_init(F->ctx, &dc, tm, sm, 4, &dd);
+        bd_distill_free(dd);
+        dd = NULL;
+        bd_denoiser_free(tm);
+        bd_denoiser_free(sm);
+        bd_context_free(dev);
+        break;
+    }
+    case 13: case 14: case 15: case 16: case 17: {
+        /* 13: TD given data; 14: a cache for PD; 15: an empty cache; 16: a
+           NULL stream; 17: an unopened one */
         bd_denoiser *st = NULL;
         bd_npy_stream ns;
         memset(&ns, 0, sizeof ns);
-        dc.dense_targets = which == 18 ? BD_DENSE_FROM_STUDENT : BD_DENSE_FROM_TRAJECTORY;
-        if (which == 19) dc.teacher_refine = 2;
-        if (which == 20) dc.weights = BD_WEIGHTS_AGREE;
-        if (which == 11) dc.distance = BD_DISTILL_L1;
         if (which == 14) {
             dc = bd_distill_config_init(BD_DISTILL_PD, 2, 2);
             dc.teacher_substeps = 2;
         }
         if (bd_distill_student_from_teacher(F->mlp_other, 2, &F->rng, &st) != BD_SUCCESS) return BD_ERROR_BACKEND;
-        r = bd_device_distill_init(&dc, F->mlp_other, st, 4, &dd);
-        if (which != 11 && which < 18 && r != BD_SUCCESS) r = BD_ERROR_BACKEND;
-        else if (which == 13) r = bd_device_distill_step(dd, x, 2, NULL, NULL);
-        else if (which == 14 || which == 15) r = bd_device_distill_set_trajectories(dd, x, which == 14 ? 1 : 0);
-        else if (which == 16) r = bd_device_distill_set_trajectory_stream(dd, NULL);
-        else if (which == 17) r = bd_device_distill_set_trajectory_stream(dd, &ns);
-        bd_device_distill_free(dd);
+        r = bd_distill_init(F->ctx, &dc, F->mlp_other, st, 4, &dd);
+        if (r != BD_SUCCESS) r = BD_ERROR_BACKEND;
+        else if (which == 13) r = bd_distill_step(dd, x, 2, NULL, NULL);
+        else if (which == 14 || which == 15) r = bd_distill_set_trajectories(dd, x, which == 14 ? 1 : 0);
+        else if (which == 16) r = bd_distill_set_trajectory_stream(dd, NULL);
+        else if (which == 17) r = bd_distill_set_trajectory_stream(dd, &ns);
+        bd_distill_free(dd);
         dd = NULL;
         bd_denoiser_free(st);
         break;
     }
-    case 12: r = bd_device_distill_init(NULL, F->mlp, F->mlp, 4, &dd); break;
+    case 12: r = bd_distill_init(F->ctx, NULL, F->mlp, F->mlp, 4, &dd); break;
     default: break;
     }
     bd_trainer_free(dt);
     bd_sampler_free(ds);
-    bd_device_distill_free(dd);
+    bd_distill_free(dd);
     return r;
 }
 static bd_result dstate_bad(fx *F, int which) {
@@ -1541,16 +1558,14 @@ typedef struct mcase {
     X(to_context_null, E_ARG, 0, backend_bad(F, 9))                                            \
     X(trainer_mlp_on_device, E_UNS, 1, device_bad(F, 0))                                      \
     X(sampler_mlp_on_device, E_UNS, 1, device_bad(F, 1))                                      \
-    X(dev_distill_l1, E_UNS, 1, device_bad(F, 11))                                             \
+    X(dev_distill_mlp, E_UNS, 1, device_bad(F, 11))                                            \
     X(dev_distill_null_cfg, E_ARG, 1, device_bad(F, 12))                                       \
     X(dev_distill_td_with_x, E_ARG, 1, device_bad(F, 13))                                      \
     X(dev_distill_pd_cache, E_ARG, 1, device_bad(F, 14))                                       \
     X(dev_distill_cache_0, E_ARG, 1, device_bad(F, 15))                                        \
     X(dev_distill_stream_null, E_ARG, 1, device_bad(F, 16))                                    \
     X(dev_distill_stream_closed, E_ARG, 1, device_bad(F, 17))                                  \
-    X(dev_distill_from_student, E_UNS, 1, device_bad(F, 18))                                   \
-    X(dev_distill_refine, E_UNS, 1, device_bad(F, 19))                                         \
-    X(dev_distill_agree, E_UNS, 1, device_bad(F, 20))                                          \
+    X(dev_distill_two_backends, E_ARG, 1, device_bad(F, 18))                                   \
     X(dstate_save_no_dir, E_IO, 1, dstate_bad(F, 0))                                           \
     X(dstate_load_missing, E_IO, 1, dstate_bad(F, 1))                                          \
     X(dstate_load_other_k, E_CFG, 1, dstate_bad(F, 2))                                         \

@@ -2,7 +2,8 @@
    CPU: UNet forward and backward, a full training step (bd_trainer_step
    with the model on the GPU vs on the CPU), sampling runs (bd_sampler_run
    with the model on the GPU vs on the CPU), a B-DENSE
-   PD distillation step (bd_device_distill vs bd_distill_step), and moving
+   PD and TD distillation steps (bd_distill with the models on the GPU vs
+   on the CPU), a distiller state saved on the GPU and loaded on the CPU, and moving
    a model between contexts.  Without a GPU: "no GPU, skipped", exit 0.
 
    Tolerances (normalised MSE, sum (gpu-cpu)^2 / sum cpu^2):
@@ -358,7 +359,7 @@ static void test_distill_step(void) {
     bd_distill_config dc = bd_distill_config_init(BD_DISTILL_PD, 2, 4);
     bd_denoiser *tc, *tg, *sc = NULL, *sg = NULL;
     bd_distill *dist = NULL;
-    bd_device_distill *dd = NULL;
+    bd_distill *dd = NULL;
     bd_rng r1 = bd_rng_init(6), r2 = bd_rng_init(6), data = bd_rng_init(7);
     int64_t N = 4, D, s, k;
     float *x, *p_h, *e_h;
@@ -367,7 +368,6 @@ static void test_distill_step(void) {
     if (!make_pair(&tiny, &tc, &tg)) return;
     D = bd_denoiser_sample_size(tc);
     dc.teacher_substeps = 4;
-    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
     dc.weights = BD_WEIGHTS_ADAPTIVE;
     dc.adam.lr = 1e-3;
     dc.seed = 17;
@@ -376,13 +376,13 @@ static void test_distill_step(void) {
     if (!sc || !sg) return;
     BDT_CHECKF(bd_denoiser_to_context(sg, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     BDT_CHECK(bd_distill_init(g_cpu, &dc, tc, sc, N, &dist) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_distill_init(&dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_distill_init(g_gpu, &dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!dist || !dd) return;
     x = (float *)malloc((size_t)(N * D) * sizeof(float));
     for (s = 0; s < 3; s++) {
         bd_rng_uniform_fill(&data, x, N * D, -1.0f, 1.0f);
         BDT_CHECK(bd_distill_step(dist, x, N, &l1, b1) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_distill_step(dd, x, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        BDT_CHECKF(bd_distill_step(dd, x, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
         printf("    distill step %lld: loss cpu %.8f gpu %.8f, branches %.6f/%.6f vs %.6f/%.6f\n", (long long)s + 1,
                l1, l2, b1[0], b1[1], b2[0], b2[1]);
         if (fabs(l1 - l2) / fabs(l1) > worst) worst = fabs(l1 - l2) / fabs(l1);
@@ -393,11 +393,21 @@ static void test_distill_step(void) {
     BDT_CHECKF(worst < 5e-4, "distill loss rel diff %.3g", worst);
     p_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
     e_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
-    BDT_CHECK(bd_device_distill_download(dd, p_h, e_h) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, p_h, sg->params, (size_t)sc->n_params * sizeof(float)) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, e_h, dd->ema, (size_t)sc->n_params * sizeof(float)) == BD_SUCCESS);
     check_nmse("distill student params after 3 PD steps", p_h, sc->params, sc->n_params, 1e-9);
     check_nmse("distill student EMA after 3 PD steps", e_h, dist->ema, sc->n_params, 1e-9);
+    /* the exact state from the GPU into the CPU distiller: one more step on each */
+    BDT_CHECKF(bd_distill_save_state(dd, "build/test_cuda_distill.safetensors") == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_distill_load_state(dist, "build/test_cuda_distill.safetensors") == BD_SUCCESS, "%s", bd_context_message(g_cpu));
+    BDT_CHECK(dist->step == dd->step && memcmp(dist->rng.s, dd->rng.s, sizeof dd->rng.s) == 0);
+    BDT_CHECK(memcmp(dist->ema, e_h, (size_t)sc->n_params * sizeof(float)) == 0);
+    BDT_CHECK(bd_distill_step(dist, x, N, &l1, b1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_step(dd, x, N, &l2, b2) == BD_SUCCESS);
+    BDT_CHECKF(fabs(l1 - l2) <= 5e-4 * fabs(l1), "after loading the GPU state: loss cpu %.8f gpu %.8f", l1, l2);
+    remove("build/test_cuda_distill.safetensors");
     free(x); free(p_h); free(e_h);
-    bd_device_distill_free(dd);
+    bd_distill_free(dd);
     bd_distill_free(dist);
     bd_denoiser_free(sc); bd_denoiser_free(sg); bd_denoiser_free(tc); bd_denoiser_free(tg);
 }
@@ -410,7 +420,7 @@ static void td_case(int cached) {
     bd_distill_config dc = bd_distill_config_init(BD_DISTILL_TD, 2, 2);
     bd_denoiser *tc, *tg, *sc = NULL, *sg = NULL;
     bd_distill *dist = NULL;
-    bd_device_distill *dd = NULL;
+    bd_distill *dd = NULL;
     bd_rng r1 = bd_rng_init(6), r2 = bd_rng_init(6), rc = bd_rng_init(9);
     int64_t N = 4, s, k, ncache = 6;
     float *p_h, *e_h, *cache = NULL;
@@ -418,8 +428,7 @@ static void td_case(int cached) {
     tiny.branches = 1;
     if (!make_pair(&tiny, &tc, &tg)) return;
     dc.teacher_substeps = 4;
-    dc.dense_targets = BD_DENSE_FROM_TRAJECTORY; /* what the device twin does */
-    dc.weights = BD_WEIGHTS_UNIFORM;
+    dc.weights = cached ? BD_WEIGHTS_AGREE : BD_WEIGHTS_UNIFORM; /* dense targets from the student's state */
     dc.adam.lr = 1e-3;
     dc.seed = 19;
     BDT_CHECK(bd_distill_student_from_teacher(tc, 2, &r1, &sc) == BD_SUCCESS);
@@ -427,17 +436,17 @@ static void td_case(int cached) {
     if (!sc || !sg) return;
     BDT_CHECKF(bd_denoiser_to_context(sg, g_gpu) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     BDT_CHECK(bd_distill_init(g_cpu, &dc, tc, sc, N, &dist) == BD_SUCCESS);
-    BDT_CHECKF(bd_device_distill_init(&dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+    BDT_CHECKF(bd_distill_init(g_gpu, &dc, tg, sg, N, &dd) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
     if (!dist || !dd) return;
     if (cached) {
         cache = (float *)malloc(sizeof(float) * (size_t)(ncache * (dist->S + 1) * dist->D));
         BDT_CHECK(bd_distill_teacher_trajectories(dist, cache, ncache, &rc) == BD_SUCCESS);
         BDT_CHECK(bd_distill_set_trajectories(dist, cache, ncache) == BD_SUCCESS);
-        BDT_CHECK(bd_device_distill_set_trajectories(dd, cache, ncache) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_set_trajectories(dd, cache, ncache) == BD_SUCCESS);
     }
     for (s = 0; s < 3; s++) {
         BDT_CHECK(bd_distill_step(dist, NULL, N, &l1, b1) == BD_SUCCESS);
-        BDT_CHECKF(bd_device_distill_step(dd, NULL, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
+        BDT_CHECKF(bd_distill_step(dd, NULL, N, &l2, b2) == BD_SUCCESS, "%s", bd_context_message(g_gpu));
         printf("    TD%s step %lld: loss cpu %.8f gpu %.8f, branches %.6f/%.6f vs %.6f/%.6f\n",
                cached ? " (cached)" : "", (long long)s + 1, l1, l2, b1[0], b1[1], b2[0], b2[1]);
         if (fabs(l1 - l2) / fabs(l1) > worst) worst = fabs(l1 - l2) / fabs(l1);
@@ -447,13 +456,14 @@ static void td_case(int cached) {
     BDT_CHECKF(worst < 5e-4, "TD loss rel diff %.3g", worst);
     p_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
     e_h = (float *)malloc((size_t)sc->n_params * sizeof(float));
-    BDT_CHECK(bd_device_distill_download(dd, p_h, e_h) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, p_h, sg->params, (size_t)sc->n_params * sizeof(float)) == BD_SUCCESS);
+    BDT_CHECK(bd_backend_download(g_gpu, e_h, dd->ema, (size_t)sc->n_params * sizeof(float)) == BD_SUCCESS);
     check_nmse(cached ? "TD (cached) student params after 3 steps" : "TD student params after 3 steps", p_h,
                sc->params, sc->n_params, 1e-9);
     check_nmse(cached ? "TD (cached) student EMA after 3 steps" : "TD student EMA after 3 steps", e_h, dist->ema,
                sc->n_params, 1e-9);
     free(p_h); free(e_h); free(cache);
-    bd_device_distill_free(dd);
+    bd_distill_free(dd);
     bd_distill_free(dist);
     bd_denoiser_free(sc); bd_denoiser_free(sg); bd_denoiser_free(tc); bd_denoiser_free(tg);
 }
