@@ -6980,11 +6980,24 @@ static int bd__rng_parse(const char *s, bd_rng *r) {
     return *end == '\0' && r->spare == r->spare;
 }
 
+/* bd_model_save_state, plus nx metadata entries xkv and (teacher != NULL)
+   a second network of m->net's shape as distill.teacher.<name> tensors:
+   the distiller's state (bd_distill_save_state) */
+static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
+                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
+                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
+                                    const float *teacher);
 BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
                                     const float *ema, const float *raw, const bd_adam *adam,
                                     const bd_rng *rng, const bd_rng *data_rng) {
+    return bd__model_save_ext(ctx, m, path, ema, raw, adam, rng, data_rng, NULL, 0, NULL);
+}
+static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
+                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
+                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
+                                    const float *teacher) {
     bd_st_write_tensor *wt = NULL;
-    bd_st_kv kv[40];
+    bd_st_kv kv[64];
     bd__spool pool;
     const bd_denoiser *d;
     const float *main_w;
@@ -7000,10 +7013,12 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
     if ((main_w == d->params || raw == d->params) && bd_backend_on_device(d->ctx))
         return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_save_state: the network lives on a device context; pass host weights (ema) or use bd_model_save");
     memset(&pool, 0, sizeof pool);
-    pool.cap = 8192 + (size_t)d->n_tensors * 2 * 96 + ((size_t)m->steps + 1) * 32;
+    pool.cap = 8192 + (size_t)d->n_tensors * 4 * 96 + ((size_t)m->steps + 1) * 32;
     pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
     if (raw) per++;
     if (adam) per += 2;
+    if (teacher) per++;
+    if (nx < 0 || nx > 32) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: %lld extra metadata entries", (long long)nx);
     wt = BD__CAST(bd_st_write_tensor *, bd_alloc_array(ctx, (size_t)(d->n_tensors * per), sizeof(bd_st_write_tensor)));
     if (!pool.buf || !wt) { bd_free(ctx, pool.buf); bd_free(ctx, wt); return ctx->last_result; }
 #define BD__KV(k, v) do { kv[nk].key = (k); kv[nk].value = (v); nk++; } while (0)
@@ -7042,18 +7057,20 @@ BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const ch
     if (adam) BD__KV("optim.step", bd__spool_printf(&pool, "%lld", (long long)adam->step));
     if (rng) BD__KV("train.rng", bd__rng_format(&pool, rng));
     if (data_rng) BD__KV("train.data_rng", bd__rng_format(&pool, data_rng));
+    for (i = 0; i < nx; i++) BD__KV(xkv[i].key, xkv[i].value);
 #undef BD__KV
     for (i = 0; i < d->n_tensors; i++) {
         const bd_param_tensor *pt = &d->tensors[i];
         int k, j;
-        for (k = 0; k < 4; k++) {
+        for (k = 0; k < 5; k++) {
             bd_st_write_tensor *w;
             const float *src;
             const char *name;
             if (k == 0) { src = main_w; name = pt->name; }
             else if (k == 1) { if (!raw) continue; src = raw; name = bd__spool_printf(&pool, "train.raw.%s", pt->name); }
             else if (k == 2) { if (!adam) continue; src = adam->m; name = bd__spool_printf(&pool, "optim.m.%s", pt->name); }
-            else { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
+            else if (k == 3) { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
+            else { if (!teacher) continue; src = teacher; name = bd__spool_printf(&pool, "distill.teacher.%s", pt->name); }
             w = &wt[nt++];
             memset(w, 0, sizeof *w);
             w->name = name;
@@ -7137,12 +7154,13 @@ static bd_result bd__meta_int(bd_context *ctx, const bd_safetensors *st, const c
 
 /* Checks every tensor of st against the network d: each model tensor present
    with the same shape, no unexpected tensor; optim.m./optim.v./train.raw.
-   tensors must name a model tensor and have its shape.  *flags: 1 all
-   optim.m and optim.v present, 2 all train.raw present. */
+   (and the distiller's distill.teacher.) tensors must name a model tensor
+   and have its shape.  *flags: 1 all optim.m and optim.v present, 2 all
+   train.raw present, 4 all distill.teacher present. */
 static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *st,
                                          const char *path, const bd_denoiser *d, int *flags) {
-    static const char *const prefixes[3] = {"optim.m.", "optim.v.", "train.raw."};
-    int64_t i, counts[3] = {0, 0, 0};
+    static const char *const prefixes[4] = {"optim.m.", "optim.v.", "train.raw.", "distill.teacher."};
+    int64_t i, counts[4] = {0, 0, 0, 0};
     int j, k;
     for (i = 0; i < d->n_tensors; i++) {
         const bd_param_tensor *pt = &d->tensors[i];
@@ -7154,7 +7172,7 @@ static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *
         const char *base = t->name;
         const bd_param_tensor *pt;
         int kind = -1, same;
-        for (k = 0; k < 3; k++)
+        for (k = 0; k < 4; k++)
             if (strncmp(t->name, prefixes[k], strlen(prefixes[k])) == 0) { kind = k; base = t->name + strlen(prefixes[k]); }
         pt = bd_denoiser_find_tensor(d, base);
         if (!pt)
@@ -7171,12 +7189,12 @@ static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *
         }
         if (kind >= 0) counts[kind]++;
     }
-    for (k = 0; k < 3; k++)
+    for (k = 0; k < 4; k++)
         if (counts[k] != 0 && counts[k] != d->n_tensors)
             return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %lld of %lld %s* tensors present (need all or none)", path, (long long)counts[k], (long long)d->n_tensors, prefixes[k]);
     if (counts[0] != counts[1])
         return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: optim.m.* and optim.v.* must both be present", path);
-    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0);
+    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0) | (counts[3] ? 4 : 0);
     return BD_SUCCESS;
 }
 
@@ -11529,43 +11547,6 @@ done:
     return r;
 }
 
-#define BD__DSTATE_META 16
-static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
-    size_t len = 0;
-    int64_t i;
-    buf[0] = '\0';
-    for (i = 0; i < n && len < cap; i++) {
-        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
-        if (w < 0) break;
-        len += (size_t)w;
-    }
-}
-/* parse exactly n comma-separated doubles */
-static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
-    int64_t i;
-    char *end;
-    if (!s) return 0;
-    for (i = 0; i < n; i++) {
-        v[i] = strtod(s, &end);
-        if (end == s) return 0;
-        s = end;
-        if (i + 1 < n) {
-            if (*s != ',') return 0;
-            s++;
-        }
-    }
-    return *s == '\0';
-}
-static int bd__dstate_parse_i64(const char *s, int64_t *v) {
-    char *end;
-    long long x;
-    if (!s || !*s) return 0;
-    x = strtoll(s, &end, 10);
-    if (*end) return 0;
-    *v = (int64_t)x;
-    return 1;
-}
-
 /* The state's arrays as host arrays: the arrays themselves on a host
    backend, else downloaded into one block *blk (bd_free it on dist->ctx). */
 static bd_result bd__distill_host_state(bd_distill *d, float **blk, float **p, float **e, float **m, float **v,
@@ -11596,73 +11577,100 @@ static bd_result bd__distill_host_state(bd_distill *d, float **blk, float **p, f
     return bd__relay(d->ctx, bc, r);
 }
 
+/* the student as a bd_model (no ownership; for the checkpoint writer) */
+static bd_result bd__distill_model(bd_distill *d, bd_model *m) {
+    const char *kind = d->student->vt && d->student->vt->kind ? d->student->vt->kind : "";
+    memset(m, 0, sizeof *m);
+    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0)
+        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "distill state: the student is a \"%s\" network; the state is a "
+                        "model checkpoint, which holds \"unet\" or \"mlp\"", kind);
+    m->ctx = d->ctx;
+    m->net = d->student;
+    snprintf(m->arch, sizeof m->arch, "%s", kind);
+    if (kind[0] == 'u') bd_unet_get_config(d->student, &m->cfg);
+    else m->mlp = BD__CAST(const bd__mlp *, d->student->impl)->cfg;
+    m->param = d->config.param;
+    m->schedule = d->config.schedule;
+    m->steps = d->N;
+    m->grid = d->grid;
+    return BD_SUCCESS;
+}
+
+static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
+    size_t len = 0;
+    int64_t i;
+    buf[0] = '\0';
+    for (i = 0; i < n && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+/* parse exactly n comma-separated doubles */
+static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
+    int64_t i;
+    char *end;
+    if (!s) return 0;
+    for (i = 0; i < n; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s) return 0;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == '\0';
+}
+
+/* The state is a model checkpoint of the student (bd_model_save_state: the
+   EMA as the model tensors, its grid; train.raw.*, optim.m.*, optim.v.*,
+   optim.step, train.rng) with the distiller's own metadata bdense.distill.*
+   and, after a PD round, the owned teacher as distill.teacher.* */
 BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
     bd_context *ctx;
     float *blk = NULL, *hp, *he, *hm, *hv, *ht;
-    bd_st_write_tensor t[5];
-    bd_st_kv kv[BD__DSTATE_META];
-    char *buf;
-    char *s_grid, *s_bema, *s_tgrid, small[11][96];
+    bd_st_kv kv[10];
+    bd_model m;
+    bd_adam ha;
+    char *buf, small[7][96];
     size_t cap;
-    int64_t nt = 0, nm = 0, np, i;
+    int64_t nm = 0;
     bd_result r;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     ctx = dist->ctx;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
-    np = dist->student->n_params;
-    cap = (size_t)(dist->S + 1 + dist->N + 1 + dist->K) * 32 + 64;
-    buf = BD__CAST(char *, bd_alloc(ctx, 3 * cap));
+    if ((r = bd__distill_model(dist, &m)) != BD_SUCCESS) return r;
+    cap = (size_t)(dist->S + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
     if (!buf) return ctx->last_result;
     if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) {
         bd_free(ctx, buf);
         return r;
     }
-    s_grid = buf;
-    s_bema = buf + cap;
-    s_tgrid = buf + 2 * cap;
-    bd__dstate_doubles(s_grid, cap, dist->grid, dist->N + 1);
-    bd__dstate_doubles(s_tgrid, cap, dist->tgrid, dist->S + 1);
-    bd__dstate_doubles(s_bema, cap, dist->branch_ema, dist->K);
-    memset(t, 0, sizeof t);
-    t[nt].name = "optim.m"; t[nt].data = hm; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "optim.v"; t[nt].data = hv; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "student.ema"; t[nt].data = he; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    t[nt].name = "student.params"; t[nt].data = hp; t[nt].ndim = 1; t[nt].shape[0] = np; nt++;
-    if (dist->owned_teacher && dist->teacher == dist->owned_teacher) {
-        t[nt].name = "teacher.params"; t[nt].data = ht; t[nt].ndim = 1;
-        t[nt].shape[0] = dist->teacher->n_params; nt++;
-    }
+    bd__dstate_doubles(buf, cap, dist->tgrid, dist->S + 1);
+    bd__dstate_doubles(buf + cap, cap, dist->branch_ema, dist->K);
     snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
     snprintf(small[1], 96, "%lld", (long long)dist->K);
     snprintf(small[2], 96, "%lld", (long long)dist->Kt);
     snprintf(small[3], 96, "%lld", (long long)dist->step);
     snprintf(small[4], 96, "%lld", (long long)dist->round);
-    snprintf(small[5], 96, "%lld", (long long)dist->N);
-    snprintf(small[6], 96, "%lld", (long long)dist->adam.step);
-    snprintf(small[7], 96, "%llu,%llu,%llu,%llu", (unsigned long long)dist->rng.s[0],
-             (unsigned long long)dist->rng.s[1], (unsigned long long)dist->rng.s[2],
-             (unsigned long long)dist->rng.s[3]);
-    snprintf(small[8], 96, "%d,%.17g", dist->rng.has_spare, dist->rng.spare);
-    snprintf(small[9], 96, "%lld", (long long)dist->branch_ema_count);
-    snprintf(small[10], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
+    snprintf(small[5], 96, "%lld", (long long)dist->branch_ema_count);
+    snprintf(small[6], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
     kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
     kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
     kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
     kv[nm].key = "bdense.distill.step"; kv[nm++].value = small[3];
     kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
-    kv[nm].key = "bdense.distill.steps"; kv[nm++].value = small[5];
-    kv[nm].key = "bdense.distill.grid"; kv[nm++].value = s_grid;
-    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = s_tgrid;
-    kv[nm].key = "bdense.distill.optim_step"; kv[nm++].value = small[6];
-    kv[nm].key = "bdense.distill.rng"; kv[nm++].value = small[7];
-    kv[nm].key = "bdense.distill.rng_spare"; kv[nm++].value = small[8];
-    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = s_bema;
-    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[9];
-    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[10];
+    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = buf;
+    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = buf + cap;
+    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[5];
+    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[6];
     kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
-    kv[nm].key = "bdense.version"; kv[nm++].value = BDENSE_VERSION_STRING;
-    (void)i;
-    r = bd_safetensors_write(ctx, path, t, nt, kv, nm);
+    ha = dist->adam;
+    ha.m = hm;
+    ha.v = hv;
+    r = bd__model_save_ext(ctx, &m, path, he, hp, &ha, &dist->rng, NULL, kv, nm, ht);
     bd_free(ctx, buf);
     bd_free(ctx, blk);
     return r;
@@ -11671,13 +11679,13 @@ BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
 BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     bd_context *ctx;
     bd_safetensors *st = NULL;
-    const bd_st_tensor *tp, *te, *tm, *tv, *tt;
     int64_t K, Kt, step, round, N, astep, bcount, np, i;
-    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES], spare;
+    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES];
     double *tgrid_saved = NULL;
-    unsigned long long s4[4];
-    int has_spare;
-    const char *m;
+    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
+    bd_rng rng;
+    int fl = 0;
+    const char *m, *gs;
     bd_result r;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     ctx = dist->ctx;
@@ -11685,51 +11693,56 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
     np = dist->student->n_params;
     m = bd_safetensors_meta(st, "bdense.distill.method");
+    K = Kt = -1;
     if (!m || strcmp(m, bd_distill_method_name(dist->config.method)) != 0 ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branches"), &K) || K != dist->K ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.teacher_substeps"), &Kt) || Kt != dist->Kt) {
+        bd__meta_int(ctx, st, path, "bdense.distill.branches", &K, 1) != BD_SUCCESS || K != dist->K ||
+        bd__meta_int(ctx, st, path, "bdense.distill.teacher_substeps", &Kt, 1) != BD_SUCCESS || Kt != dist->Kt) {
         r = bd_error(ctx, BD_ERROR_CONFIG, "load_state %s: not a %s distillation with K=%lld, Kt=%lld", path,
                      bd_distill_method_name(dist->config.method), (long long)dist->K, (long long)dist->Kt);
         goto done;
     }
-    if (!bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.step"), &step) || step < 0 ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.round"), &round) || round < 0 ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.steps"), &N) || N < 1 || N > dist->N_max ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.optim_step"), &astep) || astep < 0 ||
-        !bd__dstate_parse_i64(bd_safetensors_meta(st, "bdense.distill.branch_ema_count"), &bcount) || bcount < 0 ||
-        !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
-        !bd_safetensors_meta(st, "bdense.distill.rng") || !bd_safetensors_meta(st, "bdense.distill.rng_spare") ||
-        sscanf(bd_safetensors_meta(st, "bdense.distill.rng"), "%llu,%llu,%llu,%llu", &s4[0], &s4[1], &s4[2], &s4[3]) != 4 ||
-        sscanf(bd_safetensors_meta(st, "bdense.distill.rng_spare"), "%d,%lg", &has_spare, &spare) != 2) {
+    if ((r = bd__meta_int(ctx, st, path, "bdense.distill.step", &step, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "bdense.distill.round", &round, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "steps", &N, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "optim.step", &astep, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "bdense.distill.branch_ema_count", &bcount, 1)) != BD_SUCCESS)
+        goto done;
+    if (N < 1 || N > dist->N_max || !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
+        !bd_safetensors_meta(st, "train.rng") || !bd__rng_parse(bd_safetensors_meta(st, "train.rng"), &rng)) {
         r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
         goto done;
     }
-    if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.grid"), grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.grid", path);
+    gs = bd_safetensors_meta(st, "grid");
+    if (!bd__dstate_parse_doubles(gs, grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad grid", path);
         goto done;
     }
-    tp = bd_safetensors_find(st, "student.params");
-    te = bd_safetensors_find(st, "student.ema");
-    tm = bd_safetensors_find(st, "optim.m");
-    tv = bd_safetensors_find(st, "optim.v");
-    tt = bd_safetensors_find(st, "teacher.params");
-    if (!tp || !te || !tm || !tv || tp->numel != np || te->numel != np || tm->numel != np || tv->numel != np ||
-        (round > 0 && dist->config.method == BD_DISTILL_PD && (!tt || tt->numel != np))) {
-        r = bd_error(ctx, BD_ERROR_SHAPE, "load_state %s: tensors missing or not of %lld floats (a different student?)", path, (long long)np);
+    /* every tensor a tensor of this student: the model tensors (EMA),
+       train.raw, optim.m/v, and the owned teacher after a PD round */
+    if ((r = bd__model_check_tensors(ctx, st, path, dist->student, &fl)) != BD_SUCCESS) goto done;
+    if ((fl & 3) != 3 || (round > 0 && dist->config.method == BD_DISTILL_PD && !(fl & 4))) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: a model checkpoint without the distiller's raw weights, "
+                     "optimiser%s (not a distillation state?)", path, round > 0 ? " or round teacher" : "");
         goto done;
     }
     if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
         (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
         goto done;
-    {   /* into wherever the state lives (uploads on a device) */
+    /* into wherever the state lives (host arrays, uploaded on a device) */
+    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) goto done;
+    bd__model_copy_tensors(st, dist->student, "train.raw.", hp);
+    bd__model_copy_tensors(st, dist->student, "", he);
+    bd__model_copy_tensors(st, dist->student, "optim.m.", hm);
+    bd__model_copy_tensors(st, dist->student, "optim.v.", hv);
+    if (ht && (fl & 4)) bd__model_copy_tensors(st, dist->student, "distill.teacher.", ht);
+    if (blk) {
         bd_context *bc = dist->mctx;
         size_t bytes = (size_t)np * sizeof(float);
-        r = BD_SUCCESS;
-        if (tt && dist->teacher == dist->owned_teacher) r = bd_backend_upload(bc, dist->teacher->params, tt->data, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->student->params, tp->data, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->ema, te->data, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.m, tm->data, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.v, tv->data, bytes);
+        r = bd_backend_upload(bc, dist->student->params, hp, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->ema, he, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.m, hm, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.v, hv, bytes);
+        if (r == BD_SUCCESS && ht && (fl & 4)) r = bd_backend_upload(bc, dist->teacher->params, ht, bytes);
         if (r != BD_SUCCESS) {
             r = bd__relay(ctx, bc, r);
             goto done;
@@ -11741,7 +11754,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->config.student_steps = N;
     if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
     /* after a PD round the teacher grid is the previous student grid, not a
-       subdivision of this one (files before 0.1.0's rounds fix lack it) */
+       subdivision of this one */
     if (round > 0 && bd_safetensors_meta(st, "bdense.distill.teacher_grid")) {
         tgrid_saved = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dist->S + 1), sizeof(double)));
         if (!tgrid_saved) { r = ctx->last_result; goto done; }
@@ -11759,12 +11772,10 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
         memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
         if ((r = bd__distill_fine(dist)) != BD_SUCCESS) goto done;
     }
-    for (i = 0; i < 4; i++) dist->rng.s[i] = (uint64_t)s4[i];
-    dist->rng.has_spare = has_spare;
-    dist->rng.spare = spare;
+    dist->rng = rng;
     for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
     dist->branch_ema_count = bcount;
-    {   /* agree weights' running cosine (absent in older files: restart) */
+    {   /* agree weights' running cosine */
         const char *ag = bd_safetensors_meta(st, "bdense.distill.agree");
         double ae = 0.0;
         long long ac = 0;
@@ -11778,6 +11789,7 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->step = step;
     dist->round = round;
 done:
+    bd_free(ctx, blk);
     bd_free(ctx, tgrid_saved);
     bd_safetensors_free(st);
     return r;

@@ -83,29 +83,6 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
 }
 
 /* ---------------------------------------------------------------------- */
-/* student checkpoints                                                    */
-/* ---------------------------------------------------------------------- */
-/* --out is the student as a model (the teacher's configuration with K
-   branches): its grid and the distiller's EMA weights as the model tensors
-   (what `bdense sample` loads).  Beside it, <out>.state.safetensors is the
-   distiller's exact state (bd_distill_save_state: raw weights, EMA, Adam,
-   rng, step, the branch-loss / agreement EMAs), what --resume reads. */
-static int cli__student_save(const char *cmd, bd_context *ctx, bd_model *sm, bd_distill *dist, const char *path) {
-    char state[1024];
-    float *ema = (float *)malloc(sizeof(float) * (size_t)sm->net->n_params);
-    bd_result r = ema ? BD_SUCCESS : BD_ERROR_OUT_OF_MEMORY;
-    if (r == BD_SUCCESS) r = bd_backend_download(dist->mctx, ema, dist->ema, sizeof(float) * (size_t)sm->net->n_params);
-    if (r == BD_SUCCESS) r = bd_model_set_grid(sm, dist->grid, dist->N);
-    if (r == BD_SUCCESS) r = bd_model_save_state(ctx, sm, path, ema, NULL, NULL, NULL, NULL);
-    free(ema);
-    if (r != BD_SUCCESS) return cli_fail_bd(cmd, ctx, r, path);
-    cli_sibling(state, sizeof state, path, ".state.safetensors");
-    r = bd_distill_save_state(dist, state);
-    if (r != BD_SUCCESS) return cli_fail_bd(cmd, dist->ctx, r, state);
-    return 0;
-}
-
-/* ---------------------------------------------------------------------- */
 /* bdense distill                                                         */
 /* ---------------------------------------------------------------------- */
 typedef struct cli__traj_file {
@@ -141,7 +118,6 @@ int cmd_distill(int argc, char **argv) {
     bd_context *ctx = NULL;
     bd_model *teacher = NULL;
     bd_denoiser *student = NULL;
-    bd_model *smodel = NULL;
     bd_distill *dist = NULL;
     bd_distill_config dc;
     cli_data ds;
@@ -169,8 +145,9 @@ int cmd_distill(int argc, char **argv) {
                   "student's (solved on the fly, or read from --trajectories made by bdense trajectories); the\n"
                   "student walks its own grid from the same noise.  PD (progressive distillation) needs --data;\n"
                   "with --rounds R the student becomes the teacher R-1 times and --student-steps halves each round.\n"
-                  "Writes the student (EMA weights, its grid and K in the metadata) to --out, a CSV of the loss and\n"
-                  "every branch's loss to --log and a PNG of them to --plot.");
+                  "Writes the student (EMA weights, its grid and K in the metadata; with the distiller's exact\n"
+                  "state for --resume) to --out, a CSV of the loss and every branch's loss to --log and a PNG of\n"
+                  "them to --plot.  --device cuda moves teacher and student to the GPU (any option).");
     cli_required(cli_add_str(&a, "teacher", &teacher_path, "FILE", "teacher checkpoint"));
     cli_required(cli_add_str(&a, "out", &out, "FILE", "student checkpoint to write"));
     cli_add_choice(&a, "method", &o.method, "td|pd", "trajectory or progressive distillation");
@@ -211,7 +188,7 @@ int cmd_distill(int argc, char **argv) {
     cli_add_str(&a, "plot", &plot, "PNG", "per-branch loss picture (default: <out>.loss.png)");
     cli_range(cli_add_int(&a, "log-every", &log_every, "N", "steps per CSV row"), 1, 1e9);
     cli_add_str(&a, "resume", &resume, "FILE",
-                "continue exactly from a distiller state (<out>.state.safetensors, written with every checkpoint)");
+                "continue exactly from a student checkpoint of this command (its distiller state)");
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
@@ -257,23 +234,19 @@ int cmd_distill(int argc, char **argv) {
         bd_rng rng = bd_rng_init((uint64_t)seed + 1);
         r = bd_distill_student_from_teacher(teacher->net, o.branches, &rng, &student);
     }
-    if (r == BD_SUCCESS) {
-        r = bd_model_init(ctx, student, teacher->param, teacher->schedule, &smodel); /* owns student */
-        student = NULL;
-    }
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("distill", ctx, r, "student");
         goto done;
     }
     if (gpu) { /* --device cuda: both models move to the GPU, the distiller runs there */
         r = bd_denoiser_to_context(teacher->net, gpu);
-        if (r == BD_SUCCESS) r = bd_denoiser_to_context(smodel->net, gpu);
+        if (r == BD_SUCCESS) r = bd_denoiser_to_context(student, gpu);
         if (r != BD_SUCCESS) {
             rc = cli_fail_bd("distill", gpu, r, "moving the models to the GPU");
             goto done;
         }
     }
-    r = bd_distill_init(ctx, &dc, teacher->net, smodel->net, batch, &dist);
+    r = bd_distill_init(ctx, &dc, teacher->net, student, batch, &dist);
     if (r != BD_SUCCESS) {
         rc = cli_fail_bd("distill", ctx, r, "distiller");
         goto done;
@@ -403,7 +376,10 @@ int cmd_distill(int argc, char **argv) {
             if (dist->K > 1 && n_extra < (int)sizeof extra - 2) snprintf(extra + n_extra, sizeof extra - (size_t)n_extra, "]");
             cli_progress_update(&bar, dist->step, extra);
             if ((save_every > 0 && dist->step % save_every == 0) || cli_interrupted()) {
-                if (cli__student_save("distill", ctx, smodel, dist, out)) goto done;
+                if ((r = bd_distill_save_state(dist, out)) != BD_SUCCESS) {
+                    rc = cli_fail_bd("distill", ctx, r, out);
+                    goto done;
+                }
             }
             if (cli_interrupted()) {
                 cli_progress_done(&bar, "interrupted");
@@ -426,7 +402,10 @@ int cmd_distill(int argc, char **argv) {
             }
         }
     }
-    if (cli__student_save("distill", ctx, smodel, dist, out)) goto done;
+    if ((r = bd_distill_save_state(dist, out)) != BD_SUCCESS) {
+        rc = cli_fail_bd("distill", ctx, r, out);
+        goto done;
+    }
     {
         double mse = 0;
         r = bd_distill_eval(dist, eval_n, (uint64_t)seed + 777, 1, &mse, NULL, NULL);
@@ -472,7 +451,6 @@ done:
     if (dist) bd_distill_free(dist);
     bd_npy_stream_close(&tstream);
     if (student) bd_denoiser_free(student);
-    if (smodel) bd_model_free(smodel);
     if (teacher) bd_model_free(teacher);
     if (gpu) bd_context_free(gpu);
     bd_context_free(ctx);

@@ -609,6 +609,16 @@ static void distill_case(const dcase *dc0) {
                dc0->space == BD_DISTILL_SPACE_X ? "x" : "z", bd_param_name(dc0->param), l1, l2);
     /* the exact state crosses: device -> file -> CPU, CPU -> file -> device */
     BDT_CHECKF(bd_distill_save_state(b, path) == BD_SUCCESS, "%s", bd_context_message(dev));
+    {   /* the state is a model checkpoint: the student with the EMA weights and its grid */
+        bd_model *mm = NULL;
+        BDT_CHECKF(bd_model_load(ctx, path, &mm) == BD_SUCCESS, "%s", bd_context_message(ctx));
+        if (mm) {
+            BDT_CHECK(mm->net->n_params == s1->n_params && mm->steps == a->N && mm->param == dc.param &&
+                      memcmp(mm->grid, a->grid, sizeof(double) * (size_t)(a->N + 1)) == 0);
+            BDT_CHECK(memcmp(mm->net->params, a->ema, (size_t)s1->n_params * sizeof(float)) == 0);
+            bd_model_free(mm);
+        }
+    }
     BDT_CHECKF(bd_distill_load_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
     BDT_CHECK(dist_same(a, b, buf));
     BDT_CHECK(bd_distill_step(a, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
