@@ -879,13 +879,13 @@ BDAPI void bd_adam_free(bd_adam *a);
    optimiser's context: clip by the global norm, bias-corrected moments,
    decoupled weight decay (PyTorch AdamW order), through the backend's
    vec_sumsq and vec_adam.  This is the one Adam update of the library: the
-   trainer and both distillers take their steps through it.  A non-finite
+   trainer and the distiller take their steps through it.  A non-finite
    gradient returns BD_ERROR_NONFINITE and changes nothing.  grad_norm (may
    be NULL): the norm before clipping. */
 BDAPI bd_result bd_adam_step(bd_adam *a, float *params, const float *grads, double *grad_norm);
 /* ema = decay*ema + (1-decay)*params over n host floats */
 BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double decay);
-/* The EMA decay of one update (trainer and distillers): `decay`, or with
+/* The EMA decay of one update (trainer and distiller): `decay`, or with
    warmup != 0 min(decay, (1+k)/(10+k)), where k counts the optimiser steps
    taken BEFORE this update (k = 0 on the first: decay 0.1), as diffusers'
    EMAModel.  The one warm-up rule of the library. */
@@ -5394,13 +5394,10 @@ static bd_result bd__sampler_noise(bd_sampler *s, bd_rng *rng, int64_t m) {
 }
 
 /* The S steps of cfg on z (nb samples, a backend buffer; the grid in
-   s->grid).  rec: when not NULL, state i (before step i, and state S at
-   the end) is copied to rec + i*D with row stride rec_ld (backend memory;
-   the device distiller's teacher trajectories).  first: index of the
-   chunk's first sample, for the callback. */
+   s->grid).  first: index of the chunk's first sample, for the callback. */
 static bd_result bd__sampler_solve(bd_sampler *s, const bd_sampler_config *cfg, const bd_schedule *sc,
-                                   int64_t branch, float *z, int64_t nb, bd_rng *rng, float *rec,
-                                   int64_t rec_ld, int64_t first, int64_t *count_out) {
+                                   int64_t branch, float *z, int64_t nb, bd_rng *rng, int64_t first,
+                                   int64_t *count_out) {
     bd_context *ctx = s->model->ctx;
     int64_t S = cfg->steps, D = s->D, m = nb * D, i, count = 0;
     double h_prev = 0.0;
@@ -5408,7 +5405,6 @@ static bd_result bd__sampler_solve(bd_sampler *s, const bd_sampler_config *cfg, 
     bd_result r;
     for (i = 0; i < S; i++) {
         double t = s->grid[i], u = s->grid[i + 1], at, st, as, ss;
-        if (rec) BD_OP(ctx, vec_axpby, rec + i * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
         bd_schedule_alpha_sigma(sc, t, &at, &st);
         bd_schedule_alpha_sigma(sc, u, &as, &ss);
         if ((r = bd__sampler_eval(s, cfg, sc, branch, z, t, nb)) != BD_SUCCESS) return r;
@@ -5496,7 +5492,6 @@ static bd_result bd__sampler_solve(bd_sampler *s, const bd_sampler_config *cfg, 
             return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "sampler: unknown kind");
         }
     }
-    if (rec) BD_OP(ctx, vec_axpby, rec + S * D, rec_ld, z, D, NULL, 1.0f, NULL, 0, NULL, 0.0f, nb, D);
     *count_out += count;
     return BD_SUCCESS;
 }
@@ -5538,7 +5533,7 @@ static bd_result bd__sampler_run(bd_sampler *s, const bd_sampler_config *cfg, fl
         double fin;
         if (dev && (r = bd_backend_upload(bc, z, x + c0 * D, (size_t)m * sizeof(float))) != BD_SUCCESS) return r;
         count = 0;
-        if ((r = bd__sampler_solve(s, cfg, &s->sched, branch, z, nb, rng, NULL, 0, c0, &count)) != BD_SUCCESS)
+        if ((r = bd__sampler_solve(s, cfg, &s->sched, branch, z, nb, rng, c0, &count)) != BD_SUCCESS)
             return r;
         fin = BD_OP(bc, vec_sumsq, z, m);
         if ((r = bd_backend_sync(bc)) != BD_SUCCESS) return r;
@@ -5593,7 +5588,7 @@ BDAPI double bd_adam_lr(const bd_adam_config *c, int64_t step) {
     return c->lr_min + 0.5 * (c->lr - c->lr_min) * (1.0 + cos(BD__PI * p));
 }
 
-/* The one check of an Adam configuration (bd_adam_init, the distillers). */
+/* The one check of an Adam configuration (bd_adam_init, bd_distill). */
 static bd_result bd__adam_check(bd_context *ctx, const bd_adam_config *c, const char *who) {
     if (!(c->lr >= 0.0 && c->lr <= 1e30) || !(c->beta1 >= 0.0 && c->beta1 < 1.0) ||
         !(c->beta2 >= 0.0 && c->beta2 < 1.0) || !(c->eps > 0.0) || !(c->weight_decay >= 0.0) ||
@@ -5647,7 +5642,7 @@ BDAPI double bd_l2_norm(const float *x, int64_t n) {
 /* The AdamW-with-clipping update number k (1-based) on p, g, m, v (n
    floats in ctx's backend), through vec_sumsq and vec_adam; *gn_out: the
    gradient norm before clipping.  A non-finite norm changes nothing.  The
-   caller syncs (bd_adam_step, the trainer, the device distiller). */
+   caller syncs (bd_adam_step, the trainer, bd_distill). */
 static bd_result bd__adam_update(bd_context *ctx, const bd_adam_config *c, int64_t k, float *p,
                                  const float *g, float *m, float *v, int64_t n, double *gn_out) {
     bd_vec_adam_args aa;
@@ -10739,32 +10734,19 @@ BDAPI void bd_distill_free(bd_distill *dist) {
     bd_free(ctx, dist);
 }
 
-static float *bd__distill_falloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, int *ok) {
+/* a zeroed host array of a*b*c elements of `size` bytes; *ok = 0 on failure */
+static void *bd__distill_zalloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, size_t size, int *ok) {
     size_t n = 1;
-    float *p;
-    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n)) {
+    void *p = NULL;
+    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n))
         bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
-        *ok = 0;
-        return NULL;
-    }
-    p = BD__CAST(float *, bd_alloc_array(ctx, n, sizeof(float)));
+    else if ((p = bd_alloc_array(ctx, n, size)) != NULL)
+        memset(p, 0, n * size);
     if (!p) *ok = 0;
-    else memset(p, 0, n * sizeof(float));
     return p;
 }
-static double *bd__distill_dalloc(bd_context *ctx, int64_t a, int64_t b, int *ok) {
-    size_t n;
-    double *p;
-    if (!bd_size_mul((size_t)a, (size_t)b, &n)) {
-        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
-        *ok = 0;
-        return NULL;
-    }
-    p = BD__CAST(double *, bd_alloc_array(ctx, n, sizeof(double)));
-    if (!p) *ok = 0;
-    else memset(p, 0, n * sizeof(double));
-    return p;
-}
+#define bd__distill_falloc(ctx, a, b, c, ok) BD__CAST(float *, bd__distill_zalloc(ctx, a, b, c, sizeof(float), ok))
+#define bd__distill_dalloc(ctx, a, b, ok) BD__CAST(double *, bd__distill_zalloc(ctx, a, b, 1, sizeof(double), ok))
 
 static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
     bd_result r;
@@ -10969,25 +10951,20 @@ static int bd__distill_record(void *user_data, int64_t step, double t, double s,
     return 0;
 }
 
-/* the teacher's ODE solve on its S-step grid tgrid (TD trajectories);
-   shared by the host and the device distillers */
-static bd_sampler_config bd__teacher_cfg(const bd_distill_config *c, int64_t S, const double *tgrid) {
-    bd_sampler_config sc = bd_sampler_config_init(c->teacher_solver, S);
-    sc.custom_grid = tgrid;
+/* the teacher's ODE solve of S solver steps on grid g (TD trajectories) */
+static bd_sampler_config bd__distill_teacher_cfg(const bd_distill *d, int64_t S, const double *g) {
+    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, S);
+    sc.custom_grid = g;
     sc.branch = -1;
-    sc.param = c->param;
-    sc.schedule = c->schedule;
+    sc.param = d->config.param;
+    sc.schedule = d->config.schedule;
     sc.eta = 0.0;
     return sc;
 }
 
-static bd_sampler_config bd__distill_teacher_cfg(bd_distill *d) {
-    return bd__teacher_cfg(&d->config, d->S * d->R, d->fgrid);
-}
-
 /* solve n <= max_batch trajectories whose state 0 is already in traj */
 static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
-    bd_sampler_config sc = bd__distill_teacher_cfg(d);
+    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->S * d->R, d->fgrid);
     bd__traj_rec rec;
     int64_t b, D = d->D, S = d->S;
     bd_result r;
@@ -11025,28 +11002,20 @@ BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, voi
     dist->traj_stream = NULL;
 }
 
-/* n trajectories of len floats, each picked by one bd_rng_u64 draw from a
-   cache of count (in memory, or read from stream when it is not NULL);
-   shared by the host and the device distillers */
-static bd_result bd__traj_pick(bd_context *ctx, bd_npy_stream *stream, const float *cache, int64_t count,
-                               size_t len, float *traj, int64_t n, bd_rng *rng) {
-    int64_t b;
-    for (b = 0; b < n; b++) {
-        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)count);
-        if (stream) {
-            bd_result r = bd_npy_stream_read(ctx, stream, j * (int64_t)len, (int64_t)len, traj + (size_t)b * len);
-            if (r != BD_SUCCESS) return r;
-        } else {
-            memcpy(traj + (size_t)b * len, cache + (size_t)j * len, len * sizeof(float));
-        }
-    }
-    return BD_SUCCESS;
-}
-
+/* n trajectories, each picked by one bd_rng_u64 draw from the cache (in
+   memory, or read from the stream) */
 static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
     bd_distill *d = BD__CAST(bd_distill *, user_data);
-    return bd__traj_pick(d->ctx, d->traj_stream, d->traj_cache, d->traj_cache_count, (size_t)((d->S + 1) * d->D),
-                         traj, n, rng);
+    size_t len = (size_t)((d->S + 1) * d->D);
+    int64_t b;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
+        bd_result r = BD_SUCCESS;
+        if (d->traj_stream) r = bd_npy_stream_read(d->ctx, d->traj_stream, j * (int64_t)len, (int64_t)len, traj + (size_t)b * len);
+        else memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+        if (r != BD_SUCCESS) return r;
+    }
+    return BD_SUCCESS;
 }
 
 BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
@@ -11230,7 +11199,7 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
    branches k < K get the states it passes (d->zs), the final branch keeps
    the trajectory's */
 static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
-    bd_sampler_config sc = bd__teacher_cfg(&d->config, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
+    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
     bd__traj_rec rec;
     int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
     bd_result r;
@@ -11341,6 +11310,7 @@ static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, d
         double dd = 0.0, ff = 0.0, df = 0.0, ema1, e1;
         int64_t i, np = dist->student->n_params, ti;
         const bd_denoiser *sd = dist->student;
+        float *g = bd_backend_on_device(dist->mctx) ? dist->h_grads : dist->student->grads;
         /* over the shared trunk: skip the branch heads (tensors of K*C
            outputs, the widened output layer), which the two groups never share */
         for (ti = 0; ti < (sd->n_tensors > 0 ? sd->n_tensors : 1); ti++) {
@@ -11361,7 +11331,6 @@ static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, d
         else {
             ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
             e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
-            float *g = bd_backend_on_device(dist->mctx) ? dist->h_grads : dist->student->grads;
             bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
             for (i = 0; i < np; i++)
                 g[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] + dist->gfinal[i]);
@@ -11512,7 +11481,7 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
         goto done;
     bd_noise_fill(xt, n * D, seed);
     memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
-    tc = bd__distill_teacher_cfg(dist);
+    tc = bd__distill_teacher_cfg(dist, dist->S * dist->R, dist->fgrid);
     if ((r = bd_sampler_run(dist->tsampler, &tc, xt, n, NULL, NULL)) != BD_SUCCESS) goto done;
     sc = bd_sampler_config_init(BD_SAMPLER_DDIM, dist->N);
     sc.custom_grid = dist->grid;
