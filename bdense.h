@@ -180,7 +180,10 @@
        by progressive (PD, needs data batches) or trajectory distillation
        (TD, the teacher's ODE solved from noise); branch k learns the x_hat
        whose DDIM jump lands on the teacher's k-th intermediate state.
-       K = 1 (or BD_WEIGHTS_FINAL) is the sparse baseline.
+       K = 1 (or BD_WEIGHTS_FINAL) is the sparse baseline.  The state file
+       is a model checkpoint of the student (EMA weights, its grid: what
+       bd_model_load and `bdense sample` read) that also holds everything
+       bd_distill_load_state needs to continue bit for bit.
        ```c
        bd_rng rng = bd_rng_init(2);
        bd_denoiser *student;
@@ -195,6 +198,7 @@
            r = bd_distill_step(dist, NULL, 32, &loss, NULL);   // TD: no data batch
        if (r == BD_SUCCESS) r = bd_distill_eval(dist, 64, 9, 1, &mse, NULL, NULL);
        if (r == BD_SUCCESS) r = bd_distill_copy_ema(dist, student);  // what gets sampled
+       if (r == BD_SUCCESS) r = bd_distill_save_state(dist, "student.safetensors"); // resumable
        bd_distill_free(dist);
        bd_denoiser_free(student);
        ```
@@ -247,12 +251,14 @@
        also carries the kernel table (>>backend): the CPU kernels by
        default; an accelerator backend replaces operations there, the rest
        stay on the CPU.
-       There is one trainer and one sampler: both run where the model
-       lives, through its context's kernel table.  To train or sample on
-       a GPU, move the model (bd_denoiser_to_context(net, gpu), a UNet)
-       and make the trainer or sampler after the move; the batch and the
-       samples stay host arrays, and bd_model_save / bd_model_resume
-       download and upload the trainer's state (docs/cuda.md).
+       There is one trainer, one sampler and one distiller: each runs
+       where its models live, through their context's kernel table.  To
+       train, sample or distil on a GPU, move the models
+       (bd_denoiser_to_context(net, gpu), a UNet) and make the trainer,
+       sampler or distiller after the move; batches and samples stay host
+       arrays, and bd_model_save / bd_model_resume and
+       bd_distill_save_state / _load_state download and upload the
+       state (docs/cuda.md).
 
    (further sections are added as the library grows)
 

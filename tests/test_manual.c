@@ -255,6 +255,7 @@ static bd_result snippet_9(bd_context *ctx, bd_denoiser *teacher, double *mse_ou
         r = bd_distill_step(dist, NULL, 32, &loss, NULL);   // TD: no data batch
     if (r == BD_SUCCESS) r = bd_distill_eval(dist, 64, 9, 1, &mse, NULL, NULL);
     if (r == BD_SUCCESS) r = bd_distill_copy_ema(dist, student);  // what gets sampled
+    if (r == BD_SUCCESS) r = bd_distill_save_state(dist, "student.safetensors"); // resumable
     bd_distill_free(dist);
     bd_denoiser_free(student);
     /* ``` */
@@ -273,6 +274,7 @@ static void test_distilling(void) {
     BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
     BDT_CHECK(bd_mlp_create(ctx, &mc, &rng, &teacher) == BD_SUCCESS);
     BDT_CHECK(snippet_9(ctx, teacher, &mse) == BD_SUCCESS);
+    remove("student.safetensors");
     BDT_CHECKF(mse >= 0 && isfinite(mse), "mse %g", mse);
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
