@@ -1493,15 +1493,12 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
 /* The distiller.  Public, like bd_trainer, so a checkpoint can save and
    restore everything a resume needs (student params, ema, adam, rng, step,
    branch_ema) and tests can read the last batch.  Buffers are reserved for
-   max_batch at init; steps allocate nothing.
-   It runs in the models' context (teacher and student on one backend, see
-   "where a model lives" in >>backend): the networks, Adam and the EMA go
-   through the backend table (ema, adam.m/v, student->params are backend
-   buffers: device memory on a device context); the per-sample rules
-   (targets, the multi-branch loss, DDIM jumps, agree's cosine) run on host
-   arrays, the same code and float order on every backend, with the
-   network's inputs uploaded and outputs downloaded on a device (b_* below;
-   on a CPU context b_x == x and nothing is copied). */
+   max_batch at init; steps allocate nothing.  It runs in the models'
+   context (one backend, "where a model lives" in >>backend): networks,
+   Adam and EMA through the table (ema, adam.m/v, student->params are
+   backend buffers); the per-sample rules run on host arrays on every
+   backend, the networks' inputs/outputs crossing through the b_* twins
+   (== the host arrays on a CPU context).  docs/distillation.md sec. 9. */
 typedef struct bd_distill {
     bd_context *ctx;
     bd_context *mctx;           /* the models' context (student->ctx) */
@@ -1550,10 +1547,8 @@ typedef struct bd_distill {
     float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
     float *sub;                 /* (B, Kt+1, D) TD: teacher sub-solve from the student's state */
     double *an, *sn;
-    /* backend twins of the network's inputs/outputs (== the host arrays on a
-       host backend) and, on a device, host copies of the student's grads */
-    float *b_zt, *b_tt, *b_zcur, *b_tcur, *b_sout, *b_dout, *b_tout;
-    float *h_grads;
+    float *b_zt, *b_tt, *b_zcur, *b_tcur, *b_sout, *b_dout, *b_tout; /* backend twins */
+    float *h_grads;             /* agree on a device: host copy of the student's grads */
 } bd_distill;
 
 /* student: K = config.branches branches, same sample shape as the teacher,
@@ -11660,7 +11655,9 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     float *blk = NULL, *hp, *he, *hm, *hv, *ht;
     bd_rng rng;
     int fl = 0;
-    const char *m, *gs;
+    double ae = 0.0;
+    long long ac = -1;
+    const char *m, *gs, *ag;
     bd_result r;
     if (!dist) return BD_ERROR_INVALID_ARGUMENT;
     ctx = dist->ctx;
@@ -11682,8 +11679,10 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
         (r = bd__meta_int(ctx, st, path, "optim.step", &astep, 1)) != BD_SUCCESS ||
         (r = bd__meta_int(ctx, st, path, "bdense.distill.branch_ema_count", &bcount, 1)) != BD_SUCCESS)
         goto done;
+    ag = bd_safetensors_meta(st, "bdense.distill.agree"); /* agree weights' running cosine */
     if (N < 1 || N > dist->N_max || !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
-        !bd_safetensors_meta(st, "train.rng") || !bd__rng_parse(bd_safetensors_meta(st, "train.rng"), &rng)) {
+        !bd_safetensors_meta(st, "train.rng") || !bd__rng_parse(bd_safetensors_meta(st, "train.rng"), &rng) ||
+        !ag || sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae)) {
         r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
         goto done;
     }
@@ -11750,17 +11749,8 @@ BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
     dist->rng = rng;
     for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
     dist->branch_ema_count = bcount;
-    {   /* agree weights' running cosine */
-        const char *ag = bd_safetensors_meta(st, "bdense.distill.agree");
-        double ae = 0.0;
-        long long ac = 0;
-        if (ag && (sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae))) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.agree", path);
-            goto done;
-        }
-        dist->agree_ema = ae;
-        dist->agree_count = (int64_t)ac;
-    }
+    dist->agree_ema = ae;
+    dist->agree_count = (int64_t)ac;
     dist->step = step;
     dist->round = round;
 done:
