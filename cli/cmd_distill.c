@@ -44,7 +44,7 @@ static void cli__grid_options(cli_args *a, cli__dopts *o) {
     cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step: uniform in t or in log-SNR (auto: t, the library default)");
     cli_add_choice(a, "teacher-solver", &o->solver, "dpmpp2m|heun|euler|ddim", "TD teacher ODE solver");
     cli_range(cli_add_int(a, "teacher-refine", &o->refine, "R",
-                          "teacher solver steps per sub-step (accuracy of the targets, apart from K and KT; CPU only)"),
+                          "teacher solver steps per sub-step (accuracy of the targets, apart from K and KT)"),
               1, 4096);
 }
 
