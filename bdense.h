@@ -2302,31 +2302,31 @@ static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, 
 #else
 #define BD__CPU_AVX512() __builtin_cpu_supports("avx512f")
 #endif
+/* One k step of the 8 x 32 AVX-512 FMA tile that the GEMM micro-kernel, the
+   direct conv and the Winograd products share: r[2i] += a[i] x0,
+   r[2i+1] += a[i] x1 for i < 8 (r: 16 __m512; unrolled by hand). */
+#define BD__FMA8X32(r, a, x0, x1)                                                                                                               \
+    do {                                                                                                                                        \
+        __m512 bd__ai_;                                                                                                                         \
+        bd__ai_ = _mm512_set1_ps((a)[0]); (r)[0] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[0]); (r)[1] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[1]);     \
+        bd__ai_ = _mm512_set1_ps((a)[1]); (r)[2] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[2]); (r)[3] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[3]);     \
+        bd__ai_ = _mm512_set1_ps((a)[2]); (r)[4] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[4]); (r)[5] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[5]);     \
+        bd__ai_ = _mm512_set1_ps((a)[3]); (r)[6] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[6]); (r)[7] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[7]);     \
+        bd__ai_ = _mm512_set1_ps((a)[4]); (r)[8] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[8]); (r)[9] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[9]);     \
+        bd__ai_ = _mm512_set1_ps((a)[5]); (r)[10] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[10]); (r)[11] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[11]); \
+        bd__ai_ = _mm512_set1_ps((a)[6]); (r)[12] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[12]); (r)[13] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[13]); \
+        bd__ai_ = _mm512_set1_ps((a)[7]); (r)[14] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[14]); (r)[15] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[15]); \
+    } while (0)
 __attribute__((target("avx512f"))) static void
 bd__ukernel_avx512(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
                    int64_t mr, int64_t nr) {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-           c61 = c00, c70 = c00, c71 = c00;
+    __m512 r[16];
     int64_t k, i;
-    for (k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-        ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
-        ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
-        ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
-        ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
-        ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
-        ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
-        ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
-        ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
-        a += BD__MR;
-        b += BD__NR;
-    }
+    for (i = 0; i < 16; i++) r[i] = _mm512_setzero_ps();
+    for (k = 0; k < kc; k++, a += BD__MR, b += BD__NR)
+        BD__FMA8X32(r, a, _mm512_loadu_ps(b), _mm512_loadu_ps(b + 16));
     {
         __m512 al = _mm512_set1_ps(alpha);
-        __m512 r[16];
-        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
-        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
         if (nr == BD__NR) {
             for (i = 0; i < mr; i++) {
                 float *ci = C + i * ldc;
@@ -2964,25 +2964,11 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
             if (y + 1 >= y1) q0 = (__mmask16)((1u << W) - 1u);
             if (y + 3 >= y1) q1 = (__mmask16)((1u << W) - 1u);
         }
-        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-               c61 = c00, c70 = c00, c71 = c00;
         const float *a = ap;
         __m512 r[16];
-        for (kk = 0; kk < KK; kk++) {
-            __m512 x0 = _mm512_loadu_ps(xp + off[kk] + b0), x1 = _mm512_loadu_ps(xp + off[kk] + b1), w;
-            w = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(w, x0, c00); c01 = _mm512_fmadd_ps(w, x1, c01);
-            w = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(w, x0, c10); c11 = _mm512_fmadd_ps(w, x1, c11);
-            w = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(w, x0, c20); c21 = _mm512_fmadd_ps(w, x1, c21);
-            w = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(w, x0, c30); c31 = _mm512_fmadd_ps(w, x1, c31);
-            w = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(w, x0, c40); c41 = _mm512_fmadd_ps(w, x1, c41);
-            w = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(w, x0, c50); c51 = _mm512_fmadd_ps(w, x1, c51);
-            w = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(w, x0, c60); c61 = _mm512_fmadd_ps(w, x1, c61);
-            w = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(w, x0, c70); c71 = _mm512_fmadd_ps(w, x1, c71);
-            a += 8;
-        }
-        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
-        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        for (i = 0; i < 16; i++) r[i] = _mm512_setzero_ps();
+        for (kk = 0; kk < KK; kk++, a += 8)
+            BD__FMA8X32(r, a, _mm512_loadu_ps(xp + off[kk] + b0), _mm512_loadu_ps(xp + off[kk] + b1));
         for (i = 0; quad && i < mr; i++) {
             float *oc = out + i * HW;
             __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
@@ -3322,25 +3308,10 @@ bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *
     for (xi = 0; xi < 16; xi++) {
         const float *a = u + xi * kc * 8, *b = V + xi * vs;
         float *Cm = M + xi * BD__WG_MS;
-        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-               c61 = c00, c70 = c00, c71 = c00;
         __m512 rr[16];
-        for (k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-            ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
-            ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
-            ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
-            ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
-            ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
-            ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
-            ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
-            ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
-            a += 8;
-            b += BD__WG_L;
-        }
-        rr[0] = c00; rr[1] = c01; rr[2] = c10; rr[3] = c11; rr[4] = c20; rr[5] = c21; rr[6] = c30; rr[7] = c31;
-        rr[8] = c40; rr[9] = c41; rr[10] = c50; rr[11] = c51; rr[12] = c60; rr[13] = c61; rr[14] = c70; rr[15] = c71;
+        for (i = 0; i < 16; i++) rr[i] = _mm512_setzero_ps();
+        for (k = 0; k < kc; k++, a += 8, b += BD__WG_L)
+            BD__FMA8X32(rr, a, _mm512_loadu_ps(b), _mm512_loadu_ps(b + 16));
         for (i = 0; i < 16; i++) {
             float *ci = Cm + i * 16;
             _mm512_storeu_ps(ci, first ? rr[i] : _mm512_add_ps(rr[i], _mm512_loadu_ps(ci)));
