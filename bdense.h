@@ -7472,7 +7472,8 @@ static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
 /* ------------------------------------------------------------------------ */
 /* >>io                                                                     */
 /* ------------------------------------------------------------------------ */
-/* Atomic file writing, byte order, strict JSON, safetensors. */
+/* File plumbing that checkpoints and formats share: atomic writes, byte
+   order, whole-file reads, a growable buffer, UTF-8 checks. */
 #if defined(_WIN32)
 #include <io.h>
 #ifdef __cplusplus
