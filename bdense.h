@@ -890,8 +890,6 @@ BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double deca
    taken BEFORE this update (k = 0 on the first: decay 0.1), as diffusers'
    EMAModel.  The one warm-up rule of the library. */
 BDAPI double bd_ema_decay(double decay, int warmup, int64_t k);
-/* L2 norm (double accumulation) of n floats */
-BDAPI double bd_l2_norm(const float *x, int64_t n);
 
 /* Teacher training (docs/spec.md sec. 3). */
 typedef enum bd_loss_weight { BD_WEIGHT_NONE = 0, BD_WEIGHT_SNR_TRUNC = 1 } bd_loss_weight;
@@ -2499,9 +2497,7 @@ static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t 
         out[i] = v / (1.0f + expf(-v));
     }
 }
-#endif
 
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
@@ -2609,11 +2605,9 @@ static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const floa
             }
     }
 }
-#endif
 
 /* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
    col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, float *col, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t Cin,
                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
@@ -3697,12 +3691,10 @@ static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float 
             }
         }
 }
-#endif
 
 /* With xh = (x - mu) rstd and g = dout * gamma (per channel):
    dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
    dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const float *dout,
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
@@ -4139,11 +4131,9 @@ static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const f
             bd_sgemm(0, 1, Ch, HW, HW, 1.0f, v, HW, a, HW, 0.0f, out + (n * C + h * Ch) * HW, HW);
         }
 }
-#endif
 
 /* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
    dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, const float *dout,
                                  const float *qkv, const float *att, int64_t N, int64_t C,
                                  int64_t HW, int64_t heads) {
@@ -5662,10 +5652,6 @@ BDAPI void bd_adam_free(bd_adam *a) {
     bd_backend_free(a->ctx, a->m);
     bd_backend_free(a->ctx, a->v);
     memset(a, 0, sizeof *a);
-}
-
-BDAPI double bd_l2_norm(const float *x, int64_t n) {
-    return sqrt(bd_vec_sumsq(x, n));
 }
 
 /* The AdamW-with-clipping update number k (1-based) on p, g, m, v (n
@@ -7611,6 +7597,23 @@ static bd_result bd__afile_commit(bd__afile *af) {
     return BD_SUCCESS;
 }
 
+/* fopen(path, "rb") and its size; NULL (error recorded on ctx) when it
+   cannot be opened, read or measured */
+static FILE *bd__open_sized(bd_context *ctx, const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+        return NULL;
+    }
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (*size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
+        return NULL;
+    }
+    return f;
+}
 /* Whole file into memory (allocated on ctx), at most max_size bytes. */
 static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
                                unsigned char **out, size_t *out_size) {
@@ -7620,14 +7623,7 @@ static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_siz
     unsigned char *buf;
     *out = NULL; *out_size = 0;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
-    if ((fgetc(f) == EOF && ferror(f)) ||
-        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     if ((unsigned long)end > max_size) {
         fclose(f);
         return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
@@ -8549,14 +8545,7 @@ BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safete
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
     *out = NULL;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
-    if ((fgetc(f) == EOF && ferror(f)) ||
-        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     fsize = (uint64_t)end;
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
         fclose(f);
@@ -8812,12 +8801,7 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     if (!s) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: NULL stream");
     memset(s, 0, sizeof *s);
     if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: empty path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot seek in %s", path);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     if (end < 10 || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
         fclose(f);
         return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: bad magic", path);
