@@ -8619,11 +8619,46 @@ static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
 static void bd__npy_ws(const char *h, size_t n, size_t *i) {
     while (*i < n && (h[*i] == ' ' || h[*i] == '\t')) (*i)++;
 }
+/* Magic, version and header length of a .npy prefix (avail bytes at b):
+   the header dictionary is hlen bytes at hstart. */
+static bd_result bd__npy_prefix(bd_context *ctx, const unsigned char *b, size_t avail, size_t *hlen,
+                                size_t *hstart) {
+    if (avail < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
+    if (b[6] == 1 && b[7] == 0) {
+        *hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        *hstart = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
+        if (avail < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
+        *hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        *hstart = 12;
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
+    }
+    return BD_SUCCESS;
+}
+/* n elements of `item` bytes (4: float32, 8: float64; byte-swapped when
+   swap) at b into floats */
+static void bd__npy_convert(float *out, const unsigned char *b, int64_t n, int item, int swap) {
+    int64_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        unsigned char e[8];
+        for (k = 0; k < item; k++) e[k] = b[i * item + (swap ? item - 1 - k : k)];
+        if (item == 8) {
+            double v;
+            memcpy(&v, e, 8);
+            out[i] = (float)v;
+        } else {
+            memcpy(&out[i], e, 4);
+        }
+    }
+}
 /* Parse the header dictionary (a Python literal) strictly:
    {'descr': <str>, 'fortran_order': <bool>, 'shape': <tuple>} in any order,
-   optional trailing comma, then spaces and one '\n'. */
+   optional trailing comma, then spaces and one '\n'; *numel: the product
+   of the shape (at most INT64_MAX / 8). */
 static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *swap, int *f8,
-                                int *ndim, int64_t *shape) {
+                                int *ndim, int64_t *shape, int64_t *numel) {
     size_t i = 0;
     int seen_descr = 0, seen_fo = 0, seen_shape = 0, fortran = 0, k;
     char descr[16];
@@ -8706,6 +8741,10 @@ static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *s
     else if (strcmp(descr, "<f8") == 0) { *swap = !bd__host_is_le(); *f8 = 1; }
     else if (strcmp(descr, ">f8") == 0) { *swap = bd__host_is_le(); *f8 = 1; }
     else return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: dtype '%s' is not supported (float32/float64 only)", descr);
+    for (*numel = 1, k = 0; k < *ndim; k++) {
+        if (shape[k] != 0 && *numel > (INT64_MAX / 8) / shape[k]) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
+        *numel *= shape[k];
+    }
     return BD_SUCCESS;
 }
 
@@ -8713,31 +8752,17 @@ BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t si
     const unsigned char *b = BD__CAST(const unsigned char *, bytes);
     size_t hlen, hstart, need, item;
     int swap = 0, f8 = 0, ndim = 0, d;
-    int64_t shape[BD_NPY_MAX_DIMS], numel = 1, i;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1;
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL output");
     memset(out, 0, sizeof *out);
     if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL bytes");
-    if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
-    if (b[6] == 1 && b[7] == 0) {
-        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
-        hstart = 10;
-    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
-        if (size < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
-        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
-        hstart = 12;
-    } else {
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
-    }
+    if ((r = bd__npy_prefix(ctx, b, size, &hlen, &hstart)) != BD_SUCCESS) return r;
     if (hlen > size - hstart) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header length %zu exceeds the file", hlen);
-    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape);
+    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape,
+                       &numel);
     if (r != BD_SUCCESS) return r;
-    for (d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d])
-            return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
-        numel *= shape[d];
-    }
     item = f8 ? 8 : 4;
     if ((uint64_t)numel > (uint64_t)(SIZE_MAX / 8)) return bd_error(ctx, BD_ERROR_OVERFLOW, "npy: array too large");
     need = (size_t)numel * item;
@@ -8749,19 +8774,8 @@ BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t si
     b += hstart + hlen;
     if (!f8 && !swap) {
         if (numel) memcpy(out->data, b, need);
-        i = numel;
-    } else i = 0;
-    for (; i < numel; i++) {
-        unsigned char e[8];
-        size_t k;
-        for (k = 0; k < item; k++) e[k] = b[(size_t)i * item + (swap ? item - 1 - k : k)];
-        if (f8) {
-            double v;
-            memcpy(&v, e, 8);
-            out->data[i] = (float)v;
-        } else {
-            memcpy(&out->data[i], e, 4);
-        }
+    } else {
+        bd__npy_convert(out->data, b, numel, (int)item, swap);
     }
     out->ndim = ndim;
     for (d = 0; d < ndim; d++) out->shape[d] = shape[d];
@@ -8802,19 +8816,10 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     memset(s, 0, sizeof *s);
     if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: empty path");
     if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
-    if (end < 10 || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
+    r = bd__npy_prefix(ctx, pre, fread(pre, 1, end < 12 ? (size_t)end : 12, f), &hlen, &hstart);
+    if (r != BD_SUCCESS || fseek(f, (long)hstart, SEEK_SET) != 0) {
         fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: bad magic", path);
-    }
-    if (pre[6] == 1 && pre[7] == 0) {
-        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
-        hstart = 10;
-    } else if ((pre[6] == 2 || pre[6] == 3) && pre[7] == 0 && end >= 12 && fread(pre + 10, 1, 2, f) == 2) {
-        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8) | ((size_t)pre[10] << 16) | ((size_t)pre[11] << 24);
-        hstart = 12;
-    } else {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy stream: %s: format version %d.%d", path, pre[6], pre[7]);
+        return r != BD_SUCCESS ? r : bd_error(ctx, BD_ERROR_IO, "npy stream: %s: cannot seek", path);
     }
     if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20)) {
         fclose(f);
@@ -8830,18 +8835,11 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
         fclose(f);
         return bd_error(ctx, BD_ERROR_IO, "npy stream: %s: short read of the header", path);
     }
-    r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape);
+    r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape, &numel);
     bd_free(ctx, h);
     if (r != BD_SUCCESS) {
         fclose(f);
         return r;
-    }
-    for (d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d]) {
-            fclose(f);
-            return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: shape overflows", path);
-        }
-        numel *= shape[d];
     }
     if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u)) {
         fclose(f);
@@ -8876,22 +8874,12 @@ BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t fi
         return BD_SUCCESS;
     }
     while (done < count) { /* convert through a small stack buffer */
-        unsigned char buf[2048], e[8];
-        int64_t n = (int64_t)sizeof buf / s->item, i;
-        int k;
+        unsigned char buf[2048];
+        int64_t n = (int64_t)sizeof buf / s->item;
         if (n > count - done) n = count - done;
         if (fread(buf, (size_t)s->item, (size_t)n, f) != (size_t)n)
             return bd_error(ctx, BD_ERROR_IO, "npy stream: short read at element %lld", (long long)(first + done));
-        for (i = 0; i < n; i++) {
-            for (k = 0; k < s->item; k++) e[k] = buf[i * s->item + (s->swap ? s->item - 1 - k : k)];
-            if (s->item == 8) {
-                double v;
-                memcpy(&v, e, 8);
-                out[done + i] = (float)v;
-            } else {
-                memcpy(&out[done + i], e, 4);
-            }
-        }
+        bd__npy_convert(out + done, buf, n, s->item, s->swap);
         done += n;
     }
     return BD_SUCCESS;
