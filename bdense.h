@@ -2794,9 +2794,7 @@ bd__pack_im2col_t_avx512(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, 
         }
     }
 }
-#endif
 
-#ifdef BD__X86
 /* the same with AVX2 masked gathers: four 8-wide gathers per depth row */
 __attribute__((target("avx2,fma"))) static void
 bd__pack_im2col_t_avx2(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
@@ -7421,7 +7419,7 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
 }
 
 /* Re-home params, grads and the activation slab in `to`'s backend (see
-   bd_denoiser_to_context in >>backend).  The host-side plan stays; it was
+   bd_denoiser_to_context).  The host-side plan stays; it was
    allocated with from's allocator, so both contexts must share it. */
 static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
     bd__unet *u = BD__CAST(bd__unet *, d->impl);
