@@ -986,8 +986,7 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* >>unet                                                                   */
 /* ======================================================================== */
 /* The reference UNet of docs/spec.md sec. 6 behind the bd_denoiser interface (kind
-   "unet"), the bd_model that pairs a network with its diffusion settings,
-   and docs/spec.md sec. 7 checkpoints.  docs/unet.md walks through the architecture. */
+   "unet").  docs/unet.md walks through the architecture. */
 #define BD_UNET_MAX_LEVELS 8
 
 typedef struct bd_unet_config {

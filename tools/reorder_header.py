@@ -48,14 +48,14 @@ MOVE = [
     # file plumbing that checkpoints and formats share: atomic writes, whole
     # file reads, byte order, a growable buffer, UTF-8 checks
     (r"^(bd__afile\w*|BD__FSYNC|bd__host_is_le|bd__bswap32_array|bd__(rd|wr)_[lb]e\d+|"
-     r"bd__read_file|bd__buf|bd__buf_(put|str|i64)|bd__utf8_\w+)$", "core"),
+     r"bd__open_sized|bd__read_file|bd__buf|bd__buf_(put|str|i64)|bd__utf8_\w+)$", "core"),
     # a device-resident distiller (if present) belongs with the distiller
     (r"^(bd_device_distill\w*|bd__dd_\w+|BD__DD_\w+)$", "distill"),
-    # checkpoints: the JSON reader, the safetensors container, then the
-    # model container and its save/load/resume (items of a section keep the
-    # order of these rules, then their old order)
-    (r"^(bd_json_\w+|bd__json\w*|bd__j_\w+|bd__jtok|bd__jparse|BD__J\w*|bd__buf_jstr)$", "checkpoint"),
-    (r"^(bd_safetensors\w*|bd__st_\w+|bd_st_\w+|BD_ST_\w+)$", "checkpoint"),
+    # checkpoints: the safetensors container with its JSON reader, then the
+    # model container and its save/load/resume (items that move into a
+    # section go in the order of these rules, each group in its old order)
+    (r"^(bd_json_\w+|bd__json\w*|bd__j_\w+|bd__jtok|bd__jparse|BD__J\w*|bd__buf_jstr|"
+     r"bd_safetensors\w*|bd__st_\w+|bd_st_\w+|BD_ST_\w+)$", "checkpoint"),
     (r"^(bd__spool\w*|bd__rng_format|bd__rng_parse|bd__meta_\w+|BD__KV)$", "checkpoint"),
     (r"^(bd__?model(_(?!predict$)\w+)?|bd__train_state\w*)$", "checkpoint"),
 ]
