@@ -3806,9 +3806,7 @@ static double bd__sqdev8(const float *x, int64_t n, float mu) {
 static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, t;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
     for (t = 0; t < N * G; t++) {
         int64_t n = t / G, g = t % G, c, i;
         const float *xg = x + (n * C + g * Cg) * HW;
@@ -3858,9 +3856,8 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                        const float *mean, const float *rstd, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, g;
-    int nt = bd__omp_threads(), keep = silu && M <= BD__GN_GROUP_STACK;
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    int keep = silu && M <= BD__GN_GROUP_STACK;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
     for (g = 0; g < G; g++) {
         float gb[BD__GN_CHUNK], gall[BD__GN_GROUP_STACK];
         int64_t n, c, i, i0;
@@ -3951,9 +3948,7 @@ BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, co
 
 BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
     int64_t t, nb = (n + 16383) / 16384;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i0 = t * 16384, m = n - i0 < 16384 ? n - i0 : 16384;
         bd__silu_rows(out + i0, x + i0, m);
@@ -3961,9 +3956,7 @@ BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
 }
 BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t t, nb = (n + 16383) / 16384;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * 16384 < n ? (t + 1) * 16384 : n;
         for (i = t * 16384; i < i1; i++) {
@@ -3976,9 +3969,7 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
     int64_t p, W2 = 2 * W;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         const float *xp = x + p * H * W;
@@ -3997,9 +3988,7 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
     int64_t p, W2 = 2 * W;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         float *xp = dx + p * H * W;
@@ -4015,9 +4004,7 @@ BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64
 BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
                              int64_t C2, int64_t HW) {
     int64_t n;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         float *on = out + n * (C1 + C2) * HW;
         memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
@@ -4028,9 +4015,7 @@ BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t
 BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
                               int64_t C2, int64_t HW) {
     int64_t n;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         const float *dn = dout + n * (C1 + C2) * HW;
         int64_t i;
@@ -4048,9 +4033,7 @@ BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N
 
 BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
     int64_t p;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         float v = e[p], *r = x + p * HW;
@@ -4061,9 +4044,7 @@ BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C
 BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
                                    int64_t HW) {
     int64_t p;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         const float *r = dout + p * HW;
@@ -4077,9 +4058,7 @@ BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int6
 #define BD__EW_BLOCK 16384
 BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         for (i = t * BD__EW_BLOCK; i < i1; i++) out[i] = a[i] + b[i];
@@ -4088,9 +4067,7 @@ BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n)
 
 BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         if (da) for (i = t * BD__EW_BLOCK; i < i1; i++) da[i] += dout[i];
@@ -4241,9 +4218,7 @@ BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_
                                 int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, t;
     float scale = (float)(1.0 / sqrt((double)Ch));
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * heads > 1)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * heads > 1)
     for (t = 0; t < N * heads; t++) {
         float buf[BD__GEMM_STACK_FLOATS];
         int64_t n = t / heads, h = t % heads;
@@ -4258,9 +4233,8 @@ BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
                                  int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, t;
     float scale = (float)(1.0 / sqrt((double)Ch));
-    int nt = bd__omp_threads(), small = HW * HW <= BD__ATT_STACK;
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && small && N * heads > 1)
+    int small = HW * HW <= BD__ATT_STACK;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && small && N * heads > 1)
     for (t = 0; t < N * heads; t++) {
         float buf[BD__GEMM_STACK_FLOATS], sbuf[BD__ATT_STACK];
         int64_t n = t / heads, h = t % heads;
