@@ -251,6 +251,9 @@ def tag_of(item, old):
     for an item that stays in its section, 1 + the rule's index for one that
     MOVE brings from another (so a file already in order keeps its order)."""
     names = sorted(item.defs) + sorted(item.protos)
+    if any(PINNED.match(l) for l in item.lines):
+        item.rank = 0  # placed by an earlier run above its first user: stays
+        return RENAME.get(old, old)
     for k, (pat, tag) in enumerate(MOVE):
         if any(re.match(pat, n) for n in names):
             item.rank = 0 if tag == RENAME.get(old, old) else 1 + k
@@ -300,6 +303,8 @@ def regroup(lines, a, b):
 
 
 TRACK = re.compile(r"^(bd|BD)_")
+# the comment a moved helper or a prototype gets (and what keeps it there)
+PINNED = re.compile(r"^/\* (defined below, in >>\w+|from >>\w+, above its first user) \*/$")
 
 
 def fix_order(order, protos_out):
@@ -327,11 +332,20 @@ def fix_order(order, protos_out):
                         continue  # public: declared in the first half
                     pr = prototype(d, n)
                     pr.hoisted = True
+                    if d.tag != it.tag:
+                        pr.lines.insert(0, "/* defined below, in >>%s */" % d.tag)
+                    pr.tag = it.tag
                     order.insert(i, pr)
                     protos_out.append(n)
                 else:
                     d.hoisted = True
                     protos_out.append("moved up: " + n)
+                    if d.tag != it.tag and not any(PINNED.match(l) for l in d.lines):
+                        k = 0
+                        while k < len(d.lines) and d.lines[k].strip() == "":
+                            k += 1
+                        d.lines.insert(k, "/* from >>%s, above its first user */" % d.tag)
+                    d.tag = it.tag
                     order.insert(i, order.pop(j))
                 moved = True
                 break
