@@ -1944,6 +1944,15 @@ BDAPI const char *bd_result_string(bd_result r) {
     return "unknown result";
 }
 
+/* index of name in names[0..n) (-1 if absent or NULL): the *_parse
+   functions of the enums with names */
+static int bd__enum_find(const char *const *names, int n, const char *name) {
+    int i;
+    for (i = 0; name && i < n; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* >>context                                                                */
 /* ------------------------------------------------------------------------ */
@@ -4774,37 +4783,25 @@ BDAPI double bd_schedule_t_min(const bd_schedule *s) {
     return bd__clamp01(bd_schedule_t_from_logsnr(s, l));
 }
 
+static const char *const bd__schedule_names[] = {"cosine", "linear"};
 BDAPI const char *bd_schedule_name(bd_schedule_kind k) {
-    switch (k) {
-    case BD_SCHEDULE_COSINE: return "cosine";
-    case BD_SCHEDULE_LINEAR: return "linear";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 2 ? bd__schedule_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_schedule_parse(const char *name, bd_schedule_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "cosine") == 0) *out = BD_SCHEDULE_COSINE;
-    else if (strcmp(name, "linear") == 0) *out = BD_SCHEDULE_LINEAR;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__schedule_names, 2, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_schedule_kind)k;
     return BD_SUCCESS;
 }
 
+static const char *const bd__param_names[] = {"eps", "x0", "v"};
 BDAPI const char *bd_param_name(bd_param_kind k) {
-    switch (k) {
-    case BD_PARAM_EPS: return "eps";
-    case BD_PARAM_X0: return "x0";
-    case BD_PARAM_V: return "v";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 3 ? bd__param_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "eps") == 0) *out = BD_PARAM_EPS;
-    else if (strcmp(name, "x0") == 0) *out = BD_PARAM_X0;
-    else if (strcmp(name, "v") == 0) *out = BD_PARAM_V;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__param_names, 3, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_param_kind)k;
     return BD_SUCCESS;
 }
 
@@ -4893,21 +4890,15 @@ BDAPI bd_result bd_time_grid(bd_context *ctx, const bd_schedule *s, bd_grid_kind
     return BD_SUCCESS;
 }
 
+static const char *const bd__grid_names[] = {"uniform_t", "logsnr", "karras", "uniform"};
 BDAPI const char *bd_grid_name(bd_grid_kind k) {
-    switch (k) {
-    case BD_GRID_UNIFORM_T: return "uniform_t";
-    case BD_GRID_LOGSNR: return "logsnr";
-    case BD_GRID_KARRAS: return "karras";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 3 ? bd__grid_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "uniform_t") == 0 || strcmp(name, "uniform") == 0) *out = BD_GRID_UNIFORM_T;
-    else if (strcmp(name, "logsnr") == 0) *out = BD_GRID_LOGSNR;
-    else if (strcmp(name, "karras") == 0) *out = BD_GRID_KARRAS;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__grid_names, 4, name);
+    if (k >= 3) k = BD_GRID_UNIFORM_T; /* the alias */
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_grid_kind)k;
     return BD_SUCCESS;
 }
 /* SCHEDULE-IMPLEMENTATION */
@@ -5134,25 +5125,15 @@ BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t ste
 static bd_sampler_kind bd__sampler_step_kind(bd_sampler_kind kind, double t) {
     return (kind == BD_SAMPLER_HEUN && t >= 1.0) ? BD_SAMPLER_EULER : kind;
 }
+static const char *const bd__sampler_names[] = {"ddim", "ddpm", "euler", "heun", "dpmpp2m", "dpmpp"};
 BDAPI const char *bd_sampler_name(bd_sampler_kind k) {
-    switch (k) {
-    case BD_SAMPLER_DDIM: return "ddim";
-    case BD_SAMPLER_DDPM: return "ddpm";
-    case BD_SAMPLER_EULER: return "euler";
-    case BD_SAMPLER_HEUN: return "heun";
-    case BD_SAMPLER_DPMPP_2M: return "dpmpp2m";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 5 ? bd__sampler_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "ddim") == 0) *out = BD_SAMPLER_DDIM;
-    else if (strcmp(name, "ddpm") == 0) *out = BD_SAMPLER_DDPM;
-    else if (strcmp(name, "euler") == 0) *out = BD_SAMPLER_EULER;
-    else if (strcmp(name, "heun") == 0) *out = BD_SAMPLER_HEUN;
-    else if (strcmp(name, "dpmpp2m") == 0 || strcmp(name, "dpmpp") == 0) *out = BD_SAMPLER_DPMPP_2M;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__sampler_names, 6, name);
+    if (k >= 5) k = BD_SAMPLER_DPMPP_2M; /* the alias */
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_sampler_kind)k;
     return BD_SUCCESS;
 }
 
@@ -5676,19 +5657,14 @@ BDAPI double bd_ema_decay(double decay, int warmup, int64_t k) {
     return decay;
 }
 
+static const char *const bd__loss_weight_names[] = {"none", "snr_trunc"};
 BDAPI const char *bd_loss_weight_name(bd_loss_weight w) {
-    switch (w) {
-    case BD_WEIGHT_NONE: return "none";
-    case BD_WEIGHT_SNR_TRUNC: return "snr_trunc";
-    default: return "unknown";
-    }
+    return (int)w >= 0 && (int)w < 2 ? bd__loss_weight_names[w] : "unknown";
 }
-
 BDAPI bd_result bd_loss_weight_parse(const char *name, bd_loss_weight *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "none") == 0) *out = BD_WEIGHT_NONE;
-    else if (strcmp(name, "snr_trunc") == 0) *out = BD_WEIGHT_SNR_TRUNC;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__loss_weight_names, 2, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_loss_weight)k;
     return BD_SUCCESS;
 }
 
