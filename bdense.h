@@ -1986,6 +1986,9 @@ BDAPI bd_result bd_error(bd_context *ctx, bd_result code, const char *fmt, ...) 
     if (ctx->log) ctx->log(ctx->log_user_data, code, ctx->message);
     return code;
 }
+/* record an error and leave through the function's `fail:` cleanup (needs
+   bd_context *ctx and bd_result r in scope) */
+#define BD__FAIL(...) do { r = bd_error(ctx, __VA_ARGS__); goto fail; } while (0)
 
 BDAPI void *bd_alloc(bd_context *ctx, size_t size) {
     void *p;
@@ -8012,42 +8015,30 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
     for (i = 0; i < nt; i++) {
         const bd_st_write_tensor *t = &tensors[i];
         int64_t numel;
-        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
-                         "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
-            goto fail;
-        }
-        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel)) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
-            goto fail;
-        }
-        if (numel > 0 && !t->data) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
-            goto fail;
-        }
+        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT,
+                     "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
+        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel))
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
+        if (numel > 0 && !t->data)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
         order[i] = t;
     }
     for (i = 0; i < nm; i++) {
         if (!meta[i].key || !meta[i].value || !bd__utf8_valid(meta[i].key) ||
-            !bd__utf8_valid(meta[i].value)) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
-                         "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
-            goto fail;
-        }
+            !bd__utf8_valid(meta[i].value))
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT,
+                     "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
         morder[i] = &meta[i];
     }
     if (nt > 1) qsort(order, (size_t)nt, sizeof *order, bd__st_wcmp);
     if (nm > 1) qsort(morder, (size_t)nm, sizeof *morder, bd__st_kvcmp);
     for (i = 1; i < nt; i++)
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
-            goto fail;
-        }
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
     for (i = 1; i < nm; i++)
-        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
-            goto fail;
-        }
+        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
     bd__buf_put(hdr, "{", 1);
     if (nm > 0) {
         bd__buf_str(hdr, "\"__metadata__\":{");
@@ -8075,17 +8066,15 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
         bd__buf_str(hdr, "],\"data_offsets\":[");
         bd__buf_i64(hdr, (int64_t)off);
         bd__buf_put(hdr, ",", 1);
-        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off) {
-            r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
-            goto fail;
-        }
+        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off)
+            BD__FAIL(BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
         off += (uint64_t)numel * 4u;
         bd__buf_i64(hdr, (int64_t)off);
         bd__buf_str(hdr, "]}");
     }
     bd__buf_put(hdr, "}", 1);
     while (!hdr->failed && hdr->n % 8 != 0) bd__buf_put(hdr, " ", 1);
-    if (hdr->failed) { r = bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed"); goto fail; }
+    if (hdr->failed) BD__FAIL(BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed");
     bd_free(ctx, morder);
     *order_out = order;
     *data_bytes = off;
@@ -8224,22 +8213,16 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
     *ents_out = NULL;
     r = bd__json_parse(ctx, "safetensors header", h, hlen, &tok, &ntok);
     if (r != BD_SUCCESS) return r;
-    if (tok[0].type != BD__J_OBJ) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
-        goto fail;
-    }
+    if (tok[0].type != BD__J_OBJ)
+        BD__FAIL(BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
     /* count tensors and metadata entries */
     for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
         if (bd__json_eq(h, &tok[j], "__metadata__")) {
-            if (meta_tok >= 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
-                goto fail;
-            }
+            if (meta_tok >= 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
             meta_tok = j + 1;
-            if (tok[meta_tok].type != BD__J_OBJ) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
-                goto fail;
-            }
+            if (tok[meta_tok].type != BD__J_OBJ)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
             nm = tok[meta_tok].size;
         } else {
             nt++;
@@ -8250,10 +8233,8 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
     if (!bd_size_mul((size_t)nt, sizeof(bd__st_ent), &sz_ents) ||
         !bd_size_mul((size_t)nm, sizeof(bd_st_kv), &sz_kv) ||
         !bd_size_add(hlen, (size_t)ntok + 1, &pool_bytes) ||
-        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total)) {
-        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
-        goto fail;
-    }
+        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total))
+        BD__FAIL(BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
     block = BD__CAST(unsigned char *, bd_alloc(ctx, total));
     if (!block) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
     ents = BD__CAST(bd__st_ent *, (void *)block);
@@ -8265,26 +8246,20 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
             int64_t lk, lv;
             char *key = pp;
             lk = bd__json_decode(h, &tok[j], pp);
-            if (lk < 0) { r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000"); goto fail; }
+            if (lk < 0) BD__FAIL(BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000");
             pp += lk + 1;
-            if (tok[j + 1].type != BD__J_STR) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
-                goto fail;
-            }
+            if (tok[j + 1].type != BD__J_STR)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
             lv = bd__json_decode(h, &tok[j + 1], pp);
-            if (lv < 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
-                goto fail;
-            }
+            if (lv < 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
             kv[im].key = key; kv[im].value = pp; im++;
             pp += lv + 1;
         }
         if (nm > 1) qsort(kv, (size_t)nm, sizeof *kv, bd__st_kv_cmp);
         for (i = 1; i < nm; i++)
-            if (strcmp(kv[i - 1].key, kv[i].key) == 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
-                goto fail;
-            }
+            if (strcmp(kv[i - 1].key, kv[i].key) == 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
     }
     for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
         const bd__jtok *obj;
@@ -8293,120 +8268,85 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
         char *name;
         if (j + 1 == meta_tok) continue;
         name = pp;
-        if (bd__json_decode(h, &tok[j], pp) < 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
-            goto fail;
-        }
+        if (bd__json_decode(h, &tok[j], pp) < 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
         pp += strlen(pp) + 1;
         e = &ents[it++];
         memset(e, 0, sizeof *e);
         e->t.name = name;
         obj = &tok[j + 1];
-        if (obj->type != BD__J_OBJ) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
-            goto fail;
-        }
+        if (obj->type != BD__J_OBJ)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
         for (fj = j + 2, f = 0; f < obj->size; f++, fj = tok[fj + 1].next) {
             int64_t *slot;
             if (bd__json_eq(h, &tok[fj], "dtype")) slot = &dtype_t;
             else if (bd__json_eq(h, &tok[fj], "shape")) slot = &shape_t;
             else if (bd__json_eq(h, &tok[fj], "data_offsets")) slot = &offs_t;
-            else {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
-                goto fail;
-            }
-            if (*slot >= 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
-                goto fail;
-            }
+            else
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
+            if (*slot >= 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
             *slot = fj + 1;
         }
-        if (dtype_t < 0 || shape_t < 0 || offs_t < 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
-                         dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
-            goto fail;
-        }
+        if (dtype_t < 0 || shape_t < 0 || offs_t < 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
+                     dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
         if (!bd__json_eq(h, &tok[dtype_t], "F32")) {
             if (bd__st_known_dtype(h, &tok[dtype_t]))
-                r = bd_error(ctx, BD_ERROR_UNSUPPORTED,
-                             "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
-                             (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
-            else
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
-            goto fail;
+                BD__FAIL(BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
+                         (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
         }
-        if (tok[shape_t].type != BD__J_ARR) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
-            goto fail;
-        }
-        if (tok[shape_t].size > BD_ST_MAX_DIMS) {
-            r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
-                         name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
-            goto fail;
-        }
+        if (tok[shape_t].type != BD__J_ARR)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
+        if (tok[shape_t].size > BD_ST_MAX_DIMS)
+            BD__FAIL(BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
+                     name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
         e->t.ndim = (int)tok[shape_t].size;
         for (d = 0; d < e->t.ndim; d++) {
-            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d])) {
-                r = bd_error(ctx, BD_ERROR_FORMAT,
-                             "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
-                goto fail;
-            }
+            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d]))
+                BD__FAIL(BD_ERROR_FORMAT,
+                         "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
         }
-        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel)) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
-            goto fail;
-        }
+        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel))
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
         e->t.numel = numel;
         if (tok[offs_t].type != BD__J_ARR || tok[offs_t].size != 2 ||
             !bd__json_u63(h, &tok[offs_t + 1], &e->begin) ||
-            !bd__json_u63(h, &tok[offs_t + 2], &e->end)) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: data_offsets of '%s' is not a pair of non-negative integers", name);
-            goto fail;
-        }
-        if (e->begin > e->end || (uint64_t)e->end > data_len) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
-                         (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
-            goto fail;
-        }
-        if (e->end - e->begin != numel * 4) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
-                         name, (long long)(numel * 4), (long long)(e->end - e->begin));
-            goto fail;
-        }
+            !bd__json_u63(h, &tok[offs_t + 2], &e->end))
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: data_offsets of '%s' is not a pair of non-negative integers",
+                     name);
+        if (e->begin > e->end || (uint64_t)e->end > data_len)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
+                     (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
+        if (e->end - e->begin != numel * 4)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
+                     name, (long long)(numel * 4), (long long)(e->end - e->begin));
     }
     /* offsets: sorted, each begins where the previous ended, all covered */
     if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_off_cmp);
     {
         int64_t pos = 0;
         for (i = 0; i < nt; i++) {
-            if (ents[i].begin < pos) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
-                             ents[i - 1].t.name, ents[i].t.name);
-                goto fail;
-            }
-            if (ents[i].begin > pos) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
-                             (long long)(ents[i].begin - pos), ents[i].t.name);
-                goto fail;
-            }
+            if (ents[i].begin < pos)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                         ents[i - 1].t.name, ents[i].t.name);
+            if (ents[i].begin > pos)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
+                         (long long)(ents[i].begin - pos), ents[i].t.name);
             pos = ents[i].end;
         }
-        if ((uint64_t)pos != data_len) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: %llu bytes at the end of the data section belong to no tensor",
-                         (unsigned long long)(data_len - (uint64_t)pos));
-            goto fail;
-        }
+        if ((uint64_t)pos != data_len)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: %llu bytes at the end of the data section belong to no tensor",
+                     (unsigned long long)(data_len - (uint64_t)pos));
     }
     if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_name_cmp);
     for (i = 1; i < nt; i++)
-        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
-            goto fail;
-        }
+        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
     bd_free(ctx, tok);
     st->table = block;
     st->n_tensors = nt;
