@@ -8704,35 +8704,19 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: empty path");
     if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     r = bd__npy_prefix(ctx, pre, fread(pre, 1, end < 12 ? (size_t)end : 12, f), &hlen, &hstart);
-    if (r != BD_SUCCESS || fseek(f, (long)hstart, SEEK_SET) != 0) {
-        fclose(f);
-        return r != BD_SUCCESS ? r : bd_error(ctx, BD_ERROR_IO, "npy stream: %s: cannot seek", path);
-    }
-    if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20)) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: header length %zu exceeds the file", path, hlen);
-    }
+    if (r != BD_SUCCESS) goto fail;
+    if (fseek(f, (long)hstart, SEEK_SET) != 0) BD__FAIL(BD_ERROR_IO, "npy stream: %s: cannot seek", path);
+    if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20))
+        BD__FAIL(BD_ERROR_FORMAT, "npy stream: %s: header length %zu exceeds the file", path, hlen);
     h = BD__CAST(char *, bd_alloc(ctx, hlen ? hlen : 1));
-    if (!h) {
-        fclose(f);
-        return ctx->last_result;
-    }
-    if (fread(h, 1, hlen, f) != hlen) {
-        bd_free(ctx, h);
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "npy stream: %s: short read of the header", path);
-    }
+    if (!h) { r = ctx->last_result; goto fail; }
+    if (fread(h, 1, hlen, f) != hlen) BD__FAIL(BD_ERROR_IO, "npy stream: %s: short read of the header", path);
     r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape, &numel);
+    if (r != BD_SUCCESS) goto fail;
+    if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u))
+        BD__FAIL(BD_ERROR_FORMAT, "npy stream: %s: data is %ld bytes, shape needs %lld", path,
+                 end - (long)(hstart + hlen), (long long)(numel * (f8 ? 8 : 4)));
     bd_free(ctx, h);
-    if (r != BD_SUCCESS) {
-        fclose(f);
-        return r;
-    }
-    if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u)) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: data is %ld bytes, shape needs %lld", path,
-                        end - (long)(hstart + hlen), (long long)(numel * (f8 ? 8 : 4)));
-    }
     s->file = f;
     s->ndim = ndim;
     for (d = 0; d < ndim; d++) s->shape[d] = shape[d];
@@ -8741,6 +8725,10 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     s->item = f8 ? 8 : 4;
     s->swap = swap;
     return BD_SUCCESS;
+fail:
+    bd_free(ctx, h);
+    fclose(f);
+    return r;
 }
 
 BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out) {
