@@ -58,6 +58,8 @@ MOVE = [
      r"bd_safetensors\w*|bd__st_\w+|bd_st_\w+|BD_ST_\w+)$", "checkpoint"),
     (r"^(bd__spool\w*|bd__rng_format|bd__rng_parse|bd__meta_\w+|BD__KV)$", "checkpoint"),
     (r"^(bd__?model(_(?!predict$)\w+)?|bd__train_state\w*)$", "checkpoint"),
+    # the distiller's state file is a model checkpoint of the student
+    (r"^(bd_distill_(save|load)_state|bd__dstate_\w+|bd__distill_model)$", "checkpoint"),
 ]
 
 BANNER = re.compile(r"^/\* ([=-])\1+ \*/$")
