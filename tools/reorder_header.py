@@ -2,20 +2,29 @@
 """Put bdense.h in call order (issue 13): rewrite it in place, or --check.
 
 Dev tool.  `python3 tools/reorder_header.py [--check] [FILE]` (FILE defaults
-to bdense.h).  The header has two halves, the declarations (inside the
-include guard) and the implementation; each is a run of sections under a
-'>>tag' banner.  This script cuts every section into top-level items (a
-function, a type, a macro, a conditional block, with the comments above
-it), gives each item a section by the rules below (most items keep their
-section; the old >>io and >>unet sections are split by name), and writes
-the sections back in ORDER, in both halves, items in their old relative
-order.  Internal helpers that end up used above their definition are
-handled automatically: static functions get a prototype at the top of the
-implementation, macros, types and tables move up to just above their first
-user.  The TOC in the top comment is rewritten from ORDER.
+to the repository's bdense.h).  The header has two halves, the declarations
+(inside the include guard) and the implementation; each is a run of
+sections under a '>>tag' banner.  This script cuts every section into
+top-level items (a function, a type, a macro, a conditional block, with the
+comments above it), gives each item a section by the rules below (most
+items keep their section; the old >>io, >>unet and >>backend sections are
+split by name), and writes the sections back in ORDER, in both halves,
+items in their old relative order, one banner per section.  The TOC in the
+top comment is rewritten from ORDER.  Markers (/* BACKEND-DECLARATIONS */
+and the like) stay at the end of their section.
 
-Deterministic and idempotent (a second run changes nothing).  --check
-exits 1 (and changes nothing) when the file is not in this order."""
+What would not compile in the new order is fixed, never left for a hand
+edit: in the implementation half a static function used above its
+definition gets a prototype just above its first user, and a macro, type
+or table used above its definition moves up to just above its first user
+(both marked with a comment, which keeps them there on later runs); in the
+declaration half a struct used by pointer above its definition gets a
+forward typedef, anything else is an error naming the rule to adjust.
+
+Deterministic and idempotent (a second run changes nothing; the script
+checks it).  --check exits 1 (and changes nothing) when the file is not in
+this order."""
+import os
 import re
 import sys
 
@@ -107,12 +116,11 @@ class Item:
         self.lines = lines          # text lines (with leading comments)
         self.code = "\n".join(codes)  # comment/string-free code
         self.defs, self.funcs, self.protos = set(), set(), {}
-        self.kind = None
         self.analyse()
 
     def analyse(self):
         code = self.code
-        top, depth, buf = [], 0, []
+        depth, buf = 0, []
         # code at brace depth 0 (signatures, typedef names, macros)
         for ch in code:
             if ch == "{":
@@ -309,10 +317,10 @@ TRACK = re.compile(r"^(bd|BD)_")
 PINNED = re.compile(r"^/\* (defined below, in >>\w+|from >>\w+, above its first user) \*/$")
 
 
-def fix_order(order, protos_out):
+def fix_order(order, notes):
     """Implementation half: a macro, type or table used above its definition
     moves up to just above its first user; a static function used above
-    its definition gets a prototype (returned in protos_out)."""
+    its definition gets a prototype there (each noted in notes)."""
     for _ in range(1000):
         where = {}
         for i, it in enumerate(order):
@@ -338,10 +346,10 @@ def fix_order(order, protos_out):
                         pr.lines.insert(0, "/* defined below, in >>%s */" % d.tag)
                     pr.tag = it.tag
                     order.insert(i, pr)
-                    protos_out.append(n)
+                    notes.append("prototype of " + n)
                 else:
                     d.hoisted = True
-                    protos_out.append("moved up: " + n)
+                    notes.append("moved up: " + n)
                     if d.tag != it.tag and not any(PINNED.match(l) for l in d.lines):
                         k = 0
                         while k < len(d.lines) and d.lines[k].strip() == "":
@@ -395,7 +403,7 @@ def banner(style_line, tag):
     return [style_line, head + " " * (len(style_line) - len(head) - 2) + "*/", style_line]
 
 
-def emit(lines, a, b, impl, protos_out):
+def emit(lines, a, b, impl, notes):
     """New text of lines[a:b] (a half's run of sections)."""
     out_items, tails, secs = regroup(lines, a, b)
     style = lines[secs[0][1]]
@@ -406,8 +414,7 @@ def emit(lines, a, b, impl, protos_out):
             it.tag = t
             flat.append(it)
     if impl:
-        before = len(flat)
-        flat = fix_order(flat, protos_out)
+        flat = fix_order(flat, notes)
         # a prototype or a moved item joins the section of its first user
         for k in range(len(flat) - 1, -1, -1):
             if getattr(flat[k], "hoisted", False):
@@ -428,7 +435,7 @@ def emit(lines, a, b, impl, protos_out):
                 while ls and ls[0].strip() == "":
                     ls.pop(0)
             elif sec and sec[-1].strip() != "" and ls and ls[0].strip() != "" and \
-                    not ls[0].startswith((" ", "#")) and _needs_gap(sec, prev, it):
+                    not ls[0].startswith((" ", "#")) and _needs_gap(prev, it):
                 ls.insert(0, "")
             sec += ls
             prev = it
@@ -438,7 +445,7 @@ def emit(lines, a, b, impl, protos_out):
     return body
 
 
-def _needs_gap(sec, prev, it):
+def _needs_gap(prev, it):
     """A blank line between two items that were not neighbours before."""
     if prev is None or not hasattr(prev, "seq") or not hasattr(it, "seq"):
         return False
@@ -481,7 +488,9 @@ def check_decl(flat):
 
 def toc(lines):
     """Rewrite the TABLE OF CONTENTS of the top comment from ORDER."""
-    i = next(k for k, l in enumerate(lines) if "TABLE OF CONTENTS" in l)
+    i = next((k for k, l in enumerate(lines) if "TABLE OF CONTENTS" in l), None)
+    if i is None:
+        fail("no TABLE OF CONTENTS in the top comment")
     j = i + 1
     while lines[j].strip().startswith(">>"):
         j += 1
@@ -494,19 +503,20 @@ def reorder(text):
     lines = text.split("\n")
     lines = toc(lines)
     g, de, im, ie = halves(lines)
-    protos = []
-    decl = emit(lines, g, de, False, protos)
-    impl = emit(lines, im, ie, True, protos)
+    notes = []
+    decl = emit(lines, g, de, False, notes)
+    impl = emit(lines, im, ie, True, notes)
     new = lines[:g] + decl + lines[de:im] + impl + lines[ie:]
-    return "\n".join(new), protos
+    return "\n".join(new), notes
 
 
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     check = "--check" in sys.argv[1:]
-    path = args[0] if args else "bdense.h"
+    path = args[0] if args else os.path.relpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                              "..", "bdense.h"))
     text = open(path).read()
-    new, protos = reorder(text)
+    new, notes = reorder(text)
     again, _ = reorder(new)
     if again != new:
         fail("internal error: a second pass would change the result (not idempotent)")
@@ -520,7 +530,7 @@ def main():
         with open(path, "w") as f:
             f.write(new)
     print("%s: %d -> %d lines; helpers placed above their first user: %s" % (
-        path, text.count("\n"), new.count("\n"), ", ".join(protos) if protos else "none"))
+        path, text.count("\n"), new.count("\n"), ", ".join(notes) if notes else "none"))
     return 0
 
 
