@@ -896,8 +896,6 @@ BDAPI void bd_ema_update(float *ema, const float *params, int64_t n, double deca
    taken BEFORE this update (k = 0 on the first: decay 0.1), as diffusers'
    EMAModel.  The one warm-up rule of the library. */
 BDAPI double bd_ema_decay(double decay, int warmup, int64_t k);
-/* L2 norm (double accumulation) of n floats */
-BDAPI double bd_l2_norm(const float *x, int64_t n);
 
 /* Teacher training (docs/spec.md sec. 3). */
 typedef enum bd_loss_weight { BD_WEIGHT_NONE = 0, BD_WEIGHT_SNR_TRUNC = 1 } bd_loss_weight;
@@ -994,8 +992,7 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* >>unet                                                                   */
 /* ======================================================================== */
 /* The reference UNet of docs/spec.md sec. 6 behind the bd_denoiser interface (kind
-   "unet"), the bd_model that pairs a network with its diffusion settings,
-   and docs/spec.md sec. 7 checkpoints.  docs/unet.md walks through the architecture. */
+   "unet").  docs/unet.md walks through the architecture. */
 #define BD_UNET_MAX_LEVELS 8
 
 typedef struct bd_unet_config {
@@ -1895,6 +1892,15 @@ BDAPI const char *bd_result_string(bd_result r) {
     return "unknown result";
 }
 
+/* index of name in names[0..n) (-1 if absent or NULL): the *_parse
+   functions of the enums with names */
+static int bd__enum_find(const char *const *names, int n, const char *name) {
+    int i;
+    for (i = 0; name && i < n; i++)
+        if (strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* >>context                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1928,6 +1934,9 @@ BDAPI bd_result bd_error(bd_context *ctx, bd_result code, const char *fmt, ...) 
     if (ctx->log) ctx->log(ctx->log_user_data, code, ctx->message);
     return code;
 }
+/* record an error and leave through the function's `fail:` cleanup (needs
+   bd_context *ctx and bd_result r in scope) */
+#define BD__FAIL(...) do { r = bd_error(ctx, __VA_ARGS__); goto fail; } while (0)
 
 BDAPI void *bd_alloc(bd_context *ctx, size_t size) {
     void *p;
@@ -2250,31 +2259,31 @@ static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, 
 #else
 #define BD__CPU_AVX512() __builtin_cpu_supports("avx512f")
 #endif
+/* One k step of the 8 x 32 AVX-512 FMA tile that the GEMM micro-kernel, the
+   direct conv and the Winograd products share: r[2i] += a[i] x0,
+   r[2i+1] += a[i] x1 for i < 8 (r: 16 __m512; unrolled by hand). */
+#define BD__FMA8X32(r, a, x0, x1)                                                                                                               \
+    do {                                                                                                                                        \
+        __m512 bd__ai_;                                                                                                                         \
+        bd__ai_ = _mm512_set1_ps((a)[0]); (r)[0] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[0]); (r)[1] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[1]);     \
+        bd__ai_ = _mm512_set1_ps((a)[1]); (r)[2] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[2]); (r)[3] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[3]);     \
+        bd__ai_ = _mm512_set1_ps((a)[2]); (r)[4] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[4]); (r)[5] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[5]);     \
+        bd__ai_ = _mm512_set1_ps((a)[3]); (r)[6] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[6]); (r)[7] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[7]);     \
+        bd__ai_ = _mm512_set1_ps((a)[4]); (r)[8] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[8]); (r)[9] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[9]);     \
+        bd__ai_ = _mm512_set1_ps((a)[5]); (r)[10] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[10]); (r)[11] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[11]); \
+        bd__ai_ = _mm512_set1_ps((a)[6]); (r)[12] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[12]); (r)[13] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[13]); \
+        bd__ai_ = _mm512_set1_ps((a)[7]); (r)[14] = _mm512_fmadd_ps(bd__ai_, (x0), (r)[14]); (r)[15] = _mm512_fmadd_ps(bd__ai_, (x1), (r)[15]); \
+    } while (0)
 __attribute__((target("avx512f"))) static void
 bd__ukernel_avx512(int64_t kc, const float *a, const float *b, float *C, int64_t ldc, float alpha,
                    int64_t mr, int64_t nr) {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-           c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-           c61 = c00, c70 = c00, c71 = c00;
+    __m512 r[16];
     int64_t k, i;
-    for (k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-        ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
-        ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
-        ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
-        ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
-        ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
-        ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
-        ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
-        ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
-        a += BD__MR;
-        b += BD__NR;
-    }
+    for (i = 0; i < 16; i++) r[i] = _mm512_setzero_ps();
+    for (k = 0; k < kc; k++, a += BD__MR, b += BD__NR)
+        BD__FMA8X32(r, a, _mm512_loadu_ps(b), _mm512_loadu_ps(b + 16));
     {
         __m512 al = _mm512_set1_ps(alpha);
-        __m512 r[16];
-        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
-        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
         if (nr == BD__NR) {
             for (i = 0; i < mr; i++) {
                 float *ci = C + i * ldc;
@@ -2447,9 +2456,7 @@ static BD__UNUSED void bd__silu_forward_ref(float *out, const float *x, int64_t 
         out[i] = v / (1.0f + expf(-v));
     }
 }
-#endif
 
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__silu_backward_ref(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t i;
     for (i = 0; i < n; i++) {
@@ -2557,11 +2564,9 @@ static BD__UNUSED void bd__conv2d_forward_ref(float *out, float *col, const floa
             }
     }
 }
-#endif
 
 /* dw += dout[n] col^T, db += sum over positions of dout, dx += col2im(w^T dout[n]).
    col is reused: first as im2col(x) for dw, then as w^T dout for dx. */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__conv2d_backward_ref(float *dx, float *dw, float *db, float *col, const float *dout,
                               const float *x, const float *w, int64_t N, int64_t Cin,
                               int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
@@ -2748,9 +2753,7 @@ bd__pack_im2col_t_avx512(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, 
         }
     }
 }
-#endif
 
-#ifdef BD__X86
 /* the same with AVX2 masked gathers: four 8-wide gathers per depth row */
 __attribute__((target("avx2,fma"))) static void
 bd__pack_im2col_t_avx2(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
@@ -2912,25 +2915,11 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
             if (y + 1 >= y1) q0 = (__mmask16)((1u << W) - 1u);
             if (y + 3 >= y1) q1 = (__mmask16)((1u << W) - 1u);
         }
-        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-               c61 = c00, c70 = c00, c71 = c00;
         const float *a = ap;
         __m512 r[16];
-        for (kk = 0; kk < KK; kk++) {
-            __m512 x0 = _mm512_loadu_ps(xp + off[kk] + b0), x1 = _mm512_loadu_ps(xp + off[kk] + b1), w;
-            w = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(w, x0, c00); c01 = _mm512_fmadd_ps(w, x1, c01);
-            w = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(w, x0, c10); c11 = _mm512_fmadd_ps(w, x1, c11);
-            w = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(w, x0, c20); c21 = _mm512_fmadd_ps(w, x1, c21);
-            w = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(w, x0, c30); c31 = _mm512_fmadd_ps(w, x1, c31);
-            w = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(w, x0, c40); c41 = _mm512_fmadd_ps(w, x1, c41);
-            w = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(w, x0, c50); c51 = _mm512_fmadd_ps(w, x1, c51);
-            w = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(w, x0, c60); c61 = _mm512_fmadd_ps(w, x1, c61);
-            w = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(w, x0, c70); c71 = _mm512_fmadd_ps(w, x1, c71);
-            a += 8;
-        }
-        r[0] = c00; r[1] = c01; r[2] = c10; r[3] = c11; r[4] = c20; r[5] = c21; r[6] = c30; r[7] = c31;
-        r[8] = c40; r[9] = c41; r[10] = c50; r[11] = c51; r[12] = c60; r[13] = c61; r[14] = c70; r[15] = c71;
+        for (i = 0; i < 16; i++) r[i] = _mm512_setzero_ps();
+        for (kk = 0; kk < KK; kk++, a += 8)
+            BD__FMA8X32(r, a, _mm512_loadu_ps(xp + off[kk] + b0), _mm512_loadu_ps(xp + off[kk] + b1));
         for (i = 0; quad && i < mr; i++) {
             float *oc = out + i * HW;
             __m512 v0 = r[2 * i], v1 = r[2 * i + 1];
@@ -3270,25 +3259,10 @@ bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *
     for (xi = 0; xi < 16; xi++) {
         const float *a = u + xi * kc * 8, *b = V + xi * vs;
         float *Cm = M + xi * BD__WG_MS;
-        __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
-               c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00,
-               c61 = c00, c70 = c00, c71 = c00;
         __m512 rr[16];
-        for (k = 0; k < kc; k++) {
-            __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16), ai;
-            ai = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
-            ai = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
-            ai = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
-            ai = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
-            ai = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
-            ai = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
-            ai = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
-            ai = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
-            a += 8;
-            b += BD__WG_L;
-        }
-        rr[0] = c00; rr[1] = c01; rr[2] = c10; rr[3] = c11; rr[4] = c20; rr[5] = c21; rr[6] = c30; rr[7] = c31;
-        rr[8] = c40; rr[9] = c41; rr[10] = c50; rr[11] = c51; rr[12] = c60; rr[13] = c61; rr[14] = c70; rr[15] = c71;
+        for (i = 0; i < 16; i++) rr[i] = _mm512_setzero_ps();
+        for (k = 0; k < kc; k++, a += 8, b += BD__WG_L)
+            BD__FMA8X32(rr, a, _mm512_loadu_ps(b), _mm512_loadu_ps(b + 16));
         for (i = 0; i < 16; i++) {
             float *ci = Cm + i * 16;
             _mm512_storeu_ps(ci, first ? rr[i] : _mm512_add_ps(rr[i], _mm512_loadu_ps(ci)));
@@ -3674,12 +3648,10 @@ static BD__UNUSED void bd__groupnorm_forward_ref(float *out, float *mean, float 
             }
         }
 }
-#endif
 
 /* With xh = (x - mu) rstd and g = dout * gamma (per channel):
    dx = rstd (g - mean(g) - xh mean(g xh)), means over the group;
    dgamma += sum dout xh, dbeta += sum dout (over n and positions). */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__groupnorm_backward_ref(float *dx, float *dgamma, float *dbeta, const float *dout,
                                  const float *x, const float *mean, const float *rstd,
                                  const float *gamma, int64_t N, int64_t C, int64_t HW, int64_t G) {
@@ -3794,9 +3766,7 @@ static double bd__sqdev8(const float *x, int64_t n, float mu) {
 static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, t;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
     for (t = 0; t < N * G; t++) {
         int64_t n = t / G, g = t % G, c, i;
         const float *xg = x + (n * C + g * Cg) * HW;
@@ -3846,9 +3816,8 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                        const float *mean, const float *rstd, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, g;
-    int nt = bd__omp_threads(), keep = silu && M <= BD__GN_GROUP_STACK;
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 32768)
+    int keep = silu && M <= BD__GN_GROUP_STACK;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
     for (g = 0; g < G; g++) {
         float gb[BD__GN_CHUNK], gall[BD__GN_GROUP_STACK];
         int64_t n, c, i, i0;
@@ -3939,9 +3908,7 @@ BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, co
 
 BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
     int64_t t, nb = (n + 16383) / 16384;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i0 = t * 16384, m = n - i0 < 16384 ? n - i0 : 16384;
         bd__silu_rows(out + i0, x + i0, m);
@@ -3949,9 +3916,7 @@ BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
 }
 BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
     int64_t t, nb = (n + 16383) / 16384;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * 16384 < n ? (t + 1) * 16384 : n;
         for (i = t * 16384; i < i1; i++) {
@@ -3964,9 +3929,7 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
     int64_t p, W2 = 2 * W;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         const float *xp = x + p * H * W;
@@ -3985,9 +3948,7 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
     int64_t p, W2 = 2 * W;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         float *xp = dx + p * H * W;
@@ -4003,9 +3964,7 @@ BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64
 BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
                              int64_t C2, int64_t HW) {
     int64_t n;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         float *on = out + n * (C1 + C2) * HW;
         memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
@@ -4016,9 +3975,7 @@ BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t
 BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
                               int64_t C2, int64_t HW) {
     int64_t n;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
     for (n = 0; n < N; n++) {
         const float *dn = dout + n * (C1 + C2) * HW;
         int64_t i;
@@ -4036,9 +3993,7 @@ BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N
 
 BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
     int64_t p;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         float v = e[p], *r = x + p * HW;
@@ -4049,9 +4004,7 @@ BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C
 BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
                                    int64_t HW) {
     int64_t p;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         const float *r = dout + p * HW;
@@ -4065,9 +4018,7 @@ BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int6
 #define BD__EW_BLOCK 16384
 BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         for (i = t * BD__EW_BLOCK; i < i1; i++) out[i] = a[i] + b[i];
@@ -4076,9 +4027,7 @@ BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n)
 
 BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         if (da) for (i = t * BD__EW_BLOCK; i < i1; i++) da[i] += dout[i];
@@ -4116,11 +4065,9 @@ static BD__UNUSED void bd__attention_forward_ref(float *out, float *att, const f
             bd_sgemm(0, 1, Ch, HW, HW, 1.0f, v, HW, a, HW, 0.0f, out + (n * C + h * Ch) * HW, HW);
         }
 }
-#endif
 
 /* dV += dO A;  dA = dO^T V;  dS = A * (dA - rowsum(dA * A)) / sqrt(Ch);
    dQ += K dS^T;  dK += Q dS.  scratch holds dA, then dS. */
-#ifdef BDENSE_REFERENCE_KERNELS
 static BD__UNUSED void bd__attention_backward_ref(float *dqkv, float *scratch, const float *dout,
                                  const float *qkv, const float *att, int64_t N, int64_t C,
                                  int64_t HW, int64_t heads) {
@@ -4231,9 +4178,7 @@ BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_
                                 int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, t;
     float scale = (float)(1.0 / sqrt((double)Ch));
-    int nt = bd__omp_threads();
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && N * heads > 1)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * heads > 1)
     for (t = 0; t < N * heads; t++) {
         float buf[BD__GEMM_STACK_FLOATS];
         int64_t n = t / heads, h = t % heads;
@@ -4248,9 +4193,8 @@ BDAPI void bd_attention_backward(float *dqkv, float *scratch, const float *dout,
                                  int64_t HW, int64_t heads) {
     int64_t Ch = C / heads, t;
     float scale = (float)(1.0 / sqrt((double)Ch));
-    int nt = bd__omp_threads(), small = HW * HW <= BD__ATT_STACK;
-    (void)nt;
-    BD__OMP_FOR_IF(nt > 1 && small && N * heads > 1)
+    int small = HW * HW <= BD__ATT_STACK;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && small && N * heads > 1)
     for (t = 0; t < N * heads; t++) {
         float buf[BD__GEMM_STACK_FLOATS], sbuf[BD__ATT_STACK];
         int64_t n = t / heads, h = t % heads;
@@ -4790,37 +4734,25 @@ BDAPI double bd_schedule_t_min(const bd_schedule *s) {
     return bd__clamp01(bd_schedule_t_from_logsnr(s, l));
 }
 
+static const char *const bd__schedule_names[] = {"cosine", "linear"};
 BDAPI const char *bd_schedule_name(bd_schedule_kind k) {
-    switch (k) {
-    case BD_SCHEDULE_COSINE: return "cosine";
-    case BD_SCHEDULE_LINEAR: return "linear";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 2 ? bd__schedule_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_schedule_parse(const char *name, bd_schedule_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "cosine") == 0) *out = BD_SCHEDULE_COSINE;
-    else if (strcmp(name, "linear") == 0) *out = BD_SCHEDULE_LINEAR;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__schedule_names, 2, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_schedule_kind)k;
     return BD_SUCCESS;
 }
 
+static const char *const bd__param_names[] = {"eps", "x0", "v"};
 BDAPI const char *bd_param_name(bd_param_kind k) {
-    switch (k) {
-    case BD_PARAM_EPS: return "eps";
-    case BD_PARAM_X0: return "x0";
-    case BD_PARAM_V: return "v";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 3 ? bd__param_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_param_parse(const char *name, bd_param_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "eps") == 0) *out = BD_PARAM_EPS;
-    else if (strcmp(name, "x0") == 0) *out = BD_PARAM_X0;
-    else if (strcmp(name, "v") == 0) *out = BD_PARAM_V;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__param_names, 3, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_param_kind)k;
     return BD_SUCCESS;
 }
 
@@ -4909,21 +4841,15 @@ BDAPI bd_result bd_time_grid(bd_context *ctx, const bd_schedule *s, bd_grid_kind
     return BD_SUCCESS;
 }
 
+static const char *const bd__grid_names[] = {"uniform_t", "logsnr", "karras", "uniform"};
 BDAPI const char *bd_grid_name(bd_grid_kind k) {
-    switch (k) {
-    case BD_GRID_UNIFORM_T: return "uniform_t";
-    case BD_GRID_LOGSNR: return "logsnr";
-    case BD_GRID_KARRAS: return "karras";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 3 ? bd__grid_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_grid_parse(const char *name, bd_grid_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "uniform_t") == 0 || strcmp(name, "uniform") == 0) *out = BD_GRID_UNIFORM_T;
-    else if (strcmp(name, "logsnr") == 0) *out = BD_GRID_LOGSNR;
-    else if (strcmp(name, "karras") == 0) *out = BD_GRID_KARRAS;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__grid_names, 4, name);
+    if (k >= 3) k = BD_GRID_UNIFORM_T; /* the alias */
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_grid_kind)k;
     return BD_SUCCESS;
 }
 /* SCHEDULE-IMPLEMENTATION */
@@ -5150,25 +5076,15 @@ BDAPI bd_sampler_config bd_sampler_config_init(bd_sampler_kind kind, int64_t ste
 static bd_sampler_kind bd__sampler_step_kind(bd_sampler_kind kind, double t) {
     return (kind == BD_SAMPLER_HEUN && t >= 1.0) ? BD_SAMPLER_EULER : kind;
 }
+static const char *const bd__sampler_names[] = {"ddim", "ddpm", "euler", "heun", "dpmpp2m", "dpmpp"};
 BDAPI const char *bd_sampler_name(bd_sampler_kind k) {
-    switch (k) {
-    case BD_SAMPLER_DDIM: return "ddim";
-    case BD_SAMPLER_DDPM: return "ddpm";
-    case BD_SAMPLER_EULER: return "euler";
-    case BD_SAMPLER_HEUN: return "heun";
-    case BD_SAMPLER_DPMPP_2M: return "dpmpp2m";
-    default: return "unknown";
-    }
+    return (int)k >= 0 && (int)k < 5 ? bd__sampler_names[k] : "unknown";
 }
-
 BDAPI bd_result bd_sampler_parse(const char *name, bd_sampler_kind *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "ddim") == 0) *out = BD_SAMPLER_DDIM;
-    else if (strcmp(name, "ddpm") == 0) *out = BD_SAMPLER_DDPM;
-    else if (strcmp(name, "euler") == 0) *out = BD_SAMPLER_EULER;
-    else if (strcmp(name, "heun") == 0) *out = BD_SAMPLER_HEUN;
-    else if (strcmp(name, "dpmpp2m") == 0 || strcmp(name, "dpmpp") == 0) *out = BD_SAMPLER_DPMPP_2M;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__sampler_names, 6, name);
+    if (k >= 5) k = BD_SAMPLER_DPMPP_2M; /* the alias */
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_sampler_kind)k;
     return BD_SUCCESS;
 }
 
@@ -5636,10 +5552,6 @@ BDAPI void bd_adam_free(bd_adam *a) {
     memset(a, 0, sizeof *a);
 }
 
-BDAPI double bd_l2_norm(const float *x, int64_t n) {
-    return sqrt(bd_vec_sumsq(x, n));
-}
-
 /* The AdamW-with-clipping update number k (1-based) on p, g, m, v (n
    floats in ctx's backend), through vec_sumsq and vec_adam; *gn_out: the
    gradient norm before clipping.  A non-finite norm changes nothing.  The
@@ -5691,19 +5603,14 @@ BDAPI double bd_ema_decay(double decay, int warmup, int64_t k) {
     return decay;
 }
 
+static const char *const bd__loss_weight_names[] = {"none", "snr_trunc"};
 BDAPI const char *bd_loss_weight_name(bd_loss_weight w) {
-    switch (w) {
-    case BD_WEIGHT_NONE: return "none";
-    case BD_WEIGHT_SNR_TRUNC: return "snr_trunc";
-    default: return "unknown";
-    }
+    return (int)w >= 0 && (int)w < 2 ? bd__loss_weight_names[w] : "unknown";
 }
-
 BDAPI bd_result bd_loss_weight_parse(const char *name, bd_loss_weight *out) {
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    if (strcmp(name, "none") == 0) *out = BD_WEIGHT_NONE;
-    else if (strcmp(name, "snr_trunc") == 0) *out = BD_WEIGHT_SNR_TRUNC;
-    else return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__loss_weight_names, 2, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_loss_weight)k;
     return BD_SUCCESS;
 }
 
@@ -7425,7 +7332,7 @@ BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, 
 }
 
 /* Re-home params, grads and the activation slab in `to`'s backend (see
-   bd_denoiser_to_context in >>backend).  The host-side plan stays; it was
+   bd_denoiser_to_context).  The host-side plan stays; it was
    allocated with from's allocator, so both contexts must share it. */
 static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
     bd__unet *u = BD__CAST(bd__unet *, d->impl);
@@ -7462,7 +7369,8 @@ static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
 /* ------------------------------------------------------------------------ */
 /* >>io                                                                     */
 /* ------------------------------------------------------------------------ */
-/* Atomic file writing, byte order, strict JSON, safetensors. */
+/* File plumbing that checkpoints and formats share: atomic writes, byte
+   order, whole-file reads, a growable buffer, UTF-8 checks. */
 #if defined(_WIN32)
 #include <io.h>
 #ifdef __cplusplus
@@ -7600,6 +7508,23 @@ static bd_result bd__afile_commit(bd__afile *af) {
     return BD_SUCCESS;
 }
 
+/* fopen(path, "rb") and its size; NULL (error recorded on ctx) when it
+   cannot be opened, read or measured */
+static FILE *bd__open_sized(bd_context *ctx, const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+        return NULL;
+    }
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (*size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
+        return NULL;
+    }
+    return f;
+}
 /* Whole file into memory (allocated on ctx), at most max_size bytes. */
 static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
                                unsigned char **out, size_t *out_size) {
@@ -7609,14 +7534,7 @@ static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_siz
     unsigned char *buf;
     *out = NULL; *out_size = 0;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
-    if ((fgetc(f) == EOF && ferror(f)) ||
-        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     if ((unsigned long)end > max_size) {
         fclose(f);
         return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
@@ -8058,42 +7976,30 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
     for (i = 0; i < nt; i++) {
         const bd_st_write_tensor *t = &tensors[i];
         int64_t numel;
-        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
-                         "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
-            goto fail;
-        }
-        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel)) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
-            goto fail;
-        }
-        if (numel > 0 && !t->data) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
-            goto fail;
-        }
+        if (!t->name || !bd__utf8_valid(t->name) || strcmp(t->name, "__metadata__") == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT,
+                     "safetensors: tensor %lld has a NULL, non-UTF-8 or reserved name", (long long)i);
+        if (t->ndim < 0 || t->ndim > BD_ST_MAX_DIMS || !bd__st_numel(t->shape, t->ndim, &numel))
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has a bad shape", t->name);
+        if (numel > 0 && !t->data)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: tensor '%s' has NULL data", t->name);
         order[i] = t;
     }
     for (i = 0; i < nm; i++) {
         if (!meta[i].key || !meta[i].value || !bd__utf8_valid(meta[i].key) ||
-            !bd__utf8_valid(meta[i].value)) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT,
-                         "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
-            goto fail;
-        }
+            !bd__utf8_valid(meta[i].value))
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT,
+                     "safetensors: metadata entry %lld has a NULL or non-UTF-8 key or value", (long long)i);
         morder[i] = &meta[i];
     }
     if (nt > 1) qsort(order, (size_t)nt, sizeof *order, bd__st_wcmp);
     if (nm > 1) qsort(morder, (size_t)nm, sizeof *morder, bd__st_kvcmp);
     for (i = 1; i < nt; i++)
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
-            goto fail;
-        }
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate tensor name '%s'", order[i]->name);
     for (i = 1; i < nm; i++)
-        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0) {
-            r = bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
-            goto fail;
-        }
+        if (strcmp(morder[i - 1]->key, morder[i]->key) == 0)
+            BD__FAIL(BD_ERROR_INVALID_ARGUMENT, "safetensors: duplicate metadata key '%s'", morder[i]->key);
     bd__buf_put(hdr, "{", 1);
     if (nm > 0) {
         bd__buf_str(hdr, "\"__metadata__\":{");
@@ -8121,17 +8027,15 @@ static bd_result bd__st_prepare(bd_context *ctx, const bd_st_write_tensor *tenso
         bd__buf_str(hdr, "],\"data_offsets\":[");
         bd__buf_i64(hdr, (int64_t)off);
         bd__buf_put(hdr, ",", 1);
-        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off) {
-            r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
-            goto fail;
-        }
+        if ((uint64_t)numel * 4u > (uint64_t)INT64_MAX - off)
+            BD__FAIL(BD_ERROR_OVERFLOW, "safetensors: total data size overflows");
         off += (uint64_t)numel * 4u;
         bd__buf_i64(hdr, (int64_t)off);
         bd__buf_str(hdr, "]}");
     }
     bd__buf_put(hdr, "}", 1);
     while (!hdr->failed && hdr->n % 8 != 0) bd__buf_put(hdr, " ", 1);
-    if (hdr->failed) { r = bd_error(ctx, BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed"); goto fail; }
+    if (hdr->failed) BD__FAIL(BD_ERROR_OUT_OF_MEMORY, "safetensors: building the header failed");
     bd_free(ctx, morder);
     *order_out = order;
     *data_bytes = off;
@@ -8270,22 +8174,16 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
     *ents_out = NULL;
     r = bd__json_parse(ctx, "safetensors header", h, hlen, &tok, &ntok);
     if (r != BD_SUCCESS) return r;
-    if (tok[0].type != BD__J_OBJ) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
-        goto fail;
-    }
+    if (tok[0].type != BD__J_OBJ)
+        BD__FAIL(BD_ERROR_FORMAT, "safetensors: header is not a JSON object");
     /* count tensors and metadata entries */
     for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
         if (bd__json_eq(h, &tok[j], "__metadata__")) {
-            if (meta_tok >= 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
-                goto fail;
-            }
+            if (meta_tok >= 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate __metadata__");
             meta_tok = j + 1;
-            if (tok[meta_tok].type != BD__J_OBJ) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
-                goto fail;
-            }
+            if (tok[meta_tok].type != BD__J_OBJ)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: __metadata__ is not an object");
             nm = tok[meta_tok].size;
         } else {
             nt++;
@@ -8296,10 +8194,8 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
     if (!bd_size_mul((size_t)nt, sizeof(bd__st_ent), &sz_ents) ||
         !bd_size_mul((size_t)nm, sizeof(bd_st_kv), &sz_kv) ||
         !bd_size_add(hlen, (size_t)ntok + 1, &pool_bytes) ||
-        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total)) {
-        r = bd_error(ctx, BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
-        goto fail;
-    }
+        !bd_size_add(sz_ents, sz_kv, &total) || !bd_size_add(total, pool_bytes, &total))
+        BD__FAIL(BD_ERROR_OVERFLOW, "safetensors: header tables overflow");
     block = BD__CAST(unsigned char *, bd_alloc(ctx, total));
     if (!block) { r = BD_ERROR_OUT_OF_MEMORY; goto fail; }
     ents = BD__CAST(bd__st_ent *, (void *)block);
@@ -8311,26 +8207,20 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
             int64_t lk, lv;
             char *key = pp;
             lk = bd__json_decode(h, &tok[j], pp);
-            if (lk < 0) { r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000"); goto fail; }
+            if (lk < 0) BD__FAIL(BD_ERROR_FORMAT, "safetensors: metadata key contains U+0000");
             pp += lk + 1;
-            if (tok[j + 1].type != BD__J_STR) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
-                goto fail;
-            }
+            if (tok[j + 1].type != BD__J_STR)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: __metadata__ value of '%s' is not a string", key);
             lv = bd__json_decode(h, &tok[j + 1], pp);
-            if (lv < 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
-                goto fail;
-            }
+            if (lv < 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: metadata value of '%s' contains U+0000", key);
             kv[im].key = key; kv[im].value = pp; im++;
             pp += lv + 1;
         }
         if (nm > 1) qsort(kv, (size_t)nm, sizeof *kv, bd__st_kv_cmp);
         for (i = 1; i < nm; i++)
-            if (strcmp(kv[i - 1].key, kv[i].key) == 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
-                goto fail;
-            }
+            if (strcmp(kv[i - 1].key, kv[i].key) == 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate metadata key '%s'", kv[i].key);
     }
     for (j = 1, k = 0; k < tok[0].size; k++, j = tok[j + 1].next) {
         const bd__jtok *obj;
@@ -8339,120 +8229,85 @@ static bd_result bd__st_parse(bd_context *ctx, const char *h, size_t hlen, uint6
         char *name;
         if (j + 1 == meta_tok) continue;
         name = pp;
-        if (bd__json_decode(h, &tok[j], pp) < 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
-            goto fail;
-        }
+        if (bd__json_decode(h, &tok[j], pp) < 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor name contains U+0000");
         pp += strlen(pp) + 1;
         e = &ents[it++];
         memset(e, 0, sizeof *e);
         e->t.name = name;
         obj = &tok[j + 1];
-        if (obj->type != BD__J_OBJ) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
-            goto fail;
-        }
+        if (obj->type != BD__J_OBJ)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: entry '%s' is not an object", name);
         for (fj = j + 2, f = 0; f < obj->size; f++, fj = tok[fj + 1].next) {
             int64_t *slot;
             if (bd__json_eq(h, &tok[fj], "dtype")) slot = &dtype_t;
             else if (bd__json_eq(h, &tok[fj], "shape")) slot = &shape_t;
             else if (bd__json_eq(h, &tok[fj], "data_offsets")) slot = &offs_t;
-            else {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
-                goto fail;
-            }
-            if (*slot >= 0) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
-                goto fail;
-            }
+            else
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown field", name);
+            if (*slot >= 0)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' repeats a field", name);
             *slot = fj + 1;
         }
-        if (dtype_t < 0 || shape_t < 0 || offs_t < 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
-                         dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
-            goto fail;
-        }
+        if (dtype_t < 0 || shape_t < 0 || offs_t < 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' lacks %s", name,
+                     dtype_t < 0 ? "dtype" : shape_t < 0 ? "shape" : "data_offsets");
         if (!bd__json_eq(h, &tok[dtype_t], "F32")) {
             if (bd__st_known_dtype(h, &tok[dtype_t]))
-                r = bd_error(ctx, BD_ERROR_UNSUPPORTED,
-                             "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
-                             (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
-            else
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
-            goto fail;
+                BD__FAIL(BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has dtype %.*s; bdense reads only F32", name,
+                         (int)(tok[dtype_t].end - tok[dtype_t].start), h + tok[dtype_t].start);
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensor '%s' has an unknown dtype", name);
         }
-        if (tok[shape_t].type != BD__J_ARR) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
-            goto fail;
-        }
-        if (tok[shape_t].size > BD_ST_MAX_DIMS) {
-            r = bd_error(ctx, BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
-                         name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
-            goto fail;
-        }
+        if (tok[shape_t].type != BD__J_ARR)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: shape of '%s' is not an array", name);
+        if (tok[shape_t].size > BD_ST_MAX_DIMS)
+            BD__FAIL(BD_ERROR_UNSUPPORTED, "safetensors: tensor '%s' has %lld dimensions (max %d)",
+                     name, (long long)tok[shape_t].size, BD_ST_MAX_DIMS);
         e->t.ndim = (int)tok[shape_t].size;
         for (d = 0; d < e->t.ndim; d++) {
-            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d])) {
-                r = bd_error(ctx, BD_ERROR_FORMAT,
-                             "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
-                goto fail;
-            }
+            if (!bd__json_u63(h, &tok[shape_t + 1 + d], &e->t.shape[d]))
+                BD__FAIL(BD_ERROR_FORMAT,
+                         "safetensors: shape of '%s' has an entry that is not a non-negative integer", name);
         }
-        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel)) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
-            goto fail;
-        }
+        if (!bd__st_numel(e->t.shape, e->t.ndim, &numel))
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: shape of '%s' overflows", name);
         e->t.numel = numel;
         if (tok[offs_t].type != BD__J_ARR || tok[offs_t].size != 2 ||
             !bd__json_u63(h, &tok[offs_t + 1], &e->begin) ||
-            !bd__json_u63(h, &tok[offs_t + 2], &e->end)) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: data_offsets of '%s' is not a pair of non-negative integers", name);
-            goto fail;
-        }
-        if (e->begin > e->end || (uint64_t)e->end > data_len) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
-                         (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
-            goto fail;
-        }
-        if (e->end - e->begin != numel * 4) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
-                         name, (long long)(numel * 4), (long long)(e->end - e->begin));
-            goto fail;
-        }
+            !bd__json_u63(h, &tok[offs_t + 2], &e->end))
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: data_offsets of '%s' is not a pair of non-negative integers",
+                     name);
+        if (e->begin > e->end || (uint64_t)e->end > data_len)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: data_offsets [%lld, %lld] of '%s' outside the %llu-byte data section",
+                     (long long)e->begin, (long long)e->end, name, (unsigned long long)data_len);
+        if (e->end - e->begin != numel * 4)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: shape of '%s' needs %lld bytes but data_offsets span %lld",
+                     name, (long long)(numel * 4), (long long)(e->end - e->begin));
     }
     /* offsets: sorted, each begins where the previous ended, all covered */
     if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_off_cmp);
     {
         int64_t pos = 0;
         for (i = 0; i < nt; i++) {
-            if (ents[i].begin < pos) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
-                             ents[i - 1].t.name, ents[i].t.name);
-                goto fail;
-            }
-            if (ents[i].begin > pos) {
-                r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
-                             (long long)(ents[i].begin - pos), ents[i].t.name);
-                goto fail;
-            }
+            if (ents[i].begin < pos)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                         ents[i - 1].t.name, ents[i].t.name);
+            if (ents[i].begin > pos)
+                BD__FAIL(BD_ERROR_FORMAT, "safetensors: gap of %lld bytes before tensor '%s'",
+                         (long long)(ents[i].begin - pos), ents[i].t.name);
             pos = ents[i].end;
         }
-        if ((uint64_t)pos != data_len) {
-            r = bd_error(ctx, BD_ERROR_FORMAT,
-                         "safetensors: %llu bytes at the end of the data section belong to no tensor",
-                         (unsigned long long)(data_len - (uint64_t)pos));
-            goto fail;
-        }
+        if ((uint64_t)pos != data_len)
+            BD__FAIL(BD_ERROR_FORMAT,
+                     "safetensors: %llu bytes at the end of the data section belong to no tensor",
+                     (unsigned long long)(data_len - (uint64_t)pos));
     }
     if (nt > 1) qsort(ents, (size_t)nt, sizeof *ents, bd__st_ent_name_cmp);
     for (i = 1; i < nt; i++)
-        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
-            goto fail;
-        }
+        if (strcmp(ents[i - 1].t.name, ents[i].t.name) == 0)
+            BD__FAIL(BD_ERROR_FORMAT, "safetensors: duplicate tensor name '%s'", ents[i].t.name);
     bd_free(ctx, tok);
     st->table = block;
     st->n_tensors = nt;
@@ -8538,14 +8393,7 @@ BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safete
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL output");
     *out = NULL;
     if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "safetensors: NULL path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
-    if ((fgetc(f) == EOF && ferror(f)) ||
-        fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
     fsize = (uint64_t)end;
     if (fsize < 8 || fread(len8, 1, 8, f) != 8) {
         fclose(f);
@@ -8619,11 +8467,46 @@ static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
 static void bd__npy_ws(const char *h, size_t n, size_t *i) {
     while (*i < n && (h[*i] == ' ' || h[*i] == '\t')) (*i)++;
 }
+/* Magic, version and header length of a .npy prefix (avail bytes at b):
+   the header dictionary is hlen bytes at hstart. */
+static bd_result bd__npy_prefix(bd_context *ctx, const unsigned char *b, size_t avail, size_t *hlen,
+                                size_t *hstart) {
+    if (avail < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
+    if (b[6] == 1 && b[7] == 0) {
+        *hlen = (size_t)b[8] | ((size_t)b[9] << 8);
+        *hstart = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
+        if (avail < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
+        *hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
+        *hstart = 12;
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
+    }
+    return BD_SUCCESS;
+}
+/* n elements of `item` bytes (4: float32, 8: float64; byte-swapped when
+   swap) at b into floats */
+static void bd__npy_convert(float *out, const unsigned char *b, int64_t n, int item, int swap) {
+    int64_t i;
+    int k;
+    for (i = 0; i < n; i++) {
+        unsigned char e[8];
+        for (k = 0; k < item; k++) e[k] = b[i * item + (swap ? item - 1 - k : k)];
+        if (item == 8) {
+            double v;
+            memcpy(&v, e, 8);
+            out[i] = (float)v;
+        } else {
+            memcpy(&out[i], e, 4);
+        }
+    }
+}
 /* Parse the header dictionary (a Python literal) strictly:
    {'descr': <str>, 'fortran_order': <bool>, 'shape': <tuple>} in any order,
-   optional trailing comma, then spaces and one '\n'. */
+   optional trailing comma, then spaces and one '\n'; *numel: the product
+   of the shape (at most INT64_MAX / 8). */
 static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *swap, int *f8,
-                                int *ndim, int64_t *shape) {
+                                int *ndim, int64_t *shape, int64_t *numel) {
     size_t i = 0;
     int seen_descr = 0, seen_fo = 0, seen_shape = 0, fortran = 0, k;
     char descr[16];
@@ -8706,6 +8589,10 @@ static bd_result bd__npy_header(bd_context *ctx, const char *h, size_t n, int *s
     else if (strcmp(descr, "<f8") == 0) { *swap = !bd__host_is_le(); *f8 = 1; }
     else if (strcmp(descr, ">f8") == 0) { *swap = bd__host_is_le(); *f8 = 1; }
     else return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: dtype '%s' is not supported (float32/float64 only)", descr);
+    for (*numel = 1, k = 0; k < *ndim; k++) {
+        if (shape[k] != 0 && *numel > (INT64_MAX / 8) / shape[k]) return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
+        *numel *= shape[k];
+    }
     return BD_SUCCESS;
 }
 
@@ -8713,31 +8600,17 @@ BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t si
     const unsigned char *b = BD__CAST(const unsigned char *, bytes);
     size_t hlen, hstart, need, item;
     int swap = 0, f8 = 0, ndim = 0, d;
-    int64_t shape[BD_NPY_MAX_DIMS], numel = 1, i;
+    int64_t shape[BD_NPY_MAX_DIMS], numel = 1;
     bd_result r;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
     if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL output");
     memset(out, 0, sizeof *out);
     if (!bytes && size) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy: NULL bytes");
-    if (size < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return bd_error(ctx, BD_ERROR_FORMAT, "npy: bad magic");
-    if (b[6] == 1 && b[7] == 0) {
-        hlen = (size_t)b[8] | ((size_t)b[9] << 8);
-        hstart = 10;
-    } else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) {
-        if (size < 12) return bd_error(ctx, BD_ERROR_FORMAT, "npy: truncated header length");
-        hlen = (size_t)b[8] | ((size_t)b[9] << 8) | ((size_t)b[10] << 16) | ((size_t)b[11] << 24);
-        hstart = 12;
-    } else {
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy: format version %d.%d", b[6], b[7]);
-    }
+    if ((r = bd__npy_prefix(ctx, b, size, &hlen, &hstart)) != BD_SUCCESS) return r;
     if (hlen > size - hstart) return bd_error(ctx, BD_ERROR_FORMAT, "npy: header length %zu exceeds the file", hlen);
-    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape);
+    r = bd__npy_header(ctx, BD__CAST(const char *, (const void *)(b + hstart)), hlen, &swap, &f8, &ndim, shape,
+                       &numel);
     if (r != BD_SUCCESS) return r;
-    for (d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d])
-            return bd_error(ctx, BD_ERROR_FORMAT, "npy: shape overflows");
-        numel *= shape[d];
-    }
     item = f8 ? 8 : 4;
     if ((uint64_t)numel > (uint64_t)(SIZE_MAX / 8)) return bd_error(ctx, BD_ERROR_OVERFLOW, "npy: array too large");
     need = (size_t)numel * item;
@@ -8749,19 +8622,8 @@ BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t si
     b += hstart + hlen;
     if (!f8 && !swap) {
         if (numel) memcpy(out->data, b, need);
-        i = numel;
-    } else i = 0;
-    for (; i < numel; i++) {
-        unsigned char e[8];
-        size_t k;
-        for (k = 0; k < item; k++) e[k] = b[(size_t)i * item + (swap ? item - 1 - k : k)];
-        if (f8) {
-            double v;
-            memcpy(&v, e, 8);
-            out->data[i] = (float)v;
-        } else {
-            memcpy(&out->data[i], e, 4);
-        }
+    } else {
+        bd__npy_convert(out->data, b, numel, (int)item, swap);
     }
     out->ndim = ndim;
     for (d = 0; d < ndim; d++) out->shape[d] = shape[d];
@@ -8801,58 +8663,21 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     if (!s) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: NULL stream");
     memset(s, 0, sizeof *s);
     if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "npy stream: empty path");
-    f = fopen(path, "rb");
-    if (!f) return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) != 0 || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "npy stream: cannot seek in %s", path);
-    }
-    if (end < 10 || fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: bad magic", path);
-    }
-    if (pre[6] == 1 && pre[7] == 0) {
-        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8);
-        hstart = 10;
-    } else if ((pre[6] == 2 || pre[6] == 3) && pre[7] == 0 && end >= 12 && fread(pre + 10, 1, 2, f) == 2) {
-        hlen = (size_t)pre[8] | ((size_t)pre[9] << 8) | ((size_t)pre[10] << 16) | ((size_t)pre[11] << 24);
-        hstart = 12;
-    } else {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "npy stream: %s: format version %d.%d", path, pre[6], pre[7]);
-    }
-    if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20)) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: header length %zu exceeds the file", path, hlen);
-    }
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
+    r = bd__npy_prefix(ctx, pre, fread(pre, 1, end < 12 ? (size_t)end : 12, f), &hlen, &hstart);
+    if (r != BD_SUCCESS) goto fail;
+    if (fseek(f, (long)hstart, SEEK_SET) != 0) BD__FAIL(BD_ERROR_IO, "npy stream: %s: cannot seek", path);
+    if (hlen > (size_t)end - hstart || hlen > ((size_t)1 << 20))
+        BD__FAIL(BD_ERROR_FORMAT, "npy stream: %s: header length %zu exceeds the file", path, hlen);
     h = BD__CAST(char *, bd_alloc(ctx, hlen ? hlen : 1));
-    if (!h) {
-        fclose(f);
-        return ctx->last_result;
-    }
-    if (fread(h, 1, hlen, f) != hlen) {
-        bd_free(ctx, h);
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_IO, "npy stream: %s: short read of the header", path);
-    }
-    r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape);
+    if (!h) { r = ctx->last_result; goto fail; }
+    if (fread(h, 1, hlen, f) != hlen) BD__FAIL(BD_ERROR_IO, "npy stream: %s: short read of the header", path);
+    r = bd__npy_header(ctx, h, hlen, &swap, &f8, &ndim, shape, &numel);
+    if (r != BD_SUCCESS) goto fail;
+    if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u))
+        BD__FAIL(BD_ERROR_FORMAT, "npy stream: %s: data is %ld bytes, shape needs %lld", path,
+                 end - (long)(hstart + hlen), (long long)(numel * (f8 ? 8 : 4)));
     bd_free(ctx, h);
-    if (r != BD_SUCCESS) {
-        fclose(f);
-        return r;
-    }
-    for (d = 0; d < ndim; d++) {
-        if (shape[d] != 0 && numel > (INT64_MAX / 8) / shape[d]) {
-            fclose(f);
-            return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: shape overflows", path);
-        }
-        numel *= shape[d];
-    }
-    if ((uint64_t)(end - (long)(hstart + hlen)) != (uint64_t)numel * (f8 ? 8u : 4u)) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "npy stream: %s: data is %ld bytes, shape needs %lld", path,
-                        end - (long)(hstart + hlen), (long long)(numel * (f8 ? 8 : 4)));
-    }
     s->file = f;
     s->ndim = ndim;
     for (d = 0; d < ndim; d++) s->shape[d] = shape[d];
@@ -8861,6 +8686,10 @@ BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_str
     s->item = f8 ? 8 : 4;
     s->swap = swap;
     return BD_SUCCESS;
+fail:
+    bd_free(ctx, h);
+    fclose(f);
+    return r;
 }
 
 BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out) {
@@ -8881,22 +8710,12 @@ BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t fi
         return BD_SUCCESS;
     }
     while (done < count) { /* convert through a small stack buffer */
-        unsigned char buf[2048], e[8];
-        int64_t n = (int64_t)sizeof buf / s->item, i;
-        int k;
+        unsigned char buf[2048];
+        int64_t n = (int64_t)sizeof buf / s->item;
         if (n > count - done) n = count - done;
         if (fread(buf, (size_t)s->item, (size_t)n, f) != (size_t)n)
             return bd_error(ctx, BD_ERROR_IO, "npy stream: short read at element %lld", (long long)(first + done));
-        for (i = 0; i < n; i++) {
-            for (k = 0; k < s->item; k++) e[k] = buf[i * s->item + (s->swap ? s->item - 1 - k : k)];
-            if (s->item == 8) {
-                double v;
-                memcpy(&v, e, 8);
-                out[done + i] = (float)v;
-            } else {
-                memcpy(&out[done + i], e, 4);
-            }
-        }
+        bd__npy_convert(out + done, buf, n, s->item, s->swap);
         done += n;
     }
     return BD_SUCCESS;
@@ -9107,16 +8926,13 @@ static int bd__huff_build(bd__huff *h, const short *length, int n) {
         if (length[sym] != 0) h->symbol[offs[length[sym]]++] = (short)sym;
     return left;
 }
+/* DEFLATE length and distance codes (RFC 1951 3.2.5): base values and extra bits */
+static const short bd__lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const short bd__lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const short bd__dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
+                                    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const short bd__dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *distcode) {
-    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
-                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
-                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-    static const short dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
-                                    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
-                                    6145, 8193, 12289, 16385, 24577};
-    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
-                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
     for (;;) {
         int sym;
         if (s->want && s->outcnt >= s->want) { s->err = bd__inf_enough; return 0; }
@@ -9131,11 +8947,11 @@ static int bd__inf_codes(bd__inf *s, const bd__huff *lencode, const bd__huff *di
             size_t len, dist, k;
             sym -= 257;
             if (sym >= 29) { s->err = "invalid length symbol"; return 0; }
-            len = (size_t)lbase[sym] + (size_t)bd__inf_bits(s, lext[sym]);
+            len = (size_t)bd__lbase[sym] + (size_t)bd__inf_bits(s, bd__lext[sym]);
             sym = bd__inf_decode(s, distcode);
             if (sym < 0) return 0;
             if (sym >= 30) { s->err = "invalid distance symbol"; return 0; }
-            dist = (size_t)dbase[sym] + (size_t)bd__inf_bits(s, dext[sym]);
+            dist = (size_t)bd__dbase[sym] + (size_t)bd__inf_bits(s, bd__dext[sym]);
             if (s->err) return 0;
             if (dist > s->outcnt) { s->err = "distance too far back"; return 0; }
             if (!bd__inf_room(s, len)) return 0;
@@ -9576,22 +9392,13 @@ static void bd__bw_lit(bd__bitw *w, int sym) {
     else bd__bw_huff(w, (uint32_t)(0xC0 + sym - 280), 8);
 }
 static void bd__bw_match(bd__bitw *w, int len, int dist) {
-    static const short lbase[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
-                                    35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-    static const short lext[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
-                                   3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
-    static const int dbase[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
-                                  193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
-                                  6145, 8193, 12289, 16385, 24577};
-    static const short dext[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
-                                   6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
     int ls = 28, ds = 29;
-    while (lbase[ls] > len) ls--;
-    while (dbase[ds] > dist) ds--;
+    while (bd__lbase[ls] > len) ls--;
+    while (bd__dbase[ds] > dist) ds--;
     bd__bw_lit(w, 257 + ls);
-    if (lext[ls]) bd__bw_put(w, (uint32_t)(len - lbase[ls]), lext[ls]);
+    if (bd__lext[ls]) bd__bw_put(w, (uint32_t)(len - bd__lbase[ls]), bd__lext[ls]);
     bd__bw_huff(w, (uint32_t)ds, 5);
-    if (dext[ds]) bd__bw_put(w, (uint32_t)(dist - dbase[ds]), dext[ds]);
+    if (bd__dext[ds]) bd__bw_put(w, (uint32_t)(dist - bd__dbase[ds]), bd__dext[ds]);
 }
 /* zlib stream (RFC 1950) of in[0..n) into *out (allocated on ctx). */
 static bd_result bd__zlib_compress(bd_context *ctx, const unsigned char *in, size_t n, unsigned char **out,
@@ -9866,101 +9673,38 @@ BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float
 /* 5x7 glyphs of printable ASCII (32..126), one byte per row, bit 4 = the
    leftmost pixel (the HD44780 character set's shapes). */
 static const unsigned char bd__font5x7[95][7] = {
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, /*   */
-    {0x04, 0x04, 0x04, 0x04, 0x00, 0x00, 0x04}, /* ! */
-    {0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00}, /* " */
-    {0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A}, /* # */
-    {0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04}, /* $ */
-    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}, /* % */
-    {0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D}, /* & */
-    {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00}, /* ' */
-    {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}, /* ( */
-    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}, /* ) */
-    {0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00}, /* * */
-    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* + */
-    {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}, /* , */
-    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, /* - */
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* . */
-    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}, /* / */
-    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, /* 0 */
-    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* 1 */
-    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, /* 2 */
-    {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}, /* 3 */
-    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, /* 4 */
-    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}, /* 5 */
-    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, /* 6 */
-    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 7 */
-    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, /* 8 */
-    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, /* 9 */
-    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}, /* : */
-    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08}, /* ; */
-    {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}, /* < */
-    {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}, /* = */
-    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}, /* > */
-    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}, /* ? */
-    {0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E}, /* @ */
-    {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}, /* A */
-    {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}, /* B */
-    {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}, /* C */
-    {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}, /* D */
-    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}, /* E */
-    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}, /* F */
-    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}, /* G */
-    {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}, /* H */
-    {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* I */
-    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}, /* J */
-    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}, /* K */
-    {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}, /* L */
-    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}, /* M */
-    {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}, /* N */
-    {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* O */
-    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}, /* P */
-    {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}, /* Q */
-    {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}, /* R */
-    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}, /* S */
-    {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* T */
-    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* U */
-    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* V */
-    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}, /* W */
-    {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}, /* X */
-    {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}, /* Y */
-    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}, /* Z */
-    {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E}, /* [ */
-    {0x00, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00}, /* backslash */
-    {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}, /* ] */
-    {0x04, 0x0A, 0x11, 0x00, 0x00, 0x00, 0x00}, /* ^ */
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}, /* _ */
-    {0x08, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00}, /* ` */
-    {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F}, /* a */
-    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E}, /* b */
-    {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E}, /* c */
-    {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}, /* d */
-    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
-    {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}, /* f */
-    {0x00, 0x00, 0x0F, 0x11, 0x0F, 0x01, 0x0E}, /* g */
-    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}, /* h */
-    {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}, /* i */
-    {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}, /* j */
-    {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12}, /* k */
-    {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* l */
-    {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}, /* m */
-    {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}, /* n */
-    {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}, /* o */
-    {0x00, 0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10}, /* p */
-    {0x00, 0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01}, /* q */
-    {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}, /* r */
-    {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}, /* s */
-    {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}, /* t */
-    {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}, /* u */
-    {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* v */
-    {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}, /* w */
-    {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}, /* x */
-    {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* y */
-    {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}, /* z */
-    {0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02}, /* { */
-    {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* | */
-    {0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08}, /* } */
-    {0x00, 0x00, 0x08, 0x15, 0x02, 0x00, 0x00}, /* ~ */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, {0x04, 0x04, 0x04, 0x04, 0x00, 0x00, 0x04}, {0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00}, /* space ! " */
+    {0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A}, {0x04, 0x0F, 0x14, 0x0E, 0x05, 0x1E, 0x04}, {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}, /* # $ % */
+    {0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D}, {0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00}, {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}, /* & ' ( */
+    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}, {0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00}, {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00}, /* ) * + */
+    {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08}, {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00}, {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C}, /* , - . */
+    {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}, {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* / 0 1 */
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E}, {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, /* 2 3 4 */
+    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E}, {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}, /* 5 6 7 */
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C}, {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00}, /* 8 9 : */
+    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08}, {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}, {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00}, /* ; < = */
+    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}, {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04}, {0x0E, 0x11, 0x01, 0x0D, 0x15, 0x15, 0x0E}, /* > ? @ */
+    {0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11}, {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E}, {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E}, /* A B C */
+    {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C}, {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F}, {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10}, /* D E F */
+    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F}, {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11}, {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* G H I */
+    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C}, {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}, {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F}, /* J K L */
+    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11}, {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}, {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* M N O */
+    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}, {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D}, {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11}, /* P Q R */
+    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E}, {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E}, /* S T U */
+    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04}, {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A}, {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11}, /* V W X */
+    {0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F}, {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E}, /* Y Z [ */
+    {0x00, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00}, {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E}, {0x04, 0x0A, 0x11, 0x00, 0x00, 0x00, 0x00}, /* backslash ] ^ */
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F}, {0x08, 0x04, 0x02, 0x00, 0x00, 0x00, 0x00}, {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F}, /* _ ` a */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E}, {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E}, {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}, /* b c d */
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}, {0x00, 0x00, 0x0F, 0x11, 0x0F, 0x01, 0x0E}, /* e f g */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}, {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}, {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}, /* h i j */
+    {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12}, {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}, /* k l m */
+    {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}, {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}, {0x00, 0x00, 0x1E, 0x11, 0x11, 0x1E, 0x10}, /* n o p */
+    {0x00, 0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01}, {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}, {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}, /* q r s */
+    {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}, {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}, {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* t u v */
+    {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}, {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}, {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* w x y */
+    {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}, {0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02}, {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* z { | */
+    {0x08, 0x04, 0x04, 0x02, 0x04, 0x04, 0x08}, {0x00, 0x00, 0x08, 0x15, 0x02, 0x00, 0x00}, /* } ~ */
 };
 typedef struct bd__canvas {
     uint8_t *px; /* (H,W,ch) */
