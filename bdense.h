@@ -263,20 +263,18 @@
    (further sections are added as the library grows)
 
    TABLE OF CONTENTS (search for the tag)
-       >>result     result codes, messages, log callback
-       >>context    context, allocator, overflow-checked sizes
-       >>rng        explicit, portable random numbers
-       >>tensor     float32 NCHW tensors
-       >>gemm       built-in blocked GEMM; bd_sgemm (optionally CBLAS)
-       >>layers     layer kernels, forward and backward
-       >>denoiser   the network interface samplers and training use
-       >>schedule   noise schedules, parametrisations, time grids
-       >>sampler    DDIM, DDPM, Euler, Heun, DPM-Solver++(2M)
-       >>adam       Adam/AdamW, EMA, teacher training
-       >>unet       the reference UNet (docs/spec.md sec. 6) and the MLP denoiser
-       >>io         safetensors, .npy, IDX, PNG, built-in data
-       >>distill    B-DENSE distillation (PD and TD)
-       >>backend    kernel table (CPU default, CUDA override)
+       >>core         result codes, context and allocator, rng, tensors, file plumbing
+       >>gemm         built-in blocked GEMM; bd_sgemm (optionally CBLAS)
+       >>layers       layer kernels, forward and backward
+       >>backend      kernel table (CPU default, CUDA override), vector ops
+       >>denoiser     the network interface samplers and training use; MLP denoiser
+       >>unet         the reference UNet (docs/spec.md sec. 6)
+       >>schedule     noise schedules, parametrisations, time grids
+       >>sampler      DDIM, DDPM, Euler, Heun, DPM-Solver++(2M)
+       >>train        Adam/AdamW, EMA, teacher training
+       >>distill      B-DENSE distillation (PD and TD)
+       >>checkpoint   bd_model, safetensors container and its JSON, save/load/resume
+       >>formats      files and pictures: .npy, IDX, gzip, PNG, plots, CSV, built-in data
 */
 #ifndef BDENSE_H
 #define BDENSE_H
@@ -306,7 +304,7 @@ extern "C" {
 #endif
 
 /* ======================================================================== */
-/* >>result                                                                 */
+/* >>core                                                                   */
 /* ======================================================================== */
 #define BD_RESULT_LIST(X)                                                    \
     X(BD_SUCCESS, "success")                                                 \
@@ -332,9 +330,6 @@ typedef enum bd_result {
 /* Static string for a code ("unknown result" for values out of range). */
 BDAPI const char *bd_result_string(bd_result r);
 
-/* ======================================================================== */
-/* >>context                                                                */
-/* ======================================================================== */
 typedef struct bd_allocator {
     void *(*alloc)(size_t size, void *user_data); /* NULL on failure */
     void (*free)(void *ptr, void *user_data);     /* free(NULL) is a no-op */
@@ -387,9 +382,6 @@ BDAPI bd_result bd_error(bd_context *ctx, bd_result code, const char *fmt, ...)
 #endif
     ;
 
-/* ======================================================================== */
-/* >>rng                                                                    */
-/* ======================================================================== */
 /* xoshiro256** seeded by splitmix64.  Same numbers on every platform:
    uniforms are built from integer bits; normals use Box-Muller in double. */
 typedef struct bd_rng {
@@ -407,9 +399,6 @@ BDAPI void bd_rng_uniform_fill(bd_rng *rng, float *out, int64_t n, float lo, flo
 /* Jump: an independent stream (2^128 steps ahead). */
 BDAPI void bd_rng_jump(bd_rng *rng);
 
-/* ======================================================================== */
-/* >>tensor                                                                 */
-/* ======================================================================== */
 /* A float32 NCHW tensor.  `owned` tensors were allocated by bd_tensor_init
    and are released by bd_tensor_free; views point into other memory. */
 typedef struct bd_tensor {
@@ -555,6 +544,186 @@ BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
                                      const int32_t *labels, int64_t N, int64_t C);
 
 /* ======================================================================== */
+/* >>backend                                                                */
+/* ======================================================================== */
+/* Vector ops that training and sampling need on whichever memory holds the
+   model (every backend provides them; the CPU versions are here).
+   bd_vec_axpby: for n < N, d < D
+       out[n*ldo + d] = sa * (a ? a[n] : 1) * x[n*ldx + d]
+                      + sb * (b ? b[n] : 1) * y[n*ldy + d]
+   y may be NULL (second term dropped); out may alias x or y (same ld);
+   a, b are per-row coefficient arrays (N) in the backend's memory, or NULL.
+   bd_vec_adam (PyTorch AdamW order, per element in double as bd_adam_step),
+   with g' = grad_scale * g:
+       m = beta1 m + (1-beta1) g';  v = beta2 v + (1-beta2) g'^2;
+       p = p * (1 - lr*weight_decay);
+       p = p - (lr/bias_c1) * m / (sqrt(v)/sqrt(bias_c2) + eps)
+   with bias_c1 = 1-beta1^t, bias_c2 = 1-beta2^t (caller computes them).
+   bd_vec_ema: ema = decay*ema + (1-decay)*p, in double (as bd_ema_update).
+   bd_vec_sumsq: sum of squares in double (NaN/Inf propagate: a finite
+   result means every element is finite). */
+typedef struct bd_vec_adam_args {
+    double lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
+} bd_vec_adam_args;
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D);
+BDAPI void bd_vec_fill(float *out, float value, int64_t n);
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *args);
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay);
+BDAPI double bd_vec_sumsq(const float *x, int64_t n);
+
+/* A backend is a table of kernel function pointers plus the buffer
+   operations that go with its memory.  Every context has one; the CPU table
+   (bd_backend_cpu) is the default and points at the bd_ kernels above.
+   The CUDA translation unit (bdense_cuda.cu, bd_cuda_init) installs a table
+   whose buffers live in device memory.
+
+   Entries have the signature of the bd_ kernel of the same name with one
+   extra first argument, `state` (the backend's private state, be->state),
+   and follow the same accumulation rule (backward +=).  Call them through
+   BD_OP:   BD_OP(ctx, conv2d_forward, out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+
+   Fallback rule (bd_context_set_backend): an entry left NULL is filled with
+   the CPU kernel when the backend's buffers are host memory
+   (device_memory == 0).  A device-memory backend must provide every entry
+   (the CPU kernels cannot read device pointers); a missing one is
+   BD_ERROR_UNSUPPORTED at registration, never a crash later.
+
+   Errors: kernels return void (as the CPU ones).  A device backend records
+   its first failure (launch error, cuBLAS error, scratch allocation)
+   internally, skips further work, and reports it with bd_error from the
+   next `sync` (bd_backend_sync); buffer operations report at once. */
+struct bd_backend {
+    const char *name;    /* "cpu", "cuda" */
+    int device_memory;   /* 1: buffers are device memory, host must not touch */
+    void *state;         /* first argument of every entry */
+    /* called by bd_context_free while this backend is installed (may be NULL) */
+    void (*release)(void *state, bd_context *ctx);
+
+    /* ---- buffers: bytes, never elements ---- */
+    bd_result (*buffer_alloc)(void *state, bd_context *ctx, size_t bytes, void **out);
+    void (*buffer_free)(void *state, bd_context *ctx, void *ptr);
+    bd_result (*buffer_zero)(void *state, bd_context *ctx, void *ptr, size_t bytes);
+    bd_result (*copy_h2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2h)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    bd_result (*copy_d2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
+    /* wait for queued work; reports (and clears) the first recorded error */
+    bd_result (*sync)(void *state, bd_context *ctx);
+
+    /* ---- GEMM and >>layers kernels (same arguments as the bd_ versions) ---- */
+    void (*sgemm)(void *state, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
+                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float beta, float *C, int64_t ldc);
+    void (*linear_forward)(void *state, float *out, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t In, int64_t Out);
+    void (*linear_backward)(void *state, float *dx, float *dw, float *db, const float *dout,
+                            const float *x, const float *w, int64_t N, int64_t In, int64_t Out);
+    void (*silu_forward)(void *state, float *out, const float *x, int64_t n);
+    void (*silu_backward)(void *state, float *dx, const float *dout, const float *x, int64_t n);
+    void (*conv2d_forward)(void *state, float *out, float *col, const float *x, const float *w,
+                           const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                           int64_t Cout, int64_t k, int64_t stride, int64_t pad);
+    void (*conv2d_backward)(void *state, float *dx, float *dw, float *db, float *col,
+                            const float *dout, const float *x, const float *w, int64_t N,
+                            int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                            int64_t stride, int64_t pad);
+    void (*groupnorm_forward)(void *state, float *out, float *mean, float *rstd, const float *x,
+                              const float *gamma, const float *beta, int64_t N, int64_t C,
+                              int64_t HW, int64_t G);
+    void (*groupnorm_backward)(void *state, float *dx, float *dgamma, float *dbeta,
+                               const float *dout, const float *x, const float *mean,
+                               const float *rstd, const float *gamma, int64_t N, int64_t C,
+                               int64_t HW, int64_t G);
+    void (*upsample2x_forward)(void *state, float *out, const float *x, int64_t N, int64_t C,
+                               int64_t H, int64_t W);
+    void (*upsample2x_backward)(void *state, float *dx, const float *dout, int64_t N, int64_t C,
+                                int64_t H, int64_t W);
+    void (*concat_forward)(void *state, float *out, const float *a, const float *b, int64_t N,
+                           int64_t C1, int64_t C2, int64_t HW);
+    void (*concat_backward)(void *state, float *da, float *db, const float *dout, int64_t N,
+                            int64_t C1, int64_t C2, int64_t HW);
+    void (*add_channel_forward)(void *state, float *x, const float *e, int64_t N, int64_t C,
+                                int64_t HW);
+    void (*add_channel_backward)(void *state, float *de, const float *dout, int64_t N, int64_t C,
+                                 int64_t HW);
+    void (*add_forward)(void *state, float *out, const float *a, const float *b, int64_t n);
+    void (*add_backward)(void *state, float *da, float *db, const float *dout, int64_t n);
+    void (*attention_forward)(void *state, float *out, float *att, const float *qkv, int64_t N,
+                              int64_t C, int64_t HW, int64_t heads);
+    void (*attention_backward)(void *state, float *dqkv, float *scratch, const float *dout,
+                               const float *qkv, const float *att, int64_t N, int64_t C,
+                               int64_t HW, int64_t heads);
+    void (*timestep_embedding_forward)(void *state, float *out, const float *c_noise, int64_t N,
+                                       int64_t dim);
+    /* returns the loss on the host (a device backend waits for it) */
+    double (*mse_forward)(void *state, const float *pred, const float *target, const float *w,
+                          int64_t N, int64_t D);
+    void (*mse_backward)(void *state, float *dpred, const float *pred, const float *target,
+                         const float *w, int64_t N, int64_t D);
+
+    /* ---- vector ops for training and sampling (bd_vec_* below) ---- */
+    void (*vec_axpby)(void *state, float *out, int64_t ldo, const float *x, int64_t ldx,
+                      const float *a, float sa, const float *y, int64_t ldy, const float *b,
+                      float sb, int64_t N, int64_t D);
+    void (*vec_fill)(void *state, float *out, float value, int64_t n);
+    void (*vec_adam)(void *state, float *p, const float *g, float *m, float *v, int64_t n,
+                     const bd_vec_adam_args *args);
+    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, double decay);
+    double (*vec_sumsq)(void *state, const float *x, int64_t n);
+
+    /* ---- fused kernels (same arguments as the bd_ versions) ---- */
+    void (*groupnorm_silu_forward)(void *state, float *out, float *mean, float *rstd,
+                                   const float *x, const float *gamma, const float *beta,
+                                   int64_t N, int64_t C, int64_t HW, int64_t G);
+    void (*groupnorm_silu_backward)(void *state, float *dx, float *dgamma, float *dbeta,
+                                    const float *dout, const float *x, const float *mean,
+                                    const float *rstd, const float *gamma, const float *beta,
+                                    int64_t N, int64_t C, int64_t HW, int64_t G);
+};
+
+/* The CPU table (host memory; entries are the bd_ kernels). */
+BDAPI const bd_backend *bd_backend_cpu(void);
+/* Install `be` on ctx (NULL = the CPU table).  NULL entries are filled from
+   the CPU table when be->device_memory == 0; otherwise a NULL entry is
+   BD_ERROR_UNSUPPORTED and the context keeps its backend.  `be` must outlive
+   its use on ctx. */
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be);
+/* 1 when the context's buffers are device memory */
+BDAPI int bd_backend_on_device(const bd_context *ctx);
+/* Buffers of the context's backend (host memory for the CPU backend). */
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out);
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr);
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes);
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *host_src, size_t bytes);
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *host_dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes);
+BDAPI bd_result bd_backend_sync(bd_context *ctx);
+/* Copy between the buffers of two contexts' backends (host <-> device,
+   host <-> host, device <-> device through a host bounce buffer). */
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes);
+/* Run kernel `op` of ctx's backend: BD_OP(ctx, silu_forward, out, x, n). */
+#define BD_OP(ctx, op, ...) ((ctx)->backend->op((ctx)->backend->state, __VA_ARGS__))
+
+/* CUDA backend, defined in bdense_cuda.cu (link it and cuBLAS; not
+   available with BDENSE_STATIC).  bd_cuda_init selects `device`, creates a
+   stream and a cuBLAS handle, and installs the CUDA table on ctx (float32
+   GEMMs, TF32 off).  bd_cuda_shutdown puts the CPU table back and frees
+   everything (bd_context_free does it too).  bd_cuda_device_count is 0 when
+   there is no driver or no GPU. */
+extern int bd_cuda_device_count(void);
+/* The same, with the runtime's reason when it is 0 (e.g. "CUDA driver
+   version is insufficient for CUDA runtime version") written to why. */
+extern int bd_cuda_probe(char *why, size_t cap);
+extern bd_result bd_cuda_init(bd_context *ctx, int device);
+extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
+extern void bd_cuda_shutdown(bd_context *ctx);
+
+/* BACKEND-DECLARATIONS */
+
+/* ======================================================================== */
 /* >>denoiser                                                               */
 /* ======================================================================== */
 /* A denoiser maps noisy inputs z (N,C,H,W) and times t (N, in [0,1]) to
@@ -641,6 +810,75 @@ BDAPI bd_result bd_mlp_create(bd_context *ctx, const bd_mlp_config *config, bd_r
                               bd_denoiser **out);
 
 /* MLP-DECLARATIONS (MLP denoiser, analytic Gaussian-mixture denoiser) */
+
+/* ======================================================================== */
+/* >>unet                                                                   */
+/* ======================================================================== */
+/* The reference UNet of docs/spec.md sec. 6 behind the bd_denoiser interface (kind
+   "unet").  docs/unet.md walks through the architecture. */
+#define BD_UNET_MAX_LEVELS 8
+
+typedef struct bd_unet_config {
+    int64_t in_ch;                          /* C: image channels */
+    int64_t image_size;                     /* H = W; divisible by 2^(levels-1) */
+    int64_t ch;                             /* base width (even, divisible by groups) */
+    int64_t levels;                         /* L = number of ch_mult entries, 1..8 */
+    int64_t ch_mult[BD_UNET_MAX_LEVELS];    /* m_0..m_{L-1} */
+    int64_t nres;                           /* ResBlocks per level (encoder) */
+    int attn[BD_UNET_MAX_LEVELS];           /* 1 = attention after each ResBlock of level l */
+    int64_t groups;                         /* GroupNorm groups G (eps 1e-5) */
+    int64_t heads;                          /* attention heads (also the middle block's) */
+    int64_t branches;                       /* K output branches, 1..64 */
+} bd_unet_config;
+
+/* docs/spec.md sec. 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
+   (and in the middle), G=8, heads=1, K=1. */
+BDAPI bd_unet_config bd_unet_config_init(void);
+/* Checks every field; the message says which rule failed.  ctx may be NULL. */
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *cfg);
+/* Sizes of a valid config without building it: parameters (floats),
+   activation floats kept per sample by a training forward (caches; the
+   gradient and scratch slabs come on top, see docs/unet.md), and the FLOPs of
+   one forward at batch 1 (2 per multiply-add; GEMM-like work only).  Any
+   pointer may be NULL. */
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops);
+/* Config string helpers for checkpoint metadata: "1,2,2" and "2" (the
+   attention levels, "" for none).  Return the length written (buf is always
+   NUL-terminated when cap > 0). */
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap);
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap);
+/* Parse them back (strict: comma-separated decimal integers, no spaces). */
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg);
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg);
+
+/* A UNet denoiser initialised from rng: conv/linear weights and biases
+   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default), GroupNorm weight 1
+   bias 0, and zero weights+bias for every ResBlock's conv2, every attention
+   proj and conv_out (DDPM/ADM zero_module).  *out is freed with
+   bd_denoiser_free. */
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out);
+/* The config of a "unet" denoiser (BD_ERROR_INVALID_ARGUMENT for other kinds). */
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg);
+
+/* ---- where a model lives -------------------------------------------------
+   bd_trainer, bd_sampler and bd_distill run in the model's context backend
+   (above): on a CPU context on the CPU, on a device context (CUDA) their
+   networks, Adam and EMA on the device.  bd_distill needs its teacher and
+   student on one backend.
+
+   Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
+   parameters, gradients and activation slab in ctx's backend (host <->
+   device); both contexts must share one host allocator.  Trainers and
+   samplers made before a move must be freed and made again.  Functions
+   that read d->params on the host (bd_model_save without a trainer,
+   copy_weights) need the model moved back first.  Only the "unet" kind
+   supports device contexts. */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
+
+/* UNET-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>schedule                                                               */
@@ -847,7 +1085,7 @@ BDAPI bd_result bd_analytic_posterior_mean(bd_denoiser *d, float *x_hat, const f
 /* SAMPLER-DECLARATIONS */
 
 /* ======================================================================== */
-/* >>adam                                                                   */
+/* >>train                                                                  */
 /* ======================================================================== */
 typedef enum bd_lr_schedule { BD_LR_CONSTANT = 0, BD_LR_COSINE = 1 } bd_lr_schedule;
 
@@ -987,357 +1225,6 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
                                void *data_user_data, bd_train_progress_fn progress,
                                void *progress_user_data);
 /* ADAM-DECLARATIONS */
-
-/* ======================================================================== */
-/* >>unet                                                                   */
-/* ======================================================================== */
-/* The reference UNet of docs/spec.md sec. 6 behind the bd_denoiser interface (kind
-   "unet").  docs/unet.md walks through the architecture. */
-#define BD_UNET_MAX_LEVELS 8
-
-typedef struct bd_unet_config {
-    int64_t in_ch;                          /* C: image channels */
-    int64_t image_size;                     /* H = W; divisible by 2^(levels-1) */
-    int64_t ch;                             /* base width (even, divisible by groups) */
-    int64_t levels;                         /* L = number of ch_mult entries, 1..8 */
-    int64_t ch_mult[BD_UNET_MAX_LEVELS];    /* m_0..m_{L-1} */
-    int64_t nres;                           /* ResBlocks per level (encoder) */
-    int attn[BD_UNET_MAX_LEVELS];           /* 1 = attention after each ResBlock of level l */
-    int64_t groups;                         /* GroupNorm groups G (eps 1e-5) */
-    int64_t heads;                          /* attention heads (also the middle block's) */
-    int64_t branches;                       /* K output branches, 1..64 */
-} bd_unet_config;
-
-/* docs/spec.md sec. 6 `small`: C=1, 28x28, ch=32, m=(1,2,2), nres=1, attention at level 2
-   (and in the middle), G=8, heads=1, K=1. */
-BDAPI bd_unet_config bd_unet_config_init(void);
-/* Checks every field; the message says which rule failed.  ctx may be NULL. */
-BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *cfg);
-/* Sizes of a valid config without building it: parameters (floats),
-   activation floats kept per sample by a training forward (caches; the
-   gradient and scratch slabs come on top, see docs/unet.md), and the FLOPs of
-   one forward at batch 1 (2 per multiply-add; GEMM-like work only).  Any
-   pointer may be NULL. */
-BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
-                                     int64_t *n_params, int64_t *act_floats_per_sample,
-                                     int64_t *flops);
-/* Config string helpers for checkpoint metadata: "1,2,2" and "2" (the
-   attention levels, "" for none).  Return the length written (buf is always
-   NUL-terminated when cap > 0). */
-BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap);
-BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap);
-/* Parse them back (strict: comma-separated decimal integers, no spaces). */
-BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg);
-BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg);
-
-/* A UNet denoiser initialised from rng: conv/linear weights and biases
-   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's default), GroupNorm weight 1
-   bias 0, and zero weights+bias for every ResBlock's conv2, every attention
-   proj and conv_out (DDPM/ADM zero_module).  *out is freed with
-   bd_denoiser_free. */
-BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
-                             bd_denoiser **out);
-/* The config of a "unet" denoiser (BD_ERROR_INVALID_ARGUMENT for other kinds). */
-BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg);
-
-/* A model = a network + the diffusion settings that give its outputs a
-   meaning.  Teacher: steps = 0, grid = NULL.  Distilled student: its time
-   grid (steps+1 values from 1 to 0) and K = net->branches.  `ema`, when not
-   NULL, holds EMA weights (n_params) that bd_model_save writes as the main
-   tensors.  arch is "unet" (cfg valid) or "mlp" (mlp valid). */
-typedef struct bd_model {
-    bd_context *ctx;
-    bd_denoiser *net;        /* owned */
-    char arch[8];            /* "unet" | "mlp" */
-    bd_unet_config cfg;      /* arch "unet" */
-    bd_mlp_config mlp;       /* arch "mlp" */
-    bd_param_kind param;
-    bd_schedule_kind schedule;
-    int64_t steps;           /* student grid steps; 0 = teacher */
-    double *grid;            /* (steps+1) student only; NULL for a teacher */
-    float *ema;              /* (n_params) optional */
-    int64_t train_step;      /* optimiser step loaded from / saved to metadata optim.step */
-} bd_model;
-
-/* A model around `net` ("unet" or "mlp"), which it takes over (freed by
-   bd_model_free, also when this call fails). */
-BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
-                              bd_schedule_kind schedule, bd_model **out);
-/* bd_unet_init + bd_model_init. */
-BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
-                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
-                                   bd_model **out);
-BDAPI void bd_model_free(bd_model *m);
-/* Make the model a student on `grid` (steps+1 doubles, grid[0] = 1 >
-   grid[1] > ... > grid[steps] = 0; copied); steps = 0 / grid = NULL makes it
-   a teacher again. */
-BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
-/* Allocate m->ema as a copy of the current weights (no-op if present). */
-BDAPI bd_result bd_model_enable_ema(bd_model *m);
-/* A student of `teacher` (docs/spec.md sec. 5): the same architecture with `branches`
-   output branches (bd_denoiser_create_like, rng only feeds the throw-away
-   initialisation), the teacher's weights copied in (bd_denoiser_copy_weights:
-   conv_out tiled, every branch starts as the teacher), its param and
-   schedule, and the student grid (steps+1 values, 1 -> 0; NULL/0 = none).
-   The teacher's EMA is not copied: the student starts from net->params. */
-BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
-                                      const double *grid, int64_t steps, bd_rng *rng,
-                                      bd_model **out);
-
-/* Checkpoints (docs/spec.md sec. 7, docs/unet.md).  Model tensors carry the docs/spec.md sec. 6
-   names (the MLP its own names); metadata as docs/spec.md sec. 7.  Which weights are the
-   model tensors: the EMA weights when there are any (tr->ema, else m->ema),
-   else the network's.  With a trainer, everything an exact resume needs is
-   written as well: train.raw.<name> (the raw weights), optim.m.<name>,
-   optim.v.<name>, and metadata optim.step, train.rng, train.data_rng.
-   tr (may be NULL) must train m->net.  The write is atomic.  A model (and
-   its trainer) on a device context is downloaded first. */
-BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
-                              const bd_trainer *tr);
-/* Generic form for other optimisation loops (distillation): each of adam,
-   ema, raw, rng, data_rng may be NULL.  `ema`: weights written as the model
-   tensors (NULL: m->ema, else the network's); `raw`: written as
-   train.raw.<name> (needs adam or ema to make sense, not enforced).  Every
-   array is host memory; a network on a device context needs `ema`. */
-BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
-                                    const float *ema, const float *raw, const bd_adam *adam,
-                                    const bd_rng *rng, const bd_rng *data_rng);
-/* Load a checkpoint: the model tensors become the network's weights (ready
-   to sample), m->ema stays NULL.  Validates the metadata (every key, strict
-   numbers), builds the network from it and checks every tensor (name, shape,
-   none missing, none unexpected); errors name what is wrong. */
-BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out);
-/* Resume training: after bd_model_load(path, &m) and bd_trainer_init on
-   m->net, restore the exact training state from the same file: raw weights
-   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams
-   (uploaded when the trainer runs on a device context).
-   BD_ERROR_FORMAT if the file has no optimiser state. */
-BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr);
-/* Generic form: any output may be NULL (not restored).  adam->n must equal
-   the network's n_params; ema/raw receive n_params floats.  *found (may be
-   NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
-   8 data_rng.  raw falls back to the model tensors when the file has none.
-   Every output is host memory. */
-BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
-                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
-                                    bd_rng *data_rng, int *found);
-
-/* UNET-DECLARATIONS */
-
-/* ======================================================================== */
-/* >>io                                                                     */
-/* ======================================================================== */
-/* Files.  Every writer is atomic: it writes a temporary file in the same
-   directory (fwrite, fflush, fsync), then renames it over the target; on any
-   error the temporary is removed and an existing target is left untouched.
-   Every reader validates all it reads and reports each defect as
-   BD_ERROR_FORMAT (or BD_ERROR_UNSUPPORTED) with a message naming it;
-   readers never trust a length, offset or shape from the file.
-   See docs/formats.md. */
-
-/* --- safetensors (docs/spec.md sec. 7) ----------------------------------- */
-#define BD_ST_MAX_DIMS 8
-#define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
-
-/* One F32 tensor to write.  data holds prod(shape) floats in host order. */
-typedef struct bd_st_write_tensor {
-    const char *name; /* UTF-8, unique, not "__metadata__" */
-    const float *data;
-    int ndim;         /* 0..BD_ST_MAX_DIMS (0 = scalar, one float) */
-    int64_t shape[BD_ST_MAX_DIMS];
-} bd_st_write_tensor;
-
-/* A __metadata__ entry (both UTF-8 strings). */
-typedef struct bd_st_kv {
-    const char *key;
-    const char *value;
-} bd_st_kv;
-
-/* Write tensors (stored sorted by name, as the safetensors library does)
-   and metadata (sorted by key) to path, atomically.  The JSON header is
-   padded with spaces to a multiple of 8 bytes.  Duplicate names, invalid
-   UTF-8 or a NULL data pointer (for numel > 0) are BD_ERROR_INVALID_ARGUMENT. */
-BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
-                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
-                                     const bd_st_kv *metadata, int64_t n_metadata);
-/* The same bytes into a buffer allocated on ctx (release with bd_free). */
-BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
-                                            int64_t n_tensors, const bd_st_kv *metadata,
-                                            int64_t n_metadata, void **out, size_t *out_size);
-
-/* A tensor of a loaded file.  data is 4-byte aligned, in host byte order. */
-typedef struct bd_st_tensor {
-    const char *name;
-    int ndim;
-    int64_t shape[BD_ST_MAX_DIMS];
-    int64_t numel;
-    const float *data;
-} bd_st_tensor;
-
-/* A loaded, fully validated safetensors file.  tensors are sorted by name
-   (iterate i = 0..n_tensors-1), metadata by key. */
-typedef struct bd_safetensors {
-    bd_context *ctx;
-    int64_t n_tensors;
-    const bd_st_tensor *tensors;
-    int64_t n_metadata;
-    const bd_st_kv *metadata;
-    void *table; /* private: tensor/metadata tables and strings */
-    void *data;  /* private: the data section */
-} bd_safetensors;
-
-/* Load and validate: header length against the file size and
-   BD_ST_MAX_HEADER; strict JSON; every tensor F32 (another dtype is
-   BD_ERROR_UNSUPPORTED naming the tensor); shape product * 4 == offset span;
-   offsets inside the data section, non-overlapping and covering it without
-   gaps; no duplicate names or keys; __metadata__ values strings. */
-BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out);
-BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
-                                           bd_safetensors **out);
-BDAPI void bd_safetensors_free(bd_safetensors *st);
-/* NULL when absent (binary search, no error recorded). */
-BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name);
-BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key);
-
-/* Strict JSON check (RFC 8259: UTF-8, escapes incl. \uXXXX surrogate pairs,
-   nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
-BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
-
-/* --- NumPy .npy ----------------------------------------------------------- */
-#define BD_NPY_MAX_DIMS 4
-/* A float32 array read from .npy (data on the context allocator). */
-typedef struct bd_npy {
-    float *data;
-    int ndim; /* 0..BD_NPY_MAX_DIMS */
-    int64_t shape[BD_NPY_MAX_DIMS];
-    int64_t numel;
-} bd_npy;
-
-/* Write float32, C order, format version 1.0 (header padded to 64 bytes),
-   atomically.  ndim 0..4; shape entries >= 0. */
-BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
-                             const int64_t *shape);
-/* Read '<f4', '>f4', '<f8' or '>f8' (f8 converted), C order, versions 1, 2
-   and 3.  Fortran order, other dtypes and ndim > 4 are
-   BD_ERROR_UNSUPPORTED; a malformed header, short data or trailing bytes
-   BD_ERROR_FORMAT.  Release with bd_npy_free. */
-BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
-BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
-BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
-/* A .npy file read piece by piece (arrays larger than memory, e.g. cached
-   teacher trajectories): open parses and checks the header and the file
-   size, read copies elements [first, first + count) in C order as float32
-   (converting '>f4', '<f8', '>f8' as bd_npy_read does), close releases the
-   file.  The reader allocates nothing after open. */
-typedef struct bd_npy_stream {
-    void *file;            /* FILE * */
-    int ndim;
-    int64_t shape[BD_NPY_MAX_DIMS];
-    int64_t numel;
-    int64_t data_offset;   /* bytes before the first element */
-    int item;              /* 4 or 8 bytes per element on disk */
-    int swap;              /* byte order differs from the host's */
-} bd_npy_stream;
-BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_stream *s);
-BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out);
-BDAPI void bd_npy_stream_close(bd_npy_stream *s);
-
-/* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
-/* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
-BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n);
-BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n); /* start with 1 */
-/* Decode a raw deflate stream (RFC 1951).  *out is allocated on ctx
-   (release with bd_free); output beyond max_out bytes is BD_ERROR_FORMAT
-   (a decompression-bomb guard).  *consumed (may be NULL) = input bytes used. */
-BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
-                           unsigned char **out, size_t *out_size, size_t *consumed);
-/* Decode a gzip file (RFC 1952, one or more members): header flags,
-   CRC-32 and length trailers are all checked. */
-BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
-                          unsigned char **out, size_t *out_size);
-
-/* --- IDX (MNIST, Fashion-MNIST) ------------------------------------------- */
-#define BD_IDX_MAX_BYTES ((size_t)1 << 31) /* decoded size accepted */
-/* Unsigned-byte IDX images (magic 0x00000803, dims N,R,C), raw or gzip
-   (detected by its magic bytes, not the name) -> out (N,1,R,C) floats in
-   [-1,1] (v/127.5 - 1), allocated with bd_tensor_init (bd_tensor_free). */
-BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out);
-BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
-                                          bd_tensor *out);
-/* Unsigned-byte IDX labels (magic 0x00000801) -> *labels (n bytes on ctx,
-   release with bd_free). */
-BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
-                                   int64_t *n);
-BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
-                                          uint8_t **labels, int64_t *n);
-
-/* --- PNG, image grids, line plots, CSV ------------------------------------ */
-/* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
-   2 = gray+alpha, 3 = RGB, 4 = RGBA.  Each row gets the PNG filter (None,
-   Sub, Up or Paeth) with the smallest residuals; the zlib stream is LZ77 +
-   fixed Huffman codes (one deflate block), CRC-32 and Adler-32 checked by
-   any reader.  At most 2 GiB of pixel rows. */
-BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
-                                int64_t width, int64_t height, int channels);
-/* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
-BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
-                             int64_t h, int64_t w);
-/* Tile x (N,C,H,W) into a grid of `cols` columns (cols <= 0: ceil(sqrt(N)))
-   and ceil(N/cols) rows, `pad` pixels between and around tiles filled with
-   pad_value.  out is (C, rows*(H+pad)+pad, cols*(W+pad)+pad); with out NULL
-   only the size is returned in *out_h, *out_w. */
-BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
-                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
-                         float pad_value);
-/* bd_image_grid (mid-grey padding) straight to a PNG file. */
-BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
-                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
-/* A grid of `cols` columns (<= 0: square), 1 px mid-grey padding, every
-   pixel repeated zoom (1..64) times, on a white page with an optional title
-   line above and row_labels[r] (n_labels of them, NULL entries blank) to
-   the left of row r, in the built-in font; grey (C = 1) or RGB (C = 3). */
-BDAPI bd_result bd_png_write_grid_labeled(bd_context *ctx, const char *path, const float *x, int64_t n,
-                                          int64_t c, int64_t h, int64_t w, int64_t cols, int64_t zoom,
-                                          const char *title, const char *const *row_labels, int64_t n_labels);
-
-/* A line plot (loss curves): several series, automatic "nice" axes, a light
-   grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
-typedef struct bd_plot_series {
-    const double *x; /* (n) or NULL for 0..n-1 */
-    const double *y; /* (n) */
-    int64_t n;
-} bd_plot_series;
-typedef struct bd_plot_config {
-    int64_t width, height; /* pixels, >= 64 */
-    int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
-    const char *title;     /* above the plot, 2x text; NULL = none */
-    const char *x_label, *y_label; /* axis titles (with units); NULL = none */
-    const char *const *legend;     /* n_series names (NULL entries: not listed)
-                                      in a box at the top right; NULL = none */
-} bd_plot_config;
-/* 640 x 400, linear, no title, labels or legend.  Text is printable ASCII
-   in a built-in 5x7 font (other bytes draw as '?'). */
-BDAPI bd_plot_config bd_plot_config_init(void);
-BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
-                            const bd_plot_series *series, int64_t n_series);
-
-/* CSV with a header row: columns[j] holds n_rows doubles ("%.9g"). */
-BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
-                             const double *const *columns, int64_t n_cols, int64_t n_rows);
-
-/* --- built-in data ---------------------------------------------------------- */
-/* Procedural shapes, no download: one anti-aliased disc, square, triangle
-   or ring per image, of random position, size, rotation and intensity on a
-   black background.  out (N,1,size,size) in [-1,1]; size 8..1024.
-   Sample i depends only on (seed, first + i), so a data set of N samples is
-   the prefix of any larger one.  labels (N) or NULL: 0 disc, 1 square,
-   2 triangle, 3 ring.  ctx may be NULL. */
-BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
-                                  uint64_t seed);
-BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
-                                     int64_t first, int64_t n, int64_t size, uint64_t seed);
-
-/* IO-DECLARATIONS */
 
 /* ======================================================================== */
 /* >>distill                                                                */
@@ -1486,6 +1373,7 @@ typedef struct bd_distill_config {
 /* Defaults for a method, K and N (see the field comments). */
 BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
                                                int64_t student_steps);
+typedef struct bd_npy_stream bd_npy_stream; /* defined in >>formats */
 
 /* The distiller.  Public, like bd_trainer, so a checkpoint can save and
    restore everything a resume needs (student params, ema, adam, rng, step,
@@ -1612,6 +1500,169 @@ BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst);
 BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
                                 double *mse, float *teacher_x, float *student_x);
 
+/* DISTILL-DECLARATIONS */
+
+/* ======================================================================== */
+/* >>checkpoint                                                             */
+/* ======================================================================== */
+/* Files.  Every writer is atomic: it writes a temporary file in the same
+   directory (fwrite, fflush, fsync), then renames it over the target; on any
+   error the temporary is removed and an existing target is left untouched.
+   Every reader validates all it reads and reports each defect as
+   BD_ERROR_FORMAT (or BD_ERROR_UNSUPPORTED) with a message naming it;
+   readers never trust a length, offset or shape from the file.
+   See docs/formats.md. */
+
+/* --- safetensors (docs/spec.md sec. 7) ----------------------------------- */
+#define BD_ST_MAX_DIMS 8
+#define BD_ST_MAX_HEADER 100000000 /* bytes of JSON header accepted (as safetensors) */
+
+/* One F32 tensor to write.  data holds prod(shape) floats in host order. */
+typedef struct bd_st_write_tensor {
+    const char *name; /* UTF-8, unique, not "__metadata__" */
+    const float *data;
+    int ndim;         /* 0..BD_ST_MAX_DIMS (0 = scalar, one float) */
+    int64_t shape[BD_ST_MAX_DIMS];
+} bd_st_write_tensor;
+
+/* A __metadata__ entry (both UTF-8 strings). */
+typedef struct bd_st_kv {
+    const char *key;
+    const char *value;
+} bd_st_kv;
+
+/* Write tensors (stored sorted by name, as the safetensors library does)
+   and metadata (sorted by key) to path, atomically.  The JSON header is
+   padded with spaces to a multiple of 8 bytes.  Duplicate names, invalid
+   UTF-8 or a NULL data pointer (for numel > 0) are BD_ERROR_INVALID_ARGUMENT. */
+BDAPI bd_result bd_safetensors_write(bd_context *ctx, const char *path,
+                                     const bd_st_write_tensor *tensors, int64_t n_tensors,
+                                     const bd_st_kv *metadata, int64_t n_metadata);
+/* The same bytes into a buffer allocated on ctx (release with bd_free). */
+BDAPI bd_result bd_safetensors_write_memory(bd_context *ctx, const bd_st_write_tensor *tensors,
+                                            int64_t n_tensors, const bd_st_kv *metadata,
+                                            int64_t n_metadata, void **out, size_t *out_size);
+
+/* A tensor of a loaded file.  data is 4-byte aligned, in host byte order. */
+typedef struct bd_st_tensor {
+    const char *name;
+    int ndim;
+    int64_t shape[BD_ST_MAX_DIMS];
+    int64_t numel;
+    const float *data;
+} bd_st_tensor;
+
+/* A loaded, fully validated safetensors file.  tensors are sorted by name
+   (iterate i = 0..n_tensors-1), metadata by key. */
+typedef struct bd_safetensors {
+    bd_context *ctx;
+    int64_t n_tensors;
+    const bd_st_tensor *tensors;
+    int64_t n_metadata;
+    const bd_st_kv *metadata;
+    void *table; /* private: tensor/metadata tables and strings */
+    void *data;  /* private: the data section */
+} bd_safetensors;
+
+/* Load and validate: header length against the file size and
+   BD_ST_MAX_HEADER; strict JSON; every tensor F32 (another dtype is
+   BD_ERROR_UNSUPPORTED naming the tensor); shape product * 4 == offset span;
+   offsets inside the data section, non-overlapping and covering it without
+   gaps; no duplicate names or keys; __metadata__ values strings. */
+BDAPI bd_result bd_safetensors_load(bd_context *ctx, const char *path, bd_safetensors **out);
+BDAPI bd_result bd_safetensors_load_memory(bd_context *ctx, const void *bytes, size_t size,
+                                           bd_safetensors **out);
+BDAPI void bd_safetensors_free(bd_safetensors *st);
+/* NULL when absent (binary search, no error recorded). */
+BDAPI const bd_st_tensor *bd_safetensors_find(const bd_safetensors *st, const char *name);
+BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key);
+
+/* Strict JSON check (RFC 8259: UTF-8, escapes incl. \uXXXX surrogate pairs,
+   nesting depth <= 64).  BD_SUCCESS or BD_ERROR_FORMAT with position. */
+BDAPI bd_result bd_json_validate(bd_context *ctx, const char *text, size_t len);
+
+/* A model = a network + the diffusion settings that give its outputs a
+   meaning.  Teacher: steps = 0, grid = NULL.  Distilled student: its time
+   grid (steps+1 values from 1 to 0) and K = net->branches.  `ema`, when not
+   NULL, holds EMA weights (n_params) that bd_model_save writes as the main
+   tensors.  arch is "unet" (cfg valid) or "mlp" (mlp valid). */
+typedef struct bd_model {
+    bd_context *ctx;
+    bd_denoiser *net;        /* owned */
+    char arch[8];            /* "unet" | "mlp" */
+    bd_unet_config cfg;      /* arch "unet" */
+    bd_mlp_config mlp;       /* arch "mlp" */
+    bd_param_kind param;
+    bd_schedule_kind schedule;
+    int64_t steps;           /* student grid steps; 0 = teacher */
+    double *grid;            /* (steps+1) student only; NULL for a teacher */
+    float *ema;              /* (n_params) optional */
+    int64_t train_step;      /* optimiser step loaded from / saved to metadata optim.step */
+} bd_model;
+
+/* A model around `net` ("unet" or "mlp"), which it takes over (freed by
+   bd_model_free, also when this call fails). */
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out);
+/* bd_unet_init + bd_model_init. */
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out);
+BDAPI void bd_model_free(bd_model *m);
+/* Make the model a student on `grid` (steps+1 doubles, grid[0] = 1 >
+   grid[1] > ... > grid[steps] = 0; copied); steps = 0 / grid = NULL makes it
+   a teacher again. */
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps);
+/* Allocate m->ema as a copy of the current weights (no-op if present). */
+BDAPI bd_result bd_model_enable_ema(bd_model *m);
+/* A student of `teacher` (docs/spec.md sec. 5): the same architecture with `branches`
+   output branches (bd_denoiser_create_like, rng only feeds the throw-away
+   initialisation), the teacher's weights copied in (bd_denoiser_copy_weights:
+   conv_out tiled, every branch starts as the teacher), its param and
+   schedule, and the student grid (steps+1 values, 1 -> 0; NULL/0 = none).
+   The teacher's EMA is not copied: the student starts from net->params. */
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out);
+
+/* Checkpoints (docs/spec.md sec. 7, docs/unet.md).  Model tensors carry the docs/spec.md sec. 6
+   names (the MLP its own names); metadata as docs/spec.md sec. 7.  Which weights are the
+   model tensors: the EMA weights when there are any (tr->ema, else m->ema),
+   else the network's.  With a trainer, everything an exact resume needs is
+   written as well: train.raw.<name> (the raw weights), optim.m.<name>,
+   optim.v.<name>, and metadata optim.step, train.rng, train.data_rng.
+   tr (may be NULL) must train m->net.  The write is atomic.  A model (and
+   its trainer) on a device context is downloaded first. */
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr);
+/* Generic form for other optimisation loops (distillation): each of adam,
+   ema, raw, rng, data_rng may be NULL.  `ema`: weights written as the model
+   tensors (NULL: m->ema, else the network's); `raw`: written as
+   train.raw.<name> (needs adam or ema to make sense, not enforced).  Every
+   array is host memory; a network on a device context needs `ema`. */
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng);
+/* Load a checkpoint: the model tensors become the network's weights (ready
+   to sample), m->ema stays NULL.  Validates the metadata (every key, strict
+   numbers), builds the network from it and checks every tensor (name, shape,
+   none missing, none unexpected); errors name what is wrong. */
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out);
+/* Resume training: after bd_model_load(path, &m) and bd_trainer_init on
+   m->net, restore the exact training state from the same file: raw weights
+   into m->net, EMA into tr->ema, Adam m, v, step and both rng streams
+   (uploaded when the trainer runs on a device context).
+   BD_ERROR_FORMAT if the file has no optimiser state. */
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr);
+/* Generic form: any output may be NULL (not restored).  adam->n must equal
+   the network's n_params; ema/raw receive n_params floats.  *found (may be
+   NULL) gets bit flags: 1 optimiser moments+step, 2 raw weights, 4 rng,
+   8 data_rng.  raw falls back to the model tensors when the file has none.
+   Every output is host memory. */
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found);
+
 /* Resume: everything a distillation needs to continue bit-exactly (student
    raw weights, EMA, Adam m/v/step, rng, step, round, N and grid, adaptive
    EMAs, and after a PD round the owned teacher) to a safetensors file
@@ -1621,202 +1672,144 @@ BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int 
 BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path);
 BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path);
 
-/* DISTILL-DECLARATIONS */
-
 /* ======================================================================== */
-/* >>backend                                                                */
+/* >>formats                                                                */
 /* ======================================================================== */
-/* Vector ops that training and sampling need on whichever memory holds the
-   model (every backend provides them; the CPU versions are here).
-   bd_vec_axpby: for n < N, d < D
-       out[n*ldo + d] = sa * (a ? a[n] : 1) * x[n*ldx + d]
-                      + sb * (b ? b[n] : 1) * y[n*ldy + d]
-   y may be NULL (second term dropped); out may alias x or y (same ld);
-   a, b are per-row coefficient arrays (N) in the backend's memory, or NULL.
-   bd_vec_adam (PyTorch AdamW order, per element in double as bd_adam_step),
-   with g' = grad_scale * g:
-       m = beta1 m + (1-beta1) g';  v = beta2 v + (1-beta2) g'^2;
-       p = p * (1 - lr*weight_decay);
-       p = p - (lr/bias_c1) * m / (sqrt(v)/sqrt(bias_c2) + eps)
-   with bias_c1 = 1-beta1^t, bias_c2 = 1-beta2^t (caller computes them).
-   bd_vec_ema: ema = decay*ema + (1-decay)*p, in double (as bd_ema_update).
-   bd_vec_sumsq: sum of squares in double (NaN/Inf propagate: a finite
-   result means every element is finite). */
-typedef struct bd_vec_adam_args {
-    double lr, beta1, beta2, eps, weight_decay, grad_scale, bias_c1, bias_c2;
-} bd_vec_adam_args;
-BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
-                        float sa, const float *y, int64_t ldy, const float *b, float sb,
-                        int64_t N, int64_t D);
-BDAPI void bd_vec_fill(float *out, float value, int64_t n);
-BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
-                       const bd_vec_adam_args *args);
-BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay);
-BDAPI double bd_vec_sumsq(const float *x, int64_t n);
+/* --- NumPy .npy ----------------------------------------------------------- */
+#define BD_NPY_MAX_DIMS 4
+/* A float32 array read from .npy (data on the context allocator). */
+typedef struct bd_npy {
+    float *data;
+    int ndim; /* 0..BD_NPY_MAX_DIMS */
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+} bd_npy;
 
-/* A backend is a table of kernel function pointers plus the buffer
-   operations that go with its memory.  Every context has one; the CPU table
-   (bd_backend_cpu) is the default and points at the bd_ kernels above.
-   The CUDA translation unit (bdense_cuda.cu, bd_cuda_init) installs a table
-   whose buffers live in device memory.
-
-   Entries have the signature of the bd_ kernel of the same name with one
-   extra first argument, `state` (the backend's private state, be->state),
-   and follow the same accumulation rule (backward +=).  Call them through
-   BD_OP:   BD_OP(ctx, conv2d_forward, out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
-
-   Fallback rule (bd_context_set_backend): an entry left NULL is filled with
-   the CPU kernel when the backend's buffers are host memory
-   (device_memory == 0).  A device-memory backend must provide every entry
-   (the CPU kernels cannot read device pointers); a missing one is
-   BD_ERROR_UNSUPPORTED at registration, never a crash later.
-
-   Errors: kernels return void (as the CPU ones).  A device backend records
-   its first failure (launch error, cuBLAS error, scratch allocation)
-   internally, skips further work, and reports it with bd_error from the
-   next `sync` (bd_backend_sync); buffer operations report at once. */
-struct bd_backend {
-    const char *name;    /* "cpu", "cuda" */
-    int device_memory;   /* 1: buffers are device memory, host must not touch */
-    void *state;         /* first argument of every entry */
-    /* called by bd_context_free while this backend is installed (may be NULL) */
-    void (*release)(void *state, bd_context *ctx);
-
-    /* ---- buffers: bytes, never elements ---- */
-    bd_result (*buffer_alloc)(void *state, bd_context *ctx, size_t bytes, void **out);
-    void (*buffer_free)(void *state, bd_context *ctx, void *ptr);
-    bd_result (*buffer_zero)(void *state, bd_context *ctx, void *ptr, size_t bytes);
-    bd_result (*copy_h2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
-    bd_result (*copy_d2h)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
-    bd_result (*copy_d2d)(void *state, bd_context *ctx, void *dst, const void *src, size_t bytes);
-    /* wait for queued work; reports (and clears) the first recorded error */
-    bd_result (*sync)(void *state, bd_context *ctx);
-
-    /* ---- GEMM and >>layers kernels (same arguments as the bd_ versions) ---- */
-    void (*sgemm)(void *state, int trans_a, int trans_b, int64_t M, int64_t N, int64_t K,
-                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                  float beta, float *C, int64_t ldc);
-    void (*linear_forward)(void *state, float *out, const float *x, const float *w,
-                           const float *b, int64_t N, int64_t In, int64_t Out);
-    void (*linear_backward)(void *state, float *dx, float *dw, float *db, const float *dout,
-                            const float *x, const float *w, int64_t N, int64_t In, int64_t Out);
-    void (*silu_forward)(void *state, float *out, const float *x, int64_t n);
-    void (*silu_backward)(void *state, float *dx, const float *dout, const float *x, int64_t n);
-    void (*conv2d_forward)(void *state, float *out, float *col, const float *x, const float *w,
-                           const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
-                           int64_t Cout, int64_t k, int64_t stride, int64_t pad);
-    void (*conv2d_backward)(void *state, float *dx, float *dw, float *db, float *col,
-                            const float *dout, const float *x, const float *w, int64_t N,
-                            int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
-                            int64_t stride, int64_t pad);
-    void (*groupnorm_forward)(void *state, float *out, float *mean, float *rstd, const float *x,
-                              const float *gamma, const float *beta, int64_t N, int64_t C,
-                              int64_t HW, int64_t G);
-    void (*groupnorm_backward)(void *state, float *dx, float *dgamma, float *dbeta,
-                               const float *dout, const float *x, const float *mean,
-                               const float *rstd, const float *gamma, int64_t N, int64_t C,
-                               int64_t HW, int64_t G);
-    void (*upsample2x_forward)(void *state, float *out, const float *x, int64_t N, int64_t C,
-                               int64_t H, int64_t W);
-    void (*upsample2x_backward)(void *state, float *dx, const float *dout, int64_t N, int64_t C,
-                                int64_t H, int64_t W);
-    void (*concat_forward)(void *state, float *out, const float *a, const float *b, int64_t N,
-                           int64_t C1, int64_t C2, int64_t HW);
-    void (*concat_backward)(void *state, float *da, float *db, const float *dout, int64_t N,
-                            int64_t C1, int64_t C2, int64_t HW);
-    void (*add_channel_forward)(void *state, float *x, const float *e, int64_t N, int64_t C,
-                                int64_t HW);
-    void (*add_channel_backward)(void *state, float *de, const float *dout, int64_t N, int64_t C,
-                                 int64_t HW);
-    void (*add_forward)(void *state, float *out, const float *a, const float *b, int64_t n);
-    void (*add_backward)(void *state, float *da, float *db, const float *dout, int64_t n);
-    void (*attention_forward)(void *state, float *out, float *att, const float *qkv, int64_t N,
-                              int64_t C, int64_t HW, int64_t heads);
-    void (*attention_backward)(void *state, float *dqkv, float *scratch, const float *dout,
-                               const float *qkv, const float *att, int64_t N, int64_t C,
-                               int64_t HW, int64_t heads);
-    void (*timestep_embedding_forward)(void *state, float *out, const float *c_noise, int64_t N,
-                                       int64_t dim);
-    /* returns the loss on the host (a device backend waits for it) */
-    double (*mse_forward)(void *state, const float *pred, const float *target, const float *w,
-                          int64_t N, int64_t D);
-    void (*mse_backward)(void *state, float *dpred, const float *pred, const float *target,
-                         const float *w, int64_t N, int64_t D);
-
-    /* ---- vector ops for training and sampling (bd_vec_* below) ---- */
-    void (*vec_axpby)(void *state, float *out, int64_t ldo, const float *x, int64_t ldx,
-                      const float *a, float sa, const float *y, int64_t ldy, const float *b,
-                      float sb, int64_t N, int64_t D);
-    void (*vec_fill)(void *state, float *out, float value, int64_t n);
-    void (*vec_adam)(void *state, float *p, const float *g, float *m, float *v, int64_t n,
-                     const bd_vec_adam_args *args);
-    void (*vec_ema)(void *state, float *ema, const float *p, int64_t n, double decay);
-    double (*vec_sumsq)(void *state, const float *x, int64_t n);
-
-    /* ---- fused kernels (same arguments as the bd_ versions) ---- */
-    void (*groupnorm_silu_forward)(void *state, float *out, float *mean, float *rstd,
-                                   const float *x, const float *gamma, const float *beta,
-                                   int64_t N, int64_t C, int64_t HW, int64_t G);
-    void (*groupnorm_silu_backward)(void *state, float *dx, float *dgamma, float *dbeta,
-                                    const float *dout, const float *x, const float *mean,
-                                    const float *rstd, const float *gamma, const float *beta,
-                                    int64_t N, int64_t C, int64_t HW, int64_t G);
+/* Write float32, C order, format version 1.0 (header padded to 64 bytes),
+   atomically.  ndim 0..4; shape entries >= 0. */
+BDAPI bd_result bd_npy_write(bd_context *ctx, const char *path, const float *data, int ndim,
+                             const int64_t *shape);
+/* Read '<f4', '>f4', '<f8' or '>f8' (f8 converted), C order, versions 1, 2
+   and 3.  Fortran order, other dtypes and ndim > 4 are
+   BD_ERROR_UNSUPPORTED; a malformed header, short data or trailing bytes
+   BD_ERROR_FORMAT.  Release with bd_npy_free. */
+BDAPI bd_result bd_npy_read(bd_context *ctx, const char *path, bd_npy *out);
+BDAPI bd_result bd_npy_read_memory(bd_context *ctx, const void *bytes, size_t size, bd_npy *out);
+BDAPI void bd_npy_free(bd_context *ctx, bd_npy *a);
+/* A .npy file read piece by piece (arrays larger than memory, e.g. cached
+   teacher trajectories): open parses and checks the header and the file
+   size, read copies elements [first, first + count) in C order as float32
+   (converting '>f4', '<f8', '>f8' as bd_npy_read does), close releases the
+   file.  The reader allocates nothing after open. */
+struct bd_npy_stream {
+    void *file;            /* FILE * */
+    int ndim;
+    int64_t shape[BD_NPY_MAX_DIMS];
+    int64_t numel;
+    int64_t data_offset;   /* bytes before the first element */
+    int item;              /* 4 or 8 bytes per element on disk */
+    int swap;              /* byte order differs from the host's */
 };
+BDAPI bd_result bd_npy_stream_open(bd_context *ctx, const char *path, bd_npy_stream *s);
+BDAPI bd_result bd_npy_stream_read(bd_context *ctx, bd_npy_stream *s, int64_t first, int64_t count, float *out);
+BDAPI void bd_npy_stream_close(bd_npy_stream *s);
 
-/* The CPU table (host memory; entries are the bd_ kernels). */
-BDAPI const bd_backend *bd_backend_cpu(void);
-/* Install `be` on ctx (NULL = the CPU table).  NULL entries are filled from
-   the CPU table when be->device_memory == 0; otherwise a NULL entry is
-   BD_ERROR_UNSUPPORTED and the context keeps its backend.  `be` must outlive
-   its use on ctx. */
-BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be);
-/* 1 when the context's buffers are device memory */
-BDAPI int bd_backend_on_device(const bd_context *ctx);
-/* Buffers of the context's backend (host memory for the CPU backend). */
-BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out);
-BDAPI void bd_backend_free(bd_context *ctx, void *ptr);
-BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes);
-BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *host_src, size_t bytes);
-BDAPI bd_result bd_backend_download(bd_context *ctx, void *host_dst, const void *src, size_t bytes);
-BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes);
-BDAPI bd_result bd_backend_sync(bd_context *ctx);
-/* Copy between the buffers of two contexts' backends (host <-> device,
-   host <-> host, device <-> device through a host bounce buffer). */
-BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
-                                    const void *src, size_t bytes);
-/* Run kernel `op` of ctx's backend: BD_OP(ctx, silu_forward, out, x, n). */
-#define BD_OP(ctx, op, ...) ((ctx)->backend->op((ctx)->backend->state, __VA_ARGS__))
+/* --- gzip / deflate, CRC-32, Adler-32 -------------------------------------- */
+/* CRC-32 (IEEE, as gzip and PNG): start with crc = 0, chain calls. */
+BDAPI uint32_t bd_crc32(uint32_t crc, const void *data, size_t n);
+BDAPI uint32_t bd_adler32(uint32_t adler, const void *data, size_t n); /* start with 1 */
+/* Decode a raw deflate stream (RFC 1951).  *out is allocated on ctx
+   (release with bd_free); output beyond max_out bytes is BD_ERROR_FORMAT
+   (a decompression-bomb guard).  *consumed (may be NULL) = input bytes used. */
+BDAPI bd_result bd_inflate(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                           unsigned char **out, size_t *out_size, size_t *consumed);
+/* Decode a gzip file (RFC 1952, one or more members): header flags,
+   CRC-32 and length trailers are all checked. */
+BDAPI bd_result bd_gunzip(bd_context *ctx, const void *in, size_t n, size_t max_out,
+                          unsigned char **out, size_t *out_size);
 
-/* CUDA backend, defined in bdense_cuda.cu (link it and cuBLAS; not
-   available with BDENSE_STATIC).  bd_cuda_init selects `device`, creates a
-   stream and a cuBLAS handle, and installs the CUDA table on ctx (float32
-   GEMMs, TF32 off).  bd_cuda_shutdown puts the CPU table back and frees
-   everything (bd_context_free does it too).  bd_cuda_device_count is 0 when
-   there is no driver or no GPU. */
-extern int bd_cuda_device_count(void);
-/* The same, with the runtime's reason when it is 0 (e.g. "CUDA driver
-   version is insufficient for CUDA runtime version") written to why. */
-extern int bd_cuda_probe(char *why, size_t cap);
-extern bd_result bd_cuda_init(bd_context *ctx, int device);
-extern bd_result bd_cuda_set_tf32(bd_context *ctx, int on);
-extern void bd_cuda_shutdown(bd_context *ctx);
+/* --- IDX (MNIST, Fashion-MNIST) ------------------------------------------- */
+#define BD_IDX_MAX_BYTES ((size_t)1 << 31) /* decoded size accepted */
+/* Unsigned-byte IDX images (magic 0x00000803, dims N,R,C), raw or gzip
+   (detected by its magic bytes, not the name) -> out (N,1,R,C) floats in
+   [-1,1] (v/127.5 - 1), allocated with bd_tensor_init (bd_tensor_free). */
+BDAPI bd_result bd_idx_read_images(bd_context *ctx, const char *path, bd_tensor *out);
+BDAPI bd_result bd_idx_read_images_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          bd_tensor *out);
+/* Unsigned-byte IDX labels (magic 0x00000801) -> *labels (n bytes on ctx,
+   release with bd_free). */
+BDAPI bd_result bd_idx_read_labels(bd_context *ctx, const char *path, uint8_t **labels,
+                                   int64_t *n);
+BDAPI bd_result bd_idx_read_labels_memory(bd_context *ctx, const void *bytes, size_t size,
+                                          uint8_t **labels, int64_t *n);
 
-/* ---- where a model lives -------------------------------------------------
-   bd_trainer, bd_sampler and bd_distill run in the model's context backend
-   (above): on a CPU context on the CPU, on a device context (CUDA) their
-   networks, Adam and EMA on the device.  bd_distill needs its teacher and
-   student on one backend.
+/* --- PNG, image grids, line plots, CSV ------------------------------------ */
+/* 8-bit PNG from interleaved pixels (H,W,channels); channels 1 = gray,
+   2 = gray+alpha, 3 = RGB, 4 = RGBA.  Each row gets the PNG filter (None,
+   Sub, Up or Paeth) with the smallest residuals; the zlib stream is LZ77 +
+   fixed Huffman codes (one deflate block), CRC-32 and Adler-32 checked by
+   any reader.  At most 2 GiB of pixel rows. */
+BDAPI bd_result bd_png_write_u8(bd_context *ctx, const char *path, const uint8_t *pixels,
+                                int64_t width, int64_t height, int channels);
+/* img (C,H,W) planar floats in [-1,1] (clamped; NaN -> 0 intensity), C = 1 or 3. */
+BDAPI bd_result bd_png_write(bd_context *ctx, const char *path, const float *img, int64_t c,
+                             int64_t h, int64_t w);
+/* Tile x (N,C,H,W) into a grid of `cols` columns (cols <= 0: ceil(sqrt(N)))
+   and ceil(N/cols) rows, `pad` pixels between and around tiles filled with
+   pad_value.  out is (C, rows*(H+pad)+pad, cols*(W+pad)+pad); with out NULL
+   only the size is returned in *out_h, *out_w. */
+BDAPI void bd_image_grid(float *out, int64_t *out_h, int64_t *out_w, const float *x, int64_t n,
+                         int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad,
+                         float pad_value);
+/* bd_image_grid (mid-grey padding) straight to a PNG file. */
+BDAPI bd_result bd_png_write_grid(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                  int64_t c, int64_t h, int64_t w, int64_t cols, int64_t pad);
+/* A grid of `cols` columns (<= 0: square), 1 px mid-grey padding, every
+   pixel repeated zoom (1..64) times, on a white page with an optional title
+   line above and row_labels[r] (n_labels of them, NULL entries blank) to
+   the left of row r, in the built-in font; grey (C = 1) or RGB (C = 3). */
+BDAPI bd_result bd_png_write_grid_labeled(bd_context *ctx, const char *path, const float *x, int64_t n,
+                                          int64_t c, int64_t h, int64_t w, int64_t cols, int64_t zoom,
+                                          const char *title, const char *const *row_labels, int64_t n_labels);
 
-   Moving a model: bd_denoiser_to_context(d, ctx) re-homes a denoiser's
-   parameters, gradients and activation slab in ctx's backend (host <->
-   device); both contexts must share one host allocator.  Trainers and
-   samplers made before a move must be freed and made again.  Functions
-   that read d->params on the host (bd_model_save without a trainer,
-   copy_weights) need the model moved back first.  Only the "unet" kind
-   supports device contexts. */
-BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx);
+/* A line plot (loss curves): several series, automatic "nice" axes, a light
+   grid, axis numbers in a built-in 5x7 font.  Non-finite points are gaps. */
+typedef struct bd_plot_series {
+    const double *x; /* (n) or NULL for 0..n-1 */
+    const double *y; /* (n) */
+    int64_t n;
+} bd_plot_series;
+typedef struct bd_plot_config {
+    int64_t width, height; /* pixels, >= 64 */
+    int log_y;             /* 1: logarithmic y axis (non-positive y skipped) */
+    const char *title;     /* above the plot, 2x text; NULL = none */
+    const char *x_label, *y_label; /* axis titles (with units); NULL = none */
+    const char *const *legend;     /* n_series names (NULL entries: not listed)
+                                      in a box at the top right; NULL = none */
+} bd_plot_config;
+/* 640 x 400, linear, no title, labels or legend.  Text is printable ASCII
+   in a built-in 5x7 font (other bytes draw as '?'). */
+BDAPI bd_plot_config bd_plot_config_init(void);
+BDAPI bd_result bd_plot_png(bd_context *ctx, const char *path, const bd_plot_config *cfg,
+                            const bd_plot_series *series, int64_t n_series);
 
-/* BACKEND-DECLARATIONS */
+/* CSV with a header row: columns[j] holds n_rows doubles ("%.9g"). */
+BDAPI bd_result bd_csv_write(bd_context *ctx, const char *path, const char *const *names,
+                             const double *const *columns, int64_t n_cols, int64_t n_rows);
+
+/* --- built-in data ---------------------------------------------------------- */
+/* Procedural shapes, no download: one anti-aliased disc, square, triangle
+   or ring per image, of random position, size, rotation and intensity on a
+   black background.  out (N,1,size,size) in [-1,1]; size 8..1024.
+   Sample i depends only on (seed, first + i), so a data set of N samples is
+   the prefix of any larger one.  labels (N) or NULL: 0 disc, 1 square,
+   2 triangle, 3 ring.  ctx may be NULL. */
+BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_t size,
+                                  uint64_t seed);
+BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *labels,
+                                     int64_t first, int64_t n, int64_t size, uint64_t seed);
+
+/* IO-DECLARATIONS */
 
 #ifdef __cplusplus
 }
@@ -1880,8 +1873,11 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* >>result                                                                 */
+/* >>core                                                                   */
 /* ------------------------------------------------------------------------ */
+#include <time.h>
+#include <float.h>
+
 BDAPI const char *bd_result_string(bd_result r) {
     switch (r) {
 #define BD__STR(name, str) case name: return str;
@@ -1901,9 +1897,6 @@ static int bd__enum_find(const char *const *names, int n, const char *name) {
     return -1;
 }
 
-/* ------------------------------------------------------------------------ */
-/* >>context                                                                */
-/* ------------------------------------------------------------------------ */
 static void *bd__default_alloc(size_t size, void *user_data) {
     (void)user_data;
     return BDENSE_MALLOC(size);
@@ -2024,9 +2017,6 @@ BDAPI bd_result bd_context_set_threads(bd_context *ctx, int n_threads) {
     return BD_SUCCESS;
 }
 
-/* ------------------------------------------------------------------------ */
-/* >>rng                                                                    */
-/* ------------------------------------------------------------------------ */
 static uint64_t bd__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 BDAPI bd_rng bd_rng_init(uint64_t seed) {
@@ -2102,9 +2092,6 @@ BDAPI void bd_rng_jump(bd_rng *r) {
     r->has_spare = 0;
 }
 
-/* ------------------------------------------------------------------------ */
-/* >>tensor                                                                 */
-/* ------------------------------------------------------------------------ */
 BDAPI int64_t bd_tensor_numel(const bd_tensor *t) { return t ? t->n * t->c * t->h * t->w : 0; }
 
 BDAPI bd_tensor bd_tensor_view(float *data, int64_t n, int64_t c, int64_t h, int64_t w) {
@@ -2136,6 +2123,256 @@ BDAPI void bd_tensor_free(bd_context *ctx, bd_tensor *t) {
     if (!t) return;
     if (t->owned) bd_free(ctx, t->data);
     memset(t, 0, sizeof *t);
+}
+
+/* File plumbing that checkpoints and formats share: atomic writes, byte
+   order, whole-file reads, a growable buffer, UTF-8 checks. */
+#if defined(_WIN32)
+#include <io.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+__declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to,
+                                                unsigned long flags);
+#ifdef __cplusplus
+}
+#endif
+#define BD__FSYNC(f) _commit(_fileno(f))
+#elif defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#ifndef __cplusplus
+/* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
+#ifndef fileno /* a macro in some C libraries */
+int fileno(FILE *stream);
+#endif
+int fsync(int fd);
+#endif
+#define BD__FSYNC(f) fsync(fileno(f))
+#else
+#define BD__FSYNC(f) 0
+#endif
+
+static int bd__host_is_le(void) {
+    uint32_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+static void bd__bswap32_array(void *p, size_t n) {
+    unsigned char *b = BD__CAST(unsigned char *, p);
+    size_t i;
+    for (i = 0; i < n; i++, b += 4) {
+        unsigned char t0 = b[0], t1 = b[1];
+        b[0] = b[3]; b[1] = b[2]; b[2] = t1; b[3] = t0;
+    }
+}
+static uint64_t bd__rd_le64(const unsigned char *p) {
+    uint64_t v = 0;
+    int i;
+    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint32_t bd__rd_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static void bd__wr_le64(unsigned char *p, uint64_t v) {
+    int i;
+    for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
+}
+static void bd__wr_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
+}
+
+/* ---- atomic writer: temp file in the same directory, then rename ---- */
+typedef struct bd__afile {
+    bd_context *ctx;
+    const char *path;
+    char *tmp;
+    FILE *f;
+} bd__afile;
+
+static bd_result bd__afile_open(bd_context *ctx, bd__afile *af, const char *path) {
+    size_t len, cap;
+    uint64_t h;
+    int attempt;
+    af->ctx = ctx; af->path = path; af->tmp = NULL; af->f = NULL;
+    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "empty output path");
+    len = strlen(path);
+    if (!bd_size_add(len, 32, &cap)) return bd_error(ctx, BD_ERROR_OVERFLOW, "path too long");
+    af->tmp = BD__CAST(char *, bd_alloc(ctx, cap));
+    if (!af->tmp) return BD_ERROR_OUT_OF_MEMORY;
+    /* a name unlikely to collide with a concurrent writer: hash of the
+       time, the clock and a stack address (no global counter by design) */
+    h = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)clock() ^
+        (uint64_t)(size_t)af * 0xBF58476D1CE4E5B9ull;
+    for (attempt = 0; attempt < 8; attempt++) {
+        FILE *probe;
+        h ^= h >> 29; h *= 0x94D049BB133111EBull; h ^= h >> 32;
+        snprintf(af->tmp, cap, "%s.tmp%08lx", path, (unsigned long)(h & 0xffffffffu));
+        probe = fopen(af->tmp, "rb");
+        if (!probe) break;
+        fclose(probe);
+    }
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot create temporary file '%s' for '%s'", af->tmp, path);
+        bd_free(ctx, af->tmp);
+        af->tmp = NULL;
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static void bd__afile_abort(bd__afile *af) {
+    if (af->f) { fclose(af->f); af->f = NULL; }
+    if (af->tmp) { remove(af->tmp); bd_free(af->ctx, af->tmp); af->tmp = NULL; }
+}
+static bd_result bd__afile_write(bd__afile *af, const void *p, size_t n) {
+    if (n == 0) return BD_SUCCESS;
+    if (fwrite(p, 1, n, af->f) != n) {
+        bd_error(af->ctx, BD_ERROR_IO, "write to '%s' failed (disk full?)", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    return BD_SUCCESS;
+}
+static bd_result bd__afile_commit(bd__afile *af) {
+    int bad = 0;
+    if (fflush(af->f) != 0) bad = 1;
+    if (!bad && BD__FSYNC(af->f) != 0) bad = 1;
+    if (fclose(af->f) != 0) bad = 1;
+    af->f = NULL;
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "flushing '%s' to disk failed", af->tmp);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+#if defined(_WIN32)
+    if (!MoveFileExA(af->tmp, af->path, 0x1 | 0x8)) bad = 1; /* REPLACE_EXISTING|WRITE_THROUGH */
+#else
+    if (rename(af->tmp, af->path) != 0) bad = 1;
+#endif
+    if (bad) {
+        bd_error(af->ctx, BD_ERROR_IO, "cannot rename '%s' to '%s'", af->tmp, af->path);
+        bd__afile_abort(af);
+        return BD_ERROR_IO;
+    }
+    bd_free(af->ctx, af->tmp);
+    af->tmp = NULL;
+    return BD_SUCCESS;
+}
+
+/* fopen(path, "rb") and its size; NULL (error recorded on ctx) when it
+   cannot be opened, read or measured */
+static FILE *bd__open_sized(bd_context *ctx, const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
+        return NULL;
+    }
+    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
+    if ((fgetc(f) == EOF && ferror(f)) ||
+        fseek(f, 0, SEEK_END) != 0 || (*size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
+        return NULL;
+    }
+    return f;
+}
+/* Whole file into memory (allocated on ctx), at most max_size bytes. */
+static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
+                               unsigned char **out, size_t *out_size) {
+    FILE *f;
+    long end;
+    size_t n;
+    unsigned char *buf;
+    *out = NULL; *out_size = 0;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
+    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
+    if ((unsigned long)end > max_size) {
+        fclose(f);
+        return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
+                        path, end, max_size);
+    }
+    n = (size_t)end;
+    buf = BD__CAST(unsigned char *, bd_alloc(ctx, n ? n : 1));
+    if (!buf) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
+    if (n && fread(buf, 1, n, f) != n) {
+        fclose(f);
+        bd_free(ctx, buf);
+        return bd_error(ctx, BD_ERROR_IO, "read of '%s' failed", path);
+    }
+    fclose(f);
+    *out = buf; *out_size = n;
+    return BD_SUCCESS;
+}
+
+/* ---- a growable byte buffer on the context allocator ---- */
+typedef struct bd__buf {
+    bd_context *ctx;
+    unsigned char *p;
+    size_t n, cap;
+    int failed;
+} bd__buf;
+static void bd__buf_put(bd__buf *b, const void *src, size_t n) {
+    size_t need;
+    if (b->failed || n == 0) return;
+    if (!bd_size_add(b->n, n, &need)) { b->failed = 1; return; }
+    if (need > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        unsigned char *np;
+        while (cap < need) {
+            if (cap > SIZE_MAX / 2) { cap = need; break; }
+            cap *= 2;
+        }
+        np = BD__CAST(unsigned char *, bd_alloc(b->ctx, cap));
+        if (!np) { b->failed = 1; return; }
+        if (b->n) memcpy(np, b->p, b->n);
+        bd_free(b->ctx, b->p);
+        b->p = np; b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+static void bd__buf_str(bd__buf *b, const char *s) { bd__buf_put(b, s, strlen(s)); }
+static void bd__buf_i64(bd__buf *b, int64_t v) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    bd__buf_str(b, tmp);
+}
+
+/* ---- UTF-8 ---- */
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if
+   invalid (overlong, surrogate, > U+10FFFF, truncated). */
+static size_t bd__utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    uint32_t cp;
+    size_t len, i;
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) { len = 2; cp = c & 0x1F; }
+    else if (c < 0xF0) { len = 3; cp = c & 0x0F; }
+    else if (c < 0xF5) { len = 4; cp = c & 0x07; }
+    else return 0;
+    if (n < len) return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+static int bd__utf8_valid(const char *s) {
+    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
+    size_t n = strlen(s);
+    while (n) {
+        size_t k = bd__utf8_seq(p, n);
+        if (!k) return 0;
+        p += k; n -= k;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -4290,6 +4527,352 @@ BDAPI void bd_cross_entropy_backward(float *dlogits, const float *logits,
 /* LAYERS-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
+/* >>backend                                                                */
+/* ------------------------------------------------------------------------ */
+BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
+                        float sa, const float *y, int64_t ldy, const float *b, float sb,
+                        int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        float ca = sa * (a ? a[n] : 1.0f), cb = sb * (b ? b[n] : 1.0f);
+        float *o = out + n * ldo;
+        const float *xr = x + n * ldx;
+        if (y) {
+            const float *yr = y + n * ldy;
+            for (d = 0; d < D; d++) o[d] = ca * xr[d] + cb * yr[d];
+        } else {
+            for (d = 0; d < D; d++) o[d] = ca * xr[d];
+        }
+    }
+}
+
+BDAPI void bd_vec_fill(float *out, float value, int64_t n) {
+    int64_t i;
+    for (i = 0; i < n; i++) out[i] = value;
+}
+
+BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
+                       const bd_vec_adam_args *a) {
+    int64_t i;
+    double decay = 1.0 - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
+    double sq2 = sqrt(a->bias_c2);
+    for (i = 0; i < n; i++) {
+        double gi = a->grad_scale * (double)g[i];
+        double mi = a->beta1 * (double)m[i] + (1.0 - a->beta1) * gi;
+        double vi = a->beta2 * (double)v[i] + (1.0 - a->beta2) * gi * gi;
+        m[i] = (float)mi;
+        v[i] = (float)vi;
+        p[i] = (float)((double)p[i] * decay - step * mi / (sqrt(vi) / sq2 + a->eps));
+    }
+}
+
+BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay) {
+    int64_t i;
+    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)p[i]);
+}
+
+BDAPI double bd_vec_sumsq(const float *x, int64_t n) {
+    int64_t i;
+    double s = 0.0;
+    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+/* CPU table entries: the bd_ kernels behind the unused state argument. */
+static bd_result bd__cpu_buffer_alloc(void *st, bd_context *ctx, size_t bytes, void **out) {
+    (void)st;
+    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "buffer_alloc: out is NULL");
+    *out = bd_alloc(ctx, bytes);
+    return *out ? BD_SUCCESS : ctx->last_result;
+}
+static void bd__cpu_buffer_free(void *st, bd_context *ctx, void *p) { (void)st; bd_free(ctx, p); }
+static bd_result bd__cpu_buffer_zero(void *st, bd_context *ctx, void *p, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes) memset(p, 0, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_copy(void *st, bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    (void)st; (void)ctx;
+    if (bytes && dst != src) memmove(dst, src, bytes);
+    return BD_SUCCESS;
+}
+static bd_result bd__cpu_sync(void *st, bd_context *ctx) { (void)st; (void)ctx; return BD_SUCCESS; }
+static void bd__cpu_sgemm(void *st, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          float *C, int64_t ldc) {
+    (void)st;
+    bd_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static void bd__cpu_linear_forward(void *st, float *out, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t In, int64_t Out) {
+    (void)st;
+    bd_linear_forward(out, x, w, b, N, In, Out);
+}
+static void bd__cpu_linear_backward(void *st, float *dx, float *dw, float *db, const float *dout,
+                                    const float *x, const float *w, int64_t N, int64_t In,
+                                    int64_t Out) {
+    (void)st;
+    bd_linear_backward(dx, dw, db, dout, x, w, N, In, Out);
+}
+static void bd__cpu_silu_forward(void *st, float *out, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_forward(out, x, n);
+}
+static void bd__cpu_silu_backward(void *st, float *dx, const float *dout, const float *x, int64_t n) {
+    (void)st;
+    bd_silu_backward(dx, dout, x, n);
+}
+static void bd__cpu_conv2d_forward(void *st, float *out, float *col, const float *x, const float *w,
+                                   const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
+                                   int64_t Cout, int64_t k, int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_forward(out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_conv2d_backward(void *st, float *dx, float *dw, float *db, float *col,
+                                    const float *dout, const float *x, const float *w, int64_t N,
+                                    int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
+                                    int64_t s, int64_t p) {
+    (void)st;
+    bd_conv2d_backward(dx, dw, db, col, dout, x, w, N, Cin, H, W, Cout, k, s, p);
+}
+static void bd__cpu_groupnorm_forward(void *st, float *out, float *mean, float *rstd,
+                                      const float *x, const float *gamma, const float *beta,
+                                      int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
+}
+static void bd__cpu_groupnorm_backward(void *st, float *dx, float *dgamma, float *dbeta,
+                                       const float *dout, const float *x, const float *mean,
+                                       const float *rstd, const float *gamma, int64_t N,
+                                       int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, N, C, HW, G);
+}
+static void bd__cpu_upsample2x_forward(void *st, float *out, const float *x, int64_t N, int64_t C,
+                                       int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_forward(out, x, N, C, H, W);
+}
+static void bd__cpu_upsample2x_backward(void *st, float *dx, const float *dout, int64_t N,
+                                        int64_t C, int64_t H, int64_t W) {
+    (void)st;
+    bd_upsample2x_backward(dx, dout, N, C, H, W);
+}
+static void bd__cpu_concat_forward(void *st, float *out, const float *a, const float *b, int64_t N,
+                                   int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_forward(out, a, b, N, C1, C2, HW);
+}
+static void bd__cpu_concat_backward(void *st, float *da, float *db, const float *dout, int64_t N,
+                                    int64_t C1, int64_t C2, int64_t HW) {
+    (void)st;
+    bd_concat_backward(da, db, dout, N, C1, C2, HW);
+}
+static void bd__cpu_add_channel_forward(void *st, float *x, const float *e, int64_t N, int64_t C,
+                                        int64_t HW) {
+    (void)st;
+    bd_add_channel_forward(x, e, N, C, HW);
+}
+static void bd__cpu_add_channel_backward(void *st, float *de, const float *dout, int64_t N,
+                                         int64_t C, int64_t HW) {
+    (void)st;
+    bd_add_channel_backward(de, dout, N, C, HW);
+}
+static void bd__cpu_add_forward(void *st, float *out, const float *a, const float *b, int64_t n) {
+    (void)st;
+    bd_add_forward(out, a, b, n);
+}
+static void bd__cpu_add_backward(void *st, float *da, float *db, const float *dout, int64_t n) {
+    (void)st;
+    bd_add_backward(da, db, dout, n);
+}
+static void bd__cpu_attention_forward(void *st, float *out, float *att, const float *qkv,
+                                      int64_t N, int64_t C, int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_forward(out, att, qkv, N, C, HW, heads);
+}
+static void bd__cpu_attention_backward(void *st, float *dqkv, float *scratch, const float *dout,
+                                       const float *qkv, const float *att, int64_t N, int64_t C,
+                                       int64_t HW, int64_t heads) {
+    (void)st;
+    bd_attention_backward(dqkv, scratch, dout, qkv, att, N, C, HW, heads);
+}
+static void bd__cpu_timestep_embedding_forward(void *st, float *out, const float *c_noise,
+                                               int64_t N, int64_t dim) {
+    (void)st;
+    bd_timestep_embedding_forward(out, c_noise, N, dim);
+}
+static double bd__cpu_mse_forward(void *st, const float *pred, const float *target, const float *w,
+                                  int64_t N, int64_t D) {
+    (void)st;
+    return bd_mse_forward(pred, target, w, N, D);
+}
+static void bd__cpu_mse_backward(void *st, float *dpred, const float *pred, const float *target,
+                                 const float *w, int64_t N, int64_t D) {
+    (void)st;
+    bd_mse_backward(dpred, pred, target, w, N, D);
+}
+static void bd__cpu_vec_axpby(void *st, float *out, int64_t ldo, const float *x, int64_t ldx,
+                              const float *a, float sa, const float *y, int64_t ldy,
+                              const float *b, float sb, int64_t N, int64_t D) {
+    (void)st;
+    bd_vec_axpby(out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
+}
+static void bd__cpu_vec_fill(void *st, float *out, float value, int64_t n) {
+    (void)st;
+    bd_vec_fill(out, value, n);
+}
+static void bd__cpu_vec_adam(void *st, float *p, const float *g, float *m, float *v, int64_t n,
+                             const bd_vec_adam_args *args) {
+    (void)st;
+    bd_vec_adam(p, g, m, v, n, args);
+}
+static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, double decay) {
+    (void)st;
+    bd_vec_ema(ema, p, n, decay);
+}
+static double bd__cpu_vec_sumsq(void *st, const float *x, int64_t n) {
+    (void)st;
+    return bd_vec_sumsq(x, n);
+}
+static void bd__cpu_groupnorm_silu_forward(void *st, float *out, float *mean, float *rstd,
+                                           const float *x, const float *gamma, const float *beta,
+                                           int64_t N, int64_t C, int64_t HW, int64_t G) {
+    (void)st;
+    bd_groupnorm_silu_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
+}
+static void bd__cpu_groupnorm_silu_backward(void *st, float *dx, float *dgamma, float *dbeta,
+                                            const float *dout, const float *x, const float *mean,
+                                            const float *rstd, const float *gamma,
+                                            const float *beta, int64_t N, int64_t C, int64_t HW,
+                                            int64_t G) {
+    (void)st;
+    bd_groupnorm_silu_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G);
+}
+
+/* Positional initialiser: the order is the field order of struct bd_backend. */
+static const bd_backend bd__cpu_backend = {
+    "cpu", 0, NULL, NULL,
+    bd__cpu_buffer_alloc, bd__cpu_buffer_free, bd__cpu_buffer_zero,
+    bd__cpu_copy, bd__cpu_copy, bd__cpu_copy, bd__cpu_sync,
+    bd__cpu_sgemm,
+    bd__cpu_linear_forward, bd__cpu_linear_backward,
+    bd__cpu_silu_forward, bd__cpu_silu_backward,
+    bd__cpu_conv2d_forward, bd__cpu_conv2d_backward,
+    bd__cpu_groupnorm_forward, bd__cpu_groupnorm_backward,
+    bd__cpu_upsample2x_forward, bd__cpu_upsample2x_backward,
+    bd__cpu_concat_forward, bd__cpu_concat_backward,
+    bd__cpu_add_channel_forward, bd__cpu_add_channel_backward,
+    bd__cpu_add_forward, bd__cpu_add_backward,
+    bd__cpu_attention_forward, bd__cpu_attention_backward,
+    bd__cpu_timestep_embedding_forward,
+    bd__cpu_mse_forward, bd__cpu_mse_backward,
+    bd__cpu_vec_axpby, bd__cpu_vec_fill, bd__cpu_vec_adam, bd__cpu_vec_ema, bd__cpu_vec_sumsq,
+    bd__cpu_groupnorm_silu_forward, bd__cpu_groupnorm_silu_backward};
+
+static const bd_backend *bd__backend_cpu(void) { return &bd__cpu_backend; }
+BDAPI const bd_backend *bd_backend_cpu(void) { return &bd__cpu_backend; }
+
+BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be) {
+    const bd_backend *cpu = &bd__cpu_backend;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!be) {
+        ctx->backend = cpu;
+        return BD_SUCCESS;
+    }
+    /* check first (so a refused table is left untouched), then fill */
+#define BD__BE_CHECK(op)                                                                      \
+    if (!be->op && be->device_memory)                                                         \
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED,                                            \
+                        "backend '%s' has device memory but no '" #op "' entry",             \
+                        be->name ? be->name : "?");
+#define BD__BE_FILL(op) if (!be->op) be->op = cpu->op;
+#define BD__BE_ENTRIES(X)                                                                      \
+    X(buffer_alloc) X(buffer_free) X(buffer_zero) X(copy_h2d) X(copy_d2h) X(copy_d2d) X(sync)  \
+    X(sgemm) X(linear_forward) X(linear_backward) X(silu_forward) X(silu_backward)             \
+    X(conv2d_forward) X(conv2d_backward) X(groupnorm_forward) X(groupnorm_backward)            \
+    X(upsample2x_forward) X(upsample2x_backward) X(concat_forward) X(concat_backward)          \
+    X(add_channel_forward) X(add_channel_backward) X(add_forward) X(add_backward)              \
+    X(attention_forward) X(attention_backward) X(timestep_embedding_forward)                   \
+    X(mse_forward) X(mse_backward) X(vec_axpby) X(vec_fill) X(vec_adam) X(vec_ema) X(vec_sumsq) \
+    X(groupnorm_silu_forward) X(groupnorm_silu_backward)
+    BD__BE_ENTRIES(BD__BE_CHECK)
+    BD__BE_ENTRIES(BD__BE_FILL)
+#undef BD__BE_CHECK
+#undef BD__BE_FILL
+#undef BD__BE_ENTRIES
+    ctx->backend = be;
+    return BD_SUCCESS;
+}
+
+BDAPI int bd_backend_on_device(const bd_context *ctx) {
+    return ctx && ctx->backend && ctx->backend->device_memory;
+}
+
+BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->buffer_alloc(ctx->backend->state, ctx, bytes, out);
+}
+BDAPI void bd_backend_free(bd_context *ctx, void *ptr) {
+    if (ctx && ptr) ctx->backend->buffer_free(ctx->backend->state, ctx, ptr);
+}
+BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!ptr) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_zero: NULL buffer");
+    return ctx->backend->buffer_zero(ctx->backend->state, ctx, ptr, bytes);
+}
+BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_upload: NULL pointer");
+    return ctx->backend->copy_h2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_download(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_download: NULL pointer");
+    return ctx->backend->copy_d2h(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_copy: NULL pointer");
+    return ctx->backend->copy_d2d(ctx->backend->state, ctx, dst, src, bytes);
+}
+BDAPI bd_result bd_backend_sync(bd_context *ctx) {
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    return ctx->backend->sync(ctx->backend->state, ctx);
+}
+
+BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
+                                    const void *src, size_t bytes) {
+    int dd, sd;
+    void *bounce;
+    bd_result r;
+    if (!dst_ctx || !src_ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!bytes) return BD_SUCCESS;
+    if (!dst || !src) return bd_error(dst_ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_transfer: NULL pointer");
+    dd = bd_backend_on_device(dst_ctx);
+    sd = bd_backend_on_device(src_ctx);
+    if (!dd && !sd) {
+        memmove(dst, src, bytes);
+        return BD_SUCCESS;
+    }
+    if (!sd) return bd_backend_upload(dst_ctx, dst, src, bytes);
+    if (!dd) return bd_backend_download(src_ctx, dst, src, bytes);
+    if (dst_ctx == src_ctx) return bd_backend_copy(dst_ctx, dst, src, bytes);
+    bounce = bd_alloc(dst_ctx, bytes);
+    if (!bounce) return dst_ctx->last_result;
+    r = bd_backend_download(src_ctx, bounce, src, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_upload(dst_ctx, dst, bounce, bytes);
+    bd_free(dst_ctx, bounce);
+    return r;
+}
+
+/* BACKEND-IMPLEMENTATION */
+
+/* ------------------------------------------------------------------------ */
 /* >>denoiser                                                               */
 /* ------------------------------------------------------------------------ */
 BDAPI bd_result bd_denoiser_reserve(bd_denoiser *d, int64_t max_batch) {
@@ -4621,6 +5204,865 @@ BDAPI bd_result bd_mlp_create(bd_context *ctx, const bd_mlp_config *config, bd_r
     return BD_SUCCESS;
 }
 /* MLP-IMPLEMENTATION */
+
+/* ------------------------------------------------------------------------ */
+/* >>unet                                                                   */
+/* ------------------------------------------------------------------------ */
+/* The UNet is compiled into a flat plan at init: a list of "values" (the
+   tensors that flow between blocks: block outputs and skips), a list of ops
+   (ResBlock, attention, down, up) in execution order, and a size table of
+   per-sample cache offsets (llm.c style).  reserve() turns the size table
+   into one slab per batch size; forward/backward then only index it.
+   Activation slab layout: a region of `size * batch` floats per cache, at
+   offset `per_sample_offset * batch`; a batch n <= batch uses its prefix. */
+enum { BD__UOP_RES = 0, BD__UOP_ATTN = 1, BD__UOP_DOWN = 2, BD__UOP_UP = 3 };
+/* cache slots of a ResBlock */
+enum { BD__R_CAT, BD__R_N1, BD__R_A1, BD__R_H1, BD__R_N2, BD__R_A2, BD__R_MEAN1, BD__R_RSTD1,
+       BD__R_MEAN2, BD__R_RSTD2, BD__R_TPROJ };
+/* cache slots of an attention block */
+enum { BD__A_N, BD__A_MEAN, BD__A_RSTD, BD__A_QKV, BD__A_ATT, BD__A_O };
+/* cache slot of an up block */
+enum { BD__U_UP };
+/* parameter tensors of a ResBlock, relative to op->pt */
+enum { BD__RP_N1W, BD__RP_N1B, BD__RP_C1W, BD__RP_C1B, BD__RP_TW, BD__RP_TB, BD__RP_N2W,
+       BD__RP_N2B, BD__RP_C2W, BD__RP_C2B, BD__RP_SW, BD__RP_SB };
+enum { BD__AP_NW, BD__AP_NB, BD__AP_QW, BD__AP_QB, BD__AP_PW, BD__AP_PB };
+
+typedef struct bd__unet_val {
+    int64_t c, h, w; /* one sample */
+    int64_t act;     /* per-sample offset in the activation slab */
+    int64_t grad;    /* per-sample offset in the gradient slab */
+} bd__unet_val;
+
+typedef struct bd__unet_op {
+    int type;
+    int has_skip_conv;       /* ResBlock with cin != cout */
+    int64_t in, skip, out;   /* value indices; skip < 0: no concat */
+    int64_t cin_h, cskip;    /* channels of `in` and of `skip` */
+    int64_t cin, cout;       /* cin = cin_h + cskip */
+    int64_t h, w;            /* input resolution */
+    int64_t pt;              /* first parameter tensor (order: BD__RP_* / BD__AP_* / w,b) */
+    int64_t a[11];           /* per-sample cache offsets (BD__R_* / BD__A_* / BD__U_*) */
+} bd__unet_op;
+
+typedef struct bd__unet {
+    bd_unet_config cfg;
+    /* plan (built twice: a counting pass with NULL arrays, then a filling pass) */
+    bd_param_tensor *tensors;
+    int64_t *tfan; /* per tensor: > 0 uniform(+-1/sqrt(fan)), 0 zeros, -1 ones */
+    int64_t n_tensors, n_params;
+    bd__unet_val *vals;
+    int64_t n_vals;
+    bd__unet_op *ops;
+    int64_t n_ops;
+    int64_t act_ps, grad_ps, scratch_ps, col_floats, attn_hw2, tproj_max, flops;
+    int overflow;
+    int64_t pt_time, pt_conv_in, pt_out; /* time_mlp.{0,2}.{w,b}; conv_in.{w,b}; norm_out, conv_out */
+    int64_t v_in, v_final;
+    int64_t a_z, a_cnoise, a_emb, a_t1, a_t1s, a_temb, a_stemb, a_nout, a_mout, a_rout, a_aout;
+    int64_t g_stemb;
+    /* slab (reserve) */
+    float *slab, *act, *grad, *s1, *s2, *s3, *col, *ascr, *gsmall;
+    int64_t batch;
+    int64_t last_n;
+    int last_train;
+} bd__unet;
+
+static int64_t bd__umul(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) { u->overflow = 1; return 0; }
+    return a * b;
+}
+static int64_t bd__uadd(bd__unet *u, int64_t a, int64_t b) {
+    if (a < 0 || b < 0 || b > INT64_MAX - a) { u->overflow = 1; return 0; }
+    return a + b;
+}
+static int64_t bd__umax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* one named parameter tensor (PyTorch shape); fan: see tfan */
+static void bd__ub_tensor(bd__unet *u, const char *prefix, const char *name, int64_t fan, int ndim,
+                          int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
+    int64_t numel = s0;
+    if (ndim > 1) numel = bd__umul(u, numel, s1);
+    if (ndim > 2) numel = bd__umul(u, numel, s2);
+    if (ndim > 3) numel = bd__umul(u, numel, s3);
+    if (u->tensors) {
+        bd_param_tensor *t = &u->tensors[u->n_tensors];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
+        t->ndim = ndim;
+        t->shape[0] = s0; t->shape[1] = ndim > 1 ? s1 : 0;
+        t->shape[2] = ndim > 2 ? s2 : 0; t->shape[3] = ndim > 3 ? s3 : 0;
+        t->offset = u->n_params;
+        t->numel = numel;
+        u->tfan[u->n_tensors] = fan;
+    }
+    u->n_tensors++;
+    u->n_params = bd__uadd(u, u->n_params, numel);
+}
+/* conv (cout, cin, k, k) + bias, or linear (cout, cin) + bias when k == 0 */
+static void bd__ub_conv(bd__unet *u, const char *prefix, const char *name, int64_t cin,
+                        int64_t cout, int64_t k, int zero) {
+    char nm[64];
+    int64_t fan = k ? bd__umul(u, cin, k * k) : cin;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    if (k) bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 4, cout, cin, k, k);
+    else bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 2, cout, cin, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 1, cout, 0, 0, 0);
+}
+static void bd__ub_norm(bd__unet *u, const char *prefix, const char *name, int64_t c) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    bd__ub_tensor(u, prefix, nm, -1, 1, c, 0, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    bd__ub_tensor(u, prefix, nm, 0, 1, c, 0, 0, 0);
+}
+static int64_t bd__ub_cache(bd__unet *u, int64_t size) {
+    int64_t off = u->act_ps;
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    return off;
+}
+static int64_t bd__ub_val(bd__unet *u, int64_t c, int64_t h, int64_t w) {
+    int64_t size = bd__umul(u, c, bd__umul(u, h, w));
+    if (u->vals) {
+        bd__unet_val *v = &u->vals[u->n_vals];
+        v->c = c; v->h = h; v->w = w;
+        v->act = u->act_ps;
+        v->grad = u->grad_ps;
+    }
+    u->act_ps = bd__uadd(u, u->act_ps, size);
+    u->grad_ps = bd__uadd(u, u->grad_ps, size);
+    return u->n_vals++;
+}
+static void bd__ub_scratch(bd__unet *u, int64_t per_sample) {
+    u->scratch_ps = bd__umax(u->scratch_ps, per_sample);
+}
+static void bd__ub_col(bd__unet *u, int64_t cin, int64_t h, int64_t w, int64_t k, int64_t s,
+                       int64_t p) {
+    if (cin > 0 && h > 0 && w > 0 && !u->overflow)
+        u->col_floats = bd__umax(u->col_floats, bd_conv2d_workspace_floats(cin, h, w, k, s, p));
+}
+static void bd__ub_flops_conv(bd__unet *u, int64_t cin, int64_t cout, int64_t k, int64_t ho,
+                              int64_t wo) {
+    int64_t f = bd__umul(u, 2, bd__umul(u, bd__umul(u, cin, k * k), bd__umul(u, cout, bd__umul(u, ho, wo))));
+    u->flops = bd__uadd(u, u->flops, f);
+}
+static bd__unet_op *bd__ub_op(bd__unet *u, int type, bd__unet_op *tmp) {
+    bd__unet_op *op = u->ops ? &u->ops[u->n_ops] : tmp;
+    memset(op, 0, sizeof *op);
+    op->type = type;
+    op->skip = -1;
+    op->pt = u->n_tensors;
+    u->n_ops++;
+    return op;
+}
+
+/* ResBlock(cin_h + cskip -> cout) at h x w; returns the output value */
+static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t cin_h, int64_t skip,
+                          int64_t cskip, int64_t cout, int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_RES, &tmp);
+    int64_t cin = cin_h + cskip, hw = bd__umul(u, h, w), G = u->cfg.groups, tc = 4 * u->cfg.ch;
+    op->in = in; op->skip = skip; op->cin_h = cin_h; op->cskip = cskip;
+    op->cin = cin; op->cout = cout; op->h = h; op->w = w;
+    op->has_skip_conv = cin != cout;
+    bd__ub_norm(u, prefix, "norm1", cin);
+    bd__ub_conv(u, prefix, "conv1", cin, cout, 3, 0);
+    bd__ub_conv(u, prefix, "temb", tc, cout, 0, 0);
+    bd__ub_norm(u, prefix, "norm2", cout);
+    bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
+    if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
+    op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
+    op->a[BD__R_N1] = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
+    op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
+    op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_N2] = bd__ub_cache(u, 0);
+    op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
+    op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
+    op->a[BD__R_MEAN2] = bd__ub_cache(u, G);
+    op->a[BD__R_RSTD2] = bd__ub_cache(u, G);
+    op->a[BD__R_TPROJ] = bd__ub_cache(u, cout);
+    bd__ub_scratch(u, bd__umul(u, bd__umax(cin, cout), hw));
+    bd__ub_col(u, cin, h, w, 3, 1, 1);
+    bd__ub_col(u, cout, h, w, 3, 1, 1);
+    bd__ub_col(u, cin, h, w, 1, 1, 0);
+    u->tproj_max = bd__umax(u->tproj_max, cout);
+    bd__ub_flops_conv(u, cin, cout, 3, h, w);
+    bd__ub_flops_conv(u, cout, cout, 3, h, w);
+    if (op->has_skip_conv) bd__ub_flops_conv(u, cin, cout, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, cout)));
+    op->out = bd__ub_val(u, cout, h, w);
+    return op->out;
+}
+
+static int64_t bd__ub_attn(bd__unet *u, const char *prefix, int64_t in, int64_t c, int64_t h,
+                           int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_ATTN, &tmp);
+    int64_t hw = bd__umul(u, h, w), hw2 = bd__umul(u, hw, hw);
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_norm(u, prefix, "norm", c);
+    bd__ub_conv(u, prefix, "qkv", c, 3 * c, 1, 0);
+    bd__ub_conv(u, prefix, "proj", c, c, 1, 1);
+    op->a[BD__A_N] = bd__ub_cache(u, bd__umul(u, c, hw));
+    op->a[BD__A_MEAN] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_RSTD] = bd__ub_cache(u, u->cfg.groups);
+    op->a[BD__A_QKV] = bd__ub_cache(u, bd__umul(u, 3 * c, hw));
+    op->a[BD__A_ATT] = bd__ub_cache(u, bd__umul(u, u->cfg.heads, hw2));
+    op->a[BD__A_O] = bd__ub_cache(u, bd__umul(u, c, hw));
+    bd__ub_scratch(u, bd__umul(u, 3 * c, hw));
+    u->attn_hw2 = bd__umax(u->attn_hw2, hw2);
+    bd__ub_flops_conv(u, c, 3 * c, 1, h, w);
+    bd__ub_flops_conv(u, c, c, 1, h, w);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 4, bd__umul(u, hw2, c)));
+    op->out = bd__ub_val(u, c, h, w);
+    return op->out;
+}
+
+/* down (conv3x3 stride 2) or up (nearest x2 + conv3x3); h, w: input size */
+static int64_t bd__ub_resample(bd__unet *u, int up, const char *prefix, int64_t in, int64_t c,
+                               int64_t h, int64_t w) {
+    bd__unet_op tmp, *op = bd__ub_op(u, up ? BD__UOP_UP : BD__UOP_DOWN, &tmp);
+    int64_t ho = up ? 2 * h : (h - 1) / 2 + 1, wo = up ? 2 * w : (w - 1) / 2 + 1;
+    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
+    bd__ub_conv(u, prefix, up ? "up" : "down", c, c, 3, 0);
+    if (up) {
+        op->a[BD__U_UP] = bd__ub_cache(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_scratch(u, bd__umul(u, c, bd__umul(u, ho, wo)));
+        bd__ub_col(u, c, ho, wo, 3, 1, 1);
+    } else {
+        bd__ub_col(u, c, h, w, 3, 2, 1);
+    }
+    bd__ub_flops_conv(u, c, c, 3, ho, wo);
+    op->out = bd__ub_val(u, c, ho, wo);
+    return op->out;
+}
+
+/* Builds the plan (docs/spec.md sec. 6).  With NULL arrays it only counts. */
+static void bd__unet_build(bd__unet *u) {
+    const bd_unet_config *c = &u->cfg;
+    int64_t stack_v[BD_UNET_MAX_LEVELS * 17 + 1], stack_c[BD_UNET_MAX_LEVELS * 17 + 1];
+    int64_t sp = 0, L = c->levels, l, j, C = c->in_ch, ch = c->ch, tc = 4 * c->ch;
+    int64_t H = c->image_size, h = H, cur, cc, hw = bd__umul(u, H, H);
+    char prefix[64];
+    u->n_tensors = 0; u->n_params = 0; u->n_vals = 0; u->n_ops = 0;
+    u->act_ps = 0; u->grad_ps = 0; u->scratch_ps = 0; u->col_floats = 0;
+    u->attn_hw2 = 0; u->tproj_max = 0; u->flops = 0; u->overflow = 0;
+    /* time embedding MLP: ch -> 4ch -> SiLU -> 4ch */
+    u->pt_time = u->n_tensors;
+    bd__ub_conv(u, "", "time_mlp.0", ch, tc, 0, 0);
+    bd__ub_conv(u, "", "time_mlp.2", tc, tc, 0, 0);
+    u->a_z = bd__ub_cache(u, bd__umul(u, C, hw));
+    u->a_cnoise = bd__ub_cache(u, 1);
+    u->a_emb = bd__ub_cache(u, ch);
+    u->a_t1 = bd__ub_cache(u, tc);
+    u->a_t1s = bd__ub_cache(u, tc);
+    u->a_temb = bd__ub_cache(u, tc);
+    u->a_stemb = bd__ub_cache(u, tc);
+    u->g_stemb = u->grad_ps;
+    u->grad_ps = bd__uadd(u, u->grad_ps, tc);
+    bd__ub_scratch(u, tc);
+    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, ch + tc)));
+    /* conv_in */
+    u->pt_conv_in = u->n_tensors;
+    bd__ub_conv(u, "", "conv_in", C, ch, 3, 0);
+    bd__ub_col(u, C, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, C, ch, 3, H, H);
+    cur = bd__ub_val(u, ch, H, H);
+    u->v_in = cur;
+    cc = ch;
+    stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+    /* encoder */
+    for (l = 0; l < L; l++) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j < c->nres; j++) {
+            snprintf(prefix, sizeof prefix, "down.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, -1, 0, co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "down.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+        if (l < L - 1) {
+            snprintf(prefix, sizeof prefix, "down.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 0, prefix, cur, cc, h, h);
+            h = (h - 1) / 2 + 1;
+            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+        }
+    }
+    /* middle */
+    cur = bd__ub_res(u, "mid.res1.", cur, cc, -1, 0, cc, h, h);
+    cur = bd__ub_attn(u, "mid.attn.", cur, cc, h, h);
+    cur = bd__ub_res(u, "mid.res2.", cur, cc, -1, 0, cc, h, h);
+    /* decoder */
+    for (l = L - 1; l >= 0; l--) {
+        int64_t co = ch * c->ch_mult[l];
+        for (j = 0; j <= c->nres; j++) {
+            sp--;
+            snprintf(prefix, sizeof prefix, "up.%lld.res.%lld.", (long long)l, (long long)j);
+            cur = bd__ub_res(u, prefix, cur, cc, stack_v[sp], stack_c[sp], co, h, h);
+            cc = co;
+            if (c->attn[l]) {
+                snprintf(prefix, sizeof prefix, "up.%lld.attn.%lld.", (long long)l, (long long)j);
+                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+            }
+        }
+        if (l > 0) {
+            snprintf(prefix, sizeof prefix, "up.%lld.", (long long)l);
+            cur = bd__ub_resample(u, 1, prefix, cur, cc, h, h);
+            h *= 2;
+        }
+    }
+    u->v_final = cur;
+    /* output head */
+    u->pt_out = u->n_tensors;
+    bd__ub_norm(u, "", "norm_out", cc);
+    bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
+    u->a_nout = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
+    u->a_mout = bd__ub_cache(u, c->groups);
+    u->a_rout = bd__ub_cache(u, c->groups);
+    u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, cc, hw));
+    bd__ub_scratch(u, bd__umul(u, c->branches * C, hw));
+    bd__ub_col(u, cc, H, H, 3, 1, 1);
+    bd__ub_flops_conv(u, cc, c->branches * C, 3, H, H);
+}
+
+BDAPI bd_unet_config bd_unet_config_init(void) {
+    bd_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_ch = 1;
+    c.image_size = 28;
+    c.ch = 32;
+    c.levels = 3;
+    c.ch_mult[0] = 1; c.ch_mult[1] = 2; c.ch_mult[2] = 2;
+    c.nres = 1;
+    c.attn[2] = 1;
+    c.groups = 8;
+    c.heads = 1;
+    c.branches = 1;
+    return c;
+}
+
+BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *c) {
+    int64_t l, div = 1;
+    if (!c) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "unet config: NULL");
+    if (c->in_ch < 1 || c->in_ch > 4096)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: in_ch %lld not in 1..4096", (long long)c->in_ch);
+    if (c->levels < 1 || c->levels > BD_UNET_MAX_LEVELS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: levels %lld not in 1..%d", (long long)c->levels, BD_UNET_MAX_LEVELS);
+    if (c->ch < 2 || c->ch > 65536 || c->ch % 2)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld must be even and in 2..65536 (the time embedding has ch/2 frequencies)", (long long)c->ch);
+    if (c->groups < 1 || c->ch % c->groups)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld is not divisible by groups %lld", (long long)c->ch, (long long)c->groups);
+    if (c->heads < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: heads %lld < 1", (long long)c->heads);
+    if (c->nres < 1 || c->nres > 16)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: nres %lld not in 1..16", (long long)c->nres);
+    if (c->branches < 1 || c->branches > 64)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: branches %lld not in 1..64", (long long)c->branches);
+    for (l = 0; l < c->levels; l++) {
+        int64_t cl;
+        if (c->ch_mult[l] < 1 || c->ch_mult[l] > 1024)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult[%lld] = %lld not in 1..1024", (long long)l, (long long)c->ch_mult[l]);
+        cl = c->ch * c->ch_mult[l];
+        if (cl > 65536)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width ch*ch_mult = %lld exceeds 65536", (long long)l, (long long)cl);
+        if (cl % c->groups)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width %lld is not divisible by groups %lld", (long long)l, (long long)cl, (long long)c->groups);
+        if (c->attn[l] != 0 && c->attn[l] != 1)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn[%lld] = %d must be 0 or 1", (long long)l, c->attn[l]);
+        if ((c->attn[l] || l == c->levels - 1) && cl % c->heads)
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention width %lld at level %lld is not divisible by heads %lld", (long long)cl, (long long)l, (long long)c->heads);
+        if (l > 0) div *= 2;
+    }
+    for (l = c->levels; l < BD_UNET_MAX_LEVELS; l++)
+        if (c->attn[l])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention at level %lld but only %lld levels", (long long)l, (long long)c->levels);
+    if (c->image_size < 1 || c->image_size > 65536)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld not in 1..65536", (long long)c->image_size);
+    if (c->image_size % div)
+        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld is not divisible by 2^(levels-1) = %lld", (long long)c->image_size, (long long)div);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
+                                     int64_t *n_params, int64_t *act_floats_per_sample,
+                                     int64_t *flops) {
+    bd__unet u;
+    bd_result r = bd_unet_config_validate(ctx, cfg);
+    if (r != BD_SUCCESS) return r;
+    memset(&u, 0, sizeof u);
+    u.cfg = *cfg;
+    bd__unet_build(&u);
+    if (u.overflow) return bd_error(ctx, BD_ERROR_OVERFLOW, "unet config: sizes overflow");
+    if (n_params) *n_params = u.n_params;
+    if (act_floats_per_sample) *act_floats_per_sample = u.act_ps;
+    if (flops) *flops = u.flops;
+    return BD_SUCCESS;
+}
+
+static int bd__unet_format_list(const int64_t *v, int64_t n, char *buf, size_t cap) {
+    size_t len = 0;
+    int64_t i;
+    if (cap > 0) buf[0] = '\0';
+    for (i = 0; i < n; i++) {
+        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, i ? ",%lld" : "%lld",
+                         (long long)v[i]);
+        if (k > 0) len += (size_t)k;
+    }
+    return (int)len;
+}
+BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap) {
+    return bd__unet_format_list(cfg->ch_mult, cfg->levels, buf, cap);
+}
+BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = 0, l;
+    for (l = 0; l < cfg->levels && l < BD_UNET_MAX_LEVELS; l++)
+        if (cfg->attn[l]) v[n++] = l;
+    return bd__unet_format_list(v, n, buf, cap);
+}
+/* strict "a,b,c" of non-negative decimals; returns count or -1 */
+static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
+    int64_t n = 0;
+    if (!s) return -1;
+    if (*s == '\0') return 0;
+    for (;;) {
+        int64_t x = 0;
+        int digits = 0;
+        while (*s >= '0' && *s <= '9') {
+            if (x > 100000000) return -1;
+            x = x * 10 + (*s - '0');
+            s++; digits++;
+        }
+        if (!digits || n >= cap) return -1;
+        v[n++] = x;
+        if (*s == '\0') return n;
+        if (*s != ',') return -1;
+        s++;
+    }
+}
+BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_mult: NULL argument");
+    if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
+    cfg->levels = n;
+    return BD_SUCCESS;
+}
+BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
+    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
+    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_attn: NULL argument");
+    if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
+    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
+    for (l = 0; l < n; l++) {
+        if (v[l] >= BD_UNET_MAX_LEVELS || cfg->attn[v[l]])
+            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\": level %lld out of range or repeated", s, (long long)v[l]);
+        cfg->attn[v[l]] = 1;
+    }
+    return BD_SUCCESS;
+}
+
+#define BD__UACT(u, off) ((u)->act + (off) * (u)->batch)
+#define BD__UVAL(u, v) ((u)->act + (u)->vals[v].act * (u)->batch)
+#define BD__UGRAD(u, v) ((u)->grad + (u)->vals[v].grad * (u)->batch)
+#define BD__UP(d, u, op, k) ((d)->params + (u)->tensors[(op)->pt + (k)].offset)
+#define BD__UG(d, u, op, k) ((d)->grads + (u)->tensors[(op)->pt + (k)].offset)
+
+static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    float *y = BD__UVAL(u, op->out);
+    if (op->type == BD__UOP_RES) {
+        float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
+        float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
+        int64_t co = op->cout;
+        if (op->skip >= 0) {
+            float *cat = BD__UACT(u, op->a[BD__R_CAT]);
+            BD_OP(d->ctx, concat_forward, cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
+            x = cat;
+        }
+        BD_OP(d->ctx, groupnorm_silu_forward, a1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
+                                  BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
+        BD_OP(d->ctx, conv2d_forward, h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
+                          n, c, op->h, op->w, co, 3, 1, 1);
+        BD_OP(d->ctx, linear_forward, tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
+                          BD__UP(d, u, op, BD__RP_TB), n, tc, co);
+        BD_OP(d->ctx, add_channel_forward, h1, tp, n, co, hw);
+        BD_OP(d->ctx, groupnorm_silu_forward, a2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
+                                  BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
+                          n, co, op->h, op->w, co, 3, 1, 1);
+        if (op->has_skip_conv) {
+            BD_OP(d->ctx, conv2d_forward, u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
+                              n, c, op->h, op->w, co, 1, 1, 0);
+            BD_OP(d->ctx, add_forward, y, y, u->s1, n * co * hw);
+        } else {
+            BD_OP(d->ctx, add_forward, y, y, x, n * co * hw);
+        }
+    } else if (op->type == BD__UOP_ATTN) {
+        float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
+        float *o = BD__UACT(u, op->a[BD__A_O]);
+        BD_OP(d->ctx, groupnorm_forward, nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
+                             BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
+        BD_OP(d->ctx, conv2d_forward, qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
+                          n, c, op->h, op->w, 3 * c, 1, 1, 0);
+        BD_OP(d->ctx, attention_forward, o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
+                          n, c, op->h, op->w, c, 1, 1, 0);
+        BD_OP(d->ctx, add_forward, y, y, x, n * c * hw);
+    } else if (op->type == BD__UOP_DOWN) {
+        BD_OP(d->ctx, conv2d_forward, y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
+                          c, 3, 2, 1);
+    } else {
+        float *up = BD__UACT(u, op->a[BD__U_UP]);
+        BD_OP(d->ctx, upsample2x_forward, up, x, n, c, op->h, op->w);
+        BD_OP(d->ctx, conv2d_forward, y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
+                          2 * op->w, c, 3, 1, 1);
+    }
+}
+
+/* zeroing and copies go through the backend: the slabs may be device memory */
+static void bd__unet_zero(bd_context *ctx, float *p, int64_t n) {
+    if (n > 0) bd_backend_zero(ctx, p, (size_t)n * sizeof(float));
+}
+
+static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
+    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
+    const float *x = BD__UVAL(u, op->in);
+    const float *gy = BD__UGRAD(u, op->out);
+    float *gx = BD__UGRAD(u, op->in);
+    if (op->type == BD__UOP_RES) {
+        const float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
+        const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
+        int64_t co = op->cout;
+        float *gin = gx; /* gradient of the block's (concatenated) input */
+        if (op->skip >= 0) {
+            x = BD__UACT(u, op->a[BD__R_CAT]);
+            gin = u->s3;
+            bd__unet_zero(d->ctx, gin, n * c * hw);
+        }
+        /* out = skip(x) + conv2(a2) */
+        if (op->has_skip_conv)
+            BD_OP(d->ctx, conv2d_backward, gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
+                               BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
+        else
+            BD_OP(d->ctx, add_backward, gin, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * co * hw);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
+                           a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
+        bd__unet_zero(d->ctx, u->s2, n * co * hw); /* s2 = d h1 (fused GroupNorm+SiLU) */
+        BD_OP(d->ctx, groupnorm_silu_backward, u->s2, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s1,
+                                   h1, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
+                                   BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
+        bd__unet_zero(d->ctx, u->gsmall, n * co);
+        BD_OP(d->ctx, add_channel_backward, u->gsmall, u->s2, n, co, hw);
+        BD_OP(d->ctx, linear_backward, u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
+                           BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
+                           BD__UP(d, u, op, BD__RP_TW), n, tc, co);
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* s1 = d a1 */
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s2,
+                           a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
+        BD_OP(d->ctx, groupnorm_silu_backward, gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
+                                   BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
+                                   BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
+        if (op->skip >= 0)
+            BD_OP(d->ctx, concat_backward, gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
+    } else if (op->type == BD__UOP_ATTN) {
+        BD_OP(d->ctx, add_backward, gx, NULL, gy, n * c * hw);
+        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* d o */
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
+                           BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
+                           c, 1, 1, 0);
+        bd__unet_zero(d->ctx, u->s2, n * 3 * c * hw); /* d qkv */
+        BD_OP(d->ctx, attention_backward, u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
+                              BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
+        bd__unet_zero(d->ctx, u->s3, n * c * hw); /* d n */
+        BD_OP(d->ctx, conv2d_backward, u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
+                           BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
+                           3 * c, 1, 1, 0);
+        BD_OP(d->ctx, groupnorm_backward, gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
+                              BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
+                              BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
+    } else if (op->type == BD__UOP_DOWN) {
+        BD_OP(d->ctx, conv2d_backward, gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
+                           n, c, op->h, op->w, c, 3, 2, 1);
+    } else {
+        bd__unet_zero(d->ctx, u->s1, n * c * hw * 4);
+        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
+                           BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
+                           c, 3, 1, 1);
+        BD_OP(d->ctx, upsample2x_backward, gx, u->s1, n, c, op->h, op->w);
+    }
+}
+
+static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    size_t total = 0, part;
+    float *slab;
+    int ok = 1;
+    /* act, grad, 3 scratch, col, attention scratch, tproj grad */
+    ok = ok && bd_size_mul((size_t)u->act_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->grad_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    ok = ok && bd_size_mul((size_t)u->scratch_ps, (size_t)batch, &part) && bd_size_mul(part, 3, &part) &&
+         bd_size_add(total, part, &total);
+    ok = ok && bd_size_add(total, (size_t)u->col_floats, &total);
+    ok = ok && bd_size_add(total, (size_t)u->attn_hw2, &total);
+    ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
+    if (!ok || total > (size_t)INT64_MAX / sizeof(float))
+        return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
+    if (bd_backend_alloc(d->ctx, total * sizeof(float), (void **)&slab) != BD_SUCCESS)
+        return d->ctx->last_result;
+    if (bd_backend_zero(d->ctx, slab, total * sizeof(float)) != BD_SUCCESS) {
+        bd_backend_free(d->ctx, slab);
+        return d->ctx->last_result;
+    }
+    bd_backend_free(d->ctx, u->slab);
+    u->slab = slab;
+    u->act = slab;
+    u->grad = u->act + u->act_ps * batch;
+    u->s1 = u->grad + u->grad_ps * batch;
+    u->s2 = u->s1 + u->scratch_ps * batch;
+    u->s3 = u->s2 + u->scratch_ps * batch;
+    u->col = u->s3 + u->scratch_ps * batch;
+    u->ascr = u->col + u->col_floats;
+    u->gsmall = u->ascr + u->attn_hw2;
+    u->batch = batch;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = batch;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, const float *t,
+                                  int64_t n, int train) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
+    float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
+    float *st = BD__UACT(u, u->a_stemb), *ao = BD__UACT(u, u->a_aout);
+    if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
+    u->last_train = 0;
+    if (bd_backend_copy(d->ctx, zc, z, (size_t)(n * C * HW) * sizeof(float)) != BD_SUCCESS)
+        return d->ctx->last_result;
+    BD_OP(d->ctx, vec_axpby, cn, 1, t, 1, NULL, 1000.0f, NULL, 0, NULL, 0.0f, n, 1); /* c_noise */
+    BD_OP(d->ctx, timestep_embedding_forward, emb, cn, n, ch);
+    BD_OP(d->ctx, linear_forward, t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
+    BD_OP(d->ctx, silu_forward, t1s, t1, n * tc);
+    BD_OP(d->ctx, linear_forward, temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
+    BD_OP(d->ctx, silu_forward, st, temb, n * tc);
+    BD_OP(d->ctx, conv2d_forward, BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
+                      P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
+    for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
+    BD_OP(d->ctx, groupnorm_silu_forward, ao, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
+                              P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
+    BD_OP(d->ctx, conv2d_forward, out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
+                      H, H, c->branches * C, 3, 1, 1);
+    u->last_n = n;
+    u->last_train = train != 0;
+    return BD_SUCCESS;
+}
+
+static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    const bd_unet_config *c = &u->cfg;
+    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
+    int64_t cf = u->vals[u->v_final].c;
+    const bd_param_tensor *T = u->tensors;
+    const float *P = d->params;
+    float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
+    if (!u->last_train || n != u->last_n)
+        return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
+    bd__unet_zero(d->ctx, u->grad, u->grad_ps * u->batch);
+    /* output head */
+    bd__unet_zero(d->ctx, u->s1, n * cf * HW);
+    BD_OP(d->ctx, conv2d_backward, u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
+                       BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
+                       3, 1, 1);
+    BD_OP(d->ctx, groupnorm_silu_backward, BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset,
+                               Gp + T[u->pt_out + 1].offset, u->s1, BD__UVAL(u, u->v_final),
+                               BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), P + T[u->pt_out].offset,
+                               P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
+    for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
+    BD_OP(d->ctx, conv2d_backward, dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
+                       BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
+                       ch, 3, 1, 1);
+    /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
+    bd__unet_zero(d->ctx, u->s1, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
+    bd__unet_zero(d->ctx, u->s2, n * tc);
+    BD_OP(d->ctx, linear_backward, u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
+                       BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
+    bd__unet_zero(d->ctx, u->s3, n * tc);
+    BD_OP(d->ctx, silu_backward, u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
+    BD_OP(d->ctx, linear_backward, NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
+                       BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
+    return BD_SUCCESS;
+}
+
+static void bd__unet_destroy(bd_denoiser *d) {
+    bd__unet *u;
+    bd_context *ctx;
+    if (!d) return;
+    ctx = d->ctx;
+    u = BD__CAST(bd__unet *, d->impl);
+    if (u) {
+        bd_backend_free(ctx, u->slab);
+        bd_free(ctx, u->tensors);
+        bd_free(ctx, u->tfan);
+        bd_free(ctx, u->vals);
+        bd_free(ctx, u->ops);
+        bd_free(ctx, u);
+    }
+    bd_backend_free(ctx, d->params);
+    bd_backend_free(ctx, d->grads);
+    bd_free(ctx, d);
+}
+
+static bd_result bd__unet_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
+                                      bd_denoiser **out) {
+    bd_unet_config cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    cfg.branches = branches;
+    return bd_unet_init(d->ctx, &cfg, rng, out);
+}
+
+static const bd_denoiser_vtable bd__unet_vtable = {"unet", bd__unet_reserve, bd__unet_forward,
+                                                   bd__unet_backward, bd__unet_create_like,
+                                                   bd__unet_destroy};
+
+BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
+                             bd_denoiser **out) {
+    bd_result r;
+    bd__unet *u;
+    bd_denoiser *d;
+    float *host = NULL;
+    int64_t i, j;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
+    *out = NULL;
+    if ((r = bd_unet_config_validate(ctx, cfg)) != BD_SUCCESS) return r;
+    u = BD__CAST(bd__unet *, bd_alloc(ctx, sizeof(bd__unet)));
+    if (!u) return ctx->last_result;
+    memset(u, 0, sizeof *u);
+    u->cfg = *cfg;
+    bd__unet_build(u); /* counting pass */
+    if (u->overflow) {
+        bd_free(ctx, u);
+        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_unet_init: network sizes overflow");
+    }
+    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
+    if (!d) { bd_free(ctx, u); return ctx->last_result; }
+    memset(d, 0, sizeof *d);
+    d->vt = &bd__unet_vtable;
+    d->ctx = ctx;
+    d->impl = u;
+    u->tensors = BD__CAST(bd_param_tensor *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(bd_param_tensor)));
+    u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
+    u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
+    u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
+    /* params and grads live in the context's backend (device memory for
+       CUDA); the initial values are drawn into a host buffer, then copied */
+    host = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
+    if (host && bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->params) == BD_SUCCESS)
+        bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->grads);
+    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !host || !d->params || !d->grads) {
+        r = ctx->last_result;
+        bd_free(ctx, host);
+        bd__unet_destroy(d);
+        return r;
+    }
+    bd__unet_build(u); /* filling pass */
+    d->in_ch = cfg->in_ch;
+    d->height = cfg->image_size;
+    d->width = cfg->image_size;
+    d->branches = cfg->branches;
+    d->n_params = u->n_params;
+    d->tensors = u->tensors;
+    d->n_tensors = u->n_tensors;
+    for (i = 0; i < u->n_tensors; i++) {
+        const bd_param_tensor *t = &u->tensors[i];
+        float *p = host + t->offset;
+        if (u->tfan[i] > 0) {
+            float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
+            bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
+        } else {
+            float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
+            for (j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    r = bd_backend_zero(ctx, d->grads, (size_t)u->n_params * sizeof(float));
+    if (r == BD_SUCCESS) r = bd_backend_upload(ctx, d->params, host, (size_t)u->n_params * sizeof(float));
+    bd_free(ctx, host);
+    if (r != BD_SUCCESS) {
+        bd__unet_destroy(d);
+        return r;
+    }
+    *out = d;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
+    if (!d || !cfg) return BD_ERROR_INVALID_ARGUMENT;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_get_config: denoiser kind \"%s\" is not unet", d->vt ? d->vt->kind : "?");
+    *cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
+    return BD_SUCCESS;
+}
+
+/* Re-home params, grads and the activation slab in `to`'s backend (see
+   bd_denoiser_to_context).  The host-side plan stays; it was
+   allocated with from's allocator, so both contexts must share it. */
+static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
+    bd__unet *u = BD__CAST(bd__unet *, d->impl);
+    bd_context *from = d->ctx;
+    size_t bytes = (size_t)d->n_params * sizeof(float);
+    int64_t batch = u->batch;
+    float *np = NULL, *ng = NULL;
+    bd_result r;
+    r = bd_backend_alloc(to, bytes, (void **)&np);
+    if (r == BD_SUCCESS) r = bd_backend_alloc(to, bytes, (void **)&ng);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, np, from, d->params, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_transfer(to, ng, from, d->grads, bytes);
+    if (r != BD_SUCCESS) {
+        bd_backend_free(to, np);
+        bd_backend_free(to, ng);
+        return r;
+    }
+    bd_backend_free(from, d->params);
+    bd_backend_free(from, d->grads);
+    bd_backend_free(from, u->slab);
+    u->slab = NULL;
+    u->batch = 0;
+    u->last_n = 0;
+    u->last_train = 0;
+    d->reserved_batch = 0;
+    d->params = np;
+    d->grads = ng;
+    d->ctx = to;
+    return batch > 0 ? bd__unet_reserve(d, batch) : BD_SUCCESS;
+}
+
+/* ---- drivers: training and sampling in the model's backend -------------- */
+BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
+    bd_context *from;
+    if (!d || !ctx) return BD_ERROR_INVALID_ARGUMENT;
+    from = d->ctx;
+    if (from == ctx) return BD_SUCCESS;
+    if (d->vt != &bd__unet_vtable)
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts (only \"unet\")",
+                        d->vt ? d->vt->kind : "?");
+    if (from->allocator.alloc != ctx->allocator.alloc || from->allocator.free != ctx->allocator.free ||
+        from->allocator.user_data != ctx->allocator.user_data)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_denoiser_to_context: the two contexts must share one host allocator");
+    return bd__unet_to_context(d, ctx);
+}
+
+/* UNET-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
 /* >>schedule                                                               */
@@ -5472,7 +6914,7 @@ BDAPI bd_result bd_sampler_run(bd_sampler *s, const bd_sampler_config *cfg, floa
 /* SAMPLER-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
-/* >>adam                                                                   */
+/* >>train                                                                  */
 /* ------------------------------------------------------------------------ */
 BDAPI bd_adam_config bd_adam_config_init(void) {
     bd_adam_config c;
@@ -5893,1734 +7335,1131 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ADAM-IMPLEMENTATION */
 
 /* ------------------------------------------------------------------------ */
-/* >>unet                                                                   */
+/* >>distill                                                                */
 /* ------------------------------------------------------------------------ */
-/* The UNet is compiled into a flat plan at init: a list of "values" (the
-   tensors that flow between blocks: block outputs and skips), a list of ops
-   (ResBlock, attention, down, up) in execution order, and a size table of
-   per-sample cache offsets (llm.c style).  reserve() turns the size table
-   into one slab per batch size; forward/backward then only index it.
-   Activation slab layout: a region of `size * batch` floats per cache, at
-   offset `per_sample_offset * batch`; a batch n <= batch uses its prefix. */
-enum { BD__UOP_RES = 0, BD__UOP_ATTN = 1, BD__UOP_DOWN = 2, BD__UOP_UP = 3 };
-/* cache slots of a ResBlock */
-enum { BD__R_CAT, BD__R_N1, BD__R_A1, BD__R_H1, BD__R_N2, BD__R_A2, BD__R_MEAN1, BD__R_RSTD1,
-       BD__R_MEAN2, BD__R_RSTD2, BD__R_TPROJ };
-/* cache slots of an attention block */
-enum { BD__A_N, BD__A_MEAN, BD__A_RSTD, BD__A_QKV, BD__A_ATT, BD__A_O };
-/* cache slot of an up block */
-enum { BD__U_UP };
-/* parameter tensors of a ResBlock, relative to op->pt */
-enum { BD__RP_N1W, BD__RP_N1B, BD__RP_C1W, BD__RP_C1B, BD__RP_TW, BD__RP_TB, BD__RP_N2W,
-       BD__RP_N2B, BD__RP_C2W, BD__RP_C2B, BD__RP_SW, BD__RP_SB };
-enum { BD__AP_NW, BD__AP_NB, BD__AP_QW, BD__AP_QB, BD__AP_PW, BD__AP_PB };
+static const char *const bd__distill_method_names[] = {"pd", "td"};
+static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
+                                                        "aux", "anneal", "adaptive", "agree"};
 
-typedef struct bd__unet_val {
-    int64_t c, h, w; /* one sample */
-    int64_t act;     /* per-sample offset in the activation slab */
-    int64_t grad;    /* per-sample offset in the gradient slab */
-} bd__unet_val;
-
-typedef struct bd__unet_op {
-    int type;
-    int has_skip_conv;       /* ResBlock with cin != cout */
-    int64_t in, skip, out;   /* value indices; skip < 0: no concat */
-    int64_t cin_h, cskip;    /* channels of `in` and of `skip` */
-    int64_t cin, cout;       /* cin = cin_h + cskip */
-    int64_t h, w;            /* input resolution */
-    int64_t pt;              /* first parameter tensor (order: BD__RP_* / BD__AP_* / w,b) */
-    int64_t a[11];           /* per-sample cache offsets (BD__R_* / BD__A_* / BD__U_*) */
-} bd__unet_op;
-
-typedef struct bd__unet {
-    bd_unet_config cfg;
-    /* plan (built twice: a counting pass with NULL arrays, then a filling pass) */
-    bd_param_tensor *tensors;
-    int64_t *tfan; /* per tensor: > 0 uniform(+-1/sqrt(fan)), 0 zeros, -1 ones */
-    int64_t n_tensors, n_params;
-    bd__unet_val *vals;
-    int64_t n_vals;
-    bd__unet_op *ops;
-    int64_t n_ops;
-    int64_t act_ps, grad_ps, scratch_ps, col_floats, attn_hw2, tproj_max, flops;
-    int overflow;
-    int64_t pt_time, pt_conv_in, pt_out; /* time_mlp.{0,2}.{w,b}; conv_in.{w,b}; norm_out, conv_out */
-    int64_t v_in, v_final;
-    int64_t a_z, a_cnoise, a_emb, a_t1, a_t1s, a_temb, a_stemb, a_nout, a_mout, a_rout, a_aout;
-    int64_t g_stemb;
-    /* slab (reserve) */
-    float *slab, *act, *grad, *s1, *s2, *s3, *col, *ascr, *gsmall;
-    int64_t batch;
-    int64_t last_n;
-    int last_train;
-} bd__unet;
-
-static int64_t bd__umul(bd__unet *u, int64_t a, int64_t b) {
-    if (a < 0 || b < 0 || (a != 0 && b > INT64_MAX / a)) { u->overflow = 1; return 0; }
-    return a * b;
+BDAPI const char *bd_distill_method_name(bd_distill_method m) {
+    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
 }
-static int64_t bd__uadd(bd__unet *u, int64_t a, int64_t b) {
-    if (a < 0 || b < 0 || b > INT64_MAX - a) { u->overflow = 1; return 0; }
-    return a + b;
+BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 2; i++)
+        if (strcmp(name, bd__distill_method_names[i]) == 0) {
+            *out = (bd_distill_method)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
 }
-static int64_t bd__umax(int64_t a, int64_t b) { return a > b ? a : b; }
+BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
+    return (w >= 0 && (int)w < 7) ? bd__distill_weights_names[w] : "unknown";
+}
+BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
+    int i;
+    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
+    for (i = 0; i < 7; i++)
+        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
+            *out = (bd_distill_weights)i;
+            return BD_SUCCESS;
+        }
+    return BD_ERROR_INVALID_ARGUMENT;
+}
 
-/* one named parameter tensor (PyTorch shape); fan: see tfan */
-static void bd__ub_tensor(bd__unet *u, const char *prefix, const char *name, int64_t fan, int ndim,
-                          int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
-    int64_t numel = s0;
-    if (ndim > 1) numel = bd__umul(u, numel, s1);
-    if (ndim > 2) numel = bd__umul(u, numel, s2);
-    if (ndim > 3) numel = bd__umul(u, numel, s3);
-    if (u->tensors) {
-        bd_param_tensor *t = &u->tensors[u->n_tensors];
-        memset(t, 0, sizeof *t);
-        snprintf(t->name, sizeof t->name, "%s%s", prefix, name);
-        t->ndim = ndim;
-        t->shape[0] = s0; t->shape[1] = ndim > 1 ? s1 : 0;
-        t->shape[2] = ndim > 2 ? s2 : 0; t->shape[3] = ndim > 3 ? s3 : 0;
-        t->offset = u->n_params;
-        t->numel = numel;
-        u->tfan[u->n_tensors] = fan;
+BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
+                             const double *alpha_t, const double *sigma_t,
+                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
+    int64_t n, d;
+    for (n = 0; n < N; n++) {
+        const float *zt = z_t + n * D, *zs = z_s + n * D;
+        float *xt = x_tilde + n * D;
+        if (sigma_s[n] == 0.0) {
+            /* s = 0: the jump lands on x_hat itself */
+            for (d = 0; d < D; d++) xt[d] = zs[d];
+        } else {
+            double r = sigma_s[n] / sigma_t[n];
+            double inv = 1.0 / (alpha_s[n] - r * alpha_t[n]);
+            for (d = 0; d < D; d++) xt[d] = (float)(((double)zs[d] - r * (double)zt[d]) * inv);
+        }
     }
-    u->n_tensors++;
-    u->n_params = bd__uadd(u, u->n_params, numel);
-}
-/* conv (cout, cin, k, k) + bias, or linear (cout, cin) + bias when k == 0 */
-static void bd__ub_conv(bd__unet *u, const char *prefix, const char *name, int64_t cin,
-                        int64_t cout, int64_t k, int zero) {
-    char nm[64];
-    int64_t fan = k ? bd__umul(u, cin, k * k) : cin;
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    if (k) bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 4, cout, cin, k, k);
-    else bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 2, cout, cin, 0, 0);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    bd__ub_tensor(u, prefix, nm, zero ? 0 : fan, 1, cout, 0, 0, 0);
-}
-static void bd__ub_norm(bd__unet *u, const char *prefix, const char *name, int64_t c) {
-    char nm[64];
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    bd__ub_tensor(u, prefix, nm, -1, 1, c, 0, 0, 0);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    bd__ub_tensor(u, prefix, nm, 0, 1, c, 0, 0, 0);
-}
-static int64_t bd__ub_cache(bd__unet *u, int64_t size) {
-    int64_t off = u->act_ps;
-    u->act_ps = bd__uadd(u, u->act_ps, size);
-    return off;
-}
-static int64_t bd__ub_val(bd__unet *u, int64_t c, int64_t h, int64_t w) {
-    int64_t size = bd__umul(u, c, bd__umul(u, h, w));
-    if (u->vals) {
-        bd__unet_val *v = &u->vals[u->n_vals];
-        v->c = c; v->h = h; v->w = w;
-        v->act = u->act_ps;
-        v->grad = u->grad_ps;
-    }
-    u->act_ps = bd__uadd(u, u->act_ps, size);
-    u->grad_ps = bd__uadd(u, u->grad_ps, size);
-    return u->n_vals++;
-}
-static void bd__ub_scratch(bd__unet *u, int64_t per_sample) {
-    u->scratch_ps = bd__umax(u->scratch_ps, per_sample);
-}
-static void bd__ub_col(bd__unet *u, int64_t cin, int64_t h, int64_t w, int64_t k, int64_t s,
-                       int64_t p) {
-    if (cin > 0 && h > 0 && w > 0 && !u->overflow)
-        u->col_floats = bd__umax(u->col_floats, bd_conv2d_workspace_floats(cin, h, w, k, s, p));
-}
-static void bd__ub_flops_conv(bd__unet *u, int64_t cin, int64_t cout, int64_t k, int64_t ho,
-                              int64_t wo) {
-    int64_t f = bd__umul(u, 2, bd__umul(u, bd__umul(u, cin, k * k), bd__umul(u, cout, bd__umul(u, ho, wo))));
-    u->flops = bd__uadd(u, u->flops, f);
-}
-static bd__unet_op *bd__ub_op(bd__unet *u, int type, bd__unet_op *tmp) {
-    bd__unet_op *op = u->ops ? &u->ops[u->n_ops] : tmp;
-    memset(op, 0, sizeof *op);
-    op->type = type;
-    op->skip = -1;
-    op->pt = u->n_tensors;
-    u->n_ops++;
-    return op;
 }
 
-/* ResBlock(cin_h + cskip -> cout) at h x w; returns the output value */
-static int64_t bd__ub_res(bd__unet *u, const char *prefix, int64_t in, int64_t cin_h, int64_t skip,
-                          int64_t cskip, int64_t cout, int64_t h, int64_t w) {
-    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_RES, &tmp);
-    int64_t cin = cin_h + cskip, hw = bd__umul(u, h, w), G = u->cfg.groups, tc = 4 * u->cfg.ch;
-    op->in = in; op->skip = skip; op->cin_h = cin_h; op->cskip = cskip;
-    op->cin = cin; op->cout = cout; op->h = h; op->w = w;
-    op->has_skip_conv = cin != cout;
-    bd__ub_norm(u, prefix, "norm1", cin);
-    bd__ub_conv(u, prefix, "conv1", cin, cout, 3, 0);
-    bd__ub_conv(u, prefix, "temb", tc, cout, 0, 0);
-    bd__ub_norm(u, prefix, "norm2", cout);
-    bd__ub_conv(u, prefix, "conv2", cout, cout, 3, 1);
-    if (op->has_skip_conv) bd__ub_conv(u, prefix, "skip", cin, cout, 1, 0);
-    op->a[BD__R_CAT] = bd__ub_cache(u, skip >= 0 ? bd__umul(u, cin, hw) : 0);
-    op->a[BD__R_N1] = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
-    op->a[BD__R_A1] = bd__ub_cache(u, bd__umul(u, cin, hw));
-    op->a[BD__R_H1] = bd__ub_cache(u, bd__umul(u, cout, hw));
-    op->a[BD__R_N2] = bd__ub_cache(u, 0);
-    op->a[BD__R_A2] = bd__ub_cache(u, bd__umul(u, cout, hw));
-    op->a[BD__R_MEAN1] = bd__ub_cache(u, G);
-    op->a[BD__R_RSTD1] = bd__ub_cache(u, G);
-    op->a[BD__R_MEAN2] = bd__ub_cache(u, G);
-    op->a[BD__R_RSTD2] = bd__ub_cache(u, G);
-    op->a[BD__R_TPROJ] = bd__ub_cache(u, cout);
-    bd__ub_scratch(u, bd__umul(u, bd__umax(cin, cout), hw));
-    bd__ub_col(u, cin, h, w, 3, 1, 1);
-    bd__ub_col(u, cout, h, w, 3, 1, 1);
-    bd__ub_col(u, cin, h, w, 1, 1, 0);
-    u->tproj_max = bd__umax(u->tproj_max, cout);
-    bd__ub_flops_conv(u, cin, cout, 3, h, w);
-    bd__ub_flops_conv(u, cout, cout, 3, h, w);
-    if (op->has_skip_conv) bd__ub_flops_conv(u, cin, cout, 1, h, w);
-    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, cout)));
-    op->out = bd__ub_val(u, cout, h, w);
-    return op->out;
+BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
+    double snr;
+    if (sigma_t <= 0.0) return 1e30;
+    snr = (alpha_t * alpha_t) / (sigma_t * sigma_t);
+    return snr > 1.0 ? snr : 1.0;
 }
 
-static int64_t bd__ub_attn(bd__unet *u, const char *prefix, int64_t in, int64_t c, int64_t h,
-                           int64_t w) {
-    bd__unet_op tmp, *op = bd__ub_op(u, BD__UOP_ATTN, &tmp);
-    int64_t hw = bd__umul(u, h, w), hw2 = bd__umul(u, hw, hw);
-    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
-    bd__ub_norm(u, prefix, "norm", c);
-    bd__ub_conv(u, prefix, "qkv", c, 3 * c, 1, 0);
-    bd__ub_conv(u, prefix, "proj", c, c, 1, 1);
-    op->a[BD__A_N] = bd__ub_cache(u, bd__umul(u, c, hw));
-    op->a[BD__A_MEAN] = bd__ub_cache(u, u->cfg.groups);
-    op->a[BD__A_RSTD] = bd__ub_cache(u, u->cfg.groups);
-    op->a[BD__A_QKV] = bd__ub_cache(u, bd__umul(u, 3 * c, hw));
-    op->a[BD__A_ATT] = bd__ub_cache(u, bd__umul(u, u->cfg.heads, hw2));
-    op->a[BD__A_O] = bd__ub_cache(u, bd__umul(u, c, hw));
-    bd__ub_scratch(u, bd__umul(u, 3 * c, hw));
-    u->attn_hw2 = bd__umax(u->attn_hw2, hw2);
-    bd__ub_flops_conv(u, c, 3 * c, 1, h, w);
-    bd__ub_flops_conv(u, c, c, 1, h, w);
-    u->flops = bd__uadd(u, u->flops, bd__umul(u, 4, bd__umul(u, hw2, c)));
-    op->out = bd__ub_val(u, c, h, w);
-    return op->out;
-}
-
-/* down (conv3x3 stride 2) or up (nearest x2 + conv3x3); h, w: input size */
-static int64_t bd__ub_resample(bd__unet *u, int up, const char *prefix, int64_t in, int64_t c,
-                               int64_t h, int64_t w) {
-    bd__unet_op tmp, *op = bd__ub_op(u, up ? BD__UOP_UP : BD__UOP_DOWN, &tmp);
-    int64_t ho = up ? 2 * h : (h - 1) / 2 + 1, wo = up ? 2 * w : (w - 1) / 2 + 1;
-    op->in = in; op->cin_h = c; op->cin = c; op->cout = c; op->h = h; op->w = w;
-    bd__ub_conv(u, prefix, up ? "up" : "down", c, c, 3, 0);
-    if (up) {
-        op->a[BD__U_UP] = bd__ub_cache(u, bd__umul(u, c, bd__umul(u, ho, wo)));
-        bd__ub_scratch(u, bd__umul(u, c, bd__umul(u, ho, wo)));
-        bd__ub_col(u, c, ho, wo, 3, 1, 1);
-    } else {
-        bd__ub_col(u, c, h, w, 3, 2, 1);
-    }
-    bd__ub_flops_conv(u, c, c, 3, ho, wo);
-    op->out = bd__ub_val(u, c, ho, wo);
-    return op->out;
-}
-
-/* Builds the plan (docs/spec.md sec. 6).  With NULL arrays it only counts. */
-static void bd__unet_build(bd__unet *u) {
-    const bd_unet_config *c = &u->cfg;
-    int64_t stack_v[BD_UNET_MAX_LEVELS * 17 + 1], stack_c[BD_UNET_MAX_LEVELS * 17 + 1];
-    int64_t sp = 0, L = c->levels, l, j, C = c->in_ch, ch = c->ch, tc = 4 * c->ch;
-    int64_t H = c->image_size, h = H, cur, cc, hw = bd__umul(u, H, H);
-    char prefix[64];
-    u->n_tensors = 0; u->n_params = 0; u->n_vals = 0; u->n_ops = 0;
-    u->act_ps = 0; u->grad_ps = 0; u->scratch_ps = 0; u->col_floats = 0;
-    u->attn_hw2 = 0; u->tproj_max = 0; u->flops = 0; u->overflow = 0;
-    /* time embedding MLP: ch -> 4ch -> SiLU -> 4ch */
-    u->pt_time = u->n_tensors;
-    bd__ub_conv(u, "", "time_mlp.0", ch, tc, 0, 0);
-    bd__ub_conv(u, "", "time_mlp.2", tc, tc, 0, 0);
-    u->a_z = bd__ub_cache(u, bd__umul(u, C, hw));
-    u->a_cnoise = bd__ub_cache(u, 1);
-    u->a_emb = bd__ub_cache(u, ch);
-    u->a_t1 = bd__ub_cache(u, tc);
-    u->a_t1s = bd__ub_cache(u, tc);
-    u->a_temb = bd__ub_cache(u, tc);
-    u->a_stemb = bd__ub_cache(u, tc);
-    u->g_stemb = u->grad_ps;
-    u->grad_ps = bd__uadd(u, u->grad_ps, tc);
-    bd__ub_scratch(u, tc);
-    u->flops = bd__uadd(u, u->flops, bd__umul(u, 2, bd__umul(u, tc, ch + tc)));
-    /* conv_in */
-    u->pt_conv_in = u->n_tensors;
-    bd__ub_conv(u, "", "conv_in", C, ch, 3, 0);
-    bd__ub_col(u, C, H, H, 3, 1, 1);
-    bd__ub_flops_conv(u, C, ch, 3, H, H);
-    cur = bd__ub_val(u, ch, H, H);
-    u->v_in = cur;
-    cc = ch;
-    stack_v[sp] = cur; stack_c[sp] = cc; sp++;
-    /* encoder */
-    for (l = 0; l < L; l++) {
-        int64_t co = ch * c->ch_mult[l];
-        for (j = 0; j < c->nres; j++) {
-            snprintf(prefix, sizeof prefix, "down.%lld.res.%lld.", (long long)l, (long long)j);
-            cur = bd__ub_res(u, prefix, cur, cc, -1, 0, co, h, h);
-            cc = co;
-            if (c->attn[l]) {
-                snprintf(prefix, sizeof prefix, "down.%lld.attn.%lld.", (long long)l, (long long)j);
-                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+/* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
+   DDIM jump of docs/spec.md sec. 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
+       z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
+   (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
+   scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
+   z space  dL/do = w_k dist'(r) c_k xo / (N D). */
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale) {
+    int64_t n, k, d;
+    double total = 0.0;
+    double inv_nd = 1.0 / ((double)N * (double)D);
+    if (branch_loss)
+        for (k = 0; k < K; k++) branch_loss[k] = 0.0;
+    for (n = 0; n < N; n++) {
+        double xz, xo;
+        const float *zt = z_t + n * D;
+        bd_param_x_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo);
+        for (k = 0; k < K; k++) {
+            const float *ok = o + (n * K + k) * D;
+            float *dk = dout ? dout + (n * K + k) * D : NULL;
+            double acc = 0.0, g;
+            if (space == BD_DISTILL_SPACE_X) {
+                const float *xt = x_tilde + (k * N + n) * D;
+                double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
+                for (d = 0; d < D; d++) {
+                    double r = xz * zt[d] + xo * ok[d] - (double)xt[d];
+                    acc += r * r;
+                }
+                acc *= lam;
+                g = dk ? 2.0 * lam * w[k] * xo * inv_nd * grad_scale : 0.0;
+                if (dk)
+                    for (d = 0; d < D; d++)
+                        dk[d] += (float)(g * (xz * zt[d] + xo * ok[d] - (double)xt[d]));
+            } else {
+                /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
+                const float *zs = z_s + (k * N + n) * D;
+                double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
+                double ck = as - ss * alpha_t[n] / sigma_t[n];
+                double cz = ss / sigma_t[n] + ck * xz, co = ck * xo;
+                if (distance == BD_DISTILL_L1) {
+                    for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
+                    g = w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++) {
+                            double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                            dk[d] += (float)(r > 0.0 ? g : (r < 0.0 ? -g : 0.0));
+                        }
+                } else {
+                    for (d = 0; d < D; d++) {
+                        double r = cz * zt[d] + co * ok[d] - (double)zs[d];
+                        acc += r * r;
+                    }
+                    g = 2.0 * w[k] * co * inv_nd * grad_scale;
+                    if (dk)
+                        for (d = 0; d < D; d++)
+                            dk[d] += (float)(g * (cz * zt[d] + co * ok[d] - (double)zs[d]));
+                }
             }
-            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
-        }
-        if (l < L - 1) {
-            snprintf(prefix, sizeof prefix, "down.%lld.", (long long)l);
-            cur = bd__ub_resample(u, 0, prefix, cur, cc, h, h);
-            h = (h - 1) / 2 + 1;
-            stack_v[sp] = cur; stack_c[sp] = cc; sp++;
+            acc *= inv_nd;
+            if (branch_loss) branch_loss[k] += acc;
+            total += w[k] * acc;
         }
     }
-    /* middle */
-    cur = bd__ub_res(u, "mid.res1.", cur, cc, -1, 0, cc, h, h);
-    cur = bd__ub_attn(u, "mid.attn.", cur, cc, h, h);
-    cur = bd__ub_res(u, "mid.res2.", cur, cc, -1, 0, cc, h, h);
-    /* decoder */
-    for (l = L - 1; l >= 0; l--) {
-        int64_t co = ch * c->ch_mult[l];
-        for (j = 0; j <= c->nres; j++) {
-            sp--;
-            snprintf(prefix, sizeof prefix, "up.%lld.res.%lld.", (long long)l, (long long)j);
-            cur = bd__ub_res(u, prefix, cur, cc, stack_v[sp], stack_c[sp], co, h, h);
-            cc = co;
-            if (c->attn[l]) {
-                snprintf(prefix, sizeof prefix, "up.%lld.attn.%lld.", (long long)l, (long long)j);
-                cur = bd__ub_attn(u, prefix, cur, cc, h, h);
+    return total;
+}
+
+BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
+                                          int64_t K, double beta, double tau,
+                                          const double *ema) {
+    int64_t k;
+    if (!w || K < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: need w and K >= 1");
+    switch (kind) {
+    case BD_WEIGHTS_UNIFORM:
+        for (k = 0; k < K; k++) w[k] = 1.0 / (double)K;
+        break;
+    case BD_WEIGHTS_FINAL:
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : 0.0;
+        break;
+    case BD_WEIGHTS_LINEAR:
+        for (k = 0; k < K; k++) w[k] = (double)(k + 1) / ((double)K * (double)(K + 1) / 2.0);
+        break;
+    case BD_WEIGHTS_AUX:
+        if (!(beta >= 0.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "aux weights: beta %g must be >= 0", beta);
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : beta;
+        break;
+    case BD_WEIGHTS_ANNEAL:
+        if (!(tau >= 0.0 && tau <= 1.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "anneal weights: tau %g not in [0, 1]", tau);
+        for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
+        break;
+    case BD_WEIGHTS_ADAPTIVE: {
+        /* the dense group, at its natural relative scale, carries as much
+           loss as the final branch; no dense branch outweighs it */
+        double dense = 0.0, wd = 1.0 / (2.0 * (double)(K - 1));
+        int known = ema != NULL && ema[K - 1] > 0.0;
+        if (K == 1) { w[0] = 1.0; break; }
+        for (k = 0; k < K - 1 && known; k++) {
+            if (!(ema[k] >= 0.0)) known = 0;
+            else dense += ema[k];
+        }
+        if (known && dense > 0.0) wd = 0.5 * ema[K - 1] / dense;
+        if (wd > 0.5) wd = 0.5;
+        for (k = 0; k < K - 1; k++) w[k] = wd;
+        w[K - 1] = 0.5;
+        break;
+    }
+    case BD_WEIGHTS_AGREE: {
+        double c = ema ? ema[0] : 0.0;
+        if (!(c == c)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "agree weights: cosine is NaN");
+        if (c < 0.0) c = 0.0;
+        if (c > 1.0) c = 1.0;
+        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : c / (double)(K - 1);
+        break;
+    }
+    default:
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
+                                        const double *student_grid, int64_t N, int64_t Kt,
+                                        bd_distill_subdiv subdiv, double *out) {
+    int64_t i, j;
+    double tmin;
+    if (!s || !student_grid || !out || N < 1 || Kt < 1)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: bad arguments");
+    tmin = bd_schedule_t_min(s);
+    for (i = 0; i < N; i++) {
+        double a = student_grid[i], b = student_grid[i + 1];
+        if (!(a > b)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: student grid not decreasing at %lld", (long long)i);
+        out[i * Kt] = a;
+        for (j = 1; j < Kt; j++) {
+            double f = (double)j / (double)Kt, bb = b > 0.0 ? b : tmin;
+            if (subdiv == BD_SUBDIV_LOGSNR && a > bb && bb > 0.0) {
+                double la = bd_schedule_logsnr(s, a), lb = bd_schedule_logsnr(s, bb);
+                out[i * Kt + j] = bd_schedule_t_from_logsnr(s, la + f * (lb - la));
+            } else {
+                out[i * Kt + j] = a + f * (b - a);
             }
         }
-        if (l > 0) {
-            snprintf(prefix, sizeof prefix, "up.%lld.", (long long)l);
-            cur = bd__ub_resample(u, 1, prefix, cur, cc, h, h);
-            h *= 2;
-        }
     }
-    u->v_final = cur;
-    /* output head */
-    u->pt_out = u->n_tensors;
-    bd__ub_norm(u, "", "norm_out", cc);
-    bd__ub_conv(u, "", "conv_out", cc, c->branches * C, 3, 1);
-    u->a_nout = bd__ub_cache(u, 0); /* fused GroupNorm+SiLU: not stored */
-    u->a_mout = bd__ub_cache(u, c->groups);
-    u->a_rout = bd__ub_cache(u, c->groups);
-    u->a_aout = bd__ub_cache(u, bd__umul(u, cc, hw));
-    bd__ub_scratch(u, bd__umul(u, cc, hw));
-    bd__ub_scratch(u, bd__umul(u, c->branches * C, hw));
-    bd__ub_col(u, cc, H, H, 3, 1, 1);
-    bd__ub_flops_conv(u, cc, c->branches * C, 3, H, H);
+    out[N * Kt] = student_grid[N];
+    for (i = 0; i < N * Kt; i++)
+        if (!(out[i] > out[i + 1])) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: not strictly decreasing at %lld (%g, %g)", (long long)i, out[i], out[i + 1]);
+    return BD_SUCCESS;
 }
 
-BDAPI bd_unet_config bd_unet_config_init(void) {
-    bd_unet_config c;
+BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
+                                               int64_t student_steps) {
+    bd_distill_config c;
     memset(&c, 0, sizeof c);
-    c.in_ch = 1;
-    c.image_size = 28;
-    c.ch = 32;
-    c.levels = 3;
-    c.ch_mult[0] = 1; c.ch_mult[1] = 2; c.ch_mult[2] = 2;
-    c.nres = 1;
-    c.attn[2] = 1;
-    c.groups = 8;
-    c.heads = 1;
-    c.branches = 1;
+    c.method = method;
+    c.branches = branches;
+    c.student_steps = student_steps;
+    if (branches < 1) c.teacher_substeps = 1;
+    /* PD: 2K, so branch 0 (sub-state Kt/K = 2) is two teacher steps, not the
+       teacher's own one-step jump (x_hat = the teacher's x_hat) */
+    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : 2 * branches;
+    else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
+    c.weights = BD_WEIGHTS_UNIFORM;
+    c.aux_beta = 0.1;
+    c.anneal_steps = 1000;
+    c.adaptive_decay = 0.99;
+    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z;
+    c.distance = BD_DISTILL_L2;
+    c.grid = BD_GRID_UNIFORM_T;
+    c.custom_grid = NULL;
+    /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
+       1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
+    c.subdiv = BD_SUBDIV_T;
+    c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_refine = 1;
+    c.teacher_forcing = 0;
+    c.dense_targets = BD_DENSE_FROM_STUDENT;
+    c.param = BD_PARAM_V;
+    c.schedule = BD_SCHEDULE_COSINE;
+    c.adam = bd_adam_config_init();
+    c.adam.lr = 1e-4;
+    c.ema_decay = 0.999;
+    c.ema_warmup = 1;
+    c.seed = 0;
     return c;
 }
 
-BDAPI bd_result bd_unet_config_validate(bd_context *ctx, const bd_unet_config *c) {
-    int64_t l, div = 1;
-    if (!c) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "unet config: NULL");
-    if (c->in_ch < 1 || c->in_ch > 4096)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: in_ch %lld not in 1..4096", (long long)c->in_ch);
-    if (c->levels < 1 || c->levels > BD_UNET_MAX_LEVELS)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: levels %lld not in 1..%d", (long long)c->levels, BD_UNET_MAX_LEVELS);
-    if (c->ch < 2 || c->ch > 65536 || c->ch % 2)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld must be even and in 2..65536 (the time embedding has ch/2 frequencies)", (long long)c->ch);
-    if (c->groups < 1 || c->ch % c->groups)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch %lld is not divisible by groups %lld", (long long)c->ch, (long long)c->groups);
-    if (c->heads < 1)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: heads %lld < 1", (long long)c->heads);
-    if (c->nres < 1 || c->nres > 16)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: nres %lld not in 1..16", (long long)c->nres);
-    if (c->branches < 1 || c->branches > 64)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: branches %lld not in 1..64", (long long)c->branches);
-    for (l = 0; l < c->levels; l++) {
-        int64_t cl;
-        if (c->ch_mult[l] < 1 || c->ch_mult[l] > 1024)
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult[%lld] = %lld not in 1..1024", (long long)l, (long long)c->ch_mult[l]);
-        cl = c->ch * c->ch_mult[l];
-        if (cl > 65536)
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width ch*ch_mult = %lld exceeds 65536", (long long)l, (long long)cl);
-        if (cl % c->groups)
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: level %lld width %lld is not divisible by groups %lld", (long long)l, (long long)cl, (long long)c->groups);
-        if (c->attn[l] != 0 && c->attn[l] != 1)
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn[%lld] = %d must be 0 or 1", (long long)l, c->attn[l]);
-        if ((c->attn[l] || l == c->levels - 1) && cl % c->heads)
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention width %lld at level %lld is not divisible by heads %lld", (long long)cl, (long long)l, (long long)c->heads);
-        if (l > 0) div *= 2;
-    }
-    for (l = c->levels; l < BD_UNET_MAX_LEVELS; l++)
-        if (c->attn[l])
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attention at level %lld but only %lld levels", (long long)l, (long long)c->levels);
-    if (c->image_size < 1 || c->image_size > 65536)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld not in 1..65536", (long long)c->image_size);
-    if (c->image_size % div)
-        return bd_error(ctx, BD_ERROR_CONFIG, "unet config: image_size %lld is not divisible by 2^(levels-1) = %lld", (long long)c->image_size, (long long)div);
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_unet_config_stats(bd_context *ctx, const bd_unet_config *cfg,
-                                     int64_t *n_params, int64_t *act_floats_per_sample,
-                                     int64_t *flops) {
-    bd__unet u;
-    bd_result r = bd_unet_config_validate(ctx, cfg);
-    if (r != BD_SUCCESS) return r;
-    memset(&u, 0, sizeof u);
-    u.cfg = *cfg;
-    bd__unet_build(&u);
-    if (u.overflow) return bd_error(ctx, BD_ERROR_OVERFLOW, "unet config: sizes overflow");
-    if (n_params) *n_params = u.n_params;
-    if (act_floats_per_sample) *act_floats_per_sample = u.act_ps;
-    if (flops) *flops = u.flops;
-    return BD_SUCCESS;
-}
-
-static int bd__unet_format_list(const int64_t *v, int64_t n, char *buf, size_t cap) {
-    size_t len = 0;
-    int64_t i;
-    if (cap > 0) buf[0] = '\0';
-    for (i = 0; i < n; i++) {
-        int k = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, i ? ",%lld" : "%lld",
-                         (long long)v[i]);
-        if (k > 0) len += (size_t)k;
-    }
-    return (int)len;
-}
-BDAPI int bd_unet_format_mult(const bd_unet_config *cfg, char *buf, size_t cap) {
-    return bd__unet_format_list(cfg->ch_mult, cfg->levels, buf, cap);
-}
-BDAPI int bd_unet_format_attn(const bd_unet_config *cfg, char *buf, size_t cap) {
-    int64_t v[BD_UNET_MAX_LEVELS], n = 0, l;
-    for (l = 0; l < cfg->levels && l < BD_UNET_MAX_LEVELS; l++)
-        if (cfg->attn[l]) v[n++] = l;
-    return bd__unet_format_list(v, n, buf, cap);
-}
-/* strict "a,b,c" of non-negative decimals; returns count or -1 */
-static int64_t bd__unet_parse_list(const char *s, int64_t *v, int64_t cap) {
-    int64_t n = 0;
-    if (!s) return -1;
-    if (*s == '\0') return 0;
-    for (;;) {
-        int64_t x = 0;
-        int digits = 0;
-        while (*s >= '0' && *s <= '9') {
-            if (x > 100000000) return -1;
-            x = x * 10 + (*s - '0');
-            s++; digits++;
-        }
-        if (!digits || n >= cap) return -1;
-        v[n++] = x;
-        if (*s == '\0') return n;
-        if (*s != ',') return -1;
-        s++;
-    }
-}
-BDAPI bd_result bd_unet_parse_mult(bd_context *ctx, const char *s, bd_unet_config *cfg) {
-    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
-    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_mult: NULL argument");
-    if (n < 1) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: ch_mult \"%s\" is not 1..%d comma-separated integers", s ? s : "(null)", BD_UNET_MAX_LEVELS);
-    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->ch_mult[l] = l < n ? v[l] : 0;
-    cfg->levels = n;
-    return BD_SUCCESS;
-}
-BDAPI bd_result bd_unet_parse_attn(bd_context *ctx, const char *s, bd_unet_config *cfg) {
-    int64_t v[BD_UNET_MAX_LEVELS], n = bd__unet_parse_list(s, v, BD_UNET_MAX_LEVELS), l;
-    if (!s || !cfg) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_parse_attn: NULL argument");
-    if (n < 0) return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\" is not a comma-separated list of level indices", s ? s : "(null)");
-    for (l = 0; l < BD_UNET_MAX_LEVELS; l++) cfg->attn[l] = 0;
-    for (l = 0; l < n; l++) {
-        if (v[l] >= BD_UNET_MAX_LEVELS || cfg->attn[v[l]])
-            return bd_error(ctx, BD_ERROR_CONFIG, "unet config: attn_levels \"%s\": level %lld out of range or repeated", s, (long long)v[l]);
-        cfg->attn[v[l]] = 1;
-    }
-    return BD_SUCCESS;
-}
-
-#define BD__UACT(u, off) ((u)->act + (off) * (u)->batch)
-#define BD__UVAL(u, v) ((u)->act + (u)->vals[v].act * (u)->batch)
-#define BD__UGRAD(u, v) ((u)->grad + (u)->vals[v].grad * (u)->batch)
-#define BD__UP(d, u, op, k) ((d)->params + (u)->tensors[(op)->pt + (k)].offset)
-#define BD__UG(d, u, op, k) ((d)->grads + (u)->tensors[(op)->pt + (k)].offset)
-
-static void bd__unet_op_forward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
-    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
-    const float *x = BD__UVAL(u, op->in);
-    float *y = BD__UVAL(u, op->out);
-    if (op->type == BD__UOP_RES) {
-        float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
-        float *a2 = BD__UACT(u, op->a[BD__R_A2]), *tp = BD__UACT(u, op->a[BD__R_TPROJ]);
-        int64_t co = op->cout;
-        if (op->skip >= 0) {
-            float *cat = BD__UACT(u, op->a[BD__R_CAT]);
-            BD_OP(d->ctx, concat_forward, cat, x, BD__UVAL(u, op->skip), n, op->cin_h, op->cskip, hw);
-            x = cat;
-        }
-        BD_OP(d->ctx, groupnorm_silu_forward, a1, BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]), x,
-                                  BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
-        BD_OP(d->ctx, conv2d_forward, h1, u->col, a1, BD__UP(d, u, op, BD__RP_C1W), BD__UP(d, u, op, BD__RP_C1B),
-                          n, c, op->h, op->w, co, 3, 1, 1);
-        BD_OP(d->ctx, linear_forward, tp, BD__UACT(u, u->a_stemb), BD__UP(d, u, op, BD__RP_TW),
-                          BD__UP(d, u, op, BD__RP_TB), n, tc, co);
-        BD_OP(d->ctx, add_channel_forward, h1, tp, n, co, hw);
-        BD_OP(d->ctx, groupnorm_silu_forward, a2, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]), h1,
-                                  BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
-        BD_OP(d->ctx, conv2d_forward, y, u->col, a2, BD__UP(d, u, op, BD__RP_C2W), BD__UP(d, u, op, BD__RP_C2B),
-                          n, co, op->h, op->w, co, 3, 1, 1);
-        if (op->has_skip_conv) {
-            BD_OP(d->ctx, conv2d_forward, u->s1, u->col, x, BD__UP(d, u, op, BD__RP_SW), BD__UP(d, u, op, BD__RP_SB),
-                              n, c, op->h, op->w, co, 1, 1, 0);
-            BD_OP(d->ctx, add_forward, y, y, u->s1, n * co * hw);
-        } else {
-            BD_OP(d->ctx, add_forward, y, y, x, n * co * hw);
-        }
-    } else if (op->type == BD__UOP_ATTN) {
-        float *nn = BD__UACT(u, op->a[BD__A_N]), *qkv = BD__UACT(u, op->a[BD__A_QKV]);
-        float *o = BD__UACT(u, op->a[BD__A_O]);
-        BD_OP(d->ctx, groupnorm_forward, nn, BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]), x,
-                             BD__UP(d, u, op, BD__AP_NW), BD__UP(d, u, op, BD__AP_NB), n, c, hw, G);
-        BD_OP(d->ctx, conv2d_forward, qkv, u->col, nn, BD__UP(d, u, op, BD__AP_QW), BD__UP(d, u, op, BD__AP_QB),
-                          n, c, op->h, op->w, 3 * c, 1, 1, 0);
-        BD_OP(d->ctx, attention_forward, o, BD__UACT(u, op->a[BD__A_ATT]), qkv, n, c, hw, u->cfg.heads);
-        BD_OP(d->ctx, conv2d_forward, y, u->col, o, BD__UP(d, u, op, BD__AP_PW), BD__UP(d, u, op, BD__AP_PB),
-                          n, c, op->h, op->w, c, 1, 1, 0);
-        BD_OP(d->ctx, add_forward, y, y, x, n * c * hw);
-    } else if (op->type == BD__UOP_DOWN) {
-        BD_OP(d->ctx, conv2d_forward, y, u->col, x, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, op->h, op->w,
-                          c, 3, 2, 1);
-    } else {
-        float *up = BD__UACT(u, op->a[BD__U_UP]);
-        BD_OP(d->ctx, upsample2x_forward, up, x, n, c, op->h, op->w);
-        BD_OP(d->ctx, conv2d_forward, y, u->col, up, BD__UP(d, u, op, 0), BD__UP(d, u, op, 1), n, c, 2 * op->h,
-                          2 * op->w, c, 3, 1, 1);
-    }
-}
-
-/* zeroing and copies go through the backend: the slabs may be device memory */
-static void bd__unet_zero(bd_context *ctx, float *p, int64_t n) {
-    if (n > 0) bd_backend_zero(ctx, p, (size_t)n * sizeof(float));
-}
-
-static void bd__unet_op_backward(bd_denoiser *d, bd__unet *u, const bd__unet_op *op, int64_t n) {
-    int64_t G = u->cfg.groups, tc = 4 * u->cfg.ch, hw = op->h * op->w, c = op->cin;
-    const float *x = BD__UVAL(u, op->in);
-    const float *gy = BD__UGRAD(u, op->out);
-    float *gx = BD__UGRAD(u, op->in);
-    if (op->type == BD__UOP_RES) {
-        const float *a1 = BD__UACT(u, op->a[BD__R_A1]), *h1 = BD__UACT(u, op->a[BD__R_H1]);
-        const float *a2 = BD__UACT(u, op->a[BD__R_A2]);
-        int64_t co = op->cout;
-        float *gin = gx; /* gradient of the block's (concatenated) input */
-        if (op->skip >= 0) {
-            x = BD__UACT(u, op->a[BD__R_CAT]);
-            gin = u->s3;
-            bd__unet_zero(d->ctx, gin, n * c * hw);
-        }
-        /* out = skip(x) + conv2(a2) */
-        if (op->has_skip_conv)
-            BD_OP(d->ctx, conv2d_backward, gin, BD__UG(d, u, op, BD__RP_SW), BD__UG(d, u, op, BD__RP_SB), u->col, gy, x,
-                               BD__UP(d, u, op, BD__RP_SW), n, c, op->h, op->w, co, 1, 1, 0);
-        else
-            BD_OP(d->ctx, add_backward, gin, NULL, gy, n * c * hw);
-        bd__unet_zero(d->ctx, u->s1, n * co * hw);
-        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C2W), BD__UG(d, u, op, BD__RP_C2B), u->col, gy,
-                           a2, BD__UP(d, u, op, BD__RP_C2W), n, co, op->h, op->w, co, 3, 1, 1);
-        bd__unet_zero(d->ctx, u->s2, n * co * hw); /* s2 = d h1 (fused GroupNorm+SiLU) */
-        BD_OP(d->ctx, groupnorm_silu_backward, u->s2, BD__UG(d, u, op, BD__RP_N2W), BD__UG(d, u, op, BD__RP_N2B), u->s1,
-                                   h1, BD__UACT(u, op->a[BD__R_MEAN2]), BD__UACT(u, op->a[BD__R_RSTD2]),
-                                   BD__UP(d, u, op, BD__RP_N2W), BD__UP(d, u, op, BD__RP_N2B), n, co, hw, G);
-        bd__unet_zero(d->ctx, u->gsmall, n * co);
-        BD_OP(d->ctx, add_channel_backward, u->gsmall, u->s2, n, co, hw);
-        BD_OP(d->ctx, linear_backward, u->grad + u->g_stemb * u->batch, BD__UG(d, u, op, BD__RP_TW),
-                           BD__UG(d, u, op, BD__RP_TB), u->gsmall, BD__UACT(u, u->a_stemb),
-                           BD__UP(d, u, op, BD__RP_TW), n, tc, co);
-        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* s1 = d a1 */
-        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__RP_C1W), BD__UG(d, u, op, BD__RP_C1B), u->col, u->s2,
-                           a1, BD__UP(d, u, op, BD__RP_C1W), n, c, op->h, op->w, co, 3, 1, 1);
-        BD_OP(d->ctx, groupnorm_silu_backward, gin, BD__UG(d, u, op, BD__RP_N1W), BD__UG(d, u, op, BD__RP_N1B), u->s1, x,
-                                   BD__UACT(u, op->a[BD__R_MEAN1]), BD__UACT(u, op->a[BD__R_RSTD1]),
-                                   BD__UP(d, u, op, BD__RP_N1W), BD__UP(d, u, op, BD__RP_N1B), n, c, hw, G);
-        if (op->skip >= 0)
-            BD_OP(d->ctx, concat_backward, gx, BD__UGRAD(u, op->skip), gin, n, op->cin_h, op->cskip, hw);
-    } else if (op->type == BD__UOP_ATTN) {
-        BD_OP(d->ctx, add_backward, gx, NULL, gy, n * c * hw);
-        bd__unet_zero(d->ctx, u->s1, n * c * hw); /* d o */
-        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, BD__AP_PW), BD__UG(d, u, op, BD__AP_PB), u->col, gy,
-                           BD__UACT(u, op->a[BD__A_O]), BD__UP(d, u, op, BD__AP_PW), n, c, op->h, op->w,
-                           c, 1, 1, 0);
-        bd__unet_zero(d->ctx, u->s2, n * 3 * c * hw); /* d qkv */
-        BD_OP(d->ctx, attention_backward, u->s2, u->ascr, u->s1, BD__UACT(u, op->a[BD__A_QKV]),
-                              BD__UACT(u, op->a[BD__A_ATT]), n, c, hw, u->cfg.heads);
-        bd__unet_zero(d->ctx, u->s3, n * c * hw); /* d n */
-        BD_OP(d->ctx, conv2d_backward, u->s3, BD__UG(d, u, op, BD__AP_QW), BD__UG(d, u, op, BD__AP_QB), u->col, u->s2,
-                           BD__UACT(u, op->a[BD__A_N]), BD__UP(d, u, op, BD__AP_QW), n, c, op->h, op->w,
-                           3 * c, 1, 1, 0);
-        BD_OP(d->ctx, groupnorm_backward, gx, BD__UG(d, u, op, BD__AP_NW), BD__UG(d, u, op, BD__AP_NB), u->s3, x,
-                              BD__UACT(u, op->a[BD__A_MEAN]), BD__UACT(u, op->a[BD__A_RSTD]),
-                              BD__UP(d, u, op, BD__AP_NW), n, c, hw, G);
-    } else if (op->type == BD__UOP_DOWN) {
-        BD_OP(d->ctx, conv2d_backward, gx, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy, x, BD__UP(d, u, op, 0),
-                           n, c, op->h, op->w, c, 3, 2, 1);
-    } else {
-        bd__unet_zero(d->ctx, u->s1, n * c * hw * 4);
-        BD_OP(d->ctx, conv2d_backward, u->s1, BD__UG(d, u, op, 0), BD__UG(d, u, op, 1), u->col, gy,
-                           BD__UACT(u, op->a[BD__U_UP]), BD__UP(d, u, op, 0), n, c, 2 * op->h, 2 * op->w,
-                           c, 3, 1, 1);
-        BD_OP(d->ctx, upsample2x_backward, gx, u->s1, n, c, op->h, op->w);
-    }
-}
-
-static bd_result bd__unet_reserve(bd_denoiser *d, int64_t batch) {
-    bd__unet *u = BD__CAST(bd__unet *, d->impl);
-    size_t total = 0, part;
-    float *slab;
-    int ok = 1;
-    /* act, grad, 3 scratch, col, attention scratch, tproj grad */
-    ok = ok && bd_size_mul((size_t)u->act_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
-    ok = ok && bd_size_mul((size_t)u->grad_ps, (size_t)batch, &part) && bd_size_add(total, part, &total);
-    ok = ok && bd_size_mul((size_t)u->scratch_ps, (size_t)batch, &part) && bd_size_mul(part, 3, &part) &&
-         bd_size_add(total, part, &total);
-    ok = ok && bd_size_add(total, (size_t)u->col_floats, &total);
-    ok = ok && bd_size_add(total, (size_t)u->attn_hw2, &total);
-    ok = ok && bd_size_mul((size_t)u->tproj_max, (size_t)batch, &part) && bd_size_add(total, part, &total);
-    if (!ok || total > (size_t)INT64_MAX / sizeof(float))
-        return bd_error(d->ctx, BD_ERROR_OVERFLOW, "unet reserve: activation memory for batch %lld overflows", (long long)batch);
-    if (bd_backend_alloc(d->ctx, total * sizeof(float), (void **)&slab) != BD_SUCCESS)
-        return d->ctx->last_result;
-    if (bd_backend_zero(d->ctx, slab, total * sizeof(float)) != BD_SUCCESS) {
-        bd_backend_free(d->ctx, slab);
-        return d->ctx->last_result;
-    }
-    bd_backend_free(d->ctx, u->slab);
-    u->slab = slab;
-    u->act = slab;
-    u->grad = u->act + u->act_ps * batch;
-    u->s1 = u->grad + u->grad_ps * batch;
-    u->s2 = u->s1 + u->scratch_ps * batch;
-    u->s3 = u->s2 + u->scratch_ps * batch;
-    u->col = u->s3 + u->scratch_ps * batch;
-    u->ascr = u->col + u->col_floats;
-    u->gsmall = u->ascr + u->attn_hw2;
-    u->batch = batch;
-    u->last_n = 0;
-    u->last_train = 0;
-    d->reserved_batch = batch;
-    return BD_SUCCESS;
-}
-
-static bd_result bd__unet_forward(bd_denoiser *d, float *out, const float *z, const float *t,
-                                  int64_t n, int train) {
-    bd__unet *u = BD__CAST(bd__unet *, d->impl);
-    const bd_unet_config *c = &u->cfg;
-    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
-    int64_t cf = u->vals[u->v_final].c;
-    const bd_param_tensor *T = u->tensors;
-    const float *P = d->params;
-    float *zc = BD__UACT(u, u->a_z), *cn = BD__UACT(u, u->a_cnoise), *emb = BD__UACT(u, u->a_emb);
-    float *t1 = BD__UACT(u, u->a_t1), *t1s = BD__UACT(u, u->a_t1s), *temb = BD__UACT(u, u->a_temb);
-    float *st = BD__UACT(u, u->a_stemb), *ao = BD__UACT(u, u->a_aout);
-    if (n > u->batch) return bd_error(d->ctx, BD_ERROR_STATE, "unet forward: batch %lld > reserved %lld", (long long)n, (long long)u->batch);
-    u->last_train = 0;
-    if (bd_backend_copy(d->ctx, zc, z, (size_t)(n * C * HW) * sizeof(float)) != BD_SUCCESS)
-        return d->ctx->last_result;
-    BD_OP(d->ctx, vec_axpby, cn, 1, t, 1, NULL, 1000.0f, NULL, 0, NULL, 0.0f, n, 1); /* c_noise */
-    BD_OP(d->ctx, timestep_embedding_forward, emb, cn, n, ch);
-    BD_OP(d->ctx, linear_forward, t1, emb, P + T[u->pt_time].offset, P + T[u->pt_time + 1].offset, n, ch, tc);
-    BD_OP(d->ctx, silu_forward, t1s, t1, n * tc);
-    BD_OP(d->ctx, linear_forward, temb, t1s, P + T[u->pt_time + 2].offset, P + T[u->pt_time + 3].offset, n, tc, tc);
-    BD_OP(d->ctx, silu_forward, st, temb, n * tc);
-    BD_OP(d->ctx, conv2d_forward, BD__UVAL(u, u->v_in), u->col, zc, P + T[u->pt_conv_in].offset,
-                      P + T[u->pt_conv_in + 1].offset, n, C, H, H, ch, 3, 1, 1);
-    for (i = 0; i < u->n_ops; i++) bd__unet_op_forward(d, u, &u->ops[i], n);
-    BD_OP(d->ctx, groupnorm_silu_forward, ao, BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), BD__UVAL(u, u->v_final),
-                              P + T[u->pt_out].offset, P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
-    BD_OP(d->ctx, conv2d_forward, out, u->col, ao, P + T[u->pt_out + 2].offset, P + T[u->pt_out + 3].offset, n, cf,
-                      H, H, c->branches * C, 3, 1, 1);
-    u->last_n = n;
-    u->last_train = train != 0;
-    return BD_SUCCESS;
-}
-
-static bd_result bd__unet_backward(bd_denoiser *d, float *dz, const float *dout, int64_t n) {
-    bd__unet *u = BD__CAST(bd__unet *, d->impl);
-    const bd_unet_config *c = &u->cfg;
-    int64_t C = c->in_ch, H = c->image_size, HW = H * H, ch = c->ch, tc = 4 * ch, i;
-    int64_t cf = u->vals[u->v_final].c;
-    const bd_param_tensor *T = u->tensors;
-    const float *P = d->params;
-    float *Gp = d->grads, *gst = u->grad + u->g_stemb * u->batch;
-    if (!u->last_train || n != u->last_n)
-        return bd_error(d->ctx, BD_ERROR_STATE, "unet backward: needs a train forward of the same batch (%lld) first", (long long)n);
-    bd__unet_zero(d->ctx, u->grad, u->grad_ps * u->batch);
-    /* output head */
-    bd__unet_zero(d->ctx, u->s1, n * cf * HW);
-    BD_OP(d->ctx, conv2d_backward, u->s1, Gp + T[u->pt_out + 2].offset, Gp + T[u->pt_out + 3].offset, u->col, dout,
-                       BD__UACT(u, u->a_aout), P + T[u->pt_out + 2].offset, n, cf, H, H, c->branches * C,
-                       3, 1, 1);
-    BD_OP(d->ctx, groupnorm_silu_backward, BD__UGRAD(u, u->v_final), Gp + T[u->pt_out].offset,
-                               Gp + T[u->pt_out + 1].offset, u->s1, BD__UVAL(u, u->v_final),
-                               BD__UACT(u, u->a_mout), BD__UACT(u, u->a_rout), P + T[u->pt_out].offset,
-                               P + T[u->pt_out + 1].offset, n, cf, HW, c->groups);
-    for (i = u->n_ops - 1; i >= 0; i--) bd__unet_op_backward(d, u, &u->ops[i], n);
-    BD_OP(d->ctx, conv2d_backward, dz, Gp + T[u->pt_conv_in].offset, Gp + T[u->pt_conv_in + 1].offset, u->col,
-                       BD__UGRAD(u, u->v_in), BD__UACT(u, u->a_z), P + T[u->pt_conv_in].offset, n, C, H, H,
-                       ch, 3, 1, 1);
-    /* time MLP: st = silu(temb), temb = L2(silu(t1)), t1 = L0(emb) */
-    bd__unet_zero(d->ctx, u->s1, n * tc);
-    BD_OP(d->ctx, silu_backward, u->s1, gst, BD__UACT(u, u->a_temb), n * tc);
-    bd__unet_zero(d->ctx, u->s2, n * tc);
-    BD_OP(d->ctx, linear_backward, u->s2, Gp + T[u->pt_time + 2].offset, Gp + T[u->pt_time + 3].offset, u->s1,
-                       BD__UACT(u, u->a_t1s), P + T[u->pt_time + 2].offset, n, tc, tc);
-    bd__unet_zero(d->ctx, u->s3, n * tc);
-    BD_OP(d->ctx, silu_backward, u->s3, u->s2, BD__UACT(u, u->a_t1), n * tc);
-    BD_OP(d->ctx, linear_backward, NULL, Gp + T[u->pt_time].offset, Gp + T[u->pt_time + 1].offset, u->s3,
-                       BD__UACT(u, u->a_emb), P + T[u->pt_time].offset, n, ch, tc);
-    return BD_SUCCESS;
-}
-
-static void bd__unet_destroy(bd_denoiser *d) {
-    bd__unet *u;
-    bd_context *ctx;
-    if (!d) return;
-    ctx = d->ctx;
-    u = BD__CAST(bd__unet *, d->impl);
-    if (u) {
-        bd_backend_free(ctx, u->slab);
-        bd_free(ctx, u->tensors);
-        bd_free(ctx, u->tfan);
-        bd_free(ctx, u->vals);
-        bd_free(ctx, u->ops);
-        bd_free(ctx, u);
-    }
-    bd_backend_free(ctx, d->params);
-    bd_backend_free(ctx, d->grads);
-    bd_free(ctx, d);
-}
-
-static bd_result bd__unet_create_like(const bd_denoiser *d, int64_t branches, bd_rng *rng,
-                                      bd_denoiser **out) {
-    bd_unet_config cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
-    cfg.branches = branches;
-    return bd_unet_init(d->ctx, &cfg, rng, out);
-}
-
-static const bd_denoiser_vtable bd__unet_vtable = {"unet", bd__unet_reserve, bd__unet_forward,
-                                                   bd__unet_backward, bd__unet_create_like,
-                                                   bd__unet_destroy};
-
-BDAPI bd_result bd_unet_init(bd_context *ctx, const bd_unet_config *cfg, bd_rng *rng,
-                             bd_denoiser **out) {
+BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
+                                                bd_rng *rng, bd_denoiser **out) {
     bd_result r;
-    bd__unet *u;
-    bd_denoiser *d;
-    float *host = NULL;
-    int64_t i, j;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!out || !rng) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_init: NULL argument");
+    if (!teacher || !out) return BD_ERROR_INVALID_ARGUMENT;
     *out = NULL;
-    if ((r = bd_unet_config_validate(ctx, cfg)) != BD_SUCCESS) return r;
-    u = BD__CAST(bd__unet *, bd_alloc(ctx, sizeof(bd__unet)));
-    if (!u) return ctx->last_result;
-    memset(u, 0, sizeof *u);
-    u->cfg = *cfg;
-    bd__unet_build(u); /* counting pass */
-    if (u->overflow) {
-        bd_free(ctx, u);
-        return bd_error(ctx, BD_ERROR_OVERFLOW, "bd_unet_init: network sizes overflow");
+    if ((r = bd_denoiser_create_like(teacher, branches, rng, out)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(*out, teacher)) != BD_SUCCESS) {
+        bd_denoiser_free(*out);
+        *out = NULL;
     }
-    d = BD__CAST(bd_denoiser *, bd_alloc(ctx, sizeof(bd_denoiser)));
-    if (!d) { bd_free(ctx, u); return ctx->last_result; }
-    memset(d, 0, sizeof *d);
-    d->vt = &bd__unet_vtable;
-    d->ctx = ctx;
-    d->impl = u;
-    u->tensors = BD__CAST(bd_param_tensor *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(bd_param_tensor)));
-    u->tfan = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)u->n_tensors, sizeof(int64_t)));
-    u->vals = BD__CAST(bd__unet_val *, bd_alloc_array(ctx, (size_t)u->n_vals, sizeof(bd__unet_val)));
-    u->ops = BD__CAST(bd__unet_op *, bd_alloc_array(ctx, (size_t)u->n_ops, sizeof(bd__unet_op)));
-    /* params and grads live in the context's backend (device memory for
-       CUDA); the initial values are drawn into a host buffer, then copied */
-    host = BD__CAST(float *, bd_alloc_array(ctx, (size_t)u->n_params, sizeof(float)));
-    if (host && bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->params) == BD_SUCCESS)
-        bd_backend_alloc(ctx, (size_t)u->n_params * sizeof(float), (void **)&d->grads);
-    if (!u->tensors || !u->tfan || !u->vals || !u->ops || !host || !d->params || !d->grads) {
-        r = ctx->last_result;
-        bd_free(ctx, host);
-        bd__unet_destroy(d);
-        return r;
-    }
-    bd__unet_build(u); /* filling pass */
-    d->in_ch = cfg->in_ch;
-    d->height = cfg->image_size;
-    d->width = cfg->image_size;
-    d->branches = cfg->branches;
-    d->n_params = u->n_params;
-    d->tensors = u->tensors;
-    d->n_tensors = u->n_tensors;
-    for (i = 0; i < u->n_tensors; i++) {
-        const bd_param_tensor *t = &u->tensors[i];
-        float *p = host + t->offset;
-        if (u->tfan[i] > 0) {
-            float bound = (float)(1.0 / sqrt((double)u->tfan[i]));
-            bd_rng_uniform_fill(rng, p, t->numel, -bound, bound);
-        } else {
-            float v = u->tfan[i] < 0 ? 1.0f : 0.0f;
-            for (j = 0; j < t->numel; j++) p[j] = v;
-        }
-    }
-    r = bd_backend_zero(ctx, d->grads, (size_t)u->n_params * sizeof(float));
-    if (r == BD_SUCCESS) r = bd_backend_upload(ctx, d->params, host, (size_t)u->n_params * sizeof(float));
-    bd_free(ctx, host);
-    if (r != BD_SUCCESS) {
-        bd__unet_destroy(d);
-        return r;
-    }
-    *out = d;
-    return BD_SUCCESS;
+    return r;
 }
 
-BDAPI bd_result bd_unet_get_config(const bd_denoiser *d, bd_unet_config *cfg) {
-    if (!d || !cfg) return BD_ERROR_INVALID_ARGUMENT;
-    if (d->vt != &bd__unet_vtable)
-        return bd_error(d->ctx, BD_ERROR_INVALID_ARGUMENT, "bd_unet_get_config: denoiser kind \"%s\" is not unet", d->vt ? d->vt->kind : "?");
-    *cfg = BD__CAST(const bd__unet *, d->impl)->cfg;
-    return BD_SUCCESS;
-}
-
-/* ---- bd_model and checkpoints (docs/spec.md sec. 7) --------------------- */
-/* A growable-once string pool for metadata values and prefixed names. */
-typedef struct bd__spool {
-    char *buf;
-    size_t cap, len;
-    int overflow;
-} bd__spool;
-
-static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...) {
-    va_list ap;
-    int k;
-    char *s = p->buf + p->len;
-    if (p->overflow || p->len >= p->cap) { p->overflow = 1; return ""; }
-    va_start(ap, fmt);
-    k = vsnprintf(s, p->cap - p->len, fmt, ap);
-    va_end(ap);
-    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; return ""; }
-    p->len += (size_t)k + 1;
-    return s;
-}
-/* append to the string started last (no NUL bookkeeping beyond the end) */
-static void bd__spool_append(bd__spool *p, const char *fmt, double v) {
-    int k;
-    if (p->overflow || p->len == 0) { p->overflow = 1; return; }
-    p->len--; /* over the previous NUL */
-    k = snprintf(p->buf + p->len, p->cap - p->len, fmt, v);
-    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; p->len++; return; }
-    p->len += (size_t)k + 1;
-}
-
-BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
-                              bd_schedule_kind schedule, bd_model **out) {
-    bd_model *m;
-    const char *kind;
-    if (!ctx || !out || !net) {
-        bd_denoiser_free(net);
-        return ctx ? bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
-    }
+/* backend twin of host array h (n floats): h itself on a host backend */
+static bd_result bd__distill_twin(bd_distill *d, float *h, int64_t n, float **out) {
+    *out = h;
+    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
     *out = NULL;
-    kind = net->vt && net->vt->kind ? net->vt->kind : "";
-    if ((int)param < 0 || (int)param > 2 || (int)schedule < 0 || (int)schedule > 1) {
-        bd_denoiser_free(net);
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: unknown param (%d) or schedule (%d)", (int)param, (int)schedule);
-    }
-    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0) {
-        bd_denoiser_free(net);
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_init: a model holds a \"unet\" or \"mlp\" network, not \"%s\"", kind);
-    }
-    m = BD__CAST(bd_model *, bd_alloc(ctx, sizeof(bd_model)));
-    if (!m) { bd_denoiser_free(net); return ctx->last_result; }
-    memset(m, 0, sizeof *m);
-    m->ctx = ctx;
-    m->net = net;
-    snprintf(m->arch, sizeof m->arch, "%s", kind);
-    if (kind[0] == 'u') bd_unet_get_config(net, &m->cfg);
-    else m->mlp = BD__CAST(const bd__mlp *, net->impl)->cfg;
-    m->param = param;
-    m->schedule = schedule;
-    *out = m;
-    return BD_SUCCESS;
+    return bd_backend_alloc(d->mctx, (size_t)n * sizeof(float), (void **)out);
+}
+static void bd__distill_twin_free(bd_distill *d, float **b, const float *h) {
+    if (*b && *b != h) bd_backend_free(d->mctx, *b);
+    *b = NULL;
+}
+/* host <-> backend copies of n floats; nothing to do on a host backend */
+static bd_result bd__distill_up(bd_distill *d, float *b, const float *h, int64_t n) {
+    return b == h ? BD_SUCCESS : bd_backend_upload(d->mctx, b, h, (size_t)n * sizeof(float));
+}
+static bd_result bd__distill_down(bd_distill *d, float *h, const float *b, int64_t n) {
+    return b == h ? BD_SUCCESS : bd_backend_download(d->mctx, h, b, (size_t)n * sizeof(float));
 }
 
-BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
-                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
-                                   bd_model **out) {
-    bd_denoiser *net = NULL;
-    bd_result r;
-    if (out) *out = NULL;
-    if ((r = bd_unet_init(ctx, cfg, rng, &net)) != BD_SUCCESS) return r;
-    return bd_model_init(ctx, net, param, schedule, out);
+static void bd__distill_free_buffers(bd_distill *d) {
+    bd_context *ctx = d->ctx;
+    float **bp[] = {&d->b_zt, &d->b_tt, &d->b_zcur, &d->b_tcur, &d->b_sout, &d->b_dout, &d->b_tout};
+    const float *hp[] = {d->zt, d->tt, d->zcur, d->tcur, d->sout, d->dout, d->tout};
+    float **fp[] = {&d->h_grads, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
+                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub,
+                    &d->gdense, &d->gfinal};
+    double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
+    size_t i;
+    for (i = 0; i < sizeof bp / sizeof bp[0]; i++) bd__distill_twin_free(d, bp[i], hp[i]);
+    if (d->mctx) bd_backend_free(d->mctx, d->ema);
+    d->ema = NULL;
+    for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
+    for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
+    bd_free(ctx, d->idx);
+    d->idx = NULL;
 }
 
-BDAPI void bd_model_free(bd_model *m) {
+BDAPI void bd_distill_free(bd_distill *dist) {
     bd_context *ctx;
-    if (!m) return;
-    ctx = m->ctx;
-    bd_denoiser_free(m->net);
-    bd_free(ctx, m->grid);
-    bd_free(ctx, m->ema);
-    bd_free(ctx, m);
+    if (!dist) return;
+    ctx = dist->ctx;
+    bd__distill_free_buffers(dist);
+    bd_adam_free(&dist->adam);
+    bd_sampler_free(dist->tsampler);
+    bd_sampler_free(dist->ssampler);
+    if (dist->owned_teacher) bd_denoiser_free(dist->owned_teacher);
+    bd_free(ctx, dist);
 }
 
-static bd_result bd__model_check_grid(bd_context *ctx, const double *g, int64_t steps,
-                                      const char *where) {
-    int64_t i;
-    if (steps < 1 || steps > 100000)
-        return bd_error(ctx, BD_ERROR_CONFIG, "%s: steps %lld not in 1..100000", where, (long long)steps);
-    if (g[0] != 1.0 || g[steps] != 0.0)
-        return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid must run from 1 to 0 (got %.17g .. %.17g)", where, g[0], g[steps]);
-    for (i = 0; i < steps; i++)
-        if (!(g[i + 1] < g[i]))
-            return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid is not strictly decreasing at entry %lld (%.17g, %.17g)", where, (long long)i, g[i], g[i + 1]);
+/* a zeroed host array of a*b*c elements of `size` bytes; *ok = 0 on failure */
+static void *bd__distill_zalloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, size_t size, int *ok) {
+    size_t n = 1;
+    void *p = NULL;
+    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n))
+        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
+    else if ((p = bd_alloc_array(ctx, n, size)) != NULL)
+        memset(p, 0, n * size);
+    if (!p) *ok = 0;
+    return p;
+}
+#define bd__distill_falloc(ctx, a, b, c, ok) BD__CAST(float *, bd__distill_zalloc(ctx, a, b, c, sizeof(float), ok))
+#define bd__distill_dalloc(ctx, a, b, ok) BD__CAST(double *, bd__distill_zalloc(ctx, a, b, 1, sizeof(double), ok))
+
+static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
+    bd_result r;
+    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
+    if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: branches %lld not in 1..%d", (long long)c->branches, BD_DISTILL_MAX_BRANCHES);
+    if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
+                        (long long)c->teacher_substeps, (long long)c->branches);
+    if (c->teacher_refine < 1 || c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_refine %lld must be >= 1", (long long)c->teacher_refine);
+    if (c->student_steps >= 1 && c->student_steps * c->teacher_substeps <= BD_SAMPLER_MAX_STEPS &&
+        c->student_steps * c->teacher_substeps * c->teacher_refine > BD_SAMPLER_MAX_STEPS)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: %lld x %lld x teacher_refine %lld teacher steps exceed %d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, (long long)c->teacher_refine,
+                        BD_SAMPLER_MAX_STEPS);
+    if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
+                        (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
+    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_AGREE)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
+    if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
+    if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
+    if ((c->weights == BD_WEIGHTS_ADAPTIVE || c->weights == BD_WEIGHTS_AGREE) &&
+        !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
+    if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
+    if (c->distance != BD_DISTILL_L2 && c->distance != BD_DISTILL_L1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown distance %d", (int)c->distance);
+    if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "distill: the x-space loss is L2 (docs/spec.md sec. 5); L1 needs space z");
+    if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
+    if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
+        c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
+    if (c->dense_targets != BD_DENSE_FROM_STUDENT && c->dense_targets != BD_DENSE_FROM_TRAJECTORY)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown dense_targets %d", (int)c->dense_targets);
+    if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
+    if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
+    if ((r = bd__adam_check(ctx, &c->adam, "distill")) != BD_SUCCESS) return r;
     return BD_SUCCESS;
 }
 
-BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps) {
-    double *g;
-    bd_result r;
-    if (!m) return BD_ERROR_INVALID_ARGUMENT;
-    if (steps == 0 || !grid) {
-        bd_free(m->ctx, m->grid);
-        m->grid = NULL;
-        m->steps = 0;
+/* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
+   state; used at init and after a round */
+static bd_result bd__distill_fine(bd_distill *d) {
+    int64_t i;
+    if (d->R == 1) {
+        for (i = 0; i <= d->S; i++) d->fgrid[i] = d->tgrid[i];
         return BD_SUCCESS;
     }
-    if ((r = bd__model_check_grid(m->ctx, grid, steps, "bd_model_set_grid")) != BD_SUCCESS) return r;
-    g = BD__CAST(double *, bd_alloc_array(m->ctx, (size_t)steps + 1, sizeof(double)));
-    if (!g) return m->ctx->last_result;
-    memcpy(g, grid, ((size_t)steps + 1) * sizeof(double));
-    bd_free(m->ctx, m->grid);
-    m->grid = g;
-    m->steps = steps;
-    return BD_SUCCESS;
+    return bd_distill_teacher_grid(d->ctx, &d->sched, d->tgrid, d->S, d->R, d->config.subdiv, d->fgrid);
 }
-
-BDAPI bd_result bd_model_enable_ema(bd_model *m) {
-    if (!m) return BD_ERROR_INVALID_ARGUMENT;
-    if (m->ema) return BD_SUCCESS;
-    m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
-    if (!m->ema) return m->ctx->last_result;
-    memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
-                                      const double *grid, int64_t steps, bd_rng *rng,
-                                      bd_model **out) {
-    bd_denoiser *net = NULL;
-    bd_model *m = NULL;
+static bd_result bd__distill_grids(bd_distill *d) {
     bd_result r;
+    d->S = d->N * d->Kt;
+    r = bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
+    return r == BD_SUCCESS ? bd__distill_fine(d) : r;
+}
+
+BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
+                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
+                                bd_distill **out) {
+    bd_distill *d;
+    bd_result r;
+    int ok = 1;
+    int64_t B, D, K, i;
     if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (out) *out = NULL;
-    if (!teacher || !teacher->net || !rng || !out)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_student_init: NULL argument");
-    if ((r = bd_denoiser_create_like(teacher->net, branches, rng, &net)) != BD_SUCCESS) return r;
-    if ((r = bd_denoiser_copy_weights(net, teacher->net)) != BD_SUCCESS) {
-        bd_denoiser_free(net);
-        return r;
-    }
-    if ((r = bd_model_init(ctx, net, teacher->param, teacher->schedule, &m)) != BD_SUCCESS) return r;
-    if (grid && steps > 0 && (r = bd_model_set_grid(m, grid, steps)) != BD_SUCCESS) {
-        bd_model_free(m);
-        return r;
-    }
-    *out = m;
-    return BD_SUCCESS;
-}
-
-static const char *bd__rng_format(bd__spool *p, const bd_rng *r) {
-    return bd__spool_printf(p, "%016llx,%016llx,%016llx,%016llx,%d,%.17g", (unsigned long long)r->s[0],
-                            (unsigned long long)r->s[1], (unsigned long long)r->s[2],
-                            (unsigned long long)r->s[3], r->has_spare ? 1 : 0, r->spare);
-}
-static int bd__rng_parse(const char *s, bd_rng *r) {
-    int i;
-    char *end;
-    for (i = 0; i < 4; i++) {
-        int k;
-        uint64_t v = 0;
-        for (k = 0; k < 16; k++) {
-            char ch = s[k];
-            int dgt = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-            if (dgt < 0) return 0;
-            v = (v << 4) | (uint64_t)dgt;
-        }
-        if (s[16] != ',') return 0;
-        r->s[i] = v;
-        s += 17;
-    }
-    if ((s[0] != '0' && s[0] != '1') || s[1] != ',') return 0;
-    r->has_spare = s[0] == '1';
-    s += 2;
-    if (!*s) return 0;
-    r->spare = strtod(s, &end);
-    return *end == '\0' && r->spare == r->spare;
-}
-
-/* bd_model_save_state, plus nx metadata entries xkv and (teacher != NULL)
-   a second network of m->net's shape as distill.teacher.<name> tensors:
-   the distiller's state (bd_distill_save_state) */
-static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
-                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
-                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
-                                    const float *teacher);
-BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
-                                    const float *ema, const float *raw, const bd_adam *adam,
-                                    const bd_rng *rng, const bd_rng *data_rng) {
-    return bd__model_save_ext(ctx, m, path, ema, raw, adam, rng, data_rng, NULL, 0, NULL);
-}
-static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
-                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
-                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
-                                    const float *teacher) {
-    bd_st_write_tensor *wt = NULL;
-    bd_st_kv kv[64];
-    bd__spool pool;
-    const bd_denoiser *d;
-    const float *main_w;
-    int64_t nk = 0, nt = 0, i, per = 1;
-    bd_result r;
-    char tmp[256];
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL argument");
-    d = m->net;
-    if (adam && adam->n != d->n_params)
-        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
-    main_w = ema ? ema : m->ema ? m->ema : d->params;
-    if ((main_w == d->params || raw == d->params) && bd_backend_on_device(d->ctx))
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_save_state: the network lives on a device context; pass host weights (ema) or use bd_model_save");
-    memset(&pool, 0, sizeof pool);
-    pool.cap = 8192 + (size_t)d->n_tensors * 4 * 96 + ((size_t)m->steps + 1) * 32;
-    pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
-    if (raw) per++;
-    if (adam) per += 2;
-    if (teacher) per++;
-    if (nx < 0 || nx > 32) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: %lld extra metadata entries", (long long)nx);
-    wt = BD__CAST(bd_st_write_tensor *, bd_alloc_array(ctx, (size_t)(d->n_tensors * per), sizeof(bd_st_write_tensor)));
-    if (!pool.buf || !wt) { bd_free(ctx, pool.buf); bd_free(ctx, wt); return ctx->last_result; }
-#define BD__KV(k, v) do { kv[nk].key = (k); kv[nk].value = (v); nk++; } while (0)
-    BD__KV("bdense.version", BDENSE_VERSION_STRING);
-    if (strcmp(m->arch, "unet") == 0) {
-        const bd_unet_config *c = &m->cfg;
-        BD__KV("in_ch", bd__spool_printf(&pool, "%lld", (long long)c->in_ch));
-        BD__KV("image_size", bd__spool_printf(&pool, "%lld", (long long)c->image_size));
-        BD__KV("ch", bd__spool_printf(&pool, "%lld", (long long)c->ch));
-        bd_unet_format_mult(c, tmp, sizeof tmp);
-        BD__KV("ch_mult", bd__spool_printf(&pool, "%s", tmp));
-        BD__KV("nres", bd__spool_printf(&pool, "%lld", (long long)c->nres));
-        bd_unet_format_attn(c, tmp, sizeof tmp);
-        BD__KV("attn_levels", bd__spool_printf(&pool, "%s", tmp));
-        BD__KV("groups", bd__spool_printf(&pool, "%lld", (long long)c->groups));
-        BD__KV("heads", bd__spool_printf(&pool, "%lld", (long long)c->heads));
-        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
-    } else {
-        const bd_mlp_config *c = &m->mlp;
-        BD__KV("arch", "mlp");
-        BD__KV("dim", bd__spool_printf(&pool, "%lld", (long long)c->dim));
-        BD__KV("hidden", bd__spool_printf(&pool, "%lld", (long long)c->hidden));
-        BD__KV("depth", bd__spool_printf(&pool, "%lld", (long long)c->depth));
-        BD__KV("temb_dim", bd__spool_printf(&pool, "%lld", (long long)c->temb_dim));
-        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
-    }
-    BD__KV("param", bd_param_name(m->param));
-    BD__KV("schedule", bd_schedule_name(m->schedule));
-    if (m->steps > 0 && m->grid) {
-        const char *g;
-        BD__KV("steps", bd__spool_printf(&pool, "%lld", (long long)m->steps));
-        g = bd__spool_printf(&pool, "%.17g", m->grid[0]);
-        for (i = 1; i <= m->steps; i++) bd__spool_append(&pool, ",%.17g", m->grid[i]);
-        BD__KV("grid", g);
-    }
-    if (adam) BD__KV("optim.step", bd__spool_printf(&pool, "%lld", (long long)adam->step));
-    if (rng) BD__KV("train.rng", bd__rng_format(&pool, rng));
-    if (data_rng) BD__KV("train.data_rng", bd__rng_format(&pool, data_rng));
-    for (i = 0; i < nx; i++) BD__KV(xkv[i].key, xkv[i].value);
-#undef BD__KV
-    for (i = 0; i < d->n_tensors; i++) {
-        const bd_param_tensor *pt = &d->tensors[i];
-        int k, j;
-        for (k = 0; k < 5; k++) {
-            bd_st_write_tensor *w;
-            const float *src;
-            const char *name;
-            if (k == 0) { src = main_w; name = pt->name; }
-            else if (k == 1) { if (!raw) continue; src = raw; name = bd__spool_printf(&pool, "train.raw.%s", pt->name); }
-            else if (k == 2) { if (!adam) continue; src = adam->m; name = bd__spool_printf(&pool, "optim.m.%s", pt->name); }
-            else if (k == 3) { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
-            else { if (!teacher) continue; src = teacher; name = bd__spool_printf(&pool, "distill.teacher.%s", pt->name); }
-            w = &wt[nt++];
-            memset(w, 0, sizeof *w);
-            w->name = name;
-            w->data = src + pt->offset;
-            w->ndim = pt->ndim;
-            for (j = 0; j < pt->ndim; j++) w->shape[j] = pt->shape[j];
-        }
-    }
-    if (pool.overflow) r = bd_error(ctx, BD_ERROR_OVERFLOW, "bd_model_save: metadata too long");
-    else r = bd_safetensors_write(ctx, path, wt, nt, kv, nk);
-    bd_free(ctx, wt);
-    bd_free(ctx, pool.buf);
-    return r;
-}
-
-/* The trainer's tensors (raw weights, EMA, Adam m and v; and the network's
-   weights when tr is NULL) as host arrays: the arrays themselves on a host
-   backend, else downloaded into one block *blk (bd_free it on ctx). */
-static bd_result bd__train_state_host(bd_context *ctx, bd_denoiser *d, const bd_trainer *tr, float **blk,
-                                      float **raw, float **ema, bd_adam *adam) {
-    bd_context *bc = d->ctx;
-    size_t bytes = (size_t)d->n_params * sizeof(float);
-    bd_result r = BD_SUCCESS;
-    *blk = NULL;
-    *raw = d->params;
-    if (tr) {
-        *ema = tr->ema;
-        *adam = tr->adam;
-    }
-    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
-    *blk = BD__CAST(float *, bd_alloc_array(ctx, (size_t)d->n_params, tr ? 4 * sizeof(float) : sizeof(float)));
-    if (!*blk) return ctx->last_result;
-    *raw = *blk;
-    r = bd_backend_download(bc, *raw, d->params, bytes);
-    if (tr) {
-        *ema = *blk + d->n_params;
-        adam->m = *ema + d->n_params;
-        adam->v = adam->m + d->n_params;
-        if (r == BD_SUCCESS) r = bd_backend_download(bc, *ema, tr->ema, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->m, tr->adam.m, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->v, tr->adam.v, bytes);
-    }
-    return bd__relay(ctx, bc, r);
-}
-
-BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
-                              const bd_trainer *tr) {
-    float *blk = NULL, *raw = NULL, *ema = NULL;
-    bd_adam adam;
-    bd_result r;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!m || !m->net) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
-    if (tr && tr->model != m->net)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: the trainer does not train this model's network");
-    memset(&adam, 0, sizeof adam);
-    if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
-    if (tr) r = bd_model_save_state(ctx, m, path, ema, raw, &adam, &tr->rng, &tr->data_rng);
-    else r = bd_model_save_state(ctx, m, path, m->ema ? m->ema : raw, NULL, NULL, NULL, NULL);
-    bd_free(ctx, blk);
-    return r;
-}
-
-/* strict non-negative decimal integer metadata value */
-static bd_result bd__meta_int(bd_context *ctx, const bd_safetensors *st, const char *path,
-                              const char *key, int64_t *out, int required) {
-    const char *s = bd_safetensors_meta(st, key), *p;
-    int64_t v = 0;
-    if (!s) {
-        if (!required) return BD_SUCCESS;
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"%s\" is missing", path, key);
-    }
-    for (p = s; *p; p++) {
-        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10 || p - s > 17) break;
-        v = v * 10 + (*p - '0');
-    }
-    if (*p || p == s)
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata %s = \"%s\" is not a non-negative integer", path, key, s);
-    *out = v;
-    return BD_SUCCESS;
-}
-
-/* Checks every tensor of st against the network d: each model tensor present
-   with the same shape, no unexpected tensor; optim.m./optim.v./train.raw.
-   (and the distiller's distill.teacher.) tensors must name a model tensor
-   and have its shape.  *flags: 1 all optim.m and optim.v present, 2 all
-   train.raw present, 4 all distill.teacher present. */
-static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *st,
-                                         const char *path, const bd_denoiser *d, int *flags) {
-    static const char *const prefixes[4] = {"optim.m.", "optim.v.", "train.raw.", "distill.teacher."};
-    int64_t i, counts[4] = {0, 0, 0, 0};
-    int j, k;
-    for (i = 0; i < d->n_tensors; i++) {
-        const bd_param_tensor *pt = &d->tensors[i];
-        const bd_st_tensor *t = bd_safetensors_find(st, pt->name);
-        if (!t) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: tensor %s is missing", path, pt->name);
-    }
-    for (i = 0; i < st->n_tensors; i++) {
-        const bd_st_tensor *t = &st->tensors[i];
-        const char *base = t->name;
-        const bd_param_tensor *pt;
-        int kind = -1, same;
-        for (k = 0; k < 4; k++)
-            if (strncmp(t->name, prefixes[k], strlen(prefixes[k])) == 0) { kind = k; base = t->name + strlen(prefixes[k]); }
-        pt = bd_denoiser_find_tensor(d, base);
-        if (!pt)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: unexpected tensor %s (not part of this %s network)", path, t->name, d->vt->kind);
-        same = t->ndim == pt->ndim;
-        for (j = 0; same && j < pt->ndim; j++) same = t->shape[j] == pt->shape[j];
-        if (!same) {
-            char a[96], b[96];
-            size_t la = 0, lb = 0;
-            a[0] = b[0] = '\0';
-            for (j = 0; j < t->ndim && la < sizeof a - 24; j++) la += (size_t)snprintf(a + la, sizeof a - la, j ? ",%lld" : "%lld", (long long)t->shape[j]);
-            for (j = 0; j < pt->ndim && lb < sizeof b - 24; j++) lb += (size_t)snprintf(b + lb, sizeof b - lb, j ? ",%lld" : "%lld", (long long)pt->shape[j]);
-            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: tensor %s has shape [%s], the config needs [%s]", path, t->name, a, b);
-        }
-        if (kind >= 0) counts[kind]++;
-    }
-    for (k = 0; k < 4; k++)
-        if (counts[k] != 0 && counts[k] != d->n_tensors)
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %lld of %lld %s* tensors present (need all or none)", path, (long long)counts[k], (long long)d->n_tensors, prefixes[k]);
-    if (counts[0] != counts[1])
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: optim.m.* and optim.v.* must both be present", path);
-    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0) | (counts[3] ? 4 : 0);
-    return BD_SUCCESS;
-}
-
-static void bd__model_copy_tensors(const bd_safetensors *st, const bd_denoiser *d, const char *prefix,
-                                   float *dst) {
-    int64_t i;
-    char name[128];
-    for (i = 0; i < d->n_tensors; i++) {
-        const bd_param_tensor *pt = &d->tensors[i];
-        const bd_st_tensor *t;
-        snprintf(name, sizeof name, "%s%s", prefix, pt->name);
-        t = bd_safetensors_find(st, name);
-        if (t && pt->numel) memcpy(dst + pt->offset, t->data, (size_t)pt->numel * sizeof(float));
-    }
-}
-
-static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, const char *path,
-                                   bd_model **out) {
-    const char *arch = bd_safetensors_meta(st, "arch"), *s;
-    bd_denoiser *net = NULL;
-    bd_param_kind param;
-    bd_schedule_kind sched;
-    bd_model *m = NULL;
-    bd_result r;
-    bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
-    int64_t steps = 0, ostep = 0, need = 0, have = 0, ti;
-    char why[sizeof ctx->message];
-    for (ti = 0; ti < st->n_tensors; ti++) have += st->tensors[ti].numel;
-    if (!bd_safetensors_meta(st, "bdense.version"))
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
-    s = bd_safetensors_meta(st, "param");
-    if (!s || bd_param_parse(s, &param) != BD_SUCCESS)
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata param = \"%s\" (need eps, x0 or v)", path, s ? s : "(missing)");
-    s = bd_safetensors_meta(st, "schedule");
-    if (!s || bd_schedule_parse(s, &sched) != BD_SUCCESS)
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata schedule = \"%s\" (need cosine or linear)", path, s ? s : "(missing)");
-    if (!arch || strcmp(arch, "unet") == 0) {
-        bd_unet_config c;
-        memset(&c, 0, sizeof c);
-        if ((r = bd__meta_int(ctx, st, path, "in_ch", &c.in_ch, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "image_size", &c.image_size, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "ch", &c.ch, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "nres", &c.nres, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "groups", &c.groups, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "heads", &c.heads, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
-            return r;
-        s = bd_safetensors_meta(st, "ch_mult");
-        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
-        if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
-            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
-        s = bd_safetensors_meta(st, "attn_levels");
-        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
-        if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
-            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
-        if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
-            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
-        /* a few bytes of metadata must not make us allocate a huge network:
-           the file has to hold at least the config's parameters */
-        if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
-        if (need > have)
-            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
-        if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
-    } else if (strcmp(arch, "mlp") == 0) {
-        bd_mlp_config c = bd_mlp_config_init(1);
-        if ((r = bd__meta_int(ctx, st, path, "dim", &c.dim, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "hidden", &c.hidden, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "depth", &c.depth, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
-            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
-            return r;
-        {   /* parameters of the config (in double: the fields are unchecked here) */
-            double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
-            double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
-            if (np > (double)have)
-                return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
-        }
-        if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
-            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
-    } else {
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
-    }
-    if ((r = bd__model_check_tensors(ctx, st, path, net, NULL)) != BD_SUCCESS) {
-        bd_denoiser_free(net);
-        return r;
-    }
-    bd__model_copy_tensors(st, net, "", net->params);
-    if ((r = bd_model_init(ctx, net, param, sched, &m)) != BD_SUCCESS) return r;
-    if ((r = bd__meta_int(ctx, st, path, "steps", &steps, 0)) != BD_SUCCESS ||
-        (r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 0)) != BD_SUCCESS) {
-        bd_model_free(m);
-        return r;
-    }
-    m->train_step = ostep;
-    s = bd_safetensors_meta(st, "grid");
-    if ((steps > 0) != (s != NULL)) {
-        bd_model_free(m);
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: a student needs both \"steps\" (> 0) and \"grid\" metadata", path);
-    }
-    if (steps > 0) {
-        double *g;
-        int64_t i;
-        const char *p = s;
-        if (steps > 100000) {
-            bd_model_free(m);
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: steps %lld > 100000", path, (long long)steps);
-        }
-        g = BD__CAST(double *, bd_alloc_array(ctx, (size_t)steps + 1, sizeof(double)));
-        if (!g) { bd_model_free(m); return ctx->last_result; }
-        for (i = 0; i <= steps; i++) {
-            char *end;
-            if (*p == '\0' || *p == ' ' || *p == '\t') break;
-            g[i] = strtod(p, &end);
-            if (end == p || g[i] != g[i] || (i < steps && *end != ',') || (i == steps && *end != '\0')) break;
-            p = end + (i < steps ? 1 : 0);
-        }
-        if (i <= steps) {
-            bd_free(ctx, g);
-            bd_model_free(m);
-            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: grid is not %lld comma-separated numbers (problem at entry %lld)", path, (long long)(steps + 1), (long long)i);
-        }
-        r = bd__model_check_grid(ctx, g, steps, "checkpoint grid");
-        if (r == BD_SUCCESS) r = bd_model_set_grid(m, g, steps);
-        bd_free(ctx, g);
-        if (r != BD_SUCCESS) {
-            bd_model_free(m);
-            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
-        }
-    }
-    *out = m;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out) {
-    bd_safetensors *st = NULL;
-    bd_result r;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!path || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load: NULL argument");
+    if (!config || !teacher || !student || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: NULL argument");
     *out = NULL;
-    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
-    r = bd__model_from_st(ctx, st, path, out);
-    bd_safetensors_free(st);
-    return r;
-}
-
-BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
-                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
-                                    bd_rng *data_rng, int *found) {
-    bd_safetensors *st = NULL;
-    bd_result r;
-    int flags = 0, fl = 0;
-    int64_t ostep = 0;
-    bd_rng r1, r2;
-    const char *s1, *s2;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (found) *found = 0;
-    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
-    if (adam && adam->n != m->net->n_params)
-        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
-    if (raw == m->net->params && bd_backend_on_device(m->net->ctx))
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_load_state: the network lives on a device context; load into host arrays or use bd_model_resume");
-    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
-    /* validate everything before touching any output */
-    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
-    if (r == BD_SUCCESS && (fl & 1)) {
-        r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 1);
-        if (r == BD_SUCCESS) flags |= 1;
+    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
+    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: max_batch %lld < 1", (long long)max_batch);
+    if (student->branches != config->branches)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: student has %lld branches, config %lld",
+                        (long long)student->branches, (long long)config->branches);
+    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
+        return bd_error(ctx, BD_ERROR_SHAPE, "distill init: teacher sample (%lld,%lld,%lld) vs student (%lld,%lld,%lld)",
+                        (long long)teacher->in_ch, (long long)teacher->height, (long long)teacher->width,
+                        (long long)student->in_ch, (long long)student->height, (long long)student->width);
+    if (student->n_params < 1 || !student->grads)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: the student has no trainable parameters");
+    if ((bd_backend_on_device(teacher->ctx) || bd_backend_on_device(student->ctx)) &&
+        teacher->ctx->backend != student->ctx->backend)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: teacher (backend '%s') and student (backend '%s') "
+                        "must live on one backend (bd_denoiser_to_context)", teacher->ctx->backend->name,
+                        student->ctx->backend->name);
+    if ((r = bd__backend_model_ok(student, "distill init")) != BD_SUCCESS ||
+        (r = bd__backend_model_ok(teacher, "distill init")) != BD_SUCCESS)
+        return bd__relay(ctx, student->ctx, r);
+    d = BD__CAST(bd_distill *, bd_alloc(ctx, sizeof(bd_distill)));
+    if (!d) return ctx->last_result;
+    memset(d, 0, sizeof *d);
+    d->ctx = ctx;
+    d->mctx = student->ctx;
+    d->config = *config;
+    d->config.custom_grid = NULL;
+    d->teacher = teacher;
+    d->student = student;
+    d->rng = bd_rng_init(config->seed);
+    d->max_batch = B = max_batch;
+    d->D = D = bd_denoiser_sample_size(student);
+    d->K = K = config->branches;
+    d->Kt = config->teacher_substeps;
+    d->N = config->student_steps;
+    d->N_max = d->N;
+    if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
+    d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
+    d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
+    d->R = config->teacher_refine;
+    d->fgrid = bd__distill_dalloc(ctx, d->N * d->Kt * d->R + 1, 1, &ok);
+    d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->tcur = bd__distill_falloc(ctx, B, 1, 1, &ok);
+    d->zs = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->xt = bd__distill_falloc(ctx, K, B, D, &ok);
+    d->eps = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->zcur = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->xh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->eh = bd__distill_falloc(ctx, B, D, 1, &ok);
+    d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
+    d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
+    if (config->method == BD_DISTILL_TD) {
+        d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
+        d->sub = bd__distill_falloc(ctx, B, d->Kt + 1, D, &ok);
     }
-    if (fl & 2) flags |= 2;
-    s1 = bd_safetensors_meta(st, "train.rng");
-    s2 = bd_safetensors_meta(st, "train.data_rng");
-    if (r == BD_SUCCESS && s1) {
-        if (!bd__rng_parse(s1, &r1)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.rng = \"%s\" is malformed", path, s1);
-        else flags |= 4;
+    if (config->weights == BD_WEIGHTS_AGREE && K > 1) {
+        d->gdense = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+        d->gfinal = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     }
-    if (r == BD_SUCCESS && s2) {
-        if (!bd__rng_parse(s2, &r2)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.data_rng = \"%s\" is malformed", path, s2);
-        else flags |= 8;
+    d->at = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->st = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->an = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->sn = bd__distill_dalloc(ctx, B, 1, &ok);
+    d->as = bd__distill_dalloc(ctx, K, B, &ok);
+    d->ss = bd__distill_dalloc(ctx, K, B, &ok);
+    if (ok) {
+        d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
+        ok = d->idx != NULL;
     }
-    if (r == BD_SUCCESS) {
-        if (ema) bd__model_copy_tensors(st, m->net, "", ema);
-        if (raw) bd__model_copy_tensors(st, m->net, (flags & 2) ? "train.raw." : "", raw);
-        if (adam && (flags & 1)) {
-            bd__model_copy_tensors(st, m->net, "optim.m.", adam->m);
-            bd__model_copy_tensors(st, m->net, "optim.v.", adam->v);
-            adam->step = ostep;
+    if (ok && bd_backend_on_device(d->mctx) && d->gdense) d->h_grads = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
+    if (!ok) { r = ctx->last_result; goto fail; }
+    r = bd_backend_alloc(d->mctx, (size_t)student->n_params * sizeof(float), (void **)&d->ema);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zt, B * D, &d->b_zt);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tt, B, &d->b_tt);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zcur, B * D, &d->b_zcur);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tcur, B, &d->b_tcur);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->sout, B * K * D, &d->b_sout);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->dout, B * K * D, &d->b_dout);
+    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tout, B * teacher->branches * D, &d->b_tout);
+    if (r != BD_SUCCESS) { r = bd__relay(ctx, d->mctx, r); goto fail; }
+    if (config->custom_grid) {
+        for (i = 0; i <= d->N; i++) d->grid[i] = config->custom_grid[i];
+        if (d->grid[0] != 1.0 || d->grid[d->N] != 0.0) {
+            r = bd_error(ctx, BD_ERROR_CONFIG, "distill init: custom grid must run from 1 to 0");
+            goto fail;
         }
-        if (rng && (flags & 4)) *rng = r1;
-        if (data_rng && (flags & 8)) *data_rng = r2;
-        if (found) *found = flags;
+    } else if ((r = bd_time_grid(ctx, &d->sched, config->grid, d->N, d->grid)) != BD_SUCCESS) {
+        goto fail;
     }
-    bd_safetensors_free(st);
+    if ((r = bd__distill_grids(d)) != BD_SUCCESS) goto fail;
+    if ((r = bd_adam_init(d->mctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS ||
+        (r = bd_backend_copy(d->mctx, d->ema, student->params, (size_t)student->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS || (r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) {
+        r = bd__relay(ctx, d->mctx, r);
+        goto fail;
+    }
+    if ((r = bd_sampler_init(ctx, teacher, B, &d->tsampler)) != BD_SUCCESS) goto fail;
+    if ((r = bd_sampler_init(ctx, student, B, &d->ssampler)) != BD_SUCCESS) goto fail;
+    *out = d;
+    return BD_SUCCESS;
+fail:
+    bd_distill_free(d);
     return r;
 }
 
-BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr) {
-    bd_safetensors *st = NULL;
+/* ---- the teacher: recording a TD trajectory through the sampler callback */
+typedef struct bd__traj_rec {
+    float *traj; /* (n, S+1, D) */
+    int64_t S, D;
+    int64_t every; /* solver steps per recorded state (teacher_refine) */
+} bd__traj_rec;
+
+static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
+                              const float *x_hat, int64_t n, int64_t D, int64_t first) {
+    bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
+    int64_t b;
+    (void)t; (void)s; (void)x_hat;
+    if (step % rec->every != 0) return 0;
+    step /= rec->every;
+    for (b = 0; b < n; b++)
+        memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
+    return 0;
+}
+
+/* the teacher's ODE solve of S solver steps on grid g (TD trajectories) */
+static bd_sampler_config bd__distill_teacher_cfg(const bd_distill *d, int64_t S, const double *g) {
+    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, S);
+    sc.custom_grid = g;
+    sc.branch = -1;
+    sc.param = d->config.param;
+    sc.schedule = d->config.schedule;
+    sc.eta = 0.0;
+    return sc;
+}
+
+/* solve n <= max_batch trajectories whose state 0 is already in traj */
+static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
+    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->S * d->R, d->fgrid);
+    bd__traj_rec rec;
+    int64_t b, D = d->D, S = d->S;
     bd_result r;
-    int fl = 0;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!m || !tr || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: NULL argument");
-    if (tr->model != m->net)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: the trainer does not train this model's network");
-    /* refuse files without optimiser state before changing anything */
-    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
-    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
-    bd_safetensors_free(st);
+    rec.traj = traj; rec.S = S; rec.D = D; rec.every = d->R;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->zcur, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (b = 0; b < n; b++) memcpy(traj + (b * (S + 1) + S) * D, d->zcur + b * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
+                                                bd_rng *rng) {
+    int64_t c0, b, D, S;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (!traj || !rng || count < 0) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "teacher trajectories: bad arguments");
+    D = dist->D; S = dist->S;
+    for (c0 = 0; c0 < count; c0 += dist->max_batch) {
+        int64_t n = count - c0 < dist->max_batch ? count - c0 : dist->max_batch;
+        float *tr = traj + c0 * (S + 1) * D;
+        for (b = 0; b < n; b++) bd_rng_normal(rng, tr + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(dist, tr, n)) != BD_SUCCESS) return r;
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data) {
+    if (!dist) return;
+    dist->traj_fn = fn;
+    dist->traj_user_data = user_data;
+    dist->traj_cache = NULL;
+    dist->traj_cache_count = 0;
+    dist->traj_stream = NULL;
+}
+
+/* n trajectories, each picked by one bd_rng_u64 draw from the cache (in
+   memory, or read from the stream) */
+static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
+    bd_distill *d = BD__CAST(bd_distill *, user_data);
+    size_t len = (size_t)((d->S + 1) * d->D);
+    int64_t b;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
+        bd_result r = BD_SUCCESS;
+        if (d->traj_stream) r = bd_npy_stream_read(d->ctx, d->traj_stream, j * (int64_t)len, (int64_t)len, traj + (size_t)b * len);
+        else memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
+        if (r != BD_SUCCESS) return r;
+    }
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (dist->config.method != BD_DISTILL_TD)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: trajectories are for TD");
+    if (!traj || count < 1) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: need count >= 1 trajectories");
+    dist->traj_fn = bd__distill_cache_fn;
+    dist->traj_user_data = dist;
+    dist->traj_cache = traj;
+    dist->traj_cache_count = count;
+    dist->traj_stream = NULL;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream *stream) {
+    int64_t per;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    if (dist->config.method != BD_DISTILL_TD)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: trajectories are for TD");
+    if (!stream || !stream->file)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: the stream is not open");
+    per = (dist->S + 1) * dist->D;
+    if (stream->ndim < 3 || stream->shape[0] < 1 || stream->shape[1] != dist->S + 1 ||
+        stream->numel != stream->shape[0] * per)
+        return bd_error(dist->ctx, BD_ERROR_SHAPE,
+                        "set trajectory stream: need (count >= 1, %lld, %lld values) for %lld student steps x %lld "
+                        "teacher sub-steps", (long long)(dist->S + 1), (long long)dist->D, (long long)dist->N,
+                        (long long)dist->Kt);
+    dist->traj_fn = bd__distill_cache_fn;
+    dist->traj_user_data = dist;
+    dist->traj_cache = NULL;
+    dist->traj_cache_count = stream->shape[0];
+    dist->traj_stream = stream;
+    return BD_SUCCESS;
+}
+
+/* ---- one step */
+static void bd__distill_current_weights(bd_distill *d) {
+    const bd_distill_config *c = &d->config;
+    double tau = 0.0, ema[BD_DISTILL_MAX_BRANCHES];
+    const double *e = NULL;
+    int64_t k;
+    if (c->weights == BD_WEIGHTS_ANNEAL) {
+        tau = (double)d->step / (double)c->anneal_steps;
+        if (tau > 1.0) tau = 1.0;
+    }
+    if (c->weights == BD_WEIGHTS_ADAPTIVE && d->branch_ema_count > 0) {
+        double corr = 1.0 - pow(c->adaptive_decay, (double)d->branch_ema_count);
+        for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
+        e = ema;
+    }
+    if (c->weights == BD_WEIGHTS_AGREE && d->agree_count > 0) {
+        ema[0] = d->agree_ema / (1.0 - pow(c->adaptive_decay, (double)d->agree_count));
+        e = ema;
+    }
+    bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
+}
+
+static int bd__finite(double x) { return x == x && x < 1e300 && x > -1e300; }
+
+/* the student's forward on (zt, tt) into sout (uploads, downloads) */
+static bd_result bd__distill_student_forward(bd_distill *d, int64_t n) {
+    bd_result r;
+    if ((r = bd__distill_up(d, d->b_zt, d->zt, n * d->D)) != BD_SUCCESS) return r;
+    if ((r = bd__distill_up(d, d->b_tt, d->tt, n)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_forward(d->student, d->b_sout, d->b_zt, d->b_tt, n, 1)) != BD_SUCCESS) return r;
+    return bd__distill_down(d, d->sout, d->b_sout, n * d->K * d->D);
+}
+static bd_result bd__distill_student_backward(bd_distill *d, int64_t n) {
+    bd_result r;
+    if ((r = bd__distill_up(d, d->b_dout, d->dout, n * d->K * d->D)) != BD_SUCCESS) return r;
+    return bd_denoiser_backward(d->student, NULL, d->b_dout, n);
+}
+/* the student's gradient as a host array (downloaded on a device) */
+static bd_result bd__distill_host_grads(bd_distill *d, float **out) {
+    *out = d->student->grads;
+    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
+    *out = d->h_grads;
+    return bd_backend_download(d->mctx, d->h_grads, d->student->grads, (size_t)d->student->n_params * sizeof(float));
+}
+
+/* forward the student on (zt, tt), loss against the current targets,
+   backward; accumulates loss/branch losses scaled by `scale` */
+static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale, double *loss,
+                                          double *bl) {
+    bd_result r;
+    double bl_i[BD_DISTILL_MAX_BRANCHES], L;
+    int64_t k;
+    const bd_distill_config *c = &d->config;
+    if (d->gdense) {
+        /* agree: the dense group's and the final branch's gradients apart
+           (two forward/backward passes; bd_distill_step mixes them) */
+        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld = 0.0, Lf = 0.0;
+        int64_t np = d->student->n_params, pass, i;
+        for (k = 0; k < d->K; k++) {
+            wd[k] = k < d->K - 1 ? 1.0 / (double)(d->K - 1) : 0.0;
+            wf[k] = k < d->K - 1 ? 0.0 : 1.0;
+        }
+        for (pass = 0; pass < 2; pass++) {
+            float *acc = pass == 0 ? d->gdense : d->gfinal, *g;
+            if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
+            memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+            L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                                pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
+            if (pass == 0) Ld = L;
+            else Lf = L;
+            if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+            bd_denoiser_zero_grad(d->student);
+            if ((r = bd__distill_student_backward(d, n)) != BD_SUCCESS) return r;
+            if ((r = bd__distill_host_grads(d, &g)) != BD_SUCCESS) return r;
+            for (i = 0; i < np; i++) acc[i] += g[i];
+        }
+        for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+        *loss += scale * (Ld + Lf); /* per-group; bd_distill_step reweights */
+        return BD_SUCCESS;
+    }
+    if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
+    memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
+    L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                        d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
+    *loss += scale * L;
+    for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
+    if (!bd__finite(L)) return BD_ERROR_NONFINITE;
+    return bd__distill_student_backward(d, n);
+}
+
+static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
+                                      double *bl) {
+    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K, R = d->R;
+    bd_result r;
+    for (b = 0; b < n; b++) {
+        double a, s;
+        int64_t i = (int64_t)(bd_rng_u64(&d->rng) % (uint64_t)d->N);
+        d->idx[b] = i;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        d->at[b] = a; d->st[b] = s;
+        d->tt[b] = (float)d->grid[i];
+    }
+    bd_rng_normal(&d->rng, d->eps, n * D);
+    for (b = 0; b < n; b++) {
+        int64_t e;
+        for (e = 0; e < D; e++)
+            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
+    }
+    /* the teacher: Kt DDIM sub-steps (each R fine steps) with its final branch */
+    memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
+    for (j = 1; j <= Kt * R; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = d->fgrid[d->idx[b] * Kt * R + j];
+            d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
+            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
+        }
+        /* bd_model_predict with the final branch, the network in the backend */
+        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
+            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
+            (r = bd_denoiser_forward(d->teacher, d->b_tout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
+            (r = bd__distill_down(d, d->tout, d->b_tout, n * d->teacher->branches * D)) != BD_SUCCESS)
+            return r;
+        for (b = 0; b < n; b++) {
+            double al, sg;
+            bd_schedule_alpha_sigma(&d->sched, (double)d->tcur[b], &al, &sg);
+            bd_param_predict(d->config.param, d->xh + b * D, d->eh + b * D, d->tout + b * d->teacher->branches * D,
+                             d->teacher->branches, d->teacher->branches - 1, d->zcur + b * D, &al, &sg, 1, D);
+        }
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+        if (j % (per * R) == 0) {
+            k = j / (per * R) - 1;
+            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
+            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
+        }
+    }
+    for (k = 0; k < K; k++)
+        bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st, d->as + k * n,
+                          d->ss + k * n, n, D);
+    return bd__distill_student_pass(d, n, 1.0, loss, bl);
+}
+
+/* dense targets from the student's state: the teacher solves student
+   interval i (Kt sub-steps of tgrid) from the student's detached z_t (d->zt);
+   branches k < K get the states it passes (d->zs), the final branch keeps
+   the trajectory's */
+static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
+    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
+    bd__traj_rec rec;
+    int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
+    bd_result r;
+    rec.traj = d->sub; rec.S = Kt; rec.D = D; rec.every = d->R;
+    sc.callback = bd__distill_record;
+    sc.user_data = &rec;
+    memcpy(d->eps, d->zt, (size_t)(n * D) * sizeof(float)); /* eps: free in TD */
+    if ((r = bd_sampler_run(d->tsampler, &sc, d->eps, n, NULL, NULL)) != BD_SUCCESS) return r;
+    for (k = 0; k < d->K - 1; k++)
+        for (b = 0; b < n; b++)
+            memcpy(d->zs + (k * n + b) * D, d->sub + (b * (Kt + 1) + (k + 1) * per) * D, (size_t)D * sizeof(float));
+    return BD_SUCCESS;
+}
+
+static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
+    int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
+    bd_result r;
+    double scale = 1.0 / (double)d->N;
+    int resolve = !d->config.teacher_forcing && d->config.dense_targets == BD_DENSE_FROM_STUDENT && K > 1;
+    if (d->traj_fn) {
+        if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
+    } else {
+        for (b = 0; b < n; b++) bd_rng_normal(&d->rng, d->traj + b * (S + 1) * D, D);
+        if ((r = bd__distill_solve(d, d->traj, n)) != BD_SUCCESS) return r;
+    }
+    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, d->traj + b * (S + 1) * D, (size_t)D * sizeof(float));
+    for (i = 0; i < d->N; i++) {
+        double a, s, au, su;
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
+        bd_schedule_alpha_sigma(&d->sched, d->grid[i + 1], &au, &su);
+        for (b = 0; b < n; b++) {
+            const float *src = d->config.teacher_forcing ? d->traj + (b * (S + 1) + i * Kt) * D : d->zcur + b * D;
+            memcpy(d->zt + b * D, src, (size_t)D * sizeof(float));
+            d->tt[b] = (float)d->grid[i];
+            d->at[b] = a; d->st[b] = s;
+            d->an[b] = au; d->sn[b] = su;
+        }
+        for (k = 0; k < K; k++) {
+            int64_t j = i * Kt + (k + 1) * per;
+            double ak, sk;
+            bd_schedule_alpha_sigma(&d->sched, d->tgrid[j], &ak, &sk);
+            for (b = 0; b < n; b++) {
+                memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
+                d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
+            }
+        }
+        if (resolve && (r = bd__distill_dense_from_student(d, i, n)) != BD_SUCCESS) return r;
+        for (k = 0; k < K; k++)
+            bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
+                              d->as + k * n, d->ss + k * n, n, D);
+        if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
+        /* the student's own next state, detached: DDIM with its final branch */
+        bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+    }
+    return BD_SUCCESS;
+}
+
+/* A failure recorded on the models' context during a call is repeated on
+   the distiller's (when they differ); call bd__distill_enter first. */
+static void bd__distill_enter(bd_distill *d) {
+    if (d->mctx != d->ctx) d->mctx->last_result = BD_SUCCESS;
+}
+static bd_result bd__distill_leave(bd_distill *d, bd_result r) {
+    if (r != BD_SUCCESS && d->mctx != d->ctx && d->mctx->last_result != BD_SUCCESS)
+        return bd_error(d->ctx, r, "%s", bd_context_message(d->mctx));
+    return r;
+}
+
+static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                  double *branch_loss);
+BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                double *branch_loss) {
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    bd__distill_enter(dist);
+    return bd__distill_leave(dist, bd__distill_step(dist, x, n, loss, branch_loss));
+}
+
+/* One step, top to bottom: the branch weights; the batch (PD: draws, the
+   teacher's sub-steps, targets; TD: trajectories, then the student's N
+   passes), each student pass a forward, the multi-branch loss and its
+   gradient on the host, a backward; agree's gradient mix; then AdamW with
+   clipping (bd_adam_step), the EMA (bd_ema_decay, vec_ema) and the branch
+   EMA, every one of them in the models' backend. */
+static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
+                                  double *branch_loss) {
+    bd_result r;
+    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay, cosv = 0.0, agree_next = 0.0;
+    int64_t k;
+    if (n < 1 || n > dist->max_batch)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
+    if (dist->config.method == BD_DISTILL_PD && !x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: PD needs a data batch x");
+    if (dist->config.method == BD_DISTILL_TD && x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: TD takes no data (x must be NULL)");
+    for (k = 0; k < dist->K; k++) bl[k] = 0.0;
+    bd__distill_current_weights(dist);
+    bd_denoiser_zero_grad(dist->student);
+    dist->last_n = n;
+    if (dist->gdense) {
+        memset(dist->gdense, 0, (size_t)dist->student->n_params * sizeof(float));
+        memset(dist->gfinal, 0, (size_t)dist->student->n_params * sizeof(float));
+    }
+    if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
+    else r = bd__distill_td_batch(dist, n, &L, bl);
+    if (r == BD_SUCCESS && dist->gdense) {
+        /* agree: cosine of the two gradients, its EMA, the weights, the mix */
+        double dd = 0.0, ff = 0.0, df = 0.0, ema1, e1;
+        int64_t i, np = dist->student->n_params, ti;
+        const bd_denoiser *sd = dist->student;
+        float *g = bd_backend_on_device(dist->mctx) ? dist->h_grads : dist->student->grads;
+        /* over the shared trunk: skip the branch heads (tensors of K*C
+           outputs, the widened output layer), which the two groups never share */
+        for (ti = 0; ti < (sd->n_tensors > 0 ? sd->n_tensors : 1); ti++) {
+            int64_t o0 = 0, o1 = np;
+            if (sd->n_tensors > 0) {
+                const bd_param_tensor *pt = &sd->tensors[ti];
+                if (pt->ndim >= 1 && pt->shape[0] == dist->K * sd->in_ch) continue;
+                o0 = pt->offset, o1 = pt->offset + pt->numel;
+            }
+            for (i = o0; i < o1; i++) {
+                dd += (double)dist->gdense[i] * dist->gdense[i];
+                ff += (double)dist->gfinal[i] * dist->gfinal[i];
+                df += (double)dist->gdense[i] * dist->gfinal[i];
+            }
+        }
+        cosv = (dd > 0.0 && ff > 0.0) ? df / sqrt(dd * ff) : 0.0;
+        if (!bd__finite(cosv)) r = BD_ERROR_NONFINITE;
+        else {
+            ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
+            e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
+            bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
+            for (i = 0; i < np; i++)
+                g[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] + dist->gfinal[i]);
+            r = bd__distill_up(dist, dist->student->grads, g, np);
+            /* L was the per-group sum: the weighted loss */
+            L = 0.0;
+            for (k = 0; k < dist->K; k++) L += dist->weights[k] * bl[k];
+            agree_next = ema1;
+        }
+    }
+    if (loss) *loss = L;
+    if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
+    dist->last_loss = L;
+    for (k = 0; k < dist->K; k++) dist->last_branch_loss[k] = bl[k];
+    if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
+        return bd_error(dist->ctx, BD_ERROR_NONFINITE, "distill step %lld: non-finite loss %g", (long long)dist->step, L);
     if (r != BD_SUCCESS) return r;
-    if (!(fl & 1))
-        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: no optimiser state (optim.m.*/optim.v.*) to resume from", path);
-    {   /* into host arrays (the trainer's own on a host backend), then uploaded */
-        float *blk = NULL, *raw = NULL, *ema = NULL;
-        bd_context *bc = m->net->ctx;
-        size_t bytes = (size_t)m->net->n_params * sizeof(float);
-        bd_adam adam;
-        memset(&adam, 0, sizeof adam);
-        if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
-        r = bd_model_load_state(ctx, path, m, ema, raw, &adam, &tr->rng, &tr->data_rng, &fl);
-        if (r == BD_SUCCESS && blk) {
-            r = bd_backend_upload(bc, m->net->params, raw, bytes);
-            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->ema, ema, bytes);
-            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.m, adam.m, bytes);
-            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.v, adam.v, bytes);
-            if (r == BD_SUCCESS) r = bd_backend_sync(bc);
-            r = bd__relay(ctx, bc, r);
-        }
-        bd_free(ctx, blk);
-        if (r == BD_SUCCESS) tr->adam.step = adam.step;
+    if ((r = bd_adam_step(&dist->adam, dist->student->params, dist->student->grads, &gnorm)) != BD_SUCCESS)
+        return r;
+    dist->last_grad_norm = gnorm;
+    decay = bd_ema_decay(dist->config.ema_decay, dist->config.ema_warmup, dist->step);
+    BD_OP(dist->mctx, vec_ema, dist->ema, dist->student->params, dist->student->n_params, decay);
+    if ((r = bd_backend_sync(dist->mctx)) != BD_SUCCESS) return r;
+    for (k = 0; k < dist->K; k++)
+        dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
+                              (1.0 - dist->config.adaptive_decay) * bl[k];
+    dist->branch_ema_count++;
+    if (dist->gdense) {
+        dist->agree_ema = agree_next;
+        dist->agree_count++;
+        dist->last_cos = cosv;
     }
-    if (r == BD_SUCCESS) m->train_step = tr->adam.step;
-    return r;
+    dist->step++;
+    return BD_SUCCESS;
 }
 
-/* Re-home params, grads and the activation slab in `to`'s backend (see
-   bd_denoiser_to_context).  The host-side plan stays; it was
-   allocated with from's allocator, so both contexts must share it. */
-static bd_result bd__unet_to_context(bd_denoiser *d, bd_context *to) {
-    bd__unet *u = BD__CAST(bd__unet *, d->impl);
-    bd_context *from = d->ctx;
-    size_t bytes = (size_t)d->n_params * sizeof(float);
-    int64_t batch = u->batch;
-    float *np = NULL, *ng = NULL;
+BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
+    if (!dist || !dst) return BD_ERROR_INVALID_ARGUMENT;
+    if (dst->n_params != dist->student->n_params)
+        return bd_error(dist->ctx, BD_ERROR_SHAPE, "copy_ema: %lld params vs %lld", (long long)dst->n_params, (long long)dist->student->n_params);
+    return bd__relay(dist->ctx, dst->ctx,
+                     bd_backend_transfer(dst->ctx, dst->params, dist->mctx, dist->ema, (size_t)dst->n_params * sizeof(float)));
+}
+
+/* the caller's teacher is never overwritten: a round's teacher is a
+   K-branch network of the student's architecture owned by the distiller */
+static bd_result bd__distill_own_teacher(bd_distill *dist) {
+    bd_context *ctx = dist->ctx;
+    bd_denoiser *st = dist->student;
     bd_result r;
-    r = bd_backend_alloc(to, bytes, (void **)&np);
-    if (r == BD_SUCCESS) r = bd_backend_alloc(to, bytes, (void **)&ng);
-    if (r == BD_SUCCESS) r = bd_backend_transfer(to, np, from, d->params, bytes);
-    if (r == BD_SUCCESS) r = bd_backend_transfer(to, ng, from, d->grads, bytes);
-    if (r != BD_SUCCESS) {
-        bd_backend_free(to, np);
-        bd_backend_free(to, ng);
+    bd_denoiser *nt = NULL;
+    bd_sampler *ns = NULL;
+    int ok = 1;
+    float *tout;
+    if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
+    tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
+    if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
+        (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
+        if (!ok) r = ctx->last_result;
+        bd_free(ctx, tout);
+        bd_denoiser_free(nt);
         return r;
     }
-    bd_backend_free(from, d->params);
-    bd_backend_free(from, d->grads);
-    bd_backend_free(from, u->slab);
-    u->slab = NULL;
-    u->batch = 0;
-    u->last_n = 0;
-    u->last_train = 0;
-    d->reserved_batch = 0;
-    d->params = np;
-    d->grads = ng;
-    d->ctx = to;
-    return batch > 0 ? bd__unet_reserve(d, batch) : BD_SUCCESS;
-}
-
-/* UNET-IMPLEMENTATION */
-
-/* ------------------------------------------------------------------------ */
-/* >>io                                                                     */
-/* ------------------------------------------------------------------------ */
-/* File plumbing that checkpoints and formats share: atomic writes, byte
-   order, whole-file reads, a growable buffer, UTF-8 checks. */
-#if defined(_WIN32)
-#include <io.h>
-#ifdef __cplusplus
-extern "C" {
-#endif
-__declspec(dllimport) int __stdcall MoveFileExA(const char *from, const char *to,
-                                                unsigned long flags);
-#ifdef __cplusplus
-}
-#endif
-#define BD__FSYNC(f) _commit(_fileno(f))
-#elif defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#ifndef __cplusplus
-/* strict -std=c99 hides these POSIX declarations; C++ modes expose them */
-#ifndef fileno /* a macro in some C libraries */
-int fileno(FILE *stream);
-#endif
-int fsync(int fd);
-#endif
-#define BD__FSYNC(f) fsync(fileno(f))
-#else
-#define BD__FSYNC(f) 0
-#endif
-#include <time.h>
-#include <float.h>
-
-static int bd__host_is_le(void) {
-    uint32_t one = 1;
-    unsigned char b;
-    memcpy(&b, &one, 1);
-    return b == 1;
-}
-static void bd__bswap32_array(void *p, size_t n) {
-    unsigned char *b = BD__CAST(unsigned char *, p);
-    size_t i;
-    for (i = 0; i < n; i++, b += 4) {
-        unsigned char t0 = b[0], t1 = b[1];
-        b[0] = b[3]; b[1] = b[2]; b[2] = t1; b[3] = t0;
-    }
-}
-static uint64_t bd__rd_le64(const unsigned char *p) {
-    uint64_t v = 0;
-    int i;
-    for (i = 7; i >= 0; i--) v = (v << 8) | p[i];
-    return v;
-}
-static uint32_t bd__rd_be32(const unsigned char *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static void bd__wr_le64(unsigned char *p, uint64_t v) {
-    int i;
-    for (i = 0; i < 8; i++) { p[i] = (unsigned char)(v & 0xff); v >>= 8; }
-}
-static void bd__wr_be32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
-}
-
-/* ---- atomic writer: temp file in the same directory, then rename ---- */
-typedef struct bd__afile {
-    bd_context *ctx;
-    const char *path;
-    char *tmp;
-    FILE *f;
-} bd__afile;
-
-static bd_result bd__afile_open(bd_context *ctx, bd__afile *af, const char *path) {
-    size_t len, cap;
-    uint64_t h;
-    int attempt;
-    af->ctx = ctx; af->path = path; af->tmp = NULL; af->f = NULL;
-    if (!path || !path[0]) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "empty output path");
-    len = strlen(path);
-    if (!bd_size_add(len, 32, &cap)) return bd_error(ctx, BD_ERROR_OVERFLOW, "path too long");
-    af->tmp = BD__CAST(char *, bd_alloc(ctx, cap));
-    if (!af->tmp) return BD_ERROR_OUT_OF_MEMORY;
-    /* a name unlikely to collide with a concurrent writer: hash of the
-       time, the clock and a stack address (no global counter by design) */
-    h = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull ^ (uint64_t)clock() ^
-        (uint64_t)(size_t)af * 0xBF58476D1CE4E5B9ull;
-    for (attempt = 0; attempt < 8; attempt++) {
-        FILE *probe;
-        h ^= h >> 29; h *= 0x94D049BB133111EBull; h ^= h >> 32;
-        snprintf(af->tmp, cap, "%s.tmp%08lx", path, (unsigned long)(h & 0xffffffffu));
-        probe = fopen(af->tmp, "rb");
-        if (!probe) break;
-        fclose(probe);
-    }
-    af->f = fopen(af->tmp, "wb");
-    if (!af->f) {
-        bd_error(ctx, BD_ERROR_IO, "cannot create temporary file '%s' for '%s'", af->tmp, path);
-        bd_free(ctx, af->tmp);
-        af->tmp = NULL;
-        return BD_ERROR_IO;
-    }
-    return BD_SUCCESS;
-}
-static void bd__afile_abort(bd__afile *af) {
-    if (af->f) { fclose(af->f); af->f = NULL; }
-    if (af->tmp) { remove(af->tmp); bd_free(af->ctx, af->tmp); af->tmp = NULL; }
-}
-static bd_result bd__afile_write(bd__afile *af, const void *p, size_t n) {
-    if (n == 0) return BD_SUCCESS;
-    if (fwrite(p, 1, n, af->f) != n) {
-        bd_error(af->ctx, BD_ERROR_IO, "write to '%s' failed (disk full?)", af->tmp);
-        bd__afile_abort(af);
-        return BD_ERROR_IO;
-    }
-    return BD_SUCCESS;
-}
-static bd_result bd__afile_commit(bd__afile *af) {
-    int bad = 0;
-    if (fflush(af->f) != 0) bad = 1;
-    if (!bad && BD__FSYNC(af->f) != 0) bad = 1;
-    if (fclose(af->f) != 0) bad = 1;
-    af->f = NULL;
-    if (bad) {
-        bd_error(af->ctx, BD_ERROR_IO, "flushing '%s' to disk failed", af->tmp);
-        bd__afile_abort(af);
-        return BD_ERROR_IO;
-    }
-#if defined(_WIN32)
-    if (!MoveFileExA(af->tmp, af->path, 0x1 | 0x8)) bad = 1; /* REPLACE_EXISTING|WRITE_THROUGH */
-#else
-    if (rename(af->tmp, af->path) != 0) bad = 1;
-#endif
-    if (bad) {
-        bd_error(af->ctx, BD_ERROR_IO, "cannot rename '%s' to '%s'", af->tmp, af->path);
-        bd__afile_abort(af);
-        return BD_ERROR_IO;
-    }
-    bd_free(af->ctx, af->tmp);
-    af->tmp = NULL;
-    return BD_SUCCESS;
-}
-
-/* fopen(path, "rb") and its size; NULL (error recorded on ctx) when it
-   cannot be opened, read or measured */
-static FILE *bd__open_sized(bd_context *ctx, const char *path, long *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        bd_error(ctx, BD_ERROR_IO, "cannot open '%s'", path);
-        return NULL;
-    }
-    /* a directory opens on POSIX but cannot be read (and its "size" is junk) */
-    if ((fgetc(f) == EOF && ferror(f)) ||
-        fseek(f, 0, SEEK_END) != 0 || (*size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        bd_error(ctx, BD_ERROR_IO, "cannot read '%s' or determine its size", path);
-        return NULL;
-    }
-    return f;
-}
-/* Whole file into memory (allocated on ctx), at most max_size bytes. */
-static bd_result bd__read_file(bd_context *ctx, const char *path, size_t max_size,
-                               unsigned char **out, size_t *out_size) {
-    FILE *f;
-    long end;
-    size_t n;
-    unsigned char *buf;
-    *out = NULL; *out_size = 0;
-    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "NULL path");
-    if (!(f = bd__open_sized(ctx, path, &end))) return ctx->last_result;
-    if ((unsigned long)end > max_size) {
-        fclose(f);
-        return bd_error(ctx, BD_ERROR_FORMAT, "'%s' is %ld bytes, more than the limit of %zu",
-                        path, end, max_size);
-    }
-    n = (size_t)end;
-    buf = BD__CAST(unsigned char *, bd_alloc(ctx, n ? n : 1));
-    if (!buf) { fclose(f); return BD_ERROR_OUT_OF_MEMORY; }
-    if (n && fread(buf, 1, n, f) != n) {
-        fclose(f);
-        bd_free(ctx, buf);
-        return bd_error(ctx, BD_ERROR_IO, "read of '%s' failed", path);
-    }
-    fclose(f);
-    *out = buf; *out_size = n;
-    return BD_SUCCESS;
-}
-
-/* ---- a growable byte buffer on the context allocator ---- */
-typedef struct bd__buf {
-    bd_context *ctx;
-    unsigned char *p;
-    size_t n, cap;
-    int failed;
-} bd__buf;
-static void bd__buf_put(bd__buf *b, const void *src, size_t n) {
-    size_t need;
-    if (b->failed || n == 0) return;
-    if (!bd_size_add(b->n, n, &need)) { b->failed = 1; return; }
-    if (need > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        unsigned char *np;
-        while (cap < need) {
-            if (cap > SIZE_MAX / 2) { cap = need; break; }
-            cap *= 2;
+    {
+        float *bt = NULL;
+        if ((r = bd__distill_twin(dist, tout, dist->max_batch * st->branches * dist->D, &bt)) != BD_SUCCESS) {
+            bd_sampler_free(ns);
+            bd_free(ctx, tout);
+            bd_denoiser_free(nt);
+            return bd__relay(ctx, dist->mctx, r);
         }
-        np = BD__CAST(unsigned char *, bd_alloc(b->ctx, cap));
-        if (!np) { b->failed = 1; return; }
-        if (b->n) memcpy(np, b->p, b->n);
-        bd_free(b->ctx, b->p);
-        b->p = np; b->cap = cap;
+        bd__distill_twin_free(dist, &dist->b_tout, dist->tout);
+        dist->b_tout = bt;
     }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void bd__buf_str(bd__buf *b, const char *s) { bd__buf_put(b, s, strlen(s)); }
-static void bd__buf_i64(bd__buf *b, int64_t v) {
-    char tmp[32];
-    snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    bd__buf_str(b, tmp);
+    bd_sampler_free(dist->tsampler);
+    bd_free(ctx, dist->tout);
+    dist->tsampler = ns;
+    dist->tout = tout;
+    dist->owned_teacher = nt;
+    dist->teacher = nt;
+    return BD_SUCCESS;
 }
 
-/* ---- UTF-8 ---- */
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if
-   invalid (overlong, surrogate, > U+10FFFF, truncated). */
-static size_t bd__utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    uint32_t cp;
-    size_t len, i;
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) { len = 2; cp = c & 0x1F; }
-    else if (c < 0xF0) { len = 3; cp = c & 0x0F; }
-    else if (c < 0xF5) { len = 4; cp = c & 0x07; }
-    else return 0;
-    if (n < len) return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-static int bd__utf8_valid(const char *s) {
-    const unsigned char *p = BD__CAST(const unsigned char *, (const void *)s);
-    size_t n = strlen(s);
-    while (n) {
-        size_t k = bd__utf8_seq(p, n);
-        if (!k) return 0;
-        p += k; n -= k;
-    }
-    return 1;
+BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
+    bd_context *ctx;
+    bd_denoiser *st;
+    bd_result r;
+    int64_t i;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    st = dist->student;
+    if (dist->config.method != BD_DISTILL_PD)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
+    if (dist->N < 2 || dist->N % 2 != 0)
+        return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
+    if (dist->R != 1)
+        return bd_error(ctx, BD_ERROR_CONFIG, "next_round: teacher_refine %lld: the next round's teacher is this "
+                        "student, which can only be queried on its own grid (teacher_refine 1)", (long long)dist->R);
+    if (dist->Kt != 2)
+        return bd_error(ctx, BD_ERROR_CONFIG,
+                        "next_round: teacher_substeps %lld: the next round's teacher is this student, trained only "
+                        "at the %lld times of its own grid, so the new teacher grid must be that grid (2 sub-steps "
+                        "per new student step); PD rounds need teacher_substeps 2 (branches 1 or 2)",
+                        (long long)dist->Kt, (long long)dist->N);
+    if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        return r;
+    if ((r = bd_backend_copy(dist->mctx, dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_copy(dist->mctx, st->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_zero(dist->mctx, dist->adam.m, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS ||
+        (r = bd_backend_zero(dist->mctx, dist->adam.v, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS)
+        return bd__relay(ctx, dist->mctx, r);
+    /* the new teacher walks exactly the old student grid (whatever its
+       kind: uniform, Karras, logSNR, custom): it nests the new grid */
+    for (i = 0; i <= dist->N; i++) dist->tgrid[i] = dist->grid[i];
+    for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
+    dist->N /= 2;
+    dist->S = dist->N * dist->Kt;
+    dist->config.student_steps = dist->N;
+    if ((r = bd__distill_fine(dist)) != BD_SUCCESS) return r;
+    dist->adam.step = 0;
+    for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
+    dist->branch_ema_count = 0;
+    dist->agree_ema = 0.0;
+    dist->agree_count = 0;
+    dist->step = 0;
+    dist->round++;
+    return BD_SUCCESS;
 }
 
+BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
+                                double *mse, float *teacher_x, float *student_x) {
+    bd_context *ctx;
+    bd_sampler_config tc, sc;
+    float *xt = NULL, *xs = NULL, *keep = NULL;
+    bd_result r = BD_SUCCESS;
+    int ok = 1;
+    int64_t i, D, np;
+    double acc = 0.0;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (n < 1 || !mse) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill eval: need n >= 1 and mse");
+    D = dist->D;
+    np = dist->student->n_params;
+    xt = bd__distill_falloc(ctx, n, D, 1, &ok);
+    xs = bd__distill_falloc(ctx, n, D, 1, &ok);
+    if (!ok) { r = ctx->last_result; goto done; }
+    if (use_ema && (r = bd__relay(ctx, dist->mctx, bd_backend_alloc(dist->mctx, (size_t)np * sizeof(float), (void **)&keep))) != BD_SUCCESS)
+        goto done;
+    bd_noise_fill(xt, n * D, seed);
+    memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
+    tc = bd__distill_teacher_cfg(dist, dist->S * dist->R, dist->fgrid);
+    if ((r = bd_sampler_run(dist->tsampler, &tc, xt, n, NULL, NULL)) != BD_SUCCESS) goto done;
+    sc = bd_sampler_config_init(BD_SAMPLER_DDIM, dist->N);
+    sc.custom_grid = dist->grid;
+    sc.branch = dist->K - 1;
+    sc.param = dist->config.param;
+    sc.schedule = dist->config.schedule;
+    if (use_ema) {
+        size_t bytes = (size_t)np * sizeof(float);
+        if ((r = bd_backend_copy(dist->mctx, keep, dist->student->params, bytes)) != BD_SUCCESS ||
+            (r = bd_backend_copy(dist->mctx, dist->student->params, dist->ema, bytes)) != BD_SUCCESS) {
+            r = bd__relay(ctx, dist->mctx, r);
+            goto done;
+        }
+        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
+        if (bd_backend_copy(dist->mctx, dist->student->params, keep, bytes) != BD_SUCCESS && r == BD_SUCCESS)
+            r = bd__relay(ctx, dist->mctx, dist->mctx->last_result);
+    } else {
+        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
+    }
+    if (r != BD_SUCCESS) goto done;
+    for (i = 0; i < n * D; i++) {
+        double e = (double)xs[i] - (double)xt[i];
+        acc += e * e;
+    }
+    *mse = acc / (double)(n * D);
+    if (teacher_x) memcpy(teacher_x, xt, (size_t)(n * D) * sizeof(float));
+    if (student_x) memcpy(student_x, xs, (size_t)(n * D) * sizeof(float));
+done:
+    bd_free(ctx, xt);
+    bd_free(ctx, xs);
+    bd_backend_free(dist->mctx, keep);
+    return r;
+}
+
+/* The state's arrays as host arrays: the arrays themselves on a host
+   backend, else downloaded into one block *blk (bd_free it on dist->ctx). */
+static bd_result bd__distill_host_state(bd_distill *d, float **blk, float **p, float **e, float **m, float **v,
+                                        float **t) {
+    bd_context *bc = d->mctx;
+    int64_t np = d->student->n_params;
+    size_t bytes = (size_t)np * sizeof(float);
+    bd_result r;
+    *blk = NULL;
+    *p = d->student->params; *e = d->ema; *m = d->adam.m; *v = d->adam.v;
+    *t = d->teacher == d->owned_teacher && d->teacher ? d->teacher->params : NULL;
+    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
+    *blk = BD__CAST(float *, bd_alloc_array(d->ctx, (size_t)np, 5 * sizeof(float)));
+    if (!*blk) return d->ctx->last_result;
+    *p = *blk; *e = *p + np; *m = *e + np; *v = *m + np;
+    r = bd_backend_download(bc, *p, d->student->params, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *e, d->ema, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *m, d->adam.m, bytes);
+    if (r == BD_SUCCESS) r = bd_backend_download(bc, *v, d->adam.v, bytes);
+    if (r == BD_SUCCESS && *t) {
+        r = bd_backend_download(bc, *v + np, d->teacher->params, bytes);
+        *t = *v + np;
+    }
+    if (r != BD_SUCCESS) {
+        bd_free(d->ctx, *blk);
+        *blk = NULL;
+    }
+    return bd__relay(d->ctx, bc, r);
+}
+
+/* DISTILL-IMPLEMENTATION */
+
+/* ------------------------------------------------------------------------ */
+/* >>checkpoint                                                             */
+/* ------------------------------------------------------------------------ */
 /* ---- strict JSON tokenizer (no recursion; explicit depth-limited stack) ---- */
 #define BD__JSON_MAX_DEPTH 64
 /* values a parsed header may hold: ~12 per tensor, so 4M allows 300k tensors
@@ -8457,6 +9296,853 @@ BDAPI const char *bd_safetensors_meta(const bd_safetensors *st, const char *key)
     return NULL;
 }
 
+/* ---- bd_model and checkpoints (docs/spec.md sec. 7) --------------------- */
+/* A growable-once string pool for metadata values and prefixed names. */
+typedef struct bd__spool {
+    char *buf;
+    size_t cap, len;
+    int overflow;
+} bd__spool;
+
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static const char *bd__spool_printf(bd__spool *p, const char *fmt, ...) {
+    va_list ap;
+    int k;
+    char *s = p->buf + p->len;
+    if (p->overflow || p->len >= p->cap) { p->overflow = 1; return ""; }
+    va_start(ap, fmt);
+    k = vsnprintf(s, p->cap - p->len, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; return ""; }
+    p->len += (size_t)k + 1;
+    return s;
+}
+/* append to the string started last (no NUL bookkeeping beyond the end) */
+static void bd__spool_append(bd__spool *p, const char *fmt, double v) {
+    int k;
+    if (p->overflow || p->len == 0) { p->overflow = 1; return; }
+    p->len--; /* over the previous NUL */
+    k = snprintf(p->buf + p->len, p->cap - p->len, fmt, v);
+    if (k < 0 || (size_t)k >= p->cap - p->len) { p->overflow = 1; p->len++; return; }
+    p->len += (size_t)k + 1;
+}
+
+static const char *bd__rng_format(bd__spool *p, const bd_rng *r) {
+    return bd__spool_printf(p, "%016llx,%016llx,%016llx,%016llx,%d,%.17g", (unsigned long long)r->s[0],
+                            (unsigned long long)r->s[1], (unsigned long long)r->s[2],
+                            (unsigned long long)r->s[3], r->has_spare ? 1 : 0, r->spare);
+}
+static int bd__rng_parse(const char *s, bd_rng *r) {
+    int i;
+    char *end;
+    for (i = 0; i < 4; i++) {
+        int k;
+        uint64_t v = 0;
+        for (k = 0; k < 16; k++) {
+            char ch = s[k];
+            int dgt = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+            if (dgt < 0) return 0;
+            v = (v << 4) | (uint64_t)dgt;
+        }
+        if (s[16] != ',') return 0;
+        r->s[i] = v;
+        s += 17;
+    }
+    if ((s[0] != '0' && s[0] != '1') || s[1] != ',') return 0;
+    r->has_spare = s[0] == '1';
+    s += 2;
+    if (!*s) return 0;
+    r->spare = strtod(s, &end);
+    return *end == '\0' && r->spare == r->spare;
+}
+
+static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
+                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
+                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
+                                    const float *teacher) {
+    bd_st_write_tensor *wt = NULL;
+    bd_st_kv kv[64];
+    bd__spool pool;
+    const bd_denoiser *d;
+    const float *main_w;
+    int64_t nk = 0, nt = 0, i, per = 1;
+    bd_result r;
+    char tmp[256];
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL argument");
+    d = m->net;
+    if (adam && adam->n != d->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_save: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)d->n_params);
+    main_w = ema ? ema : m->ema ? m->ema : d->params;
+    if ((main_w == d->params || raw == d->params) && bd_backend_on_device(d->ctx))
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_save_state: the network lives on a device context; pass host weights (ema) or use bd_model_save");
+    memset(&pool, 0, sizeof pool);
+    pool.cap = 8192 + (size_t)d->n_tensors * 4 * 96 + ((size_t)m->steps + 1) * 32;
+    pool.buf = BD__CAST(char *, bd_alloc(ctx, pool.cap));
+    if (raw) per++;
+    if (adam) per += 2;
+    if (teacher) per++;
+    if (nx < 0 || nx > 32) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: %lld extra metadata entries", (long long)nx);
+    wt = BD__CAST(bd_st_write_tensor *, bd_alloc_array(ctx, (size_t)(d->n_tensors * per), sizeof(bd_st_write_tensor)));
+    if (!pool.buf || !wt) { bd_free(ctx, pool.buf); bd_free(ctx, wt); return ctx->last_result; }
+#define BD__KV(k, v) do { kv[nk].key = (k); kv[nk].value = (v); nk++; } while (0)
+    BD__KV("bdense.version", BDENSE_VERSION_STRING);
+    if (strcmp(m->arch, "unet") == 0) {
+        const bd_unet_config *c = &m->cfg;
+        BD__KV("in_ch", bd__spool_printf(&pool, "%lld", (long long)c->in_ch));
+        BD__KV("image_size", bd__spool_printf(&pool, "%lld", (long long)c->image_size));
+        BD__KV("ch", bd__spool_printf(&pool, "%lld", (long long)c->ch));
+        bd_unet_format_mult(c, tmp, sizeof tmp);
+        BD__KV("ch_mult", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("nres", bd__spool_printf(&pool, "%lld", (long long)c->nres));
+        bd_unet_format_attn(c, tmp, sizeof tmp);
+        BD__KV("attn_levels", bd__spool_printf(&pool, "%s", tmp));
+        BD__KV("groups", bd__spool_printf(&pool, "%lld", (long long)c->groups));
+        BD__KV("heads", bd__spool_printf(&pool, "%lld", (long long)c->heads));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    } else {
+        const bd_mlp_config *c = &m->mlp;
+        BD__KV("arch", "mlp");
+        BD__KV("dim", bd__spool_printf(&pool, "%lld", (long long)c->dim));
+        BD__KV("hidden", bd__spool_printf(&pool, "%lld", (long long)c->hidden));
+        BD__KV("depth", bd__spool_printf(&pool, "%lld", (long long)c->depth));
+        BD__KV("temb_dim", bd__spool_printf(&pool, "%lld", (long long)c->temb_dim));
+        BD__KV("branches", bd__spool_printf(&pool, "%lld", (long long)c->branches));
+    }
+    BD__KV("param", bd_param_name(m->param));
+    BD__KV("schedule", bd_schedule_name(m->schedule));
+    if (m->steps > 0 && m->grid) {
+        const char *g;
+        BD__KV("steps", bd__spool_printf(&pool, "%lld", (long long)m->steps));
+        g = bd__spool_printf(&pool, "%.17g", m->grid[0]);
+        for (i = 1; i <= m->steps; i++) bd__spool_append(&pool, ",%.17g", m->grid[i]);
+        BD__KV("grid", g);
+    }
+    if (adam) BD__KV("optim.step", bd__spool_printf(&pool, "%lld", (long long)adam->step));
+    if (rng) BD__KV("train.rng", bd__rng_format(&pool, rng));
+    if (data_rng) BD__KV("train.data_rng", bd__rng_format(&pool, data_rng));
+    for (i = 0; i < nx; i++) BD__KV(xkv[i].key, xkv[i].value);
+#undef BD__KV
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        int k, j;
+        for (k = 0; k < 5; k++) {
+            bd_st_write_tensor *w;
+            const float *src;
+            const char *name;
+            if (k == 0) { src = main_w; name = pt->name; }
+            else if (k == 1) { if (!raw) continue; src = raw; name = bd__spool_printf(&pool, "train.raw.%s", pt->name); }
+            else if (k == 2) { if (!adam) continue; src = adam->m; name = bd__spool_printf(&pool, "optim.m.%s", pt->name); }
+            else if (k == 3) { if (!adam) continue; src = adam->v; name = bd__spool_printf(&pool, "optim.v.%s", pt->name); }
+            else { if (!teacher) continue; src = teacher; name = bd__spool_printf(&pool, "distill.teacher.%s", pt->name); }
+            w = &wt[nt++];
+            memset(w, 0, sizeof *w);
+            w->name = name;
+            w->data = src + pt->offset;
+            w->ndim = pt->ndim;
+            for (j = 0; j < pt->ndim; j++) w->shape[j] = pt->shape[j];
+        }
+    }
+    if (pool.overflow) r = bd_error(ctx, BD_ERROR_OVERFLOW, "bd_model_save: metadata too long");
+    else r = bd_safetensors_write(ctx, path, wt, nt, kv, nk);
+    bd_free(ctx, wt);
+    bd_free(ctx, pool.buf);
+    return r;
+}
+
+/* strict non-negative decimal integer metadata value */
+static bd_result bd__meta_int(bd_context *ctx, const bd_safetensors *st, const char *path,
+                              const char *key, int64_t *out, int required) {
+    const char *s = bd_safetensors_meta(st, key), *p;
+    int64_t v = 0;
+    if (!s) {
+        if (!required) return BD_SUCCESS;
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"%s\" is missing", path, key);
+    }
+    for (p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10 || p - s > 17) break;
+        v = v * 10 + (*p - '0');
+    }
+    if (*p || p == s)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata %s = \"%s\" is not a non-negative integer", path, key, s);
+    *out = v;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_init(bd_context *ctx, bd_denoiser *net, bd_param_kind param,
+                              bd_schedule_kind schedule, bd_model **out) {
+    bd_model *m;
+    const char *kind;
+    if (!ctx || !out || !net) {
+        bd_denoiser_free(net);
+        return ctx ? bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: NULL argument") : BD_ERROR_INVALID_ARGUMENT;
+    }
+    *out = NULL;
+    kind = net->vt && net->vt->kind ? net->vt->kind : "";
+    if ((int)param < 0 || (int)param > 2 || (int)schedule < 0 || (int)schedule > 1) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_init: unknown param (%d) or schedule (%d)", (int)param, (int)schedule);
+    }
+    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0) {
+        bd_denoiser_free(net);
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_init: a model holds a \"unet\" or \"mlp\" network, not \"%s\"", kind);
+    }
+    m = BD__CAST(bd_model *, bd_alloc(ctx, sizeof(bd_model)));
+    if (!m) { bd_denoiser_free(net); return ctx->last_result; }
+    memset(m, 0, sizeof *m);
+    m->ctx = ctx;
+    m->net = net;
+    snprintf(m->arch, sizeof m->arch, "%s", kind);
+    if (kind[0] == 'u') bd_unet_get_config(net, &m->cfg);
+    else m->mlp = BD__CAST(const bd__mlp *, net->impl)->cfg;
+    m->param = param;
+    m->schedule = schedule;
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_init_unet(bd_context *ctx, const bd_unet_config *cfg,
+                                   bd_param_kind param, bd_schedule_kind schedule, bd_rng *rng,
+                                   bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_result r;
+    if (out) *out = NULL;
+    if ((r = bd_unet_init(ctx, cfg, rng, &net)) != BD_SUCCESS) return r;
+    return bd_model_init(ctx, net, param, schedule, out);
+}
+
+BDAPI void bd_model_free(bd_model *m) {
+    bd_context *ctx;
+    if (!m) return;
+    ctx = m->ctx;
+    bd_denoiser_free(m->net);
+    bd_free(ctx, m->grid);
+    bd_free(ctx, m->ema);
+    bd_free(ctx, m);
+}
+
+static bd_result bd__model_check_grid(bd_context *ctx, const double *g, int64_t steps,
+                                      const char *where) {
+    int64_t i;
+    if (steps < 1 || steps > 100000)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: steps %lld not in 1..100000", where, (long long)steps);
+    if (g[0] != 1.0 || g[steps] != 0.0)
+        return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid must run from 1 to 0 (got %.17g .. %.17g)", where, g[0], g[steps]);
+    for (i = 0; i < steps; i++)
+        if (!(g[i + 1] < g[i]))
+            return bd_error(ctx, BD_ERROR_CONFIG, "%s: grid is not strictly decreasing at entry %lld (%.17g, %.17g)", where, (long long)i, g[i], g[i + 1]);
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_set_grid(bd_model *m, const double *grid, int64_t steps) {
+    double *g;
+    bd_result r;
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (steps == 0 || !grid) {
+        bd_free(m->ctx, m->grid);
+        m->grid = NULL;
+        m->steps = 0;
+        return BD_SUCCESS;
+    }
+    if ((r = bd__model_check_grid(m->ctx, grid, steps, "bd_model_set_grid")) != BD_SUCCESS) return r;
+    g = BD__CAST(double *, bd_alloc_array(m->ctx, (size_t)steps + 1, sizeof(double)));
+    if (!g) return m->ctx->last_result;
+    memcpy(g, grid, ((size_t)steps + 1) * sizeof(double));
+    bd_free(m->ctx, m->grid);
+    m->grid = g;
+    m->steps = steps;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_enable_ema(bd_model *m) {
+    if (!m) return BD_ERROR_INVALID_ARGUMENT;
+    if (m->ema) return BD_SUCCESS;
+    m->ema = BD__CAST(float *, bd_alloc_array(m->ctx, (size_t)m->net->n_params, sizeof(float)));
+    if (!m->ema) return m->ctx->last_result;
+    memcpy(m->ema, m->net->params, (size_t)m->net->n_params * sizeof(float));
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_student_init(bd_context *ctx, const bd_model *teacher, int64_t branches,
+                                      const double *grid, int64_t steps, bd_rng *rng,
+                                      bd_model **out) {
+    bd_denoiser *net = NULL;
+    bd_model *m = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (out) *out = NULL;
+    if (!teacher || !teacher->net || !rng || !out)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_student_init: NULL argument");
+    if ((r = bd_denoiser_create_like(teacher->net, branches, rng, &net)) != BD_SUCCESS) return r;
+    if ((r = bd_denoiser_copy_weights(net, teacher->net)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    if ((r = bd_model_init(ctx, net, teacher->param, teacher->schedule, &m)) != BD_SUCCESS) return r;
+    if (grid && steps > 0 && (r = bd_model_set_grid(m, grid, steps)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    *out = m;
+    return BD_SUCCESS;
+}
+
+/* bd_model_save_state, plus nx metadata entries xkv and (teacher != NULL)
+   a second network of m->net's shape as distill.teacher.<name> tensors:
+   the distiller's state (bd_distill_save_state) */
+static bd_result bd__model_save_ext(bd_context *ctx, const bd_model *m, const char *path, const float *ema,
+                                    const float *raw, const bd_adam *adam, const bd_rng *rng,
+                                    const bd_rng *data_rng, const bd_st_kv *xkv, int64_t nx,
+                                    const float *teacher);
+BDAPI bd_result bd_model_save_state(bd_context *ctx, const bd_model *m, const char *path,
+                                    const float *ema, const float *raw, const bd_adam *adam,
+                                    const bd_rng *rng, const bd_rng *data_rng) {
+    return bd__model_save_ext(ctx, m, path, ema, raw, adam, rng, data_rng, NULL, 0, NULL);
+}
+
+/* The trainer's tensors (raw weights, EMA, Adam m and v; and the network's
+   weights when tr is NULL) as host arrays: the arrays themselves on a host
+   backend, else downloaded into one block *blk (bd_free it on ctx). */
+static bd_result bd__train_state_host(bd_context *ctx, bd_denoiser *d, const bd_trainer *tr, float **blk,
+                                      float **raw, float **ema, bd_adam *adam) {
+    bd_context *bc = d->ctx;
+    size_t bytes = (size_t)d->n_params * sizeof(float);
+    bd_result r = BD_SUCCESS;
+    *blk = NULL;
+    *raw = d->params;
+    if (tr) {
+        *ema = tr->ema;
+        *adam = tr->adam;
+    }
+    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
+    *blk = BD__CAST(float *, bd_alloc_array(ctx, (size_t)d->n_params, tr ? 4 * sizeof(float) : sizeof(float)));
+    if (!*blk) return ctx->last_result;
+    *raw = *blk;
+    r = bd_backend_download(bc, *raw, d->params, bytes);
+    if (tr) {
+        *ema = *blk + d->n_params;
+        adam->m = *ema + d->n_params;
+        adam->v = adam->m + d->n_params;
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, *ema, tr->ema, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->m, tr->adam.m, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_download(bc, adam->v, tr->adam.v, bytes);
+    }
+    return bd__relay(ctx, bc, r);
+}
+
+BDAPI bd_result bd_model_save(bd_context *ctx, const bd_model *m, const char *path,
+                              const bd_trainer *tr) {
+    float *blk = NULL, *raw = NULL, *ema = NULL;
+    bd_adam adam;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !m->net) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: NULL model");
+    if (tr && tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_save: the trainer does not train this model's network");
+    memset(&adam, 0, sizeof adam);
+    if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
+    if (tr) r = bd_model_save_state(ctx, m, path, ema, raw, &adam, &tr->rng, &tr->data_rng);
+    else r = bd_model_save_state(ctx, m, path, m->ema ? m->ema : raw, NULL, NULL, NULL, NULL);
+    bd_free(ctx, blk);
+    return r;
+}
+
+/* Checks every tensor of st against the network d: each model tensor present
+   with the same shape, no unexpected tensor; optim.m./optim.v./train.raw.
+   (and the distiller's distill.teacher.) tensors must name a model tensor
+   and have its shape.  *flags: 1 all optim.m and optim.v present, 2 all
+   train.raw present, 4 all distill.teacher present. */
+static bd_result bd__model_check_tensors(bd_context *ctx, const bd_safetensors *st,
+                                         const char *path, const bd_denoiser *d, int *flags) {
+    static const char *const prefixes[4] = {"optim.m.", "optim.v.", "train.raw.", "distill.teacher."};
+    int64_t i, counts[4] = {0, 0, 0, 0};
+    int j, k;
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t = bd_safetensors_find(st, pt->name);
+        if (!t) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: tensor %s is missing", path, pt->name);
+    }
+    for (i = 0; i < st->n_tensors; i++) {
+        const bd_st_tensor *t = &st->tensors[i];
+        const char *base = t->name;
+        const bd_param_tensor *pt;
+        int kind = -1, same;
+        for (k = 0; k < 4; k++)
+            if (strncmp(t->name, prefixes[k], strlen(prefixes[k])) == 0) { kind = k; base = t->name + strlen(prefixes[k]); }
+        pt = bd_denoiser_find_tensor(d, base);
+        if (!pt)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: unexpected tensor %s (not part of this %s network)", path, t->name, d->vt->kind);
+        same = t->ndim == pt->ndim;
+        for (j = 0; same && j < pt->ndim; j++) same = t->shape[j] == pt->shape[j];
+        if (!same) {
+            char a[96], b[96];
+            size_t la = 0, lb = 0;
+            a[0] = b[0] = '\0';
+            for (j = 0; j < t->ndim && la < sizeof a - 24; j++) la += (size_t)snprintf(a + la, sizeof a - la, j ? ",%lld" : "%lld", (long long)t->shape[j]);
+            for (j = 0; j < pt->ndim && lb < sizeof b - 24; j++) lb += (size_t)snprintf(b + lb, sizeof b - lb, j ? ",%lld" : "%lld", (long long)pt->shape[j]);
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: tensor %s has shape [%s], the config needs [%s]", path, t->name, a, b);
+        }
+        if (kind >= 0) counts[kind]++;
+    }
+    for (k = 0; k < 4; k++)
+        if (counts[k] != 0 && counts[k] != d->n_tensors)
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %lld of %lld %s* tensors present (need all or none)", path, (long long)counts[k], (long long)d->n_tensors, prefixes[k]);
+    if (counts[0] != counts[1])
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: optim.m.* and optim.v.* must both be present", path);
+    if (flags) *flags = (counts[0] ? 1 : 0) | (counts[2] ? 2 : 0) | (counts[3] ? 4 : 0);
+    return BD_SUCCESS;
+}
+
+static void bd__model_copy_tensors(const bd_safetensors *st, const bd_denoiser *d, const char *prefix,
+                                   float *dst) {
+    int64_t i;
+    char name[128];
+    for (i = 0; i < d->n_tensors; i++) {
+        const bd_param_tensor *pt = &d->tensors[i];
+        const bd_st_tensor *t;
+        snprintf(name, sizeof name, "%s%s", prefix, pt->name);
+        t = bd_safetensors_find(st, name);
+        if (t && pt->numel) memcpy(dst + pt->offset, t->data, (size_t)pt->numel * sizeof(float));
+    }
+}
+
+static bd_result bd__model_from_st(bd_context *ctx, const bd_safetensors *st, const char *path,
+                                   bd_model **out) {
+    const char *arch = bd_safetensors_meta(st, "arch"), *s;
+    bd_denoiser *net = NULL;
+    bd_param_kind param;
+    bd_schedule_kind sched;
+    bd_model *m = NULL;
+    bd_result r;
+    bd_rng rng = bd_rng_init(0); /* weights are overwritten from the file */
+    int64_t steps = 0, ostep = 0, need = 0, have = 0, ti;
+    char why[sizeof ctx->message];
+    for (ti = 0; ti < st->n_tensors; ti++) have += st->tensors[ti].numel;
+    if (!bd_safetensors_meta(st, "bdense.version"))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"bdense.version\" is missing (not a bdense checkpoint?)", path);
+    s = bd_safetensors_meta(st, "param");
+    if (!s || bd_param_parse(s, &param) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata param = \"%s\" (need eps, x0 or v)", path, s ? s : "(missing)");
+    s = bd_safetensors_meta(st, "schedule");
+    if (!s || bd_schedule_parse(s, &sched) != BD_SUCCESS)
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata schedule = \"%s\" (need cosine or linear)", path, s ? s : "(missing)");
+    if (!arch || strcmp(arch, "unet") == 0) {
+        bd_unet_config c;
+        memset(&c, 0, sizeof c);
+        if ((r = bd__meta_int(ctx, st, path, "in_ch", &c.in_ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "image_size", &c.image_size, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "ch", &c.ch, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "nres", &c.nres, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "groups", &c.groups, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "heads", &c.heads, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        s = bd_safetensors_meta(st, "ch_mult");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"ch_mult\" is missing", path);
+        if (bd_unet_parse_mult(ctx, s, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        s = bd_safetensors_meta(st, "attn_levels");
+        if (!s) return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata key \"attn_levels\" is missing", path);
+        if (bd_unet_parse_attn(ctx, s, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        if (bd_unet_config_validate(ctx, &c) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_CONFIG, "checkpoint %s: %s", path, why));
+        /* a few bytes of metadata must not make us allocate a huge network:
+           the file has to hold at least the config's parameters */
+        if ((r = bd_unet_config_stats(ctx, &c, &need, NULL, NULL)) != BD_SUCCESS) return r;
+        if (need > have)
+            return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %lld parameters, the file holds %lld floats", path, (long long)need, (long long)have);
+        if ((r = bd_unet_init(ctx, &c, &rng, &net)) != BD_SUCCESS) return r;
+    } else if (strcmp(arch, "mlp") == 0) {
+        bd_mlp_config c = bd_mlp_config_init(1);
+        if ((r = bd__meta_int(ctx, st, path, "dim", &c.dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "hidden", &c.hidden, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "depth", &c.depth, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "temb_dim", &c.temb_dim, 1)) != BD_SUCCESS ||
+            (r = bd__meta_int(ctx, st, path, "branches", &c.branches, 1)) != BD_SUCCESS)
+            return r;
+        {   /* parameters of the config (in double: the fields are unchecked here) */
+            double H = (double)c.hidden, E = (double)c.temb_dim, D = (double)c.dim, K = (double)c.branches;
+            double np = H * E + H + H * H + H + D * H + H + (double)(c.depth > 1 ? c.depth - 1 : 0) * (H * H + H) + K * D * H + K * D;
+            if (np > (double)have)
+                return bd_error(ctx, BD_ERROR_SHAPE, "checkpoint %s: the config needs %.0f parameters, the file holds %lld floats", path, np, (long long)have);
+        }
+        if ((r = bd_mlp_create(ctx, &c, &rng, &net)) != BD_SUCCESS)
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, r, "checkpoint %s: %s", path, why));
+    } else {
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "checkpoint %s: arch \"%s\" (need unet or mlp)", path, arch);
+    }
+    if ((r = bd__model_check_tensors(ctx, st, path, net, NULL)) != BD_SUCCESS) {
+        bd_denoiser_free(net);
+        return r;
+    }
+    bd__model_copy_tensors(st, net, "", net->params);
+    if ((r = bd_model_init(ctx, net, param, sched, &m)) != BD_SUCCESS) return r;
+    if ((r = bd__meta_int(ctx, st, path, "steps", &steps, 0)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 0)) != BD_SUCCESS) {
+        bd_model_free(m);
+        return r;
+    }
+    m->train_step = ostep;
+    s = bd_safetensors_meta(st, "grid");
+    if ((steps > 0) != (s != NULL)) {
+        bd_model_free(m);
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: a student needs both \"steps\" (> 0) and \"grid\" metadata", path);
+    }
+    if (steps > 0) {
+        double *g;
+        int64_t i;
+        const char *p = s;
+        if (steps > 100000) {
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: steps %lld > 100000", path, (long long)steps);
+        }
+        g = BD__CAST(double *, bd_alloc_array(ctx, (size_t)steps + 1, sizeof(double)));
+        if (!g) { bd_model_free(m); return ctx->last_result; }
+        for (i = 0; i <= steps; i++) {
+            char *end;
+            if (*p == '\0' || *p == ' ' || *p == '\t') break;
+            g[i] = strtod(p, &end);
+            if (end == p || g[i] != g[i] || (i < steps && *end != ',') || (i == steps && *end != '\0')) break;
+            p = end + (i < steps ? 1 : 0);
+        }
+        if (i <= steps) {
+            bd_free(ctx, g);
+            bd_model_free(m);
+            return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: grid is not %lld comma-separated numbers (problem at entry %lld)", path, (long long)(steps + 1), (long long)i);
+        }
+        r = bd__model_check_grid(ctx, g, steps, "checkpoint grid");
+        if (r == BD_SUCCESS) r = bd_model_set_grid(m, g, steps);
+        bd_free(ctx, g);
+        if (r != BD_SUCCESS) {
+            bd_model_free(m);
+            return (memcpy(why, ctx->message, sizeof why), bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: %s", path, why));
+        }
+    }
+    *out = m;
+    return BD_SUCCESS;
+}
+
+BDAPI bd_result bd_model_load(bd_context *ctx, const char *path, bd_model **out) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!path || !out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load: NULL argument");
+    *out = NULL;
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_from_st(ctx, st, path, out);
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_load_state(bd_context *ctx, const char *path, const bd_model *m,
+                                    float *ema, float *raw, bd_adam *adam, bd_rng *rng,
+                                    bd_rng *data_rng, int *found) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int flags = 0, fl = 0;
+    int64_t ostep = 0;
+    bd_rng r1, r2;
+    const char *s1, *s2;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (found) *found = 0;
+    if (!m || !m->net || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_load_state: NULL argument");
+    if (adam && adam->n != m->net->n_params)
+        return bd_error(ctx, BD_ERROR_SHAPE, "bd_model_load_state: optimiser has %lld floats, the network %lld", (long long)adam->n, (long long)m->net->n_params);
+    if (raw == m->net->params && bd_backend_on_device(m->net->ctx))
+        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_model_load_state: the network lives on a device context; load into host arrays or use bd_model_resume");
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    /* validate everything before touching any output */
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    if (r == BD_SUCCESS && (fl & 1)) {
+        r = bd__meta_int(ctx, st, path, "optim.step", &ostep, 1);
+        if (r == BD_SUCCESS) flags |= 1;
+    }
+    if (fl & 2) flags |= 2;
+    s1 = bd_safetensors_meta(st, "train.rng");
+    s2 = bd_safetensors_meta(st, "train.data_rng");
+    if (r == BD_SUCCESS && s1) {
+        if (!bd__rng_parse(s1, &r1)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.rng = \"%s\" is malformed", path, s1);
+        else flags |= 4;
+    }
+    if (r == BD_SUCCESS && s2) {
+        if (!bd__rng_parse(s2, &r2)) r = bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: metadata train.data_rng = \"%s\" is malformed", path, s2);
+        else flags |= 8;
+    }
+    if (r == BD_SUCCESS) {
+        if (ema) bd__model_copy_tensors(st, m->net, "", ema);
+        if (raw) bd__model_copy_tensors(st, m->net, (flags & 2) ? "train.raw." : "", raw);
+        if (adam && (flags & 1)) {
+            bd__model_copy_tensors(st, m->net, "optim.m.", adam->m);
+            bd__model_copy_tensors(st, m->net, "optim.v.", adam->v);
+            adam->step = ostep;
+        }
+        if (rng && (flags & 4)) *rng = r1;
+        if (data_rng && (flags & 8)) *data_rng = r2;
+        if (found) *found = flags;
+    }
+    bd_safetensors_free(st);
+    return r;
+}
+
+BDAPI bd_result bd_model_resume(bd_context *ctx, const char *path, bd_model *m, bd_trainer *tr) {
+    bd_safetensors *st = NULL;
+    bd_result r;
+    int fl = 0;
+    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
+    if (!m || !tr || !path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: NULL argument");
+    if (tr->model != m->net)
+        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_model_resume: the trainer does not train this model's network");
+    /* refuse files without optimiser state before changing anything */
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    r = bd__model_check_tensors(ctx, st, path, m->net, &fl);
+    bd_safetensors_free(st);
+    if (r != BD_SUCCESS) return r;
+    if (!(fl & 1))
+        return bd_error(ctx, BD_ERROR_FORMAT, "checkpoint %s: no optimiser state (optim.m.*/optim.v.*) to resume from", path);
+    {   /* into host arrays (the trainer's own on a host backend), then uploaded */
+        float *blk = NULL, *raw = NULL, *ema = NULL;
+        bd_context *bc = m->net->ctx;
+        size_t bytes = (size_t)m->net->n_params * sizeof(float);
+        bd_adam adam;
+        memset(&adam, 0, sizeof adam);
+        if ((r = bd__train_state_host(ctx, m->net, tr, &blk, &raw, &ema, &adam)) != BD_SUCCESS) return r;
+        r = bd_model_load_state(ctx, path, m, ema, raw, &adam, &tr->rng, &tr->data_rng, &fl);
+        if (r == BD_SUCCESS && blk) {
+            r = bd_backend_upload(bc, m->net->params, raw, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->ema, ema, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.m, adam.m, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_upload(bc, tr->adam.v, adam.v, bytes);
+            if (r == BD_SUCCESS) r = bd_backend_sync(bc);
+            r = bd__relay(ctx, bc, r);
+        }
+        bd_free(ctx, blk);
+        if (r == BD_SUCCESS) tr->adam.step = adam.step;
+    }
+    if (r == BD_SUCCESS) m->train_step = tr->adam.step;
+    return r;
+}
+
+/* the student as a bd_model (no ownership; for the checkpoint writer) */
+static bd_result bd__distill_model(bd_distill *d, bd_model *m) {
+    const char *kind = d->student->vt && d->student->vt->kind ? d->student->vt->kind : "";
+    memset(m, 0, sizeof *m);
+    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0)
+        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "distill state: the student is a \"%s\" network; the state is a "
+                        "model checkpoint, which holds \"unet\" or \"mlp\"", kind);
+    m->ctx = d->ctx;
+    m->net = d->student;
+    snprintf(m->arch, sizeof m->arch, "%s", kind);
+    if (kind[0] == 'u') bd_unet_get_config(d->student, &m->cfg);
+    else m->mlp = BD__CAST(const bd__mlp *, d->student->impl)->cfg;
+    m->param = d->config.param;
+    m->schedule = d->config.schedule;
+    m->steps = d->N;
+    m->grid = d->grid;
+    return BD_SUCCESS;
+}
+
+static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
+    size_t len = 0;
+    int64_t i;
+    buf[0] = '\0';
+    for (i = 0; i < n && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+}
+/* parse exactly n comma-separated doubles */
+static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
+    int64_t i;
+    char *end;
+    if (!s) return 0;
+    for (i = 0; i < n; i++) {
+        v[i] = strtod(s, &end);
+        if (end == s) return 0;
+        s = end;
+        if (i + 1 < n) {
+            if (*s != ',') return 0;
+            s++;
+        }
+    }
+    return *s == '\0';
+}
+
+/* The state is a model checkpoint of the student (bd_model_save_state: the
+   EMA as the model tensors, its grid; train.raw.*, optim.m.*, optim.v.*,
+   optim.step, train.rng) with the distiller's own metadata bdense.distill.*
+   and, after a PD round, the owned teacher as distill.teacher.* */
+BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
+    bd_st_kv kv[10];
+    bd_model m;
+    bd_adam ha;
+    char *buf, small[7][96];
+    size_t cap;
+    int64_t nm = 0;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
+    if ((r = bd__distill_model(dist, &m)) != BD_SUCCESS) return r;
+    cap = (size_t)(dist->S + 1 + dist->K) * 32 + 64;
+    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
+    if (!buf) return ctx->last_result;
+    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) {
+        bd_free(ctx, buf);
+        return r;
+    }
+    bd__dstate_doubles(buf, cap, dist->tgrid, dist->S + 1);
+    bd__dstate_doubles(buf + cap, cap, dist->branch_ema, dist->K);
+    snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
+    snprintf(small[1], 96, "%lld", (long long)dist->K);
+    snprintf(small[2], 96, "%lld", (long long)dist->Kt);
+    snprintf(small[3], 96, "%lld", (long long)dist->step);
+    snprintf(small[4], 96, "%lld", (long long)dist->round);
+    snprintf(small[5], 96, "%lld", (long long)dist->branch_ema_count);
+    snprintf(small[6], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
+    kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
+    kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
+    kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
+    kv[nm].key = "bdense.distill.step"; kv[nm++].value = small[3];
+    kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
+    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = buf;
+    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = buf + cap;
+    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[5];
+    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[6];
+    kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
+    ha = dist->adam;
+    ha.m = hm;
+    ha.v = hv;
+    r = bd__model_save_ext(ctx, &m, path, he, hp, &ha, &dist->rng, NULL, kv, nm, ht);
+    bd_free(ctx, buf);
+    bd_free(ctx, blk);
+    return r;
+}
+
+BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
+    bd_context *ctx;
+    bd_safetensors *st = NULL;
+    int64_t K, Kt, step, round, N, astep, bcount, np, i;
+    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES];
+    double *tgrid_saved = NULL;
+    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
+    bd_rng rng;
+    int fl = 0;
+    double ae = 0.0;
+    long long ac = -1;
+    const char *m, *gs, *ag;
+    bd_result r;
+    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
+    ctx = dist->ctx;
+    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "load_state: NULL path");
+    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
+    np = dist->student->n_params;
+    m = bd_safetensors_meta(st, "bdense.distill.method");
+    K = Kt = -1;
+    if (!m || strcmp(m, bd_distill_method_name(dist->config.method)) != 0 ||
+        bd__meta_int(ctx, st, path, "bdense.distill.branches", &K, 1) != BD_SUCCESS || K != dist->K ||
+        bd__meta_int(ctx, st, path, "bdense.distill.teacher_substeps", &Kt, 1) != BD_SUCCESS || Kt != dist->Kt) {
+        r = bd_error(ctx, BD_ERROR_CONFIG, "load_state %s: not a %s distillation with K=%lld, Kt=%lld", path,
+                     bd_distill_method_name(dist->config.method), (long long)dist->K, (long long)dist->Kt);
+        goto done;
+    }
+    if ((r = bd__meta_int(ctx, st, path, "bdense.distill.step", &step, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "bdense.distill.round", &round, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "steps", &N, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "optim.step", &astep, 1)) != BD_SUCCESS ||
+        (r = bd__meta_int(ctx, st, path, "bdense.distill.branch_ema_count", &bcount, 1)) != BD_SUCCESS)
+        goto done;
+    ag = bd_safetensors_meta(st, "bdense.distill.agree"); /* agree weights' running cosine */
+    if (N < 1 || N > dist->N_max || !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
+        !bd_safetensors_meta(st, "train.rng") || !bd__rng_parse(bd_safetensors_meta(st, "train.rng"), &rng) ||
+        !ag || sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae)) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
+        goto done;
+    }
+    gs = bd_safetensors_meta(st, "grid");
+    if (!bd__dstate_parse_doubles(gs, grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad grid", path);
+        goto done;
+    }
+    /* every tensor a tensor of this student: the model tensors (EMA),
+       train.raw, optim.m/v, and the owned teacher after a PD round */
+    if ((r = bd__model_check_tensors(ctx, st, path, dist->student, &fl)) != BD_SUCCESS) goto done;
+    if ((fl & 3) != 3 || (round > 0 && dist->config.method == BD_DISTILL_PD && !(fl & 4))) {
+        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: a model checkpoint without the distiller's raw weights, "
+                     "optimiser%s (not a distillation state?)", path, round > 0 ? " or round teacher" : "");
+        goto done;
+    }
+    if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
+        (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
+        goto done;
+    /* into wherever the state lives (host arrays, uploaded on a device) */
+    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) goto done;
+    bd__model_copy_tensors(st, dist->student, "train.raw.", hp);
+    bd__model_copy_tensors(st, dist->student, "", he);
+    bd__model_copy_tensors(st, dist->student, "optim.m.", hm);
+    bd__model_copy_tensors(st, dist->student, "optim.v.", hv);
+    if (ht && (fl & 4)) bd__model_copy_tensors(st, dist->student, "distill.teacher.", ht);
+    if (blk) {
+        bd_context *bc = dist->mctx;
+        size_t bytes = (size_t)np * sizeof(float);
+        r = bd_backend_upload(bc, dist->student->params, hp, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->ema, he, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.m, hm, bytes);
+        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.v, hv, bytes);
+        if (r == BD_SUCCESS && ht && (fl & 4)) r = bd_backend_upload(bc, dist->teacher->params, ht, bytes);
+        if (r != BD_SUCCESS) {
+            r = bd__relay(ctx, bc, r);
+            goto done;
+        }
+    }
+    dist->adam.step = astep;
+    for (i = 0; i <= N; i++) dist->grid[i] = grid[i];
+    dist->N = N;
+    dist->config.student_steps = N;
+    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
+    /* after a PD round the teacher grid is the previous student grid, not a
+       subdivision of this one */
+    if (round > 0 && bd_safetensors_meta(st, "bdense.distill.teacher_grid")) {
+        tgrid_saved = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dist->S + 1), sizeof(double)));
+        if (!tgrid_saved) { r = ctx->last_result; goto done; }
+        if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.teacher_grid"), tgrid_saved, dist->S + 1)) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.teacher_grid", path);
+            goto done;
+        }
+        for (i = 0; i < dist->S; i++)
+            if ((i % dist->Kt == 0 && tgrid_saved[i] != grid[i / dist->Kt]) || !(tgrid_saved[i] > tgrid_saved[i + 1]))
+                break;
+        if (i < dist->S || tgrid_saved[dist->S] != grid[N]) {
+            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bdense.distill.teacher_grid does not nest the grid", path);
+            goto done;
+        }
+        memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
+        if ((r = bd__distill_fine(dist)) != BD_SUCCESS) goto done;
+    }
+    dist->rng = rng;
+    for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
+    dist->branch_ema_count = bcount;
+    dist->agree_ema = ae;
+    dist->agree_count = (int64_t)ac;
+    dist->step = step;
+    dist->round = round;
+done:
+    bd_free(ctx, blk);
+    bd_free(ctx, tgrid_saved);
+    bd_safetensors_free(st);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* >>formats                                                                */
+/* ------------------------------------------------------------------------ */
 /* ---- .npy ---- */
 static int bd__npy_tok(const char *h, size_t n, size_t *i, const char *lit) {
     size_t k = strlen(lit);
@@ -10169,1703 +11855,6 @@ BDAPI bd_result bd_builtin_shapes(bd_context *ctx, float *out, int64_t n, int64_
 }
 
 /* IO-IMPLEMENTATION */
-
-/* ------------------------------------------------------------------------ */
-/* >>distill                                                                */
-/* ------------------------------------------------------------------------ */
-static const char *const bd__distill_method_names[] = {"pd", "td"};
-static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
-                                                        "aux", "anneal", "adaptive", "agree"};
-
-BDAPI const char *bd_distill_method_name(bd_distill_method m) {
-    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
-}
-BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
-    int i;
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 2; i++)
-        if (strcmp(name, bd__distill_method_names[i]) == 0) {
-            *out = (bd_distill_method)i;
-            return BD_SUCCESS;
-        }
-    return BD_ERROR_INVALID_ARGUMENT;
-}
-BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
-    return (w >= 0 && (int)w < 7) ? bd__distill_weights_names[w] : "unknown";
-}
-BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
-    int i;
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 7; i++)
-        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
-            *out = (bd_distill_weights)i;
-            return BD_SUCCESS;
-        }
-    return BD_ERROR_INVALID_ARGUMENT;
-}
-
-BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
-                             const double *alpha_t, const double *sigma_t,
-                             const double *alpha_s, const double *sigma_s, int64_t N, int64_t D) {
-    int64_t n, d;
-    for (n = 0; n < N; n++) {
-        const float *zt = z_t + n * D, *zs = z_s + n * D;
-        float *xt = x_tilde + n * D;
-        if (sigma_s[n] == 0.0) {
-            /* s = 0: the jump lands on x_hat itself */
-            for (d = 0; d < D; d++) xt[d] = zs[d];
-        } else {
-            double r = sigma_s[n] / sigma_t[n];
-            double inv = 1.0 / (alpha_s[n] - r * alpha_t[n]);
-            for (d = 0; d < D; d++) xt[d] = (float)(((double)zs[d] - r * (double)zt[d]) * inv);
-        }
-    }
-}
-
-BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
-    double snr;
-    if (sigma_t <= 0.0) return 1e30;
-    snr = (alpha_t * alpha_t) / (sigma_t * sigma_t);
-    return snr > 1.0 ? snr : 1.0;
-}
-
-/* x_hat = xz z + xo o (bd_param_x_coeffs) is affine in o, and so is the
-   DDIM jump of docs/spec.md sec. 4 with eps_hat = (z_t - alpha_t x_hat)/sigma_t:
-       z_hat = (sigma_s/sigma_t) z_t + c_k x_hat,  c_k = alpha_s - sigma_s alpha_t/sigma_t
-   (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
-   scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
-   z space  dL/do = w_k dist'(r) c_k xo / (N D). */
-BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
-                             const float *x_tilde, const float *z_s, const double *alpha_t,
-                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
-                             const double *w, bd_param_kind param, bd_distill_space space,
-                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
-                             double grad_scale) {
-    int64_t n, k, d;
-    double total = 0.0;
-    double inv_nd = 1.0 / ((double)N * (double)D);
-    if (branch_loss)
-        for (k = 0; k < K; k++) branch_loss[k] = 0.0;
-    for (n = 0; n < N; n++) {
-        double xz, xo;
-        const float *zt = z_t + n * D;
-        bd_param_x_coeffs(param, alpha_t[n], sigma_t[n], &xz, &xo);
-        for (k = 0; k < K; k++) {
-            const float *ok = o + (n * K + k) * D;
-            float *dk = dout ? dout + (n * K + k) * D : NULL;
-            double acc = 0.0, g;
-            if (space == BD_DISTILL_SPACE_X) {
-                const float *xt = x_tilde + (k * N + n) * D;
-                double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
-                for (d = 0; d < D; d++) {
-                    double r = xz * zt[d] + xo * ok[d] - (double)xt[d];
-                    acc += r * r;
-                }
-                acc *= lam;
-                g = dk ? 2.0 * lam * w[k] * xo * inv_nd * grad_scale : 0.0;
-                if (dk)
-                    for (d = 0; d < D; d++)
-                        dk[d] += (float)(g * (xz * zt[d] + xo * ok[d] - (double)xt[d]));
-            } else {
-                /* z_hat = alpha_s x_hat + sigma_s eps_hat = cz z_t + co o */
-                const float *zs = z_s + (k * N + n) * D;
-                double as = alpha_s[k * N + n], ss = sigma_s[k * N + n];
-                double ck = as - ss * alpha_t[n] / sigma_t[n];
-                double cz = ss / sigma_t[n] + ck * xz, co = ck * xo;
-                if (distance == BD_DISTILL_L1) {
-                    for (d = 0; d < D; d++) acc += fabs(cz * zt[d] + co * ok[d] - (double)zs[d]);
-                    g = w[k] * co * inv_nd * grad_scale;
-                    if (dk)
-                        for (d = 0; d < D; d++) {
-                            double r = cz * zt[d] + co * ok[d] - (double)zs[d];
-                            dk[d] += (float)(r > 0.0 ? g : (r < 0.0 ? -g : 0.0));
-                        }
-                } else {
-                    for (d = 0; d < D; d++) {
-                        double r = cz * zt[d] + co * ok[d] - (double)zs[d];
-                        acc += r * r;
-                    }
-                    g = 2.0 * w[k] * co * inv_nd * grad_scale;
-                    if (dk)
-                        for (d = 0; d < D; d++)
-                            dk[d] += (float)(g * (cz * zt[d] + co * ok[d] - (double)zs[d]));
-                }
-            }
-            acc *= inv_nd;
-            if (branch_loss) branch_loss[k] += acc;
-            total += w[k] * acc;
-        }
-    }
-    return total;
-}
-
-BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
-                                          int64_t K, double beta, double tau,
-                                          const double *ema) {
-    int64_t k;
-    if (!w || K < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: need w and K >= 1");
-    switch (kind) {
-    case BD_WEIGHTS_UNIFORM:
-        for (k = 0; k < K; k++) w[k] = 1.0 / (double)K;
-        break;
-    case BD_WEIGHTS_FINAL:
-        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : 0.0;
-        break;
-    case BD_WEIGHTS_LINEAR:
-        for (k = 0; k < K; k++) w[k] = (double)(k + 1) / ((double)K * (double)(K + 1) / 2.0);
-        break;
-    case BD_WEIGHTS_AUX:
-        if (!(beta >= 0.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "aux weights: beta %g must be >= 0", beta);
-        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : beta;
-        break;
-    case BD_WEIGHTS_ANNEAL:
-        if (!(tau >= 0.0 && tau <= 1.0)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "anneal weights: tau %g not in [0, 1]", tau);
-        for (k = 0; k < K; k++) w[k] = (1.0 - tau) / (double)K + ((k == K - 1) ? tau : 0.0);
-        break;
-    case BD_WEIGHTS_ADAPTIVE: {
-        /* the dense group, at its natural relative scale, carries as much
-           loss as the final branch; no dense branch outweighs it */
-        double dense = 0.0, wd = 1.0 / (2.0 * (double)(K - 1));
-        int known = ema != NULL && ema[K - 1] > 0.0;
-        if (K == 1) { w[0] = 1.0; break; }
-        for (k = 0; k < K - 1 && known; k++) {
-            if (!(ema[k] >= 0.0)) known = 0;
-            else dense += ema[k];
-        }
-        if (known && dense > 0.0) wd = 0.5 * ema[K - 1] / dense;
-        if (wd > 0.5) wd = 0.5;
-        for (k = 0; k < K - 1; k++) w[k] = wd;
-        w[K - 1] = 0.5;
-        break;
-    }
-    case BD_WEIGHTS_AGREE: {
-        double c = ema ? ema[0] : 0.0;
-        if (!(c == c)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "agree weights: cosine is NaN");
-        if (c < 0.0) c = 0.0;
-        if (c > 1.0) c = 1.0;
-        for (k = 0; k < K; k++) w[k] = (k == K - 1) ? 1.0 : c / (double)(K - 1);
-        break;
-    }
-    default:
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "branch weights: unknown schedule %d", (int)kind);
-    }
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_teacher_grid(bd_context *ctx, const bd_schedule *s,
-                                        const double *student_grid, int64_t N, int64_t Kt,
-                                        bd_distill_subdiv subdiv, double *out) {
-    int64_t i, j;
-    double tmin;
-    if (!s || !student_grid || !out || N < 1 || Kt < 1)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: bad arguments");
-    tmin = bd_schedule_t_min(s);
-    for (i = 0; i < N; i++) {
-        double a = student_grid[i], b = student_grid[i + 1];
-        if (!(a > b)) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: student grid not decreasing at %lld", (long long)i);
-        out[i * Kt] = a;
-        for (j = 1; j < Kt; j++) {
-            double f = (double)j / (double)Kt, bb = b > 0.0 ? b : tmin;
-            if (subdiv == BD_SUBDIV_LOGSNR && a > bb && bb > 0.0) {
-                double la = bd_schedule_logsnr(s, a), lb = bd_schedule_logsnr(s, bb);
-                out[i * Kt + j] = bd_schedule_t_from_logsnr(s, la + f * (lb - la));
-            } else {
-                out[i * Kt + j] = a + f * (b - a);
-            }
-        }
-    }
-    out[N * Kt] = student_grid[N];
-    for (i = 0; i < N * Kt; i++)
-        if (!(out[i] > out[i + 1])) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "teacher grid: not strictly decreasing at %lld (%g, %g)", (long long)i, out[i], out[i + 1]);
-    return BD_SUCCESS;
-}
-
-BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t branches,
-                                               int64_t student_steps) {
-    bd_distill_config c;
-    memset(&c, 0, sizeof c);
-    c.method = method;
-    c.branches = branches;
-    c.student_steps = student_steps;
-    if (branches < 1) c.teacher_substeps = 1;
-    /* PD: 2K, so branch 0 (sub-state Kt/K = 2) is two teacher steps, not the
-       teacher's own one-step jump (x_hat = the teacher's x_hat) */
-    else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : 2 * branches;
-    else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
-    c.weights = BD_WEIGHTS_UNIFORM;
-    c.aux_beta = 0.1;
-    c.anneal_steps = 1000;
-    c.adaptive_decay = 0.99;
-    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z;
-    c.distance = BD_DISTILL_L2;
-    c.grid = BD_GRID_UNIFORM_T;
-    c.custom_grid = NULL;
-    /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
-       1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
-    c.subdiv = BD_SUBDIV_T;
-    c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
-    c.teacher_refine = 1;
-    c.teacher_forcing = 0;
-    c.dense_targets = BD_DENSE_FROM_STUDENT;
-    c.param = BD_PARAM_V;
-    c.schedule = BD_SCHEDULE_COSINE;
-    c.adam = bd_adam_config_init();
-    c.adam.lr = 1e-4;
-    c.ema_decay = 0.999;
-    c.ema_warmup = 1;
-    c.seed = 0;
-    return c;
-}
-
-BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int64_t branches,
-                                                bd_rng *rng, bd_denoiser **out) {
-    bd_result r;
-    if (!teacher || !out) return BD_ERROR_INVALID_ARGUMENT;
-    *out = NULL;
-    if ((r = bd_denoiser_create_like(teacher, branches, rng, out)) != BD_SUCCESS) return r;
-    if ((r = bd_denoiser_copy_weights(*out, teacher)) != BD_SUCCESS) {
-        bd_denoiser_free(*out);
-        *out = NULL;
-    }
-    return r;
-}
-
-/* backend twin of host array h (n floats): h itself on a host backend */
-static bd_result bd__distill_twin(bd_distill *d, float *h, int64_t n, float **out) {
-    *out = h;
-    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
-    *out = NULL;
-    return bd_backend_alloc(d->mctx, (size_t)n * sizeof(float), (void **)out);
-}
-static void bd__distill_twin_free(bd_distill *d, float **b, const float *h) {
-    if (*b && *b != h) bd_backend_free(d->mctx, *b);
-    *b = NULL;
-}
-/* host <-> backend copies of n floats; nothing to do on a host backend */
-static bd_result bd__distill_up(bd_distill *d, float *b, const float *h, int64_t n) {
-    return b == h ? BD_SUCCESS : bd_backend_upload(d->mctx, b, h, (size_t)n * sizeof(float));
-}
-static bd_result bd__distill_down(bd_distill *d, float *h, const float *b, int64_t n) {
-    return b == h ? BD_SUCCESS : bd_backend_download(d->mctx, h, b, (size_t)n * sizeof(float));
-}
-
-static void bd__distill_free_buffers(bd_distill *d) {
-    bd_context *ctx = d->ctx;
-    float **bp[] = {&d->b_zt, &d->b_tt, &d->b_zcur, &d->b_tcur, &d->b_sout, &d->b_dout, &d->b_tout};
-    const float *hp[] = {d->zt, d->tt, d->zcur, d->tcur, d->sout, d->dout, d->tout};
-    float **fp[] = {&d->h_grads, &d->zt, &d->tt, &d->zs, &d->xt, &d->eps, &d->zcur, &d->xh,
-                    &d->eh, &d->sout, &d->dout, &d->tout, &d->tcur, &d->traj, &d->sub,
-                    &d->gdense, &d->gfinal};
-    double **dp[] = {&d->grid, &d->tgrid, &d->fgrid, &d->at, &d->st, &d->as, &d->ss, &d->an, &d->sn};
-    size_t i;
-    for (i = 0; i < sizeof bp / sizeof bp[0]; i++) bd__distill_twin_free(d, bp[i], hp[i]);
-    if (d->mctx) bd_backend_free(d->mctx, d->ema);
-    d->ema = NULL;
-    for (i = 0; i < sizeof fp / sizeof fp[0]; i++) { bd_free(ctx, *fp[i]); *fp[i] = NULL; }
-    for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
-    bd_free(ctx, d->idx);
-    d->idx = NULL;
-}
-
-BDAPI void bd_distill_free(bd_distill *dist) {
-    bd_context *ctx;
-    if (!dist) return;
-    ctx = dist->ctx;
-    bd__distill_free_buffers(dist);
-    bd_adam_free(&dist->adam);
-    bd_sampler_free(dist->tsampler);
-    bd_sampler_free(dist->ssampler);
-    if (dist->owned_teacher) bd_denoiser_free(dist->owned_teacher);
-    bd_free(ctx, dist);
-}
-
-/* a zeroed host array of a*b*c elements of `size` bytes; *ok = 0 on failure */
-static void *bd__distill_zalloc(bd_context *ctx, int64_t a, int64_t b, int64_t c, size_t size, int *ok) {
-    size_t n = 1;
-    void *p = NULL;
-    if (!bd_size_mul(n, (size_t)a, &n) || !bd_size_mul(n, (size_t)b, &n) || !bd_size_mul(n, (size_t)c, &n))
-        bd_error(ctx, BD_ERROR_OVERFLOW, "distill: buffer size overflows");
-    else if ((p = bd_alloc_array(ctx, n, size)) != NULL)
-        memset(p, 0, n * size);
-    if (!p) *ok = 0;
-    return p;
-}
-#define bd__distill_falloc(ctx, a, b, c, ok) BD__CAST(float *, bd__distill_zalloc(ctx, a, b, c, sizeof(float), ok))
-#define bd__distill_dalloc(ctx, a, b, ok) BD__CAST(double *, bd__distill_zalloc(ctx, a, b, 1, sizeof(double), ok))
-
-static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
-    bd_result r;
-    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
-    if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: branches %lld not in 1..%d", (long long)c->branches, BD_DISTILL_MAX_BRANCHES);
-    if (c->teacher_substeps < 1 || c->teacher_substeps % c->branches != 0)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_substeps %lld must be a positive multiple of branches %lld",
-                        (long long)c->teacher_substeps, (long long)c->branches);
-    if (c->teacher_refine < 1 || c->teacher_refine > BD_SAMPLER_MAX_STEPS)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: teacher_refine %lld must be >= 1", (long long)c->teacher_refine);
-    if (c->student_steps >= 1 && c->student_steps * c->teacher_substeps <= BD_SAMPLER_MAX_STEPS &&
-        c->student_steps * c->teacher_substeps * c->teacher_refine > BD_SAMPLER_MAX_STEPS)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: %lld x %lld x teacher_refine %lld teacher steps exceed %d",
-                        (long long)c->student_steps, (long long)c->teacher_substeps, (long long)c->teacher_refine,
-                        BD_SAMPLER_MAX_STEPS);
-    if (c->student_steps < 1 || c->student_steps > BD_SAMPLER_MAX_STEPS / c->teacher_substeps)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: student_steps %lld x teacher_substeps %lld not in 1..%d",
-                        (long long)c->student_steps, (long long)c->teacher_substeps, BD_SAMPLER_MAX_STEPS);
-    if ((int)c->weights < 0 || (int)c->weights > (int)BD_WEIGHTS_AGREE)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown weight schedule %d", (int)c->weights);
-    if (c->weights == BD_WEIGHTS_AUX && !(c->aux_beta >= 0.0))
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: aux_beta %g must be >= 0", c->aux_beta);
-    if (c->weights == BD_WEIGHTS_ANNEAL && c->anneal_steps < 1)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: anneal_steps must be >= 1");
-    if ((c->weights == BD_WEIGHTS_ADAPTIVE || c->weights == BD_WEIGHTS_AGREE) &&
-        !(c->adaptive_decay >= 0.0 && c->adaptive_decay < 1.0))
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: adaptive_decay %g not in [0, 1)", c->adaptive_decay);
-    if (c->space != BD_DISTILL_SPACE_X && c->space != BD_DISTILL_SPACE_Z)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown loss space %d", (int)c->space);
-    if (c->distance != BD_DISTILL_L2 && c->distance != BD_DISTILL_L1)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown distance %d", (int)c->distance);
-    if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
-        return bd_error(ctx, BD_ERROR_CONFIG,
-                        "distill: the x-space loss is L2 (docs/spec.md sec. 5); L1 needs space z");
-    if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
-    if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
-        c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
-    if (c->dense_targets != BD_DENSE_FROM_STUDENT && c->dense_targets != BD_DENSE_FROM_TRAJECTORY)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown dense_targets %d", (int)c->dense_targets);
-    if (c->subdiv != BD_SUBDIV_LOGSNR && c->subdiv != BD_SUBDIV_T)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown sub-grid kind %d", (int)c->subdiv);
-    if (!(c->ema_decay >= 0.0 && c->ema_decay <= 1.0))
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: ema_decay %g not in [0, 1]", c->ema_decay);
-    if ((r = bd__adam_check(ctx, &c->adam, "distill")) != BD_SUCCESS) return r;
-    return BD_SUCCESS;
-}
-
-/* (re)derive the teacher grid from dist->grid and cache alpha/sigma-free
-   state; used at init and after a round */
-static bd_result bd__distill_fine(bd_distill *d) {
-    int64_t i;
-    if (d->R == 1) {
-        for (i = 0; i <= d->S; i++) d->fgrid[i] = d->tgrid[i];
-        return BD_SUCCESS;
-    }
-    return bd_distill_teacher_grid(d->ctx, &d->sched, d->tgrid, d->S, d->R, d->config.subdiv, d->fgrid);
-}
-static bd_result bd__distill_grids(bd_distill *d) {
-    bd_result r;
-    d->S = d->N * d->Kt;
-    r = bd_distill_teacher_grid(d->ctx, &d->sched, d->grid, d->N, d->Kt, d->config.subdiv, d->tgrid);
-    return r == BD_SUCCESS ? bd__distill_fine(d) : r;
-}
-
-BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config,
-                                bd_denoiser *teacher, bd_denoiser *student, int64_t max_batch,
-                                bd_distill **out) {
-    bd_distill *d;
-    bd_result r;
-    int ok = 1;
-    int64_t B, D, K, i;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!config || !teacher || !student || !out)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: NULL argument");
-    *out = NULL;
-    if ((r = bd__distill_check_config(ctx, config)) != BD_SUCCESS) return r;
-    if (max_batch < 1) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: max_batch %lld < 1", (long long)max_batch);
-    if (student->branches != config->branches)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: student has %lld branches, config %lld",
-                        (long long)student->branches, (long long)config->branches);
-    if (teacher->in_ch != student->in_ch || teacher->height != student->height || teacher->width != student->width)
-        return bd_error(ctx, BD_ERROR_SHAPE, "distill init: teacher sample (%lld,%lld,%lld) vs student (%lld,%lld,%lld)",
-                        (long long)teacher->in_ch, (long long)teacher->height, (long long)teacher->width,
-                        (long long)student->in_ch, (long long)student->height, (long long)student->width);
-    if (student->n_params < 1 || !student->grads)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill init: the student has no trainable parameters");
-    if ((bd_backend_on_device(teacher->ctx) || bd_backend_on_device(student->ctx)) &&
-        teacher->ctx->backend != student->ctx->backend)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill init: teacher (backend '%s') and student (backend '%s') "
-                        "must live on one backend (bd_denoiser_to_context)", teacher->ctx->backend->name,
-                        student->ctx->backend->name);
-    if ((r = bd__backend_model_ok(student, "distill init")) != BD_SUCCESS ||
-        (r = bd__backend_model_ok(teacher, "distill init")) != BD_SUCCESS)
-        return bd__relay(ctx, student->ctx, r);
-    d = BD__CAST(bd_distill *, bd_alloc(ctx, sizeof(bd_distill)));
-    if (!d) return ctx->last_result;
-    memset(d, 0, sizeof *d);
-    d->ctx = ctx;
-    d->mctx = student->ctx;
-    d->config = *config;
-    d->config.custom_grid = NULL;
-    d->teacher = teacher;
-    d->student = student;
-    d->rng = bd_rng_init(config->seed);
-    d->max_batch = B = max_batch;
-    d->D = D = bd_denoiser_sample_size(student);
-    d->K = K = config->branches;
-    d->Kt = config->teacher_substeps;
-    d->N = config->student_steps;
-    d->N_max = d->N;
-    if ((r = bd_schedule_init(&d->sched, config->schedule)) != BD_SUCCESS) { bd_free(ctx, d); return r; }
-    d->grid = bd__distill_dalloc(ctx, d->N + 1, 1, &ok);
-    d->tgrid = bd__distill_dalloc(ctx, d->N * d->Kt + 1, 1, &ok);
-    d->R = config->teacher_refine;
-    d->fgrid = bd__distill_dalloc(ctx, d->N * d->Kt * d->R + 1, 1, &ok);
-    d->zt = bd__distill_falloc(ctx, B, D, 1, &ok);
-    d->tt = bd__distill_falloc(ctx, B, 1, 1, &ok);
-    d->tcur = bd__distill_falloc(ctx, B, 1, 1, &ok);
-    d->zs = bd__distill_falloc(ctx, K, B, D, &ok);
-    d->xt = bd__distill_falloc(ctx, K, B, D, &ok);
-    d->eps = bd__distill_falloc(ctx, B, D, 1, &ok);
-    d->zcur = bd__distill_falloc(ctx, B, D, 1, &ok);
-    d->xh = bd__distill_falloc(ctx, B, D, 1, &ok);
-    d->eh = bd__distill_falloc(ctx, B, D, 1, &ok);
-    d->sout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
-    d->dout = bd__distill_falloc(ctx, B, K * D, 1, &ok);
-    d->tout = bd__distill_falloc(ctx, B, teacher->branches * D, 1, &ok);
-    if (config->method == BD_DISTILL_TD) {
-        d->traj = bd__distill_falloc(ctx, B, d->N * d->Kt + 1, D, &ok);
-        d->sub = bd__distill_falloc(ctx, B, d->Kt + 1, D, &ok);
-    }
-    if (config->weights == BD_WEIGHTS_AGREE && K > 1) {
-        d->gdense = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
-        d->gfinal = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
-    }
-    d->at = bd__distill_dalloc(ctx, B, 1, &ok);
-    d->st = bd__distill_dalloc(ctx, B, 1, &ok);
-    d->an = bd__distill_dalloc(ctx, B, 1, &ok);
-    d->sn = bd__distill_dalloc(ctx, B, 1, &ok);
-    d->as = bd__distill_dalloc(ctx, K, B, &ok);
-    d->ss = bd__distill_dalloc(ctx, K, B, &ok);
-    if (ok) {
-        d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
-        ok = d->idx != NULL;
-    }
-    if (ok && bd_backend_on_device(d->mctx) && d->gdense) d->h_grads = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
-    if (!ok) { r = ctx->last_result; goto fail; }
-    r = bd_backend_alloc(d->mctx, (size_t)student->n_params * sizeof(float), (void **)&d->ema);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zt, B * D, &d->b_zt);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tt, B, &d->b_tt);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->zcur, B * D, &d->b_zcur);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tcur, B, &d->b_tcur);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->sout, B * K * D, &d->b_sout);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->dout, B * K * D, &d->b_dout);
-    if (r == BD_SUCCESS) r = bd__distill_twin(d, d->tout, B * teacher->branches * D, &d->b_tout);
-    if (r != BD_SUCCESS) { r = bd__relay(ctx, d->mctx, r); goto fail; }
-    if (config->custom_grid) {
-        for (i = 0; i <= d->N; i++) d->grid[i] = config->custom_grid[i];
-        if (d->grid[0] != 1.0 || d->grid[d->N] != 0.0) {
-            r = bd_error(ctx, BD_ERROR_CONFIG, "distill init: custom grid must run from 1 to 0");
-            goto fail;
-        }
-    } else if ((r = bd_time_grid(ctx, &d->sched, config->grid, d->N, d->grid)) != BD_SUCCESS) {
-        goto fail;
-    }
-    if ((r = bd__distill_grids(d)) != BD_SUCCESS) goto fail;
-    if ((r = bd_adam_init(d->mctx, &config->adam, student->n_params, &d->adam)) != BD_SUCCESS ||
-        (r = bd_backend_copy(d->mctx, d->ema, student->params, (size_t)student->n_params * sizeof(float))) != BD_SUCCESS ||
-        (r = bd_denoiser_reserve(teacher, B)) != BD_SUCCESS || (r = bd_denoiser_reserve(student, B)) != BD_SUCCESS) {
-        r = bd__relay(ctx, d->mctx, r);
-        goto fail;
-    }
-    if ((r = bd_sampler_init(ctx, teacher, B, &d->tsampler)) != BD_SUCCESS) goto fail;
-    if ((r = bd_sampler_init(ctx, student, B, &d->ssampler)) != BD_SUCCESS) goto fail;
-    *out = d;
-    return BD_SUCCESS;
-fail:
-    bd_distill_free(d);
-    return r;
-}
-
-/* ---- the teacher: recording a TD trajectory through the sampler callback */
-typedef struct bd__traj_rec {
-    float *traj; /* (n, S+1, D) */
-    int64_t S, D;
-    int64_t every; /* solver steps per recorded state (teacher_refine) */
-} bd__traj_rec;
-
-static int bd__distill_record(void *user_data, int64_t step, double t, double s, const float *z,
-                              const float *x_hat, int64_t n, int64_t D, int64_t first) {
-    bd__traj_rec *rec = BD__CAST(bd__traj_rec *, user_data);
-    int64_t b;
-    (void)t; (void)s; (void)x_hat;
-    if (step % rec->every != 0) return 0;
-    step /= rec->every;
-    for (b = 0; b < n; b++)
-        memcpy(rec->traj + ((first + b) * (rec->S + 1) + step) * D, z + b * D, (size_t)D * sizeof(float));
-    return 0;
-}
-
-/* the teacher's ODE solve of S solver steps on grid g (TD trajectories) */
-static bd_sampler_config bd__distill_teacher_cfg(const bd_distill *d, int64_t S, const double *g) {
-    bd_sampler_config sc = bd_sampler_config_init(d->config.teacher_solver, S);
-    sc.custom_grid = g;
-    sc.branch = -1;
-    sc.param = d->config.param;
-    sc.schedule = d->config.schedule;
-    sc.eta = 0.0;
-    return sc;
-}
-
-/* solve n <= max_batch trajectories whose state 0 is already in traj */
-static bd_result bd__distill_solve(bd_distill *d, float *traj, int64_t n) {
-    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->S * d->R, d->fgrid);
-    bd__traj_rec rec;
-    int64_t b, D = d->D, S = d->S;
-    bd_result r;
-    rec.traj = traj; rec.S = S; rec.D = D; rec.every = d->R;
-    sc.callback = bd__distill_record;
-    sc.user_data = &rec;
-    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, traj + b * (S + 1) * D, (size_t)D * sizeof(float));
-    if ((r = bd_sampler_run(d->tsampler, &sc, d->zcur, n, NULL, NULL)) != BD_SUCCESS) return r;
-    for (b = 0; b < n; b++) memcpy(traj + (b * (S + 1) + S) * D, d->zcur + b * D, (size_t)D * sizeof(float));
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_teacher_trajectories(bd_distill *dist, float *traj, int64_t count,
-                                                bd_rng *rng) {
-    int64_t c0, b, D, S;
-    bd_result r;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    if (!traj || !rng || count < 0) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "teacher trajectories: bad arguments");
-    D = dist->D; S = dist->S;
-    for (c0 = 0; c0 < count; c0 += dist->max_batch) {
-        int64_t n = count - c0 < dist->max_batch ? count - c0 : dist->max_batch;
-        float *tr = traj + c0 * (S + 1) * D;
-        for (b = 0; b < n; b++) bd_rng_normal(rng, tr + b * (S + 1) * D, D);
-        if ((r = bd__distill_solve(dist, tr, n)) != BD_SUCCESS) return r;
-    }
-    return BD_SUCCESS;
-}
-
-BDAPI void bd_distill_set_trajectory_source(bd_distill *dist, bd_traj_fn fn, void *user_data) {
-    if (!dist) return;
-    dist->traj_fn = fn;
-    dist->traj_user_data = user_data;
-    dist->traj_cache = NULL;
-    dist->traj_cache_count = 0;
-    dist->traj_stream = NULL;
-}
-
-/* n trajectories, each picked by one bd_rng_u64 draw from the cache (in
-   memory, or read from the stream) */
-static bd_result bd__distill_cache_fn(void *user_data, float *traj, int64_t n, bd_rng *rng) {
-    bd_distill *d = BD__CAST(bd_distill *, user_data);
-    size_t len = (size_t)((d->S + 1) * d->D);
-    int64_t b;
-    for (b = 0; b < n; b++) {
-        int64_t j = (int64_t)(bd_rng_u64(rng) % (uint64_t)d->traj_cache_count);
-        bd_result r = BD_SUCCESS;
-        if (d->traj_stream) r = bd_npy_stream_read(d->ctx, d->traj_stream, j * (int64_t)len, (int64_t)len, traj + (size_t)b * len);
-        else memcpy(traj + (size_t)b * len, d->traj_cache + (size_t)j * len, len * sizeof(float));
-        if (r != BD_SUCCESS) return r;
-    }
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_set_trajectories(bd_distill *dist, const float *traj, int64_t count) {
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    if (dist->config.method != BD_DISTILL_TD)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: trajectories are for TD");
-    if (!traj || count < 1) return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectories: need count >= 1 trajectories");
-    dist->traj_fn = bd__distill_cache_fn;
-    dist->traj_user_data = dist;
-    dist->traj_cache = traj;
-    dist->traj_cache_count = count;
-    dist->traj_stream = NULL;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_set_trajectory_stream(bd_distill *dist, bd_npy_stream *stream) {
-    int64_t per;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    if (dist->config.method != BD_DISTILL_TD)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: trajectories are for TD");
-    if (!stream || !stream->file)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "set trajectory stream: the stream is not open");
-    per = (dist->S + 1) * dist->D;
-    if (stream->ndim < 3 || stream->shape[0] < 1 || stream->shape[1] != dist->S + 1 ||
-        stream->numel != stream->shape[0] * per)
-        return bd_error(dist->ctx, BD_ERROR_SHAPE,
-                        "set trajectory stream: need (count >= 1, %lld, %lld values) for %lld student steps x %lld "
-                        "teacher sub-steps", (long long)(dist->S + 1), (long long)dist->D, (long long)dist->N,
-                        (long long)dist->Kt);
-    dist->traj_fn = bd__distill_cache_fn;
-    dist->traj_user_data = dist;
-    dist->traj_cache = NULL;
-    dist->traj_cache_count = stream->shape[0];
-    dist->traj_stream = stream;
-    return BD_SUCCESS;
-}
-
-/* ---- one step */
-static void bd__distill_current_weights(bd_distill *d) {
-    const bd_distill_config *c = &d->config;
-    double tau = 0.0, ema[BD_DISTILL_MAX_BRANCHES];
-    const double *e = NULL;
-    int64_t k;
-    if (c->weights == BD_WEIGHTS_ANNEAL) {
-        tau = (double)d->step / (double)c->anneal_steps;
-        if (tau > 1.0) tau = 1.0;
-    }
-    if (c->weights == BD_WEIGHTS_ADAPTIVE && d->branch_ema_count > 0) {
-        double corr = 1.0 - pow(c->adaptive_decay, (double)d->branch_ema_count);
-        for (k = 0; k < d->K; k++) ema[k] = d->branch_ema[k] / corr;
-        e = ema;
-    }
-    if (c->weights == BD_WEIGHTS_AGREE && d->agree_count > 0) {
-        ema[0] = d->agree_ema / (1.0 - pow(c->adaptive_decay, (double)d->agree_count));
-        e = ema;
-    }
-    bd_distill_branch_weights(d->ctx, d->weights, c->weights, d->K, c->aux_beta, tau, e);
-}
-
-static int bd__finite(double x) { return x == x && x < 1e300 && x > -1e300; }
-
-/* the student's forward on (zt, tt) into sout (uploads, downloads) */
-static bd_result bd__distill_student_forward(bd_distill *d, int64_t n) {
-    bd_result r;
-    if ((r = bd__distill_up(d, d->b_zt, d->zt, n * d->D)) != BD_SUCCESS) return r;
-    if ((r = bd__distill_up(d, d->b_tt, d->tt, n)) != BD_SUCCESS) return r;
-    if ((r = bd_denoiser_forward(d->student, d->b_sout, d->b_zt, d->b_tt, n, 1)) != BD_SUCCESS) return r;
-    return bd__distill_down(d, d->sout, d->b_sout, n * d->K * d->D);
-}
-static bd_result bd__distill_student_backward(bd_distill *d, int64_t n) {
-    bd_result r;
-    if ((r = bd__distill_up(d, d->b_dout, d->dout, n * d->K * d->D)) != BD_SUCCESS) return r;
-    return bd_denoiser_backward(d->student, NULL, d->b_dout, n);
-}
-/* the student's gradient as a host array (downloaded on a device) */
-static bd_result bd__distill_host_grads(bd_distill *d, float **out) {
-    *out = d->student->grads;
-    if (!bd_backend_on_device(d->mctx)) return BD_SUCCESS;
-    *out = d->h_grads;
-    return bd_backend_download(d->mctx, d->h_grads, d->student->grads, (size_t)d->student->n_params * sizeof(float));
-}
-
-/* forward the student on (zt, tt), loss against the current targets,
-   backward; accumulates loss/branch losses scaled by `scale` */
-static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale, double *loss,
-                                          double *bl) {
-    bd_result r;
-    double bl_i[BD_DISTILL_MAX_BRANCHES], L;
-    int64_t k;
-    const bd_distill_config *c = &d->config;
-    if (d->gdense) {
-        /* agree: the dense group's and the final branch's gradients apart
-           (two forward/backward passes; bd_distill_step mixes them) */
-        double wd[BD_DISTILL_MAX_BRANCHES], wf[BD_DISTILL_MAX_BRANCHES], Ld = 0.0, Lf = 0.0;
-        int64_t np = d->student->n_params, pass, i;
-        for (k = 0; k < d->K; k++) {
-            wd[k] = k < d->K - 1 ? 1.0 / (double)(d->K - 1) : 0.0;
-            wf[k] = k < d->K - 1 ? 0.0 : 1.0;
-        }
-        for (pass = 0; pass < 2; pass++) {
-            float *acc = pass == 0 ? d->gdense : d->gfinal, *g;
-            if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
-            memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
-            L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
-                                pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
-            if (pass == 0) Ld = L;
-            else Lf = L;
-            if (!bd__finite(L)) return BD_ERROR_NONFINITE;
-            bd_denoiser_zero_grad(d->student);
-            if ((r = bd__distill_student_backward(d, n)) != BD_SUCCESS) return r;
-            if ((r = bd__distill_host_grads(d, &g)) != BD_SUCCESS) return r;
-            for (i = 0; i < np; i++) acc[i] += g[i];
-        }
-        for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
-        *loss += scale * (Ld + Lf); /* per-group; bd_distill_step reweights */
-        return BD_SUCCESS;
-    }
-    if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
-    memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
-    L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
-                        d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
-    *loss += scale * L;
-    for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
-    if (!bd__finite(L)) return BD_ERROR_NONFINITE;
-    return bd__distill_student_backward(d, n);
-}
-
-static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
-                                      double *bl) {
-    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K, R = d->R;
-    bd_result r;
-    for (b = 0; b < n; b++) {
-        double a, s;
-        int64_t i = (int64_t)(bd_rng_u64(&d->rng) % (uint64_t)d->N);
-        d->idx[b] = i;
-        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
-        d->at[b] = a; d->st[b] = s;
-        d->tt[b] = (float)d->grid[i];
-    }
-    bd_rng_normal(&d->rng, d->eps, n * D);
-    for (b = 0; b < n; b++) {
-        int64_t e;
-        for (e = 0; e < D; e++)
-            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
-    }
-    /* the teacher: Kt DDIM sub-steps (each R fine steps) with its final branch */
-    memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
-    for (j = 1; j <= Kt * R; j++) {
-        for (b = 0; b < n; b++) {
-            double tn = d->fgrid[d->idx[b] * Kt * R + j];
-            d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
-            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
-        }
-        /* bd_model_predict with the final branch, the network in the backend */
-        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
-            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
-            (r = bd_denoiser_forward(d->teacher, d->b_tout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
-            (r = bd__distill_down(d, d->tout, d->b_tout, n * d->teacher->branches * D)) != BD_SUCCESS)
-            return r;
-        for (b = 0; b < n; b++) {
-            double al, sg;
-            bd_schedule_alpha_sigma(&d->sched, (double)d->tcur[b], &al, &sg);
-            bd_param_predict(d->config.param, d->xh + b * D, d->eh + b * D, d->tout + b * d->teacher->branches * D,
-                             d->teacher->branches, d->teacher->branches - 1, d->zcur + b * D, &al, &sg, 1, D);
-        }
-        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
-        if (j % (per * R) == 0) {
-            k = j / (per * R) - 1;
-            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
-            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
-        }
-    }
-    for (k = 0; k < K; k++)
-        bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st, d->as + k * n,
-                          d->ss + k * n, n, D);
-    return bd__distill_student_pass(d, n, 1.0, loss, bl);
-}
-
-/* dense targets from the student's state: the teacher solves student
-   interval i (Kt sub-steps of tgrid) from the student's detached z_t (d->zt);
-   branches k < K get the states it passes (d->zs), the final branch keeps
-   the trajectory's */
-static bd_result bd__distill_dense_from_student(bd_distill *d, int64_t i, int64_t n) {
-    bd_sampler_config sc = bd__distill_teacher_cfg(d, d->Kt * d->R, d->fgrid + i * d->Kt * d->R);
-    bd__traj_rec rec;
-    int64_t b, k, D = d->D, Kt = d->Kt, per = d->Kt / d->K;
-    bd_result r;
-    rec.traj = d->sub; rec.S = Kt; rec.D = D; rec.every = d->R;
-    sc.callback = bd__distill_record;
-    sc.user_data = &rec;
-    memcpy(d->eps, d->zt, (size_t)(n * D) * sizeof(float)); /* eps: free in TD */
-    if ((r = bd_sampler_run(d->tsampler, &sc, d->eps, n, NULL, NULL)) != BD_SUCCESS) return r;
-    for (k = 0; k < d->K - 1; k++)
-        for (b = 0; b < n; b++)
-            memcpy(d->zs + (k * n + b) * D, d->sub + (b * (Kt + 1) + (k + 1) * per) * D, (size_t)D * sizeof(float));
-    return BD_SUCCESS;
-}
-
-static bd_result bd__distill_td_batch(bd_distill *d, int64_t n, double *loss, double *bl) {
-    int64_t b, i, k, D = d->D, K = d->K, Kt = d->Kt, S = d->S, per = d->Kt / d->K;
-    bd_result r;
-    double scale = 1.0 / (double)d->N;
-    int resolve = !d->config.teacher_forcing && d->config.dense_targets == BD_DENSE_FROM_STUDENT && K > 1;
-    if (d->traj_fn) {
-        if ((r = d->traj_fn(d->traj_user_data, d->traj, n, &d->rng)) != BD_SUCCESS) return r;
-    } else {
-        for (b = 0; b < n; b++) bd_rng_normal(&d->rng, d->traj + b * (S + 1) * D, D);
-        if ((r = bd__distill_solve(d, d->traj, n)) != BD_SUCCESS) return r;
-    }
-    for (b = 0; b < n; b++) memcpy(d->zcur + b * D, d->traj + b * (S + 1) * D, (size_t)D * sizeof(float));
-    for (i = 0; i < d->N; i++) {
-        double a, s, au, su;
-        bd_schedule_alpha_sigma(&d->sched, d->grid[i], &a, &s);
-        bd_schedule_alpha_sigma(&d->sched, d->grid[i + 1], &au, &su);
-        for (b = 0; b < n; b++) {
-            const float *src = d->config.teacher_forcing ? d->traj + (b * (S + 1) + i * Kt) * D : d->zcur + b * D;
-            memcpy(d->zt + b * D, src, (size_t)D * sizeof(float));
-            d->tt[b] = (float)d->grid[i];
-            d->at[b] = a; d->st[b] = s;
-            d->an[b] = au; d->sn[b] = su;
-        }
-        for (k = 0; k < K; k++) {
-            int64_t j = i * Kt + (k + 1) * per;
-            double ak, sk;
-            bd_schedule_alpha_sigma(&d->sched, d->tgrid[j], &ak, &sk);
-            for (b = 0; b < n; b++) {
-                memcpy(d->zs + (k * n + b) * D, d->traj + (b * (S + 1) + j) * D, (size_t)D * sizeof(float));
-                d->as[k * n + b] = ak; d->ss[k * n + b] = sk;
-            }
-        }
-        if (resolve && (r = bd__distill_dense_from_student(d, i, n)) != BD_SUCCESS) return r;
-        for (k = 0; k < K; k++)
-            bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st,
-                              d->as + k * n, d->ss + k * n, n, D);
-        if ((r = bd__distill_student_pass(d, n, scale, loss, bl)) != BD_SUCCESS) return r;
-        /* the student's own next state, detached: DDIM with its final branch */
-        bd_param_predict(d->config.param, d->xh, d->eh, d->sout, K, K - 1, d->zt, d->at, d->st, n, D);
-        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
-    }
-    return BD_SUCCESS;
-}
-
-/* A failure recorded on the models' context during a call is repeated on
-   the distiller's (when they differ); call bd__distill_enter first. */
-static void bd__distill_enter(bd_distill *d) {
-    if (d->mctx != d->ctx) d->mctx->last_result = BD_SUCCESS;
-}
-static bd_result bd__distill_leave(bd_distill *d, bd_result r) {
-    if (r != BD_SUCCESS && d->mctx != d->ctx && d->mctx->last_result != BD_SUCCESS)
-        return bd_error(d->ctx, r, "%s", bd_context_message(d->mctx));
-    return r;
-}
-
-static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
-                                  double *branch_loss);
-BDAPI bd_result bd_distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
-                                double *branch_loss) {
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    bd__distill_enter(dist);
-    return bd__distill_leave(dist, bd__distill_step(dist, x, n, loss, branch_loss));
-}
-
-/* One step, top to bottom: the branch weights; the batch (PD: draws, the
-   teacher's sub-steps, targets; TD: trajectories, then the student's N
-   passes), each student pass a forward, the multi-branch loss and its
-   gradient on the host, a backward; agree's gradient mix; then AdamW with
-   clipping (bd_adam_step), the EMA (bd_ema_decay, vec_ema) and the branch
-   EMA, every one of them in the models' backend. */
-static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, double *loss,
-                                  double *branch_loss) {
-    bd_result r;
-    double L = 0.0, bl[BD_DISTILL_MAX_BRANCHES], gnorm = 0.0, decay, cosv = 0.0, agree_next = 0.0;
-    int64_t k;
-    if (n < 1 || n > dist->max_batch)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
-    if (dist->config.method == BD_DISTILL_PD && !x)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: PD needs a data batch x");
-    if (dist->config.method == BD_DISTILL_TD && x)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: TD takes no data (x must be NULL)");
-    for (k = 0; k < dist->K; k++) bl[k] = 0.0;
-    bd__distill_current_weights(dist);
-    bd_denoiser_zero_grad(dist->student);
-    dist->last_n = n;
-    if (dist->gdense) {
-        memset(dist->gdense, 0, (size_t)dist->student->n_params * sizeof(float));
-        memset(dist->gfinal, 0, (size_t)dist->student->n_params * sizeof(float));
-    }
-    if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
-    else r = bd__distill_td_batch(dist, n, &L, bl);
-    if (r == BD_SUCCESS && dist->gdense) {
-        /* agree: cosine of the two gradients, its EMA, the weights, the mix */
-        double dd = 0.0, ff = 0.0, df = 0.0, ema1, e1;
-        int64_t i, np = dist->student->n_params, ti;
-        const bd_denoiser *sd = dist->student;
-        float *g = bd_backend_on_device(dist->mctx) ? dist->h_grads : dist->student->grads;
-        /* over the shared trunk: skip the branch heads (tensors of K*C
-           outputs, the widened output layer), which the two groups never share */
-        for (ti = 0; ti < (sd->n_tensors > 0 ? sd->n_tensors : 1); ti++) {
-            int64_t o0 = 0, o1 = np;
-            if (sd->n_tensors > 0) {
-                const bd_param_tensor *pt = &sd->tensors[ti];
-                if (pt->ndim >= 1 && pt->shape[0] == dist->K * sd->in_ch) continue;
-                o0 = pt->offset, o1 = pt->offset + pt->numel;
-            }
-            for (i = o0; i < o1; i++) {
-                dd += (double)dist->gdense[i] * dist->gdense[i];
-                ff += (double)dist->gfinal[i] * dist->gfinal[i];
-                df += (double)dist->gdense[i] * dist->gfinal[i];
-            }
-        }
-        cosv = (dd > 0.0 && ff > 0.0) ? df / sqrt(dd * ff) : 0.0;
-        if (!bd__finite(cosv)) r = BD_ERROR_NONFINITE;
-        else {
-            ema1 = dist->config.adaptive_decay * dist->agree_ema + (1.0 - dist->config.adaptive_decay) * cosv;
-            e1 = ema1 / (1.0 - pow(dist->config.adaptive_decay, (double)(dist->agree_count + 1)));
-            bd_distill_branch_weights(dist->ctx, dist->weights, BD_WEIGHTS_AGREE, dist->K, 0.0, 0.0, &e1);
-            for (i = 0; i < np; i++)
-                g[i] = (float)(dist->weights[0] * (double)(dist->K - 1) * dist->gdense[i] + dist->gfinal[i]);
-            r = bd__distill_up(dist, dist->student->grads, g, np);
-            /* L was the per-group sum: the weighted loss */
-            L = 0.0;
-            for (k = 0; k < dist->K; k++) L += dist->weights[k] * bl[k];
-            agree_next = ema1;
-        }
-    }
-    if (loss) *loss = L;
-    if (branch_loss) for (k = 0; k < dist->K; k++) branch_loss[k] = bl[k];
-    dist->last_loss = L;
-    for (k = 0; k < dist->K; k++) dist->last_branch_loss[k] = bl[k];
-    if (r == BD_ERROR_NONFINITE || (r == BD_SUCCESS && !bd__finite(L)))
-        return bd_error(dist->ctx, BD_ERROR_NONFINITE, "distill step %lld: non-finite loss %g", (long long)dist->step, L);
-    if (r != BD_SUCCESS) return r;
-    if ((r = bd_adam_step(&dist->adam, dist->student->params, dist->student->grads, &gnorm)) != BD_SUCCESS)
-        return r;
-    dist->last_grad_norm = gnorm;
-    decay = bd_ema_decay(dist->config.ema_decay, dist->config.ema_warmup, dist->step);
-    BD_OP(dist->mctx, vec_ema, dist->ema, dist->student->params, dist->student->n_params, decay);
-    if ((r = bd_backend_sync(dist->mctx)) != BD_SUCCESS) return r;
-    for (k = 0; k < dist->K; k++)
-        dist->branch_ema[k] = dist->config.adaptive_decay * dist->branch_ema[k] +
-                              (1.0 - dist->config.adaptive_decay) * bl[k];
-    dist->branch_ema_count++;
-    if (dist->gdense) {
-        dist->agree_ema = agree_next;
-        dist->agree_count++;
-        dist->last_cos = cosv;
-    }
-    dist->step++;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_copy_ema(const bd_distill *dist, bd_denoiser *dst) {
-    if (!dist || !dst) return BD_ERROR_INVALID_ARGUMENT;
-    if (dst->n_params != dist->student->n_params)
-        return bd_error(dist->ctx, BD_ERROR_SHAPE, "copy_ema: %lld params vs %lld", (long long)dst->n_params, (long long)dist->student->n_params);
-    return bd__relay(dist->ctx, dst->ctx,
-                     bd_backend_transfer(dst->ctx, dst->params, dist->mctx, dist->ema, (size_t)dst->n_params * sizeof(float)));
-}
-
-/* the caller's teacher is never overwritten: a round's teacher is a
-   K-branch network of the student's architecture owned by the distiller */
-static bd_result bd__distill_own_teacher(bd_distill *dist) {
-    bd_context *ctx = dist->ctx;
-    bd_denoiser *st = dist->student;
-    bd_result r;
-    bd_denoiser *nt = NULL;
-    bd_sampler *ns = NULL;
-    int ok = 1;
-    float *tout;
-    if ((r = bd_denoiser_create_like(st, st->branches, &dist->rng, &nt)) != BD_SUCCESS) return r;
-    tout = bd__distill_falloc(ctx, dist->max_batch, st->branches * dist->D, 1, &ok);
-    if (!ok || (r = bd_denoiser_reserve(nt, dist->max_batch)) != BD_SUCCESS ||
-        (r = bd_sampler_init(ctx, nt, dist->max_batch, &ns)) != BD_SUCCESS) {
-        if (!ok) r = ctx->last_result;
-        bd_free(ctx, tout);
-        bd_denoiser_free(nt);
-        return r;
-    }
-    {
-        float *bt = NULL;
-        if ((r = bd__distill_twin(dist, tout, dist->max_batch * st->branches * dist->D, &bt)) != BD_SUCCESS) {
-            bd_sampler_free(ns);
-            bd_free(ctx, tout);
-            bd_denoiser_free(nt);
-            return bd__relay(ctx, dist->mctx, r);
-        }
-        bd__distill_twin_free(dist, &dist->b_tout, dist->tout);
-        dist->b_tout = bt;
-    }
-    bd_sampler_free(dist->tsampler);
-    bd_free(ctx, dist->tout);
-    dist->tsampler = ns;
-    dist->tout = tout;
-    dist->owned_teacher = nt;
-    dist->teacher = nt;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_next_round(bd_distill *dist) {
-    bd_context *ctx;
-    bd_denoiser *st;
-    bd_result r;
-    int64_t i;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = dist->ctx;
-    st = dist->student;
-    if (dist->config.method != BD_DISTILL_PD)
-        return bd_error(ctx, BD_ERROR_STATE, "next_round: rounds are for progressive distillation");
-    if (dist->N < 2 || dist->N % 2 != 0)
-        return bd_error(ctx, BD_ERROR_STATE, "next_round: student steps %lld cannot be halved", (long long)dist->N);
-    if (dist->R != 1)
-        return bd_error(ctx, BD_ERROR_CONFIG, "next_round: teacher_refine %lld: the next round's teacher is this "
-                        "student, which can only be queried on its own grid (teacher_refine 1)", (long long)dist->R);
-    if (dist->Kt != 2)
-        return bd_error(ctx, BD_ERROR_CONFIG,
-                        "next_round: teacher_substeps %lld: the next round's teacher is this student, trained only "
-                        "at the %lld times of its own grid, so the new teacher grid must be that grid (2 sub-steps "
-                        "per new student step); PD rounds need teacher_substeps 2 (branches 1 or 2)",
-                        (long long)dist->Kt, (long long)dist->N);
-    if (dist->teacher != dist->owned_teacher && (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
-        return r;
-    if ((r = bd_backend_copy(dist->mctx, dist->teacher->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
-        (r = bd_backend_copy(dist->mctx, st->params, dist->ema, (size_t)st->n_params * sizeof(float))) != BD_SUCCESS ||
-        (r = bd_backend_zero(dist->mctx, dist->adam.m, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS ||
-        (r = bd_backend_zero(dist->mctx, dist->adam.v, (size_t)dist->adam.n * sizeof(float))) != BD_SUCCESS)
-        return bd__relay(ctx, dist->mctx, r);
-    /* the new teacher walks exactly the old student grid (whatever its
-       kind: uniform, Karras, logSNR, custom): it nests the new grid */
-    for (i = 0; i <= dist->N; i++) dist->tgrid[i] = dist->grid[i];
-    for (i = 0; i <= dist->N / 2; i++) dist->grid[i] = dist->grid[2 * i];
-    dist->N /= 2;
-    dist->S = dist->N * dist->Kt;
-    dist->config.student_steps = dist->N;
-    if ((r = bd__distill_fine(dist)) != BD_SUCCESS) return r;
-    dist->adam.step = 0;
-    for (i = 0; i < dist->K; i++) dist->branch_ema[i] = 0.0;
-    dist->branch_ema_count = 0;
-    dist->agree_ema = 0.0;
-    dist->agree_count = 0;
-    dist->step = 0;
-    dist->round++;
-    return BD_SUCCESS;
-}
-
-BDAPI bd_result bd_distill_eval(bd_distill *dist, int64_t n, uint64_t seed, int use_ema,
-                                double *mse, float *teacher_x, float *student_x) {
-    bd_context *ctx;
-    bd_sampler_config tc, sc;
-    float *xt = NULL, *xs = NULL, *keep = NULL;
-    bd_result r = BD_SUCCESS;
-    int ok = 1;
-    int64_t i, D, np;
-    double acc = 0.0;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = dist->ctx;
-    if (n < 1 || !mse) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "distill eval: need n >= 1 and mse");
-    D = dist->D;
-    np = dist->student->n_params;
-    xt = bd__distill_falloc(ctx, n, D, 1, &ok);
-    xs = bd__distill_falloc(ctx, n, D, 1, &ok);
-    if (!ok) { r = ctx->last_result; goto done; }
-    if (use_ema && (r = bd__relay(ctx, dist->mctx, bd_backend_alloc(dist->mctx, (size_t)np * sizeof(float), (void **)&keep))) != BD_SUCCESS)
-        goto done;
-    bd_noise_fill(xt, n * D, seed);
-    memcpy(xs, xt, (size_t)(n * D) * sizeof(float));
-    tc = bd__distill_teacher_cfg(dist, dist->S * dist->R, dist->fgrid);
-    if ((r = bd_sampler_run(dist->tsampler, &tc, xt, n, NULL, NULL)) != BD_SUCCESS) goto done;
-    sc = bd_sampler_config_init(BD_SAMPLER_DDIM, dist->N);
-    sc.custom_grid = dist->grid;
-    sc.branch = dist->K - 1;
-    sc.param = dist->config.param;
-    sc.schedule = dist->config.schedule;
-    if (use_ema) {
-        size_t bytes = (size_t)np * sizeof(float);
-        if ((r = bd_backend_copy(dist->mctx, keep, dist->student->params, bytes)) != BD_SUCCESS ||
-            (r = bd_backend_copy(dist->mctx, dist->student->params, dist->ema, bytes)) != BD_SUCCESS) {
-            r = bd__relay(ctx, dist->mctx, r);
-            goto done;
-        }
-        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
-        if (bd_backend_copy(dist->mctx, dist->student->params, keep, bytes) != BD_SUCCESS && r == BD_SUCCESS)
-            r = bd__relay(ctx, dist->mctx, dist->mctx->last_result);
-    } else {
-        r = bd_sampler_run(dist->ssampler, &sc, xs, n, NULL, NULL);
-    }
-    if (r != BD_SUCCESS) goto done;
-    for (i = 0; i < n * D; i++) {
-        double e = (double)xs[i] - (double)xt[i];
-        acc += e * e;
-    }
-    *mse = acc / (double)(n * D);
-    if (teacher_x) memcpy(teacher_x, xt, (size_t)(n * D) * sizeof(float));
-    if (student_x) memcpy(student_x, xs, (size_t)(n * D) * sizeof(float));
-done:
-    bd_free(ctx, xt);
-    bd_free(ctx, xs);
-    bd_backend_free(dist->mctx, keep);
-    return r;
-}
-
-/* The state's arrays as host arrays: the arrays themselves on a host
-   backend, else downloaded into one block *blk (bd_free it on dist->ctx). */
-static bd_result bd__distill_host_state(bd_distill *d, float **blk, float **p, float **e, float **m, float **v,
-                                        float **t) {
-    bd_context *bc = d->mctx;
-    int64_t np = d->student->n_params;
-    size_t bytes = (size_t)np * sizeof(float);
-    bd_result r;
-    *blk = NULL;
-    *p = d->student->params; *e = d->ema; *m = d->adam.m; *v = d->adam.v;
-    *t = d->teacher == d->owned_teacher && d->teacher ? d->teacher->params : NULL;
-    if (!bd_backend_on_device(bc)) return BD_SUCCESS;
-    *blk = BD__CAST(float *, bd_alloc_array(d->ctx, (size_t)np, 5 * sizeof(float)));
-    if (!*blk) return d->ctx->last_result;
-    *p = *blk; *e = *p + np; *m = *e + np; *v = *m + np;
-    r = bd_backend_download(bc, *p, d->student->params, bytes);
-    if (r == BD_SUCCESS) r = bd_backend_download(bc, *e, d->ema, bytes);
-    if (r == BD_SUCCESS) r = bd_backend_download(bc, *m, d->adam.m, bytes);
-    if (r == BD_SUCCESS) r = bd_backend_download(bc, *v, d->adam.v, bytes);
-    if (r == BD_SUCCESS && *t) {
-        r = bd_backend_download(bc, *v + np, d->teacher->params, bytes);
-        *t = *v + np;
-    }
-    if (r != BD_SUCCESS) {
-        bd_free(d->ctx, *blk);
-        *blk = NULL;
-    }
-    return bd__relay(d->ctx, bc, r);
-}
-
-/* the student as a bd_model (no ownership; for the checkpoint writer) */
-static bd_result bd__distill_model(bd_distill *d, bd_model *m) {
-    const char *kind = d->student->vt && d->student->vt->kind ? d->student->vt->kind : "";
-    memset(m, 0, sizeof *m);
-    if (strcmp(kind, "unet") != 0 && strcmp(kind, "mlp") != 0)
-        return bd_error(d->ctx, BD_ERROR_UNSUPPORTED, "distill state: the student is a \"%s\" network; the state is a "
-                        "model checkpoint, which holds \"unet\" or \"mlp\"", kind);
-    m->ctx = d->ctx;
-    m->net = d->student;
-    snprintf(m->arch, sizeof m->arch, "%s", kind);
-    if (kind[0] == 'u') bd_unet_get_config(d->student, &m->cfg);
-    else m->mlp = BD__CAST(const bd__mlp *, d->student->impl)->cfg;
-    m->param = d->config.param;
-    m->schedule = d->config.schedule;
-    m->steps = d->N;
-    m->grid = d->grid;
-    return BD_SUCCESS;
-}
-
-static void bd__dstate_doubles(char *buf, size_t cap, const double *v, int64_t n) {
-    size_t len = 0;
-    int64_t i;
-    buf[0] = '\0';
-    for (i = 0; i < n && len < cap; i++) {
-        int w = snprintf(buf + len, cap - len, i ? ",%.17g" : "%.17g", v[i]);
-        if (w < 0) break;
-        len += (size_t)w;
-    }
-}
-/* parse exactly n comma-separated doubles */
-static int bd__dstate_parse_doubles(const char *s, double *v, int64_t n) {
-    int64_t i;
-    char *end;
-    if (!s) return 0;
-    for (i = 0; i < n; i++) {
-        v[i] = strtod(s, &end);
-        if (end == s) return 0;
-        s = end;
-        if (i + 1 < n) {
-            if (*s != ',') return 0;
-            s++;
-        }
-    }
-    return *s == '\0';
-}
-
-/* The state is a model checkpoint of the student (bd_model_save_state: the
-   EMA as the model tensors, its grid; train.raw.*, optim.m.*, optim.v.*,
-   optim.step, train.rng) with the distiller's own metadata bdense.distill.*
-   and, after a PD round, the owned teacher as distill.teacher.* */
-BDAPI bd_result bd_distill_save_state(bd_distill *dist, const char *path) {
-    bd_context *ctx;
-    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
-    bd_st_kv kv[10];
-    bd_model m;
-    bd_adam ha;
-    char *buf, small[7][96];
-    size_t cap;
-    int64_t nm = 0;
-    bd_result r;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = dist->ctx;
-    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "save_state: NULL path");
-    if ((r = bd__distill_model(dist, &m)) != BD_SUCCESS) return r;
-    cap = (size_t)(dist->S + 1 + dist->K) * 32 + 64;
-    buf = BD__CAST(char *, bd_alloc(ctx, 2 * cap));
-    if (!buf) return ctx->last_result;
-    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) {
-        bd_free(ctx, buf);
-        return r;
-    }
-    bd__dstate_doubles(buf, cap, dist->tgrid, dist->S + 1);
-    bd__dstate_doubles(buf + cap, cap, dist->branch_ema, dist->K);
-    snprintf(small[0], 96, "%s", bd_distill_method_name(dist->config.method));
-    snprintf(small[1], 96, "%lld", (long long)dist->K);
-    snprintf(small[2], 96, "%lld", (long long)dist->Kt);
-    snprintf(small[3], 96, "%lld", (long long)dist->step);
-    snprintf(small[4], 96, "%lld", (long long)dist->round);
-    snprintf(small[5], 96, "%lld", (long long)dist->branch_ema_count);
-    snprintf(small[6], 96, "%.17g,%lld", dist->agree_ema, (long long)dist->agree_count);
-    kv[nm].key = "bdense.distill.method"; kv[nm++].value = small[0];
-    kv[nm].key = "bdense.distill.branches"; kv[nm++].value = small[1];
-    kv[nm].key = "bdense.distill.teacher_substeps"; kv[nm++].value = small[2];
-    kv[nm].key = "bdense.distill.step"; kv[nm++].value = small[3];
-    kv[nm].key = "bdense.distill.round"; kv[nm++].value = small[4];
-    kv[nm].key = "bdense.distill.teacher_grid"; kv[nm++].value = buf;
-    kv[nm].key = "bdense.distill.branch_ema"; kv[nm++].value = buf + cap;
-    kv[nm].key = "bdense.distill.branch_ema_count"; kv[nm++].value = small[5];
-    kv[nm].key = "bdense.distill.agree"; kv[nm++].value = small[6];
-    kv[nm].key = "bdense.distill.weights"; kv[nm++].value = bd_distill_weights_name(dist->config.weights);
-    ha = dist->adam;
-    ha.m = hm;
-    ha.v = hv;
-    r = bd__model_save_ext(ctx, &m, path, he, hp, &ha, &dist->rng, NULL, kv, nm, ht);
-    bd_free(ctx, buf);
-    bd_free(ctx, blk);
-    return r;
-}
-
-BDAPI bd_result bd_distill_load_state(bd_distill *dist, const char *path) {
-    bd_context *ctx;
-    bd_safetensors *st = NULL;
-    int64_t K, Kt, step, round, N, astep, bcount, np, i;
-    double grid[BD_SAMPLER_MAX_STEPS + 1], bema[BD_DISTILL_MAX_BRANCHES];
-    double *tgrid_saved = NULL;
-    float *blk = NULL, *hp, *he, *hm, *hv, *ht;
-    bd_rng rng;
-    int fl = 0;
-    double ae = 0.0;
-    long long ac = -1;
-    const char *m, *gs, *ag;
-    bd_result r;
-    if (!dist) return BD_ERROR_INVALID_ARGUMENT;
-    ctx = dist->ctx;
-    if (!path) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "load_state: NULL path");
-    if ((r = bd_safetensors_load(ctx, path, &st)) != BD_SUCCESS) return r;
-    np = dist->student->n_params;
-    m = bd_safetensors_meta(st, "bdense.distill.method");
-    K = Kt = -1;
-    if (!m || strcmp(m, bd_distill_method_name(dist->config.method)) != 0 ||
-        bd__meta_int(ctx, st, path, "bdense.distill.branches", &K, 1) != BD_SUCCESS || K != dist->K ||
-        bd__meta_int(ctx, st, path, "bdense.distill.teacher_substeps", &Kt, 1) != BD_SUCCESS || Kt != dist->Kt) {
-        r = bd_error(ctx, BD_ERROR_CONFIG, "load_state %s: not a %s distillation with K=%lld, Kt=%lld", path,
-                     bd_distill_method_name(dist->config.method), (long long)dist->K, (long long)dist->Kt);
-        goto done;
-    }
-    if ((r = bd__meta_int(ctx, st, path, "bdense.distill.step", &step, 1)) != BD_SUCCESS ||
-        (r = bd__meta_int(ctx, st, path, "bdense.distill.round", &round, 1)) != BD_SUCCESS ||
-        (r = bd__meta_int(ctx, st, path, "steps", &N, 1)) != BD_SUCCESS ||
-        (r = bd__meta_int(ctx, st, path, "optim.step", &astep, 1)) != BD_SUCCESS ||
-        (r = bd__meta_int(ctx, st, path, "bdense.distill.branch_ema_count", &bcount, 1)) != BD_SUCCESS)
-        goto done;
-    ag = bd_safetensors_meta(st, "bdense.distill.agree"); /* agree weights' running cosine */
-    if (N < 1 || N > dist->N_max || !bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.branch_ema"), bema, K) ||
-        !bd_safetensors_meta(st, "train.rng") || !bd__rng_parse(bd_safetensors_meta(st, "train.rng"), &rng) ||
-        !ag || sscanf(ag, "%lg,%lld", &ae, &ac) != 2 || ac < 0 || !(ae == ae)) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: missing or malformed bdense.distill metadata", path);
-        goto done;
-    }
-    gs = bd_safetensors_meta(st, "grid");
-    if (!bd__dstate_parse_doubles(gs, grid, N + 1) || grid[0] != 1.0 || grid[N] != 0.0) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad grid", path);
-        goto done;
-    }
-    /* every tensor a tensor of this student: the model tensors (EMA),
-       train.raw, optim.m/v, and the owned teacher after a PD round */
-    if ((r = bd__model_check_tensors(ctx, st, path, dist->student, &fl)) != BD_SUCCESS) goto done;
-    if ((fl & 3) != 3 || (round > 0 && dist->config.method == BD_DISTILL_PD && !(fl & 4))) {
-        r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: a model checkpoint without the distiller's raw weights, "
-                     "optimiser%s (not a distillation state?)", path, round > 0 ? " or round teacher" : "");
-        goto done;
-    }
-    if (round > 0 && dist->config.method == BD_DISTILL_PD && dist->teacher != dist->owned_teacher &&
-        (r = bd__distill_own_teacher(dist)) != BD_SUCCESS)
-        goto done;
-    /* into wherever the state lives (host arrays, uploaded on a device) */
-    if ((r = bd__distill_host_state(dist, &blk, &hp, &he, &hm, &hv, &ht)) != BD_SUCCESS) goto done;
-    bd__model_copy_tensors(st, dist->student, "train.raw.", hp);
-    bd__model_copy_tensors(st, dist->student, "", he);
-    bd__model_copy_tensors(st, dist->student, "optim.m.", hm);
-    bd__model_copy_tensors(st, dist->student, "optim.v.", hv);
-    if (ht && (fl & 4)) bd__model_copy_tensors(st, dist->student, "distill.teacher.", ht);
-    if (blk) {
-        bd_context *bc = dist->mctx;
-        size_t bytes = (size_t)np * sizeof(float);
-        r = bd_backend_upload(bc, dist->student->params, hp, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->ema, he, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.m, hm, bytes);
-        if (r == BD_SUCCESS) r = bd_backend_upload(bc, dist->adam.v, hv, bytes);
-        if (r == BD_SUCCESS && ht && (fl & 4)) r = bd_backend_upload(bc, dist->teacher->params, ht, bytes);
-        if (r != BD_SUCCESS) {
-            r = bd__relay(ctx, bc, r);
-            goto done;
-        }
-    }
-    dist->adam.step = astep;
-    for (i = 0; i <= N; i++) dist->grid[i] = grid[i];
-    dist->N = N;
-    dist->config.student_steps = N;
-    if ((r = bd__distill_grids(dist)) != BD_SUCCESS) goto done;
-    /* after a PD round the teacher grid is the previous student grid, not a
-       subdivision of this one */
-    if (round > 0 && bd_safetensors_meta(st, "bdense.distill.teacher_grid")) {
-        tgrid_saved = BD__CAST(double *, bd_alloc_array(ctx, (size_t)(dist->S + 1), sizeof(double)));
-        if (!tgrid_saved) { r = ctx->last_result; goto done; }
-        if (!bd__dstate_parse_doubles(bd_safetensors_meta(st, "bdense.distill.teacher_grid"), tgrid_saved, dist->S + 1)) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bad bdense.distill.teacher_grid", path);
-            goto done;
-        }
-        for (i = 0; i < dist->S; i++)
-            if ((i % dist->Kt == 0 && tgrid_saved[i] != grid[i / dist->Kt]) || !(tgrid_saved[i] > tgrid_saved[i + 1]))
-                break;
-        if (i < dist->S || tgrid_saved[dist->S] != grid[N]) {
-            r = bd_error(ctx, BD_ERROR_FORMAT, "load_state %s: bdense.distill.teacher_grid does not nest the grid", path);
-            goto done;
-        }
-        memcpy(dist->tgrid, tgrid_saved, (size_t)(dist->S + 1) * sizeof(double));
-        if ((r = bd__distill_fine(dist)) != BD_SUCCESS) goto done;
-    }
-    dist->rng = rng;
-    for (i = 0; i < K; i++) dist->branch_ema[i] = bema[i];
-    dist->branch_ema_count = bcount;
-    dist->agree_ema = ae;
-    dist->agree_count = (int64_t)ac;
-    dist->step = step;
-    dist->round = round;
-done:
-    bd_free(ctx, blk);
-    bd_free(ctx, tgrid_saved);
-    bd_safetensors_free(st);
-    return r;
-}
-
-/* DISTILL-IMPLEMENTATION */
-
-/* ------------------------------------------------------------------------ */
-/* >>backend                                                                */
-/* ------------------------------------------------------------------------ */
-BDAPI void bd_vec_axpby(float *out, int64_t ldo, const float *x, int64_t ldx, const float *a,
-                        float sa, const float *y, int64_t ldy, const float *b, float sb,
-                        int64_t N, int64_t D) {
-    int64_t n, d;
-    for (n = 0; n < N; n++) {
-        float ca = sa * (a ? a[n] : 1.0f), cb = sb * (b ? b[n] : 1.0f);
-        float *o = out + n * ldo;
-        const float *xr = x + n * ldx;
-        if (y) {
-            const float *yr = y + n * ldy;
-            for (d = 0; d < D; d++) o[d] = ca * xr[d] + cb * yr[d];
-        } else {
-            for (d = 0; d < D; d++) o[d] = ca * xr[d];
-        }
-    }
-}
-
-BDAPI void bd_vec_fill(float *out, float value, int64_t n) {
-    int64_t i;
-    for (i = 0; i < n; i++) out[i] = value;
-}
-
-BDAPI void bd_vec_adam(float *p, const float *g, float *m, float *v, int64_t n,
-                       const bd_vec_adam_args *a) {
-    int64_t i;
-    double decay = 1.0 - a->lr * a->weight_decay, step = a->lr / a->bias_c1;
-    double sq2 = sqrt(a->bias_c2);
-    for (i = 0; i < n; i++) {
-        double gi = a->grad_scale * (double)g[i];
-        double mi = a->beta1 * (double)m[i] + (1.0 - a->beta1) * gi;
-        double vi = a->beta2 * (double)v[i] + (1.0 - a->beta2) * gi * gi;
-        m[i] = (float)mi;
-        v[i] = (float)vi;
-        p[i] = (float)((double)p[i] * decay - step * mi / (sqrt(vi) / sq2 + a->eps));
-    }
-}
-
-BDAPI void bd_vec_ema(float *ema, const float *p, int64_t n, double decay) {
-    int64_t i;
-    for (i = 0; i < n; i++) ema[i] = (float)(decay * (double)ema[i] + (1.0 - decay) * (double)p[i]);
-}
-
-BDAPI double bd_vec_sumsq(const float *x, int64_t n) {
-    int64_t i;
-    double s = 0.0;
-    for (i = 0; i < n; i++) s += (double)x[i] * (double)x[i];
-    return s;
-}
-
-/* CPU table entries: the bd_ kernels behind the unused state argument. */
-static bd_result bd__cpu_buffer_alloc(void *st, bd_context *ctx, size_t bytes, void **out) {
-    (void)st;
-    if (!out) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "buffer_alloc: out is NULL");
-    *out = bd_alloc(ctx, bytes);
-    return *out ? BD_SUCCESS : ctx->last_result;
-}
-static void bd__cpu_buffer_free(void *st, bd_context *ctx, void *p) { (void)st; bd_free(ctx, p); }
-static bd_result bd__cpu_buffer_zero(void *st, bd_context *ctx, void *p, size_t bytes) {
-    (void)st; (void)ctx;
-    if (bytes) memset(p, 0, bytes);
-    return BD_SUCCESS;
-}
-static bd_result bd__cpu_copy(void *st, bd_context *ctx, void *dst, const void *src, size_t bytes) {
-    (void)st; (void)ctx;
-    if (bytes && dst != src) memmove(dst, src, bytes);
-    return BD_SUCCESS;
-}
-static bd_result bd__cpu_sync(void *st, bd_context *ctx) { (void)st; (void)ctx; return BD_SUCCESS; }
-static void bd__cpu_sgemm(void *st, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                          float *C, int64_t ldc) {
-    (void)st;
-    bd_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-static void bd__cpu_linear_forward(void *st, float *out, const float *x, const float *w,
-                                   const float *b, int64_t N, int64_t In, int64_t Out) {
-    (void)st;
-    bd_linear_forward(out, x, w, b, N, In, Out);
-}
-static void bd__cpu_linear_backward(void *st, float *dx, float *dw, float *db, const float *dout,
-                                    const float *x, const float *w, int64_t N, int64_t In,
-                                    int64_t Out) {
-    (void)st;
-    bd_linear_backward(dx, dw, db, dout, x, w, N, In, Out);
-}
-static void bd__cpu_silu_forward(void *st, float *out, const float *x, int64_t n) {
-    (void)st;
-    bd_silu_forward(out, x, n);
-}
-static void bd__cpu_silu_backward(void *st, float *dx, const float *dout, const float *x, int64_t n) {
-    (void)st;
-    bd_silu_backward(dx, dout, x, n);
-}
-static void bd__cpu_conv2d_forward(void *st, float *out, float *col, const float *x, const float *w,
-                                   const float *b, int64_t N, int64_t Cin, int64_t H, int64_t W,
-                                   int64_t Cout, int64_t k, int64_t s, int64_t p) {
-    (void)st;
-    bd_conv2d_forward(out, col, x, w, b, N, Cin, H, W, Cout, k, s, p);
-}
-static void bd__cpu_conv2d_backward(void *st, float *dx, float *dw, float *db, float *col,
-                                    const float *dout, const float *x, const float *w, int64_t N,
-                                    int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
-                                    int64_t s, int64_t p) {
-    (void)st;
-    bd_conv2d_backward(dx, dw, db, col, dout, x, w, N, Cin, H, W, Cout, k, s, p);
-}
-static void bd__cpu_groupnorm_forward(void *st, float *out, float *mean, float *rstd,
-                                      const float *x, const float *gamma, const float *beta,
-                                      int64_t N, int64_t C, int64_t HW, int64_t G) {
-    (void)st;
-    bd_groupnorm_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
-}
-static void bd__cpu_groupnorm_backward(void *st, float *dx, float *dgamma, float *dbeta,
-                                       const float *dout, const float *x, const float *mean,
-                                       const float *rstd, const float *gamma, int64_t N,
-                                       int64_t C, int64_t HW, int64_t G) {
-    (void)st;
-    bd_groupnorm_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, N, C, HW, G);
-}
-static void bd__cpu_upsample2x_forward(void *st, float *out, const float *x, int64_t N, int64_t C,
-                                       int64_t H, int64_t W) {
-    (void)st;
-    bd_upsample2x_forward(out, x, N, C, H, W);
-}
-static void bd__cpu_upsample2x_backward(void *st, float *dx, const float *dout, int64_t N,
-                                        int64_t C, int64_t H, int64_t W) {
-    (void)st;
-    bd_upsample2x_backward(dx, dout, N, C, H, W);
-}
-static void bd__cpu_concat_forward(void *st, float *out, const float *a, const float *b, int64_t N,
-                                   int64_t C1, int64_t C2, int64_t HW) {
-    (void)st;
-    bd_concat_forward(out, a, b, N, C1, C2, HW);
-}
-static void bd__cpu_concat_backward(void *st, float *da, float *db, const float *dout, int64_t N,
-                                    int64_t C1, int64_t C2, int64_t HW) {
-    (void)st;
-    bd_concat_backward(da, db, dout, N, C1, C2, HW);
-}
-static void bd__cpu_add_channel_forward(void *st, float *x, const float *e, int64_t N, int64_t C,
-                                        int64_t HW) {
-    (void)st;
-    bd_add_channel_forward(x, e, N, C, HW);
-}
-static void bd__cpu_add_channel_backward(void *st, float *de, const float *dout, int64_t N,
-                                         int64_t C, int64_t HW) {
-    (void)st;
-    bd_add_channel_backward(de, dout, N, C, HW);
-}
-static void bd__cpu_add_forward(void *st, float *out, const float *a, const float *b, int64_t n) {
-    (void)st;
-    bd_add_forward(out, a, b, n);
-}
-static void bd__cpu_add_backward(void *st, float *da, float *db, const float *dout, int64_t n) {
-    (void)st;
-    bd_add_backward(da, db, dout, n);
-}
-static void bd__cpu_attention_forward(void *st, float *out, float *att, const float *qkv,
-                                      int64_t N, int64_t C, int64_t HW, int64_t heads) {
-    (void)st;
-    bd_attention_forward(out, att, qkv, N, C, HW, heads);
-}
-static void bd__cpu_attention_backward(void *st, float *dqkv, float *scratch, const float *dout,
-                                       const float *qkv, const float *att, int64_t N, int64_t C,
-                                       int64_t HW, int64_t heads) {
-    (void)st;
-    bd_attention_backward(dqkv, scratch, dout, qkv, att, N, C, HW, heads);
-}
-static void bd__cpu_timestep_embedding_forward(void *st, float *out, const float *c_noise,
-                                               int64_t N, int64_t dim) {
-    (void)st;
-    bd_timestep_embedding_forward(out, c_noise, N, dim);
-}
-static double bd__cpu_mse_forward(void *st, const float *pred, const float *target, const float *w,
-                                  int64_t N, int64_t D) {
-    (void)st;
-    return bd_mse_forward(pred, target, w, N, D);
-}
-static void bd__cpu_mse_backward(void *st, float *dpred, const float *pred, const float *target,
-                                 const float *w, int64_t N, int64_t D) {
-    (void)st;
-    bd_mse_backward(dpred, pred, target, w, N, D);
-}
-static void bd__cpu_vec_axpby(void *st, float *out, int64_t ldo, const float *x, int64_t ldx,
-                              const float *a, float sa, const float *y, int64_t ldy,
-                              const float *b, float sb, int64_t N, int64_t D) {
-    (void)st;
-    bd_vec_axpby(out, ldo, x, ldx, a, sa, y, ldy, b, sb, N, D);
-}
-static void bd__cpu_vec_fill(void *st, float *out, float value, int64_t n) {
-    (void)st;
-    bd_vec_fill(out, value, n);
-}
-static void bd__cpu_vec_adam(void *st, float *p, const float *g, float *m, float *v, int64_t n,
-                             const bd_vec_adam_args *args) {
-    (void)st;
-    bd_vec_adam(p, g, m, v, n, args);
-}
-static void bd__cpu_vec_ema(void *st, float *ema, const float *p, int64_t n, double decay) {
-    (void)st;
-    bd_vec_ema(ema, p, n, decay);
-}
-static double bd__cpu_vec_sumsq(void *st, const float *x, int64_t n) {
-    (void)st;
-    return bd_vec_sumsq(x, n);
-}
-static void bd__cpu_groupnorm_silu_forward(void *st, float *out, float *mean, float *rstd,
-                                           const float *x, const float *gamma, const float *beta,
-                                           int64_t N, int64_t C, int64_t HW, int64_t G) {
-    (void)st;
-    bd_groupnorm_silu_forward(out, mean, rstd, x, gamma, beta, N, C, HW, G);
-}
-static void bd__cpu_groupnorm_silu_backward(void *st, float *dx, float *dgamma, float *dbeta,
-                                            const float *dout, const float *x, const float *mean,
-                                            const float *rstd, const float *gamma,
-                                            const float *beta, int64_t N, int64_t C, int64_t HW,
-                                            int64_t G) {
-    (void)st;
-    bd_groupnorm_silu_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G);
-}
-
-/* Positional initialiser: the order is the field order of struct bd_backend. */
-static const bd_backend bd__cpu_backend = {
-    "cpu", 0, NULL, NULL,
-    bd__cpu_buffer_alloc, bd__cpu_buffer_free, bd__cpu_buffer_zero,
-    bd__cpu_copy, bd__cpu_copy, bd__cpu_copy, bd__cpu_sync,
-    bd__cpu_sgemm,
-    bd__cpu_linear_forward, bd__cpu_linear_backward,
-    bd__cpu_silu_forward, bd__cpu_silu_backward,
-    bd__cpu_conv2d_forward, bd__cpu_conv2d_backward,
-    bd__cpu_groupnorm_forward, bd__cpu_groupnorm_backward,
-    bd__cpu_upsample2x_forward, bd__cpu_upsample2x_backward,
-    bd__cpu_concat_forward, bd__cpu_concat_backward,
-    bd__cpu_add_channel_forward, bd__cpu_add_channel_backward,
-    bd__cpu_add_forward, bd__cpu_add_backward,
-    bd__cpu_attention_forward, bd__cpu_attention_backward,
-    bd__cpu_timestep_embedding_forward,
-    bd__cpu_mse_forward, bd__cpu_mse_backward,
-    bd__cpu_vec_axpby, bd__cpu_vec_fill, bd__cpu_vec_adam, bd__cpu_vec_ema, bd__cpu_vec_sumsq,
-    bd__cpu_groupnorm_silu_forward, bd__cpu_groupnorm_silu_backward};
-
-static const bd_backend *bd__backend_cpu(void) { return &bd__cpu_backend; }
-BDAPI const bd_backend *bd_backend_cpu(void) { return &bd__cpu_backend; }
-
-BDAPI bd_result bd_context_set_backend(bd_context *ctx, bd_backend *be) {
-    const bd_backend *cpu = &bd__cpu_backend;
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!be) {
-        ctx->backend = cpu;
-        return BD_SUCCESS;
-    }
-    /* check first (so a refused table is left untouched), then fill */
-#define BD__BE_CHECK(op)                                                                      \
-    if (!be->op && be->device_memory)                                                         \
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED,                                            \
-                        "backend '%s' has device memory but no '" #op "' entry",             \
-                        be->name ? be->name : "?");
-#define BD__BE_FILL(op) if (!be->op) be->op = cpu->op;
-#define BD__BE_ENTRIES(X)                                                                      \
-    X(buffer_alloc) X(buffer_free) X(buffer_zero) X(copy_h2d) X(copy_d2h) X(copy_d2d) X(sync)  \
-    X(sgemm) X(linear_forward) X(linear_backward) X(silu_forward) X(silu_backward)             \
-    X(conv2d_forward) X(conv2d_backward) X(groupnorm_forward) X(groupnorm_backward)            \
-    X(upsample2x_forward) X(upsample2x_backward) X(concat_forward) X(concat_backward)          \
-    X(add_channel_forward) X(add_channel_backward) X(add_forward) X(add_backward)              \
-    X(attention_forward) X(attention_backward) X(timestep_embedding_forward)                   \
-    X(mse_forward) X(mse_backward) X(vec_axpby) X(vec_fill) X(vec_adam) X(vec_ema) X(vec_sumsq) \
-    X(groupnorm_silu_forward) X(groupnorm_silu_backward)
-    BD__BE_ENTRIES(BD__BE_CHECK)
-    BD__BE_ENTRIES(BD__BE_FILL)
-#undef BD__BE_CHECK
-#undef BD__BE_FILL
-#undef BD__BE_ENTRIES
-    ctx->backend = be;
-    return BD_SUCCESS;
-}
-
-BDAPI int bd_backend_on_device(const bd_context *ctx) {
-    return ctx && ctx->backend && ctx->backend->device_memory;
-}
-
-BDAPI bd_result bd_backend_alloc(bd_context *ctx, size_t bytes, void **out) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    return ctx->backend->buffer_alloc(ctx->backend->state, ctx, bytes, out);
-}
-BDAPI void bd_backend_free(bd_context *ctx, void *ptr) {
-    if (ctx && ptr) ctx->backend->buffer_free(ctx->backend->state, ctx, ptr);
-}
-BDAPI bd_result bd_backend_zero(bd_context *ctx, void *ptr, size_t bytes) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!bytes) return BD_SUCCESS;
-    if (!ptr) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_zero: NULL buffer");
-    return ctx->backend->buffer_zero(ctx->backend->state, ctx, ptr, bytes);
-}
-BDAPI bd_result bd_backend_upload(bd_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!bytes) return BD_SUCCESS;
-    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_upload: NULL pointer");
-    return ctx->backend->copy_h2d(ctx->backend->state, ctx, dst, src, bytes);
-}
-BDAPI bd_result bd_backend_download(bd_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!bytes) return BD_SUCCESS;
-    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_download: NULL pointer");
-    return ctx->backend->copy_d2h(ctx->backend->state, ctx, dst, src, bytes);
-}
-BDAPI bd_result bd_backend_copy(bd_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!bytes) return BD_SUCCESS;
-    if (!dst || !src) return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_copy: NULL pointer");
-    return ctx->backend->copy_d2d(ctx->backend->state, ctx, dst, src, bytes);
-}
-BDAPI bd_result bd_backend_sync(bd_context *ctx) {
-    if (!ctx) return BD_ERROR_INVALID_ARGUMENT;
-    return ctx->backend->sync(ctx->backend->state, ctx);
-}
-
-BDAPI bd_result bd_backend_transfer(bd_context *dst_ctx, void *dst, bd_context *src_ctx,
-                                    const void *src, size_t bytes) {
-    int dd, sd;
-    void *bounce;
-    bd_result r;
-    if (!dst_ctx || !src_ctx) return BD_ERROR_INVALID_ARGUMENT;
-    if (!bytes) return BD_SUCCESS;
-    if (!dst || !src) return bd_error(dst_ctx, BD_ERROR_INVALID_ARGUMENT, "bd_backend_transfer: NULL pointer");
-    dd = bd_backend_on_device(dst_ctx);
-    sd = bd_backend_on_device(src_ctx);
-    if (!dd && !sd) {
-        memmove(dst, src, bytes);
-        return BD_SUCCESS;
-    }
-    if (!sd) return bd_backend_upload(dst_ctx, dst, src, bytes);
-    if (!dd) return bd_backend_download(src_ctx, dst, src, bytes);
-    if (dst_ctx == src_ctx) return bd_backend_copy(dst_ctx, dst, src, bytes);
-    bounce = bd_alloc(dst_ctx, bytes);
-    if (!bounce) return dst_ctx->last_result;
-    r = bd_backend_download(src_ctx, bounce, src, bytes);
-    if (r == BD_SUCCESS) r = bd_backend_upload(dst_ctx, dst, bounce, bytes);
-    bd_free(dst_ctx, bounce);
-    return r;
-}
-
-/* ---- drivers: training and sampling in the model's backend -------------- */
-BDAPI bd_result bd_denoiser_to_context(bd_denoiser *d, bd_context *ctx) {
-    bd_context *from;
-    if (!d || !ctx) return BD_ERROR_INVALID_ARGUMENT;
-    from = d->ctx;
-    if (from == ctx) return BD_SUCCESS;
-    if (d->vt != &bd__unet_vtable)
-        return bd_error(ctx, BD_ERROR_UNSUPPORTED, "bd_denoiser_to_context: kind \"%s\" cannot move between contexts (only \"unet\")",
-                        d->vt ? d->vt->kind : "?");
-    if (from->allocator.alloc != ctx->allocator.alloc || from->allocator.free != ctx->allocator.free ||
-        from->allocator.user_data != ctx->allocator.user_data)
-        return bd_error(ctx, BD_ERROR_INVALID_ARGUMENT, "bd_denoiser_to_context: the two contexts must share one host allocator");
-    return bd__unet_to_context(d, ctx);
-}
-
-/* BACKEND-IMPLEMENTATION */
 
 #ifdef __cplusplus
 }
