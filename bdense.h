@@ -7345,27 +7345,19 @@ BDAPI const char *bd_distill_method_name(bd_distill_method m) {
     return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
 }
 BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
-    int i;
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 2; i++)
-        if (strcmp(name, bd__distill_method_names[i]) == 0) {
-            *out = (bd_distill_method)i;
-            return BD_SUCCESS;
-        }
-    return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__distill_method_names, 2, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_distill_method)k;
+    return BD_SUCCESS;
 }
 BDAPI const char *bd_distill_weights_name(bd_distill_weights w) {
     return (w >= 0 && (int)w < 7) ? bd__distill_weights_names[w] : "unknown";
 }
 BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out) {
-    int i;
-    if (!name || !out) return BD_ERROR_INVALID_ARGUMENT;
-    for (i = 0; i < 7; i++)
-        if (strcmp(name, bd__distill_weights_names[i]) == 0) {
-            *out = (bd_distill_weights)i;
-            return BD_SUCCESS;
-        }
-    return BD_ERROR_INVALID_ARGUMENT;
+    int k = bd__enum_find(bd__distill_weights_names, 7, name);
+    if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
+    *out = (bd_distill_weights)k;
+    return BD_SUCCESS;
 }
 
 BDAPI void bd_distill_target(float *x_tilde, const float *z_t, const float *z_s,
