@@ -6,11 +6,11 @@
 #   tools/fmnist_distill.sh TEACHER OUTDIR PHASE [ARGS]
 #
 # Phases (each skips work whose output exists):
-#   caches               teacher trajectories at the student's grid, solved
+#   caches [val train test]  teacher trajectories at the student's grid, solved
 #                        with $R DPM-Solver++(2M) steps per recorded sub-state:
 #                        train.npy ($NTRAJ, seed 1000), val.npy ($NVAL, seed
 #                        3000: stopping decisions), test.npy ($NTEST, seed 2000:
-#                        the reported scores)
+#                        the reported trajectory MSE)
 #   accuracy             the train cache's accuracy: the first $NFINE of its
 #                        trajectories re-solved with R = 1, 2, 8 and $RFINE (the
 #                        reference), MSE of every recorded state (traj_acc.py),
@@ -23,9 +23,13 @@
 #                        optimiser steps in segments of $EVAL_EVERY (exact
 #                        --resume), after each segment the EMA student's
 #                        trajectory MSE on val.npy -> NAME.val.csv, and the EMA
-#                        weights -> NAME.sSTEP.safetensors (no optimiser state)
-#   score NAME STEP      FD-CLF (n = $NFD) and trajectory MSE on test.npy of
-#                        NAME.sSTEP.safetensors -> scores.csv
+#                        weights -> NAME.sSTEP.safetensors (no optimiser state).
+#                        With AUTO_STOP=1, STEPS is a cap: training stops once the
+#                        last $PATIENCE validation MSEs are all above (1 - $MIN_DELTA)
+#                        x the best one before them (no relative improvement
+#                        > MIN_DELTA for PATIENCE x EVAL_EVERY steps) -> NAME.stop.txt
+#   score NAME STEP      trajectory MSE on test.npy and FD-CLF (n = $NFD, noise
+#                        seed 1, as the teacher's) of NAME.sSTEP.safetensors -> scores.csv
 #   draws NAME STEP SEEDS  FD-CLF of the same student from other noise seeds
 #                        (the metric's draw-to-draw noise) -> draws.csv
 # Configurations CFG: k1 sparse (K = 1); k4 K = 4 uniform; k4g K = 4 agree;
@@ -34,8 +38,8 @@
 #   from the student's own state (the default), solved with Kt = 4 teacher
 #   steps per student step (--teacher-refine $DRF).
 # Knobs (environment, defaults in brackets): BDENSE [build/bdense] TRAJ_EVAL
-#   [build/traj_eval] CKPT_STRIP [build/ckpt_strip] NFE [2] KT [4] R [4] NTRAJ [2048] NVAL [256] NTEST [2000]
-#   NFINE [128] RFINE [16] NFD [2000] BATCH [16] LR [2e-4] WARMUP [50] EMA [0.995]
+#   [build/traj_eval] CKPT_STRIP [build/ckpt_strip] NFE [2] KT [4] R [4] NTRAJ [2048] NVAL [256] NTEST [500]
+#   NFINE [64] RFINE [16] NFD [2000] BATCH [8] LR [2e-4] WARMUP [50] EMA [0.995]
 #   EVAL_EVERY [100] DRF [1] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
 #   FEATURES [docs/fmnist/classifier.safetensors]
 # The student's cache is the NFE-2 one; NFE 1 students read the same file
@@ -54,15 +58,18 @@ KT=${KT:-4}
 R=${R:-4}
 NTRAJ=${NTRAJ:-2048}
 NVAL=${NVAL:-256}
-NTEST=${NTEST:-2000}
-NFINE=${NFINE:-128}
+NTEST=${NTEST:-500}
+NFINE=${NFINE:-64}
 RFINE=${RFINE:-16}
 NFD=${NFD:-2000}
-BATCH=${BATCH:-16}
+BATCH=${BATCH:-8}
 LR=${LR:-2e-4}
 WARMUP=${WARMUP:-50}
 EMA=${EMA:-0.995}
 EVAL_EVERY=${EVAL_EVERY:-100}
+AUTO_STOP=${AUTO_STOP:-0}
+PATIENCE=${PATIENCE:-2}
+MIN_DELTA=${MIN_DELTA:-0.01}
 DRF=${DRF:-1}
 THREADS=${THREADS:-1}
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
@@ -101,9 +108,14 @@ cfg_opts() { # CFG -> distill options
 case $phase in
 caches)
   [ -f "$out/caches.csv" ] || echo "file,n,seed,nfe,kt,refine,wall_s" > "$out/caches.csv"
-  traj "$out/val.npy" "$NVAL" 3000 "$R"
-  traj "$out/train.npy" "$NTRAJ" 1000 "$R"
-  traj "$out/test.npy" "$NTEST" 2000 "$R"
+  for c in ${*:-val train test}; do
+    case $c in
+      val) traj "$out/val.npy" "$NVAL" 3000 "$R";;
+      train) traj "$out/train.npy" "$NTRAJ" 1000 "$R";;
+      test) traj "$out/test.npy" "$NTEST" 2000 "$R";;
+      *) echo "unknown cache $c"; exit 2;;
+    esac
+  done
   ;;
 accuracy)
   need "$TRAJ_EVAL"
@@ -167,6 +179,16 @@ student)
     echo "$next,$(echo "$m" | cut -d, -f4,5),$((t2 - t1))" >> "$val"
     say "$name step $next: val MSE $(echo "$m" | cut -d, -f4) ($((t2 - t1)) s)"
     cur=$next
+    if [ "$AUTO_STOP" = 1 ] && awk -F, -v P="$PATIENCE" -v d="$MIN_DELTA" '
+        NR > 2 { v[++n] = $2; s[n] = $1 }   # skip the header and step 0
+        END { if (n <= P) exit 1
+              b = v[1]; for (i = 2; i <= n - P; i++) if (v[i] < b) b = v[i]
+              for (i = n - P + 1; i <= n; i++) if (v[i] < (1 - d) * b) exit 1
+              exit 0 }' "$val"; then
+      echo "stopped at step $cur: the last $PATIENCE validation MSEs improve on the best before them by < $MIN_DELTA (relative)" \
+        | tee "$out/$name.stop.txt"
+      break
+    fi
   done
   ;;
 score)
@@ -175,13 +197,10 @@ score)
   f="$out/scores.csv"
   [ -f "$f" ] || echo "name,step,nfe,n,traj_mse,traj_mse_se,psnr_db,fd_clf" > "$f"
   grep -q "^$name,$step," "$f" && exit 0
-  mkdir -p "$out/samples"
-  m=$("$TRAJ_EVAL" --n "$NTEST" --threads "$THREADS" --samples-dir "$out/samples" "$out/test.npy" \
-        "$out/$name.s$step.safetensors" | tail -1) || exit 1
-  s="$out/samples/$name.s$step.npy"
-  fd=$(fdclf "$s")
+  m=$("$TRAJ_EVAL" --n "$NTEST" --threads "$THREADS" "$out/test.npy" "$out/$name.s$step.safetensors" | tail -1) || exit 1
+  fd=$("$BDENSE" eval --ckpt "$out/$name.s$step.safetensors" --features "$FEATURES" --data "fmnist-test:$FMNIST" \
+        --ref-n "$NFD" --n "$NFD" --seed 1 --threads "$THREADS" --quiet | sed -n 's/^FD-CLF \([0-9.eE+-]*\).*/\1/p' | tail -1)
   echo "$name,$step,$(echo "$m" | cut -d, -f3),$(echo "$m" | cut -d, -f2),$(echo "$m" | cut -d, -f4-6),$fd" >> "$f"
-  rm -f "$s"
   say "score $name s$step: $(tail -n 1 "$f")"
   ;;
 draws)

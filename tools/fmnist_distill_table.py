@@ -59,7 +59,9 @@ for name, r in scores.items():
 
 for nfe in sorted(by):
     cfgs = [c for c in ORDER if c in by[nfe]] + [c for c in by[nfe] if c not in ORDER]
-    print("### NFE %d students (EMA weights; test cache: 2000 held-out noises)\n" % nfe)
+    ntest = sorted(set(r["n"] for d in by[nfe].values() for r in d.values()))
+    print("### NFE %d students (EMA weights; trajectory MSE on the %s held-out test trajectories, FD-CLF of "
+          "2000 samples from noise seed 1)\n" % (nfe, "/".join(ntest)))
     print("| model | seeds | steps | trajectory MSE (mean ± std over seeds) | FD-CLF (n = 2000) |")
     print("|---|---|---|---|---|")
     for c in cfgs:
@@ -112,7 +114,7 @@ if draws:
     g = defaultdict(list)
     for r in draws:
         g[(r["name"], r["step"])].append(float(r["fd_clf"]))
-    print("### FD-CLF draw-to-draw noise (the same student, other noise seeds, n = 2000)\n")
+    print("### FD-CLF draw-to-draw noise (the same student, noise seeds 1 (the table's), 2, 3; n = 2000)\n")
     print("| student | draws | FD-CLF values | std |")
     print("|---|---|---|---|")
     for (n, s), v in sorted(g.items()):
