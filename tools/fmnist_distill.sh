@@ -8,16 +8,18 @@
 # Phases (each skips work whose output exists):
 #   caches [val train test]  teacher trajectories at the student's grid, solved
 #                        with $R DPM-Solver++(2M) steps per recorded sub-state:
-#                        train.npy ($NTRAJ, seed 1000), val.npy ($NVAL, seed
+#                        train.npy ($NTRAJ: two halves train_a.npy, seed 1000, and
+#                        train_b.npy, seed 1001, concatenated; `caches train_a` and
+#                        `caches train_b` make the halves in parallel), val.npy ($NVAL, seed
 #                        3000: stopping decisions), test.npy ($NTEST, seed 2000:
 #                        the reported trajectory MSE)
 #   accuracy             the train cache's accuracy: the first $NFINE of its
 #                        trajectories re-solved with R = 1, 2, 8 and $RFINE (the
 #                        reference), MSE of every recorded state (traj_acc.py),
 #                        and FD-CLF of the cache's endpoints (n = $NFD)
-#   teacher              FD-CLF (n = $NFD vs test) of the teacher: dpmpp2m 25,
-#                        DDIM and dpmpp2m at 1, 2, 4 steps; their trajectory MSE
-#                        to the test cache's endpoints
+#   teacher [S:N ...]    FD-CLF (n = $NFD vs test, noise seed 1) of the teacher:
+#                        dpmpp2m 25, DDIM and dpmpp2m at 1, 2, 4 steps; their
+#                        trajectory MSE to the test cache's endpoints
 #   student NAME CFG SEED STEPS
 #                        train student NAME (config CFG, seed SEED) to STEPS
 #                        optimiser steps in segments of $EVAL_EVERY (exact
@@ -111,7 +113,14 @@ caches)
   for c in ${*:-val train test}; do
     case $c in
       val) traj "$out/val.npy" "$NVAL" 3000 "$R";;
-      train) traj "$out/train.npy" "$NTRAJ" 1000 "$R";;
+      train_a) traj "$out/train_a.npy" $((NTRAJ / 2)) 1000 "$R";;
+      train_b) traj "$out/train_b.npy" $((NTRAJ - NTRAJ / 2)) 1001 "$R";;
+      train)
+        traj "$out/train_a.npy" $((NTRAJ / 2)) 1000 "$R"
+        traj "$out/train_b.npy" $((NTRAJ - NTRAJ / 2)) 1001 "$R"
+        [ -f "$out/train.npy" ] || "${PYTHON:-/usr/bin/python3}" -c "import numpy as np, sys
+a = np.load(sys.argv[1]); b = np.load(sys.argv[2]); np.save(sys.argv[3] + '.tmp.npy', np.concatenate([a, b]))" \
+          "$out/train_a.npy" "$out/train_b.npy" "$out/train" && mv "$out/train.tmp.npy" "$out/train.npy" || exit 1;;
       test) traj "$out/test.npy" "$NTEST" 2000 "$R";;
       *) echo "unknown cache $c"; exit 2;;
     esac
@@ -139,15 +148,23 @@ teacher)
   need "$TRAJ_EVAL"
   f="$out/teacher.csv"
   [ -f "$f" ] || echo "sampler,steps,nfe,fd_clf,traj_mse,traj_mse_se" > "$f"
-  for s in dpmpp2m:25 ddim:1 ddim:2 ddim:4 dpmpp2m:1 dpmpp2m:2 dpmpp2m:4; do
+  for s in ${*:-dpmpp2m:25 ddim:1 ddim:2 ddim:4 dpmpp2m:4 dpmpp2m:1 dpmpp2m:2}; do
     sampler=${s%%:*}; steps=${s##*:}
     grep -q "^$sampler,$steps," "$f" && continue
     say "teacher $sampler $steps"
-    fd=$("$BDENSE" eval --ckpt "$teacher" --features "$FEATURES" --data "fmnist-test:$FMNIST" --ref-n "$NFD" \
-          --n "$NFD" --sampler "$sampler" --steps "$steps" --seed 1 --threads "$THREADS" --quiet |
-         sed -n 's/^FD-CLF \([0-9.eE+-]*\).*/\1/p' | tail -1)
     m=$("$TRAJ_EVAL" --n "$NTEST" --threads "$THREADS" --sampler "$sampler" --steps "$steps" "$out/test.npy" "$teacher" | tail -1)
-    echo "$sampler,$steps,$(echo "$m" | cut -d, -f3),$fd,$(echo "$m" | cut -d, -f4,5)" >> "$f"
+    mm=$(echo "$m" | cut -d, -f4,5)
+    # DPM-Solver++(2M) at 1 and 2 steps takes only first-order steps (its last step is first order), i.e. it IS
+    # DDIM: identical samples (checked here on the test noises), so DDIM's FD-CLF is reused
+    same=$(grep "^ddim,$steps,.*,$mm\$" "$f" | head -1 | cut -d, -f4)
+    if [ "$sampler" = dpmpp2m ] && [ -n "$same" ]; then
+      fd=$same
+    else
+      fd=$("$BDENSE" eval --ckpt "$teacher" --features "$FEATURES" --data "fmnist-test:$FMNIST" --ref-n "$NFD" \
+            --n "$NFD" --sampler "$sampler" --steps "$steps" --seed 1 --threads "$THREADS" --quiet |
+           sed -n 's/^FD-CLF \([0-9.eE+-]*\).*/\1/p' | tail -1)
+    fi
+    echo "$sampler,$steps,$(echo "$m" | cut -d, -f3),$fd,$mm" >> "$f"
   done
   cat "$f"
   ;;
