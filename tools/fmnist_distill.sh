@@ -214,6 +214,7 @@ score)
   f="$out/scores.csv"
   [ -f "$f" ] || echo "name,step,nfe,n,traj_mse,traj_mse_se,psnr_db,fd_clf" > "$f"
   grep -q "^$name,$step," "$f" && exit 0
+  [ -f "$out/$name.s$step.safetensors" ] || { say "score: no $out/$name.s$step.safetensors"; exit 1; }
   m=$("$TRAJ_EVAL" --n "$NTEST" --threads "$THREADS" "$out/test.npy" "$out/$name.s$step.safetensors" | tail -1) || exit 1
   fd=$("$BDENSE" eval --ckpt "$out/$name.s$step.safetensors" --features "$FEATURES" --data "fmnist-test:$FMNIST" \
         --ref-n "$NFD" --n "$NFD" --seed 1 --threads "$THREADS" --quiet | sed -n 's/^FD-CLF \([0-9.eE+-]*\).*/\1/p' | tail -1)
