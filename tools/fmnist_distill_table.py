@@ -100,7 +100,7 @@ for fn in sorted(os.listdir(out)):
 if curves:
     steps = sorted(set(s for c in curves.values() for s, _, _ in c))
     print("### Validation curves (trajectory MSE ×1e3 of the EMA student on the 256 validation trajectories)\n")
-    print("| student | " + " | ".join(str(s) for s in steps) + " | train s/step |")
+    print("| student | " + " | ".join(str(s) for s in steps) + " | wall s/step (shared machine) |")
     print("|---|" + "---|" * len(steps) + "---|")
     for name in sorted(curves, key=lambda n: (int(n[1:n.index("_")]), ORDER.index(n.split("_")[1]) if n.split("_")[1] in ORDER else 99, n)):
         d = {s: v for s, v, _ in curves[name]}
@@ -114,7 +114,7 @@ if draws:
     g = defaultdict(list)
     for r in draws:
         g[(r["name"], r["step"])].append(float(r["fd_clf"]))
-    print("### FD-CLF draw-to-draw noise (the same student, noise seeds 1 (the table's), 2, 3; n = 2000)\n")
+    print("### FD-CLF draw-to-draw noise (the same student, other noise seeds and the table's seed 1; n = 2000)\n")
     print("| student | draws | FD-CLF values | std |")
     print("|---|---|---|---|")
     for (n, s), v in sorted(g.items()):
