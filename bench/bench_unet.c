@@ -5,6 +5,7 @@
 
    CASE: train32 | train64      teacher training step (fwd + bwd + AdamW + EMA)
          profileB               train step at batch B, time per layer type
+         sprofileB              network call at batch B, time per layer type
          pd64 | td8             B-DENSE distillation step, K = 2 (PD: batch 64;
                                 TD: 8 cached trajectories, N = 4 student steps)
          sample1 | sample64     one network call (NFE) in inference mode
@@ -248,7 +249,7 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    if (strncmp(cs, "profile", 7) == 0) CHECK(install_profiler(ctx));
+    if (strncmp(cs, "profile", 7) == 0 || strncmp(cs, "sprofile", 8) == 0) CHECK(install_profiler(ctx));
     CHECK(bd_unet_init(ctx, &ucfg, &rng, &net));
     CHECK(bd_unet_config_stats(ctx, &ucfg, &n_params, NULL, &flops1));
     D = bd_denoiser_sample_size(net);
@@ -287,9 +288,9 @@ int main(int argc, char **argv) {
             flops_step = (3.0 + (double)dist->Kt) * (double)flops1 * (double)B;
         }
         if (!reps) reps = td ? 10 : 15;
-    } else if (strncmp(cs, "sample", 6) == 0) {
+    } else if (strncmp(cs, "sample", 6) == 0 || strncmp(cs, "sprofile", 8) == 0) {
         kind = 3;
-        B = atoi(cs + 6);
+        B = atoi(cs + (cs[0] == 's' && cs[1] == 'a' ? 6 : 8));
         CHECK(bd_denoiser_reserve(net, B));
         flops_step = (double)flops1 * (double)B;
         if (!reps) reps = B == 1 ? 300 : 30;
@@ -319,20 +320,20 @@ int main(int argc, char **argv) {
             ctimes[i] = cpu_s() - c0;
         }
     }
-    if (strncmp(cs, "profile", 7) == 0) {
+    if (strncmp(cs, "profile", 7) == 0 || strncmp(cs, "sprofile", 8) == 0) {
         /* per layer type, ms per step (warm-up included in the sums: scale) */
         double tot = 0.0, step = 0.0;
         int p;
         for (i = 0; i < reps; i++) step += times[i];
         step /= reps;
-        printf("profile: training step, batch %lld, %d threads: %.1f ms per step (mean)\n",
-               (long long)B, threads, 1e3 * step);
+        printf("profile: %s, batch %lld, %d threads: %.2f ms per step (mean)\n",
+               kind == 3 ? "network call (sampling)" : "training step", (long long)B, threads, 1e3 * step);
         for (p = 0; p < P_N; p++) {
             double ms = 1e3 * g_prof.t[p] / (reps + 3);
             tot += ms;
-            printf("  %-22s %8.1f ms  %5.1f%%\n", g_pname[p], ms, 100.0 * ms / (1e3 * step));
+            printf("  %-22s %8.3f ms  %5.1f%%\n", g_pname[p], ms, 100.0 * ms / (1e3 * step));
         }
-        printf("  %-22s %8.1f ms  %5.1f%%\n", "rest (loss, Adam, EMA, copies, zeroing)",
+        printf("  %-22s %8.3f ms  %5.1f%%\n", "rest (loss, Adam, EMA, copies, zeroing)",
                1e3 * step - tot, 100.0 * (1e3 * step - tot) / (1e3 * step));
     }
     qsort(ctimes, (size_t)reps, sizeof(double), cmp_d);
