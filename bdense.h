@@ -3449,16 +3449,16 @@ static void bd__wg_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t m
 }
 /* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the input tile of lane
    (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty) of channel c of x
-   (sample n at x + n*ns, channels c < C of H x W); lanes of no tile are 0 */
+   (N, C, H, W); lanes of no tile are 0 */
 static void bd__wg_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
-                          int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
+                          int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
     int64_t c, r, j, q, tx, Wq = 2 * TW + 2, HW = H * W, vs = bd__wg_vs(C);
     for (c = 0; c < C; c++) {
         for (j = 0; j < 16; j++) memset(V + j * vs + c * BD__WG_L, 0, BD__WG_L * sizeof(float));
         for (r = 0; r < nrows; r++) {
             float p[4][2 * BD__WG_L + 2], d[4][2 * BD__WG_L + 2];
             int64_t g = g0 + r, n = g / TH, ty = g % TH;
-            const float *xc = x + n * ns + c * HW;
+            const float *xc = x + (n * C + c) * HW;
             for (j = 0; j < 4; j++) { /* padded input rows 2ty-1 .. 2ty+2, columns -1 .. */
                 int64_t y = 2 * ty - 1 + j;
                 for (q = 0; q < Wq; q++) p[j][q] = 0.0f;
@@ -3544,7 +3544,7 @@ static __mmask16 bd__wg_m16(int64_t n) {
    then even/odd column permutes for (B^T d) B along x */
 __attribute__((target("avx512f"))) static void
 bd__wg_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
-                     int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
+                     int64_t TWp, int64_t g0, int64_t nrows) {
     int64_t c, r, k, j, i, HW = H * W, nch = (TW + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
     const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -3556,7 +3556,7 @@ bd__wg_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, 
                 memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
         for (r = 0; r < nrows; r++) {
             int64_t g = g0 + r, n = g / TH, ty = g % TH;
-            const float *xc = x + n * ns + c * HW;
+            const float *xc = x + (n * C + c) * HW;
             for (k = 0; k < nch; k++) {
                 /* raw columns 32k .. 32k+32 of the 4 input rows (l0, l1, l2 lane 0)
                    and column 32k-1 (pv), combined along y first (B^T d is linear) */
@@ -3730,10 +3730,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
         float *V = col + (int64_t)bd__omp_tid() * slot;
 #ifdef BD__X86
-        if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows, Cin * H * W);
+        if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
         else
 #endif
-            bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows, Cin * H * W);
+            bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
         for (p = grp * ppg; p < p1; p++) {
             int64_t o0 = p * 8, mr = Cout - o0 < 8 ? Cout - o0 : 8, c0, xi;
             if (!v512) memset(M, 0, sizeof M);
@@ -3763,148 +3763,6 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     return 1;
 }
 
-/* Winograd F(2x2, 3x3) weight gradient (AVX-512).  With U = G g G^T the
-   forward is Y = A^T [U (.) V] A per tile, so per (output, input) channel
-   pair dU = sum over tiles of (A dY A^T) (.) V and dw += G^T dU G: 16
-   multiplies per tile and pair instead of the direct kernel's 36.  The 16
-   positions xi are 16 independent products dU_xi (Cin x Cout) = V_xi
-   (Cin x tiles) M_xi (tiles x Cout), M = A dY A^T.  A work item owns 32
-   output channels x a range of input channels and walks the tile blocks of
-   the forward (32 tile lanes) in order: V by the forward's input transform,
-   M from dout by gathers (32 output channels of a lane contiguous), then
-   per xi and group of 8 input channels 16 zmm of sums over the block's
-   lanes (the input broadcast, M loaded), added to the item's dU (its slot
-   of `col`).  Every element is summed in one order (lanes, then blocks)
-   whatever the split over threads. */
-#ifdef BD__X86
-/* Mp[(xi*32 + lane)*32 + o] = (A dY A^T)[xi] of the 2x2 dout tile of lane,
-   output channel o < om of d (sample n at d + n*ns), 0 for o >= om */
-__attribute__((target("avx512f"))) static void
-bd__wgd_mtrans_avx512(float *Mp, const float *d, int64_t om, int64_t ns, int64_t H, int64_t W,
-                      int64_t TH, int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
-    int64_t HW = H * W, l, lanes = nrows * TWp, h, i;
-    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                           _mm512_set1_epi32((int)HW));
-    const __m512 z = _mm512_setzero_ps();
-    for (l = 0; l < lanes; l++) {
-        int64_t r = l / TWp, tx = l % TWp, g = g0 + r, n = g / TH, ty = g % TH, y = 2 * ty, x0 = 2 * tx;
-        for (h = 0; h < 2; h++) {
-            __mmask16 mk = bd__wg_m16(om - 16 * h);
-            __m512 a = z, b = z, c = z, e = z, p[4], q[4];
-            float *mp = Mp + l * BD__WG_L + 16 * h;
-            if (tx < TW && mk) {
-                const float *base = d + n * ns + 16 * h * HW + y * W + x0;
-                int xr = x0 + 1 < W, yd = y + 1 < H;
-                a = _mm512_mask_i32gather_ps(z, mk, idx, base, 4);
-                if (xr) b = _mm512_mask_i32gather_ps(z, mk, idx, base + 1, 4);
-                if (yd) c = _mm512_mask_i32gather_ps(z, mk, idx, base + W, 4);
-                if (xr && yd) e = _mm512_mask_i32gather_ps(z, mk, idx, base + W + 1, 4);
-            }
-            /* A dY: rows (a b), (a+c b+e), (a-c b-e), (-c -e); then along x */
-            p[0] = a; q[0] = b;
-            p[1] = _mm512_add_ps(a, c); q[1] = _mm512_add_ps(b, e);
-            p[2] = _mm512_sub_ps(a, c); q[2] = _mm512_sub_ps(b, e);
-            p[3] = _mm512_sub_ps(z, c); q[3] = _mm512_sub_ps(z, e);
-            for (i = 0; i < 4; i++) {
-                float *mi = mp + (i * 4) * BD__WG_L * BD__WG_L;
-                _mm512_storeu_ps(mi, p[i]);
-                _mm512_storeu_ps(mi + BD__WG_L * BD__WG_L, _mm512_add_ps(p[i], q[i]));
-                _mm512_storeu_ps(mi + 2 * BD__WG_L * BD__WG_L, _mm512_sub_ps(p[i], q[i]));
-                _mm512_storeu_ps(mi + 3 * BD__WG_L * BD__WG_L, _mm512_sub_ps(z, q[i]));
-            }
-        }
-    }
-}
-/* dU[(xi*C + c)*32 + o] += sum over lanes < lanes of V[xi][c][lane] Mp[xi][lane][o] */
-__attribute__((target("avx512f"))) static void
-bd__wgd_mm_avx512(float *dU, const float *V, int64_t vs, const float *Mp, int64_t C, int64_t lanes) {
-    float zero[BD__WG_L];
-    int64_t xi, c, l, t;
-    memset(zero, 0, sizeof zero);
-    for (xi = 0; xi < 16; xi++) {
-        const float *vx = V + xi * vs, *mx = Mp + xi * BD__WG_L * BD__WG_L;
-        float *ux = dU + xi * C * BD__WG_L;
-        for (c = 0; c < C; c += 8) {
-            const float *ch[8];
-            __m512 r[16];
-            int64_t nc = C - c < 8 ? C - c : 8;
-            for (t = 0; t < 8; t++) ch[t] = t < nc ? vx + (c + t) * BD__WG_L : zero;
-            for (t = 0; t < 16; t++) r[t] = _mm512_setzero_ps();
-            for (l = 0; l < lanes; l++) {
-                __m512 m0 = _mm512_loadu_ps(mx + l * BD__WG_L), m1 = _mm512_loadu_ps(mx + l * BD__WG_L + 16), a;
-#define BD__WGDT(t)                                                                                    \
-    a = _mm512_set1_ps(ch[t][l]);                                                                     \
-    r[2 * (t)] = _mm512_fmadd_ps(a, m0, r[2 * (t)]);                                                  \
-    r[2 * (t) + 1] = _mm512_fmadd_ps(a, m1, r[2 * (t) + 1]);
-                BD__WGDT(0) BD__WGDT(1) BD__WGDT(2) BD__WGDT(3) BD__WGDT(4) BD__WGDT(5) BD__WGDT(6) BD__WGDT(7)
-#undef BD__WGDT
-            }
-            for (t = 0; t < nc; t++) {
-                float *u = ux + (c + t) * BD__WG_L;
-                _mm512_storeu_ps(u, _mm512_add_ps(r[2 * t], _mm512_loadu_ps(u)));
-                _mm512_storeu_ps(u + 16, _mm512_add_ps(r[2 * t + 1], _mm512_loadu_ps(u + 16)));
-            }
-        }
-    }
-}
-#endif
-/* dw (Cout, Cin, 3, 3) += the Winograd weight gradient above; 0 = not
-   applicable (no AVX-512, shape, or col too small) */
-static int bd__wg_dw(float *dw, float *col, int64_t colsize, const float *dout, const float *x, int64_t N,
-                     int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
-#ifdef BD__X86
-    int64_t TW = (W + 1) / 2, TH = (H + 1) / 2, TWp = 1, HW = H * W, R, nblk, nob = (Cout + 31) / 32;
-    int64_t ncs = 1, cr, slot, items, t;
-    int nt = bd__omp_threads(), use;
-    if (!BD__CPU_AVX512() || !col || !bd__wg_shape_ok(H, W, 3, 1, 1) || N <= 0 || Cin <= 0 || Cout <= 0 ||
-        HW * 16 >= ((int64_t)1 << 31))
-        return 0;
-    while (TWp < TW) TWp *= 2;
-    R = BD__WG_L / TWp;
-    nblk = (N * TH + R - 1) / R;
-    while (nob * ncs < nt && ncs < Cin) ncs++; /* input-channel ranges: an item per thread */
-    cr = (Cin + ncs - 1) / ncs;
-    ncs = (Cin + cr - 1) / cr;
-    slot = 16 * bd__wg_vs(cr) + 16 * BD__WG_L * BD__WG_L + 16 * cr * BD__WG_L;
-    if (colsize < slot) return 0;
-    use = (int64_t)nt < colsize / slot ? nt : (int)(colsize / slot);
-    items = nob * ncs;
-    BD__OMP_FOR_NT(use, use > 1 && items > 1)
-    for (t = 0; t < items; t++) {
-        int64_t o0 = t / ncs * 32, om = Cout - o0 < 32 ? Cout - o0 : 32, c0 = t % ncs * cr;
-        int64_t nc = Cin - c0 < cr ? Cin - c0 : cr, b, c, o, i;
-        float *V = col + (int64_t)bd__omp_tid() * slot, *Mp = V + 16 * bd__wg_vs(cr);
-        float *dU = Mp + 16 * BD__WG_L * BD__WG_L;
-        memset(dU, 0, (size_t)(16 * nc * BD__WG_L) * sizeof(float));
-        for (b = 0; b < nblk; b++) {
-            int64_t g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R;
-            bd__wg_itrans_avx512(V, x + c0 * HW, nc, H, W, TH, TW, TWp, g0, nrows, Cin * HW);
-            bd__wgd_mtrans_avx512(Mp, dout + o0 * HW, om, Cout * HW, H, W, TH, TW, TWp, g0, nrows);
-            bd__wgd_mm_avx512(dU, V, bd__wg_vs(nc), Mp, nc, nrows * TWp);
-        }
-        for (c = 0; c < nc; c++)
-            for (o = 0; o < om; o++) {
-                float D[16], T[3][4], *g = dw + ((o0 + o) * Cin + c0 + c) * 9;
-                for (i = 0; i < 16; i++) D[i] = dU[(i * nc + c) * BD__WG_L + o];
-                for (i = 0; i < 4; i++) { /* G^T D: along y */
-                    T[0][i] = D[i] + 0.5f * (D[4 + i] + D[8 + i]);
-                    T[1][i] = 0.5f * (D[4 + i] - D[8 + i]);
-                    T[2][i] = 0.5f * (D[4 + i] + D[8 + i]) + D[12 + i];
-                }
-                for (i = 0; i < 3; i++) { /* (G^T D) G: along x */
-                    g[3 * i] += T[i][0] + 0.5f * (T[i][1] + T[i][2]);
-                    g[3 * i + 1] += 0.5f * (T[i][1] - T[i][2]);
-                    g[3 * i + 2] += 0.5f * (T[i][1] + T[i][2]) + T[i][3];
-                }
-            }
-    }
-    return 1;
-#else
-    (void)dw; (void)col; (void)colsize; (void)dout; (void)x; (void)N; (void)Cin; (void)H; (void)W; (void)Cout;
-    return 0;
-#endif
-}
-
 /* Winograd or the direct/implicit-GEMM kernel, per layer shape (never per
    thread count: the bits must not depend on it).  Measured with
    bench/bench_wino.c (docs/performance.md, "Winograd"): Winograd wins on
@@ -3919,14 +3777,6 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     (void)dx;
     while (TWp < TW) TWp *= 2;
     return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
-}
-
-/* the weight gradient: Winograd (bd__wg_dw) from 16 channels on both sides
-   and 8 columns (measured with bench/bench_wino.c, docs/performance.md:
-   1.05-1.18x the direct kernel at 14x14 and 28x28, 0.96-0.98x at 7x7) */
-static int bd__wg_dw_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
-    (void)N; (void)H;
-    return Cin >= 16 && Cout >= 16 && W >= 8;
 }
 
 /* number of column blocks (multiples of NR) per sample so that N * blocks
@@ -4024,14 +3874,9 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
             db[t] += (float)s;
         }
     }
-    if (dw && k == 3 && stride == 1 && pad == 1 && wg != 0) {
-        /* Winograd where it pays (bd__wg_dw_rule), else the direct kernel */
-        int64_t ws = bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad);
-        if ((wg > 0 || bd__wg_dw_rule(N, Cin, H, W, Cout)) && bd__wg_dw(dw, col, ws, dout, x, N, Cin, H, W, Cout))
-            dw = NULL; /* done */
-        else if (bd__dw3_direct(dw, col, ws, dout, x, N, Cin, H, W, Cout))
-            dw = NULL;
-    }
+    if (dw && k == 3 && stride == 1 && pad == 1 && wg != 0 &&
+        bd__dw3_direct(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W, Cout))
+        dw = NULL; /* done */
     if (dw) {
         /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */
         int64_t nbj = (KK + BD__NR - 1) / BD__NR, per = nbj, nblk;

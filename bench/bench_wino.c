@@ -5,13 +5,10 @@
 
        bench_wino [threads] [rounds] [batch ...]     (defaults: 2 7 64 1)
 
-   Build: cc -O3 -march=native -fopenmp -DBDENSE_REFERENCE_KERNELS -I. bench/bench_wino.c -o bench_wino -lm
+   Build: cc -O3 -march=native -fopenmp -I. bench/bench_wino.c -o bench_wino -lm
    Prints one line per (shape, batch, direction): ms of each path (medians),
    the ratio direct / Winograd (> 1: Winograd faster), whether bd__wg_rule
-   (bd__wg_dw_rule for dw) picks Winograd, and the worst error / max |ref|
-   of both paths.  Directions: fwd, dx, dw (direct vs Winograd) and, at
-   batch > 1, "dw gemm/direct": the gather-packed GEMM that computed dw
-   before 2026-12-06 against the direct dw kernel (columns: GEMM, direct). */
+   picks Winograd, and the worst error / max |ref| of both paths. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include <stdio.h>
@@ -51,16 +48,12 @@ static const int shapes[][3] = {{1, 32, 28},  {32, 32, 28}, {64, 32, 28}, {96, 3
                                 {32, 64, 14}, {64, 64, 14}, {96, 64, 14}, {128, 64, 14},
                                 {64, 64, 7},  {128, 64, 7}};
 
-/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=), the direct kernel (wg 0) vs
-   Winograd (wg 1); 3: dw, the gather-packed GEMM (wg 0) vs the direct kernel (wg 1) */
+/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=) */
 static void run(int dir, int wg, float *o, float *col, const float *x, const float *w, const float *b,
                 const float *d, float *dx, float *dw, int64_t N, int64_t Cin, int64_t H, int64_t Cout) {
-    int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1);
     if (dir == 0) bd__conv2d_fwd(o, col, x, w, b, N, Cin, H, H, Cout, 3, 1, 1, wg);
     else if (dir == 1) bd__conv2d_bwd(dx, NULL, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
-    else if (dir == 2 && wg && bd__wg_dw(dw, col, ws, d, x, N, Cin, H, H, Cout)) return;
-    else if ((dir == 2 || wg) && bd__dw3_direct(dw, col, ws, d, x, N, Cin, H, H, Cout)) return;
-    else bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, 0);
+    else bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
 }
 
 int main(int argc, char **argv) {
@@ -77,7 +70,7 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (bi = 0; bi < nb; bi++)
         for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
-            for (dir = 0; dir < 4; dir++) {
+            for (dir = 0; dir < 2; dir++) {
                 int64_t N = batches[bi], Cin = shapes[s][0], Cout = shapes[s][1], H = shapes[s][2];
                 int64_t nx = N * Cin * H * H, no = N * Cout * H * H, nw = Cout * Cin * 9;
                 int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1), wref = Cin * 9 * H * H;
@@ -88,7 +81,7 @@ int main(int argc, char **argv) {
                 float *dwr = calloc((size_t)nw, 4);
                 double ta[64], tb[64], ra[64], e[2];
                 int reps = N >= 16 ? 2 : 50, k, wg, rule;
-                if (dir >= 2 && N == 1) goto next; /* dw at batch 1 is never on a sampling path */
+                if (dir == 2 && N == 1) goto next; /* dw at batch 1 is never on a sampling path */
                 bd_rng_normal(&rng, x, nx);
                 bd_rng_normal(&rng, w, nw);
                 bd_rng_normal(&rng, b, Cout);
@@ -100,7 +93,7 @@ int main(int argc, char **argv) {
                     memset(o, 0, (size_t)(no > nx ? no : nx) * 4);
                     memset(dw, 0, (size_t)nw * 4);
                     run(dir, wg, o, col, x, w, b, d, o, dw, N, Cin, H, Cout);
-                    e[wg] = dir >= 2 ? relerr(dw, dwr, nw) : relerr(o, ref, dir == 0 ? no : nx);
+                    e[wg] = dir == 2 ? relerr(dw, dwr, nw) : relerr(o, ref, dir == 0 ? no : nx);
                 }
                 for (r = 0; r < rounds && r < 64; r++) {
                     for (wg = 0; wg < 2; wg++) {
@@ -110,9 +103,9 @@ int main(int argc, char **argv) {
                     }
                     ra[r] = ta[r] / tb[r];
                 }
-                rule = dir >= 2 ? (dir == 2 ? bd__wg_dw_rule(N, Cin, H, H, Cout) : 1) : bd__wg_rule(N, Cin, H, H, Cout, dir);
+                rule = dir == 2 ? 0 : bd__wg_rule(N, Cin, H, H, Cout, dir);
                 printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.2fx | %s | %.2g | %.2g |\n", (int)Cin,
-                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : (dir == 2 ? "dw" : "dw gemm/direct")),
+                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw"),
                        median(ta, r), median(tb, r), median(ra, r), rule ? "wino" : "direct", e[0], e[1]);
                 fflush(stdout);
             next:
