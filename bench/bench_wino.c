@@ -5,10 +5,13 @@
 
        bench_wino [threads] [rounds] [batch ...]     (defaults: 2 7 64 1)
 
-   Build: cc -O3 -march=native -fopenmp -I. bench/bench_wino.c -o bench_wino -lm
+   Build: cc -O3 -march=native -fopenmp -DBDENSE_REFERENCE_KERNELS -I. bench/bench_wino.c -o bench_wino -lm
    Prints one line per (shape, batch, direction): ms of each path (medians),
    the ratio direct / Winograd (> 1: Winograd faster), whether bd__wg_rule
-   picks Winograd, and the worst error / max |ref| of both paths. */
+   picks Winograd, and the worst error / max |ref| of both paths.  At batch
+   > 1 also "dw gemm/direct": the weight gradient by the gather-packed GEMM
+   (before 2026-12-06) in the first column against the direct dw kernel
+   (bd__dw3_direct, what the library runs) in the second. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include <stdio.h>
@@ -48,7 +51,8 @@ static const int shapes[][3] = {{1, 32, 28},  {32, 32, 28}, {64, 32, 28}, {96, 3
                                 {32, 64, 14}, {64, 64, 14}, {96, 64, 14}, {128, 64, 14},
                                 {64, 64, 7},  {128, 64, 7}};
 
-/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=) */
+/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=): the gather-packed GEMM
+   (wg 0) vs the direct dw kernel (wg 1) */
 static void run(int dir, int wg, float *o, float *col, const float *x, const float *w, const float *b,
                 const float *d, float *dx, float *dw, int64_t N, int64_t Cin, int64_t H, int64_t Cout) {
     if (dir == 0) bd__conv2d_fwd(o, col, x, w, b, N, Cin, H, H, Cout, 3, 1, 1, wg);
@@ -70,7 +74,7 @@ int main(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (bi = 0; bi < nb; bi++)
         for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
-            for (dir = 0; dir < 2; dir++) {
+            for (dir = 0; dir < 3; dir++) {
                 int64_t N = batches[bi], Cin = shapes[s][0], Cout = shapes[s][1], H = shapes[s][2];
                 int64_t nx = N * Cin * H * H, no = N * Cout * H * H, nw = Cout * Cin * 9;
                 int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1), wref = Cin * 9 * H * H;
@@ -103,9 +107,9 @@ int main(int argc, char **argv) {
                     }
                     ra[r] = ta[r] / tb[r];
                 }
-                rule = dir == 2 ? 0 : bd__wg_rule(N, Cin, H, H, Cout, dir);
+                rule = dir == 2 ? 1 : bd__wg_rule(N, Cin, H, H, Cout, dir);
                 printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.2fx | %s | %.2g | %.2g |\n", (int)Cin,
-                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw"),
+                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw gemm/direct"),
                        median(ta, r), median(tb, r), median(ra, r), rule ? "wino" : "direct", e[0], e[1]);
                 fflush(stdout);
             next:
