@@ -447,8 +447,10 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
 /* conv2d (k x k, stride s, zero padding p), via im2col + GEMM; k = 1,
    s = 1, p = 0 skips im2col.  Ho = (H + 2p - k)/s + 1, Wo likewise.
    out (N,Cout,Ho,Wo), x (N,Cin,H,W), w (Cout,Cin,k,k), b (Cout) or NULL.
-   col: workspace of bd_conv2d_workspace_floats(...) floats (may be NULL when
-   that is 0).  Backward: dx (N,Cin,H,W) +=, dw +=, db +=. */
+   col: workspace of bd_conv2d_workspace_floats(...) floats (for a 1x1
+   convolution it may be NULL: only the fast weight gradient uses it there,
+   and a plain GEMM replaces it).  Backward: dx (N,Cin,H,W) +=, dw +=,
+   db +=. */
 BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int64_t k,
                                          int64_t stride, int64_t pad);
 BDAPI void bd_conv2d_forward(float *out, float *col, const float *x, const float *w,
@@ -2715,11 +2717,16 @@ static int bd__conv_is_1x1(int64_t k, int64_t stride, int64_t pad) {
     return k == 1 && stride == 1 && pad == 0;
 }
 
+/* the floats of col that bd__dw_direct needs per thread for cr input channels */
+static int64_t bd__dw_slot(int64_t cr, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t k) {
+    return Ho * Wo * 32 + (k == 3 ? (H + 2) * (W + 2) + cr * 288 : (cr + 8) / 9 * 288);
+}
 BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int64_t k,
                                          int64_t stride, int64_t pad) {
     int64_t Ho, Wo;
     if (Cin <= 0 || H <= 0 || W <= 0 || k <= 0 || stride <= 0 || pad < 0) return 0;
-    if (bd__conv_is_1x1(k, stride, pad)) return 0;
+    if (bd__conv_is_1x1(k, stride, pad)) /* the direct dw's slots (bd__dw_direct) */
+        return BD__WG_SLOTS * bd__dw_slot(Cin, H, W, H, W, 1);
     Ho = (H + 2 * pad - k) / stride + 1;
     Wo = (W + 2 * pad - k) / stride + 1;
     if (Ho <= 0 || Wo <= 0) return 0;
@@ -3270,113 +3277,144 @@ static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float
     return 1;
 }
 
-/* ---- Direct weight gradient of a stride-1, pad-1 3x3 convolution ----
-   dw[o][c][ky][kx] += sum over n, y, x of dout[n][o][y][x] xp[n][c][y+ky][x+kx]
-   (xp: x with a zero border).  Vectorised over output channels: the kernel
-   keeps 9 taps x 32 output channels of sums in registers (AVX-512: 18 zmm;
-   AVX2+FMA: one kernel row ky at a time, 12 ymm) and, per pixel, loads the
-   32 dout values once and broadcasts the 9 input values under the taps
-   (18 FMAs per 2 vector loads and 9 broadcasts: no packing, no gathers).
-   A work item owns 32 output channels x a range of input channels; per
-   sample it transposes its dout rows to (pixel, 32 channels) and per input
-   channel copies the image into a zero-bordered one (its slot of `col`).
-   Each (sample, channel) sum over pixels starts from zero and is added to
-   the item's running sums, which are added to dw at the end: every element
-   is summed in one order (pixels, then samples) whatever the split over
-   threads.  1.3-1.9x the gather-packed GEMM on the UNet's shapes
+/* ---- Direct weight gradient (3x3 pad 1, stride 1 or 2; 1x1) ----
+   dw[o][c][ky][kx] += sum over n and output pixels (y, x) of
+   dout[n][o][y][x] xp[n][c][s*y+ky][s*x+kx] (xp: x with a zero border).
+   Vectorised over output channels: the kernel keeps 9 taps x 32 output
+   channels of sums in registers (AVX-512: 18 zmm; AVX2+FMA: three taps at
+   a time, 12 ymm) and, per output pixel, loads the 32 dout values once and
+   broadcasts the 9 input values under the taps (18 FMAs per 2 vector loads
+   and 9 broadcasts: no packing, no gathers).  A 1x1 convolution uses the
+   same kernel with 9 input channels as the "taps".  A work item owns 32
+   output channels x a range of input channels; per sample it transposes
+   its dout rows to (pixel, 32 channels) and per input channel copies the
+   image into a zero-bordered one (its slot of `col`).  Each (sample,
+   channel) sum over pixels starts from zero and is added to the item's
+   running sums, which are added to dw at the end: every element is summed
+   in one order (pixels, then samples) whatever the split over threads.
+   1.3-1.9x the gather-packed GEMM on the UNet's 3x3 shapes
    (docs/performance.md). */
 #ifdef BD__X86
+/* acc[t*32 + o] += sum over y < Ho, x < Wo of b[y*rs + x*ps + off[t]] dT[(y*Wo + x)*32 + o] */
 __attribute__((target("avx512f"))) static void
-bd__dw3_avx512(float *acc, const float *xp, int64_t Wp, const float *dT, int64_t H, int64_t W) {
+bd__dwk_avx512(float *acc, const float *b0, const int64_t *off, int64_t rs, int64_t ps, const float *dT,
+               int64_t Ho, int64_t Wo) {
     __m512 r[18];
+    const int64_t o0 = off[0], o1 = off[1], o2 = off[2], o3 = off[3], o4 = off[4], o5 = off[5], o6 = off[6],
+                  o7 = off[7], o8 = off[8];
     int64_t y, x, i;
     for (i = 0; i < 18; i++) r[i] = _mm512_setzero_ps();
-    for (y = 0; y < H; y++) {
-        const float *b = xp + y * Wp, *d = dT + y * W * 32;
-        for (x = 0; x < W; x++, b++, d += 32) {
+    for (y = 0; y < Ho; y++) {
+        const float *b = b0 + y * rs, *d = dT + y * Wo * 32;
+        for (x = 0; x < Wo; x++, b += ps, d += 32) {
             __m512 d0 = _mm512_loadu_ps(d), d1 = _mm512_loadu_ps(d + 16), a;
 #define BD__DWT(t, off)                                                                                \
     a = _mm512_set1_ps(b[off]);                                                                       \
     r[2 * (t)] = _mm512_fmadd_ps(a, d0, r[2 * (t)]);                                                  \
     r[2 * (t) + 1] = _mm512_fmadd_ps(a, d1, r[2 * (t) + 1]);
-            BD__DWT(0, 0) BD__DWT(1, 1) BD__DWT(2, 2)
-            BD__DWT(3, Wp) BD__DWT(4, Wp + 1) BD__DWT(5, Wp + 2)
-            BD__DWT(6, 2 * Wp) BD__DWT(7, 2 * Wp + 1) BD__DWT(8, 2 * Wp + 2)
+            BD__DWT(0, o0) BD__DWT(1, o1) BD__DWT(2, o2) BD__DWT(3, o3) BD__DWT(4, o4)
+            BD__DWT(5, o5) BD__DWT(6, o6) BD__DWT(7, o7) BD__DWT(8, o8)
 #undef BD__DWT
         }
     }
     for (i = 0; i < 18; i++) _mm512_storeu_ps(acc + 16 * i, _mm512_add_ps(r[i], _mm512_loadu_ps(acc + 16 * i)));
 }
 __attribute__((target("avx2,fma"))) static void
-bd__dw3_avx2(float *acc, const float *xp, int64_t Wp, const float *dT, int64_t H, int64_t W) {
-    int64_t ky, y, x, i, j;
-    for (ky = 0; ky < 3; ky++) {
+bd__dwk_avx2(float *acc, const float *b0, const int64_t *off, int64_t rs, int64_t ps, const float *dT,
+             int64_t Ho, int64_t Wo) {
+    int64_t g, y, x, i, j;
+    for (g = 0; g < 3; g++) {
         __m256 r[12];
+        const int64_t q0 = off[3 * g], q1 = off[3 * g + 1], q2 = off[3 * g + 2];
         for (i = 0; i < 12; i++) r[i] = _mm256_setzero_ps();
-        for (y = 0; y < H; y++) {
-            const float *b = xp + (y + ky) * Wp, *d = dT + y * W * 32;
-            for (x = 0; x < W; x++, b++, d += 32) {
-                __m256 dd[4];
+        for (y = 0; y < Ho; y++) {
+            const float *b = b0 + y * rs, *d = dT + y * Wo * 32;
+            for (x = 0; x < Wo; x++, b += ps, d += 32) {
+                __m256 dd[4], a0 = _mm256_broadcast_ss(b + q0), a1 = _mm256_broadcast_ss(b + q1),
+                              a2 = _mm256_broadcast_ss(b + q2);
                 for (j = 0; j < 4; j++) dd[j] = _mm256_loadu_ps(d + 8 * j);
-                for (i = 0; i < 3; i++) {
-                    __m256 a = _mm256_broadcast_ss(b + i);
-                    for (j = 0; j < 4; j++) r[4 * i + j] = _mm256_fmadd_ps(a, dd[j], r[4 * i + j]);
+                for (j = 0; j < 4; j++) {
+                    r[j] = _mm256_fmadd_ps(a0, dd[j], r[j]);
+                    r[4 + j] = _mm256_fmadd_ps(a1, dd[j], r[4 + j]);
+                    r[8 + j] = _mm256_fmadd_ps(a2, dd[j], r[8 + j]);
                 }
             }
         }
         for (i = 0; i < 12; i++) {
-            float *ac = acc + ky * 96 + 8 * i;
+            float *ac = acc + g * 96 + 8 * i;
             _mm256_storeu_ps(ac, _mm256_add_ps(r[i], _mm256_loadu_ps(ac)));
         }
     }
 }
 #endif
-/* dw += the weight gradient above; col holds colsize floats.  0 = not
-   applicable (no AVX-512 or AVX2+FMA, or col too small). */
-static int bd__dw3_direct(float *dw, float *col, int64_t colsize, const float *dout, const float *x,
-                          int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
+/* dw += the weight gradient above (k = 3: pad 1, stride 1 or 2; k = 1:
+   stride 1, pad 0); col holds colsize floats.  0 = not applicable (shape,
+   no AVX-512 or AVX2+FMA, or col too small). */
+static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *dout, const float *x,
+                         int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k, int64_t stride,
+                         int64_t pad) {
 #ifdef BD__X86
-    int64_t HW = H * W, Wp = W + 2, Hp = H + 2, nob = (Cout + 31) / 32, ncs = 1, cr, slot, items, t;
+    int64_t HW = H * W, Wp = W + 2, Hp = H + 2, Ho, Wo, P, nob = (Cout + 31) / 32, ncs = 1, cr, slot, items, t;
     int nt = bd__omp_threads(), use, v512 = BD__CPU_AVX512();
+    if (!((k == 3 && pad == 1 && (stride == 1 || stride == 2)) || bd__conv_is_1x1(k, stride, pad))) return 0;
     if (!v512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
-    if (!col || N <= 0 || Cin <= 0 || Cout <= 0) return 0;
+    if (!col || N <= 0 || Cin <= 0 || Cout <= 0 || H <= 0 || W <= 0) return 0;
+    Ho = (H + 2 * pad - k) / stride + 1;
+    Wo = (W + 2 * pad - k) / stride + 1;
+    P = Ho * Wo;
     while (nob * ncs < nt && ncs < Cin) ncs++; /* input-channel ranges: an item per thread */
     cr = (Cin + ncs - 1) / ncs;
+    if (k == 1) cr = (cr + 8) / 9 * 9; /* whole groups of 9 channels */
     ncs = (Cin + cr - 1) / cr;
-    slot = HW * 32 + Hp * Wp + cr * 288;
+    slot = bd__dw_slot(cr, H, W, Ho, Wo, k);
     if (colsize < slot) return 0;
     use = (int64_t)nt < colsize / slot ? nt : (int)(colsize / slot);
     items = nob * ncs;
     BD__OMP_FOR_NT(use, use > 1 && items > 1)
     for (t = 0; t < items; t++) {
         int64_t o0 = t / ncs * 32, om = Cout - o0 < 32 ? Cout - o0 : 32, c0 = t % ncs * cr;
-        int64_t c1 = c0 + cr < Cin ? c0 + cr : Cin, n, c, p, o, y, k;
-        float *dT = col + (int64_t)bd__omp_tid() * slot, *xp = dT + HW * 32, *acc = xp + Hp * Wp;
-        memset(acc, 0, (size_t)((c1 - c0) * 288) * sizeof(float));
-        memset(xp, 0, (size_t)(Hp * Wp) * sizeof(float));
+        int64_t c1 = c0 + cr < Cin ? c0 + cr : Cin, n, c, p, o, y, i, off[9];
+        float *dT = col + (int64_t)bd__omp_tid() * slot, *xp = dT + P * 32, *acc = xp + (k == 3 ? Hp * Wp : 0);
+        memset(acc, 0, (size_t)(k == 3 ? (c1 - c0) * 288 : (c1 - c0 + 8) / 9 * 288) * sizeof(float));
+        if (k == 3) {
+            memset(xp, 0, (size_t)(Hp * Wp) * sizeof(float));
+            for (i = 0; i < 9; i++) off[i] = i / 3 * Wp + i % 3;
+        }
         for (n = 0; n < N; n++) {
-            const float *dn = dout + (n * Cout + o0) * HW;
+            const float *dn = dout + (n * Cout + o0) * P;
             for (o = 0; o < 32; o++) {
-                const float *s = dn + o * HW;
+                const float *s = dn + o * P;
                 if (o < om)
-                    for (p = 0; p < HW; p++) dT[p * 32 + o] = s[p];
+                    for (p = 0; p < P; p++) dT[p * 32 + o] = s[p];
                 else
-                    for (p = 0; p < HW; p++) dT[p * 32 + o] = 0.0f;
+                    for (p = 0; p < P; p++) dT[p * 32 + o] = 0.0f;
             }
-            for (c = c0; c < c1; c++) {
-                const float *xc = x + (n * Cin + c) * HW;
-                for (y = 0; y < H; y++) memcpy(xp + (y + 1) * Wp + 1, xc + y * W, (size_t)W * sizeof(float));
-                if (v512) bd__dw3_avx512(acc + (c - c0) * 288, xp, Wp, dT, H, W);
-                else bd__dw3_avx2(acc + (c - c0) * 288, xp, Wp, dT, H, W);
+            for (c = c0; c < c1; c += k == 3 ? 1 : 9) {
+                const float *xc = x + (n * Cin + c) * HW, *b0 = xp;
+                float *a = acc + (k == 3 ? (c - c0) : (c - c0) / 9) * 288;
+                if (k == 3) {
+                    for (y = 0; y < H; y++) memcpy(xp + (y + 1) * Wp + 1, xc + y * W, (size_t)W * sizeof(float));
+                } else {
+                    b0 = xc; /* 9 channels as the taps (the last group repeats channel c) */
+                    for (i = 0; i < 9; i++) off[i] = c + i < c1 ? i * HW : 0;
+                }
+                if (v512) bd__dwk_avx512(a, b0, off, k == 3 ? stride * Wp : W, k == 3 ? stride : 1, dT, Ho, Wo);
+                else bd__dwk_avx2(a, b0, off, k == 3 ? stride * Wp : W, k == 3 ? stride : 1, dT, Ho, Wo);
             }
         }
-        for (c = c0; c < c1; c++)
-            for (o = 0; o < om; o++)
-                for (k = 0; k < 9; k++) dw[((o0 + o) * Cin + c) * 9 + k] += acc[(c - c0) * 288 + k * 32 + o];
+        if (k == 3) {
+            for (c = c0; c < c1; c++)
+                for (o = 0; o < om; o++)
+                    for (i = 0; i < 9; i++) dw[((o0 + o) * Cin + c) * 9 + i] += acc[(c - c0) * 288 + i * 32 + o];
+        } else {
+            for (c = c0; c < c1; c++)
+                for (o = 0; o < om; o++) dw[(o0 + o) * Cin + c] += acc[(c - c0) / 9 * 288 + (c - c0) % 9 * 32 + o];
+        }
     }
     return 1;
 #else
     (void)dw; (void)col; (void)colsize; (void)dout; (void)x; (void)N; (void)Cin; (void)H; (void)W; (void)Cout;
+    (void)k; (void)stride; (void)pad;
     return 0;
 #endif
 }
@@ -3874,8 +3912,9 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
             db[t] += (float)s;
         }
     }
-    if (dw && k == 3 && stride == 1 && pad == 1 && wg != 0 &&
-        bd__dw3_direct(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W, Cout))
+    if (dw && wg != 0 &&
+        bd__dw_direct(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W,
+                      Cout, k, stride, pad))
         dw = NULL; /* done */
     if (dw) {
         /* dw (Cout, KK) += dout_cat (Cout, N*P) . im2col_cat^T (N*P, KK) */

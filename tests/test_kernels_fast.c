@@ -85,7 +85,10 @@ static const conv_case conv_cases[] = {
     /* the direct 3x3 path: odd rows, W > 16, more than 128 input channels */
     {2, 5, 13, 14, 11, 3, 1, 1}, {1, 200, 12, 17, 9, 3, 1, 1}, {3, 3, 16, 32, 17, 3, 1, 1},
     /* W <= 7: two rows per vector */
-    {3, 64, 7, 7, 20, 3, 1, 1}, {2, 9, 6, 5, 7, 3, 1, 1}, {1, 140, 5, 4, 8, 3, 1, 1}};
+    {3, 64, 7, 7, 20, 3, 1, 1}, {2, 9, 6, 5, 7, 3, 1, 1}, {1, 140, 5, 4, 8, 3, 1, 1},
+    /* the direct dw kernel: stride 2 with odd sizes, 1x1 with a partial group of 9 input
+       channels, output channels past a block of 32 */
+    {3, 20, 9, 7, 40, 3, 2, 1}, {2, 13, 5, 6, 33, 1, 1, 0}, {2, 19, 11, 10, 70, 3, 1, 1}};
 
 static void conv_run(const conv_case *c, int fast, int nthr, const float *x, const float *w,
                      const float *b, const float *dout, float *out, float *dx, float *dw,
@@ -337,9 +340,37 @@ static void test_winograd_vs_direct(void) {
 }
 
 /* ---------------- thread-count determinism ---------------- */
+/* every conv path (Winograd, direct fwd/dx, direct dw at stride 1 and 2 and
+   1x1, implicit GEMM): the same bits for 1, 2 and 3 threads */
+static void conv_threads_same_bits(const conv_case *c) {
+    bd_rng r = bd_rng_init(16);
+    int64_t Ho = (c->H + 2 * c->p - c->k) / c->s + 1, Wo = (c->W + 2 * c->p - c->k) / c->s + 1;
+    int64_t nx = c->N * c->Cin * c->H * c->W, nw = c->Cout * c->Cin * c->k * c->k, no = c->N * c->Cout * Ho * Wo;
+    float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, c->Cout), *dout = randv(&r, no);
+    float *o[3], *dx[3], *dw[3], *db[3];
+    int t;
+    for (t = 0; t < 3; t++) {
+        o[t] = (float *)calloc((size_t)no, 4); dx[t] = (float *)calloc((size_t)nx, 4);
+        dw[t] = (float *)calloc((size_t)nw, 4); db[t] = (float *)calloc((size_t)c->Cout, 4);
+        conv_run(c, 1, t + 1, x, w, b, dout, o[t], dx[t], dw[t], db[t]);
+    }
+    for (t = 1; t < 3; t++) {
+        BDT_CHECKF(memcmp(o[t], o[0], (size_t)no * 4) == 0, "conv k%lld s%lld fwd %d threads", (long long)c->k,
+                   (long long)c->s, t + 1);
+        BDT_CHECKF(memcmp(dx[t], dx[0], (size_t)nx * 4) == 0, "conv k%lld s%lld dx %d threads", (long long)c->k,
+                   (long long)c->s, t + 1);
+        BDT_CHECKF(memcmp(dw[t], dw[0], (size_t)nw * 4) == 0, "conv k%lld s%lld dw %d threads", (long long)c->k,
+                   (long long)c->s, t + 1);
+    }
+    for (t = 0; t < 3; t++) { free(o[t]); free(dx[t]); free(dw[t]); free(db[t]); }
+    free(x); free(w); free(b); free(dout);
+}
+
 static void test_threads_bit_identical(void) {
 #ifdef _OPENMP
     bd_rng r = bd_rng_init(15);
+    size_t ci;
+    for (ci = 0; ci < sizeof conv_cases / sizeof conv_cases[0]; ci++) conv_threads_same_bits(&conv_cases[ci]);
     const conv_case *c = &conv_cases[2];
     int64_t nx = c->N * c->Cin * c->H * c->W, nw = c->Cout * c->Cin * 9, no = c->N * c->Cout * c->H * c->W;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, c->Cout), *dout = randv(&r, no);

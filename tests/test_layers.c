@@ -248,7 +248,10 @@ static void conv_case(bd_rng *rng, int64_t N, int64_t Cin, int64_t H, int64_t W,
         int64_t wg = 4 * 16 * (Cin * 32 + 16), im = Cin * k * k * Ho * Wo;
         BDT_CHECK(ws == (wg > im ? wg : im));
     } else {
-        BDT_CHECK(ws == ((k == 1 && s == 1 && p == 0) ? 0 : Cin * k * k * Ho * Wo));
+        /* 1x1: 4 per-thread slots of the direct dw kernel (dout rows of 32 channels
+           transposed, 9 x 32 sums per group of 9 input channels) */
+        BDT_CHECK(ws == ((k == 1 && s == 1 && p == 0) ? 4 * (H * W * 32 + (Cin + 8) / 9 * 288)
+                                                       : Cin * k * k * Ho * Wo));
     }
     d.col = ws ? (float *)malloc((size_t)ws * sizeof(float)) : NULL;
     memset(&lc, 0, sizeof lc);
