@@ -11,7 +11,8 @@
    picks Winograd, and the worst error / max |ref| of both paths.  At batch
    > 1 also "dw gemm/direct": the weight gradient by the gather-packed GEMM
    (before 2026-12-06) in the first column against the direct dw kernel
-   (bd__dw3_direct, what the library runs) in the second. */
+   (bd__dw_direct, what the library runs) in the second, and the same for
+   the UNet's 1x1 and 3x3 stride-2 convolutions. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include <stdio.h>
@@ -50,6 +51,10 @@ static double relerr(const float *a, const float *b, int64_t n) {
 static const int shapes[][3] = {{1, 32, 28},  {32, 32, 28}, {64, 32, 28}, {96, 32, 28}, {64, 64, 28},
                                 {32, 64, 14}, {64, 64, 14}, {96, 64, 14}, {128, 64, 14},
                                 {64, 64, 7},  {128, 64, 7}};
+/* its 1x1 convolutions (skip connections, qkv, proj) and 3x3 stride-2 ones: Cin, Cout, H=W, k, stride */
+static const int shapes_dw[][5] = {{96, 32, 28, 1, 1}, {64, 32, 28, 1, 1}, {128, 64, 14, 1, 1},
+                                   {96, 64, 14, 1, 1}, {64, 192, 7, 1, 1}, {64, 64, 7, 1, 1},
+                                   {32, 32, 28, 3, 2}, {64, 64, 14, 3, 2}};
 
 /* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=): the gather-packed GEMM
    (wg 0) vs the direct dw kernel (wg 1) */
@@ -115,5 +120,41 @@ int main(int argc, char **argv) {
             next:
                 free(x); free(w); free(b); free(d); free(o); free(ref); free(col); free(cref); free(dw); free(dwr);
             }
+    /* the other convolutions' weight gradients: 1x1 and 3x3 stride 2, GEMM vs direct */
+    for (bi = 0; bi < nb; bi++)
+        for (s = 0; s < (int)(sizeof shapes_dw / sizeof shapes_dw[0]) && batches[bi] > 1; s++) {
+            int64_t N = batches[bi], Cin = shapes_dw[s][0], Cout = shapes_dw[s][1], H = shapes_dw[s][2];
+            int64_t k = shapes_dw[s][3], st = shapes_dw[s][4], p = k == 3 ? 1 : 0, Ho = (H + 2 * p - k) / st + 1;
+            int64_t nx = N * Cin * H * H, no = N * Cout * Ho * Ho, nw = Cout * Cin * k * k;
+            int64_t ws = bd_conv2d_workspace_floats(Cin, H, H, k, st, p), wref = Cin * k * k * Ho * Ho;
+            float *x = malloc((size_t)nx * 4), *d = malloc((size_t)no * 4), *w = malloc((size_t)nw * 4);
+            float *dw = calloc((size_t)nw, 4), *dwr = calloc((size_t)nw, 4), *col = malloc((size_t)(ws + 1) * 4);
+            float *cref = malloc((size_t)(wref + 1) * 4);
+            double ta[64], tb[64], ra[64], e[2];
+            int wg, kk, reps = 2;
+            bd_rng_normal(&rng, x, nx);
+            bd_rng_normal(&rng, d, no);
+            bd_rng_normal(&rng, w, nw);
+            bd__conv2d_backward_ref(NULL, dwr, NULL, cref, d, x, w, N, Cin, H, H, Cout, k, st, p);
+            for (wg = 0; wg < 2; wg++) {
+                memset(dw, 0, (size_t)nw * 4);
+                bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, k, st, p, wg ? -1 : 0);
+                e[wg] = relerr(dw, dwr, nw);
+            }
+            for (r = 0; r < rounds && r < 64; r++) {
+                for (wg = 0; wg < 2; wg++) {
+                    double t0 = now_s();
+                    for (kk = 0; kk < reps; kk++)
+                        bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, k, st, p, wg ? -1 : 0);
+                    (wg ? tb : ta)[r] = (now_s() - t0) / reps * 1e3;
+                }
+                ra[r] = ta[r] / tb[r];
+            }
+            printf("| %d->%d %dx%d k%d s%d | %d | dw gemm/direct | %.3f | %.3f | %.2fx | direct | %.2g | %.2g |\n",
+                   (int)Cin, (int)Cout, (int)H, (int)H, (int)k, (int)st, (int)N, median(ta, r), median(tb, r),
+                   median(ra, r), e[0], e[1]);
+            fflush(stdout);
+            free(x); free(d); free(w); free(dw); free(dwr); free(col); free(cref);
+        }
     return 0;
 }
