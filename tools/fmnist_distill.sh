@@ -34,7 +34,8 @@
 #                        seed 1, as the teacher's) of NAME.sSTEP.safetensors -> scores.csv
 #   draws NAME STEP SEEDS  FD-CLF of the same student from other noise seeds
 #                        (the metric's draw-to-draw noise) -> draws.csv
-# Configurations CFG: k1 sparse (K = 1); k4 K = 4 uniform; k4g K = 4 agree;
+# Configurations CFG: k1 sparse (K = 1); k4 K = 4 uniform; k2t K = 2 uniform, dense targets from
+#   the trajectories; k4g K = 4 agree;
 #   k2 K = 2 uniform; k4t / k4gt K = 4 uniform / agree with dense targets read
 #   from the trajectories (--dense-targets trajectory).  Dense targets otherwise come
 #   from the student's own state (the default), solved with Kt = 4 teacher
@@ -44,9 +45,11 @@
 #   NFINE [64] RFINE [16] NFD [2000] BATCH [8] LR [2e-4] WARMUP [50] EMA [0.995]
 #   EVAL_EVERY [100] DRF [1] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
 #   FEATURES [docs/fmnist/classifier.safetensors]
-# The student's cache is the NFE-2 one; NFE 1 students read the same file
-# with --student-steps 1 --teacher-substeps 2*KT (the same states: the NFE-1
-# K = 4 branch points are every other NFE-2 sub-state).
+# The students' cache is the NFE-2 one (the default sub-division is uniform
+# in t, so the teacher grids nest: NFE 2 x KT 4 = NFE 1 x KT 8 = NFE 4 x KT 2,
+# all 1 - i/8); NFE 1 and NFE 4 students read the same file with
+# --teacher-substeps 2*KT/NFE, and K may divide that (K = 4 at NFE 1 targets
+# every other state).
 set -u
 teacher=${1:?usage: tools/fmnist_distill.sh TEACHER OUTDIR PHASE [ARGS]}
 out=${2:?usage: tools/fmnist_distill.sh TEACHER OUTDIR PHASE [ARGS]}
@@ -98,6 +101,7 @@ cfg_opts() { # CFG -> distill options
   case $1 in
     k1) echo "--branches 1 --weights final";;
     k2) echo "--branches 2 --weights uniform";;
+    k2t) echo "--branches 2 --weights uniform --dense-targets trajectory";;
     k4) echo "--branches 4 --weights uniform";;
     k4g) echo "--branches 4 --weights agree";;
     k4a) echo "--branches 4 --weights adaptive";;
@@ -173,7 +177,7 @@ student)
   opts=$(cfg_opts "$cfg"); [ -n "$opts" ] || { echo "unknown config $cfg"; exit 2; }
   ck="$out/$name.safetensors"; val="$out/$name.val.csv"
   [ -f "$val" ] || echo "step,val_mse,val_mse_se,wall_s" > "$val"
-  kt=$KT; [ "$NFE" = 1 ] && kt=$((2 * KT))   # NFE 1 reads the NFE-2 cache (see above)
+  kt=$((2 * KT / NFE))   # NFE 1 and 4 read the NFE-2 cache (see above)
   cache=${CACHE:-$out/train.npy}
   cur=$(tail -n 1 "$val" | cut -d, -f1); [ "$cur" = step ] && cur=0
   if [ "$cur" = 0 ]; then  # the copied teacher before training
