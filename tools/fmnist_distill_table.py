@@ -12,8 +12,8 @@ from collections import defaultdict
 out = sys.argv[1]
 CFG = {"k1": "sparse K=1", "k2": "B-DENSE K=2 uniform", "k4": "B-DENSE K=4 uniform (targets from the student, R=1)",
        "k4t": "B-DENSE K=4 uniform", "k4gt": "B-DENSE K=4 agree", "k4g": "B-DENSE K=4 agree (targets from the student, R=1)",
-       "k4a": "B-DENSE K=4 adaptive"}
-ORDER = ["k1", "k2", "k4t", "k4gt", "k4", "k4g", "k4a"]
+       "k4a": "B-DENSE K=4 adaptive", "k2t": "B-DENSE K=2 uniform"}
+ORDER = ["k1", "k2", "k2t", "k4t", "k4gt", "k4", "k4g", "k4a"]
 
 
 def ms(v):
