@@ -3370,6 +3370,7 @@ static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *do
     if (colsize < slot) return 0;
     use = (int64_t)nt < colsize / slot ? nt : (int)(colsize / slot);
     items = nob * ncs;
+    (void)use; /* (unused without OpenMP) */
     BD__OMP_FOR_NT(use, use > 1 && items > 1)
     for (t = 0; t < items; t++) {
         int64_t o0 = t / ncs * 32, om = Cout - o0 < 32 ? Cout - o0 : 32, c0 = t % ncs * cr;
