@@ -3,8 +3,8 @@
    and the PyTorch vector of tests/ref/make_ce_refs.py), the sample moments
    + Frechet distance on Gaussians with a closed form, the classifier
    (gradient check through its backward, training on a toy task, save and
-   load), and the binary on tiny labelled IDX files:
-   bdense classifier -> bdense eval --features. */
+   load), and the binary on tiny labelled IDX files and on the built-in
+   shapes: bdense classifier -> bdense eval --features. */
 #define _POSIX_C_SOURCE 200809L
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
@@ -355,7 +355,39 @@ static void test_binary_classifier_eval(void) {
                      "> /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
     BDT_CHECK(bdt_sh("%s eval --real fmnist-test:%s --skip 300 --n 10 --data fmnist-test:%s --ref-n 10 "
                      "> /dev/null 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 1);
-    BDT_CHECK(bdt_sh("%s classifier --data builtin --out %s/x.safetensors > /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
+    BDT_CHECK(bdt_sh("%s classifier --data rings --out %s/x.safetensors > /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
+    BDT_CHECK(bdt_sh("%s classifier --data builtin:7 --out %s/x.safetensors > /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
+}
+
+/* the built-in shapes with their 4 labels (make demo's FD-CLF): a few steps
+   beat chance (0.25) on the held-out shapes, and eval takes the file with
+   builtin references */
+static void test_binary_classifier_builtin(void) {
+    char p[512];
+    double acc = -1, floor_fd, noisy_fd;
+    BDT_CHECK(bdt_sh("%s classifier --data builtin:16 --out %s/b.safetensors --steps 60 --batch 16 --quiet --threads 1 "
+                     "> %s/bclf.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
+    snprintf(p, sizeof p, "%s/bclf.txt", bdt_tmp);
+    {
+        FILE *f = fopen(p, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            if (sscanf(line, "classifier: test accuracy %lf", &acc) == 1) break;
+        if (f) fclose(f);
+    }
+    BDT_CHECKF(acc > 0.4, "builtin test accuracy %.3f (chance 0.25)", acc);
+    BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300 "
+                     "--threads 1 > %s/bfd0.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
+    BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300 "
+                     "--noise 0.3 --threads 1 > %s/bfd1.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
+    snprintf(p, sizeof p, "%s/bfd0.txt", bdt_tmp);
+    floor_fd = parse_fd(p);
+    snprintf(p, sizeof p, "%s/bfd1.txt", bdt_tmp);
+    noisy_fd = parse_fd(p);
+    BDT_CHECKF(floor_fd >= 0 && noisy_fd > floor_fd, "builtin floor %.4f noisy %.4f", floor_fd, noisy_fd);
+    /* a 16x16 classifier does not take 28x28 shapes */
+    BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:28 --n 10 --data builtin:28 --ref-n 10 "
+                     "> /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
 }
 
 int main(int argc, char **argv) {
@@ -382,6 +414,7 @@ int main(int argc, char **argv) {
     BDT_RUN(test_classifier_gradient);
     BDT_RUN(test_classifier_trains_and_saves);
     BDT_RUN(test_binary_classifier_eval);
+    BDT_RUN(test_binary_classifier_builtin);
     bdt_sh("rm -rf '%s'", bdt_tmp);
     return BDT_SUMMARY("test_eval");
 }
