@@ -115,7 +115,8 @@ int main(int argc, char **argv) {
                 rule = dir == 2 ? 1 : bd__wg_rule(N, Cin, H, H, Cout, dir);
                 printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.2fx | %s | %.2g | %.2g |\n", (int)Cin,
                        (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw gemm/direct"),
-                       median(ta, r), median(tb, r), median(ra, r), rule ? "wino" : "direct", e[0], e[1]);
+                       median(ta, r), median(tb, r), median(ra, r), dir == 2 ? "direct dw" : (rule ? "wino" : "direct"), e[0],
+                       e[1]);
                 fflush(stdout);
             next:
                 free(x); free(w); free(b); free(d); free(o); free(ref); free(col); free(cref); free(dw); free(dwr);
@@ -150,7 +151,7 @@ int main(int argc, char **argv) {
                 }
                 ra[r] = ta[r] / tb[r];
             }
-            printf("| %d->%d %dx%d k%d s%d | %d | dw gemm/direct | %.3f | %.3f | %.2fx | direct | %.2g | %.2g |\n",
+            printf("| %d->%d %dx%d k%d s%d | %d | dw gemm/direct | %.3f | %.3f | %.2fx | direct dw | %.2g | %.2g |\n",
                    (int)Cin, (int)Cout, (int)H, (int)H, (int)k, (int)st, (int)N, median(ta, r), median(tb, r),
                    median(ra, r), e[0], e[1]);
             fflush(stdout);
