@@ -5,7 +5,8 @@ tools/fmnist_distill.sh's results: the teacher, each student configuration
 of FD-CLF), the paired differences config - sparse (same seed), the
 validation curves, and the metric's draw-to-draw noise.  Students are named
 n<NFE>_<cfg>_s<seed>; the row with the largest step of each name in
-scores.csv is used.  Standard library only."""
+scores.csv is used (or, with STEPS="NFE:STEP,...", the row at that step).
+Standard library only."""
 import csv, math, os, re, sys
 from collections import defaultdict
 
@@ -47,8 +48,16 @@ if teacher:
                                                        float(r["traj_mse"]), float(r["traj_mse_se"])))
     print()
 
+# STEPS="1:2000,2:1000,4:1400": the step of each NFE's rows (the budget every
+# configuration and seed was trained to); otherwise the largest scored step
+fixed = {int(a): int(b) for a, b in (x.split(":") for x in os.environ.get("STEPS", "").split(",") if x)}
 scores = {}
 for r in rows("scores.csv"):
+    m = re.fullmatch(r"n(\d+)_(\w+?)_s(\d+)", r["name"])
+    if m and int(m.group(1)) in fixed:
+        if int(r["step"]) == fixed[int(m.group(1))]:
+            scores[r["name"]] = r
+        continue
     if r["name"] not in scores or int(r["step"]) > int(scores[r["name"]]["step"]):
         scores[r["name"]] = r
 by = defaultdict(lambda: defaultdict(dict))  # nfe -> cfg -> seed -> row
