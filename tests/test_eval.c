@@ -312,12 +312,25 @@ static double parse_fd(const char *path) {
     return v;
 }
 
+/* FD-CLF of real images (eval ARGS) and of the same images + noise 0.3: the
+   noisy ones must score higher than the real-vs-real floor */
+static void fd_noise_raises(const char *tag, const char *args) {
+    char p[512];
+    double floor_fd, noisy_fd;
+    BDT_CHECK(bdt_sh("%s eval %s --threads 1 > %s/%s0.txt 2>&1", bdt_bin, args, bdt_tmp, tag) == 0);
+    BDT_CHECK(bdt_sh("%s eval %s --noise 0.3 --threads 1 > %s/%s1.txt 2>&1", bdt_bin, args, bdt_tmp, tag) == 0);
+    snprintf(p, sizeof p, "%s/%s0.txt", bdt_tmp, tag);
+    floor_fd = parse_fd(p);
+    snprintf(p, sizeof p, "%s/%s1.txt", bdt_tmp, tag);
+    noisy_fd = parse_fd(p);
+    BDT_CHECKF(floor_fd >= 0 && noisy_fd > floor_fd, "%s: floor %.4f noisy %.4f", tag, floor_fd, noisy_fd);
+}
+
 static void test_binary_classifier_eval(void) {
     enum { N = 300 };
     static float x[N * 64];
     static int32_t y[N];
     char p[512];
-    double floor_fd, noisy_fd;
     toy_images(x, y, N, 4);
     snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", bdt_tmp); write_idx(p, x, y, N, 1);
     snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", bdt_tmp); write_idx(p, x, y, N, 0);
@@ -337,17 +350,12 @@ static void test_binary_classifier_eval(void) {
         BDT_CHECKF(acc > 0.9, "toy test accuracy %.3f", acc);
     }
     /* floor: two disjoint halves of the test split; noise must raise it */
-    BDT_CHECK(bdt_sh("%s eval --features %s/f.safetensors --real fmnist-test:%s --skip 150 --n 150 "
-                     "--data fmnist-test:%s --ref-n 150 --threads 1 > %s/fd0.txt 2>&1",
-                     bdt_bin, bdt_tmp, bdt_tmp, bdt_tmp, bdt_tmp) == 0);
-    BDT_CHECK(bdt_sh("%s eval --features %s/f.safetensors --real fmnist-test:%s --skip 150 --n 150 --noise 0.3 "
-                     "--data fmnist-test:%s --ref-n 150 --threads 1 > %s/fd1.txt 2>&1",
-                     bdt_bin, bdt_tmp, bdt_tmp, bdt_tmp, bdt_tmp) == 0);
-    snprintf(p, sizeof p, "%s/fd0.txt", bdt_tmp);
-    floor_fd = parse_fd(p);
-    snprintf(p, sizeof p, "%s/fd1.txt", bdt_tmp);
-    noisy_fd = parse_fd(p);
-    BDT_CHECKF(floor_fd >= 0 && noisy_fd > floor_fd, "floor %.4f noisy %.4f", floor_fd, noisy_fd);
+    {
+        char a[1024];
+        snprintf(a, sizeof a, "--features %s/f.safetensors --real fmnist-test:%s --skip 150 --n 150 "
+                 "--data fmnist-test:%s --ref-n 150", bdt_tmp, bdt_tmp, bdt_tmp);
+        fd_noise_raises("fd", a);
+    }
     /* errors: not a classifier; wrong image size; --skip past the data */
     BDT_CHECK(bdt_sh("%s eval --features %s/train-images-idx3-ubyte --real fmnist-test:%s --n 10 --data "
                      "fmnist-test:%s --ref-n 10 > /dev/null 2>&1", bdt_bin, bdt_tmp, bdt_tmp, bdt_tmp) == 1);
@@ -364,7 +372,7 @@ static void test_binary_classifier_eval(void) {
    builtin references */
 static void test_binary_classifier_builtin(void) {
     char p[512];
-    double acc = -1, floor_fd, noisy_fd;
+    double acc = -1;
     BDT_CHECK(bdt_sh("%s classifier --data builtin:16 --out %s/b.safetensors --steps 60 --batch 16 --quiet --threads 1 "
                      "> %s/bclf.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
     snprintf(p, sizeof p, "%s/bclf.txt", bdt_tmp);
@@ -376,15 +384,12 @@ static void test_binary_classifier_builtin(void) {
         if (f) fclose(f);
     }
     BDT_CHECKF(acc > 0.4, "builtin test accuracy %.3f (chance 0.25)", acc);
-    BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300 "
-                     "--threads 1 > %s/bfd0.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
-    BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300 "
-                     "--noise 0.3 --threads 1 > %s/bfd1.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
-    snprintf(p, sizeof p, "%s/bfd0.txt", bdt_tmp);
-    floor_fd = parse_fd(p);
-    snprintf(p, sizeof p, "%s/bfd1.txt", bdt_tmp);
-    noisy_fd = parse_fd(p);
-    BDT_CHECKF(floor_fd >= 0 && noisy_fd > floor_fd, "builtin floor %.4f noisy %.4f", floor_fd, noisy_fd);
+    {
+        char a[1024];
+        snprintf(a, sizeof a, "--features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300",
+                 bdt_tmp);
+        fd_noise_raises("bfd", a);
+    }
     /* a 16x16 classifier does not take 28x28 shapes */
     BDT_CHECK(bdt_sh("%s eval --features %s/b.safetensors --real builtin:28 --n 10 --data builtin:28 --ref-n 10 "
                      "> /dev/null 2>&1", bdt_bin, bdt_tmp) == 1);
