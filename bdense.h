@@ -1237,7 +1237,11 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
    Layouts: a batch of N samples of D = C*H*W floats; student output o is
    (N, K*D) branch-major (branch k = o[n, k*D .. k*D+D-1]); per-branch
    quantities (teacher states, targets, times s_k) are (K, N, ...). */
-typedef enum bd_distill_method { BD_DISTILL_PD = 0, BD_DISTILL_TD = 1 } bd_distill_method;
+typedef enum bd_distill_method {
+    BD_DISTILL_PD = 0, /* progressive distillation (needs data) */
+    BD_DISTILL_TD = 1, /* trajectory distillation (teacher ODE solutions) */
+    BD_DISTILL_CD = 2  /* (multistep) consistency distillation (needs data), see bd_distill_step */
+} bd_distill_method;
 typedef enum bd_distill_weights {
     BD_WEIGHTS_UNIFORM = 0,  /* w_k = 1/K */
     BD_WEIGHTS_FINAL = 1,    /* w_K = 1, others 0 (sparse) */
@@ -1250,7 +1254,7 @@ typedef enum bd_distill_weights {
 typedef enum bd_distill_space { BD_DISTILL_SPACE_X = 0, BD_DISTILL_SPACE_Z = 1 } bd_distill_space;
 typedef enum bd_distill_distance { BD_DISTILL_L2 = 0, BD_DISTILL_L1 = 1 } bd_distill_distance;
 
-BDAPI const char *bd_distill_method_name(bd_distill_method m);        /* "pd", "td" */
+BDAPI const char *bd_distill_method_name(bd_distill_method m);        /* "pd", "td", "cd" */
 BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out);
 BDAPI const char *bd_distill_weights_name(bd_distill_weights w);      /* "uniform", ... */
 BDAPI bd_result bd_distill_weights_parse(const char *name, bd_distill_weights *out);
@@ -1429,7 +1433,8 @@ typedef struct bd_distill {
     double *as, *ss;            /* (K, B) alpha, sigma at s_k */
     float *zs;                  /* (K, B, D) teacher states z_{s_k} */
     float *xt;                  /* (K, B, D) targets x_tilde_k */
-    int64_t *idx;               /* (B) PD: student step of each sample */
+    int64_t *idx;               /* (B) PD: student step of each sample; CD: teacher interval */
+    unsigned char *kmask;       /* (K, B) CD: 1 where branch k has a target (NULL otherwise) */
     /* work */
     float *eps, *zcur, *xh, *eh, *sout, *dout, *tout, *tcur, *traj;
     float *sub;                 /* (B, Kt+1, D) TD: teacher sub-solve from the student's state */
@@ -7491,15 +7496,15 @@ BDAPI bd_result bd_trainer_run(bd_trainer *tr, int64_t steps, int64_t batch, bd_
 /* ------------------------------------------------------------------------ */
 /* >>distill                                                                */
 /* ------------------------------------------------------------------------ */
-static const char *const bd__distill_method_names[] = {"pd", "td"};
+static const char *const bd__distill_method_names[] = {"pd", "td", "cd"};
 static const char *const bd__distill_weights_names[] = {"uniform", "final", "linear",
                                                         "aux", "anneal", "adaptive", "agree"};
 
 BDAPI const char *bd_distill_method_name(bd_distill_method m) {
-    return (m >= 0 && (int)m < 2) ? bd__distill_method_names[m] : "unknown";
+    return (m >= 0 && (int)m < 3) ? bd__distill_method_names[m] : "unknown";
 }
 BDAPI bd_result bd_distill_method_parse(const char *name, bd_distill_method *out) {
-    int k = bd__enum_find(bd__distill_method_names, 2, name);
+    int k = bd__enum_find(bd__distill_method_names, 3, name);
     if (k < 0 || !out) return BD_ERROR_INVALID_ARGUMENT;
     *out = (bd_distill_method)k;
     return BD_SUCCESS;
@@ -7545,12 +7550,15 @@ BDAPI double bd_distill_lambda(double alpha_t, double sigma_t) {
    (z_hat = x_hat at s = 0).  So the gradient is a per-(sample, branch)
    scalar times the residual r:  x space  dL/do = lambda w_k 2 r xo / (N D),
    z space  dL/do = w_k dist'(r) c_k xo / (N D). */
-BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
-                             const float *x_tilde, const float *z_s, const double *alpha_t,
-                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
-                             const double *w, bd_param_kind param, bd_distill_space space,
-                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
-                             double grad_scale) {
+/* mask (K,N) or NULL: a (branch, sample) with mask 0 has no target
+   (consistency distillation: a branch point the sample has passed) and
+   adds nothing */
+static double bd__distill_loss_masked(float *dout, double *branch_loss, const float *o, const float *z_t,
+                                      const float *x_tilde, const float *z_s, const double *alpha_t,
+                                      const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                                      const double *w, bd_param_kind param, bd_distill_space space,
+                                      bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                                      double grad_scale, const unsigned char *mask) {
     int64_t n, k, d;
     double total = 0.0;
     double inv_nd = 1.0 / ((double)N * (double)D);
@@ -7564,6 +7572,7 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
             const float *ok = o + (n * K + k) * D;
             float *dk = dout ? dout + (n * K + k) * D : NULL;
             double acc = 0.0, g;
+            if (mask && !mask[k * N + n]) continue;
             if (space == BD_DISTILL_SPACE_X) {
                 const float *xt = x_tilde + (k * N + n) * D;
                 double lam = bd_distill_lambda(alpha_t[n], sigma_t[n]);
@@ -7607,6 +7616,15 @@ BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, c
         }
     }
     return total;
+}
+BDAPI double bd_distill_loss(float *dout, double *branch_loss, const float *o, const float *z_t,
+                             const float *x_tilde, const float *z_s, const double *alpha_t,
+                             const double *sigma_t, const double *alpha_s, const double *sigma_s,
+                             const double *w, bd_param_kind param, bd_distill_space space,
+                             bd_distill_distance distance, int64_t N, int64_t K, int64_t D,
+                             double grad_scale) {
+    return bd__distill_loss_masked(dout, branch_loss, o, z_t, x_tilde, z_s, alpha_t, sigma_t, alpha_s, sigma_s, w,
+                                   param, space, distance, N, K, D, grad_scale, NULL);
 }
 
 BDAPI bd_result bd_distill_branch_weights(bd_context *ctx, double *w, bd_distill_weights kind,
@@ -7701,19 +7719,23 @@ BDAPI bd_distill_config bd_distill_config_init(bd_distill_method method, int64_t
     /* PD: 2K, so branch 0 (sub-state Kt/K = 2) is two teacher steps, not the
        teacher's own one-step jump (x_hat = the teacher's x_hat) */
     else if (method == BD_DISTILL_PD) c.teacher_substeps = branches == 1 ? 2 : 2 * branches;
-    else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
+    else if (method == BD_DISTILL_CD) {
+        /* CD: about 32 teacher intervals in all (N Kt), Kt a multiple of K */
+        int64_t per = student_steps >= 1 ? (32 + student_steps - 1) / student_steps : 32;
+        c.teacher_substeps = ((per + branches - 1) / branches) * branches;
+    } else c.teacher_substeps = ((4 + branches - 1) / branches) * branches; /* SFD: 4 */
     c.weights = BD_WEIGHTS_UNIFORM;
     c.aux_beta = 0.1;
     c.anneal_steps = 1000;
     c.adaptive_decay = 0.99;
-    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z;
+    c.space = method == BD_DISTILL_PD ? BD_DISTILL_SPACE_X : BD_DISTILL_SPACE_Z; /* TD, CD: z */
     c.distance = BD_DISTILL_L2;
     c.grid = BD_GRID_UNIFORM_T;
     c.custom_grid = NULL;
     /* uniform in t: with the cosine schedule's alpha clamp (sigma/alpha =
        1e4 at t = 1) logSNR-uniform sub-steps would crowd into pure noise */
     c.subdiv = BD_SUBDIV_T;
-    c.teacher_solver = method == BD_DISTILL_PD ? BD_SAMPLER_DDIM : BD_SAMPLER_DPMPP_2M;
+    c.teacher_solver = method == BD_DISTILL_TD ? BD_SAMPLER_DPMPP_2M : BD_SAMPLER_DDIM;
     c.teacher_refine = 1;
     c.teacher_forcing = 0;
     c.dense_targets = BD_DENSE_FROM_STUDENT;
@@ -7775,6 +7797,8 @@ static void bd__distill_free_buffers(bd_distill *d) {
     for (i = 0; i < sizeof dp / sizeof dp[0]; i++) { bd_free(ctx, *dp[i]); *dp[i] = NULL; }
     bd_free(ctx, d->idx);
     d->idx = NULL;
+    bd_free(ctx, d->kmask);
+    d->kmask = NULL;
 }
 
 BDAPI void bd_distill_free(bd_distill *dist) {
@@ -7805,7 +7829,7 @@ static void *bd__distill_zalloc(bd_context *ctx, int64_t a, int64_t b, int64_t c
 
 static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_config *c) {
     bd_result r;
-    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD)
+    if (c->method != BD_DISTILL_PD && c->method != BD_DISTILL_TD && c->method != BD_DISTILL_CD)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: unknown method %d", (int)c->method);
     if (c->branches < 1 || c->branches > BD_DISTILL_MAX_BRANCHES)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: branches %lld not in 1..%d", (long long)c->branches, BD_DISTILL_MAX_BRANCHES);
@@ -7838,8 +7862,9 @@ static bd_result bd__distill_check_config(bd_context *ctx, const bd_distill_conf
     if (c->space == BD_DISTILL_SPACE_X && c->distance != BD_DISTILL_L2)
         return bd_error(ctx, BD_ERROR_CONFIG,
                         "distill: the x-space loss is L2 (docs/spec.md sec. 5); L1 needs space z");
-    if (c->method == BD_DISTILL_PD && c->teacher_solver != BD_SAMPLER_DDIM)
-        return bd_error(ctx, BD_ERROR_CONFIG, "distill: PD runs the teacher with DDIM sub-steps (teacher_solver must be ddim)");
+    if (c->method != BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM)
+        return bd_error(ctx, BD_ERROR_CONFIG, "distill: %s runs the teacher with DDIM sub-steps (teacher_solver must be ddim)",
+                        c->method == BD_DISTILL_PD ? "PD" : "CD");
     if (c->method == BD_DISTILL_TD && c->teacher_solver != BD_SAMPLER_DDIM && c->teacher_solver != BD_SAMPLER_EULER &&
         c->teacher_solver != BD_SAMPLER_HEUN && c->teacher_solver != BD_SAMPLER_DPMPP_2M)
         return bd_error(ctx, BD_ERROR_CONFIG, "distill: TD needs a deterministic teacher solver (dpmpp2m, heun, euler, ddim)");
@@ -7950,6 +7975,10 @@ BDAPI bd_result bd_distill_init(bd_context *ctx, const bd_distill_config *config
     if (ok) {
         d->idx = BD__CAST(int64_t *, bd_alloc_array(ctx, (size_t)B, sizeof(int64_t)));
         ok = d->idx != NULL;
+    }
+    if (ok && config->method == BD_DISTILL_CD) {
+        d->kmask = BD__CAST(unsigned char *, bd_alloc_array(ctx, (size_t)(K * B), 1));
+        ok = d->kmask != NULL;
     }
     if (ok && bd_backend_on_device(d->mctx) && d->gdense) d->h_grads = bd__distill_falloc(ctx, student->n_params, 1, 1, &ok);
     if (!ok) { r = ctx->last_result; goto fail; }
@@ -8174,8 +8203,9 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
             float *acc = pass == 0 ? d->gdense : d->gfinal, *g;
             if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
             memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
-            L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
-                                pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale);
+            L = bd__distill_loss_masked(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                                        pass == 0 ? wd : wf, c->param, c->space, c->distance, n, d->K, d->D, scale,
+                                        d->kmask);
             if (pass == 0) Ld = L;
             else Lf = L;
             if (!bd__finite(L)) return BD_ERROR_NONFINITE;
@@ -8190,17 +8220,60 @@ static bd_result bd__distill_student_pass(bd_distill *d, int64_t n, double scale
     }
     if ((r = bd__distill_student_forward(d, n)) != BD_SUCCESS) return r;
     memset(d->dout, 0, (size_t)(n * d->K * d->D) * sizeof(float));
-    L = bd_distill_loss(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
-                        d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale);
+    L = bd__distill_loss_masked(d->dout, bl_i, d->sout, d->zt, d->xt, d->zs, d->at, d->st, d->as, d->ss,
+                                d->weights, c->param, c->space, c->distance, n, d->K, d->D, scale, d->kmask);
     *loss += scale * L;
     for (k = 0; k < d->K; k++) bl[k] += scale * bl_i[k];
     if (!bd__finite(L)) return BD_ERROR_NONFINITE;
     return bd__distill_student_backward(d, n);
 }
 
+/* the teacher's final branch walks `steps` DDIM steps of fgrid from d->zcur,
+   sample b starting at fine index d->idx[b] * mult; every rec_every-th state
+   (0: none) is branch (j / rec_every - 1)'s target state in d->zs/as/ss */
+static bd_result bd__distill_teacher_walk(bd_distill *d, int64_t n, int64_t mult, int64_t steps, int64_t rec_every) {
+    int64_t b, j, k, D = d->D, TB = d->teacher->branches;
+    bd_result r;
+    for (j = 1; j <= steps; j++) {
+        for (b = 0; b < n; b++) {
+            double tn = d->fgrid[d->idx[b] * mult + j];
+            d->tcur[b] = (float)d->fgrid[d->idx[b] * mult + j - 1];
+            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
+        }
+        /* bd_model_predict with the final branch, the network in the backend */
+        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
+            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
+            (r = bd_denoiser_forward(d->teacher, d->b_tout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
+            (r = bd__distill_down(d, d->tout, d->b_tout, n * TB * D)) != BD_SUCCESS)
+            return r;
+        for (b = 0; b < n; b++) {
+            double al, sg;
+            bd_schedule_alpha_sigma(&d->sched, (double)d->tcur[b], &al, &sg);
+            bd_param_predict(d->config.param, d->xh + b * D, d->eh + b * D, d->tout + b * TB * D, TB, TB - 1,
+                             d->zcur + b * D, &al, &sg, 1, D);
+        }
+        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
+        if (rec_every > 0 && j % rec_every == 0) {
+            k = j / rec_every - 1;
+            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
+            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
+        }
+    }
+    return BD_SUCCESS;
+}
+
+/* z_t = alpha_t x + sigma_t eps at each sample's d->tt (alpha, sigma in at, st) */
+static void bd__distill_noise_data(bd_distill *d, const float *x, int64_t n) {
+    int64_t b, e, D = d->D;
+    bd_rng_normal(&d->rng, d->eps, n * D);
+    for (b = 0; b < n; b++)
+        for (e = 0; e < D; e++)
+            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
+}
+
 static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
                                       double *bl) {
-    int64_t b, j, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K, R = d->R;
+    int64_t b, k, D = d->D, K = d->K, per = d->Kt / d->K, R = d->R;
     bd_result r;
     for (b = 0; b < n; b++) {
         double a, s;
@@ -8210,42 +8283,78 @@ static bd_result bd__distill_pd_batch(bd_distill *d, const float *x, int64_t n, 
         d->at[b] = a; d->st[b] = s;
         d->tt[b] = (float)d->grid[i];
     }
-    bd_rng_normal(&d->rng, d->eps, n * D);
-    for (b = 0; b < n; b++) {
-        int64_t e;
-        for (e = 0; e < D; e++)
-            d->zt[b * D + e] = (float)(d->at[b] * x[b * D + e] + d->st[b] * d->eps[b * D + e]);
-    }
+    bd__distill_noise_data(d, x, n);
     /* the teacher: Kt DDIM sub-steps (each R fine steps) with its final branch */
     memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
-    for (j = 1; j <= Kt * R; j++) {
-        for (b = 0; b < n; b++) {
-            double tn = d->fgrid[d->idx[b] * Kt * R + j];
-            d->tcur[b] = (float)d->fgrid[d->idx[b] * Kt * R + j - 1];
-            bd_schedule_alpha_sigma(&d->sched, tn, &d->an[b], &d->sn[b]);
-        }
-        /* bd_model_predict with the final branch, the network in the backend */
-        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
-            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
-            (r = bd_denoiser_forward(d->teacher, d->b_tout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
-            (r = bd__distill_down(d, d->tout, d->b_tout, n * d->teacher->branches * D)) != BD_SUCCESS)
-            return r;
-        for (b = 0; b < n; b++) {
-            double al, sg;
-            bd_schedule_alpha_sigma(&d->sched, (double)d->tcur[b], &al, &sg);
-            bd_param_predict(d->config.param, d->xh + b * D, d->eh + b * D, d->tout + b * d->teacher->branches * D,
-                             d->teacher->branches, d->teacher->branches - 1, d->zcur + b * D, &al, &sg, 1, D);
-        }
-        bd_ddim_jump(d->zcur, d->xh, d->eh, d->an, d->sn, n, D);
-        if (j % (per * R) == 0) {
-            k = j / (per * R) - 1;
-            memcpy(d->zs + k * n * D, d->zcur, (size_t)(n * D) * sizeof(float));
-            for (b = 0; b < n; b++) { d->as[k * n + b] = d->an[b]; d->ss[k * n + b] = d->sn[b]; }
-        }
-    }
+    if ((r = bd__distill_teacher_walk(d, n, d->Kt * R, d->Kt * R, per * R)) != BD_SUCCESS) return r;
     for (k = 0; k < K; k++)
         bd_distill_target(d->xt + k * n * D, d->zt, d->zs + k * n * D, d->at, d->st, d->as + k * n,
                           d->ss + k * n, n, D);
+    return bd__distill_student_pass(d, n, 1.0, loss, bl);
+}
+
+/* CD, multistep consistency distillation (Song et al. 2023; Heek et al.
+   2024), docs/spec.md sec. 5.  Per sample a teacher interval j uniform in
+   0..S-1 of the teacher grid, s = tgrid[j] in student segment i = j / Kt
+   (end u = tgrid[(i+1) Kt]); z_s = alpha_s x + sigma_s eps; the teacher
+   takes one DDIM step (R fine steps) to s' = tgrid[j+1], giving z'.
+   Branch k-1 (k = 1..K) owns the point r_k = tgrid[i Kt + k Kt/K] of the
+   segment (r_K = u).  Its target state at r_k:
+     r_k = s'  : z' itself (the boundary condition),
+     r_k < s'  : the DDIM jump to r_k of the target network's branch k-1 at
+                 (z', s'); the target network is the student's current
+                 weights without gradient (stopgrad theta, Song & Dhariwal 2023),
+     r_k > s'  : none (the sample has passed it: masked out of the loss).
+   The student's branch k-1 at (z_s, s) is trained so its DDIM jump to r_k
+   lands there (the z-space loss; or its x-space form with lambda(s)).
+   K = 1 is plain multistep CD (N = 1: CD), the sparse baseline; K > 1 is
+   the B-DENSE head on it: each branch a consistency function to its own
+   boundary r_k inside the segment. */
+static bd_result bd__distill_cd_batch(bd_distill *d, const float *x, int64_t n, double *loss,
+                                      double *bl) {
+    int64_t b, k, D = d->D, K = d->K, Kt = d->Kt, per = d->Kt / d->K;
+    int need_net = 0;
+    bd_result r;
+    for (b = 0; b < n; b++) {
+        int64_t j = (int64_t)(bd_rng_u64(&d->rng) % (uint64_t)d->S);
+        d->idx[b] = j;
+        bd_schedule_alpha_sigma(&d->sched, d->tgrid[j], &d->at[b], &d->st[b]);
+        d->tt[b] = (float)d->tgrid[j];
+        if ((j / Kt + 1) * Kt > j + 1) need_net = 1; /* the segment end lies past s' */
+    }
+    bd__distill_noise_data(d, x, n);
+    memcpy(d->zcur, d->zt, (size_t)(n * D) * sizeof(float));
+    if ((r = bd__distill_teacher_walk(d, n, d->R, d->R, 0)) != BD_SUCCESS) return r;
+    /* the target network at (z', s') (only when some branch point lies past s') */
+    if (need_net) {
+        for (b = 0; b < n; b++) d->tcur[b] = (float)d->tgrid[d->idx[b] + 1];
+        if ((r = bd__distill_up(d, d->b_zcur, d->zcur, n * D)) != BD_SUCCESS ||
+            (r = bd__distill_up(d, d->b_tcur, d->tcur, n)) != BD_SUCCESS ||
+            (r = bd_denoiser_forward(d->student, d->b_sout, d->b_zcur, d->b_tcur, n, 0)) != BD_SUCCESS ||
+            (r = bd__distill_down(d, d->sout, d->b_sout, n * K * D)) != BD_SUCCESS)
+            return r;
+    }
+    for (k = 0; k < K; k++) {
+        for (b = 0; b < n; b++) {
+            int64_t j = d->idx[b], m = (j / Kt) * Kt + (k + 1) * per, e;
+            float *zs = d->zs + (k * n + b) * D;
+            double ar, sr;
+            bd_schedule_alpha_sigma(&d->sched, d->tgrid[m], &ar, &sr);
+            d->as[k * n + b] = ar; d->ss[k * n + b] = sr;
+            d->kmask[k * n + b] = (unsigned char)(m >= j + 1);
+            if (m <= j + 1) {
+                memcpy(zs, d->zcur + b * D, (size_t)D * sizeof(float)); /* boundary (or unused) */
+            } else {
+                double al, sg;
+                bd_schedule_alpha_sigma(&d->sched, d->tgrid[j + 1], &al, &sg);
+                bd_param_predict(d->config.param, d->xh, d->eh, d->sout + b * K * D, K, k, d->zcur + b * D,
+                                 &al, &sg, 1, D);
+                for (e = 0; e < D; e++) zs[e] = (float)(ar * (double)d->xh[e] + sr * (double)d->eh[e]);
+            }
+            if (d->kmask[k * n + b])
+                bd_distill_target(d->xt + (k * n + b) * D, d->zt + b * D, zs, d->at + b, d->st + b, &ar, &sr, 1, D);
+        }
+    }
     return bd__distill_student_pass(d, n, 1.0, loss, bl);
 }
 
@@ -8346,8 +8455,9 @@ static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, d
     int64_t k;
     if (n < 1 || n > dist->max_batch)
         return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: batch %lld not in 1..%lld", (long long)n, (long long)dist->max_batch);
-    if (dist->config.method == BD_DISTILL_PD && !x)
-        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: PD needs a data batch x");
+    if (dist->config.method != BD_DISTILL_TD && !x)
+        return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: %s needs a data batch x",
+                        dist->config.method == BD_DISTILL_PD ? "PD" : "CD");
     if (dist->config.method == BD_DISTILL_TD && x)
         return bd_error(dist->ctx, BD_ERROR_INVALID_ARGUMENT, "distill step: TD takes no data (x must be NULL)");
     for (k = 0; k < dist->K; k++) bl[k] = 0.0;
@@ -8359,6 +8469,7 @@ static bd_result bd__distill_step(bd_distill *dist, const float *x, int64_t n, d
         memset(dist->gfinal, 0, (size_t)dist->student->n_params * sizeof(float));
     }
     if (dist->config.method == BD_DISTILL_PD) r = bd__distill_pd_batch(dist, x, n, &L, bl);
+    else if (dist->config.method == BD_DISTILL_CD) r = bd__distill_cd_batch(dist, x, n, &L, bl);
     else r = bd__distill_td_batch(dist, n, &L, bl);
     if (r == BD_SUCCESS && dist->gdense) {
         /* agree: cosine of the two gradients, its EMA, the weights, the mix */

@@ -38,7 +38,8 @@ static void cli__dopts_defaults(cli__dopts *o) {
 static void cli__grid_options(cli_args *a, cli__dopts *o) {
     cli_range(cli_add_int(a, "student-steps", &o->student_steps, "N", "student sampling steps (NFE)"), 1, 4096);
     cli_range(cli_add_int(a, "teacher-substeps", &o->substeps, "KT",
-                          "teacher steps per student step, a multiple of --branches (0 = 4 if K divides 4, else K)"),
+                          "teacher steps per student step, a multiple of --branches (0 = 4 if K divides 4, else K; "
+                          "cd: about 32 in all)"),
               0, 4096);
     cli_add_choice(a, "student-grid", &o->student_grid, "uniform_t|logsnr|karras", "student time grid");
     cli_add_choice(a, "subdiv", &o->subdiv, "auto|logsnr|t", "teacher sub-steps inside a student step: uniform in t or in log-SNR (auto: t, the library default)");
@@ -53,6 +54,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
     bd_distill_method method;
     int64_t K = o->branches, Kt = o->substeps;
     if (bd_distill_method_parse(o->method, &method) != BD_SUCCESS) return cli_fail(cmd, "--method %s?", o->method);
+    if (Kt == 0 && method == BD_DISTILL_CD) Kt = bd_distill_config_init(method, K, o->student_steps).teacher_substeps;
     if (Kt == 0) Kt = (4 % K == 0) ? 4 : K;
     if (Kt % K != 0)
         return cli_fail(cmd, "--teacher-substeps %lld must be a multiple of --branches %lld (branch k targets teacher "
@@ -68,7 +70,7 @@ static int cli__dconfig(const char *cmd, const cli__dopts *o, const bd_model *te
     if (c->space == BD_DISTILL_SPACE_X && c->distance == BD_DISTILL_L1)
         return cli_fail(cmd, "--distance l1 needs --space z (the x-space loss is L2)");
     if (bd_sampler_parse(o->solver, &c->teacher_solver) != BD_SUCCESS) return cli_fail(cmd, "--teacher-solver?");
-    if (method == BD_DISTILL_PD) c->teacher_solver = BD_SAMPLER_DDIM;
+    if (method != BD_DISTILL_TD) c->teacher_solver = BD_SAMPLER_DDIM;
     if (bd_grid_parse(o->student_grid, &c->grid) != BD_SUCCESS) return cli_fail(cmd, "--student-grid?");
     if (strcmp(o->subdiv, "logsnr") == 0) c->subdiv = BD_SUBDIV_LOGSNR;
     if (strcmp(o->subdiv, "t") == 0) c->subdiv = BD_SUBDIV_T;
@@ -145,18 +147,20 @@ int cmd_distill(int argc, char **argv) {
                   "student's (solved on the fly, or read from --trajectories made by bdense trajectories); the\n"
                   "student walks its own grid from the same noise.  PD (progressive distillation) needs --data;\n"
                   "with --rounds R the student becomes the teacher R-1 times and --student-steps halves each round.\n"
+                  "CD ((multistep) consistency distillation, a field baseline) needs --data: one teacher DDIM step\n"
+                  "of a fine grid and the student's own prediction there are its target (docs/distillation.md).\n"
                   "Writes the student (EMA weights, its grid and K in the metadata; with the distiller's exact\n"
                   "state for --resume) to --out, a CSV of the loss and every branch's loss to --log and a PNG of\n"
                   "them to --plot.  --device cuda moves teacher and student to the GPU (any option).");
     cli_required(cli_add_str(&a, "teacher", &teacher_path, "FILE", "teacher checkpoint"));
     cli_required(cli_add_str(&a, "out", &out, "FILE", "student checkpoint to write"));
-    cli_add_choice(&a, "method", &o.method, "td|pd", "trajectory or progressive distillation");
+    cli_add_choice(&a, "method", &o.method, "td|pd|cd", "trajectory, progressive or consistency distillation");
     cli_range(cli_add_int(&a, "branches", &o.branches, "K", "student output branches (1 = sparse)"), 1,
               BD_DISTILL_MAX_BRANCHES);
     cli_add_choice(&a, "weights", &o.weights, "uniform|final|linear|aux|anneal|adaptive|agree",
                    "branch weights (agree: dense weight = gradient agreement with the final branch)");
     cli__grid_options(&a, &o);
-    cli_add_choice(&a, "space", &o.space, "auto|x|z", "loss space (auto: td z, pd x)");
+    cli_add_choice(&a, "space", &o.space, "auto|x|z", "loss space (auto: td z, pd x, cd z)");
     cli_add_choice(&a, "distance", &o.distance, "l2|l1", "z-space distance");
     cli_add_flag(&a, "teacher-forcing", &o.teacher_forcing, "TD: feed the teacher's states, not the student's own");
     cli_add_choice(&a, "dense-targets", &o.dense_targets, "student|trajectory",
@@ -167,7 +171,7 @@ int cmd_distill(int argc, char **argv) {
               1e9);
     cli_range(cli_add_num(&a, "adaptive-decay", &o.adaptive_decay, "D", "adaptive weights: EMA decay of branch losses"),
               0, 0.999999);
-    cli_add_str(&a, "data", &data, "SPEC", "PD training data: builtin | fmnist:DIR | npy:FILE");
+    cli_add_str(&a, "data", &data, "SPEC", "PD / CD training data: builtin | fmnist:DIR | npy:FILE");
     cli_add_str(&a, "trajectories", &traj, "FILE", "TD: cached teacher trajectories (.npy) instead of on the fly");
     cli_add_flag(&a, "stream", &stream,
                  "with --trajectories: read the drawn trajectories from the file each step instead of loading it "
@@ -192,9 +196,10 @@ int cmd_distill(int argc, char **argv) {
     rc = cli_parse(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     rc = 1;
-    if (strcmp(o.method, "pd") == 0 && !data) return cli_fail("distill", "--method pd needs --data (builtin, fmnist:DIR, npy:FILE)");
-    if (strcmp(o.method, "td") == 0 && data) return cli_fail("distill", "--data is for --method pd; TD learns from teacher trajectories");
-    if (strcmp(o.method, "pd") == 0 && traj) return cli_fail("distill", "--trajectories is for --method td");
+    if (strcmp(o.method, "td") != 0 && !data)
+        return cli_fail("distill", "--method %s needs --data (builtin, fmnist:DIR, npy:FILE)", o.method);
+    if (strcmp(o.method, "td") == 0 && data) return cli_fail("distill", "--data is for --method pd or cd; TD learns from teacher trajectories");
+    if (strcmp(o.method, "td") != 0 && traj) return cli_fail("distill", "--trajectories is for --method td");
     if (stream && !traj) return cli_fail("distill", "--stream reads a --trajectories file; give one");
     if (rounds > 1 && strcmp(o.method, "pd") != 0) return cli_fail("distill", "--rounds is for --method pd");
     if (rounds > 1 && resume) return cli_fail("distill", "--resume works for single-round runs (resume each round's output with --rounds 1)");

@@ -256,6 +256,8 @@ static void test_names(void) {
     BDT_CHECK(bd_distill_weights_parse("nope", &wk) == BD_ERROR_INVALID_ARGUMENT);
     BDT_CHECK(bd_distill_method_parse("td", &m) == BD_SUCCESS && m == BD_DISTILL_TD);
     BDT_CHECK(bd_distill_method_parse("pd", &m) == BD_SUCCESS && m == BD_DISTILL_PD);
+    BDT_CHECK(bd_distill_method_parse("cd", &m) == BD_SUCCESS && m == BD_DISTILL_CD);
+    BDT_CHECK(strcmp(bd_distill_method_name(BD_DISTILL_CD), "cd") == 0);
 }
 
 
@@ -757,6 +759,21 @@ static void test_config_errors(void) {
         BDT_CHECK(bd_distill_step(dist, NULL, 5, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
         BDT_CHECK(bd_distill_next_round(dist) == BD_ERROR_STATE);
         bd_distill_free(dist);
+        dist = NULL;
+    }
+    /* CD: a DDIM teacher step, data, no trajectories, no rounds */
+    dc = bd_distill_config_init(BD_DISTILL_CD, 2, 2);
+    dc.teacher_solver = BD_SAMPLER_DPMPP_2M;
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_ERROR_CONFIG && !dist);
+    BDT_CHECK(strstr(bd_context_message(ctx), "CD") != NULL);
+    dc = bd_distill_config_init(BD_DISTILL_CD, 2, 2);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, 4, &dist) == BD_SUCCESS);
+    if (dist) {
+        float tr[2 * 33] = {0};
+        BDT_CHECK(bd_distill_step(dist, NULL, 4, NULL, NULL) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_set_trajectories(dist, tr, 1) == BD_ERROR_INVALID_ARGUMENT);
+        BDT_CHECK(bd_distill_next_round(dist) == BD_ERROR_STATE);
+        bd_distill_free(dist);
     }
     bd_denoiser_free(s4);
     bd_denoiser_free(student);
@@ -880,6 +897,166 @@ static void test_end_to_end_mlp_td(void) {
                (long long)K, bd_distill_weights_name(dc.weights), first, loss, m0, m1);
         BDT_CHECKF(m1 < bound, "K=%lld: MSE %g >= %g", (long long)K, m1, bound);
         BDT_CHECKF(m1 < 0.1 * m0, "K=%lld: MSE %g not well below the copied teacher's %g", (long long)K, m1, m0);
+        bd_distill_free(d);
+        bd_denoiser_free(st);
+    }
+    bd_trainer_free(tr);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+
+
+/* CD (multistep consistency distillation) with the exact teacher and an
+   MLP student: per sample the teacher interval j, z_s = alpha_s x + sigma_s eps,
+   the teacher's R DDIM steps to s' (an independent double solve), and for
+   every branch k its point r_k of the segment: r_k = s' -> target z' itself,
+   r_k < s' -> the DDIM jump to r_k of the student's own branch k at
+   (z', s') (an identical copy of the student, evaluated here), r_k > s' ->
+   masked out.  The reported loss equals the masked z-space loss recomputed
+   from the student's output. */
+static void check_cd_targets(int64_t K, int64_t N, int64_t Kt, int64_t R) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL, *student = NULL, *twin = NULL;
+    bd_distill *dist = NULL;
+    bd_distill_config dc = bd_distill_config_init(BD_DISTILL_CD, K, N);
+    float pts[2 * GMM_M], x[2 * 32], zp[2], tp, o[2 * 64], xh[2], eh[2];
+    bd_rng rng = bd_rng_init(21);
+    double loss, bl[4], worst_z = 0, worst_b = 0, worst_n = 0, ref_loss = 0, S;
+    int64_t b, k, n = 32, per, n_masked = 0, n_boundary = 0, n_net = 0;
+    gmm_points(pts);
+    BDT_CHECK(make_analytic(ctx, pts, &teacher) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 5, 32, &student) == BD_SUCCESS);
+    BDT_CHECK(make_mlp(ctx, K, 5, 32, &twin) == BD_SUCCESS); /* the same initial weights */
+    BDT_CHECK(dc.space == BD_DISTILL_SPACE_Z && dc.teacher_solver == BD_SAMPLER_DDIM);
+    dc.teacher_substeps = Kt;
+    dc.teacher_refine = R;
+    per = Kt / K;
+    S = (double)(N * Kt);
+    BDT_CHECK(bd_distill_init(ctx, &dc, teacher, student, n, &dist) == BD_SUCCESS);
+    if (!dist) { printf("  %s\n", bd_context_message(ctx)); return; }
+    gmm_sample(&rng, pts, x, (int)n);
+    BDT_CHECKF(bd_distill_step(dist, x, n, &loss, bl) == BD_SUCCESS, "%s", bd_context_message(ctx));
+    for (b = 0; b < n; b++) {
+        int64_t j = dist->idx[b], q;
+        double s = 1.0 - (double)j / S, sp = 1.0 - (double)(j + 1) / S, a, sg, z[2], z0[2], ap, spg;
+        int d;
+        BDT_CHECK(j >= 0 && j < N * Kt);
+        ref_alpha_sigma(s, &a, &sg);
+        ref_alpha_sigma(sp, &ap, &spg);
+        BDT_CHECK(fabs(dist->tt[b] - s) < 1e-7);
+        for (d = 0; d < 2; d++) {
+            z0[d] = a * x[2 * b + d] + sg * dist->eps[2 * b + d];
+            worst_z = fmax(worst_z, rel_err(dist->zt[2 * b + d], z0[d]));
+            z[d] = z0[d];
+        }
+        for (q = 1; q <= R; q++) ref_ddim(pts, z, s + (sp - s) * (double)(q - 1) / R, q == R ? sp : s + (sp - s) * (double)q / R);
+        zp[0] = (float)z[0]; zp[1] = (float)z[1]; tp = (float)sp;
+        BDT_CHECK(bd_denoiser_forward(twin, o, zp, &tp, 1, 0) == BD_SUCCESS);
+        for (k = 0; k < K; k++) {
+            int64_t m = (j / Kt) * Kt + (k + 1) * per;
+            double r = 1.0 - (double)m / S, ar, sr, ck, cz, co, xz, xo;
+            ref_alpha_sigma(r, &ar, &sr);
+            if (m < j + 1) {
+                n_masked++;
+                BDT_CHECK(dist->kmask[k * n + b] == 0);
+                continue;
+            }
+            BDT_CHECK(dist->kmask[k * n + b] == 1);
+            if (m == j + 1) {
+                n_boundary++;
+                for (d = 0; d < 2; d++) worst_b = fmax(worst_b, rel_err(dist->zs[(k * n + b) * 2 + d], z[d]));
+            } else {
+                n_net++;
+                bd_param_predict(BD_PARAM_V, xh, eh, o, K, k, zp, &ap, &spg, 1, 2);
+                for (d = 0; d < 2; d++)
+                    worst_n = fmax(worst_n, rel_err(dist->zs[(k * n + b) * 2 + d], ar * xh[d] + sr * eh[d]));
+            }
+            /* the student's branch k jumped from (z_s, s) to r, against the target */
+            bd_param_x_coeffs(BD_PARAM_V, a, sg, &xz, &xo);
+            ck = ar - sr * a / sg;
+            cz = sr / sg + ck * xz;
+            co = ck * xo;
+            for (d = 0; d < 2; d++) {
+                double e = cz * dist->zt[2 * b + d] + co * dist->sout[(b * K + k) * 2 + d] - dist->zs[(k * n + b) * 2 + d];
+                ref_loss += dist->weights[k] * e * e / (2.0 * n);
+            }
+        }
+    }
+    printf("  CD K=%lld N=%lld Kt=%lld R=%lld: z_s %.1e, boundary targets %.1e (%lld), network targets %.1e (%lld), "
+           "masked %lld, loss %.6g vs %.6g\n", (long long)K, (long long)N, (long long)Kt, (long long)R, worst_z, worst_b,
+           (long long)n_boundary, worst_n, (long long)n_net, (long long)n_masked, loss, ref_loss);
+    BDT_CHECKF(worst_z < 1e-5, "%g", worst_z);
+    BDT_CHECKF(worst_b < 1e-4, "%g", worst_b);
+    BDT_CHECKF(worst_n < 1e-4, "%g", worst_n);
+    BDT_CHECK(n_net > 0);
+    if (K > 1) BDT_CHECK(n_masked > 0);
+    BDT_CHECKF(fabs(loss - ref_loss) < 1e-4 * ref_loss, "%g vs %g", loss, ref_loss);
+    bd_distill_free(dist);
+    bd_denoiser_free(student);
+    bd_denoiser_free(twin);
+    bd_denoiser_free(teacher);
+    bd_context_free(ctx);
+}
+static void test_cd_targets_exact_teacher(void) {
+    bd_distill_config c1 = bd_distill_config_init(BD_DISTILL_CD, 1, 1), c2 = bd_distill_config_init(BD_DISTILL_CD, 4, 2);
+    /* defaults: about 32 teacher intervals, a multiple of K per segment */
+    BDT_CHECK(c1.teacher_substeps == 32 && c2.teacher_substeps == 16 && c2.space == BD_DISTILL_SPACE_Z);
+    check_cd_targets(1, 1, 4, 1); /* plain CD: one segment, every target from the network but the last */
+    check_cd_targets(1, 2, 3, 2); /* multistep CD, 2 fine teacher steps per interval */
+    check_cd_targets(2, 2, 4, 1); /* the B-DENSE head on CD */
+    check_cd_targets(4, 1, 8, 1);
+}
+
+/* CD learns: a trained MLP teacher, CD students at 1 and 2 steps (sparse
+   and K = 2) reach a trajectory error well below the copied teacher's at
+   the same NFE. */
+static void test_end_to_end_mlp_cd(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher = NULL;
+    bd_trainer *tr = NULL;
+    bd_trainer_config tc = bd_trainer_config_init();
+    bd_mlp_config mc = bd_mlp_config_init(2);
+    float pts[2 * GMM_M], x[2 * 128];
+    bd_rng r = bd_rng_init(1), dr = bd_rng_init(3);
+    int i, run;
+    gmm_points(pts);
+    mc.hidden = 32;
+    mc.depth = 2;
+    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
+    tc.adam.lr = 3e-3;
+    tc.ema_decay = 0.99;
+    tc.seed = 2;
+    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 128, &tr) == BD_SUCCESS);
+    if (!tr) return;
+    for (i = 0; i < 400; i++) {
+        gmm_sample(&dr, pts, x, 128);
+        BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
+    }
+    bd_trainer_copy_ema(tr, teacher);
+    for (run = 0; run < 3; run++) {
+        int64_t K = run == 2 ? 2 : 1, N = run == 0 ? 1 : 2;
+        bd_denoiser *st = NULL;
+        bd_distill *d = NULL;
+        bd_distill_config dc = bd_distill_config_init(BD_DISTILL_CD, K, N);
+        bd_rng sr = bd_rng_init(9);
+        double m0 = -1, m1 = -1, loss = 0, bl[4], first = 0;
+        dc.adam.lr = 2e-3;
+        dc.ema_decay = 0.95;
+        dc.seed = 4;
+        BDT_CHECK(bd_distill_student_from_teacher(teacher, K, &sr, &st) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 128, &d) == BD_SUCCESS);
+        if (!d) break;
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 0, &m0, NULL, NULL) == BD_SUCCESS);
+        for (i = 0; i < 400; i++) {
+            gmm_sample(&dr, pts, x, 128);
+            BDT_CHECK(bd_distill_step(d, x, 128, &loss, bl) == BD_SUCCESS);
+            if (i == 0) first = loss;
+        }
+        BDT_CHECK(bd_distill_eval(d, 500, 77, 1, &m1, NULL, NULL) == BD_SUCCESS);
+        printf("  CD %lld step(s), K=%lld: loss %.2e -> %.2e; trajectory MSE copied teacher %.4f -> student %.5f\n",
+               (long long)N, (long long)K, first, loss, m0, m1);
+        BDT_CHECKF(m1 < 0.25 * m0, "N=%lld K=%lld: MSE %g not well below the copied teacher's %g", (long long)N,
+                   (long long)K, m1, m0);
         bd_distill_free(d);
         bd_denoiser_free(st);
     }
@@ -1159,9 +1336,9 @@ static void test_steps_do_not_allocate(void) {
     BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
     gmm_points(pts);
     BDT_CHECK(make_mlp(ctx, 1, 3, 16, &teacher) == BD_SUCCESS);
-    for (m = 0; m < 2; m++) {
+    for (m = 0; m < 3; m++) {
         bd_distill *d = NULL;
-        bd_distill_config dc = bd_distill_config_init(m ? BD_DISTILL_TD : BD_DISTILL_PD, 2, 2);
+        bd_distill_config dc = bd_distill_config_init(m == 2 ? BD_DISTILL_CD : m ? BD_DISTILL_TD : BD_DISTILL_PD, 2, 2);
         int64_t before;
         dc.weights = BD_WEIGHTS_ADAPTIVE;
         BDT_CHECK(bd_distill_student_from_teacher(teacher, 2, &r, &st) == BD_SUCCESS);
@@ -1170,7 +1347,7 @@ static void test_steps_do_not_allocate(void) {
         before = n_allocs;
         for (i = 0; i < 3; i++) {
             gmm_sample(&r, pts, x, 16);
-            BDT_CHECK(bd_distill_step(d, m ? NULL : x, i == 1 ? 7 : 16, NULL, NULL) == BD_SUCCESS);
+            BDT_CHECK(bd_distill_step(d, m == 1 ? NULL : x, i == 1 ? 7 : 16, NULL, NULL) == BD_SUCCESS);
         }
         BDT_CHECKF(n_allocs == before, "method %d: %lld allocations in steps", m, (long long)(n_allocs - before));
         bd_distill_free(d);
@@ -1192,7 +1369,9 @@ static void check_resume(bd_distill_method method, bd_distill_weights wts) {
     bd_distill_config dc3;
     float pts[2 * GMM_M], x[2 * 16];
     bd_rng r = bd_rng_init(4), ra, rb;
-    const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
+    const char *path = method == BD_DISTILL_PD ? "test_distill_state_pd.tmp.safetensors"
+                       : method == BD_DISTILL_CD ? "test_distill_state_cd.tmp.safetensors" : "test_distill_state_td.tmp.safetensors";
+    int data = method != BD_DISTILL_TD;
     int i, same;
     gmm_points(pts);
     dc.weights = wts;
@@ -1206,21 +1385,21 @@ static void check_resume(bd_distill_method method, bd_distill_weights wts) {
     ra = bd_rng_init(8);
     for (i = 0; i < 4; i++) {
         gmm_sample(&ra, pts, x, 16);
-        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_step(a, data ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
     }
     if (method == BD_DISTILL_PD) BDT_CHECK(bd_distill_next_round(a) == BD_SUCCESS);
     for (i = 0; i < 2; i++) {
         gmm_sample(&ra, pts, x, 16);
-        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_step(a, data ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
     }
     BDT_CHECKF(bd_distill_save_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
     BDT_CHECKF(bd_distill_load_state(b, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
     rb = ra;
     for (i = 0; i < 3; i++) {
         gmm_sample(&ra, pts, x, 16);
-        BDT_CHECK(bd_distill_step(a, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_step(a, data ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
         gmm_sample(&rb, pts, x, 16);
-        BDT_CHECK(bd_distill_step(b, method == BD_DISTILL_PD ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
+        BDT_CHECK(bd_distill_step(b, data ? x : NULL, 16, NULL, NULL) == BD_SUCCESS);
     }
     same = memcmp(s1->params, s2->params, sizeof(float) * s1->n_params) == 0 &&
            memcmp(a->ema, b->ema, sizeof(float) * s1->n_params) == 0 &&
@@ -1249,6 +1428,7 @@ static void test_resume_bit_exact(void) {
     check_resume(BD_DISTILL_TD, BD_WEIGHTS_ADAPTIVE);
     check_resume(BD_DISTILL_TD, BD_WEIGHTS_AGREE);
     check_resume(BD_DISTILL_PD, BD_WEIGHTS_ADAPTIVE);
+    check_resume(BD_DISTILL_CD, BD_WEIGHTS_UNIFORM);
 }
 
 int main(void) {
@@ -1266,6 +1446,8 @@ int main(void) {
     BDT_RUN(test_td_stream_matches_cache);
     BDT_RUN(test_gradcheck_mlp_student);
     BDT_RUN(test_end_to_end_mlp_td);
+    BDT_RUN(test_cd_targets_exact_teacher);
+    BDT_RUN(test_end_to_end_mlp_cd);
     BDT_RUN(test_pd_rounds_and_nan_guard);
     BDT_RUN(test_pd_round_grids_nest);
     BDT_RUN(test_k2_branch0_carries_information);

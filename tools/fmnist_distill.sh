@@ -36,14 +36,18 @@
 #                        (the metric's draw-to-draw noise) -> draws.csv
 # Configurations CFG: k1 sparse (K = 1); k4 K = 4 uniform; k2t K = 2 uniform, dense targets from
 #   the trajectories; k4g K = 4 agree;
-#   k2 K = 2 uniform; k4t / k4gt K = 4 uniform / agree with dense targets read
-#   from the trajectories (--dense-targets trajectory).  Dense targets otherwise come
+#   k2 K = 2 uniform; k4t / k4gt / k4an / k4ax K = 4 uniform / agree / anneal / aux
+#   with dense targets read from the trajectories (--dense-targets trajectory).
+#   cd1 / cd2 / cd4: consistency distillation (--method cd, Fashion-MNIST training
+#   images as data, teacher DDIM steps on a 32-interval grid, each $R_CD fine steps),
+#   sparse or with the B-DENSE head (K = 2 / 4, uniform);  pd1 / pd4: progressive
+#   distillation, one round, $PD_KT DDIM teacher steps per student step.  Dense targets otherwise come
 #   from the student's own state (the default), solved with Kt = 4 teacher
 #   steps per student step (--teacher-refine $DRF).
 # Knobs (environment, defaults in brackets): BDENSE [build/bdense] TRAJ_EVAL
 #   [build/traj_eval] CKPT_STRIP [build/ckpt_strip] NFE [2] KT [4] R [4] NTRAJ [2048] NVAL [256] NTEST [500]
 #   NFINE [64] RFINE [16] NFD [2000] BATCH [8] LR [2e-4] WARMUP [50] EMA [0.995]
-#   EVAL_EVERY [100] DRF [1] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
+#   EVAL_EVERY [100] DRF [1] R_CD [2] PD_KT [16] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
 #   FEATURES [docs/fmnist/classifier.safetensors]
 # The students' cache is the NFE-2 one (the default sub-division is uniform
 # in t, so the teacher grids nest: NFE 2 x KT 4 = NFE 1 x KT 8 = NFE 4 x KT 2,
@@ -76,6 +80,8 @@ AUTO_STOP=${AUTO_STOP:-0}
 PATIENCE=${PATIENCE:-2}
 MIN_DELTA=${MIN_DELTA:-0.01}
 DRF=${DRF:-1}
+R_CD=${R_CD:-2}
+PD_KT=${PD_KT:-16}
 THREADS=${THREADS:-1}
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
 FEATURES=${FEATURES:-docs/fmnist/classifier.safetensors}
@@ -107,6 +113,15 @@ cfg_opts() { # CFG -> distill options
     k4a) echo "--branches 4 --weights adaptive";;
     k4t) echo "--branches 4 --weights uniform --dense-targets trajectory";;
     k4gt) echo "--branches 4 --weights agree --dense-targets trajectory";;
+    k4an) echo "--branches 4 --weights anneal --dense-targets trajectory";;
+    k4ax) echo "--branches 4 --weights aux --dense-targets trajectory";;
+    # consistency distillation (data, one DDIM teacher step of R_CD fine steps per interval)
+    cd1) echo "--method cd --branches 1 --weights final";;
+    cd2) echo "--method cd --branches 2 --weights uniform";;
+    cd4) echo "--method cd --branches 4 --weights uniform";;
+    # progressive distillation, one round (data, PD_KT DDIM teacher steps per student step)
+    pd1) echo "--method pd --branches 1 --weights final";;
+    pd4) echo "--method pd --branches 4 --weights uniform";;
     *) echo "";;
   esac
 }
@@ -188,9 +203,13 @@ student)
     next=$(( cur + EVAL_EVERY )); [ "$next" -gt "$steps" ] && next=$steps
     resume=""; [ -f "$ck" ] && resume="--resume $ck"
     t1=$(date +%s)
+    case $cfg in
+      cd*) src="--data fmnist:$FMNIST --teacher-refine $R_CD";;
+      pd*) src="--data fmnist:$FMNIST --teacher-substeps $PD_KT";;
+      *) src="--method td --teacher-substeps $kt --teacher-refine $DRF --trajectories $cache";;
+    esac
     # shellcheck disable=SC2086
-    "$BDENSE" distill --teacher "$teacher" --method td $opts --student-steps "$NFE" --teacher-substeps "$kt" \
-      --teacher-refine "$DRF" --trajectories "$cache" --steps "$next" --batch "$BATCH" --lr "$LR" \
+    "$BDENSE" distill --teacher "$teacher" $opts $src --student-steps "$NFE" --steps "$next" --batch "$BATCH" --lr "$LR" \
       --warmup "$WARMUP" --ema "$EMA" --seed "$seed" --log-every 10 --save-every 0 --eval-n 1 \
       --threads "$THREADS" --quiet $resume --out "$ck" >> "$out/$name.log" 2>&1 || { say "FAILED $name (see $out/$name.log)"; exit 1; }
     t2=$(date +%s)
