@@ -1463,6 +1463,12 @@ BDAPI bd_result bd_distill_student_from_teacher(const bd_denoiser *teacher, int6
        cached); the student walks its grid from the same noise, input its
        own detached previous state (or the teacher's, teacher forcing);
        the loss is the MEAN over the N student steps of the batch loss.
+   CD: x (n, C, H, W) data.  Per sample a teacher interval j, z_s, one
+       teacher DDIM step to s' (R fine steps), the target network (the
+       student's current weights, no gradient) at (z', s'); branch k's
+       target at its point r_k of the segment: z' (r_k = s'), the target
+       network's branch-k DDIM jump (r_k < s'), none (r_k > s', masked);
+       docs/distillation.md sec. 7b.
    loss (may be NULL): L;  branch_loss (K, may be NULL): its unweighted
    per-branch terms, same averaging.  A non-finite loss or gradient
    returns BD_ERROR_NONFINITE and leaves params, EMA, Adam, step and the

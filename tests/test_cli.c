@@ -500,6 +500,14 @@ static void test_binary_distill_resume(void) {
     /* a resume of another K is refused with a message */
     BDT_CHECK(bdt_sh("%s distill --teacher %s --branches 4 --steps 7 --resume %s --out %s --quiet > /dev/null 2>&1",
                      bdt_bin, t, b, a) == 1);
+    /* consistency distillation (data from the distiller's rng) resumes exactly too */
+    common = "--method cd --data builtin --branches 2 --student-steps 2 --teacher-substeps 4 --batch 3 --lr 1e-3 "
+             "--seed 3 --quiet --log-every 1 --eval-n 4";
+    BDT_CHECK(bdt_sh("%s distill --teacher %s %s --steps 5 --out %s", bdt_bin, t, common, a) == 0);
+    BDT_CHECK(bdt_sh("%s distill --teacher %s %s --steps 3 --out %s", bdt_bin, t, common, b) == 0);
+    BDT_CHECK(bdt_sh("%s distill --teacher %s %s --steps 5 --resume %s --out %s", bdt_bin, t, common, b, b) == 0);
+    BDT_CHECKF(bdt_sh("cmp -s %s %s", a, b) == 0, "a straight and a resumed CD run differ (%s, %s)", a, b);
+    BDT_CHECK(bdt_sh("%s sample --ckpt %s --n 4 --out %s --quiet", bdt_bin, b, s) == 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -658,6 +666,10 @@ static void test_binary_hostile_data(void) {
          1, "error"},
         {"distill --teacher T --trajectories D/empty --student-steps 2 --teacher-substeps 2 --steps 1 --out D/o.st", 1,
          "error"},
+        {"distill --teacher T --method cd --steps 1 --out D/o.st", 1, "needs --data"},
+        {"distill --teacher T --method cd --data builtin --trajectories D/x.npy --steps 1 --out D/o.st", 1, "td"},
+        {"distill --teacher T --method cd --data builtin --branches 2 --teacher-substeps 3 --steps 1 --out D/o.st", 1,
+         "multiple"},
         {"compare --teacher T --students D/empty --n 2", 1, "error"},
         {"compare --teacher T --students T --n 2 --teacher-steps 1e400", 1, "teacher-steps"},
         {"info --ckpt D/empty", 1, "error"},
