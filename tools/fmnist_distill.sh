@@ -39,7 +39,8 @@
 #   k2 K = 2 uniform; k4t / k4gt / k4an / k4ax K = 4 uniform / agree / anneal / aux
 #   with dense targets read from the trajectories (--dense-targets trajectory).
 #   cd1 / cd2 / cd4: consistency distillation (--method cd, Fashion-MNIST training
-#   images as data, teacher DDIM steps on a 32-interval grid, each $R_CD fine steps),
+#   images as data, $CD_KT consistency intervals per student step, each one teacher
+#   step of $R_CD DDIM steps: 32 teacher DDIM steps in all, few hops to the boundary),
 #   sparse or with the B-DENSE head (K = 2 / 4, uniform);  pd1 / pd4: progressive
 #   distillation, one round, $PD_KT DDIM teacher steps per student step.  Dense targets otherwise come
 #   from the student's own state (the default), solved with Kt = 4 teacher
@@ -47,7 +48,7 @@
 # Knobs (environment, defaults in brackets): BDENSE [build/bdense] TRAJ_EVAL
 #   [build/traj_eval] CKPT_STRIP [build/ckpt_strip] NFE [2] KT [4] R [4] NTRAJ [2048] NVAL [256] NTEST [500]
 #   NFINE [64] RFINE [16] NFD [2000] BATCH [8] LR [2e-4] WARMUP [50] EMA [0.995]
-#   EVAL_EVERY [100] DRF [1] R_CD [2] PD_KT [16] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
+#   EVAL_EVERY [100] DRF [1] CD_KT [8/NFE] R_CD [4] PD_KT [16] THREADS [1] FMNIST [/usr/share/datasets/fashion-mnist]
 #   FEATURES [docs/fmnist/classifier.safetensors]
 # The students' cache is the NFE-2 one (the default sub-division is uniform
 # in t, so the teacher grids nest: NFE 2 x KT 4 = NFE 1 x KT 8 = NFE 4 x KT 2,
@@ -80,7 +81,8 @@ AUTO_STOP=${AUTO_STOP:-0}
 PATIENCE=${PATIENCE:-2}
 MIN_DELTA=${MIN_DELTA:-0.01}
 DRF=${DRF:-1}
-R_CD=${R_CD:-2}
+R_CD=${R_CD:-4}
+CD_KT=${CD_KT:-$((8 / NFE))}
 PD_KT=${PD_KT:-16}
 THREADS=${THREADS:-1}
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
@@ -204,7 +206,7 @@ student)
     resume=""; [ -f "$ck" ] && resume="--resume $ck"
     t1=$(date +%s)
     case $cfg in
-      cd*) src="--data fmnist:$FMNIST --teacher-refine $R_CD";;
+      cd*) src="--data fmnist:$FMNIST --teacher-substeps $CD_KT --teacher-refine $R_CD";;
       pd*) src="--data fmnist:$FMNIST --teacher-substeps $PD_KT";;
       *) src="--method td --teacher-substeps $kt --teacher-refine $DRF --trajectories $cache";;
     esac
