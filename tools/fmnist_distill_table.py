@@ -13,8 +13,16 @@ from collections import defaultdict
 out = sys.argv[1]
 CFG = {"k1": "sparse K=1", "k2": "B-DENSE K=2 uniform", "k4": "B-DENSE K=4 uniform (targets from the student, R=1)",
        "k4t": "B-DENSE K=4 uniform", "k4gt": "B-DENSE K=4 agree", "k4g": "B-DENSE K=4 agree (targets from the student, R=1)",
-       "k4a": "B-DENSE K=4 adaptive", "k2t": "B-DENSE K=2 uniform"}
-ORDER = ["k1", "k2", "k2t", "k4t", "k4gt", "k4", "k4g", "k4a"]
+       "k4a": "B-DENSE K=4 adaptive", "k2t": "B-DENSE K=2 uniform", "k4an": "B-DENSE K=4 anneal",
+       "k4ax": "B-DENSE K=4 aux (beta 0.1)",
+       "cd1": "CD sparse K=1 (multistep consistency distillation)", "cd2": "CD + B-DENSE head K=2",
+       "cd4": "CD + B-DENSE head K=4", "pd1": "PD sparse K=1 (one round)", "pd4": "PD B-DENSE K=4 (one round)"}
+ORDER = ["k1", "k2", "k2t", "k4t", "k4gt", "k4", "k4g", "k4a", "k4an", "k4ax", "cd1", "cd2", "cd4", "pd1", "pd4"]
+# the sparse baseline each configuration is paired with: its own method's K=1
+def base_of(c):
+    return "cd1" if c.startswith("cd") else "pd1" if c.startswith("pd") else "k1"
+# PAIRS="cd1:k1,cd4:k4t": further paired comparisons across methods (a - b, same seed)
+PAIRS = [tuple(x.split(":")) for x in os.environ.get("PAIRS", "").split(",") if x]
 
 
 def ms(v):
@@ -80,14 +88,15 @@ for nfe in sorted(by):
                                              fmt([float(r["traj_mse"]) for r in d.values()], "%.5f"),
                                              fmt([float(r["fd_clf"]) for r in d.values()], "%.3f")))
     print()
-    if "k1" in by[nfe]:
-        base = by[nfe]["k1"]
-        print("Paired by seed, config − sparse (mean ± std over seeds; [min, max]; seeds where the config is better):\n")
-        print("| model | Δ trajectory MSE | Δ FD-CLF |")
-        print("|---|---|---|")
-        for c in cfgs:
-            if c == "k1":
-                continue
+    pairs = [(c, base_of(c)) for c in cfgs if c != base_of(c) and base_of(c) in by[nfe]]
+    pairs += [(a, b) for a, b in PAIRS if a in by[nfe] and b in by[nfe]]
+    if pairs:
+        print("Paired by seed, config − its sparse baseline (mean ± std over seeds; [min, max]; seeds where the "
+              "first is better):\n")
+        print("| model | against | Δ trajectory MSE | Δ FD-CLF |")
+        print("|---|---|---|---|")
+        for c, b in pairs:
+            base = by[nfe][b]
             seeds = sorted(set(by[nfe][c]) & set(base))
             if not seeds:
                 continue
@@ -97,7 +106,7 @@ for nfe in sorted(by):
                 m, sd = ms(dv)
                 cells.append("%s ± %s [%s, %s] (%d/%d)" % (f % m, (f % sd).lstrip("+") if len(dv) > 1 else "-",
                                                           f % min(dv), f % max(dv), sum(x < 0 for x in dv), len(dv)))
-            print("| %s | %s | %s |" % (CFG.get(c, c), cells[0], cells[1]))
+            print("| %s | %s | %s | %s |" % (CFG.get(c, c), CFG.get(b, b), cells[0], cells[1]))
         print()
 
 # validation curves
