@@ -3218,20 +3218,23 @@ bd__direct_tile_avx2(float *out, const float *ap, const float *xp, const int32_t
         }
         for (hf = 0; hf * 4 < mr; hf++) {
             const float *a = ap + 4 * hf, *p0 = xp + bi[0], *p1 = xp + bi[1], *p2 = xp + bi[2];
-            __m256 r[12], s0, s1, s2, w;
-            for (i = 0; i < 12; i++) r[i] = _mm256_setzero_ps();
+            /* named accumulators: an array indexed after the loop is kept in memory by GCC */
+            __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0,
+                   r8 = r0, r9 = r0, r10 = r0, r11 = r0, s0, s1, s2, w, r[12];
             for (kk = 0; kk < KK; kk++, a += 8) {
                 int64_t o = off[kk];
                 s0 = _mm256_loadu_ps(p0 + o); s1 = _mm256_loadu_ps(p1 + o); s2 = _mm256_loadu_ps(p2 + o);
                 w = _mm256_broadcast_ss(a + 0);
-                r[0] = _mm256_fmadd_ps(w, s0, r[0]); r[1] = _mm256_fmadd_ps(w, s1, r[1]); r[2] = _mm256_fmadd_ps(w, s2, r[2]);
+                r0 = _mm256_fmadd_ps(w, s0, r0); r1 = _mm256_fmadd_ps(w, s1, r1); r2 = _mm256_fmadd_ps(w, s2, r2);
                 w = _mm256_broadcast_ss(a + 1);
-                r[3] = _mm256_fmadd_ps(w, s0, r[3]); r[4] = _mm256_fmadd_ps(w, s1, r[4]); r[5] = _mm256_fmadd_ps(w, s2, r[5]);
+                r3 = _mm256_fmadd_ps(w, s0, r3); r4 = _mm256_fmadd_ps(w, s1, r4); r5 = _mm256_fmadd_ps(w, s2, r5);
                 w = _mm256_broadcast_ss(a + 2);
-                r[6] = _mm256_fmadd_ps(w, s0, r[6]); r[7] = _mm256_fmadd_ps(w, s1, r[7]); r[8] = _mm256_fmadd_ps(w, s2, r[8]);
+                r6 = _mm256_fmadd_ps(w, s0, r6); r7 = _mm256_fmadd_ps(w, s1, r7); r8 = _mm256_fmadd_ps(w, s2, r8);
                 w = _mm256_broadcast_ss(a + 3);
-                r[9] = _mm256_fmadd_ps(w, s0, r[9]); r[10] = _mm256_fmadd_ps(w, s1, r[10]); r[11] = _mm256_fmadd_ps(w, s2, r[11]);
+                r9 = _mm256_fmadd_ps(w, s0, r9); r10 = _mm256_fmadd_ps(w, s1, r10); r11 = _mm256_fmadd_ps(w, s2, r11);
             }
+            r[0] = r0; r[1] = r1; r[2] = r2; r[3] = r3; r[4] = r4; r[5] = r5;
+            r[6] = r6; r[7] = r7; r[8] = r8; r[9] = r9; r[10] = r10; r[11] = r11;
             for (i = 0; i < 4 && 4 * hf + i < mr; i++) {
                 float *oc = out + (4 * hf + i) * HW;
                 __m256 bv = _mm256_set1_ps(!accum && bias ? bias[4 * hf + i] : 0.0f);
