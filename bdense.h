@@ -3203,6 +3203,28 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
 static const int32_t bd__m8tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 /* AVX2 mask of the first n (0..8) lanes */
 #define BD__M8(n) _mm256_loadu_si256((const __m256i *)(bd__m8tab + 8 - (n)))
+/* o[0 .. n-1] = the first n (0..8) lanes of v, as 4 + 2 + 1 lane stores:
+   AMD runs a masked ymm store (vmaskmovps) as a slow microcoded sequence */
+__attribute__((target("avx2,fma"))) static inline void bd__store8(float *o, __m256 v, int64_t n) {
+    __m128 q = _mm256_castps256_ps128(v);
+    if (n >= 8) {
+        _mm256_storeu_ps(o, v);
+        return;
+    }
+    if (n >= 4) {
+        _mm_storeu_ps(o, q);
+        q = _mm256_extractf128_ps(v, 1);
+        o += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)o, q);
+        q = _mm_movehl_ps(q, q);
+        o += 2;
+        n -= 2;
+    }
+    if (n) _mm_store_ss(o, q);
+}
 __attribute__((target("avx2,fma"))) static void
 bd__direct_tile_avx2(float *out, const float *ap, const float *xp, const int32_t *off, int64_t KK,
                      int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
@@ -3241,13 +3263,11 @@ bd__direct_tile_avx2(float *out, const float *ap, const float *xp, const int32_t
                 for (j = 0; j < nvv; j++) {
                     float *o = oc + bo[j];
                     __m256 val = r[3 * i + j];
-                    if (cnt[j] == 8) {
+                    if (cnt[j] == 8)
                         _mm256_storeu_ps(o, accum ? _mm256_add_ps(val, _mm256_loadu_ps(o)) : _mm256_add_ps(val, bv));
-                    } else {
-                        __m256i m = BD__M8(cnt[j]);
-                        _mm256_maskstore_ps(o, m, accum ? _mm256_add_ps(val, _mm256_maskload_ps(o, m))
-                                                        : _mm256_add_ps(val, bv));
-                    }
+                    else
+                        bd__store8(o, accum ? _mm256_add_ps(val, _mm256_maskload_ps(o, BD__M8(cnt[j]))) : _mm256_add_ps(val, bv),
+                                   cnt[j]);
                 }
             }
         }
@@ -3315,6 +3335,9 @@ static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float
     int nt = bd__omp_threads(), multi;
     float *apk = NULL;
     if (!col || pad > colsize) return 0;
+#ifdef BD__X86
+    if (!BD__CPU_AVX512() && Cin < 4) return 0; /* AVX2: the implicit GEMM is faster (conv_in, 1 channel) */
+#endif
     multi = nt > 1 && N >= nt && (int64_t)nt * pad <= colsize;
     slots = multi ? nt : 1;
     if (N > 1 && slots * pad + packed <= colsize) {
@@ -3792,7 +3815,6 @@ bd__wg_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, in
     int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
     const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     const __m256 z = _mm256_setzero_ps();
-    const __m256i sm = BD__M8(TWp < 8 ? TWp : 8);
     for (c = 0; c < C; c++) {
         if (lanes < BD__WG_L)
             for (j = 0; j < 16; j++)
@@ -3843,10 +3865,10 @@ bd__wg_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, in
                         _mm256_storeu_ps(v + 2 * vs, _mm256_and_ps(lm, _mm256_sub_ps(od, ev)));
                         _mm256_storeu_ps(v + 3 * vs, _mm256_and_ps(lm, _mm256_sub_ps(ev, nx)));
                     } else {
-                        _mm256_maskstore_ps(v, sm, _mm256_and_ps(lm, _mm256_sub_ps(pr, od)));
-                        _mm256_maskstore_ps(v + vs, sm, _mm256_and_ps(lm, _mm256_add_ps(ev, od)));
-                        _mm256_maskstore_ps(v + 2 * vs, sm, _mm256_and_ps(lm, _mm256_sub_ps(od, ev)));
-                        _mm256_maskstore_ps(v + 3 * vs, sm, _mm256_and_ps(lm, _mm256_sub_ps(ev, nx)));
+                        bd__store8(v, _mm256_and_ps(lm, _mm256_sub_ps(pr, od)), TWp);
+                        bd__store8(v + vs, _mm256_and_ps(lm, _mm256_add_ps(ev, od)), TWp);
+                        bd__store8(v + 2 * vs, _mm256_and_ps(lm, _mm256_sub_ps(od, ev)), TWp);
+                        bd__store8(v + 3 * vs, _mm256_and_ps(lm, _mm256_sub_ps(ev, nx)), TWp);
                     }
                 }
             }
@@ -3933,10 +3955,9 @@ bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t 
                         _mm256_storeu_ps(o + W, accum ? _mm256_add_ps(z[2 + s], _mm256_loadu_ps(o + W)) : z[2 + s]);
                 } else {
                     __m256i mk = BD__M8(cnt);
-                    _mm256_maskstore_ps(o, mk, accum ? _mm256_add_ps(z[s], _mm256_maskload_ps(o, mk)) : z[s]);
+                    bd__store8(o, accum ? _mm256_add_ps(z[s], _mm256_maskload_ps(o, mk)) : z[s], cnt);
                     if (oy + 1 < H)
-                        _mm256_maskstore_ps(o + W, mk,
-                                            accum ? _mm256_add_ps(z[2 + s], _mm256_maskload_ps(o + W, mk)) : z[2 + s]);
+                        bd__store8(o + W, accum ? _mm256_add_ps(z[2 + s], _mm256_maskload_ps(o + W, mk)) : z[2 + s], cnt);
                 }
             }
         }
@@ -4044,8 +4065,11 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    direct kernel (no AVX-512) the alternative is the implicit GEMM, which
    Winograd beats from 48 lanes (batch 1 at 14x14) on. */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
-    int64_t TW = (W + 1) / 2, TWp = 1, need = bd__direct_ok(H, W, 3, 1, 1) ? 4 * BD__WG_L : 48;
+    int64_t TW = (W + 1) / 2, TWp = 1, need = 48;
     (void)dx;
+#ifdef BD__X86
+    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) need = 4 * BD__WG_L;
+#endif
     while (TWp < TW) TWp *= 2;
     return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
 }
