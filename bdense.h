@@ -3097,8 +3097,9 @@ static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr
    from it (a row segment shifted by (ky, kx)), against 8 output channels
    of weights packed as for the GEMM (8 rows x Cin*9).  Tile: 8 output
    channels x 2 vectors of 16 output pixels (row segments; for W <= 16 two
-   rows).  Used for the forward and, with the flipped kernel on the padded
-   dout, for dx; the padded copies live in the `col` workspace. */
+   rows); AVX2+FMA: 4 output channels x 3 row segments of 8 pixels.  Used
+   for the forward and, with the flipped kernel on the padded dout, for dx;
+   the padded copies live in the `col` workspace. */
 #define BD__DC_SLACK 64
 static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
 #ifdef BD__X86
@@ -3511,7 +3512,8 @@ static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *do
    per tile and channel pair 16 multiplies replace 36 (2.25x fewer).  The
    16 positions xi of the 4x4 transformed tile are 16 independent GEMMs
    M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi (Cin x tiles), run on the
-   built-in GEMM micro-kernel (AVX-512, AVX2+FMA or plain C).
+   built-in GEMM micro-kernel (AVX-512 and AVX2+FMA: their own transforms
+   and products, bd__wg_*_avx512 / _avx2; plain C otherwise).
    Fused tiling, no large buffers: a work item is a block of whole tile rows
    (32 / tiles-per-row of them: 32 tiles, the micro-kernel's NR) and a group
    of output-channel panels; it transforms its input tiles for all input
@@ -4061,9 +4063,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    every `small` UNet shape with >= 16 channels on both sides once the
    call has >= 128 tile lanes (4 blocks), which amortises the per-call
    weight transform; below that (batch 1 at 14x14 and 7x7) and for thin
-   layers (conv_in, 1 channel) the direct kernel is faster.  Without the
-   direct kernel (no AVX-512) the alternative is the implicit GEMM, which
-   Winograd beats from 48 lanes (batch 1 at 14x14) on. */
+   layers (conv_in, 1 channel) the direct kernel is faster.  On AVX2+FMA
+   (256-bit direct tile and transforms, docs/performance.md "AVX2 paths")
+   Winograd beats the direct kernel from 48 lanes (batch 1 at 14x14: 1.1-1.3x)
+   on, as it beats the implicit GEMM of the plain C path. */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
     int64_t TW = (W + 1) / 2, TWp = 1, need = 48;
     (void)dx;
