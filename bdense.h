@@ -3102,20 +3102,21 @@ static void bd__pack_wflip(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr
     }
 }
 
-/* ---- direct 3x3 stride-1 convolution (AVX-512) ----
+/* ---- direct 3x3 stride-1 convolution (AVX-512; AVX2+FMA) ----
    No im2col at all: the input is copied once into a zero-padded image
    (C, H+2, W+2), and the micro-kernel loads each input vector straight
    from it (a row segment shifted by (ky, kx)), against 8 output channels
    of weights packed as for the GEMM (8 rows x Cin*9).  Tile: 8 output
    channels x 2 vectors of 16 output pixels (row segments; for W <= 16 two
-   rows).  Used for the forward and, with the flipped kernel on the padded
-   dout, for dx; the padded copies live in the `col` workspace. */
+   rows); AVX2+FMA: 4 output channels x 3 row segments of 8 pixels.  Used
+   for the forward and, with the flipped kernel on the padded dout, for dx;
+   the padded copies live in the `col` workspace. */
 #define BD__DC_SLACK 64
 static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_t pad) {
 #ifdef BD__X86
     return k == 3 && stride == 1 && pad == 1 && ((W >= 4 && W <= 7) || (W >= 12 && W <= 32)) &&
            H >= 1 &&
-           BD__CPU_AVX512();
+           (BD__CPU_AVX512() || (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")));
 #else
     (void)H; (void)W; (void)k; (void)stride; (void)pad;
     return 0;
@@ -3207,6 +3208,83 @@ bd__direct_tile(float *out, const float *ap, const float *xp, const int32_t *off
         }
     }
 }
+/* AVX2+FMA: the same with 8-pixel row segments (x0 = 0, 8, .. < W, masked
+   at the row's end) taken 3 at a time across the rows y0..y1-1, against 4
+   output channels (12 ymm accumulators, 3 input loads and 4 broadcasts per
+   12 FMAs); the 8-row weight panel in two halves */
+static const int32_t bd__m8tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+/* AVX2 mask of the first n (0..8) lanes */
+#define BD__M8(n) _mm256_loadu_si256((const __m256i *)(bd__m8tab + 8 - (n)))
+/* o[0 .. n-1] = the first n (0..8) lanes of v, as 4 + 2 + 1 lane stores:
+   AMD runs a masked ymm store (vmaskmovps) as a slow microcoded sequence */
+__attribute__((target("avx2,fma"))) static inline void bd__store8(float *o, __m256 v, int64_t n) {
+    __m128 q = _mm256_castps256_ps128(v);
+    if (n >= 8) {
+        _mm256_storeu_ps(o, v);
+        return;
+    }
+    if (n >= 4) {
+        _mm_storeu_ps(o, q);
+        q = _mm256_extractf128_ps(v, 1);
+        o += 4;
+        n -= 4;
+    }
+    if (n >= 2) {
+        _mm_storel_pi((__m64 *)o, q);
+        q = _mm_movehl_ps(q, q);
+        o += 2;
+        n -= 2;
+    }
+    if (n) _mm_store_ss(o, q);
+}
+__attribute__((target("avx2,fma"))) static void
+bd__direct_tile_avx2(float *out, const float *ap, const float *xp, const int32_t *off, int64_t KK,
+                     int64_t H, int64_t W, int64_t mr, const float *bias, int accum, int64_t y0,
+                     int64_t y1) {
+    int64_t Wp = W + 2, HW = H * W, nseg = (W + 7) / 8, nv = (y1 - y0) * nseg, v, kk, hf, i, j;
+    for (v = 0; v < nv; v += 3) {
+        int64_t bi[3], bo[3], cnt[3], nvv = nv - v < 3 ? nv - v : 3;
+        for (j = 0; j < 3; j++) {
+            int64_t q = v + (j < nvv ? j : 0), y = y0 + q / nseg, x0 = q % nseg * 8;
+            bi[j] = y * Wp + x0;
+            bo[j] = y * W + x0;
+            cnt[j] = j < nvv ? (W - x0 < 8 ? W - x0 : 8) : 0;
+        }
+        for (hf = 0; hf * 4 < mr; hf++) {
+            const float *a = ap + 4 * hf, *p0 = xp + bi[0], *p1 = xp + bi[1], *p2 = xp + bi[2];
+            /* named accumulators: an array indexed after the loop is kept in memory by GCC */
+            __m256 r0 = _mm256_setzero_ps(), r1 = r0, r2 = r0, r3 = r0, r4 = r0, r5 = r0, r6 = r0, r7 = r0,
+                   r8 = r0, r9 = r0, r10 = r0, r11 = r0, s0, s1, s2, w, r[12];
+            for (kk = 0; kk < KK; kk++, a += 8) {
+                int64_t o = off[kk];
+                s0 = _mm256_loadu_ps(p0 + o); s1 = _mm256_loadu_ps(p1 + o); s2 = _mm256_loadu_ps(p2 + o);
+                w = _mm256_broadcast_ss(a + 0);
+                r0 = _mm256_fmadd_ps(w, s0, r0); r1 = _mm256_fmadd_ps(w, s1, r1); r2 = _mm256_fmadd_ps(w, s2, r2);
+                w = _mm256_broadcast_ss(a + 1);
+                r3 = _mm256_fmadd_ps(w, s0, r3); r4 = _mm256_fmadd_ps(w, s1, r4); r5 = _mm256_fmadd_ps(w, s2, r5);
+                w = _mm256_broadcast_ss(a + 2);
+                r6 = _mm256_fmadd_ps(w, s0, r6); r7 = _mm256_fmadd_ps(w, s1, r7); r8 = _mm256_fmadd_ps(w, s2, r8);
+                w = _mm256_broadcast_ss(a + 3);
+                r9 = _mm256_fmadd_ps(w, s0, r9); r10 = _mm256_fmadd_ps(w, s1, r10); r11 = _mm256_fmadd_ps(w, s2, r11);
+            }
+            r[0] = r0; r[1] = r1; r[2] = r2; r[3] = r3; r[4] = r4; r[5] = r5;
+            r[6] = r6; r[7] = r7; r[8] = r8; r[9] = r9; r[10] = r10; r[11] = r11;
+            for (i = 0; i < 4 && 4 * hf + i < mr; i++) {
+                float *oc = out + (4 * hf + i) * HW;
+                __m256 bv = _mm256_set1_ps(!accum && bias ? bias[4 * hf + i] : 0.0f);
+                for (j = 0; j < nvv; j++) {
+                    float *o = oc + bo[j];
+                    __m256 val = r[3 * i + j];
+                    if (cnt[j] == 8)
+                        _mm256_storeu_ps(o, accum ? _mm256_add_ps(val, _mm256_loadu_ps(o)) : _mm256_add_ps(val, bv));
+                    else
+                        bd__store8(o, accum ? _mm256_add_ps(val, _mm256_maskload_ps(o, BD__M8(cnt[j]))) : _mm256_add_ps(val, bv),
+                                   cnt[j]);
+                }
+            }
+        }
+    }
+}
 #endif
 
 /* One sample: out (Cout, H, W) (=) or += conv3x3(xp padded (Cin, H+2, W+2)) with A
@@ -3216,9 +3294,10 @@ static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, co
                               int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
                               int accum, int par) {
 #ifdef BD__X86
-    int64_t npan = (Cout + 7) / 8, band = W <= 7 ? 4 : (W <= 16 ? 2 : 1);
+    int nt = bd__omp_threads(), v512 = BD__CPU_AVX512();
+    /* rows per band: AVX-512 as its tile; AVX2 a multiple of 3 row segments */
+    int64_t npan = (Cout + 7) / 8, band = v512 ? (W <= 7 ? 4 : (W <= 16 ? 2 : 1)) : ((W + 7) / 8 % 3 ? 3 : 1);
     int64_t nbands = (H + band - 1) / band, bands_per = nbands, items, t;
-    int nt = bd__omp_threads();
     if (par && nt > 1 && npan < 2 * nt) bands_per = (nbands * npan + 2 * nt - 1) / (2 * nt);
     if (bands_per < 1) bands_per = 1;
     items = npan * ((nbands + bands_per - 1) / bands_per);
@@ -3239,8 +3318,12 @@ static void bd__direct_sample(float *out, const float *xp, const bd__gsrc *A, co
             int64_t cc = Cin - c0 < 128 ? Cin - c0 : 128;
             const float *a = apk ? apk + p * 8 * Cin * 9 + c0 * 9 * 8 : ap;
             if (!apk) A->pack(A, ap, co0, mr, c0 * 9, cc * 9, 8);
-            bd__direct_tile(out + co0 * H * W, a, xp + c0 * HpWp, off, cc * 9, H, W, mr,
-                            c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
+            if (v512)
+                bd__direct_tile(out + co0 * H * W, a, xp + c0 * HpWp, off, cc * 9, H, W, mr,
+                                c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
+            else
+                bd__direct_tile_avx2(out + co0 * H * W, a, xp + c0 * HpWp, off, cc * 9, H, W, mr,
+                                     c0 == 0 && bias ? bias + co0 : NULL, accum || c0 > 0, y0, y1);
         }
     }
 #else
@@ -3264,6 +3347,9 @@ static int bd__conv3_direct(float *out, float *col, int64_t colsize, const float
     int nt = bd__omp_threads(), multi;
     float *apk = NULL;
     if (!col || pad > colsize) return 0;
+#ifdef BD__X86
+    if (!BD__CPU_AVX512() && Cin < 4) return 0; /* AVX2: the implicit GEMM is faster (conv_in, 1 channel) */
+#endif
     multi = nt > 1 && N >= nt && (int64_t)nt * pad <= colsize;
     slots = multi ? nt : 1;
     if (N > 1 && slots * pad + packed <= colsize) {
@@ -3437,7 +3523,8 @@ static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *do
    per tile and channel pair 16 multiplies replace 36 (2.25x fewer).  The
    16 positions xi of the 4x4 transformed tile are 16 independent GEMMs
    M_xi (Cout x tiles) = U_xi (Cout x Cin) V_xi (Cin x tiles), run on the
-   built-in GEMM micro-kernel (AVX-512, AVX2+FMA or plain C).
+   built-in GEMM micro-kernel (AVX-512 and AVX2+FMA: their own transforms
+   and products, bd__wg_*_avx512 / _avx2; plain C otherwise).
    Fused tiling, no large buffers: a work item is a block of whole tile rows
    (32 / tiles-per-row of them: 32 tiles, the micro-kernel's NR) and a group
    of output-channel panels; it transforms its input tiles for all input
@@ -3731,6 +3818,164 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
         }
     }
 }
+/* bd__wg_itrans, AVX2: per tile row and chunk of 8 tiles, the 4 input rows
+   as 2 vectors + 2 scalars each (columns 16k-1 .. 16k+16), B^T d along y,
+   then even/odd deinterleaves (shuffle + 64-bit permute) and one-lane
+   shifts for (B^T d) B along x */
+__attribute__((target("avx2,fma"))) static void
+bd__wg_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                   int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    const __m256 z = _mm256_setzero_ps();
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 16; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            if (TWp > 8 * nch) /* 8-lane chunks of no tile: zero */
+                for (j = 0; j < 16; j++)
+                    memset(V + j * vs + c * BD__WG_L + r * TWp + 8 * nch, 0, (size_t)(TWp - 8 * nch) * sizeof(float));
+            for (k = 0; k < nch; k++) {
+                __m256 l0[4], l1[4], l2[4], pv[4], lm = _mm256_castsi256_ps(BD__M8(TW - 8 * k < 8 ? TW - 8 * k : 8));
+                int64_t c0 = 16 * k;
+                for (j = 0; j < 4; j++) {
+                    int64_t y = 2 * ty - 1 + j;
+                    if (y < 0 || y >= H) {
+                        l0[j] = z; l1[j] = z; l2[j] = z; pv[j] = z;
+                    } else {
+                        const float *row = xc + y * W;
+                        int64_t n0 = W - c0, n1 = W - c0 - 8;
+                        l0[j] = n0 >= 8 ? _mm256_loadu_ps(row + c0) : _mm256_maskload_ps(row + c0, BD__M8(n0 < 0 ? 0 : n0));
+                        l1[j] = n1 >= 8 ? _mm256_loadu_ps(row + c0 + 8)
+                                        : _mm256_maskload_ps(row + c0 + 8, BD__M8(n1 < 0 ? 0 : n1));
+                        l2[j] = _mm256_set1_ps(c0 + 16 < W ? row[c0 + 16] : 0.0f);
+                        pv[j] = _mm256_set1_ps(k > 0 ? row[c0 - 1] : 0.0f);
+                    }
+                }
+                for (i = 0; i < 4; i++) {
+                    /* B^T d along y: rows (0 - 2, 1 + 2, 2 - 1, 1 - 3) */
+                    int ja = i == 0 ? 0 : (i == 2 ? 2 : 1), jb = i == 0 ? 2 : (i == 1 ? 2 : (i == 2 ? 1 : 3));
+                    __m256 D0, D1, D2, P, ev, od, pr, nx;
+                    float *v = V + (i * 4) * vs + c * BD__WG_L + r * TWp + 8 * k;
+                    if (i == 1) {
+                        D0 = _mm256_add_ps(l0[ja], l0[jb]); D1 = _mm256_add_ps(l1[ja], l1[jb]);
+                        D2 = _mm256_add_ps(l2[ja], l2[jb]); P = _mm256_add_ps(pv[ja], pv[jb]);
+                    } else {
+                        D0 = _mm256_sub_ps(l0[ja], l0[jb]); D1 = _mm256_sub_ps(l1[ja], l1[jb]);
+                        D2 = _mm256_sub_ps(l2[ja], l2[jb]); P = _mm256_sub_ps(pv[ja], pv[jb]);
+                    }
+                    /* tile t covers columns c0-1+2t .. c0+2+2t: pr, ev, od, nx */
+                    ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(D0, D1, 0x88)), 0xD8));
+                    od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(D0, D1, 0xDD)), 0xD8));
+                    pr = _mm256_blend_ps(_mm256_permutevar8x32_ps(od, up), P, 0x01);
+                    nx = _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, dn), D2, 0x80);
+                    if (TWp >= 8) {
+                        _mm256_storeu_ps(v, _mm256_and_ps(lm, _mm256_sub_ps(pr, od)));
+                        _mm256_storeu_ps(v + vs, _mm256_and_ps(lm, _mm256_add_ps(ev, od)));
+                        _mm256_storeu_ps(v + 2 * vs, _mm256_and_ps(lm, _mm256_sub_ps(od, ev)));
+                        _mm256_storeu_ps(v + 3 * vs, _mm256_and_ps(lm, _mm256_sub_ps(ev, nx)));
+                    } else {
+                        bd__store8(v, _mm256_and_ps(lm, _mm256_sub_ps(pr, od)), TWp);
+                        bd__store8(v + vs, _mm256_and_ps(lm, _mm256_add_ps(ev, od)), TWp);
+                        bd__store8(v + 2 * vs, _mm256_and_ps(lm, _mm256_sub_ps(od, ev)), TWp);
+                        bd__store8(v + 3 * vs, _mm256_and_ps(lm, _mm256_sub_ps(ev, nx)), TWp);
+                    }
+                }
+            }
+        }
+    }
+}
+/* the 16 products of one 8-channel panel, AVX2: M[xi] (8 x 32) (=, or +=
+   when !first) U[xi] (8 x kc) V[xi] (kc x 32) in four 4 x 16 passes (8
+   accumulators, 2 loads and 4 broadcasts per 8 FMAs) */
+__attribute__((target("avx2,fma"))) static void
+bd__wg_mm_avx2(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+    int64_t xi, k, ih, jh;
+    for (xi = 0; xi < 16; xi++)
+        for (ih = 0; ih < 2; ih++)
+            for (jh = 0; jh < 2; jh++) {
+                const float *a = u + xi * kc * 8 + 4 * ih, *b = V + xi * vs + 16 * jh;
+                float *Cm = M + xi * BD__WG_MS + 4 * ih * BD__WG_L + 16 * jh;
+                __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
+                       c30 = c00, c31 = c00;
+                for (k = 0; k < kc; k++, a += 8, b += BD__WG_L) {
+                    __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), ai;
+                    ai = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(ai, b0, c00); c01 = _mm256_fmadd_ps(ai, b1, c01);
+                    ai = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(ai, b0, c10); c11 = _mm256_fmadd_ps(ai, b1, c11);
+                    ai = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(ai, b0, c20); c21 = _mm256_fmadd_ps(ai, b1, c21);
+                    ai = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(ai, b0, c30); c31 = _mm256_fmadd_ps(ai, b1, c31);
+                }
+                if (!first) {
+                    c00 = _mm256_add_ps(c00, _mm256_loadu_ps(Cm)); c01 = _mm256_add_ps(c01, _mm256_loadu_ps(Cm + 8));
+                    c10 = _mm256_add_ps(c10, _mm256_loadu_ps(Cm + BD__WG_L)); c11 = _mm256_add_ps(c11, _mm256_loadu_ps(Cm + BD__WG_L + 8));
+                    c20 = _mm256_add_ps(c20, _mm256_loadu_ps(Cm + 2 * BD__WG_L)); c21 = _mm256_add_ps(c21, _mm256_loadu_ps(Cm + 2 * BD__WG_L + 8));
+                    c30 = _mm256_add_ps(c30, _mm256_loadu_ps(Cm + 3 * BD__WG_L)); c31 = _mm256_add_ps(c31, _mm256_loadu_ps(Cm + 3 * BD__WG_L + 8));
+                }
+                _mm256_storeu_ps(Cm, c00); _mm256_storeu_ps(Cm + 8, c01);
+                _mm256_storeu_ps(Cm + BD__WG_L, c10); _mm256_storeu_ps(Cm + BD__WG_L + 8, c11);
+                _mm256_storeu_ps(Cm + 2 * BD__WG_L, c20); _mm256_storeu_ps(Cm + 2 * BD__WG_L + 8, c21);
+                _mm256_storeu_ps(Cm + 3 * BD__WG_L, c30); _mm256_storeu_ps(Cm + 3 * BD__WG_L + 8, c31);
+            }
+}
+/* bd__wg_otrans, AVX2: A^T M A on 8-lane vectors, then the 2x2 output
+   pixels of each tile interleaved into output rows (unpack + 128-bit
+   permutes) and stored by (masked) row segments of 8 */
+__attribute__((target("avx2,fma"))) static void
+bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                   int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                   const float *bias, int accum) {
+    int64_t r, h, s, HW = H * W, lanes = nrows * TWp;
+    if (TWp < 4) { /* 1- or 2-tile rows (W <= 4): the C transform */
+        bd__wg_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+        return;
+    }
+    for (r = 0; r < mr; r++) {
+        __m256 bv = _mm256_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 8 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 8 * h;
+            __m256 mm[16], t0[4], t1[4], y[4], lo, hi, z[4];
+            int64_t j;
+            for (j = 0; j < 16; j++) mm[j] = _mm256_loadu_ps(m + j * BD__WG_MS);
+            for (j = 0; j < 4; j++) {
+                t0[j] = _mm256_add_ps(_mm256_add_ps(mm[j], mm[4 + j]), mm[8 + j]);
+                t1[j] = _mm256_sub_ps(_mm256_sub_ps(mm[4 + j], mm[8 + j]), mm[12 + j]);
+            }
+            y[0] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t0[0], t0[1]), t0[2]), bv);
+            y[1] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(t0[1], t0[2]), t0[3]), bv);
+            y[2] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t1[0], t1[1]), t1[2]), bv);
+            y[3] = _mm256_add_ps(_mm256_sub_ps(_mm256_sub_ps(t1[1], t1[2]), t1[3]), bv);
+            /* z[0], z[1]: tiles 0-3, 4-7 of output row 2ty; z[2], z[3]: row 2ty+1 */
+            lo = _mm256_unpacklo_ps(y[0], y[1]); hi = _mm256_unpackhi_ps(y[0], y[1]);
+            z[0] = _mm256_permute2f128_ps(lo, hi, 0x20); z[1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+            lo = _mm256_unpacklo_ps(y[2], y[3]); hi = _mm256_unpackhi_ps(y[2], y[3]);
+            z[2] = _mm256_permute2f128_ps(lo, hi, 0x20); z[3] = _mm256_permute2f128_ps(lo, hi, 0x31);
+            for (s = 0; s < 2; s++) {
+                /* TWp >= 8: one tile row, tiles tb .. tb+7 (s: the 8 output columns of tiles tb+4s ..);
+                   TWp == 4: two tile rows (s: which), tiles 0..3 */
+                int64_t lane0 = 8 * h + (TWp >= 8 ? 0 : 4 * s), rr = lane0 / TWp, tb = lane0 % TWp + (TWp >= 8 ? 4 * s : 0);
+                int64_t g = g0 + rr, n, ty, oy, col0, cnt;
+                float *o;
+                if (rr >= nrows || tb >= TW) continue;
+                n = g / TH; ty = g % TH; oy = 2 * ty; col0 = 2 * tb;
+                cnt = W - col0 < 8 ? W - col0 : 8;
+                o = out + (n * Cout + o0 + r) * HW + oy * W + col0;
+                if (cnt == 8) {
+                    _mm256_storeu_ps(o, accum ? _mm256_add_ps(z[s], _mm256_loadu_ps(o)) : z[s]);
+                    if (oy + 1 < H)
+                        _mm256_storeu_ps(o + W, accum ? _mm256_add_ps(z[2 + s], _mm256_loadu_ps(o + W)) : z[2 + s]);
+                } else {
+                    __m256i mk = BD__M8(cnt);
+                    bd__store8(o, accum ? _mm256_add_ps(z[s], _mm256_maskload_ps(o, mk)) : z[s], cnt);
+                    if (oy + 1 < H)
+                        bd__store8(o + W, accum ? _mm256_add_ps(z[2 + s], _mm256_maskload_ps(o + W, mk)) : z[2 + s], cnt);
+                }
+            }
+        }
+    }
+}
 #endif
 /* out (N, Cout, H, W) (= + bias, or += when accum) = conv3x3 (stride 1, pad 1)
    of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3); col
@@ -3740,12 +3985,13 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
                         int accum) {
     int64_t TW = (W + 1) / 2, TH = (H + 1) / 2, TWp = 1, slot = bd__wg_slot_floats(Cin);
     int64_t npan = (Cout + 7) / 8, upan = 16 * Cin * 8, R, nblk, slots, cg, ppg, items, t;
-    int nt = bd__omp_threads(), use, v512 = 0;
+    int nt = bd__omp_threads(), use, v512 = 0, v256 = 0;
     float *upre = NULL;
     bd__ukernel_fn uk = bd__ukernel_pick();
     if (!col || !bd__wg_shape_ok(H, W, 3, 1, 1) || colsize < slot || N <= 0 || Cout <= 0) return 0;
 #ifdef BD__X86
     v512 = BD__CPU_AVX512();
+    v256 = !v512 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
     while (TWp < TW) TWp *= 2; /* tile rows padded to a power of two of lanes */
     slots = colsize / slot;
@@ -3781,12 +4027,13 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         float *V = col + (int64_t)bd__omp_tid() * slot;
 #ifdef BD__X86
         if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
         else
 #endif
             bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
         for (p = grp * ppg; p < p1; p++) {
             int64_t o0 = p * 8, mr = Cout - o0 < 8 ? Cout - o0 : 8, c0, xi;
-            if (!v512) memset(M, 0, sizeof M);
+            if (!v512 && !v256) memset(M, 0, sizeof M);
             for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
                 int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
                 const float *u = upre ? upre + p * upan + c0 * 16 * 8 : ua;
@@ -3794,6 +4041,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 #ifdef BD__X86
                 if (v512) {
                     bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    continue;
+                }
+                if (v256) {
+                    bd__wg_mm_avx2(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
                     continue;
                 }
 #endif
@@ -3804,6 +4055,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 #ifdef BD__X86
             if (v512) {
                 bd__wg_otrans_avx512(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                continue;
+            }
+            if (v256) {
+                bd__wg_otrans_avx2(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
                 continue;
             }
 #endif
@@ -3819,12 +4074,16 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    every `small` UNet shape with >= 16 channels on both sides once the
    call has >= 128 tile lanes (4 blocks), which amortises the per-call
    weight transform; below that (batch 1 at 14x14 and 7x7) and for thin
-   layers (conv_in, 1 channel) the direct kernel is faster.  Without the
-   direct kernel (no AVX-512) the alternative is the implicit GEMM, which
-   Winograd beats from 48 lanes (batch 1 at 14x14) on. */
+   layers (conv_in, 1 channel) the direct kernel is faster.  On AVX2+FMA
+   (256-bit direct tile and transforms, docs/performance.md "AVX2 paths")
+   Winograd beats the direct kernel from 48 lanes (batch 1 at 14x14: 1.1-1.3x)
+   on, as it beats the implicit GEMM of the plain C path. */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
-    int64_t TW = (W + 1) / 2, TWp = 1, need = bd__direct_ok(H, W, 3, 1, 1) ? 4 * BD__WG_L : 48;
+    int64_t TW = (W + 1) / 2, TWp = 1, need = 48;
     (void)dx;
+#ifdef BD__X86
+    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) need = 4 * BD__WG_L;
+#endif
     while (TWp < TW) TWp *= 2;
     return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
 }

@@ -82,7 +82,9 @@ static const conv_case conv_cases[] = {
     {2, 32, 28, 28, 32, 3, 2, 1}, {2, 96, 7, 7, 64, 1, 1, 0},  {1, 5, 6, 6, 7, 3, 1, 0},
     {2, 4, 9, 9, 3, 5, 1, 2},    {2, 6, 8, 8, 4, 3, 2, 0},    {1, 300, 4, 4, 10, 3, 1, 1},
     {1, 8, 5, 5, 130, 3, 1, 1},  {5, 128, 7, 7, 64, 3, 1, 1}, {2, 32, 28, 28, 1, 3, 1, 1},
-    /* the direct 3x3 path: odd rows, W > 16, more than 128 input channels */
+    /* the direct 3x3 path: odd rows, W > 16, more than 128 input channels (AVX2: 8-pixel
+       row segments 3 per tile, 1 to 4 per row, the last one partial; 1 to 8 output channels
+       in the last panel) */
     {2, 5, 13, 14, 11, 3, 1, 1}, {1, 200, 12, 17, 9, 3, 1, 1}, {3, 3, 16, 32, 17, 3, 1, 1},
     /* W <= 7: two rows per vector */
     {3, 64, 7, 7, 20, 3, 1, 1}, {2, 9, 6, 5, 7, 3, 1, 1}, {1, 140, 5, 4, 8, 3, 1, 1},
@@ -270,7 +272,12 @@ static void test_attention_fast_vs_ref(void) {
    edge shapes (odd sizes, W > 32 tiles in two chunks, 1-pixel images),
    forward (=, bias) and dx (+= onto random values), Winograd forced,
    against the reference (im2col + GEMM) and the kernel otherwise used
-   (direct 3x3 or implicit GEMM).  Stated tolerance: 5e-6 of max |ref|
+   (direct 3x3 or implicit GEMM).  The shapes cover every case of the
+   vector transforms: 8- and 16-tile chunks with partial ones (W 11,
+   17, 28, 33, 40), chunks of no tile (W 33, 40: 17 and 20 tiles in 32
+   lanes), 4-tile rows (W 7: two tile rows per AVX2 vector), 1- and
+   2-tile rows (W <= 4), odd H (no second output row), Cin > 128 (two
+   weight chunks: the product's += path), Cout not a multiple of 8.  Stated tolerance: 5e-6 of max |ref|
    (measured worst: ~1e-6). */
 static void test_winograd_vs_direct(void) {
     static const int shapes[][4] = {{1, 32, 28, 28},  {32, 32, 28, 28}, {64, 32, 28, 28}, {96, 32, 28, 28},
@@ -419,6 +426,16 @@ static void test_threads_bit_identical(void) {
 
 int main(void) {
     set_threads(1);
+    /* which vector kernels this build runs (CI also builds with -DBDENSE_NO_AVX512:
+       the AVX2+FMA direct 3x3 tile, Winograd transforms and product, dw kernel
+       and gather packer; and with -DBDENSE_NO_SIMD: the portable C) */
+#ifdef BD__X86
+    printf("  vector kernels: %s\n", BD__CPU_AVX512() ? "AVX-512"
+                                     : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "AVX2+FMA"
+                                                                                                          : "plain C"));
+#else
+    printf("  vector kernels: plain C\n");
+#endif
     BDT_RUN(test_gemm_builtin_blocks);
     BDT_RUN(test_conv_fast_vs_ref);
     BDT_RUN(test_winograd_vs_direct);
