@@ -1033,7 +1033,9 @@ static void test_end_to_end_mlp_cd(void) {
         BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
     }
     bd_trainer_copy_ema(tr, teacher);
-    for (run = 0; run < 3; run++) {
+    /* TEST_QUICK (valgrind): the two 2-step students, fewer steps and samples */
+    int quick = getenv("TEST_QUICK") != NULL, nb = quick ? 64 : 128, steps = quick ? 250 : 400;
+    for (run = quick ? 1 : 0; run < 3; run++) {
         int64_t K = run == 2 ? 2 : 1, N = run == 0 ? 1 : 2;
         bd_denoiser *st = NULL;
         bd_distill *d = NULL;
@@ -1047,14 +1049,14 @@ static void test_end_to_end_mlp_cd(void) {
         BDT_CHECK(bd_distill_init(ctx, &dc, teacher, st, 128, &d) == BD_SUCCESS);
         if (!d) break;
         BDT_CHECK(bd_distill_eval(d, 500, 77, 0, &m0, NULL, NULL) == BD_SUCCESS);
-        for (i = 0; i < 400; i++) {
-            gmm_sample(&dr, pts, x, 128);
-            BDT_CHECK(bd_distill_step(d, x, 128, &loss, bl) == BD_SUCCESS);
+        for (i = 0; i < steps; i++) {
+            gmm_sample(&dr, pts, x, nb);
+            BDT_CHECK(bd_distill_step(d, x, nb, &loss, bl) == BD_SUCCESS);
             if (i == 0) first = loss;
         }
         BDT_CHECK(bd_distill_eval(d, 500, 77, 1, &m1, NULL, NULL) == BD_SUCCESS);
-        printf("  CD %lld step(s), K=%lld: loss %.2e -> %.2e; trajectory MSE copied teacher %.4f -> student %.5f\n",
-               (long long)N, (long long)K, first, loss, m0, m1);
+        printf("  CD %lld step(s), K=%lld, %d steps of %d: loss %.2e -> %.2e; trajectory MSE copied teacher %.4f -> "
+               "student %.5f\n", (long long)N, (long long)K, steps, nb, first, loss, m0, m1);
         BDT_CHECKF(m1 < 0.25 * m0, "N=%lld K=%lld: MSE %g not well below the copied teacher's %g", (long long)N,
                    (long long)K, m1, m0);
         bd_distill_free(d);
