@@ -2742,8 +2742,9 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
     Wo = (W + 2 * pad - k) / stride + 1;
     if (Ho <= 0 || Wo <= 0) return 0;
     if (k == 3 && stride == 1 && pad == 1 && (W + 1) / 2 <= BD__WG_L) {
-        /* Winograd: BD__WG_SLOTS per-thread slots of 16 x Cin x 32 floats */
-        int64_t wg = BD__WG_SLOTS * 16 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
+        /* Winograd: BD__WG_SLOTS per-thread slots of 36 x Cin x 32 floats
+           (F(4x4, 3x3); F(2x2) uses 16 x Cin x 32) */
+        int64_t wg = BD__WG_SLOTS * 36 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
         return wg > im ? wg : im;
     }
     return Cin * k * k * Ho * Wo;
@@ -3672,6 +3673,157 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
         }
     }
 }
+/* ---- Winograd F(4x4, 3x3): 6x6 input tiles, 36 products per tile and
+   channel pair for 16 outputs (4x fewer multiplies than direct, 1.78x fewer
+   than F(2x2, 3x3)); points 0, +-1, +-2, infinity (Lavin & Gray, wincnn):
+     B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+            0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+     G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
+          1/24 -1/12 1/6; 0 0 1]
+     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+   The same blocking as F(2x2) (a block: whole rows of 4x4-pixel tiles in
+   32 lanes; V: 36 x C x 32 floats per thread slot, M: 36 x 8 x 32 on the
+   stack), the products chunked by BD__WG4_KC input channels. */
+#define BD__WG4_KC 64
+static int64_t bd__wg4_slot_floats(int64_t C) { return 36 * bd__wg_vs(C); }
+/* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] (xi = 6 i + j) of weight (o0 + r, c0 + c) */
+static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t mr, int64_t c0,
+                           int64_t kc) {
+    int64_t r, c, i;
+    for (r = 0; r < 8; r++)
+        for (c = 0; c < kc; c++) {
+            float g[9], t[6][3];
+            if (r >= mr) {
+                for (i = 0; i < 36; i++) ua[(i * kc + c) * 8 + r] = 0.0f;
+                continue;
+            }
+            {
+                const float *src = s->w + (o0 + r) * s->so + (c0 + c) * s->si;
+                for (i = 0; i < 9; i++) g[i] = src[s->flip ? 8 - i : i];
+            }
+            for (i = 0; i < 3; i++) { /* G g: along ky, per column kx = i */
+                float a = g[i], b = g[3 + i], e = g[6 + i];
+                t[0][i] = a * (1.0f / 4.0f);
+                t[1][i] = -(a + b + e) * (1.0f / 6.0f);
+                t[2][i] = -(a - b + e) * (1.0f / 6.0f);
+                t[3][i] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[4][i] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[5][i] = e;
+            }
+            for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
+                float a = t[i][0], b = t[i][1], e = t[i][2];
+                float *u = ua + ((i * 6) * kc + c) * 8 + r;
+                u[0] = a * (1.0f / 4.0f);
+                u[kc * 8] = -(a + b + e) * (1.0f / 6.0f);
+                u[2 * kc * 8] = -(a - b + e) * (1.0f / 6.0f);
+                u[3 * kc * 8] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[4 * kc * 8] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[5 * kc * 8] = e;
+            }
+        }
+}
+/* B^T d of 6 values (a vector along y or x) */
+#define BD__WG4_BT(d0, d1, d2, d3, d4, d5, r0, r1, r2, r3, r4, r5)                                       \
+    do {                                                                                               \
+        float bd__p_ = (d4) - 4.0f * (d2), bd__q_ = (d3) - 4.0f * (d1);                                \
+        float bd__s_ = (d4) - (d2), bd__t_ = 2.0f * ((d3) - (d1));                                     \
+        (r0) = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                       \
+        (r1) = bd__p_ + bd__q_;                                                                        \
+        (r2) = bd__p_ - bd__q_;                                                                        \
+        (r3) = bd__s_ + bd__t_;                                                                        \
+        (r4) = bd__s_ - bd__t_;                                                                        \
+        (r5) = 4.0f * (d1) - 5.0f * (d3) + (d5);                                                       \
+    } while (0)
+/* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the 6x6 input tile of lane
+   (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty; the tile's pixels
+   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c of x (N, C, H, W); lanes of
+   no tile are 0 */
+static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
+                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, j, q, tx, Wq = 4 * TW + 2, HW = H * W, vs = bd__wg_vs(C), lanes = nrows * TWp;
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            float p[6][4 * BD__WG_L + 2], d[6][4 * BD__WG_L + 2];
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (j = 0; j < 6; j++) { /* padded input rows 4ty-1 .. 4ty+4, columns -1 .. */
+                int64_t y = 4 * ty - 1 + j;
+                for (q = 0; q < Wq; q++) p[j][q] = 0.0f;
+                if (y >= 0 && y < H) memcpy(&p[j][1], xc + y * W, (size_t)(W < Wq - 1 ? W : Wq - 1) * sizeof(float));
+            }
+            for (q = 0; q < Wq; q++) /* B^T d: along y */
+                BD__WG4_BT(p[0][q], p[1][q], p[2][q], p[3][q], p[4][q], p[5][q], d[0][q], d[1][q], d[2][q], d[3][q],
+                           d[4][q], d[5][q]);
+            for (j = 0; j < 6; j++) { /* (B^T d) B: along x */
+                float *v0 = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
+                const float *e = d[j];
+                for (tx = 0; tx < TW; tx++) {
+                    const float *f = e + 4 * tx;
+                    BD__WG4_BT(f[0], f[1], f[2], f[3], f[4], f[5], v0[tx], v0[vs + tx], v0[2 * vs + tx],
+                               v0[3 * vs + tx], v0[4 * vs + tx], v0[5 * vs + tx]);
+                }
+                for (; tx < TWp; tx++)
+                    for (q = 0; q < 6; q++) v0[q * vs + tx] = 0.0f;
+            }
+        }
+    }
+}
+/* A^T m of 6 values */
+#define BD__WG4_AT(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                              \
+    do {                                                                                               \
+        float bd__a_ = (m1) + (m2), bd__b_ = (m1) - (m2), bd__c_ = (m3) + (m4), bd__d_ = (m3) - (m4);  \
+        (y0) = (m0) + bd__a_ + bd__c_;                                                                 \
+        (y1) = bd__b_ + 2.0f * bd__d_;                                                                 \
+        (y2) = bd__a_ + 4.0f * bd__c_;                                                                 \
+        (y3) = bd__b_ + 8.0f * bd__d_ + (m5);                                                          \
+    } while (0)
+/* out rows o0 .. o0+mr-1 of the block's tiles = A^T M A (+ bias, or +=) */
+static void bd__wg4_otrans(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                           const float *bias, int accum) {
+    int64_t r, l, rr, tx, a, bq, HW = H * W, lanes = nrows * TWp;
+    for (r = 0; r < mr; r++) {
+        float y[16][BD__WG_L];
+        const float *m = M + r * BD__WG_L;
+        float b = (!accum && bias) ? bias[o0 + r] : 0.0f;
+        for (l = 0; l < lanes; l++) {
+            float t[4][6];
+            int64_t j;
+            for (j = 0; j < 6; j++) /* A^T m: along y, per column j */
+                BD__WG4_AT(m[j * BD__WG_MS + l], m[(6 + j) * BD__WG_MS + l], m[(12 + j) * BD__WG_MS + l],
+                           m[(18 + j) * BD__WG_MS + l], m[(24 + j) * BD__WG_MS + l], m[(30 + j) * BD__WG_MS + l],
+                           t[0][j], t[1][j], t[2][j], t[3][j]);
+            for (j = 0; j < 4; j++) { /* (A^T m) A: along x */
+                BD__WG4_AT(t[j][0], t[j][1], t[j][2], t[j][3], t[j][4], t[j][5], y[4 * j][l], y[4 * j + 1][l],
+                           y[4 * j + 2][l], y[4 * j + 3][l]);
+                y[4 * j][l] += b; y[4 * j + 1][l] += b; y[4 * j + 2][l] += b; y[4 * j + 3][l] += b;
+            }
+        }
+        for (rr = 0; rr < nrows; rr++) {
+            int64_t g = g0 + rr, n = g / TH, ty = g % TH, oy = 4 * ty;
+            for (a = 0; a < 4 && oy + a < H; a++) {
+                float *o = out + (n * Cout + o0 + r) * HW + (oy + a) * W;
+                const float *y0 = y[4 * a] + rr * TWp, *y1 = y[4 * a + 1] + rr * TWp;
+                const float *y2 = y[4 * a + 2] + rr * TWp, *y3 = y[4 * a + 3] + rr * TWp;
+                int64_t full = W / 4 < TW ? W / 4 : TW;
+                if (accum) {
+                    for (tx = 0; tx < full; tx++) {
+                        o[4 * tx] += y0[tx]; o[4 * tx + 1] += y1[tx]; o[4 * tx + 2] += y2[tx]; o[4 * tx + 3] += y3[tx];
+                    }
+                    for (bq = 4 * full; bq < W; bq++) o[bq] += y[4 * a + (bq & 3)][rr * TWp + full];
+                } else {
+                    for (tx = 0; tx < full; tx++) {
+                        o[4 * tx] = y0[tx]; o[4 * tx + 1] = y1[tx]; o[4 * tx + 2] = y2[tx]; o[4 * tx + 3] = y3[tx];
+                    }
+                    for (bq = 4 * full; bq < W; bq++) o[bq] = y[4 * a + (bq & 3)][rr * TWp + full];
+                }
+            }
+        }
+    }
+}
 #ifdef BD__X86
 static __mmask16 bd__wg_m16(int64_t n) {
     return (__mmask16)(n >= 16 ? 0xFFFF : (n <= 0 ? 0 : (1u << n) - 1u));
@@ -3738,12 +3890,12 @@ bd__wg_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, 
         }
     }
 }
-/* the 16 products of one 8-channel panel: M[xi] (8 x 32) (=, or += when
+/* the 16 (F(4x4): 36) products of one 8-channel panel: M[xi] (8 x 32) (=, or += when
    !first) U[xi] (8 x kc) V[xi] (kc x 32); V's xi stride vs floats */
 __attribute__((target("avx512f"))) static void
-bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first, int npos) {
     int64_t xi, k, i;
-    for (xi = 0; xi < 16; xi++) {
+    for (xi = 0; xi < npos; xi++) {
         const float *a = u + xi * kc * 8, *b = V + xi * vs;
         float *Cm = M + xi * BD__WG_MS;
         __m512 rr[16];
@@ -3888,13 +4040,13 @@ bd__wg_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, in
         }
     }
 }
-/* the 16 products of one 8-channel panel, AVX2: M[xi] (8 x 32) (=, or +=
+/* the 16 (F(4x4): 36) products of one 8-channel panel, AVX2: M[xi] (8 x 32) (=, or +=
    when !first) U[xi] (8 x kc) V[xi] (kc x 32) in four 4 x 16 passes (8
    accumulators, 2 loads and 4 broadcasts per 8 FMAs) */
 __attribute__((target("avx2,fma"))) static void
-bd__wg_mm_avx2(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+bd__wg_mm_avx2(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first, int npos) {
     int64_t xi, k, ih, jh;
-    for (xi = 0; xi < 16; xi++)
+    for (xi = 0; xi < npos; xi++)
         for (ih = 0; ih < 2; ih++)
             for (jh = 0; jh < 2; jh++) {
                 const float *a = u + xi * kc * 8 + 4 * ih, *b = V + xi * vs + 16 * jh;
@@ -3978,13 +4130,16 @@ bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t 
 }
 #endif
 /* out (N, Cout, H, W) (= + bias, or += when accum) = conv3x3 (stride 1, pad 1)
-   of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3); col
-   holds colsize floats.  0 = not applicable (shape, or col too small). */
+   of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3), or
+   F(4x4, 3x3) when f4; col holds colsize floats.  0 = not applicable
+   (shape, or col too small). */
 static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x, const bd__wg_wsrc *ws,
                         int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
-                        int accum) {
-    int64_t TW = (W + 1) / 2, TH = (H + 1) / 2, TWp = 1, slot = bd__wg_slot_floats(Cin);
-    int64_t npan = (Cout + 7) / 8, upan = 16 * Cin * 8, R, nblk, slots, cg, ppg, items, t;
+                        int accum, int f4) {
+    int np = f4 ? 36 : 16, tsz = f4 ? 4 : 2;
+    int64_t TW = (W + tsz - 1) / tsz, TH = (H + tsz - 1) / tsz, TWp = 1;
+    int64_t slot = f4 ? bd__wg4_slot_floats(Cin) : bd__wg_slot_floats(Cin), KC = f4 ? BD__WG4_KC : BD__WG_KC;
+    int64_t npan = (Cout + 7) / 8, upan = np * Cin * 8, R, nblk, slots, cg, ppg, items, t;
     int nt = bd__omp_threads(), use, v512 = 0, v256 = 0;
     float *upre = NULL;
     bd__ukernel_fn uk = bd__ukernel_pick();
@@ -4004,10 +4159,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         BD__OMP_FOR_NT(use, use > 1 && npan > 1)
         for (t = 0; t < npan; t++) {
             int64_t c0;
-            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
-                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
-                bd__wg_wtrans(upre + t * upan + c0 * 16 * 8, ws, t * 8, Cout - t * 8 < 8 ? Cout - t * 8 : 8,
-                              c0, kc);
+            for (c0 = 0; c0 < Cin; c0 += KC) {
+                int64_t kc = Cin - c0 < KC ? Cin - c0 : KC, mr = Cout - t * 8 < 8 ? Cout - t * 8 : 8;
+                if (f4) bd__wg4_wtrans(upre + t * upan + c0 * 36 * 8, ws, t * 8, mr, c0, kc);
+                else bd__wg_wtrans(upre + t * upan + c0 * 16 * 8, ws, t * 8, mr, c0, kc);
             }
         }
     }
@@ -4021,36 +4176,47 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     items = nblk * cg;
     BD__OMP_FOR_NT(use, use > 1 && items > 1)
     for (t = 0; t < items; t++) {
-        float M[16 * BD__WG_MS], ua[16 * BD__WG_KC * 8];
+        /* ua: 16 x 128 or 36 x 64 x 8 floats */
+        float M[36 * BD__WG_MS], ua[36 * BD__WG4_KC * 8];
         int64_t b = t / cg, grp = t % cg, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
         int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
         float *V = col + (int64_t)bd__omp_tid() * slot;
+        if (f4) bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        else {
 #ifdef BD__X86
-        if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-        else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-        else
+            if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else
 #endif
-            bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+                bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        }
         for (p = grp * ppg; p < p1; p++) {
             int64_t o0 = p * 8, mr = Cout - o0 < 8 ? Cout - o0 : 8, c0, xi;
-            if (!v512 && !v256) memset(M, 0, sizeof M);
-            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
-                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
-                const float *u = upre ? upre + p * upan + c0 * 16 * 8 : ua;
-                if (!upre) bd__wg_wtrans(ua, ws, o0, mr, c0, kc);
+            if (!v512 && !v256) memset(M, 0, (size_t)np * BD__WG_MS * sizeof(float));
+            for (c0 = 0; c0 < Cin; c0 += KC) {
+                int64_t kc = Cin - c0 < KC ? Cin - c0 : KC;
+                const float *u = upre ? upre + p * upan + c0 * np * 8 : ua;
+                if (!upre) {
+                    if (f4) bd__wg4_wtrans(ua, ws, o0, mr, c0, kc);
+                    else bd__wg_wtrans(ua, ws, o0, mr, c0, kc);
+                }
 #ifdef BD__X86
                 if (v512) {
-                    bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0, np);
                     continue;
                 }
                 if (v256) {
-                    bd__wg_mm_avx2(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    bd__wg_mm_avx2(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0, np);
                     continue;
                 }
 #endif
-                for (xi = 0; xi < 16; xi++)
+                for (xi = 0; xi < np; xi++)
                     uk(kc, u + xi * kc * 8, V + xi * bd__wg_vs(Cin) + c0 * BD__WG_L, M + xi * BD__WG_MS,
                        BD__WG_L, 1.0f, 8, BD__WG_L);
+            }
+            if (f4) {
+                bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                continue;
             }
 #ifdef BD__X86
             if (v512) {
@@ -4101,7 +4267,8 @@ static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
 /* wg: -1 = the fast 3x3 kernels where their rules pick them (Winograd for the
    forward and dx by bd__wg_rule; the direct dw wherever it applies), 0 = never
    (the direct / implicit-GEMM kernels: the baseline of tests and bench_wino),
-   1 = wherever they apply */
+   1 = wherever they apply (Winograd F(2x2, 3x3)), 2 = the same with Winograd
+   F(4x4, 3x3) */
 static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *w, const float *b,
                            int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
                            int64_t stride, int64_t pad, int wg) {
@@ -4113,7 +4280,7 @@ static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *
         bd__wg_wsrc ws;
         ws.w = w; ws.so = Cin * 9; ws.si = 9; ws.flip = 0;
         if (bd__wg_conv3(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &ws, N, Cin,
-                         H, W, Cout, b, 0))
+                         H, W, Cout, b, 0, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 0)) == 2))
             return;
     }
     if (bd__direct_ok(H, W, k, stride, pad)) {
@@ -4227,7 +4394,7 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
         bd__wg_wsrc ws;
         ws.w = w; ws.so = 9; ws.si = Cin * 9; ws.flip = 1;
         if (bd__wg_conv3(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, &ws, N,
-                         Cout, H, W, Cin, NULL, 1))
+                         Cout, H, W, Cin, NULL, 1, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 1)) == 2))
             dx = NULL; /* done */
     }
     if (dx && bd__direct_ok(H, W, k, stride, pad)) {
