@@ -3685,42 +3685,42 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
    32 lanes; V: 36 x C x 32 floats per thread slot, M: 36 x 8 x 32 on the
    stack), the products chunked by BD__WG4_KC input channels. */
 #define BD__WG4_KC 64
+#define BD__WG4_NEED_AVX2 128 /* F(4x4) from this many tile lanes off AVX-512 (bd__wg_rule) */
 static int64_t bd__wg4_slot_floats(int64_t C) { return 36 * bd__wg_vs(C); }
-/* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] (xi = 6 i + j) of weight (o0 + r, c0 + c) */
+/* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] (xi = 6 i + j) of weight (o0 + r, c0 + c);
+   rows r >= mr are 0.  The 8 rows innermost (vectorisable loops of 8) */
 static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t mr, int64_t c0,
                            int64_t kc) {
     int64_t r, c, i;
-    for (r = 0; r < 8; r++)
-        for (c = 0; c < kc; c++) {
-            float g[9], t[6][3];
-            if (r >= mr) {
-                for (i = 0; i < 36; i++) ua[(i * kc + c) * 8 + r] = 0.0f;
-                continue;
+    for (c = 0; c < kc; c++) {
+        float g[9][8], t[6][3][8];
+        for (r = 0; r < 8; r++) {
+            const float *src = s->w + (o0 + (r < mr ? r : 0)) * s->so + (c0 + c) * s->si;
+            for (i = 0; i < 9; i++) g[i][r] = r < mr ? src[s->flip ? 8 - i : i] : 0.0f;
+        }
+        for (i = 0; i < 3; i++) /* G g: along ky, per column kx = i */
+            for (r = 0; r < 8; r++) {
+                float a = g[i][r], b = g[3 + i][r], e = g[6 + i][r];
+                t[0][i][r] = a * (1.0f / 4.0f);
+                t[1][i][r] = -(a + b + e) * (1.0f / 6.0f);
+                t[2][i][r] = -(a - b + e) * (1.0f / 6.0f);
+                t[3][i][r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[4][i][r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[5][i][r] = e;
             }
-            {
-                const float *src = s->w + (o0 + r) * s->so + (c0 + c) * s->si;
-                for (i = 0; i < 9; i++) g[i] = src[s->flip ? 8 - i : i];
-            }
-            for (i = 0; i < 3; i++) { /* G g: along ky, per column kx = i */
-                float a = g[i], b = g[3 + i], e = g[6 + i];
-                t[0][i] = a * (1.0f / 4.0f);
-                t[1][i] = -(a + b + e) * (1.0f / 6.0f);
-                t[2][i] = -(a - b + e) * (1.0f / 6.0f);
-                t[3][i] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                t[4][i] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                t[5][i] = e;
-            }
-            for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
-                float a = t[i][0], b = t[i][1], e = t[i][2];
-                float *u = ua + ((i * 6) * kc + c) * 8 + r;
-                u[0] = a * (1.0f / 4.0f);
-                u[kc * 8] = -(a + b + e) * (1.0f / 6.0f);
-                u[2 * kc * 8] = -(a - b + e) * (1.0f / 6.0f);
-                u[3 * kc * 8] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                u[4 * kc * 8] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                u[5 * kc * 8] = e;
+        for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
+            float *u = ua + ((i * 6) * kc + c) * 8;
+            for (r = 0; r < 8; r++) {
+                float a = t[i][0][r], b = t[i][1][r], e = t[i][2][r];
+                u[r] = a * (1.0f / 4.0f);
+                u[kc * 8 + r] = -(a + b + e) * (1.0f / 6.0f);
+                u[2 * kc * 8 + r] = -(a - b + e) * (1.0f / 6.0f);
+                u[3 * kc * 8 + r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[4 * kc * 8 + r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[5 * kc * 8 + r] = e;
             }
         }
+    }
 }
 /* B^T d of 6 values (a vector along y or x) */
 #define BD__WG4_BT(d0, d1, d2, d3, d4, d5, r0, r1, r2, r3, r4, r5)                                       \
@@ -3970,6 +3970,138 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
         }
     }
 }
+/* bd__wg4_itrans, AVX-512: per tile row (at most 16 tiles: W <= 64), the 6
+   input rows as up to 4 vectors (columns 0 .. 63; column -1 and those past
+   the row are the zero padding), B^T d along y, then per transformed row the
+   4 column classes 4t+m by permutes (4t-1 and 4t+4: one-lane shifts of
+   classes 3 and 0) and (B^T d) B along x on 16 tiles at once */
+__attribute__((target("avx512f"))) static void
+bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                      int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, j, i, m, HW = H * W, nv = (W + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m512 z = _mm512_setzero_ps();
+    __m512i ci[4];
+    __mmask16 sm = bd__wg_m16(TWp), lm = bd__wg_m16(TW);
+    for (m = 0; m < 4; m++) /* lanes 0..7: 4i+m of (v0, v1); lanes 8..15: 4(i-8)+m of (v2, v3) */
+        ci[m] = _mm512_setr_epi32((int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20, (int)m + 24,
+                                  (int)m + 28, (int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20,
+                                  (int)m + 24, (int)m + 28);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            __m512 l[6][4], d[6][4];
+            for (j = 0; j < 6; j++) {
+                int64_t y = 4 * ty - 1 + j;
+                for (i = 0; i < 4; i++)
+                    l[j][i] = (y < 0 || y >= H || i >= nv) ? z : _mm512_maskz_loadu_ps(bd__wg_m16(W - 16 * i), xc + y * W + 16 * i);
+            }
+            for (i = 0; i < nv; i++) { /* B^T d along y */
+                __m512 p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[2][i], l[4][i]);
+                __m512 q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[3][i]);
+                __m512 s = _mm512_sub_ps(l[4][i], l[2][i]), t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(l[3][i], l[1][i]));
+                d[0][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[0][i], l[4][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[2][i]));
+                d[1][i] = _mm512_add_ps(p, q);
+                d[2][i] = _mm512_sub_ps(p, q);
+                d[3][i] = _mm512_add_ps(s, t);
+                d[4][i] = _mm512_sub_ps(s, t);
+                d[5][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[5][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[3][i]));
+            }
+            for (j = 0; j < 6; j++) {
+                __m512 cl[4], e0, e5, p, q, s, t;
+                float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
+                for (m = 0; m < 4; m++) {
+                    cl[m] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[m], nv > 1 ? d[j][1] : z);
+                    if (nv > 2)
+                        cl[m] = _mm512_mask_blend_ps(0xFF00, cl[m],
+                                                     _mm512_permutex2var_ps(d[j][2], ci[m], nv > 3 ? d[j][3] : z));
+                }
+                /* columns 4t-1 (class 3, one tile back) and 4t+4 (class 0, one tile on) */
+                e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
+                e5 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
+                /* B^T along x on (e0, cl0, cl1, cl2, cl3, e5) */
+                p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[1], cl[3]);
+                q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[0], cl[2]);
+                s = _mm512_sub_ps(cl[3], cl[1]);
+                t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(cl[2], cl[0]));
+                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e0, cl[3]),
+                                                                 _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[1])));
+                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_add_ps(lm, p, q));
+                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_sub_ps(lm, p, q));
+                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_add_ps(lm, s, t));
+                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_sub_ps(lm, s, t));
+                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), cl[0], e5),
+                                                                          _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[2])));
+            }
+        }
+    }
+}
+/* bd__wg4_otrans, AVX-512: A^T M A on 16-lane halves, then the 4x4 output
+   pixels of up to 8 tiles of a tile row interleaved into output row segments
+   by permutes (pairs of columns, then pairs of pairs) */
+__attribute__((target("avx512f"))) static void
+bd__wg4_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                      int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                      const float *bias, int accum) {
+    int64_t r, h, s, a, j, HW = H * W, lanes = nrows * TWp, segw = TWp < 8 ? TWp : 8;
+    const __m512i plo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), phi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    for (r = 0; r < mr; r++) {
+        __m512 bv = _mm512_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 16 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 16 * h;
+            __m512 t[4][6], y[16];
+            for (j = 0; j < 6; j++) { /* A^T m along y, per column j */
+                __m512 m0 = _mm512_loadu_ps(m + j * BD__WG_MS), m1 = _mm512_loadu_ps(m + (6 + j) * BD__WG_MS);
+                __m512 m2 = _mm512_loadu_ps(m + (12 + j) * BD__WG_MS), m3 = _mm512_loadu_ps(m + (18 + j) * BD__WG_MS);
+                __m512 m4 = _mm512_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm512_loadu_ps(m + (30 + j) * BD__WG_MS);
+                __m512 pa = _mm512_add_ps(m1, m2), pb = _mm512_sub_ps(m1, m2), pc = _mm512_add_ps(m3, m4), pd = _mm512_sub_ps(m3, m4);
+                t[0][j] = _mm512_add_ps(_mm512_add_ps(m0, pa), pc);
+                t[1][j] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb);
+                t[2][j] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa);
+                t[3][j] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), m5);
+            }
+            for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
+                __m512 pa = _mm512_add_ps(t[j][1], t[j][2]), pb = _mm512_sub_ps(t[j][1], t[j][2]);
+                __m512 pc = _mm512_add_ps(t[j][3], t[j][4]), pd = _mm512_sub_ps(t[j][3], t[j][4]);
+                y[4 * j] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t[j][0], pa), pc), bv);
+                y[4 * j + 1] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb), bv);
+                y[4 * j + 2] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa), bv);
+                y[4 * j + 3] = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), t[j][5]), bv);
+            }
+            for (s = 0; s * segw < 16; s++) {
+                /* lanes lo .. lo+segw-1: tiles tb .. of tile row rr */
+                int64_t lo = s * segw, lane0 = 16 * h + lo, rr = lane0 / TWp, tb = lane0 % TWp, g, n, ty, oy, col0, q;
+                int32_t ia[16];
+                __m512i xa;
+                __mmask16 ma, mb;
+                if (rr >= nrows) break;
+                if (tb >= TW) continue;
+                g = g0 + rr; n = g / TH; ty = g % TH; oy = 4 * ty; col0 = 4 * tb;
+                for (q = 0; q < 8; q++) {
+                    ia[2 * q] = (int32_t)((lo + q) & 15); ia[2 * q + 1] = (int32_t)(16 + ((lo + q) & 15));
+                }
+                xa = _mm512_loadu_si512(ia);
+                ma = bd__wg_m16(W - col0); mb = bd__wg_m16(W - col0 - 16);
+                for (a = 0; a < 4 && oy + a < H; a++) {
+                    float *o = out + (n * Cout + o0 + r) * HW + (oy + a) * W + col0;
+                    __m512d p01 = _mm512_castps_pd(_mm512_permutex2var_ps(y[4 * a], xa, y[4 * a + 1]));
+                    __m512d p23 = _mm512_castps_pd(_mm512_permutex2var_ps(y[4 * a + 2], xa, y[4 * a + 3]));
+                    __m512 z0 = _mm512_castpd_ps(_mm512_permutex2var_pd(p01, plo, p23));
+                    if (accum) z0 = _mm512_add_ps(z0, _mm512_maskz_loadu_ps(ma, o));
+                    _mm512_mask_storeu_ps(o, ma, z0);
+                    if (segw > 4 && TW - tb > 4) {
+                        __m512 z1 = _mm512_castpd_ps(_mm512_permutex2var_pd(p01, phi, p23));
+                        if (accum) z1 = _mm512_add_ps(z1, _mm512_maskz_loadu_ps(mb, o + 16));
+                        _mm512_mask_storeu_ps(o + 16, mb, z1);
+                    }
+                }
+            }
+        }
+    }
+}
 /* bd__wg_itrans, AVX2: per tile row and chunk of 8 tiles, the 4 input rows
    as 2 vectors + 2 scalars each (columns 16k-1 .. 16k+16), B^T d along y,
    then even/odd deinterleaves (shuffle + 64-bit permute) and one-lane
@@ -4181,8 +4313,13 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         int64_t b = t / cg, grp = t % cg, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
         int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
         float *V = col + (int64_t)bd__omp_tid() * slot;
-        if (f4) bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-        else {
+        if (f4) {
+#ifdef BD__X86
+            if (v512) bd__wg4_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else
+#endif
+                bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        } else {
 #ifdef BD__X86
             if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
             else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
@@ -4215,6 +4352,12 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
                        BD__WG_L, 1.0f, 8, BD__WG_L);
             }
             if (f4) {
+#ifdef BD__X86
+                if (v512) {
+                    bd__wg4_otrans_avx512(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                    continue;
+                }
+#endif
                 bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
                 continue;
             }
@@ -4234,24 +4377,37 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     return 1;
 }
 
-/* Winograd or the direct/implicit-GEMM kernel, per layer shape (never per
-   thread count: the bits must not depend on it).  Measured with
-   bench/bench_wino.c (docs/performance.md, "Winograd"): Winograd wins on
-   every `small` UNet shape with >= 16 channels on both sides once the
-   call has >= 128 tile lanes (4 blocks), which amortises the per-call
-   weight transform; below that (batch 1 at 14x14 and 7x7) and for thin
-   layers (conv_in, 1 channel) the direct kernel is faster.  On AVX2+FMA
-   (256-bit direct tile and transforms, docs/performance.md "AVX2 paths")
-   Winograd beats the direct kernel from 48 lanes (batch 1 at 14x14: 1.1-1.3x)
-   on, as it beats the implicit GEMM of the plain C path. */
+/* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
+   shape (never per thread count: the bits must not depend on it): 2 =
+   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  Measured with
+   bench/bench_wino.c (docs/performance.md, "Winograd"): both Winograd
+   forms need >= 16 channels on both sides (conv_in, 1 channel, and the
+   output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
+   F(2x2) and the direct kernel once the call has >= 32 F(4x4) tile lanes
+   (batch 1 at 28x28: 56 lanes, 1.1-1.2x over F(2x2); batch 2 at 14x14:
+   1.1-1.6x over the direct kernel; batch 64: 1.2-1.6x over F(2x2) on every
+   shape); below that (batch 1 at 14x14, 7x7 up to batch 4) the per-call
+   weight transform does not pay off and the direct kernel is faster.
+   F(2x2) would need >= 128 of its lanes, which no UNet shape reaches
+   without reaching 32 F(4x4) lanes first.  AVX2+FMA (256-bit direct tile
+   and F(2x2) transforms, docs/performance.md "AVX2 paths"; F(4x4) with the
+   C transforms) and plain C: F(2x2) beats the direct kernel from 48 lanes,
+   F(4x4) beats F(2x2) from 128 F(4x4) lanes (batch 64: 1.0-1.3x; batch 1
+   at 28x28, 56 lanes: 0.5-1.2x, so F(2x2) there). */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
-    int64_t TW = (W + 1) / 2, TWp = 1, need = 48;
+    int64_t TW = (W + 1) / 2, TWp = 1, TW4 = (W + 3) / 4, TWp4 = 1, need = 48, need4 = BD__WG4_NEED_AVX2;
     (void)dx;
 #ifdef BD__X86
-    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) need = 4 * BD__WG_L;
+    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) {
+        need = 4 * BD__WG_L;
+        need4 = BD__WG_L;
+    }
 #endif
     while (TWp < TW) TWp *= 2;
-    return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
+    while (TWp4 < TW4) TWp4 *= 2;
+    if (Cin < 16 || Cout < 16) return 0;
+    if (need4 > 0 && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
+    return N * ((H + 1) / 2) * TWp >= need;
 }
 
 /* number of column blocks (multiples of NR) per sample so that N * blocks
