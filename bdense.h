@@ -4260,6 +4260,150 @@ bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t 
         }
     }
 }
+/* bd__wg4_itrans, AVX2: per tile row and chunk of 8 tiles, the 6 input rows
+   as 4 vectors (columns 32k .. 32k+31) and 2 scalars (32k-1, 32k+32), B^T d
+   along y, then the 4 column classes 4t+m by a transpose within 128-bit
+   lanes (each lane: the 4 columns of one tile) and a tile-order permute;
+   4t-1 and 4t+4 by one-lane shifts of classes 3 and 0 */
+__attribute__((target("avx2,fma"))) static void
+bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                    int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    const __m256i ord = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256 z = _mm256_setzero_ps(), c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(-5.0f), c2 = _mm256_set1_ps(2.0f);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (k = 0; k < nch; k++) {
+                __m256 l[6][6], d[6][6], lm = _mm256_castsi256_ps(BD__M8(TW - 8 * k < 8 ? TW - 8 * k : 8));
+                int64_t c0 = 32 * k, nst = TWp < 8 ? TWp : 8;
+                for (j = 0; j < 6; j++) { /* l[j][0..3]: columns c0 .., l[j][4]: c0-1, l[j][5]: c0+32 */
+                    int64_t y = 4 * ty - 1 + j;
+                    if (y < 0 || y >= H) {
+                        for (i = 0; i < 6; i++) l[j][i] = z;
+                    } else {
+                        const float *row = xc + y * W;
+                        for (i = 0; i < 4; i++) {
+                            int64_t nn = W - c0 - 8 * i;
+                            l[j][i] = nn >= 8 ? _mm256_loadu_ps(row + c0 + 8 * i)
+                                              : (nn <= 0 ? z : _mm256_maskload_ps(row + c0 + 8 * i, BD__M8(nn)));
+                        }
+                        l[j][4] = _mm256_set1_ps(k > 0 ? row[c0 - 1] : 0.0f);
+                        l[j][5] = _mm256_set1_ps(c0 + 32 < W ? row[c0 + 32] : 0.0f);
+                    }
+                }
+                for (i = 0; i < 6; i++) { /* B^T d along y */
+                    __m256 p = _mm256_fnmadd_ps(c4, l[2][i], l[4][i]), q = _mm256_fnmadd_ps(c4, l[1][i], l[3][i]);
+                    __m256 s = _mm256_sub_ps(l[4][i], l[2][i]), t = _mm256_mul_ps(c2, _mm256_sub_ps(l[3][i], l[1][i]));
+                    d[0][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[0][i], l[4][i]), _mm256_mul_ps(c5, l[2][i]));
+                    d[1][i] = _mm256_add_ps(p, q);
+                    d[2][i] = _mm256_sub_ps(p, q);
+                    d[3][i] = _mm256_add_ps(s, t);
+                    d[4][i] = _mm256_sub_ps(s, t);
+                    d[5][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[1][i], l[5][i]), _mm256_mul_ps(c5, l[3][i]));
+                }
+                for (j = 0; j < 6; j++) {
+                    __m256 u0, u1, u2, u3, cl[4], e0, e5, p, q, s, t, o[6];
+                    float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp + 8 * k;
+                    /* lanes of d[j][i]: tiles 2i (low) and 2i+1 (high), 4 columns each */
+                    u0 = _mm256_unpacklo_ps(d[j][0], d[j][1]); u1 = _mm256_unpackhi_ps(d[j][0], d[j][1]);
+                    u2 = _mm256_unpacklo_ps(d[j][2], d[j][3]); u3 = _mm256_unpackhi_ps(d[j][2], d[j][3]);
+                    cl[0] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u0, u2, 0x44), ord);
+                    cl[1] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u0, u2, 0xEE), ord);
+                    cl[2] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u1, u3, 0x44), ord);
+                    cl[3] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u1, u3, 0xEE), ord);
+                    e0 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[3], up), d[j][4], 0x01);
+                    e5 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[0], dn), d[j][5], 0x80);
+                    p = _mm256_fnmadd_ps(c4, cl[1], cl[3]);
+                    q = _mm256_fnmadd_ps(c4, cl[0], cl[2]);
+                    s = _mm256_sub_ps(cl[3], cl[1]);
+                    t = _mm256_mul_ps(c2, _mm256_sub_ps(cl[2], cl[0]));
+                    o[0] = _mm256_add_ps(_mm256_fmadd_ps(c4, e0, cl[3]), _mm256_mul_ps(c5, cl[1]));
+                    o[1] = _mm256_add_ps(p, q);
+                    o[2] = _mm256_sub_ps(p, q);
+                    o[3] = _mm256_add_ps(s, t);
+                    o[4] = _mm256_sub_ps(s, t);
+                    o[5] = _mm256_add_ps(_mm256_fmadd_ps(c4, cl[0], e5), _mm256_mul_ps(c5, cl[2]));
+                    for (i = 0; i < 6; i++) {
+                        if (nst >= 8) _mm256_storeu_ps(v + i * vs, _mm256_and_ps(lm, o[i]));
+                        else bd__store8(v + i * vs, _mm256_and_ps(lm, o[i]), nst);
+                    }
+                }
+            }
+            if (TWp > 8 * nch) /* 8-lane chunks of no tile: zero */
+                for (j = 0; j < 36; j++)
+                    memset(V + j * vs + c * BD__WG_L + r * TWp + 8 * nch, 0, (size_t)(TWp - 8 * nch) * sizeof(float));
+        }
+    }
+}
+/* bd__wg4_otrans, AVX2: A^T M A on 8-lane vectors, then per output row the
+   4 pixels of each tile interleaved (unpack, shuffle, 128-bit permutes) into
+   segments of 2 tiles (8 columns), stored whole or as 4 + 2 + 1 lanes */
+__attribute__((target("avx2,fma"))) static void
+bd__wg4_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                    int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                    const float *bias, int accum) {
+    int64_t r, h, a, j, q, HW = H * W, lanes = nrows * TWp;
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    if (TWp < 2) { /* 1-tile rows (W <= 4): the C transform */
+        bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+        return;
+    }
+    for (r = 0; r < mr; r++) {
+        __m256 bv = _mm256_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 8 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 8 * h;
+            __m256 t[4][6], y[16];
+            for (j = 0; j < 6; j++) { /* A^T m along y, per column j */
+                __m256 m0 = _mm256_loadu_ps(m + j * BD__WG_MS), m1 = _mm256_loadu_ps(m + (6 + j) * BD__WG_MS);
+                __m256 m2 = _mm256_loadu_ps(m + (12 + j) * BD__WG_MS), m3 = _mm256_loadu_ps(m + (18 + j) * BD__WG_MS);
+                __m256 m4 = _mm256_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm256_loadu_ps(m + (30 + j) * BD__WG_MS);
+                __m256 pa = _mm256_add_ps(m1, m2), pb = _mm256_sub_ps(m1, m2), pc = _mm256_add_ps(m3, m4), pd = _mm256_sub_ps(m3, m4);
+                t[0][j] = _mm256_add_ps(_mm256_add_ps(m0, pa), pc);
+                t[1][j] = _mm256_fmadd_ps(c2, pd, pb);
+                t[2][j] = _mm256_fmadd_ps(c4, pc, pa);
+                t[3][j] = _mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), m5);
+            }
+            for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
+                __m256 pa = _mm256_add_ps(t[j][1], t[j][2]), pb = _mm256_sub_ps(t[j][1], t[j][2]);
+                __m256 pc = _mm256_add_ps(t[j][3], t[j][4]), pd = _mm256_sub_ps(t[j][3], t[j][4]);
+                y[4 * j] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t[j][0], pa), pc), bv);
+                y[4 * j + 1] = _mm256_add_ps(_mm256_fmadd_ps(c2, pd, pb), bv);
+                y[4 * j + 2] = _mm256_add_ps(_mm256_fmadd_ps(c4, pc, pa), bv);
+                y[4 * j + 3] = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), t[j][5]), bv);
+            }
+            for (a = 0; a < 4; a++) {
+                __m256 u0 = _mm256_unpacklo_ps(y[4 * a], y[4 * a + 1]), u1 = _mm256_unpackhi_ps(y[4 * a], y[4 * a + 1]);
+                __m256 u2 = _mm256_unpacklo_ps(y[4 * a + 2], y[4 * a + 3]), u3 = _mm256_unpackhi_ps(y[4 * a + 2], y[4 * a + 3]);
+                /* tiles (0, 4), (1, 5), (2, 6), (3, 7) of the vector, 4 pixels each */
+                __m256 s04 = _mm256_shuffle_ps(u0, u2, 0x44), s15 = _mm256_shuffle_ps(u0, u2, 0xEE);
+                __m256 s26 = _mm256_shuffle_ps(u1, u3, 0x44), s37 = _mm256_shuffle_ps(u1, u3, 0xEE), sg[4];
+                sg[0] = _mm256_permute2f128_ps(s04, s15, 0x20); sg[1] = _mm256_permute2f128_ps(s26, s37, 0x20);
+                sg[2] = _mm256_permute2f128_ps(s04, s15, 0x31); sg[3] = _mm256_permute2f128_ps(s26, s37, 0x31);
+                for (q = 0; q < 4; q++) { /* tiles 2q, 2q+1 of the vector */
+                    int64_t lane0 = 8 * h + 2 * q, rr = lane0 / TWp, tb = lane0 % TWp, g, oy, col0, cnt;
+                    float *o;
+                    if (rr >= nrows || tb >= TW) continue;
+                    g = g0 + rr; oy = 4 * (g % TH) + a;
+                    if (oy >= H) continue;
+                    col0 = 4 * tb;
+                    cnt = W - col0 < 8 ? W - col0 : 8;
+                    o = out + ((g / TH) * Cout + o0 + r) * HW + oy * W + col0;
+                    if (cnt == 8) {
+                        _mm256_storeu_ps(o, accum ? _mm256_add_ps(sg[q], _mm256_loadu_ps(o)) : sg[q]);
+                    } else {
+                        bd__store8(o, accum ? _mm256_add_ps(sg[q], _mm256_maskload_ps(o, BD__M8(cnt))) : sg[q], cnt);
+                    }
+                }
+            }
+        }
+    }
+}
 #endif
 /* out (N, Cout, H, W) (= + bias, or += when accum) = conv3x3 (stride 1, pad 1)
    of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3), or
@@ -4316,6 +4460,7 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         if (f4) {
 #ifdef BD__X86
             if (v512) bd__wg4_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else if (v256) bd__wg4_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
             else
 #endif
                 bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
@@ -4355,6 +4500,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 #ifdef BD__X86
                 if (v512) {
                     bd__wg4_otrans_avx512(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                    continue;
+                }
+                if (v256) {
+                    bd__wg4_otrans_avx2(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
                     continue;
                 }
 #endif
