@@ -3685,7 +3685,7 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
    32 lanes; V: 36 x C x 32 floats per thread slot, M: 36 x 8 x 32 on the
    stack), the products chunked by BD__WG4_KC input channels. */
 #define BD__WG4_KC 64
-#define BD__WG4_NEED_AVX2 128 /* F(4x4) from this many tile lanes off AVX-512 (bd__wg_rule) */
+#define BD__WG4_NEED_AVX2 48 /* F(4x4) from this many tile lanes off AVX-512 (bd__wg_rule) */
 static int64_t bd__wg4_slot_floats(int64_t C) { return 36 * bd__wg_vs(C); }
 /* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] (xi = 6 i + j) of weight (o0 + r, c0 + c);
    rows r >= mr are 0.  The 8 rows innermost (vectorisable loops of 8) */
@@ -4539,10 +4539,11 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    weight transform does not pay off and the direct kernel is faster.
    F(2x2) would need >= 128 of its lanes, which no UNet shape reaches
    without reaching 32 F(4x4) lanes first.  AVX2+FMA (256-bit direct tile
-   and F(2x2) transforms, docs/performance.md "AVX2 paths"; F(4x4) with the
-   C transforms) and plain C: F(2x2) beats the direct kernel from 48 lanes,
-   F(4x4) beats F(2x2) from 128 F(4x4) lanes (batch 64: 1.0-1.3x; batch 1
-   at 28x28, 56 lanes: 0.5-1.2x, so F(2x2) there). */
+   and transforms, docs/performance.md "AVX2 paths") and plain C (not
+   measured separately): F(2x2) beats the direct kernel from 48 lanes, and
+   F(4x4) beats F(2x2) from 48 F(4x4) lanes (batch 64: 1.1-1.7x; batch 1
+   at 28x28, 56 lanes: ~1.1x; at 32 lanes, batch 2 at 14x14 and batch 8 at
+   7x7, 0.7-1.4x: F(2x2) kept there). */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
     int64_t TW = (W + 1) / 2, TWp = 1, TW4 = (W + 3) / 4, TWp4 = 1, need = 48, need4 = BD__WG4_NEED_AVX2;
     (void)dx;
