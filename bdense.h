@@ -3538,7 +3538,9 @@ static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *do
    fixed order (ci ascending inside each of the 16 products, then the fixed
    output transform), whatever the split over threads: the same bits for
    every thread count.  Used for the forward and, with the flipped,
-   transposed kernel on dout, for dx (see bd__wg_rule). */
+   transposed kernel on dout, for dx (see bd__wg_rule).  F(4x4, 3x3)
+   (bd__wg4_*, below) shares the blocking, the slots and the product
+   kernels, with 6x6 input tiles and 36 positions. */
 #define BD__WG_KC 128  /* input channels per stack-transformed weight chunk */
 #define BD__WG_MS (8 * BD__WG_L + 16) /* M: stride between the 16 positions (padded: no 4K aliasing) */
 /* weight (o, i, ky, kx) = w[o*so + i*si + ky*3 + kx], or at (2-ky, 2-kx) when flip */
@@ -4528,7 +4530,12 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 
 /* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
    shape (never per thread count: the bits must not depend on it): 2 =
-   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  Measured with
+   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  F(4x4) for the forward only:
+   with F(4x4) dx as well, the PyTorch conformance test of the UNet's
+   backward (tests/test_unet.c, dz rel L2 <= 1e-5) measured 9.1e-6
+   (AVX-512) and 1.02e-5 / 1.05e-5 (AVX2 / plain C), against 5.0e-6 ..
+   6.7e-6 with F(4x4) in the forward only and 2.2e-6 .. 2.5e-6 with
+   F(2x2) everywhere; F(4x4) dx is built and tested (wg 2).  Measured with
    bench/bench_wino.c (docs/performance.md, "Winograd"): both Winograd
    forms need >= 16 channels on both sides (conv_in, 1 channel, and the
    output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
@@ -4546,7 +4553,6 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    7x7, 0.7-1.4x: F(2x2) kept there). */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
     int64_t TW = (W + 1) / 2, TWp = 1, TW4 = (W + 3) / 4, TWp4 = 1, need = 48, need4 = BD__WG4_NEED_AVX2;
-    (void)dx;
 #ifdef BD__X86
     if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) {
         need = 4 * BD__WG_L;
@@ -4556,7 +4562,7 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
     if (Cin < 16 || Cout < 16) return 0;
-    if (need4 > 0 && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
+    if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
 }
 

@@ -229,8 +229,9 @@ typedef struct { int64_t N, Cin, H, W, Cout, k, s, p; float *col; } conv_dims;
    (bd__conv2d_fwd wg 0): F(4x4, 3x3)'s forward rounding (~5e-6 of max|out|,
    compared with the reference in test_kernels_fast) divided by the
    stencil's step showed as 2.1e-2 in dx there (tolerance 5e-3); with the
-   direct forward and F(4x4) dx it is 9.0e-4, as with the direct dx.  The backward under test is the library's
-   (Winograd F(4x4) dx, by bd__wg_rule). */
+   direct forward it is 8.9e-4 (F(2x2) dx, what bd__wg_rule runs) and 9.0e-4
+   (F(4x4) dx), as with the direct dx.  The backward under test is the
+   library's. */
 static void conv_f(layer_case *lc) {
     conv_dims *d = (conv_dims *)lc->ud;
     bd__conv2d_fwd(lc->out, d->col, lc->t[0], lc->t[1], lc->t[2], d->N, d->Cin, d->H, d->W, d->Cout, d->k,
@@ -290,7 +291,7 @@ static void test_conv2d_grad(void) {
     conv_case(&rng, 2, 5, 3, 5, 4, 1, 1, 0);  /* 1x1 fast path */
     conv_case(&rng, 1, 3, 5, 5, 2, 1, 2, 0);  /* 1x1 stride 2 (im2col path) */
     conv_case(&rng, 1, 2, 4, 3, 3, 3, 1, 2);  /* padding larger than needed */
-    conv_case(&rng, 2, 16, 16, 15, 16, 3, 1, 1); /* Winograd F(4x4, 3x3) dx (bd__wg_rule picks it) */
+    conv_case(&rng, 2, 16, 16, 15, 16, 3, 1, 1); /* Winograd (bd__wg_rule: F(4x4) forward, F(2x2) dx) */
 }
 
 /* ---- groupnorm ---------------------------------------------------------- */
