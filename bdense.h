@@ -2742,8 +2742,9 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
     Wo = (W + 2 * pad - k) / stride + 1;
     if (Ho <= 0 || Wo <= 0) return 0;
     if (k == 3 && stride == 1 && pad == 1 && (W + 1) / 2 <= BD__WG_L) {
-        /* Winograd: BD__WG_SLOTS per-thread slots of 16 x Cin x 32 floats */
-        int64_t wg = BD__WG_SLOTS * 16 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
+        /* Winograd: BD__WG_SLOTS per-thread slots of 36 x Cin x 32 floats
+           (F(4x4, 3x3); F(2x2) uses 16 x Cin x 32) */
+        int64_t wg = BD__WG_SLOTS * 36 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
         return wg > im ? wg : im;
     }
     return Cin * k * k * Ho * Wo;
@@ -3537,7 +3538,9 @@ static int bd__dw_direct(float *dw, float *col, int64_t colsize, const float *do
    fixed order (ci ascending inside each of the 16 products, then the fixed
    output transform), whatever the split over threads: the same bits for
    every thread count.  Used for the forward and, with the flipped,
-   transposed kernel on dout, for dx (see bd__wg_rule). */
+   transposed kernel on dout, for dx (see bd__wg_rule).  F(4x4, 3x3)
+   (bd__wg4_*, below) shares the blocking, the slots and the product
+   kernels, with 6x6 input tiles and 36 positions. */
 #define BD__WG_KC 128  /* input channels per stack-transformed weight chunk */
 #define BD__WG_MS (8 * BD__WG_L + 16) /* M: stride between the 16 positions (padded: no 4K aliasing) */
 /* weight (o, i, ky, kx) = w[o*so + i*si + ky*3 + kx], or at (2-ky, 2-kx) when flip */
@@ -3672,6 +3675,157 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
         }
     }
 }
+/* ---- Winograd F(4x4, 3x3): 6x6 input tiles, 36 products per tile and
+   channel pair for 16 outputs (4x fewer multiplies than direct, 1.78x fewer
+   than F(2x2, 3x3)); points 0, +-1, +-2, infinity (Lavin & Gray, wincnn):
+     B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+            0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+     G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
+          1/24 -1/12 1/6; 0 0 1]
+     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+   The same blocking as F(2x2) (a block: whole rows of 4x4-pixel tiles in
+   32 lanes; V: 36 x C x 32 floats per thread slot, M: 36 x 8 x 32 on the
+   stack), the products chunked by BD__WG4_KC input channels. */
+#define BD__WG4_KC 64
+#define BD__WG4_NEED_AVX2 48 /* F(4x4) from this many tile lanes off AVX-512 (bd__wg_rule) */
+static int64_t bd__wg4_slot_floats(int64_t C) { return 36 * bd__wg_vs(C); }
+/* ua[(xi*kc + c)*8 + r] = (G g G^T)[xi] (xi = 6 i + j) of weight (o0 + r, c0 + c);
+   rows r >= mr are 0.  The 8 rows innermost (vectorisable loops of 8) */
+static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t mr, int64_t c0,
+                           int64_t kc) {
+    int64_t r, c, i;
+    for (c = 0; c < kc; c++) {
+        float g[9][8], t[6][3][8];
+        for (r = 0; r < 8; r++) {
+            const float *src = s->w + (o0 + (r < mr ? r : 0)) * s->so + (c0 + c) * s->si;
+            for (i = 0; i < 9; i++) g[i][r] = r < mr ? src[s->flip ? 8 - i : i] : 0.0f;
+        }
+        for (i = 0; i < 3; i++) /* G g: along ky, per column kx = i */
+            for (r = 0; r < 8; r++) {
+                float a = g[i][r], b = g[3 + i][r], e = g[6 + i][r];
+                t[0][i][r] = a * (1.0f / 4.0f);
+                t[1][i][r] = -(a + b + e) * (1.0f / 6.0f);
+                t[2][i][r] = -(a - b + e) * (1.0f / 6.0f);
+                t[3][i][r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[4][i][r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                t[5][i][r] = e;
+            }
+        for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
+            float *u = ua + ((i * 6) * kc + c) * 8;
+            for (r = 0; r < 8; r++) {
+                float a = t[i][0][r], b = t[i][1][r], e = t[i][2][r];
+                u[r] = a * (1.0f / 4.0f);
+                u[kc * 8 + r] = -(a + b + e) * (1.0f / 6.0f);
+                u[2 * kc * 8 + r] = -(a - b + e) * (1.0f / 6.0f);
+                u[3 * kc * 8 + r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[4 * kc * 8 + r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                u[5 * kc * 8 + r] = e;
+            }
+        }
+    }
+}
+/* B^T d of 6 values (a vector along y or x) */
+#define BD__WG4_BT(d0, d1, d2, d3, d4, d5, r0, r1, r2, r3, r4, r5)                                       \
+    do {                                                                                               \
+        float bd__p_ = (d4) - 4.0f * (d2), bd__q_ = (d3) - 4.0f * (d1);                                \
+        float bd__s_ = (d4) - (d2), bd__t_ = 2.0f * ((d3) - (d1));                                     \
+        (r0) = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                       \
+        (r1) = bd__p_ + bd__q_;                                                                        \
+        (r2) = bd__p_ - bd__q_;                                                                        \
+        (r3) = bd__s_ + bd__t_;                                                                        \
+        (r4) = bd__s_ - bd__t_;                                                                        \
+        (r5) = 4.0f * (d1) - 5.0f * (d3) + (d5);                                                       \
+    } while (0)
+/* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the 6x6 input tile of lane
+   (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty; the tile's pixels
+   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c of x (N, C, H, W); lanes of
+   no tile are 0 */
+static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
+                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, j, q, tx, Wq = 4 * TW + 2, HW = H * W, vs = bd__wg_vs(C), lanes = nrows * TWp;
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            float p[6][4 * BD__WG_L + 2], d[6][4 * BD__WG_L + 2];
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (j = 0; j < 6; j++) { /* padded input rows 4ty-1 .. 4ty+4, columns -1 .. */
+                int64_t y = 4 * ty - 1 + j;
+                for (q = 0; q < Wq; q++) p[j][q] = 0.0f;
+                if (y >= 0 && y < H) memcpy(&p[j][1], xc + y * W, (size_t)(W < Wq - 1 ? W : Wq - 1) * sizeof(float));
+            }
+            for (q = 0; q < Wq; q++) /* B^T d: along y */
+                BD__WG4_BT(p[0][q], p[1][q], p[2][q], p[3][q], p[4][q], p[5][q], d[0][q], d[1][q], d[2][q], d[3][q],
+                           d[4][q], d[5][q]);
+            for (j = 0; j < 6; j++) { /* (B^T d) B: along x */
+                float *v0 = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
+                const float *e = d[j];
+                for (tx = 0; tx < TW; tx++) {
+                    const float *f = e + 4 * tx;
+                    BD__WG4_BT(f[0], f[1], f[2], f[3], f[4], f[5], v0[tx], v0[vs + tx], v0[2 * vs + tx],
+                               v0[3 * vs + tx], v0[4 * vs + tx], v0[5 * vs + tx]);
+                }
+                for (; tx < TWp; tx++)
+                    for (q = 0; q < 6; q++) v0[q * vs + tx] = 0.0f;
+            }
+        }
+    }
+}
+/* A^T m of 6 values */
+#define BD__WG4_AT(m0, m1, m2, m3, m4, m5, y0, y1, y2, y3)                                              \
+    do {                                                                                               \
+        float bd__a_ = (m1) + (m2), bd__b_ = (m1) - (m2), bd__c_ = (m3) + (m4), bd__d_ = (m3) - (m4);  \
+        (y0) = (m0) + bd__a_ + bd__c_;                                                                 \
+        (y1) = bd__b_ + 2.0f * bd__d_;                                                                 \
+        (y2) = bd__a_ + 4.0f * bd__c_;                                                                 \
+        (y3) = bd__b_ + 8.0f * bd__d_ + (m5);                                                          \
+    } while (0)
+/* out rows o0 .. o0+mr-1 of the block's tiles = A^T M A (+ bias, or +=) */
+static void bd__wg4_otrans(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                           const float *bias, int accum) {
+    int64_t r, l, rr, tx, a, bq, HW = H * W, lanes = nrows * TWp;
+    for (r = 0; r < mr; r++) {
+        float y[16][BD__WG_L];
+        const float *m = M + r * BD__WG_L;
+        float b = (!accum && bias) ? bias[o0 + r] : 0.0f;
+        for (l = 0; l < lanes; l++) {
+            float t[4][6];
+            int64_t j;
+            for (j = 0; j < 6; j++) /* A^T m: along y, per column j */
+                BD__WG4_AT(m[j * BD__WG_MS + l], m[(6 + j) * BD__WG_MS + l], m[(12 + j) * BD__WG_MS + l],
+                           m[(18 + j) * BD__WG_MS + l], m[(24 + j) * BD__WG_MS + l], m[(30 + j) * BD__WG_MS + l],
+                           t[0][j], t[1][j], t[2][j], t[3][j]);
+            for (j = 0; j < 4; j++) { /* (A^T m) A: along x */
+                BD__WG4_AT(t[j][0], t[j][1], t[j][2], t[j][3], t[j][4], t[j][5], y[4 * j][l], y[4 * j + 1][l],
+                           y[4 * j + 2][l], y[4 * j + 3][l]);
+                y[4 * j][l] += b; y[4 * j + 1][l] += b; y[4 * j + 2][l] += b; y[4 * j + 3][l] += b;
+            }
+        }
+        for (rr = 0; rr < nrows; rr++) {
+            int64_t g = g0 + rr, n = g / TH, ty = g % TH, oy = 4 * ty;
+            for (a = 0; a < 4 && oy + a < H; a++) {
+                float *o = out + (n * Cout + o0 + r) * HW + (oy + a) * W;
+                const float *y0 = y[4 * a] + rr * TWp, *y1 = y[4 * a + 1] + rr * TWp;
+                const float *y2 = y[4 * a + 2] + rr * TWp, *y3 = y[4 * a + 3] + rr * TWp;
+                int64_t full = W / 4 < TW ? W / 4 : TW;
+                if (accum) {
+                    for (tx = 0; tx < full; tx++) {
+                        o[4 * tx] += y0[tx]; o[4 * tx + 1] += y1[tx]; o[4 * tx + 2] += y2[tx]; o[4 * tx + 3] += y3[tx];
+                    }
+                    for (bq = 4 * full; bq < W; bq++) o[bq] += y[4 * a + (bq & 3)][rr * TWp + full];
+                } else {
+                    for (tx = 0; tx < full; tx++) {
+                        o[4 * tx] = y0[tx]; o[4 * tx + 1] = y1[tx]; o[4 * tx + 2] = y2[tx]; o[4 * tx + 3] = y3[tx];
+                    }
+                    for (bq = 4 * full; bq < W; bq++) o[bq] = y[4 * a + (bq & 3)][rr * TWp + full];
+                }
+            }
+        }
+    }
+}
 #ifdef BD__X86
 static __mmask16 bd__wg_m16(int64_t n) {
     return (__mmask16)(n >= 16 ? 0xFFFF : (n <= 0 ? 0 : (1u << n) - 1u));
@@ -3738,12 +3892,12 @@ bd__wg_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, 
         }
     }
 }
-/* the 16 products of one 8-channel panel: M[xi] (8 x 32) (=, or += when
+/* the 16 (F(4x4): 36) products of one 8-channel panel: M[xi] (8 x 32) (=, or += when
    !first) U[xi] (8 x kc) V[xi] (kc x 32); V's xi stride vs floats */
 __attribute__((target("avx512f"))) static void
-bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+bd__wg_mm_avx512(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first, int npos) {
     int64_t xi, k, i;
-    for (xi = 0; xi < 16; xi++) {
+    for (xi = 0; xi < npos; xi++) {
         const float *a = u + xi * kc * 8, *b = V + xi * vs;
         float *Cm = M + xi * BD__WG_MS;
         __m512 rr[16];
@@ -3812,6 +3966,138 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
                         }
                         _mm512_mask_storeu_ps(o + 16, mb, z1);
                         if (two) _mm512_mask_storeu_ps(o + W + 16, mb, z3);
+                    }
+                }
+            }
+        }
+    }
+}
+/* bd__wg4_itrans, AVX-512: per tile row (at most 16 tiles: W <= 64), the 6
+   input rows as up to 4 vectors (columns 0 .. 63; column -1 and those past
+   the row are the zero padding), B^T d along y, then per transformed row the
+   4 column classes 4t+m by permutes (4t-1 and 4t+4: one-lane shifts of
+   classes 3 and 0) and (B^T d) B along x on 16 tiles at once */
+__attribute__((target("avx512f"))) static void
+bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                      int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, j, i, m, HW = H * W, nv = (W + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m512 z = _mm512_setzero_ps();
+    __m512i ci[4];
+    __mmask16 sm = bd__wg_m16(TWp), lm = bd__wg_m16(TW);
+    for (m = 0; m < 4; m++) /* lanes 0..7: 4i+m of (v0, v1); lanes 8..15: 4(i-8)+m of (v2, v3) */
+        ci[m] = _mm512_setr_epi32((int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20, (int)m + 24,
+                                  (int)m + 28, (int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20,
+                                  (int)m + 24, (int)m + 28);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            __m512 l[6][4], d[6][4];
+            for (j = 0; j < 6; j++) {
+                int64_t y = 4 * ty - 1 + j;
+                for (i = 0; i < 4; i++)
+                    l[j][i] = (y < 0 || y >= H || i >= nv) ? z : _mm512_maskz_loadu_ps(bd__wg_m16(W - 16 * i), xc + y * W + 16 * i);
+            }
+            for (i = 0; i < nv; i++) { /* B^T d along y */
+                __m512 p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[2][i], l[4][i]);
+                __m512 q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[3][i]);
+                __m512 s = _mm512_sub_ps(l[4][i], l[2][i]), t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(l[3][i], l[1][i]));
+                d[0][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[0][i], l[4][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[2][i]));
+                d[1][i] = _mm512_add_ps(p, q);
+                d[2][i] = _mm512_sub_ps(p, q);
+                d[3][i] = _mm512_add_ps(s, t);
+                d[4][i] = _mm512_sub_ps(s, t);
+                d[5][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[5][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[3][i]));
+            }
+            for (j = 0; j < 6; j++) {
+                __m512 cl[4], e0, e5, p, q, s, t;
+                float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
+                for (m = 0; m < 4; m++) {
+                    cl[m] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[m], nv > 1 ? d[j][1] : z);
+                    if (nv > 2)
+                        cl[m] = _mm512_mask_blend_ps(0xFF00, cl[m],
+                                                     _mm512_permutex2var_ps(d[j][2], ci[m], nv > 3 ? d[j][3] : z));
+                }
+                /* columns 4t-1 (class 3, one tile back) and 4t+4 (class 0, one tile on) */
+                e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
+                e5 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
+                /* B^T along x on (e0, cl0, cl1, cl2, cl3, e5) */
+                p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[1], cl[3]);
+                q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[0], cl[2]);
+                s = _mm512_sub_ps(cl[3], cl[1]);
+                t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(cl[2], cl[0]));
+                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e0, cl[3]),
+                                                                 _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[1])));
+                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_add_ps(lm, p, q));
+                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_sub_ps(lm, p, q));
+                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_add_ps(lm, s, t));
+                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_sub_ps(lm, s, t));
+                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), cl[0], e5),
+                                                                          _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[2])));
+            }
+        }
+    }
+}
+/* bd__wg4_otrans, AVX-512: A^T M A on 16-lane halves, then the 4x4 output
+   pixels of up to 8 tiles of a tile row interleaved into output row segments
+   by permutes (pairs of columns, then pairs of pairs) */
+__attribute__((target("avx512f"))) static void
+bd__wg4_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                      int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                      const float *bias, int accum) {
+    int64_t r, h, s, a, j, HW = H * W, lanes = nrows * TWp, segw = TWp < 8 ? TWp : 8;
+    const __m512i plo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), phi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    for (r = 0; r < mr; r++) {
+        __m512 bv = _mm512_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 16 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 16 * h;
+            __m512 t[4][6], y[16];
+            for (j = 0; j < 6; j++) { /* A^T m along y, per column j */
+                __m512 m0 = _mm512_loadu_ps(m + j * BD__WG_MS), m1 = _mm512_loadu_ps(m + (6 + j) * BD__WG_MS);
+                __m512 m2 = _mm512_loadu_ps(m + (12 + j) * BD__WG_MS), m3 = _mm512_loadu_ps(m + (18 + j) * BD__WG_MS);
+                __m512 m4 = _mm512_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm512_loadu_ps(m + (30 + j) * BD__WG_MS);
+                __m512 pa = _mm512_add_ps(m1, m2), pb = _mm512_sub_ps(m1, m2), pc = _mm512_add_ps(m3, m4), pd = _mm512_sub_ps(m3, m4);
+                t[0][j] = _mm512_add_ps(_mm512_add_ps(m0, pa), pc);
+                t[1][j] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb);
+                t[2][j] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa);
+                t[3][j] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), m5);
+            }
+            for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
+                __m512 pa = _mm512_add_ps(t[j][1], t[j][2]), pb = _mm512_sub_ps(t[j][1], t[j][2]);
+                __m512 pc = _mm512_add_ps(t[j][3], t[j][4]), pd = _mm512_sub_ps(t[j][3], t[j][4]);
+                y[4 * j] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t[j][0], pa), pc), bv);
+                y[4 * j + 1] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb), bv);
+                y[4 * j + 2] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa), bv);
+                y[4 * j + 3] = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), t[j][5]), bv);
+            }
+            for (s = 0; s * segw < 16; s++) {
+                /* lanes lo .. lo+segw-1: tiles tb .. of tile row rr */
+                int64_t lo = s * segw, lane0 = 16 * h + lo, rr = lane0 / TWp, tb = lane0 % TWp, g, n, ty, oy, col0, q;
+                int32_t ia[16];
+                __m512i xa;
+                __mmask16 ma, mb;
+                if (rr >= nrows) break;
+                if (tb >= TW) continue;
+                g = g0 + rr; n = g / TH; ty = g % TH; oy = 4 * ty; col0 = 4 * tb;
+                for (q = 0; q < 8; q++) {
+                    ia[2 * q] = (int32_t)((lo + q) & 15); ia[2 * q + 1] = (int32_t)(16 + ((lo + q) & 15));
+                }
+                xa = _mm512_loadu_si512(ia);
+                ma = bd__wg_m16(W - col0); mb = bd__wg_m16(W - col0 - 16);
+                for (a = 0; a < 4 && oy + a < H; a++) {
+                    float *o = out + (n * Cout + o0 + r) * HW + (oy + a) * W + col0;
+                    __m512d p01 = _mm512_castps_pd(_mm512_permutex2var_ps(y[4 * a], xa, y[4 * a + 1]));
+                    __m512d p23 = _mm512_castps_pd(_mm512_permutex2var_ps(y[4 * a + 2], xa, y[4 * a + 3]));
+                    __m512 z0 = _mm512_castpd_ps(_mm512_permutex2var_pd(p01, plo, p23));
+                    if (accum) z0 = _mm512_add_ps(z0, _mm512_maskz_loadu_ps(ma, o));
+                    _mm512_mask_storeu_ps(o, ma, z0);
+                    if (segw > 4 && TW - tb > 4) {
+                        __m512 z1 = _mm512_castpd_ps(_mm512_permutex2var_pd(p01, phi, p23));
+                        if (accum) z1 = _mm512_add_ps(z1, _mm512_maskz_loadu_ps(mb, o + 16));
+                        _mm512_mask_storeu_ps(o + 16, mb, z1);
                     }
                 }
             }
@@ -3888,13 +4174,13 @@ bd__wg_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, in
         }
     }
 }
-/* the 16 products of one 8-channel panel, AVX2: M[xi] (8 x 32) (=, or +=
+/* the 16 (F(4x4): 36) products of one 8-channel panel, AVX2: M[xi] (8 x 32) (=, or +=
    when !first) U[xi] (8 x kc) V[xi] (kc x 32) in four 4 x 16 passes (8
    accumulators, 2 loads and 4 broadcasts per 8 FMAs) */
 __attribute__((target("avx2,fma"))) static void
-bd__wg_mm_avx2(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first) {
+bd__wg_mm_avx2(int64_t kc, const float *u, const float *V, int64_t vs, float *M, int first, int npos) {
     int64_t xi, k, ih, jh;
-    for (xi = 0; xi < 16; xi++)
+    for (xi = 0; xi < npos; xi++)
         for (ih = 0; ih < 2; ih++)
             for (jh = 0; jh < 2; jh++) {
                 const float *a = u + xi * kc * 8 + 4 * ih, *b = V + xi * vs + 16 * jh;
@@ -3976,15 +4262,162 @@ bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t 
         }
     }
 }
+/* bd__wg4_itrans, AVX2: per tile row and chunk of 8 tiles, the 6 input rows
+   as 4 vectors (columns 32k .. 32k+31) and 2 scalars (32k-1, 32k+32), B^T d
+   along y, then the 4 column classes 4t+m by a transpose within 128-bit
+   lanes (each lane: the 4 columns of one tile) and a tile-order permute;
+   4t-1 and 4t+4 by one-lane shifts of classes 3 and 0 */
+__attribute__((target("avx2,fma"))) static void
+bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                    int64_t TWp, int64_t g0, int64_t nrows) {
+    int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    const __m256i ord = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    const __m256 z = _mm256_setzero_ps(), c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(-5.0f), c2 = _mm256_set1_ps(2.0f);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r++) {
+            int64_t g = g0 + r, n = g / TH, ty = g % TH;
+            const float *xc = x + (n * C + c) * HW;
+            for (k = 0; k < nch; k++) {
+                __m256 l[6][6], d[6][6], lm = _mm256_castsi256_ps(BD__M8(TW - 8 * k < 8 ? TW - 8 * k : 8));
+                int64_t c0 = 32 * k, nst = TWp < 8 ? TWp : 8;
+                for (j = 0; j < 6; j++) { /* l[j][0..3]: columns c0 .., l[j][4]: c0-1, l[j][5]: c0+32 */
+                    int64_t y = 4 * ty - 1 + j;
+                    if (y < 0 || y >= H) {
+                        for (i = 0; i < 6; i++) l[j][i] = z;
+                    } else {
+                        const float *row = xc + y * W;
+                        for (i = 0; i < 4; i++) {
+                            int64_t nn = W - c0 - 8 * i;
+                            l[j][i] = nn >= 8 ? _mm256_loadu_ps(row + c0 + 8 * i)
+                                              : (nn <= 0 ? z : _mm256_maskload_ps(row + c0 + 8 * i, BD__M8(nn)));
+                        }
+                        l[j][4] = _mm256_set1_ps(k > 0 ? row[c0 - 1] : 0.0f);
+                        l[j][5] = _mm256_set1_ps(c0 + 32 < W ? row[c0 + 32] : 0.0f);
+                    }
+                }
+                for (i = 0; i < 6; i++) { /* B^T d along y */
+                    __m256 p = _mm256_fnmadd_ps(c4, l[2][i], l[4][i]), q = _mm256_fnmadd_ps(c4, l[1][i], l[3][i]);
+                    __m256 s = _mm256_sub_ps(l[4][i], l[2][i]), t = _mm256_mul_ps(c2, _mm256_sub_ps(l[3][i], l[1][i]));
+                    d[0][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[0][i], l[4][i]), _mm256_mul_ps(c5, l[2][i]));
+                    d[1][i] = _mm256_add_ps(p, q);
+                    d[2][i] = _mm256_sub_ps(p, q);
+                    d[3][i] = _mm256_add_ps(s, t);
+                    d[4][i] = _mm256_sub_ps(s, t);
+                    d[5][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[1][i], l[5][i]), _mm256_mul_ps(c5, l[3][i]));
+                }
+                for (j = 0; j < 6; j++) {
+                    __m256 u0, u1, u2, u3, cl[4], e0, e5, p, q, s, t, o[6];
+                    float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp + 8 * k;
+                    /* lanes of d[j][i]: tiles 2i (low) and 2i+1 (high), 4 columns each */
+                    u0 = _mm256_unpacklo_ps(d[j][0], d[j][1]); u1 = _mm256_unpackhi_ps(d[j][0], d[j][1]);
+                    u2 = _mm256_unpacklo_ps(d[j][2], d[j][3]); u3 = _mm256_unpackhi_ps(d[j][2], d[j][3]);
+                    cl[0] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u0, u2, 0x44), ord);
+                    cl[1] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u0, u2, 0xEE), ord);
+                    cl[2] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u1, u3, 0x44), ord);
+                    cl[3] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u1, u3, 0xEE), ord);
+                    e0 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[3], up), d[j][4], 0x01);
+                    e5 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[0], dn), d[j][5], 0x80);
+                    p = _mm256_fnmadd_ps(c4, cl[1], cl[3]);
+                    q = _mm256_fnmadd_ps(c4, cl[0], cl[2]);
+                    s = _mm256_sub_ps(cl[3], cl[1]);
+                    t = _mm256_mul_ps(c2, _mm256_sub_ps(cl[2], cl[0]));
+                    o[0] = _mm256_add_ps(_mm256_fmadd_ps(c4, e0, cl[3]), _mm256_mul_ps(c5, cl[1]));
+                    o[1] = _mm256_add_ps(p, q);
+                    o[2] = _mm256_sub_ps(p, q);
+                    o[3] = _mm256_add_ps(s, t);
+                    o[4] = _mm256_sub_ps(s, t);
+                    o[5] = _mm256_add_ps(_mm256_fmadd_ps(c4, cl[0], e5), _mm256_mul_ps(c5, cl[2]));
+                    for (i = 0; i < 6; i++) {
+                        if (nst >= 8) _mm256_storeu_ps(v + i * vs, _mm256_and_ps(lm, o[i]));
+                        else bd__store8(v + i * vs, _mm256_and_ps(lm, o[i]), nst);
+                    }
+                }
+            }
+            if (TWp > 8 * nch) /* 8-lane chunks of no tile: zero */
+                for (j = 0; j < 36; j++)
+                    memset(V + j * vs + c * BD__WG_L + r * TWp + 8 * nch, 0, (size_t)(TWp - 8 * nch) * sizeof(float));
+        }
+    }
+}
+/* bd__wg4_otrans, AVX2: A^T M A on 8-lane vectors, then per output row the
+   4 pixels of each tile interleaved (unpack, shuffle, 128-bit permutes) into
+   segments of 2 tiles (8 columns), stored whole or as 4 + 2 + 1 lanes */
+__attribute__((target("avx2,fma"))) static void
+bd__wg4_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
+                    int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
+                    const float *bias, int accum) {
+    int64_t r, h, a, j, q, HW = H * W, lanes = nrows * TWp;
+    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    if (TWp < 2) { /* 1-tile rows (W <= 4): the C transform */
+        bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+        return;
+    }
+    for (r = 0; r < mr; r++) {
+        __m256 bv = _mm256_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
+        for (h = 0; h * 8 < lanes; h++) {
+            const float *m = M + r * BD__WG_L + 8 * h;
+            __m256 t[4][6], y[16];
+            for (j = 0; j < 6; j++) { /* A^T m along y, per column j */
+                __m256 m0 = _mm256_loadu_ps(m + j * BD__WG_MS), m1 = _mm256_loadu_ps(m + (6 + j) * BD__WG_MS);
+                __m256 m2 = _mm256_loadu_ps(m + (12 + j) * BD__WG_MS), m3 = _mm256_loadu_ps(m + (18 + j) * BD__WG_MS);
+                __m256 m4 = _mm256_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm256_loadu_ps(m + (30 + j) * BD__WG_MS);
+                __m256 pa = _mm256_add_ps(m1, m2), pb = _mm256_sub_ps(m1, m2), pc = _mm256_add_ps(m3, m4), pd = _mm256_sub_ps(m3, m4);
+                t[0][j] = _mm256_add_ps(_mm256_add_ps(m0, pa), pc);
+                t[1][j] = _mm256_fmadd_ps(c2, pd, pb);
+                t[2][j] = _mm256_fmadd_ps(c4, pc, pa);
+                t[3][j] = _mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), m5);
+            }
+            for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
+                __m256 pa = _mm256_add_ps(t[j][1], t[j][2]), pb = _mm256_sub_ps(t[j][1], t[j][2]);
+                __m256 pc = _mm256_add_ps(t[j][3], t[j][4]), pd = _mm256_sub_ps(t[j][3], t[j][4]);
+                y[4 * j] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t[j][0], pa), pc), bv);
+                y[4 * j + 1] = _mm256_add_ps(_mm256_fmadd_ps(c2, pd, pb), bv);
+                y[4 * j + 2] = _mm256_add_ps(_mm256_fmadd_ps(c4, pc, pa), bv);
+                y[4 * j + 3] = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), t[j][5]), bv);
+            }
+            for (a = 0; a < 4; a++) {
+                __m256 u0 = _mm256_unpacklo_ps(y[4 * a], y[4 * a + 1]), u1 = _mm256_unpackhi_ps(y[4 * a], y[4 * a + 1]);
+                __m256 u2 = _mm256_unpacklo_ps(y[4 * a + 2], y[4 * a + 3]), u3 = _mm256_unpackhi_ps(y[4 * a + 2], y[4 * a + 3]);
+                /* tiles (0, 4), (1, 5), (2, 6), (3, 7) of the vector, 4 pixels each */
+                __m256 s04 = _mm256_shuffle_ps(u0, u2, 0x44), s15 = _mm256_shuffle_ps(u0, u2, 0xEE);
+                __m256 s26 = _mm256_shuffle_ps(u1, u3, 0x44), s37 = _mm256_shuffle_ps(u1, u3, 0xEE), sg[4];
+                sg[0] = _mm256_permute2f128_ps(s04, s15, 0x20); sg[1] = _mm256_permute2f128_ps(s26, s37, 0x20);
+                sg[2] = _mm256_permute2f128_ps(s04, s15, 0x31); sg[3] = _mm256_permute2f128_ps(s26, s37, 0x31);
+                for (q = 0; q < 4; q++) { /* tiles 2q, 2q+1 of the vector */
+                    int64_t lane0 = 8 * h + 2 * q, rr = lane0 / TWp, tb = lane0 % TWp, g, oy, col0, cnt;
+                    float *o;
+                    if (rr >= nrows || tb >= TW) continue;
+                    g = g0 + rr; oy = 4 * (g % TH) + a;
+                    if (oy >= H) continue;
+                    col0 = 4 * tb;
+                    cnt = W - col0 < 8 ? W - col0 : 8;
+                    o = out + ((g / TH) * Cout + o0 + r) * HW + oy * W + col0;
+                    if (cnt == 8) {
+                        _mm256_storeu_ps(o, accum ? _mm256_add_ps(sg[q], _mm256_loadu_ps(o)) : sg[q]);
+                    } else {
+                        bd__store8(o, accum ? _mm256_add_ps(sg[q], _mm256_maskload_ps(o, BD__M8(cnt))) : sg[q], cnt);
+                    }
+                }
+            }
+        }
+    }
+}
 #endif
 /* out (N, Cout, H, W) (= + bias, or += when accum) = conv3x3 (stride 1, pad 1)
-   of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3); col
-   holds colsize floats.  0 = not applicable (shape, or col too small). */
+   of x (N, Cin, H, W) with the weights of ws, by Winograd F(2x2, 3x3), or
+   F(4x4, 3x3) when f4; col holds colsize floats.  0 = not applicable
+   (shape, or col too small). */
 static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x, const bd__wg_wsrc *ws,
                         int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, const float *bias,
-                        int accum) {
-    int64_t TW = (W + 1) / 2, TH = (H + 1) / 2, TWp = 1, slot = bd__wg_slot_floats(Cin);
-    int64_t npan = (Cout + 7) / 8, upan = 16 * Cin * 8, R, nblk, slots, cg, ppg, items, t;
+                        int accum, int f4) {
+    int np = f4 ? 36 : 16, tsz = f4 ? 4 : 2;
+    int64_t TW = (W + tsz - 1) / tsz, TH = (H + tsz - 1) / tsz, TWp = 1;
+    int64_t slot = f4 ? bd__wg4_slot_floats(Cin) : bd__wg_slot_floats(Cin), KC = f4 ? BD__WG4_KC : BD__WG_KC;
+    int64_t npan = (Cout + 7) / 8, upan = np * Cin * 8, R, nblk, slots, cg, ppg, items, t;
     int nt = bd__omp_threads(), use, v512 = 0, v256 = 0;
     float *upre = NULL;
     bd__ukernel_fn uk = bd__ukernel_pick();
@@ -4004,10 +4437,10 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         BD__OMP_FOR_NT(use, use > 1 && npan > 1)
         for (t = 0; t < npan; t++) {
             int64_t c0;
-            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
-                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
-                bd__wg_wtrans(upre + t * upan + c0 * 16 * 8, ws, t * 8, Cout - t * 8 < 8 ? Cout - t * 8 : 8,
-                              c0, kc);
+            for (c0 = 0; c0 < Cin; c0 += KC) {
+                int64_t kc = Cin - c0 < KC ? Cin - c0 : KC, mr = Cout - t * 8 < 8 ? Cout - t * 8 : 8;
+                if (f4) bd__wg4_wtrans(upre + t * upan + c0 * 36 * 8, ws, t * 8, mr, c0, kc);
+                else bd__wg_wtrans(upre + t * upan + c0 * 16 * 8, ws, t * 8, mr, c0, kc);
             }
         }
     }
@@ -4021,36 +4454,63 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     items = nblk * cg;
     BD__OMP_FOR_NT(use, use > 1 && items > 1)
     for (t = 0; t < items; t++) {
-        float M[16 * BD__WG_MS], ua[16 * BD__WG_KC * 8];
+        /* ua: 16 x 128 or 36 x 64 x 8 floats */
+        float M[36 * BD__WG_MS], ua[36 * BD__WG4_KC * 8];
         int64_t b = t / cg, grp = t % cg, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
         int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
         float *V = col + (int64_t)bd__omp_tid() * slot;
+        if (f4) {
 #ifdef BD__X86
-        if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-        else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-        else
+            if (v512) bd__wg4_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else if (v256) bd__wg4_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else
 #endif
-            bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+                bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        } else {
+#ifdef BD__X86
+            if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else if (v256) bd__wg_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            else
+#endif
+                bd__wg_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+        }
         for (p = grp * ppg; p < p1; p++) {
             int64_t o0 = p * 8, mr = Cout - o0 < 8 ? Cout - o0 : 8, c0, xi;
-            if (!v512 && !v256) memset(M, 0, sizeof M);
-            for (c0 = 0; c0 < Cin; c0 += BD__WG_KC) {
-                int64_t kc = Cin - c0 < BD__WG_KC ? Cin - c0 : BD__WG_KC;
-                const float *u = upre ? upre + p * upan + c0 * 16 * 8 : ua;
-                if (!upre) bd__wg_wtrans(ua, ws, o0, mr, c0, kc);
+            if (!v512 && !v256) memset(M, 0, (size_t)np * BD__WG_MS * sizeof(float));
+            for (c0 = 0; c0 < Cin; c0 += KC) {
+                int64_t kc = Cin - c0 < KC ? Cin - c0 : KC;
+                const float *u = upre ? upre + p * upan + c0 * np * 8 : ua;
+                if (!upre) {
+                    if (f4) bd__wg4_wtrans(ua, ws, o0, mr, c0, kc);
+                    else bd__wg_wtrans(ua, ws, o0, mr, c0, kc);
+                }
 #ifdef BD__X86
                 if (v512) {
-                    bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    bd__wg_mm_avx512(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0, np);
                     continue;
                 }
                 if (v256) {
-                    bd__wg_mm_avx2(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0);
+                    bd__wg_mm_avx2(kc, u, V + c0 * BD__WG_L, bd__wg_vs(Cin), M, c0 == 0, np);
                     continue;
                 }
 #endif
-                for (xi = 0; xi < 16; xi++)
+                for (xi = 0; xi < np; xi++)
                     uk(kc, u + xi * kc * 8, V + xi * bd__wg_vs(Cin) + c0 * BD__WG_L, M + xi * BD__WG_MS,
                        BD__WG_L, 1.0f, 8, BD__WG_L);
+            }
+            if (f4) {
+#ifdef BD__X86
+                if (v512) {
+                    bd__wg4_otrans_avx512(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                    continue;
+                }
+                if (v256) {
+                    bd__wg4_otrans_avx2(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                    continue;
+                }
+#endif
+                bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
+                continue;
             }
 #ifdef BD__X86
             if (v512) {
@@ -4068,24 +4528,42 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     return 1;
 }
 
-/* Winograd or the direct/implicit-GEMM kernel, per layer shape (never per
-   thread count: the bits must not depend on it).  Measured with
-   bench/bench_wino.c (docs/performance.md, "Winograd"): Winograd wins on
-   every `small` UNet shape with >= 16 channels on both sides once the
-   call has >= 128 tile lanes (4 blocks), which amortises the per-call
-   weight transform; below that (batch 1 at 14x14 and 7x7) and for thin
-   layers (conv_in, 1 channel) the direct kernel is faster.  On AVX2+FMA
-   (256-bit direct tile and transforms, docs/performance.md "AVX2 paths")
-   Winograd beats the direct kernel from 48 lanes (batch 1 at 14x14: 1.1-1.3x)
-   on, as it beats the implicit GEMM of the plain C path. */
+/* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
+   shape (never per thread count: the bits must not depend on it): 2 =
+   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  F(4x4) for the forward only:
+   with F(4x4) dx as well, the PyTorch conformance test of the UNet's
+   backward (tests/test_unet.c, dz rel L2 <= 1e-5) measured 9.1e-6
+   (AVX-512) and 1.02e-5 / 1.05e-5 (AVX2 / plain C), against 5.0e-6 ..
+   6.7e-6 with F(4x4) in the forward only and 2.2e-6 .. 2.5e-6 with
+   F(2x2) everywhere; F(4x4) dx is built and tested (wg 2).  Measured with
+   bench/bench_wino.c (docs/performance.md, "Winograd"): both Winograd
+   forms need >= 16 channels on both sides (conv_in, 1 channel, and the
+   output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
+   F(2x2) and the direct kernel once the call has >= 32 F(4x4) tile lanes
+   (batch 1 at 28x28: 56 lanes, 1.1-1.2x over F(2x2); batch 2 at 14x14:
+   1.1-1.6x over the direct kernel; batch 64: 1.2-1.6x over F(2x2) on every
+   shape); below that (batch 1 at 14x14, 7x7 up to batch 4) the per-call
+   weight transform does not pay off and the direct kernel is faster.
+   F(2x2) would need >= 128 of its lanes, which no UNet shape reaches
+   without reaching 32 F(4x4) lanes first.  AVX2+FMA (256-bit direct tile
+   and transforms, docs/performance.md "AVX2 paths") and plain C (not
+   measured separately): F(2x2) beats the direct kernel from 48 lanes, and
+   F(4x4) beats F(2x2) from 48 F(4x4) lanes (batch 64: 1.1-1.7x; batch 1
+   at 28x28, 56 lanes: ~1.1x; at 32 lanes, batch 2 at 14x14 and batch 8 at
+   7x7, 0.7-1.4x: F(2x2) kept there). */
 static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
-    int64_t TW = (W + 1) / 2, TWp = 1, need = 48;
-    (void)dx;
+    int64_t TW = (W + 1) / 2, TWp = 1, TW4 = (W + 3) / 4, TWp4 = 1, need = 48, need4 = BD__WG4_NEED_AVX2;
 #ifdef BD__X86
-    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) need = 4 * BD__WG_L;
+    if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) {
+        need = 4 * BD__WG_L;
+        need4 = BD__WG_L;
+    }
 #endif
     while (TWp < TW) TWp *= 2;
-    return Cin >= 16 && Cout >= 16 && N * ((H + 1) / 2) * TWp >= need;
+    while (TWp4 < TW4) TWp4 *= 2;
+    if (Cin < 16 || Cout < 16) return 0;
+    if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
+    return N * ((H + 1) / 2) * TWp >= need;
 }
 
 /* number of column blocks (multiples of NR) per sample so that N * blocks
@@ -4101,7 +4579,8 @@ static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
 /* wg: -1 = the fast 3x3 kernels where their rules pick them (Winograd for the
    forward and dx by bd__wg_rule; the direct dw wherever it applies), 0 = never
    (the direct / implicit-GEMM kernels: the baseline of tests and bench_wino),
-   1 = wherever they apply */
+   1 = wherever they apply (Winograd F(2x2, 3x3)), 2 = the same with Winograd
+   F(4x4, 3x3) */
 static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *w, const float *b,
                            int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int64_t k,
                            int64_t stride, int64_t pad, int wg) {
@@ -4113,7 +4592,7 @@ static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *
         bd__wg_wsrc ws;
         ws.w = w; ws.so = Cin * 9; ws.si = 9; ws.flip = 0;
         if (bd__wg_conv3(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &ws, N, Cin,
-                         H, W, Cout, b, 0))
+                         H, W, Cout, b, 0, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 0)) == 2))
             return;
     }
     if (bd__direct_ok(H, W, k, stride, pad)) {
@@ -4227,7 +4706,7 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
         bd__wg_wsrc ws;
         ws.w = w; ws.so = 9; ws.si = Cin * 9; ws.flip = 1;
         if (bd__wg_conv3(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, &ws, N,
-                         Cout, H, W, Cin, NULL, 1))
+                         Cout, H, W, Cin, NULL, 1, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 1)) == 2))
             dx = NULL; /* done */
     }
     if (dx && bd__direct_ok(H, W, k, stride, pad)) {

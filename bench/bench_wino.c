@@ -1,4 +1,4 @@
-/* bench_wino.c - Winograd F(2x2, 3x3) against the direct / implicit-GEMM
+/* bench_wino.c - Winograd F(2x2, 3x3) and F(4x4, 3x3) against the direct / implicit-GEMM
    3x3 kernel on every stride-1 3x3 convolution shape of the SPEC 6 `small`
    UNet, in one process, interleaved (A B A B ...), median of the per-round
    ratios; plus each path's error against the plain reference kernel.
@@ -6,9 +6,10 @@
        bench_wino [threads] [rounds] [batch ...]     (defaults: 2 7 64 1)
 
    Build: cc -O3 -march=native -fopenmp -DBDENSE_REFERENCE_KERNELS -I. bench/bench_wino.c -o bench_wino -lm
-   Prints one line per (shape, batch, direction): ms of each path (medians),
-   the ratio direct / Winograd (> 1: Winograd faster), whether bd__wg_rule
-   picks Winograd, and the worst error / max |ref| of both paths.  At batch
+   Prints one line per (shape, batch, direction): ms of each path (medians:
+   direct, F(2x2), F(4x4)), the median per-round ratios direct / F(2x2) and
+   F(2x2) / F(4x4) (> 1: the latter faster), which kernel bd__wg_rule picks,
+   and the worst error / max |ref| of the three paths.  At batch
    > 1 also "dw gemm/direct": the weight gradient by the gather-packed GEMM
    (before 2026-12-06) in the first column against the direct dw kernel
    (bd__dw_direct, what the library runs) in the second, and the same for
@@ -56,8 +57,8 @@ static const int shapes_dw[][5] = {{96, 32, 28, 1, 1}, {64, 32, 28, 1, 1}, {128,
                                    {96, 64, 14, 1, 1}, {64, 192, 7, 1, 1}, {64, 64, 7, 1, 1},
                                    {32, 32, 28, 3, 2}, {64, 64, 14, 3, 2}};
 
-/* dir 0: forward (=, bias); 1: dx (+=); 2: dw (+=): the gather-packed GEMM
-   (wg 0) vs the direct dw kernel (wg 1) */
+/* dir 0: forward (=, bias); 1: dx (+=): wg 0 direct, 1 F(2x2), 2 F(4x4);
+   2: dw (+=): the gather-packed GEMM (wg 0) vs the direct dw kernel (wg 1) */
 static void run(int dir, int wg, float *o, float *col, const float *x, const float *w, const float *b,
                 const float *d, float *dx, float *dw, int64_t N, int64_t Cin, int64_t H, int64_t Cout) {
     if (dir == 0) bd__conv2d_fwd(o, col, x, w, b, N, Cin, H, H, Cout, 3, 1, 1, wg);
@@ -75,8 +76,8 @@ int main(int argc, char **argv) {
     omp_set_num_threads(threads);
 #endif
     printf("threads %d, rounds %d (median of per-round ratios; interleaved)\n", threads, rounds);
-    printf("| conv | batch | dir | direct ms | winograd ms | direct/winograd | rule | err direct | err winograd |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+    printf("| conv | batch | dir | direct ms | F2 ms | F4 ms | direct/F2 | F2/F4 | rule | err direct | err F2 | err F4 |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (bi = 0; bi < nb; bi++)
         for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
             for (dir = 0; dir < 3; dir++) {
@@ -88,8 +89,8 @@ int main(int argc, char **argv) {
                 float *ref = calloc((size_t)(no > nx ? no : nx), 4), *col = malloc((size_t)ws * 4);
                 float *cref = malloc((size_t)(wref > ws ? wref : ws) * 4), *dw = calloc((size_t)nw, 4);
                 float *dwr = calloc((size_t)nw, 4);
-                double ta[64], tb[64], ra[64], e[2];
-                int reps = N >= 16 ? 2 : 50, k, wg, rule;
+                double tt[3][64], ra[64], rb[64], e[3] = {0, 0, 0};
+                int reps = N >= 16 ? 2 : 50, k, wg, rule, nv = dir == 2 ? 2 : 3;
                 if (dir == 2 && N == 1) goto next; /* dw at batch 1 is never on a sampling path */
                 bd_rng_normal(&rng, x, nx);
                 bd_rng_normal(&rng, w, nw);
@@ -98,25 +99,28 @@ int main(int argc, char **argv) {
                 if (dir == 0) bd__conv2d_forward_ref(ref, cref, x, w, b, N, Cin, H, H, Cout, 3, 1, 1);
                 else if (dir == 1) bd__conv2d_backward_ref(ref, NULL, NULL, cref, d, x, w, N, Cin, H, H, Cout, 3, 1, 1);
                 else bd__conv2d_backward_ref(NULL, dwr, NULL, cref, d, x, w, N, Cin, H, H, Cout, 3, 1, 1);
-                for (wg = 0; wg < 2; wg++) {
+                for (wg = 0; wg < nv; wg++) {
                     memset(o, 0, (size_t)(no > nx ? no : nx) * 4);
                     memset(dw, 0, (size_t)nw * 4);
                     run(dir, wg, o, col, x, w, b, d, o, dw, N, Cin, H, Cout);
                     e[wg] = dir == 2 ? relerr(dw, dwr, nw) : relerr(o, ref, dir == 0 ? no : nx);
                 }
                 for (r = 0; r < rounds && r < 64; r++) {
-                    for (wg = 0; wg < 2; wg++) {
+                    for (wg = 0; wg < nv; wg++) {
                         double t0 = now_s();
                         for (k = 0; k < reps; k++) run(dir, wg, o, col, x, w, b, d, o, dw, N, Cin, H, Cout);
-                        (wg ? tb : ta)[r] = (now_s() - t0) / reps * 1e3;
+                        tt[wg][r] = (now_s() - t0) / reps * 1e3;
                     }
-                    ra[r] = ta[r] / tb[r];
+                    ra[r] = tt[0][r] / tt[1][r];
+                    rb[r] = nv > 2 ? tt[1][r] / tt[2][r] : 0.0;
                 }
                 rule = dir == 2 ? 1 : bd__wg_rule(N, Cin, H, H, Cout, dir);
-                printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.2fx | %s | %.2g | %.2g |\n", (int)Cin,
-                       (int)Cout, (int)H, (int)H, (int)N, dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw gemm/direct"),
-                       median(ta, r), median(tb, r), median(ra, r), dir == 2 ? "direct dw" : (rule ? "wino" : "direct"), e[0],
-                       e[1]);
+                if (nv < 3) for (k = 0; k < r; k++) tt[2][k] = 0.0;
+                printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %s | %.2g | %.2g | %.2g |\n",
+                       (int)Cin, (int)Cout, (int)H, (int)H, (int)N,
+                       dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw gemm/direct"), median(tt[0], r), median(tt[1], r),
+                       median(tt[2], r), median(ra, r), median(rb, r),
+                       dir == 2 ? "direct dw" : (rule == 2 ? "F4" : (rule ? "F2" : "direct")), e[0], e[1], e[2]);
                 fflush(stdout);
             next:
                 free(x); free(w); free(b); free(d); free(o); free(ref); free(col); free(cref); free(dw); free(dwr);

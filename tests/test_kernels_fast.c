@@ -346,6 +346,100 @@ static void test_winograd_vs_direct(void) {
 #endif
 }
 
+/* ---------------- Winograd F(4x4, 3x3) ---------------- */
+/* F(4x4, 3x3) forced (wg 2) against the reference (im2col + GEMM) and the
+   direct kernel, forward (=, bias) and dx (+= onto random values), batch 1
+   and 2: every stride-1 3x3 shape of the `small` UNet and edge shapes
+   (H, W not multiples of 4: partial 4x4 tiles in both directions; odd
+   sizes; 1- and 2-pixel images; W 33, 40, 64: 9, 10, 16 tiles in a row;
+   Cin > 64: several weight chunks, the product's += path; Cout not a
+   multiple of 8).  Error per shape printed; stated tolerance 2e-5 of max
+   |ref| (F(4x4)'s transforms have entries up to 8 and 1/24: ~10x the
+   rounding of F(2x2)). */
+static void test_winograd4_vs_direct(void) {
+    static const int shapes[][4] = {{32, 32, 28, 28},  {64, 32, 28, 28}, {96, 32, 28, 28},  {64, 64, 28, 28},
+                                    {32, 64, 14, 14},  {64, 64, 14, 14}, {96, 64, 14, 14},  {128, 64, 14, 14},
+                                    {64, 64, 7, 7},    {128, 64, 7, 7},  {1, 32, 28, 28},   {32, 1, 28, 28},
+                                    {5, 13, 9, 11},    {20, 9, 1, 3},    {3, 17, 2, 1},     {7, 9, 5, 40},
+                                    {4, 8, 3, 64},     {3, 5, 6, 33},    {9, 10, 17, 17},   {200, 9, 3, 2},
+                                    {16, 24, 10, 30},  {70, 8, 6, 6},    {16, 16, 13, 13}};
+    bd_rng r = bd_rng_init(23);
+    double worst_ref = 0.0, worst_dir = 0.0;
+    size_t si;
+    int nb;
+    for (nb = 1; nb <= 2; nb++)
+        for (si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            int64_t N = nb, Cin = shapes[si][0], Cout = shapes[si][1], H = shapes[si][2], W = shapes[si][3];
+            int64_t nx = N * Cin * H * W, no = N * Cout * H * W, nw = Cout * Cin * 9;
+            int64_t ws = bd_conv2d_workspace_floats(Cin, H, W, 3, 1, 1), wr = Cin * 9 * H * W;
+            float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, Cout), *d = randv(&r, no);
+            float *dx0 = randv(&r, nx), *o[3], *dx[3];
+            float *col = (float *)malloc((size_t)(ws > wr ? ws : wr) * sizeof(float));
+            int k;
+            double ef, ed, e2f, e2d;
+            for (k = 0; k < 3; k++) {
+                o[k] = randv(&r, no);
+                dx[k] = copyv(dx0, nx);
+            }
+            bd__conv2d_forward_ref(o[0], col, x, w, b, N, Cin, H, W, Cout, 3, 1, 1);
+            bd__conv2d_backward_ref(dx[0], NULL, NULL, col, d, x, w, N, Cin, H, W, Cout, 3, 1, 1);
+            for (k = 1; k < 3; k++) {
+                bd__conv2d_fwd(o[k], col, x, w, b, N, Cin, H, W, Cout, 3, 1, 1, k == 2 ? 2 : 0);
+                bd__conv2d_bwd(dx[k], NULL, NULL, col, d, x, w, N, Cin, H, W, Cout, 3, 1, 1, k == 2 ? 2 : 0);
+            }
+            ef = rel_err(o[2], o[0], no);
+            ed = rel_err(dx[2], dx[0], nx);
+            e2f = rel_err(o[2], o[1], no);
+            e2d = rel_err(dx[2], dx[1], nx);
+            if (ef > worst_ref) worst_ref = ef;
+            if (ed > worst_ref) worst_ref = ed;
+            if (e2f > worst_dir) worst_dir = e2f;
+            if (e2d > worst_dir) worst_dir = e2d;
+            printf("    F(4x4) %3d->%-3d %2dx%-2d batch %d: fwd %.2g (vs direct %.2g), dx %.2g (vs direct %.2g)\n",
+                   (int)Cin, (int)Cout, (int)H, (int)W, nb, ef, e2f, ed, e2d);
+            BDT_CHECKF(ef < 2e-5 && ed < 2e-5, "winograd4 vs ref %d->%d %dx%d: %.3g %.3g", (int)Cin, (int)Cout,
+                       (int)H, (int)W, ef, ed);
+            BDT_CHECKF(e2f < 2e-5 && e2d < 2e-5, "winograd4 vs direct %d->%d %dx%d: %.3g %.3g", (int)Cin,
+                       (int)Cout, (int)H, (int)W, e2f, e2d);
+            for (k = 0; k < 3; k++) { free(o[k]); free(dx[k]); }
+            free(x); free(w); free(b); free(d); free(dx0); free(col);
+        }
+    printf("  winograd F(4x4): worst error / max|ref| = %.3g vs reference, %.3g vs direct, %d shapes x 2 batches\n",
+           worst_ref, worst_dir, (int)(sizeof shapes / sizeof shapes[0]));
+#ifdef _OPENMP
+    {
+        /* forward and dx, same bits for 1, 2, 3 threads: batch 1 at 7x7
+           (fewer blocks than threads: channel groups), 28x28 and 14x14
+           (blocks split), batch 3 at 9x11 */
+        static const int ts[][5] = {{128, 64, 7, 7, 1}, {32, 32, 28, 28, 1}, {64, 64, 14, 14, 2}, {5, 13, 9, 11, 3}};
+        int s2, t;
+        for (s2 = 0; s2 < 4; s2++) {
+            int64_t Cin = ts[s2][0], Cout = ts[s2][1], H = ts[s2][2], W = ts[s2][3], N = ts[s2][4];
+            int64_t nx = N * Cin * H * W, no = N * Cout * H * W;
+            int64_t ws = bd_conv2d_workspace_floats(Cin, H, W, 3, 1, 1);
+            float *x = randv(&r, nx), *w = randv(&r, Cout * Cin * 9), *b = randv(&r, Cout), *d = randv(&r, no);
+            float *o[3], *dx[3];
+            float *col = (float *)malloc((size_t)ws * sizeof(float));
+            for (t = 0; t < 3; t++) {
+                o[t] = (float *)malloc((size_t)no * sizeof(float));
+                dx[t] = (float *)calloc((size_t)nx, sizeof(float));
+                set_threads(t + 1);
+                bd__conv2d_fwd(o[t], col, x, w, b, N, Cin, H, W, Cout, 3, 1, 1, 2);
+                bd__conv2d_bwd(dx[t], NULL, NULL, col, d, x, w, N, Cin, H, W, Cout, 3, 1, 1, 2);
+                set_threads(1);
+            }
+            for (t = 1; t < 3; t++) {
+                BDT_CHECKF(memcmp(o[t], o[0], (size_t)no * 4) == 0, "winograd4 fwd %dx%d %d threads", (int)H, (int)W, t + 1);
+                BDT_CHECKF(memcmp(dx[t], dx[0], (size_t)nx * 4) == 0, "winograd4 dx %dx%d %d threads", (int)H, (int)W, t + 1);
+            }
+            for (t = 0; t < 3; t++) { free(o[t]); free(dx[t]); }
+            free(x); free(w); free(b); free(d); free(col);
+        }
+        printf("  winograd F(4x4): 1, 2 and 3 threads give identical bits\n");
+    }
+#endif
+}
+
 /* ---------------- thread-count determinism ---------------- */
 /* every conv path (Winograd, direct fwd/dx, direct dw at stride 1 and 2 and
    1x1, implicit GEMM): the same bits for 1, 2 and 3 threads */
@@ -439,6 +533,7 @@ int main(void) {
     BDT_RUN(test_gemm_builtin_blocks);
     BDT_RUN(test_conv_fast_vs_ref);
     BDT_RUN(test_winograd_vs_direct);
+    BDT_RUN(test_winograd4_vs_direct);
     BDT_RUN(test_expf);
     BDT_RUN(test_groupnorm_fast_vs_ref);
     BDT_RUN(test_attention_fast_vs_ref);
