@@ -4540,9 +4540,11 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    forms need >= 16 channels on both sides (conv_in, 1 channel, and the
    output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
    F(2x2) and the direct kernel once the call has >= 32 F(4x4) tile lanes
-   (batch 1 at 28x28: 56 lanes, 1.1-1.2x over F(2x2); batch 2 at 14x14:
-   1.1-1.6x over the direct kernel; batch 64: 1.2-1.6x over F(2x2) on every
-   shape); below that (batch 1 at 14x14, 7x7 up to batch 4) the per-call
+   on one thread (batch 1 at 28x28: 56 lanes, 1.1-1.2x over F(2x2); batch 2
+   at 14x14: 1.1-1.6x over the direct kernel; batch 64: 1.2-1.6x over F(2x2)
+   on every shape), but with 2 threads one or two blocks of lanes split
+   badly (batch 1 at 28x28: the whole call ~10% slower), so the rule asks
+   for two blocks (64 lanes on AVX-512, 96 on AVX2 and C); below that (batch 1 at 14x14, 7x7 up to batch 4) the per-call
    weight transform does not pay off and the direct kernel is faster.
    F(2x2) would need >= 128 of its lanes, which no UNet shape reaches
    without reaching 32 F(4x4) lanes first.  AVX2+FMA (256-bit direct tile
@@ -4562,7 +4564,10 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
     if (Cin < 16 || Cout < 16) return 0;
-    if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
+    /* F(4x4) from two blocks of lanes: with one or two (batch 1 at 28x28: 56 lanes)
+       2 threads split 49 tiles 32 + 17 and the call measured ~10% slower than F(2x2)'s
+       7 blocks (sample1, 2 threads, docs/performance.md) */
+    if (!dx && N * ((H + 3) / 4) * TWp4 >= 2 * need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
 }
 
