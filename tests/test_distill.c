@@ -846,17 +846,16 @@ static void test_gradcheck_mlp_student(void) {
    distilled student's 2-NFE trajectory error to the teacher (MSE of final
    samples from the same noise) must be below a fixed bound and below a
    tenth of the copied teacher's 2-step DDIM error. */
-static void test_end_to_end_mlp_td(void) {
-    bd_context *ctx = make_ctx();
+/* an MLP teacher trained 400 steps of batch 128 on the mixture (EMA
+   weights); dr: the data rng, left where training stopped */
+static bd_denoiser *trained_mlp_teacher(bd_context *ctx, const float *pts, bd_rng *dr) {
     bd_denoiser *teacher = NULL;
     bd_trainer *tr = NULL;
     bd_trainer_config tc = bd_trainer_config_init();
     bd_mlp_config mc = bd_mlp_config_init(2);
-    float pts[2 * GMM_M], x[2 * 128];
-    bd_rng r = bd_rng_init(1), dr = bd_rng_init(3);
-    int i, run;
-    const double bound = 0.01;
-    gmm_points(pts);
+    float x[2 * 128];
+    bd_rng r = bd_rng_init(1);
+    int i;
     mc.hidden = 32;
     mc.depth = 2;
     BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
@@ -864,12 +863,29 @@ static void test_end_to_end_mlp_td(void) {
     tc.ema_decay = 0.99;
     tc.seed = 2;
     BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 128, &tr) == BD_SUCCESS);
-    if (!tr) return;
+    if (!tr) {
+        bd_denoiser_free(teacher);
+        return NULL;
+    }
     for (i = 0; i < 400; i++) {
-        gmm_sample(&dr, pts, x, 128);
+        gmm_sample(dr, pts, x, 128);
         BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
     }
     bd_trainer_copy_ema(tr, teacher);
+    bd_trainer_free(tr);
+    return teacher;
+}
+
+static void test_end_to_end_mlp_td(void) {
+    bd_context *ctx = make_ctx();
+    bd_denoiser *teacher;
+    float pts[2 * GMM_M];
+    bd_rng dr = bd_rng_init(3);
+    int i, run;
+    const double bound = 0.01;
+    gmm_points(pts);
+    teacher = trained_mlp_teacher(ctx, pts, &dr);
+    if (!teacher) return;
     for (run = 0; run < 4; run++) {
         int64_t K = run == 0 ? 1 : (run == 1 ? 2 : 4), k;
         bd_denoiser *st = NULL;
@@ -900,7 +916,6 @@ static void test_end_to_end_mlp_td(void) {
         bd_distill_free(d);
         bd_denoiser_free(st);
     }
-    bd_trainer_free(tr);
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
 }
@@ -1012,29 +1027,15 @@ static void test_cd_targets_exact_teacher(void) {
    the same NFE. */
 static void test_end_to_end_mlp_cd(void) {
     bd_context *ctx = make_ctx();
-    bd_denoiser *teacher = NULL;
-    bd_trainer *tr = NULL;
-    bd_trainer_config tc = bd_trainer_config_init();
-    bd_mlp_config mc = bd_mlp_config_init(2);
+    bd_denoiser *teacher;
     float pts[2 * GMM_M], x[2 * 128];
-    bd_rng r = bd_rng_init(1), dr = bd_rng_init(3);
+    bd_rng dr = bd_rng_init(3);
     int i, run;
-    gmm_points(pts);
-    mc.hidden = 32;
-    mc.depth = 2;
-    BDT_CHECK(bd_mlp_create(ctx, &mc, &r, &teacher) == BD_SUCCESS);
-    tc.adam.lr = 3e-3;
-    tc.ema_decay = 0.99;
-    tc.seed = 2;
-    BDT_CHECK(bd_trainer_init(ctx, teacher, &tc, 128, &tr) == BD_SUCCESS);
-    if (!tr) return;
-    for (i = 0; i < 400; i++) {
-        gmm_sample(&dr, pts, x, 128);
-        BDT_CHECK(bd_trainer_step(tr, x, 128, NULL) == BD_SUCCESS);
-    }
-    bd_trainer_copy_ema(tr, teacher);
     /* TEST_QUICK (valgrind): the two 2-step students, fewer steps and samples */
     int quick = getenv("TEST_QUICK") != NULL, nb = quick ? 64 : 128, steps = quick ? 250 : 400;
+    gmm_points(pts);
+    teacher = trained_mlp_teacher(ctx, pts, &dr);
+    if (!teacher) return;
     for (run = quick ? 1 : 0; run < 3; run++) {
         int64_t K = run == 2 ? 2 : 1, N = run == 0 ? 1 : 2;
         bd_denoiser *st = NULL;
@@ -1062,7 +1063,6 @@ static void test_end_to_end_mlp_cd(void) {
         bd_distill_free(d);
         bd_denoiser_free(st);
     }
-    bd_trainer_free(tr);
     bd_denoiser_free(teacher);
     bd_context_free(ctx);
 }
