@@ -509,7 +509,7 @@ static void test_sampler_device_path(void) {
 
 /* bd_distill on the shadow device against the CPU context: the same draws,
    the same kernels in the same order, so loss, branch losses, weights,
-   params, EMA, Adam moments and rng are bit for bit the same.  PD and TD,
+   params, EMA, Adam moments and rng are bit for bit the same.  PD, TD and CD,
    several weight schedules (adaptive, agree, anneal), x and z space, L1,
    teacher_refine, TD on the fly / cached / teacher forcing / dense targets
    from the student's state; then save_state on the device, load_state on
@@ -595,7 +595,7 @@ static void distill_case(const dcase *dc0) {
         BDT_CHECK(bd_distill_set_trajectories(b, cache, NCACHE) == BD_SUCCESS);
     }
     for (s = 0; s < STEPS; s++) {
-        const float *xp = dc0->method == BD_DISTILL_PD ? x : NULL;
+        const float *xp = dc0->method != BD_DISTILL_TD ? x : NULL;
         bd_rng_uniform_fill(&data, x, B * 64, -1.0f, 1.0f);
         BDT_CHECK(bd_distill_step(a, xp, B - s % 2, &l1, bl1) == BD_SUCCESS);
         BDT_CHECKF(bd_distill_step(b, xp, B - s % 2, &l2, bl2) == BD_SUCCESS, "%s", bd_context_message(dev));
@@ -621,11 +621,11 @@ static void distill_case(const dcase *dc0) {
     }
     BDT_CHECKF(bd_distill_load_state(a, path) == BD_SUCCESS, "%s", bd_context_message(ctx));
     BDT_CHECK(dist_same(a, b, buf));
-    BDT_CHECK(bd_distill_step(a, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_step(a, dc0->method != BD_DISTILL_TD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
     BDT_CHECK(bd_distill_save_state(a, path) == BD_SUCCESS);
-    BDT_CHECK(bd_distill_step(a, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_step(a, dc0->method != BD_DISTILL_TD ? x : NULL, B, &l1, bl1) == BD_SUCCESS);
     BDT_CHECKF(bd_distill_load_state(b, path) == BD_SUCCESS, "%s", bd_context_message(dev));
-    BDT_CHECK(bd_distill_step(b, dc0->method == BD_DISTILL_PD ? x : NULL, B, &l2, bl2) == BD_SUCCESS);
+    BDT_CHECK(bd_distill_step(b, dc0->method != BD_DISTILL_TD ? x : NULL, B, &l2, bl2) == BD_SUCCESS);
     BDT_CHECKF(l1 == l2 && dist_same(a, b, buf), "after the resume: loss %.9g vs %.9g", l1, l2);
     /* the EMA into a host network */
     BDT_CHECK(bd_distill_copy_ema(b, s1) == BD_SUCCESS);
@@ -659,6 +659,8 @@ static void test_distill_device_path(void) {
         {BD_DISTILL_TD, BD_WEIGHTS_LINEAR, BD_DISTILL_SPACE_X, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_EULER, 0, 0, 2, BD_DENSE_FROM_TRAJECTORY},
         {BD_DISTILL_TD, BD_WEIGHTS_AGREE, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_X0, BD_SAMPLER_DDIM, 1, 0, 1, BD_DENSE_FROM_STUDENT},
         {BD_DISTILL_TD, BD_WEIGHTS_FINAL, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DDIM, 1, 0, 1, BD_DENSE_FROM_TRAJECTORY},
+        {BD_DISTILL_CD, BD_WEIGHTS_UNIFORM, BD_DISTILL_SPACE_Z, BD_DISTILL_L2, BD_PARAM_V, BD_SAMPLER_DDIM, 0, 0, 2, BD_DENSE_FROM_STUDENT},
+        {BD_DISTILL_CD, BD_WEIGHTS_AGREE, BD_DISTILL_SPACE_X, BD_DISTILL_L2, BD_PARAM_EPS, BD_SAMPLER_DDIM, 0, 0, 1, BD_DENSE_FROM_STUDENT},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) distill_case(&cases[i]);
