@@ -1848,6 +1848,7 @@ BDAPI bd_result bd_builtin_shapes_ex(bd_context *ctx, float *out, uint8_t *label
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
     !defined(BDENSE_NO_SIMD)
 #include <immintrin.h>
+#define BD__X86 1 /* x86 vector paths (AVX-512 / AVX2+FMA, picked at run time) */
 #endif
 
 #if defined(BDENSE_MALLOC) && defined(BDENSE_FREE)
@@ -2452,6 +2453,40 @@ struct bd__gsrc {
     int64_t C, H, W, k, stride, pad, Ho, Wo; /* conv geometry */
 };
 
+#ifdef BD__X86
+/* One full 8-lane panel of bd__pack_rowmajor (rows r0..r0+7, depth k0..k0+kc-1)
+   by 8x8 AVX transposes: the scalar version's strided stores made it ~10% of a
+   batch-1 network call (the direct 3x3 kernel packs its weights per call). */
+__attribute__((target("avx2"))) static void bd__pack_rowmajor8_avx2(const float *p, int64_t ld, float *d,
+                                                                    int64_t kc) {
+    int64_t kk, r;
+    for (kk = 0; kk + 8 <= kc; kk += 8) {
+        __m256 a0 = _mm256_loadu_ps(p + kk), a1 = _mm256_loadu_ps(p + ld + kk),
+               a2 = _mm256_loadu_ps(p + 2 * ld + kk), a3 = _mm256_loadu_ps(p + 3 * ld + kk),
+               a4 = _mm256_loadu_ps(p + 4 * ld + kk), a5 = _mm256_loadu_ps(p + 5 * ld + kk),
+               a6 = _mm256_loadu_ps(p + 6 * ld + kk), a7 = _mm256_loadu_ps(p + 7 * ld + kk);
+        __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1), t2 = _mm256_unpacklo_ps(a2, a3),
+               t3 = _mm256_unpackhi_ps(a2, a3), t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5),
+               t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *o = d + kk * 8;
+        _mm256_storeu_ps(o, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(o + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(o + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(o + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(o + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; kk < kc; kk++)
+        for (r = 0; r < 8; r++) d[kk * 8 + r] = p[r * ld + kk];
+}
+#endif
+
 /* element (r, kk) is p[r*ld + kk]: A as stored, or B transposed */
 static void bd__pack_rowmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t nr, int64_t k0,
                               int64_t kc, int64_t w) {
@@ -2459,6 +2494,12 @@ static void bd__pack_rowmajor(const bd__gsrc *s, float *dst, int64_t r0, int64_t
     for (pr = 0; pr < nr; pr += w) {
         int64_t lanes = nr - pr < w ? nr - pr : w;
         float *d = dst + pr * kc;
+#ifdef BD__X86
+        if (w == 8 && lanes == 8 && __builtin_cpu_supports("avx2")) {
+            bd__pack_rowmajor8_avx2(s->p + (r0 + pr) * s->ld + k0, s->ld, d, kc);
+            continue;
+        }
+#endif
         for (r = 0; r < lanes; r++) {
             const float *src = s->p + (r0 + pr + r) * s->ld + k0;
             for (kk = 0; kk < kc; kk++) d[kk * w + r] = src[kk];
@@ -2500,9 +2541,7 @@ static void bd__ukernel_c(int64_t kc, const float *a, const float *b, float *C, 
         for (j = 0; j < nr; j++) C[i * ldc + j] += alpha * acc[i][j];
 }
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
-    !defined(BDENSE_NO_SIMD)
-#define BD__X86 1
+#ifdef BD__X86
 /* Which vector paths run is decided at run time from the CPU; the test
    suite also builds with -DBDENSE_NO_AVX512 (AVX2 paths) and
    -DBDENSE_NO_SIMD (portable C) so every path is exercised on one machine. */
@@ -3124,19 +3163,23 @@ static int bd__direct_ok(int64_t H, int64_t W, int64_t k, int64_t stride, int64_
 #endif
 }
 /* xp (C, H+2, W+2) <- zero-padded x (C, H, W) */
+/* (rows of 7..64 floats: fixed-size 8-float copies the compiler inlines,
+   not a libc call per row, which cost ~10% of a 7x7 convolution at batch 1) */
 static void bd__pad1(float *xp, const float *x, int64_t C, int64_t H, int64_t W) {
-    int64_t c, y, Wp = W + 2, Hp = H + 2;
+    int64_t c, y, i, Wp = W + 2, Hp = H + 2;
     for (c = 0; c < C; c++) {
         float *pc = xp + c * Hp * Wp;
         const float *xc = x + c * H * W;
-        memset(pc, 0, (size_t)Wp * sizeof(float));
+        for (i = 0; i < Wp; i++) pc[i] = 0.0f;
         for (y = 0; y < H; y++) {
             float *r = pc + (y + 1) * Wp;
+            const float *src = xc + y * W;
             r[0] = 0.0f;
-            memcpy(r + 1, xc + y * W, (size_t)W * sizeof(float));
+            for (i = 0; i + 8 <= W; i += 8) memcpy(r + 1 + i, src + i, 8 * sizeof(float));
+            for (; i < W; i++) r[1 + i] = src[i];
             r[W + 1] = 0.0f;
         }
-        memset(pc + (H + 1) * Wp, 0, (size_t)Wp * sizeof(float));
+        for (i = 0; i < Wp; i++) pc[(H + 1) * Wp + i] = 0.0f;
     }
     memset(xp + C * Hp * Wp, 0, BD__DC_SLACK * sizeof(float));
 }
@@ -4444,11 +4487,20 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
             }
         }
     }
+    /* Work items: a block of tile rows x a group of output-channel panels
+       (each item transforms its block's input: cheap next to the products).
+       Items run group-major: with cg = the thread count, each thread takes
+       one group of panels over every block, and reads only the transformed
+       weights it made itself (upre is split over panels the same way).
+       Used when there are few blocks (< 8 per thread): batch 1 at 28x28,
+       2 threads, F(4x4) (2 blocks of 4 and 3 tile rows) 320 -> 175 us and
+       F(2x2) (7 blocks, 4 + 3) 253 -> 216 us on the 64->64 layer
+       (docs/performance.md "Batch 1"); with many blocks, cg = 1. */
     cg = 1;
-    if (use > 1 && nblk < 2 * use) {
-        cg = (2 * use + nblk - 1) / nblk;
-        if (cg > npan) cg = npan;
-    }
+    if (use > 1 && nblk < 8 * (int64_t)use) cg = use < npan ? use : npan;
+#ifdef BD_EXP_CG
+    if (getenv("BD_CG")) cg = atoi(getenv("BD_CG"));
+#endif
     ppg = (npan + cg - 1) / cg;
     cg = (npan + ppg - 1) / ppg;
     items = nblk * cg;
@@ -4456,7 +4508,7 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     for (t = 0; t < items; t++) {
         /* ua: 16 x 128 or 36 x 64 x 8 floats */
         float M[36 * BD__WG_MS], ua[36 * BD__WG4_KC * 8];
-        int64_t b = t / cg, grp = t % cg, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
+        int64_t b = t % nblk, grp = t / nblk, g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R, p;
         int64_t p1 = (grp + 1) * ppg < npan ? (grp + 1) * ppg : npan;
         float *V = col + (int64_t)bd__omp_tid() * slot;
         if (f4) {
@@ -4542,10 +4594,11 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
    F(2x2) and the direct kernel once the call has >= 32 F(4x4) tile lanes
    on one thread (batch 1 at 28x28: 56 lanes, 1.1-1.2x over F(2x2); batch 2
    at 14x14: 1.1-1.6x over the direct kernel; batch 64: 1.2-1.6x over F(2x2)
-   on every shape), but with 2 threads one or two blocks of lanes split
-   badly (batch 1 at 28x28: the whole call ~10% slower), so the rule asks
-   for two blocks (64 lanes on AVX-512, 96 on AVX2 and C); below that (batch 1 at 14x14, 7x7 up to batch 4) the per-call
-   weight transform does not pay off and the direct kernel is faster.
+   on every shape; with 2 threads too since bd__wg_conv3 splits a call of
+   few blocks by output channels: batch 1 at 28x28 1.2-1.4x over F(2x2),
+   docs/performance.md "Batch 1"); below that (batch 1 at 14x14, 7x7 up
+   to batch 4) the per-call weight transform does not pay off and the
+   direct kernel is faster.
    F(2x2) would need >= 128 of its lanes, which no UNet shape reaches
    without reaching 32 F(4x4) lanes first.  AVX2+FMA (256-bit direct tile
    and transforms, docs/performance.md "AVX2 paths") and plain C (not
@@ -4564,10 +4617,7 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
     if (Cin < 16 || Cout < 16) return 0;
-    /* F(4x4) from two blocks of lanes: with one or two (batch 1 at 28x28: 56 lanes)
-       2 threads split 49 tiles 32 + 17 and the call measured ~10% slower than F(2x2)'s
-       7 blocks (sample1, 2 threads, docs/performance.md) */
-    if (!dx && N * ((H + 3) / 4) * TWp4 >= 2 * need4) return 2;
+    if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
 }
 
