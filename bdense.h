@@ -4931,7 +4931,11 @@ static void bd__silu_rows(float *out, const float *x, int64_t n) {
    Work is split over (sample, group) pairs for the forward and over groups
    for the backward (dgamma/dbeta sum over samples in a fixed order).
    Sums use eight float lanes per channel row combined in double: the same
-   result for every thread count, and vectorisable. */
+   result for every thread count, and vectorisable.  Split from
+   BD__GN_PAR_MIN values: a fork/join costs ~1.3 us on 2 cores, a 4096-value
+   GroupNorm+SiLU ~3 us; with the earlier 32768 nearly every GroupNorm of a
+   batch-1 call (28x28 x 32 channels and below) ran on one thread. */
+#define BD__GN_PAR_MIN 4096
 static double bd__sum8(const float *x, int64_t n) {
     float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     double t = 0.0;
@@ -4961,7 +4965,7 @@ static double bd__sqdev8(const float *x, int64_t n, float mu) {
 static void bd__gn_fwd(float *out, float *mean, float *rstd, const float *x, const float *gamma,
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, t;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__GN_PAR_MIN)
     for (t = 0; t < N * G; t++) {
         int64_t n = t / G, g = t % G, c, i;
         const float *xg = x + (n * C + g * Cg) * HW;
@@ -5012,7 +5016,7 @@ static void bd__gn_bwd(float *dx, float *dgamma, float *dbeta, const float *dout
                        const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, int silu) {
     int64_t Cg = C / G, M = Cg * HW, g;
     int keep = silu && M <= BD__GN_GROUP_STACK;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 32768)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__GN_PAR_MIN)
     for (g = 0; g < G; g++) {
         float gb[BD__GN_CHUNK], gall[BD__GN_GROUP_STACK];
         int64_t n, c, i, i0;
@@ -5101,6 +5105,10 @@ BDAPI void bd_groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, co
     bd__gn_bwd(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, N, C, HW, G, 1);
 }
 
+/* Element-wise and copy kernels split over threads from BD__EW_PAR_MIN
+   values (a fork/join costs ~1.3 us on 2 cores; the earlier 65536 left
+   every one of them on one thread in a batch-1 network call). */
+#define BD__EW_PAR_MIN 8192
 BDAPI void bd_silu_forward(float *out, const float *x, int64_t n) {
     int64_t t, nb = (n + 16383) / 16384;
     BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
@@ -5124,7 +5132,7 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
     int64_t p, W2 = 2 * W;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         const float *xp = x + p * H * W;
@@ -5143,7 +5151,7 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
     int64_t p, W2 = 2 * W;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         float *xp = dx + p * H * W;
@@ -5156,39 +5164,34 @@ BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64
     }
 }
 
+/* one channel row per item: batch 1 splits too */
 BDAPI void bd_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t C1,
                              int64_t C2, int64_t HW) {
-    int64_t n;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
-    for (n = 0; n < N; n++) {
-        float *on = out + n * (C1 + C2) * HW;
-        memcpy(on, a + n * C1 * HW, (size_t)(C1 * HW) * sizeof(float));
-        memcpy(on + C1 * HW, b + n * C2 * HW, (size_t)(C2 * HW) * sizeof(float));
+    int64_t p, C = C1 + C2;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__EW_PAR_MIN)
+    for (p = 0; p < N * C; p++) {
+        int64_t n = p / C, c = p % C;
+        memcpy(out + p * HW, c < C1 ? a + (n * C1 + c) * HW : b + (n * C2 + c - C1) * HW,
+               (size_t)HW * sizeof(float));
     }
 }
 
 BDAPI void bd_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t C1,
                               int64_t C2, int64_t HW) {
-    int64_t n;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N > 1 && N * (C1 + C2) * HW >= 65536)
-    for (n = 0; n < N; n++) {
-        const float *dn = dout + n * (C1 + C2) * HW;
-        int64_t i;
-        if (da) {
-            float *an = da + n * C1 * HW;
-            for (i = 0; i < C1 * HW; i++) an[i] += dn[i];
-        }
-        if (db) {
-            float *bn = db + n * C2 * HW;
-            const float *d2 = dn + C1 * HW;
-            for (i = 0; i < C2 * HW; i++) bn[i] += d2[i];
-        }
+    int64_t p, C = C1 + C2;
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__EW_PAR_MIN)
+    for (p = 0; p < N * C; p++) {
+        int64_t n = p / C, c = p % C, i;
+        const float *dn = dout + p * HW;
+        float *r = c < C1 ? (da ? da + (n * C1 + c) * HW : NULL) : (db ? db + (n * C2 + c - C1) * HW : NULL);
+        if (r)
+            for (i = 0; i < HW; i++) r[i] += dn[i];
     }
 }
 
 BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C, int64_t HW) {
     int64_t p;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         float v = e[p], *r = x + p * HW;
@@ -5199,7 +5202,7 @@ BDAPI void bd_add_channel_forward(float *x, const float *e, int64_t N, int64_t C
 BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int64_t C,
                                    int64_t HW) {
     int64_t p;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= 65536)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * HW >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t i;
         const float *r = dout + p * HW;
@@ -5210,10 +5213,10 @@ BDAPI void bd_add_channel_backward(float *de, const float *dout, int64_t N, int6
 }
 
 /* elementwise loops split in blocks of BD__EW_BLOCK over threads */
-#define BD__EW_BLOCK 16384
+#define BD__EW_BLOCK 4096
 BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 1)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         for (i = t * BD__EW_BLOCK; i < i1; i++) out[i] = a[i] + b[i];
@@ -5222,7 +5225,7 @@ BDAPI void bd_add_forward(float *out, const float *a, const float *b, int64_t n)
 
 BDAPI void bd_add_backward(float *da, float *db, const float *dout, int64_t n) {
     int64_t t, nb = (n + BD__EW_BLOCK - 1) / BD__EW_BLOCK;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 3)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && nb > 1)
     for (t = 0; t < nb; t++) {
         int64_t i, i1 = (t + 1) * BD__EW_BLOCK < n ? (t + 1) * BD__EW_BLOCK : n;
         if (da) for (i = t * BD__EW_BLOCK; i < i1; i++) da[i] += dout[i];
@@ -5320,21 +5323,24 @@ static void bd__gsrc_plain(bd__gsrc *s, const float *p, int64_t ld, int colmajor
     s->ld = ld;
     s->pack = colmajor ? bd__pack_colmajor : bd__pack_rowmajor;
 }
-/* one (n, h) item of the forward */
+/* one (n, h) item of the forward, query positions i0..i1-1 (rows of S and
+   A, columns of O: the GEMM sums every element in the same order whatever
+   the split) */
 static void bd__att_fwd_item(float *o, float *a, const float *q, const float *kk, const float *v,
-                             int64_t Ch, int64_t HW, float scale, float *buf) {
+                             int64_t Ch, int64_t HW, int64_t i0, int64_t i1, float scale, float *buf) {
     bd__gsrc sa, sb;
+    int64_t c;
     /* S (HW,HW) = scale Q^T K: A(i,c) = q[c*HW+i], B(c,j) = k[c*HW+j] */
-    memset(a, 0, (size_t)(HW * HW) * sizeof(float));
+    memset(a + i0 * HW, 0, (size_t)((i1 - i0) * HW) * sizeof(float));
     bd__gsrc_plain(&sa, q, HW, 1);
     bd__gsrc_plain(&sb, kk, HW, 1);
-    bd__gemm_run(&sa, 0, &sb, 0, HW, HW, Ch, scale, a, HW, buf);
-    bd__softmax_rows(a, HW, HW);
+    bd__gemm_run(&sa, i0, &sb, 0, i1 - i0, HW, Ch, scale, a + i0 * HW, HW, buf);
+    bd__softmax_rows(a + i0 * HW, i1 - i0, HW);
     /* O (Ch,HW) = V A^T: A(c,j) = v[c*HW+j], B(j,i) = a[i*HW+j] */
-    memset(o, 0, (size_t)(Ch * HW) * sizeof(float));
+    for (c = 0; c < Ch; c++) memset(o + c * HW + i0, 0, (size_t)(i1 - i0) * sizeof(float));
     bd__gsrc_plain(&sa, v, HW, 0);
     bd__gsrc_plain(&sb, a, HW, 0);
-    bd__gemm_run(&sa, 0, &sb, 0, Ch, HW, HW, 1.0f, o, HW, buf);
+    bd__gemm_run(&sa, 0, &sb, i0, Ch, i1 - i0, HW, 1.0f, o + i0, HW, buf);
 }
 static void bd__att_bwd_item(float *dq, float *dk, float *dv, float *sc, const float *dO,
                              const float *q, const float *kk, const float *v, const float *a,
@@ -5371,15 +5377,19 @@ static void bd__att_bwd_item(float *dq, float *dk, float *dv, float *sc, const f
 
 BDAPI void bd_attention_forward(float *out, float *att, const float *qkv, int64_t N, int64_t C,
                                 int64_t HW, int64_t heads) {
-    int64_t Ch = C / heads, t;
+    int64_t Ch = C / heads, t, nt = bd__omp_threads(), rs = 1, rb;
     float scale = (float)(1.0 / sqrt((double)Ch));
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * heads > 1)
-    for (t = 0; t < N * heads; t++) {
+    /* fewer (sample, head) pairs than threads (batch 1): split the queries */
+    if (nt > 1 && N * heads < nt) rs = (nt + N * heads - 1) / (N * heads);
+    rb = (HW + rs - 1) / rs;
+    rs = (HW + rb - 1) / rb;
+    BD__OMP_FOR_IF(nt > 1 && N * heads * rs > 1)
+    for (t = 0; t < N * heads * rs; t++) {
         float buf[BD__GEMM_STACK_FLOATS];
-        int64_t n = t / heads, h = t % heads;
+        int64_t p = t / rs, n = p / heads, h = p % heads, i0 = (t % rs) * rb;
         const float *q = qkv + (n * 3 * C + h * Ch) * HW;
-        bd__att_fwd_item(out + (n * C + h * Ch) * HW, att + t * HW * HW, q, q + C * HW,
-                         q + 2 * C * HW, Ch, HW, scale, buf);
+        bd__att_fwd_item(out + (n * C + h * Ch) * HW, att + p * HW * HW, q, q + C * HW,
+                         q + 2 * C * HW, Ch, HW, i0, i0 + rb < HW ? i0 + rb : HW, scale, buf);
     }
 }
 

@@ -481,7 +481,7 @@ static void test_threads_bit_identical(void) {
     const conv_case *c = &conv_cases[2];
     int64_t nx = c->N * c->Cin * c->H * c->W, nw = c->Cout * c->Cin * 9, no = c->N * c->Cout * c->H * c->W;
     float *x = randv(&r, nx), *w = randv(&r, nw), *b = randv(&r, c->Cout), *dout = randv(&r, no);
-    float *o[3], *dx[3], *dw[3], *db[3], *a[3], *ao[3], *dq[3], *gn[3], *gdx[3], *gdg[3];
+    float *o[3], *dx[3], *dw[3], *db[3], *a[3], *ao[3], *dq[3], *gn[3], *gdx[3], *gdg[3], *a1[3], *ao1[3];
     float m[3][64], s[3][64], *qkv = randv(&r, 5 * 3 * 64 * 49), *sc = randv(&r, 49 * 49);
     int t;
     for (t = 0; t < 3; t++) {
@@ -494,6 +494,9 @@ static void test_threads_bit_identical(void) {
         gdg[t] = (float *)calloc(128, 4);
         set_threads(t + 1);
         bd_attention_forward(ao[t], a[t], qkv, 5, 64, 49, 1);
+        /* batch 1: the queries split over the threads */
+        a1[t] = (float *)calloc(49 * 49, 4); ao1[t] = (float *)calloc(64 * 49, 4);
+        bd_attention_forward(ao1[t], a1[t], qkv, 1, 64, 49, 1);
         bd_attention_backward(dq[t], sc, ao[t], qkv, a[t], 5, 64, 49, 1);
         bd_groupnorm_silu_forward(gn[t], m[t], s[t], o[0], w, b, c->N, c->Cout, c->H * c->W, 8);
         bd_groupnorm_silu_backward(gdx[t], gdg[t], gdg[t] + 64, dout, o[0], m[t], s[t], w, b,
@@ -506,6 +509,10 @@ static void test_threads_bit_identical(void) {
         BDT_CHECKF(memcmp(dw[t], dw[0], (size_t)nw * 4) == 0, "conv dw %d threads", t + 1);
         BDT_CHECKF(memcmp(db[t], db[0], (size_t)c->Cout * 4) == 0, "conv db %d threads", t + 1);
         BDT_CHECKF(memcmp(ao[t], ao[0], 5 * 64 * 49 * 4) == 0, "attention fwd %d threads", t + 1);
+        BDT_CHECKF(memcmp(ao1[t], ao1[0], 64 * 49 * 4) == 0 && memcmp(a1[t], a1[0], 49 * 49 * 4) == 0,
+                   "attention fwd batch 1, %d threads", t + 1);
+        BDT_CHECKF(memcmp(ao1[t], ao[0], 64 * 49 * 4) == 0, "attention fwd batch 1 = sample 0 of 5, %d threads",
+                   t + 1);
         BDT_CHECKF(memcmp(dq[t], dq[0], 5 * 3 * 64 * 49 * 4) == 0, "attention bwd %d threads", t + 1);
         BDT_CHECKF(memcmp(gn[t], gn[0], (size_t)no * 4) == 0, "gn+silu fwd %d threads", t + 1);
         BDT_CHECKF(memcmp(gdx[t], gdx[0], (size_t)no * 4) == 0, "gn+silu bwd %d threads", t + 1);
@@ -513,7 +520,7 @@ static void test_threads_bit_identical(void) {
     }
     for (t = 0; t < 3; t++) {
         free(o[t]); free(dx[t]); free(dw[t]); free(db[t]); free(a[t]); free(ao[t]); free(dq[t]);
-        free(gn[t]); free(gdx[t]); free(gdg[t]);
+        free(gn[t]); free(gdx[t]); free(gdg[t]); free(a1[t]); free(ao1[t]);
     }
     free(x); free(w); free(b); free(dout); free(qkv); free(sc);
     printf("  1, 2 and 3 threads give identical bits (conv, attention, gn+silu)\n");
