@@ -4932,10 +4932,10 @@ static void bd__silu_rows(float *out, const float *x, int64_t n) {
    for the backward (dgamma/dbeta sum over samples in a fixed order).
    Sums use eight float lanes per channel row combined in double: the same
    result for every thread count, and vectorisable.  Split from
-   BD__GN_PAR_MIN values: a fork/join costs ~1.3 us on 2 cores, a 4096-value
-   GroupNorm+SiLU ~3 us; with the earlier 32768 nearly every GroupNorm of a
+   BD__GN_PAR_MIN values: a fork/join costs ~1.3 us on 2 cores, a 2048-value
+   GroupNorm+SiLU ~2 us; with the earlier 32768 nearly every GroupNorm of a
    batch-1 call (28x28 x 32 channels and below) ran on one thread. */
-#define BD__GN_PAR_MIN 4096
+#define BD__GN_PAR_MIN 2048
 static double bd__sum8(const float *x, int64_t n) {
     float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     double t = 0.0;
@@ -5132,7 +5132,7 @@ BDAPI void bd_silu_backward(float *dx, const float *dout, const float *x, int64_
 BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t C, int64_t H,
                                  int64_t W) {
     int64_t p, W2 = 2 * W;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= BD__EW_PAR_MIN)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && 4 * N * C * H * W >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         const float *xp = x + p * H * W;
@@ -5151,7 +5151,7 @@ BDAPI void bd_upsample2x_forward(float *out, const float *x, int64_t N, int64_t 
 BDAPI void bd_upsample2x_backward(float *dx, const float *dout, int64_t N, int64_t C, int64_t H,
                                   int64_t W) {
     int64_t p, W2 = 2 * W;
-    BD__OMP_FOR_IF(bd__omp_threads() > 1 && N * C * H * W >= BD__EW_PAR_MIN)
+    BD__OMP_FOR_IF(bd__omp_threads() > 1 && 4 * N * C * H * W >= BD__EW_PAR_MIN)
     for (p = 0; p < N * C; p++) {
         int64_t y, xx;
         float *xp = dx + p * H * W;
