@@ -2754,7 +2754,7 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
            (F(4x4, 3x3); F(2x2) uses 16 x Cin x 32), and two slots of the
            Winograd weight gradient (bd__wg4_dw) for half the channels each */
         int64_t wg = BD__WG_SLOTS * 36 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
-        int64_t dw = 2 * bd__wgdw_slot(((Cin + 1) / 2 + 7) / 8 * 8, W);
+        int64_t dw = Cin >= 16 ? 2 * bd__wgdw_slot(((Cin + 1) / 2 + 7) / 8 * 8, W) : 0;
         if (dw > wg) wg = dw;
         return wg > im ? wg : im;
     }
@@ -4574,6 +4574,34 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         (m)[4] = _mm512_sub_ps(bd__u_, bd__v_);                                                        \
         (m)[5] = (y3);                                                                                 \
     } while (0)
+/* r[i][j] <-> r[j][i] (16 x 16 floats) */
+__attribute__((target("avx512f"))) static void bd__tr16_avx512(__m512 *r) {
+    __m512 a[16], b[16], s[4];
+    int i, k;
+    for (i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {
+        __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+        __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* b[4m + k], 128-bit lane L: column 4L + k of rows 4m .. 4m+3 */
+    for (k = 0; k < 4; k++) {
+        s[0] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x88);
+        s[1] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xDD);
+        s[2] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0x88);
+        s[3] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(s[0], s[2], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(s[0], s[2], 0xDD);
+        r[4 + k] = _mm512_shuffle_f32x4(s[1], s[3], 0x88);
+        r[12 + k] = _mm512_shuffle_f32x4(s[1], s[3], 0xDD);
+    }
+}
 /* Mt[xi*BD__WGDW_MS + (r*TW + tx)*32 + o] = (A dY A^T)[xi] of the 4x4 dout
    tile (r, tx) of the block (tile row g0 + r, g = n*TH + ty), channel o < om
    of d (sample n at d + n*ns), 0 for o >= om; dT: 4 x 4TW x 32 floats */
@@ -4590,15 +4618,16 @@ bd__wgdw_mtrans_avx512(float *Mt, float *dT, const float *d, int64_t om, int64_t
                 memset(t, 0, (size_t)(Wq * 32) * sizeof(float));
                 continue;
             }
-            for (o = 0; o < 32; o++) {
-                const float *s = d + n * ns + o * HW + y * W;
-                if (o < om) {
-                    for (q = 0; q < W; q++) t[q * 32 + o] = s[q];
-                    for (; q < Wq; q++) t[q * 32 + o] = 0.0f;
-                } else {
-                    for (q = 0; q < Wq; q++) t[q * 32 + o] = 0.0f;
+            for (h = 0; h < 2; h++) /* 16 channels x 16 pixels at a time, transposed in registers */
+                for (q = 0; q < Wq; q += 16) {
+                    __m512 rr[16];
+                    __mmask16 mk = bd__wg_m16(W - q);
+                    for (o = 0; o < 16; o++)
+                        rr[o] = 16 * h + o < om ? _mm512_maskz_loadu_ps(mk, d + n * ns + (16 * h + o) * HW + y * W + q)
+                                                : _mm512_setzero_ps();
+                    bd__tr16_avx512(rr);
+                    for (o = 0; o < 16 && q + o < Wq; o++) _mm512_storeu_ps(t + (q + o) * 32 + 16 * h, rr[o]);
                 }
-            }
         }
         for (tx = 0; tx < TW; tx++) {
             float *m = Mt + (r * TW + tx) * 32;
@@ -4687,34 +4716,36 @@ static int bd__wg4_dw(float *dw, float *col, int64_t colsize, const float *dout,
                                            Mt + xi * BD__WGDW_MS, nc - ct, nrows, TW, TWp);
             }
         }
-        for (p = 0; p < np; p++) { /* dw += G^T dU G (in double) */
+        for (p = 0; p < np; p++) { /* dw += G^T dU G (in double, 32 output channels at a time) */
             static const double G[6][3] = {{0.25, 0, 0},
                                            {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                            {-1.0 / 6, 1.0 / 6, -1.0 / 6},
                                            {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                            {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                            {0, 0, 1}};
-            int64_t o0 = q0 + 32 * p, om = Cout - o0 < 32 ? Cout - o0 : 32;
-            for (c = 0; c < nc; c++)
+            int64_t o0 = q0 + 32 * p, om = Cout - o0 < 32 ? Cout - o0 : 32, k;
+            for (c = 0; c < nc; c++) {
+                double T[3][6][32], Y[9][32];
+                const float *D = dU + (p * 36 * ncp + c) * 32; /* position xi: D + xi * ncp * 32 */
+                for (i = 0; i < 3; i++) /* G^T D: along y */
+                    for (j = 0; j < 6; j++) {
+                        for (o = 0; o < 32; o++) T[i][j][o] = 0.0;
+                        for (k = 0; k < 6; k++)
+                            if (G[k][i] != 0.0)
+                                for (o = 0; o < 32; o++) T[i][j][o] += G[k][i] * D[(6 * k + j) * ncp * 32 + o];
+                    }
+                for (i = 0; i < 3; i++) /* (G^T D) G: along x */
+                    for (j = 0; j < 3; j++) {
+                        for (o = 0; o < 32; o++) Y[3 * i + j][o] = 0.0;
+                        for (k = 0; k < 6; k++)
+                            if (G[k][j] != 0.0)
+                                for (o = 0; o < 32; o++) Y[3 * i + j][o] += T[i][k][o] * G[k][j];
+                    }
                 for (o = 0; o < om; o++) {
-                    double T[3][6];
                     float *g = dw + ((o0 + o) * Cin + c0 + c) * 9;
-                    const float *D = dU + (p * 36 * ncp + c) * 32 + o; /* D[xi]: D[xi * ncp * 32] */
-                    for (i = 0; i < 3; i++) /* G^T D: along y */
-                        for (j = 0; j < 6; j++) {
-                            double s = 0.0;
-                            int64_t k;
-                            for (k = 0; k < 6; k++) s += G[k][i] * D[(6 * k + j) * ncp * 32];
-                            T[i][j] = s;
-                        }
-                    for (i = 0; i < 3; i++) /* (G^T D) G: along x */
-                        for (j = 0; j < 3; j++) {
-                            double s = 0.0;
-                            int64_t k;
-                            for (k = 0; k < 6; k++) s += T[i][k] * G[k][j];
-                            g[3 * i + j] += (float)s;
-                        }
+                    for (i = 0; i < 9; i++) g[i] += (float)Y[i][o];
                 }
+            }
         }
     }
     return 1;
