@@ -4798,6 +4798,17 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     return N * ((H + 1) / 2) * TWp >= need;
 }
 
+/* the weight gradient of a stride-1 3x3 convolution: Winograd F(4x4)
+   (bd__wg4_dw, AVX-512) or the direct kernel (bd__dw_direct), per layer
+   shape (never per thread count).  Measured with bench/bench_wino.c
+   (docs/performance.md, "Winograd weight gradient"): on one thread 1.2-2.4x
+   the direct kernel at batch 64 on every UNet shape and 1.2-2x at batch 8,
+   from 16 channels on both sides and one block of 32 tiles (batch 8 at
+   7x7); the 2-thread calls were not slower. */
+static int bd__wg4_dw_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
+    return BD__CPU_AVX512() && Cin >= 16 && Cout >= 16 && N * ((H + 3) / 4) * ((W + 3) / 4) >= BD__WG_L;
+}
+
 /* number of column blocks (multiples of NR) per sample so that N * blocks
    gives every thread work */
 static int64_t bd__col_blocks(int64_t N, int64_t P, int nt) {
@@ -4894,6 +4905,9 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
             db[t] += (float)s;
         }
     }
+    if (dw && wg < 0 && k == 3 && stride == 1 && pad == 1 && bd__wg4_dw_rule(N, Cin, H, W, Cout) &&
+        bd__wg4_dw(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W, Cout))
+        dw = NULL; /* done: Winograd F(4x4) */
     if (dw && wg != 0 &&
         bd__dw_direct(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W,
                       Cout, k, stride, pad))
