@@ -3749,8 +3749,11 @@ static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t 
     } while (0)
 /* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the 6x6 input tile of lane
    (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty; the tile's pixels
-   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c of x (N, C, H, W); lanes of
-   no tile are 0 */
+   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c < C of x (sample n at
+   x + n*ns: C*H*W for the forward, the full channel count for the weight
+   gradient's channel ranges, bd__wg4_dw); lanes of no tile are 0.  The
+   weight gradient's A dY A^T and G^T dU G (bd__wg4_dw) are the transposes
+   of this section's A^T and G: they change with the points */
 static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
                            int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
     int64_t c, r, j, q, tx, Wq = 4 * TW + 2, HW = H * W, vs = bd__wg_vs(C), lanes = nrows * TWp;
