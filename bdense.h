@@ -4809,7 +4809,12 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
    from 16 channels on both sides and one block of 32 tiles (batch 8 at
    7x7); the 2-thread calls were not slower. */
 static int bd__wg4_dw_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
+#ifdef BD__X86
     return BD__CPU_AVX512() && Cin >= 16 && Cout >= 16 && N * ((H + 3) / 4) * ((W + 3) / 4) >= BD__WG_L;
+#else
+    (void)N; (void)Cin; (void)H; (void)W; (void)Cout;
+    return 0;
+#endif
 }
 
 /* number of column blocks (multiples of NR) per sample so that N * blocks
