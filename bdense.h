@@ -2771,6 +2771,14 @@ static int bd__conv_is_1x1(int64_t k, int64_t stride, int64_t pad) {
 static int64_t bd__dw_slot(int64_t cr, int64_t H, int64_t W, int64_t Ho, int64_t Wo, int64_t k) {
     return Ho * Wo * 32 + (k == 3 ? (H + 2) * (W + 2) + cr * 288 : (cr + 8) / 9 * 288);
 }
+#define BD__WGDW_MS (BD__WG_L * 32 + 16) /* bd__wg4_dw's Mt: stride between the 36 positions */
+/* the floats of col that bd__wg4_dw needs per thread for cr input channels:
+   V (36 x (cr x 32 + 16), as bd__wg4_slot_floats), Mt, the transposed dout
+   rows and dU (2 panels of 32 output channels x 36 x cr rounded up to 8) */
+static int64_t bd__wgdw_slot(int64_t cr, int64_t W) {
+    int64_t crp = (cr + 7) / 8 * 8;
+    return 36 * (cr * BD__WG_L + 16) + 36 * BD__WGDW_MS + 4 * 4 * ((W + 3) / 4) * 32 + 2 * 36 * crp * 32;
+}
 BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int64_t k,
                                          int64_t stride, int64_t pad) {
     int64_t Ho, Wo;
@@ -2782,8 +2790,11 @@ BDAPI int64_t bd_conv2d_workspace_floats(int64_t Cin, int64_t H, int64_t W, int6
     if (Ho <= 0 || Wo <= 0) return 0;
     if (k == 3 && stride == 1 && pad == 1 && (W + 1) / 2 <= BD__WG_L) {
         /* Winograd: BD__WG_SLOTS per-thread slots of 36 x Cin x 32 floats
-           (F(4x4, 3x3); F(2x2) uses 16 x Cin x 32) */
+           (F(4x4, 3x3); F(2x2) uses 16 x Cin x 32), and two slots of the
+           Winograd weight gradient (bd__wg4_dw) for half the channels each */
         int64_t wg = BD__WG_SLOTS * 36 * (Cin * BD__WG_L + 16), im = Cin * k * k * Ho * Wo;
+        int64_t dw = Cin >= 16 ? 2 * bd__wgdw_slot(((Cin + 1) / 2 + 7) / 8 * 8, W) : 0;
+        if (dw > wg) wg = dw;
         return wg > im ? wg : im;
     }
     return Cin * k * k * Ho * Wo;
@@ -3781,10 +3792,13 @@ static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t 
     } while (0)
 /* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the 6x6 input tile of lane
    (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty; the tile's pixels
-   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c of x (N, C, H, W); lanes of
-   no tile are 0 */
+   4ty-1 .. 4ty+4, 4tx-1 .. 4tx+4) of channel c < C of x (sample n at
+   x + n*ns: C*H*W for the forward, the full channel count for the weight
+   gradient's channel ranges, bd__wg4_dw); lanes of no tile are 0.  The
+   weight gradient's A dY A^T and G^T dU G (bd__wg4_dw) are the transposes
+   of this section's A^T and G: they change with the points */
 static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH,
-                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows) {
+                           int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
     int64_t c, r, j, q, tx, Wq = 4 * TW + 2, HW = H * W, vs = bd__wg_vs(C), lanes = nrows * TWp;
     for (c = 0; c < C; c++) {
         if (lanes < BD__WG_L)
@@ -3793,7 +3807,7 @@ static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64
         for (r = 0; r < nrows; r++) {
             float p[6][4 * BD__WG_L + 2], d[6][4 * BD__WG_L + 2];
             int64_t g = g0 + r, n = g / TH, ty = g % TH;
-            const float *xc = x + (n * C + c) * HW;
+            const float *xc = x + n * ns + c * HW;
             for (j = 0; j < 6; j++) { /* padded input rows 4ty-1 .. 4ty+4, columns -1 .. */
                 int64_t y = 4 * ty - 1 + j;
                 for (q = 0; q < Wq; q++) p[j][q] = 0.0f;
@@ -4022,7 +4036,7 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
    classes 3 and 0) and (B^T d) B along x on 16 tiles at once */
 __attribute__((target("avx512f"))) static void
 bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
-                      int64_t TWp, int64_t g0, int64_t nrows) {
+                      int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
     int64_t c, r, j, i, m, HW = H * W, nv = (W + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
     const __m512 z = _mm512_setzero_ps();
     __m512i ci[4];
@@ -4037,7 +4051,7 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
                 memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
         for (r = 0; r < nrows; r++) {
             int64_t g = g0 + r, n = g / TH, ty = g % TH;
-            const float *xc = x + (n * C + c) * HW;
+            const float *xc = x + n * ns + c * HW;
             __m512 l[6][4], d[6][4];
             for (j = 0; j < 6; j++) {
                 int64_t y = 4 * ty - 1 + j;
@@ -4312,7 +4326,7 @@ bd__wg_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t 
    4t-1 and 4t+4 by one-lane shifts of classes 3 and 0 */
 __attribute__((target("avx2,fma"))) static void
 bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
-                    int64_t TWp, int64_t g0, int64_t nrows) {
+                    int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
     int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
     const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     const __m256i ord = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
@@ -4323,7 +4337,7 @@ bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, i
                 memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
         for (r = 0; r < nrows; r++) {
             int64_t g = g0 + r, n = g / TH, ty = g % TH;
-            const float *xc = x + (n * C + c) * HW;
+            const float *xc = x + n * ns + c * HW;
             for (k = 0; k < nch; k++) {
                 __m256 l[6][6], d[6][6], lm = _mm256_castsi256_ps(BD__M8(TW - 8 * k < 8 ? TW - 8 * k : 8));
                 int64_t c0 = 32 * k, nst = TWp < 8 ? TWp : 8;
@@ -4513,11 +4527,11 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
         float *V = col + (int64_t)bd__omp_tid() * slot;
         if (f4) {
 #ifdef BD__X86
-            if (v512) bd__wg4_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
-            else if (v256) bd__wg4_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+            if (v512) bd__wg4_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows, Cin * H * W);
+            else if (v256) bd__wg4_itrans_avx2(V, x, Cin, H, W, TH, TW, TWp, g0, nrows, Cin * H * W);
             else
 #endif
-                bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
+                bd__wg4_itrans(V, x, Cin, H, W, TH, TW, TWp, g0, nrows, Cin * H * W);
         } else {
 #ifdef BD__X86
             if (v512) bd__wg_itrans_avx512(V, x, Cin, H, W, TH, TW, TWp, g0, nrows);
@@ -4580,6 +4594,222 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
     return 1;
 }
 
+/* ---- Winograd F(4x4, 3x3) weight gradient (AVX-512) ----
+   With U = G g G^T and V = B^T d B (the forward's input transform) the
+   forward is Y = A^T [U (.) V] A per tile, so per (output, input) channel
+   pair dU = sum over tiles of M (.) V with M = A dY A^T (the 4x4 dout tile
+   to 6x6), and dw += G^T dU G once per layer: 36 multiplies per 4x4 tile
+   and pair instead of the direct kernel's 144.  The sum is, per position
+   xi, a GEMM with a long reduction over the tiles of all samples:
+   dU[xi] (Cin x Cout) += V[xi] (Cin x tiles) M[xi]^T (tiles x Cout).
+   A work item owns a range of input channels (a multiple of 8) and up to
+   64 output channels (2 panels of 32) and walks the forward's blocks of 32
+   tile lanes in order: V for its channels by bd__wg4_itrans_avx512 (the
+   forward's, with the sample stride), M for a panel of 32 output channels
+   (dout rows transposed to (pixel, 32 channels), then A dY A^T on 2
+   vectors per pixel, one row of 32 channels per tile: Mt), then per xi and
+   8 input channels 16 zmm of sums over the block's tiles (8 V values
+   broadcast per tile, 2 Mt vectors: 16 FMAs), added to the item's dU (its
+   slot of `col`, 36 x channels x 32 floats per panel).  Lanes of no tile
+   (rows of tiles padded to a power of two) are skipped.  Every dU element
+   is one sum over tiles in one order and every dw element is written by
+   one item, whatever the split over threads: the same bits for every
+   thread count. */
+#ifdef BD__X86
+/* the transpose of A^T applied to 4 values (m_i = sum_a A^T[a][i] y_a) */
+#define BD__WGDW_AT(y0, y1, y2, y3, m)                                                                 \
+    do {                                                                                               \
+        __m512 bd__s_ = _mm512_add_ps((y0), (y2)), bd__t_ = _mm512_add_ps((y1), (y3));                \
+        __m512 bd__u_ = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), (y2), (y0));                            \
+        __m512 bd__v_ = _mm512_fmadd_ps(_mm512_set1_ps(8.0f), (y3), _mm512_add_ps((y1), (y1)));       \
+        (m)[0] = (y0);                                                                                 \
+        (m)[1] = _mm512_add_ps(bd__s_, bd__t_);                                                        \
+        (m)[2] = _mm512_sub_ps(bd__s_, bd__t_);                                                        \
+        (m)[3] = _mm512_add_ps(bd__u_, bd__v_);                                                        \
+        (m)[4] = _mm512_sub_ps(bd__u_, bd__v_);                                                        \
+        (m)[5] = (y3);                                                                                 \
+    } while (0)
+/* r[i][j] <-> r[j][i] (16 x 16 floats) */
+__attribute__((target("avx512f"))) static void bd__tr16_avx512(__m512 *r) {
+    __m512 a[16], b[16], s[4];
+    int i, k;
+    for (i = 0; i < 8; i++) {
+        a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {
+        __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+        __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    /* b[4m + k], 128-bit lane L: column 4L + k of rows 4m .. 4m+3 */
+    for (k = 0; k < 4; k++) {
+        s[0] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0x88);
+        s[1] = _mm512_shuffle_f32x4(b[k], b[4 + k], 0xDD);
+        s[2] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0x88);
+        s[3] = _mm512_shuffle_f32x4(b[8 + k], b[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(s[0], s[2], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(s[0], s[2], 0xDD);
+        r[4 + k] = _mm512_shuffle_f32x4(s[1], s[3], 0x88);
+        r[12 + k] = _mm512_shuffle_f32x4(s[1], s[3], 0xDD);
+    }
+}
+/* Mt[xi*BD__WGDW_MS + (r*TW + tx)*32 + o] = (A dY A^T)[xi] of the 4x4 dout
+   tile (r, tx) of the block (tile row g0 + r, g = n*TH + ty), channel o < om
+   of d (sample n at d + n*ns), 0 for o >= om; dT: 4 x 4TW x 32 floats */
+__attribute__((target("avx512f"))) static void
+bd__wgdw_mtrans_avx512(float *Mt, float *dT, const float *d, int64_t om, int64_t ns, int64_t H, int64_t W,
+                       int64_t TH, int64_t TW, int64_t g0, int64_t nrows) {
+    int64_t HW = H * W, Wq = 4 * TW, r, a, b, o, q, tx, h, i, j;
+    for (r = 0; r < nrows; r++) {
+        int64_t g = g0 + r, n = g / TH, ty = g % TH;
+        for (a = 0; a < 4; a++) { /* dT[(a*Wq + q)*32 + o] = dout[n][o][4ty + a][q], 0 outside */
+            int64_t y = 4 * ty + a;
+            float *t = dT + a * Wq * 32;
+            if (y >= H) {
+                memset(t, 0, (size_t)(Wq * 32) * sizeof(float));
+                continue;
+            }
+            for (h = 0; h < 2; h++) /* 16 channels x 16 pixels at a time, transposed in registers */
+                for (q = 0; q < Wq; q += 16) {
+                    __m512 rr[16];
+                    __mmask16 mk = bd__wg_m16(W - q);
+                    for (o = 0; o < 16; o++)
+                        rr[o] = 16 * h + o < om ? _mm512_maskz_loadu_ps(mk, d + n * ns + (16 * h + o) * HW + y * W + q)
+                                                : _mm512_setzero_ps();
+                    bd__tr16_avx512(rr);
+                    for (o = 0; o < 16 && q + o < Wq; o++) _mm512_storeu_ps(t + (q + o) * 32 + 16 * h, rr[o]);
+                }
+        }
+        for (tx = 0; tx < TW; tx++) {
+            float *m = Mt + (r * TW + tx) * 32;
+            for (h = 0; h < 2; h++) {
+                __m512 e[4][4], t[4][6], u[6];
+                for (a = 0; a < 4; a++)
+                    for (b = 0; b < 4; b++) e[a][b] = _mm512_loadu_ps(dT + (a * Wq + 4 * tx + b) * 32 + 16 * h);
+                for (a = 0; a < 4; a++) BD__WGDW_AT(e[a][0], e[a][1], e[a][2], e[a][3], t[a]); /* along x */
+                for (j = 0; j < 6; j++) { /* along y, per column j */
+                    BD__WGDW_AT(t[0][j], t[1][j], t[2][j], t[3][j], u);
+                    for (i = 0; i < 6; i++) _mm512_storeu_ps(m + (6 * i + j) * BD__WGDW_MS + 16 * h, u[i]);
+                }
+            }
+        }
+    }
+}
+/* dU[c*32 + o] += sum over the block's tiles (lane r*TWp + tx of V, row
+   r*TW + tx of Mt; tx < TW, r < nrows) of V[c*32 + lane] Mt[row*32 + o],
+   c < 8 (rows c >= nc are not read and stay 0) */
+__attribute__((target("avx512f"))) static void
+bd__wgdw_mm_avx512(float *dU, const float *V, const float *Mt, int64_t nc, int64_t nrows, int64_t TW,
+                   int64_t TWp) {
+    static const float zero[BD__WG_L] = {0};
+    const float *v0, *v1, *v2, *v3, *v4, *v5, *v6, *v7;
+    __m512 acc[16];
+    int64_t r, tx, i;
+    v0 = V; v1 = nc > 1 ? V + 32 : zero; v2 = nc > 2 ? V + 64 : zero; v3 = nc > 3 ? V + 96 : zero;
+    v4 = nc > 4 ? V + 128 : zero; v5 = nc > 5 ? V + 160 : zero; v6 = nc > 6 ? V + 192 : zero;
+    v7 = nc > 7 ? V + 224 : zero;
+    for (i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    for (r = 0; r < nrows; r++) {
+        int64_t l0 = r * TWp;
+        for (tx = 0; tx < TW; tx++, Mt += 32) {
+            __m512 m0 = _mm512_loadu_ps(Mt), m1 = _mm512_loadu_ps(Mt + 16), a;
+            int64_t l = l0 + tx;
+#define BD__WGDW_T(k, vk)                                                                              \
+    a = _mm512_set1_ps((vk)[l]);                                                                       \
+    acc[2 * (k)] = _mm512_fmadd_ps(a, m0, acc[2 * (k)]);                                               \
+    acc[2 * (k) + 1] = _mm512_fmadd_ps(a, m1, acc[2 * (k) + 1]);
+            BD__WGDW_T(0, v0) BD__WGDW_T(1, v1) BD__WGDW_T(2, v2) BD__WGDW_T(3, v3)
+            BD__WGDW_T(4, v4) BD__WGDW_T(5, v5) BD__WGDW_T(6, v6) BD__WGDW_T(7, v7)
+#undef BD__WGDW_T
+        }
+    }
+    for (i = 0; i < 2 * (nc < 8 ? nc : 8); i++)
+        _mm512_storeu_ps(dU + 16 * i, _mm512_add_ps(acc[i], _mm512_loadu_ps(dU + 16 * i)));
+}
+#endif
+/* dw (Cout, Cin, 3, 3) += the Winograd F(4x4) weight gradient above of a
+   stride-1, pad-1 3x3 convolution; col holds colsize floats.  0 = not
+   applicable (no AVX-512, shape, or col too small). */
+static int bd__wg4_dw(float *dw, float *col, int64_t colsize, const float *dout, const float *x, int64_t N,
+                      int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
+#ifdef BD__X86
+    int64_t TW = (W + 3) / 4, TH = (H + 3) / 4, TWp = 1, HW = H * W, R, nblk, nor = (Cout + 63) / 64;
+    int64_t ncs = 1, cr, slot, items, t;
+    int nt = bd__omp_threads(), use;
+    if (!BD__CPU_AVX512() || !col || !bd__wg_shape_ok(H, W, 3, 1, 1) || N <= 0 || Cin <= 0 || Cout <= 0) return 0;
+    while (TWp < TW) TWp *= 2;
+    R = BD__WG_L / TWp;
+    nblk = (N * TH + R - 1) / R;
+    while (nor * ncs < nt && ncs * 8 < Cin) ncs++; /* input-channel ranges: an item per thread */
+    cr = ((Cin + ncs - 1) / ncs + 7) / 8 * 8;
+    ncs = (Cin + cr - 1) / cr;
+    slot = bd__wgdw_slot(cr, W);
+    if (colsize < slot) return 0;
+    use = (int64_t)nt < colsize / slot ? nt : (int)(colsize / slot);
+    items = nor * ncs;
+    (void)use; /* (unused without OpenMP) */
+    BD__OMP_FOR_NT(use, use > 1 && items > 1)
+    for (t = 0; t < items; t++) {
+        int64_t q0 = t / ncs * 64, c0 = t % ncs * cr, nc = Cin - c0 < cr ? Cin - c0 : cr, ncp = (nc + 7) / 8 * 8;
+        int64_t np = Cout - q0 > 32 ? 2 : 1, vs = bd__wg_vs(nc), b, p, xi, ct, c, o, i, j;
+        float *V = col + (int64_t)bd__omp_tid() * slot, *Mt = V + bd__wg4_slot_floats(cr);
+        float *dT = Mt + 36 * BD__WGDW_MS, *dU = dT + 16 * TW * 32;
+        memset(dU, 0, (size_t)(np * 36 * ncp * 32) * sizeof(float));
+        for (b = 0; b < nblk; b++) {
+            int64_t g0 = b * R, nrows = N * TH - g0 < R ? N * TH - g0 : R;
+            bd__wg4_itrans_avx512(V, x + c0 * HW, nc, H, W, TH, TW, TWp, g0, nrows, Cin * HW);
+            for (p = 0; p < np; p++) {
+                int64_t o0 = q0 + 32 * p, om = Cout - o0 < 32 ? Cout - o0 : 32;
+                bd__wgdw_mtrans_avx512(Mt, dT, dout + o0 * HW, om, Cout * HW, H, W, TH, TW, g0, nrows);
+                for (xi = 0; xi < 36; xi++)
+                    for (ct = 0; ct < nc; ct += 8)
+                        bd__wgdw_mm_avx512(dU + ((p * 36 + xi) * ncp + ct) * 32, V + xi * vs + ct * BD__WG_L,
+                                           Mt + xi * BD__WGDW_MS, nc - ct, nrows, TW, TWp);
+            }
+        }
+        for (p = 0; p < np; p++) { /* dw += G^T dU G (in double, 32 output channels at a time) */
+            static const double G[6][3] = {{0.25, 0, 0},
+                                           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                           {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                           {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                           {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                           {0, 0, 1}};
+            int64_t o0 = q0 + 32 * p, om = Cout - o0 < 32 ? Cout - o0 : 32, k;
+            for (c = 0; c < nc; c++) {
+                double T[3][6][32], Y[9][32];
+                const float *D = dU + (p * 36 * ncp + c) * 32; /* position xi: D + xi * ncp * 32 */
+                for (i = 0; i < 3; i++) /* G^T D: along y */
+                    for (j = 0; j < 6; j++) {
+                        for (o = 0; o < 32; o++) T[i][j][o] = 0.0;
+                        for (k = 0; k < 6; k++)
+                            if (G[k][i] != 0.0)
+                                for (o = 0; o < 32; o++) T[i][j][o] += G[k][i] * D[(6 * k + j) * ncp * 32 + o];
+                    }
+                for (i = 0; i < 3; i++) /* (G^T D) G: along x */
+                    for (j = 0; j < 3; j++) {
+                        for (o = 0; o < 32; o++) Y[3 * i + j][o] = 0.0;
+                        for (k = 0; k < 6; k++)
+                            if (G[k][j] != 0.0)
+                                for (o = 0; o < 32; o++) Y[3 * i + j][o] += T[i][k][o] * G[k][j];
+                    }
+                for (o = 0; o < om; o++) {
+                    float *g = dw + ((o0 + o) * Cin + c0 + c) * 9;
+                    for (i = 0; i < 9; i++) g[i] += (float)Y[i][o];
+                }
+            }
+        }
+    }
+    return 1;
+#else
+    (void)dw; (void)col; (void)colsize; (void)dout; (void)x; (void)N; (void)Cin; (void)H; (void)W; (void)Cout;
+    return 0;
+#endif
+}
+
 /* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
    shape (never per thread count: the bits must not depend on it): 2 =
    F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  F(4x4) for the forward only:
@@ -4619,6 +4849,22 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
     if (Cin < 16 || Cout < 16) return 0;
     if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
+}
+
+/* the weight gradient of a stride-1 3x3 convolution: Winograd F(4x4)
+   (bd__wg4_dw, AVX-512) or the direct kernel (bd__dw_direct), per layer
+   shape (never per thread count).  Measured with bench/bench_wino.c
+   (docs/performance.md, "Winograd weight gradient"): on one thread 1.2-2.4x
+   the direct kernel at batch 64 on every UNet shape and 1.2-2x at batch 8,
+   from 16 channels on both sides and one block of 32 tiles (batch 8 at
+   7x7); the 2-thread calls were not slower. */
+static int bd__wg4_dw_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
+#ifdef BD__X86
+    return BD__CPU_AVX512() && Cin >= 16 && Cout >= 16 && N * ((H + 3) / 4) * ((W + 3) / 4) >= BD__WG_L;
+#else
+    (void)N; (void)Cin; (void)H; (void)W; (void)Cout;
+    return 0;
+#endif
 }
 
 /* number of column blocks (multiples of NR) per sample so that N * blocks
@@ -4717,6 +4963,9 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
             db[t] += (float)s;
         }
     }
+    if (dw && wg < 0 && k == 3 && stride == 1 && pad == 1 && bd__wg4_dw_rule(N, Cin, H, W, Cout) &&
+        bd__wg4_dw(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W, Cout))
+        dw = NULL; /* done: Winograd F(4x4) */
     if (dw && wg != 0 &&
         bd__dw_direct(dw, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, x, N, Cin, H, W,
                       Cout, k, stride, pad))

@@ -4,6 +4,7 @@
    ratios; plus each path's error against the plain reference kernel.
 
        bench_wino [threads] [rounds] [batch ...]     (defaults: 2 7 64 1)
+       BENCH_WINO_DIR=2 bench_wino ...               (only the rows of one direction: 0 fwd, 1 dx, 2 dw)
 
    Build: cc -O3 -march=native -fopenmp -DBDENSE_REFERENCE_KERNELS -I. bench/bench_wino.c -o bench_wino -lm
    Prints one line per (shape, batch, direction): ms of each path (medians:
@@ -11,9 +12,11 @@
    F(2x2) / F(4x4) (> 1: the latter faster), which kernel bd__wg_rule picks,
    and the worst error / max |ref| of the three paths.  At batch
    > 1 also "dw gemm/direct": the weight gradient by the gather-packed GEMM
-   (before 2026-12-06) in the first column against the direct dw kernel
-   (bd__dw_direct, what the library runs) in the second, and the same for
-   the UNet's 1x1 and 3x3 stride-2 convolutions. */
+   (before 2026-12-06) in the first column, the direct dw kernel
+   (bd__dw_direct) in the second and the Winograd F(4x4) dw (bd__wg4_dw) in
+   the third ("F2/F4" is then direct / F(4x4) dw; "rule" says which the
+   library runs), and GEMM vs direct for the UNet's 1x1 and 3x3 stride-2
+   convolutions. */
 #define BDENSE_IMPLEMENTATION
 #include "bdense.h"
 #include <stdio.h>
@@ -58,12 +61,14 @@ static const int shapes_dw[][5] = {{96, 32, 28, 1, 1}, {64, 32, 28, 1, 1}, {128,
                                    {32, 32, 28, 3, 2}, {64, 64, 14, 3, 2}};
 
 /* dir 0: forward (=, bias); 1: dx (+=): wg 0 direct, 1 F(2x2), 2 F(4x4);
-   2: dw (+=): the gather-packed GEMM (wg 0) vs the direct dw kernel (wg 1) */
+   2: dw (+=): the gather-packed GEMM (wg 0), the direct dw kernel (wg 1) and
+   the Winograd F(4x4) dw (wg 2: bd__wg4_dw; the direct kernel where it declines) */
 static void run(int dir, int wg, float *o, float *col, const float *x, const float *w, const float *b,
                 const float *d, float *dx, float *dw, int64_t N, int64_t Cin, int64_t H, int64_t Cout) {
     if (dir == 0) bd__conv2d_fwd(o, col, x, w, b, N, Cin, H, H, Cout, 3, 1, 1, wg);
     else if (dir == 1) bd__conv2d_bwd(dx, NULL, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
-    else bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg);
+    else if (wg < 2 || !bd__wg4_dw(dw, col, bd_conv2d_workspace_floats(Cin, H, H, 3, 1, 1), d, x, N, Cin, H, H, Cout))
+        bd__conv2d_bwd(NULL, dw, NULL, col, d, x, w, N, Cin, H, H, Cout, 3, 1, 1, wg < 2 ? wg : 1);
 }
 
 int main(int argc, char **argv) {
@@ -90,8 +95,9 @@ int main(int argc, char **argv) {
                 float *cref = malloc((size_t)(wref > ws ? wref : ws) * 4), *dw = calloc((size_t)nw, 4);
                 float *dwr = calloc((size_t)nw, 4);
                 double tt[3][64], ra[64], rb[64], e[3] = {0, 0, 0};
-                int reps = N >= 16 ? 2 : 50, k, wg, rule, nv = dir == 2 ? 2 : 3;
+                int reps = N >= 16 ? 2 : 50, k, wg, rule, nv = 3;
                 if (dir == 2 && N == 1) goto next; /* dw at batch 1 is never on a sampling path */
+                if (getenv("BENCH_WINO_DIR") && atoi(getenv("BENCH_WINO_DIR")) != dir) goto next; /* one direction */
                 bd_rng_normal(&rng, x, nx);
                 bd_rng_normal(&rng, w, nw);
                 bd_rng_normal(&rng, b, Cout);
@@ -114,13 +120,14 @@ int main(int argc, char **argv) {
                     ra[r] = tt[0][r] / tt[1][r];
                     rb[r] = nv > 2 ? tt[1][r] / tt[2][r] : 0.0;
                 }
-                rule = dir == 2 ? 1 : bd__wg_rule(N, Cin, H, H, Cout, dir);
+                rule = dir == 2 ? (bd__wg4_dw_rule(N, Cin, H, H, Cout) ? 2 : 1) : bd__wg_rule(N, Cin, H, H, Cout, dir);
                 if (nv < 3) for (k = 0; k < r; k++) tt[2][k] = 0.0;
                 printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %s | %.2g | %.2g | %.2g |\n",
                        (int)Cin, (int)Cout, (int)H, (int)H, (int)N,
                        dir == 0 ? "fwd" : (dir == 1 ? "dx" : "dw gemm/direct"), median(tt[0], r), median(tt[1], r),
                        median(tt[2], r), median(ra, r), median(rb, r),
-                       dir == 2 ? "direct dw" : (rule == 2 ? "F4" : (rule ? "F2" : "direct")), e[0], e[1], e[2]);
+                       dir == 2 ? (rule == 2 ? "F4 dw" : "direct dw") : (rule == 2 ? "F4" : (rule ? "F2" : "direct")),
+                       e[0], e[1], e[2]);
                 fflush(stdout);
             next:
                 free(x); free(w); free(b); free(d); free(o); free(ref); free(col); free(cref); free(dw); free(dwr);

@@ -252,8 +252,15 @@ static void conv_case(bd_rng *rng, int64_t N, int64_t Cin, int64_t H, int64_t W,
     float scale = (float)(1.0 / sqrt((double)(Cin * k * k)));
     d.N = N; d.Cin = Cin; d.H = H; d.W = W; d.Cout = Cout; d.k = k; d.s = s; d.p = p;
     if (k == 3 && s == 1 && p == 1 && (W + 1) / 2 <= 32) {
-        /* the larger of one sample's im2col and 4 Winograd F(4x4) slots of 36 x (Cin*32 + 16) */
-        int64_t wg = 4 * 36 * (Cin * 32 + 16), im = Cin * k * k * Ho * Wo;
+        /* the largest of one sample's im2col, 4 Winograd F(4x4) slots of 36 x (Cin*32 + 16)
+           and (from 16 input channels) 2 slots of the Winograd weight gradient for
+           cr = half the input channels rounded up to 8: V 36 x (cr*32 + 16), Mt
+           36 x (32*32 + 16), dout rows 16 x tiles per row x 32, dU 2 x 36 x cr x 32 */
+        int64_t wg = 4 * 36 * (Cin * 32 + 16), im = Cin * k * k * Ho * Wo, cr = ((Cin + 1) / 2 + 7) / 8 * 8;
+        int64_t dwg = Cin >= 16 ? 2 * (36 * (cr * 32 + 16) + 36 * (32 * 32 + 16) + 16 * ((W + 3) / 4) * 32 +
+                                       2 * 36 * cr * 32)
+                                : 0;
+        if (dwg > wg) wg = dwg;
         BDT_CHECK(ws == (wg > im ? wg : im));
     } else {
         /* 1x1: 4 per-thread slots of the direct dw kernel (dout rows of 32 channels
