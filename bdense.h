@@ -4512,9 +4512,6 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
        (docs/performance.md "Batch 1"); with many blocks, cg = 1. */
     cg = 1;
     if (use > 1 && nblk < 8 * (int64_t)use) cg = use < npan ? use : npan;
-#ifdef BD_EXP_CG
-    if (getenv("BD_CG")) cg = atoi(getenv("BD_CG"));
-#endif
     ppg = (npan + cg - 1) / cg;
     cg = (npan + ppg - 1) / ppg;
     items = nblk * cg;
