@@ -3717,7 +3717,7 @@ static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t 
         for (i = 0; i < 3; i++) /* G g: along ky, per column kx = i */
             for (r = 0; r < 8; r++) {
                 float a = g[i][r], b = g[3 + i][r], e = g[6 + i][r];
-                float e1 = -(a * (81.0f / 130.0f) + e * (18.0f / 65.0f)), o1 = b * (27.0f / 65.0f);
+                float e1 = a * (-81.0f / 130.0f) - e * (18.0f / 65.0f), o1 = b * (27.0f / 65.0f);
                 float e3 = a * (8.0f / 65.0f) + e * (18.0f / 65.0f), o3 = b * (12.0f / 65.0f);
                 t[0][i][r] = a;
                 t[1][i][r] = e1 - o1;
@@ -3727,18 +3727,20 @@ static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t 
                 t[5][i][r] = e;
             }
         for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
-            float *u = ua + ((i * 6) * kc + c) * 8;
+            float *u = ua + ((i * 6) * kc + c) * 8, v[6][8];
+            int64_t q;
             for (r = 0; r < 8; r++) {
                 float a = t[i][0][r], b = t[i][1][r], e = t[i][2][r];
-                float e1 = -(a * (81.0f / 130.0f) + e * (18.0f / 65.0f)), o1 = b * (27.0f / 65.0f);
+                float e1 = a * (-81.0f / 130.0f) - e * (18.0f / 65.0f), o1 = b * (27.0f / 65.0f);
                 float e3 = a * (8.0f / 65.0f) + e * (18.0f / 65.0f), o3 = b * (12.0f / 65.0f);
-                u[r] = a;
-                u[kc * 8 + r] = e1 - o1;
-                u[2 * kc * 8 + r] = e1 + o1;
-                u[3 * kc * 8 + r] = e3 + o3;
-                u[4 * kc * 8 + r] = e3 - o3;
-                u[5 * kc * 8 + r] = e;
+                v[0][r] = a;
+                v[1][r] = e1 - o1;
+                v[2][r] = e1 + o1;
+                v[3][r] = e3 + o3;
+                v[4][r] = e3 - o3;
+                v[5][r] = e;
             }
+            for (q = 0; q < 6; q++) memcpy(u + q * kc * 8, v[q], sizeof v[q]);
         }
     }
 }
@@ -4033,11 +4035,18 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
             for (j = 0; j < 6; j++) {
                 __m512 cl[4], e0, e5, p, q, s, t;
                 float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
-                for (m = 0; m < 4; m++) {
-                    cl[m] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[m], nv > 1 ? d[j][1] : z);
-                    if (nv > 2)
-                        cl[m] = _mm512_mask_blend_ps(0xFF00, cl[m],
-                                                     _mm512_permutex2var_ps(d[j][2], ci[m], nv > 3 ? d[j][3] : z));
+                { /* written out: at -O2 a loop kept cl[] on the stack */
+                    __m512 d1 = nv > 1 ? d[j][1] : z, d3 = nv > 3 ? d[j][3] : z;
+                    cl[0] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[0], d1);
+                    cl[1] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[1], d1);
+                    cl[2] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[2], d1);
+                    cl[3] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[3], d1);
+                    if (nv > 2) {
+                        cl[0] = _mm512_mask_blend_ps(0xFF00, cl[0], _mm512_permutex2var_ps(d[j][2], ci[0], d3));
+                        cl[1] = _mm512_mask_blend_ps(0xFF00, cl[1], _mm512_permutex2var_ps(d[j][2], ci[1], d3));
+                        cl[2] = _mm512_mask_blend_ps(0xFF00, cl[2], _mm512_permutex2var_ps(d[j][2], ci[2], d3));
+                        cl[3] = _mm512_mask_blend_ps(0xFF00, cl[3], _mm512_permutex2var_ps(d[j][2], ci[3], d3));
+                    }
                 }
                 /* columns 4t-1 (class 3, one tile back) and 4t+4 (class 0, one tile on) */
                 e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
@@ -4583,11 +4592,12 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
 #endif
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
+    (void)dx; /* the forward and dx (same shapes, same kernels) share the rule */
     if (Cin < 16 || Cout < 16) return 0;
     /* F(4x4) from two blocks of lanes: with one or two (batch 1 at 28x28: 56 lanes)
        2 threads split 49 tiles 32 + 17 and the call measured ~10% slower than F(2x2)'s
        7 blocks (sample1, 2 threads, docs/performance.md) */
-    if (!dx && N * ((H + 3) / 4) * TWp4 >= 2 * need4) return 2;
+    if (N * ((H + 3) / 4) * TWp4 >= 2 * need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
 }
 
