@@ -3678,8 +3678,10 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
 /* ---- Winograd F(4x4, 3x3): 6x6 input tiles, 36 products per tile and
    channel pair for 16 outputs (4x fewer multiplies than direct, 1.78x fewer
    than F(2x2, 3x3)); points 0, +-2/3, +-3/2, infinity (a reciprocal pair
-   +-c, +-1/c with c = 3/2: Barabasz et al. 2020, Alam et al. 2022; 2.2-2.5x
-   less rounding than Lavin & Gray's 0, +-1, +-2, tools/winograd_points.py):
+   +-c, +-1/c with c = 3/2: Barabasz et al. 2020, Alam et al. 2022; against
+   Lavin & Gray's 0, +-1, +-2: rms error 2.2-2.5x smaller in float32 over 64
+   channels (tools/winograd_points.py, the best of the sets tried), worst
+   error of test_winograd4_vs_direct 8.2e-6 -> 1.9e-6):
      B^T = [1 0 -97/36 0 1 0; 0 -3/2 -9/4 2/3 1 0; 0 3/2 -9/4 -2/3 1 0;
             0 -2/3 -4/9 3/2 1 0; 0 2/3 -4/9 -3/2 1 0; 0 1 0 -97/36 0 1]
      G = [1 0 0; -81/130 -27/65 -18/65; -81/130 27/65 -18/65;
@@ -4559,12 +4561,16 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 
 /* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
    shape (never per thread count: the bits must not depend on it): 2 =
-   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  F(4x4) for the forward only:
-   with F(4x4) dx as well, the PyTorch conformance test of the UNet's
-   backward (tests/test_unet.c, dz rel L2 <= 1e-5) measured 9.1e-6
-   (AVX-512) and 1.02e-5 / 1.05e-5 (AVX2 / plain C), against 5.0e-6 ..
-   6.7e-6 with F(4x4) in the forward only and 2.2e-6 .. 2.5e-6 with
-   F(2x2) everywhere; F(4x4) dx is built and tested (wg 2).  Measured with
+   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  The forward and dx share the
+   rule (dx is the same convolution of dout with the flipped, transposed
+   kernel).  F(4x4) in dx too since its points are 0, +-2/3, +-3/2 (2-4x
+   less rounding than 0, +-1, +-2): the PyTorch conformance test of the
+   UNet's backward (tests/test_unet.c, dz rel L2 <= 1e-5) measures
+   4.6e-6 / 4.5e-6 / 4.5e-6 (AVX-512 / AVX2 / plain C) with F(4x4) forward
+   and dx, against 9.6e-6 / 1.02e-5 / 1.05e-5 with the old points (F(4x4)
+   dx was kept out of the rule then) and 5.2e-6 / 5.0e-6 / 6.7e-6 for the
+   old points in the forward only.  F(4x4) dx over F(2x2): 1.25-1.42x per
+   layer at batch 64 (AVX-512), 1.08-1.49x (AVX2).  Measured with
    bench/bench_wino.c (docs/performance.md, "Winograd"): both Winograd
    forms need >= 16 channels on both sides (conv_in, 1 channel, and the
    output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
