@@ -3731,15 +3731,31 @@ static void bd__wg_otrans(float *out, const float *M, int64_t Cout, int64_t H, i
 }
 /* ---- Winograd F(4x4, 3x3): 6x6 input tiles, 36 products per tile and
    channel pair for 16 outputs (4x fewer multiplies than direct, 1.78x fewer
-   than F(2x2, 3x3)); points 0, +-1, +-2, infinity (Lavin & Gray, wincnn):
-     B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
-            0 2 -1 -2 1 0; 0 4 0 -5 0 1]
-     G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6;
-          1/24 -1/12 1/6; 0 0 1]
-     A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
-   The same blocking as F(2x2) (a block: whole rows of 4x4-pixel tiles in
+   than F(2x2, 3x3)); points 0, +-2/3, +-3/2, infinity (a reciprocal pair
+   +-c, +-1/c with c = 3/2: Barabasz et al. 2020, Alam et al. 2022; against
+   Lavin & Gray's 0, +-1, +-2: rms error 2.2-2.5x smaller in float32 over 64
+   channels (tools/winograd_points.py, the best of the sets tried), worst
+   error of test_winograd4_vs_direct 8.2e-6 -> 1.9e-6):
+     B^T = [1 0 -97/36 0 1 0; 0 -3/2 -9/4 2/3 1 0; 0 3/2 -9/4 -2/3 1 0;
+            0 -2/3 -4/9 3/2 1 0; 0 2/3 -4/9 -3/2 1 0; 0 1 0 -97/36 0 1]
+     G = [1 0 0; -81/130 -27/65 -18/65; -81/130 27/65 -18/65;
+          8/65 12/65 18/65; 8/65 -12/65 18/65; 0 0 1]
+     A^T = [1 1 1 1 1 0; 0 2/3 -2/3 3/2 -3/2 0; 0 4/9 4/9 9/4 9/4 0;
+            0 8/27 -8/27 27/8 -27/8 1]
+   Rows 1, 2 (points +-2/3) and 3, 4 (+-3/2) are pairs: even part +- odd
+   part, the structure of every transform below.  The same blocking as
+   F(2x2) (a block: whole rows of 4x4-pixel tiles in
    32 lanes; V: 36 x C x 32 floats per thread slot, M: 36 x 8 x 32 on the
    stack), the products chunked by BD__WG4_KC input channels. */
+/* the transforms' constants (rounded to float; the products of the paired
+   rows of B^T are (9/4)(2/3) = 3/2 and (4/9)(3/2) = 2/3) */
+#define BD__WG4_B0 (97.0f / 36.0f)
+#define BD__WG4_A1 (2.0f / 3.0f)
+#define BD__WG4_A1SQ (4.0f / 9.0f)
+#define BD__WG4_A1CU (8.0f / 27.0f)
+#define BD__WG4_A3 1.5f
+#define BD__WG4_A3SQ 2.25f
+#define BD__WG4_A3CU 3.375f
 #define BD__WG4_KC 64
 #define BD__WG4_NEED_AVX2 48 /* F(4x4) from this many tile lanes off AVX-512 (bd__wg_rule) */
 static int64_t bd__wg4_slot_floats(int64_t C) { return 36 * bd__wg_vs(C); }
@@ -3757,38 +3773,44 @@ static void bd__wg4_wtrans(float *ua, const bd__wg_wsrc *s, int64_t o0, int64_t 
         for (i = 0; i < 3; i++) /* G g: along ky, per column kx = i */
             for (r = 0; r < 8; r++) {
                 float a = g[i][r], b = g[3 + i][r], e = g[6 + i][r];
-                t[0][i][r] = a * (1.0f / 4.0f);
-                t[1][i][r] = -(a + b + e) * (1.0f / 6.0f);
-                t[2][i][r] = -(a - b + e) * (1.0f / 6.0f);
-                t[3][i][r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                t[4][i][r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
+                float e1 = a * (-81.0f / 130.0f) - e * (18.0f / 65.0f), o1 = b * (27.0f / 65.0f);
+                float e3 = a * (8.0f / 65.0f) + e * (18.0f / 65.0f), o3 = b * (12.0f / 65.0f);
+                t[0][i][r] = a;
+                t[1][i][r] = e1 - o1;
+                t[2][i][r] = e1 + o1;
+                t[3][i][r] = e3 + o3;
+                t[4][i][r] = e3 - o3;
                 t[5][i][r] = e;
             }
         for (i = 0; i < 6; i++) { /* (G g) G^T: along kx */
-            float *u = ua + ((i * 6) * kc + c) * 8;
+            float *u = ua + ((i * 6) * kc + c) * 8, v[6][8];
+            int64_t q;
             for (r = 0; r < 8; r++) {
                 float a = t[i][0][r], b = t[i][1][r], e = t[i][2][r];
-                u[r] = a * (1.0f / 4.0f);
-                u[kc * 8 + r] = -(a + b + e) * (1.0f / 6.0f);
-                u[2 * kc * 8 + r] = -(a - b + e) * (1.0f / 6.0f);
-                u[3 * kc * 8 + r] = a * (1.0f / 24.0f) + b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                u[4 * kc * 8 + r] = a * (1.0f / 24.0f) - b * (1.0f / 12.0f) + e * (1.0f / 6.0f);
-                u[5 * kc * 8 + r] = e;
+                float e1 = a * (-81.0f / 130.0f) - e * (18.0f / 65.0f), o1 = b * (27.0f / 65.0f);
+                float e3 = a * (8.0f / 65.0f) + e * (18.0f / 65.0f), o3 = b * (12.0f / 65.0f);
+                v[0][r] = a;
+                v[1][r] = e1 - o1;
+                v[2][r] = e1 + o1;
+                v[3][r] = e3 + o3;
+                v[4][r] = e3 - o3;
+                v[5][r] = e;
             }
+            for (q = 0; q < 6; q++) memcpy(u + q * kc * 8, v[q], sizeof v[q]);
         }
     }
 }
 /* B^T d of 6 values (a vector along y or x) */
 #define BD__WG4_BT(d0, d1, d2, d3, d4, d5, r0, r1, r2, r3, r4, r5)                                       \
     do {                                                                                               \
-        float bd__p_ = (d4) - 4.0f * (d2), bd__q_ = (d3) - 4.0f * (d1);                                \
-        float bd__s_ = (d4) - (d2), bd__t_ = 2.0f * ((d3) - (d1));                                     \
-        (r0) = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                       \
+        float bd__p_ = (d4) - BD__WG4_A3SQ * (d2), bd__q_ = BD__WG4_A1 * ((d3) - BD__WG4_A3SQ * (d1));   \
+        float bd__s_ = (d4) - BD__WG4_A1SQ * (d2), bd__t_ = BD__WG4_A3 * ((d3) - BD__WG4_A1SQ * (d1));   \
+        (r0) = (d0) + (d4) - BD__WG4_B0 * (d2);                                                        \
         (r1) = bd__p_ + bd__q_;                                                                        \
         (r2) = bd__p_ - bd__q_;                                                                        \
         (r3) = bd__s_ + bd__t_;                                                                        \
         (r4) = bd__s_ - bd__t_;                                                                        \
-        (r5) = 4.0f * (d1) - 5.0f * (d3) + (d5);                                                       \
+        (r5) = (d1) + (d5) - BD__WG4_B0 * (d3);                                                        \
     } while (0)
 /* V[(xi*C + c)*32 + lane] = (B^T d B)[xi] of the 6x6 input tile of lane
    (lane = r*TWp + tx: tile row g0 + r, g = n*TH + ty; the tile's pixels
@@ -3835,9 +3857,9 @@ static void bd__wg4_itrans(float *V, const float *x, int64_t C, int64_t H, int64
     do {                                                                                               \
         float bd__a_ = (m1) + (m2), bd__b_ = (m1) - (m2), bd__c_ = (m3) + (m4), bd__d_ = (m3) - (m4);  \
         (y0) = (m0) + bd__a_ + bd__c_;                                                                 \
-        (y1) = bd__b_ + 2.0f * bd__d_;                                                                 \
-        (y2) = bd__a_ + 4.0f * bd__c_;                                                                 \
-        (y3) = bd__b_ + 8.0f * bd__d_ + (m5);                                                          \
+        (y1) = BD__WG4_A1 * bd__b_ + BD__WG4_A3 * bd__d_;                                              \
+        (y2) = BD__WG4_A1SQ * bd__a_ + BD__WG4_A3SQ * bd__c_;                                          \
+        (y3) = BD__WG4_A1CU * bd__b_ + (BD__WG4_A3CU * bd__d_ + (m5));                                 \
     } while (0)
 /* out rows o0 .. o0+mr-1 of the block's tiles = A^T M A (+ bias, or +=) */
 static void bd__wg4_otrans(float *out, const float *M, int64_t Cout, int64_t H, int64_t W, int64_t TH,
@@ -4038,7 +4060,8 @@ __attribute__((target("avx512f"))) static void
 bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
                       int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
     int64_t c, r, j, i, m, HW = H * W, nv = (W + 15) / 16, lanes = nrows * TWp, vs = bd__wg_vs(C);
-    const __m512 z = _mm512_setzero_ps();
+    const __m512 z = _mm512_setzero_ps(), kb0 = _mm512_set1_ps(BD__WG4_B0), k23 = _mm512_set1_ps(BD__WG4_A1);
+    const __m512 k49 = _mm512_set1_ps(BD__WG4_A1SQ), k32 = _mm512_set1_ps(BD__WG4_A3), k94 = _mm512_set1_ps(BD__WG4_A3SQ);
     __m512i ci[4];
     __mmask16 sm = bd__wg_m16(TWp), lm = bd__wg_m16(TW);
     for (m = 0; m < 4; m++) /* lanes 0..7: 4i+m of (v0, v1); lanes 8..15: 4(i-8)+m of (v2, v3) */
@@ -4059,41 +4082,45 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
                     l[j][i] = (y < 0 || y >= H || i >= nv) ? z : _mm512_maskz_loadu_ps(bd__wg_m16(W - 16 * i), xc + y * W + 16 * i);
             }
             for (i = 0; i < nv; i++) { /* B^T d along y */
-                __m512 p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[2][i], l[4][i]);
-                __m512 q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[3][i]);
-                __m512 s = _mm512_sub_ps(l[4][i], l[2][i]), t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(l[3][i], l[1][i]));
-                d[0][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[0][i], l[4][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[2][i]));
-                d[1][i] = _mm512_add_ps(p, q);
-                d[2][i] = _mm512_sub_ps(p, q);
-                d[3][i] = _mm512_add_ps(s, t);
-                d[4][i] = _mm512_sub_ps(s, t);
-                d[5][i] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), l[1][i], l[5][i]), _mm512_mul_ps(_mm512_set1_ps(-5.0f), l[3][i]));
+                __m512 p = _mm512_fnmadd_ps(k94, l[2][i], l[4][i]), q = _mm512_fnmadd_ps(k94, l[1][i], l[3][i]);
+                __m512 s = _mm512_fnmadd_ps(k49, l[2][i], l[4][i]), t = _mm512_fnmadd_ps(k49, l[1][i], l[3][i]);
+                d[0][i] = _mm512_fnmadd_ps(kb0, l[2][i], _mm512_add_ps(l[0][i], l[4][i]));
+                d[1][i] = _mm512_fmadd_ps(k23, q, p);
+                d[2][i] = _mm512_fnmadd_ps(k23, q, p);
+                d[3][i] = _mm512_fmadd_ps(k32, t, s);
+                d[4][i] = _mm512_fnmadd_ps(k32, t, s);
+                d[5][i] = _mm512_fnmadd_ps(kb0, l[3][i], _mm512_add_ps(l[1][i], l[5][i]));
             }
             for (j = 0; j < 6; j++) {
                 __m512 cl[4], e0, e5, p, q, s, t;
                 float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
-                for (m = 0; m < 4; m++) {
-                    cl[m] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[m], nv > 1 ? d[j][1] : z);
-                    if (nv > 2)
-                        cl[m] = _mm512_mask_blend_ps(0xFF00, cl[m],
-                                                     _mm512_permutex2var_ps(d[j][2], ci[m], nv > 3 ? d[j][3] : z));
+                { /* written out: at -O2 a loop kept cl[] on the stack */
+                    __m512 d1 = nv > 1 ? d[j][1] : z, d3 = nv > 3 ? d[j][3] : z;
+                    cl[0] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[0], d1);
+                    cl[1] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[1], d1);
+                    cl[2] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[2], d1);
+                    cl[3] = _mm512_maskz_permutex2var_ps(0x00FF, d[j][0], ci[3], d1);
+                    if (nv > 2) {
+                        cl[0] = _mm512_mask_blend_ps(0xFF00, cl[0], _mm512_permutex2var_ps(d[j][2], ci[0], d3));
+                        cl[1] = _mm512_mask_blend_ps(0xFF00, cl[1], _mm512_permutex2var_ps(d[j][2], ci[1], d3));
+                        cl[2] = _mm512_mask_blend_ps(0xFF00, cl[2], _mm512_permutex2var_ps(d[j][2], ci[2], d3));
+                        cl[3] = _mm512_mask_blend_ps(0xFF00, cl[3], _mm512_permutex2var_ps(d[j][2], ci[3], d3));
+                    }
                 }
                 /* columns 4t-1 (class 3, one tile back) and 4t+4 (class 0, one tile on) */
                 e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
                 e5 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
                 /* B^T along x on (e0, cl0, cl1, cl2, cl3, e5) */
-                p = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[1], cl[3]);
-                q = _mm512_fnmadd_ps(_mm512_set1_ps(4.0f), cl[0], cl[2]);
-                s = _mm512_sub_ps(cl[3], cl[1]);
-                t = _mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_sub_ps(cl[2], cl[0]));
-                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e0, cl[3]),
-                                                                 _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[1])));
-                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_add_ps(lm, p, q));
-                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_sub_ps(lm, p, q));
-                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_add_ps(lm, s, t));
-                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_sub_ps(lm, s, t));
-                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_add_ps(lm, _mm512_fmadd_ps(_mm512_set1_ps(4.0f), cl[0], e5),
-                                                                          _mm512_mul_ps(_mm512_set1_ps(-5.0f), cl[2])));
+                p = _mm512_fnmadd_ps(k94, cl[1], cl[3]);
+                q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
+                s = _mm512_fnmadd_ps(k49, cl[1], cl[3]);
+                t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
+                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
+                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
+                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
+                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
+                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
+                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
             }
         }
     }
@@ -4106,6 +4133,8 @@ bd__wg4_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64
                       int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
                       const float *bias, int accum) {
     int64_t r, h, s, a, j, HW = H * W, lanes = nrows * TWp, segw = TWp < 8 ? TWp : 8;
+    const __m512 k23 = _mm512_set1_ps(BD__WG4_A1), k49 = _mm512_set1_ps(BD__WG4_A1SQ), k827 = _mm512_set1_ps(BD__WG4_A1CU);
+    const __m512 k32 = _mm512_set1_ps(BD__WG4_A3), k94 = _mm512_set1_ps(BD__WG4_A3SQ), k278 = _mm512_set1_ps(BD__WG4_A3CU);
     const __m512i plo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), phi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
     for (r = 0; r < mr; r++) {
         __m512 bv = _mm512_set1_ps((!accum && bias) ? bias[o0 + r] : 0.0f);
@@ -4118,17 +4147,17 @@ bd__wg4_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64
                 __m512 m4 = _mm512_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm512_loadu_ps(m + (30 + j) * BD__WG_MS);
                 __m512 pa = _mm512_add_ps(m1, m2), pb = _mm512_sub_ps(m1, m2), pc = _mm512_add_ps(m3, m4), pd = _mm512_sub_ps(m3, m4);
                 t[0][j] = _mm512_add_ps(_mm512_add_ps(m0, pa), pc);
-                t[1][j] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb);
-                t[2][j] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa);
-                t[3][j] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), m5);
+                t[1][j] = _mm512_fmadd_ps(k23, pb, _mm512_mul_ps(k32, pd));
+                t[2][j] = _mm512_fmadd_ps(k49, pa, _mm512_mul_ps(k94, pc));
+                t[3][j] = _mm512_fmadd_ps(k827, pb, _mm512_fmadd_ps(k278, pd, m5));
             }
             for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
                 __m512 pa = _mm512_add_ps(t[j][1], t[j][2]), pb = _mm512_sub_ps(t[j][1], t[j][2]);
                 __m512 pc = _mm512_add_ps(t[j][3], t[j][4]), pd = _mm512_sub_ps(t[j][3], t[j][4]);
                 y[4 * j] = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(t[j][0], pa), pc), bv);
-                y[4 * j + 1] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(2.0f), pd, pb), bv);
-                y[4 * j + 2] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), pc, pa), bv);
-                y[4 * j + 3] = _mm512_add_ps(_mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), pd, pb), t[j][5]), bv);
+                y[4 * j + 1] = _mm512_add_ps(_mm512_fmadd_ps(k23, pb, _mm512_mul_ps(k32, pd)), bv);
+                y[4 * j + 2] = _mm512_add_ps(_mm512_fmadd_ps(k49, pa, _mm512_mul_ps(k94, pc)), bv);
+                y[4 * j + 3] = _mm512_add_ps(_mm512_fmadd_ps(k827, pb, _mm512_fmadd_ps(k278, pd, t[j][5])), bv);
             }
             for (s = 0; s * segw < 16; s++) {
                 /* lanes lo .. lo+segw-1: tiles tb .. of tile row rr */
@@ -4330,7 +4359,8 @@ bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, i
     int64_t c, r, k, j, i, HW = H * W, nch = (TW + 7) / 8, lanes = nrows * TWp, vs = bd__wg_vs(C);
     const __m256i up = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6), dn = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     const __m256i ord = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    const __m256 z = _mm256_setzero_ps(), c4 = _mm256_set1_ps(4.0f), c5 = _mm256_set1_ps(-5.0f), c2 = _mm256_set1_ps(2.0f);
+    const __m256 z = _mm256_setzero_ps(), kb0 = _mm256_set1_ps(BD__WG4_B0), k23 = _mm256_set1_ps(BD__WG4_A1);
+    const __m256 k49 = _mm256_set1_ps(BD__WG4_A1SQ), k32 = _mm256_set1_ps(BD__WG4_A3), k94 = _mm256_set1_ps(BD__WG4_A3SQ);
     for (c = 0; c < C; c++) {
         if (lanes < BD__WG_L)
             for (j = 0; j < 36; j++)
@@ -4357,14 +4387,14 @@ bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, i
                     }
                 }
                 for (i = 0; i < 6; i++) { /* B^T d along y */
-                    __m256 p = _mm256_fnmadd_ps(c4, l[2][i], l[4][i]), q = _mm256_fnmadd_ps(c4, l[1][i], l[3][i]);
-                    __m256 s = _mm256_sub_ps(l[4][i], l[2][i]), t = _mm256_mul_ps(c2, _mm256_sub_ps(l[3][i], l[1][i]));
-                    d[0][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[0][i], l[4][i]), _mm256_mul_ps(c5, l[2][i]));
-                    d[1][i] = _mm256_add_ps(p, q);
-                    d[2][i] = _mm256_sub_ps(p, q);
-                    d[3][i] = _mm256_add_ps(s, t);
-                    d[4][i] = _mm256_sub_ps(s, t);
-                    d[5][i] = _mm256_add_ps(_mm256_fmadd_ps(c4, l[1][i], l[5][i]), _mm256_mul_ps(c5, l[3][i]));
+                    __m256 p = _mm256_fnmadd_ps(k94, l[2][i], l[4][i]), q = _mm256_fnmadd_ps(k94, l[1][i], l[3][i]);
+                    __m256 s = _mm256_fnmadd_ps(k49, l[2][i], l[4][i]), t = _mm256_fnmadd_ps(k49, l[1][i], l[3][i]);
+                    d[0][i] = _mm256_fnmadd_ps(kb0, l[2][i], _mm256_add_ps(l[0][i], l[4][i]));
+                    d[1][i] = _mm256_fmadd_ps(k23, q, p);
+                    d[2][i] = _mm256_fnmadd_ps(k23, q, p);
+                    d[3][i] = _mm256_fmadd_ps(k32, t, s);
+                    d[4][i] = _mm256_fnmadd_ps(k32, t, s);
+                    d[5][i] = _mm256_fnmadd_ps(kb0, l[3][i], _mm256_add_ps(l[1][i], l[5][i]));
                 }
                 for (j = 0; j < 6; j++) {
                     __m256 u0, u1, u2, u3, cl[4], e0, e5, p, q, s, t, o[6];
@@ -4378,16 +4408,16 @@ bd__wg4_itrans_avx2(float *V, const float *x, int64_t C, int64_t H, int64_t W, i
                     cl[3] = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(u1, u3, 0xEE), ord);
                     e0 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[3], up), d[j][4], 0x01);
                     e5 = _mm256_blend_ps(_mm256_permutevar8x32_ps(cl[0], dn), d[j][5], 0x80);
-                    p = _mm256_fnmadd_ps(c4, cl[1], cl[3]);
-                    q = _mm256_fnmadd_ps(c4, cl[0], cl[2]);
-                    s = _mm256_sub_ps(cl[3], cl[1]);
-                    t = _mm256_mul_ps(c2, _mm256_sub_ps(cl[2], cl[0]));
-                    o[0] = _mm256_add_ps(_mm256_fmadd_ps(c4, e0, cl[3]), _mm256_mul_ps(c5, cl[1]));
-                    o[1] = _mm256_add_ps(p, q);
-                    o[2] = _mm256_sub_ps(p, q);
-                    o[3] = _mm256_add_ps(s, t);
-                    o[4] = _mm256_sub_ps(s, t);
-                    o[5] = _mm256_add_ps(_mm256_fmadd_ps(c4, cl[0], e5), _mm256_mul_ps(c5, cl[2]));
+                    p = _mm256_fnmadd_ps(k94, cl[1], cl[3]);
+                    q = _mm256_fnmadd_ps(k94, cl[0], cl[2]);
+                    s = _mm256_fnmadd_ps(k49, cl[1], cl[3]);
+                    t = _mm256_fnmadd_ps(k49, cl[0], cl[2]);
+                    o[0] = _mm256_fnmadd_ps(kb0, cl[1], _mm256_add_ps(e0, cl[3]));
+                    o[1] = _mm256_fmadd_ps(k23, q, p);
+                    o[2] = _mm256_fnmadd_ps(k23, q, p);
+                    o[3] = _mm256_fmadd_ps(k32, t, s);
+                    o[4] = _mm256_fnmadd_ps(k32, t, s);
+                    o[5] = _mm256_fnmadd_ps(kb0, cl[2], _mm256_add_ps(cl[0], e5));
                     for (i = 0; i < 6; i++) {
                         if (nst >= 8) _mm256_storeu_ps(v + i * vs, _mm256_and_ps(lm, o[i]));
                         else bd__store8(v + i * vs, _mm256_and_ps(lm, o[i]), nst);
@@ -4408,7 +4438,8 @@ bd__wg4_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t
                     int64_t TW, int64_t TWp, int64_t g0, int64_t nrows, int64_t o0, int64_t mr,
                     const float *bias, int accum) {
     int64_t r, h, a, j, q, HW = H * W, lanes = nrows * TWp;
-    const __m256 c2 = _mm256_set1_ps(2.0f), c4 = _mm256_set1_ps(4.0f), c8 = _mm256_set1_ps(8.0f);
+    const __m256 k23 = _mm256_set1_ps(BD__WG4_A1), k49 = _mm256_set1_ps(BD__WG4_A1SQ), k827 = _mm256_set1_ps(BD__WG4_A1CU);
+    const __m256 k32 = _mm256_set1_ps(BD__WG4_A3), k94 = _mm256_set1_ps(BD__WG4_A3SQ), k278 = _mm256_set1_ps(BD__WG4_A3CU);
     if (TWp < 2) { /* 1-tile rows (W <= 4): the C transform */
         bd__wg4_otrans(out, M, Cout, H, W, TH, TW, TWp, g0, nrows, o0, mr, bias, accum);
         return;
@@ -4424,17 +4455,17 @@ bd__wg4_otrans_avx2(float *out, const float *M, int64_t Cout, int64_t H, int64_t
                 __m256 m4 = _mm256_loadu_ps(m + (24 + j) * BD__WG_MS), m5 = _mm256_loadu_ps(m + (30 + j) * BD__WG_MS);
                 __m256 pa = _mm256_add_ps(m1, m2), pb = _mm256_sub_ps(m1, m2), pc = _mm256_add_ps(m3, m4), pd = _mm256_sub_ps(m3, m4);
                 t[0][j] = _mm256_add_ps(_mm256_add_ps(m0, pa), pc);
-                t[1][j] = _mm256_fmadd_ps(c2, pd, pb);
-                t[2][j] = _mm256_fmadd_ps(c4, pc, pa);
-                t[3][j] = _mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), m5);
+                t[1][j] = _mm256_fmadd_ps(k23, pb, _mm256_mul_ps(k32, pd));
+                t[2][j] = _mm256_fmadd_ps(k49, pa, _mm256_mul_ps(k94, pc));
+                t[3][j] = _mm256_fmadd_ps(k827, pb, _mm256_fmadd_ps(k278, pd, m5));
             }
             for (j = 0; j < 4; j++) { /* (A^T m) A along x: y[4j + b] = pixel (j, b) */
                 __m256 pa = _mm256_add_ps(t[j][1], t[j][2]), pb = _mm256_sub_ps(t[j][1], t[j][2]);
                 __m256 pc = _mm256_add_ps(t[j][3], t[j][4]), pd = _mm256_sub_ps(t[j][3], t[j][4]);
                 y[4 * j] = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(t[j][0], pa), pc), bv);
-                y[4 * j + 1] = _mm256_add_ps(_mm256_fmadd_ps(c2, pd, pb), bv);
-                y[4 * j + 2] = _mm256_add_ps(_mm256_fmadd_ps(c4, pc, pa), bv);
-                y[4 * j + 3] = _mm256_add_ps(_mm256_add_ps(_mm256_fmadd_ps(c8, pd, pb), t[j][5]), bv);
+                y[4 * j + 1] = _mm256_add_ps(_mm256_fmadd_ps(k23, pb, _mm256_mul_ps(k32, pd)), bv);
+                y[4 * j + 2] = _mm256_add_ps(_mm256_fmadd_ps(k49, pa, _mm256_mul_ps(k94, pc)), bv);
+                y[4 * j + 3] = _mm256_add_ps(_mm256_fmadd_ps(k827, pb, _mm256_fmadd_ps(k278, pd, t[j][5])), bv);
             }
             for (a = 0; a < 4; a++) {
                 __m256 u0 = _mm256_unpacklo_ps(y[4 * a], y[4 * a + 1]), u1 = _mm256_unpackhi_ps(y[4 * a], y[4 * a + 1]);
@@ -4616,9 +4647,12 @@ static int bd__wg_conv3(float *out, float *col, int64_t colsize, const float *x,
 /* the transpose of A^T applied to 4 values (m_i = sum_a A^T[a][i] y_a) */
 #define BD__WGDW_AT(y0, y1, y2, y3, m)                                                                 \
     do {                                                                                               \
-        __m512 bd__s_ = _mm512_add_ps((y0), (y2)), bd__t_ = _mm512_add_ps((y1), (y3));                \
-        __m512 bd__u_ = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), (y2), (y0));                            \
-        __m512 bd__v_ = _mm512_fmadd_ps(_mm512_set1_ps(8.0f), (y3), _mm512_add_ps((y1), (y1)));       \
+        __m512 bd__s_ = _mm512_fmadd_ps(_mm512_set1_ps(4.0f / 9.0f), (y2), (y0));                      \
+        __m512 bd__t_ = _mm512_fmadd_ps(_mm512_set1_ps(8.0f / 27.0f), (y3),                            \
+                                        _mm512_mul_ps(_mm512_set1_ps(2.0f / 3.0f), (y1)));             \
+        __m512 bd__u_ = _mm512_fmadd_ps(_mm512_set1_ps(9.0f / 4.0f), (y2), (y0));                      \
+        __m512 bd__v_ = _mm512_fmadd_ps(_mm512_set1_ps(27.0f / 8.0f), (y3),                            \
+                                        _mm512_mul_ps(_mm512_set1_ps(3.0f / 2.0f), (y1)));             \
         (m)[0] = (y0);                                                                                 \
         (m)[1] = _mm512_add_ps(bd__s_, bd__t_);                                                        \
         (m)[2] = _mm512_sub_ps(bd__s_, bd__t_);                                                        \
@@ -4769,11 +4803,11 @@ static int bd__wg4_dw(float *dw, float *col, int64_t colsize, const float *dout,
             }
         }
         for (p = 0; p < np; p++) { /* dw += G^T dU G (in double, 32 output channels at a time) */
-            static const double G[6][3] = {{0.25, 0, 0},
-                                           {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                           {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                           {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                           {1.0 / 24, -1.0 / 12, 1.0 / 6},
+            static const double G[6][3] = {{1, 0, 0},
+                                           {-81.0 / 130, -27.0 / 65, -18.0 / 65},
+                                           {-81.0 / 130, 27.0 / 65, -18.0 / 65},
+                                           {8.0 / 65, 12.0 / 65, 18.0 / 65},
+                                           {8.0 / 65, -12.0 / 65, 18.0 / 65},
                                            {0, 0, 1}};
             int64_t o0 = q0 + 32 * p, om = Cout - o0 < 32 ? Cout - o0 : 32, k;
             for (c = 0; c < nc; c++) {
@@ -4809,12 +4843,16 @@ static int bd__wg4_dw(float *dw, float *col, int64_t colsize, const float *dout,
 
 /* Winograd F(4x4), F(2x2) or the direct/implicit-GEMM kernel, per layer
    shape (never per thread count: the bits must not depend on it): 2 =
-   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  F(4x4) for the forward only:
-   with F(4x4) dx as well, the PyTorch conformance test of the UNet's
-   backward (tests/test_unet.c, dz rel L2 <= 1e-5) measured 9.1e-6
-   (AVX-512) and 1.02e-5 / 1.05e-5 (AVX2 / plain C), against 5.0e-6 ..
-   6.7e-6 with F(4x4) in the forward only and 2.2e-6 .. 2.5e-6 with
-   F(2x2) everywhere; F(4x4) dx is built and tested (wg 2).  Measured with
+   F(4x4, 3x3), 1 = F(2x2, 3x3), 0 = direct.  The forward and dx share the
+   rule (dx is the same convolution of dout with the flipped, transposed
+   kernel).  F(4x4) in dx too since its points are 0, +-2/3, +-3/2 (2-4x
+   less rounding than 0, +-1, +-2): the PyTorch conformance test of the
+   UNet's backward (tests/test_unet.c, dz rel L2 <= 1e-5) measures
+   4.6e-6 / 4.5e-6 / 4.5e-6 (AVX-512 / AVX2 / plain C) with F(4x4) forward
+   and dx, against 9.6e-6 / 1.02e-5 / 1.05e-5 with the old points (F(4x4)
+   dx was kept out of the rule then) and 5.2e-6 / 5.0e-6 / 6.7e-6 for the
+   old points in the forward only.  F(4x4) dx over F(2x2): 1.25-1.42x per
+   layer at batch 64 (AVX-512), 1.08-1.49x (AVX2).  Measured with
    bench/bench_wino.c (docs/performance.md, "Winograd"): both Winograd
    forms need >= 16 channels on both sides (conv_in, 1 channel, and the
    output conv, 1 channel out, are faster direct).  AVX-512: F(4x4) beats
@@ -4843,8 +4881,9 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
 #endif
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
+    (void)dx; /* the forward and dx (same shapes, same kernels) share the rule */
     if (Cin < 16 || Cout < 16) return 0;
-    if (!dx && N * ((H + 3) / 4) * TWp4 >= need4) return 2;
+    if (N * ((H + 3) / 4) * TWp4 >= need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
 }
 
