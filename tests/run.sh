@@ -12,6 +12,8 @@
 #               shrink the tests whose code does not depend on the pass
 #               (docs/reliability.md "CI").  TEST_QUICK=1 in the environment
 #               still applies to every binary.
+#   TEST_FIRST  binaries started first (the slow ones, so that the two
+#               slots end together); the output keeps the usual order.
 #   OMP_WAIT_POLICY  defaults to passive here: spinning OpenMP workers of two
 #               binaries on two cores (or under valgrind) starve each other.
 set -u
@@ -38,10 +40,13 @@ done
 # one binary, from the repository root: output to $out_dir/<i>.out, exit
 # status to $out_dir/<i>.rc (written last)
 run_one() {
-  local i=$1 t=$2 q=; shift 2
+  local i=$1 t=$2 q= t0 rc; shift 2
   case "$quick_only" in *" $(basename "$t") "*) q=1;; esac
+  t0=$(date +%s)
   (cd "$root" && if [ -n "$q" ]; then TEST_QUICK=1 "$@" "$t"; else "$@" "$t"; fi) > "$out_dir/$i.out" 2>&1
-  echo $? > "$out_dir/$i.rc.tmp" && mv "$out_dir/$i.rc.tmp" "$out_dir/$i.rc"
+  rc=$?
+  echo $(( $(date +%s) - t0 )) > "$out_dir/$i.secs"
+  echo $rc > "$out_dir/$i.rc.tmp" && mv "$out_dir/$i.rc.tmp" "$out_dir/$i.rc"
 }
 
 pass=0; fail=0; bad=0
@@ -50,7 +55,7 @@ collect() {
   local i=$1 t=${tests[$1]} rc out line p f
   rc=$(cat "$out_dir/$i.rc")
   out=$(cat "$out_dir/$i.out")
-  echo "== $t"
+  echo "== $t ($(cat "$out_dir/$i.secs") s${TEST_QUICK:+, TEST_QUICK}$(case "$quick_only" in *" $(basename "$t") "*) [ -z "${TEST_QUICK:-}" ] && echo ", TEST_QUICK";; esac))"
   echo "$out"
   line=$(echo "$out" | grep -E '^[A-Za-z0-9_./-]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)
   if [ -z "$line" ]; then
@@ -62,14 +67,24 @@ collect() {
   if [ "$rc" -ne 0 ] && [ "$f" = 0 ]; then echo "!! $t exited $rc"; fail=$((fail+1)); fi
 }
 
-# start the binaries in order, at most $jobs running at once; print each
-# one's output whole, in that order, as soon as it and those before it are done
+# start order: TEST_FIRST's binaries, then the others
+first=" ${TEST_FIRST-test_unet test_cli test_eval test_faults test_distill test_kernels_fast test_backend} "
+order=()
+for ((k = 0; k < ${#tests[@]}; k++)); do
+  case "$first" in *" $(basename "${tests[$k]}") "*) order+=("$k");; esac
+done
+for ((k = 0; k < ${#tests[@]}; k++)); do
+  case "$first" in *" $(basename "${tests[$k]}") "*) ;; *) order+=("$k");; esac
+done
+
+# start the binaries, at most $jobs running at once; print each one's output
+# whole, in the usual order, as soon as it and those before it are done
 next=0; shown=0; n=${#tests[@]}
 while [ $shown -lt $n ]; do
   running=0
-  for ((k = shown; k < next; k++)); do [ -f "$out_dir/$k.rc" ] || running=$((running+1)); done
+  for ((k = 0; k < next; k++)); do [ -f "$out_dir/${order[$k]}.rc" ] || running=$((running+1)); done
   if [ $next -lt $n ] && [ $running -lt "$jobs" ]; then
-    run_one $next "${tests[$next]}" "$@" &
+    run_one "${order[$next]}" "${tests[${order[$next]}]}" "$@" &
     next=$((next+1))
     continue
   fi
