@@ -9,7 +9,7 @@
 #   make web             the browser demo (web/build/index.html; emcc, docs/web.md)
 #   make valgrind        memcheck over the BLAS=none test binaries (TEST_QUICK=1)
 #   make tsan            the concurrency test under ThreadSanitizer
-#   make fuzz            every fuzz target for FUZZ_SECS seconds (60)
+#   make fuzz            every fuzz target for FUZZ_SECS seconds (30)
 #   make install PREFIX=/usr/local [DESTDIR=...]   header, pkg-config file,
 #                        CMake package (find_package(bdense)), the command
 #   make uninstall PREFIX=...                      removes exactly those files
@@ -95,18 +95,22 @@ compile-test:
 # Reliability passes (docs/reliability.md).  valgrind runs the zero-
 # dependency build (OpenBLAS's CPU kernels and thread pool only add noise);
 # tests honour TEST_QUICK=1 by shrinking their loops.  Leaks count as errors.
-# VALGRIND_SKIP: long numerical tests that do not shrink under TEST_QUICK
+# VALGRIND_SKIP: long numerical tests (test_eval honours TEST_QUICK since
+# 2026-12-06; not yet timed under valgrind so) that do not shrink under TEST_QUICK
 # yet (their code paths run under valgrind in test_faults' session;
 # test_eval's Frechet code runs under valgrind in test_cli's feature-metric
 # test; its cross-entropy and classifier run under ASan+UBSan only; whole, it
 # ran over 10 minutes under valgrind on 2026-12-06).
 VALGRIND ?= valgrind --error-exitcode=9 -q --leak-check=full --errors-for-leak-kinds=definite
+# VG_BUILD: the build whose binaries it runs (BLAS=none); CI passes
+# VG_BUILD=build, the default build being the same BLAS=none build.
 VALGRIND_SKIP ?= test_train test_unet test_sampler test_eval
+VG_BUILD ?= build-noblas
 valgrind:
-	$(MAKE) BUILD=build-noblas BLAS=none tests build-noblas/bdense
+	$(MAKE) BUILD=$(VG_BUILD) BLAS=none OPT=-O2 SAN=0 EXTRA_CFLAGS= tests $(VG_BUILD)/bdense
 	rm -rf build-vg && mkdir -p build-vg/tests
-	ln -s ../build-noblas/bdense build-vg/bdense
-	for t in build-noblas/tests/test_*; do \
+	ln -s ../$(VG_BUILD)/bdense build-vg/bdense
+	for t in $(VG_BUILD)/tests/test_*; do \
 	  case " $(VALGRIND_SKIP) " in *" $$(basename $$t) "*) ;; *) ln -s ../../$$t build-vg/tests/ ;; esac; \
 	done
 	TEST_QUICK=1 OMP_WAIT_POLICY=passive tests/run.sh build-vg $(VALGRIND)
@@ -118,8 +122,10 @@ tsan:
 	$(TSAN_CC) -std=c99 -O1 -g $(WARN) -I. -fsanitize=thread -o build-tsan/tests/test_faults tests/test_faults.c -lm -lpthread
 	TSAN_OPTIONS="halt_on_error=1" TEST_QUICK=1 tests/run.sh build-tsan
 
-# Two lanes (CI has 2 cores) of three targets; each gets FUZZ_SECS seconds.
-FUZZ_SECS ?= 60
+# Two lanes (CI has 2 cores) of three targets; each gets FUZZ_SECS seconds
+# (30: a regression smoke run on the committed corpora; long campaigns are
+# run at development time, docs/reliability.md).
+FUZZ_SECS ?= 30
 fuzz:
 	@mkdir -p build/fuzz
 	tests/fuzz/run.sh $(FUZZ_SECS) safetensors idx checkpoint > build/fuzz/lane1.log 2>&1 & lane=$$!; \

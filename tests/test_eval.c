@@ -19,6 +19,8 @@
 
 static const char *bdt_bin = "build/bdense";
 static char bdt_tmp[256];
+/* TEST_QUICK=1: the CI's second and third passes (tests/run.sh TEST_QUICK_ONLY) */
+static int quick(void) { return getenv("TEST_QUICK") != NULL; }
 
 static int bdt_sh(const char *fmt, ...) {
     char cmd[4096];
@@ -247,16 +249,21 @@ static void test_classifier_trains_and_saves(void) {
     char path[512], err[256];
     int64_t s, i;
     bd_result r = BD_SUCCESS;
+    /* TEST_QUICK (the CI's sanitizer pass): fewer steps, the same bar
+       (measured: accuracy 1.000 after 15 steps as after 60) */
+    int steps = quick() ? 15 : 60;
+    double min_acc = 0.95;
     BDT_CHECK(bd_context_init(&cc, &ctx) == BD_SUCCESS);
     BDT_CHECK(cli_clf_create(ctx, 1, 8, 8, 4, B, 1, &c) == 0);
     if (!c) { bd_context_free(ctx); return; }
     toy_images(x, y, N, 2);
     toy_images(xt, yt, N, 3);
     acc0 = cli_clf_accuracy(c, xt, yt, N, NULL);
-    for (s = 0; s < 60 && r == BD_SUCCESS; s++) cli_clf_train_step(c, x + (s % (N / B)) * B * 64, y + (s % (N / B)) * B, B, 3e-3, &r);
+    for (s = 0; s < steps && r == BD_SUCCESS; s++) cli_clf_train_step(c, x + (s % (N / B)) * B * 64, y + (s % (N / B)) * B, B, 3e-3, &r);
     BDT_CHECK(r == BD_SUCCESS);
     acc = cli_clf_accuracy(c, xt, yt, N, &loss);
-    BDT_CHECKF(acc > 0.95 && acc > acc0, "accuracy %.3f (before %.3f), loss %.3f", acc, acc0, loss);
+    printf("  in-process classifier: accuracy %.3f after %d steps (bar %.2f)\n", acc, steps, min_acc);
+    BDT_CHECKF(acc > min_acc && acc > acc0, "accuracy %.3f after %d steps (before %.3f), loss %.3f", acc, steps, acc0, loss);
     snprintf(path, sizeof path, "%s/clf.safetensors", bdt_tmp);
     BDT_CHECK(cli_clf_save(c, path, acc) == BD_SUCCESS);
     BDT_CHECKF(cli_clf_load(ctx, path, 7, &back, err, sizeof err) == 0, "%s", err);
@@ -337,8 +344,9 @@ static void test_binary_classifier_eval(void) {
     toy_images(x, y, N, 5);
     snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", bdt_tmp); write_idx(p, x, y, N, 1);
     snprintf(p, sizeof p, "%s/t10k-labels-idx1-ubyte", bdt_tmp); write_idx(p, x, y, N, 0);
-    BDT_CHECK(bdt_sh("%s classifier --data fmnist:%s --out %s/f.safetensors --steps 80 --batch 16 --quiet --threads 1 "
-                     "> %s/clf.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp, bdt_tmp) == 0);
+    /* TEST_QUICK: 25 steps, the same bar (measured: accuracy 1.000 as after 80) */
+    BDT_CHECK(bdt_sh("%s classifier --data fmnist:%s --out %s/f.safetensors --steps %d --batch 16 --quiet --threads 1 "
+                     "> %s/clf.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp, quick() ? 25 : 80, bdt_tmp) == 0);
     snprintf(p, sizeof p, "%s/clf.txt", bdt_tmp);
     {
         FILE *f = fopen(p, "r");
@@ -347,6 +355,7 @@ static void test_binary_classifier_eval(void) {
         while (f && fgets(line, sizeof line, f))
             if (sscanf(line, "classifier: test accuracy %lf", &acc) == 1) break;
         if (f) fclose(f);
+        printf("  toy classifier: test accuracy %.3f (bar 0.90)\n", acc);
         BDT_CHECKF(acc > 0.9, "toy test accuracy %.3f", acc);
     }
     /* floor: two disjoint halves of the test split; noise must raise it */
@@ -373,8 +382,9 @@ static void test_binary_classifier_eval(void) {
 static void test_binary_classifier_builtin(void) {
     char p[512];
     double acc = -1;
-    BDT_CHECK(bdt_sh("%s classifier --data builtin:16 --out %s/b.safetensors --steps 60 --batch 16 --quiet --threads 1 "
-                     "> %s/bclf.txt 2>&1", bdt_bin, bdt_tmp, bdt_tmp) == 0);
+    /* TEST_QUICK: 40 steps (measured accuracy 0.505; 60 steps: 0.550), FD on 150 images */
+    BDT_CHECK(bdt_sh("%s classifier --data builtin:16 --out %s/b.safetensors --steps %d --batch 16 --quiet --threads 1 "
+                     "> %s/bclf.txt 2>&1", bdt_bin, bdt_tmp, quick() ? 40 : 60, bdt_tmp) == 0);
     snprintf(p, sizeof p, "%s/bclf.txt", bdt_tmp);
     {
         FILE *f = fopen(p, "r");
@@ -383,11 +393,13 @@ static void test_binary_classifier_builtin(void) {
             if (sscanf(line, "classifier: test accuracy %lf", &acc) == 1) break;
         if (f) fclose(f);
     }
+    printf("  builtin classifier: test accuracy %.3f (bar 0.40)\n", acc);
     BDT_CHECKF(acc > 0.4, "builtin test accuracy %.3f (chance 0.25)", acc);
     {
         char a[1024];
-        snprintf(a, sizeof a, "--features %s/b.safetensors --real builtin:16 --n 300 --data builtin:16 --ref-n 300",
-                 bdt_tmp);
+        int n = quick() ? 150 : 300;
+        snprintf(a, sizeof a, "--features %s/b.safetensors --real builtin:16 --n %d --data builtin:16 --ref-n %d",
+                 bdt_tmp, n, n);
         fd_noise_raises("bfd", a);
     }
     /* a 16x16 classifier does not take 28x28 shapes */
