@@ -4051,6 +4051,12 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
         }
     }
 }
+/* a 16-lane store under mask m: a plain store when m is full (Zen 4's
+   masked zmm stores are slower) */
+__attribute__((target("avx512f"))) static inline void bd__wg4_st16(float *p, __mmask16 m, __m512 v) {
+    if (m == 0xFFFF) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, m, v);
+}
 /* bd__wg4_itrans_avx512 when TWp <= 8 (W <= 32): P tile rows per vector
    (P = 2 at TWp 8, 4 at TWp <= 4; lanes k*TWp + tx, k < P, as in V), so a
    28x28 or 14x14 image fills the 16 lanes instead of 8 or 4.  Per row the
@@ -4129,12 +4135,12 @@ bd__wg4_itrans_avx512_rows(float *V, const float *x, int64_t C, int64_t H, int64
                 q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
                 s = _mm512_fnmadd_ps(k49, cl[1], cl[3]);
                 t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
-                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
-                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
-                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
-                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
-                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
-                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
+                bd__wg4_st16(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
+                bd__wg4_st16(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
+                bd__wg4_st16(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
+                bd__wg4_st16(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
+                bd__wg4_st16(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
+                bd__wg4_st16(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
             }
         }
     }
