@@ -4149,7 +4149,8 @@ bd__wg4_itrans_avx512_rows(float *V, const float *x, int64_t C, int64_t H, int64
    input rows as up to 4 vectors (columns 0 .. 63; column -1 and those past
    the row are the zero padding), B^T d along y, then per transformed row the
    4 column classes 4t+m by permutes (4t-1 and 4t+4: one-lane shifts of
-   classes 3 and 0) and (B^T d) B along x on 16 tiles at once */
+   classes 3 and 0) and (B^T d) B along x on 16 tiles at once; rows of <= 8
+   lanes (W <= 32) go to bd__wg4_itrans_avx512_rows, several per vector */
 __attribute__((target("avx512f"))) static void
 bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
                       int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
