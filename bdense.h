@@ -4051,11 +4051,106 @@ bd__wg_otrans_avx512(float *out, const float *M, int64_t Cout, int64_t H, int64_
         }
     }
 }
+/* a 16-lane store under mask m: a plain store when m is full (Zen 4's
+   masked zmm stores are slower) */
+__attribute__((target("avx512f"))) static inline void bd__wg4_st16(float *p, __mmask16 m, __m512 v) {
+    if (m == 0xFFFF) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, m, v);
+}
+/* bd__wg4_itrans_avx512 when TWp <= 8 (W <= 32): P tile rows per vector
+   (P = 2 at TWp 8, 4 at TWp <= 4; lanes k*TWp + tx, k < P, as in V), so a
+   28x28 or 14x14 image fills the 16 lanes instead of 8 or 4.  Per row the
+   input rows as 2 (TWp 8) or 1 vector, B^T d along y; the column classes
+   4t+m of two row-vector pairs by permutes and one blend; the one-lane
+   shifts masked at each tile row's ends.  Per lane the same operations on
+   the same inputs as one row per vector: the same bits. */
+__attribute__((target("avx512f"))) static void
+bd__wg4_itrans_avx512_rows(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
+                           int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
+    int64_t c, r, j, k, i, m, L, HW = H * W, nv = TWp == 8 ? 2 : 1, P = TWp == 8 ? 2 : 4;
+    int64_t lanes = nrows * TWp, vs = bd__wg_vs(C);
+    const __m512 z = _mm512_setzero_ps(), kb0 = _mm512_set1_ps(BD__WG4_B0), k23 = _mm512_set1_ps(BD__WG4_A1);
+    const __m512 k49 = _mm512_set1_ps(BD__WG4_A1SQ), k32 = _mm512_set1_ps(BD__WG4_A3), k94 = _mm512_set1_ps(BD__WG4_A3SQ);
+    int32_t ix[4][16];
+    __m512i ci[4];
+    __mmask16 e0m = 0, e5m = 0, lm = 0, bm = (__mmask16)(bd__wg_m16(P * TWp) & ~bd__wg_m16(P / 2 * TWp));
+    for (L = 0; L < 16; L++) { /* lane L: row k, tile tx; column 4tx+m of (row k, k+1) or (k's 2 vectors) */
+        int64_t tx = L % TWp;
+        k = L / TWp;
+        for (m = 0; m < 4; m++) ix[m][L] = (int32_t)(k < P ? (TWp == 8 ? 0 : (k & 1) * 16) + 4 * tx + m : 0);
+        if (k >= P) continue;
+        if (tx != 0) e0m = (__mmask16)(e0m | (1u << L));
+        if (tx != TWp - 1) e5m = (__mmask16)(e5m | (1u << L));
+        if (tx < TW) lm = (__mmask16)(lm | (1u << L));
+    }
+    for (m = 0; m < 4; m++) ci[m] = _mm512_loadu_si512(ix[m]);
+    for (c = 0; c < C; c++) {
+        if (lanes < BD__WG_L)
+            for (j = 0; j < 36; j++)
+                memset(V + j * vs + c * BD__WG_L + lanes, 0, (size_t)(BD__WG_L - lanes) * sizeof(float));
+        for (r = 0; r < nrows; r += P) {
+            int64_t nr = nrows - r < P ? nrows - r : P;
+            __mmask16 sm = bd__wg_m16(nr * TWp);
+            __m512 d[6][4]; /* d[j][k * nv + i]: transformed row j, tile row r + k, columns 16i .. */
+            for (k = 0; k < P; k++) {
+                int64_t g = g0 + r + k, n = g / TH, ty = g % TH;
+                const float *xc = x + n * ns + c * HW;
+                __m512 l[6][2];
+                if (k >= nr) {
+                    for (j = 0; j < 6; j++)
+                        for (i = 0; i < nv; i++) d[j][k * nv + i] = z;
+                    continue;
+                }
+                for (j = 0; j < 6; j++) {
+                    int64_t y = 4 * ty - 1 + j;
+                    for (i = 0; i < nv; i++)
+                        l[j][i] = (y < 0 || y >= H) ? z : _mm512_maskz_loadu_ps(bd__wg_m16(W - 16 * i), xc + y * W + 16 * i);
+                }
+                for (i = 0; i < nv; i++) { /* B^T d along y */
+                    __m512 p = _mm512_fnmadd_ps(k94, l[2][i], l[4][i]), q = _mm512_fnmadd_ps(k94, l[1][i], l[3][i]);
+                    __m512 s = _mm512_fnmadd_ps(k49, l[2][i], l[4][i]), t = _mm512_fnmadd_ps(k49, l[1][i], l[3][i]);
+                    d[0][k * nv + i] = _mm512_fnmadd_ps(kb0, l[2][i], _mm512_add_ps(l[0][i], l[4][i]));
+                    d[1][k * nv + i] = _mm512_fmadd_ps(k23, q, p);
+                    d[2][k * nv + i] = _mm512_fnmadd_ps(k23, q, p);
+                    d[3][k * nv + i] = _mm512_fmadd_ps(k32, t, s);
+                    d[4][k * nv + i] = _mm512_fnmadd_ps(k32, t, s);
+                    d[5][k * nv + i] = _mm512_fnmadd_ps(kb0, l[3][i], _mm512_add_ps(l[1][i], l[5][i]));
+                }
+            }
+            for (j = 0; j < 6; j++) {
+                __m512 cl[4], e0, e5, p, q, s, t;
+                float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
+                cl[0] = _mm512_mask_blend_ps(bm, _mm512_permutex2var_ps(d[j][0], ci[0], d[j][1]),
+                                             _mm512_permutex2var_ps(d[j][2], ci[0], d[j][3]));
+                cl[1] = _mm512_mask_blend_ps(bm, _mm512_permutex2var_ps(d[j][0], ci[1], d[j][1]),
+                                             _mm512_permutex2var_ps(d[j][2], ci[1], d[j][3]));
+                cl[2] = _mm512_mask_blend_ps(bm, _mm512_permutex2var_ps(d[j][0], ci[2], d[j][1]),
+                                             _mm512_permutex2var_ps(d[j][2], ci[2], d[j][3]));
+                cl[3] = _mm512_mask_blend_ps(bm, _mm512_permutex2var_ps(d[j][0], ci[3], d[j][1]),
+                                             _mm512_permutex2var_ps(d[j][2], ci[3], d[j][3]));
+                /* columns 4t-1 and 4t+4 within each tile row (zero padding at its ends) */
+                e0 = _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(e0m, _mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
+                e5 = _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(e5m, _mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
+                p = _mm512_fnmadd_ps(k94, cl[1], cl[3]);
+                q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
+                s = _mm512_fnmadd_ps(k49, cl[1], cl[3]);
+                t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
+                bd__wg4_st16(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
+                bd__wg4_st16(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
+                bd__wg4_st16(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
+                bd__wg4_st16(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
+                bd__wg4_st16(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
+                bd__wg4_st16(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
+            }
+        }
+    }
+}
 /* bd__wg4_itrans, AVX-512: per tile row (at most 16 tiles: W <= 64), the 6
    input rows as up to 4 vectors (columns 0 .. 63; column -1 and those past
    the row are the zero padding), B^T d along y, then per transformed row the
    4 column classes 4t+m by permutes (4t-1 and 4t+4: one-lane shifts of
-   classes 3 and 0) and (B^T d) B along x on 16 tiles at once */
+   classes 3 and 0) and (B^T d) B along x on 16 tiles at once; rows of <= 8
+   lanes (W <= 32) go to bd__wg4_itrans_avx512_rows, several per vector */
 __attribute__((target("avx512f"))) static void
 bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W, int64_t TH, int64_t TW,
                       int64_t TWp, int64_t g0, int64_t nrows, int64_t ns) {
@@ -4064,6 +4159,10 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
     const __m512 k49 = _mm512_set1_ps(BD__WG4_A1SQ), k32 = _mm512_set1_ps(BD__WG4_A3), k94 = _mm512_set1_ps(BD__WG4_A3SQ);
     __m512i ci[4];
     __mmask16 sm = bd__wg_m16(TWp), lm = bd__wg_m16(TW);
+    if (TWp <= 8) { /* several tile rows per vector */
+        bd__wg4_itrans_avx512_rows(V, x, C, H, W, TH, TW, TWp, g0, nrows, ns);
+        return;
+    }
     for (m = 0; m < 4; m++) /* lanes 0..7: 4i+m of (v0, v1); lanes 8..15: 4(i-8)+m of (v2, v3) */
         ci[m] = _mm512_setr_epi32((int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20, (int)m + 24,
                                   (int)m + 28, (int)m, (int)m + 4, (int)m + 8, (int)m + 12, (int)m + 16, (int)m + 20,
