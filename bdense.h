@@ -4057,6 +4057,23 @@ __attribute__((target("avx512f"))) static inline void bd__wg4_st16(float *p, __m
     if (m == 0xFFFF) _mm512_storeu_ps(p, v);
     else _mm512_mask_storeu_ps(p, m, v);
 }
+/* B^T along x on the 6 column vectors (e0, cl[0..3], e5) of the AVX-512
+   input transforms: the 6 transformed rows to v + i*vs, lanes outside lm
+   zeroed, stored under sm */
+__attribute__((target("avx512f"))) static inline void bd__wg4_btx16(float *v, int64_t vs, __mmask16 sm,
+                                                                     __mmask16 lm, __m512 e0, const __m512 *cl,
+                                                                     __m512 e5) {
+    const __m512 kb0 = _mm512_set1_ps(BD__WG4_B0), k23 = _mm512_set1_ps(BD__WG4_A1);
+    const __m512 k49 = _mm512_set1_ps(BD__WG4_A1SQ), k32 = _mm512_set1_ps(BD__WG4_A3), k94 = _mm512_set1_ps(BD__WG4_A3SQ);
+    __m512 p = _mm512_fnmadd_ps(k94, cl[1], cl[3]), q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
+    __m512 s = _mm512_fnmadd_ps(k49, cl[1], cl[3]), t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
+    bd__wg4_st16(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
+    bd__wg4_st16(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
+    bd__wg4_st16(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
+    bd__wg4_st16(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
+    bd__wg4_st16(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
+    bd__wg4_st16(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
+}
 /* bd__wg4_itrans_avx512 when TWp <= 8 (W <= 32): P tile rows per vector
    (P = 2 at TWp 8, 4 at TWp <= 4; lanes k*TWp + tx, k < P, as in V), so a
    28x28 or 14x14 image fills the 16 lanes instead of 8 or 4.  Per row the
@@ -4118,7 +4135,7 @@ bd__wg4_itrans_avx512_rows(float *V, const float *x, int64_t C, int64_t H, int64
                 }
             }
             for (j = 0; j < 6; j++) {
-                __m512 cl[4], e0, e5, p, q, s, t;
+                __m512 cl[4], e0, e5;
                 float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
                 cl[0] = _mm512_mask_blend_ps(bm, _mm512_permutex2var_ps(d[j][0], ci[0], d[j][1]),
                                              _mm512_permutex2var_ps(d[j][2], ci[0], d[j][3]));
@@ -4131,16 +4148,7 @@ bd__wg4_itrans_avx512_rows(float *V, const float *x, int64_t C, int64_t H, int64
                 /* columns 4t-1 and 4t+4 within each tile row (zero padding at its ends) */
                 e0 = _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(e0m, _mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
                 e5 = _mm512_castsi512_ps(_mm512_maskz_alignr_epi32(e5m, _mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
-                p = _mm512_fnmadd_ps(k94, cl[1], cl[3]);
-                q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
-                s = _mm512_fnmadd_ps(k49, cl[1], cl[3]);
-                t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
-                bd__wg4_st16(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
-                bd__wg4_st16(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
-                bd__wg4_st16(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
-                bd__wg4_st16(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
-                bd__wg4_st16(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
-                bd__wg4_st16(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
+                bd__wg4_btx16(v, vs, sm, lm, e0, cl, e5);
             }
         }
     }
@@ -4191,7 +4199,7 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
                 d[5][i] = _mm512_fnmadd_ps(kb0, l[3][i], _mm512_add_ps(l[1][i], l[5][i]));
             }
             for (j = 0; j < 6; j++) {
-                __m512 cl[4], e0, e5, p, q, s, t;
+                __m512 cl[4], e0, e5;
                 float *v = V + (j * 6) * vs + c * BD__WG_L + r * TWp;
                 { /* written out: at -O2 a loop kept cl[] on the stack */
                     __m512 d1 = nv > 1 ? d[j][1] : z, d3 = nv > 3 ? d[j][3] : z;
@@ -4210,16 +4218,7 @@ bd__wg4_itrans_avx512(float *V, const float *x, int64_t C, int64_t H, int64_t W,
                 e0 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(cl[3]), _mm512_castps_si512(z), 15));
                 e5 = _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(z), _mm512_castps_si512(cl[0]), 1));
                 /* B^T along x on (e0, cl0, cl1, cl2, cl3, e5) */
-                p = _mm512_fnmadd_ps(k94, cl[1], cl[3]);
-                q = _mm512_fnmadd_ps(k94, cl[0], cl[2]);
-                s = _mm512_fnmadd_ps(k49, cl[1], cl[3]);
-                t = _mm512_fnmadd_ps(k49, cl[0], cl[2]);
-                _mm512_mask_storeu_ps(v, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[1], _mm512_add_ps(e0, cl[3])));
-                _mm512_mask_storeu_ps(v + vs, sm, _mm512_maskz_fmadd_ps(lm, k23, q, p));
-                _mm512_mask_storeu_ps(v + 2 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k23, q, p));
-                _mm512_mask_storeu_ps(v + 3 * vs, sm, _mm512_maskz_fmadd_ps(lm, k32, t, s));
-                _mm512_mask_storeu_ps(v + 4 * vs, sm, _mm512_maskz_fnmadd_ps(lm, k32, t, s));
-                _mm512_mask_storeu_ps(v + 5 * vs, sm, _mm512_maskz_fnmadd_ps(lm, kb0, cl[2], _mm512_add_ps(cl[0], e5)));
+                bd__wg4_btx16(v, vs, sm, lm, e0, cl, e5);
             }
         }
     }
