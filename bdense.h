@@ -4969,7 +4969,7 @@ static int bd__wg4_dw(float *dw, float *col, int64_t colsize, const float *dout,
    F(4x4) beats F(2x2) from 48 F(4x4) lanes (batch 64: 1.1-1.7x; batch 1
    at 28x28, 56 lanes: ~1.1x; at 32 lanes, batch 2 at 14x14 and batch 8 at
    7x7, 0.7-1.4x: F(2x2) kept there). */
-static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout, int dx) {
+static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cout) {
     int64_t TW = (W + 1) / 2, TWp = 1, TW4 = (W + 3) / 4, TWp4 = 1, need = 48, need4 = BD__WG4_NEED_AVX2;
 #ifdef BD__X86
     if (BD__CPU_AVX512() && bd__direct_ok(H, W, 3, 1, 1)) {
@@ -4979,7 +4979,6 @@ static int bd__wg_rule(int64_t N, int64_t Cin, int64_t H, int64_t W, int64_t Cou
 #endif
     while (TWp < TW) TWp *= 2;
     while (TWp4 < TW4) TWp4 *= 2;
-    (void)dx; /* the forward and dx (same shapes, same kernels) share the rule */
     if (Cin < 16 || Cout < 16) return 0;
     if (N * ((H + 3) / 4) * TWp4 >= need4) return 2;
     return N * ((H + 1) / 2) * TWp >= need;
@@ -5023,11 +5022,11 @@ static void bd__conv2d_fwd(float *out, float *col, const float *x, const float *
     int64_t P = Ho * Wo, KK = Cin * k * k, nb, cb, t;
     int nt = bd__omp_threads();
     if (N <= 0 || Cout <= 0 || P <= 0) return;
-    if (bd__wg_shape_ok(H, W, k, stride, pad) && (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout, 0)))) {
+    if (bd__wg_shape_ok(H, W, k, stride, pad) && (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout)))) {
         bd__wg_wsrc ws;
         ws.w = w; ws.so = Cin * 9; ws.si = 9; ws.flip = 0;
         if (bd__wg_conv3(out, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), x, &ws, N, Cin,
-                         H, W, Cout, b, 0, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 0)) == 2))
+                         H, W, Cout, b, 0, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout)) == 2))
             return;
     }
     if (bd__direct_ok(H, W, k, stride, pad)) {
@@ -5139,12 +5138,12 @@ static void bd__conv2d_bwd(float *dx, float *dw, float *db, float *col, const fl
         }
     }
     if (dx && bd__wg_shape_ok(H, W, k, stride, pad) &&
-        (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout, 1)))) {
+        (wg > 0 || (wg < 0 && bd__wg_rule(N, Cin, H, W, Cout)))) {
         /* dx = conv3x3 of dout with w'[ci][co] = w[co][ci] flipped */
         bd__wg_wsrc ws;
         ws.w = w; ws.so = 9; ws.si = Cin * 9; ws.flip = 1;
         if (bd__wg_conv3(dx, col, bd_conv2d_workspace_floats(Cin, H, W, k, stride, pad), dout, &ws, N,
-                         Cout, H, W, Cin, NULL, 1, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout, 1)) == 2))
+                         Cout, H, W, Cin, NULL, 1, (wg > 0 ? wg : bd__wg_rule(N, Cin, H, W, Cout)) == 2))
             dx = NULL; /* done */
     }
     if (dx && bd__direct_ok(H, W, k, stride, pad)) {

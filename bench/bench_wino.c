@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
                     ra[r] = tt[0][r] / tt[1][r];
                     rb[r] = nv > 2 ? tt[1][r] / tt[2][r] : 0.0;
                 }
-                rule = dir == 2 ? (bd__wg4_dw_rule(N, Cin, H, H, Cout) ? 2 : 1) : bd__wg_rule(N, Cin, H, H, Cout, dir);
+                rule = dir == 2 ? (bd__wg4_dw_rule(N, Cin, H, H, Cout) ? 2 : 1) : bd__wg_rule(N, Cin, H, H, Cout);
                 if (nv < 3) for (k = 0; k < r; k++) tt[2][k] = 0.0;
                 printf("| %d->%d %dx%d | %d | %s | %.3f | %.3f | %.3f | %.2fx | %.2fx | %s | %.2g | %.2g | %.2g |\n",
                        (int)Cin, (int)Cout, (int)H, (int)H, (int)N,
